@@ -1,0 +1,31 @@
+// `npm run bench`: runs every benchmark suite and prints a table, or JSON lines with --json.
+// Suites register themselves in SUITES; `npm run bench -- gemm svd` runs only the named ones.
+
+import { createReporter, type Reporter } from "./report.js";
+
+type Suite = (reporter: Reporter, options: { quick: boolean }) => Promise<void>;
+
+const SUITES: { [name: string]: () => Promise<Suite> } = {};
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const json = args.includes("--json");
+  const quick = args.includes("--quick");
+  const names = args.filter((a) => !a.startsWith("--"));
+  const unknown = names.filter((n) => !(n in SUITES));
+  if (unknown.length > 0) {
+    throw new Error(`unknown bench suite(s) ${unknown.join(", ")}; known: ${Object.keys(SUITES).join(", ")}`);
+  }
+  const reporter = createReporter(json);
+  for (const [name, load] of Object.entries(SUITES)) {
+    if (names.length > 0 && !names.includes(name)) continue;
+    reporter.note(`\n== ${name} ==`);
+    const suite = await load();
+    await suite(reporter, { quick });
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

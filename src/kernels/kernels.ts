@@ -1,0 +1,195 @@
+// The Kernels interface: every compute operation the engine offers, in one place. This is the
+// contract between models/optimisers (which call it) and the implementations (which provide it):
+//   - `ref`  (kernels/ref/): plain TypeScript, obviously correct; the oracle every other
+//            implementation is tested against.
+//   - `wasm` (kernels/wasm/): WebAssembly SIMD128 code generated from TypeScript, multi-threaded
+//            over worker threads sharing the heap.
+//
+// Conventions (llm.c style):
+// - Outputs first, then inputs, then options. All tensors live in the same Heap as the kernels.
+// - Tensors are contiguous and row-major; shapes are checked by kernels/validate.ts and a mismatch
+//   throws an Error naming the argument and the shapes involved.
+// - Forward kernels OVERWRITE their outputs. Backward kernels ACCUMULATE into their gradient
+//   outputs (dX += ...); zeroing a gradient buffer is an explicit fill(0) by the caller.
+// - Compute is f32. 16-bit floats are storage only (see `convert`).
+// - Dimension letters in comments: B batch, T time (sequence), H heads, D head dim, C channels,
+//   V vocabulary, R rows (any flattened leading dims), M/N/K matmul dims.
+
+import type { Heap } from "../tensor/heap.js";
+import type { Tensor } from "../tensor/tensor.js";
+
+export type KernelsName = "ref" | "wasm";
+
+export interface MatmulOptions {
+  /** a is stored (..., K, M) and used transposed. */
+  transA?: boolean;
+  /** b is stored (..., N, K) and used transposed (the nn.Linear layout: y = x W^T). */
+  transB?: boolean;
+  /** out += alpha * op(a) op(b) instead of out = alpha * op(a) op(b). */
+  accumulate?: boolean;
+  /** Multiplies the product; default 1. */
+  alpha?: number;
+}
+
+export type GeluApproximate = "none" | "tanh";
+
+export interface AttentionSoftmaxOptions {
+  /** Multiplies the raw scores before the softmax (1/sqrt(D) for attention). */
+  scale: number;
+  /**
+   * Causal mask: query row i may see key column j only when j <= i + (Tk - Tq), so a block of
+   * Tq new queries at the end of Tk keys (KV-cache decoding) sees its own past.
+   */
+  causal: boolean;
+  /**
+   * Optional i32 tensor (B): key columns j >= keyLengths[b] are masked (right padding). A row
+   * with no visible key gets all-zero probabilities.
+   */
+  keyLengths?: Tensor;
+}
+
+export interface CrossEntropyOptions {
+  /** Target value whose rows contribute nothing (PyTorch's ignore_index). Default -100. */
+  ignoreIndex?: number;
+  /** dLogits rows are (softmax - onehot) * gradScale; use 1/(number of counted rows) for a mean. */
+  gradScale?: number;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step number, for bias correction. */
+  step: number;
+}
+
+export interface Kernels {
+  readonly name: KernelsName;
+  /** Threads that execute a kernel call (1 = the calling thread only). */
+  readonly threads: number;
+  readonly heap: Heap;
+
+  // ---- matrix products ---------------------------------------------------------------------
+  /**
+   * out (..., M, N) = alpha * op(a) op(b)   (+ out when accumulate).
+   * a: (..., M, K), or (..., K, M) with transA.  b: (..., K, N), or (..., N, K) with transB.
+   * Leading (batch) dims of out and a must be equal; b has the same batch dims or is 2-D and
+   * shared by every batch entry (a linear layer's weight).
+   */
+  matmul(out: Tensor, a: Tensor, b: Tensor, options?: MatmulOptions): void;
+
+  // ---- elementwise (all tensors the same size; out may alias an input) -----------------------
+  /** out = a + b */
+  add(out: Tensor, a: Tensor, b: Tensor): void;
+  /** out = a * b */
+  mul(out: Tensor, a: Tensor, b: Tensor): void;
+  /** out = alpha * a */
+  scale(out: Tensor, a: Tensor, alpha: number): void;
+  /** out += alpha * a */
+  axpy(out: Tensor, a: Tensor, alpha: number): void;
+  /** out (R, C) += bias (C) broadcast over rows. */
+  addBias(out: Tensor, bias: Tensor): void;
+  /** dBias (C) += sum over rows of dOut (R, C). */
+  biasBackward(dBias: Tensor, dOut: Tensor): void;
+
+  // ---- activations ---------------------------------------------------------------------------
+  /** out = x * sigmoid(x) */
+  silu(out: Tensor, inp: Tensor): void;
+  siluBackward(dInp: Tensor, inp: Tensor, dOut: Tensor): void;
+  /** out = silu(gate) * up   (the SwiGLU MLP of Llama) */
+  swiglu(out: Tensor, gate: Tensor, up: Tensor): void;
+  swigluBackward(dGate: Tensor, dUp: Tensor, gate: Tensor, up: Tensor, dOut: Tensor): void;
+  /** GELU, exact (erf) or tanh approximation (GPT-2's gelu_new). */
+  gelu(out: Tensor, inp: Tensor, approximate: GeluApproximate): void;
+  geluBackward(dInp: Tensor, inp: Tensor, dOut: Tensor, approximate: GeluApproximate): void;
+
+  // ---- normalisation (inp (R, C), weight/bias (C), per-row statistics (R)) --------------------
+  /** out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps)  (Llama RMSNorm) */
+  rmsnorm(out: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, eps: number): void;
+  rmsnormBackward(
+    dInp: Tensor,
+    dWeight: Tensor | null,
+    dOut: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    rstd: Tensor,
+  ): void;
+  /** out = (inp - mean) * rstd * weight + bias, biased variance (torch.nn.LayerNorm) */
+  layernorm(
+    out: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    bias: Tensor,
+    eps: number,
+  ): void;
+  layernormBackward(
+    dInp: Tensor,
+    dWeight: Tensor | null,
+    dBias: Tensor | null,
+    dOut: Tensor,
+    inp: Tensor,
+    weight: Tensor,
+    mean: Tensor,
+    rstd: Tensor,
+  ): void;
+
+  // ---- attention pieces ----------------------------------------------------------------------
+  /** probs (B, H, Tq, Tk) = softmax(scale * scores + mask) over the last axis. */
+  attentionSoftmax(probs: Tensor, scores: Tensor, options: AttentionSoftmaxOptions): void;
+  /** dScores += scale * probs * (dProbs - rowsum(probs * dProbs)) */
+  attentionSoftmaxBackward(dScores: Tensor, probs: Tensor, dProbs: Tensor, scale: number): void;
+  /**
+   * Rotary embedding on x (B, T, H, D), rotate-half convention (Hugging Face Llama):
+   * out[..i]    = x[i] cos[t,i] - x[i+D/2] sin[t,i]
+   * out[i+D/2]  = x[i+D/2] cos[t,i] + x[i] sin[t,i]        for i < D/2; cos, sin: (T, D/2).
+   */
+  rope(out: Tensor, inp: Tensor, cos: Tensor, sin: Tensor): void;
+  /** dInp += R(-theta) dOut */
+  ropeBackward(dInp: Tensor, dOut: Tensor, cos: Tensor, sin: Tensor): void;
+  /** out (A, C, B, D) = inp (A, B, C, D) with axes 1 and 2 swapped. */
+  permute0213(out: Tensor, inp: Tensor): void;
+
+  // ---- embeddings and loss -------------------------------------------------------------------
+  /** out (N, C) = table (V, C) rows at ids (N, i32). Out-of-range ids throw. */
+  embedding(out: Tensor, table: Tensor, ids: Tensor): void;
+  /** dTable rows at ids += dOut rows (scatter-add; repeated ids add up). */
+  embeddingBackward(dTable: Tensor, dOut: Tensor, ids: Tensor): void;
+  /**
+   * Fused, numerically stable softmax cross-entropy over logits (N, V) with targets (N, i32).
+   * Writes losses (N) (0 on ignored rows) and, if dLogits is given, overwrites
+   * dLogits = (softmax(logits) - onehot(target)) * gradScale (0 rows where ignored).
+   * Returns the number of rows not ignored. Targets outside [0, V) other than ignoreIndex throw.
+   */
+  crossEntropy(
+    losses: Tensor,
+    dLogits: Tensor | null,
+    logits: Tensor,
+    targets: Tensor,
+    options?: CrossEntropyOptions,
+  ): number;
+
+  // ---- reductions (accumulated in float64) ---------------------------------------------------
+  sum(a: Tensor): number;
+  /** Largest value (NaN if any element is NaN; -Infinity for an empty tensor). */
+  max(a: Tensor): number;
+  /** Sum of squares: the squared L2 norm. */
+  sumSquares(a: Tensor): number;
+
+  // ---- optimiser and storage -----------------------------------------------------------------
+  /**
+   * One AdamW step in place, PyTorch's torch.optim.AdamW semantics (decoupled weight decay:
+   * p -= lr*wd*p; m,v moments; bias-corrected; p -= lr * mhat / (sqrt(vhat) + eps)).
+   */
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void;
+  /** out = inp converted between f32, f16 and bf16 (round to nearest even); same size. */
+  convert(out: Tensor, inp: Tensor): void;
+  /** out = inp (same dtype and size). */
+  copy(out: Tensor, inp: Tensor): void;
+
+  /** Releases threads and other resources. The heap is not freed (it belongs to the caller). */
+  dispose(): Promise<void>;
+}

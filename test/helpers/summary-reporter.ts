@@ -1,0 +1,22 @@
+// Prints one closing line "tests: N passed, N failed[, N skipped]" so that CI logs state plainly
+// how many tests ran. Vitest's own summary stays above it; the exit code is still Vitest's.
+import type { Reporter, TestModule } from "vitest/node";
+
+export default class SummaryReporter implements Reporter {
+  onTestRunEnd(testModules: ReadonlyArray<TestModule>): void {
+    let passed = 0;
+    let failed = 0;
+    let skipped = 0;
+    for (const mod of testModules) {
+      for (const test of mod.children.allTests()) {
+        const state = test.result().state;
+        if (state === "passed") passed++;
+        else if (state === "failed") failed++;
+        else skipped++;
+      }
+      if (mod.state() === "failed" && mod.children.size === 0) failed++;
+    }
+    const tail = skipped > 0 ? `, ${skipped} skipped` : "";
+    process.stdout.write(`tests: ${passed} passed, ${failed} failed${tail}\n`);
+  }
+}
