@@ -7,19 +7,16 @@
 //   {"text": "..."}                           every token is learned
 // Labels are NOT shifted here: the model shifts them, as transformers does.
 
+import type { ChatMessage } from "../io/tokenizer.js";
 import { DataError, describe } from "./jsonl.js";
 
+export type { ChatMessage };
 export const IGNORE_INDEX = -100;
-
-export interface ChatMessage {
-  role: string;
-  content: string;
-}
 
 /** The part of a tokenizer this module needs (src/io/tokenizer.ts provides it). */
 export interface ExampleTokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
-  applyChatTemplate?(messages: ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
+  applyChatTemplate?(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
   readonly eosTokenId: number | null;
 }
 

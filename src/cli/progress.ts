@@ -1,0 +1,61 @@
+// Progress display for long phases (estimation, SVD, training, eval): a bar with ETA on stderr when
+// it is a terminal, one line per phase otherwise; nothing in quiet mode.
+
+import cliProgress from "cli-progress";
+
+export interface Progress {
+  /** Starts a phase of `total` units. */
+  start(label: string, total: number): void;
+  /** Sets the units done in the current phase, with optional extra values shown after the bar. */
+  update(done: number, extra?: string): void;
+  /** Ends the current phase. */
+  stop(): void;
+}
+
+export function createProgress(quiet: boolean): Progress {
+  if (quiet) return { start() {}, update() {}, stop() {} };
+  if (!process.stderr.isTTY) return plainProgress();
+  let bar: cliProgress.SingleBar | null = null;
+  return {
+    start(label, total) {
+      bar = new cliProgress.SingleBar(
+        { format: `${label.padEnd(12)} {bar} {value}/{total} | ETA {eta_formatted} | {extra}`, stream: process.stderr },
+        cliProgress.Presets.shades_classic,
+      );
+      bar.start(total, 0, { extra: "" });
+    },
+    update(done, extra = "") {
+      bar?.update(done, { extra });
+    },
+    stop() {
+      bar?.stop();
+      bar = null;
+    },
+  };
+}
+
+/** Non-terminal output (logs, CI): the start and the end of each phase, with elapsed time. */
+function plainProgress(): Progress {
+  let label = "";
+  let total = 0;
+  let done = 0;
+  let extraText = "";
+  let t0 = 0;
+  return {
+    start(l, t) {
+      label = l;
+      total = t;
+      done = 0;
+      t0 = performance.now();
+      process.stderr.write(`${label}: 0/${total}\n`);
+    },
+    update(d, extra = "") {
+      done = d;
+      extraText = extra;
+    },
+    stop() {
+      const seconds = ((performance.now() - t0) / 1000).toFixed(1);
+      process.stderr.write(`${label}: ${done}/${total} in ${seconds}s${extraText ? ` (${extraText})` : ""}\n`);
+    },
+  };
+}
