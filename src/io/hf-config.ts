@@ -1,0 +1,335 @@
+// config.json -> validated, typed model configuration.
+//
+// Contract: readModelConfig(dir) / parseModelConfig(raw) return a ModelConfig whose fields keep the
+// Hugging Face names (snake_case, as in the JSON). Recognized model types (llama, qwen2, mistral,
+// gpt2) are validated field by field with transformers' defaults for absent optional fields; any
+// other model_type is returned unvalidated as { recognized: false } — whether it is supported is
+// the model registry's decision, not this module's. Every config object keeps the parsed JSON as
+// `raw`. Errors are one line naming the file and field:
+//   config.json: "hidden_size" must be a positive integer, got "abc"
+//
+// Defaults follow transformers 5.18's configuration classes (models/<type>/configuration_<type>.py)
+// and RotaryEmbeddingConfigMixin (modeling_rope_utils.py):
+// - llama/qwen2/mistral: num_key_value_heads = num_attention_heads, head_dim = hidden_size /
+//   num_attention_heads, tie_word_embeddings = false, hidden_act = "silu", rope_theta = 10000.
+// - RoPE: transformers 4.x files store `rope_theta` and `rope_scaling` at the top level;
+//   transformers 5 files store both in `rope_parameters` ({rope_type, rope_theta, factor, ...});
+//   both are accepted, `rope_type` may be spelled `type` (older files).
+// - qwen2 always has q/k/v biases (Qwen2Attention: bias=True) and no o_proj bias; llama and
+//   mistral take `attention_bias` (default false; mistral has none) for q/k/v/o.
+// - gpt2: n_inner null -> 4 * n_embd, tie_word_embeddings = true, activation "gelu_new".
+
+import { readFile } from "node:fs/promises";
+import { join } from "node:path";
+import { isPlainObject, parseJsonStrict } from "./json.js";
+
+export type RopeType = "default" | "linear" | "llama3";
+
+/** RoPE scaling beyond the default rotary embedding; null in LlamaFamilyConfig when none. */
+export interface RopeScaling {
+  rope_type: Exclude<RopeType, "default">;
+  factor: number;
+  /** llama3 only (Llama 3.1 frequency-dependent scaling). */
+  low_freq_factor?: number;
+  high_freq_factor?: number;
+  original_max_position_embeddings?: number;
+}
+
+export interface LlamaFamilyConfig {
+  model_type: "llama" | "qwen2" | "mistral";
+  recognized: true;
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  head_dim: number;
+  rms_norm_eps: number;
+  rope_theta: number;
+  rope_scaling: RopeScaling | null;
+  max_position_embeddings: number;
+  tie_word_embeddings: boolean;
+  /** Bias on q/k/v (and o for llama) projections. Always true for qwen2 (q/k/v only). */
+  attention_bias: boolean;
+  /** Bias on o_proj: llama follows attention_bias, qwen2 and mistral have none. */
+  o_proj_bias: boolean;
+  mlp_bias: boolean;
+  hidden_act: string;
+  /** Sliding-window attention width, or null for full attention (mistral, qwen2 with use_sliding_window). */
+  sliding_window: number | null;
+  bos_token_id: number | null;
+  eos_token_id: number | number[] | null;
+  raw: Readonly<Record<string, unknown>>;
+}
+
+export interface Gpt2Config {
+  model_type: "gpt2";
+  recognized: true;
+  vocab_size: number;
+  n_positions: number;
+  n_embd: number;
+  n_layer: number;
+  n_head: number;
+  /** MLP width; 4 * n_embd where the file has null. */
+  n_inner: number;
+  layer_norm_epsilon: number;
+  activation_function: string;
+  tie_word_embeddings: boolean;
+  scale_attn_weights: boolean;
+  scale_attn_by_inverse_layer_idx: boolean;
+  reorder_and_upcast_attn: boolean;
+  bos_token_id: number | null;
+  eos_token_id: number | number[] | null;
+  raw: Readonly<Record<string, unknown>>;
+}
+
+/** A model_type this module does not validate; the registry reports whether it is supported. */
+export interface UnrecognizedModelConfig {
+  model_type: string;
+  recognized: false;
+  raw: Readonly<Record<string, unknown>>;
+}
+
+export type KnownModelConfig = LlamaFamilyConfig | Gpt2Config;
+export type ModelConfig = KnownModelConfig | UnrecognizedModelConfig;
+
+export const CONFIG_FILE_NAME = "config.json";
+/** Bound on config.json size: real ones are a few KiB. */
+const MAX_CONFIG_BYTES = 16 * 2 ** 20;
+
+const show = (value: unknown): string => {
+  const text = value === undefined ? "nothing" : (JSON.stringify(value) ?? String(value));
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text;
+};
+
+/** Reads fields of one JSON object, naming `file` and the (dotted) field in every error. */
+class Fields {
+  private readonly file: string;
+  private readonly obj: Record<string, unknown>;
+  private readonly prefix: string;
+
+  constructor(file: string, obj: Record<string, unknown>, prefix = "") {
+    this.file = file;
+    this.obj = obj;
+    this.prefix = prefix;
+  }
+
+  has(key: string): boolean {
+    return Object.hasOwn(this.obj, key) && this.obj[key] !== null;
+  }
+  get(key: string): unknown {
+    return Object.hasOwn(this.obj, key) ? this.obj[key] : undefined;
+  }
+  fail(key: string, expectation: string): never {
+    const shown = Object.hasOwn(this.obj, key) ? `got ${show(this.obj[key])}` : "but it is missing";
+    throw new Error(`${this.file}: "${this.prefix}${key}" must be ${expectation}, ${shown}`);
+  }
+
+  positiveInt(key: string, fallback?: number): number {
+    if (!this.has(key) && fallback !== undefined) return fallback;
+    const v = this.get(key);
+    if (typeof v === "number" && Number.isSafeInteger(v) && v > 0) return v;
+    return this.fail(key, "a positive integer");
+  }
+  positiveNumber(key: string, fallback?: number): number {
+    if (!this.has(key) && fallback !== undefined) return fallback;
+    const v = this.get(key);
+    if (typeof v === "number" && Number.isFinite(v) && v > 0) return v;
+    return this.fail(key, "a positive number");
+  }
+  boolean(key: string, fallback: boolean): boolean {
+    if (!this.has(key)) return fallback;
+    const v = this.get(key);
+    if (typeof v === "boolean") return v;
+    return this.fail(key, "true or false");
+  }
+  string(key: string, fallback?: string): string {
+    if (!this.has(key) && fallback !== undefined) return fallback;
+    const v = this.get(key);
+    if (typeof v === "string" && v.length > 0) return v;
+    return this.fail(key, "a non-empty string");
+  }
+  tokenId(key: string): number | null {
+    if (!this.has(key)) return null;
+    const v = this.get(key);
+    if (typeof v === "number" && Number.isSafeInteger(v) && v >= 0) return v;
+    return this.fail(key, "a non-negative integer or null");
+  }
+  tokenIds(key: string): number | number[] | null {
+    const v = this.get(key);
+    if (Array.isArray(v)) {
+      if (v.every((x) => typeof x === "number" && Number.isSafeInteger(x) && x >= 0))
+        return v as number[];
+      return this.fail(key, "a token id or a list of token ids");
+    }
+    return this.tokenId(key);
+  }
+  object(key: string): Fields | null {
+    if (!this.has(key)) return null;
+    const v = this.get(key);
+    if (isPlainObject(v)) return new Fields(this.file, v, `${this.prefix}${key}.`);
+    return this.fail(key, "an object or null");
+  }
+}
+
+const SUPPORTED_ROPE_TYPES: readonly RopeType[] = ["default", "linear", "llama3"];
+
+/** rope_theta and rope_scaling from either layout (see the header comment). */
+function readRope(
+  f: Fields,
+  maxPositions: number,
+): { rope_theta: number; rope_scaling: RopeScaling | null } {
+  // transformers: `rope_parameters = rope_scaling or rope_parameters` (convert_rope_params_to_dict)
+  const key = f.has("rope_scaling") ? "rope_scaling" : "rope_parameters";
+  const params = f.object(key);
+  const theta = params?.has("rope_theta")
+    ? params.positiveNumber("rope_theta")
+    : f.positiveNumber("rope_theta", 10000);
+  if (params === null) return { rope_theta: theta, rope_scaling: null };
+  const rawParams = f.get(key) as Record<string, unknown>;
+  const nested = Object.keys(rawParams).find((k) => isPlainObject(rawParams[k]));
+  if (nested !== undefined)
+    params.fail(nested, "a scalar (per-layer-type RoPE parameters are not supported)");
+  const typeKey = params.has("rope_type") ? "rope_type" : "type";
+  const ropeType = params.string(typeKey, "default");
+  if (!(SUPPORTED_ROPE_TYPES as readonly string[]).includes(ropeType)) {
+    params.fail(
+      typeKey,
+      `one of ${SUPPORTED_ROPE_TYPES.join(", ")} (per-layer or other RoPE variants are not supported)`,
+    );
+  }
+  if (ropeType === "default") return { rope_theta: theta, rope_scaling: null };
+  const scaling: RopeScaling = {
+    rope_type: ropeType as RopeScaling["rope_type"],
+    factor: params.positiveNumber("factor"),
+  };
+  if (ropeType === "llama3") {
+    scaling.low_freq_factor = params.positiveNumber("low_freq_factor");
+    scaling.high_freq_factor = params.positiveNumber("high_freq_factor");
+    scaling.original_max_position_embeddings = params.positiveInt(
+      "original_max_position_embeddings",
+      maxPositions,
+    );
+    if (scaling.high_freq_factor <= scaling.low_freq_factor) {
+      params.fail("high_freq_factor", `greater than low_freq_factor (${scaling.low_freq_factor})`);
+    }
+  }
+  return { rope_theta: theta, rope_scaling: scaling };
+}
+
+const DEFAULT_MAX_POSITIONS: Readonly<Record<LlamaFamilyConfig["model_type"], number>> = {
+  llama: 2048,
+  qwen2: 32768,
+  mistral: 4096 * 32,
+};
+
+function parseLlamaFamily(
+  file: string,
+  raw: Record<string, unknown>,
+  modelType: LlamaFamilyConfig["model_type"],
+): LlamaFamilyConfig {
+  const f = new Fields(file, raw);
+  const hidden = f.positiveInt("hidden_size");
+  const heads = f.positiveInt("num_attention_heads");
+  const kvHeads = f.positiveInt("num_key_value_heads", heads);
+  if (heads % kvHeads !== 0)
+    f.fail("num_key_value_heads", `a divisor of num_attention_heads (${heads})`);
+  const headDimDefault = Math.floor(hidden / heads);
+  if (!f.has("head_dim") && hidden % heads !== 0)
+    f.fail("hidden_size", `a multiple of num_attention_heads (${heads}) when head_dim is absent`);
+  const maxPositions = f.positiveInt("max_position_embeddings", DEFAULT_MAX_POSITIONS[modelType]);
+  const attentionBias =
+    modelType === "qwen2"
+      ? true
+      : modelType === "mistral"
+        ? false
+        : f.boolean("attention_bias", false);
+  let slidingWindow: number | null = null;
+  if (
+    modelType === "mistral" ||
+    (modelType === "qwen2" && f.boolean("use_sliding_window", false))
+  ) {
+    slidingWindow = f.has("sliding_window") ? f.positiveInt("sliding_window") : null;
+  }
+  return {
+    model_type: modelType,
+    recognized: true,
+    vocab_size: f.positiveInt("vocab_size"),
+    hidden_size: hidden,
+    intermediate_size: f.positiveInt("intermediate_size"),
+    num_hidden_layers: f.positiveInt("num_hidden_layers"),
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: f.positiveInt("head_dim", headDimDefault),
+    rms_norm_eps: f.positiveNumber("rms_norm_eps", 1e-6),
+    ...readRope(f, maxPositions),
+    max_position_embeddings: maxPositions,
+    tie_word_embeddings: f.boolean("tie_word_embeddings", false),
+    attention_bias: attentionBias,
+    o_proj_bias: modelType === "llama" && attentionBias,
+    mlp_bias: modelType === "llama" ? f.boolean("mlp_bias", false) : false,
+    hidden_act: f.string("hidden_act", "silu"),
+    sliding_window: slidingWindow,
+    bos_token_id: f.tokenId("bos_token_id"),
+    eos_token_id: f.tokenIds("eos_token_id"),
+    raw,
+  };
+}
+
+function parseGpt2(file: string, raw: Record<string, unknown>): Gpt2Config {
+  const f = new Fields(file, raw);
+  const embd = f.positiveInt("n_embd");
+  const heads = f.positiveInt("n_head");
+  if (embd % heads !== 0) f.fail("n_embd", `a multiple of n_head (${heads})`);
+  return {
+    model_type: "gpt2",
+    recognized: true,
+    vocab_size: f.positiveInt("vocab_size"),
+    n_positions: f.positiveInt("n_positions"),
+    n_embd: embd,
+    n_layer: f.positiveInt("n_layer"),
+    n_head: heads,
+    n_inner: f.positiveInt("n_inner", 4 * embd),
+    layer_norm_epsilon: f.positiveNumber("layer_norm_epsilon", 1e-5),
+    activation_function: f.string("activation_function", "gelu_new"),
+    tie_word_embeddings: f.boolean("tie_word_embeddings", true),
+    scale_attn_weights: f.boolean("scale_attn_weights", true),
+    scale_attn_by_inverse_layer_idx: f.boolean("scale_attn_by_inverse_layer_idx", false),
+    reorder_and_upcast_attn: f.boolean("reorder_and_upcast_attn", false),
+    bos_token_id: f.tokenId("bos_token_id"),
+    eos_token_id: f.tokenIds("eos_token_id"),
+    raw,
+  };
+}
+
+/** Validates an already-parsed config.json object; `file` names it in errors. */
+export function parseModelConfig(raw: unknown, file = CONFIG_FILE_NAME): ModelConfig {
+  if (!isPlainObject(raw)) throw new Error(`${file}: must be a JSON object, got ${show(raw)}`);
+  const modelType = new Fields(file, raw).string("model_type");
+  switch (modelType) {
+    case "llama":
+    case "qwen2":
+    case "mistral":
+      return parseLlamaFamily(file, raw, modelType);
+    case "gpt2":
+      return parseGpt2(file, raw);
+    default:
+      return { model_type: modelType, recognized: false, raw };
+  }
+}
+
+/** Reads and validates `<dir>/config.json`. */
+export async function readModelConfig(dir: string): Promise<ModelConfig> {
+  const path = join(dir, CONFIG_FILE_NAME);
+  let text: string;
+  try {
+    const bytes = await readFile(path);
+    if (bytes.byteLength > MAX_CONFIG_BYTES)
+      throw new Error(`${bytes.byteLength} bytes is too large for a config file`);
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch (error) {
+    throw new Error(`${path}: cannot read: ${(error as Error).message}`);
+  }
+  return parseModelConfig(parseJsonStrict(text, path), path);
+}
