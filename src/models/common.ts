@@ -1,0 +1,223 @@
+// Pieces every architecture file shares: linear layers with the adapter hook (y = x W^T + b, plus an
+// optional adapter delta), loading parameters from a checkpoint by an explicit spec (HF names and
+// shapes), and turning a Batch into the causal-LM targets and key lengths the kernels take.
+//
+// Contract: nothing here allocates in the hot path except through the plan objects the models
+// create once per (B, T); helpers only read and write tensors they are given.
+
+import type { Kernels } from "../kernels/kernels.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { shapeString } from "../tensor/shape.js";
+import type { LinearAdapter, LinearInfo } from "./linear.js";
+import type { Batch } from "./model.js";
+
+/** transformers' ignore_index for labels (CrossEntropyLoss default). */
+export const IGNORE_INDEX = -100;
+
+/** A parameter the architecture expects in the checkpoint: HF name and HF storage shape. */
+export interface ParamSpec {
+  readonly name: string;
+  readonly shape: readonly number[];
+  /** Name in the checkpoint when it differs (e.g. GPT-2 checkpoints saved without "transformer."). */
+  readonly stored?: string;
+}
+
+/** The part of io/safetensors' Checkpoint the models use. */
+export interface CheckpointSource {
+  readonly entries: ReadonlyMap<string, { readonly shape: readonly number[]; readonly file: string }>;
+  readInto(name: string, target: Tensor): Promise<void> | void;
+}
+
+/**
+ * Checks every spec against the checkpoint (one-line error naming the file and the tensor) and
+ * reads the tensors into new f32 heap tensors, keyed by HF parameter name.
+ */
+export async function loadParams(
+  kernels: Kernels,
+  checkpoint: CheckpointSource,
+  specs: readonly ParamSpec[],
+  source: string,
+): Promise<Map<string, Tensor>> {
+  // name the file(s) the tensor should have been in: the single file, or every shard
+  const files = [...new Set([...checkpoint.entries.values()].map((e) => e.file))];
+  const where = files.length === 0 ? source : files.length === 1 ? files[0] : `${source} (${files.length} shards)`;
+  for (const spec of specs) {
+    const stored = spec.stored ?? spec.name;
+    const entry = checkpoint.entries.get(stored);
+    if (entry === undefined) {
+      throw new Error(`${where}: tensor ${stored} is missing (expected shape ${shapeString(spec.shape)})`);
+    }
+    if (entry.shape.length !== spec.shape.length || entry.shape.some((d, i) => d !== spec.shape[i])) {
+      throw new Error(
+        `${entry.file}: tensor ${stored} has shape ${shapeString(entry.shape)}, the config implies ${shapeString(spec.shape)}`,
+      );
+    }
+  }
+  const params = new Map<string, Tensor>();
+  try {
+    for (const spec of specs) {
+      const t = kernels.heap.tensor(spec.shape, "f32");
+      params.set(spec.name, t);
+      await checkpoint.readInto(spec.stored ?? spec.name, t);
+    }
+  } catch (err) {
+    for (const t of params.values()) t.dispose();
+    throw err;
+  }
+  return params;
+}
+
+/** Gradient tensor of `name` if the caller asked for it, after checking its shape. */
+export function gradFor(
+  paramGrads: ReadonlyMap<string, Tensor> | undefined,
+  name: string,
+  param: Tensor,
+): Tensor | null {
+  const g = paramGrads?.get(name);
+  if (g === undefined) return null;
+  if (g.dtype !== "f32" || g.size !== param.size || g.shape.length !== param.shape.length || g.shape.some((d, i) => d !== param.shape[i])) {
+    throw new Error(
+      `paramGrads["${name}"]: expected f32 ${shapeString(param.shape)}, got ${g.dtype} ${shapeString(g.shape)}`,
+    );
+  }
+  return g;
+}
+
+/** Rejects paramGrads keys that are not parameters of the model (typos would silently do nothing). */
+export function checkGradNames(
+  paramGrads: ReadonlyMap<string, Tensor> | undefined,
+  params: ReadonlyMap<string, Tensor>,
+): void {
+  if (paramGrads === undefined) return;
+  for (const name of paramGrads.keys()) {
+    if (!params.has(name)) throw new Error(`paramGrads: "${name}" is not a parameter of this model`);
+  }
+}
+
+/**
+ * A linear layer: weight (out, in) as nn.Linear stores it, or (in, out) for GPT-2's Conv1D
+ * (fanInFanOut), optional bias (out), optional adapter. Inputs and outputs are (R, in) / (R, out).
+ */
+export class LinearLayer {
+  readonly info: LinearInfo;
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  adapter: LinearAdapter | null = null;
+
+  constructor(info: LinearInfo, weight: Tensor, bias: Tensor | null) {
+    this.info = info;
+    this.weight = weight;
+    this.bias = bias;
+  }
+
+  /** out (R, out) = inp (R, in) W^T + b  (+ adapter delta). */
+  forward(kernels: Kernels, out: Tensor, inp: Tensor): void {
+    kernels.matmul(out, inp, this.weight, { transB: !this.info.fanInFanOut });
+    if (this.bias !== null) kernels.addBias(out, this.bias);
+    if (this.adapter !== null) this.adapter.forward(out, inp);
+  }
+
+  /**
+   * dInp += dOut W (when dInp is given); dW += dOut^T inp and db += colsum(dOut) only when their
+   * gradient tensors are given (the dW GEMM is skipped otherwise); the adapter gets its backward.
+   */
+  backward(
+    kernels: Kernels,
+    dInp: Tensor | null,
+    dOut: Tensor,
+    inp: Tensor,
+    paramGrads: ReadonlyMap<string, Tensor> | undefined,
+  ): void {
+    const fanInFanOut = this.info.fanInFanOut;
+    if (dInp !== null) {
+      // y = x W^T -> dx = dy W (W stored (out, in)); Conv1D y = x W -> dx = dy W^T
+      kernels.matmul(dInp, dOut, this.weight, { transB: fanInFanOut, accumulate: true });
+    }
+    const dWeight = gradFor(paramGrads, this.info.weightName, this.weight);
+    if (dWeight !== null) {
+      // (out, in) += dy^T x ; Conv1D (in, out) += x^T dy
+      if (fanInFanOut) kernels.matmul(dWeight, inp, dOut, { transA: true, accumulate: true });
+      else kernels.matmul(dWeight, dOut, inp, { transA: true, accumulate: true });
+    }
+    if (this.bias !== null && this.info.biasName !== null) {
+      const dBias = gradFor(paramGrads, this.info.biasName, this.bias);
+      if (dBias !== null) kernels.biasBackward(dBias, dOut);
+    }
+    if (this.adapter !== null) this.adapter.backward(dInp, dOut, inp);
+  }
+}
+
+/** Looks up a linear layer by module path for setAdapter (error lists a few valid paths). */
+export function findLinear(layers: ReadonlyMap<string, LinearLayer>, path: string): LinearLayer {
+  const layer = layers.get(path);
+  if (layer === undefined) {
+    const some = [...layers.keys()].slice(0, 4).join(", ");
+    throw new Error(`setAdapter: no linear layer "${path}" in this model (e.g. ${some}, ...)`);
+  }
+  return layer;
+}
+
+/** Per-row real lengths (right padding); throws on a mask that is not 1...1 0...0. */
+export function keyLengthsOf(batch: Batch, out: Int32Array): void {
+  const { batchSize: B, seqLen: T, attentionMask } = batch;
+  for (let b = 0; b < B; b++) {
+    if (attentionMask === undefined) {
+      out[b] = T;
+      continue;
+    }
+    let len = 0;
+    while (len < T && attentionMask[b * T + len] === 1) len++;
+    for (let t = len; t < T; t++) {
+      if (attentionMask[b * T + t] !== 0) {
+        throw new Error(
+          `batch.attentionMask row ${b} is not right padding (1...1 0...0): value ${attentionMask[b * T + t]} at ${t} after the first 0`,
+        );
+      }
+    }
+    out[b] = len;
+  }
+}
+
+/** Checks the batch arrays against batchSize * seqLen and the vocabulary. */
+export function validateBatch(batch: Batch, vocabSize: number, maxPositions: number | null): void {
+  const { batchSize: B, seqLen: T } = batch;
+  if (!Number.isInteger(B) || !Number.isInteger(T) || B <= 0 || T <= 0) {
+    throw new Error(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
+  }
+  const n = B * T;
+  if (batch.inputIds.length !== n) throw new Error(`batch.inputIds: expected ${n} ids (B*T), got ${batch.inputIds.length}`);
+  if (batch.attentionMask !== undefined && batch.attentionMask.length !== n) {
+    throw new Error(`batch.attentionMask: expected ${n} values (B*T), got ${batch.attentionMask.length}`);
+  }
+  if (batch.labels !== undefined && batch.labels.length !== n) {
+    throw new Error(`batch.labels: expected ${n} values (B*T), got ${batch.labels.length}`);
+  }
+  if (maxPositions !== null && T > maxPositions) {
+    throw new Error(`batch.seqLen ${T} exceeds the model's ${maxPositions} positions`);
+  }
+  for (let i = 0; i < n; i++) {
+    const id = batch.inputIds[i];
+    if (id < 0 || id >= vocabSize) throw new Error(`batch.inputIds[${i}] = ${id} is outside the vocabulary [0, ${vocabSize})`);
+  }
+}
+
+/**
+ * Causal-LM targets as transformers' ForCausalLMLoss builds them: target[b, t] = labels[b, t + 1],
+ * IGNORE_INDEX at t = T - 1. Returns the number of counted (not ignored) targets.
+ */
+export function shiftLabels(batch: Batch, targets: Int32Array, vocabSize: number): number {
+  const { batchSize: B, seqLen: T, labels } = batch;
+  if (labels === undefined) throw new Error("lossAndGrads: batch.labels is required");
+  let count = 0;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const label = t + 1 < T ? labels[b * T + t + 1] : IGNORE_INDEX;
+      if (label !== IGNORE_INDEX && (label < 0 || label >= vocabSize)) {
+        throw new Error(`batch.labels[${b * T + t + 1}] = ${label} is outside the vocabulary [0, ${vocabSize})`);
+      }
+      targets[b * T + t] = label;
+      if (label !== IGNORE_INDEX) count++;
+    }
+  }
+  return count;
+}

@@ -1,0 +1,465 @@
+// GPT-2 (model_type gpt2): forward and backward written out explicitly, side by side; backward is
+// the forward read in reverse with d-prefixed names. Mirrors transformers' modeling_gpt2.py:
+//   x = wte(ids) + wpe(0..T-1)
+//   per layer: n1 = LayerNorm(x); q|k|v = n1 Wattn + b (Conv1D, weight stored (in, out));
+//              causal attention scaled by D^-0.5 (and 1/(layer+1) with
+//              scale_attn_by_inverse_layer_idx); x2 = x + c_proj(attn);
+//              n2 = LayerNorm(x2); x' = x2 + c_proj(gelu_new(c_fc(n2)))
+//   logits = LayerNorm_f(x) wte^T   (lm_head tied to wte)
+// Padding is right padding masked on the key side (keyLengths), as HF's eager mask does, so the
+// logits agree at every position. Activations are planned once per (B, T), as in llama.ts.
+// Legend: B batch, T time, C n_embd, H heads, D = C / H, F inner (4C), V vocab, P positions,
+// R = B*T rows, L layers. Conv1D linears are reported with fanInFanOut = true (PEFT's flag).
+
+import type { Gpt2Config } from "../io/hf-config.js";
+import type { GeluApproximate, Kernels } from "../kernels/kernels.js";
+import type { Tensor } from "../tensor/tensor.js";
+import {
+  checkGradNames,
+  type CheckpointSource,
+  findLinear,
+  gradFor,
+  keyLengthsOf,
+  LinearLayer,
+  loadParams,
+  type ParamSpec,
+  shiftLabels,
+  validateBatch,
+} from "./common.js";
+import type { LinearAdapter, LinearInfo } from "./linear.js";
+import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
+
+/** transformers' ACT2FN names -> the GELU variant (gelu_new, gelu_fast and gelu_pytorch_tanh are the tanh form). */
+const GELU_OF: { [name: string]: GeluApproximate } = {
+  gelu: "none",
+  gelu_new: "tanh",
+  gelu_fast: "tanh",
+  gelu_pytorch_tanh: "tanh",
+};
+
+interface Dims {
+  L: number;
+  C: number;
+  H: number;
+  D: number;
+  F: number;
+  V: number;
+  P: number;
+  eps: number;
+  gelu: GeluApproximate;
+  tied: boolean;
+  scaleWeights: boolean;
+  scaleByLayer: boolean;
+}
+
+function dimsOf(config: Gpt2Config): Dims {
+  const D = config.n_embd / config.n_head;
+  if (!Number.isInteger(D)) throw new Error(`gpt2: n_embd ${config.n_embd} is not a multiple of n_head ${config.n_head}`);
+  const act = config.activation_function;
+  const gelu = Object.hasOwn(GELU_OF, act) ? GELU_OF[act] : undefined;
+  if (gelu === undefined) {
+    throw new Error(`gpt2: activation_function "${act}" is not supported (supported: ${Object.keys(GELU_OF).join(", ")})`);
+  }
+  return {
+    L: config.n_layer,
+    C: config.n_embd,
+    H: config.n_head,
+    D,
+    F: config.n_inner,
+    V: config.vocab_size,
+    P: config.n_positions,
+    eps: config.layer_norm_epsilon,
+    gelu,
+    tied: config.tie_word_embeddings,
+    scaleWeights: config.scale_attn_weights,
+    scaleByLayer: config.scale_attn_by_inverse_layer_idx,
+  };
+}
+
+function paramSpecs(d: Dims, checkpoint: CheckpointSource): ParamSpec[] {
+  const { C, F, V, P } = d;
+  // openai-community/gpt2 stores GPT2Model's names without the "transformer." prefix
+  const bare = !checkpoint.entries.has("transformer.wte.weight") && checkpoint.entries.has("wte.weight");
+  const spec = (name: string, shape: number[]): ParamSpec =>
+    bare && name.startsWith("transformer.") ? { name, shape, stored: name.slice("transformer.".length) } : { name, shape };
+  const specs: ParamSpec[] = [spec("transformer.wte.weight", [V, C]), spec("transformer.wpe.weight", [P, C])];
+  for (let l = 0; l < d.L; l++) {
+    const p = `transformer.h.${l}`;
+    specs.push(spec(`${p}.ln_1.weight`, [C]), spec(`${p}.ln_1.bias`, [C]));
+    specs.push(spec(`${p}.attn.c_attn.weight`, [C, 3 * C]), spec(`${p}.attn.c_attn.bias`, [3 * C]));
+    specs.push(spec(`${p}.attn.c_proj.weight`, [C, C]), spec(`${p}.attn.c_proj.bias`, [C]));
+    specs.push(spec(`${p}.ln_2.weight`, [C]), spec(`${p}.ln_2.bias`, [C]));
+    specs.push(spec(`${p}.mlp.c_fc.weight`, [C, F]), spec(`${p}.mlp.c_fc.bias`, [F]));
+    specs.push(spec(`${p}.mlp.c_proj.weight`, [F, C]), spec(`${p}.mlp.c_proj.bias`, [C]));
+  }
+  specs.push(spec("transformer.ln_f.weight", [C]), spec("transformer.ln_f.bias", [C]));
+  if (!d.tied) specs.push({ name: "lm_head.weight", shape: [V, C] });
+  return specs;
+}
+
+interface Norm {
+  weight: Tensor; // (C)
+  bias: Tensor; // (C)
+  weightName: string;
+  biasName: string;
+}
+
+interface LayerWeights {
+  ln1: Norm;
+  ln2: Norm;
+  attn: LinearLayer; // c_attn (C, 3C)
+  proj: LinearLayer; // attn.c_proj (C, C)
+  fc: LinearLayer; // mlp.c_fc (C, F)
+  fcProj: LinearLayer; // mlp.c_proj (F, C)
+}
+
+interface LayerActs {
+  x: Tensor; // (R, C) layer input
+  n1: Tensor; // (R, C)
+  mean1: Tensor; // (R)
+  rstd1: Tensor; // (R)
+  qkvh: Tensor; // (B, 3H, T, D) = per batch row: Q (H, T, D), K (H, T, D), V (H, T, D)
+  probs: Tensor; // (B, H, T, T)
+  atty: Tensor; // (R, C) = (B, T, H, D) attention output, c_proj input
+  x2: Tensor; // (R, C)
+  n2: Tensor; // (R, C)
+  mean2: Tensor; // (R)
+  rstd2: Tensor; // (R)
+  fc: Tensor; // (R, F) c_fc output (gelu input)
+  h: Tensor; // (R, F) gelu output (mlp.c_proj input)
+}
+
+class Plan {
+  readonly B: number;
+  readonly T: number;
+  private readonly owned: Tensor[] = [];
+  readonly layers: LayerActs[] = [];
+  readonly xFinal: Tensor; // (R, C)
+  readonly nf: Tensor; // (R, C)
+  readonly meanf: Tensor; // (R)
+  readonly rstdf: Tensor; // (R)
+  readonly logits: Tensor; // (R, V)
+  readonly logits3: Tensor; // (B, T, V) view
+  readonly dLogits: Tensor; // (R, V)
+  readonly losses: Tensor; // (R)
+  readonly ids: Tensor; // (R) i32
+  readonly positions: Tensor; // (R) i32, t for row (b, t)
+  readonly targets: Tensor; // (R) i32
+  readonly keyLengths: Tensor; // (B) i32
+  readonly posEmb: Tensor; // (R, C)
+  readonly qkv: Tensor; // (R, 3C)
+  readonly attnOut: Tensor; // (B, H, T, D)
+  readonly dx: Tensor; // (R, C)
+  readonly dn: Tensor; // (R, C)
+  readonly dAtty: Tensor; // (R, C)
+  readonly dAttnOut: Tensor; // (B, H, T, D)
+  readonly dProbs: Tensor; // (B, H, T, T)
+  readonly dScores: Tensor; // (B, H, T, T)
+  readonly dQkvh: Tensor; // (B, 3H, T, D)
+  readonly dQkv: Tensor; // (R, 3C)
+  readonly dH: Tensor; // (R, F)
+  readonly dFc: Tensor; // (R, F)
+
+  constructor(kernels: Kernels, d: Dims, B: number, T: number) {
+    this.B = B;
+    this.T = T;
+    const R = B * T;
+    const { C, H, D, F, V } = d;
+    const t = (shape: number[], dtype: "f32" | "i32" = "f32"): Tensor => {
+      const tensor = kernels.heap.tensor(shape, dtype);
+      this.owned.push(tensor);
+      return tensor;
+    };
+    try {
+      for (let l = 0; l < d.L; l++) {
+        this.layers.push({
+          x: t([R, C]),
+          n1: t([R, C]),
+          mean1: t([R]),
+          rstd1: t([R]),
+          qkvh: t([B, 3 * H, T, D]),
+          probs: t([B, H, T, T]),
+          atty: t([R, C]),
+          x2: t([R, C]),
+          n2: t([R, C]),
+          mean2: t([R]),
+          rstd2: t([R]),
+          fc: t([R, F]),
+          h: t([R, F]),
+        });
+      }
+      this.xFinal = t([R, C]);
+      this.nf = t([R, C]);
+      this.meanf = t([R]);
+      this.rstdf = t([R]);
+      this.logits = t([R, V]);
+      this.logits3 = this.logits.view([B, T, V]);
+      this.dLogits = t([R, V]);
+      this.losses = t([R]);
+      this.ids = t([R], "i32");
+      this.positions = t([R], "i32");
+      this.targets = t([R], "i32");
+      this.keyLengths = t([B], "i32");
+      this.posEmb = t([R, C]);
+      this.qkv = t([R, 3 * C]);
+      this.attnOut = t([B, H, T, D]);
+      this.dx = t([R, C]);
+      this.dn = t([R, C]);
+      this.dAtty = t([R, C]);
+      this.dAttnOut = t([B, H, T, D]);
+      this.dProbs = t([B, H, T, T]);
+      this.dScores = t([B, H, T, T]);
+      this.dQkvh = t([B, 3 * H, T, D]);
+      this.dQkv = t([R, 3 * C]);
+      this.dH = t([R, F]);
+      this.dFc = t([R, F]);
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+    // HF's default position_ids: 0..T-1 for every row
+    const positions = this.positions.i32();
+    for (let i = 0; i < R; i++) positions[i] = i % T;
+  }
+
+  dispose(): void {
+    for (const tensor of this.owned) tensor.dispose();
+    this.owned.length = 0;
+  }
+}
+
+/** Per-batch-row views for attention: Q, K, V (H, T, D) of row b inside qkvh (B, 3H, T, D). */
+function rowViews(d: Dims, T: number, b: number) {
+  const hd = d.H * T * d.D;
+  const tt = d.H * T * T;
+  return {
+    q: (qkvh: Tensor) => qkvh.view([d.H, T, d.D], (3 * b + 0) * hd),
+    k: (qkvh: Tensor) => qkvh.view([d.H, T, d.D], (3 * b + 1) * hd),
+    v: (qkvh: Tensor) => qkvh.view([d.H, T, d.D], (3 * b + 2) * hd),
+    heads: (x: Tensor) => x.view([d.H, T, d.D], b * hd), // (B, H, T, D) tensors
+    scores: (x: Tensor) => x.view([d.H, T, T], b * tt), // (B, H, T, T) tensors
+  };
+}
+
+export class Gpt2Model implements CausalLM {
+  readonly modelType = "gpt2";
+  readonly config: Gpt2Config;
+  readonly kernels: Kernels;
+  readonly params: ReadonlyMap<string, Tensor>;
+  private readonly d: Dims;
+  private readonly wte: Tensor; // (V, C)
+  private readonly wpe: Tensor; // (P, C)
+  private readonly lnf: Norm;
+  private readonly layerWeights: LayerWeights[] = [];
+  private readonly lmHead: LinearLayer;
+  private readonly linearsByPath = new Map<string, LinearLayer>();
+  private plan: Plan | null = null;
+
+  constructor(config: Gpt2Config, d: Dims, params: Map<string, Tensor>, kernels: Kernels) {
+    this.config = config;
+    this.kernels = kernels;
+    this.params = params;
+    this.d = d;
+    const get = (name: string): Tensor => {
+      const p = params.get(name);
+      if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
+      return p;
+    };
+    const norm = (path: string): Norm => ({
+      weight: get(`${path}.weight`),
+      bias: get(`${path}.bias`),
+      weightName: `${path}.weight`,
+      biasName: `${path}.bias`,
+    });
+    const conv1d = (path: string, inF: number, outF: number): LinearLayer => {
+      const info: LinearInfo = {
+        path,
+        inFeatures: inF,
+        outFeatures: outF,
+        weightName: `${path}.weight`,
+        biasName: `${path}.bias`,
+        fanInFanOut: true,
+      };
+      const layer = new LinearLayer(info, get(info.weightName), get(`${path}.bias`));
+      this.linearsByPath.set(path, layer);
+      return layer;
+    };
+    this.wte = get("transformer.wte.weight");
+    this.wpe = get("transformer.wpe.weight");
+    const { C, F, V } = d;
+    for (let l = 0; l < d.L; l++) {
+      const p = `transformer.h.${l}`;
+      this.layerWeights.push({
+        ln1: norm(`${p}.ln_1`),
+        ln2: norm(`${p}.ln_2`),
+        attn: conv1d(`${p}.attn.c_attn`, C, 3 * C),
+        proj: conv1d(`${p}.attn.c_proj`, C, C),
+        fc: conv1d(`${p}.mlp.c_fc`, C, F),
+        fcProj: conv1d(`${p}.mlp.c_proj`, F, C),
+      });
+    }
+    this.lnf = norm("transformer.ln_f");
+    // lm_head is an nn.Linear (out, in); tied, its weight IS transformer.wte.weight
+    const headName = d.tied ? "transformer.wte.weight" : "lm_head.weight";
+    const headInfo: LinearInfo = { path: "lm_head", inFeatures: C, outFeatures: V, weightName: headName, biasName: null, fanInFanOut: false };
+    this.lmHead = new LinearLayer(headInfo, get(headName), null);
+    this.linearsByPath.set("lm_head", this.lmHead);
+  }
+
+  linears(): LinearInfo[] {
+    return [...this.linearsByPath.values()].map((l) => l.info);
+  }
+
+  setAdapter(path: string, adapter: LinearAdapter | null): void {
+    findLinear(this.linearsByPath, path).adapter = adapter;
+  }
+
+  forward(batch: Batch): Tensor {
+    const plan = this.prepare(batch);
+    this.forwardPass(plan);
+    return plan.logits3;
+  }
+
+  lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
+    const { paramGrads } = options;
+    checkGradNames(paramGrads, this.params);
+    const plan = this.prepare(batch);
+    const tokens = shiftLabels(batch, plan.targets.i32(), this.d.V);
+    this.forwardPass(plan);
+    const k = this.kernels;
+    const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
+    k.crossEntropy(plan.losses, plan.dLogits, plan.logits, plan.targets, { gradScale });
+    const loss = tokens > 0 ? k.sum(plan.losses) / tokens : 0;
+    this.backwardPass(plan, paramGrads);
+    return { loss, tokens };
+  }
+
+  dispose(): void {
+    this.plan?.dispose();
+    this.plan = null;
+    for (const p of this.params.values()) p.dispose();
+  }
+
+  private prepare(batch: Batch): Plan {
+    validateBatch(batch, this.d.V, this.d.P);
+    const { batchSize: B, seqLen: T } = batch;
+    if (this.plan === null || this.plan.B !== B || this.plan.T !== T) {
+      this.plan?.dispose();
+      this.plan = null;
+      this.plan = new Plan(this.kernels, this.d, B, T);
+    }
+    this.plan.ids.i32().set(batch.inputIds);
+    keyLengthsOf(batch, this.plan.keyLengths.i32());
+    return this.plan;
+  }
+
+  private attentionScale(layer: number): number {
+    // modeling_gpt2.py: scaling = head_dim ** -0.5 (scale_attn_weights), / (layer_idx + 1)
+    const base = this.d.scaleWeights ? 1 / Math.sqrt(this.d.D) : 1;
+    return this.d.scaleByLayer ? base / (layer + 1) : base;
+  }
+
+  private forwardPass(plan: Plan): void {
+    const k = this.kernels;
+    const d = this.d;
+    const { B, T } = plan;
+    const x0 = d.L > 0 ? plan.layers[0].x : plan.xFinal;
+    k.embedding(x0, this.wte, plan.ids);
+    k.embedding(plan.posEmb, this.wpe, plan.positions);
+    k.add(x0, x0, plan.posEmb);
+    for (let l = 0; l < d.L; l++) {
+      const w = this.layerWeights[l];
+      const a = plan.layers[l];
+      const xOut = l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal;
+      // attention block
+      k.layernorm(a.n1, a.mean1, a.rstd1, a.x, w.ln1.weight, w.ln1.bias, d.eps);
+      w.attn.forward(k, plan.qkv, a.n1);
+      k.permute0213(a.qkvh, plan.qkv.view([B, T, 3 * d.H, d.D])); // -> (B, 3H, T, D)
+      for (let b = 0; b < B; b++) {
+        const r = rowViews(d, T, b);
+        k.matmul(r.scores(a.probs), r.q(a.qkvh), r.k(a.qkvh), { transB: true }); // raw scores
+      }
+      k.attentionSoftmax(a.probs, a.probs, { scale: this.attentionScale(l), causal: true, keyLengths: plan.keyLengths });
+      for (let b = 0; b < B; b++) {
+        const r = rowViews(d, T, b);
+        k.matmul(r.heads(plan.attnOut), r.scores(a.probs), r.v(a.qkvh));
+      }
+      k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
+      w.proj.forward(k, a.x2, a.atty);
+      k.add(a.x2, a.x2, a.x);
+      // MLP block
+      k.layernorm(a.n2, a.mean2, a.rstd2, a.x2, w.ln2.weight, w.ln2.bias, d.eps);
+      w.fc.forward(k, a.fc, a.n2);
+      k.gelu(a.h, a.fc, d.gelu);
+      w.fcProj.forward(k, xOut, a.h);
+      k.add(xOut, xOut, a.x2);
+    }
+    k.layernorm(plan.nf, plan.meanf, plan.rstdf, plan.xFinal, this.lnf.weight, this.lnf.bias, d.eps);
+    this.lmHead.forward(k, plan.logits, plan.nf);
+  }
+
+  private layernormBackward(dx: Tensor, dn: Tensor, inp: Tensor, norm: Norm, mean: Tensor, rstd: Tensor, grads: ReadonlyMap<string, Tensor> | undefined): void {
+    const dWeight = gradFor(grads, norm.weightName, norm.weight);
+    const dBias = gradFor(grads, norm.biasName, norm.bias);
+    this.kernels.layernormBackward(dx, dWeight, dBias, dn, inp, norm.weight, mean, rstd);
+  }
+
+  private backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
+    const k = this.kernels;
+    const d = this.d;
+    const { B, T } = plan;
+    const { dx, dn } = plan;
+    dn.fill(0);
+    this.lmHead.backward(k, dn, plan.dLogits, plan.nf, paramGrads);
+    dx.fill(0);
+    this.layernormBackward(dx, dn, plan.xFinal, this.lnf, plan.meanf, plan.rstdf, paramGrads);
+    for (let l = d.L - 1; l >= 0; l--) {
+      const w = this.layerWeights[l];
+      const a = plan.layers[l];
+      // MLP block (dx holds d xOut, passed unchanged to d x2 by the residual)
+      plan.dH.fill(0);
+      w.fcProj.backward(k, plan.dH, dx, a.h, paramGrads);
+      plan.dFc.fill(0);
+      k.geluBackward(plan.dFc, a.fc, plan.dH, d.gelu);
+      dn.fill(0);
+      w.fc.backward(k, dn, plan.dFc, a.n2, paramGrads);
+      this.layernormBackward(dx, dn, a.x2, w.ln2, a.mean2, a.rstd2, paramGrads);
+      // attention block (dx holds d x2)
+      plan.dAtty.fill(0);
+      w.proj.backward(k, plan.dAtty, dx, a.atty, paramGrads);
+      k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
+      for (let b = 0; b < B; b++) {
+        const r = rowViews(d, T, b);
+        k.matmul(r.scores(plan.dProbs), r.heads(plan.dAttnOut), r.v(a.qkvh), { transB: true });
+        k.matmul(r.v(plan.dQkvh), r.scores(a.probs), r.heads(plan.dAttnOut), { transA: true });
+      }
+      plan.dScores.fill(0);
+      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, this.attentionScale(l));
+      for (let b = 0; b < B; b++) {
+        const r = rowViews(d, T, b);
+        k.matmul(r.q(plan.dQkvh), r.scores(plan.dScores), r.k(a.qkvh));
+        k.matmul(r.k(plan.dQkvh), r.scores(plan.dScores), r.q(a.qkvh), { transA: true });
+      }
+      k.permute0213(plan.dQkv.view([B, T, 3 * d.H, d.D]), plan.dQkvh); // -> (B, T, 3H, D)
+      dn.fill(0);
+      w.attn.backward(k, dn, plan.dQkv, a.n1, paramGrads);
+      this.layernormBackward(dx, dn, a.x, w.ln1, a.mean1, a.rstd1, paramGrads);
+    }
+    const dWte = gradFor(paramGrads, "transformer.wte.weight", this.wte);
+    if (dWte !== null) k.embeddingBackward(dWte, dx, plan.ids);
+    const dWpe = gradFor(paramGrads, "transformer.wpe.weight", this.wpe);
+    if (dWpe !== null) k.embeddingBackward(dWpe, dx, plan.positions);
+  }
+}
+
+/** Registry entry: builds a GPT-2 model from its config and checkpoint. */
+export async function createGpt2(
+  config: Gpt2Config,
+  checkpoint: CheckpointSource,
+  kernels: Kernels,
+  source: string,
+): Promise<CausalLM> {
+  const d = dimsOf(config);
+  const params = await loadParams(kernels, checkpoint, paramSpecs(d, checkpoint), source);
+  return new Gpt2Model(config, d, params, kernels);
+}

@@ -1,0 +1,515 @@
+// The Llama family (model_type llama, qwen2, mistral): forward and backward written out explicitly
+// (llm.c style, no autograd tape), side by side; backward is the forward read in reverse with
+// d-prefixed names. Mirrors transformers' modeling_llama.py / modeling_qwen2.py /
+// modeling_mistral.py:
+//   x = embed(ids)
+//   per layer: n1 = RMSNorm(x); q,k,v = n1 Wq^T (+bq), ...; RoPE(q, k); GQA attention (head h uses
+//              kv head h // g, g = H / Hkv, HF's repeat_kv); x2 = x + o_proj(attn);
+//              n2 = RMSNorm(x2); x' = x2 + down(silu(gate(n2)) * up(n2))
+//   logits = RMSNorm(x) W_lm^T   (W_lm = embedding when tie_word_embeddings)
+// Biases: Qwen2 always has q/k/v biases; Llama has q/k/v/o biases when attention_bias and
+// gate/up/down biases when mlp_bias. Positions are 0..T-1 for every row (HF's default position_ids);
+// padding is right padding, masked on the key side (keyLengths), which is also what HF's eager
+// mask does for pad queries, so logits agree at every position.
+//
+// Memory: parameters are loaded once; activations are planned for one (B, T) and reused; a batch
+// of another shape frees the plan and builds a new one (an explicit re-plan, never per step).
+// Legend: B batch, T time, C hidden, H heads, Hkv kv heads, D head dim, I intermediate, V vocab,
+// R = B*T rows, L layers.
+
+import type { LlamaFamilyConfig } from "../io/hf-config.js";
+import type { Kernels } from "../kernels/kernels.js";
+import { ropeTables, type RopeScaling } from "../kernels/ref/rope.js";
+import type { Tensor } from "../tensor/tensor.js";
+import {
+  checkGradNames,
+  type CheckpointSource,
+  findLinear,
+  gradFor,
+  keyLengthsOf,
+  LinearLayer,
+  loadParams,
+  type ParamSpec,
+  shiftLabels,
+  validateBatch,
+} from "./common.js";
+import type { LinearAdapter, LinearInfo } from "./linear.js";
+import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
+
+/** Architecture numbers derived from the config once. */
+interface Dims {
+  L: number;
+  C: number;
+  H: number;
+  Hkv: number;
+  D: number;
+  I: number;
+  V: number;
+  eps: number;
+  tied: boolean;
+  qkvBias: boolean;
+  oBias: boolean;
+  mlpBias: boolean;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | undefined;
+  maxPositions: number | null;
+  slidingWindow: number | null;
+}
+
+function dimsOf(config: LlamaFamilyConfig): Dims {
+  const H = config.num_attention_heads;
+  const Hkv = config.num_key_value_heads;
+  const D = config.head_dim;
+  if (D % 2 !== 0) throw new Error(`${config.model_type}: head_dim ${D} must be even for RoPE`);
+  if (H % Hkv !== 0) {
+    throw new Error(`${config.model_type}: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
+  }
+  if (config.hidden_act !== "silu") {
+    throw new Error(`${config.model_type}: hidden_act "${config.hidden_act}" is not supported (only "silu")`);
+  }
+  return {
+    L: config.num_hidden_layers,
+    C: config.hidden_size,
+    H,
+    Hkv,
+    D,
+    I: config.intermediate_size,
+    V: config.vocab_size,
+    eps: config.rms_norm_eps,
+    tied: config.tie_word_embeddings,
+    qkvBias: config.attention_bias,
+    oBias: config.o_proj_bias,
+    mlpBias: config.mlp_bias,
+    ropeTheta: config.rope_theta,
+    ropeScaling: ropeScalingOf(config),
+    maxPositions: config.max_position_embeddings,
+    slidingWindow: config.sliding_window,
+  };
+}
+
+/** hf-config's rope_scaling (HF names) -> the rope tables' RopeScaling; undefined for "default". */
+function ropeScalingOf(config: LlamaFamilyConfig): RopeScaling | undefined {
+  const rope = config.rope_scaling;
+  if (rope === null) return undefined;
+  if (rope.rope_type === "linear") return { type: "linear", factor: rope.factor };
+  const need = (value: number | undefined, field: string): number => {
+    if (value === undefined) throw new Error(`${config.model_type}: rope_scaling "llama3" needs ${field}`);
+    return value;
+  };
+  return {
+    type: "llama3",
+    factor: rope.factor,
+    lowFreqFactor: need(rope.low_freq_factor, "low_freq_factor"),
+    highFreqFactor: need(rope.high_freq_factor, "high_freq_factor"),
+    originalMaxPositionEmbeddings: need(rope.original_max_position_embeddings, "original_max_position_embeddings"),
+  };
+}
+
+/** Parameter names and shapes a checkpoint of this config holds (for random models and checks). */
+export function llamaParamSpecs(config: LlamaFamilyConfig): ParamSpec[] {
+  return paramSpecs(dimsOf(config));
+}
+
+function paramSpecs(d: Dims): ParamSpec[] {
+  const { C, H, Hkv, D, I, V } = d;
+  const specs: ParamSpec[] = [{ name: "model.embed_tokens.weight", shape: [V, C] }];
+  for (let l = 0; l < d.L; l++) {
+    const p = `model.layers.${l}`;
+    specs.push({ name: `${p}.input_layernorm.weight`, shape: [C] });
+    for (const [proj, out] of [["q_proj", H * D], ["k_proj", Hkv * D], ["v_proj", Hkv * D]] as const) {
+      specs.push({ name: `${p}.self_attn.${proj}.weight`, shape: [out, C] });
+      if (d.qkvBias) specs.push({ name: `${p}.self_attn.${proj}.bias`, shape: [out] });
+    }
+    specs.push({ name: `${p}.self_attn.o_proj.weight`, shape: [C, H * D] });
+    if (d.oBias) specs.push({ name: `${p}.self_attn.o_proj.bias`, shape: [C] });
+    specs.push({ name: `${p}.post_attention_layernorm.weight`, shape: [C] });
+    for (const [proj, shape] of [["gate_proj", [I, C]], ["up_proj", [I, C]], ["down_proj", [C, I]]] as const) {
+      specs.push({ name: `${p}.mlp.${proj}.weight`, shape });
+      if (d.mlpBias) specs.push({ name: `${p}.mlp.${proj}.bias`, shape: [shape[0]] });
+    }
+  }
+  specs.push({ name: "model.norm.weight", shape: [C] });
+  if (!d.tied) specs.push({ name: "lm_head.weight", shape: [V, C] });
+  return specs;
+}
+
+interface LayerWeights {
+  inputNorm: Tensor; // (C)
+  postNorm: Tensor; // (C)
+  inputNormName: string;
+  postNormName: string;
+  q: LinearLayer;
+  k: LinearLayer;
+  v: LinearLayer;
+  o: LinearLayer;
+  gate: LinearLayer;
+  up: LinearLayer;
+  down: LinearLayer;
+}
+
+/** Saved activations of one layer (what backward reads). */
+interface LayerActs {
+  x: Tensor; // (R, C) layer input
+  n1: Tensor; // (R, C) input_layernorm output
+  rstd1: Tensor; // (R)
+  qh: Tensor; // (B, H, T, D) roped queries
+  kh: Tensor; // (B, Hkv, T, D) roped keys
+  vh: Tensor; // (B, Hkv, T, D)
+  probs: Tensor; // (B, H, T, T)
+  atty: Tensor; // (R, H*D) attention output, (B, T, H, D), o_proj input
+  x2: Tensor; // (R, C) residual after attention
+  n2: Tensor; // (R, C)
+  rstd2: Tensor; // (R)
+  gate: Tensor; // (R, I)
+  up: Tensor; // (R, I)
+  h: Tensor; // (R, I) swiglu output, down_proj input
+}
+
+/** Every buffer of one (B, T), allocated once. */
+class Plan {
+  readonly B: number;
+  readonly T: number;
+  private readonly owned: Tensor[] = [];
+  readonly layers: LayerActs[] = [];
+  readonly xFinal: Tensor; // (R, C)
+  readonly nf: Tensor; // (R, C)
+  readonly rstdf: Tensor; // (R)
+  readonly logits: Tensor; // (R, V)
+  readonly logits3: Tensor; // (B, T, V) view
+  readonly dLogits: Tensor; // (R, V)
+  readonly losses: Tensor; // (R)
+  readonly ids: Tensor; // (R) i32
+  readonly targets: Tensor; // (R) i32
+  readonly keyLengths: Tensor; // (B) i32
+  readonly cos: Tensor; // (T, D/2)
+  readonly sin: Tensor; // (T, D/2)
+  // forward scratch
+  readonly qLin: Tensor; // (R, H*D) = (B, T, H, D)
+  readonly kLin: Tensor; // (R, Hkv*D)
+  readonly vLin: Tensor; // (R, Hkv*D)
+  readonly qRot: Tensor; // (B, T, H, D)
+  readonly kRot: Tensor; // (B, T, Hkv, D)
+  readonly attnOut: Tensor; // (B, H, T, D)
+  // backward scratch
+  readonly dx: Tensor; // (R, C) gradient of the residual stream
+  readonly dn: Tensor; // (R, C)
+  readonly dAtty: Tensor; // (R, H*D)
+  readonly dAttnOut: Tensor; // (B, H, T, D)
+  readonly dProbs: Tensor; // (B, H, T, T)
+  readonly dScores: Tensor; // (B, H, T, T)
+  readonly dQh: Tensor; // (B, H, T, D)
+  readonly dKh: Tensor; // (B, Hkv, T, D)
+  readonly dVh: Tensor; // (B, Hkv, T, D)
+  readonly dQRot: Tensor; // (B, T, H, D)
+  readonly dKRot: Tensor; // (B, T, Hkv, D)
+  readonly dQLin: Tensor; // (R, H*D)
+  readonly dKLin: Tensor; // (R, Hkv*D)
+  readonly dVLin: Tensor; // (B, T, Hkv, D)
+  readonly dH: Tensor; // (R, I)
+  readonly dGate: Tensor; // (R, I)
+  readonly dUp: Tensor; // (R, I)
+
+  constructor(kernels: Kernels, d: Dims, B: number, T: number) {
+    this.B = B;
+    this.T = T;
+    const R = B * T;
+    const { C, H, Hkv, D, I, V } = d;
+    const heap = kernels.heap;
+    const t = (shape: number[], dtype: "f32" | "i32" = "f32"): Tensor => {
+      const tensor = heap.tensor(shape, dtype);
+      this.owned.push(tensor);
+      return tensor;
+    };
+    try {
+      for (let l = 0; l < d.L; l++) {
+        this.layers.push({
+          x: t([R, C]),
+          n1: t([R, C]),
+          rstd1: t([R]),
+          qh: t([B, H, T, D]),
+          kh: t([B, Hkv, T, D]),
+          vh: t([B, Hkv, T, D]),
+          probs: t([B, H, T, T]),
+          atty: t([R, H * D]),
+          x2: t([R, C]),
+          n2: t([R, C]),
+          rstd2: t([R]),
+          gate: t([R, I]),
+          up: t([R, I]),
+          h: t([R, I]),
+        });
+      }
+      this.xFinal = t([R, C]);
+      this.nf = t([R, C]);
+      this.rstdf = t([R]);
+      this.logits = t([R, V]);
+      this.logits3 = this.logits.view([B, T, V]);
+      this.dLogits = t([R, V]);
+      this.losses = t([R]);
+      this.ids = t([R], "i32");
+      this.targets = t([R], "i32");
+      this.keyLengths = t([B], "i32");
+      this.cos = t([T, D / 2]);
+      this.sin = t([T, D / 2]);
+      this.qLin = t([R, H * D]);
+      this.kLin = t([R, Hkv * D]);
+      this.vLin = t([R, Hkv * D]);
+      this.qRot = t([B, T, H, D]);
+      this.kRot = t([B, T, Hkv, D]);
+      this.attnOut = t([B, H, T, D]);
+      this.dx = t([R, C]);
+      this.dn = t([R, C]);
+      this.dAtty = t([R, H * D]);
+      this.dAttnOut = t([B, H, T, D]);
+      this.dProbs = t([B, H, T, T]);
+      this.dScores = t([B, H, T, T]);
+      this.dQh = t([B, H, T, D]);
+      this.dKh = t([B, Hkv, T, D]);
+      this.dVh = t([B, Hkv, T, D]);
+      this.dQRot = t([B, T, H, D]);
+      this.dKRot = t([B, T, Hkv, D]);
+      this.dQLin = t([R, H * D]);
+      this.dKLin = t([R, Hkv * D]);
+      this.dVLin = t([B, T, Hkv, D]);
+      this.dH = t([R, I]);
+      this.dGate = t([R, I]);
+      this.dUp = t([R, I]);
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+    // RoPE tables for positions 0..T-1 (HF's default position_ids for every row)
+    const positions = Int32Array.from({ length: T }, (_, i) => i);
+    const scaling = d.ropeScaling === undefined ? {} : { scaling: d.ropeScaling };
+    const tables = ropeTables(D, positions, { theta: d.ropeTheta, ...scaling });
+    this.cos.f32().set(tables.cos);
+    this.sin.f32().set(tables.sin);
+  }
+
+  dispose(): void {
+    for (const tensor of this.owned) tensor.dispose();
+    this.owned.length = 0;
+  }
+}
+
+/** Attention views of one layer for grouped-query matmuls: (B*Hkv, g*T, D) against (B*Hkv, T, D). */
+function gqa(d: Dims, B: number, T: number) {
+  const g = d.H / d.Hkv;
+  const BK = B * d.Hkv;
+  return {
+    q: (x: Tensor) => x.view([BK, g * T, d.D]),
+    kv: (x: Tensor) => x.view([BK, T, d.D]),
+    scores: (x: Tensor) => x.view([BK, g * T, T]),
+  };
+}
+
+export class LlamaModel implements CausalLM {
+  readonly modelType: string;
+  readonly config: LlamaFamilyConfig;
+  readonly kernels: Kernels;
+  readonly params: ReadonlyMap<string, Tensor>;
+  private readonly d: Dims;
+  private readonly embed: Tensor; // (V, C)
+  private readonly finalNorm: Tensor; // (C)
+  private readonly layerWeights: LayerWeights[] = [];
+  private readonly lmHead: LinearLayer;
+  private readonly linearsByPath = new Map<string, LinearLayer>();
+  private plan: Plan | null = null;
+
+  constructor(config: LlamaFamilyConfig, d: Dims, params: Map<string, Tensor>, kernels: Kernels) {
+    this.modelType = config.model_type;
+    this.config = config;
+    this.kernels = kernels;
+    this.params = params;
+    this.d = d;
+    const get = (name: string): Tensor => {
+      const p = params.get(name);
+      if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
+      return p;
+    };
+    const linear = (path: string, inF: number, outF: number, hasBias: boolean, weightName = `${path}.weight`): LinearLayer => {
+      const biasName = hasBias ? `${path}.bias` : null;
+      const info: LinearInfo = { path, inFeatures: inF, outFeatures: outF, weightName, biasName, fanInFanOut: false };
+      const layer = new LinearLayer(info, get(weightName), biasName === null ? null : get(biasName));
+      this.linearsByPath.set(path, layer);
+      return layer;
+    };
+    this.embed = get("model.embed_tokens.weight");
+    const { C, H, Hkv, D, I, V } = d;
+    for (let l = 0; l < d.L; l++) {
+      const p = `model.layers.${l}`;
+      this.layerWeights.push({
+        inputNormName: `${p}.input_layernorm.weight`,
+        postNormName: `${p}.post_attention_layernorm.weight`,
+        inputNorm: get(`${p}.input_layernorm.weight`),
+        postNorm: get(`${p}.post_attention_layernorm.weight`),
+        q: linear(`${p}.self_attn.q_proj`, C, H * D, d.qkvBias),
+        k: linear(`${p}.self_attn.k_proj`, C, Hkv * D, d.qkvBias),
+        v: linear(`${p}.self_attn.v_proj`, C, Hkv * D, d.qkvBias),
+        o: linear(`${p}.self_attn.o_proj`, H * D, C, d.oBias),
+        gate: linear(`${p}.mlp.gate_proj`, C, I, d.mlpBias),
+        up: linear(`${p}.mlp.up_proj`, C, I, d.mlpBias),
+        down: linear(`${p}.mlp.down_proj`, I, C, d.mlpBias),
+      });
+    }
+    this.finalNorm = get("model.norm.weight");
+    // a tied lm_head multiplies by the embedding matrix: its weight IS model.embed_tokens.weight
+    this.lmHead = linear("lm_head", C, V, false, d.tied ? "model.embed_tokens.weight" : "lm_head.weight");
+  }
+
+  linears(): LinearInfo[] {
+    return [...this.linearsByPath.values()].map((l) => l.info);
+  }
+
+  setAdapter(path: string, adapter: LinearAdapter | null): void {
+    findLinear(this.linearsByPath, path).adapter = adapter;
+  }
+
+  forward(batch: Batch): Tensor {
+    const plan = this.prepare(batch);
+    this.forwardPass(plan);
+    return plan.logits3;
+  }
+
+  lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
+    const { paramGrads } = options;
+    checkGradNames(paramGrads, this.params);
+    const plan = this.prepare(batch);
+    const tokens = shiftLabels(batch, plan.targets.i32(), this.d.V);
+    this.forwardPass(plan);
+    const k = this.kernels;
+    const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
+    k.crossEntropy(plan.losses, plan.dLogits, plan.logits, plan.targets, { gradScale });
+    const loss = tokens > 0 ? k.sum(plan.losses) / tokens : 0;
+    this.backwardPass(plan, paramGrads);
+    return { loss, tokens };
+  }
+
+  dispose(): void {
+    this.plan?.dispose();
+    this.plan = null;
+    for (const p of this.params.values()) p.dispose();
+  }
+
+  /** Validates the batch, (re)plans for its shape, and copies ids and key lengths in. */
+  private prepare(batch: Batch): Plan {
+    validateBatch(batch, this.d.V, this.d.maxPositions);
+    const { batchSize: B, seqLen: T } = batch;
+    if (this.d.slidingWindow !== null && T > this.d.slidingWindow) {
+      throw new Error(`${this.modelType}: seqLen ${T} exceeds sliding_window ${this.d.slidingWindow}, which is not supported`);
+    }
+    if (this.plan === null || this.plan.B !== B || this.plan.T !== T) {
+      this.plan?.dispose();
+      this.plan = null;
+      this.plan = new Plan(this.kernels, this.d, B, T);
+    }
+    this.plan.ids.i32().set(batch.inputIds);
+    keyLengthsOf(batch, this.plan.keyLengths.i32());
+    return this.plan;
+  }
+
+  private forwardPass(plan: Plan): void {
+    const k = this.kernels;
+    const d = this.d;
+    const { B, T } = plan;
+    const v = gqa(d, B, T);
+    const scale = 1 / Math.sqrt(d.D); // HF: self.scaling = head_dim ** -0.5
+    const keyLengths = plan.keyLengths;
+    k.embedding(plan.layers.length > 0 ? plan.layers[0].x : plan.xFinal, this.embed, plan.ids);
+    for (let l = 0; l < d.L; l++) {
+      const w = this.layerWeights[l];
+      const a = plan.layers[l];
+      const xOut = l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal;
+      // attention block
+      k.rmsnorm(a.n1, a.rstd1, a.x, w.inputNorm, d.eps);
+      w.q.forward(k, plan.qLin, a.n1);
+      w.k.forward(k, plan.kLin, a.n1);
+      w.v.forward(k, plan.vLin, a.n1);
+      k.rope(plan.qRot, plan.qLin.view([B, T, d.H, d.D]), plan.cos, plan.sin);
+      k.rope(plan.kRot, plan.kLin.view([B, T, d.Hkv, d.D]), plan.cos, plan.sin);
+      k.permute0213(a.qh, plan.qRot); // (B, T, H, D) -> (B, H, T, D)
+      k.permute0213(a.kh, plan.kRot);
+      k.permute0213(a.vh, plan.vLin.view([B, T, d.Hkv, d.D]));
+      k.matmul(v.scores(a.probs), v.q(a.qh), v.kv(a.kh), { transB: true }); // raw scores
+      k.attentionSoftmax(a.probs, a.probs, { scale, causal: true, keyLengths });
+      k.matmul(v.q(plan.attnOut), v.scores(a.probs), v.kv(a.vh));
+      k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
+      w.o.forward(k, a.x2, a.atty);
+      k.add(a.x2, a.x2, a.x);
+      // MLP block
+      k.rmsnorm(a.n2, a.rstd2, a.x2, w.postNorm, d.eps);
+      w.gate.forward(k, a.gate, a.n2);
+      w.up.forward(k, a.up, a.n2);
+      k.swiglu(a.h, a.gate, a.up);
+      w.down.forward(k, xOut, a.h);
+      k.add(xOut, xOut, a.x2);
+    }
+    k.rmsnorm(plan.nf, plan.rstdf, plan.xFinal, this.finalNorm, d.eps);
+    this.lmHead.forward(k, plan.logits, plan.nf);
+  }
+
+  /** Reads plan.dLogits; accumulates into paramGrads and adapters. */
+  private backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
+    const k = this.kernels;
+    const d = this.d;
+    const { B, T } = plan;
+    const v = gqa(d, B, T);
+    const scale = 1 / Math.sqrt(d.D);
+    const dx = plan.dx;
+    const dn = plan.dn;
+    dn.fill(0);
+    this.lmHead.backward(k, dn, plan.dLogits, plan.nf, paramGrads);
+    dx.fill(0);
+    k.rmsnormBackward(dx, gradFor(paramGrads, "model.norm.weight", this.finalNorm), dn, plan.xFinal, this.finalNorm, plan.rstdf);
+    for (let l = d.L - 1; l >= 0; l--) {
+      const w = this.layerWeights[l];
+      const a = plan.layers[l];
+      // MLP block (dx holds d xOut; the residual passes it to d x2 unchanged)
+      plan.dH.fill(0);
+      w.down.backward(k, plan.dH, dx, a.h, paramGrads);
+      plan.dGate.fill(0);
+      plan.dUp.fill(0);
+      k.swigluBackward(plan.dGate, plan.dUp, a.gate, a.up, plan.dH);
+      dn.fill(0);
+      w.gate.backward(k, dn, plan.dGate, a.n2, paramGrads);
+      w.up.backward(k, dn, plan.dUp, a.n2, paramGrads);
+      k.rmsnormBackward(dx, gradFor(paramGrads, w.postNormName, w.postNorm), dn, a.x2, w.postNorm, a.rstd2);
+      // attention block (dx now holds d x2 = d o_proj output; the residual passes it to d x)
+      plan.dAtty.fill(0);
+      w.o.backward(k, plan.dAtty, dx, a.atty, paramGrads);
+      k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
+      k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), { transB: true });
+      k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), { transA: true }); // sums the g heads
+      plan.dScores.fill(0);
+      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, scale);
+      k.matmul(v.q(plan.dQh), v.scores(plan.dScores), v.kv(a.kh));
+      k.matmul(v.kv(plan.dKh), v.scores(plan.dScores), v.q(a.qh), { transA: true });
+      k.permute0213(plan.dQRot, plan.dQh); // (B, H, T, D) -> (B, T, H, D)
+      k.permute0213(plan.dKRot, plan.dKh);
+      k.permute0213(plan.dVLin, plan.dVh);
+      plan.dQLin.fill(0);
+      plan.dKLin.fill(0);
+      k.ropeBackward(plan.dQLin.view([B, T, d.H, d.D]), plan.dQRot, plan.cos, plan.sin);
+      k.ropeBackward(plan.dKLin.view([B, T, d.Hkv, d.D]), plan.dKRot, plan.cos, plan.sin);
+      dn.fill(0);
+      w.q.backward(k, dn, plan.dQLin, a.n1, paramGrads);
+      w.k.backward(k, dn, plan.dKLin, a.n1, paramGrads);
+      w.v.backward(k, dn, plan.dVLin.view([B * T, d.Hkv * d.D]), a.n1, paramGrads);
+      k.rmsnormBackward(dx, gradFor(paramGrads, w.inputNormName, w.inputNorm), dn, a.x, w.inputNorm, a.rstd1);
+    }
+    const dEmbed = gradFor(paramGrads, "model.embed_tokens.weight", this.embed);
+    if (dEmbed !== null) k.embeddingBackward(dEmbed, dx, plan.ids);
+  }
+}
+
+/** Registry entry: builds a Llama-family model from its config and checkpoint. */
+export async function createLlama(
+  config: LlamaFamilyConfig,
+  checkpoint: CheckpointSource,
+  kernels: Kernels,
+  source: string,
+): Promise<CausalLM> {
+  const d = dimsOf(config);
+  const params = await loadParams(kernels, checkpoint, paramSpecs(d), source);
+  return new LlamaModel(config, d, params, kernels);
+}

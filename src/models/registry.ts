@@ -1,0 +1,58 @@
+// model_type -> architecture: the one place that knows which architectures exist. Each entry
+// builds a CausalLM from a validated config (io/hf-config.ts), an open checkpoint and kernels.
+// An unknown model_type is an error that lists the supported ones.
+
+import type { Gpt2Config, LlamaFamilyConfig, ModelConfig } from "../io/hf-config.js";
+import type { Kernels } from "../kernels/kernels.js";
+import type { CheckpointSource } from "./common.js";
+import { createGpt2 } from "./gpt2.js";
+import { createLlama } from "./llama.js";
+import type { CausalLM } from "./model.js";
+
+type Build<C> = (config: C, checkpoint: CheckpointSource, kernels: Kernels, source: string) => Promise<CausalLM>;
+
+/** Every supported model_type with the builder of its architecture (one file per architecture). */
+const ARCHITECTURES: {
+  llama: Build<LlamaFamilyConfig>;
+  qwen2: Build<LlamaFamilyConfig>;
+  mistral: Build<LlamaFamilyConfig>;
+  gpt2: Build<Gpt2Config>;
+} = {
+  llama: createLlama,
+  qwen2: createLlama,
+  mistral: createLlama,
+  gpt2: createGpt2,
+};
+
+export type SupportedModelType = keyof typeof ARCHITECTURES;
+
+export const SUPPORTED_MODEL_TYPES = Object.keys(ARCHITECTURES) as SupportedModelType[];
+
+export function isSupportedModelType(modelType: string): modelType is SupportedModelType {
+  return Object.hasOwn(ARCHITECTURES, modelType);
+}
+
+function unsupported(modelType: string): Error {
+  return new Error(`unsupported model_type "${modelType}"; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`);
+}
+
+/** Throws, listing the supported types, unless `modelType` has an architecture. */
+export function assertSupportedModelType(modelType: string): asserts modelType is SupportedModelType {
+  if (!isSupportedModelType(modelType)) throw unsupported(modelType);
+}
+
+/** Builds the model of `config.model_type`; throws listing the supported types for any other. */
+export function buildModel(config: ModelConfig, checkpoint: CheckpointSource, kernels: Kernels, source: string): Promise<CausalLM> {
+  if (!config.recognized) throw unsupported(config.model_type);
+  switch (config.model_type) {
+    case "llama":
+    case "qwen2":
+    case "mistral":
+      return ARCHITECTURES[config.model_type](config, checkpoint, kernels, source);
+    case "gpt2":
+      return ARCHITECTURES.gpt2(config, checkpoint, kernels, source);
+    default:
+      config satisfies never;
+      throw unsupported((config as { model_type: string }).model_type);
+  }
+}

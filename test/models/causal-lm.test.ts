@@ -1,0 +1,250 @@
+// Tiny random HF checkpoints (scripts/fixtures/make_tiny_models.py) against PyTorch float64:
+// logits, the causal-LM loss and the gradient of every parameter; only the requested gradients are
+// computed; the adapter hook receives the right gradient; checkpoint and model_type errors.
+
+import { existsSync, readFileSync } from "node:fs";
+import { cp, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { SafetensorsFile, writeSafetensors } from "../../src/io/safetensors.js";
+import type { Kernels, KernelsName } from "../../src/kernels/kernels.js";
+import { createKernels } from "../../src/kernels/index.js";
+import type { LinearAdapter } from "../../src/models/linear.js";
+import { type Batch, type CausalLM, loadModel } from "../../src/models/model.js";
+import { Heap } from "../../src/tensor/heap.js";
+import type { Tensor } from "../../src/tensor/tensor.js";
+
+const FIXTURES = join(import.meta.dirname, "..", "fixtures", "models");
+const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) => existsSync(join(FIXTURES, m, "config.json")));
+const KERNELS: KernelsName[] = existsSync(join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"))
+  ? ["ref", "wasm"]
+  : ["ref"];
+
+interface Expected {
+  batch: Batch;
+  values: Map<string, Float32Array>;
+}
+
+async function readExpected(name: string): Promise<Expected> {
+  const json = JSON.parse(readFileSync(join(FIXTURES, name, "batch.json"), "utf8")) as {
+    batch_size: number;
+    seq_len: number;
+    input_ids: number[];
+    attention_mask: number[];
+    labels: number[];
+  };
+  const file = await SafetensorsFile.open(join(FIXTURES, name, "expected.safetensors"));
+  const values = new Map<string, Float32Array>();
+  for (const key of file.entries.keys()) values.set(key, await file.readF32(key));
+  await file.close();
+  return {
+    batch: {
+      batchSize: json.batch_size,
+      seqLen: json.seq_len,
+      inputIds: Int32Array.from(json.input_ids),
+      attentionMask: Int32Array.from(json.attention_mask),
+      labels: Int32Array.from(json.labels),
+    },
+    values,
+  };
+}
+
+/** max |a - b| / max |b|, with the worst index, for readable failures. */
+function relErr(actual: Float32Array, expected: Float32Array): { rel: number; at: number } {
+  let maxDiff = 0;
+  let maxRef = 0;
+  let at = -1;
+  for (let i = 0; i < expected.length; i++) {
+    const diff = Math.abs(actual[i] - expected[i]);
+    if (!(diff <= maxDiff)) {
+      maxDiff = diff;
+      at = i;
+    }
+    maxRef = Math.max(maxRef, Math.abs(expected[i]));
+  }
+  return { rel: maxRef > 0 ? maxDiff / maxRef : maxDiff, at };
+}
+
+function expectClose(what: string, actual: Float32Array, expected: Float32Array, tol: number): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const { rel, at } = relErr(actual, expected);
+  expect(rel, `${what}: rel err ${rel.toExponential(2)} at ${at} (got ${actual[at]}, want ${expected[at]})`).toBeLessThanOrEqual(tol);
+}
+
+function zeroGrads(model: CausalLM, names: Iterable<string>): Map<string, Tensor> {
+  const grads = new Map<string, Tensor>();
+  for (const name of names) {
+    const p = model.params.get(name);
+    if (p === undefined) throw new Error(`no parameter ${name}`);
+    grads.set(name, model.kernels.heap.zeros(p.shape));
+  }
+  return grads;
+}
+
+describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
+  let kernels: Kernels;
+  beforeAll(async () => {
+    kernels = await createKernels(kernelsName, { heap: new Heap({ initialBytes: 16 * 2 ** 20 }), threads: 2 });
+  });
+  afterAll(async () => {
+    await kernels.dispose();
+  });
+
+  describe.each(MODELS)("%s", (name) => {
+    let model: CausalLM;
+    let expected: Expected;
+    beforeAll(async () => {
+      model = await loadModel(join(FIXTURES, name), { kernels });
+      expected = await readExpected(name);
+    });
+    afterAll(() => model.dispose());
+
+    test("parameters are exactly the checkpoint's trainable ones", () => {
+      const gradNames = [...expected.values.keys()].filter((k) => k.startsWith("grad.")).map((k) => k.slice(5));
+      expect([...model.params.keys()].sort()).toEqual(gradNames.sort());
+    });
+
+    test("logits, loss and every parameter gradient", () => {
+      const logits = model.forward(expected.batch);
+      expectClose("logits", logits.toArray(), expected.values.get("logits") as Float32Array, 1e-5);
+
+      const grads = zeroGrads(model, model.params.keys());
+      const { loss, tokens } = model.lossAndGrads(expected.batch, { paramGrads: grads });
+      const labels = expected.batch.labels as Int32Array;
+      const T = expected.batch.seqLen;
+      const counted = labels.filter((l, i) => l !== -100 && i % T !== 0).length;
+      expect(tokens).toBe(counted);
+      const wantLoss = (expected.values.get("loss") as Float32Array)[0];
+      expect(Math.abs(loss - wantLoss) / Math.abs(wantLoss)).toBeLessThanOrEqual(1e-5);
+      for (const [pname, g] of grads) {
+        expectClose(`grad ${pname}`, g.toArray(), expected.values.get(`grad.${pname}`) as Float32Array, 1e-4);
+        g.dispose();
+      }
+    });
+
+    test("only the requested gradients are computed, and they accumulate", () => {
+      const firstLinear = model.linears()[0];
+      const norm = [...model.params.keys()].find((n) => /norm|ln_1/.test(n)) as string;
+      const subset = [firstLinear.weightName, norm];
+      const grads = zeroGrads(model, subset);
+      let calls = 0;
+      const original = kernels.matmul;
+      const counting: Kernels["matmul"] = (...args) => {
+        calls++;
+        original.apply(kernels, args);
+      };
+      (kernels as { matmul: Kernels["matmul"] }).matmul = counting;
+      try {
+        model.lossAndGrads(expected.batch);
+        const withoutGrads = calls;
+        calls = 0;
+        model.lossAndGrads(expected.batch, { paramGrads: grads, lossScale: 0.5 });
+        model.lossAndGrads(expected.batch, { paramGrads: grads, lossScale: 1.5 });
+        expect(calls).toBe(2 * withoutGrads + 2); // one dW GEMM per call, for the one linear asked for
+      } finally {
+        (kernels as { matmul: Kernels["matmul"] }).matmul = original;
+      }
+      for (const [pname, g] of grads) {
+        const want = (expected.values.get(`grad.${pname}`) as Float32Array).map((x) => 2 * x); // 0.5 + 1.5
+        expectClose(`accumulated grad ${pname}`, g.toArray(), want, 1e-4);
+        g.dispose();
+      }
+      expect(() => model.lossAndGrads(expected.batch, { paramGrads: new Map([["nope.weight", grads.get(norm) as Tensor]]) })).toThrow(
+        /nope\.weight/,
+      );
+    });
+
+    test("adapter hook: out += s*inp gets d s = trace(dW) and shifts the logits like W + s*I", () => {
+      const square = model.linears().find((l) => l.inFeatures === l.outFeatures && l.path !== "lm_head");
+      if (square === undefined) throw new Error("fixture has no square linear layer");
+      let s = 0;
+      let dS = 0;
+      const adapter: LinearAdapter = {
+        forward(out, inp) {
+          kernels.axpy(out, inp, s);
+        },
+        backward(dInp, dOut, inp) {
+          const o = dOut.f32();
+          const x = inp.f32();
+          for (let i = 0; i < o.length; i++) dS += o[i] * x[i];
+          if (dInp !== null) kernels.axpy(dInp, dOut, s);
+        },
+      };
+      model.setAdapter(square.path, adapter);
+      try {
+        model.lossAndGrads(expected.batch);
+        const dW = expected.values.get(`grad.${square.weightName}`) as Float32Array;
+        let trace = 0;
+        for (let i = 0; i < square.inFeatures; i++) trace += dW[i * square.inFeatures + i];
+        expect(Math.abs(dS - trace)).toBeLessThanOrEqual(1e-4 * Math.max(...dW.map(Math.abs)) * square.inFeatures);
+        s = 0.3;
+        const adapted = model.forward(expected.batch).toArray();
+        model.setAdapter(square.path, null);
+        const w = (model.params.get(square.weightName) as Tensor).f32();
+        for (let i = 0; i < square.inFeatures; i++) w[i * square.inFeatures + i] += s;
+        const merged = model.forward(expected.batch).toArray();
+        for (let i = 0; i < square.inFeatures; i++) w[i * square.inFeatures + i] -= s;
+        expectClose("adapter vs merged weight", adapted, merged, 1e-5);
+      } finally {
+        model.setAdapter(square.path, null);
+      }
+      expect(() => model.setAdapter("model.nothing", adapter)).toThrow(/model\.nothing/);
+    });
+  });
+});
+
+describe("checkpoint and config errors", () => {
+  let dir: string;
+  let kernels: Kernels;
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "loraga-models-"));
+    kernels = await createKernels("ref", { heap: new Heap({ initialBytes: 8 * 2 ** 20 }) });
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+    await kernels.dispose();
+  });
+
+  async function variant(name: string, edit: (tensors: Map<string, { shape: number[]; data: Float32Array }>) => void): Promise<string> {
+    const out = join(dir, name);
+    await cp(join(FIXTURES, "llama-gqa"), out, { recursive: true });
+    const file = await SafetensorsFile.open(join(out, "model.safetensors"));
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const [key, entry] of file.entries) tensors.set(key, { shape: entry.shape, data: await file.readF32(key) });
+    await file.close();
+    edit(tensors);
+    await writeSafetensors(
+      join(out, "model.safetensors"),
+      [...tensors].map(([key, t]) => ({ name: key, dtype: "F32" as const, shape: t.shape, data: t.data })),
+    );
+    return out;
+  }
+
+  test("a missing tensor names the file and the tensor", async () => {
+    const out = await variant("missing", (t) => t.delete("model.layers.1.mlp.up_proj.weight"));
+    const err = await loadModel(out, { kernels }).catch((e: Error) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect((err as Error).message).toContain("model.layers.1.mlp.up_proj.weight");
+    expect((err as Error).message).toContain(join(out, "model.safetensors"));
+    expect((err as Error).message).not.toContain("\n");
+  });
+
+  test("a tensor of the wrong shape names the file, the tensor and both shapes", async () => {
+    const out = await variant("shape", (t) => {
+      t.set("model.layers.0.self_attn.k_proj.weight", { shape: [32, 32], data: new Float32Array(32 * 32) });
+    });
+    const err = await loadModel(out, { kernels }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/model\.safetensors.*model\.layers\.0\.self_attn\.k_proj\.weight.*\[32, 32\].*\[16, 32\]/);
+    expect(kernels.heap.bytesInUse).toBe(0);
+  });
+
+  test("an unknown model_type lists the supported ones", async () => {
+    const out = join(dir, "bert");
+    await cp(join(FIXTURES, "llama-gqa"), out, { recursive: true });
+    const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<string, unknown>;
+    await writeFile(join(out, "config.json"), JSON.stringify({ ...config, model_type: "bert" }));
+    const err = await loadModel(out, { kernels }).catch((e: Error) => e);
+    expect((err as Error).message).toMatch(/"bert".*llama.*qwen2.*mistral.*gpt2/);
+  });
+});
