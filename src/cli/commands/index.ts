@@ -1,6 +1,8 @@
 // Registry of subcommands: each entry adds one subcommand (with its --help text) to the program.
 import type { Command } from "commander";
+import { registerEstimate } from "./estimate.js";
+import { registerInit } from "./init.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [];
+export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit];

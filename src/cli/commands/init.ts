@@ -1,0 +1,116 @@
+// `loraga init`: creates an initialised adapter for a model — LoRA-GA from gradients (a gradient
+// cache from `loraga estimate`, or estimated here from the same data flags), or any other init
+// (default LoRA, gaussian, PiSSA, OLoRA, LoRA-One). Inits that move the base weights (LoRA-GA,
+// PiSSA, OLoRA) record it in the adapter, so `loraga train --init-adapter` and `loraga convert`
+// can restore the offset base W' = W - s B0 A0.
+
+import { type Command, Option } from "commander";
+import { type GradientMap, loadGradients } from "../../peft/gradient-cache.js";
+import { type InitLoraWeights, LoraConfig, LoraGAConfig } from "../../peft/config.js";
+import { getPeftModel } from "../../peft/peft-model.js";
+import { selectTargets } from "../../peft/targets.js";
+import { UsageError, resolveOptions } from "../config-file.js";
+import { addEngineOptions, intFlag, numberFlag, openEngine, openModel } from "../common.js";
+import { addEstimateFlags, estimateFromFlags, targetModules } from "./estimate.js";
+
+const METHODS: Readonly<Record<string, InitLoraWeights>> = {
+  "lora-ga": "lora_ga",
+  lora: true,
+  gaussian: "gaussian",
+  pissa: "pissa",
+  olora: "olora",
+  "lora-one": "lora_one",
+};
+
+export function registerInit(program: Command): void {
+  const command = program
+    .command("init")
+    .description("initialise a LoRA adapter (LoRA-GA, PiSSA, OLoRA, LoRA-One, default) and save it")
+    .requiredOption("--model <dir>", "Hugging Face model directory")
+    .requiredOption("--out <dir>", "adapter directory to write (adapter_config.json + adapter_model.safetensors)")
+    .option("--grads <file>", "gradient cache from `loraga estimate` (otherwise estimate from --data)")
+    .addOption(new Option("--method <name>", "initialisation").choices(Object.keys(METHODS)).default("lora-ga"))
+    .addOption(new Option("--variant <name>", "LoRA-GA variant").choices(["official", "peft"]).default("official"))
+    .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
+    .option("--alpha <x>", "lora_alpha (default: r)", numberFlag("--alpha"))
+    .option("--rslora", "scale by alpha/sqrt(r) instead of alpha/r", false)
+    .addOption(new Option("--direction <d>", "LoRA-GA direction").choices(["ArB2r", "A2rBr", "ArBr", "random"]).default("ArB2r"))
+    .addOption(
+      new Option("--scale <s>", "LoRA-GA scale")
+        .choices(["stable", "gd", "unit", "weightS", "gd_scale", "weight_svd"])
+        .default("stable"),
+    )
+    .option("--gamma <x>", "LoRA-GA stable_gamma", numberFlag("--gamma"), 16)
+    .addOption(new Option("--svd <kind>", "SVD for LoRA-GA / PiSSA").choices(["lowrank", "exact"]).default("lowrank"))
+    .option("--seed <n>", "seed for every random choice", intFlag("--seed", 0), 0);
+  addEstimateFlags(command, false);
+  addEngineOptions(command);
+  command.addHelpText(
+    "after",
+    "\nExamples:\n" +
+      "  loraga init --model ./tiny-llama --grads grads.safetensors --r 8 --alpha 16 --out init-adapter\n" +
+      "  loraga init --model ./tiny-llama --data train.jsonl --batches 8 --method lora-ga --variant peft \\\n" +
+      "    --target q_proj,v_proj --r 8 --out init-adapter\n" +
+      "  loraga init --model ./tiny-llama --method pissa --r 8 --out pissa-adapter\n",
+  );
+  command.action(async () => {
+    const options = resolveOptions(command);
+    const method = METHODS[options.method as string];
+    const needsGrads = method === "lora_ga" || method === "lora_one";
+    if (needsGrads && options.grads === undefined && options.data === undefined) {
+      throw new UsageError(`--method ${options.method as string} needs --grads FILE or --data FILE to estimate from`);
+    }
+    const engine = await openEngine(options);
+    try {
+      const model = await openModel(options.model as string, engine);
+      const r = options.r as number;
+      const base = {
+        r,
+        lora_alpha: (options.alpha as number | undefined) ?? r,
+        use_rslora: options.rslora === true,
+        target_modules: targetModules(model, options.target as string),
+        base_model_name_or_path: options.model as string,
+      };
+      // PEFT sets fan_in_fan_out for Conv1D targets (GPT-2) and writes it into adapter_config.json
+      const probe = new LoraConfig({ ...base, init_lora_weights: true });
+      const fanInFanOut = selectTargets(probe, model.linears()).some((l) => l.fanInFanOut);
+      const base2 = { ...base, fan_in_fan_out: fanInFanOut };
+      const config =
+        method === "lora_ga"
+          ? new LoraGAConfig({
+              ...base2,
+              direction: options.direction as "ArB2r",
+              scale: options.scale as "stable",
+              stable_gamma: options.gamma as number,
+              variant: options.variant as "official" | "peft",
+            })
+          : new LoraConfig({ ...base2, init_lora_weights: method });
+      let namedGrad: GradientMap | undefined;
+      if (needsGrads) {
+        namedGrad =
+          options.grads !== undefined
+            ? (await loadGradients(options.grads as string, selectTargets(config, model.linears()), model.linears()))
+                .grads
+            : (await estimateFromFlags(model, options.model as string, options, options.quiet === true)).grads;
+      }
+      const t0 = performance.now();
+      const peft = getPeftModel(model, config, {
+        seed: options.seed as number,
+        svd: { method: options.svd as "lowrank" | "exact" },
+        ...(namedGrad !== undefined && { namedGrad }),
+      });
+      const seconds = (performance.now() - t0) / 1000;
+      await peft.save(options.out as string);
+      if (options.quiet !== true) {
+        process.stderr.write(
+          `initialised ${peft.adapters.size} modules (${options.method as string}, r=${r}) in ${seconds.toFixed(2)}s; ` +
+            `wrote ${options.out as string}\n`,
+        );
+      }
+      peft.dispose();
+      model.dispose();
+    } finally {
+      await engine.dispose();
+    }
+  });
+}

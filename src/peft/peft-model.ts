@@ -1,0 +1,146 @@
+// getPeftModel: attaches LoRA adapters to the targeted linear layers of a model, initialised by the
+// config's init_lora_weights (default, gaussian, pissa, olora, lora_ga, lora_one), and subtracts the
+// init's base offset from the frozen weights when it has one (LoRA-GA, PiSSA, OLoRA), so that the
+// model's output is unchanged: W' + s B0 A0 == W (spec §6).
+//
+// A PeftModel remembers the initial factors (A0, B0) of an offset init, so that save() can write
+// either the adapter for the offset base W' (with a loraga_init record that says how W' was made)
+// or, with convert, a plain rank-2r LoRA for the ORIGINAL base (spec §8, convert.ts).
+
+import type { LinearInfo } from "../models/linear.js";
+import type { CausalLM } from "../models/model.js";
+import { Rng } from "../util/random.js";
+import { type AdapterWeights, saveAdapter } from "./adapter-io.js";
+import { type LoraConfig, LoraGAConfig } from "./config.js";
+import { convertAdapter } from "./convert.js";
+import type { GradientMap } from "./gradient-cache.js";
+import { applyLora } from "./apply.js";
+import type { SvdChoice } from "./init/common.js";
+import { initMethodOf } from "./init/index.js";
+import type { LoraLinear, LoraParameter } from "./lora.js";
+import { selectTargets } from "./targets.js";
+
+export interface PeftModelOptions {
+  /** Per-module gradients (estimateGradient / loadGradients); required by lora_ga and lora_one. */
+  namedGrad?: GradientMap;
+  /** Seeds every random choice of the init (default 0). */
+  seed?: number;
+  /** Randomized (default, as PEFT) or exact SVD for the SVD-based inits. */
+  svd?: SvdChoice;
+  /** Allocate adapter gradients (default true). */
+  trainable?: boolean;
+}
+
+export class PeftModel {
+  readonly base: CausalLM;
+  readonly config: LoraConfig;
+  readonly adapters: ReadonlyMap<string, LoraLinear>;
+  /** Initial (A0, B0) per module when the init offset the base weights; null otherwise. */
+  readonly initial: ReadonlyMap<string, AdapterWeights> | null;
+  /** How the adapters were initialised (written with the adapter as __metadata__.loraga_init). */
+  readonly initRecord: Readonly<Record<string, unknown>>;
+
+  constructor(
+    base: CausalLM,
+    config: LoraConfig,
+    adapters: ReadonlyMap<string, LoraLinear>,
+    initial: ReadonlyMap<string, AdapterWeights> | null,
+    initRecord: Readonly<Record<string, unknown>>,
+  ) {
+    this.base = base;
+    this.config = config;
+    this.adapters = adapters;
+    this.initial = initial;
+    this.initRecord = initRecord;
+  }
+
+  /** Trainable tensors (lora_A / lora_B of every adapter) with their gradients. */
+  parameters(): LoraParameter[] {
+    return [...this.adapters.values()].flatMap((a) => a.parameters());
+  }
+
+  zeroGrad(): void {
+    for (const a of this.adapters.values()) a.zeroGrad();
+  }
+
+  /** Copies of the current factors, per module path. */
+  weights(): Map<string, AdapterWeights> {
+    return new Map([...this.adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }]));
+  }
+
+  /**
+   * Writes adapter_config.json + adapter_model.safetensors. With convert (only meaningful after an
+   * offset init), writes the plain rank-2r LoRA for the original base instead of the adapter for the
+   * offset base.
+   */
+  async save(dir: string, options: { convert?: boolean } = {}): Promise<void> {
+    if (options.convert) {
+      if (this.initial === null) throw new Error("save: convert needs an init that offset the base weights");
+      const converted = convertAdapter(this.config, this.weights(), this.initial);
+      await saveAdapter(dir, converted.config, converted.weights, { init: { ...this.initRecord, converted: true } });
+      return;
+    }
+    await saveAdapter(dir, this.config, this.weights(), { init: this.initRecord });
+  }
+
+  /** Merges every adapter into its base weight (W += s B A) and detaches the adapters. */
+  mergeAndUnload(): CausalLM {
+    for (const [path, adapter] of this.adapters) {
+      adapter.merge(this.paramOf(adapter.info));
+      this.base.setAdapter(path, null);
+      adapter.dispose();
+    }
+    return this.base;
+  }
+
+  /** Detaches and frees the adapters; the base keeps whatever offset the init applied. */
+  dispose(): void {
+    for (const [path, adapter] of this.adapters) {
+      this.base.setAdapter(path, null);
+      adapter.dispose();
+    }
+  }
+
+  private paramOf(info: LinearInfo) {
+    const weight = this.base.params.get(info.weightName);
+    if (weight === undefined) throw new Error(`model has no parameter ${info.weightName}`);
+    return weight;
+  }
+}
+
+/** Attaches initialised adapters to `model` (modifying its base weights for offset inits). */
+export function getPeftModel(model: CausalLM, config: LoraConfig, options: PeftModelOptions = {}): PeftModel {
+  const method = initMethodOf(config.init_lora_weights);
+  if ((method === "lora_ga" || method === "lora_one") && options.namedGrad === undefined) {
+    throw new Error(`init "${method}" needs gradients: run estimateGradient (or load a gradient cache) first`);
+  }
+  if (options.namedGrad !== undefined) {
+    for (const info of selectTargets(config, model.linears())) {
+      if (!options.namedGrad.has(info.path)) {
+        throw new Error(`no gradient for target module ${info.path} (the gradients do not fit the targets)`);
+      }
+    }
+  }
+  const applied = applyLora(model, config, {
+    rng: new Rng(options.seed ?? 0),
+    ...(options.namedGrad !== undefined && { grads: options.namedGrad }),
+    ...(options.svd !== undefined && { svd: options.svd }),
+    ...(options.trainable !== undefined && { trainable: options.trainable }),
+  });
+  const offsetBase = applied.offsetModules.length > 0;
+  const initRecord: Record<string, unknown> = {
+    init_lora_weights: config.init_lora_weights,
+    seed: options.seed ?? 0,
+    offset_base: offsetBase,
+    ...(config instanceof LoraGAConfig && {
+      lora_ga: {
+        direction: config.direction,
+        scale: config.scale,
+        stable_gamma: config.stable_gamma,
+        variant: config.variant,
+        norm_clip: config.norm_clip,
+      },
+    }),
+  };
+  return new PeftModel(model, config, applied.layers, offsetBase ? applied.initial : null, initRecord);
+}

@@ -1,0 +1,61 @@
+// estimateGradient on real checkpoints vs PEFT 0.21's preprocess_loraga on the same model and
+// batches (fixture: scripts/fixtures/make_loraga_e2e.py).
+import { describe, expect, test } from "vitest";
+import { collate, groupIntoBatches } from "../../src/data/batches.js";
+import { loadExamples } from "../../src/data/dataset.js";
+import { SafetensorsFile } from "../../src/io/safetensors.js";
+import { createKernels } from "../../src/kernels/index.js";
+import { loadModel } from "../../src/models/model.js";
+import { estimateGradient } from "../../src/peft/estimate.js";
+import { Heap } from "../../src/tensor/heap.js";
+import { expectAllclose } from "../helpers/allclose.js";
+
+const E2E = "test/fixtures/e2e";
+
+describe.each(["llama-gqa", "gpt2"])("estimateGradient on %s", (name) => {
+  test("equals PEFT preprocess_loraga's gradients (mean over batches of batch-mean-loss gradients)", async () => {
+    const heap = new Heap();
+    const kernels = await createKernels("ref", { heap });
+    const model = await loadModel(`test/fixtures/models/${name}`, { kernels });
+    const examples = await loadExamples(`${E2E}/data.jsonl`, null);
+    const batches = groupIntoBatches(examples, 2).map((g) => collate(g, { maxLength: 10, padTokenId: 0 }));
+    const expected = await SafetensorsFile.open(`${E2E}/${name}/grads.safetensors`);
+    const targets = [...expected.entries.keys()];
+    const seen: number[] = [];
+    const result = await estimateGradient(model, batches, { targets, onProgress: (p) => seen.push(p.done) });
+    expect(result.batches).toBe(3);
+    expect(seen).toEqual([1, 2, 3]);
+    expect([...result.grads.keys()].sort()).toEqual(targets.sort());
+    for (const path of targets) {
+      const ours = result.grads.get(path);
+      expect(ours?.shape).toEqual(expected.entries.get(path)?.shape);
+      expectAllclose(ours?.data ?? new Float32Array(), await expected.readF32(path), {
+        rtol: 1e-4,
+        atol: 1e-4 * maxAbs(await expected.readF32(path)),
+        label: `${name} ${path}`,
+      });
+    }
+    await expected.close();
+    model.dispose();
+    await kernels.dispose();
+  });
+});
+
+test("estimateGradient names a target that is not a linear layer", async () => {
+  const heap = new Heap();
+  const kernels = await createKernels("ref", { heap });
+  const model = await loadModel("test/fixtures/models/llama-gqa", { kernels });
+  await expect(estimateGradient(model, [], { targets: ["model.layers.0.nope"] })).rejects.toThrow(
+    /"model\.layers\.0\.nope" is not a linear layer/,
+  );
+  await expect(estimateGradient(model, [], { targets: ["model.layers.0.self_attn.q_proj"] })).rejects.toThrow(
+    /no batches/,
+  );
+  model.dispose();
+});
+
+function maxAbs(a: Float32Array): number {
+  let m = 0;
+  for (const v of a) m = Math.max(m, Math.abs(v));
+  return m;
+}
