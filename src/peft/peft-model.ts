@@ -10,7 +10,7 @@
 import type { LinearInfo } from "../models/linear.js";
 import type { CausalLM } from "../models/model.js";
 import { Rng } from "../util/random.js";
-import { type AdapterWeights, saveAdapter } from "./adapter-io.js";
+import { type AdapterWeights, loadAdapter, saveAdapter } from "./adapter-io.js";
 import { type LoraConfig, LoraGAConfig } from "./config.js";
 import { convertAdapter } from "./convert.js";
 import type { GradientMap } from "./gradient-cache.js";
@@ -143,4 +143,51 @@ export function getPeftModel(model: CausalLM, config: LoraConfig, options: PeftM
     }),
   };
   return new PeftModel(model, config, applied.layers, offsetBase ? applied.initial : null, initRecord);
+}
+
+export interface LoadPeftModelOptions {
+  /**
+   * The init adapter (A0, B0) of an adapter trained on an offset base (LoRA-GA / PiSSA / OLoRA):
+   * W' = W - s B0 A0 is recreated before the trained adapter is attached.
+   */
+  initAdapterDir?: string;
+  /** Allocate adapter gradients (default false: inference / merging). */
+  trainable?: boolean;
+}
+
+/**
+ * Attaches a saved adapter to `model`. An adapter made by an offset init and not converted needs
+ * its base offset: from `initAdapterDir`, or — for the init adapter itself, whose record says so —
+ * from its own factors. A converted or plain adapter attaches to the original base as is.
+ */
+export async function loadPeftModel(
+  model: CausalLM,
+  adapterDir: string,
+  options: LoadPeftModelOptions = {},
+): Promise<PeftModel> {
+  const loaded = await loadAdapter(adapterDir, model.linears());
+  const record = loaded.init ?? {};
+  const needsOffset = record.offset_base === true && record.converted !== true;
+  let offsetFrom: ReadonlyMap<string, AdapterWeights> | undefined;
+  if (options.initAdapterDir !== undefined) {
+    const init = await loadAdapter(options.initAdapterDir, model.linears());
+    if (init.init?.offset_base !== true) {
+      throw new Error(`${options.initAdapterDir}: not an init adapter that offset the base (no loraga_init record saying so)`);
+    }
+    offsetFrom = init.weights;
+  } else if (needsOffset) {
+    if (record.trained === true) {
+      throw new Error(
+        `${adapterDir}: this adapter was trained on an offset base; give its init adapter (--init) or convert it first`,
+      );
+    }
+    offsetFrom = loaded.weights; // the init adapter itself: W' + s B0 A0 == W
+  }
+  const applied = applyLora(model, loaded.config, {
+    rng: new Rng(0),
+    weights: loaded.weights,
+    ...(offsetFrom !== undefined && { offsetFrom }),
+    trainable: options.trainable ?? false,
+  });
+  return new PeftModel(model, loaded.config, applied.layers, offsetFrom ?? null, record);
 }

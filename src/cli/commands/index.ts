@@ -2,7 +2,9 @@
 import type { Command } from "commander";
 import { registerEstimate } from "./estimate.js";
 import { registerInit } from "./init.js";
+import { registerConvert } from "./convert.js";
+import { registerMerge } from "./merge.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit];
+export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge];

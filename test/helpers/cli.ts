@@ -1,0 +1,25 @@
+// Runs the built `loraga` command (dist/cli/main.js) as a user would: a child process with real
+// files. `npm test` builds dist/ first.
+import { spawnSync } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function runCli(args: string[], options: { timeoutMs?: number } = {}): CliResult {
+  const out = spawnSync(process.execPath, ["dist/cli/main.js", ...args], {
+    encoding: "utf8",
+    timeout: options.timeoutMs ?? 120_000,
+    env: { ...process.env, LORAGA_DEBUG: "" },
+  });
+  return { status: out.status, stdout: out.stdout, stderr: out.stderr };
+}
+
+export function tempDir(prefix = "loraga-cli-"): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
