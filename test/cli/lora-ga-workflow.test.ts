@@ -120,6 +120,24 @@ describe.each(["llama-gqa", "gpt2"])("loraga CLI on %s", (name) => {
   });
 });
 
+describe.each(["llama-gqa", "gpt2"])("an adapter written by loraga, loaded by PEFT (%s)", (name) => {
+  // scripts/fixtures/make_loraga_written_adapters.sh: loraga init + convert wrote loraga-converted/,
+  // PEFT 0.21 loaded it with PeftModel.from_pretrained on the original base and recorded its logits.
+  test("PEFT's logits with it equal loraga's", async () => {
+    const { batch, file } = await fixtureBatch(name);
+    await file.close();
+    const peft = await SafetensorsFile.open(`${E2E}/${name}/loraga-converted-peft-logits.safetensors`);
+    const expected = await peft.readF32("logits");
+    const merged = await peft.readF32("merged_logits");
+    await peft.close();
+    const ours = await logitsOf(`test/fixtures/models/${name}`, batch, { dir: `${E2E}/${name}/loraga-converted` });
+    expectAllclose(ours, expected, { rtol: 1e-5, atol: 1e-5 * maxAbs(expected), label: "adapter" });
+    expectAllclose(merged, expected, { rtol: 1e-5, atol: 1e-5 * maxAbs(expected), label: "PEFT merged" });
+    const base = await logitsOf(`test/fixtures/models/${name}`, batch);
+    expect(maxAbs(ours.map((v, i) => v - base[i]))).toBeGreaterThan(1e-3); // the adapter does something
+  });
+});
+
 describe("bad input through the CLI", () => {
   const model = "test/fixtures/models/llama-gqa";
   const dir = tempDir();
