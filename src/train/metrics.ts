@@ -1,0 +1,155 @@
+// Evaluation metrics, forward only (no gradients, adapters untouched):
+// - evaluateLoss: token-weighted mean causal-LM loss over batches (labels shifted by one, -100
+//   ignored, as transformers' ForCausalLMLoss) and perplexity = exp(loss).
+// - sequence log-likelihoods and classification by label likelihood (the "lm-eval-harness"
+//   multiple-choice rule: score each candidate continuation by the sum of its tokens'
+//   log-probabilities given the prompt, pick the highest; optionally length-normalised).
+// - GSM8K-style exact match: the final number of a text ("#### 42" if present, else the last
+//   number), commas removed, compared numerically.
+// Logits come from model.forward; per-token losses from kernels.crossEntropy (no dLogits).
+
+import type { Batch, CausalLM } from "../models/model.js";
+
+const IGNORE = -100;
+
+/** Per-position negative log-likelihood (B*T) of batch.labels shifted by one; 0 where ignored. */
+export function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
+  const { batchSize: B, seqLen: T } = batch;
+  const labels = batch.labels;
+  if (labels === undefined) throw new Error("evaluate: batch.labels is required");
+  const logits = model.forward(batch); // (B, T, V)
+  const V = logits.size / (B * T);
+  const heap = model.kernels.heap;
+  const targets = heap.tensor([B * T], "i32");
+  const losses = heap.tensor([B * T]);
+  try {
+    const tv = targets.i32();
+    const counted = new Uint8Array(B * T);
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < T; t++) {
+        const label = t + 1 < T ? labels[b * T + t + 1] : IGNORE;
+        tv[b * T + t] = label;
+        counted[b * T + t] = label === IGNORE ? 0 : 1;
+      }
+    }
+    model.kernels.crossEntropy(losses, null, logits.reshape([B * T, V]), targets, { ignoreIndex: IGNORE });
+    return { nll: losses.toArray(), counted };
+  } finally {
+    targets.dispose();
+    losses.dispose();
+  }
+}
+
+export interface EvalResult {
+  /** Mean NLL per counted token over all batches. */
+  loss: number;
+  perplexity: number;
+  tokens: number;
+}
+
+/** Token-weighted mean loss over the batches (sum of NLL / number of counted tokens). */
+export function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): EvalResult {
+  let sum = 0;
+  let tokens = 0;
+  for (const batch of batches) {
+    const { nll, counted } = tokenNll(model, batch);
+    for (let i = 0; i < nll.length; i++) {
+      if (counted[i] === 1) {
+        sum += nll[i];
+        tokens++;
+      }
+    }
+  }
+  const loss = tokens === 0 ? Number.NaN : sum / tokens;
+  return { loss, perplexity: Math.exp(loss), tokens };
+}
+
+/**
+ * Sum of log p(continuation | prompt) for each (prompt, continuation) pair, scored in one
+ * right-padded batch. Returns [sum of log-probs, number of continuation tokens] per pair.
+ */
+export function continuationLogLikelihoods(
+  model: CausalLM,
+  pairs: readonly { prompt: readonly number[]; continuation: readonly number[] }[],
+  padTokenId = 0,
+): { logProb: number; tokens: number }[] {
+  if (pairs.length === 0) return [];
+  const T = Math.max(...pairs.map((p) => p.prompt.length + p.continuation.length));
+  const B = pairs.length;
+  const inputIds = new Int32Array(B * T).fill(padTokenId);
+  const attentionMask = new Int32Array(B * T);
+  const labels = new Int32Array(B * T).fill(IGNORE);
+  pairs.forEach((p, b) => {
+    if (p.prompt.length === 0 || p.continuation.length === 0) throw new Error(`score: pair ${b} needs a non-empty prompt and continuation`);
+    const seq = [...p.prompt, ...p.continuation];
+    seq.forEach((id, t) => {
+      inputIds[b * T + t] = id;
+      attentionMask[b * T + t] = 1;
+      if (t >= p.prompt.length) labels[b * T + t] = id;
+    });
+  });
+  const { nll, counted } = tokenNll(model, { batchSize: B, seqLen: T, inputIds, attentionMask, labels });
+  return pairs.map((_, b) => {
+    let logProb = 0;
+    let tokens = 0;
+    for (let t = 0; t < T; t++) {
+      if (counted[b * T + t] === 1) {
+        logProb -= nll[b * T + t];
+        tokens++;
+      }
+    }
+    return { logProb, tokens };
+  });
+}
+
+/** Index of the candidate with the highest (optionally per-token) log-likelihood, and all scores. */
+export function classifyByLikelihood(
+  model: CausalLM,
+  prompt: readonly number[],
+  candidates: readonly (readonly number[])[],
+  options: { lengthNormalize?: boolean; padTokenId?: number } = {},
+): { index: number; scores: number[] } {
+  const ll = continuationLogLikelihoods(
+    model,
+    candidates.map((c) => ({ prompt, continuation: c })),
+    options.padTokenId ?? 0,
+  );
+  const scores = ll.map((x) => (options.lengthNormalize ? x.logProb / x.tokens : x.logProb));
+  let index = 0;
+  for (let i = 1; i < scores.length; i++) if (scores[i] > scores[index]) index = i;
+  return { index, scores };
+}
+
+/** Fraction of items whose highest-likelihood candidate is the labelled one. */
+export function classificationAccuracy(
+  model: CausalLM,
+  items: readonly { prompt: readonly number[]; candidates: readonly (readonly number[])[]; label: number }[],
+  options: { lengthNormalize?: boolean; padTokenId?: number } = {},
+): number {
+  if (items.length === 0) return Number.NaN;
+  let correct = 0;
+  for (const item of items) if (classifyByLikelihood(model, item.prompt, item.candidates, options).index === item.label) correct++;
+  return correct / items.length;
+}
+
+const NUMBER_RE = /-?\d[\d,]*(?:\.\d+)?|-?\.\d+/g;
+
+/** The final answer number of a GSM8K-style text: after "####" if present, else the last number. */
+export function extractFinalNumber(text: string): string | null {
+  const marker = text.lastIndexOf("####");
+  const region = marker >= 0 ? text.slice(marker + 4) : text;
+  const all = region.match(NUMBER_RE);
+  if (all === null) return null;
+  const pick = marker >= 0 ? all[0] : all[all.length - 1];
+  return pick.replace(/,/g, "");
+}
+
+/** True when prediction and reference have the same final number (compared numerically). */
+export function gsm8kExactMatch(prediction: string, reference: string): boolean {
+  const p = extractFinalNumber(prediction);
+  const r = extractFinalNumber(reference);
+  if (p === null || r === null) return false;
+  const pn = Number(p);
+  const rn = Number(r);
+  return Number.isFinite(pn) && Number.isFinite(rn) ? pn === rn : p === r;
+}

@@ -1,0 +1,410 @@
+// The training loop: LoRA (adapters only) or full fine-tuning of a CausalLM, with exact resume.
+//
+// API (what `loraga train` builds on):
+//   const trainable = attachLora(model, loraConfig, initialWeights, { seed })  // LoRA: only A, B train
+//   const trainable = fullFineTuning(model)                                   // every model parameter
+//   const data = new ShuffledBatches(examples, { batchSize, maxLength, padTokenId, seed })  // data-order.ts
+//   const result = await train(model, trainable, data, {
+//     steps, lr, optimizer: { kind: "adamw", weightDecay, beta1, beta2, eps } | { kind: "sgd", momentum },
+//     schedule: "constant" | "constant_with_warmup" | "linear" | "cosine", warmupSteps,
+//     gradAccum, clipNorm, evalEvery, evalBatches, earlyStopping: { patience, minDelta },
+//     log: (record) => ..., logFile: "train.jsonl",
+//     checkpointEvery, checkpointDir, keepCheckpoints, resume: true | "<checkpoint dir>",
+//   });
+//   saveAdapter(dir, loraConfig, trainable.weights())   // export (peft/adapter-io.ts)
+//   detachLora(trainable)                               // detaches and frees the adapters
+// Full fine-tuning trains model.params, which must be f32 (loadModel's default weight storage;
+// 16-bit or quantized linear weights are frozen-only and are refused with the parameter's name).
+//
+// One optimiser step (0-based index k): for each of gradAccum micro-batches,
+// model.lossAndGrads(batch, { paramGrads, lossScale: 1 / gradAccum }) accumulates gradients (so
+// the update uses the mean of the micro-batch mean losses, as `(loss / accum).backward()` does in
+// PyTorch); the global gradient norm is measured (and clipped to clipNorm if set,
+// torch.nn.utils.clip_grad_norm_); the optimiser updates with lr = schedule(k); gradients are
+// zeroed. The step's loss is the mean of its micro-batch losses.
+// Log records (JSON lines when logFile is set, and passed to `log`):
+//   {"type":"train","step","loss","lr","grad_norm","tokens","tokens_per_s","elapsed_s","peak_memory"}
+//   {"type":"eval","step","eval_loss","perplexity","eval_tokens"}
+//   step counts completed optimiser steps (1-based); tokens = counted (learned) target tokens of the
+//   step; tokens_per_s = non-padding input tokens per second of the step; peak_memory is
+//   heap.peakBytes (engine bytes). Seeds live with their RNG owners: attachLora's `seed` (dropout)
+//   and the BatchSource's (data order). After train() returns, LoRA dropout is off (eval mode).
+// Evaluation (every evalEvery steps) is forward-only (metrics.ts); LoRA dropout is off during it.
+// Early stopping: stop when eval_loss has not improved by more than minDelta for `patience`
+// consecutive evaluations.
+// Checkpoints (checkpoint.ts): every checkpointEvery steps and at the end (when checkpointDir is
+// set): weights, optimiser state, step, data position, dropout RNG, early-stopping state. resume
+// continues exactly where the checkpoint was taken (bit-identical losses on the same kernels):
+// the schedule is a pure function of the step; the data source and RNG are restored from their state.
+// The caller owns the model; train() never frees it. Memory: gradient buffers (full fine-tuning)
+// and optimiser state are allocated once, before the first step.
+
+import { appendFile, mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
+import type { Batch, CausalLM } from "../models/model.js";
+import type { AdapterWeights } from "../peft/adapter-io.js";
+import { type LoraConfig, loraScaling, moduleRankAlpha } from "../peft/config.js";
+import { LoraLinear } from "../peft/lora.js";
+import { selectTargets } from "../peft/targets.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { Rng } from "../util/random.js";
+import { type CheckpointContent, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from "./checkpoint.js";
+import { clipGradNorm, globalGradNorm } from "./clip.js";
+import type { BatchSource } from "./data-order.js";
+import { evaluateLoss } from "./metrics.js";
+import { createOptimizer, type OptimizerConfig, type TrainableParam, withOptimizerDefaults } from "./optimizer.js";
+import { learningRate, type ScheduleConfig, type ScheduleName } from "./schedule.js";
+
+/** LoRA adapters attached to a model; only their A and B train. */
+export interface LoraTrainable {
+  kind: "lora";
+  config: LoraConfig;
+  adapters: Map<string, LoraLinear>;
+  /** Dropout generator shared by the adapters (saved in checkpoints). */
+  rng: Rng;
+  params(): TrainableParam[];
+  /** Current A/B values by module path (copies), for saveAdapter. */
+  weights(): Map<string, AdapterWeights>;
+  zeroGrad(): void;
+  setTraining(on: boolean): void;
+  dispose(): void;
+}
+
+/** Every model parameter trains; gradient buffers are allocated here (zeroed). */
+export interface FullTrainable {
+  kind: "full";
+  grads: Map<string, Tensor>;
+  params(): TrainableParam[];
+  zeroGrad(): void;
+  setTraining(on: boolean): void;
+  dispose(): void;
+}
+
+export type Trainable = LoraTrainable | FullTrainable;
+
+/**
+ * Attaches a LoraLinear to every linear layer the config targets, with the given initial A (r, in)
+ * and B (out, r) per module path (from an init method or loadAdapter). Base-weight offsets of
+ * LoRA-GA-style inits must already be applied to the model by the caller.
+ */
+export function attachLora(
+  model: CausalLM,
+  config: LoraConfig,
+  initial: ReadonlyMap<string, AdapterWeights>,
+  options: { seed?: number } = {},
+): LoraTrainable {
+  const rng = new Rng(options.seed ?? 0);
+  const adapters = new Map<string, LoraLinear>();
+  const targets = selectTargets(config, model.linears());
+  for (const path of initial.keys()) {
+    if (!targets.some((t) => t.path === path)) throw new Error(`attachLora: initial weights for ${path}, which the config does not target`);
+  }
+  try {
+    for (const info of targets) {
+      const w = initial.get(info.path);
+      if (w === undefined) throw new Error(`attachLora: no initial lora_A/lora_B for targeted module ${info.path}`);
+      const { r, alpha } = moduleRankAlpha(config, info.path);
+      const lora = new LoraLinear(model.kernels, info, {
+        r,
+        scaling: loraScaling(alpha, r, config.use_rslora),
+        A: w.A,
+        B: w.B,
+        dropout: config.lora_dropout,
+        rng,
+      });
+      adapters.set(info.path, lora);
+      model.setAdapter(info.path, lora);
+    }
+  } catch (error) {
+    for (const [path, lora] of adapters) {
+      model.setAdapter(path, null);
+      lora.dispose();
+    }
+    throw error;
+  }
+  return {
+    kind: "lora",
+    config,
+    adapters,
+    rng,
+    params: () =>
+      [...adapters.values()].flatMap((a) =>
+        a.parameters().map((p) => {
+          if (p.grad === null) throw new Error(`LoRA ${p.name}: adapter is frozen (no gradient buffer)`);
+          return { name: p.name, param: p.param, grad: p.grad };
+        }),
+      ),
+    weights: () => new Map([...adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }])),
+    zeroGrad: () => {
+      for (const a of adapters.values()) a.zeroGrad();
+    },
+    setTraining: (on) => {
+      for (const a of adapters.values()) a.training = on;
+    },
+    dispose: () => {
+      for (const [path, a] of adapters) {
+        model.setAdapter(path, null);
+        a.dispose();
+      }
+      adapters.clear();
+    },
+  };
+}
+
+/** Detaches and frees the adapters of attachLora. */
+export function detachLora(trainable: LoraTrainable): void {
+  trainable.dispose();
+}
+
+/** Full fine-tuning: every parameter of model.params trains (f32 parameters only). */
+export function fullFineTuning(model: CausalLM): FullTrainable {
+  const heap = model.kernels.heap;
+  const grads = new Map<string, Tensor>();
+  for (const [name, p] of model.params) {
+    if (p.dtype !== "f32") throw new Error(`full fine-tuning: parameter ${name} is ${p.dtype}; only f32 parameters can be trained`);
+    grads.set(name, heap.zeros(p.shape));
+  }
+  return {
+    kind: "full",
+    grads,
+    params: () => [...grads].map(([name, grad]) => ({ name, param: model.params.get(name) as Tensor, grad })),
+    zeroGrad: () => {
+      for (const g of grads.values()) g.fill(0);
+    },
+    setTraining: () => undefined,
+    dispose: () => {
+      for (const g of grads.values()) g.dispose();
+      grads.clear();
+    },
+  };
+}
+
+export interface TrainLogRecord {
+  type: "train" | "eval";
+  step: number;
+  [key: string]: unknown;
+}
+
+export interface TrainOptions {
+  /** Total optimiser steps of the run (a resumed run continues up to the same total). */
+  steps: number;
+  lr: number;
+  optimizer?: OptimizerConfig;
+  schedule?: ScheduleName;
+  warmupSteps?: number;
+  /** Micro-batches per optimiser step (default 1). */
+  gradAccum?: number;
+  /** Max global gradient norm; null/undefined = no clipping. */
+  clipNorm?: number | null;
+  evalEvery?: number;
+  evalBatches?: readonly Batch[];
+  earlyStopping?: { patience: number; minDelta?: number };
+  log?: (record: TrainLogRecord) => void;
+  /** JSONL log file (appended). */
+  logFile?: string;
+  checkpointEvery?: number;
+  checkpointDir?: string;
+  /** Keep only the newest N checkpoints (default: all). */
+  keepCheckpoints?: number;
+  /** true: the newest checkpoint in checkpointDir (fresh start if none); a string: that checkpoint. */
+  resume?: boolean | string;
+}
+
+export interface TrainResult {
+  /** Completed optimiser steps. */
+  steps: number;
+  /** Loss of every step run by THIS call (index 0 = first step after a resume). */
+  losses: number[];
+  lastEval: { loss: number; perplexity: number } | null;
+  stoppedEarly: boolean;
+  /** Step the run resumed from (0 for a fresh start). */
+  resumedFrom: number;
+}
+
+function positiveInt(what: string, v: number): number {
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`train: ${what} must be a positive integer, got ${v}`);
+  return v;
+}
+
+/** Runs the training loop; see the file header. */
+export async function train(model: CausalLM, trainable: Trainable, data: BatchSource, options: TrainOptions): Promise<TrainResult> {
+  const steps = options.steps;
+  if (!Number.isSafeInteger(steps) || steps < 0) throw new Error(`train: steps must be a non-negative integer, got ${steps}`);
+  const gradAccum = positiveInt("gradAccum", options.gradAccum ?? 1);
+  const evalEvery = options.evalEvery === undefined ? 0 : positiveInt("evalEvery", options.evalEvery);
+  const checkpointEvery = options.checkpointEvery === undefined ? 0 : positiveInt("checkpointEvery", options.checkpointEvery);
+  if (evalEvery > 0 && (options.evalBatches === undefined || options.evalBatches.length === 0)) {
+    throw new Error("train: evalEvery is set but evalBatches is empty");
+  }
+  if (options.earlyStopping !== undefined) {
+    if (evalEvery === 0) throw new Error("train: earlyStopping needs evalEvery and evalBatches");
+    positiveInt("earlyStopping.patience", options.earlyStopping.patience);
+  }
+  if ((checkpointEvery > 0 || options.resume !== undefined) && options.checkpointDir === undefined && typeof options.resume !== "string") {
+    throw new Error("train: checkpointEvery / resume need checkpointDir");
+  }
+  const clipNorm = options.clipNorm ?? null;
+  const optimizerConfig = withOptimizerDefaults(options.optimizer ?? { kind: "adamw" });
+  const schedule: ScheduleConfig = {
+    name: options.schedule ?? "constant",
+    baseLr: options.lr,
+    warmupSteps: options.warmupSteps ?? 0,
+    totalSteps: steps,
+  };
+  learningRate(schedule, 0); // validates the schedule before any work
+  const kernels = model.kernels;
+  const params = trainable.params();
+  const grads = params.map((p) => p.grad);
+  const paramGrads = trainable.kind === "full" ? trainable.grads : undefined;
+  const optimizer = createOptimizer(kernels, params, optimizerConfig);
+  // options that must match on resume
+  const run = { steps, lr: options.lr, schedule: schedule.name, warmupSteps: schedule.warmupSteps, gradAccum, clipNorm, optimizer: optimizerConfig, weights: trainable.kind };
+
+  let startStep = 0;
+  const book = { bestEvalLoss: null as number | null, evalsWithoutImprovement: 0 };
+  try {
+    const resumeDir =
+      typeof options.resume === "string"
+        ? options.resume
+        : options.resume === true
+          ? await latestCheckpoint(options.checkpointDir as string)
+          : null;
+    if (resumeDir !== null) {
+      const ckpt = await loadCheckpoint(resumeDir, model.linears());
+      restore(ckpt, resumeDir, trainable, params, run);
+      optimizer.loadState(ckpt.optimizer);
+      data.restore(ckpt.data);
+      book.bestEvalLoss = ckpt.trainer.bestEvalLoss;
+      book.evalsWithoutImprovement = ckpt.trainer.evalsWithoutImprovement;
+      startStep = ckpt.step;
+    }
+
+    if (options.logFile !== undefined) await mkdir(dirname(options.logFile), { recursive: true });
+    const emit = async (record: TrainLogRecord): Promise<void> => {
+      options.log?.(record);
+      if (options.logFile !== undefined) await appendFile(options.logFile, `${JSON.stringify(record)}\n`);
+    };
+    const checkpoint = async (step: number): Promise<void> => {
+      const content: CheckpointContent = {
+        step,
+        optimizer: optimizer.state(),
+        data: data.state(),
+        rng: trainable.kind === "lora" ? trainable.rng.state() : null,
+        trainer: { ...book },
+        run,
+        weights:
+          trainable.kind === "lora"
+            ? { kind: "lora", config: trainable.config, adapters: trainable.weights() }
+            : { kind: "full", params: new Map(params.map((p) => [p.name, { shape: [...p.param.shape], data: p.param.toArray() }])) },
+      };
+      await saveCheckpoint(options.checkpointDir as string, content);
+      if (options.keepCheckpoints !== undefined) await pruneCheckpoints(options.checkpointDir as string, options.keepCheckpoints);
+    };
+
+    const losses: number[] = [];
+    let lastEval: TrainResult["lastEval"] = null;
+    let stoppedEarly = false;
+    const t0 = performance.now();
+    trainable.zeroGrad();
+    trainable.setTraining(true);
+    let step = startStep;
+    while (step < steps) {
+      const stepStart = performance.now();
+      const lr = learningRate(schedule, step);
+      let lossSum = 0;
+      let tokens = 0;
+      let inputTokens = 0;
+      for (let micro = 0; micro < gradAccum; micro++) {
+        const batch = data.next();
+        inputTokens += realTokens(batch);
+        const r = model.lossAndGrads(batch, paramGrads === undefined ? { lossScale: 1 / gradAccum } : { paramGrads, lossScale: 1 / gradAccum });
+        lossSum += r.loss;
+        tokens += r.tokens;
+      }
+      const loss = lossSum / gradAccum;
+      const gradNorm = clipNorm === null ? globalGradNorm(kernels, grads) : clipGradNorm(kernels, grads, clipNorm);
+      if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+        throw new Error(`train: step ${step + 1}: loss ${loss}, gradient norm ${gradNorm} (not finite); lower the learning rate or enable clipping`);
+      }
+      optimizer.update(lr);
+      trainable.zeroGrad();
+      step++;
+      losses.push(loss);
+      const now = performance.now();
+      await emit({
+        type: "train",
+        step,
+        loss,
+        lr,
+        grad_norm: gradNorm,
+        tokens,
+        tokens_per_s: inputTokens / Math.max(1e-9, (now - stepStart) / 1000),
+        elapsed_s: (now - t0) / 1000,
+        peak_memory: kernels.heap.peakBytes,
+      });
+      if (evalEvery > 0 && step % evalEvery === 0) {
+        trainable.setTraining(false);
+        const ev = evaluateLoss(model, options.evalBatches as readonly Batch[]);
+        trainable.setTraining(true);
+        lastEval = { loss: ev.loss, perplexity: ev.perplexity };
+        await emit({ type: "eval", step, eval_loss: ev.loss, perplexity: ev.perplexity, eval_tokens: ev.tokens });
+        const minDelta = options.earlyStopping?.minDelta ?? 0;
+        if (book.bestEvalLoss === null || ev.loss < book.bestEvalLoss - minDelta) {
+          book.bestEvalLoss = ev.loss;
+          book.evalsWithoutImprovement = 0;
+        } else {
+          book.evalsWithoutImprovement++;
+        }
+        if (options.earlyStopping !== undefined && book.evalsWithoutImprovement >= options.earlyStopping.patience) stoppedEarly = true;
+      }
+      const last = step === steps || stoppedEarly;
+      if (options.checkpointDir !== undefined && ((checkpointEvery > 0 && step % checkpointEvery === 0) || (last && checkpointEvery > 0))) {
+        await checkpoint(step);
+      }
+      if (stoppedEarly) break;
+    }
+    return { steps: step, losses, lastEval, stoppedEarly, resumedFrom: startStep };
+  } finally {
+    trainable.setTraining(false);
+    optimizer.dispose();
+  }
+}
+
+/** Non-padding input tokens of a batch (what the forward pass really processes). */
+function realTokens(batch: Batch): number {
+  if (batch.attentionMask === undefined) return batch.batchSize * batch.seqLen;
+  let n = 0;
+  for (let i = 0; i < batch.attentionMask.length; i++) n += batch.attentionMask[i];
+  return n;
+}
+
+/** Copies a checkpoint's weights and RNG into the live trainable, after checking it fits. */
+function restore(ckpt: CheckpointContent, dir: string, trainable: Trainable, params: readonly TrainableParam[], run: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(run)) {
+    if (JSON.stringify(ckpt.run[key]) !== JSON.stringify(value)) {
+      throw new Error(`resume ${dir}: option ${key} was ${JSON.stringify(ckpt.run[key])} in the checkpoint, now ${JSON.stringify(value)}`);
+    }
+  }
+  if (ckpt.weights.kind !== trainable.kind) throw new Error(`resume ${dir}: checkpoint holds ${ckpt.weights.kind} weights, training ${trainable.kind}`);
+  const values = new Map<string, Float32Array>();
+  if (ckpt.weights.kind === "lora") {
+    for (const [path, w] of ckpt.weights.adapters) {
+      values.set(`${path}.lora_A.weight`, w.A);
+      values.set(`${path}.lora_B.weight`, w.B);
+    }
+  } else {
+    for (const [name, t] of ckpt.weights.params) values.set(name, t.data);
+  }
+  if (values.size !== params.length) throw new Error(`resume ${dir}: checkpoint has ${values.size} trained tensors, the run ${params.length}`);
+  for (const p of params) {
+    const v = values.get(p.name);
+    if (v === undefined) throw new Error(`resume ${dir}: no weights for ${p.name}`);
+    if (v.length !== p.param.size) throw new Error(`resume ${dir}: ${p.name} has ${v.length} values, expected ${p.param.size}`);
+  }
+  for (const p of params) p.param.f32().set(values.get(p.name) as Float32Array);
+  if (trainable.kind === "lora") {
+    if (ckpt.rng === null) throw new Error(`resume ${dir}: no RNG state for LoRA dropout`);
+    // Rng has no in-place setter; the adapters hold this instance, so copy the restored words into it.
+    Object.assign(trainable.rng, Rng.fromState(ckpt.rng));
+  }
+}

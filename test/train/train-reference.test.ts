@@ -1,0 +1,88 @@
+// Our trainer against a plain PyTorch + PEFT training loop (scripts/fixtures/make_train_reference.py):
+// same tiny Llama, same initial adapter (saved by PEFT), same batches in the same order; per-step
+// losses, learning rates and pre-clip gradient norms, and the eval loss after training.
+// Tolerance: 1e-4 relative (losses are ~6, so ~6e-4 absolute), see maxMixedError.
+
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import type { Kernels } from "../../src/kernels/kernels.js";
+import { loadAdapter } from "../../src/peft/adapter-io.js";
+import { FixedBatches } from "../../src/train/data-order.js";
+import { evaluateLoss } from "../../src/train/metrics.js";
+import { attachLora, fullFineTuning, type TrainLogRecord, train } from "../../src/train/trainer.js";
+import { join } from "node:path";
+import { maxMixedError, readBatches, readReference, refKernels, TRAIN_FIXTURES, tinyModel } from "./train-helpers.js";
+
+const TOL = 1e-4;
+
+describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
+  let kernels: Kernels;
+  const batches = readBatches();
+  const reference = readReference();
+  beforeAll(async () => {
+    kernels = await refKernels();
+  });
+  afterAll(async () => {
+    await kernels.dispose();
+  });
+
+  async function runLora(name: "lora_constant" | "lora_cosine", options: Parameters<typeof train>[3]) {
+    const model = await tinyModel(kernels);
+    const adapter = await loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
+    const trainable = attachLora(model, adapter.config, adapter.weights);
+    const records: TrainLogRecord[] = [];
+    const result = await train(model, trainable, new FixedBatches(batches.train), { ...options, log: (r) => records.push(r) });
+    const evalLoss = evaluateLoss(model, [batches.eval]).loss;
+    trainable.dispose();
+    model.dispose();
+    return { result, records, evalLoss, ref: reference[name] };
+  }
+
+  function check(out: { result: { losses: number[] }; records: TrainLogRecord[]; evalLoss: number; ref: (typeof reference)["lora_constant"] }) {
+    const lrs = out.records.filter((r) => r.type === "train").map((r) => r.lr as number);
+    const norms = out.records.filter((r) => r.type === "train").map((r) => r.grad_norm as number);
+    expect(lrs.length).toBe(out.ref.lrs.length);
+    expect(maxMixedError(lrs, out.ref.lrs), `lrs ${lrs} vs ${out.ref.lrs}`).toBeLessThanOrEqual(1e-12);
+    const lossErr = maxMixedError(out.result.losses, out.ref.losses);
+    console.log(`loss err ${lossErr.toExponential(2)}, grad-norm err ${maxMixedError(norms, out.ref.grad_norms).toExponential(2)}, eval err ${maxMixedError([out.evalLoss], [out.ref.eval_loss]).toExponential(2)}`);
+    expect(lossErr, `losses ${out.result.losses} vs ${out.ref.losses}`).toBeLessThanOrEqual(TOL);
+    expect(maxMixedError(norms, out.ref.grad_norms), `grad norms ${norms} vs ${out.ref.grad_norms}`).toBeLessThanOrEqual(TOL);
+    expect(maxMixedError([out.evalLoss], [out.ref.eval_loss])).toBeLessThanOrEqual(TOL);
+  }
+
+  test("LoRA, AdamW lr 1e-3, constant schedule, no clipping, 8 steps", async () => {
+    const out = await runLora("lora_constant", { steps: 8, lr: 1e-3, optimizer: { kind: "adamw", weightDecay: 0 }, schedule: "constant" });
+    check(out);
+  });
+
+  test("LoRA, weight decay 0.01, warmup 2 + cosine, grad accumulation 2, clip 1.0", async () => {
+    const out = await runLora("lora_cosine", {
+      steps: 8,
+      lr: 1e-3,
+      optimizer: { kind: "adamw", weightDecay: 0.01 },
+      schedule: "cosine",
+      warmupSteps: 2,
+      gradAccum: 2,
+      clipNorm: 1.0,
+    });
+    check(out);
+  });
+
+  test("full fine-tuning, linear schedule with warmup 2, clip 1.0", async () => {
+    const model = await tinyModel(kernels);
+    const trainable = fullFineTuning(model);
+    const records: TrainLogRecord[] = [];
+    const result = await train(model, trainable, new FixedBatches(batches.train), {
+      steps: 8,
+      lr: 1e-3,
+      optimizer: { kind: "adamw", weightDecay: 0 },
+      schedule: "linear",
+      warmupSteps: 2,
+      clipNorm: 1.0,
+      log: (r) => records.push(r),
+    });
+    const evalLoss = evaluateLoss(model, [batches.eval]).loss;
+    trainable.dispose();
+    model.dispose();
+    check({ result, records, evalLoss, ref: reference.full_linear });
+  });
+});
