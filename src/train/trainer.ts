@@ -43,8 +43,9 @@ import { appendFile, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Batch, CausalLM } from "../models/model.js";
 import type { AdapterWeights } from "../peft/adapter-io.js";
-import { type LoraConfig, loraScaling, moduleRankAlpha } from "../peft/config.js";
-import { LoraLinear } from "../peft/lora.js";
+import type { LoraConfig } from "../peft/config.js";
+import { applyLora } from "../peft/apply.js";
+import type { LoraLinear } from "../peft/lora.js";
 import { selectTargets } from "../peft/targets.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { Rng } from "../util/random.js";
@@ -93,35 +94,29 @@ export function attachLora(
   initial: ReadonlyMap<string, AdapterWeights>,
   options: { seed?: number } = {},
 ): LoraTrainable {
-  const rng = new Rng(options.seed ?? 0);
-  const adapters = new Map<string, LoraLinear>();
   const targets = selectTargets(config, model.linears());
   for (const path of initial.keys()) {
     if (!targets.some((t) => t.path === path)) throw new Error(`attachLora: initial weights for ${path}, which the config does not target`);
   }
-  try {
-    for (const info of targets) {
-      const w = initial.get(info.path);
-      if (w === undefined) throw new Error(`attachLora: no initial lora_A/lora_B for targeted module ${info.path}`);
-      const { r, alpha } = moduleRankAlpha(config, info.path);
-      const lora = new LoraLinear(model.kernels, info, {
-        r,
-        scaling: loraScaling(alpha, r, config.use_rslora),
-        A: w.A,
-        B: w.B,
-        dropout: config.lora_dropout,
-        rng,
-      });
-      adapters.set(info.path, lora);
-      model.setAdapter(info.path, lora);
-    }
-  } catch (error) {
-    for (const [path, lora] of adapters) {
-      model.setAdapter(path, null);
-      lora.dispose();
-    }
-    throw error;
+  for (const info of targets) {
+    if (!initial.has(info.path)) throw new Error(`attachLora: no initial lora_A/lora_B for targeted module ${info.path}`);
   }
+  const rng = new Rng(options.seed ?? 0);
+  const { layers: adapters } = applyLora(model, config, { rng, weights: initial });
+  return loraTrainableOf(model, config, adapters, rng);
+}
+
+/**
+ * Wraps adapters that are already attached to `model` (e.g. by peft/peft-model.ts getPeftModel or
+ * loadPeftModel) as a LoraTrainable. `rng` must be the generator the adapters draw dropout from,
+ * so that checkpoints save and restore it.
+ */
+export function loraTrainableOf(
+  model: CausalLM,
+  config: LoraConfig,
+  adapters: Map<string, LoraLinear>,
+  rng: Rng,
+): LoraTrainable {
   return {
     kind: "lora",
     config,

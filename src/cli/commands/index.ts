@@ -4,7 +4,8 @@ import { registerEstimate } from "./estimate.js";
 import { registerInit } from "./init.js";
 import { registerConvert } from "./convert.js";
 import { registerMerge } from "./merge.js";
+import { registerCompare } from "./compare.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge];
+export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge, registerCompare];
