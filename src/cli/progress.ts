@@ -41,8 +41,10 @@ function plainProgress(): Progress {
   let done = 0;
   let extraText = "";
   let t0 = 0;
+  let running = false;
   return {
     start(l, t) {
+      running = true;
       label = l;
       total = t;
       done = 0;
@@ -54,6 +56,8 @@ function plainProgress(): Progress {
       extraText = extra;
     },
     stop() {
+      if (!running) return;
+      running = false;
       const seconds = ((performance.now() - t0) / 1000).toFixed(1);
       process.stderr.write(`${label}: ${done}/${total} in ${seconds}s${extraText ? ` (${extraText})` : ""}\n`);
     },

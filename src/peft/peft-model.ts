@@ -39,6 +39,8 @@ export class PeftModel {
   readonly initial: ReadonlyMap<string, AdapterWeights> | null;
   /** How the adapters were initialised (written with the adapter as __metadata__.loraga_init). */
   readonly initRecord: Readonly<Record<string, unknown>>;
+  /** The generator the adapters draw dropout masks from (a trainer checkpoints its state). */
+  readonly rng: Rng;
 
   constructor(
     base: CausalLM,
@@ -46,12 +48,14 @@ export class PeftModel {
     adapters: ReadonlyMap<string, LoraLinear>,
     initial: ReadonlyMap<string, AdapterWeights> | null,
     initRecord: Readonly<Record<string, unknown>>,
+    rng: Rng,
   ) {
     this.base = base;
     this.config = config;
     this.adapters = adapters;
     this.initial = initial;
     this.initRecord = initRecord;
+    this.rng = rng;
   }
 
   /** Trainable tensors (lora_A / lora_B of every adapter) with their gradients. */
@@ -121,8 +125,9 @@ export function getPeftModel(model: CausalLM, config: LoraConfig, options: PeftM
       }
     }
   }
+  const rng = new Rng(options.seed ?? 0);
   const applied = applyLora(model, config, {
-    rng: new Rng(options.seed ?? 0),
+    rng,
     ...(options.namedGrad !== undefined && { grads: options.namedGrad }),
     ...(options.svd !== undefined && { svd: options.svd }),
     ...(options.trainable !== undefined && { trainable: options.trainable }),
@@ -142,7 +147,7 @@ export function getPeftModel(model: CausalLM, config: LoraConfig, options: PeftM
       },
     }),
   };
-  return new PeftModel(model, config, applied.layers, offsetBase ? applied.initial : null, initRecord);
+  return new PeftModel(model, config, applied.layers, offsetBase ? applied.initial : null, initRecord, rng);
 }
 
 export interface LoadPeftModelOptions {
@@ -153,6 +158,13 @@ export interface LoadPeftModelOptions {
   initAdapterDir?: string;
   /** Allocate adapter gradients (default false: inference / merging). */
   trainable?: boolean;
+  /**
+   * Subtract s B A of this adapter from the base first, for an adapter made by an offset init
+   * elsewhere (LoRA-GA / PiSSA / OLoRA in PEFT) that carries no loraga_init record.
+   */
+  offsetBase?: boolean;
+  /** Seeds the dropout generator (default 0). */
+  seed?: number;
 }
 
 /**
@@ -175,7 +187,7 @@ export async function loadPeftModel(
       throw new Error(`${options.initAdapterDir}: not an init adapter that offset the base (no loraga_init record saying so)`);
     }
     offsetFrom = init.weights;
-  } else if (needsOffset) {
+  } else if (needsOffset || options.offsetBase === true) {
     if (record.trained === true) {
       throw new Error(
         `${adapterDir}: this adapter was trained on an offset base; give its init adapter (--init) or convert it first`,
@@ -183,11 +195,13 @@ export async function loadPeftModel(
     }
     offsetFrom = loaded.weights; // the init adapter itself: W' + s B0 A0 == W
   }
+  const rng = new Rng(options.seed ?? 0);
   const applied = applyLora(model, loaded.config, {
-    rng: new Rng(0),
+    rng,
     weights: loaded.weights,
     ...(offsetFrom !== undefined && { offsetFrom }),
     trainable: options.trainable ?? false,
   });
-  return new PeftModel(model, loaded.config, applied.layers, offsetFrom ?? null, record);
+  const initRecord = options.offsetBase === true ? { ...record, offset_base: true } : record;
+  return new PeftModel(model, loaded.config, applied.layers, offsetFrom ?? null, initRecord, rng);
 }

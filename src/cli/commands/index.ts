@@ -5,7 +5,9 @@ import { registerInit } from "./init.js";
 import { registerConvert } from "./convert.js";
 import { registerMerge } from "./merge.js";
 import { registerCompare } from "./compare.js";
+import { registerTrain } from "./train.js";
+import { registerEval, registerGenerate } from "./eval-generate.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge, registerCompare];
+export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge, registerTrain, registerEval, registerGenerate, registerCompare];

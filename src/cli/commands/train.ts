@@ -1,0 +1,328 @@
+// `loraga train`: LoRA training (with any init: LoRA-GA, default, gaussian, PiSSA, OLoRA, LoRA-One,
+// or an existing adapter) or full fine-tuning of a Hugging Face model on a JSONL file.
+//
+// Run directory (--out):
+//   init-adapter/      the adapter as initialised (A0, B0 and how they were made) — what --resume
+//                      and conversion rebuild the offset base W' = W - s B0 A0 from
+//   adapter/           the trained adapter, for the base the run trained on
+//   adapter-converted/ (inits that move the base) a plain rank-2r LoRA for the ORIGINAL base
+//   model/             (full fine-tuning) the trained model as a Hugging Face checkpoint
+//   train.jsonl        one JSON record per step and per evaluation (src/train/trainer.ts)
+//   run.json           summary read by `loraga compare` (src/report/run-log.ts)
+//   checkpoints/       with --checkpoint-every: exact-resume checkpoints (--resume continues)
+
+import { existsSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { type Command, Option } from "commander";
+import { collate, groupIntoBatches } from "../../data/batches.js";
+import { loadExamples } from "../../data/dataset.js";
+import type { TokenExample } from "../../data/examples.js";
+import { writeFileAtomic } from "../../io/atomic-write.js";
+import type { Batch, CausalLM } from "../../models/model.js";
+import { saveModel } from "../../models/save.js";
+import { type InitLoraWeights, LoraConfig, LoraGAConfig } from "../../peft/config.js";
+import type { GradientMap } from "../../peft/gradient-cache.js";
+import { saveAdapter } from "../../peft/adapter-io.js";
+import { estimateGradient } from "../../peft/estimate.js";
+import { getPeftModel, loadPeftModel, type PeftModel } from "../../peft/peft-model.js";
+import { selectTargets } from "../../peft/targets.js";
+import { ShuffledBatches, splitHeldOut } from "../../train/data-order.js";
+import { evaluateLoss } from "../../train/metrics.js";
+import { SCHEDULE_NAMES } from "../../train/schedule.js";
+import { fullFineTuning, loraTrainableOf, type Trainable, train } from "../../train/trainer.js";
+import { UsageError, resolveOptions } from "../config-file.js";
+import {
+  addEngineOptions,
+  intFlag,
+  listFlag,
+  numberFlag,
+  openEngine,
+  openModel,
+  openTokenizerIfAny,
+} from "../common.js";
+import { createProgress, type Progress } from "../progress.js";
+import { targetModules } from "./estimate.js";
+
+const METHODS: Readonly<Record<string, InitLoraWeights | "full">> = {
+  "lora-ga": "lora_ga",
+  lora: true,
+  gaussian: "gaussian",
+  pissa: "pissa",
+  olora: "olora",
+  "lora-one": "lora_one",
+  full: "full",
+};
+
+export function registerTrain(program: Command): void {
+  const command = program
+    .command("train")
+    .description("train a LoRA adapter (LoRA-GA, PiSSA, ..., or an existing adapter) or the full model")
+    .requiredOption("--model <dir>", "Hugging Face model directory")
+    .requiredOption("--data <file>", "training JSONL: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}")
+    .requiredOption("--out <dir>", "run directory (adapters, logs, checkpoints)")
+    .option("--eval-data <file>", "held-out JSONL for evaluation")
+    .option("--eval-split <n>", "hold out N training rows for evaluation instead", intFlag("--eval-split", 0), 0)
+    .option("--eval-every <n>", "evaluate every N steps (default: at the end only)", intFlag("--eval-every"))
+    .option("--early-stopping <n>", "stop after N evaluations without improvement", intFlag("--early-stopping"))
+    .addOption(new Option("--method <name>", "what to train / how to initialise").choices(Object.keys(METHODS)).default("lora-ga"))
+    .option("--init-adapter <dir>", "start from this adapter instead of initialising one")
+    .option("--offset-base", "subtract s*B*A of --init-adapter from the base first (LoRA-GA/PiSSA adapters made elsewhere)", false)
+    .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
+    .option("--alpha <x>", "lora_alpha (default: r)", numberFlag("--alpha"))
+    .option("--rslora", "scale by alpha/sqrt(r)", false)
+    .option("--dropout <p>", "LoRA dropout", numberFlag("--dropout"), 0)
+    .option("--target <list>", "target modules (names, regex, or all-linear)", "all-linear")
+    .addOption(new Option("--variant <name>", "LoRA-GA variant").choices(["official", "peft"]).default("official"))
+    .addOption(new Option("--direction <d>", "LoRA-GA direction").choices(["ArB2r", "A2rBr", "ArBr", "random"]).default("ArB2r"))
+    .addOption(new Option("--scale <s>", "LoRA-GA scale").choices(["stable", "gd", "unit", "weightS", "gd_scale", "weight_svd"]).default("stable"))
+    .option("--gamma <x>", "LoRA-GA stable_gamma", numberFlag("--gamma"), 16)
+    .addOption(new Option("--svd <kind>", "SVD for LoRA-GA / PiSSA").choices(["lowrank", "exact"]).default("lowrank"))
+    .option("--ga-batches <n>", "LoRA-GA: batches for gradient estimation", intFlag("--ga-batches"), 8)
+    .addOption(new Option("--optimizer <name>", "optimizer").choices(["adamw", "sgd"]).default("adamw"))
+    .option("--lr <x>", "peak learning rate", numberFlag("--lr"), 1e-4)
+    .option("--weight-decay <x>", "decoupled weight decay", numberFlag("--weight-decay"), 0)
+    .option("--betas <a,b>", "AdamW betas", "0.9,0.999")
+    .option("--eps <x>", "AdamW eps", numberFlag("--eps"), 1e-8)
+    .option("--momentum <x>", "SGD momentum", numberFlag("--momentum"), 0)
+    .addOption(new Option("--schedule <name>", "learning-rate schedule").choices([...SCHEDULE_NAMES]).default("linear"))
+    .option("--warmup <n>", "warmup steps", intFlag("--warmup", 0), 0)
+    .option("--steps <n>", "optimizer steps", intFlag("--steps"), 100)
+    .option("--batch-size <n>", "rows per micro-batch", intFlag("--batch-size"), 4)
+    .option("--grad-accum <n>", "micro-batches per step", intFlag("--grad-accum"), 1)
+    .option("--max-length <n>", "truncate rows to this many tokens", intFlag("--max-length"), 512)
+    .option("--clip <x>", "max global gradient norm (0 = off)", numberFlag("--clip"), 1)
+    .option("--seed <n>", "seed for init, dropout and data order", intFlag("--seed", 0), 0)
+    .option("--no-shuffle", "keep file order (default: shuffle every epoch)")
+    .option("--train-on-prompt", "learn prompt / user tokens too", false)
+    .option("--log <file>", "JSONL log (default: OUT/train.jsonl)")
+    .option("--checkpoint-every <n>", "write an exact-resume checkpoint every N steps", intFlag("--checkpoint-every"))
+    .option("--keep-checkpoints <n>", "keep only the newest N checkpoints", intFlag("--keep-checkpoints"))
+    .option("--resume", "continue the run in --out from its newest checkpoint", false)
+    .option("--name <name>", "run name in run.json (default: the method)");
+  addEngineOptions(command);
+  command.addHelpText(
+    "after",
+    "\nExamples:\n" +
+      "  loraga train --model ./tiny-llama --data train.jsonl --method lora-ga --r 8 --lr 2e-4 --steps 200 --out runs/lora-ga\n" +
+      "  loraga train --model ./tiny-llama --data train.jsonl --method lora --eval-split 64 --eval-every 20 --out runs/lora\n" +
+      "  loraga train --model ./tiny-llama --data train.jsonl --init-adapter runs/init --out runs/from-init\n" +
+      "  loraga train ... --checkpoint-every 50 --out runs/x      # later: the same command with --resume\n",
+  );
+  command.action(async () => {
+    await runTrain(resolveOptions(command));
+  });
+}
+
+interface Prepared {
+  trainable: Trainable;
+  peft: PeftModel | null;
+  estimateSeconds: number;
+  initSeconds: number;
+}
+
+async function runTrain(options: Record<string, unknown>): Promise<void> {
+  const out = options.out as string;
+  const method = METHODS[options.method as string];
+  const quiet = options.quiet === true;
+  const resume = options.resume === true;
+  if (resume && !existsSync(join(out, "checkpoints"))) {
+    throw new UsageError(`--resume: ${join(out, "checkpoints")} does not exist (was the run started with --checkpoint-every?)`);
+  }
+  if (!resume && existsSync(join(out, "run.json"))) {
+    throw new UsageError(`--out ${out} already holds a finished run; choose a new directory (or --resume an unfinished one)`);
+  }
+  const betas = listFlag(options.betas as string).map(Number);
+  if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) {
+    throw new UsageError(`--betas must be two numbers in [0, 1), got "${options.betas as string}"`);
+  }
+  const engine = await openEngine(options);
+  const progress = createProgress(quiet);
+  try {
+    const modelDir = options.model as string;
+    const model = await openModel(modelDir, engine);
+    const tokenizer = await openTokenizerIfAny(modelDir);
+    const vocabSize = (model.config as { vocab_size?: number }).vocab_size ?? Number.MAX_SAFE_INTEGER;
+    const exampleOptions = { vocabSize, trainOnPrompt: options.trainOnPrompt === true };
+    let examples = await loadExamples(options.data as string, tokenizer, exampleOptions);
+    let evalExamples: TokenExample[] = [];
+    if (options.evalData !== undefined) {
+      evalExamples = await loadExamples(options.evalData as string, tokenizer, exampleOptions);
+    } else if ((options.evalSplit as number) > 0) {
+      const split = splitHeldOut(examples, options.evalSplit as number, options.seed as number);
+      examples = split.train;
+      evalExamples = split.heldOut;
+    }
+    const padTokenId = tokenizer?.padTokenId ?? tokenizer?.eosTokenId ?? 0;
+    const maxLength = options.maxLength as number;
+    const batchSize = options.batchSize as number;
+    const evalBatches: Batch[] = groupIntoBatches(evalExamples, batchSize).map((g) => collate(g, { maxLength, padTokenId }));
+
+    const prepared = await prepare(model, method, examples, { ...options, maxLength, batchSize, padTokenId }, resume, progress);
+    const data = new ShuffledBatches(examples, {
+      batchSize,
+      maxLength,
+      padTokenId,
+      seed: options.seed as number,
+      shuffle: options.shuffle !== false,
+    });
+    const steps = options.steps as number;
+    const clip = options.clip as number;
+    progress.start("train", steps);
+    const result = await train(model, prepared.trainable, data, {
+      steps,
+      lr: options.lr as number,
+      optimizer:
+        options.optimizer === "sgd"
+          ? { kind: "sgd", momentum: options.momentum as number, weightDecay: options.weightDecay as number }
+          : { kind: "adamw", beta1: betas[0], beta2: betas[1], eps: options.eps as number, weightDecay: options.weightDecay as number },
+      schedule: options.schedule as "linear",
+      warmupSteps: options.warmup as number,
+      gradAccum: options.gradAccum as number,
+      clipNorm: clip > 0 ? clip : null,
+      ...(options.evalEvery !== undefined && evalBatches.length > 0 && { evalEvery: options.evalEvery as number, evalBatches }),
+      ...(options.earlyStopping !== undefined && { earlyStopping: { patience: options.earlyStopping as number } }),
+      logFile: (options.log as string | undefined) ?? join(out, "train.jsonl"),
+      log: (record) => {
+        if (record.type === "train") progress.update(record.step, `loss ${(record.loss as number).toFixed(4)}`);
+      },
+      ...(options.checkpointEvery !== undefined && {
+        checkpointEvery: options.checkpointEvery as number,
+        checkpointDir: join(out, "checkpoints"),
+      }),
+      ...(options.keepCheckpoints !== undefined && { keepCheckpoints: options.keepCheckpoints as number }),
+      ...(resume && { resume: true, checkpointDir: join(out, "checkpoints") }),
+    });
+    progress.stop();
+
+    let finalEval = result.lastEval;
+    if (evalBatches.length > 0 && (finalEval === null || options.evalEvery === undefined)) {
+      const ev = evaluateLoss(model, evalBatches);
+      finalEval = { loss: ev.loss, perplexity: ev.perplexity };
+    }
+    await saveOutputs(model, prepared, out, modelDir);
+    const summary = {
+      name: (options.name as string | undefined) ?? (options.method as string),
+      method: options.method as string,
+      model: modelDir,
+      r: method === "full" ? null : (options.r as number),
+      steps: result.steps,
+      stopped_early: result.stoppedEarly,
+      estimate_seconds: prepared.estimateSeconds,
+      svd_seconds: prepared.initSeconds,
+      init_seconds: prepared.estimateSeconds + prepared.initSeconds,
+      final_train_loss: result.losses.at(-1) ?? null,
+      final_metrics:
+        finalEval === null
+          ? []
+          : [
+              { name: "eval_loss", value: finalEval.loss },
+              { name: "perplexity", value: finalEval.perplexity },
+            ],
+      peak_memory: engine.heap.peakBytes,
+    };
+    await writeFileAtomic(join(out, "run.json"), `${JSON.stringify(summary, null, 2)}\n`);
+    if (!quiet) {
+      const evalText = finalEval === null ? "" : `, eval loss ${finalEval.loss.toFixed(4)} (ppl ${finalEval.perplexity.toFixed(2)})`;
+      process.stderr.write(`trained ${result.steps} steps, last loss ${(result.losses.at(-1) ?? Number.NaN).toFixed(4)}${evalText}; wrote ${out}\n`);
+    }
+    prepared.trainable.dispose();
+    model.dispose();
+  } finally {
+    progress.stop();
+    await engine.dispose();
+  }
+}
+
+/** Attaches what trains: adapters (initialised, loaded, or rebuilt for --resume) or every weight. */
+async function prepare(
+  model: CausalLM,
+  method: InitLoraWeights | "full",
+  examples: readonly TokenExample[],
+  options: Record<string, unknown>,
+  resume: boolean,
+  progress: Progress,
+): Promise<Prepared> {
+  const seed = options.seed as number;
+  const out = options.out as string;
+  if (method === "full") {
+    return { trainable: fullFineTuning(model), peft: null, estimateSeconds: 0, initSeconds: 0 };
+  }
+  const initDir = join(out, "init-adapter");
+  let peft: PeftModel;
+  let estimateSeconds = 0;
+  let initSeconds = 0;
+  if (resume) {
+    peft = await loadPeftModel(model, initDir, { trainable: true, seed });
+  } else if (options.initAdapter !== undefined) {
+    peft = await loadPeftModel(model, options.initAdapter as string, {
+      trainable: true,
+      seed,
+      offsetBase: options.offsetBase === true,
+    });
+    await peft.save(initDir);
+  } else {
+    const r = options.r as number;
+    const base = {
+      r,
+      lora_alpha: (options.alpha as number | undefined) ?? r,
+      use_rslora: options.rslora === true,
+      lora_dropout: options.dropout as number,
+      target_modules: targetModules(model, options.target as string),
+      base_model_name_or_path: options.model as string,
+    };
+    const probe = new LoraConfig({ ...base, init_lora_weights: true });
+    const withLayout = { ...base, fan_in_fan_out: selectTargets(probe, model.linears()).some((l) => l.fanInFanOut) };
+    const config =
+      method === "lora_ga"
+        ? new LoraGAConfig({
+            ...withLayout,
+            direction: options.direction as "ArB2r",
+            scale: options.scale as "stable",
+            stable_gamma: options.gamma as number,
+            variant: options.variant as "official",
+          })
+        : new LoraConfig({ ...withLayout, init_lora_weights: method });
+    let namedGrad: GradientMap | undefined;
+    if (method === "lora_ga" || method === "lora_one") {
+      const t0 = performance.now();
+      // estimation batches: the first rows of the (unshuffled) training data, as the official scripts do
+      const batches = groupIntoBatches(examples, options.batchSize as number)
+        .slice(0, options.gaBatches as number)
+        .map((g) => collate(g, { maxLength: options.maxLength as number, padTokenId: options.padTokenId as number }));
+      progress.start("estimate", batches.length);
+      const targets = selectTargets(config, model.linears()).map((l) => l.path);
+      namedGrad = (
+        await estimateGradient(model, batches, {
+          targets,
+          onProgress: ({ done, loss }) => progress.update(done, `loss ${loss.toFixed(4)}`),
+        })
+      ).grads;
+      progress.stop();
+      estimateSeconds = (performance.now() - t0) / 1000;
+    }
+    const t1 = performance.now();
+    peft = getPeftModel(model, config, {
+      seed,
+      svd: { method: options.svd as "lowrank" | "exact" },
+      ...(namedGrad !== undefined && { namedGrad }),
+    });
+    initSeconds = (performance.now() - t1) / 1000;
+    await peft.save(initDir);
+  }
+  const adapters = new Map(peft.adapters);
+  return { trainable: loraTrainableOf(model, peft.config, adapters, peft.rng), peft, estimateSeconds, initSeconds };
+}
+
+async function saveOutputs(model: CausalLM, prepared: Prepared, out: string, modelDir: string): Promise<void> {
+  if (prepared.trainable.kind === "full") {
+    await rm(join(out, "model"), { recursive: true, force: true });
+    await saveModel(model, join(out, "model"), { sourceDir: modelDir });
+    return;
+  }
+  const peft = prepared.peft as PeftModel;
+  await saveAdapter(join(out, "adapter"), peft.config, prepared.trainable.weights(), {
+    init: { ...peft.initRecord, trained: true },
+  });
+  if (peft.initial !== null) await peft.save(join(out, "adapter-converted"), { convert: true });
+}
