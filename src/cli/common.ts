@@ -10,6 +10,7 @@ import { TOKENIZER_FILE, loadTokenizer, type Tokenizer } from "../io/tokenizer.j
 import { createKernels } from "../kernels/index.js";
 import type { Kernels, KernelsName } from "../kernels/kernels.js";
 import { type CausalLM, loadModel } from "../models/model.js";
+import type { WeightLoadOptions } from "../models/weights.js";
 import { Heap } from "../tensor/heap.js";
 import { UsageError } from "./config-file.js";
 
@@ -61,11 +62,11 @@ export async function openEngine(options: Record<string, unknown>): Promise<Engi
   return { heap, kernels, dispose: () => kernels.dispose() };
 }
 
-export async function openModel(dir: string, engine: Engine): Promise<CausalLM> {
+export async function openModel(dir: string, engine: Engine, storage: WeightLoadOptions = {}): Promise<CausalLM> {
   if (!existsSync(join(dir, "config.json"))) {
     throw new UsageError(`--model ${dir}: no config.json there (expected a Hugging Face model directory)`);
   }
-  return loadModel(dir, { kernels: engine.kernels });
+  return loadModel(dir, { kernels: engine.kernels, ...storage });
 }
 
 export async function openTokenizerIfAny(dir: string): Promise<Tokenizer | null> {

@@ -10,6 +10,8 @@ import type { Tensor } from "../tensor/tensor.js";
 import { shapeString } from "../tensor/shape.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import type { Batch } from "./model.js";
+import { type QuantizedWeight, quantizeWeight } from "../quant/quantized-linear.js";
+import { type FrozenWeight, transpose2d, type WeightStorageKind } from "./weights.js";
 
 /** transformers' ignore_index for labels (CrossEntropyLoss default). */
 export const IGNORE_INDEX = -100;
@@ -24,19 +26,32 @@ export interface ParamSpec {
 
 /** The part of io/safetensors' Checkpoint the models use. */
 export interface CheckpointSource {
-  readonly entries: ReadonlyMap<string, { readonly shape: readonly number[]; readonly file: string }>;
+  readonly entries: ReadonlyMap<string, { readonly shape: readonly number[]; readonly file: string; readonly dtype?: string }>;
   readInto(name: string, target: Tensor): Promise<void> | void;
+}
+
+/** Where loadParams puts linear weights that are not stored as f32 (models/weights.ts). */
+export interface LoadStorage {
+  /** Storage kind of a parameter ("f32" for everything but compressed linear weights). */
+  kindOf(name: string): WeightStorageKind;
+  /** True for Conv1D weights stored (in, out) (transposed to (out, in) before quantizing). */
+  fanInFanOut(name: string): boolean;
+  /** Receives the int8 / nf4 weights (kept off the heap; they are not in the returned params). */
+  quantized: Map<string, QuantizedWeight>;
 }
 
 /**
  * Checks every spec against the checkpoint (one-line error naming the file and the tensor) and
- * reads the tensors into new f32 heap tensors, keyed by HF parameter name.
+ * reads the tensors into new heap tensors, keyed by HF parameter name: f32, or — per `storage` —
+ * bf16 / f16 tensors, or quantized weights off the heap. A compressed tensor passes through at most
+ * one temporary f32 tensor of its own size, so loading never holds an f32 copy of the whole model.
  */
 export async function loadParams(
   kernels: Kernels,
   checkpoint: CheckpointSource,
   specs: readonly ParamSpec[],
   source: string,
+  storage?: LoadStorage,
 ): Promise<Map<string, Tensor>> {
   // name the file(s) the tensor should have been in: the single file, or every shard
   const files = [...new Set([...checkpoint.entries.values()].map((e) => e.file))];
@@ -53,15 +68,39 @@ export async function loadParams(
       );
     }
   }
+  const heap = kernels.heap;
   const params = new Map<string, Tensor>();
   try {
     for (const spec of specs) {
-      const t = kernels.heap.tensor(spec.shape, "f32");
-      params.set(spec.name, t);
-      await checkpoint.readInto(spec.stored ?? spec.name, t);
+      const name = spec.stored ?? spec.name;
+      const kind = storage?.kindOf(spec.name) ?? "f32";
+      const sameDtype = checkpoint.entries.get(name)?.dtype === (kind === "bf16" ? "BF16" : kind === "f16" ? "F16" : "F32");
+      if (kind === "f32" || ((kind === "bf16" || kind === "f16") && sameDtype)) {
+        const t = heap.tensor(spec.shape, kind);
+        params.set(spec.name, t);
+        await checkpoint.readInto(name, t);
+        continue;
+      }
+      const tmp = heap.tensor(spec.shape, "f32");
+      try {
+        await checkpoint.readInto(name, tmp);
+        if (kind === "bf16" || kind === "f16") {
+          const t = heap.tensor(spec.shape, kind);
+          params.set(spec.name, t);
+          kernels.convert(t, tmp);
+        } else if (storage !== undefined) {
+          const [rows, cols] = spec.shape;
+          const outIn = storage.fanInFanOut(spec.name);
+          const data = outIn ? transpose2d(tmp.toArray(), rows, cols) : tmp.toArray();
+          storage.quantized.set(spec.name, quantizeWeight(kind, data, outIn ? [cols, rows] : [rows, cols]));
+        }
+      } finally {
+        tmp.dispose();
+      }
     }
   } catch (err) {
     for (const t of params.values()) t.dispose();
+    storage?.quantized.clear();
     throw err;
   }
   return params;
@@ -71,7 +110,7 @@ export async function loadParams(
 export function gradFor(
   paramGrads: ReadonlyMap<string, Tensor> | undefined,
   name: string,
-  param: Tensor,
+  param: Shaped,
 ): Tensor | null {
   const g = paramGrads?.get(name);
   if (g === undefined) return null;
@@ -94,17 +133,25 @@ export function checkGradNames(
   }
 }
 
+/** Anything with a shape and an element count (a Tensor, or the shape of a compressed weight). */
+interface Shaped {
+  readonly shape: readonly number[];
+  readonly size: number;
+}
+
 /**
  * A linear layer: weight (out, in) as nn.Linear stores it, or (in, out) for GPT-2's Conv1D
  * (fanInFanOut), optional bias (out), optional adapter. Inputs and outputs are (R, in) / (R, out).
+ * The weight is held by a FrozenWeight (weights.ts): f32, 16-bit or quantized; compressed kinds are
+ * expanded into the model's shared f32 scratch right before each matmul.
  */
 export class LinearLayer {
   readonly info: LinearInfo;
-  readonly weight: Tensor;
+  readonly weight: FrozenWeight;
   readonly bias: Tensor | null;
   adapter: LinearAdapter | null = null;
 
-  constructor(info: LinearInfo, weight: Tensor, bias: Tensor | null) {
+  constructor(info: LinearInfo, weight: FrozenWeight, bias: Tensor | null) {
     this.info = info;
     this.weight = weight;
     this.bias = bias;
@@ -112,7 +159,8 @@ export class LinearLayer {
 
   /** out (R, out) = inp (R, in) W^T + b  (+ adapter delta). */
   forward(kernels: Kernels, out: Tensor, inp: Tensor): void {
-    kernels.matmul(out, inp, this.weight, { transB: !this.info.fanInFanOut });
+    const { w, outIn } = this.weight.expand(kernels);
+    kernels.matmul(out, inp, w, { transB: outIn });
     if (this.bias !== null) kernels.addBias(out, this.bias);
     if (this.adapter !== null) this.adapter.forward(out, inp);
   }
@@ -120,6 +168,7 @@ export class LinearLayer {
   /**
    * dInp += dOut W (when dInp is given); dW += dOut^T inp and db += colsum(dOut) only when their
    * gradient tensors are given (the dW GEMM is skipped otherwise); the adapter gets its backward.
+   * dW is in the weight's stored layout and f32 whatever the weight's storage.
    */
   backward(
     kernels: Kernels,
@@ -128,15 +177,15 @@ export class LinearLayer {
     inp: Tensor,
     paramGrads: ReadonlyMap<string, Tensor> | undefined,
   ): void {
-    const fanInFanOut = this.info.fanInFanOut;
     if (dInp !== null) {
-      // y = x W^T -> dx = dy W (W stored (out, in)); Conv1D y = x W -> dx = dy W^T
-      kernels.matmul(dInp, dOut, this.weight, { transB: fanInFanOut, accumulate: true });
+      // y = x W^T -> dx = dy W (W (out, in)); Conv1D y = x W -> dx = dy W^T (W (in, out))
+      const { w, outIn } = this.weight.expand(kernels);
+      kernels.matmul(dInp, dOut, w, { transB: !outIn, accumulate: true });
     }
     const dWeight = gradFor(paramGrads, this.info.weightName, this.weight);
     if (dWeight !== null) {
       // (out, in) += dy^T x ; Conv1D (in, out) += x^T dy
-      if (fanInFanOut) kernels.matmul(dWeight, inp, dOut, { transA: true, accumulate: true });
+      if (this.info.fanInFanOut) kernels.matmul(dWeight, inp, dOut, { transA: true, accumulate: true });
       else kernels.matmul(dWeight, dOut, inp, { transA: true, accumulate: true });
     }
     if (this.bias !== null && this.info.biasName !== null) {

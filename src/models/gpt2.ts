@@ -28,6 +28,8 @@ import {
 } from "./common.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
+import type { QuantizedWeight } from "../quant/quantized-linear.js";
+import { FrozenWeight, LinearWeights, linearStorageAtLoad, type WeightLoadOptions, WeightScratch, type WeightStorageKind } from "./weights.js";
 
 /** transformers' ACT2FN names -> the GELU variant (gelu_new, gelu_fast and gelu_pytorch_tanh are the tanh form). */
 const GELU_OF: { [name: string]: GeluApproximate } = {
@@ -253,13 +255,24 @@ export class Gpt2Model implements CausalLM {
   private readonly layerWeights: LayerWeights[] = [];
   private readonly lmHead: LinearLayer;
   private readonly linearsByPath = new Map<string, LinearLayer>();
+  private readonly weights: LinearWeights;
   private plan: Plan | null = null;
 
-  constructor(config: Gpt2Config, d: Dims, params: Map<string, Tensor>, kernels: Kernels) {
+  constructor(
+    config: Gpt2Config,
+    d: Dims,
+    params: Map<string, Tensor>,
+    kernels: Kernels,
+    quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
+  ) {
     this.config = config;
     this.kernels = kernels;
     this.params = params;
     this.d = d;
+    const scratch = new WeightScratch(kernels.heap);
+    this.weights = new LinearWeights(this.linearsByPath, scratch);
+    const frozen = (name: string, shape: [number, number], fanInFanOut: boolean, shared = false) =>
+      new FrozenWeight(name, shape, fanInFanOut, shared, params, quantized.get(name) ?? null, scratch);
     const get = (name: string): Tensor => {
       const p = params.get(name);
       if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
@@ -280,7 +293,7 @@ export class Gpt2Model implements CausalLM {
         biasName: `${path}.bias`,
         fanInFanOut: true,
       };
-      const layer = new LinearLayer(info, get(info.weightName), get(`${path}.bias`));
+      const layer = new LinearLayer(info, frozen(info.weightName, [inF, outF], true), get(`${path}.bias`));
       this.linearsByPath.set(path, layer);
       return layer;
     };
@@ -302,7 +315,7 @@ export class Gpt2Model implements CausalLM {
     // lm_head is an nn.Linear (out, in); tied, its weight IS transformer.wte.weight
     const headName = d.tied ? "transformer.wte.weight" : "lm_head.weight";
     const headInfo: LinearInfo = { path: "lm_head", inFeatures: C, outFeatures: V, weightName: headName, biasName: null, fanInFanOut: false };
-    this.lmHead = new LinearLayer(headInfo, get(headName), null);
+    this.lmHead = new LinearLayer(headInfo, frozen(headName, [V, C], false, d.tied), null);
     this.linearsByPath.set("lm_head", this.lmHead);
   }
 
@@ -338,6 +351,27 @@ export class Gpt2Model implements CausalLM {
     this.plan?.dispose();
     this.plan = null;
     for (const p of this.params.values()) p.dispose();
+    this.weights.scratch.dispose();
+  }
+
+  weightStorage(path: string): WeightStorageKind {
+    return this.weights.storage(path);
+  }
+
+  readLinearWeight(path: string): Float32Array {
+    return this.weights.read(path);
+  }
+
+  writeLinearWeight(path: string, data: Float32Array): void {
+    this.weights.write(path, data);
+  }
+
+  quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void {
+    this.weights.restore(kind, paths);
+  }
+
+  linearWeightBytes(): { heap: number; offHeap: number; scratch: number } {
+    return this.weights.bytes();
   }
 
   private prepare(batch: Batch): Plan {
@@ -458,8 +492,15 @@ export async function createGpt2(
   checkpoint: CheckpointSource,
   kernels: Kernels,
   source: string,
+  storage: WeightLoadOptions = {},
 ): Promise<CausalLM> {
   const d = dimsOf(config);
-  const params = await loadParams(kernels, checkpoint, paramSpecs(d, checkpoint), source);
-  return new Gpt2Model(config, d, params, kernels);
+  const specs = paramSpecs(d, checkpoint);
+  const embeddings = new Set(["transformer.wte.weight", "transformer.wpe.weight"]);
+  const isLinear = (name: string) => !embeddings.has(name) && specs.some((s) => s.name === name && s.shape.length === 2);
+  const kindOf = linearStorageAtLoad(storage, isLinear, (name) => name === "lm_head.weight");
+  const fanInFanOut = (name: string) => name.startsWith("transformer.h.");
+  const quantized = new Map<string, QuantizedWeight>();
+  const params = await loadParams(kernels, checkpoint, specs, source, { kindOf, fanInFanOut, quantized });
+  return new Gpt2Model(config, d, params, kernels, quantized);
 }

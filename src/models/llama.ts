@@ -35,6 +35,8 @@ import {
 } from "./common.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
+import type { QuantizedWeight } from "../quant/quantized-linear.js";
+import { FrozenWeight, LinearWeights, linearStorageAtLoad, type WeightLoadOptions, WeightScratch, type WeightStorageKind } from "./weights.js";
 
 /** Architecture numbers derived from the config once. */
 interface Dims {
@@ -314,14 +316,23 @@ export class LlamaModel implements CausalLM {
   private readonly layerWeights: LayerWeights[] = [];
   private readonly lmHead: LinearLayer;
   private readonly linearsByPath = new Map<string, LinearLayer>();
+  private readonly weights: LinearWeights;
   private plan: Plan | null = null;
 
-  constructor(config: LlamaFamilyConfig, d: Dims, params: Map<string, Tensor>, kernels: Kernels) {
+  constructor(
+    config: LlamaFamilyConfig,
+    d: Dims,
+    params: Map<string, Tensor>,
+    kernels: Kernels,
+    quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
+  ) {
     this.modelType = config.model_type;
     this.config = config;
     this.kernels = kernels;
     this.params = params;
     this.d = d;
+    const scratch = new WeightScratch(kernels.heap);
+    this.weights = new LinearWeights(this.linearsByPath, scratch);
     const get = (name: string): Tensor => {
       const p = params.get(name);
       if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
@@ -330,7 +341,9 @@ export class LlamaModel implements CausalLM {
     const linear = (path: string, inF: number, outF: number, hasBias: boolean, weightName = `${path}.weight`): LinearLayer => {
       const biasName = hasBias ? `${path}.bias` : null;
       const info: LinearInfo = { path, inFeatures: inF, outFeatures: outF, weightName, biasName, fanInFanOut: false };
-      const layer = new LinearLayer(info, get(weightName), biasName === null ? null : get(biasName));
+      const shared = weightName === "model.embed_tokens.weight";
+      const weight = new FrozenWeight(weightName, [outF, inF], false, shared, params, quantized.get(weightName) ?? null, scratch);
+      const layer = new LinearLayer(info, weight, biasName === null ? null : get(biasName));
       this.linearsByPath.set(path, layer);
       return layer;
     };
@@ -389,6 +402,27 @@ export class LlamaModel implements CausalLM {
     this.plan?.dispose();
     this.plan = null;
     for (const p of this.params.values()) p.dispose();
+    this.weights.scratch.dispose();
+  }
+
+  weightStorage(path: string): WeightStorageKind {
+    return this.weights.storage(path);
+  }
+
+  readLinearWeight(path: string): Float32Array {
+    return this.weights.read(path);
+  }
+
+  writeLinearWeight(path: string, data: Float32Array): void {
+    this.weights.write(path, data);
+  }
+
+  quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void {
+    this.weights.restore(kind, paths);
+  }
+
+  linearWeightBytes(): { heap: number; offHeap: number; scratch: number } {
+    return this.weights.bytes();
   }
 
   /** Validates the batch, (re)plans for its shape, and copies ids and key lengths in. */
@@ -508,8 +542,13 @@ export async function createLlama(
   checkpoint: CheckpointSource,
   kernels: Kernels,
   source: string,
+  storage: WeightLoadOptions = {},
 ): Promise<CausalLM> {
   const d = dimsOf(config);
-  const params = await loadParams(kernels, checkpoint, paramSpecs(d), source);
-  return new LlamaModel(config, d, params, kernels);
+  const specs = paramSpecs(d);
+  const isLinear = (name: string) => name !== "model.embed_tokens.weight" && specs.some((s) => s.name === name && s.shape.length === 2);
+  const kindOf = linearStorageAtLoad(storage, isLinear, (name) => name === "lm_head.weight");
+  const quantized = new Map<string, QuantizedWeight>();
+  const params = await loadParams(kernels, checkpoint, specs, source, { kindOf, fanInFanOut: () => false, quantized });
+  return new LlamaModel(config, d, params, kernels, quantized);
 }

@@ -9,6 +9,7 @@ import type { Kernels } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import { assertSupportedModelType, buildModel } from "./registry.js";
+import type { WeightLoadOptions, WeightStorageKind } from "./weights.js";
 
 /** One batch of token ids, flattened row-major (B*T). */
 export interface Batch {
@@ -52,17 +53,39 @@ export interface CausalLM {
    * loss and the number of counted tokens.
    */
   lossAndGrads(batch: Batch, options?: LossAndGradsOptions): { loss: number; tokens: number };
+  /** How the frozen weight of the linear layer at `path` is stored (models/weights.ts). */
+  weightStorage(path: string): WeightStorageKind;
+  /** An f32 copy of a linear weight in its stored layout (dequantized when compressed). */
+  readLinearWeight(path: string): Float32Array;
+  /** Overwrites a linear weight from f32 values (stored layout), re-encoded in its storage. */
+  writeLinearWeight(path: string, data: Float32Array): void;
+  /**
+   * Re-stores linear weights as `kind` (default: every linear except lm_head and tied weights).
+   * int8 / nf4 weights leave `params` (no gradients for them) and live off the engine heap. For
+   * LoRA-GA call it AFTER getPeftModel, so that the offset base W - s B A is what gets quantized.
+   */
+  quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void;
+  /** Bytes of the linear weights on the heap / off it, and of the f32 expansion scratch. */
+  linearWeightBytes(): { heap: number; offHeap: number; scratch: number };
   /** Frees every tensor the model owns (parameters and activations). */
   dispose(): void;
 }
 
+export interface LoadModelOptions extends WeightLoadOptions {
+  kernels: Kernels;
+}
+
 /** Loads config.json + safetensors weights of a Hugging Face model directory. */
-export async function loadModel(dir: string, options: { kernels: Kernels }): Promise<CausalLM> {
+export async function loadModel(dir: string, options: LoadModelOptions): Promise<CausalLM> {
   const config = await readModelConfig(dir);
   assertSupportedModelType(config.model_type); // before touching the weights
   const checkpoint = await openCheckpoint(dir);
   try {
-    return await buildModel(config, checkpoint, options.kernels, dir);
+    const storage: WeightLoadOptions = {
+      ...(options.weightDtype !== undefined && { weightDtype: options.weightDtype }),
+      ...(options.quantize !== undefined && { quantize: options.quantize }),
+    };
+    return await buildModel(config, checkpoint, options.kernels, dir, storage);
   } finally {
     await checkpoint.close();
   }

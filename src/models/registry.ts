@@ -8,8 +8,15 @@ import type { CheckpointSource } from "./common.js";
 import { createGpt2 } from "./gpt2.js";
 import { createLlama } from "./llama.js";
 import type { CausalLM } from "./model.js";
+import type { WeightLoadOptions } from "./weights.js";
 
-type Build<C> = (config: C, checkpoint: CheckpointSource, kernels: Kernels, source: string) => Promise<CausalLM>;
+type Build<C> = (
+  config: C,
+  checkpoint: CheckpointSource,
+  kernels: Kernels,
+  source: string,
+  storage?: WeightLoadOptions,
+) => Promise<CausalLM>;
 
 /** Every supported model_type with the builder of its architecture (one file per architecture). */
 const ARCHITECTURES: {
@@ -42,15 +49,21 @@ export function assertSupportedModelType(modelType: string): asserts modelType i
 }
 
 /** Builds the model of `config.model_type`; throws listing the supported types for any other. */
-export function buildModel(config: ModelConfig, checkpoint: CheckpointSource, kernels: Kernels, source: string): Promise<CausalLM> {
+export function buildModel(
+  config: ModelConfig,
+  checkpoint: CheckpointSource,
+  kernels: Kernels,
+  source: string,
+  storage: WeightLoadOptions = {},
+): Promise<CausalLM> {
   if (!config.recognized) throw unsupported(config.model_type);
   switch (config.model_type) {
     case "llama":
     case "qwen2":
     case "mistral":
-      return ARCHITECTURES[config.model_type](config, checkpoint, kernels, source);
+      return ARCHITECTURES[config.model_type](config, checkpoint, kernels, source, storage);
     case "gpt2":
-      return ARCHITECTURES.gpt2(config, checkpoint, kernels, source);
+      return ARCHITECTURES.gpt2(config, checkpoint, kernels, source, storage);
     default:
       config satisfies never;
       throw unsupported((config as { model_type: string }).model_type);

@@ -8,6 +8,7 @@ import { copyFile, mkdir, readdir, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { openCheckpoint, type TensorToWrite, writeSafetensors } from "../io/safetensors.js";
 import type { CausalLM } from "./model.js";
+import { tensorToF32 } from "./weights.js";
 
 /** Files of a model directory that are not weights and are kept as they are. */
 const COPIED = /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|merges\.txt)$/;
@@ -20,6 +21,16 @@ export interface SaveModelOptions {
 }
 
 export async function saveModel(model: CausalLM, outDir: string, options: SaveModelOptions): Promise<void> {
+  const quantized = model.linears().filter((l) => {
+    const kind = model.weightStorage(l.path);
+    return kind === "int8" || kind === "nf4";
+  });
+  if (quantized.length > 0) {
+    throw new Error(
+      `saveModel: ${quantized.length} linear weights are quantized (e.g. ${quantized[0].path}: ${model.weightStorage(quantized[0].path)}); ` +
+        "save the model before quantizeLinears",
+    );
+  }
   if (existsSync(outDir) && (await readdir(outDir)).length > 0) {
     throw new Error(`${outDir}: exists and is not empty; choose a new output directory`);
   }
@@ -34,7 +45,7 @@ export async function saveModel(model: CausalLM, outDir: string, options: SaveMo
     for (const [name, param] of model.params) {
       const src = sourceDtypes.get(name);
       const dtype = options.dtype ?? (src === "BF16" || src === "F16" ? src : "F32");
-      tensors.push({ name, dtype, shape: [...param.shape], data: param.toArray() });
+      tensors.push({ name, dtype, shape: [...param.shape], data: tensorToF32(param) }); // 16-bit weights widened
     }
     await writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
     for (const file of await readdir(options.sourceDir)) {

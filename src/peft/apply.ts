@@ -18,6 +18,7 @@ import { scaledProduct, subtractBaseOffset } from "./init/common.js";
 import { initAdapter, type InitOptions, loraGAOptionsOf } from "./init/index.js";
 import { LoraLinear } from "./lora.js";
 import { selectTargets } from "./targets.js";
+import { tensorToF32, writeF32ToTensor } from "../models/weights.js";
 
 export interface ApplyLoraOptions {
   rng: Rng;
@@ -60,8 +61,14 @@ export function applyLora(model: LoraHost, config: LoraConfig, options: ApplyLor
       const { r, alpha } = moduleRankAlpha(config, info.path);
       const scaling = loraScaling(alpha, r, config.use_rslora);
       const weightTensor = model.params.get(info.weightName);
-      if (weightTensor === undefined) throw new Error(`applyLora: model has no parameter ${info.weightName} for module ${info.path}`);
-      const weight = weightTensor.f32(); // live view: offsets are written through it
+      if (weightTensor === undefined) {
+        throw new Error(
+          `applyLora: model has no parameter ${info.weightName} for module ${info.path} (quantized? attach adapters before quantizeLinears)`,
+        );
+      }
+      // f32: a live view, offsets are written through it; 16-bit: an f32 copy, written back below
+      const halfBase = weightTensor.dtype !== "f32";
+      const weight = halfBase ? tensorToF32(weightTensor) : weightTensor.f32();
       const before = options.offsetFrom?.get(info.path);
       if (before !== undefined) {
         subtractBaseOffset(weight, scaledProduct(before.B, before.A, info.outFeatures, r, info.inFeatures, scaling), info);
@@ -94,10 +101,11 @@ export function applyLora(model: LoraHost, config: LoraConfig, options: ApplyLor
         );
         ({ A, B } = res);
         if (res.baseOffset !== null) {
-          subtractBaseOffset(model.params.get(info.weightName)?.f32() ?? weight, res.baseOffset, info);
+          subtractBaseOffset(halfBase ? weight : (model.params.get(info.weightName)?.f32() ?? weight), res.baseOffset, info);
           offsetModules.push(info.path);
         }
       }
+      if (halfBase && offsetModules.at(-1) === info.path) writeF32ToTensor(weightTensor, weight);
       initial.set(info.path, { A: A.slice(), B: B.slice() });
       const layer = new LoraLinear(model.kernels, info, {
         r,

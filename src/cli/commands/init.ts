@@ -11,7 +11,16 @@ import { getPeftModel } from "../../peft/peft-model.js";
 import { selectTargets } from "../../peft/targets.js";
 import { UsageError, resolveOptions } from "../config-file.js";
 import { addEngineOptions, intFlag, numberFlag, openEngine, openModel } from "../common.js";
-import { addEstimateFlags, estimateFromFlags, targetModules } from "./estimate.js";
+import type { Batch, CausalLM } from "../../models/model.js";
+import type { QuantizeKind } from "../../models/weights.js";
+import { addEstimateFlags, estimateFromFlags, quantizeAndReport, targetModules, weightStorageFlags } from "./estimate.js";
+
+/** A fixed 1 x 16 batch of spread-out token ids, for the logits error when no data was given. */
+function probeBatch(model: CausalLM): Batch {
+  const vocab = (model.config as { vocab_size?: number }).vocab_size ?? 2;
+  const inputIds = Int32Array.from({ length: 16 }, (_, i) => (i * 7919 + 1) % vocab);
+  return { batchSize: 1, seqLen: 16, inputIds, labels: inputIds.slice() };
+}
 
 const METHODS: Readonly<Record<string, InitLoraWeights>> = {
   "lora-ga": "lora_ga",
@@ -62,7 +71,7 @@ export function registerInit(program: Command): void {
     }
     const engine = await openEngine(options);
     try {
-      const model = await openModel(options.model as string, engine);
+      const model = await openModel(options.model as string, engine, weightStorageFlags(options));
       const r = options.r as number;
       const base = {
         r,
@@ -86,12 +95,15 @@ export function registerInit(program: Command): void {
             })
           : new LoraConfig({ ...base2, init_lora_weights: method });
       let namedGrad: GradientMap | undefined;
+      let firstBatch: Batch | undefined;
       if (needsGrads) {
-        namedGrad =
-          options.grads !== undefined
-            ? (await loadGradients(options.grads as string, selectTargets(config, model.linears()), model.linears()))
-                .grads
-            : (await estimateFromFlags(model, options.model as string, options, options.quiet === true)).grads;
+        if (options.grads !== undefined) {
+          namedGrad = (await loadGradients(options.grads as string, selectTargets(config, model.linears()), model.linears())).grads;
+        } else {
+          const estimated = await estimateFromFlags(model, options.model as string, options, options.quiet === true);
+          namedGrad = estimated.grads;
+          firstBatch = estimated.firstBatch;
+        }
       }
       const t0 = performance.now();
       const peft = getPeftModel(model, config, {
@@ -100,6 +112,10 @@ export function registerInit(program: Command): void {
         ...(namedGrad !== undefined && { namedGrad }),
       });
       const seconds = (performance.now() - t0) / 1000;
+      if (options.quantize !== undefined) {
+        // two-stage flow: the OFFSET base W' = W - s B0 A0 is what a quantized training run holds
+        quantizeAndReport(model, options.quantize as QuantizeKind, firstBatch ?? probeBatch(model), options.quiet === true);
+      }
       await peft.save(options.out as string);
       if (options.quiet !== true) {
         process.stderr.write(

@@ -1,0 +1,317 @@
+// Storage of the FROZEN linear weights of a model: f32, 16-bit (bf16 / f16 heap tensors) or
+// quantized (int8 row-wise absmax, NF4 blockwise; quant/quantized-linear.ts, kept off the engine
+// heap as that module stores them). Compute stays f32: a compressed weight is expanded into the
+// model's ONE shared f32 scratch tensor (the size of its largest compressed linear weight) right
+// before each matmul, so engine memory = compressed weights + one f32 weight, never all f32 copies.
+//
+// Layouts: heap tensors keep the stored (checkpoint) layout — (out, in), or (in, out) for GPT-2's
+// Conv1D (fanInFanOut). Quantized weights are always (out, in) (a Conv1D weight is transposed
+// before quantizing) so that int8's scales are per OUTPUT channel, as LLM.int8() defines them.
+// Embeddings, norms and biases are not handled here: they stay f32.
+//
+// Contract: gradients of weights (LoRA-GA estimation) are always f32 and in the stored layout, and
+// need no weight values (dW = dY^T X); they are computed for heap-stored weights (f32 / 16-bit)
+// only. LoRA-GA's base offset W' = W - s B A must be written (writeF32) BEFORE quantizing: the
+// two-stage flow is estimate on float weights -> init + offset -> quantizeLinears.
+
+import { convert } from "../kernels/ref/convert.js";
+import { f16ToF32 } from "../tensor/dtype.js";
+import type { Kernels } from "../kernels/kernels.js";
+import { type QuantizedWeight, type QuantKind, quantizeWeight } from "../quant/quantized-linear.js";
+import type { Heap } from "../tensor/heap.js";
+import type { Tensor } from "../tensor/tensor.js";
+import type { LinearLayer } from "./common.js";
+
+export type WeightStorageKind = QuantKind;
+/** Dtype of frozen linear weights kept on the heap. */
+export type WeightDtype = "f32" | "bf16" | "f16";
+/** Off-heap quantization kinds of frozen linear weights. */
+export type QuantizeKind = "int8" | "nf4";
+
+/** How loadModel stores the linear weights (embeddings, norms and biases stay f32). */
+export interface WeightLoadOptions {
+  /** Dtype of every linear weight not tied to an embedding (lm_head included). Default f32. */
+  weightDtype?: WeightDtype;
+  /** Quantize every decoder linear weight on load (lm_head is never quantized, as bitsandbytes). */
+  quantize?: QuantizeKind;
+}
+
+/** The one f32 tensor compressed weights are expanded into; grows only at load / quantize time. */
+export class WeightScratch {
+  readonly heap: Heap;
+  private tensor: Tensor | null = null;
+
+  constructor(heap: Heap) {
+    this.heap = heap;
+  }
+
+  get bytes(): number {
+    return this.tensor === null ? 0 : this.tensor.byteLength;
+  }
+
+  /** Makes room for `size` f32 elements (frees the old tensor first, so peak is the larger one). */
+  reserve(size: number): void {
+    if (this.tensor !== null && this.tensor.size >= size) return;
+    this.tensor?.dispose();
+    this.tensor = null;
+    this.tensor = this.heap.tensor([size], "f32");
+  }
+
+  view(shape: readonly number[]): Tensor {
+    if (this.tensor === null) throw new Error("internal: weight scratch used before reserve()");
+    return this.tensor.view(shape);
+  }
+
+  dispose(): void {
+    this.tensor?.dispose();
+    this.tensor = null;
+  }
+}
+
+let f16Table: Float32Array | null = null; // (65536) every f16 bit pattern's exact f32 value
+
+/**
+ * out[i] = the f32 value of 16-bit pattern bits[i], exactly. bf16 is the top half of an f32 (a
+ * 16-bit shift through an integer view); f16 goes through a 65536-entry table built once from
+ * tensor/dtype.ts' f16ToF32 (the per-element scalar conversion is ~10x slower).
+ */
+export function widenHalf(out: Float32Array, bits: Uint16Array, kind: "bf16" | "f16"): void {
+  const n = bits.length;
+  if (kind === "bf16") {
+    const wide = new Uint32Array(out.buffer, out.byteOffset, out.length);
+    for (let i = 0; i < n; i++) wide[i] = bits[i] << 16;
+    return;
+  }
+  f16Table ??= Float32Array.from({ length: 65536 }, (_, b) => f16ToF32(b));
+  const table = f16Table;
+  for (let i = 0; i < n; i++) out[i] = table[bits[i]];
+}
+
+/** data (rows, cols) -> (cols, rows). */
+export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(data.length); // (cols, rows)
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+  return out;
+}
+
+/** The frozen weight of one linear layer, in whichever storage it currently has. */
+export class FrozenWeight {
+  /** HF parameter name (the key in model.params while the weight is on the heap). */
+  readonly name: string;
+  /** Stored layout shape: (out, in), or (in, out) when fanInFanOut. */
+  readonly shape: readonly [number, number];
+  readonly size: number;
+  readonly fanInFanOut: boolean;
+  /** True when the weight is another parameter (a tied lm_head = the embedding): never re-stored. */
+  readonly shared: boolean;
+  private readonly params: Map<string, Tensor>;
+  private readonly scratch: WeightScratch;
+  private quantized: QuantizedWeight | null;
+
+  constructor(
+    name: string,
+    shape: readonly [number, number],
+    fanInFanOut: boolean,
+    shared: boolean,
+    params: Map<string, Tensor>,
+    quantized: QuantizedWeight | null,
+    scratch: WeightScratch,
+  ) {
+    this.name = name;
+    this.shape = shape;
+    this.size = shape[0] * shape[1];
+    this.fanInFanOut = fanInFanOut;
+    this.shared = shared;
+    this.params = params;
+    this.quantized = quantized;
+    this.scratch = scratch;
+    if (quantized === null && !params.has(name)) throw new Error(`internal: parameter ${name} not loaded`);
+    if (this.kind !== "f32") scratch.reserve(this.size);
+  }
+
+  get kind(): WeightStorageKind {
+    if (this.quantized !== null) return this.quantized.kind;
+    const dtype = this.heapTensor().dtype;
+    if (dtype === "f32" || dtype === "bf16" || dtype === "f16") return dtype;
+    throw new Error(`internal: linear weight ${this.name} has dtype ${dtype}`);
+  }
+
+  /** Bytes of the weight on the engine heap and off it (quantized codes + scales). */
+  get bytes(): { heap: number; offHeap: number } {
+    if (this.quantized !== null) return { heap: 0, offHeap: this.quantized.bytes };
+    return { heap: this.heapTensor().byteLength, offHeap: 0 };
+  }
+
+  /**
+   * The f32 weight for one matmul: the parameter itself when f32, else the shared scratch filled
+   * now (valid until the next expand of any layer). outIn: whether w is (out, in).
+   */
+  expand(_kernels: Kernels): { w: Tensor; outIn: boolean } {
+    if (this.quantized !== null) {
+      const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
+      const w = this.scratch.view([out, inp]);
+      this.quantized.dequantizeInto(w);
+      return { w, outIn: true };
+    }
+    const t = this.heapTensor();
+    if (t.dtype === "f32") return { w: t, outIn: !this.fanInFanOut };
+    const w = this.scratch.view(this.shape);
+    widenHalf(w.f32(), t.u16(), t.dtype as "bf16" | "f16");
+    return { w, outIn: !this.fanInFanOut };
+  }
+
+  /** An f32 copy of the weight in the stored layout (dequantized / widened when compressed). */
+  readF32(): Float32Array {
+    if (this.quantized !== null) {
+      const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
+      const w = this.scratch.view([out, inp]);
+      this.quantized.dequantizeInto(w);
+      const data = w.toArray(); // (out, in)
+      return this.fanInFanOut ? transpose2d(data, out, inp) : data;
+    }
+    const t = this.heapTensor();
+    if (t.dtype === "f32") return t.toArray();
+    const out = new Float32Array(this.size);
+    convert(out, "f32", t.u16(), t.dtype as "bf16" | "f16");
+    return out;
+  }
+
+  /** Overwrites the weight from f32 values (stored layout), re-encoded in the current storage. */
+  writeF32(data: Float32Array): void {
+    if (data.length !== this.size) {
+      throw new Error(`${this.name}: writing ${data.length} values into a weight of ${this.size}`);
+    }
+    if (this.quantized !== null) {
+      this.quantized = this.quantize(this.quantized.kind, data);
+      return;
+    }
+    const t = this.heapTensor();
+    if (t.dtype === "f32") t.f32().set(data);
+    else convert(t.u16(), t.dtype as "bf16" | "f16", data, "f32");
+  }
+
+  /**
+   * Re-stores the weight as `kind` from its current f32 values. Heap kinds replace the entry in
+   * model.params; int8 / nf4 remove it (the codes live off the heap).
+   */
+  restore(kind: WeightStorageKind): void {
+    if (kind === this.kind) return;
+    if (this.shared) throw new Error(`${this.name} is shared with another parameter (tied embedding) and cannot be re-stored as ${kind}`);
+    const data = this.readF32();
+    const old = this.params.get(this.name) ?? null;
+    if (kind === "int8" || kind === "nf4") {
+      this.scratch.reserve(this.size);
+      this.quantized = this.quantize(kind, data);
+      this.params.delete(this.name);
+    } else {
+      const heap = this.scratch.heap;
+      const t = heap.tensor(this.shape, kind);
+      if (kind === "f32") t.f32().set(data);
+      else {
+        convert(t.u16(), kind, data, "f32");
+        this.scratch.reserve(this.size);
+      }
+      this.quantized = null;
+      this.params.set(this.name, t);
+    }
+    old?.dispose();
+  }
+
+  private quantize(kind: QuantKind, data: Float32Array): QuantizedWeight {
+    const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
+    const outIn = this.fanInFanOut ? transpose2d(data, this.shape[0], this.shape[1]) : data;
+    return quantizeWeight(kind, outIn, [out, inp]);
+  }
+
+  private heapTensor(): Tensor {
+    const t = this.params.get(this.name);
+    if (t === undefined) throw new Error(`internal: parameter ${this.name} not on the heap`);
+    return t;
+  }
+}
+
+/** Looks up a layer or throws naming a few valid paths. */
+function layerAt(layers: ReadonlyMap<string, LinearLayer>, path: string, what: string): LinearLayer {
+  const layer = layers.get(path);
+  if (layer === undefined) {
+    const some = [...layers.keys()].slice(0, 4).join(", ");
+    throw new Error(`${what}: no linear layer "${path}" in this model (e.g. ${some}, ...)`);
+  }
+  return layer;
+}
+
+/** The CausalLM weight-storage methods, shared by every architecture. */
+export class LinearWeights {
+  private readonly layers: ReadonlyMap<string, LinearLayer>;
+  readonly scratch: WeightScratch;
+
+  constructor(layers: ReadonlyMap<string, LinearLayer>, scratch: WeightScratch) {
+    this.layers = layers;
+    this.scratch = scratch;
+  }
+
+  storage(path: string): WeightStorageKind {
+    return layerAt(this.layers, path, "weightStorage").weight.kind;
+  }
+
+  read(path: string): Float32Array {
+    return layerAt(this.layers, path, "readLinearWeight").weight.readF32();
+  }
+
+  write(path: string, data: Float32Array): void {
+    layerAt(this.layers, path, "writeLinearWeight").weight.writeF32(data);
+  }
+
+  /** Default paths: every linear layer except lm_head and weights shared with an embedding. */
+  restore(kind: WeightStorageKind, paths?: readonly string[]): void {
+    const chosen =
+      paths ?? [...this.layers.values()].filter((l) => l.info.path !== "lm_head" && !l.weight.shared).map((l) => l.info.path);
+    for (const path of chosen) layerAt(this.layers, path, "quantizeLinears").weight.restore(kind);
+  }
+
+  /** Bytes of the linear weights by storage kind, plus the scratch. */
+  bytes(): { heap: number; offHeap: number; scratch: number } {
+    let heap = 0;
+    let offHeap = 0;
+    for (const layer of this.layers.values()) {
+      if (layer.weight.shared) continue;
+      const b = layer.weight.bytes;
+      heap += b.heap;
+      offHeap += b.offHeap;
+    }
+    return { heap, offHeap, scratch: this.scratch.bytes };
+  }
+}
+
+/**
+ * Storage of each linear weight at load: `quantize` for decoder linears, else `weightDtype`; null
+ * for everything else (f32). `isHead` names the output projection (never quantized).
+ */
+export function linearStorageAtLoad(
+  options: WeightLoadOptions,
+  isLinearWeight: (name: string) => boolean,
+  isHead: (name: string) => boolean,
+): (name: string) => WeightStorageKind {
+  return (name) => {
+    if (!isLinearWeight(name)) return "f32";
+    if (options.quantize !== undefined && !isHead(name)) return options.quantize;
+    return options.weightDtype ?? "f32";
+  };
+}
+
+/** An f32 copy of an f32 / bf16 / f16 heap tensor. */
+export function tensorToF32(t: Tensor): Float32Array {
+  if (t.dtype === "f32") return t.toArray();
+  if (t.dtype !== "bf16" && t.dtype !== "f16") throw new Error(`tensorToF32: ${t.toString()} is not a float tensor`);
+  const out = new Float32Array(t.size);
+  convert(out, "f32", t.u16(), t.dtype);
+  return out;
+}
+
+/** Writes f32 values into an f32 / bf16 / f16 heap tensor (16-bit: rounded to nearest even). */
+export function writeF32ToTensor(t: Tensor, data: Float32Array): void {
+  if (data.length !== t.size) throw new Error(`writeF32ToTensor: ${data.length} values for ${t.toString()}`);
+  if (t.dtype === "f32") t.f32().set(data);
+  else if (t.dtype === "bf16" || t.dtype === "f16") convert(t.u16(), t.dtype, data, "f32");
+  else throw new Error(`writeF32ToTensor: ${t.toString()} is not a float tensor`);
+}
