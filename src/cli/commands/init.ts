@@ -4,16 +4,16 @@
 // PiSSA, OLoRA) record it in the adapter, so `loraga train --init-adapter` and `loraga convert`
 // can restore the offset base W' = W - s B0 A0.
 
-import { type Command, Option } from "commander";
+import type { Command } from "commander";
 import { type GradientMap, loadGradients } from "../../peft/gradient-cache.js";
-import { type InitLoraWeights, LoraConfig, LoraGAConfig } from "../../peft/config.js";
 import { getPeftModel } from "../../peft/peft-model.js";
 import { selectTargets } from "../../peft/targets.js";
 import { UsageError, resolveOptions } from "../config-file.js";
-import { addEngineOptions, intFlag, numberFlag, openEngine, openModel } from "../common.js";
+import { addEngineOptions, openEngine, openModel } from "../common.js";
+import { addLoraFlags, loraConfigFromFlags, needsGradients } from "../lora-flags.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import type { QuantizeKind } from "../../models/weights.js";
-import { addEstimateFlags, estimateFromFlags, quantizeAndReport, targetModules, weightStorageFlags } from "./estimate.js";
+import { addEstimateFlags, estimateFromFlags, quantizeAndReport, weightStorageFlags } from "./estimate.js";
 
 /** A fixed 1 x 16 batch of spread-out token ids, for the logits error when no data was given. */
 function probeBatch(model: CausalLM): Batch {
@@ -22,36 +22,14 @@ function probeBatch(model: CausalLM): Batch {
   return { batchSize: 1, seqLen: 16, inputIds, labels: inputIds.slice() };
 }
 
-const METHODS: Readonly<Record<string, InitLoraWeights>> = {
-  "lora-ga": "lora_ga",
-  lora: true,
-  gaussian: "gaussian",
-  pissa: "pissa",
-  olora: "olora",
-  "lora-one": "lora_one",
-};
-
 export function registerInit(program: Command): void {
   const command = program
     .command("init")
     .description("initialise a LoRA adapter (LoRA-GA, PiSSA, OLoRA, LoRA-One, default) and save it")
     .requiredOption("--model <dir>", "Hugging Face model directory")
     .requiredOption("--out <dir>", "adapter directory to write (adapter_config.json + adapter_model.safetensors)")
-    .option("--grads <file>", "gradient cache from `loraga estimate` (otherwise estimate from --data)")
-    .addOption(new Option("--method <name>", "initialisation").choices(Object.keys(METHODS)).default("lora-ga"))
-    .addOption(new Option("--variant <name>", "LoRA-GA variant").choices(["official", "peft"]).default("official"))
-    .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
-    .option("--alpha <x>", "lora_alpha (default: r)", numberFlag("--alpha"))
-    .option("--rslora", "scale by alpha/sqrt(r) instead of alpha/r", false)
-    .addOption(new Option("--direction <d>", "LoRA-GA direction").choices(["ArB2r", "A2rBr", "ArBr", "random"]).default("ArB2r"))
-    .addOption(
-      new Option("--scale <s>", "LoRA-GA scale")
-        .choices(["stable", "gd", "unit", "weightS", "gd_scale", "weight_svd"])
-        .default("stable"),
-    )
-    .option("--gamma <x>", "LoRA-GA stable_gamma", numberFlag("--gamma"), 16)
-    .addOption(new Option("--svd <kind>", "SVD for LoRA-GA / PiSSA").choices(["lowrank", "exact"]).default("lowrank"))
-    .option("--seed <n>", "seed for every random choice", intFlag("--seed", 0), 0);
+    .option("--grads <file>", "gradient cache from `loraga estimate` (otherwise estimate from --data)");
+  addLoraFlags(command);
   addEstimateFlags(command, false);
   addEngineOptions(command);
   command.addHelpText(
@@ -64,36 +42,14 @@ export function registerInit(program: Command): void {
   );
   command.action(async () => {
     const options = resolveOptions(command);
-    const method = METHODS[options.method as string];
-    const needsGrads = method === "lora_ga" || method === "lora_one";
+    const needsGrads = needsGradients(options);
     if (needsGrads && options.grads === undefined && options.data === undefined) {
       throw new UsageError(`--method ${options.method as string} needs --grads FILE or --data FILE to estimate from`);
     }
     const engine = await openEngine(options);
     try {
       const model = await openModel(options.model as string, engine, weightStorageFlags(options));
-      const r = options.r as number;
-      const base = {
-        r,
-        lora_alpha: (options.alpha as number | undefined) ?? r,
-        use_rslora: options.rslora === true,
-        target_modules: targetModules(model, options.target as string),
-        base_model_name_or_path: options.model as string,
-      };
-      // PEFT sets fan_in_fan_out for Conv1D targets (GPT-2) and writes it into adapter_config.json
-      const probe = new LoraConfig({ ...base, init_lora_weights: true });
-      const fanInFanOut = selectTargets(probe, model.linears()).some((l) => l.fanInFanOut);
-      const base2 = { ...base, fan_in_fan_out: fanInFanOut };
-      const config =
-        method === "lora_ga"
-          ? new LoraGAConfig({
-              ...base2,
-              direction: options.direction as "ArB2r",
-              scale: options.scale as "stable",
-              stable_gamma: options.gamma as number,
-              variant: options.variant as "official" | "peft",
-            })
-          : new LoraConfig({ ...base2, init_lora_weights: method });
+      const config = loraConfigFromFlags(model, options);
       let namedGrad: GradientMap | undefined;
       let firstBatch: Batch | undefined;
       if (needsGrads) {
@@ -119,7 +75,7 @@ export function registerInit(program: Command): void {
       await peft.save(options.out as string);
       if (options.quiet !== true) {
         process.stderr.write(
-          `initialised ${peft.adapters.size} modules (${options.method as string}, r=${r}) in ${seconds.toFixed(2)}s; ` +
+          `initialised ${peft.adapters.size} modules (${options.method as string}, r=${config.r}) in ${seconds.toFixed(2)}s; ` +
             `wrote ${options.out as string}\n`,
         );
       }

@@ -21,7 +21,6 @@ import type { TokenExample } from "../../data/examples.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import { saveModel } from "../../models/save.js";
-import { type InitLoraWeights, LoraConfig, LoraGAConfig } from "../../peft/config.js";
 import type { GradientMap } from "../../peft/gradient-cache.js";
 import { saveAdapter } from "../../peft/adapter-io.js";
 import { estimateGradient } from "../../peft/estimate.js";
@@ -42,17 +41,9 @@ import {
   openTokenizerIfAny,
 } from "../common.js";
 import { createProgress, type Progress } from "../progress.js";
-import { targetModules } from "./estimate.js";
-
-const METHODS: Readonly<Record<string, InitLoraWeights | "full">> = {
-  "lora-ga": "lora_ga",
-  lora: true,
-  gaussian: "gaussian",
-  pissa: "pissa",
-  olora: "olora",
-  "lora-one": "lora_one",
-  full: "full",
-};
+import { addLoraFlags, loraConfigFromFlags, needsGradients } from "../lora-flags.js";
+import type { QuantizeKind } from "../../models/weights.js";
+import { quantizeAndReport, weightStorageFlags } from "./estimate.js";
 
 export function registerTrain(program: Command): void {
   const command = program
@@ -65,19 +56,9 @@ export function registerTrain(program: Command): void {
     .option("--eval-split <n>", "hold out N training rows for evaluation instead", intFlag("--eval-split", 0), 0)
     .option("--eval-every <n>", "evaluate every N steps (default: at the end only)", intFlag("--eval-every"))
     .option("--early-stopping <n>", "stop after N evaluations without improvement", intFlag("--early-stopping"))
-    .addOption(new Option("--method <name>", "what to train / how to initialise").choices(Object.keys(METHODS)).default("lora-ga"))
     .option("--init-adapter <dir>", "start from this adapter instead of initialising one")
     .option("--offset-base", "subtract s*B*A of --init-adapter from the base first (LoRA-GA/PiSSA adapters made elsewhere)", false)
-    .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
-    .option("--alpha <x>", "lora_alpha (default: r)", numberFlag("--alpha"))
-    .option("--rslora", "scale by alpha/sqrt(r)", false)
-    .option("--dropout <p>", "LoRA dropout", numberFlag("--dropout"), 0)
     .option("--target <list>", "target modules (names, regex, or all-linear)", "all-linear")
-    .addOption(new Option("--variant <name>", "LoRA-GA variant").choices(["official", "peft"]).default("official"))
-    .addOption(new Option("--direction <d>", "LoRA-GA direction").choices(["ArB2r", "A2rBr", "ArBr", "random"]).default("ArB2r"))
-    .addOption(new Option("--scale <s>", "LoRA-GA scale").choices(["stable", "gd", "unit", "weightS", "gd_scale", "weight_svd"]).default("stable"))
-    .option("--gamma <x>", "LoRA-GA stable_gamma", numberFlag("--gamma"), 16)
-    .addOption(new Option("--svd <kind>", "SVD for LoRA-GA / PiSSA").choices(["lowrank", "exact"]).default("lowrank"))
     .option("--ga-batches <n>", "LoRA-GA: batches for gradient estimation", intFlag("--ga-batches"), 8)
     .addOption(new Option("--optimizer <name>", "optimizer").choices(["adamw", "sgd"]).default("adamw"))
     .option("--lr <x>", "peak learning rate", numberFlag("--lr"), 1e-4)
@@ -92,14 +73,16 @@ export function registerTrain(program: Command): void {
     .option("--grad-accum <n>", "micro-batches per step", intFlag("--grad-accum"), 1)
     .option("--max-length <n>", "truncate rows to this many tokens", intFlag("--max-length"), 512)
     .option("--clip <x>", "max global gradient norm (0 = off)", numberFlag("--clip"), 1)
-    .option("--seed <n>", "seed for init, dropout and data order", intFlag("--seed", 0), 0)
     .option("--no-shuffle", "keep file order (default: shuffle every epoch)")
     .option("--train-on-prompt", "learn prompt / user tokens too", false)
     .option("--log <file>", "JSONL log (default: OUT/train.jsonl)")
     .option("--checkpoint-every <n>", "write an exact-resume checkpoint every N steps", intFlag("--checkpoint-every"))
     .option("--keep-checkpoints <n>", "keep only the newest N checkpoints", intFlag("--keep-checkpoints"))
     .option("--resume", "continue the run in --out from its newest checkpoint", false)
-    .option("--name <name>", "run name in run.json (default: the method)");
+    .option("--name <name>", "run name in run.json (default: the method)")
+    .addOption(new Option("--weight-dtype <dtype>", "storage of the frozen linear weights (compute stays f32)").choices(["f32", "bf16", "f16"]).default("f32"))
+    .addOption(new Option("--quantize <kind>", "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)").choices(["int8", "nf4"]));
+  addLoraFlags(command, ["full"]);
   addEngineOptions(command);
   command.addHelpText(
     "after",
@@ -123,7 +106,7 @@ interface Prepared {
 
 async function runTrain(options: Record<string, unknown>): Promise<void> {
   const out = options.out as string;
-  const method = METHODS[options.method as string];
+  const full = options.method === "full";
   const quiet = options.quiet === true;
   const resume = options.resume === true;
   if (resume && !existsSync(join(out, "checkpoints"))) {
@@ -140,7 +123,10 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
   const progress = createProgress(quiet);
   try {
     const modelDir = options.model as string;
-    const model = await openModel(modelDir, engine);
+    if (full && (options.quantize !== undefined || options.weightDtype !== "f32")) {
+      throw new UsageError("--method full trains every weight in f32: --weight-dtype and --quantize apply to LoRA methods");
+    }
+    const model = await openModel(modelDir, engine, weightStorageFlags(options));
     const tokenizer = await openTokenizerIfAny(modelDir);
     const vocabSize = (model.config as { vocab_size?: number }).vocab_size ?? Number.MAX_SAFE_INTEGER;
     const exampleOptions = { vocabSize, trainOnPrompt: options.trainOnPrompt === true };
@@ -158,7 +144,11 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
     const batchSize = options.batchSize as number;
     const evalBatches: Batch[] = groupIntoBatches(evalExamples, batchSize).map((g) => collate(g, { maxLength, padTokenId }));
 
-    const prepared = await prepare(model, method, examples, { ...options, maxLength, batchSize, padTokenId }, resume, progress);
+    const prepared = await prepare(model, examples, { ...options, maxLength, batchSize, padTokenId }, resume, progress);
+    if (options.quantize !== undefined) {
+      // two-stage flow (QLoRA-style): the offset base W' is what gets quantized
+      quantizeAndReport(model, options.quantize as QuantizeKind, evalBatches[0] ?? data0(examples, maxLength, padTokenId), quiet);
+    }
     const data = new ShuffledBatches(examples, {
       batchSize,
       maxLength,
@@ -205,7 +195,7 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
       name: (options.name as string | undefined) ?? (options.method as string),
       method: options.method as string,
       model: modelDir,
-      r: method === "full" ? null : (options.r as number),
+      r: full ? null : (options.r as number),
       steps: result.steps,
       stopped_early: result.stoppedEarly,
       estimate_seconds: prepared.estimateSeconds,
@@ -234,10 +224,14 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
   }
 }
 
+/** The first training batch, to measure the logits error of quantizing (no eval data given). */
+function data0(examples: readonly TokenExample[], maxLength: number, padTokenId: number): Batch {
+  return collate(examples.slice(0, 4), { maxLength, padTokenId });
+}
+
 /** Attaches what trains: adapters (initialised, loaded, or rebuilt for --resume) or every weight. */
 async function prepare(
   model: CausalLM,
-  method: InitLoraWeights | "full",
   examples: readonly TokenExample[],
   options: Record<string, unknown>,
   resume: boolean,
@@ -245,7 +239,7 @@ async function prepare(
 ): Promise<Prepared> {
   const seed = options.seed as number;
   const out = options.out as string;
-  if (method === "full") {
+  if (options.method === "full") {
     return { trainable: fullFineTuning(model), peft: null, estimateSeconds: 0, initSeconds: 0 };
   }
   const initDir = join(out, "init-adapter");
@@ -262,29 +256,9 @@ async function prepare(
     });
     await peft.save(initDir);
   } else {
-    const r = options.r as number;
-    const base = {
-      r,
-      lora_alpha: (options.alpha as number | undefined) ?? r,
-      use_rslora: options.rslora === true,
-      lora_dropout: options.dropout as number,
-      target_modules: targetModules(model, options.target as string),
-      base_model_name_or_path: options.model as string,
-    };
-    const probe = new LoraConfig({ ...base, init_lora_weights: true });
-    const withLayout = { ...base, fan_in_fan_out: selectTargets(probe, model.linears()).some((l) => l.fanInFanOut) };
-    const config =
-      method === "lora_ga"
-        ? new LoraGAConfig({
-            ...withLayout,
-            direction: options.direction as "ArB2r",
-            scale: options.scale as "stable",
-            stable_gamma: options.gamma as number,
-            variant: options.variant as "official",
-          })
-        : new LoraConfig({ ...withLayout, init_lora_weights: method });
+    const config = loraConfigFromFlags(model, options);
     let namedGrad: GradientMap | undefined;
-    if (method === "lora_ga" || method === "lora_one") {
+    if (needsGradients(options)) {
       const t0 = performance.now();
       // estimation batches: the first rows of the (unshuffled) training data, as the official scripts do
       const batches = groupIntoBatches(examples, options.batchSize as number)
