@@ -87,10 +87,21 @@ export class PeftModel {
     await saveAdapter(dir, this.config, this.weights(), { init: this.initRecord });
   }
 
-  /** Merges every adapter into its base weight (W += s B A) and detaches the adapters. */
+  /**
+   * Merges every adapter into its base weight (W += s B A) and detaches the adapters. A 16-bit or
+   * quantized base weight is widened to f32, merged and re-encoded in its storage (lossy for int8 / nf4).
+   */
   mergeAndUnload(): CausalLM {
     for (const [path, adapter] of this.adapters) {
-      adapter.merge(this.paramOf(adapter.info));
+      if (this.base.weightStorage(path) === "f32") {
+        adapter.merge(this.paramOf(adapter.info));
+      } else {
+        const { inFeatures: n, outFeatures: m, fanInFanOut } = adapter.info;
+        const widened = this.base.kernels.heap.fromArray(this.base.readLinearWeight(path), fanInFanOut ? [n, m] : [m, n]);
+        adapter.merge(widened);
+        this.base.writeLinearWeight(path, widened.toArray());
+        widened.dispose();
+      }
       this.base.setAdapter(path, null);
       adapter.dispose();
     }

@@ -1,0 +1,57 @@
+// getPeftModel / loadPeftModel / PeftModel behaviour not covered by the CLI workflow tests.
+import { describe, expect, test } from "vitest";
+import { createKernels } from "../../src/kernels/index.js";
+import { loadModel } from "../../src/models/model.js";
+import { LoraConfig } from "../../src/peft/config.js";
+import { getPeftModel, loadPeftModel } from "../../src/peft/peft-model.js";
+import { Heap } from "../../src/tensor/heap.js";
+import { expectAllclose } from "../helpers/allclose.js";
+
+const MODEL = "test/fixtures/models/llama-gqa";
+const ADAPTER = "test/fixtures/e2e/llama-gqa/converted"; // a plain rank-4 LoRA written by PEFT
+
+describe("PeftModel.mergeAndUnload", () => {
+  test("merging into a bf16 base equals merging into the f32 base up to bf16 rounding", async () => {
+    const kernels = await createKernels("ref", { heap: new Heap() });
+    const f32 = await loadModel(MODEL, { kernels });
+    (await loadPeftModel(f32, ADAPTER)).mergeAndUnload();
+    const bf16 = await loadModel(MODEL, { kernels, weightDtype: "bf16" });
+    (await loadPeftModel(bf16, ADAPTER)).mergeAndUnload();
+    for (const path of ["model.layers.0.self_attn.q_proj", "model.layers.1.mlp.down_proj"]) {
+      expect(bf16.weightStorage(path)).toBe("bf16");
+      const expected = f32.readLinearWeight(path);
+      const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+      expectAllclose(bf16.readLinearWeight(path), expected, { rtol: 2 ** -8, atol: 2 ** -9 * scale, label: path });
+    }
+    const untouched = "model.layers.0.self_attn.k_proj"; // not a target: unchanged
+    const base = await loadModel(MODEL, { kernels });
+    expect(f32.readLinearWeight(untouched)).toEqual(base.readLinearWeight(untouched));
+    await kernels.dispose();
+  });
+});
+
+describe("getPeftModel", () => {
+  test("lora_ga without gradients, and gradients missing a target, are clear errors", async () => {
+    const kernels = await createKernels("ref", { heap: new Heap() });
+    const model = await loadModel(MODEL, { kernels });
+    const config = new LoraConfig({ r: 2, target_modules: ["q_proj"], init_lora_weights: "lora_ga" });
+    expect(() => getPeftModel(model, config)).toThrow(/init "lora_ga" needs gradients: run estimateGradient/);
+    expect(() => getPeftModel(model, config, { namedGrad: new Map() })).toThrow(
+      /no gradient for target module model\.layers\.0\.self_attn\.q_proj/,
+    );
+    await kernels.dispose();
+  });
+
+  test("default LoRA leaves the base and the logits as they are, and records no offset", async () => {
+    const kernels = await createKernels("ref", { heap: new Heap() });
+    const model = await loadModel(MODEL, { kernels });
+    const batch = { batchSize: 1, seqLen: 5, inputIds: Int32Array.from([1, 5, 9, 13, 17]) };
+    const before = model.forward(batch).toArray();
+    const peft = getPeftModel(model, new LoraConfig({ r: 2, target_modules: ["q_proj", "v_proj"] }), { seed: 3 });
+    expect(peft.initial).toBeNull();
+    expect(peft.initRecord.offset_base).toBe(false);
+    expect(model.forward(batch).toArray()).toEqual(before); // B = 0
+    await expect(peft.save("/tmp/never", { convert: true })).rejects.toThrow(/convert needs an init that offset the base/);
+    await kernels.dispose();
+  });
+});
