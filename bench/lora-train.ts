@@ -1,0 +1,110 @@
+// LoRA training benchmark (issue: training performance): tokens/s of LoRA training steps (forward,
+// backward into the adapters, AdamW) on a random hidden-512, 8-layer Llama (vocab 32000), seq 256,
+// batch 4, r = 8 on every linear target, wasm kernels on all threads, with peak engine memory; and
+// PyTorch + PEFT on CPU (2 threads), same config, side by side (bench/lora_train_torch.py).
+// Memory flatness: a small model (2 layers, hidden 128) trains 1,000 steps and the engine's bytes
+// in use and the process RSS are compared between step 10 and step 1,000.
+// --quick: 2 layers, batch 2 x 128, 3 timed steps; 200 steps for the flatness check.
+
+import { createKernels } from "../src/kernels/index.js";
+import type { Kernels } from "../src/kernels/kernels.js";
+import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
+import type { Batch, CausalLM } from "../src/models/model.js";
+import { randomCheckpoint, syntheticLlamaConfig } from "../src/models/random.js";
+import { LoraConfig } from "../src/peft/config.js";
+import { getPeftModel } from "../src/peft/peft-model.js";
+import { cpuCount } from "../src/platform/threads.js";
+import { Heap } from "../src/tensor/heap.js";
+import { FixedBatches } from "../src/train/data-order.js";
+import { loraTrainableOf, train } from "../src/train/trainer.js";
+import { Rng } from "../src/util/random.js";
+import type { Reporter } from "./report.js";
+import { runTorchSide } from "./torch-side.js";
+
+const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+
+function randomBatches(vocab: number, count: number, B: number, T: number): Batch[] {
+  const rng = new Rng(5);
+  return Array.from({ length: count }, () => {
+    const inputIds = Int32Array.from({ length: B * T }, () => rng.below(vocab));
+    return { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
+  });
+}
+
+async function loraModel(kernels: Kernels, size: Parameters<typeof syntheticLlamaConfig>[0], r: number) {
+  const config = syntheticLlamaConfig(size);
+  const model: CausalLM = await createLlama(config, randomCheckpoint(llamaParamSpecs(config), 1), kernels, "(random)");
+  const peft = getPeftModel(model, new LoraConfig({ r, lora_alpha: 16, target_modules: ALL_LINEAR }), { seed: 0 });
+  return { model, trainable: loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng), vocab: config.vocab_size };
+}
+
+export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
+  const threads = await cpuCount();
+  const layers = quick ? 2 : 8;
+  const [B, T, steps] = quick ? [2, 128, 3] : [4, 256, 3];
+  const r = 8;
+  {
+    const heap = new Heap();
+    const kernels = await createKernels("wasm", { heap, threads });
+    try {
+      const size = { layers, hidden: 512, intermediate: 1376, heads: 8, vocab: 32000 };
+      const { model, trainable, vocab } = await loraModel(kernels, size, r);
+      const data = new FixedBatches(randomBatches(vocab, 2, B, T));
+      reporter.note(`LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; wasm, ${threads} threads`);
+      await train(model, trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
+      const t0 = performance.now();
+      await train(model, trainable, data, { steps, lr: 1e-4 });
+      const stepS = (performance.now() - t0) / 1000 / steps;
+      const torch = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps]);
+      const tokensPerS = (B * T) / stepS;
+      reporter.record({
+        kernel: "lora_train_step",
+        layers,
+        batch: B,
+        seq: T,
+        r,
+        impl: "wasm",
+        threads,
+        step_s: stepS,
+        tokens_per_s: tokensPerS,
+        peak_memory: heap.peakBytes,
+        torch_tokens_per_s: torch.result?.tokens_per_s ?? null,
+        vs_torch: torch.result === null ? null : tokensPerS / torch.result.tokens_per_s,
+      });
+      if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
+      model.dispose();
+    } finally {
+      await kernels.dispose();
+    }
+  }
+  {
+    const heap = new Heap();
+    const kernels = await createKernels("wasm", { heap, threads });
+    try {
+      const total = quick ? 200 : 1000;
+      const { model, trainable, vocab } = await loraModel(kernels, { layers: 2, hidden: 128, intermediate: 344, heads: 4, vocab: 512 }, r);
+      const data = new FixedBatches(randomBatches(vocab, 4, 4, 64));
+      let early = { heap: 0, rss: 0 };
+      await train(model, trainable, data, {
+        steps: total,
+        lr: 1e-3,
+        log: (record) => {
+          if (record.type === "train" && record.step === 10) early = { heap: heap.bytesInUse, rss: process.memoryUsage().rss };
+        },
+      });
+      const late = { heap: heap.bytesInUse, rss: process.memoryUsage().rss };
+      reporter.record({
+        kernel: "lora_train_memory",
+        steps: total,
+        heap_bytes_step10: early.heap,
+        heap_bytes_last: late.heap,
+        rss_step10: early.rss,
+        rss_last: late.rss,
+        rss_growth_mib: (late.rss - early.rss) / 2 ** 20,
+      });
+      model.dispose();
+    } finally {
+      await kernels.dispose();
+    }
+  }
+}
