@@ -399,7 +399,6 @@ function restore(ckpt: CheckpointContent, dir: string, trainable: Trainable, par
   for (const p of params) p.param.f32().set(values.get(p.name) as Float32Array);
   if (trainable.kind === "lora") {
     if (ckpt.rng === null) throw new Error(`resume ${dir}: no RNG state for LoRA dropout`);
-    // Rng has no in-place setter; the adapters hold this instance, so copy the restored words into it.
-    Object.assign(trainable.rng, Rng.fromState(ckpt.rng));
+    trainable.rng.setState(ckpt.rng); // in place: the adapters hold this instance
   }
 }
