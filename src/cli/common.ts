@@ -12,6 +12,7 @@ import type { Kernels, KernelsName } from "../kernels/kernels.js";
 import { type CausalLM, loadModel } from "../models/model.js";
 import type { WeightLoadOptions } from "../models/weights.js";
 import { Heap } from "../tensor/heap.js";
+import { Rng } from "../util/random.js";
 import { UsageError } from "./config-file.js";
 
 export function intFlag(flag: string, min = 1): (value: string) => number {
@@ -78,11 +79,16 @@ export interface DataFlags {
   batchSize: number;
   maxLength: number;
   batches?: number;
+  /** Shuffle the rows with this seed before taking the first batches (default: file order). */
+  shuffleSeed?: number;
+  /** Learn prompt / user tokens too (default: the same loss masks as training). */
+  trainOnPrompt?: boolean;
 }
 
 /**
- * Loads the first batchSize * batches rows of a JSONL file (file order) and collates them into
- * batches with right padding. Rows need a tokenizer unless they are pre-tokenized.
+ * Loads the first batchSize * batches rows of a JSONL file (file order, or a seeded shuffle of all
+ * rows) and collates them into batches with right padding. Rows need a tokenizer unless they are
+ * pre-tokenized.
  */
 export async function loadBatches(
   flags: DataFlags,
@@ -90,11 +96,16 @@ export async function loadBatches(
   vocabSize: number,
 ): Promise<TokenBatch[]> {
   const limit = flags.batches === undefined ? undefined : flags.batches * flags.batchSize;
-  const examples = await loadExamples(flags.data, tokenizer, {
+  const shuffle = flags.shuffleSeed !== undefined;
+  let examples = await loadExamples(flags.data, tokenizer, {
     vocabSize,
-    trainOnPrompt: true,
-    ...(limit === undefined ? {} : { limit }),
+    trainOnPrompt: flags.trainOnPrompt === true,
+    ...(limit === undefined || shuffle ? {} : { limit }),
   });
+  if (shuffle) {
+    new Rng(flags.shuffleSeed as number).shuffle(examples);
+    if (limit !== undefined) examples = examples.slice(0, limit);
+  }
   const padTokenId = tokenizer?.padTokenId ?? tokenizer?.eosTokenId ?? 0;
   return groupIntoBatches(examples, flags.batchSize).map((group) =>
     collate(group, { maxLength: flags.maxLength, padTokenId }),

@@ -138,6 +138,21 @@ describe.each(["llama-gqa", "gpt2"])("an adapter written by loraga, loaded by PE
   });
 });
 
+test("estimate --shuffle takes seeded rows: reproducible, and not the file's first rows", async () => {
+  const dir = tempDir();
+  const run = (extra: string[], out: string) => {
+    const r = runCli(["estimate", "--model", "test/fixtures/models/llama-gqa", "--data", `${E2E}/data.jsonl`, "--target", "q_proj", "--batch-size", "2", "--max-length", "10", "--batches", "1", "--kernels", "ref", "-q", ...extra, "--out", join(dir, out)]);
+    expect(r.status).toBe(0);
+    return SafetensorsFile.open(join(dir, out));
+  };
+  const key = "model.layers.0.self_attn.q_proj";
+  const first = await (await run([], "a.safetensors")).readF32(key);
+  const s1 = await (await run(["--shuffle", "--seed", "1"], "b.safetensors")).readF32(key);
+  const s1again = await (await run(["--shuffle", "--seed", "1"], "c.safetensors")).readF32(key);
+  expect(s1again).toEqual(s1);
+  expect(maxAbs(s1.map((v, i) => v - first[i]))).toBeGreaterThan(1e-6);
+});
+
 describe("bad input through the CLI", () => {
   const model = "test/fixtures/models/llama-gqa";
   const dir = tempDir();

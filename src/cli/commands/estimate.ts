@@ -32,6 +32,8 @@ export function addEstimateFlags(command: Command, required: boolean): Command {
     .option("--batch-size <n>", "rows per batch (consecutive rows, file order)", intFlag("--batch-size"), 2)
     .option("--max-length <n>", "truncate rows to this many tokens", intFlag("--max-length"), 512)
     .option("--batches <n>", "number of batches to average", intFlag("--batches"), 8)
+    .option("--shuffle", "take the batches from a seeded shuffle of all rows (--seed) instead of the first rows", false)
+    .option("--train-on-prompt", "count prompt / user tokens in the loss too (default: as training does)", false)
     .option("--max-grad-memory <size>", "bounded estimation: engine memory for gradients at a time (e.g. 512M, 2G)", byteSizeFlag("--max-grad-memory"))
     .addOption(new Option("--weight-dtype <dtype>", "storage of the frozen linear weights (compute stays f32)").choices(["f32", "bf16", "f16"]).default("f32"))
     .addOption(
@@ -121,6 +123,8 @@ export async function estimateFromFlags(
       batchSize: options.batchSize as number,
       maxLength: options.maxLength as number,
       batches: options.batches as number,
+      trainOnPrompt: options.trainOnPrompt === true,
+      ...(options.shuffle === true && { shuffleSeed: (options.seed as number | undefined) ?? 0 }),
     },
     tokenizer,
     vocabSize,
@@ -153,7 +157,8 @@ export function registerEstimate(program: Command): void {
     .command("estimate")
     .description("estimate full weight gradients of the target modules (LoRA-GA step 1)")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, *.safetensors)")
-    .requiredOption("--out <file>", "gradient cache to write (.safetensors)");
+    .requiredOption("--out <file>", "gradient cache to write (.safetensors)")
+    .option("--seed <n>", "seed of --shuffle", intFlag("--seed", 0), 0);
   addEstimateFlags(command, true);
   addEngineOptions(command);
   command.addHelpText(

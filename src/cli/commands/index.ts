@@ -7,7 +7,8 @@ import { registerMerge } from "./merge.js";
 import { registerCompare } from "./compare.js";
 import { registerTrain } from "./train.js";
 import { registerEval, registerGenerate } from "./eval-generate.js";
+import { registerDemo } from "./demo.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge, registerTrain, registerEval, registerGenerate, registerCompare];
+export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge, registerTrain, registerEval, registerGenerate, registerCompare, registerDemo];
