@@ -144,18 +144,10 @@ class Parser {
       this.pos++;
       return out;
     }
-    while (true) {
+    do {
       out.push(this.parseValue(depth));
-      this.skipSpace();
-      const c = this.text[this.pos];
-      if (c === ",") {
-        this.pos++;
-        this.skipSpace();
-      } else if (c === "]") {
-        this.pos++;
-        return out;
-      } else this.fail(`expected "," or "]" but found ${this.describeHere()}`);
-    }
+    } while (this.nextMember("]"));
+    return out;
   }
 
   private parseObject(depth: number): Record<string, unknown> {
@@ -165,7 +157,7 @@ class Parser {
       this.pos++;
       return out;
     }
-    while (true) {
+    do {
       if (this.text[this.pos] !== '"')
         this.fail(`expected a quoted key but found ${this.describeHere()}`);
       const keyAt = this.pos;
@@ -182,16 +174,22 @@ class Parser {
         writable: true,
         configurable: true,
       });
+    } while (this.nextMember("}"));
+    return out;
+  }
+
+  /** After an array element or object member: consumes "," (true: another follows) or `close` (false). */
+  private nextMember(close: "]" | "}"): boolean {
+    this.skipSpace();
+    const c = this.text[this.pos];
+    if (c === ",") {
+      this.pos++;
       this.skipSpace();
-      const c = this.text[this.pos];
-      if (c === ",") {
-        this.pos++;
-        this.skipSpace();
-      } else if (c === "}") {
-        this.pos++;
-        return out;
-      } else this.fail(`expected "," or "}" but found ${this.describeHere()}`);
+      return true;
     }
+    if (c !== close) this.fail(`expected "," or "${close}" but found ${this.describeHere()}`);
+    this.pos++;
+    return false;
   }
 }
 

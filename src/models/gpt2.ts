@@ -7,29 +7,19 @@
 //              n2 = LayerNorm(x2); x' = x2 + c_proj(gelu_new(c_fc(n2)))
 //   logits = LayerNorm_f(x) wte^T   (lm_head tied to wte)
 // Padding is right padding masked on the key side (keyLengths), as HF's eager mask does, so the
-// logits agree at every position. Activations are planned once per (B, T), as in llama.ts.
+// logits agree at every position. The CausalLM plumbing (activation plan per (B, T), loss,
+// adapters, weight storage) is decoder-base.ts'.
 // Legend: B batch, T time, C n_embd, H heads, D = C / H, F inner (4C), V vocab, P positions,
 // R = B*T rows, L layers. Conv1D linears are reported with fanInFanOut = true (PEFT's flag).
 
 import type { Gpt2Config } from "../io/hf-config.js";
 import type { GeluApproximate, Kernels } from "../kernels/kernels.js";
-import type { Tensor } from "../tensor/tensor.js";
-import {
-  checkGradNames,
-  type CheckpointSource,
-  findLinear,
-  gradFor,
-  keyLengthsOf,
-  LinearLayer,
-  loadParams,
-  type ParamSpec,
-  shiftLabels,
-  validateBatch,
-} from "./common.js";
-import type { LinearAdapter, LinearInfo } from "./linear.js";
-import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
-import { FrozenWeight, LinearWeights, linearStorageAtLoad, type WeightLoadOptions, WeightScratch, type WeightStorageKind } from "./weights.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
+import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import type { CausalLM } from "./model.js";
+import type { WeightLoadOptions } from "./weights.js";
 
 /** transformers' ACT2FN names -> the GELU variant (gelu_new, gelu_fast and gelu_pytorch_tanh are the tanh form). */
 const GELU_OF: { [name: string]: GeluApproximate } = {
@@ -131,23 +121,14 @@ interface LayerActs {
   h: Tensor; // (R, F) gelu output (mlp.c_proj input)
 }
 
-class Plan {
-  readonly B: number;
-  readonly T: number;
-  private readonly owned: Tensor[] = [];
+/** GPT-2's activations and scratch for one (B, T), on top of the boundary buffers. */
+class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
   readonly xFinal: Tensor; // (R, C)
   readonly nf: Tensor; // (R, C)
   readonly meanf: Tensor; // (R)
   readonly rstdf: Tensor; // (R)
-  readonly logits: Tensor; // (R, V)
-  readonly logits3: Tensor; // (B, T, V) view
-  readonly dLogits: Tensor; // (R, V)
-  readonly losses: Tensor; // (R)
-  readonly ids: Tensor; // (R) i32
   readonly positions: Tensor; // (R) i32, t for row (b, t)
-  readonly targets: Tensor; // (R) i32
-  readonly keyLengths: Tensor; // (B) i32
   readonly posEmb: Tensor; // (R, C)
   readonly qkv: Tensor; // (R, 3C)
   readonly attnOut: Tensor; // (B, H, T, D)
@@ -163,15 +144,10 @@ class Plan {
   readonly dFc: Tensor; // (R, F)
 
   constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    this.B = B;
-    this.T = T;
+    super(kernels.heap, B, T, d.V);
     const R = B * T;
-    const { C, H, D, F, V } = d;
-    const t = (shape: number[], dtype: "f32" | "i32" = "f32"): Tensor => {
-      const tensor = kernels.heap.tensor(shape, dtype);
-      this.owned.push(tensor);
-      return tensor;
-    };
+    const { C, H, D, F } = d;
+    const t = (shape: number[], dtype?: "f32" | "i32"): Tensor => this.tensor(shape, dtype);
     try {
       for (let l = 0; l < d.L; l++) {
         this.layers.push({
@@ -194,14 +170,7 @@ class Plan {
       this.nf = t([R, C]);
       this.meanf = t([R]);
       this.rstdf = t([R]);
-      this.logits = t([R, V]);
-      this.logits3 = this.logits.view([B, T, V]);
-      this.dLogits = t([R, V]);
-      this.losses = t([R]);
-      this.ids = t([R], "i32");
       this.positions = t([R], "i32");
-      this.targets = t([R], "i32");
-      this.keyLengths = t([B], "i32");
       this.posEmb = t([R, C]);
       this.qkv = t([R, 3 * C]);
       this.attnOut = t([B, H, T, D]);
@@ -223,11 +192,6 @@ class Plan {
     const positions = this.positions.i32();
     for (let i = 0; i < R; i++) positions[i] = i % T;
   }
-
-  dispose(): void {
-    for (const tensor of this.owned) tensor.dispose();
-    this.owned.length = 0;
-  }
 }
 
 /** Per-batch-row views for attention: Q, K, V (H, T, D) of row b inside qkvh (B, 3H, T, D). */
@@ -243,20 +207,13 @@ function rowViews(d: Dims, T: number, b: number) {
   };
 }
 
-export class Gpt2Model implements CausalLM {
-  readonly modelType = "gpt2";
-  readonly config: Gpt2Config;
-  readonly kernels: Kernels;
-  readonly params: ReadonlyMap<string, Tensor>;
+export class Gpt2Model extends DecoderModel<Gpt2Config, Plan> {
   private readonly d: Dims;
   private readonly wte: Tensor; // (V, C)
   private readonly wpe: Tensor; // (P, C)
   private readonly lnf: Norm;
   private readonly layerWeights: LayerWeights[] = [];
   private readonly lmHead: LinearLayer;
-  private readonly linearsByPath = new Map<string, LinearLayer>();
-  private readonly weights: LinearWeights;
-  private plan: Plan | null = null;
 
   constructor(
     config: Gpt2Config,
@@ -265,40 +222,20 @@ export class Gpt2Model implements CausalLM {
     kernels: Kernels,
     quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
   ) {
-    this.config = config;
-    this.kernels = kernels;
-    this.params = params;
+    super(config, params, kernels, { vocabSize: d.V, maxPositions: d.P });
     this.d = d;
-    const scratch = new WeightScratch(kernels.heap);
-    this.weights = new LinearWeights(this.linearsByPath, scratch);
-    const frozen = (name: string, shape: [number, number], fanInFanOut: boolean, shared = false) =>
-      new FrozenWeight(name, shape, fanInFanOut, shared, params, quantized.get(name) ?? null, scratch);
-    const get = (name: string): Tensor => {
-      const p = params.get(name);
-      if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
-      return p;
-    };
+    const linear = this.linearFactory(params, quantized);
     const norm = (path: string): Norm => ({
-      weight: get(`${path}.weight`),
-      bias: get(`${path}.bias`),
+      weight: this.param(`${path}.weight`),
+      bias: this.param(`${path}.bias`),
       weightName: `${path}.weight`,
       biasName: `${path}.bias`,
     });
-    const conv1d = (path: string, inF: number, outF: number): LinearLayer => {
-      const info: LinearInfo = {
-        path,
-        inFeatures: inF,
-        outFeatures: outF,
-        weightName: `${path}.weight`,
-        biasName: `${path}.bias`,
-        fanInFanOut: true,
-      };
-      const layer = new LinearLayer(info, frozen(info.weightName, [inF, outF], true), get(`${path}.bias`));
-      this.linearsByPath.set(path, layer);
-      return layer;
-    };
-    this.wte = get("transformer.wte.weight");
-    this.wpe = get("transformer.wpe.weight");
+    // Conv1D: weight stored (in, out), always with a bias
+    const conv1d = (path: string, inF: number, outF: number): LinearLayer =>
+      linear({ path, inFeatures: inF, outFeatures: outF, weightName: `${path}.weight`, biasName: `${path}.bias`, fanInFanOut: true });
+    this.wte = this.param("transformer.wte.weight");
+    this.wpe = this.param("transformer.wpe.weight");
     const { C, F, V } = d;
     for (let l = 0; l < d.L; l++) {
       const p = `transformer.h.${l}`;
@@ -314,77 +251,11 @@ export class Gpt2Model implements CausalLM {
     this.lnf = norm("transformer.ln_f");
     // lm_head is an nn.Linear (out, in); tied, its weight IS transformer.wte.weight
     const headName = d.tied ? "transformer.wte.weight" : "lm_head.weight";
-    const headInfo: LinearInfo = { path: "lm_head", inFeatures: C, outFeatures: V, weightName: headName, biasName: null, fanInFanOut: false };
-    this.lmHead = new LinearLayer(headInfo, frozen(headName, [V, C], false, d.tied), null);
-    this.linearsByPath.set("lm_head", this.lmHead);
+    this.lmHead = linear({ path: "lm_head", inFeatures: C, outFeatures: V, weightName: headName, biasName: null, fanInFanOut: false }, d.tied);
   }
 
-  linears(): LinearInfo[] {
-    return [...this.linearsByPath.values()].map((l) => l.info);
-  }
-
-  setAdapter(path: string, adapter: LinearAdapter | null): void {
-    findLinear(this.linearsByPath, path).adapter = adapter;
-  }
-
-  forward(batch: Batch): Tensor {
-    const plan = this.prepare(batch);
-    this.forwardPass(plan);
-    return plan.logits3;
-  }
-
-  lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
-    const { paramGrads } = options;
-    checkGradNames(paramGrads, this.params);
-    const plan = this.prepare(batch);
-    const tokens = shiftLabels(batch, plan.targets.i32(), this.d.V);
-    this.forwardPass(plan);
-    const k = this.kernels;
-    const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
-    k.crossEntropy(plan.losses, plan.dLogits, plan.logits, plan.targets, { gradScale });
-    const loss = tokens > 0 ? k.sum(plan.losses) / tokens : 0;
-    this.backwardPass(plan, paramGrads);
-    return { loss, tokens };
-  }
-
-  dispose(): void {
-    this.plan?.dispose();
-    this.plan = null;
-    for (const p of this.params.values()) p.dispose();
-    this.weights.scratch.dispose();
-  }
-
-  weightStorage(path: string): WeightStorageKind {
-    return this.weights.storage(path);
-  }
-
-  readLinearWeight(path: string): Float32Array {
-    return this.weights.read(path);
-  }
-
-  writeLinearWeight(path: string, data: Float32Array): void {
-    this.weights.write(path, data);
-  }
-
-  quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void {
-    this.weights.restore(kind, paths);
-  }
-
-  linearWeightBytes(): { heap: number; offHeap: number; scratch: number } {
-    return this.weights.bytes();
-  }
-
-  private prepare(batch: Batch): Plan {
-    validateBatch(batch, this.d.V, this.d.P);
-    const { batchSize: B, seqLen: T } = batch;
-    if (this.plan === null || this.plan.B !== B || this.plan.T !== T) {
-      this.plan?.dispose();
-      this.plan = null;
-      this.plan = new Plan(this.kernels, this.d, B, T);
-    }
-    this.plan.ids.i32().set(batch.inputIds);
-    keyLengthsOf(batch, this.plan.keyLengths.i32());
-    return this.plan;
+  protected override createPlan(B: number, T: number): Plan {
+    return new Plan(this.kernels, this.d, B, T);
   }
 
   private attentionScale(layer: number): number {
@@ -393,7 +264,7 @@ export class Gpt2Model implements CausalLM {
     return this.d.scaleByLayer ? base / (layer + 1) : base;
   }
 
-  private forwardPass(plan: Plan): void {
+  protected override forwardPass(plan: Plan): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
@@ -438,7 +309,7 @@ export class Gpt2Model implements CausalLM {
     this.kernels.layernormBackward(dx, dWeight, dBias, dn, inp, norm.weight, mean, rstd);
   }
 
-  private backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
+  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
@@ -496,11 +367,9 @@ export async function createGpt2(
 ): Promise<CausalLM> {
   const d = dimsOf(config);
   const specs = paramSpecs(d, checkpoint);
-  const embeddings = new Set(["transformer.wte.weight", "transformer.wpe.weight"]);
-  const isLinear = (name: string) => !embeddings.has(name) && specs.some((s) => s.name === name && s.shape.length === 2);
-  const kindOf = linearStorageAtLoad(storage, isLinear, (name) => name === "lm_head.weight");
-  const fanInFanOut = (name: string) => name.startsWith("transformer.h.");
-  const quantized = new Map<string, QuantizedWeight>();
-  const params = await loadParams(kernels, checkpoint, specs, source, { kindOf, fanInFanOut, quantized });
+  const { params, quantized } = await loadDecoderParams(kernels, checkpoint, specs, source, storage, {
+    embeddings: ["transformer.wte.weight", "transformer.wpe.weight"],
+    fanInFanOut: (name) => name.startsWith("transformer.h."),
+  });
   return new Gpt2Model(config, d, params, kernels, quantized);
 }

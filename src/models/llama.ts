@@ -13,30 +13,20 @@
 // mask does for pad queries, so logits agree at every position.
 //
 // Memory: parameters are loaded once; activations are planned for one (B, T) and reused; a batch
-// of another shape frees the plan and builds a new one (an explicit re-plan, never per step).
+// of another shape frees the plan and builds a new one (decoder-base.ts, with the rest of the
+// CausalLM plumbing).
 // Legend: B batch, T time, C hidden, H heads, Hkv kv heads, D head dim, I intermediate, V vocab,
 // R = B*T rows, L layers.
 
 import type { LlamaFamilyConfig } from "../io/hf-config.js";
 import type { Kernels } from "../kernels/kernels.js";
 import { ropeTables, type RopeScaling } from "../kernels/ref/rope.js";
-import type { Tensor } from "../tensor/tensor.js";
-import {
-  checkGradNames,
-  type CheckpointSource,
-  findLinear,
-  gradFor,
-  keyLengthsOf,
-  LinearLayer,
-  loadParams,
-  type ParamSpec,
-  shiftLabels,
-  validateBatch,
-} from "./common.js";
-import type { LinearAdapter, LinearInfo } from "./linear.js";
-import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
-import { FrozenWeight, LinearWeights, linearStorageAtLoad, type WeightLoadOptions, WeightScratch, type WeightStorageKind } from "./weights.js";
+import type { Tensor } from "../tensor/tensor.js";
+import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
+import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import type { CausalLM } from "./model.js";
+import type { WeightLoadOptions } from "./weights.js";
 
 /** Architecture numbers derived from the config once. */
 interface Dims {
@@ -167,22 +157,12 @@ interface LayerActs {
   h: Tensor; // (R, I) swiglu output, down_proj input
 }
 
-/** Every buffer of one (B, T), allocated once. */
-class Plan {
-  readonly B: number;
-  readonly T: number;
-  private readonly owned: Tensor[] = [];
+/** The Llama family's activations and scratch for one (B, T), on top of the boundary buffers. */
+class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
   readonly xFinal: Tensor; // (R, C)
   readonly nf: Tensor; // (R, C)
   readonly rstdf: Tensor; // (R)
-  readonly logits: Tensor; // (R, V)
-  readonly logits3: Tensor; // (B, T, V) view
-  readonly dLogits: Tensor; // (R, V)
-  readonly losses: Tensor; // (R)
-  readonly ids: Tensor; // (R) i32
-  readonly targets: Tensor; // (R) i32
-  readonly keyLengths: Tensor; // (B) i32
   readonly cos: Tensor; // (T, D/2)
   readonly sin: Tensor; // (T, D/2)
   // forward scratch
@@ -212,16 +192,10 @@ class Plan {
   readonly dUp: Tensor; // (R, I)
 
   constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    this.B = B;
-    this.T = T;
+    super(kernels.heap, B, T, d.V);
     const R = B * T;
-    const { C, H, Hkv, D, I, V } = d;
-    const heap = kernels.heap;
-    const t = (shape: number[], dtype: "f32" | "i32" = "f32"): Tensor => {
-      const tensor = heap.tensor(shape, dtype);
-      this.owned.push(tensor);
-      return tensor;
-    };
+    const { C, H, Hkv, D, I } = d;
+    const t = (shape: number[]): Tensor => this.tensor(shape);
     try {
       for (let l = 0; l < d.L; l++) {
         this.layers.push({
@@ -244,13 +218,6 @@ class Plan {
       this.xFinal = t([R, C]);
       this.nf = t([R, C]);
       this.rstdf = t([R]);
-      this.logits = t([R, V]);
-      this.logits3 = this.logits.view([B, T, V]);
-      this.dLogits = t([R, V]);
-      this.losses = t([R]);
-      this.ids = t([R], "i32");
-      this.targets = t([R], "i32");
-      this.keyLengths = t([B], "i32");
       this.cos = t([T, D / 2]);
       this.sin = t([T, D / 2]);
       this.qLin = t([R, H * D]);
@@ -287,11 +254,6 @@ class Plan {
     this.cos.f32().set(tables.cos);
     this.sin.f32().set(tables.sin);
   }
-
-  dispose(): void {
-    for (const tensor of this.owned) tensor.dispose();
-    this.owned.length = 0;
-  }
 }
 
 /** Attention views of one layer for grouped-query matmuls: (B*Hkv, g*T, D) against (B*Hkv, T, D). */
@@ -305,19 +267,12 @@ function gqa(d: Dims, B: number, T: number) {
   };
 }
 
-export class LlamaModel implements CausalLM {
-  readonly modelType: string;
-  readonly config: LlamaFamilyConfig;
-  readonly kernels: Kernels;
-  readonly params: ReadonlyMap<string, Tensor>;
+export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan> {
   private readonly d: Dims;
   private readonly embed: Tensor; // (V, C)
   private readonly finalNorm: Tensor; // (C)
   private readonly layerWeights: LayerWeights[] = [];
   private readonly lmHead: LinearLayer;
-  private readonly linearsByPath = new Map<string, LinearLayer>();
-  private readonly weights: LinearWeights;
-  private plan: Plan | null = null;
 
   constructor(
     config: LlamaFamilyConfig,
@@ -326,36 +281,24 @@ export class LlamaModel implements CausalLM {
     kernels: Kernels,
     quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
   ) {
-    this.modelType = config.model_type;
-    this.config = config;
-    this.kernels = kernels;
-    this.params = params;
+    super(config, params, kernels, { vocabSize: d.V, maxPositions: d.maxPositions });
     this.d = d;
-    const scratch = new WeightScratch(kernels.heap);
-    this.weights = new LinearWeights(this.linearsByPath, scratch);
-    const get = (name: string): Tensor => {
-      const p = params.get(name);
-      if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
-      return p;
-    };
+    const factory = this.linearFactory(params, quantized);
+    // nn.Linear: weight stored (out, in)
     const linear = (path: string, inF: number, outF: number, hasBias: boolean, weightName = `${path}.weight`): LinearLayer => {
       const biasName = hasBias ? `${path}.bias` : null;
-      const info: LinearInfo = { path, inFeatures: inF, outFeatures: outF, weightName, biasName, fanInFanOut: false };
       const shared = weightName === "model.embed_tokens.weight";
-      const weight = new FrozenWeight(weightName, [outF, inF], false, shared, params, quantized.get(weightName) ?? null, scratch);
-      const layer = new LinearLayer(info, weight, biasName === null ? null : get(biasName));
-      this.linearsByPath.set(path, layer);
-      return layer;
+      return factory({ path, inFeatures: inF, outFeatures: outF, weightName, biasName, fanInFanOut: false }, shared);
     };
-    this.embed = get("model.embed_tokens.weight");
+    this.embed = this.param("model.embed_tokens.weight");
     const { C, H, Hkv, D, I, V } = d;
     for (let l = 0; l < d.L; l++) {
       const p = `model.layers.${l}`;
       this.layerWeights.push({
         inputNormName: `${p}.input_layernorm.weight`,
         postNormName: `${p}.post_attention_layernorm.weight`,
-        inputNorm: get(`${p}.input_layernorm.weight`),
-        postNorm: get(`${p}.post_attention_layernorm.weight`),
+        inputNorm: this.param(`${p}.input_layernorm.weight`),
+        postNorm: this.param(`${p}.post_attention_layernorm.weight`),
         q: linear(`${p}.self_attn.q_proj`, C, H * D, d.qkvBias),
         k: linear(`${p}.self_attn.k_proj`, C, Hkv * D, d.qkvBias),
         v: linear(`${p}.self_attn.v_proj`, C, Hkv * D, d.qkvBias),
@@ -365,84 +308,22 @@ export class LlamaModel implements CausalLM {
         down: linear(`${p}.mlp.down_proj`, I, C, d.mlpBias),
       });
     }
-    this.finalNorm = get("model.norm.weight");
+    this.finalNorm = this.param("model.norm.weight");
     // a tied lm_head multiplies by the embedding matrix: its weight IS model.embed_tokens.weight
     this.lmHead = linear("lm_head", C, V, false, d.tied ? "model.embed_tokens.weight" : "lm_head.weight");
   }
 
-  linears(): LinearInfo[] {
-    return [...this.linearsByPath.values()].map((l) => l.info);
+  protected override createPlan(B: number, T: number): Plan {
+    return new Plan(this.kernels, this.d, B, T);
   }
 
-  setAdapter(path: string, adapter: LinearAdapter | null): void {
-    findLinear(this.linearsByPath, path).adapter = adapter;
-  }
-
-  forward(batch: Batch): Tensor {
-    const plan = this.prepare(batch);
-    this.forwardPass(plan);
-    return plan.logits3;
-  }
-
-  lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
-    const { paramGrads } = options;
-    checkGradNames(paramGrads, this.params);
-    const plan = this.prepare(batch);
-    const tokens = shiftLabels(batch, plan.targets.i32(), this.d.V);
-    this.forwardPass(plan);
-    const k = this.kernels;
-    const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
-    k.crossEntropy(plan.losses, plan.dLogits, plan.logits, plan.targets, { gradScale });
-    const loss = tokens > 0 ? k.sum(plan.losses) / tokens : 0;
-    this.backwardPass(plan, paramGrads);
-    return { loss, tokens };
-  }
-
-  dispose(): void {
-    this.plan?.dispose();
-    this.plan = null;
-    for (const p of this.params.values()) p.dispose();
-    this.weights.scratch.dispose();
-  }
-
-  weightStorage(path: string): WeightStorageKind {
-    return this.weights.storage(path);
-  }
-
-  readLinearWeight(path: string): Float32Array {
-    return this.weights.read(path);
-  }
-
-  writeLinearWeight(path: string, data: Float32Array): void {
-    this.weights.write(path, data);
-  }
-
-  quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void {
-    this.weights.restore(kind, paths);
-  }
-
-  linearWeightBytes(): { heap: number; offHeap: number; scratch: number } {
-    return this.weights.bytes();
-  }
-
-  /** Validates the batch, (re)plans for its shape, and copies ids and key lengths in. */
-  private prepare(batch: Batch): Plan {
-    validateBatch(batch, this.d.V, this.d.maxPositions);
-    const { batchSize: B, seqLen: T } = batch;
+  protected override checkSeqLen(T: number): void {
     if (this.d.slidingWindow !== null && T > this.d.slidingWindow) {
       throw new Error(`${this.modelType}: seqLen ${T} exceeds sliding_window ${this.d.slidingWindow}, which is not supported`);
     }
-    if (this.plan === null || this.plan.B !== B || this.plan.T !== T) {
-      this.plan?.dispose();
-      this.plan = null;
-      this.plan = new Plan(this.kernels, this.d, B, T);
-    }
-    this.plan.ids.i32().set(batch.inputIds);
-    keyLengthsOf(batch, this.plan.keyLengths.i32());
-    return this.plan;
   }
 
-  private forwardPass(plan: Plan): void {
+  protected override forwardPass(plan: Plan): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
@@ -483,7 +364,7 @@ export class LlamaModel implements CausalLM {
   }
 
   /** Reads plan.dLogits; accumulates into paramGrads and adapters. */
-  private backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
+  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
@@ -546,9 +427,9 @@ export async function createLlama(
 ): Promise<CausalLM> {
   const d = dimsOf(config);
   const specs = paramSpecs(d);
-  const isLinear = (name: string) => name !== "model.embed_tokens.weight" && specs.some((s) => s.name === name && s.shape.length === 2);
-  const kindOf = linearStorageAtLoad(storage, isLinear, (name) => name === "lm_head.weight");
-  const quantized = new Map<string, QuantizedWeight>();
-  const params = await loadParams(kernels, checkpoint, specs, source, { kindOf, fanInFanOut: () => false, quantized });
+  const { params, quantized } = await loadDecoderParams(kernels, checkpoint, specs, source, storage, {
+    embeddings: ["model.embed_tokens.weight"],
+    fanInFanOut: () => false,
+  });
   return new LlamaModel(config, d, params, kernels, quantized);
 }

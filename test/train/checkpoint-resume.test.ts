@@ -111,11 +111,10 @@ describe("checkpoint and exact resume", () => {
     const ckptDir = join(dir, "straight");
     const { train } = await import("../../src/train/trainer.js");
     const { attachLora } = await import("../../src/train/trainer.js");
-    const { loadAdapter } = await import("../../src/peft/adapter-io.js");
     const { FixedBatches } = await import("../../src/train/data-order.js");
-    const { readBatches, TRAIN_FIXTURES } = await import("./train-helpers.js");
+    const { readBatches, initialAdapter } = await import("./train-helpers.js");
     const model = await tinyModel(kernels);
-    const adapter = await loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
+    const adapter = await initialAdapter(model);
     const trainable = attachLora(model, adapter.config.with({ lora_dropout: 0.1 }), adapter.weights, { seed: 11 });
     await expect(
       train(model, trainable, new FixedBatches(readBatches().train), { steps: 10, lr: 2e-3, checkpointDir: ckptDir, resume: true }),

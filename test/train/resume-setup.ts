@@ -3,13 +3,11 @@
 // RNG state matters), shuffled data over more than one epoch (so the data position matters),
 // AdamW + cosine schedule with warmup + clipping + grad accumulation, a checkpoint every 2 steps.
 
-import { join } from "node:path";
 import type { TokenExample } from "../../src/data/examples.js";
 import type { Kernels } from "../../src/kernels/kernels.js";
-import { loadAdapter } from "../../src/peft/adapter-io.js";
 import { ShuffledBatches } from "../../src/train/data-order.js";
 import { attachLora, type TrainLogRecord, type TrainResult, train } from "../../src/train/trainer.js";
-import { readBatches, TRAIN_FIXTURES, tinyModel } from "./train-helpers.js";
+import { initialAdapter, readBatches, tinyModel } from "./train-helpers.js";
 
 export const RESUME_STEPS = 10;
 
@@ -32,7 +30,7 @@ export async function runResumable(
   options: { checkpointDir: string; logFile?: string; resume?: boolean; onStep?: (r: TrainLogRecord) => void },
 ): Promise<TrainResult> {
   const model = await tinyModel(kernels);
-  const adapter = await loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
+  const adapter = await initialAdapter(model);
   const trainable = attachLora(model, adapter.config.with({ lora_dropout: 0.1 }), adapter.weights, { seed: 11 });
   const data = new ShuffledBatches(fixtureExamples(), { batchSize: 2, maxLength: 8, padTokenId: 0, seed: 5 });
   try {

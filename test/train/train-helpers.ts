@@ -1,11 +1,12 @@
 // Shared test support for test/train: fixture batches (scripts/fixtures/make_train_reference.py),
-// tiny model loading with the ref kernels.
+// tiny model loading with the ref kernels, the reference runs' initial adapter.
 
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/kernels.js";
 import { type Batch, type CausalLM, loadModel } from "../../src/models/model.js";
+import { loadAdapter } from "../../src/peft/adapter-io.js";
 import { Heap } from "../../src/tensor/heap.js";
 
 // The kill-and-resume child runs compiled outside the tree; it is told where the fixtures are.
@@ -53,6 +54,11 @@ export async function refKernels(): Promise<Kernels> {
 
 export async function tinyModel(kernels: Kernels): Promise<CausalLM> {
   return loadModel(MODEL_DIR, { kernels });
+}
+
+/** The initial LoRA adapter of the reference runs (saved by PEFT), matched to `model`'s linears. */
+export async function initialAdapter(model: CausalLM): ReturnType<typeof loadAdapter> {
+  return loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
 }
 
 /** max over i of |a_i - b_i| / max(1, |b_i|): relative for |b| > 1, absolute below. */

@@ -5,12 +5,10 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels } from "../../src/kernels/kernels.js";
-import { loadAdapter } from "../../src/peft/adapter-io.js";
 import { FixedBatches } from "../../src/train/data-order.js";
 import { evaluateLoss } from "../../src/train/metrics.js";
 import { attachLora, fullFineTuning, type TrainLogRecord, train } from "../../src/train/trainer.js";
-import { join } from "node:path";
-import { maxMixedError, readBatches, readReference, refKernels, TRAIN_FIXTURES, tinyModel } from "./train-helpers.js";
+import { initialAdapter, maxMixedError, readBatches, readReference, refKernels, tinyModel } from "./train-helpers.js";
 
 const TOL = 1e-4;
 
@@ -27,7 +25,7 @@ describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
 
   async function runLora(name: "lora_constant" | "lora_cosine", options: Parameters<typeof train>[3]) {
     const model = await tinyModel(kernels);
-    const adapter = await loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
+    const adapter = await initialAdapter(model);
     const trainable = attachLora(model, adapter.config, adapter.weights);
     const records: TrainLogRecord[] = [];
     const result = await train(model, trainable, new FixedBatches(batches.train), { ...options, log: (r) => records.push(r) });

@@ -11,7 +11,7 @@ import { loadAdapter } from "../../src/peft/adapter-io.js";
 import { latestCheckpoint, listCheckpoints } from "../../src/train/checkpoint.js";
 import { FixedBatches } from "../../src/train/data-order.js";
 import { attachLora, fullFineTuning, type TrainLogRecord, train } from "../../src/train/trainer.js";
-import { readBatches, refKernels, TRAIN_FIXTURES, tinyModel } from "./train-helpers.js";
+import { initialAdapter, readBatches, refKernels, tinyModel } from "./train-helpers.js";
 
 describe("trainer", () => {
   let kernels: Kernels;
@@ -28,7 +28,7 @@ describe("trainer", () => {
 
   async function lora() {
     const model = await tinyModel(kernels);
-    const adapter = await loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
+    const adapter = await initialAdapter(model);
     return { model, adapter, trainable: attachLora(model, adapter.config, adapter.weights) };
   }
 
@@ -99,7 +99,7 @@ describe("trainer", () => {
 
   test("attachLora names a targeted module without weights", async () => {
     const model = await tinyModel(kernels);
-    const adapter = await loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
+    const adapter = await initialAdapter(model);
     const [missing] = [...adapter.weights.keys()];
     const partial = new Map([...adapter.weights].slice(1));
     expect(() => attachLora(model, adapter.config, partial)).toThrow(`no initial lora_A/lora_B for targeted module ${missing}`);

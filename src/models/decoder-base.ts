@@ -1,0 +1,241 @@
+// The CausalLM plumbing every decoder-only architecture shares, so that an architecture file holds
+// only what is its own: config -> dims, parameter spec, activation plan, forward and backward.
+//
+//   DecoderPlan   the buffers at the model's boundary (token ids, key lengths, shifted targets,
+//                 logits, per-row losses) and ownership of every tensor a plan allocates; an
+//                 architecture's plan extends it with its saved activations and scratch.
+//   DecoderModel  the CausalLM methods: linear-layer registry (linears, setAdapter, the weight
+//                 storage methods), re-planning per (B, T), forward = forwardPass, lossAndGrads =
+//                 forwardPass -> mean cross-entropy -> backwardPass, dispose.
+//   loadDecoderParams  loadParams with the load-time storage of linear weights (weights.ts).
+//
+// Contract: activations are planned once per (B, T) and reused; a batch of another shape frees the
+// plan and builds a new one (an explicit re-plan, never per step). Loss is transformers'
+// ForCausalLMLoss: labels shifted by one, IGNORE_INDEX skipped, mean over the counted tokens.
+
+import type { KnownModelConfig } from "../io/hf-config.js";
+import type { Kernels } from "../kernels/kernels.js";
+import type { QuantizedWeight } from "../quant/quantized-linear.js";
+import type { Heap } from "../tensor/heap.js";
+import type { Tensor } from "../tensor/tensor.js";
+import {
+  checkGradNames,
+  type CheckpointSource,
+  findLinear,
+  keyLengthsOf,
+  LinearLayer,
+  loadParams,
+  type ParamSpec,
+  shiftLabels,
+  validateBatch,
+} from "./common.js";
+import type { LinearAdapter, LinearInfo } from "./linear.js";
+import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
+import {
+  FrozenWeight,
+  LinearWeights,
+  linearStorageAtLoad,
+  type WeightLoadOptions,
+  WeightScratch,
+  type WeightStorageKind,
+} from "./weights.js";
+
+/** Every buffer of one (B, T), allocated once; subclasses add their activations with tensor(). */
+export class DecoderPlan {
+  readonly B: number;
+  readonly T: number;
+  private readonly heap: Heap;
+  private readonly owned: Tensor[] = [];
+  readonly ids: Tensor; // (R) i32
+  readonly targets: Tensor; // (R) i32, shifted labels
+  readonly keyLengths: Tensor; // (B) i32
+  readonly logits: Tensor; // (R, V)
+  readonly logits3: Tensor; // (B, T, V) view
+  readonly dLogits: Tensor; // (R, V)
+  readonly losses: Tensor; // (R)
+
+  constructor(heap: Heap, B: number, T: number, V: number) {
+    this.heap = heap;
+    this.B = B;
+    this.T = T;
+    const R = B * T;
+    try {
+      this.ids = this.tensor([R], "i32");
+      this.targets = this.tensor([R], "i32");
+      this.keyLengths = this.tensor([B], "i32");
+      this.logits = this.tensor([R, V]);
+      this.logits3 = this.logits.view([B, T, V]);
+      this.dLogits = this.tensor([R, V]);
+      this.losses = this.tensor([R]);
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+  }
+
+  /** A new heap tensor the plan owns (freed by dispose). A subclass constructor that allocates
+   * must dispose the plan when an allocation throws. */
+  protected tensor(shape: number[], dtype: "f32" | "i32" = "f32"): Tensor {
+    const tensor = this.heap.tensor(shape, dtype);
+    this.owned.push(tensor);
+    return tensor;
+  }
+
+  dispose(): void {
+    for (const tensor of this.owned) tensor.dispose();
+    this.owned.length = 0;
+  }
+}
+
+/** What the base needs to know of an architecture's sizes. */
+export interface DecoderLimits {
+  vocabSize: number;
+  /** Longest sequence the position scheme allows, or null when unbounded. */
+  maxPositions: number | null;
+}
+
+/** Builds a registered LinearLayer; shared = the weight is another parameter (a tied lm_head). */
+export type LinearFactory = (info: LinearInfo, shared?: boolean) => LinearLayer;
+
+export abstract class DecoderModel<Config extends KnownModelConfig, P extends DecoderPlan> implements CausalLM {
+  readonly modelType: string;
+  readonly config: Config;
+  readonly kernels: Kernels;
+  readonly params: ReadonlyMap<string, Tensor>;
+  private readonly limits: DecoderLimits;
+  private readonly linearsByPath = new Map<string, LinearLayer>();
+  private readonly weights: LinearWeights;
+  private plan: P | null = null;
+
+  constructor(config: Config, params: ReadonlyMap<string, Tensor>, kernels: Kernels, limits: DecoderLimits) {
+    this.modelType = config.model_type;
+    this.config = config;
+    this.kernels = kernels;
+    this.params = params;
+    this.limits = limits;
+    this.weights = new LinearWeights(this.linearsByPath, new WeightScratch(kernels.heap));
+  }
+
+  /** A loaded parameter by HF name (the spec guarantees it; a miss is a bug). */
+  protected param(name: string): Tensor {
+    const p = this.params.get(name);
+    if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
+    return p;
+  }
+
+  /**
+   * For the subclass constructor: builds linear layers over the loaded weights (f32 / 16-bit in
+   * `params`, int8 / nf4 in `quantized`) and registers each by path for linears() and setAdapter.
+   * The weight's stored shape is (out, in), or (in, out) when info.fanInFanOut (Conv1D).
+   */
+  protected linearFactory(params: Map<string, Tensor>, quantized: ReadonlyMap<string, QuantizedWeight>): LinearFactory {
+    return (info, shared = false) => {
+      const { inFeatures: inF, outFeatures: outF, weightName } = info;
+      const shape: [number, number] = info.fanInFanOut ? [inF, outF] : [outF, inF];
+      const stored = quantized.get(weightName) ?? null;
+      const weight = new FrozenWeight(weightName, shape, info.fanInFanOut, shared, params, stored, this.weights.scratch);
+      const layer = new LinearLayer(info, weight, info.biasName === null ? null : this.param(info.biasName));
+      this.linearsByPath.set(info.path, layer);
+      return layer;
+    };
+  }
+
+  /** Allocates the activation plan of one (B, T). */
+  protected abstract createPlan(B: number, T: number): P;
+  /** ids, keyLengths -> logits (and every activation backward reads). */
+  protected abstract forwardPass(plan: P): void;
+  /** Reads plan.dLogits; accumulates into paramGrads and adapters. */
+  protected abstract backwardPass(plan: P, paramGrads: ReadonlyMap<string, Tensor> | undefined): void;
+  /** Architecture-specific limits on the sequence length (after the generic batch checks). */
+  protected checkSeqLen(_T: number): void {}
+
+  linears(): LinearInfo[] {
+    return [...this.linearsByPath.values()].map((l) => l.info);
+  }
+
+  setAdapter(path: string, adapter: LinearAdapter | null): void {
+    findLinear(this.linearsByPath, path).adapter = adapter;
+  }
+
+  forward(batch: Batch): Tensor {
+    const plan = this.prepare(batch);
+    this.forwardPass(plan);
+    return plan.logits3;
+  }
+
+  lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
+    const { paramGrads } = options;
+    checkGradNames(paramGrads, this.params);
+    const plan = this.prepare(batch);
+    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    this.forwardPass(plan);
+    const k = this.kernels;
+    const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
+    k.crossEntropy(plan.losses, plan.dLogits, plan.logits, plan.targets, { gradScale });
+    const loss = tokens > 0 ? k.sum(plan.losses) / tokens : 0;
+    this.backwardPass(plan, paramGrads);
+    return { loss, tokens };
+  }
+
+  dispose(): void {
+    this.plan?.dispose();
+    this.plan = null;
+    for (const p of this.params.values()) p.dispose();
+    this.weights.scratch.dispose();
+  }
+
+  weightStorage(path: string): WeightStorageKind {
+    return this.weights.storage(path);
+  }
+
+  readLinearWeight(path: string): Float32Array {
+    return this.weights.read(path);
+  }
+
+  writeLinearWeight(path: string, data: Float32Array): void {
+    this.weights.write(path, data);
+  }
+
+  quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void {
+    this.weights.restore(kind, paths);
+  }
+
+  linearWeightBytes(): { heap: number; offHeap: number; scratch: number } {
+    return this.weights.bytes();
+  }
+
+  /** Validates the batch, (re)plans for its shape, and copies ids and key lengths in. */
+  private prepare(batch: Batch): P {
+    validateBatch(batch, this.limits.vocabSize, this.limits.maxPositions);
+    const { batchSize: B, seqLen: T } = batch;
+    this.checkSeqLen(T);
+    if (this.plan === null || this.plan.B !== B || this.plan.T !== T) {
+      this.plan?.dispose();
+      this.plan = null;
+      this.plan = this.createPlan(B, T);
+    }
+    this.plan.ids.i32().set(batch.inputIds);
+    keyLengthsOf(batch, this.plan.keyLengths.i32());
+    return this.plan;
+  }
+}
+
+/**
+ * loadParams with each linear weight stored at load as `storage` asks (weights.ts): the linear
+ * weights are the 2-D specs other than the embeddings; lm_head is never quantized. fanInFanOut
+ * names the weights stored (in, out). Returns the heap params and the quantized weights.
+ */
+export async function loadDecoderParams(
+  kernels: Kernels,
+  checkpoint: CheckpointSource,
+  specs: readonly ParamSpec[],
+  source: string,
+  storage: WeightLoadOptions,
+  layout: { embeddings: readonly string[]; fanInFanOut: (name: string) => boolean },
+): Promise<{ params: Map<string, Tensor>; quantized: Map<string, QuantizedWeight> }> {
+  const isLinear = (name: string) => !layout.embeddings.includes(name) && specs.some((s) => s.name === name && s.shape.length === 2);
+  const kindOf = linearStorageAtLoad(storage, isLinear, (name) => name === "lm_head.weight");
+  const quantized = new Map<string, QuantizedWeight>();
+  const params = await loadParams(kernels, checkpoint, specs, source, { kindOf, fanInFanOut: layout.fanInFanOut, quantized });
+  return { params, quantized };
+}
