@@ -1,0 +1,152 @@
+// The per-thread GEMM loop nest (Goto/BLIS blocking: chunks of MC rows x NC columns, KC-row
+// slices of the inner dim inside) around the generated pack / macro-kernel functions (gemm.ts).
+// One call runs this thread's share of the job described in the control block (pool.ts layout,
+// GEMM_ARG offsets below).
+//
+// CONTRACT: gemmThreadJob must stay self-contained (no reference to anything outside its body,
+// no imports, no helpers): worker threads receive it as source text via Function.prototype
+// .toString() (pool.ts). Everything it needs arrives through its parameters.
+//
+// Work split: chunks of (batch entry, NC columns, MC rows) handed out by the pool's claim();
+// chunks never share an element of C, so no other synchronisation is needed inside a job.
+
+import type { GemmExports } from "./gemm.js";
+import type { CONTROL } from "./pool.js";
+
+/** Offsets of the GEMM arguments, in i32 slots from the control block's `args` index. */
+export const GEMM_ARG = {
+  m: 0,
+  n: 1,
+  k: 2,
+  a: 3,
+  b: 4,
+  c: 5,
+  aRs: 6,
+  aCs: 7,
+  bRs: 8,
+  bCs: 9,
+  ldc: 10,
+  batch: 11,
+  aBs: 12,
+  bBs: 13,
+  cBs: 14,
+  beta: 15,
+  /** f32 slot */
+  alpha: 16,
+  mc: 17,
+  kc: 18,
+  nc: 19,
+  /** 1: pack A blocks; 0: the micro-kernel reads A in place */
+  packA: 20,
+  /** 1: pack B blocks; 0: the micro-kernel reads whole B panels in place (needs bCs == 4) */
+  packB: 21,
+} as const;
+
+/**
+ * Runs thread `thread`'s part of the GEMM job in `ctl`. Strides in the control block are in
+ * bytes; pointers are heap byte offsets (read unsigned). The thread takes chunks (one batch entry,
+ * NC columns, MC rows, the whole K) from `claim()` (-1: none left) and calls `finish()` after each
+ * one, so a thread that starts late or runs slow simply takes fewer chunks. A thread keeps the
+ * B block (K, NC) it packed last and repacks only when a chunk needs another one; the host bounds
+ * K*NC to the scratch size.
+ */
+export function gemmThreadJob(
+  ex: GemmExports,
+  ctl: Int32Array,
+  ctlF32: Float32Array,
+  layout: typeof CONTROL,
+  thread: number,
+  claim: () => number,
+  finish: () => void,
+): void {
+  const g = layout.args;
+  // literal offsets: this body cannot reference GEMM_ARG (see CONTRACT); keep the two in step
+  const M = ctl[g + 0];
+  const N = ctl[g + 1];
+  const K = ctl[g + 2];
+  const a = ctl[g + 3] >>> 0;
+  const b = ctl[g + 4] >>> 0;
+  const c = ctl[g + 5] >>> 0;
+  const aRs = ctl[g + 6];
+  const aCs = ctl[g + 7];
+  const bRs = ctl[g + 8];
+  const bCs = ctl[g + 9];
+  const ldc = ctl[g + 10];
+  const batch = ctl[g + 11];
+  const aBs = ctl[g + 12] >>> 0;
+  const bBs = ctl[g + 13] >>> 0;
+  const cBs = ctl[g + 14] >>> 0;
+  const beta = ctl[g + 15];
+  const alpha = ctlF32[g + 16];
+  const MC = ctl[g + 17];
+  const KC = ctl[g + 18];
+  const NC = ctl[g + 19];
+  const packA = ctl[g + 20] !== 0;
+  const packB = ctl[g + 21] !== 0;
+  const NR = 8;
+  const s = layout.scratch + 4 * thread;
+  const ap = ctl[s] >>> 0;
+  const bp = ctl[s + 1] >>> 0;
+  const tile = ctl[s + 2] >>> 0;
+  const bpStride = K * NR * 4; // one packed B panel holds all K rows
+
+  const icBlocks = Math.ceil(M / MC);
+  const jcBlocks = Math.ceil(N / NC);
+  const perBatch = icBlocks * jcBlocks;
+  let packedKey = -1; // which (batch entry, jc block) of B sits in this thread's bp
+  for (;;) {
+    const chunk = claim();
+    if (chunk < 0) break;
+    try {
+      runChunk(chunk);
+    } catch (err) {
+      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
+      throw err;
+    } finally {
+      finish();
+    }
+  }
+
+  function runChunk(chunk: number): void {
+    const bi = Math.floor(chunk / perBatch);
+    const rest = chunk - bi * perBatch;
+    const jcIdx = Math.floor(rest / icBlocks);
+    const icIdx = rest - jcIdx * icBlocks;
+    const jc = jcIdx * NC;
+    const nc = Math.min(NC, N - jc);
+    const ic = icIdx * MC;
+    const mc = Math.min(MC, M - ic);
+    const aChunk = a + bi * aBs + ic * aRs;
+    const cChunk = c + bi * cBs + ic * ldc + jc * 4;
+    // B in place covers the whole NR-column panels; a last partial panel is always packed
+    const ncInPlace = packB ? 0 : nc - (nc % NR);
+    const ncPacked = nc - ncInPlace;
+    const key = bBs !== 0 ? bi * jcBlocks + jcIdx : jcIdx;
+    if (ncPacked > 0 && key !== packedKey) {
+      ex.gemm_pack_b(b + bi * bBs + (jc + ncInPlace) * bCs, bRs, bCs, K, ncPacked, bp);
+      packedKey = key;
+    }
+    for (let pc = 0; pc < K; pc += KC) {
+      const kc = Math.min(KC, K - pc);
+      const betaNow = pc === 0 ? beta : 1;
+      let aBlock = aChunk + pc * aCs;
+      let aRsNow = aRs;
+      let aKsNow = aCs;
+      if (packA) {
+        ex.gemm_pack_a(aBlock, aRs, aCs, mc, kc, ap);
+        aBlock = ap;
+        aRsNow = 0;
+        aKsNow = 0;
+      }
+      if (ncInPlace > 0) {
+        const bBlock = b + bi * bBs + pc * bRs + jc * bCs;
+        ex.gemm_macro(mc, ncInPlace, kc, aBlock, aRsNow, aKsNow, bBlock, bRs, NR * 4, cChunk, ldc, alpha, betaNow, tile);
+      }
+      if (ncPacked > 0) {
+        const cPart = cChunk + ncInPlace * 4;
+        const bBlock = bp + pc * NR * 4;
+        ex.gemm_macro(mc, ncPacked, kc, aBlock, aRsNow, aKsNow, bBlock, NR * 4, bpStride, cPart, ldc, alpha, betaNow, tile);
+      }
+    }
+  }
+}

@@ -1,0 +1,346 @@
+// Code generation of the GEMM building blocks (Goto/BLIS structure: pack, macro-kernel,
+// register-blocked micro-kernel), emitted as WebAssembly SIMD128 functions into a ModuleBuilder.
+// The loops around them (blocking over N, K, M and the split over threads) live in gemm-driver.ts.
+//
+// Reference: K. Goto, R. van de Geijn, "Anatomy of High-Performance Matrix Multiplication",
+// ACM TOMS 34(3), 2008; F. Van Zee, R. van de Geijn, "BLIS", ACM TOMS 41(3), 2015.
+//
+// Packed layouts (f32, zero-padded at the edges so every tile is full):
+//   A block (mc, kc) -> panels of MR rows:  Ap[p][k][r] = A[p*MR + r, k]     (ceil(mc/MR), kc, MR)
+//   B block (kc, nc) -> panels of NR cols:  Bp[q][k][j] = B[k, q*NR + j]     (ceil(nc/NR), kc, NR)
+// The micro-kernel keeps an MR x NR tile of C in MR*NR/4 v128 registers and, per k, broadcasts
+// MR values of A against two vectors of B (an outer product). Register budget: V8 (x64) allocates
+// xmm0-14, and its scheduler issues all of an iteration's loads (the MR broadcasts and 2 B
+// vectors) before the arithmetic, so MR broadcasts + 2 + 2*MR accumulators must fit: MR = 4
+// (14 registers). With MR = 5 or 6 V8 spills accumulators, which puts a store-to-load round trip
+// on every FMA chain (measured: 26 GFLOP/s instead of 54). A 5 x 8 tile that loads rows 0-3 as
+// one vector and broadcasts lanes with shuffles also fits, but measured no faster than 4 x 8.
+//
+// Strides are in BYTES everywhere in this file (rs: to the next row, cs: to the next column).
+
+import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
+
+export const GEMM_NR = 8;
+
+export interface GemmCodegenOptions {
+  /** Use f32x4.relaxed_madd (fused or not, as the hardware prefers). */
+  relaxed: boolean;
+  /** Rows of the register tile (4: see the register budget below). */
+  mr: number;
+}
+
+/** Names of the exported GEMM functions (see emitGemm). */
+export interface GemmExports {
+  /** (kc, ap, bp, c, ldcBytes, alpha, beta) full MR x NR tile: C = alpha*Ap.Bp (+ C if beta). */
+  gemm_micro(kc: number, ap: number, bp: number, c: number, ldc: number, alpha: number, beta: number): void;
+  /**
+   * (mc, nc, kc, a, aRs, aKs, b, bKs, bpStride, c, ldcBytes, alpha, beta, tile): C block (mc, nc)
+   * from A either packed (aRs = 0: MR-row panels at a) or read in place (row i at a + i*aRs, aKs
+   * bytes per k), and B panels bpStride bytes apart, NR floats per k, bKs bytes apart (NR*4 when
+   * packed; in place the caller guarantees whole panels).
+   */
+  gemm_macro(
+    mc: number,
+    nc: number,
+    kc: number,
+    a: number,
+    aRs: number,
+    aKs: number,
+    bp: number,
+    bKs: number,
+    bpStride: number,
+    c: number,
+    ldc: number,
+    alpha: number,
+    beta: number,
+    tile: number,
+  ): void;
+  /** (src, rsBytes, csBytes, mc, kc, dst) packs an (mc, kc) block of A into MR-row panels. */
+  gemm_pack_a(src: number, rs: number, cs: number, mc: number, kc: number, dst: number): void;
+  /** (src, rsBytes, csBytes, kc, nc, dst) packs a (kc, nc) block of B into NR-column panels. */
+  gemm_pack_b(src: number, rs: number, cs: number, kc: number, nc: number, dst: number): void;
+}
+
+/** Emits gemm_micro, gemm_macro, gemm_pack_a and gemm_pack_b into `m`. */
+export function emitGemm(m: ModuleBuilder, options: GemmCodegenOptions): void {
+  const micro = emitMicro(m, options);
+  const microA = emitMicroStridedA(m, options);
+  const edge = emitEdgeCopy(m);
+  emitMacro(m, options.mr, m.indexOf(micro), m.indexOf(microA), m.indexOf(edge));
+  emitPack(m, "gemm_pack_a", options.mr);
+  emitPack(m, "gemm_pack_b", GEMM_NR);
+}
+
+function emitMicro(m: ModuleBuilder, { relaxed, mr }: GemmCodegenOptions): FunctionBuilder {
+  const f = m.func("gemm_micro", ["i32", "i32", "i32", "i32", "i32", "f32", "i32"], []);
+  const [kc, ap, bp, c, ldc, alpha, beta] = f.params;
+  const acc = Array.from({ length: mr }, () => [f.local("v128"), f.local("v128")]);
+  const b0 = f.local("v128");
+  const b1 = f.local("v128");
+  const a = f.local("v128");
+  const t = f.local("v128");
+  const row = f.local("i32");
+  for (const r of acc) for (const v of r) f.f32(0).simd("f32x4.splat").set(v);
+  // for (k = kc; k > 0; k--): acc[r][h] += splat(Ap[k][r]) * Bp[k][4h..4h+3]
+  f.block();
+  f.get(kc).op("i32.eqz").brIf(0);
+  f.loop();
+  f.get(bp).simdMem("v128.load", 0).set(b0);
+  f.get(bp).simdMem("v128.load", 16).set(b1);
+  for (let r = 0; r < mr; r++) {
+    f.get(ap).simdMem("v128.load32_splat", 4 * r).set(a);
+    for (let h = 0; h < 2; h++) {
+      const b = h === 0 ? b0 : b1;
+      if (relaxed) f.get(a).get(b).get(acc[r][h]).simd("f32x4.relaxed_madd").set(acc[r][h]);
+      else f.get(acc[r][h]).get(a).get(b).simd("f32x4.mul").simd("f32x4.add").set(acc[r][h]);
+    }
+  }
+  f.addTo(ap, 4 * mr).addTo(bp, 4 * GEMM_NR);
+  f.get(kc).i32(1).op("i32.sub").tee(kc).brIf(0);
+  f.end().end();
+  emitEpilogue(f, { relaxed, mr }, acc, t, row, c, ldc, alpha, beta);
+  return f;
+}
+
+/**
+ * gemm_micro_a(kc, a, aRs, aKs, rows, b, bKs, c, ldc, alpha, beta): the micro-kernel reading A
+ * in place (not packed): row r of the tile at a + min(r, rows-1)*aRs, advancing aKs bytes per k
+ * (B: NR floats at b, advancing bKs bytes per k: NR*4 when packed, the row stride in place)
+ * (rows past `rows` re-read the last valid row, so nothing outside A is touched; their results
+ * are garbage the caller drops). Used when an A block is reused by too few B panels to repay
+ * packing it (skinny N).
+ */
+function emitMicroStridedA(m: ModuleBuilder, { relaxed, mr }: GemmCodegenOptions): FunctionBuilder {
+  const f = m.func(
+    "gemm_micro_a",
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f32", "i32"],
+    [],
+  );
+  const [kc, a, aRs, aKs, rows, bp, bKs, c, ldc, alpha, beta] = f.params;
+  const acc = Array.from({ length: mr }, () => [f.local("v128"), f.local("v128")]);
+  const b0 = f.local("v128");
+  const b1 = f.local("v128");
+  const av = f.local("v128");
+  const t = f.local("v128");
+  const row = f.local("i32");
+  const ptr = Array.from({ length: mr }, () => f.local("i32"));
+  for (let r = 0; r < mr; r++) {
+    // ptr[r] = a + min(r, rows - 1) * aRs
+    f.get(a).i32(r).get(rows).i32(1).op("i32.sub").i32(r).get(rows).i32(1).op("i32.sub");
+    f.op("i32.lt_s").op("select").get(aRs).op("i32.mul").op("i32.add").set(ptr[r]);
+  }
+  for (const r of acc) for (const v of r) f.f32(0).simd("f32x4.splat").set(v);
+  f.block();
+  f.get(kc).op("i32.eqz").brIf(0);
+  f.loop();
+  f.get(bp).simdMem("v128.load", 0).set(b0);
+  f.get(bp).simdMem("v128.load", 16).set(b1);
+  for (let r = 0; r < mr; r++) {
+    f.get(ptr[r]).simdMem("v128.load32_splat", 0).set(av);
+    for (let h = 0; h < 2; h++) {
+      const b = h === 0 ? b0 : b1;
+      if (relaxed) f.get(av).get(b).get(acc[r][h]).simd("f32x4.relaxed_madd").set(acc[r][h]);
+      else f.get(acc[r][h]).get(av).get(b).simd("f32x4.mul").simd("f32x4.add").set(acc[r][h]);
+    }
+    f.addTo(ptr[r], aKs);
+  }
+  f.addTo(bp, bKs);
+  f.get(kc).i32(1).op("i32.sub").tee(kc).brIf(0);
+  f.end().end();
+  emitEpilogue(f, { relaxed, mr }, acc, t, row, c, ldc, alpha, beta);
+  return f;
+}
+
+/** C = alpha * acc (+ C when beta != 0), an MR x NR tile at c with row stride ldc bytes. */
+function emitEpilogue(
+  f: FunctionBuilder,
+  { relaxed, mr }: GemmCodegenOptions,
+  acc: Local[][],
+  t: Local,
+  row: Local,
+  c: Local,
+  ldc: Local,
+  alpha: Local,
+  beta: Local,
+): void {
+  f.get(alpha).simd("f32x4.splat").set(t);
+  for (const withBeta of [true, false]) {
+    if (withBeta) f.get(beta).if();
+    else f.else();
+    f.get(c).set(row);
+    for (let r = 0; r < mr; r++) {
+      for (let h = 0; h < 2; h++) {
+        f.get(row);
+        if (withBeta) {
+          if (relaxed) {
+            f.get(acc[r][h]).get(t).get(row).simdMem("v128.load", 16 * h).simd("f32x4.relaxed_madd");
+          } else {
+            f.get(acc[r][h]).get(t).simd("f32x4.mul").get(row).simdMem("v128.load", 16 * h);
+            f.simd("f32x4.add");
+          }
+        } else {
+          f.get(acc[r][h]).get(t).simd("f32x4.mul");
+        }
+        f.simdMem("v128.store", 16 * h);
+      }
+      if (r < mr - 1) f.addTo(row, ldc);
+    }
+  }
+  f.end();
+}
+
+/** gemm_edge(tile, c, ldc, mr, nr, beta): C[r, j] = tile[r, j] (+ C[r, j]) for r < mr, j < nr. */
+function emitEdgeCopy(m: ModuleBuilder): FunctionBuilder {
+  const f = m.func("gemm_edge", ["i32", "i32", "i32", "i32", "i32", "i32"], [], false);
+  const [tile, c, ldc, mr, nr, beta] = f.params;
+  const j = f.local("i32");
+  const src = f.local("i32");
+  const dst = f.local("i32");
+  f.block().get(mr).op("i32.eqz").brIf(0).loop(); // rows
+  f.get(tile).set(src).get(c).set(dst).get(nr).set(j);
+  f.block().get(j).op("i32.eqz").brIf(0).loop(); // columns
+  // dst = src + (beta ? dst : 0); the select keeps NaN garbage in an overwritten C out
+  f.get(dst).get(src).mem("f32.load");
+  f.get(dst).mem("f32.load").f32(0).get(beta).op("select").op("f32.add");
+  f.mem("f32.store");
+  f.addTo(src, 4).addTo(dst, 4);
+  f.get(j).i32(1).op("i32.sub").tee(j).brIf(0);
+  f.end().end();
+  f.addTo(tile, 4 * GEMM_NR).addTo(c, ldc);
+  f.get(mr).i32(1).op("i32.sub").tee(mr).brIf(0);
+  f.end().end();
+  return f;
+}
+
+function emitMacro(m: ModuleBuilder, mr: number, microIndex: number, microAIndex: number, edgeIndex: number): void {
+  const f = m.func(
+    "gemm_macro",
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f32", "i32", "i32"],
+    [],
+  );
+  const [mc, nc, kc, ap, aRs, aKs, bp, bKs, bpStride, c, ldc, alpha, beta, tile] = f.params;
+  const jr = f.local("i32");
+  const ir = f.local("i32");
+  const nr = f.local("i32");
+  const rows = f.local("i32");
+  const apTile = f.local("i32");
+  const cCol = f.local("i32");
+  const cTile = f.local("i32");
+  const apStride = f.local("i32"); // bytes from one row tile of A to the next
+  const cRowStep = f.local("i32"); // ldc * mr
+  const full = f.local("i32");
+  const fast = f.local("i32"); // both operands packed: the micro-kernel with static offsets
+  const aRsA = f.local("i32"); // A row stride / k step as gemm_micro_a sees them
+  const aKsA = f.local("i32");
+  f.get(aRs).op("i32.eqz").get(bKs).i32(4 * GEMM_NR).op("i32.eq").op("i32.and").set(fast);
+  f.i32(4).get(aRs).get(aRs).op("i32.eqz").op("select").set(aRsA);
+  f.i32(4 * mr).get(aKs).get(aRs).op("i32.eqz").op("select").set(aKsA);
+  // packed A (aRs == 0): panels of kc*mr floats; in place: mr rows further
+  f.get(kc).i32(4 * mr).op("i32.mul").get(aRs).i32(mr).op("i32.mul").get(aRs).op("i32.eqz").op("select");
+  f.set(apStride);
+  f.get(ldc).i32(mr).op("i32.mul").set(cRowStep);
+  f.i32(0).set(jr).get(c).set(cCol);
+  f.block().get(nc).op("i32.eqz").brIf(0).get(mc).op("i32.eqz").brIf(0);
+  f.loop(); // over NR-column panels
+  // nr = min(NR, nc - jr)
+  f.get(nc).get(jr).op("i32.sub").set(nr);
+  f.i32(GEMM_NR).get(nr).get(nr).i32(GEMM_NR).op("i32.gt_s").op("select").set(nr);
+  f.i32(0).set(ir).get(ap).set(apTile).get(cCol).set(cTile);
+  f.loop(); // over MR-row panels
+  f.get(mc).get(ir).op("i32.sub").set(rows);
+  f.i32(mr).get(rows).get(rows).i32(mr).op("i32.gt_s").op("select").set(rows);
+  f.get(rows).i32(mr).op("i32.eq").get(nr).i32(GEMM_NR).op("i32.eq").op("i32.and").set(full);
+  const callMicro = (toTile: boolean): void => {
+    f.get(fast).if();
+    f.get(kc).get(apTile).get(bp);
+    if (toTile) f.get(tile).i32(4 * GEMM_NR).get(alpha).i32(0);
+    else f.get(cTile).get(ldc).get(alpha).get(beta);
+    f.call(microIndex);
+    f.else();
+    f.get(kc).get(apTile).get(aRsA).get(aKsA).get(rows).get(bp).get(bKs);
+    if (toTile) f.get(tile).i32(4 * GEMM_NR).get(alpha).i32(0);
+    else f.get(cTile).get(ldc).get(alpha).get(beta);
+    f.call(microAIndex);
+    f.end();
+  };
+  f.get(full).if();
+  callMicro(false);
+  f.else();
+  callMicro(true);
+  f.get(tile).get(cTile).get(ldc).get(rows).get(nr).get(beta).call(edgeIndex);
+  f.end();
+  f.addTo(apTile, apStride).addTo(cTile, cRowStep).addTo(ir, mr);
+  f.get(ir).get(mc).op("i32.lt_s").brIf(0);
+  f.end();
+  f.addTo(bp, bpStride).addTo(cCol, 4 * GEMM_NR).addTo(jr, GEMM_NR);
+  f.get(jr).get(nc).op("i32.lt_s").brIf(0);
+  f.end().end();
+}
+
+/**
+ * Packing into panels of `width` lanes: dst[p][k][w] = src(p*width + w, k), zero beyond `rows`.
+ * Serves both A (lanes = rows of A, k = columns) and B (lanes = columns of B, k = rows): the
+ * caller passes (laneStride, kStride) in bytes. Signature (src, rs, cs, ...) follows the matrix:
+ * for A, lanes run along rs and k along cs; for B, k runs along rs and lanes along cs.
+ */
+function emitPack(m: ModuleBuilder, name: "gemm_pack_a" | "gemm_pack_b", width: number): void {
+  const f = m.func(name, ["i32", "i32", "i32", "i32", "i32", "i32"], []);
+  const isA = name === "gemm_pack_a";
+  const [src, rs, cs, d0, d1, dst] = f.params;
+  // A: (mc, kc) = (d0, d1), lanes along rs, k along cs.  B: (kc, nc) = (d0, d1), k along rs.
+  const lanes = isA ? d0 : d1;
+  const kc = isA ? d1 : d0;
+  const laneStride = isA ? rs : cs;
+  const kStride = isA ? cs : rs;
+  const p = f.local("i32"); // first lane of the current panel
+  const w = f.local("i32");
+  const k = f.local("i32");
+  const s = f.local("i32");
+  const d = f.local("i32");
+  const panelSrc = f.local("i32");
+  const panelBytes = f.local("i32");
+  f.get(kc).i32(4 * width).op("i32.mul").set(panelBytes);
+  f.i32(0).set(p).get(src).set(panelSrc);
+  f.block().get(lanes).op("i32.eqz").brIf(0).get(kc).op("i32.eqz").brIf(0);
+  f.loop(); // panels
+  const vectorPath = width % 4 === 0;
+  if (vectorPath) {
+    // fast path: a full panel whose lanes are contiguous (stride 4 bytes) copies width/4 vectors
+    // per k (B in the NN form, A in the TN form)
+    f.get(laneStride).i32(4).op("i32.eq").get(lanes).get(p).op("i32.sub").i32(width).op("i32.ge_s");
+    f.op("i32.and").if();
+    f.get(panelSrc).set(s).get(dst).set(d).get(kc).set(k);
+    f.loop();
+    for (let v = 0; v < width / 4; v++) f.get(d).get(s).simdMem("v128.load", 16 * v).simdMem("v128.store", 16 * v);
+    f.addTo(s, kStride).addTo(d, 4 * width);
+    f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
+    f.end();
+    f.else();
+  }
+  f.i32(0).set(w);
+  f.loop(); // lanes of the panel
+  f.get(panelSrc).get(w).get(laneStride).op("i32.mul").op("i32.add").set(s);
+  f.get(dst).get(w).i32(4).op("i32.mul").op("i32.add").set(d);
+  f.get(kc).set(k);
+  f.get(p).get(w).op("i32.add").get(lanes).op("i32.lt_s").if();
+  f.loop(); // copy a lane
+  f.get(d).get(s).mem("i32.load").mem("i32.store");
+  f.addTo(s, kStride).addTo(d, 4 * width);
+  f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
+  f.end();
+  f.else();
+  f.loop(); // zero a lane past the edge
+  f.get(d).i32(0).mem("i32.store");
+  f.addTo(d, 4 * width);
+  f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
+  f.end();
+  f.end();
+  f.addTo(w, 1);
+  f.get(w).i32(width).op("i32.lt_s").brIf(0);
+  f.end();
+  if (vectorPath) f.end();
+  f.addTo(dst, panelBytes).addTo(p, width);
+  f.get(panelSrc).get(laneStride).i32(width).op("i32.mul").op("i32.add").set(panelSrc);
+  f.get(p).get(lanes).op("i32.lt_s").brIf(0);
+  f.end().end();
+}

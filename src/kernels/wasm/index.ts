@@ -1,0 +1,421 @@
+// The `wasm` Kernels: WebAssembly SIMD128 code generated from TypeScript (asm.ts, gemm.ts,
+// elementwise.ts, softmax.ts), run on a pool of worker threads that share the Heap's memory
+// (pool.ts). Native here: matmul; add, mul, scale, axpy, silu, swiglu and their backwards;
+// attentionSoftmax and its backward; crossEntropy. Every other op delegates to the reference kernels until it
+// gets a SIMD port (as do elementwise/softmax calls whose output partially overlaps an input).
+//
+// Contract: one wasm Kernels per Heap at a time (the pool's control block lives in the heap's
+// reserved bytes); dispose() stops the workers and frees the scratch buffers. Relaxed SIMD (FMA)
+// is used when the runtime validates it (Node 20: --experimental-wasm-relaxed-simd), else plain
+// SIMD128.
+
+import type { Heap } from "../../tensor/heap.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import { cpuCount } from "../../platform/threads.js";
+import type { Kernels, MatmulOptions } from "../kernels.js";
+import { createRefKernels } from "../ref/index.js";
+import {
+  checkAttentionSoftmax,
+  checkAttentionSoftmaxBackward,
+  checkCrossEntropy,
+  checkElementwise,
+  checkMatmul,
+  checkScalar,
+} from "../validate.js";
+import { ModuleBuilder, relaxedSimdSupported, simdSupported } from "./asm.js";
+import { EW_ARG, EW_OPS, type EwOp, elementwiseThreadJob, emitElementwise } from "./elementwise.js";
+import { emitGemm, GEMM_NR } from "./gemm.js";
+import { CE_ARG, crossEntropyThreadJob, emitSoftmax, SM_ARG, softmaxThreadJob } from "./softmax.js";
+import { GEMM_ARG, gemmThreadJob } from "./gemm-driver.js";
+import { CONTROL, ThreadPool } from "./pool.js";
+
+export interface WasmKernelsOptions {
+  /** Threads per kernel call, the caller included. Default: every core. */
+  threads?: number;
+  /** Use relaxed SIMD FMA. Default: when the runtime supports it. true on a runtime without it throws. */
+  relaxedSimd?: boolean;
+  /** How long an idle worker spins before it parks (ms). Default 20. */
+  spinMs?: number;
+}
+
+export interface WasmKernels extends Kernels {
+  /** Whether the GEMM micro-kernel uses relaxed-SIMD FMA. */
+  readonly relaxedSimd: boolean;
+}
+
+/** Pool job codes: index + 1 in the jobs list given to the pool. */
+const OP_GEMM = 1;
+const OP_ELEMENTWISE = 2;
+const OP_SOFTMAX = 3;
+const OP_CROSS_ENTROPY = 4;
+/** Softmax rows: about this many elements per chunk; key lengths copied into the control block. */
+const SM_CHUNK_ELEMS = 16384;
+const SM_MAX_KEY_LENGTHS = 32768;
+/** Elementwise ops: elements per chunk, and the size below which one thread does it all. */
+const EW_CHUNK = 16384;
+const EW_PARALLEL_MIN = 65536;
+/** Below this many multiply-adds a matmul runs on the calling thread only. */
+const PARALLEL_MIN_MACS = 1 << 18;
+/**
+ * Cache blocking (Zen 4 / typical x86: 32 KiB L1d, 1 MiB L2). KC: inner-dim rows per macro-kernel
+ * call (an NR x KC B panel is 8 KiB and stays in L1); MC: rows per chunk (an MC x KC A block,
+ * 96 KiB, stays in L2); a thread packs a whole (K, NC) block of B at once into B_SCRATCH_FLOATS,
+ * so NC = B_SCRATCH_FLOATS / K, at most NC_MAX. Measured on the bench machine: KC 256-384 and
+ * MC 64-192 are within noise of each other; MC 96 gives more chunks to balance threads; a 4 MiB
+ * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread.
+ */
+const KC = 256;
+const MC_TARGET = 96;
+const NC_MAX = 2048;
+const B_SCRATCH_FLOATS = 1 << 20;
+/** Longer inner dims are cut into slices of this many (accumulated one after the other). */
+export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 32;
+/**
+ * Packing pays when a packed block is reused many times. A block (MC x KC) is reused by N/NR B
+ * panels: with fewer than PACK_A_MIN_N columns the micro-kernel reads A in place (4096x16x1024:
+ * 25 -> 37 GFLOP/s on one thread). A B panel is reused by M/MR row tiles: with at most
+ * PACK_B_MAX_M rows (and contiguous B rows) it is read in place (16x1024x4096: 21 -> 32).
+ */
+const PACK_A_MIN_N = 64;
+const PACK_B_MAX_M = 32;
+
+export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions = {}): Promise<WasmKernels> {
+  if (!simdSupported()) throw new Error("wasm kernels: this runtime does not support WebAssembly SIMD128");
+  const relaxedAvailable = relaxedSimdSupported();
+  if (options.relaxedSimd === true && !relaxedAvailable) {
+    throw new Error(
+      "wasm kernels: relaxedSimd: true, but this runtime does not validate relaxed SIMD " +
+        "(Node 20 needs --experimental-wasm-relaxed-simd)",
+    );
+  }
+  const relaxed = options.relaxedSimd ?? relaxedAvailable;
+  const threads = options.threads ?? (await cpuCount());
+  const spinMs = options.spinMs ?? 20;
+  // 4 x 8 register tile (see gemm.ts for the register budget)
+  const mr = 4;
+  const mc = Math.floor(MC_TARGET / mr) * mr;
+
+  const builder = new ModuleBuilder({ minimumPages: 1, maximumPages: heap.maxBytes / 65536, shared: true });
+  emitGemm(builder, { relaxed, mr });
+  emitElementwise(builder);
+  emitSoftmax(builder);
+  const module = await WebAssembly.compile(builder.encode());
+  const pool = await ThreadPool.create({
+    memory: heap.memory,
+    module,
+    jobs: [gemmThreadJob, elementwiseThreadJob, softmaxThreadJob, crossEntropyThreadJob],
+    threads,
+    spinMs,
+  });
+
+  // per-thread packing scratch, allocated once: Ap (mc, KC), Bp (K, NC) <= B_SCRATCH_FLOATS, tile (mr, NR)
+  const scratch: number[] = [];
+  try {
+    for (let t = 0; t < threads; t++) {
+      const ap = heap.alloc(mc * KC * 4);
+      scratch.push(ap);
+      const bp = heap.alloc(B_SCRATCH_FLOATS * 4);
+      scratch.push(bp);
+      const tile = heap.alloc(mr * GEMM_NR * 4);
+      scratch.push(tile);
+      const slot = pool.scratchSlot(t);
+      pool.ctl[slot] = ap;
+      pool.ctl[slot + 1] = bp;
+      pool.ctl[slot + 2] = tile;
+    }
+  } catch (err) {
+    for (const p of scratch) heap.free(p);
+    await pool.dispose();
+    throw err;
+  }
+
+  const ref = createRefKernels(heap);
+
+  function matmul(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
+    const shape = checkMatmul(out, a, b, opts);
+    const transA = opts.transA === true;
+    const transB = opts.transB === true;
+    const accumulate = opts.accumulate === true;
+    const alpha = opts.alpha ?? 1;
+    let { batch, m } = shape;
+    const { n, k, bBatched } = shape;
+    if (batch === 0 || m === 0 || n === 0) return;
+    if (k === 0) {
+      if (!accumulate) out.fill(0);
+      return;
+    }
+    // a shared b with a plain a is one GEMM over all batch rows: (batch*M, K) x (K, N)
+    if (!bBatched && !transA) {
+      m *= batch;
+      batch = 1;
+    }
+    const aRs = transA ? 4 : 4 * k;
+    const aCs = transA ? 4 * m : 4;
+    const bRs = transB ? 4 : 4 * n;
+    const bCs = transB ? 4 * k : 4;
+    // an inner dim longer than GEMM_K_SLICE runs as several GEMMs, each accumulating onto the last
+    for (let p0 = 0; p0 < k; p0 += GEMM_K_SLICE) {
+      const kSlice = Math.min(GEMM_K_SLICE, k - p0);
+      runGemm(
+        { m, n, k: kSlice, batch, alpha, accumulate: accumulate || p0 > 0 },
+        a.ptr + p0 * aCs,
+        b.ptr + p0 * bRs,
+        out.ptr,
+        { aRs, aCs, bRs, bCs, aBs: 4 * m * k, bBs: bBatched ? 4 * k * n : 0 },
+      );
+    }
+  }
+
+  function runGemm(
+    d: { m: number; n: number; k: number; batch: number; alpha: number; accumulate: boolean },
+    aPtr: number,
+    bPtr: number,
+    cPtr: number,
+    st: { aRs: number; aCs: number; bRs: number; bCs: number; aBs: number; bBs: number },
+  ): void {
+    const { m, n, k, batch } = d;
+    const macs = batch * m * n * k;
+    const nthreads = macs < PARALLEL_MIN_MACS ? 1 : threads;
+    // NC: as wide as the scratch allows, but narrow enough for ~4 chunks per thread
+    let nc = Math.min(NC_MAX, Math.floor(B_SCRATCH_FLOATS / k / GEMM_NR) * GEMM_NR);
+    const rowChunks = batch * Math.ceil(m / mc);
+    if (nthreads > 1 && rowChunks < 4 * nthreads) {
+      const colChunks = Math.ceil((4 * nthreads) / rowChunks);
+      nc = Math.min(nc, Math.max(8 * GEMM_NR, Math.ceil(n / colChunks / GEMM_NR) * GEMM_NR));
+    }
+    pool.prepare();
+    const ctl = pool.ctl;
+    const g = CONTROL.args;
+    ctl[g + GEMM_ARG.m] = m;
+    ctl[g + GEMM_ARG.n] = n;
+    ctl[g + GEMM_ARG.k] = k;
+    ctl[g + GEMM_ARG.a] = aPtr;
+    ctl[g + GEMM_ARG.b] = bPtr;
+    ctl[g + GEMM_ARG.c] = cPtr;
+    // strides in bytes: op(a)[i, p] at a + i*aRs + p*aCs; op(b)[p, j] at b + p*bRs + j*bCs
+    ctl[g + GEMM_ARG.aRs] = st.aRs;
+    ctl[g + GEMM_ARG.aCs] = st.aCs;
+    ctl[g + GEMM_ARG.bRs] = st.bRs;
+    ctl[g + GEMM_ARG.bCs] = st.bCs;
+    ctl[g + GEMM_ARG.ldc] = 4 * n;
+    ctl[g + GEMM_ARG.batch] = batch;
+    ctl[g + GEMM_ARG.aBs] = st.aBs;
+    ctl[g + GEMM_ARG.bBs] = st.bBs;
+    ctl[g + GEMM_ARG.cBs] = 4 * m * n;
+    ctl[g + GEMM_ARG.beta] = d.accumulate ? 1 : 0;
+    pool.ctlF32[g + GEMM_ARG.alpha] = d.alpha;
+    ctl[g + GEMM_ARG.mc] = mc;
+    ctl[g + GEMM_ARG.kc] = KC;
+    ctl[g + GEMM_ARG.nc] = nc;
+    // packing an A block pays off only when many B panels reuse it
+    ctl[g + GEMM_ARG.packA] = n >= PACK_A_MIN_N ? 1 : 0;
+    // likewise B, when few row tiles reuse it and its rows are contiguous
+    ctl[g + GEMM_ARG.packB] = st.bCs === 4 && m <= PACK_B_MAX_M ? 0 : 1;
+    const chunks = batch * Math.ceil(m / mc) * Math.ceil(n / nc);
+    pool.run(OP_GEMM, nthreads, chunks);
+  }
+
+  /**
+   * Runs elementwise op `op` over n elements. Outputs must each be an input's very buffer or
+   * disjoint from every input (checked by the callers with `canRunInPlace`).
+   */
+  function elementwise(op: EwOp, outs: Tensor[], ins: Tensor[], n: number, scalar = 0): void {
+    if (n === 0) return;
+    pool.prepare();
+    const ctl = pool.ctl;
+    const g = CONTROL.args;
+    ctl[g + EW_ARG.op] = EW_OPS.indexOf(op);
+    ctl[g + EW_ARG.out0] = outs[0].ptr;
+    ctl[g + EW_ARG.out1] = outs.length > 1 ? outs[1].ptr : 0;
+    ctl[g + EW_ARG.in0] = ins[0].ptr;
+    ctl[g + EW_ARG.in1] = ins.length > 1 ? ins[1].ptr : 0;
+    ctl[g + EW_ARG.in2] = ins.length > 2 ? ins[2].ptr : 0;
+    ctl[g + EW_ARG.n] = n;
+    pool.ctlF32[g + EW_ARG.scalar] = scalar;
+    ctl[g + EW_ARG.chunk] = EW_CHUNK;
+    pool.run(OP_ELEMENTWISE, n < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(n / EW_CHUNK));
+  }
+
+  /** Runs softmax rows (forward or backward) of length tk, over `rows` rows. */
+  function softmaxRows(
+    backward: boolean,
+    ptrs: { src: number; dst: number; aux: number },
+    dims: { rows: number; heads: number; tq: number; tk: number },
+    scale: number,
+    causal: boolean,
+    keyLengths: Tensor | undefined,
+  ): void {
+    const { rows, tk } = dims;
+    if (rows === 0 || tk === 0) return;
+    pool.prepare();
+    const ctl = pool.ctl;
+    const g = CONTROL.args;
+    ctl[g + SM_ARG.dir] = backward ? 1 : 0;
+    ctl[g + SM_ARG.src] = ptrs.src;
+    ctl[g + SM_ARG.dst] = ptrs.dst;
+    ctl[g + SM_ARG.aux] = ptrs.aux;
+    ctl[g + SM_ARG.rows] = rows;
+    ctl[g + SM_ARG.heads] = dims.heads;
+    ctl[g + SM_ARG.tq] = dims.tq;
+    ctl[g + SM_ARG.tk] = tk;
+    pool.ctlF32[g + SM_ARG.scale] = scale;
+    ctl[g + SM_ARG.causal] = causal ? 1 : 0;
+    ctl[g + SM_ARG.hasKeyLengths] = keyLengths === undefined ? 0 : 1;
+    if (keyLengths !== undefined) ctl.set(keyLengths.i32(), g + SM_ARG.keyLengths);
+    const perChunk = Math.max(1, Math.floor(SM_CHUNK_ELEMS / tk));
+    ctl[g + SM_ARG.rowsPerChunk] = perChunk;
+    pool.run(OP_SOFTMAX, rows * tk < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
+  }
+
+  let disposed = false;
+  const kernels: WasmKernels = {
+    ...delegate(ref),
+    name: "wasm",
+    threads,
+    heap,
+    relaxedSimd: relaxed,
+    matmul,
+    add(out, a, b) {
+      const n = checkElementwise("add", { out, a, b });
+      if (canRunInPlace([out], [a, b])) elementwise("add", [out], [a, b], n);
+      else ref.add(out, a, b);
+    },
+    mul(out, a, b) {
+      const n = checkElementwise("mul", { out, a, b });
+      if (canRunInPlace([out], [a, b])) elementwise("mul", [out], [a, b], n);
+      else ref.mul(out, a, b);
+    },
+    scale(out, a, alpha) {
+      const n = checkElementwise("scale", { out, a });
+      checkScalar("scale", "alpha", alpha);
+      if (canRunInPlace([out], [a])) elementwise("scale", [out], [a], n, alpha);
+      else ref.scale(out, a, alpha);
+    },
+    axpy(out, a, alpha) {
+      const n = checkElementwise("axpy", { out, a });
+      checkScalar("axpy", "alpha", alpha);
+      if (canRunInPlace([out], [a])) elementwise("axpy", [out], [a], n, alpha);
+      else ref.axpy(out, a, alpha);
+    },
+    silu(out, inp) {
+      const n = checkElementwise("silu", { out, inp });
+      if (canRunInPlace([out], [inp])) elementwise("silu", [out], [inp], n);
+      else ref.silu(out, inp);
+    },
+    siluBackward(dInp, inp, dOut) {
+      const n = checkElementwise("siluBackward", { dInp, inp, dOut });
+      if (canRunInPlace([dInp], [inp, dOut])) elementwise("siluBackward", [dInp], [inp, dOut], n);
+      else ref.siluBackward(dInp, inp, dOut);
+    },
+    swiglu(out, gate, up) {
+      const n = checkElementwise("swiglu", { out, gate, up });
+      if (canRunInPlace([out], [gate, up])) elementwise("swiglu", [out], [gate, up], n);
+      else ref.swiglu(out, gate, up);
+    },
+    swigluBackward(dGate, dUp, gate, up, dOut) {
+      const n = checkElementwise("swigluBackward", { dGate, dUp, gate, up, dOut });
+      if (canRunInPlace([dGate, dUp], [gate, up, dOut]) && !overlaps(dGate, dUp)) {
+        elementwise("swigluBackward", [dGate, dUp], [gate, up, dOut], n);
+      } else ref.swigluBackward(dGate, dUp, gate, up, dOut);
+    },
+    crossEntropy(losses, dLogits, logits, targets, options = {}) {
+      const ignoreIndex = options.ignoreIndex ?? -100;
+      const gradScale = options.gradScale ?? 1;
+      const { rows, vocab } = checkCrossEntropy(losses, dLogits, logits, targets, ignoreIndex, gradScale);
+      if (vocab === 0) return ref.crossEntropy(losses, dLogits, logits, targets, options);
+      // targets first, as the reference does: a bad one throws before anything is written
+      const t = targets.i32();
+      let counted = 0;
+      for (let n = 0; n < rows; n++) {
+        if (t[n] === ignoreIndex) continue;
+        if (t[n] < 0 || t[n] >= vocab) {
+          throw new RangeError(
+            `crossEntropy: targets[${n}] = ${t[n]} is outside [0, ${vocab}) and is not the ignore index ${ignoreIndex}`,
+          );
+        }
+        counted++;
+      }
+      if (rows === 0) return 0;
+      pool.prepare();
+      const ctl = pool.ctl;
+      const g = CONTROL.args;
+      ctl[g + CE_ARG.logits] = logits.ptr;
+      ctl[g + CE_ARG.dLogits] = dLogits === null ? 0 : dLogits.ptr;
+      ctl[g + CE_ARG.targets] = targets.ptr;
+      ctl[g + CE_ARG.losses] = losses.ptr;
+      ctl[g + CE_ARG.rows] = rows;
+      ctl[g + CE_ARG.vocab] = vocab;
+      ctl[g + CE_ARG.ignoreIndex] = ignoreIndex;
+      pool.ctlF32[g + CE_ARG.gradScale] = gradScale;
+      const perChunk = Math.max(1, Math.floor(SM_CHUNK_ELEMS / vocab));
+      ctl[g + CE_ARG.rowsPerChunk] = perChunk;
+      pool.run(OP_CROSS_ENTROPY, rows * vocab < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
+      return counted;
+    },
+    attentionSoftmax(probs, scores, options) {
+      const { batch, heads, tq, tk } = checkAttentionSoftmax(probs, scores, options.scale, options.keyLengths);
+      const kl = options.keyLengths;
+      if (!canRunInPlace([probs], [scores]) || (kl !== undefined && batch > SM_MAX_KEY_LENGTHS)) {
+        ref.attentionSoftmax(probs, scores, options);
+        return;
+      }
+      softmaxRows(
+        false,
+        { src: scores.ptr, dst: probs.ptr, aux: 0 },
+        { rows: batch * heads * tq, heads, tq, tk },
+        options.scale,
+        options.causal === true,
+        kl,
+      );
+    },
+    attentionSoftmaxBackward(dScores, probs, dProbs, scale) {
+      const { rows, cols } = checkAttentionSoftmaxBackward(dScores, probs, dProbs, scale);
+      if (!canRunInPlace([dScores], [probs, dProbs])) {
+        ref.attentionSoftmaxBackward(dScores, probs, dProbs, scale);
+        return;
+      }
+      softmaxRows(
+        true,
+        { src: probs.ptr, dst: dScores.ptr, aux: dProbs.ptr },
+        { rows, heads: 1, tq: 1, tk: cols },
+        scale,
+        false,
+        undefined,
+      );
+    },
+    async dispose() {
+      if (disposed) return;
+      disposed = true;
+      await pool.dispose();
+      for (const p of scratch) heap.free(p);
+      await ref.dispose();
+    },
+  };
+  return kernels;
+}
+
+function overlaps(a: Tensor, b: Tensor): boolean {
+  return a.byteLength > 0 && b.byteLength > 0 && a.ptr < b.ptr + b.byteLength && b.ptr < a.ptr + a.byteLength;
+}
+
+/**
+ * True when every output is either exactly an input's buffer or disjoint from all inputs: then a
+ * chunked, vectorised pass gives the reference result. Partial overlaps go to the reference.
+ */
+function canRunInPlace(outs: Tensor[], ins: Tensor[]): boolean {
+  return outs.every((o) => ins.every((i) => (o.ptr === i.ptr && o.byteLength === i.byteLength) || !overlaps(o, i)));
+}
+
+/** The methods of `ref` bound to it (through its prototype chain), for delegation. */
+function delegate(ref: Kernels): Omit<Kernels, "name" | "threads" | "heap"> {
+  const out: { [key: string]: unknown } = {};
+  for (let o: object | null = ref; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    for (const key of Object.getOwnPropertyNames(o)) {
+      const v = (ref as unknown as { [key: string]: unknown })[key];
+      if (key !== "constructor" && typeof v === "function" && !(key in out)) {
+        out[key] = (v as (...args: unknown[]) => unknown).bind(ref);
+      }
+    }
+  }
+  return out as unknown as Omit<Kernels, "name" | "threads" | "heap">;
+}

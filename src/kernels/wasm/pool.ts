@@ -1,0 +1,292 @@
+// Thread pool for the wasm kernels: worker threads that share the Heap's WebAssembly.Memory and
+// take jobs through a control block of i32 slots at the start of that memory (offsets below
+// RESERVED_BYTES, which the Heap never hands out). The calling thread is thread 0 and takes part
+// in every job; workers are threads 1..n-1.
+//
+// Dispatch protocol. Work is split into chunks that threads claim one at a time, so a thread
+// that wakes late (parked workers take ~1.6 ms to wake) or is descheduled on a busy machine
+// simply takes fewer chunks, and nobody waits for a thread that has nothing to do.
+//   CLAIM (one 64-bit word): (job sequence << 32) | next chunk index; index LOCKED while the
+//          caller writes a job's arguments (a seqlock: a worker that read arguments of job s
+//          can claim only with a compare-exchange that still finds sequence s, unlocked).
+//   caller: CLAIM = (s+1, LOCKED) -> write args, OP, CHUNKS, NTHREADS; FINISHED = 0
+//           -> CLAIM = (s+1, 0) -> GEN += 1 (notify if a worker is parked) -> claim and run
+//           chunks itself -> spin until FINISHED == CHUNKS -> throw if ERROR != 0.
+//   worker: spin on GEN (for spinMs, then park in Atomics.wait(GEN)); on a change, read CLAIM
+//           and the args, then claim (compare-exchange) and run chunks until none is left,
+//           adding 1 to FINISHED after each (also after an error, which it records in ERROR).
+// Job functions are shipped to workers as source text (Function.prototype.toString), so each
+// must be self-contained (see gemm-driver.ts). One pool per Heap at a time (guarded by LOCK).
+
+import { RESERVED_BYTES } from "../../tensor/heap.js";
+import { spawnWorker, type PlatformWorker } from "../../platform/threads.js";
+
+/** i32 slot indices of the control block (which starts at byte CONTROL_OFFSET). */
+export const CONTROL = {
+  lock: 0,
+  gen: 1,
+  finished: 2,
+  op: 3,
+  nthreads: 4,
+  error: 5,
+  sleeping: 6,
+  chunks: 7,
+  /** BigInt64 index of the CLAIM word (i32 slots 16 and 17) */
+  claim64: 8,
+  /** first job argument slot; job arguments may use the slots up to `scratch` */
+  args: 24,
+  /** thread t's scratch pointers at scratch + 4t (MAX_THREADS threads, up to the reserved end) */
+  scratch: RESERVED_BYTES / 4 - 4 * 256,
+} as const;
+export const CONTROL_OFFSET = 0;
+const CONTROL_INTS = RESERVED_BYTES / 4;
+/** The control block holds scratch slots for at most this many threads. */
+export const MAX_THREADS = 256;
+const OP_EXIT = -1;
+/** Chunk index meaning "arguments being written". */
+const LOCKED = 0xffffffffn;
+
+/**
+ * A job: runs thread `thread`'s part of the job whose arguments are in `ctl`, taking chunk
+ * indices from claim() until it returns -1 and calling finish() after each chunk.
+ */
+// biome-ignore lint/suspicious/noExplicitAny: wasm exports are untyped at this boundary
+export type JobFunction = (
+  ex: any,
+  ctl: Int32Array,
+  ctlF32: Float32Array,
+  layout: typeof CONTROL,
+  thread: number,
+  claim: () => number,
+  finish: () => void,
+) => void;
+
+interface WorkerInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: typeof CONTROL;
+  controlOffset: number;
+  controlInts: number;
+  thread: number;
+  spinMs: number;
+}
+
+/** The worker's whole program; self-contained (shipped as source), `jobs` indexed by OP - 1. */
+function workerMain(
+  port: { on(h: (m: unknown) => void): void; post(m: unknown): void },
+  jobs: JobFunction[],
+): void {
+  port.on((message) => {
+    const init = message as WorkerInit;
+    const L = init.control;
+    const ex = new WebAssembly.Instance(init.module, { env: { memory: init.memory } }).exports;
+    const ctl = new Int32Array(init.memory.buffer, init.controlOffset, init.controlInts);
+    const ctlF32 = new Float32Array(init.memory.buffer, init.controlOffset, init.controlInts);
+    const claimWord = new BigInt64Array(init.memory.buffer, init.controlOffset, L.claim64 + 1);
+    const locked = 0xffffffffn;
+    let seen = Atomics.load(ctl, L.gen);
+    port.post({ ready: init.thread });
+    for (;;) {
+      let gen = Atomics.load(ctl, L.gen);
+      if (gen === seen) {
+        const t0 = performance.now();
+        let spins = 0;
+        while ((gen = Atomics.load(ctl, L.gen)) === seen) {
+          spins++;
+          if ((spins & 0x3ff) === 0 && performance.now() - t0 > init.spinMs) {
+            Atomics.add(ctl, L.sleeping, 1);
+            Atomics.wait(ctl, L.gen, seen);
+            Atomics.sub(ctl, L.sleeping, 1);
+          }
+        }
+      }
+      seen = gen;
+      const word = Atomics.load(claimWord, L.claim64);
+      const op = Atomics.load(ctl, L.op);
+      if (op === -1) return; // OP_EXIT
+      if ((word & 0xffffffffn) === locked) continue; // a newer job is being written: GEN will move
+      const seq = word >> 32n;
+      const chunks = Atomics.load(ctl, L.chunks);
+      if (init.thread >= Atomics.load(ctl, L.nthreads) || op < 1 || op > jobs.length) continue;
+      const claim = (): number => {
+        for (;;) {
+          const w = Atomics.load(claimWord, L.claim64);
+          if (w >> 32n !== seq) return -1;
+          const index = Number(w & 0xffffffffn);
+          if (index >= chunks) return -1;
+          if (Atomics.compareExchange(claimWord, L.claim64, w, w + 1n) === w) return index;
+        }
+      };
+      const finish = (): void => {
+        Atomics.add(ctl, L.finished, 1);
+      };
+      try {
+        jobs[op - 1](ex, ctl, ctlF32, L, init.thread, claim, finish);
+      } catch (err) {
+        port.post({ error: String(err), thread: init.thread });
+      }
+    }
+  });
+}
+
+export interface PoolOptions {
+  memory: WebAssembly.Memory;
+  module: WebAssembly.Module;
+  /** Job functions; a job's OP code is its index + 1. */
+  jobs: JobFunction[];
+  threads: number;
+  spinMs: number;
+}
+
+export class ThreadPool {
+  readonly threads: number;
+  /** Control block views (never stale: the block sits below the initial memory size). */
+  readonly ctl: Int32Array;
+  readonly ctlF32: Float32Array;
+  /** The calling thread's instance exports. */
+  readonly exports: WebAssembly.Exports;
+  private readonly workers: PlatformWorker[];
+  private readonly jobs: JobFunction[];
+  private readonly workerErrors: string[] = [];
+  private disposed = false;
+  private seq = 0;
+  private readonly claimWord: BigInt64Array;
+
+  private constructor(options: PoolOptions, workers: PlatformWorker[], exports: WebAssembly.Exports) {
+    this.threads = options.threads;
+    this.jobs = options.jobs;
+    this.workers = workers;
+    this.exports = exports;
+    this.ctl = new Int32Array(options.memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
+    this.ctlF32 = new Float32Array(options.memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
+    this.claimWord = new BigInt64Array(options.memory.buffer, CONTROL_OFFSET, CONTROL.claim64 + 1);
+  }
+
+  static async create(options: PoolOptions): Promise<ThreadPool> {
+    const { memory, module, threads } = options;
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+      throw new Error(`wasm kernels: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
+    }
+    const ctl = new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
+    if (Atomics.compareExchange(ctl, CONTROL.lock, 0, 1) !== 0) {
+      throw new Error("wasm kernels: this heap already has live wasm kernels; dispose() them first");
+    }
+    const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+    const source =
+      `const jobs = [${options.jobs.map((j) => `(${j.toString()})`).join(", ")}];\n` +
+      `(${workerMain.toString()})(port, jobs);\n`;
+    const workers: PlatformWorker[] = [];
+    try {
+      const ready: Promise<void>[] = [];
+      for (let t = 1; t < threads; t++) {
+        const w = await spawnWorker(source);
+        workers.push(w);
+        ready.push(
+          new Promise<void>((resolve, reject) => {
+            w.onMessage((m) => {
+              const msg = m as { ready?: number; error?: string; thread?: number };
+              if (msg.ready !== undefined) resolve();
+            });
+            w.onError((e) => reject(new Error(`wasm kernels: worker ${t} failed to start: ${e.message}`)));
+          }),
+        );
+        const init: WorkerInit = {
+          module,
+          memory,
+          control: CONTROL,
+          controlOffset: CONTROL_OFFSET,
+          controlInts: CONTROL_INTS,
+          thread: t,
+          spinMs: options.spinMs,
+        };
+        w.post(init);
+      }
+      await Promise.all(ready);
+    } catch (err) {
+      await Promise.all(workers.map((w) => w.terminate()));
+      Atomics.store(ctl, CONTROL.lock, 0);
+      throw err;
+    }
+    const pool = new ThreadPool(options, workers, exports);
+    for (const w of workers) {
+      w.onMessage((m) => {
+        const msg = m as { error?: string; thread?: number };
+        if (msg.error !== undefined) pool.workerErrors.push(`thread ${msg.thread}: ${msg.error}`);
+      });
+    }
+    return pool;
+  }
+
+  /** i32 index of thread t's scratch slots. */
+  scratchSlot(thread: number): number {
+    return CONTROL.scratch + 4 * thread;
+  }
+
+  /** Marks the job arguments as being written; call before writing them, then run(). */
+  prepare(): void {
+    if (this.disposed) throw new Error("wasm kernels: used after dispose()");
+    this.seq = (this.seq + 1) % 0x7fffffff;
+    Atomics.store(this.claimWord, CONTROL.claim64, (BigInt(this.seq) << 32n) | LOCKED);
+  }
+
+  /**
+   * Runs job `op` (1-based) split into `chunks` chunks on up to `nthreads` threads (1 = the caller
+   * only, no dispatch), with the arguments written since prepare(). Returns when every chunk is
+   * done; rethrows the first failure.
+   */
+  run(op: number, nthreads: number, chunks: number): void {
+    if (this.disposed) throw new Error("wasm kernels: used after dispose()");
+    const ctl = this.ctl;
+    const job = this.jobs[op - 1];
+    const n = Math.max(1, Math.min(nthreads, this.threads));
+    Atomics.store(ctl, CONTROL.error, 0);
+    if (n === 1 || this.workers.length === 0 || chunks <= 1) {
+      // workers never see this job: CLAIM stays locked
+      let next = 0;
+      job(this.exports, ctl, this.ctlF32, CONTROL, 0, () => (next < chunks ? next++ : -1), () => {});
+      return;
+    }
+    Atomics.store(ctl, CONTROL.op, op);
+    Atomics.store(ctl, CONTROL.chunks, chunks);
+    Atomics.store(ctl, CONTROL.nthreads, n);
+    Atomics.store(ctl, CONTROL.finished, 0);
+    const seq = BigInt(this.seq) << 32n;
+    Atomics.store(this.claimWord, CONTROL.claim64, seq);
+    Atomics.add(ctl, CONTROL.gen, 1);
+    if (Atomics.load(ctl, CONTROL.sleeping) > 0) Atomics.notify(ctl, CONTROL.gen);
+    const claimWord = this.claimWord;
+    const claim = (): number => {
+      for (;;) {
+        const w = Atomics.load(claimWord, CONTROL.claim64);
+        const index = Number(w & 0xffffffffn);
+        if (w - BigInt(index) !== seq || index >= chunks) return -1;
+        if (Atomics.compareExchange(claimWord, CONTROL.claim64, w, w + 1n) === w) return index;
+      }
+    };
+    let failure: unknown = null;
+    try {
+      job(this.exports, ctl, this.ctlF32, CONTROL, 0, claim, () => Atomics.add(ctl, CONTROL.finished, 1));
+    } catch (err) {
+      failure = err;
+    }
+    while (Atomics.load(ctl, CONTROL.finished) < chunks) {
+      // spin: the other threads are finishing their last chunks
+    }
+    if (failure !== null) throw failure;
+    const bad = Atomics.load(ctl, CONTROL.error);
+    if (bad !== 0) {
+      throw new Error(`wasm kernels: job ${op} failed in worker thread ${bad - 1} ${this.workerErrors.join("; ")}`);
+    }
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    Atomics.store(this.claimWord, CONTROL.claim64, (BigInt(this.seq + 1) << 32n) | LOCKED);
+    Atomics.store(this.ctl, CONTROL.op, OP_EXIT);
+    Atomics.add(this.ctl, CONTROL.gen, 1);
+    Atomics.notify(this.ctl, CONTROL.gen);
+    await Promise.all(this.workers.map((w) => w.terminate()));
+    Atomics.store(this.ctl, CONTROL.lock, 0);
+  }
+}

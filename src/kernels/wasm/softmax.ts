@@ -1,0 +1,386 @@
+// Code generation of the attention softmax rows (forward and backward) as WebAssembly SIMD128
+// functions, and the per-thread job that runs them over chunks of rows. Semantics follow
+// kernels/ref/attention.ts exactly (mask rule, clamped key lengths, all-zero rows that see no
+// key); arithmetic is f32 (the reference sums in f64), exp as in elementwise.ts.
+//
+//   sm_fwd(src, dst, visible, total, scale): dst[j] = softmax_j(scale * src[0..visible)) for
+//       j < visible, 0 for visible <= j < total. dst may be src.
+//   sm_bwd(dS, p, dp, cols, scale): dS[j] += scale * p[j] * (dp[j] - sum_k p[k] dp[k]).
+//   ce_row(x, d, V, gradScale, stats): the cross-entropy row of kernels/ref/cross-entropy.ts:
+//       stats f32[0] = max_v x[v], f64 at stats+8 = sum_v exp(x[v] - max) (f32 terms summed in
+//       blocks of 1024 and the block sums in f64); if d != 0, d[v] = exp(x[v] - max) * gradScale
+//       / sum. The job finishes the row in JS: loss = max + log(sum) - x[t], d[t] -= gradScale.
+//   ld_i32 / ld_f32 / ld_f64 / st_f32: single loads and stores for the job's bookkeeping.
+
+import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
+import { emitExpInto } from "./elementwise.js";
+import type { CONTROL } from "./pool.js";
+
+/** Offsets of the softmax job arguments, in i32 slots from the control block's `args`. */
+export const SM_ARG = {
+  /** 0: forward, 1: backward */
+  dir: 0,
+  src: 1,
+  dst: 2,
+  /** backward: dProbs */
+  aux: 3,
+  rows: 4,
+  heads: 5,
+  tq: 6,
+  tk: 7,
+  /** f32 slot */
+  scale: 8,
+  causal: 9,
+  /** 1: per-batch key lengths follow at `keyLengths` */
+  hasKeyLengths: 10,
+  rowsPerChunk: 11,
+  /** first of `batch` i32 key lengths */
+  keyLengths: 16,
+} as const;
+
+/** Lane shuffles for horizontal reductions: swap 64-bit halves, swap neighbouring lanes. */
+const SWAP_HALVES = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
+const SWAP_PAIRS = [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11];
+
+/** Replaces the v128 in `v` by the lane-wise reduction `op` of its 4 lanes (in every lane). */
+function reduce(f: FunctionBuilder, v: Local, op: "f32x4.pmax" | "f32x4.add"): void {
+  for (const lanes of [SWAP_HALVES, SWAP_PAIRS]) f.get(v).get(v).get(v).shuffle(lanes).simd(op).set(v);
+}
+
+function emitForward(m: ModuleBuilder): void {
+  const f = m.func("sm_fwd", ["i32", "i32", "i32", "i32", "f32"], []);
+  const [src, dst, visible, total, scale] = f.params;
+  const sv = f.local("v128");
+  const mx = f.local("v128");
+  const acc = f.local("v128");
+  const x = f.local("v128");
+  const e = f.local("v128");
+  const tailSum = f.local("f32");
+  const j = f.local("i32");
+  const vecEnd = f.local("i32");
+  const s = f.local("i32");
+  const d = f.local("i32");
+  const exp = emitExpInto(f);
+  f.get(scale).simd("f32x4.splat").set(sv);
+  f.get(visible).i32(-4).op("i32.and").set(vecEnd);
+  const forEach = (end: Local, width: 4 | 1, body: () => void): void => {
+    f.block().get(j).get(end).op("i32.ge_u").brIf(0).loop();
+    body();
+    f.addTo(s, 4 * width).addTo(d, 4 * width).addTo(j, width);
+    f.get(j).get(end).op("i32.lt_u").brIf(0);
+    f.end().end();
+  };
+  const start = (): void => {
+    f.i32(0).set(j).get(src).set(s).get(dst).set(d);
+  };
+  f.block().get(visible).op("i32.eqz").brIf(0);
+  // pass 1: max of scale * x (NaN entries ignored, as `v > max` does)
+  f.f32(Number.NEGATIVE_INFINITY).simd("f32x4.splat").set(mx);
+  start();
+  forEach(vecEnd, 4, () => {
+    f.get(mx).get(s).simdMem("v128.load", 0).get(sv).simd("f32x4.mul").simd("f32x4.pmax").set(mx);
+  });
+  forEach(visible, 1, () => {
+    f.get(mx).get(s).simdMem("v128.load32_splat", 0).get(sv).simd("f32x4.mul").simd("f32x4.pmax").set(mx);
+  });
+  reduce(f, mx, "f32x4.pmax");
+  // pass 2: e = exp(scale * x - max), stored, summed
+  f.f32(0).simd("f32x4.splat").set(acc).f32(0).set(tailSum);
+  start();
+  forEach(vecEnd, 4, () => {
+    f.get(s).simdMem("v128.load", 0).get(sv).simd("f32x4.mul").get(mx).simd("f32x4.sub").set(x);
+    exp(x, e);
+    f.get(d).get(e).simdMem("v128.store", 0);
+    f.get(acc).get(e).simd("f32x4.add").set(acc);
+  });
+  forEach(visible, 1, () => {
+    f.get(s).simdMem("v128.load32_splat", 0).get(sv).simd("f32x4.mul").get(mx).simd("f32x4.sub").set(x);
+    exp(x, e);
+    f.get(d).get(e).simdLane("v128.store32_lane", 0, 0);
+    f.get(tailSum).get(e).simdLane("f32x4.extract_lane", 0).op("f32.add").set(tailSum);
+  });
+  reduce(f, acc, "f32x4.add");
+  // pass 3: scale by 1 / sum
+  f.f32(1).simd("f32x4.splat").get(acc).get(tailSum).simd("f32x4.splat").simd("f32x4.add");
+  f.simd("f32x4.div").set(acc);
+  start();
+  forEach(vecEnd, 4, () => {
+    f.get(d).get(d).simdMem("v128.load", 0).get(acc).simd("f32x4.mul").simdMem("v128.store", 0);
+  });
+  forEach(visible, 1, () => {
+    f.get(d).get(d).simdMem("v128.load32_zero", 0).get(acc).simd("f32x4.mul");
+    f.simdLane("v128.store32_lane", 0, 0);
+  });
+  f.end();
+  // masked tail: zeros
+  f.get(dst).get(visible).i32(4).op("i32.mul").op("i32.add").set(d);
+  f.get(visible).set(j);
+  f.get(d).set(s);
+  forEach(total, 1, () => {
+    f.get(d).i32(0).mem("i32.store");
+  });
+}
+
+function emitBackward(m: ModuleBuilder): void {
+  const f = m.func("sm_bwd", ["i32", "i32", "i32", "i32", "f32"], []);
+  const [dS, p, dp, cols, scale] = f.params;
+  const dot = f.local("v128");
+  const sv = f.local("v128");
+  const j = f.local("i32");
+  const vecEnd = f.local("i32");
+  const a = f.local("i32");
+  const b = f.local("i32");
+  const c = f.local("i32");
+  f.get(scale).simd("f32x4.splat").set(sv);
+  f.get(cols).i32(-4).op("i32.and").set(vecEnd);
+  const pass = (body: (width: 4 | 1) => void): void => {
+    f.i32(0).set(j).get(dS).set(a).get(p).set(b).get(dp).set(c);
+    for (const width of [4, 1] as const) {
+      const end = width === 4 ? vecEnd : cols;
+      f.block().get(j).get(end).op("i32.ge_u").brIf(0).loop();
+      body(width);
+      f.addTo(a, 4 * width).addTo(b, 4 * width).addTo(c, 4 * width).addTo(j, width);
+      f.get(j).get(end).op("i32.lt_u").brIf(0);
+      f.end().end();
+    }
+  };
+  const load = (ptr: Local, width: 4 | 1): void => {
+    f.get(ptr).simdMem(width === 4 ? "v128.load" : "v128.load32_zero", 0);
+  };
+  // dot = sum p * dp (zero-padded lanes add 0)
+  f.f32(0).simd("f32x4.splat").set(dot);
+  pass((w) => {
+    f.get(dot);
+    load(b, w);
+    load(c, w);
+    f.simd("f32x4.mul").simd("f32x4.add").set(dot);
+  });
+  reduce(f, dot, "f32x4.add");
+  pass((w) => {
+    f.get(a);
+    load(a, w);
+    f.get(sv);
+    load(b, w);
+    f.simd("f32x4.mul");
+    load(c, w);
+    f.get(dot).simd("f32x4.sub").simd("f32x4.mul").simd("f32x4.add");
+    if (w === 4) f.simdMem("v128.store", 0);
+    else f.simdLane("v128.store32_lane", 0, 0);
+  });
+}
+
+function emitCrossEntropyRow(m: ModuleBuilder): void {
+  const f = m.func("ce_row", ["i32", "i32", "i32", "f32", "i32"], []);
+  const [src, dst, vocab, gradScale, stats] = f.params;
+  const mx = f.local("v128");
+  const acc = f.local("v128");
+  const x = f.local("v128");
+  const e = f.local("v128");
+  const total = f.local("f64");
+  const j = f.local("i32");
+  const vecEnd = f.local("i32");
+  const blockEnd = f.local("i32");
+  const s = f.local("i32");
+  const d = f.local("i32");
+  const exp = emitExpInto(f);
+  f.get(vocab).i32(-4).op("i32.and").set(vecEnd);
+  const loop = (end: Local, step: number, body: () => void): void => {
+    f.block().get(j).get(end).op("i32.ge_u").brIf(0).loop();
+    body();
+    f.addTo(j, step);
+    f.get(j).get(end).op("i32.lt_u").brIf(0);
+    f.end().end();
+  };
+  // pass 1: max (NaN ignored, as `x > max` does)
+  f.f32(Number.NEGATIVE_INFINITY).simd("f32x4.splat").set(mx);
+  f.i32(0).set(j).get(src).set(s);
+  loop(vecEnd, 4, () => {
+    f.get(mx).get(s).simdMem("v128.load", 0).simd("f32x4.pmax").set(mx);
+    f.addTo(s, 16);
+  });
+  loop(vocab, 1, () => {
+    f.get(mx).get(s).simdMem("v128.load32_splat", 0).simd("f32x4.pmax").set(mx);
+    f.addTo(s, 4);
+  });
+  reduce(f, mx, "f32x4.pmax");
+  f.get(stats).get(mx).simdLane("f32x4.extract_lane", 0).mem("f32.store");
+  // pass 2: sum of exp(x - max), blocks of 1024 in f32, block sums in f64
+  f.f64Zero(total);
+  f.i32(0).set(j).get(src).set(s);
+  f.block().get(j).get(vecEnd).op("i32.ge_u").brIf(0).loop(); // blocks
+  f.get(j).i32(1024).op("i32.add").set(blockEnd);
+  f.get(vecEnd).get(blockEnd).get(blockEnd).get(vecEnd).op("i32.gt_u").op("select").set(blockEnd);
+  f.f32(0).simd("f32x4.splat").set(acc);
+  f.loop();
+  f.get(s).simdMem("v128.load", 0).get(mx).simd("f32x4.sub").set(x);
+  exp(x, e);
+  f.get(acc).get(e).simd("f32x4.add").set(acc);
+  f.addTo(s, 16).addTo(j, 4);
+  f.get(j).get(blockEnd).op("i32.lt_u").brIf(0);
+  f.end();
+  reduce(f, acc, "f32x4.add");
+  f.get(total).get(acc).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
+  f.get(j).get(vecEnd).op("i32.lt_u").brIf(0);
+  f.end().end();
+  loop(vocab, 1, () => {
+    f.get(s).simdMem("v128.load32_splat", 0).get(mx).simd("f32x4.sub").set(x);
+    exp(x, e);
+    f.get(total).get(e).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
+    f.addTo(s, 4);
+  });
+  f.get(stats).get(total).mem("f64.store", 8);
+  // pass 3 (with d): d = exp(x - max) * (gradScale / sum)
+  f.block().get(dst).op("i32.eqz").brIf(0);
+  f.get(gradScale).op("f64.promote_f32").get(total).op("f64.div").op("f32.demote_f64").simd("f32x4.splat").set(acc);
+  f.i32(0).set(j).get(src).set(s).get(dst).set(d);
+  loop(vecEnd, 4, () => {
+    f.get(s).simdMem("v128.load", 0).get(mx).simd("f32x4.sub").set(x);
+    exp(x, e);
+    f.get(d).get(e).get(acc).simd("f32x4.mul").simdMem("v128.store", 0);
+    f.addTo(s, 16).addTo(d, 16);
+  });
+  loop(vocab, 1, () => {
+    f.get(s).simdMem("v128.load32_splat", 0).get(mx).simd("f32x4.sub").set(x);
+    exp(x, e);
+    f.get(d).get(e).get(acc).simd("f32x4.mul").simdLane("v128.store32_lane", 0, 0);
+    f.addTo(s, 4).addTo(d, 4);
+  });
+  f.end();
+}
+
+function emitAccessors(m: ModuleBuilder): void {
+  m.func("ld_i32", ["i32"], ["i32"]).get({ index: 0, type: "i32" }).mem("i32.load");
+  m.func("ld_f32", ["i32"], ["f32"]).get({ index: 0, type: "i32" }).mem("f32.load");
+  m.func("ld_f64", ["i32"], ["f64"]).get({ index: 0, type: "i32" }).mem("f64.load");
+  const st = m.func("st_f32", ["i32", "f32"], []);
+  st.get(st.param(0)).get(st.param(1)).mem("f32.store");
+}
+
+/** Emits sm_fwd, sm_bwd, ce_row and the scalar accessors into `m`. */
+export function emitSoftmax(m: ModuleBuilder): void {
+  emitForward(m);
+  emitBackward(m);
+  emitCrossEntropyRow(m);
+  emitAccessors(m);
+}
+
+/** Offsets of the cross-entropy job arguments, in i32 slots from the control block's `args`. */
+export const CE_ARG = {
+  logits: 0,
+  dLogits: 1,
+  targets: 2,
+  losses: 3,
+  rows: 4,
+  vocab: 5,
+  ignoreIndex: 6,
+  /** f32 slot */
+  gradScale: 7,
+  rowsPerChunk: 8,
+} as const;
+
+/**
+ * Runs thread `thread`'s part of a cross-entropy job (CE_ARG layout), rows in chunks. Targets are
+ * validated by the caller beforehand. Self-contained: shipped to workers as source.
+ */
+export function crossEntropyThreadJob(
+  ex: { [name: string]: (...args: number[]) => number },
+  ctl: Int32Array,
+  ctlF32: Float32Array,
+  layout: typeof CONTROL,
+  thread: number,
+  claim: () => number,
+  finish: () => void,
+): void {
+  const g = layout.args;
+  const logits = ctl[g + 0] >>> 0;
+  const dLogits = ctl[g + 1] >>> 0; // 0: none
+  const targets = ctl[g + 2] >>> 0;
+  const losses = ctl[g + 3] >>> 0;
+  const rows = ctl[g + 4];
+  const vocab = ctl[g + 5];
+  const ignoreIndex = ctl[g + 6];
+  const gradScale = ctlF32[g + 7];
+  const perChunk = ctl[g + 8];
+  const stats = ctl[layout.scratch + 4 * thread + 2] >>> 0; // this thread's small tile scratch
+  for (;;) {
+    const c = claim();
+    if (c < 0) break;
+    try {
+      const r1 = Math.min(rows, (c + 1) * perChunk);
+      for (let r = c * perChunk; r < r1; r++) {
+        const x = logits + r * vocab * 4;
+        const d = dLogits === 0 ? 0 : dLogits + r * vocab * 4;
+        const t = ex.ld_i32(targets + 4 * r);
+        if (t === ignoreIndex) {
+          ex.st_f32(losses + 4 * r, 0);
+          if (d !== 0) ex.sm_fwd(x, d, 0, vocab, 1); // no visible entry: zeros
+          continue;
+        }
+        ex.ce_row(x, d, vocab, gradScale, stats);
+        const max = ex.ld_f32(stats);
+        const sum = ex.ld_f64(stats + 8);
+        ex.st_f32(losses + 4 * r, max + Math.log(sum) - ex.ld_f32(x + 4 * t));
+        if (d !== 0) ex.st_f32(d + 4 * t, ex.ld_f32(d + 4 * t) - gradScale);
+      }
+    } catch (err) {
+      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
+      throw err;
+    } finally {
+      finish();
+    }
+  }
+}
+
+/**
+ * Runs thread `thread`'s part of a softmax job (SM_ARG layout): chunk c covers rows
+ * [c*rowsPerChunk, ...). Self-contained: shipped to workers as source (see gemm-driver.ts).
+ */
+export function softmaxThreadJob(
+  ex: { [name: string]: (...args: number[]) => void },
+  ctl: Int32Array,
+  ctlF32: Float32Array,
+  layout: typeof CONTROL,
+  thread: number,
+  claim: () => number,
+  finish: () => void,
+): void {
+  const g = layout.args;
+  const backward = ctl[g + 0] === 1;
+  const src = ctl[g + 1] >>> 0;
+  const dst = ctl[g + 2] >>> 0;
+  const aux = ctl[g + 3] >>> 0;
+  const rows = ctl[g + 4];
+  const heads = ctl[g + 5];
+  const tq = ctl[g + 6];
+  const tk = ctl[g + 7];
+  const scale = ctlF32[g + 8];
+  const causal = ctl[g + 9] === 1;
+  const hasKeyLengths = ctl[g + 10] === 1;
+  const perChunk = ctl[g + 11];
+  const fwd = ex.sm_fwd;
+  const bwd = ex.sm_bwd;
+  for (;;) {
+    const c = claim();
+    if (c < 0) break;
+    try {
+      const r1 = Math.min(rows, (c + 1) * perChunk);
+      for (let r = c * perChunk; r < r1; r++) {
+        const off = r * tk * 4;
+        if (backward) {
+          bwd(dst + off, src + off, aux + off, tk, scale);
+          continue;
+        }
+        const bi = Math.floor(r / (heads * tq));
+        const i = r % tq;
+        const keyLimit = hasKeyLengths ? Math.max(0, Math.min(tk, ctl[g + 16 + bi])) : tk;
+        const visible = causal ? Math.max(0, Math.min(keyLimit, i + tk - tq + 1)) : keyLimit;
+        fwd(src + off, dst + off, visible, tk, scale);
+      }
+    } catch (err) {
+      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
+      throw err;
+    } finally {
+      finish();
+    }
+  }
+}
