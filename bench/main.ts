@@ -5,7 +5,15 @@ import { createReporter, type Reporter } from "./report.js";
 
 type Suite = (reporter: Reporter, options: { quick: boolean }) => Promise<void>;
 
-const SUITES: { [name: string]: () => Promise<Suite> } = {};
+const SUITES: { [name: string]: () => Promise<Suite> } = {
+  gemm: async () => (await import("./gemm.js")).gemmSuite,
+  "train-step": async () => (await import("./train-step.js")).trainStepSuite,
+  svd: async () => (await import("./svd.js")).svdSuite,
+  "lora-ga-init": async () => (await import("./lora-ga-init.js")).loraGaInitSuite,
+  "lora-train": async () => (await import("./lora-train.js")).loraTrainSuite,
+  memory: async () => (await import("./memory.js")).memorySuite,
+  generate: async () => (await import("./generate.js")).generateSuite,
+};
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);

@@ -6,12 +6,15 @@
 //                 architecture's plan extends it with its saved activations and scratch.
 //   DecoderModel  the CausalLM methods: linear-layer registry (linears, setAdapter, the weight
 //                 storage methods), re-planning per (B, T), forward = forwardPass, lossAndGrads =
-//                 forwardPass -> mean cross-entropy -> backwardPass, dispose.
+//                 forwardPass -> mean cross-entropy -> backwardPass, dispose; createCache /
+//                 forwardCached = checks, per-row positions -> forwardStep -> (last rows) -> headStep.
 //   loadDecoderParams  loadParams with the load-time storage of linear weights (weights.ts).
 //
 // Contract: activations are planned once per (B, T) and reused; a batch of another shape frees the
 // plan and builds a new one (an explicit re-plan, never per step). Loss is transformers'
 // ForCausalLMLoss: labels shifted by one, IGNORE_INDEX skipped, mean over the counted tokens.
+// Cached decoding (kv-cache.ts) runs the same linear layers (adapters and weight storage included)
+// on a step scratch the cache owns; the architecture supplies its step and head.
 
 import type { KnownModelConfig } from "../io/hf-config.js";
 import type { Kernels } from "../kernels/kernels.js";
@@ -30,7 +33,8 @@ import {
   validateBatch,
 } from "./common.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
-import type { Batch, CausalLM, LossAndGradsOptions } from "./model.js";
+import { type CacheDims, DecoderKvCache, type StepCapacity, type StepScratch } from "./kv-cache.js";
+import type { Batch, CachedStep, CausalLM, KvCache, LossAndGradsOptions } from "./model.js";
 import {
   FrozenWeight,
   LinearWeights,
@@ -97,7 +101,9 @@ export interface DecoderLimits {
 /** Builds a registered LinearLayer; shared = the weight is another parameter (a tied lm_head). */
 export type LinearFactory = (info: LinearInfo, shared?: boolean) => LinearLayer;
 
-export abstract class DecoderModel<Config extends KnownModelConfig, P extends DecoderPlan> implements CausalLM {
+export abstract class DecoderModel<Config extends KnownModelConfig, P extends DecoderPlan, S extends StepScratch>
+  implements CausalLM
+{
   readonly modelType: string;
   readonly config: Config;
   readonly kernels: Kernels;
@@ -148,6 +154,18 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
   protected abstract backwardPass(plan: P, paramGrads: ReadonlyMap<string, Tensor> | undefined): void;
   /** Architecture-specific limits on the sequence length (after the generic batch checks). */
   protected checkSeqLen(_T: number): void {}
+  /** Sizes of the key/value cache and the step scratch. */
+  protected abstract cacheDims(): CacheDims;
+  /** Allocates the architecture's step scratch of a capacity (for a cache of maxLength). */
+  protected abstract createStepScratch(capacity: StepCapacity, maxLength: number): S;
+  /**
+   * One cached step over s.ids / s.positions (N * Tn tokens, rows' new tokens row-major): every
+   * layer, appending keys and values to `cache` (kv-cache.ts cachedAttention). Returns the final
+   * hidden states (N * Tn, C), before the final norm.
+   */
+  protected abstract forwardStep(cache: DecoderKvCache<S>, s: S, rows: readonly number[], Tn: number): Tensor;
+  /** logits (n, V) = lm_head(final_norm(hidden (n, C))), with s's scratch. */
+  protected abstract headStep(s: S, logits: Tensor, hidden: Tensor): void;
 
   linears(): LinearInfo[] {
     return [...this.linearsByPath.values()].map((l) => l.info);
@@ -177,6 +195,64 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     return { loss, tokens };
   }
 
+  createCache(batchSize: number, maxLength: number): KvCache {
+    for (const [name, value] of [["batchSize", batchSize], ["maxLength", maxLength]] as const) {
+      if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`createCache: ${name} must be a positive integer, got ${value}`);
+    }
+    const max = this.limits.maxPositions;
+    if (max !== null && maxLength > max) {
+      throw new Error(`createCache: maxLength ${maxLength} exceeds the model's ${max} positions (${this.modelType})`);
+    }
+    this.checkSeqLen(maxLength);
+    return new DecoderKvCache<S>(this.kernels.heap, this, this.cacheDims(), batchSize, maxLength);
+  }
+
+  forwardCached(kvCache: KvCache, step: CachedStep): Tensor {
+    const cache = this.ownCache(kvCache);
+    const { rows, inputIds, seqLen: Tn } = step;
+    const last = (step.logits ?? "all") === "last";
+    const N = rows.length;
+    if (!Number.isSafeInteger(Tn) || Tn <= 0) throw new Error(`forwardCached: seqLen must be a positive integer, got ${Tn}`);
+    if (N === 0) throw new Error("forwardCached: step.rows is empty");
+    if (inputIds.length !== N * Tn) {
+      throw new Error(`forwardCached: expected ${N * Tn} ids (${N} rows x seqLen ${Tn}), got ${inputIds.length}`);
+    }
+    const seen = new Set<number>();
+    for (const b of rows) {
+      if (!Number.isInteger(b) || b < 0 || b >= cache.batchSize) throw new Error(`forwardCached: row ${b} is outside the cache's [0, ${cache.batchSize})`);
+      if (seen.has(b)) throw new Error(`forwardCached: row ${b} is listed twice`);
+      seen.add(b);
+      const have = cache.lengths[b];
+      if (have + Tn > cache.maxLength) {
+        throw new Error(`forwardCached: row ${b} holds ${have} tokens; ${Tn} more exceed the cache's maxLength ${cache.maxLength}`);
+      }
+    }
+    const V = this.limits.vocabSize;
+    for (let i = 0; i < inputIds.length; i++) {
+      const id = inputIds[i];
+      if (!(id >= 0 && id < V)) throw new Error(`forwardCached: inputIds[${i}] = ${id} is outside the vocabulary [0, ${V})`);
+    }
+    const R = N * Tn;
+    const need = { tokens: R, seqLen: Tn, logitRows: last ? N : R };
+    const s = cache.stepScratch(need, (capacity) => this.createStepScratch(capacity, cache.maxLength));
+    s.ids.i32().set(inputIds);
+    const positions = s.positions.i32();
+    for (let n = 0; n < N; n++) for (let t = 0; t < Tn; t++) positions[n * Tn + t] = cache.lengths[rows[n]] + t;
+    const hidden = this.forwardStep(cache, s, rows, Tn); // (R, C)
+    for (const b of rows) cache.lengths[b] += Tn;
+    const C = hidden.size / R;
+    if (!last || Tn === 1) {
+      const logits = s.logits.view([R, V]);
+      this.headStep(s, logits, hidden);
+      return logits.view([N, Tn, V]);
+    }
+    const picked = s.lastHidden.view([N, C]); // each row's last new hidden state
+    for (let n = 0; n < N; n++) this.kernels.copy(picked.view([1, C], n * C), hidden.view([1, C], (n * Tn + Tn - 1) * C));
+    const logits = s.logits.view([N, V]);
+    this.headStep(s, logits, picked);
+    return logits.view([N, 1, V]);
+  }
+
   dispose(): void {
     this.plan?.dispose();
     this.plan = null;
@@ -202,6 +278,14 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
 
   linearWeightBytes(): { heap: number; offHeap: number; scratch: number } {
     return this.weights.bytes();
+  }
+
+  private ownCache(kvCache: KvCache): DecoderKvCache<S> {
+    if (!(kvCache instanceof DecoderKvCache) || kvCache.owner !== this) {
+      throw new Error("forwardCached: the cache was not created by this model's createCache");
+    }
+    if (kvCache.disposed) throw new Error("forwardCached: the cache has been disposed");
+    return kvCache as DecoderKvCache<S>;
   }
 
   /** Validates the batch, (re)plans for its shape, and copies ids and key lengths in. */

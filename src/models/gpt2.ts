@@ -8,7 +8,9 @@
 //   logits = LayerNorm_f(x) wte^T   (lm_head tied to wte)
 // Padding is right padding masked on the key side (keyLengths), as HF's eager mask does, so the
 // logits agree at every position. The CausalLM plumbing (activation plan per (B, T), loss,
-// adapters, weight storage) is decoder-base.ts'.
+// adapters, weight storage) is decoder-base.ts'. Cached decoding (forwardStep): the same layer
+// with wpe at each new token's own position (the row's cached length + t) and attention against
+// the row's cached keys (kv-cache.ts).
 // Legend: B batch, T time, C n_embd, H heads, D = C / H, F inner (4C), V vocab, P positions,
 // R = B*T rows, L layers. Conv1D linears are reported with fanInFanOut = true (PEFT's flag).
 
@@ -18,6 +20,7 @@ import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import { type CacheDims, cachedAttention, type DecoderKvCache, type StepCapacity, StepScratch } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
 import type { WeightLoadOptions } from "./weights.js";
 
@@ -194,6 +197,57 @@ class Plan extends DecoderPlan {
   }
 }
 
+/** Scratch of a cached step: one layer's activations (reused by every layer), no backward. */
+class Step extends StepScratch {
+  readonly x: Tensor; // (tokens, C) residual stream
+  readonly posEmb: Tensor; // (tokens, C)
+  readonly n: Tensor; // (tokens, C)
+  readonly mean: Tensor; // (tokens)
+  readonly rstd: Tensor; // (tokens)
+  readonly qkv: Tensor; // (tokens, 3C)
+  readonly qkvh: Tensor; // (N, 3H, Tn, D)
+  readonly attnOut: Tensor; // (N, H, Tn, D)
+  readonly atty: Tensor; // (tokens, C)
+  readonly x2: Tensor; // (tokens, C)
+  readonly fc: Tensor; // (tokens, F)
+  readonly h: Tensor; // (tokens, F)
+  readonly nf: Tensor; // (max(tokens, logitRows), C)
+  readonly meanf: Tensor; // (max(tokens, logitRows))
+  readonly rstdf: Tensor; // (max(tokens, logitRows))
+
+  constructor(kernels: Kernels, d: Dims, capacity: StepCapacity, maxLength: number) {
+    super(kernels.heap, cacheDimsOf(d), capacity, maxLength);
+    const R = capacity.tokens;
+    const { C, F } = d;
+    const t = (shape: number[]): Tensor => this.tensor(shape);
+    try {
+      this.x = t([R, C]);
+      this.posEmb = t([R, C]);
+      this.n = t([R, C]);
+      this.mean = t([R]);
+      this.rstd = t([R]);
+      this.qkv = t([R, 3 * C]);
+      this.qkvh = t([R * 3 * C]);
+      this.attnOut = t([R * C]);
+      this.atty = t([R, C]);
+      this.x2 = t([R, C]);
+      this.fc = t([R, F]);
+      this.h = t([R, F]);
+      const heads = Math.max(R, capacity.logitRows);
+      this.nf = t([heads, C]);
+      this.meanf = t([heads]);
+      this.rstdf = t([heads]);
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+  }
+}
+
+function cacheDimsOf(d: Dims): CacheDims {
+  return { layers: d.L, heads: d.H, kvHeads: d.H, headDim: d.D, hidden: d.C, vocab: d.V };
+}
+
 /** Per-batch-row views for attention: Q, K, V (H, T, D) of row b inside qkvh (B, 3H, T, D). */
 function rowViews(d: Dims, T: number, b: number) {
   const hd = d.H * T * d.D;
@@ -207,7 +261,7 @@ function rowViews(d: Dims, T: number, b: number) {
   };
 }
 
-export class Gpt2Model extends DecoderModel<Gpt2Config, Plan> {
+export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
   private readonly d: Dims;
   private readonly wte: Tensor; // (V, C)
   private readonly wpe: Tensor; // (P, C)
@@ -301,6 +355,65 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan> {
     }
     k.layernorm(plan.nf, plan.meanf, plan.rstdf, plan.xFinal, this.lnf.weight, this.lnf.bias, d.eps);
     this.lmHead.forward(k, plan.logits, plan.nf);
+  }
+
+  protected override cacheDims(): CacheDims {
+    return cacheDimsOf(this.d);
+  }
+
+  protected override createStepScratch(capacity: StepCapacity, maxLength: number): Step {
+    return new Step(this.kernels, this.d, capacity, maxLength);
+  }
+
+  /** forwardPass's layer for N rows x Tn new tokens, each at its own position, keys from the cache. */
+  protected override forwardStep(cache: DecoderKvCache<Step>, s: Step, rows: readonly number[], Tn: number): Tensor {
+    const k = this.kernels;
+    const d = this.d;
+    const { C, H, D, F } = d;
+    const N = rows.length;
+    const R = N * Tn;
+    const x = s.x.view([R, C]);
+    const posEmb = s.posEmb.view([R, C]);
+    const n = s.n.view([R, C]);
+    const mean = s.mean.view([R]);
+    const rstd = s.rstd.view([R]);
+    const qkv = s.qkv.view([R, 3 * C]);
+    const qkvh = s.qkvh.view([N, 3 * H, Tn, D]);
+    const attnOut = s.attnOut.view([N, H, Tn, D]);
+    const atty = s.atty.view([R, C]);
+    const x2 = s.x2.view([R, C]);
+    const fc = s.fc.view([R, F]);
+    const h = s.h.view([R, F]);
+    // row r of qkvh (3H, Tn, D) holds Q, K, V (H, Tn, D) one after the other
+    const part = (which: number) => (r: number) => qkvh.view([H, Tn, D], (3 * r + which) * H * Tn * D);
+    k.embedding(x, this.wte, s.ids.view([R]));
+    k.embedding(posEmb, this.wpe, s.positions.view([R]));
+    k.add(x, x, posEmb);
+    for (let l = 0; l < d.L; l++) {
+      const w = this.layerWeights[l];
+      // attention block
+      k.layernorm(n, mean, rstd, x, w.ln1.weight, w.ln1.bias, d.eps);
+      w.attn.forward(k, qkv, n);
+      k.permute0213(qkvh, qkv.view([N, Tn, 3 * H, D])); // -> (N, 3H, Tn, D)
+      cachedAttention(k, cache, l, rows, part(0), part(1), part(2), attnOut, s.scores, this.attentionScale(l));
+      k.permute0213(atty.view([N, Tn, H, D]), attnOut);
+      w.proj.forward(k, x2, atty);
+      k.add(x2, x2, x);
+      // MLP block (the layer output overwrites x: its input is no longer needed)
+      k.layernorm(n, mean, rstd, x2, w.ln2.weight, w.ln2.bias, d.eps);
+      w.fc.forward(k, fc, n);
+      k.gelu(h, fc, d.gelu);
+      w.fcProj.forward(k, x, h);
+      k.add(x, x, x2);
+    }
+    return x;
+  }
+
+  protected override headStep(s: Step, logits: Tensor, hidden: Tensor): void {
+    const rows = logits.shape[0];
+    const nf = s.nf.view([rows, this.d.C]);
+    this.kernels.layernorm(nf, s.meanf.view([rows]), s.rstdf.view([rows]), hidden, this.lnf.weight, this.lnf.bias, this.d.eps);
+    this.lmHead.forward(this.kernels, logits, nf);
   }
 
   private layernormBackward(dx: Tensor, dn: Tensor, inp: Tensor, norm: Norm, mean: Tensor, rstd: Tensor, grads: ReadonlyMap<string, Tensor> | undefined): void {

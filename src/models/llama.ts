@@ -14,7 +14,9 @@
 //
 // Memory: parameters are loaded once; activations are planned for one (B, T) and reused; a batch
 // of another shape frees the plan and builds a new one (decoder-base.ts, with the rest of the
-// CausalLM plumbing).
+// CausalLM plumbing). Cached decoding (forwardStep, after forwardPass): the same layer with RoPE
+// at each new token's own position (HF's position_ids = cache_position per row) and attention
+// against the row's cached keys (kv-cache.ts).
 // Legend: B batch, T time, C hidden, H heads, Hkv kv heads, D head dim, I intermediate, V vocab,
 // R = B*T rows, L layers.
 
@@ -25,6 +27,7 @@ import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import { type CacheDims, cachedAttention, type DecoderKvCache, type StepCapacity, StepScratch } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
 import type { WeightLoadOptions } from "./weights.js";
 
@@ -256,6 +259,69 @@ class Plan extends DecoderPlan {
   }
 }
 
+/** Scratch of a cached step: one layer's activations (reused by every layer), no backward. */
+class Step extends StepScratch {
+  readonly x: Tensor; // (tokens, C) residual stream
+  readonly n: Tensor; // (tokens, C)
+  readonly rstd: Tensor; // (tokens)
+  readonly cos: Tensor; // (tokens, D/2) at each new token's position
+  readonly sin: Tensor; // (tokens, D/2)
+  readonly qLin: Tensor; // (tokens, H*D)
+  readonly kLin: Tensor; // (tokens, Hkv*D)
+  readonly vLin: Tensor; // (tokens, Hkv*D)
+  readonly qRot: Tensor; // (tokens, H*D)
+  readonly kRot: Tensor; // (tokens, Hkv*D)
+  readonly qh: Tensor; // (N, H, Tn, D)
+  readonly kh: Tensor; // (N, Hkv, Tn, D)
+  readonly vh: Tensor; // (N, Hkv, Tn, D)
+  readonly attnOut: Tensor; // (N, H, Tn, D)
+  readonly atty: Tensor; // (tokens, H*D)
+  readonly x2: Tensor; // (tokens, C)
+  readonly gate: Tensor; // (tokens, I)
+  readonly up: Tensor; // (tokens, I)
+  readonly h: Tensor; // (tokens, I)
+  readonly nf: Tensor; // (max(tokens, logitRows), C)
+  readonly rstdf: Tensor; // (max(tokens, logitRows))
+
+  constructor(kernels: Kernels, d: Dims, capacity: StepCapacity, maxLength: number) {
+    super(kernels.heap, cacheDimsOf(d), capacity, maxLength);
+    const R = capacity.tokens;
+    const { C, H, Hkv, D, I } = d;
+    const t = (shape: number[]): Tensor => this.tensor(shape);
+    try {
+      this.x = t([R, C]);
+      this.n = t([R, C]);
+      this.rstd = t([R]);
+      this.cos = t([R, D / 2]);
+      this.sin = t([R, D / 2]);
+      this.qLin = t([R, H * D]);
+      this.kLin = t([R, Hkv * D]);
+      this.vLin = t([R, Hkv * D]);
+      this.qRot = t([R, H * D]);
+      this.kRot = t([R, Hkv * D]);
+      this.qh = t([R * H * D]);
+      this.kh = t([R * Hkv * D]);
+      this.vh = t([R * Hkv * D]);
+      this.attnOut = t([R * H * D]);
+      this.atty = t([R, H * D]);
+      this.x2 = t([R, C]);
+      this.gate = t([R, I]);
+      this.up = t([R, I]);
+      this.h = t([R, I]);
+      const heads = Math.max(R, capacity.logitRows);
+      this.nf = t([heads, C]);
+      this.rstdf = t([heads]);
+    } catch (err) {
+      this.dispose();
+      throw err;
+    }
+  }
+}
+
+function cacheDimsOf(d: Dims): CacheDims {
+  return { layers: d.L, heads: d.H, kvHeads: d.Hkv, headDim: d.D, hidden: d.C, vocab: d.V };
+}
+
 /** Attention views of one layer for grouped-query matmuls: (B*Hkv, g*T, D) against (B*Hkv, T, D). */
 function gqa(d: Dims, B: number, T: number) {
   const g = d.H / d.Hkv;
@@ -267,7 +333,7 @@ function gqa(d: Dims, B: number, T: number) {
   };
 }
 
-export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan> {
+export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   private readonly d: Dims;
   private readonly embed: Tensor; // (V, C)
   private readonly finalNorm: Tensor; // (C)
@@ -361,6 +427,83 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan> {
     }
     k.rmsnorm(plan.nf, plan.rstdf, plan.xFinal, this.finalNorm, d.eps);
     this.lmHead.forward(k, plan.logits, plan.nf);
+  }
+
+  protected override cacheDims(): CacheDims {
+    return cacheDimsOf(this.d);
+  }
+
+  protected override createStepScratch(capacity: StepCapacity, maxLength: number): Step {
+    return new Step(this.kernels, this.d, capacity, maxLength);
+  }
+
+  /** forwardPass's layer for N rows x Tn new tokens, each at its own position, keys from the cache. */
+  protected override forwardStep(cache: DecoderKvCache<Step>, s: Step, rows: readonly number[], Tn: number): Tensor {
+    const k = this.kernels;
+    const d = this.d;
+    const { C, H, Hkv, D, I } = d;
+    const N = rows.length;
+    const R = N * Tn;
+    const scale = 1 / Math.sqrt(D);
+    const x = s.x.view([R, C]);
+    const n = s.n.view([R, C]);
+    const rstd = s.rstd.view([R]);
+    const cos = s.cos.view([R, D / 2]);
+    const sin = s.sin.view([R, D / 2]);
+    const qLin = s.qLin.view([R, H * D]);
+    const kLin = s.kLin.view([R, Hkv * D]);
+    const vLin = s.vLin.view([R, Hkv * D]);
+    const qRot = s.qRot.view([N, Tn, H, D]);
+    const kRot = s.kRot.view([N, Tn, Hkv, D]);
+    const qh = s.qh.view([N, H, Tn, D]);
+    const kh = s.kh.view([N, Hkv, Tn, D]);
+    const vh = s.vh.view([N, Hkv, Tn, D]);
+    const attnOut = s.attnOut.view([N, H, Tn, D]);
+    const atty = s.atty.view([R, H * D]);
+    const x2 = s.x2.view([R, C]);
+    const gate = s.gate.view([R, I]);
+    const up = s.up.view([R, I]);
+    const h = s.h.view([R, I]);
+    const heads = (t: Tensor, count: number) => (r: number) => t.view([count, Tn, D], r * count * Tn * D);
+    // RoPE tables per new token (position = the row's cached length + t): the rope kernel applies
+    // table row t to time step t, so (1, R, heads, D) views rotate every token by its own angle
+    const scaling = d.ropeScaling === undefined ? {} : { scaling: d.ropeScaling };
+    const tables = ropeTables(D, s.positions.i32().subarray(0, R), { theta: d.ropeTheta, ...scaling });
+    cos.f32().set(tables.cos);
+    sin.f32().set(tables.sin);
+    k.embedding(x, this.embed, s.ids.view([R]));
+    for (let l = 0; l < d.L; l++) {
+      const w = this.layerWeights[l];
+      // attention block
+      k.rmsnorm(n, rstd, x, w.inputNorm, d.eps);
+      w.q.forward(k, qLin, n);
+      w.k.forward(k, kLin, n);
+      w.v.forward(k, vLin, n);
+      k.rope(qRot.view([1, R, H, D]), qLin.view([1, R, H, D]), cos, sin);
+      k.rope(kRot.view([1, R, Hkv, D]), kLin.view([1, R, Hkv, D]), cos, sin);
+      k.permute0213(qh, qRot); // (N, Tn, H, D) -> (N, H, Tn, D)
+      k.permute0213(kh, kRot);
+      k.permute0213(vh, vLin.view([N, Tn, Hkv, D]));
+      cachedAttention(k, cache, l, rows, heads(qh, H), heads(kh, Hkv), heads(vh, Hkv), attnOut, s.scores, scale);
+      k.permute0213(atty.view([N, Tn, H, D]), attnOut);
+      w.o.forward(k, x2, atty);
+      k.add(x2, x2, x);
+      // MLP block (the layer output overwrites x: its input is no longer needed)
+      k.rmsnorm(n, rstd, x2, w.postNorm, d.eps);
+      w.gate.forward(k, gate, n);
+      w.up.forward(k, up, n);
+      k.swiglu(h, gate, up);
+      w.down.forward(k, x, h);
+      k.add(x, x, x2);
+    }
+    return x;
+  }
+
+  protected override headStep(s: Step, logits: Tensor, hidden: Tensor): void {
+    const rows = logits.shape[0];
+    const nf = s.nf.view([rows, this.d.C]);
+    this.kernels.rmsnorm(nf, s.rstdf.view([rows]), hidden, this.finalNorm, this.d.eps);
+    this.lmHead.forward(this.kernels, logits, nf);
   }
 
   /** Reads plan.dLogits; accumulates into paramGrads and adapters. */

@@ -2,6 +2,8 @@
 // load an HF checkpoint directory, run forward to logits, or forward + backward of the mean
 // causal-LM loss with gradients accumulated into caller-owned tensors. Architectures are looked up
 // by config.json's model_type in registry.ts; this file holds only the shared types and loadModel.
+// Incremental decoding: createCache + forwardCached append tokens to the rows of a key/value cache
+// (models/kv-cache.ts) and return the logits of the new tokens only, each row at its own position.
 
 import { openCheckpoint } from "../io/safetensors.js";
 import { type KnownModelConfig, readModelConfig } from "../io/hf-config.js";
@@ -21,6 +23,35 @@ export interface Batch {
   attentionMask?: Int32Array;
   /** (B*T), -100 = ignored; unshifted: the model shifts them by one, like transformers. */
   labels?: Int32Array;
+}
+
+/**
+ * Keys and values of the tokens seen so far, per batch row, for CausalLM.forwardCached. Heap
+ * memory, allocated once by createCache; call dispose() when done.
+ */
+export interface KvCache {
+  readonly batchSize: number;
+  /** Most tokens (prompt + generated) a row can hold. */
+  readonly maxLength: number;
+  /** Heap bytes held (keys, values and the step scratch). */
+  readonly bytes: number;
+  /** Tokens cached in `row` so far (its next token's position). */
+  length(row: number): number;
+  dispose(): void;
+}
+
+/** One cached step: `seqLen` new tokens for each listed row of a KvCache. */
+export interface CachedStep {
+  /** Cache rows to extend (distinct, each in [0, cache.batchSize)); other rows are untouched. */
+  rows: readonly number[];
+  /** (rows.length * seqLen) token ids, row-major: the new tokens of rows[0], then rows[1], ... */
+  inputIds: Int32Array;
+  seqLen: number;
+  /**
+   * "all" (default): logits of every new token, (N, seqLen, V). "last": only of each row's last
+   * new token, (N, 1, V) — what generation needs after a prompt (saves the lm_head on the rest).
+   */
+  logits?: "all" | "last";
 }
 
 export interface LossAndGradsOptions {
@@ -47,6 +78,21 @@ export interface CausalLM {
   setAdapter(path: string, adapter: LinearAdapter | null): void;
   /** Logits (B, T, V), owned by the model and valid until the next call. */
   forward(batch: Batch): Tensor;
+  /**
+   * A key/value cache for `batchSize` rows of at most `maxLength` tokens each. Throws, naming the
+   * numbers, when maxLength exceeds the model's positions (max_position_embeddings, n_positions,
+   * or an unsupported sliding_window).
+   */
+  createCache(batchSize: number, maxLength: number): KvCache;
+  /**
+   * Incremental forward: appends step.seqLen tokens to each listed row of `cache` (row b's new
+   * token t sits at position cache.length(b) + t and attends to the row's cached tokens and the
+   * new ones before it) and returns their logits, (N, seqLen, V) or (N, 1, V) (step.logits), owned
+   * by the cache and valid until its next step. Equals forward() on the whole sequence at those
+   * positions; attached adapters apply. Throws, naming the numbers, when a row would exceed
+   * cache.maxLength.
+   */
+  forwardCached(cache: KvCache, step: CachedStep): Tensor;
   /**
    * Forward + backward of the mean causal-LM loss (labels shifted by one, -100 ignored, mean over
    * the counted tokens of the batch; loss 0 and no gradient when nothing is counted). Returns the

@@ -1,12 +1,16 @@
 // Text generation (token ids in, token ids out): greedy, or temperature + top-p (nucleus) sampling
-// with a seeded Rng; batched over prompts of different lengths (right padding); each row stops at
-// EOS or after maxNewTokens.
-// KNOWN LIMITATION: there is no KV cache — every new token recomputes the full forward pass over the
-// whole sequence (cost O(T^2) forwards per sequence). Fine for evaluation of small models; a cached
-// decoder belongs in the models once they expose one.
+// with a seeded Rng; batched over prompts of different lengths; each row stops at EOS or after
+// maxNewTokens.
+// Incremental decoding with the model's KV cache (CausalLM.createCache / forwardCached): each
+// prompt is prefilled once (rows of equal length together, logits of the last token only), then
+// every step feeds one token per unfinished row at that row's own position. A cache for
+// (prompts, longest prompt + maxNewTokens - 1) is allocated per call and disposed at the end, so
+// the cost is one token's forward per generated token, not a forward of the whole sequence.
 // Sampling follows transformers' order: logits / temperature, softmax, top-p keeps the smallest set
 // of most likely tokens whose probability reaches top_p (at least one token), renormalise, draw.
 // Ties in greedy decoding pick the lowest token id (torch.argmax returns the first maximum).
+// Random draws happen per step in row order (row 0's token, row 1's, ...), as a full-forward loop
+// over the batch would draw them.
 
 import type { CausalLM } from "../models/model.js";
 import type { Rng } from "../util/random.js";
@@ -21,7 +25,7 @@ export interface GenerateOptions {
   topP?: number;
   /** Required when temperature > 0. */
   rng?: Rng;
-  /** Fills the padding of shorter rows (never attended to). Default 0. */
+  /** Kept for API compatibility: the cached decoder never pads, so it is unused. */
   padTokenId?: number;
 }
 
@@ -38,32 +42,44 @@ export function generate(model: CausalLM, prompts: readonly (readonly number[])[
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new Error(`generate: prompt ${i} is empty`);
   });
-  const seqs = prompts.map((p) => [...p]);
   const out: number[][] = prompts.map(() => []);
-  const done = prompts.map(() => maxNewTokens === 0);
-  for (let step = 0; step < maxNewTokens; step++) {
-    const active = seqs.map((_, i) => i).filter((i) => !done[i]);
-    if (active.length === 0) break;
-    const T = Math.max(...active.map((i) => seqs[i].length));
-    const B = active.length;
-    const inputIds = new Int32Array(B * T).fill(options.padTokenId ?? 0);
-    const attentionMask = new Int32Array(B * T);
-    active.forEach((i, b) => {
-      seqs[i].forEach((id, t) => {
-        inputIds[b * T + t] = id;
-        attentionMask[b * T + t] = 1;
+  if (maxNewTokens === 0 || prompts.length === 0) return out;
+  const pick = (row: Float32Array): number => (temperature === 0 ? argmax(row) : sample(row, temperature, topP, options.rng as Rng));
+  const done = prompts.map(() => false);
+  const emit = (i: number, token: number): void => {
+    out[i].push(token);
+    if (eos.has(token) || out[i].length >= maxNewTokens) done[i] = true;
+  };
+  // the last generated token is never fed back, hence the - 1
+  const maxLength = Math.max(...prompts.map((p) => p.length)) + maxNewTokens - 1;
+  const cache = model.createCache(prompts.length, maxLength);
+  try {
+    // prefill: rows of equal prompt length in one step (longest first: the step scratch is sized
+    // once); the last-token logits are kept so that the first draws happen in row order
+    const byLength = new Map<number, number[]>();
+    prompts.forEach((p, i) => byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]));
+    const firstLogits: Float32Array[] = [];
+    for (const [len, rows] of [...byLength].sort((a, b) => b[0] * b[1].length - a[0] * a[1].length)) {
+      const inputIds = new Int32Array(rows.length * len);
+      rows.forEach((i, n) => inputIds.set(prompts[i], n * len));
+      const logits = model.forwardCached(cache, { rows, inputIds, seqLen: len, logits: "last" }).f32(); // (N, 1, V)
+      const V = logits.length / rows.length;
+      rows.forEach((i, n) => {
+        firstLogits[i] = logits.slice(n * V, (n + 1) * V);
       });
-    });
-    const logits = model.forward({ batchSize: B, seqLen: T, inputIds, attentionMask }).f32(); // (B, T, V)
-    const V = logits.length / (B * T);
-    active.forEach((i, b) => {
-      const at = (b * T + seqs[i].length - 1) * V;
-      const row = logits.subarray(at, at + V);
-      const token = temperature === 0 ? argmax(row) : sample(row, temperature, topP, options.rng as Rng);
-      seqs[i].push(token);
-      out[i].push(token);
-      if (eos.has(token) || out[i].length >= maxNewTokens) done[i] = true;
-    });
+    }
+    prompts.forEach((_, i) => emit(i, pick(firstLogits[i])));
+    // decode: one token per unfinished row per step
+    for (;;) {
+      const rows = prompts.map((_, i) => i).filter((i) => !done[i]);
+      if (rows.length === 0) break;
+      const inputIds = Int32Array.from(rows, (i) => out[i][out[i].length - 1]);
+      const logits = model.forwardCached(cache, { rows, inputIds, seqLen: 1 }).f32(); // (N, 1, V)
+      const V = logits.length / rows.length;
+      rows.forEach((i, n) => emit(i, pick(logits.subarray(n * V, (n + 1) * V))));
+    }
+  } finally {
+    cache.dispose();
   }
   return out;
 }
