@@ -26,6 +26,8 @@ export const DEFAULT_SMOOTH_WINDOW = 10;
 /** Largest smoothing window (bounds the O(steps x window) smoothing). */
 export const MAX_SMOOTH_WINDOW = 1000;
 export const BASELINE_RUN_NAME = "lora";
+/** run.json metrics shown by the eval-loss and perplexity columns when the log has evaluations. */
+const DUPLICATES_OF_EVAL_COLUMNS = new Set(["eval_loss", "perplexity"]);
 
 export interface Target {
   loss: number;
@@ -123,6 +125,8 @@ export function compareRuns(runs: readonly RunLog[], options: CompareOptions = {
       s.init_seconds ?? (s.estimate_seconds === null && s.svd_seconds === null ? null : (s.estimate_seconds ?? 0) + (s.svd_seconds ?? 0));
     const metrics = new Map<string, number>();
     for (const m of s.final_metrics) {
+      // `loraga train` also records its last evaluation here; the log's columns already show it
+      if (lastEval !== null && DUPLICATES_OF_EVAL_COLUMNS.has(m.name)) continue;
       metrics.set(m.name, m.value);
       if (!metricNames.includes(m.name)) metricNames.push(m.name);
     }

@@ -25,7 +25,7 @@ import { renderReport } from "../../report/html.js";
 import { readRunDir } from "../../report/read-run.js";
 import { compareRuns } from "../../report/stats.js";
 import { renderTextTable } from "../../report/table.js";
-import { addEngineOptions, intFlag, listFlag, openEngine } from "../common.js";
+import { addEngineOptions, intFlag, listFlag, numberFlag, openEngine } from "../common.js";
 import { resolveOptions, UsageError } from "../config-file.js";
 import { registerTrain } from "./train.js";
 
@@ -35,7 +35,7 @@ export const DEFAULT_DEMO_MODEL = join(PACKAGE_ROOT, "demo", "model");
 const MARKER = ".loraga-demo";
 
 /** Sizes of a full demo and of --quick (a smoke test: seconds, not a meaningful comparison). */
-const FULL = { steps: 200, batchSize: 16, trainRows: 4000, testRows: 100, gaBatches: 8 };
+const FULL = { steps: 300, batchSize: 16, trainRows: 4800, testRows: 100, gaBatches: 8 };
 const QUICK = { steps: 4, batchSize: 4, trainRows: 64, testRows: 8, gaBatches: 2 };
 
 export function registerDemo(program: Command): void {
@@ -49,6 +49,7 @@ export function registerDemo(program: Command): void {
     .option("--batch-size <n>", `rows per step (default ${FULL.batchSize}; --quick: ${QUICK.batchSize})`, intFlag("--batch-size"))
     .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
     .option("--alpha <x>", "lora_alpha", intFlag("--alpha"), 16)
+    .option("--lr <x>", "one learning rate for every method (the paper's protocol); default: per method family", numberFlag("--lr"))
     .option("--seed <n>", "seed for the task, inits and data order", intFlag("--seed", 0), 0)
     .option("--test-rows <n>", `held-out problems (default ${FULL.testRows}; --quick: ${QUICK.testRows})`, intFlag("--test-rows"))
     .option("--max-new-tokens <n>", "generation length for exact match", intFlag("--max-new-tokens"), 40)
@@ -56,8 +57,9 @@ export function registerDemo(program: Command): void {
   addEngineOptions(command);
   command.addHelpText(
     "after",
-    "\nExamples:\n  loraga demo                      # what `npm start` runs: about 10 minutes on 2 cores\n" +
-      "  loraga demo --quick --out /tmp/demo\n  loraga demo --methods lora,lora-ga --steps 100\n",
+    "\nExamples:\n  loraga demo                      # what `npm start` runs: about 6 minutes on 2 cores\n" +
+      "  loraga demo --quick --out /tmp/demo\n  loraga demo --methods lora,lora-ga --steps 100\n" +
+      "  loraga demo --lr 5e-4 --out runs/demo-same-lr   # every method at one learning rate, as in the paper\n",
   );
   command.action(async () => {
     await runDemo(resolveOptions(command));
@@ -83,7 +85,11 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
   if (names.length === 0 || new Set(names).size !== names.length) {
     throw new UsageError(`--methods: give distinct methods from ${DEMO_METHOD_NAMES.join(", ")}`);
   }
-  const methods = DEMO_METHODS.filter((m) => names.includes(m.method));
+  const sameLr = options.lr as number | undefined;
+  if (sameLr !== undefined && !(sameLr > 0)) throw new UsageError(`--lr must be > 0, got ${sameLr}`);
+  const methods = DEMO_METHODS.filter((m) => names.includes(m.method)).map((m) =>
+    sameLr === undefined ? m : { ...m, lr: sameLr, lrReason: "one rate for every method (--lr)" },
+  );
   const modelDir = (options.model as string | undefined) ?? DEFAULT_DEMO_MODEL;
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
     if (!existsSync(join(modelDir, f))) throw new UsageError(`--model ${modelDir}: no ${f} there (the demo needs a model with its tokenizer)`);
@@ -145,7 +151,7 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
   const verdict = verdictOf(comparison);
   process.stdout.write(renderTextTable(comparison));
   if (verdict !== null) process.stdout.write(`\n${verdictText(verdict)}`);
-  await writeFileAtomic(join(out, "summary.json"), `${JSON.stringify({ steps, batchSize, seed, seconds, methods: DEMO_METHODS.filter((m) => names.includes(m.method)), verdict }, null, 2)}\n`);
+  await writeFileAtomic(join(out, "summary.json"), `${JSON.stringify({ steps, batchSize, seed, seconds, methods, verdict }, null, 2)}\n`);
   say(`\ndemo: wrote ${reportFile} (${seconds.toFixed(0)} s)`);
 }
 
