@@ -1,6 +1,10 @@
 // GEMM benchmark: GFLOP/s of ref and wasm (1 thread, all threads; relaxed and plain SIMD) on
-// square shapes (NN; NT and TN at 1024) and the skinny LoRA shapes, with numpy (OpenBLAS) measured
-// in the same run as the ceiling. One record per measurement, with its ratio to numpy.
+// square shapes (NN; NT and TN at 1024), skinny shapes, and the "model" group: the products of a
+// Llama training step (hidden 512, vocab 32000, 1024 tokens) that dominate its time, in the form
+// (transposes, accumulation) the model code calls them. numpy (OpenBLAS) is measured in the same
+// run as the ceiling; every record carries its ratio to numpy's plain a @ b of the same M, N, K
+// (ceiling.py times one NN product only: for NT/TN rows the ratio is against the NN rate of that
+// size, for batched rows against one entry's).
 // FLOPs = 2*M*N*K per product.
 
 import { createRefKernels } from "../src/kernels/ref/index.js";
@@ -18,26 +22,55 @@ interface Shape {
   n: number;
   k: number;
   form: Form;
+  /** out += product (the backward passes' gradient accumulation) */
+  accumulate?: boolean;
+  group?: "square" | "skinny" | "model";
+  /** what the product is in a training step */
+  name?: string;
+  /** leading batch dim of a, b and out (attention: batch * heads); FLOPs count every entry */
+  batch?: number;
 }
 
-function formOptions(form: Form): MatmulOptions {
-  return { transA: form === "TN", transB: form === "NT" };
+function formOptions(s: Shape): MatmulOptions {
+  return { transA: s.form === "TN", transB: s.form === "NT", accumulate: s.accumulate === true };
 }
+
+/** Products of one Llama training step: hidden 512, vocab 32000, 1024 tokens, LoRA rank 8. */
+const MODEL_SHAPES: Shape[] = [
+  { m: 1024, n: 32000, k: 512, form: "NT", name: "lm_head forward: x W^T" },
+  { m: 1024, n: 512, k: 32000, form: "NN", accumulate: true, name: "lm_head input grad: dX += dLogits W" },
+  { m: 32000, n: 512, k: 1024, form: "TN", accumulate: true, name: "lm_head weight grad: dW += dLogits^T x" },
+  { m: 1024, n: 512, k: 512, form: "NT", name: "attention projection forward: x W^T" },
+  { m: 512, n: 512, k: 1024, form: "TN", accumulate: true, name: "projection weight grad: dW += dY^T x" },
+  { m: 1024, n: 8, k: 512, form: "NT", name: "LoRA down: x A^T" },
+  { m: 1024, n: 512, k: 8, form: "NT", accumulate: true, name: "LoRA up: out += s (x A^T) B^T" },
+  { m: 1024, n: 512, k: 8, form: "NN", accumulate: true, name: "LoRA input grad: dX += dH A" },
+  { m: 8, n: 512, k: 1024, form: "TN", accumulate: true, name: "LoRA A grad: dA += dH^T x" },
+  // attention, 8 heads of 64 over 1024 positions (one sequence): batched over heads
+  { m: 1024, n: 1024, k: 64, form: "NT", batch: 8, name: "attention scores: q k^T" },
+  { m: 1024, n: 64, k: 1024, form: "NN", batch: 8, name: "attention output: P v" },
+  { m: 1024, n: 64, k: 1024, form: "TN", batch: 8, name: "attention dV (and dK): P^T dO" },
+];
 
 export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
   const squares = quick ? [256, 512, 1024] : [256, 512, 1024, 2048];
-  const shapes: Shape[] = squares.map((s) => ({ m: s, n: s, k: s, form: "NN" }));
-  shapes.push({ m: 1024, n: 1024, k: 1024, form: "NT" }, { m: 1024, n: 1024, k: 1024, form: "TN" });
+  const shapes: Shape[] = squares.map((s) => ({ m: s, n: s, k: s, form: "NN", group: "square" }));
+  shapes.push(
+    { m: 1024, n: 1024, k: 1024, form: "NT", group: "square" },
+    { m: 1024, n: 1024, k: 1024, form: "TN", group: "square" },
+  );
   const skinny: Shape[] = [
-    { m: 4096, n: 16, k: 1024, form: "NN" },
-    { m: 4096, n: 1024, k: 16, form: "NN" },
-    { m: 16, n: 1024, k: 4096, form: "NN" },
+    { m: 4096, n: 16, k: 1024, form: "NN", group: "skinny" },
+    { m: 4096, n: 1024, k: 16, form: "NN", group: "skinny" },
+    { m: 16, n: 1024, k: 4096, form: "NN", group: "skinny" },
   ];
   shapes.push(...skinny);
+  shapes.push(...MODEL_SHAPES.map((s): Shape => ({ ...s, group: "model" })));
   const cores = await cpuCount();
 
   const numpy = new Map<string, number>();
-  const ceiling = measureCeiling({ gemm: shapes.filter((s) => s.form === "NN").map((s) => [s.m, s.n, s.k]), threads: cores });
+  const sizes = new Map(shapes.map((s) => [`${s.m}x${s.n}x${s.k}`, [s.m, s.n, s.k]]));
+  const ceiling = measureCeiling({ gemm: [...sizes.values()], threads: cores });
   if (ceiling === null) reporter.note("numpy ceiling unavailable (python3 + numpy missing)");
   for (const row of ceiling ?? []) {
     numpy.set(`${row.m}x${row.n}x${row.k}`, Number(row.gflops));
@@ -64,20 +97,21 @@ export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean 
   for (const cfg of configs) {
     const kernels = await cfg.make();
     for (const s of shapes) {
-      if (cfg.impl === "ref" && s.m * s.n * s.k > 2 ** 27) continue;
-      const aShape = s.form === "TN" ? [s.k, s.m] : [s.m, s.k];
-      const bShape = s.form === "NT" ? [s.n, s.k] : [s.k, s.n];
+      if (cfg.impl === "ref" && (s.batch ?? 1) * s.m * s.n * s.k > 2 ** 27) continue;
+      const lead = s.batch === undefined ? [] : [s.batch];
+      const aShape = [...lead, ...(s.form === "TN" ? [s.k, s.m] : [s.m, s.k])];
+      const bShape = [...lead, ...(s.form === "NT" ? [s.n, s.k] : [s.k, s.n])];
       const a = heap.tensor(aShape);
       const b = heap.tensor(bShape);
-      const out = heap.tensor([s.m, s.n]);
+      const out = heap.tensor([...lead, s.m, s.n]);
       a.f32().forEach((_, i, arr) => {
         arr[i] = Math.sin(i);
       });
       b.f32().forEach((_, i, arr) => {
         arr[i] = Math.cos(i);
       });
-      const opts = formOptions(s.form);
-      const flop = 2 * s.m * s.n * s.k;
+      const opts = formOptions(s);
+      const flop = 2 * (s.batch ?? 1) * s.m * s.n * s.k;
       // enough repetitions for ~0.3 s of work at ~50 GFLOP/s, at least 3
       const reps = Math.max(3, Math.min(50, Math.round(1.5e10 / flop)));
       // median (the harness's measure) and the fastest run (robust on a machine shared with
@@ -96,10 +130,14 @@ export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean 
       const np = numpy.get(`${s.m}x${s.n}x${s.k}`);
       reporter.record({
         kernel: "gemm",
+        group: s.group ?? "",
+        ...(s.name === undefined ? {} : { what: s.name }),
+        ...(s.batch === undefined ? {} : { batch: s.batch }),
         m: s.m,
         n: s.n,
         k: s.k,
         form: s.form,
+        acc: s.accumulate === true,
         impl: cfg.impl,
         threads: cfg.threads,
         simd: cfg.simd,

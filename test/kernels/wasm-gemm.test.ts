@@ -66,6 +66,9 @@ const shapes2d: [number, number, number][] = [
   [67, 131, 97], // > parallel threshold, primes
   [300, 41, 53],
   [2, 9, GEMM_K_SLICE + 13], // K longer than one K slice
+  [45, 70, 258], // register-transposed packing of A (NN/NT) and B (NT): kc % 4 = 2 in the last KC block
+  [36, 80, 39], // kc % 4 = 3
+  [5, 300, GEMM_K_SLICE + 7], // wide N with a long K: several K slices, each with several NC blocks
 ];
 
 function check(kernels: Kernels, ref: Kernels, heap: Heap, c: Case, seed: number): void {

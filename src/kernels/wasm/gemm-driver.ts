@@ -1,5 +1,6 @@
-// The per-thread GEMM loop nest (Goto/BLIS blocking: chunks of MC rows x NC columns, KC-row
-// slices of the inner dim inside) around the generated pack / macro-kernel functions (gemm.ts).
+// The per-thread GEMM loop nest (Goto/BLIS blocking: blocks of at most MC rows x NC columns,
+// KC-row slices of the inner dim inside) around the generated pack / macro-kernel functions
+// (gemm.ts).
 // One call runs this thread's share of the job described in the control block (pool.ts layout,
 // GEMM_ARG offsets below).
 //
@@ -7,8 +8,9 @@
 // no imports, no helpers): worker threads receive it as source text via Function.prototype
 // .toString() (pool.ts). Everything it needs arrives through its parameters.
 //
-// Work split: chunks of (batch entry, NC columns, MC rows) handed out by the pool's claim();
-// chunks never share an element of C, so no other synchronisation is needed inside a job.
+// Work split: chunks of (batch entry, NC columns, a row block of at most MC rows) handed out by
+// the pool's claim(); chunks never share an element of C, so no other synchronisation is needed
+// inside a job.
 
 import type { GemmExports } from "./gemm.js";
 import type { CONTROL } from "./pool.js";
@@ -33,20 +35,23 @@ export const GEMM_ARG = {
   beta: 15,
   /** f32 slot */
   alpha: 16,
-  mc: 17,
+  /** row blocks per batch entry; block i holds MR-row tiles [i*T/blocks, (i+1)*T/blocks) of T */
+  rowBlocks: 17,
   kc: 18,
   nc: 19,
   /** 1: pack A blocks; 0: the micro-kernel reads A in place */
   packA: 20,
   /** 1: pack B blocks; 0: the micro-kernel reads whole B panels in place (needs bCs == 4) */
   packB: 21,
+  /** rows of the register tile */
+  mr: 22,
 } as const;
 
 /**
  * Runs thread `thread`'s part of the GEMM job in `ctl`. Strides in the control block are in
  * bytes; pointers are heap byte offsets (read unsigned). The thread takes chunks (one batch entry,
- * NC columns, MC rows, the whole K) from `claim()` (-1: none left) and calls `finish()` after each
- * one, so a thread that starts late or runs slow simply takes fewer chunks. A thread keeps the
+ * NC columns, a row block, the whole K) from `claim()` (-1: none left) and calls `finish()` after
+ * each one, so a thread that starts late or runs slow simply takes fewer chunks. A thread keeps the
  * B block (K, NC) it packed last and repacks only when a chunk needs another one; the host bounds
  * K*NC to the scratch size.
  */
@@ -78,11 +83,12 @@ export function gemmThreadJob(
   const cBs = ctl[g + 14] >>> 0;
   const beta = ctl[g + 15];
   const alpha = ctlF32[g + 16];
-  const MC = ctl[g + 17];
+  const rowBlocks = ctl[g + 17];
   const KC = ctl[g + 18];
   const NC = ctl[g + 19];
   const packA = ctl[g + 20] !== 0;
   const packB = ctl[g + 21] !== 0;
+  const MR = ctl[g + 22];
   const NR = 8;
   const s = layout.scratch + 4 * thread;
   const ap = ctl[s] >>> 0;
@@ -90,7 +96,8 @@ export function gemmThreadJob(
   const tile = ctl[s + 2] >>> 0;
   const bpStride = K * NR * 4; // one packed B panel holds all K rows
 
-  const icBlocks = Math.ceil(M / MC);
+  const icBlocks = rowBlocks;
+  const rowTiles = Math.ceil(M / MR);
   const jcBlocks = Math.ceil(N / NC);
   const perBatch = icBlocks * jcBlocks;
   let packedKey = -1; // which (batch entry, jc block) of B sits in this thread's bp
@@ -114,8 +121,9 @@ export function gemmThreadJob(
     const icIdx = rest - jcIdx * icBlocks;
     const jc = jcIdx * NC;
     const nc = Math.min(NC, N - jc);
-    const ic = icIdx * MC;
-    const mc = Math.min(MC, M - ic);
+    // block icIdx: tiles [icIdx*T/blocks, (icIdx+1)*T/blocks), at most the Ap scratch's rows
+    const ic = MR * Math.floor((icIdx * rowTiles) / rowBlocks);
+    const mc = Math.min(M, MR * Math.floor(((icIdx + 1) * rowTiles) / rowBlocks)) - ic;
     const aChunk = a + bi * aBs + ic * aRs;
     const cChunk = c + bi * cBs + ic * ldc + jc * 4;
     // B in place covers the whole NR-column panels; a last partial panel is always packed

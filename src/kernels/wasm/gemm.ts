@@ -301,20 +301,18 @@ function emitPack(m: ModuleBuilder, name: "gemm_pack_a" | "gemm_pack_b", width: 
   const panelBytes = f.local("i32");
   f.get(kc).i32(4 * width).op("i32.mul").set(panelBytes);
   f.i32(0).set(p).get(src).set(panelSrc);
-  f.block().get(lanes).op("i32.eqz").brIf(0).get(kc).op("i32.eqz").brIf(0);
+  if (width % 4 === 0) {
+    emitPackContiguousLanes(f, width, { src, lanes, kc, kStride, laneStride, dst, p, panelSrc, panelBytes });
+  }
+  // the panels left (all of them, or the partial last one after the pass above), one at a time
+  f.block().get(p).get(lanes).op("i32.ge_s").brIf(0).get(kc).op("i32.eqz").brIf(0);
   f.loop(); // panels
-  const vectorPath = width % 4 === 0;
-  if (vectorPath) {
-    // fast path: a full panel whose lanes are contiguous (stride 4 bytes) copies width/4 vectors
-    // per k (B in the NN form, A in the TN form)
-    f.get(laneStride).i32(4).op("i32.eq").get(lanes).get(p).op("i32.sub").i32(width).op("i32.ge_s");
+  // k contiguous along each lane (A in the NN/NT forms, B in the NT form): transpose in registers
+  const transposePath = width % 4 === 0;
+  if (transposePath) {
+    f.get(kStride).i32(4).op("i32.eq").get(lanes).get(p).op("i32.sub").i32(width).op("i32.ge_s");
     f.op("i32.and").if();
-    f.get(panelSrc).set(s).get(dst).set(d).get(kc).set(k);
-    f.loop();
-    for (let v = 0; v < width / 4; v++) f.get(d).get(s).simdMem("v128.load", 16 * v).simdMem("v128.store", 16 * v);
-    f.addTo(s, kStride).addTo(d, 4 * width);
-    f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
-    f.end();
+    emitPackTranspose(f, width, { panelSrc, laneStride, kc, dst });
     f.else();
   }
   f.i32(0).set(w);
@@ -338,9 +336,136 @@ function emitPack(m: ModuleBuilder, name: "gemm_pack_a" | "gemm_pack_b", width: 
   f.addTo(w, 1);
   f.get(w).i32(width).op("i32.lt_s").brIf(0);
   f.end();
-  if (vectorPath) f.end();
+  if (transposePath) f.end();
   f.addTo(dst, panelBytes).addTo(p, width);
   f.get(panelSrc).get(laneStride).i32(width).op("i32.mul").op("i32.add").set(panelSrc);
   f.get(p).get(lanes).op("i32.lt_s").brIf(0);
+  f.end().end();
+}
+
+/**
+ * Lanes contiguous in the source (stride 4 bytes: B in the NN form, A in the TN form): copies
+ * every full panel in passes over 4 k at a time, then points p, panelSrc and dst at the partial
+ * panel left, if any. Why this order: panel by panel (the obvious loop), the kc source rows
+ * touched (N*4 or M*4 bytes apart, often a multiple of 4 KiB) fall in one L1 set and are evicted
+ * before the next panel reads the neighbouring bytes of the same lines; one k at a time across
+ * all panels, the writes (panelBytes apart, same problem) each fill a fraction of a line. Four k
+ * across all panels reads 4 rows front to back and writes 64-128 contiguous bytes per panel.
+ */
+function emitPackContiguousLanes(
+  f: FunctionBuilder,
+  width: number,
+  r: {
+    src: Local;
+    lanes: Local;
+    kc: Local;
+    kStride: Local;
+    laneStride: Local;
+    dst: Local;
+    p: Local;
+    panelSrc: Local;
+    panelBytes: Local;
+  },
+): void {
+  const full = f.local("i32"); // full panels
+  const q = f.local("i32");
+  const k = f.local("i32");
+  const s = Array.from({ length: 4 }, () => f.local("i32")); // rows k..k+3, at panel q
+  const d = f.local("i32");
+  const rowSrc = f.local("i32");
+  const rowDst = f.local("i32");
+  const kBytes = 4 * width; // packed bytes per k
+  const copyRows = (rows: number): void => {
+    f.get(full).set(q).get(rowDst).set(d).get(rowSrc).set(s[0]);
+    for (let j = 1; j < rows; j++) f.get(s[j - 1]).get(r.kStride).op("i32.add").set(s[j]);
+    f.loop(); // full panels
+    for (let j = 0; j < rows; j++) {
+      for (let v = 0; v < width / 4; v++) {
+        f.get(d).get(s[j]).simdMem("v128.load", 16 * v).simdMem("v128.store", j * kBytes + 16 * v);
+      }
+    }
+    for (let j = 0; j < rows; j++) f.addTo(s[j], 4 * width);
+    f.addTo(d, r.panelBytes);
+    f.get(q).i32(1).op("i32.sub").tee(q).brIf(0);
+    f.end();
+    f.get(rowSrc).get(r.kStride).i32(rows).op("i32.mul").op("i32.add").set(rowSrc);
+    f.addTo(rowDst, rows * kBytes);
+  };
+  f.get(r.laneStride).i32(4).op("i32.eq").if();
+  f.get(r.lanes).i32(Math.log2(width)).op("i32.shr_u").set(full);
+  f.block().get(full).op("i32.eqz").brIf(0).get(r.kc).op("i32.eqz").brIf(0);
+  f.get(r.src).set(rowSrc).get(r.dst).set(rowDst);
+  f.get(r.kc).i32(2).op("i32.shr_u").set(k);
+  f.block().get(k).op("i32.eqz").brIf(0).loop(); // 4 k at a time
+  copyRows(4);
+  f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
+  f.end().end();
+  f.get(r.kc).i32(3).op("i32.and").set(k);
+  f.block().get(k).op("i32.eqz").brIf(0).loop(); // the kc % 4 trailing k
+  copyRows(1);
+  f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
+  f.end().end();
+  f.get(full).i32(width).op("i32.mul").set(r.p);
+  f.get(r.src).get(r.p).i32(4).op("i32.mul").op("i32.add").set(r.panelSrc);
+  f.get(r.dst).get(full).get(r.panelBytes).op("i32.mul").op("i32.add").set(r.dst);
+  f.end();
+  f.end();
+}
+
+/** Byte-lane indices of i8x16.shuffle selecting f32 lanes (0-3 first operand, 4-7 second). */
+function f32Lanes(lanes: readonly number[]): number[] {
+  return lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]);
+}
+
+/**
+ * Packs one full panel of `width` lanes (a multiple of 4) whose k runs contiguously along each
+ * lane (A row-major in the NN/NT forms; B in the NT form, B^T row-major): per 4 k and per group
+ * of 4 lanes, four 16-byte loads, a 4x4 transpose in registers (two rounds of shuffles) and four
+ * 16-byte stores, instead of 16 scalar copies. Why: a packed A block reused by few B panels
+ * (narrow NC: long K, column-split chunks on small M), or the transposed B of the lm_head
+ * forward, made the scalar copy a sizeable fraction of the multiply-adds. The last kc % 4
+ * values are copied one by one.
+ */
+function emitPackTranspose(
+  f: FunctionBuilder,
+  width: number,
+  { panelSrc, laneStride, kc, dst }: { panelSrc: Local; laneStride: Local; kc: Local; dst: Local },
+): void {
+  const src = Array.from({ length: width }, () => f.local("i32")); // lane w of the panel, at k
+  const v = Array.from({ length: 4 }, () => f.local("v128"));
+  const t = Array.from({ length: 4 }, () => f.local("v128"));
+  const d = f.local("i32");
+  const k = f.local("i32");
+  const kStep = 4 * width; // bytes of packed output per k
+  f.get(panelSrc).set(src[0]);
+  for (let w = 1; w < width; w++) f.get(src[w - 1]).get(laneStride).op("i32.add").set(src[w]);
+  f.get(dst).set(d);
+  f.get(kc).i32(2).op("i32.shr_u").set(k);
+  f.block().get(k).op("i32.eqz").brIf(0).loop();
+  for (let g = 0; g < width; g += 4) {
+    for (let r = 0; r < 4; r++) f.get(src[g + r]).simdMem("v128.load", 0).set(v[r]);
+    // lanes a, b, c, d -> t0 = a0 b0 a1 b1, t1 = a2 b2 a3 b3, t2 = c0 d0 c1 d1, t3 = c2 d2 c3 d3
+    f.get(v[0]).get(v[1]).shuffle(f32Lanes([0, 4, 1, 5])).set(t[0]);
+    f.get(v[0]).get(v[1]).shuffle(f32Lanes([2, 6, 3, 7])).set(t[1]);
+    f.get(v[2]).get(v[3]).shuffle(f32Lanes([0, 4, 1, 5])).set(t[2]);
+    f.get(v[2]).get(v[3]).shuffle(f32Lanes([2, 6, 3, 7])).set(t[3]);
+    // at k + i: (a_i, b_i, c_i, d_i), lanes g..g+3 of the packed row
+    const at = (i: number): number => kStep * i + 4 * g;
+    f.get(d).get(t[0]).get(t[2]).shuffle(f32Lanes([0, 1, 4, 5])).simdMem("v128.store", at(0));
+    f.get(d).get(t[0]).get(t[2]).shuffle(f32Lanes([2, 3, 6, 7])).simdMem("v128.store", at(1));
+    f.get(d).get(t[1]).get(t[3]).shuffle(f32Lanes([0, 1, 4, 5])).simdMem("v128.store", at(2));
+    f.get(d).get(t[1]).get(t[3]).shuffle(f32Lanes([2, 3, 6, 7])).simdMem("v128.store", at(3));
+  }
+  for (const sw of src) f.addTo(sw, 16);
+  f.addTo(d, 4 * kStep);
+  f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
+  f.end().end();
+  // the kc % 4 trailing k: one float per lane
+  f.get(kc).i32(3).op("i32.and").set(k);
+  f.block().get(k).op("i32.eqz").brIf(0).loop();
+  for (let w = 0; w < width; w++) f.get(d).get(src[w]).mem("i32.load").mem("i32.store", 4 * w);
+  for (const sw of src) f.addTo(sw, 4);
+  f.addTo(d, kStep);
+  f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
   f.end().end();
 }

@@ -58,9 +58,9 @@ const EW_PARALLEL_MIN = 65536;
 const PARALLEL_MIN_MACS = 1 << 18;
 /**
  * Cache blocking (Zen 4 / typical x86: 32 KiB L1d, 1 MiB L2). KC: inner-dim rows per macro-kernel
- * call (an NR x KC B panel is 8 KiB and stays in L1); MC: rows per chunk (an MC x KC A block,
- * 96 KiB, stays in L2); a thread packs a whole (K, NC) block of B at once into B_SCRATCH_FLOATS,
- * so NC = B_SCRATCH_FLOATS / K, at most NC_MAX. Measured on the bench machine: KC 256-384 and
+ * call (an NR x KC B panel is 8 KiB and stays in L1); MC: at most this many rows per chunk (an
+ * MC x KC A block, 96 KiB, stays in L2); a thread packs a whole (K, NC) block of B at once into
+ * B_SCRATCH_FLOATS, so NC = B_SCRATCH_FLOATS / K (K at most GEMM_K_SLICE), at most NC_MAX. Measured on the bench machine: KC 256-384 and
  * MC 64-192 are within noise of each other; MC 96 gives more chunks to balance threads; a 4 MiB
  * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread.
  */
@@ -68,8 +68,15 @@ const KC = 256;
 const MC_TARGET = 96;
 const NC_MAX = 2048;
 const B_SCRATCH_FLOATS = 1 << 20;
-/** Longer inner dims are cut into slices of this many (accumulated one after the other). */
-export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 32;
+/**
+ * Longer inner dims are cut into slices of this many (accumulated one after the other). Why not
+ * longer: a thread packs a whole (K slice, NC) block of B, so NC = B_SCRATCH_FLOATS / slice, and
+ * every packed A block is reused by only NC / NR B panels. With slices of 32768 a K = 32000
+ * product (the lm_head input gradient) ran with NC = 32, repacking all of A for every 32 columns
+ * (28 GFLOP/s on one thread). Slices of 4096 keep NC >= 256; the price is one more read of C
+ * per slice, small next to the 4096 multiply-adds per element of C that each slice does.
+ */
+export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
 /**
  * Packing pays when a packed block is reused many times. A block (MC x KC) is reused by N/NR B
  * panels: with fewer than PACK_A_MIN_N columns the micro-kernel reads A in place (4096x16x1024:
@@ -176,9 +183,17 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     const { m, n, k, batch } = d;
     const macs = batch * m * n * k;
     const nthreads = macs < PARALLEL_MIN_MACS ? 1 : threads;
+    // Row blocks: each at most the scratch's mc rows, cut on MR-row tile boundaries as evenly as
+    // possible (the driver spreads the tiles over the blocks), and on several threads a multiple
+    // of the thread count, so that no thread is left alone with the last block while the others
+    // idle (1024 rows in blocks of 96 are 11 blocks: 6 for one thread, 5 for the other, a 1.83x
+    // ceiling on 2 threads; 12 blocks of 84-88 rows split evenly)
+    const tiles = Math.ceil(m / mr);
+    let rowBlocks = Math.ceil(tiles / (mc / mr));
+    if (nthreads > 1 && batch === 1) rowBlocks = Math.min(tiles, Math.ceil(rowBlocks / nthreads) * nthreads);
     // NC: as wide as the scratch allows, but narrow enough for ~4 chunks per thread
     let nc = Math.min(NC_MAX, Math.floor(B_SCRATCH_FLOATS / k / GEMM_NR) * GEMM_NR);
-    const rowChunks = batch * Math.ceil(m / mc);
+    const rowChunks = batch * rowBlocks;
     if (nthreads > 1 && rowChunks < 4 * nthreads) {
       const colChunks = Math.ceil((4 * nthreads) / rowChunks);
       nc = Math.min(nc, Math.max(8 * GEMM_NR, Math.ceil(n / colChunks / GEMM_NR) * GEMM_NR));
@@ -204,14 +219,15 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     ctl[g + GEMM_ARG.cBs] = 4 * m * n;
     ctl[g + GEMM_ARG.beta] = d.accumulate ? 1 : 0;
     pool.ctlF32[g + GEMM_ARG.alpha] = d.alpha;
-    ctl[g + GEMM_ARG.mc] = mc;
+    ctl[g + GEMM_ARG.rowBlocks] = rowBlocks;
+    ctl[g + GEMM_ARG.mr] = mr;
     ctl[g + GEMM_ARG.kc] = KC;
     ctl[g + GEMM_ARG.nc] = nc;
     // packing an A block pays off only when many B panels reuse it
     ctl[g + GEMM_ARG.packA] = n >= PACK_A_MIN_N ? 1 : 0;
     // likewise B, when few row tiles reuse it and its rows are contiguous
     ctl[g + GEMM_ARG.packB] = st.bCs === 4 && m <= PACK_B_MAX_M ? 0 : 1;
-    const chunks = batch * Math.ceil(m / mc) * Math.ceil(n / nc);
+    const chunks = rowChunks * Math.ceil(n / nc);
     pool.run(OP_GEMM, nthreads, chunks);
   }
 

@@ -11,10 +11,12 @@
 //          can claim only with a compare-exchange that still finds sequence s, unlocked).
 //   caller: CLAIM = (s+1, LOCKED) -> write args, OP, CHUNKS, NTHREADS; FINISHED = 0
 //           -> CLAIM = (s+1, 0) -> GEN += 1 (notify if a worker is parked) -> claim and run
-//           chunks itself -> spin until FINISHED == CHUNKS -> throw if ERROR != 0.
+//           chunks itself -> spin (then sleep, see run()) until FINISHED == CHUNKS -> throw if
+//           ERROR != 0.
 //   worker: spin on GEN (for spinMs, then park in Atomics.wait(GEN)); on a change, read CLAIM
 //           and the args, then claim (compare-exchange) and run chunks until none is left,
-//           adding 1 to FINISHED after each (also after an error, which it records in ERROR).
+//           adding 1 to FINISHED after each (also after an error, which it records in ERROR),
+//           and notifying FINISHED when the caller sleeps on it (CALLER_WAITING).
 // Job functions are shipped to workers as source text (Function.prototype.toString), so each
 // must be self-contained (see gemm-driver.ts). One pool per Heap at a time (guarded by LOCK).
 
@@ -31,6 +33,8 @@ export const CONTROL = {
   error: 5,
   sleeping: 6,
   chunks: 7,
+  /** 1 while the caller sleeps in Atomics.wait(FINISHED) for the last chunks (see run()) */
+  callerWaiting: 9,
   /** BigInt64 index of the CLAIM word (i32 slots 16 and 17) */
   claim64: 8,
   /** first job argument slot; job arguments may use the slots up to `scratch` */
@@ -43,6 +47,19 @@ const CONTROL_INTS = RESERVED_BYTES / 4;
 /** The control block holds scratch slots for at most this many threads. */
 export const MAX_THREADS = 256;
 const OP_EXIT = -1;
+/** How long the caller spins for the other threads' last chunks before it sleeps (ms). */
+const CALLER_SPIN_MS = 0.5;
+/** The bound on one such sleep (ms). */
+const CALLER_WAIT_MS = 1;
+/** Whether this thread may block in Atomics.wait (not a browser's main thread): else it spins. */
+const CALLER_CAN_WAIT = ((): boolean => {
+  try {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 1, 0); // "not-equal" at once
+    return true;
+  } catch {
+    return false;
+  }
+})();
 /** Chunk index meaning "arguments being written". */
 const LOCKED = 0xffffffffn;
 
@@ -119,6 +136,7 @@ function workerMain(
       };
       const finish = (): void => {
         Atomics.add(ctl, L.finished, 1);
+        if (Atomics.load(ctl, L.callerWaiting) !== 0) Atomics.notify(ctl, L.finished);
       };
       try {
         jobs[op - 1](ex, ctl, ctlF32, L, init.thread, claim, finish);
@@ -269,8 +287,22 @@ export class ThreadPool {
     } catch (err) {
       failure = err;
     }
-    while (Atomics.load(ctl, CONTROL.finished) < chunks) {
-      // spin: the other threads are finishing their last chunks
+    // The other threads are finishing their last chunks: spin for a while (they usually end
+    // within a chunk's time), then sleep in Atomics.wait until a worker's finish() notifies.
+    // Why sleep: on a machine whose cores are busy with other work, a worker holding the last
+    // chunk may be waiting for a core; a caller spinning on its own core delays it by a whole
+    // scheduler time slice (2-thread GEMMs ran slower than 1-thread ones). No wake-up is lost:
+    // a finish() before the flag store changes FINISHED, so the wait returns at once; the
+    // timeout is only a safety bound.
+    const spinUntil = performance.now() + CALLER_SPIN_MS;
+    let spins = 0;
+    for (;;) {
+      const done = Atomics.load(ctl, CONTROL.finished);
+      if (done >= chunks) break;
+      if (!CALLER_CAN_WAIT || (++spins & 0xff) !== 0 || performance.now() < spinUntil) continue;
+      Atomics.store(ctl, CONTROL.callerWaiting, 1);
+      Atomics.wait(ctl, CONTROL.finished, done, CALLER_WAIT_MS);
+      Atomics.store(ctl, CONTROL.callerWaiting, 0);
     }
     if (failure !== null) throw failure;
     const bad = Atomics.load(ctl, CONTROL.error);
