@@ -1,7 +1,6 @@
 // The demo's downstream task: GSM8K-style arithmetic word problems with "#### answer" targets,
-// generated deterministically from a seed. The same generator as scripts/demo/make-arith-task.mjs
-// (same PRNG, same draws, byte-identical rows; test/demo/arith-task.test.ts checks it), here so the
-// `loraga demo` command can make its data inside the package.
+// generated deterministically from a seed, inside the package so that `loraga demo` can make its
+// data; scripts/demo/make-arith-task.mjs writes the same rows to files.
 // Rows: {"prompt": "Mia has 12 apples. ... How many apples does Mia have now?\nAnswer:",
 //        "completion": " 12 + 5 = 17. #### 17"}
 // One or two operations on small numbers (answers never negative); all prompts distinct, so the
