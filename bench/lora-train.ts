@@ -5,6 +5,8 @@
 // Memory flatness: a small model (2 layers, hidden 128) trains 1,000 steps and the engine's bytes
 // in use and the process RSS are compared between step 10 and step 1,000.
 // --quick: 2 layers, batch 2 x 128, 3 timed steps; 200 steps for the flatness check.
+// Also: a step's GEMM FLOPs at the machine's measured wasm FMA peak (wasm-peak.ts), the most
+// tokens/s any wasm engine could reach, as a ratio to PyTorch's.
 
 import { createKernels } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/kernels.js";
@@ -18,8 +20,10 @@ import { Heap } from "../src/tensor/heap.js";
 import { FixedBatches } from "../src/train/data-order.js";
 import { loraTrainableOf, train } from "../src/train/trainer.js";
 import { Rng } from "../src/util/random.js";
+import { meterMatmul } from "./matmul-meter.js";
 import type { Reporter } from "./report.js";
 import { runTorchSide } from "./torch-side.js";
+import { measureWasmPeak } from "./wasm-peak.js";
 
 const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
 
@@ -52,9 +56,14 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
       const data = new FixedBatches(randomBatches(vocab, 2, B, T));
       reporter.note(`LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; wasm, ${threads} threads`);
       await train(model, trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
+      const meter = meterMatmul(kernels);
       const t0 = performance.now();
       await train(model, trainable, data, { steps, lr: 1e-4 });
       const stepS = (performance.now() - t0) / 1000 / steps;
+      meter.restore();
+      const gemmFlops = meter.flops() / steps;
+      const peak = await measureWasmPeak(threads);
+      const boundTokensPerS = (B * T) / (gemmFlops / (peak.gflopsAll * 1e9));
       const torch = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps]);
       const tokensPerS = (B * T) / stepS;
       reporter.record({
@@ -70,6 +79,11 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
         peak_memory: heap.peakBytes,
         torch_tokens_per_s: torch.result?.tokens_per_s ?? null,
         vs_torch: torch.result === null ? null : tokensPerS / torch.result.tokens_per_s,
+        gemm_share: meter.ms() / steps / 1000 / stepS,
+        gemm_gflop: gemmFlops / 1e9,
+        wasm_peak_gflops: peak.gflopsAll,
+        bound_tokens_per_s: boundTokensPerS,
+        bound_vs_torch: torch.result === null ? null : boundTokensPerS / torch.result.tokens_per_s,
       });
       if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
       model.dispose();

@@ -1,6 +1,8 @@
 // Training-step benchmark: forward + backward of a random Llama (no weight gradients, activation
 // gradients on, as in LoRA training where only adapters learn) with the wasm kernels on all
 // threads; tokens/s and the share of the step spent in GEMM (kernels.matmul wrapped with a timer).
+// Also the step's GEMM FLOPs divided by the machine's measured wasm SIMD128 FMA peak
+// (wasm-peak.ts): the fastest any wasm engine could do this step, as a ratio to PyTorch too.
 // PyTorch CPU on the same config runs side by side via bench/train_step_torch.py when python3 and
 // torch are installed (skipped with a note otherwise), and the ratio is printed.
 //
@@ -13,7 +15,6 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type LlamaFamilyConfig, parseModelConfig } from "../src/io/hf-config.js";
 import { createKernels } from "../src/kernels/index.js";
-import type { Kernels } from "../src/kernels/kernels.js";
 import type { CheckpointSource } from "../src/models/common.js";
 import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
 import type { Batch } from "../src/models/model.js";
@@ -21,7 +22,9 @@ import { cpuCount } from "../src/platform/threads.js";
 import { Heap } from "../src/tensor/heap.js";
 import type { Tensor } from "../src/tensor/tensor.js";
 import { Rng } from "../src/util/random.js";
+import { meterMatmul } from "./matmul-meter.js";
 import type { Reporter } from "./report.js";
+import { measureWasmPeak } from "./wasm-peak.js";
 
 interface Shape {
   layers: number;
@@ -66,27 +69,6 @@ function randomBatch(vocab: number, B: number, T: number, seed: number): Batch {
   return { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
 }
 
-/** Wraps kernels.matmul to add its wall time to a counter; returns a reader and a restorer. */
-function timeMatmul(kernels: Kernels): { ms: () => number; reset: () => void; restore: () => void } {
-  const original = kernels.matmul;
-  let total = 0;
-  const timed: Kernels["matmul"] = (...args) => {
-    const t0 = performance.now();
-    original.apply(kernels, args);
-    total += performance.now() - t0;
-  };
-  (kernels as { matmul: Kernels["matmul"] }).matmul = timed;
-  return {
-    ms: () => total,
-    reset: () => {
-      total = 0;
-    },
-    restore: () => {
-      (kernels as { matmul: Kernels["matmul"] }).matmul = original;
-    },
-  };
-}
-
 interface TorchResult {
   step_ms: number;
   tokens_per_s: number;
@@ -126,15 +108,15 @@ export async function trainStepSuite(reporter: Reporter, options: { quick: boole
   const model = await createLlama(config, randomCheckpoint(config, 1), kernels, "(random)");
   const batch = randomBatch(config.vocab_size, shape.batch, shape.seq, 2);
   const tokens = shape.batch * shape.seq;
-  const timer = timeMatmul(kernels);
+  const timer = meterMatmul(kernels);
   try {
     model.lossAndGrads(batch); // warm-up (plans the activations)
-    const steps: { ms: number; gemm: number }[] = [];
+    const steps: { ms: number; gemm: number; flops: number }[] = [];
     for (let r = 0; r < reps; r++) {
       timer.reset();
       const t0 = performance.now();
       model.lossAndGrads(batch);
-      steps.push({ ms: performance.now() - t0, gemm: timer.ms() });
+      steps.push({ ms: performance.now() - t0, gemm: timer.ms(), flops: timer.flops() });
     }
     steps.sort((a, b) => a.ms - b.ms);
     const median = steps[Math.floor(steps.length / 2)];
@@ -145,7 +127,20 @@ export async function trainStepSuite(reporter: Reporter, options: { quick: boole
       step_ms: median.ms,
       tokens_per_s: ours,
       gemm_share: median.gemm / median.ms,
+      gemm_gflops: median.flops / median.gemm / 1e6,
       heap_mib: heap.peakBytes / 2 ** 20,
+    });
+    // the GEMM FLOPs alone, at the measured wasm FMA peak: no wasm engine can do the step faster
+    const peak = await measureWasmPeak(threads);
+    const boundMs = median.flops / (peak.gflopsAll * 1e6);
+    reporter.record({
+      bound: "gemm_flops_at_wasm_peak",
+      gemm_gflop: median.flops / 1e9,
+      wasm_peak_gflops: peak.gflopsAll,
+      wasm_peak_gflops_1thread: peak.gflops1,
+      relaxed: peak.relaxed,
+      bound_step_ms: boundMs,
+      bound_tokens_per_s: tokens / (boundMs / 1000),
     });
     const torch = runTorch(shape, reps);
     if (typeof torch === "string") {
@@ -153,7 +148,10 @@ export async function trainStepSuite(reporter: Reporter, options: { quick: boole
       return;
     }
     reporter.record({ impl: "pytorch-cpu", threads: torch.threads, step_ms: torch.step_ms, tokens_per_s: torch.tokens_per_s });
-    reporter.record({ ratio_loraga_over_torch: ours / torch.tokens_per_s });
+    reporter.record({
+      ratio_loraga_over_torch: ours / torch.tokens_per_s,
+      bound_ratio_over_torch: tokens / (boundMs / 1000) / torch.tokens_per_s,
+    });
   } finally {
     timer.restore();
     model.dispose();

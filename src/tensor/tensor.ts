@@ -60,7 +60,10 @@ export class Tensor {
 
   /** A copy of an f32 tensor's values, independent of the heap. */
   toArray(): Float32Array {
-    return this.f32().slice();
+    // new + set: TypedArray.slice() on shared memory takes V8's slow path (2.4x slower here)
+    const out = new Float32Array(this.size);
+    out.set(this.f32());
+    return out;
   }
 
   /**
@@ -87,7 +90,10 @@ export class Tensor {
   }
 
   fill(value: number): this {
-    if (value === 0) this.u8().fill(0);
+    if (value === 0) {
+      this.checkLive();
+      this.heap.zero(this.ptr, this.byteLength);
+    }
     else if (this.dtype === "f32") this.f32().fill(value);
     else if (this.dtype === "i32") this.i32().fill(value);
     else throw new Error(`fill(${value}) is only defined for f32 and i32 tensors`);

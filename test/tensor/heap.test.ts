@@ -77,4 +77,20 @@ describe("Heap", () => {
     expect(() => u.f32()).toThrow(/use of disposed Tensor\(f32, \[2, 3\]\)/);
     expect(() => t.i32()).toThrow(/is not i32/);
   });
+
+  test("zero clears exactly the given byte range (also after growth) and rejects ranges outside memory", () => {
+    const heap = new Heap({ initialBytes: RESERVED_BYTES + 65536 });
+    const t = heap.fromArray(Float32Array.from({ length: 64 }, (_, i) => i + 1));
+    heap.zero(t.ptr + 8, 16); // elements 2..5
+    expect([...t.f32().subarray(0, 8)]).toEqual([1, 2, 0, 0, 0, 0, 7, 8]);
+    const big = heap.alloc(4 * 65536); // forces growth: the zeroing module must see the new pages
+    new Uint8Array(heap.buffer, big, 4 * 65536).fill(7);
+    heap.zero(big + 3, 4 * 65536 - 6);
+    const bytes = new Uint8Array(heap.buffer, big, 4 * 65536);
+    expect([bytes[0], bytes[2], bytes[3], bytes[4 * 65536 - 4], bytes[4 * 65536 - 3], bytes[4 * 65536 - 1]]).toEqual([7, 7, 0, 0, 7, 7]);
+    t.fill(0);
+    expect(t.f32().every((x) => x === 0)).toBe(true);
+    expect(() => heap.zero(heap.byteLength - 4, 8)).toThrow(/outside the \d+-byte memory/);
+    expect(() => heap.zero(-1, 4)).toThrow(RangeError);
+  });
 });
