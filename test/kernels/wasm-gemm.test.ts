@@ -69,6 +69,8 @@ const shapes2d: [number, number, number][] = [
   [45, 70, 258], // register-transposed packing of A (NN/NT) and B (NT): kc % 4 = 2 in the last KC block
   [36, 80, 39], // kc % 4 = 3
   [5, 300, GEMM_K_SLICE + 7], // wide N with a long K: several K slices, each with several NC blocks
+  [96, 64, 256], // an A block that fills the packing scratch exactly (6-row panels store past it)
+  [192, 64, 512],
 ];
 
 function check(kernels: Kernels, ref: Kernels, heap: Heap, c: Case, seed: number): void {

@@ -50,6 +50,7 @@ export const Op = {
   "i32.add": 0x6a,
   "i32.sub": 0x6b,
   "i32.mul": 0x6c,
+  "i32.rem_u": 0x70,
   "i32.and": 0x71,
   "i32.or": 0x72,
   "i32.shl": 0x74,
@@ -58,8 +59,10 @@ export const Op = {
   "f32.sub": 0x93,
   "f32.mul": 0x94,
   "f64.add": 0xa0,
+  "f64.sub": 0xa1,
   "f64.mul": 0xa2,
   "f64.div": 0xa3,
+  "f64.sqrt": 0x9f,
   "f32.demote_f64": 0xb6,
   "f64.promote_f32": 0xbb,
 } as const;
@@ -304,6 +307,12 @@ export class FunctionBuilder {
   call(functionIndex: number): this {
     this.code.push(Op.call);
     unsignedLeb(functionIndex, this.code);
+    return this;
+  }
+
+  /** memory.fill (bulk memory, 0xfc 11) on memory 0: pops (dst, byte value, length). */
+  memoryFill(): this {
+    this.code.push(0xfc, 0x0b, 0x00);
     return this;
   }
 

@@ -33,7 +33,7 @@ export const GEMM_ARG = {
   bBs: 13,
   cBs: 14,
   beta: 15,
-  /** f32 slot */
+  /** f32 slot (the driver reads its bits as an i32) */
   alpha: 16,
   /** row blocks per batch entry; block i holds MR-row tiles [i*T/blocks, (i+1)*T/blocks) of T */
   rowBlocks: 17,
@@ -43,7 +43,7 @@ export const GEMM_ARG = {
   packA: 20,
   /** 1: pack B blocks; 0: the micro-kernel reads whole B panels in place (needs bCs == 4) */
   packB: 21,
-  /** rows of the register tile */
+  /** rows of the register tile: selects the gemm_*_r<MR> functions (gemm.ts) */
   mr: 22,
 } as const;
 
@@ -82,13 +82,16 @@ export function gemmThreadJob(
   const bBs = ctl[g + 13] >>> 0;
   const cBs = ctl[g + 14] >>> 0;
   const beta = ctl[g + 15];
-  const alpha = ctlF32[g + 16];
+  // alpha goes to the kernels as its f32 bit pattern (an i32: see gemm.ts, register budget)
+  const alpha = ctl[g + 16];
   const rowBlocks = ctl[g + 17];
   const KC = ctl[g + 18];
   const NC = ctl[g + 19];
   const packA = ctl[g + 20] !== 0;
   const packB = ctl[g + 21] !== 0;
   const MR = ctl[g + 22];
+  const packABlock = ex[`gemm_pack_a_r${MR}`];
+  const macro = ex[`gemm_macro_r${MR}`];
   const NR = 8;
   const s = layout.scratch + 4 * thread;
   const ap = ctl[s] >>> 0;
@@ -141,19 +144,19 @@ export function gemmThreadJob(
       let aRsNow = aRs;
       let aKsNow = aCs;
       if (packA) {
-        ex.gemm_pack_a(aBlock, aRs, aCs, mc, kc, ap);
+        packABlock(aBlock, aRs, aCs, mc, kc, ap);
         aBlock = ap;
         aRsNow = 0;
         aKsNow = 0;
       }
       if (ncInPlace > 0) {
         const bBlock = b + bi * bBs + pc * bRs + jc * bCs;
-        ex.gemm_macro(mc, ncInPlace, kc, aBlock, aRsNow, aKsNow, bBlock, bRs, NR * 4, cChunk, ldc, alpha, betaNow, tile);
+        macro(mc, ncInPlace, kc, aBlock, aRsNow, aKsNow, bBlock, bRs, NR * 4, cChunk, ldc, alpha, betaNow, tile);
       }
       if (ncPacked > 0) {
         const cPart = cChunk + ncInPlace * 4;
         const bBlock = bp + pc * NR * 4;
-        ex.gemm_macro(mc, ncPacked, kc, aBlock, aRsNow, aKsNow, bBlock, NR * 4, bpStride, cPart, ldc, alpha, betaNow, tile);
+        macro(mc, ncPacked, kc, aBlock, aRsNow, aKsNow, bBlock, NR * 4, bpStride, cPart, ldc, alpha, betaNow, tile);
       }
     }
   }

@@ -9,12 +9,27 @@
 //   A block (mc, kc) -> panels of MR rows:  Ap[p][k][r] = A[p*MR + r, k]     (ceil(mc/MR), kc, MR)
 //   B block (kc, nc) -> panels of NR cols:  Bp[q][k][j] = B[k, q*NR + j]     (ceil(nc/NR), kc, NR)
 // The micro-kernel keeps an MR x NR tile of C in MR*NR/4 v128 registers and, per k, broadcasts
-// MR values of A against two vectors of B (an outer product). Register budget: V8 (x64) allocates
-// xmm0-14, and its scheduler issues all of an iteration's loads (the MR broadcasts and 2 B
-// vectors) before the arithmetic, so MR broadcasts + 2 + 2*MR accumulators must fit: MR = 4
-// (14 registers). With MR = 5 or 6 V8 spills accumulators, which puts a store-to-load round trip
-// on every FMA chain (measured: 26 GFLOP/s instead of 54). A 5 x 8 tile that loads rows 0-3 as
-// one vector and broadcasts lanes with shuffles also fits, but measured no faster than 4 x 8.
+// MR values of A against two vectors of B (an outer product). Register budget: V8 (Node 20,
+// V8 11.3, x64) allocates xmm0-14 (xmm15 is its scratch). Two things decide whether a tile fits
+// (read with `node --experimental-wasm-relaxed-simd --no-liftoff --print-wasm-code`):
+//  - nothing else may live in an xmm register across the k loop. alpha passed as an f32 param
+//    sits in an xmm register for the whole loop, so it arrives as its f32 bit pattern in an i32
+//    (a GPR) and is splatted with i32x4.splat after the loop;
+//  - the order V8's scheduler gives the loop body depends on how the accumulators are used
+//    after the loop: with the epilogue walking rows 0..MR-1 it issued all MR broadcasts before
+//    the FMAs (MR + 2 + 2*MR registers), with rows MR-1..0 it keeps each broadcast next to its
+//    two FMAs, reusing one register (1 + 2 + 2*MR).
+// So MR = 6 with relaxed_madd (12 accumulators + 2 B vectors + 1 broadcast = 15 registers), and
+// MR = 5 with plain mul + add (which needs one more temporary). Measured (Zen 4 EPYC, ~59 GFLOP/s
+// 128-bit FMA ceiling per core; micro-kernel alone, kc 256, data in L1): 4 x 8 53.6, 6 x 8 57.8,
+// 5 x 8 with broadcasts by lane shuffles of one A vector 57.4, 3 x 12 53.6, 2 x 16 53.3 GFLOP/s;
+// 6 x 8 spilling (f32 alpha live, or rows 0..MR-1 epilogue) 25; unrolled by 2 (4 x 8, 3 x 12)
+// 26-29 (spills); plain SIMD 4 x 8 42.3, 5 x 8 47.2, 6 x 8 26 (spills). Whole GEMM, one thread,
+// 1024^3: 4 x 8 50.8 -> 6 x 8 55.3 GFLOP/s (relaxed), 40 -> 45 (plain). The module also carries
+// a 4 x 8 set, which the host picks for few rows or a tiny inner dim (index.ts, pickTileRows).
+// A 6-lane A panel is packed with vector loads too (transpose: 4 lanes + a pair stored with
+// overlapping 16-byte stores; contiguous: 16 + 8 bytes per k); with a scalar copy instead the
+// 6 x 8 tile lost its gain on products with few B panels per A block (1024x64x1024 x 8: 37 vs 45).
 //
 // Strides are in BYTES everywhere in this file (rs: to the next row, cs: to the next column).
 
@@ -25,54 +40,73 @@ export const GEMM_NR = 8;
 export interface GemmCodegenOptions {
   /** Use f32x4.relaxed_madd (fused or not, as the hardware prefers). */
   relaxed: boolean;
-  /** Rows of the register tile (4: see the register budget below). */
-  mr: number;
+  /**
+   * Rows of the register tiles to emit (one set of micro-kernels, macro-kernel and A packing per
+   * value, names suffixed _r<MR>): 6 with relaxed, 5 without (see the register budget above),
+   * plus 4 for products with few rows (tile rows past M are wasted work).
+   */
+  mrs: readonly number[];
 }
 
-/** Names of the exported GEMM functions (see emitGemm). */
+type MacroKernel = (
+  mc: number,
+  nc: number,
+  kc: number,
+  a: number,
+  aRs: number,
+  aKs: number,
+  bp: number,
+  bKs: number,
+  bpStride: number,
+  c: number,
+  ldc: number,
+  alpha: number,
+  beta: number,
+  tile: number,
+) => void;
+type PackA = (src: number, rs: number, cs: number, mc: number, kc: number, dst: number) => void;
+
+/**
+ * Names of the exported GEMM functions (see emitGemm). alpha (macro- and micro-kernels): the
+ * f32's bit pattern as an i32 (see the header). Also exported, unused from JS: gemm_micro_r<MR>
+ * (kc, ap, bp, c, ldcBytes, alpha, beta), one full MR x NR tile C = alpha*Ap.Bp (+ C if beta).
+ */
 export interface GemmExports {
-  /** (kc, ap, bp, c, ldcBytes, alpha, beta) full MR x NR tile: C = alpha*Ap.Bp (+ C if beta). */
-  gemm_micro(kc: number, ap: number, bp: number, c: number, ldc: number, alpha: number, beta: number): void;
   /**
    * (mc, nc, kc, a, aRs, aKs, b, bKs, bpStride, c, ldcBytes, alpha, beta, tile): C block (mc, nc)
    * from A either packed (aRs = 0: MR-row panels at a) or read in place (row i at a + i*aRs, aKs
    * bytes per k), and B panels bpStride bytes apart, NR floats per k, bKs bytes apart (NR*4 when
    * packed; in place the caller guarantees whole panels).
    */
-  gemm_macro(
-    mc: number,
-    nc: number,
-    kc: number,
-    a: number,
-    aRs: number,
-    aKs: number,
-    bp: number,
-    bKs: number,
-    bpStride: number,
-    c: number,
-    ldc: number,
-    alpha: number,
-    beta: number,
-    tile: number,
-  ): void;
-  /** (src, rsBytes, csBytes, mc, kc, dst) packs an (mc, kc) block of A into MR-row panels. */
-  gemm_pack_a(src: number, rs: number, cs: number, mc: number, kc: number, dst: number): void;
+  [name: `gemm_macro_r${number}`]: MacroKernel;
+  /**
+   * (src, rsBytes, csBytes, mc, kc, dst) packs an (mc, kc) block of A into MR-row panels. With
+   * MR % 4 == 2 it may write up to 8 bytes past the packed block: dst needs that much slack.
+   */
+  [name: `gemm_pack_a_r${number}`]: PackA;
   /** (src, rsBytes, csBytes, kc, nc, dst) packs a (kc, nc) block of B into NR-column panels. */
   gemm_pack_b(src: number, rs: number, cs: number, kc: number, nc: number, dst: number): void;
 }
 
-/** Emits gemm_micro, gemm_macro, gemm_pack_a and gemm_pack_b into `m`. */
-export function emitGemm(m: ModuleBuilder, options: GemmCodegenOptions): void {
-  const micro = emitMicro(m, options);
-  const microA = emitMicroStridedA(m, options);
+/** Emits gemm_{micro,micro_a,macro,pack_a}_r<MR> for every MR of options.mrs, and gemm_pack_b. */
+export function emitGemm(m: ModuleBuilder, { relaxed, mrs }: GemmCodegenOptions): void {
   const edge = emitEdgeCopy(m);
-  emitMacro(m, options.mr, m.indexOf(micro), m.indexOf(microA), m.indexOf(edge));
-  emitPack(m, "gemm_pack_a", options.mr);
-  emitPack(m, "gemm_pack_b", GEMM_NR);
+  for (const mr of mrs) {
+    const micro = emitMicro(m, { relaxed, mr });
+    const microA = emitMicroStridedA(m, { relaxed, mr });
+    emitMacro(m, mr, m.indexOf(micro), m.indexOf(microA), m.indexOf(edge));
+    emitPack(m, `gemm_pack_a_r${mr}`, true, mr);
+  }
+  emitPack(m, "gemm_pack_b", false, GEMM_NR);
 }
 
-function emitMicro(m: ModuleBuilder, { relaxed, mr }: GemmCodegenOptions): FunctionBuilder {
-  const f = m.func("gemm_micro", ["i32", "i32", "i32", "i32", "i32", "f32", "i32"], []);
+interface TileOptions {
+  relaxed: boolean;
+  mr: number;
+}
+
+function emitMicro(m: ModuleBuilder, { relaxed, mr }: TileOptions): FunctionBuilder {
+  const f = m.func(`gemm_micro_r${mr}`, ["i32", "i32", "i32", "i32", "i32", "i32", "i32"], []);
   const [kc, ap, bp, c, ldc, alpha, beta] = f.params;
   const acc = Array.from({ length: mr }, () => [f.local("v128"), f.local("v128")]);
   const b0 = f.local("v128");
@@ -110,10 +144,10 @@ function emitMicro(m: ModuleBuilder, { relaxed, mr }: GemmCodegenOptions): Funct
  * are garbage the caller drops). Used when an A block is reused by too few B panels to repay
  * packing it (skinny N).
  */
-function emitMicroStridedA(m: ModuleBuilder, { relaxed, mr }: GemmCodegenOptions): FunctionBuilder {
+function emitMicroStridedA(m: ModuleBuilder, { relaxed, mr }: TileOptions): FunctionBuilder {
   const f = m.func(
-    "gemm_micro_a",
-    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f32", "i32"],
+    `gemm_micro_a_r${mr}`,
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"],
     [],
   );
   const [kc, a, aRs, aKs, rows, bp, bKs, c, ldc, alpha, beta] = f.params;
@@ -154,7 +188,7 @@ function emitMicroStridedA(m: ModuleBuilder, { relaxed, mr }: GemmCodegenOptions
 /** C = alpha * acc (+ C when beta != 0), an MR x NR tile at c with row stride ldc bytes. */
 function emitEpilogue(
   f: FunctionBuilder,
-  { relaxed, mr }: GemmCodegenOptions,
+  { relaxed, mr }: TileOptions,
   acc: Local[][],
   t: Local,
   row: Local,
@@ -163,12 +197,13 @@ function emitEpilogue(
   alpha: Local,
   beta: Local,
 ): void {
-  f.get(alpha).simd("f32x4.splat").set(t);
+  f.get(alpha).simd("i32x4.splat").set(t); // alpha arrives as its f32 bit pattern (see header)
   for (const withBeta of [true, false]) {
     if (withBeta) f.get(beta).if();
     else f.else();
-    f.get(c).set(row);
-    for (let r = 0; r < mr; r++) {
+    // last row first: see the header (V8 then keeps the loop's loads next to their FMAs)
+    f.get(c).get(ldc).i32(mr - 1).op("i32.mul").op("i32.add").set(row);
+    for (let r = mr - 1; r >= 0; r--) {
       for (let h = 0; h < 2; h++) {
         f.get(row);
         if (withBeta) {
@@ -183,7 +218,7 @@ function emitEpilogue(
         }
         f.simdMem("v128.store", 16 * h);
       }
-      if (r < mr - 1) f.addTo(row, ldc);
+      if (r > 0) f.get(row).get(ldc).op("i32.sub").set(row);
     }
   }
   f.end();
@@ -214,8 +249,8 @@ function emitEdgeCopy(m: ModuleBuilder): FunctionBuilder {
 
 function emitMacro(m: ModuleBuilder, mr: number, microIndex: number, microAIndex: number, edgeIndex: number): void {
   const f = m.func(
-    "gemm_macro",
-    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f32", "i32", "i32"],
+    `gemm_macro_r${mr}`,
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"],
     [],
   );
   const [mc, nc, kc, ap, aRs, aKs, bp, bKs, bpStride, c, ldc, alpha, beta, tile] = f.params;
@@ -283,9 +318,8 @@ function emitMacro(m: ModuleBuilder, mr: number, microIndex: number, microAIndex
  * caller passes (laneStride, kStride) in bytes. Signature (src, rs, cs, ...) follows the matrix:
  * for A, lanes run along rs and k along cs; for B, k runs along rs and lanes along cs.
  */
-function emitPack(m: ModuleBuilder, name: "gemm_pack_a" | "gemm_pack_b", width: number): void {
+function emitPack(m: ModuleBuilder, name: string, isA: boolean, width: number): void {
   const f = m.func(name, ["i32", "i32", "i32", "i32", "i32", "i32"], []);
-  const isA = name === "gemm_pack_a";
   const [src, rs, cs, d0, d1, dst] = f.params;
   // A: (mc, kc) = (d0, d1), lanes along rs, k along cs.  B: (kc, nc) = (d0, d1), k along rs.
   const lanes = isA ? d0 : d1;
@@ -301,14 +335,16 @@ function emitPack(m: ModuleBuilder, name: "gemm_pack_a" | "gemm_pack_b", width: 
   const panelBytes = f.local("i32");
   f.get(kc).i32(4 * width).op("i32.mul").set(panelBytes);
   f.i32(0).set(p).get(src).set(panelSrc);
-  if (width % 4 === 0) {
+  // vector paths for widths of 4 lanes plus at most 2 (MR 4, 5, 6; NR 8)
+  const vectorPaths = width >= 4 && width % 4 <= 2;
+  if (vectorPaths) {
     emitPackContiguousLanes(f, width, { src, lanes, kc, kStride, laneStride, dst, p, panelSrc, panelBytes });
   }
   // the panels left (all of them, or the partial last one after the pass above), one at a time
   f.block().get(p).get(lanes).op("i32.ge_s").brIf(0).get(kc).op("i32.eqz").brIf(0);
   f.loop(); // panels
   // k contiguous along each lane (A in the NN/NT forms, B in the NT form): transpose in registers
-  const transposePath = width % 4 === 0;
+  const transposePath = vectorPaths;
   if (transposePath) {
     f.get(kStride).i32(4).op("i32.eq").get(lanes).get(p).op("i32.sub").i32(width).op("i32.ge_s");
     f.op("i32.and").if();
@@ -367,7 +403,7 @@ function emitPackContiguousLanes(
     panelBytes: Local;
   },
 ): void {
-  const full = f.local("i32"); // full panels
+  const full = f.local("i32"); // lanes in full panels (a multiple of width)
   const q = f.local("i32");
   const k = f.local("i32");
   const s = Array.from({ length: 4 }, () => f.local("i32")); // rows k..k+3, at panel q
@@ -380,19 +416,24 @@ function emitPackContiguousLanes(
     for (let j = 1; j < rows; j++) f.get(s[j - 1]).get(r.kStride).op("i32.add").set(s[j]);
     f.loop(); // full panels
     for (let j = 0; j < rows; j++) {
-      for (let v = 0; v < width / 4; v++) {
+      for (let v = 0; v < Math.floor(width / 4); v++) {
         f.get(d).get(s[j]).simdMem("v128.load", 16 * v).simdMem("v128.store", j * kBytes + 16 * v);
       }
+      // the last width % 4 lanes: one i32, or two as one f64 (loads and stores keep the bits)
+      const tail = 16 * Math.floor(width / 4);
+      if (width % 4 === 1) f.get(d).get(s[j]).mem("i32.load", tail).mem("i32.store", j * kBytes + tail);
+      if (width % 4 === 2) f.get(d).get(s[j]).mem("f64.load", tail).mem("f64.store", j * kBytes + tail);
     }
     for (let j = 0; j < rows; j++) f.addTo(s[j], 4 * width);
     f.addTo(d, r.panelBytes);
-    f.get(q).i32(1).op("i32.sub").tee(q).brIf(0);
+    f.get(q).i32(width).op("i32.sub").tee(q).brIf(0);
     f.end();
     f.get(rowSrc).get(r.kStride).i32(rows).op("i32.mul").op("i32.add").set(rowSrc);
     f.addTo(rowDst, rows * kBytes);
   };
   f.get(r.laneStride).i32(4).op("i32.eq").if();
-  f.get(r.lanes).i32(Math.log2(width)).op("i32.shr_u").set(full);
+  // full panels: lanes / width (no i32.div_u in the assembler: via the remainder)
+  f.get(r.lanes).get(r.lanes).i32(width).op("i32.rem_u").op("i32.sub").set(full);
   f.block().get(full).op("i32.eqz").brIf(0).get(r.kc).op("i32.eqz").brIf(0);
   f.get(r.src).set(rowSrc).get(r.dst).set(rowDst);
   f.get(r.kc).i32(2).op("i32.shr_u").set(k);
@@ -405,9 +446,9 @@ function emitPackContiguousLanes(
   copyRows(1);
   f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);
   f.end().end();
-  f.get(full).i32(width).op("i32.mul").set(r.p);
+  f.get(full).set(r.p);
   f.get(r.src).get(r.p).i32(4).op("i32.mul").op("i32.add").set(r.panelSrc);
-  f.get(r.dst).get(full).get(r.panelBytes).op("i32.mul").op("i32.add").set(r.dst);
+  f.get(r.dst).get(full).get(r.kc).op("i32.mul").i32(4).op("i32.mul").op("i32.add").set(r.dst);
   f.end();
   f.end();
 }
@@ -418,13 +459,14 @@ function f32Lanes(lanes: readonly number[]): number[] {
 }
 
 /**
- * Packs one full panel of `width` lanes (a multiple of 4) whose k runs contiguously along each
- * lane (A row-major in the NN/NT forms; B in the NT form, B^T row-major): per 4 k and per group
- * of 4 lanes, four 16-byte loads, a 4x4 transpose in registers (two rounds of shuffles) and four
- * 16-byte stores, instead of 16 scalar copies. Why: a packed A block reused by few B panels
- * (narrow NC: long K, column-split chunks on small M), or the transposed B of the lm_head
- * forward, made the scalar copy a sizeable fraction of the multiply-adds. The last kc % 4
- * values are copied one by one.
+ * Packs one full panel of `width` lanes (4j, 4j + 1 or 4j + 2) whose k runs contiguously along
+ * each lane (A row-major in the NN/NT forms; B in the NT form, B^T row-major): per 4 k and per
+ * group of 4 lanes, four 16-byte loads, a 4x4 transpose in registers (two rounds of shuffles)
+ * and four 16-byte stores, instead of 16 scalar copies (a last single lane: one load, four lane
+ * stores; a last pair: two loads, four overlapping 16-byte stores, see below). Why: a packed A
+ * block reused by few B panels (narrow NC: long K, column-split chunks on small M), or the
+ * transposed B of the lm_head forward, made the scalar copy a sizeable fraction of the
+ * multiply-adds. The last kc % 4 values are copied one by one.
  */
 function emitPackTranspose(
   f: FunctionBuilder,
@@ -442,7 +484,26 @@ function emitPackTranspose(
   f.get(dst).set(d);
   f.get(kc).i32(2).op("i32.shr_u").set(k);
   f.block().get(k).op("i32.eqz").brIf(0).loop();
-  for (let g = 0; g < width; g += 4) {
+  if (width % 4 === 1) {
+    // the last lane: its 4 k, one lane store each
+    const g = width - 1;
+    f.get(src[g]).simdMem("v128.load", 0).set(v[0]);
+    for (let i = 0; i < 4; i++) f.get(d).get(v[0]).simdLane("v128.store32_lane", i, kStep * i + 4 * g);
+  }
+  if (width % 4 === 2) {
+    // the last two lanes (a, b) first: at k + i one 16-byte store of (a_i, b_i, a_i, b_i) at lane
+    // width-2, whose upper half lands on lanes 0-1 of k + i + 1, rewritten by the 4-lane stores
+    // below (or, after the last k, by the next pass, the trailing k, or the next panel: past the
+    // last panel it is the 8 bytes of slack the caller leaves after the buffer)
+    const g = width - 2;
+    f.get(src[g]).simdMem("v128.load", 0).set(v[0]);
+    f.get(src[g + 1]).simdMem("v128.load", 0).set(v[1]);
+    for (let i = 0; i < 4; i++) {
+      f.get(d).get(v[0]).get(v[1]).shuffle(f32Lanes([i, 4 + i, i, 4 + i]));
+      f.simdMem("v128.store", kStep * i + 4 * g);
+    }
+  }
+  for (let g = 0; g + 4 <= width; g += 4) {
     for (let r = 0; r < 4; r++) f.get(src[g + r]).simdMem("v128.load", 0).set(v[r]);
     // lanes a, b, c, d -> t0 = a0 b0 a1 b1, t1 = a2 b2 a3 b3, t2 = c0 d0 c1 d1, t3 = c2 d2 c3 d3
     f.get(v[0]).get(v[1]).shuffle(f32Lanes([0, 4, 1, 5])).set(t[0]);

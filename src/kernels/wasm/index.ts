@@ -1,8 +1,10 @@
 // The `wasm` Kernels: WebAssembly SIMD128 code generated from TypeScript (asm.ts, gemm.ts,
-// elementwise.ts, softmax.ts), run on a pool of worker threads that share the Heap's memory
-// (pool.ts). Native here: matmul; add, mul, scale, axpy, silu, swiglu and their backwards;
-// attentionSoftmax and its backward; crossEntropy. Every other op delegates to the reference kernels until it
-// gets a SIMD port (as do elementwise/softmax calls whose output partially overlaps an input).
+// elementwise.ts, softmax.ts, norms.ts, rope.ts, permute.ts), run on a pool of worker threads that
+// share the Heap's memory (pool.ts). Native here: matmul; add, mul, scale, axpy, silu, swiglu and
+// their backwards; attentionSoftmax and its backward; crossEntropy; rmsnorm, layernorm, rope and
+// their backwards; permute0213. Every other op delegates to the reference kernels until it gets a
+// SIMD port (as do calls whose outputs partially overlap an input, and norm backwards whose
+// gradient outputs overlap anything).
 //
 // Contract: one wasm Kernels per Heap at a time (the pool's control block lives in the heap's
 // reserved bytes); dispose() stops the workers and frees the scratch buffers. Relaxed SIMD (FMA)
@@ -19,7 +21,11 @@ import {
   checkAttentionSoftmaxBackward,
   checkCrossEntropy,
   checkElementwise,
+  checkEps,
   checkMatmul,
+  checkNorm,
+  checkPermute0213,
+  checkRope,
   checkScalar,
 } from "../validate.js";
 import { ModuleBuilder, relaxedSimdSupported, simdSupported } from "./asm.js";
@@ -27,6 +33,9 @@ import { EW_ARG, EW_OPS, type EwOp, elementwiseThreadJob, emitElementwise } from
 import { emitGemm, GEMM_NR } from "./gemm.js";
 import { CE_ARG, crossEntropyThreadJob, emitSoftmax, SM_ARG, softmaxThreadJob } from "./softmax.js";
 import { GEMM_ARG, gemmThreadJob } from "./gemm-driver.js";
+import { emitNorms, NORM_ARG, normThreadJob } from "./norms.js";
+import { emitPermute, PERM_ARG, permuteThreadJob } from "./permute.js";
+import { emitRope, ROPE_ARG, ropeThreadJob } from "./rope.js";
 import { CONTROL, ThreadPool } from "./pool.js";
 
 export interface WasmKernelsOptions {
@@ -48,6 +57,13 @@ const OP_GEMM = 1;
 const OP_ELEMENTWISE = 2;
 const OP_SOFTMAX = 3;
 const OP_CROSS_ENTROPY = 4;
+const OP_NORM = 5;
+const OP_ROPE = 6;
+const OP_PERMUTE = 7;
+/** Row ops (norms, rope, permute): about this many floats per chunk. */
+const ROW_CHUNK_ELEMS = 16384;
+/** Partial dWeight sums of the norm backwards (one row of C per chunk): scratch floats. */
+const NORM_PARTIAL_FLOATS = 1 << 17;
 /** Softmax rows: about this many elements per chunk; key lengths copied into the control block. */
 const SM_CHUNK_ELEMS = 16384;
 const SM_MAX_KEY_LENGTHS = 32768;
@@ -62,7 +78,11 @@ const PARALLEL_MIN_MACS = 1 << 18;
  * MC x KC A block, 96 KiB, stays in L2); a thread packs a whole (K, NC) block of B at once into
  * B_SCRATCH_FLOATS, so NC = B_SCRATCH_FLOATS / K (K at most GEMM_K_SLICE), at most NC_MAX. Measured on the bench machine: KC 256-384 and
  * MC 64-192 are within noise of each other; MC 96 gives more chunks to balance threads; a 4 MiB
- * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread.
+ * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread. Rechecked with the
+ * 6 x 8 tile (1 and 2 threads, 1024^3 and the model shapes): KC 192-512 x MC 72-144 and NC_MAX
+ * 256-2048 all within noise (at most 1 GFLOP/s apart, larger KC slightly better only for N = 64);
+ * packing is not where time goes (B 1024 x 1024: 0.4% of that GEMM, an A block 0.7%), so one
+ * packed B block shared by both threads was not tried.
  */
 const KC = 256;
 const MC_TARGET = 96;
@@ -84,6 +104,28 @@ export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
  * PACK_B_MAX_M rows (and contiguous B rows) it is read in place (16x1024x4096: 21 -> 32).
  */
 const PACK_A_MIN_N = 64;
+/**
+ * Micro-kernel rate of the main tile over the 4 x 8 one (measured alone, gemm.ts header: relaxed
+ * 6 x 8 57.8 vs 53.6 GFLOP/s, plain 5 x 8 47.2 vs 42.3).
+ */
+const TILE_SPEEDUP_RELAXED = 57.8 / 53.6;
+const TILE_SPEEDUP_PLAIN = 47.2 / 42.3;
+
+/** Below this inner dim the 4 x 8 tile is used (see pickTileRows). */
+const MAIN_TILE_MIN_K = 32;
+
+/**
+ * Rows of the register tile for an (m, n, k) product: the main tile unless 4-row tiles, slower
+ * per tile, lose less to the rows past m that the last tile computes for nothing (time ~ rows
+ * computed / rate), or k is tiny. m = 8 (the LoRA A gradient): 6 x 8 computes 12 rows, 33 GFLOP/s
+ * on one thread against 43 with 4 x 8; m = 1024: 6 x 8. k < 32 (the LoRA up products, k = rank):
+ * measured 1024x512x8 on 2 threads 39 GFLOP/s with 6 x 8 against 54 with 4 x 8 (k = 16: 67 / 72;
+ * k = 32: 89 / 86; one thread: 34 / 33), cause not found.
+ */
+function pickTileRows(m: number, k: number, main: number, speedup: number): number {
+  if (k < MAIN_TILE_MIN_K) return 4;
+  return Math.ceil(m / 4) * 4 * speedup < Math.ceil(m / main) * main ? 4 : main;
+}
 const PACK_B_MAX_M = 32;
 
 export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions = {}): Promise<WasmKernels> {
@@ -98,38 +140,55 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
   const relaxed = options.relaxedSimd ?? relaxedAvailable;
   const threads = options.threads ?? (await cpuCount());
   const spinMs = options.spinMs ?? 20;
-  // 4 x 8 register tile (see gemm.ts for the register budget)
-  const mr = 4;
-  const mc = Math.floor(MC_TARGET / mr) * mr;
+  // register tiles MR x 8: 6 x 8 with FMA, 5 x 8 without (see gemm.ts for the register budget),
+  // and 4 x 8 for products with few rows (pickTileRows)
+  const mrMain = relaxed ? 6 : 5;
+  const mrs = [mrMain, 4];
 
   const builder = new ModuleBuilder({ minimumPages: 1, maximumPages: heap.maxBytes / 65536, shared: true });
-  emitGemm(builder, { relaxed, mr });
+  emitGemm(builder, { relaxed, mrs });
   emitElementwise(builder);
   emitSoftmax(builder);
+  emitNorms(builder);
+  emitRope(builder);
+  emitPermute(builder);
   const module = await WebAssembly.compile(builder.encode());
   const pool = await ThreadPool.create({
     memory: heap.memory,
     module,
-    jobs: [gemmThreadJob, elementwiseThreadJob, softmaxThreadJob, crossEntropyThreadJob],
+    jobs: [
+      gemmThreadJob,
+      elementwiseThreadJob,
+      softmaxThreadJob,
+      crossEntropyThreadJob,
+      normThreadJob,
+      ropeThreadJob,
+      permuteThreadJob,
+    ],
     threads,
     spinMs,
   });
 
-  // per-thread packing scratch, allocated once: Ap (mc, KC), Bp (K, NC) <= B_SCRATCH_FLOATS, tile (mr, NR)
+  // (NORM_PARTIAL_FLOATS) chunk partials of the norm backwards' dWeight, allocated with the rest
+  let normPartials = 0;
+  // per-thread packing scratch, allocated once: Ap (MC_TARGET, KC), Bp (K, NC) <= B_SCRATCH_FLOATS,
+  // tile (max MR, NR)
   const scratch: number[] = [];
   try {
     for (let t = 0; t < threads; t++) {
-      const ap = heap.alloc(mc * KC * 4);
+      const ap = heap.alloc(MC_TARGET * KC * 4 + 16); // + slack that gemm_pack_a may write (gemm.ts)
       scratch.push(ap);
       const bp = heap.alloc(B_SCRATCH_FLOATS * 4);
       scratch.push(bp);
-      const tile = heap.alloc(mr * GEMM_NR * 4);
+      const tile = heap.alloc(Math.max(...mrs) * GEMM_NR * 4);
       scratch.push(tile);
       const slot = pool.scratchSlot(t);
       pool.ctl[slot] = ap;
       pool.ctl[slot + 1] = bp;
       pool.ctl[slot + 2] = tile;
     }
+    normPartials = heap.alloc(NORM_PARTIAL_FLOATS * 4);
+    scratch.push(normPartials);
   } catch (err) {
     for (const p of scratch) heap.free(p);
     await pool.dispose();
@@ -188,6 +247,8 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     // of the thread count, so that no thread is left alone with the last block while the others
     // idle (1024 rows in blocks of 96 are 11 blocks: 6 for one thread, 5 for the other, a 1.83x
     // ceiling on 2 threads; 12 blocks of 84-88 rows split evenly)
+    const mr = pickTileRows(m, k, mrMain, relaxed ? TILE_SPEEDUP_RELAXED : TILE_SPEEDUP_PLAIN);
+    const mc = Math.floor(MC_TARGET / mr) * mr;
     const tiles = Math.ceil(m / mr);
     let rowBlocks = Math.ceil(tiles / (mc / mr));
     if (nthreads > 1 && batch === 1) rowBlocks = Math.min(tiles, Math.ceil(rowBlocks / nthreads) * nthreads);
@@ -281,6 +342,79 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     const perChunk = Math.max(1, Math.floor(SM_CHUNK_ELEMS / tk));
     ctl[g + SM_ARG.rowsPerChunk] = perChunk;
     pool.run(OP_SOFTMAX, rows * tk < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
+  }
+
+  /**
+   * Runs a norm pass (NORM_ARG layout: 0 rms_fwd, 1 rms_bwd, 2 ln_fwd, 3 ln_bwd) over rows of cols
+   * floats. Backwards with dWeight / dBias: chunk partials in normPartials (cols floats per chunk
+   * for RMSNorm, 2 cols for LayerNorm: see norms.ts), then added into them in chunk order.
+   */
+  function normRows(
+    op: 0 | 1 | 2 | 3,
+    ptrs: { out: number; rstd: number; inp: number; weight: number; dOut: number; bias: number; mean: number },
+    grads: { dWeight: Tensor | null; dBias: Tensor | null },
+    rows: number,
+    cols: number,
+    eps: number,
+  ): void {
+    if (rows === 0 || cols === 0) return;
+    const { dWeight, dBias } = grads;
+    const withPartials = dWeight !== null || dBias !== null;
+    const partialFloats = op === 3 ? 2 * cols : cols;
+    let perChunk = Math.max(1, Math.floor(ROW_CHUNK_ELEMS / cols));
+    const maxChunks = Math.floor(NORM_PARTIAL_FLOATS / partialFloats);
+    if (withPartials && Math.ceil(rows / perChunk) > maxChunks) perChunk = Math.ceil(rows / maxChunks);
+    const chunks = Math.ceil(rows / perChunk);
+    pool.prepare();
+    const ctl = pool.ctl;
+    const g = CONTROL.args;
+    ctl[g + NORM_ARG.op] = op;
+    ctl[g + NORM_ARG.out] = ptrs.out;
+    ctl[g + NORM_ARG.rstd] = ptrs.rstd;
+    ctl[g + NORM_ARG.inp] = ptrs.inp;
+    ctl[g + NORM_ARG.weight] = ptrs.weight;
+    ctl[g + NORM_ARG.dOut] = ptrs.dOut;
+    ctl[g + NORM_ARG.part] = withPartials ? normPartials : 0;
+    ctl[g + NORM_ARG.bias] = ptrs.bias;
+    ctl[g + NORM_ARG.mean] = ptrs.mean;
+    ctl[g + NORM_ARG.rows] = rows;
+    ctl[g + NORM_ARG.cols] = cols;
+    ctl[g + NORM_ARG.rowsPerChunk] = perChunk;
+    new Float64Array(ctl.buffer, ctl.byteOffset + 4 * (g + NORM_ARG.eps), 1)[0] = eps;
+    pool.run(OP_NORM, rows * cols < EW_PARALLEL_MIN ? 1 : threads, chunks);
+    const colsumAdd = pool.exports.colsum_add as (...args: number[]) => void;
+    const stride = 4 * partialFloats;
+    if (dWeight !== null) colsumAdd(dWeight.ptr, normPartials, chunks, cols, stride);
+    if (dBias !== null) colsumAdd(dBias.ptr, normPartials + 4 * cols, chunks, cols, stride);
+  }
+
+  /** Runs rope (forward or backward) over the (b, t) rows of x (B, T, H, D). */
+  function ropeRows(
+    backward: boolean,
+    out: Tensor,
+    inp: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    dims: { batch: number; time: number; heads: number; headDim: number },
+  ): void {
+    const rows = dims.batch * dims.time;
+    const rowFloats = dims.heads * dims.headDim;
+    if (rows === 0 || rowFloats === 0) return;
+    const perChunk = Math.max(1, Math.floor(ROW_CHUNK_ELEMS / rowFloats));
+    pool.prepare();
+    const ctl = pool.ctl;
+    const g = CONTROL.args;
+    ctl[g + ROPE_ARG.out] = out.ptr;
+    ctl[g + ROPE_ARG.inp] = inp.ptr;
+    ctl[g + ROPE_ARG.cos] = cos.ptr;
+    ctl[g + ROPE_ARG.sin] = sin.ptr;
+    ctl[g + ROPE_ARG.rows] = rows;
+    ctl[g + ROPE_ARG.time] = dims.time;
+    ctl[g + ROPE_ARG.heads] = dims.heads;
+    ctl[g + ROPE_ARG.half] = dims.headDim / 2;
+    ctl[g + ROPE_ARG.backward] = backward ? 1 : 0;
+    ctl[g + ROPE_ARG.rowsPerChunk] = perChunk;
+    pool.run(OP_ROPE, rows * rowFloats < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
   }
 
   let disposed = false;
@@ -399,6 +533,89 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
         undefined,
       );
     },
+    rmsnorm(out, rstd, inp, weight, eps) {
+      const { rows, cols } = checkNorm("rmsnorm", inp, { out }, { weight }, { rstd });
+      checkEps("rmsnorm", eps);
+      if (!canRunInPlace([out], [inp]) || !disjoint([out, weight, rstd]) || !disjoint([inp, weight, rstd])) {
+        ref.rmsnorm(out, rstd, inp, weight, eps);
+        return;
+      }
+      const ptrs = { out: out.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: 0, bias: 0, mean: 0 };
+      normRows(0, ptrs, { dWeight: null, dBias: null }, rows, cols, eps);
+    },
+    rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd) {
+      const { rows, cols } = checkNorm("rmsnormBackward", inp, { dInp, dOut }, { weight, dWeight }, { rstd });
+      // every output disjoint from every input and from each other (the reference reads inputs
+      // after writing dInp, so even an exact alias would give another result)
+      if (!outputsDisjoint([dInp, dWeight], [dOut, inp, weight, rstd]) || cols > NORM_PARTIAL_FLOATS) {
+        ref.rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd);
+        return;
+      }
+      const ptrs = { out: dInp.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: dOut.ptr, bias: 0, mean: 0 };
+      normRows(1, ptrs, { dWeight, dBias: null }, rows, cols, 0);
+    },
+    layernorm(out, mean, rstd, inp, weight, bias, eps) {
+      const { rows, cols } = checkNorm("layernorm", inp, { out }, { weight, bias }, { mean, rstd });
+      checkEps("layernorm", eps);
+      if (
+        !canRunInPlace([out], [inp]) ||
+        !disjoint([out, weight, bias, mean, rstd]) ||
+        !disjoint([inp, weight, bias, mean, rstd])
+      ) {
+        ref.layernorm(out, mean, rstd, inp, weight, bias, eps);
+        return;
+      }
+      const ptrs = { out: out.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: 0, bias: bias.ptr, mean: mean.ptr };
+      normRows(2, ptrs, { dWeight: null, dBias: null }, rows, cols, eps);
+    },
+    layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd) {
+      const { rows, cols } = checkNorm(
+        "layernormBackward",
+        inp,
+        { dInp, dOut },
+        { weight, dWeight, dBias },
+        { mean, rstd },
+      );
+      if (!outputsDisjoint([dInp, dWeight, dBias], [dOut, inp, weight, mean, rstd]) || 2 * cols > NORM_PARTIAL_FLOATS) {
+        ref.layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd);
+        return;
+      }
+      const ptrs = { out: dInp.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: dOut.ptr, bias: 0, mean: mean.ptr };
+      normRows(3, ptrs, { dWeight, dBias }, rows, cols, 0);
+    },
+    rope(out, inp, cos, sin) {
+      const dims = checkRope("rope", "out", out, "inp", inp, cos, sin);
+      if (!canRunInPlace([out], [inp]) || !disjoint([out, cos]) || !disjoint([out, sin])) {
+        ref.rope(out, inp, cos, sin);
+        return;
+      }
+      ropeRows(false, out, inp, cos, sin, dims);
+    },
+    ropeBackward(dInp, dOut, cos, sin) {
+      const dims = checkRope("ropeBackward", "dInp", dInp, "dOut", dOut, cos, sin);
+      if (!canRunInPlace([dInp], [dOut]) || !disjoint([dInp, cos]) || !disjoint([dInp, sin])) {
+        ref.ropeBackward(dInp, dOut, cos, sin);
+        return;
+      }
+      ropeRows(true, dInp, dOut, cos, sin, dims);
+    },
+    permute0213(out, inp) {
+      const { a, b, c, d } = checkPermute0213(out, inp); // also: out does not overlap inp
+      const rows = a * b * c;
+      if (rows === 0 || d === 0) return;
+      const perChunk = Math.max(1, Math.floor(ROW_CHUNK_ELEMS / d));
+      pool.prepare();
+      const ctl = pool.ctl;
+      const g = CONTROL.args;
+      ctl[g + PERM_ARG.out] = out.ptr;
+      ctl[g + PERM_ARG.inp] = inp.ptr;
+      ctl[g + PERM_ARG.a] = a;
+      ctl[g + PERM_ARG.b] = b;
+      ctl[g + PERM_ARG.c] = c;
+      ctl[g + PERM_ARG.d] = d;
+      ctl[g + PERM_ARG.rowsPerChunk] = perChunk;
+      pool.run(OP_PERMUTE, rows * d < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
+    },
     async dispose() {
       if (disposed) return;
       disposed = true;
@@ -412,6 +629,17 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
 
 function overlaps(a: Tensor, b: Tensor): boolean {
   return a.byteLength > 0 && b.byteLength > 0 && a.ptr < b.ptr + b.byteLength && b.ptr < a.ptr + a.byteLength;
+}
+
+/** True when every (non-null) output is disjoint from every input and from the other outputs. */
+function outputsDisjoint(outs: (Tensor | null)[], ins: Tensor[]): boolean {
+  const o = outs.filter((t): t is Tensor => t !== null);
+  return disjoint(o) && o.every((t) => ins.every((i) => !overlaps(t, i)));
+}
+
+/** True when no two of the tensors share a byte. */
+function disjoint(tensors: Tensor[]): boolean {
+  return tensors.every((t, i) => tensors.every((u, j) => j <= i || !overlaps(t, u)));
 }
 
 /**
