@@ -29,6 +29,27 @@ export interface MatmulOptions {
   accumulate?: boolean;
   /** Multiplies the product; default 1. */
   alpha?: number;
+  /** Causal-attention structure the product may skip work on (see MatmulCausal). */
+  causal?: MatmulCausal;
+}
+
+/**
+ * The triangular structure of causal attention products, so that a kernel skips the half of the
+ * work that masked positions make zero. Queries and keys repeat with `period` (the sequence length
+ * T; grouped-query attention stacks g query heads as g*T rows):
+ * - "maskOut": out[i, j] is needed only for j <= i mod period; the rest of out is set to 0.
+ *   Needs N == period, M a multiple of period, no accumulate. (scores = Q K^T, dP = dO V^T)
+ * - "lowerA": the caller guarantees op(a)[i, k] == 0 where k > i mod period. Needs K == period
+ *   and M a multiple of period. (P V, dS K)
+ * - "upperA": the caller guarantees op(a)[i, k] == 0 where k mod period < i. Needs M == period
+ *   and K a multiple of period. (P^T dO, dS^T Q)
+ * For lowerA / upperA a kernel may skip any of those zero terms (the wasm GEMM skips whole blocks
+ * of them), so the result is the full product whenever the guarantee holds. Attention
+ * probabilities and their gradients are zero above the diagonal, so it holds there.
+ */
+export interface MatmulCausal {
+  kind: "maskOut" | "lowerA" | "upperA";
+  period: number;
 }
 
 export type GeluApproximate = "none" | "tanh";

@@ -131,9 +131,27 @@ export function checkMatmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOp
   }
   requireNoOverlap(op, "out", out, "a", a);
   requireNoOverlap(op, "out", out, "b", b);
+  if (options.causal !== undefined) checkMatmulCausal(options, m, n, k);
   let batch = 1;
   for (const d of batchShape) batch *= d;
   return { batch, m, n, k, bBatched };
+}
+
+/** The shape rules of MatmulOptions.causal (kernels.ts), with the dims of op(a) op(b) = (M, K)(K, N). */
+function checkMatmulCausal(options: MatmulOptions, m: number, n: number, k: number): void {
+  const { kind, period } = options.causal as NonNullable<MatmulOptions["causal"]>;
+  const what = `matmul: causal ${String(kind)} with period ${period} and (M, K, N) = (${m}, ${k}, ${n})`;
+  if (!Number.isSafeInteger(period) || period < 1) throw new Error(`${what}: period must be a positive integer`);
+  if (kind === "maskOut") {
+    if (n !== period || m % period !== 0) throw new Error(`${what}: needs N == period and M a multiple of it`);
+    if (options.accumulate === true) throw new Error(`${what}: cannot accumulate`);
+  } else if (kind === "lowerA") {
+    if (k !== period || m % period !== 0) throw new Error(`${what}: needs K == period and M a multiple of it`);
+  } else if (kind === "upperA") {
+    if (m !== period || k % period !== 0) throw new Error(`${what}: needs M == period and K a multiple of it`);
+  } else {
+    throw new Error(`${what}: kind must be maskOut, lowerA or upperA`);
+  }
 }
 
 // ---- elementwise -------------------------------------------------------------------------------

@@ -5,7 +5,7 @@
 // Contract: nothing here allocates in the hot path except through the plan objects the models
 // create once per (B, T); helpers only read and write tensors they are given.
 
-import type { Kernels } from "../kernels/kernels.js";
+import type { Kernels, MatmulCausal } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { shapeString } from "../tensor/shape.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
@@ -269,4 +269,14 @@ export function shiftLabels(batch: Batch, targets: Int32Array, vocabSize: number
     }
   }
   return count;
+}
+
+/**
+ * The causal structure of the six attention products of a training forward/backward over T
+ * tokens (queries and keys are the same T positions), for MatmulOptions.causal: scores and their
+ * gradient are only needed on and below the diagonal (maskOut), and probabilities and their
+ * gradients are zero above it (lowerA as the left operand, upperA transposed).
+ */
+export function causalProducts(T: number): { maskOut: MatmulCausal; lowerA: MatmulCausal; upperA: MatmulCausal } {
+  return { maskOut: { kind: "maskOut", period: T }, lowerA: { kind: "lowerA", period: T }, upperA: { kind: "upperA", period: T } };
 }

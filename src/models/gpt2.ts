@@ -18,7 +18,7 @@ import type { Gpt2Config } from "../io/hf-config.js";
 import type { GeluApproximate, Kernels } from "../kernels/kernels.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
+import { causalProducts, type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
 import { type CacheDims, cachedAttention, type DecoderKvCache, type StepCapacity, StepScratch } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
@@ -322,6 +322,7 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
+    const { maskOut, lowerA } = causalProducts(T);
     const x0 = d.L > 0 ? plan.layers[0].x : plan.xFinal;
     k.embedding(x0, this.wte, plan.ids);
     k.embedding(plan.posEmb, this.wpe, plan.positions);
@@ -336,12 +337,12 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       k.permute0213(a.qkvh, plan.qkv.view([B, T, 3 * d.H, d.D])); // -> (B, 3H, T, D)
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
-        k.matmul(r.scores(a.probs), r.q(a.qkvh), r.k(a.qkvh), { transB: true }); // raw scores
+        k.matmul(r.scores(a.probs), r.q(a.qkvh), r.k(a.qkvh), { transB: true, causal: maskOut }); // raw scores
       }
       k.attentionSoftmax(a.probs, a.probs, { scale: this.attentionScale(l), causal: true, keyLengths: plan.keyLengths });
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
-        k.matmul(r.heads(plan.attnOut), r.scores(a.probs), r.v(a.qkvh));
+        k.matmul(r.heads(plan.attnOut), r.scores(a.probs), r.v(a.qkvh), { causal: lowerA });
       }
       k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
       w.proj.forward(k, a.x2, a.atty);
@@ -426,6 +427,7 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
+    const { maskOut, lowerA, upperA } = causalProducts(T);
     const { dx, dn } = plan;
     dn.fill(0);
     this.lmHead.backward(k, dn, plan.dLogits, plan.nf, paramGrads);
@@ -448,15 +450,15 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
-        k.matmul(r.scores(plan.dProbs), r.heads(plan.dAttnOut), r.v(a.qkvh), { transB: true });
-        k.matmul(r.v(plan.dQkvh), r.scores(a.probs), r.heads(plan.dAttnOut), { transA: true });
+        k.matmul(r.scores(plan.dProbs), r.heads(plan.dAttnOut), r.v(a.qkvh), { transB: true, causal: maskOut });
+        k.matmul(r.v(plan.dQkvh), r.scores(a.probs), r.heads(plan.dAttnOut), { transA: true, causal: upperA });
       }
       plan.dScores.fill(0);
       k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, this.attentionScale(l));
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
-        k.matmul(r.q(plan.dQkvh), r.scores(plan.dScores), r.k(a.qkvh));
-        k.matmul(r.k(plan.dQkvh), r.scores(plan.dScores), r.q(a.qkvh), { transA: true });
+        k.matmul(r.q(plan.dQkvh), r.scores(plan.dScores), r.k(a.qkvh), { causal: lowerA });
+        k.matmul(r.k(plan.dQkvh), r.scores(plan.dScores), r.q(a.qkvh), { transA: true, causal: upperA });
       }
       k.permute0213(plan.dQkv.view([B, T, 3 * d.H, d.D]), plan.dQkvh); // -> (B, T, 3H, D)
       dn.fill(0);

@@ -25,7 +25,7 @@ import type { Kernels } from "../kernels/kernels.js";
 import { ropeTables, type RopeScaling } from "../kernels/ref/rope.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
+import { causalProducts, type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
 import { type CacheDims, cachedAttention, type DecoderKvCache, type StepCapacity, StepScratch } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
@@ -394,6 +394,7 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const d = this.d;
     const { B, T } = plan;
     const v = gqa(d, B, T);
+    const { maskOut, lowerA } = causalProducts(T);
     const scale = 1 / Math.sqrt(d.D); // HF: self.scaling = head_dim ** -0.5
     const keyLengths = plan.keyLengths;
     k.embedding(plan.layers.length > 0 ? plan.layers[0].x : plan.xFinal, this.embed, plan.ids);
@@ -411,9 +412,9 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.permute0213(a.qh, plan.qRot); // (B, T, H, D) -> (B, H, T, D)
       k.permute0213(a.kh, plan.kRot);
       k.permute0213(a.vh, plan.vLin.view([B, T, d.Hkv, d.D]));
-      k.matmul(v.scores(a.probs), v.q(a.qh), v.kv(a.kh), { transB: true }); // raw scores
+      k.matmul(v.scores(a.probs), v.q(a.qh), v.kv(a.kh), { transB: true, causal: maskOut }); // raw scores
       k.attentionSoftmax(a.probs, a.probs, { scale, causal: true, keyLengths });
-      k.matmul(v.q(plan.attnOut), v.scores(a.probs), v.kv(a.vh));
+      k.matmul(v.q(plan.attnOut), v.scores(a.probs), v.kv(a.vh), { causal: lowerA });
       k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
       w.o.forward(k, a.x2, a.atty);
       k.add(a.x2, a.x2, a.x);
@@ -512,6 +513,7 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const d = this.d;
     const { B, T } = plan;
     const v = gqa(d, B, T);
+    const { maskOut, lowerA, upperA } = causalProducts(T);
     const scale = 1 / Math.sqrt(d.D);
     const dx = plan.dx;
     const dn = plan.dn;
@@ -536,12 +538,12 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       plan.dAtty.fill(0);
       w.o.backward(k, plan.dAtty, dx, a.atty, paramGrads);
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
-      k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), { transB: true });
-      k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), { transA: true }); // sums the g heads
+      k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), { transB: true, causal: maskOut });
+      k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), { transA: true, causal: upperA }); // sums the g heads
       plan.dScores.fill(0);
       k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, scale);
-      k.matmul(v.q(plan.dQh), v.scores(plan.dScores), v.kv(a.kh));
-      k.matmul(v.kv(plan.dKh), v.scores(plan.dScores), v.q(a.qh), { transA: true });
+      k.matmul(v.q(plan.dQh), v.scores(plan.dScores), v.kv(a.kh), { causal: lowerA });
+      k.matmul(v.kv(plan.dKh), v.scores(plan.dScores), v.q(a.qh), { transA: true, causal: upperA });
       k.permute0213(plan.dQRot, plan.dQh); // (B, H, T, D) -> (B, T, H, D)
       k.permute0213(plan.dKRot, plan.dKh);
       k.permute0213(plan.dVLin, plan.dVh);

@@ -51,6 +51,7 @@ export function createRefKernels(heap: Heap): Kernels {
         transB: options.transB === true,
         accumulate: options.accumulate === true,
         alpha: options.alpha ?? 1,
+        ...(options.causal !== undefined && { causal: options.causal }),
       });
     },
 

@@ -11,8 +11,18 @@
 // Work split: chunks of (batch entry, NC columns, a row block of at most MC rows) handed out by
 // the pool's claim(); chunks never share an element of C, so no other synchronisation is needed
 // inside a job.
+//
+// Causal (MatmulOptions.causal, kernels.ts), decided per row block [ic, ic + mc) of C: when the
+// block lies inside one period, rows i have query indices iq in [ic mod P, (ic + mc - 1) mod P], and
+// - maskOut computes only columns j <= the largest iq, then gemm_mask_causal zeroes every element
+//   above the diagonal in the chunk (also the columns it did not compute);
+// - lowerA runs k over [0, largest iq] only (op(a) is zero beyond it for every row of the block);
+// - upperA skips, in each period h of K, k in [h*P, h*P + smallest iq) (zero for every row).
+// A block that straddles two periods runs the full product (still exact: the skipped terms are
+// zeros by the caller's guarantee; only maskOut's zeroing is needed for correctness).
 
 import type { GemmExports } from "./gemm.js";
+import type { GemmCausalExports } from "./gemm-causal.js";
 import type { CONTROL } from "./pool.js";
 
 /** Offsets of the GEMM arguments, in i32 slots from the control block's `args` index. */
@@ -45,6 +55,10 @@ export const GEMM_ARG = {
   packB: 21,
   /** rows of the register tile: selects the gemm_*_r<MR> functions (gemm.ts) */
   mr: 22,
+  /** MatmulOptions.causal: 0 none, 1 maskOut, 2 lowerA, 3 upperA (see "Causal" below) */
+  causal: 23,
+  /** its period (the sequence length) */
+  period: 24,
 } as const;
 
 /**
@@ -56,7 +70,7 @@ export const GEMM_ARG = {
  * K*NC to the scratch size.
  */
 export function gemmThreadJob(
-  ex: GemmExports,
+  ex: GemmExports & GemmCausalExports,
   ctl: Int32Array,
   ctlF32: Float32Array,
   layout: typeof CONTROL,
@@ -90,6 +104,8 @@ export function gemmThreadJob(
   const packA = ctl[g + 20] !== 0;
   const packB = ctl[g + 21] !== 0;
   const MR = ctl[g + 22];
+  const causal = ctl[g + 23];
+  const period = ctl[g + 24];
   const packABlock = ex[`gemm_pack_a_r${MR}`];
   const macro = ex[`gemm_macro_r${MR}`];
   const NR = 8;
@@ -137,27 +153,46 @@ export function gemmThreadJob(
       ex.gemm_pack_b(b + bi * bBs + (jc + ncInPlace) * bCs, bRs, bCs, K, ncPacked, bp);
       packedKey = key;
     }
-    for (let pc = 0; pc < K; pc += KC) {
-      const kc = Math.min(KC, K - pc);
-      const betaNow = pc === 0 ? beta : 1;
-      let aBlock = aChunk + pc * aCs;
-      let aRsNow = aRs;
-      let aKsNow = aCs;
-      if (packA) {
-        packABlock(aBlock, aRs, aCs, mc, kc, ap);
-        aBlock = ap;
-        aRsNow = 0;
-        aKsNow = 0;
+    // causal limits of this block (see the header): columns computed, k ranges
+    const single = causal !== 0 && Math.floor(ic / period) === Math.floor((ic + mc - 1) / period);
+    const iqLo = ic % period;
+    const iqHi = (ic + mc - 1) % period;
+    let ncNeeded = nc;
+    if (causal === 1 && single) ncNeeded = Math.max(0, Math.min(nc, iqHi + 1 - jc));
+    const inPlaceNow = Math.min(ncInPlace, ncNeeded);
+    const packedNow = Math.max(0, ncNeeded - ncInPlace);
+    let first = true; // the first k slice applies beta, later ones accumulate
+    const runRange = (k0: number, k1: number): void => {
+      for (let pc = k0; pc < k1; pc += KC) {
+        const kc = Math.min(KC, k1 - pc);
+        const betaNow = first ? beta : 1;
+        first = false;
+        let aBlock = aChunk + pc * aCs;
+        let aRsNow = aRs;
+        let aKsNow = aCs;
+        if (packA) {
+          packABlock(aBlock, aRs, aCs, mc, kc, ap);
+          aBlock = ap;
+          aRsNow = 0;
+          aKsNow = 0;
+        }
+        if (inPlaceNow > 0) {
+          const bBlock = b + bi * bBs + pc * bRs + jc * bCs;
+          macro(mc, inPlaceNow, kc, aBlock, aRsNow, aKsNow, bBlock, bRs, NR * 4, cChunk, ldc, alpha, betaNow, tile);
+        }
+        if (packedNow > 0) {
+          const cPart = cChunk + ncInPlace * 4;
+          const bBlock = bp + pc * NR * 4;
+          macro(mc, packedNow, kc, aBlock, aRsNow, aKsNow, bBlock, NR * 4, bpStride, cPart, ldc, alpha, betaNow, tile);
+        }
       }
-      if (ncInPlace > 0) {
-        const bBlock = b + bi * bBs + pc * bRs + jc * bCs;
-        macro(mc, ncInPlace, kc, aBlock, aRsNow, aKsNow, bBlock, bRs, NR * 4, cChunk, ldc, alpha, betaNow, tile);
-      }
-      if (ncPacked > 0) {
-        const cPart = cChunk + ncInPlace * 4;
-        const bBlock = bp + pc * NR * 4;
-        macro(mc, ncPacked, kc, aBlock, aRsNow, aKsNow, bBlock, NR * 4, bpStride, cPart, ldc, alpha, betaNow, tile);
-      }
+    };
+    if (ncNeeded > 0) {
+      if (causal === 2 && single) runRange(0, Math.min(K, iqHi + 1));
+      else if (causal === 3 && single && iqLo > 0) {
+        for (let h = 0; h < K; h += period) runRange(h + iqLo, Math.min(K, h + period));
+      } else runRange(0, K);
     }
+    if (causal === 1) ex.gemm_mask_causal(cChunk, ldc, mc, ic, period, jc, nc);
   }
 }

@@ -31,6 +31,7 @@ import {
 import { ModuleBuilder, relaxedSimdSupported, simdSupported } from "./asm.js";
 import { EW_ARG, EW_OPS, type EwOp, elementwiseThreadJob, emitElementwise } from "./elementwise.js";
 import { emitGemm, GEMM_NR } from "./gemm.js";
+import { emitGemmCausal } from "./gemm-causal.js";
 import { CE_ARG, crossEntropyThreadJob, emitSoftmax, SM_ARG, softmaxThreadJob } from "./softmax.js";
 import { GEMM_ARG, gemmThreadJob } from "./gemm-driver.js";
 import { emitNorms, NORM_ARG, normThreadJob } from "./norms.js";
@@ -104,6 +105,9 @@ export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
  * PACK_B_MAX_M rows (and contiguous B rows) it is read in place (16x1024x4096: 21 -> 32).
  */
 const PACK_A_MIN_N = 64;
+/** GEMM_ARG.causal codes of MatmulCausal kinds, and the smallest row block a causal product uses. */
+const CAUSAL_CODES = { none: 0, maskOut: 1, lowerA: 2, upperA: 3 } as const;
+const CAUSAL_MC_MIN = 24;
 /**
  * Micro-kernel rate of the main tile over the 4 x 8 one (measured alone, gemm.ts header: relaxed
  * 6 x 8 57.8 vs 53.6 GFLOP/s, plain 5 x 8 47.2 vs 42.3).
@@ -147,6 +151,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
 
   const builder = new ModuleBuilder({ minimumPages: 1, maximumPages: heap.maxBytes / 65536, shared: true });
   emitGemm(builder, { relaxed, mrs });
+  emitGemmCausal(builder);
   emitElementwise(builder);
   emitSoftmax(builder);
   emitNorms(builder);
@@ -219,11 +224,17 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     const aCs = transA ? 4 * m : 4;
     const bRs = transB ? 4 : 4 * n;
     const bCs = transB ? 4 * k : 4;
+    // causal structure (kernels.ts MatmulCausal): lowerA / upperA only promise zeros, so a sliced
+    // inner dim may simply run the full product; maskOut must mask every slice (idempotent)
+    let causal = 0;
+    if (opts.causal !== undefined) causal = CAUSAL_CODES[opts.causal.kind];
+    if (causal !== CAUSAL_CODES.maskOut && k > GEMM_K_SLICE) causal = 0;
+    const period = opts.causal?.period ?? 1;
     // an inner dim longer than GEMM_K_SLICE runs as several GEMMs, each accumulating onto the last
     for (let p0 = 0; p0 < k; p0 += GEMM_K_SLICE) {
       const kSlice = Math.min(GEMM_K_SLICE, k - p0);
       runGemm(
-        { m, n, k: kSlice, batch, alpha, accumulate: accumulate || p0 > 0 },
+        { m, n, k: kSlice, batch, alpha, accumulate: accumulate || p0 > 0, causal, period },
         a.ptr + p0 * aCs,
         b.ptr + p0 * bRs,
         out.ptr,
@@ -233,7 +244,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
   }
 
   function runGemm(
-    d: { m: number; n: number; k: number; batch: number; alpha: number; accumulate: boolean },
+    d: { m: number; n: number; k: number; batch: number; alpha: number; accumulate: boolean; causal: number; period: number },
     aPtr: number,
     bPtr: number,
     cPtr: number,
@@ -248,7 +259,9 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     // idle (1024 rows in blocks of 96 are 11 blocks: 6 for one thread, 5 for the other, a 1.83x
     // ceiling on 2 threads; 12 blocks of 84-88 rows split evenly)
     const mr = pickTileRows(m, k, mrMain, relaxed ? TILE_SPEEDUP_RELAXED : TILE_SPEEDUP_PLAIN);
-    const mc = Math.floor(MC_TARGET / mr) * mr;
+    // causal products skip work per row block: smaller blocks (about an eighth of a period) skip more
+    const mcRows = d.causal === 0 ? MC_TARGET : Math.min(MC_TARGET, Math.max(CAUSAL_MC_MIN, Math.ceil(d.period / 8)));
+    const mc = Math.max(mr, Math.floor(mcRows / mr) * mr);
     const tiles = Math.ceil(m / mr);
     let rowBlocks = Math.ceil(tiles / (mc / mr));
     if (nthreads > 1 && batch === 1) rowBlocks = Math.min(tiles, Math.ceil(rowBlocks / nthreads) * nthreads);
@@ -282,6 +295,8 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     pool.ctlF32[g + GEMM_ARG.alpha] = d.alpha;
     ctl[g + GEMM_ARG.rowBlocks] = rowBlocks;
     ctl[g + GEMM_ARG.mr] = mr;
+    ctl[g + GEMM_ARG.causal] = d.causal;
+    ctl[g + GEMM_ARG.period] = d.period;
     ctl[g + GEMM_ARG.kc] = KC;
     ctl[g + GEMM_ARG.nc] = nc;
     // packing an A block pays off only when many B panels reuse it
