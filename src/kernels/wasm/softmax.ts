@@ -9,7 +9,7 @@
 //   ce_row(x, d, V, gradScale, stats): the cross-entropy row of kernels/ref/cross-entropy.ts:
 //       stats f32[0] = max_v x[v], f64 at stats+8 = sum_v exp(x[v] - max) (f32 terms summed in
 //       blocks of 1024 and the block sums in f64); if d != 0, d[v] = exp(x[v] - max) * gradScale
-//       / sum. The job finishes the row in JS: loss = max + log(sum) - x[t], d[t] -= gradScale.
+//       / sum (the exps are stored in d by the summing pass, then rescaled). The job finishes the row in JS: loss = max + log(sum) - x[t], d[t] -= gradScale.
 //   ld_i32 / ld_f32 / ld_f64 / st_f32: single loads and stores for the job's bookkeeping.
 
 import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
@@ -204,46 +204,53 @@ function emitCrossEntropyRow(m: ModuleBuilder): void {
   });
   reduce(f, mx, "f32x4.pmax");
   f.get(stats).get(mx).simdLane("f32x4.extract_lane", 0).mem("f32.store");
-  // pass 2: sum of exp(x - max), blocks of 1024 in f32, block sums in f64
-  f.f64Zero(total);
-  f.i32(0).set(j).get(src).set(s);
-  f.block().get(j).get(vecEnd).op("i32.ge_u").brIf(0).loop(); // blocks
-  f.get(j).i32(1024).op("i32.add").set(blockEnd);
-  f.get(vecEnd).get(blockEnd).get(blockEnd).get(vecEnd).op("i32.gt_u").op("select").set(blockEnd);
-  f.f32(0).simd("f32x4.splat").set(acc);
-  f.loop();
-  f.get(s).simdMem("v128.load", 0).get(mx).simd("f32x4.sub").set(x);
-  exp(x, e);
-  f.get(acc).get(e).simd("f32x4.add").set(acc);
-  f.addTo(s, 16).addTo(j, 4);
-  f.get(j).get(blockEnd).op("i32.lt_u").brIf(0);
-  f.end();
-  reduce(f, acc, "f32x4.add");
-  f.get(total).get(acc).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
-  f.get(j).get(vecEnd).op("i32.lt_u").brIf(0);
-  f.end().end();
-  loop(vocab, 1, () => {
-    f.get(s).simdMem("v128.load32_splat", 0).get(mx).simd("f32x4.sub").set(x);
-    exp(x, e);
-    f.get(total).get(e).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
-    f.addTo(s, 4);
-  });
-  f.get(stats).get(total).mem("f64.store", 8);
-  // pass 3 (with d): d = exp(x - max) * (gradScale / sum)
-  f.block().get(dst).op("i32.eqz").brIf(0);
-  f.get(gradScale).op("f64.promote_f32").get(total).op("f64.div").op("f32.demote_f64").simd("f32x4.splat").set(acc);
-  f.i32(0).set(j).get(src).set(s).get(dst).set(d);
-  loop(vecEnd, 4, () => {
+  // pass 2: sum of exp(x - max), blocks of 1024 in f32, block sums in f64; with d, the exps are
+  // stored there so that pass 3 only rescales (one exp per logit instead of two: the vocab-wide
+  // row stays in L2 between the passes)
+  const pass2 = (store: boolean): void => {
+    f.f64Zero(total);
+    f.i32(0).set(j).get(src).set(s).get(dst).set(d);
+    f.block().get(j).get(vecEnd).op("i32.ge_u").brIf(0).loop(); // blocks
+    f.get(j).i32(1024).op("i32.add").set(blockEnd);
+    f.get(vecEnd).get(blockEnd).get(blockEnd).get(vecEnd).op("i32.gt_u").op("select").set(blockEnd);
+    f.f32(0).simd("f32x4.splat").set(acc);
+    f.loop();
     f.get(s).simdMem("v128.load", 0).get(mx).simd("f32x4.sub").set(x);
     exp(x, e);
-    f.get(d).get(e).get(acc).simd("f32x4.mul").simdMem("v128.store", 0);
-    f.addTo(s, 16).addTo(d, 16);
+    f.get(acc).get(e).simd("f32x4.add").set(acc);
+    if (store) f.get(d).get(e).simdMem("v128.store", 0).addTo(d, 16);
+    f.addTo(s, 16).addTo(j, 4);
+    f.get(j).get(blockEnd).op("i32.lt_u").brIf(0);
+    f.end();
+    reduce(f, acc, "f32x4.add");
+    f.get(total).get(acc).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
+    f.get(j).get(vecEnd).op("i32.lt_u").brIf(0);
+    f.end().end();
+    loop(vocab, 1, () => {
+      f.get(s).simdMem("v128.load32_splat", 0).get(mx).simd("f32x4.sub").set(x);
+      exp(x, e);
+      f.get(total).get(e).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
+      if (store) f.get(d).get(e).simdLane("v128.store32_lane", 0, 0).addTo(d, 4);
+      f.addTo(s, 4);
+    });
+  };
+  f.get(dst).if();
+  pass2(true);
+  f.else();
+  pass2(false);
+  f.end();
+  f.get(stats).get(total).mem("f64.store", 8);
+  // pass 3 (with d): d = exp(x - max) * (gradScale / sum), the exps from pass 2
+  f.block().get(dst).op("i32.eqz").brIf(0);
+  f.get(gradScale).op("f64.promote_f32").get(total).op("f64.div").op("f32.demote_f64").simd("f32x4.splat").set(acc);
+  f.i32(0).set(j).get(dst).set(d);
+  loop(vecEnd, 4, () => {
+    f.get(d).get(d).simdMem("v128.load", 0).get(acc).simd("f32x4.mul").simdMem("v128.store", 0);
+    f.addTo(d, 16);
   });
   loop(vocab, 1, () => {
-    f.get(s).simdMem("v128.load32_splat", 0).get(mx).simd("f32x4.sub").set(x);
-    exp(x, e);
-    f.get(d).get(e).get(acc).simd("f32x4.mul").simdLane("v128.store32_lane", 0, 0);
-    f.addTo(s, 4).addTo(d, 4);
+    f.get(d).get(d).simdMem("v128.load32_splat", 0).get(acc).simd("f32x4.mul").simdLane("v128.store32_lane", 0, 0);
+    f.addTo(d, 4);
   });
   f.end();
 }
