@@ -82,8 +82,12 @@ const PARALLEL_MIN_MACS = 1 << 18;
  * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread. Rechecked with the
  * 6 x 8 tile (1 and 2 threads, 1024^3 and the model shapes): KC 192-512 x MC 72-144 and NC_MAX
  * 256-2048 all within noise (at most 1 GFLOP/s apart, larger KC slightly better only for N = 64);
- * packing is not where time goes (B 1024 x 1024: 0.4% of that GEMM, an A block 0.7%), so one
- * packed B block shared by both threads was not tried.
+ * packing is not where time goes (B 1024 x 1024: 0.4% of that GEMM, an A block 0.7%; on 2
+ * threads 0.5-0.6 ms of each thread's 20 ms); a packed B block shared by the threads was tried
+ * and dropped (gemm-driver.ts, "Work split"). The split of the row blocks over the threads
+ * (row groups, gemm-driver.ts) lifted 1024^3 on 2 threads from 97-105 to 102-109 GFLOP/s
+ * (bench gemm --quick: 93.5 -> 106.7, numpy 197-204 in the same runs), the bench's model shapes
+ * on 2 threads 96-105 -> 101-108, and the big GEMMs of `npm run profile -- plain` 94-104 -> 97-106.
  */
 const KC = 256;
 const MC_TARGET = 96;
@@ -303,6 +307,8 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     ctl[g + GEMM_ARG.packA] = n >= PACK_A_MIN_N ? 1 : 0;
     // likewise B, when few row tiles reuse it and its rows are contiguous
     ctl[g + GEMM_ARG.packB] = st.bCs === 4 && m <= PACK_B_MAX_M ? 0 : 1;
+    // threads that claim in step take row blocks from separate contiguous groups (gemm-driver.ts)
+    ctl[g + GEMM_ARG.rowGroups] = rowBlocks % nthreads === 0 ? nthreads : 1;
     const chunks = rowChunks * Math.ceil(n / nc);
     pool.run(OP_GEMM, nthreads, chunks);
   }
