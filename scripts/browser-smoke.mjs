@@ -1,0 +1,111 @@
+// Browser smoke test of the compute engine: serves the built dist/ with the cross-origin isolation
+// headers SharedArrayBuffer needs (COOP same-origin, COEP require-corp), opens a page in headless
+// Chromium that creates the wasm kernels on 2 Web Workers (src/platform/threads.ts, browser path)
+// and checks matmul (plain, transposed, causal), rmsnorm, rope, softmax and cross-entropy against
+// the reference kernels, and runs a randomized SVD. Prints the page's JSON report; exits 1 on any
+// failure.
+//
+// Usage: npm run smoke:browser [-- path-to-chromium]   (builds, then runs this script)
+// Needs Chromium (Debian: apt-get install chromium); not part of `npm test` (CI has no browser).
+
+import { execFile } from "node:child_process";
+import { readFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import { dirname, extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+const chromium = process.argv[2] ?? "/usr/bin/chromium";
+
+const PAGE = `<!doctype html><meta charset="utf-8"><title>loraga engine smoke</title><pre id="result">running</pre>
+<script type="module">
+const out = { crossOriginIsolated: self.crossOriginIsolated, checks: [] };
+const record = (name, err, tol) => out.checks.push({ name, maxRelErr: err, ok: err <= tol });
+try {
+  const { Heap } = await import("/dist/tensor/heap.js");
+  const { createKernels } = await import("/dist/kernels/index.js");
+  const { svdLowrank } = await import("/dist/linalg/svd-lowrank.js");
+  const heap = new Heap();
+  const ref = await createKernels("ref", { heap });
+  const wasm = await createKernels("wasm", { heap, threads: 2 });
+  out.threads = wasm.threads;
+  out.relaxedSimd = wasm.relaxedSimd;
+  let seed = 1;
+  const rand = (t) => { const v = t.f32(); for (let i = 0; i < v.length; i++) { seed = (seed * 1103515245 + 12345) >>> 0; v[i] = seed / 2 ** 31 - 1; } return t; };
+  const rel = (a, b) => { const x = a.f32(), y = b.f32(); let e = 0; for (let i = 0; i < x.length; i++) e = Math.max(e, Math.abs(x[i] - y[i]) / (1 + Math.abs(y[i]))); return e; };
+  const both = (shape, fn) => { const p = heap.tensor(shape), q = heap.tensor(shape); fn(wasm, p); fn(ref, q); return rel(p, q); };
+  const a = rand(heap.tensor([300, 200])), b = rand(heap.tensor([200, 170])), bt = rand(heap.tensor([170, 200]));
+  record("matmul 300x200x170", both([300, 170], (k, o) => k.matmul(o, a, b)), 1e-5);
+  record("matmul NT", both([300, 170], (k, o) => k.matmul(o, a, bt, { transB: true })), 1e-5);
+  const q = rand(heap.tensor([4, 64, 32])), kk = rand(heap.tensor([4, 64, 32]));
+  record("matmul causal maskOut", both([4, 64, 64], (k, o) => k.matmul(o, q, kk, { transB: true, causal: { kind: "maskOut", period: 64 } })), 1e-5);
+  const x = rand(heap.tensor([96, 130])), w = rand(heap.tensor([130]));
+  record("rmsnorm", both([96, 130], (k, o) => k.rmsnorm(o, heap.tensor([96]), x, w, 1e-5)), 1e-5);
+  const cos = rand(heap.tensor([16, 8])), sin = rand(heap.tensor([16, 8])), r = rand(heap.tensor([2, 16, 3, 16]));
+  record("rope", both([2, 16, 3, 16], (k, o) => k.rope(o, r, cos, sin)), 1e-5);
+  const s = rand(heap.tensor([2, 3, 40, 40]));
+  record("attention softmax", both([2, 3, 40, 40], (k, o) => k.attentionSoftmax(o, s, { scale: 0.3, causal: true })), 1e-5);
+  const logits = rand(heap.tensor([64, 5003])), tg = heap.tensor([64], "i32");
+  tg.i32().set(Int32Array.from({ length: 64 }, (_, i) => (i * 7919) % 5003));
+  record("cross-entropy grad", both([64, 5003], (k, o) => k.crossEntropy(heap.tensor([64]), o, logits, tg)), 1e-5);
+  const g = new Float32Array(256 * 128).map((_, i) => Math.sin(i * 0.37) * Math.exp(-(i % 128) / 16));
+  const svd = svdLowrank(g, 256, 128, { q: 16, niter: 2, kernels: wasm });
+  out.checks.push({ name: "svdLowrank (wasm products) returns descending singular values", ok: svd.S.every((v, i) => i === 0 || v <= svd.S[i - 1]) });
+  await wasm.dispose();
+  out.ok = out.crossOriginIsolated && out.checks.every((c) => c.ok);
+} catch (err) {
+  out.ok = false;
+  out.error = String(err && err.stack || err);
+}
+document.getElementById("result").textContent = JSON.stringify(out);
+</script>`;
+
+const TYPES = { ".js": "text/javascript", ".map": "application/json", ".html": "text/html" };
+
+const server = createServer(async (req, res) => {
+  const headers = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" };
+  const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
+  if (path === "/" || path === "/index.html") {
+    res.writeHead(200, { ...headers, "Content-Type": "text/html" }).end(PAGE);
+    return;
+  }
+  if (!path.startsWith("/dist/")) {
+    res.writeHead(404, headers).end();
+    return;
+  }
+  try {
+    const body = await readFile(join(root, path));
+    res.writeHead(200, { ...headers, "Content-Type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
+  } catch {
+    res.writeHead(404, headers).end();
+  }
+});
+await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+const { port } = server.address();
+// asynchronous on purpose: this process's event loop serves the page while Chromium runs
+const run = () =>
+  new Promise((resolve) => {
+    execFile(
+      chromium,
+      ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=60000", "--dump-dom", `http://127.0.0.1:${port}/`],
+      { timeout: 120_000, maxBuffer: 1 << 24 },
+      (error, stdout, stderr) => resolve({ error, stdout, stderr }),
+    );
+  });
+const { error, stdout, stderr } = await run();
+server.close();
+const match = /<pre id="result">([\s\S]*?)<\/pre>/.exec(stdout);
+if (match === null) {
+  console.error(`browser-smoke: no result from ${chromium}${error ? ` (${error.message})` : ""}\n${stderr.slice(-2000)}`);
+  process.exit(1);
+}
+const text = match[1].replace(/&quot;/g, '"').replace(/&amp;/g, "&").replace(/&lt;/g, "<").replace(/&gt;/g, ">");
+console.log(text);
+let report;
+try {
+  report = JSON.parse(text);
+} catch {
+  console.error("browser-smoke: the page did not finish (result is not JSON)");
+  process.exit(1);
+}
+process.exit(report.ok === true ? 0 : 1);
