@@ -240,8 +240,7 @@ export function elementwiseThreadJob(
   ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
-  claim: () => number,
-  finish: () => void,
+  forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
   const fn = ex[`ew${ctl[g + 0]}`];
@@ -253,20 +252,11 @@ export function elementwiseThreadJob(
   const n = ctl[g + 6] >>> 0;
   const scalar = ctlF32[g + 7];
   const chunk = ctl[g + 8];
-  for (;;) {
-    const c = claim();
-    if (c < 0) break;
-    try {
-      const start = c * chunk;
-      const off = start * 4;
-      fn(out0 + off, out1 + off, in0 + off, in1 + off, in2 + off, Math.min(chunk, n - start), scalar);
-    } catch (err) {
-      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
-      throw err;
-    } finally {
-      finish();
-    }
-  }
+  forEachChunk((c) => {
+    const start = c * chunk;
+    const off = start * 4;
+    fn(out0 + off, out1 + off, in0 + off, in1 + off, in2 + off, Math.min(chunk, n - start), scalar);
+  });
 }
 
 /**

@@ -9,7 +9,7 @@
 // .toString() (pool.ts). Everything it needs arrives through its parameters.
 //
 // Work split: chunks of (batch entry, NC columns, a row block of at most MC rows) handed out by
-// the pool's claim(); chunks never share an element of C, so no other synchronisation is needed
+// the pool (forEachChunk); chunks never share an element of C, so no other synchronisation is needed
 // inside a job. Row groups: with G groups (G divides the row blocks; the host passes the thread
 // count when it does), chunk i of a (batch entry, NC columns) block runs row block
 // (i % G) * (blocks / G) + floor(i / G), so threads that claim in step each walk their own
@@ -81,8 +81,8 @@ export const GEMM_ARG = {
 /**
  * Runs thread `thread`'s part of the GEMM job in `ctl`. Strides in the control block are in
  * bytes; pointers are heap byte offsets (read unsigned). The thread takes chunks (one batch entry,
- * NC columns, a row block, the whole K) from `claim()` (-1: none left) and calls `finish()` after
- * each one, so a thread that starts late or runs slow simply takes fewer chunks. A thread keeps the
+ * NC columns, a row block, the whole K) through the pool's `forEachChunk`, so a thread that starts
+ * late or runs slow simply takes fewer chunks. A thread keeps the
  * B block (K, NC) it packed last and repacks only when a chunk needs another one; the host bounds
  * K*NC to the scratch size.
  */
@@ -92,8 +92,7 @@ export function gemmThreadJob(
   ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
-  claim: () => number,
-  finish: () => void,
+  forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
   // literal offsets: this body cannot reference GEMM_ARG (see CONTRACT); keep the two in step
@@ -138,18 +137,9 @@ export function gemmThreadJob(
   const jcBlocks = Math.ceil(N / NC);
   const perBatch = icBlocks * jcBlocks;
   let packedKey = -1; // which (batch entry, jc block) of B sits in this thread's bp
-  for (;;) {
-    const chunk = claim();
-    if (chunk < 0) break;
-    try {
-      runChunk(chunk);
-    } catch (err) {
-      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
-      throw err;
-    } finally {
-      finish();
-    }
-  }
+  forEachChunk((chunk) => {
+    runChunk(chunk);
+  });
 
   function runChunk(chunk: number): void {
     const bi = Math.floor(chunk / perBatch);

@@ -387,8 +387,7 @@ export function normThreadJob(
   _ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
-  claim: () => number,
-  finish: () => void,
+  forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
   const op = ctl[g + 0];
@@ -405,29 +404,20 @@ export function normThreadJob(
   const bias = ctl[g + 12] >>> 0;
   const mean = ctl[g + 13] >>> 0;
   const rowBytes = cols * 4;
-  for (;;) {
-    const k = claim();
-    if (k < 0) break;
-    try {
-      const r0 = k * perChunk;
-      const n = Math.min(perChunk, rows - r0);
-      const off = r0 * rowBytes;
-      const st = 4 * r0;
-      if (op === 0) ex.rms_fwd(out + off, rstd + st, inp + off, weight, n, cols, cols, eps);
-      else if (op === 1) {
-        const p = part === 0 ? 0 : part + k * rowBytes;
-        ex.rms_bwd(out + off, p, dOut + off, inp + off, weight, rstd + st, n, cols, cols);
-      } else if (op === 2) {
-        ex.ln_fwd(out + off, mean + st, rstd + st, inp + off, weight, bias, n, cols, cols, eps);
-      } else {
-        const p = part === 0 ? 0 : part + 2 * k * rowBytes;
-        ex.ln_bwd(out + off, p, dOut + off, inp + off, weight, mean + st, rstd + st, n, cols, cols);
-      }
-    } catch (err) {
-      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
-      throw err;
-    } finally {
-      finish();
+  forEachChunk((k) => {
+    const r0 = k * perChunk;
+    const n = Math.min(perChunk, rows - r0);
+    const off = r0 * rowBytes;
+    const st = 4 * r0;
+    if (op === 0) ex.rms_fwd(out + off, rstd + st, inp + off, weight, n, cols, cols, eps);
+    else if (op === 1) {
+      const p = part === 0 ? 0 : part + k * rowBytes;
+      ex.rms_bwd(out + off, p, dOut + off, inp + off, weight, rstd + st, n, cols, cols);
+    } else if (op === 2) {
+      ex.ln_fwd(out + off, mean + st, rstd + st, inp + off, weight, bias, n, cols, cols, eps);
+    } else {
+      const p = part === 0 ? 0 : part + 2 * k * rowBytes;
+      ex.ln_bwd(out + off, p, dOut + off, inp + off, weight, mean + st, rstd + st, n, cols, cols);
     }
-  }
+  });
 }

@@ -53,8 +53,7 @@ export function permuteThreadJob(
   _ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
-  claim: () => number,
-  finish: () => void,
+  forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
   const out = ctl[g + 0] >>> 0;
@@ -65,26 +64,17 @@ export function permuteThreadJob(
   const perChunk = ctl[g + 6];
   const total = ctl[g + 2] * b * c;
   const copy = ex.perm_copy;
-  for (;;) {
-    const k = claim();
-    if (k < 0) break;
-    try {
-      const r1 = Math.min(total, (k + 1) * perChunk);
-      let r = k * perChunk;
-      while (r < r1) {
-        const ib = r % b;
-        const ac = (r - ib) / b; // ia * c + ic
-        const ic = ac % c;
-        const ia = (ac - ic) / c;
-        const n = Math.min(r1 - r, b - ib);
-        copy(out + r * d * 4, inp + ((ia * b + ib) * c + ic) * d * 4, n, d, c * d * 4);
-        r += n;
-      }
-    } catch (err) {
-      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
-      throw err;
-    } finally {
-      finish();
+  forEachChunk((k) => {
+    const r1 = Math.min(total, (k + 1) * perChunk);
+    let r = k * perChunk;
+    while (r < r1) {
+      const ib = r % b;
+      const ac = (r - ib) / b; // ia * c + ic
+      const ic = ac % c;
+      const ia = (ac - ic) / c;
+      const n = Math.min(r1 - r, b - ib);
+      copy(out + r * d * 4, inp + ((ia * b + ib) * c + ic) * d * 4, n, d, c * d * 4);
+      r += n;
     }
-  }
+  });
 }

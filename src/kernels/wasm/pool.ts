@@ -64,8 +64,9 @@ const CALLER_CAN_WAIT = ((): boolean => {
 const LOCKED = 0xffffffffn;
 
 /**
- * A job: runs thread `thread`'s part of the job whose arguments are in `ctl`, taking chunk
- * indices from claim() until it returns -1 and calling finish() after each chunk.
+ * A job: runs thread `thread`'s part of the job whose arguments are in `ctl` by handing its
+ * per-chunk work to forEachChunk, which calls it with every chunk index this thread claims.
+ * Jobs are shipped to workers as source text: self-contained, no imports or outer references.
  */
 // biome-ignore lint/suspicious/noExplicitAny: wasm exports are untyped at this boundary
 export type JobFunction = (
@@ -74,9 +75,37 @@ export type JobFunction = (
   ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
+  forEachChunk: (work: (chunk: number) => void) => void,
+) => void;
+
+/**
+ * The chunk loop every job runs (caller and workers): claim a chunk (-1: none left), run it,
+ * report it finished. A failure is flagged in the control block BEFORE finish(), so the caller,
+ * which returns once every chunk is finished, always sees it; then it propagates.
+ * Self-contained: also shipped to the workers as source (see ThreadPool.create).
+ */
+function chunkLoop(
+  ctl: Int32Array,
+  errorSlot: number,
+  thread: number,
   claim: () => number,
   finish: () => void,
-) => void;
+): (work: (chunk: number) => void) => void {
+  return (work) => {
+    for (;;) {
+      const chunk = claim();
+      if (chunk < 0) break;
+      try {
+        work(chunk);
+      } catch (err) {
+        Atomics.store(ctl, errorSlot, thread + 1);
+        throw err;
+      } finally {
+        finish();
+      }
+    }
+  };
+}
 
 interface WorkerInit {
   module: WebAssembly.Module;
@@ -92,6 +121,13 @@ interface WorkerInit {
 function workerMain(
   port: { on(h: (m: unknown) => void): void; post(m: unknown): void },
   jobs: JobFunction[],
+  chunkLoop: (
+    ctl: Int32Array,
+    errorSlot: number,
+    thread: number,
+    claim: () => number,
+    finish: () => void,
+  ) => (work: (chunk: number) => void) => void,
 ): void {
   port.on((message) => {
     const init = message as WorkerInit;
@@ -139,7 +175,7 @@ function workerMain(
         if (Atomics.load(ctl, L.callerWaiting) !== 0) Atomics.notify(ctl, L.finished);
       };
       try {
-        jobs[op - 1](ex, ctl, ctlF32, L, init.thread, claim, finish);
+        jobs[op - 1](ex, ctl, ctlF32, L, init.thread, chunkLoop(ctl, L.error, init.thread, claim, finish));
       } catch (err) {
         port.post({ error: String(err), thread: init.thread });
       }
@@ -192,7 +228,7 @@ export class ThreadPool {
     const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
     const source =
       `const jobs = [${options.jobs.map((j) => `(${j.toString()})`).join(", ")}];\n` +
-      `(${workerMain.toString()})(port, jobs);\n`;
+      `(${workerMain.toString()})(port, jobs, ${chunkLoop.toString()});\n`;
     const workers: PlatformWorker[] = [];
     try {
       const ready: Promise<void>[] = [];
@@ -261,7 +297,7 @@ export class ThreadPool {
     if (n === 1 || this.workers.length === 0 || chunks <= 1) {
       // workers never see this job: CLAIM stays locked
       let next = 0;
-      job(this.exports, ctl, this.ctlF32, CONTROL, 0, () => (next < chunks ? next++ : -1), () => {});
+      job(this.exports, ctl, this.ctlF32, CONTROL, 0, chunkLoop(ctl, CONTROL.error, 0, () => (next < chunks ? next++ : -1), () => {}));
       return;
     }
     Atomics.store(ctl, CONTROL.op, op);
@@ -283,7 +319,10 @@ export class ThreadPool {
     };
     let failure: unknown = null;
     try {
-      job(this.exports, ctl, this.ctlF32, CONTROL, 0, claim, () => Atomics.add(ctl, CONTROL.finished, 1));
+      const finish = (): void => {
+        Atomics.add(ctl, CONTROL.finished, 1);
+      };
+      job(this.exports, ctl, this.ctlF32, CONTROL, 0, chunkLoop(ctl, CONTROL.error, 0, claim, finish));
     } catch (err) {
       failure = err;
     }

@@ -122,8 +122,7 @@ export function ropeThreadJob(
   _ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
-  claim: () => number,
-  finish: () => void,
+  forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
   const out = ctl[g + 0] >>> 0;
@@ -137,18 +136,9 @@ export function ropeThreadJob(
   const fn = ctl[g + 8] === 1 ? ex.rope_bwd : ex.rope_fwd;
   const perChunk = ctl[g + 9];
   const rowBytes = heads * half * 8;
-  for (;;) {
-    const k = claim();
-    if (k < 0) break;
-    try {
-      const r0 = k * perChunk;
-      const off = r0 * rowBytes;
-      fn(out + off, inp + off, cos, sin, Math.min(perChunk, rows - r0), r0 % time, time, heads, half);
-    } catch (err) {
-      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
-      throw err;
-    } finally {
-      finish();
-    }
-  }
+  forEachChunk((k) => {
+    const r0 = k * perChunk;
+    const off = r0 * rowBytes;
+    fn(out + off, inp + off, cos, sin, Math.min(perChunk, rows - r0), r0 % time, time, heads, half);
+  });
 }

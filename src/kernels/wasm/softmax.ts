@@ -9,7 +9,8 @@
 //   ce_row(x, d, V, gradScale, stats): the cross-entropy row of kernels/ref/cross-entropy.ts:
 //       stats f32[0] = max_v x[v], f64 at stats+8 = sum_v exp(x[v] - max) (f32 terms summed in
 //       blocks of 1024 and the block sums in f64); if d != 0, d[v] = exp(x[v] - max) * gradScale
-//       / sum (the exps are stored in d by the summing pass, then rescaled). The job finishes the row in JS: loss = max + log(sum) - x[t], d[t] -= gradScale.
+//       / sum (the exps are stored in d by the summing pass, then rescaled). The job finishes
+//       the row in JS: loss = max + log(sum) - x[t], d[t] -= gradScale.
 //   ld_i32 / ld_f32 / ld_f64 / st_f32: single loads and stores for the job's bookkeeping.
 
 import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
@@ -295,8 +296,7 @@ export function crossEntropyThreadJob(
   ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
-  claim: () => number,
-  finish: () => void,
+  forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
   const logits = ctl[g + 0] >>> 0;
@@ -309,33 +309,24 @@ export function crossEntropyThreadJob(
   const gradScale = ctlF32[g + 7];
   const perChunk = ctl[g + 8];
   const stats = ctl[layout.scratch + 4 * thread + 2] >>> 0; // this thread's small tile scratch
-  for (;;) {
-    const c = claim();
-    if (c < 0) break;
-    try {
-      const r1 = Math.min(rows, (c + 1) * perChunk);
-      for (let r = c * perChunk; r < r1; r++) {
-        const x = logits + r * vocab * 4;
-        const d = dLogits === 0 ? 0 : dLogits + r * vocab * 4;
-        const t = ex.ld_i32(targets + 4 * r);
-        if (t === ignoreIndex) {
-          ex.st_f32(losses + 4 * r, 0);
-          if (d !== 0) ex.sm_fwd(x, d, 0, vocab, 1); // no visible entry: zeros
-          continue;
-        }
-        ex.ce_row(x, d, vocab, gradScale, stats);
-        const max = ex.ld_f32(stats);
-        const sum = ex.ld_f64(stats + 8);
-        ex.st_f32(losses + 4 * r, max + Math.log(sum) - ex.ld_f32(x + 4 * t));
-        if (d !== 0) ex.st_f32(d + 4 * t, ex.ld_f32(d + 4 * t) - gradScale);
+  forEachChunk((c) => {
+    const r1 = Math.min(rows, (c + 1) * perChunk);
+    for (let r = c * perChunk; r < r1; r++) {
+      const x = logits + r * vocab * 4;
+      const d = dLogits === 0 ? 0 : dLogits + r * vocab * 4;
+      const t = ex.ld_i32(targets + 4 * r);
+      if (t === ignoreIndex) {
+        ex.st_f32(losses + 4 * r, 0);
+        if (d !== 0) ex.sm_fwd(x, d, 0, vocab, 1); // no visible entry: zeros
+        continue;
       }
-    } catch (err) {
-      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
-      throw err;
-    } finally {
-      finish();
+      ex.ce_row(x, d, vocab, gradScale, stats);
+      const max = ex.ld_f32(stats);
+      const sum = ex.ld_f64(stats + 8);
+      ex.st_f32(losses + 4 * r, max + Math.log(sum) - ex.ld_f32(x + 4 * t));
+      if (d !== 0) ex.st_f32(d + 4 * t, ex.ld_f32(d + 4 * t) - gradScale);
     }
-  }
+  });
 }
 
 /**
@@ -348,8 +339,7 @@ export function softmaxThreadJob(
   ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
-  claim: () => number,
-  finish: () => void,
+  forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
   const backward = ctl[g + 0] === 1;
@@ -366,28 +356,19 @@ export function softmaxThreadJob(
   const perChunk = ctl[g + 11];
   const fwd = ex.sm_fwd;
   const bwd = ex.sm_bwd;
-  for (;;) {
-    const c = claim();
-    if (c < 0) break;
-    try {
-      const r1 = Math.min(rows, (c + 1) * perChunk);
-      for (let r = c * perChunk; r < r1; r++) {
-        const off = r * tk * 4;
-        if (backward) {
-          bwd(dst + off, src + off, aux + off, tk, scale);
-          continue;
-        }
-        const bi = Math.floor(r / (heads * tq));
-        const i = r % tq;
-        const keyLimit = hasKeyLengths ? Math.max(0, Math.min(tk, ctl[g + 16 + bi])) : tk;
-        const visible = causal ? Math.max(0, Math.min(keyLimit, i + tk - tq + 1)) : keyLimit;
-        fwd(src + off, dst + off, visible, tk, scale);
+  forEachChunk((c) => {
+    const r1 = Math.min(rows, (c + 1) * perChunk);
+    for (let r = c * perChunk; r < r1; r++) {
+      const off = r * tk * 4;
+      if (backward) {
+        bwd(dst + off, src + off, aux + off, tk, scale);
+        continue;
       }
-    } catch (err) {
-      Atomics.store(ctl, layout.error, thread + 1); // before finish(): the caller must see it
-      throw err;
-    } finally {
-      finish();
+      const bi = Math.floor(r / (heads * tq));
+      const i = r % tq;
+      const keyLimit = hasKeyLengths ? Math.max(0, Math.min(tk, ctl[g + 16 + bi])) : tk;
+      const visible = causal ? Math.max(0, Math.min(keyLimit, i + tk - tq + 1)) : keyLimit;
+      fwd(src + off, dst + off, visible, tk, scale);
     }
-  }
+  });
 }
