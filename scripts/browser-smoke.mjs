@@ -2,13 +2,13 @@
 // headers SharedArrayBuffer needs (COOP same-origin, COEP require-corp), opens a page in headless
 // Chromium that creates the wasm kernels on 2 Web Workers (src/platform/threads.ts, browser path)
 // and checks matmul (plain, transposed, causal), rmsnorm, rope, softmax and cross-entropy against
-// the reference kernels, and runs a randomized SVD. Prints the page's JSON report; exits 1 on any
-// failure.
+// the reference kernels, and runs a randomized SVD. The page POSTs its JSON report back to this
+// server; the script prints it and exits 1 on any failure (or when no report comes in 2 minutes).
 //
 // Usage: npm run smoke:browser [-- path-to-chromium]   (builds, then runs this script)
 // Needs Chromium (Debian: apt-get install chromium); not part of `npm test` (CI has no browser).
 
-import { execFile } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import { dirname, extname, join, normalize } from "node:path";
@@ -58,13 +58,30 @@ try {
   out.error = String(err && err.stack || err);
 }
 document.getElementById("result").textContent = JSON.stringify(out);
+await fetch("/result", { method: "POST", body: JSON.stringify(out) });
 </script>`;
 
 const TYPES = { ".js": "text/javascript", ".map": "application/json", ".html": "text/html" };
 
+let deliver;
+const result = new Promise((resolve) => {
+  deliver = resolve;
+});
+
 const server = createServer(async (req, res) => {
   const headers = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" };
   const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
+  if (req.method === "POST" && path === "/result") {
+    let body = "";
+    req.on("data", (d) => {
+      body += d;
+    });
+    req.on("end", () => {
+      res.writeHead(204, headers).end();
+      deliver(body);
+    });
+    return;
+  }
   if (path === "/" || path === "/index.html") {
     res.writeHead(200, { ...headers, "Content-Type": "text/html" }).end(PAGE);
     return;
@@ -82,30 +99,26 @@ const server = createServer(async (req, res) => {
 });
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const { port } = server.address();
-// asynchronous on purpose: this process's event loop serves the page while Chromium runs
-const run = () =>
-  new Promise((resolve) => {
-    execFile(
-      chromium,
-      ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=60000", "--dump-dom", `http://127.0.0.1:${port}/`],
-      { timeout: 120_000, maxBuffer: 1 << 24 },
-      (error, stdout, stderr) => resolve({ error, stdout, stderr }),
-    );
-  });
-const { error, stdout, stderr } = await run();
+// the page POSTs its report to /result; Chromium is stopped once it arrives (or after 2 minutes)
+const browser = spawn(chromium, ["--headless", "--no-sandbox", "--disable-gpu", `http://127.0.0.1:${port}/`], {
+  stdio: ["ignore", "ignore", "pipe"],
+});
+let stderr = "";
+browser.stderr.on("data", (d) => {
+  stderr += d;
+});
+const exited = new Promise((resolve) => browser.once("close", (code) => resolve(`Chromium exited (${code})`)));
+const failed = new Promise((resolve) => browser.once("error", (err) => resolve(`cannot start ${chromium}: ${err.message}`)));
+const timeout = new Promise((resolve) => setTimeout(() => resolve("no report within 120 s"), 120_000).unref());
+const text = await Promise.race([result, exited, failed, timeout]);
+browser.kill();
 server.close();
-const match = /<pre id="result">([\s\S]*?)<\/pre>/.exec(stdout);
-if (match === null) {
-  console.error(`browser-smoke: no result from ${chromium}${error ? ` (${error.message})` : ""}\n${stderr.slice(-2000)}`);
-  process.exit(1);
-}
-const text = match[1].replace(/&quot;/g, '"').replace(/&amp;/g, "&").replace(/&lt;/g, "<").replace(/&gt;/g, ">");
-console.log(text);
 let report;
 try {
   report = JSON.parse(text);
 } catch {
-  console.error("browser-smoke: the page did not finish (result is not JSON)");
+  console.error(`browser-smoke: ${text}\n${stderr.slice(-2000)}`);
   process.exit(1);
 }
+console.log(JSON.stringify(report));
 process.exit(report.ok === true ? 0 : 1);

@@ -1,0 +1,223 @@
+// Host side of the wasm GEMM: the cache-blocking constants, the choice of register tile, and
+// `matmul` for the wasm Kernels, which validates a product, cuts a long inner dim into K slices,
+// sizes the row blocks and column blocks for the threads and writes one GEMM job (GEMM_ARG layout)
+// for the pool. The per-thread loop nest is gemm-driver.ts; the generated code is gemm.ts.
+
+import type { Heap } from "../../tensor/heap.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import type { MatmulOptions } from "../kernels.js";
+import { checkMatmul } from "../validate.js";
+import { GEMM_NR } from "./gemm.js";
+import { GEMM_ARG } from "./gemm-driver.js";
+import { CONTROL, type ThreadPool } from "./pool.js";
+
+/** Below this many multiply-adds a matmul runs on the calling thread only. */
+const PARALLEL_MIN_MACS = 1 << 18;
+/**
+ * Cache blocking (Zen 4 / typical x86: 32 KiB L1d, 1 MiB L2). KC: inner-dim rows per macro-kernel
+ * call (an NR x KC B panel is 8 KiB and stays in L1); MC: at most this many rows per chunk (an
+ * MC x KC A block, 96 KiB, stays in L2); a thread packs a whole (K, NC) block of B at once into
+ * B_SCRATCH_FLOATS, so NC = B_SCRATCH_FLOATS / K (K at most GEMM_K_SLICE), at most NC_MAX. Measured on the bench machine: KC 256-384 and
+ * MC 64-192 are within noise of each other; MC 96 gives more chunks to balance threads; a 4 MiB
+ * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread. Rechecked with the
+ * 6 x 8 tile (1 and 2 threads, 1024^3 and the model shapes): KC 192-512 x MC 72-144 and NC_MAX
+ * 256-2048 all within noise (at most 1 GFLOP/s apart, larger KC slightly better only for N = 64);
+ * packing is not where time goes (B 1024 x 1024: 0.4% of that GEMM, an A block 0.7%; on 2
+ * threads 0.5-0.6 ms of each thread's 20 ms); a packed B block shared by the threads was tried
+ * and dropped (gemm-driver.ts, "Work split"). The split of the row blocks over the threads
+ * (row groups, gemm-driver.ts) lifted 1024^3 on 2 threads from 97-105 to 102-109 GFLOP/s
+ * (bench gemm --quick: 93.5 -> 106.7, numpy 197-204 in the same runs), the bench's model shapes
+ * on 2 threads 96-105 -> 101-108, and the big GEMMs of `npm run profile -- plain` 94-104 -> 97-106.
+ */
+const KC = 256;
+const MC_TARGET = 96;
+const NC_MAX = 2048;
+const B_SCRATCH_FLOATS = 1 << 20;
+/**
+ * Longer inner dims are cut into slices of this many (accumulated one after the other). Why not
+ * longer: a thread packs a whole (K slice, NC) block of B, so NC = B_SCRATCH_FLOATS / slice, and
+ * every packed A block is reused by only NC / NR B panels. With slices of 32768 a K = 32000
+ * product (the lm_head input gradient) ran with NC = 32, repacking all of A for every 32 columns
+ * (28 GFLOP/s on one thread). Slices of 4096 keep NC >= 256; the price is one more read of C
+ * per slice, small next to the 4096 multiply-adds per element of C that each slice does.
+ */
+export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
+/**
+ * Packing pays when a packed block is reused many times. A block (MC x KC) is reused by N/NR B
+ * panels: with fewer than PACK_A_MIN_N columns the micro-kernel reads A in place (4096x16x1024:
+ * 25 -> 37 GFLOP/s on one thread). A B panel is reused by M/MR row tiles: with at most
+ * PACK_B_MAX_M rows (and contiguous B rows) it is read in place (16x1024x4096: 21 -> 32).
+ */
+const PACK_A_MIN_N = 64;
+/** GEMM_ARG.causal codes of MatmulCausal kinds, and the smallest row block a causal product uses. */
+const CAUSAL_CODES = { none: 0, maskOut: 1, lowerA: 2, upperA: 3 } as const;
+const CAUSAL_MC_MIN = 24;
+/**
+ * Micro-kernel rate of the main tile over the 4 x 8 one (measured alone, gemm.ts header: relaxed
+ * 6 x 8 57.8 vs 53.6 GFLOP/s, plain 5 x 8 47.2 vs 42.3).
+ */
+const TILE_SPEEDUP_RELAXED = 57.8 / 53.6;
+const TILE_SPEEDUP_PLAIN = 47.2 / 42.3;
+
+/** Below this inner dim the 4 x 8 tile is used (see pickTileRows). */
+const MAIN_TILE_MIN_K = 32;
+
+/**
+ * Rows of the register tile for an (m, n, k) product: the main tile unless 4-row tiles, slower
+ * per tile, lose less to the rows past m that the last tile computes for nothing (time ~ rows
+ * computed / rate), or k is tiny. m = 8 (the LoRA A gradient): 6 x 8 computes 12 rows, 33 GFLOP/s
+ * on one thread against 43 with 4 x 8; m = 1024: 6 x 8. k < 32 (the LoRA up products, k = rank):
+ * measured 1024x512x8 on 2 threads 39 GFLOP/s with 6 x 8 against 54 with 4 x 8 (k = 16: 67 / 72;
+ * k = 32: 89 / 86; one thread: 34 / 33), cause not found.
+ */
+function pickTileRows(m: number, k: number, main: number, speedup: number): number {
+  if (k < MAIN_TILE_MIN_K) return 4;
+  return Math.ceil(m / 4) * 4 * speedup < Math.ceil(m / main) * main ? 4 : main;
+}
+const PACK_B_MAX_M = 32;
+
+/**
+ * Allocates each thread's packing scratch once (Ap (MC_TARGET, KC) + slack, Bp (K, NC) <=
+ * B_SCRATCH_FLOATS, a tile (max MR, NR)) and records it in the pool's scratch slots. Returns the
+ * heap offsets (for dispose); on failure frees what it took and rethrows.
+ */
+export function allocGemmScratch(heap: Heap, pool: ThreadPool, threads: number, mrs: readonly number[]): number[] {
+  const scratch: number[] = [];
+  try {
+    for (let t = 0; t < threads; t++) {
+      const ap = heap.alloc(MC_TARGET * KC * 4 + 16); // + slack that gemm_pack_a may write (gemm.ts)
+      scratch.push(ap);
+      const bp = heap.alloc(B_SCRATCH_FLOATS * 4);
+      scratch.push(bp);
+      const tile = heap.alloc(Math.max(...mrs) * GEMM_NR * 4);
+      scratch.push(tile);
+      const slot = pool.scratchSlot(t);
+      pool.ctl[slot] = ap;
+      pool.ctl[slot + 1] = bp;
+      pool.ctl[slot + 2] = tile;
+    }
+  } catch (err) {
+    for (const p of scratch) heap.free(p);
+    throw err;
+  }
+  return scratch;
+}
+
+/**
+ * The wasm Kernels' matmul over `pool` (job code `opGemm`): `threads` threads at most, register
+ * tiles `mrMain` x 8 (or 4 x 8, pickTileRows), relaxed-SIMD tile rates when `relaxed`.
+ */
+export function createMatmul(
+  pool: ThreadPool,
+  opGemm: number,
+  { threads, relaxed, mrMain }: { threads: number; relaxed: boolean; mrMain: number },
+): (out: Tensor, a: Tensor, b: Tensor, opts?: MatmulOptions) => void {
+  function matmul(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
+    const shape = checkMatmul(out, a, b, opts);
+    const transA = opts.transA === true;
+    const transB = opts.transB === true;
+    const accumulate = opts.accumulate === true;
+    const alpha = opts.alpha ?? 1;
+    let { batch, m } = shape;
+    const { n, k, bBatched } = shape;
+    if (batch === 0 || m === 0 || n === 0) return;
+    if (k === 0) {
+      if (!accumulate) out.fill(0);
+      return;
+    }
+    // a shared b with a plain a is one GEMM over all batch rows: (batch*M, K) x (K, N)
+    if (!bBatched && !transA) {
+      m *= batch;
+      batch = 1;
+    }
+    const aRs = transA ? 4 : 4 * k;
+    const aCs = transA ? 4 * m : 4;
+    const bRs = transB ? 4 : 4 * n;
+    const bCs = transB ? 4 * k : 4;
+    // causal structure (kernels.ts MatmulCausal): lowerA / upperA only promise zeros, so a sliced
+    // inner dim may simply run the full product; maskOut must mask every slice (idempotent)
+    let causal = 0;
+    if (opts.causal !== undefined) causal = CAUSAL_CODES[opts.causal.kind];
+    if (causal !== CAUSAL_CODES.maskOut && k > GEMM_K_SLICE) causal = 0;
+    const period = opts.causal?.period ?? 1;
+    // an inner dim longer than GEMM_K_SLICE runs as several GEMMs, each accumulating onto the last
+    for (let p0 = 0; p0 < k; p0 += GEMM_K_SLICE) {
+      const kSlice = Math.min(GEMM_K_SLICE, k - p0);
+      runGemm(
+        { m, n, k: kSlice, batch, alpha, accumulate: accumulate || p0 > 0, causal, period },
+        a.ptr + p0 * aCs,
+        b.ptr + p0 * bRs,
+        out.ptr,
+        { aRs, aCs, bRs, bCs, aBs: 4 * m * k, bBs: bBatched ? 4 * k * n : 0 },
+      );
+    }
+  }
+
+  function runGemm(
+    d: { m: number; n: number; k: number; batch: number; alpha: number; accumulate: boolean; causal: number; period: number },
+    aPtr: number,
+    bPtr: number,
+    cPtr: number,
+    st: { aRs: number; aCs: number; bRs: number; bCs: number; aBs: number; bBs: number },
+  ): void {
+    const { m, n, k, batch } = d;
+    const macs = batch * m * n * k;
+    const nthreads = macs < PARALLEL_MIN_MACS ? 1 : threads;
+    // Row blocks: each at most the scratch's mc rows, cut on MR-row tile boundaries as evenly as
+    // possible (the driver spreads the tiles over the blocks), and on several threads a multiple
+    // of the thread count, so that no thread is left alone with the last block while the others
+    // idle (1024 rows in blocks of 96 are 11 blocks: 6 for one thread, 5 for the other, a 1.83x
+    // ceiling on 2 threads; 12 blocks of 84-88 rows split evenly)
+    const mr = pickTileRows(m, k, mrMain, relaxed ? TILE_SPEEDUP_RELAXED : TILE_SPEEDUP_PLAIN);
+    // causal products skip work per row block: smaller blocks (about an eighth of a period) skip more
+    const mcRows = d.causal === 0 ? MC_TARGET : Math.min(MC_TARGET, Math.max(CAUSAL_MC_MIN, Math.ceil(d.period / 8)));
+    const mc = Math.max(mr, Math.floor(mcRows / mr) * mr);
+    const tiles = Math.ceil(m / mr);
+    let rowBlocks = Math.ceil(tiles / (mc / mr));
+    if (nthreads > 1 && batch === 1) rowBlocks = Math.min(tiles, Math.ceil(rowBlocks / nthreads) * nthreads);
+    // NC: as wide as the scratch allows, but narrow enough for ~4 chunks per thread
+    let nc = Math.min(NC_MAX, Math.floor(B_SCRATCH_FLOATS / k / GEMM_NR) * GEMM_NR);
+    const rowChunks = batch * rowBlocks;
+    if (nthreads > 1 && rowChunks < 4 * nthreads) {
+      const colChunks = Math.ceil((4 * nthreads) / rowChunks);
+      nc = Math.min(nc, Math.max(8 * GEMM_NR, Math.ceil(n / colChunks / GEMM_NR) * GEMM_NR));
+    }
+    pool.prepare();
+    const ctl = pool.ctl;
+    const g = CONTROL.args;
+    ctl[g + GEMM_ARG.m] = m;
+    ctl[g + GEMM_ARG.n] = n;
+    ctl[g + GEMM_ARG.k] = k;
+    ctl[g + GEMM_ARG.a] = aPtr;
+    ctl[g + GEMM_ARG.b] = bPtr;
+    ctl[g + GEMM_ARG.c] = cPtr;
+    // strides in bytes: op(a)[i, p] at a + i*aRs + p*aCs; op(b)[p, j] at b + p*bRs + j*bCs
+    ctl[g + GEMM_ARG.aRs] = st.aRs;
+    ctl[g + GEMM_ARG.aCs] = st.aCs;
+    ctl[g + GEMM_ARG.bRs] = st.bRs;
+    ctl[g + GEMM_ARG.bCs] = st.bCs;
+    ctl[g + GEMM_ARG.ldc] = 4 * n;
+    ctl[g + GEMM_ARG.batch] = batch;
+    ctl[g + GEMM_ARG.aBs] = st.aBs;
+    ctl[g + GEMM_ARG.bBs] = st.bBs;
+    ctl[g + GEMM_ARG.cBs] = 4 * m * n;
+    ctl[g + GEMM_ARG.beta] = d.accumulate ? 1 : 0;
+    pool.ctlF32[g + GEMM_ARG.alpha] = d.alpha;
+    ctl[g + GEMM_ARG.rowBlocks] = rowBlocks;
+    ctl[g + GEMM_ARG.mr] = mr;
+    ctl[g + GEMM_ARG.causal] = d.causal;
+    ctl[g + GEMM_ARG.period] = d.period;
+    ctl[g + GEMM_ARG.kc] = KC;
+    ctl[g + GEMM_ARG.nc] = nc;
+    // packing an A block pays off only when many B panels reuse it
+    ctl[g + GEMM_ARG.packA] = n >= PACK_A_MIN_N ? 1 : 0;
+    // likewise B, when few row tiles reuse it and its rows are contiguous
+    ctl[g + GEMM_ARG.packB] = st.bCs === 4 && m <= PACK_B_MAX_M ? 0 : 1;
+    // threads that claim in step take row blocks from separate contiguous groups (gemm-driver.ts)
+    ctl[g + GEMM_ARG.rowGroups] = rowBlocks % nthreads === 0 ? nthreads : 1;
+    const chunks = rowChunks * Math.ceil(n / nc);
+    pool.run(opGemm, nthreads, chunks);
+  }
+
+  return matmul;
+}
