@@ -10,9 +10,20 @@ import { Heap } from "../../src/tensor/heap.js";
 
 const CHUNKS = 200;
 
-/** Adds 1 to args[1 + chunk] and (thread + 1) to args[1 + CHUNKS + chunk]. */
+/**
+ * Adds 1 to args[1 + chunk] and stores (thread + 1) in args[1 + CHUNKS + chunk]. With args[0] = 1
+ * on entry, each thread's first chunk first waits (up to 5 s) until the other thread has started
+ * one too, so that both threads are known to take part whatever the scheduling.
+ */
 const countJob: JobFunction = (_ex, ctl, _f32, layout, thread, forEachChunk) => {
+  let first = Atomics.load(ctl, layout.args) === 1;
   forEachChunk((chunk) => {
+    if (first) {
+      first = false;
+      Atomics.add(ctl, layout.args + 2 * 200 + 1, 1);
+      const t0 = Date.now();
+      while (Atomics.load(ctl, layout.args + 2 * 200 + 1) < 2 && Date.now() - t0 < 5000) {}
+    }
     Atomics.add(ctl, layout.args + 1 + chunk, 1);
     Atomics.store(ctl, layout.args + 1 + 200 + chunk, thread + 1);
   });
@@ -44,22 +55,21 @@ describe("wasm thread pool", () => {
   });
 
   function clearCounts(): void {
-    pool.ctl.fill(0, CONTROL.args, CONTROL.args + 1 + 2 * CHUNKS);
+    pool.ctl.fill(0, CONTROL.args, CONTROL.args + 2 + 2 * CHUNKS);
   }
   const counts = (): number[] => Array.from(pool.ctl.subarray(CONTROL.args + 1, CONTROL.args + 1 + CHUNKS));
 
   test("every chunk runs exactly once, over both threads", () => {
     const threadsSeen = new Set<number>();
-    for (let round = 0; round < 20; round++) {
+    for (let round = 0; round < 5; round++) {
       pool.prepare();
       clearCounts();
+      pool.ctl[CONTROL.args] = 1; // rendezvous: both threads must take chunks
       pool.run(OP_COUNT, 2, CHUNKS);
       expect(counts().every((c) => c === 1)).toBe(true);
       for (const t of pool.ctl.subarray(CONTROL.args + 1 + CHUNKS, CONTROL.args + 1 + 2 * CHUNKS)) threadsSeen.add(t);
     }
-    expect(threadsSeen.has(1)).toBe(true); // the caller always works
-    // the worker is spinning between rounds, so in 20 rounds of 200 chunks it takes some
-    expect(threadsSeen.has(2)).toBe(true);
+    expect([...threadsSeen].sort()).toEqual([1, 2]); // the caller (thread 0) and the worker
   });
 
   test("a failing chunk makes run() throw; the other chunks still run once; the pool recovers", () => {
