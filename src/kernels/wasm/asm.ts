@@ -112,6 +112,10 @@ const SECTION = { type: 1, import: 2, function: 3, export: 7, code: 10 } as cons
 const BLOCK_VOID = 0x40;
 
 /** Natural alignment exponent (log2 bytes) of each memory access, for the memarg. */
+/** i8x16.shuffle lane patterns of reduceLanes: swap the 64-bit halves, swap neighbouring lanes. */
+const SWAP_HALVES = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
+const SWAP_PAIRS = [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11];
+
 const NATURAL_ALIGN: { [op: string]: number } = {
   "i32.load": 2,
   "f32.load": 2,
@@ -313,6 +317,15 @@ export class FunctionBuilder {
   /** memory.fill (bulk memory, 0xfc 11) on memory 0: pops (dst, byte value, length). */
   memoryFill(): this {
     this.code.push(0xfc, 0x0b, 0x00);
+    return this;
+  }
+
+  /**
+   * Replaces the f32x4 in local `v` by the reduction `op` of its 4 lanes, in every lane: two
+   * rounds of (v op v with 64-bit halves swapped), then neighbouring lanes swapped.
+   */
+  reduceLanes(v: Local, op: "f32x4.pmax" | "f32x4.add"): this {
+    for (const lanes of [SWAP_HALVES, SWAP_PAIRS]) this.get(v).get(v).get(v).shuffle(lanes).simd(op).set(v);
     return this;
   }
 

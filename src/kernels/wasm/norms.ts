@@ -51,16 +51,12 @@ export const NORM_ARG = {
   mean: 13,
 } as const;
 
-/** Lane shuffles for horizontal sums: swap 64-bit halves, swap neighbouring lanes. */
-const SWAP_HALVES = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
-const SWAP_PAIRS = [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11];
 /** shuffle(zero, v): lane 0 of v, zeros elsewhere. */
 const FIRST_LANE_ONLY = [16, 17, 18, 19, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3];
 
 /** Pushes the f32 sum of the 4 lanes of `v` (clobbers v). */
 function pushLaneSum(f: FunctionBuilder, v: Local): void {
-  for (const lanes of [SWAP_HALVES, SWAP_PAIRS]) f.get(v).get(v).get(v).shuffle(lanes).simd("f32x4.add").set(v);
-  f.get(v).simdLane("f32x4.extract_lane", 0);
+  f.reduceLanes(v, "f32x4.add").get(v).simdLane("f32x4.extract_lane", 0);
 }
 
 /**

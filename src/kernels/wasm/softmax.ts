@@ -39,15 +39,6 @@ export const SM_ARG = {
   keyLengths: 16,
 } as const;
 
-/** Lane shuffles for horizontal reductions: swap 64-bit halves, swap neighbouring lanes. */
-const SWAP_HALVES = [8, 9, 10, 11, 12, 13, 14, 15, 0, 1, 2, 3, 4, 5, 6, 7];
-const SWAP_PAIRS = [4, 5, 6, 7, 0, 1, 2, 3, 12, 13, 14, 15, 8, 9, 10, 11];
-
-/** Replaces the v128 in `v` by the lane-wise reduction `op` of its 4 lanes (in every lane). */
-function reduce(f: FunctionBuilder, v: Local, op: "f32x4.pmax" | "f32x4.add"): void {
-  for (const lanes of [SWAP_HALVES, SWAP_PAIRS]) f.get(v).get(v).get(v).shuffle(lanes).simd(op).set(v);
-}
-
 function emitForward(m: ModuleBuilder): void {
   const f = m.func("sm_fwd", ["i32", "i32", "i32", "i32", "f32"], []);
   const [src, dst, visible, total, scale] = f.params;
@@ -84,7 +75,7 @@ function emitForward(m: ModuleBuilder): void {
   forEach(visible, 1, () => {
     f.get(mx).get(s).simdMem("v128.load32_splat", 0).get(sv).simd("f32x4.mul").simd("f32x4.pmax").set(mx);
   });
-  reduce(f, mx, "f32x4.pmax");
+  f.reduceLanes(mx, "f32x4.pmax");
   // pass 2: e = exp(scale * x - max), stored, summed
   f.f32(0).simd("f32x4.splat").set(acc).f32(0).set(tailSum);
   start();
@@ -100,7 +91,7 @@ function emitForward(m: ModuleBuilder): void {
     f.get(d).get(e).simdLane("v128.store32_lane", 0, 0);
     f.get(tailSum).get(e).simdLane("f32x4.extract_lane", 0).op("f32.add").set(tailSum);
   });
-  reduce(f, acc, "f32x4.add");
+  f.reduceLanes(acc, "f32x4.add");
   // pass 3: scale by 1 / sum
   f.f32(1).simd("f32x4.splat").get(acc).get(tailSum).simd("f32x4.splat").simd("f32x4.add");
   f.simd("f32x4.div").set(acc);
@@ -156,7 +147,7 @@ function emitBackward(m: ModuleBuilder): void {
     load(c, w);
     f.simd("f32x4.mul").simd("f32x4.add").set(dot);
   });
-  reduce(f, dot, "f32x4.add");
+  f.reduceLanes(dot, "f32x4.add");
   pass((w) => {
     f.get(a);
     load(a, w);
@@ -203,7 +194,7 @@ function emitCrossEntropyRow(m: ModuleBuilder): void {
     f.get(mx).get(s).simdMem("v128.load32_splat", 0).simd("f32x4.pmax").set(mx);
     f.addTo(s, 4);
   });
-  reduce(f, mx, "f32x4.pmax");
+  f.reduceLanes(mx, "f32x4.pmax");
   f.get(stats).get(mx).simdLane("f32x4.extract_lane", 0).mem("f32.store");
   // pass 2: sum of exp(x - max), blocks of 1024 in f32, block sums in f64; with d, the exps are
   // stored there so that pass 3 only rescales (one exp per logit instead of two: the vocab-wide
@@ -223,7 +214,7 @@ function emitCrossEntropyRow(m: ModuleBuilder): void {
     f.addTo(s, 16).addTo(j, 4);
     f.get(j).get(blockEnd).op("i32.lt_u").brIf(0);
     f.end();
-    reduce(f, acc, "f32x4.add");
+    f.reduceLanes(acc, "f32x4.add");
     f.get(total).get(acc).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
     f.get(j).get(vecEnd).op("i32.lt_u").brIf(0);
     f.end().end();
