@@ -2,6 +2,8 @@
 // vocab 32000, batch 4 x seq 256; --quick: 2 layers, batch 2 x 128), wasm kernels on all threads.
 // Every Kernels method is wrapped with a wall-clock timer; matmuls are keyed by their shapes and
 // flags, so the table shows where a step goes and how far each GEMM shape is from the square rate.
+// A shape's GFLOP/s counts the full product: causal attention products, which skip about half of
+// it (MatmulOptions.causal), show a nominal rate (bench/matmul-meter.ts counts what they compute).
 //
 // Usage: npm run profile -- [plain|lora|estimate] [--quick] [--json]
 //   plain     forward + backward, no weight gradients (bench train-step)

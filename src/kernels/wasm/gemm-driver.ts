@@ -9,8 +9,8 @@
 // .toString() (pool.ts). Everything it needs arrives through its parameters.
 //
 // Work split: chunks of (batch entry, NC columns, a row block of at most MC rows) handed out by
-// the pool (forEachChunk); chunks never share an element of C, so no other synchronisation is needed
-// inside a job. Row groups: with G groups (G divides the row blocks; the host passes the thread
+// the pool (forEachChunk); chunks never share an element of C, so no other synchronisation is
+// needed inside a job. Row groups: with G groups (G divides the row blocks; the host passes the thread
 // count when it does), chunk i of a (batch entry, NC columns) block runs row block
 // (i % G) * (blocks / G) + floor(i / G), so threads that claim in step each walk their own
 // contiguous range of rows. Measured (Zen 4 VM, 2 threads, medians of back-to-back runs):
@@ -137,9 +137,7 @@ export function gemmThreadJob(
   const jcBlocks = Math.ceil(N / NC);
   const perBatch = icBlocks * jcBlocks;
   let packedKey = -1; // which (batch entry, jc block) of B sits in this thread's bp
-  forEachChunk((chunk) => {
-    runChunk(chunk);
-  });
+  forEachChunk(runChunk);
 
   function runChunk(chunk: number): void {
     const bi = Math.floor(chunk / perBatch);

@@ -17,8 +17,8 @@ const PARALLEL_MIN_MACS = 1 << 18;
  * Cache blocking (Zen 4 / typical x86: 32 KiB L1d, 1 MiB L2). KC: inner-dim rows per macro-kernel
  * call (an NR x KC B panel is 8 KiB and stays in L1); MC: at most this many rows per chunk (an
  * MC x KC A block, 96 KiB, stays in L2); a thread packs a whole (K, NC) block of B at once into
- * B_SCRATCH_FLOATS, so NC = B_SCRATCH_FLOATS / K (K at most GEMM_K_SLICE), at most NC_MAX. Measured on the bench machine: KC 256-384 and
- * MC 64-192 are within noise of each other; MC 96 gives more chunks to balance threads; a 4 MiB
+ * B_SCRATCH_FLOATS, so NC = B_SCRATCH_FLOATS / K (K at most GEMM_K_SLICE), at most NC_MAX.
+ * Measured on the bench machine: KC 256-384 and MC 64-192 are within noise of each other; MC 96 gives more chunks to balance threads; a 4 MiB
  * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread. Rechecked with the
  * 6 x 8 tile (1 and 2 threads, 1024^3 and the model shapes): KC 192-512 x MC 72-144 and NC_MAX
  * 256-2048 all within noise (at most 1 GFLOP/s apart, larger KC slightly better only for N = 64);
@@ -49,6 +49,7 @@ export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
  * PACK_B_MAX_M rows (and contiguous B rows) it is read in place (16x1024x4096: 21 -> 32).
  */
 const PACK_A_MIN_N = 64;
+const PACK_B_MAX_M = 32;
 /** GEMM_ARG.causal codes of MatmulCausal kinds, and the smallest row block a causal product uses. */
 const CAUSAL_CODES = { none: 0, maskOut: 1, lowerA: 2, upperA: 3 } as const;
 const CAUSAL_MC_MIN = 24;
@@ -74,7 +75,6 @@ function pickTileRows(m: number, k: number, main: number, speedup: number): numb
   if (k < MAIN_TILE_MIN_K) return 4;
   return Math.ceil(m / 4) * 4 * speedup < Math.ceil(m / main) * main ? 4 : main;
 }
-const PACK_B_MAX_M = 32;
 
 /**
  * Allocates each thread's packing scratch once (Ap (MC_TARGET, KC) + slack, Bp (K, NC) <=
@@ -136,8 +136,7 @@ export function createMatmul(
     const bCs = transB ? 4 * k : 4;
     // causal structure (kernels.ts MatmulCausal): lowerA / upperA only promise zeros, so a sliced
     // inner dim may simply run the full product; maskOut must mask every slice (idempotent)
-    let causal = 0;
-    if (opts.causal !== undefined) causal = CAUSAL_CODES[opts.causal.kind];
+    let causal: number = CAUSAL_CODES[opts.causal?.kind ?? "none"];
     if (causal !== CAUSAL_CODES.maskOut && k > GEMM_K_SLICE) causal = 0;
     const period = opts.causal?.period ?? 1;
     // an inner dim longer than GEMM_K_SLICE runs as several GEMMs, each accumulating onto the last

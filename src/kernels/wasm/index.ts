@@ -117,22 +117,16 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
 
   // GEMM packing scratch per thread (gemm-host.ts), and (NORM_PARTIAL_FLOATS) chunk partials of
   // the norm backwards' dWeight
-  let scratch: number[];
-  let normPartials: number;
+  let scratch: number[] = []; // allocGemmScratch frees its own blocks when it fails
   try {
     scratch = allocGemmScratch(heap, pool, threads, mrs);
-  } catch (err) {
-    await pool.dispose();
-    throw err;
-  }
-  try {
-    normPartials = heap.alloc(NORM_PARTIAL_FLOATS * 4);
-    scratch.push(normPartials);
+    scratch.push(heap.alloc(NORM_PARTIAL_FLOATS * 4));
   } catch (err) {
     for (const p of scratch) heap.free(p);
     await pool.dispose();
     throw err;
   }
+  const normPartials = scratch[scratch.length - 1];
   const matmul = createMatmul(pool, OP_GEMM, { threads, relaxed, mrMain });
   const ref = createRefKernels(heap);
 
