@@ -243,7 +243,8 @@ export class Heap {
 /**
  * A wasm function zero(ptr, bytes) running memory.fill(ptr, 0, bytes) on `memory` (bulk-memory
  * proposal, in every runtime that has SIMD). The module, byte by byte (WebAssembly core spec 2.0,
- * binary format section 5.5):
+ * binary format section 5.5), written out here rather than with kernels/wasm/asm.ts so that the
+ * tensor layer does not depend on the kernels above it:
  *   (module
  *     (import "e" "m" (memory 0 65536 shared))
  *     (func (export "zero") (param i32 i32) local.get 0  i32.const 0  local.get 1  memory.fill))

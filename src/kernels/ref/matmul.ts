@@ -10,6 +10,7 @@
 //   out: (batch, M, N); must not overlap a or b.
 // causal (MatmulOptions.causal): excluded terms of the sums are skipped, masked outputs written 0.
 
+import type { MatmulCausal } from "../kernels.js";
 import type { Floats } from "./types.js";
 
 export interface MatmulDims {
@@ -24,7 +25,7 @@ export interface MatmulDims {
   accumulate: boolean;
   alpha: number;
   /** MatmulOptions.causal (kernels.ts): terms and outputs it excludes are skipped / zeroed. */
-  causal?: { kind: "maskOut" | "lowerA" | "upperA"; period: number };
+  causal?: MatmulCausal;
 }
 
 export function matmul(out: Floats, a: Floats, b: Floats, dims: MatmulDims): void {

@@ -239,7 +239,7 @@ export function elementwiseThreadJob(
   ctl: Int32Array,
   ctlF32: Float32Array,
   layout: typeof CONTROL,
-  thread: number,
+  _thread: number,
   forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;

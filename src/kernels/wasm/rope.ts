@@ -121,7 +121,7 @@ export function ropeThreadJob(
   ctl: Int32Array,
   _ctlF32: Float32Array,
   layout: typeof CONTROL,
-  thread: number,
+  _thread: number,
   forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
