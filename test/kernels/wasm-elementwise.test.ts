@@ -11,14 +11,11 @@ import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import { randomUniform } from "../helpers/random.js";
 
+/** randomUniform, with special values at the start. */
 function random(n: number, seed: number, range: number): Float32Array {
-  let s = seed >>> 0;
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    v[i] = (s / 4294967296 - 0.5) * 2 * range;
-  }
+  const v = randomUniform(n, seed, range);
   // special values at the start: zeros, the exp clamp region and beyond
   const special = [0, -0, 1, -1, 88, -88, 95, -95, 120, -120, -1.2785];
   for (let i = 0; i < Math.min(n, special.length); i++) v[i] = special[i];

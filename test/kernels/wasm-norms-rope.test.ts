@@ -13,18 +13,9 @@ import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { relaxedSimdSupported } from "../../src/kernels/wasm/asm.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
+import { randomUniform as random } from "../helpers/random.js";
 
 const TOL = 1e-5;
-
-function random(n: number, seed: number, range: number): Float32Array {
-  let s = seed >>> 0;
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    v[i] = (s / 4294967296 - 0.5) * 2 * range;
-  }
-  return v;
-}
 
 function expectClose(what: string, got: Float32Array, want: Float32Array, scale: (i: number) => number): void {
   expect(got.length).toBe(want.length);

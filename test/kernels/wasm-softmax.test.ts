@@ -10,16 +10,7 @@ import type { Kernels } from "../../src/kernels/kernels.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
-
-function random(n: number, seed: number, range: number): Float32Array {
-  let s = seed >>> 0;
-  const v = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    v[i] = (s / 4294967296 - 0.5) * 2 * range;
-  }
-  return v;
-}
+import { randomUniform as random } from "../helpers/random.js";
 
 interface Case {
   shape: [number, number, number, number];
