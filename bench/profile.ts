@@ -6,7 +6,7 @@
 // it (MatmulOptions.causal), show a nominal rate (bench/matmul-meter.ts counts what they compute).
 //
 // Usage: npm run profile -- [plain|lora|estimate] [--quick] [--json]
-//   plain     forward + backward, no weight gradients (bench train-step)
+//   plain     forward + backward to inputs_embeds, no weight gradients (bench train-step)
 //   lora      one LoRA training step, r = 8 on all linear layers (bench lora-train)
 //   estimate  one LoRA-GA gradient-estimation batch, all linear targets (bench lora-ga-init)
 // "outside kernels" is the step time not spent inside any kernel call (JS glue, buffer fills);
@@ -113,7 +113,9 @@ async function main(): Promise<void> {
     const batch: Batch = { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
     let step: () => Promise<unknown>;
     if (mode === "plain") {
-      step = async () => model.lossAndGrads(batch);
+      // as bench train-step: the gradient down to inputs_embeds, like train_step_torch.py's
+      const inputsEmbedsGrad = heap.tensor([B, T, config.hidden_size]); // (B, T, C)
+      step = async () => model.lossAndGrads(batch, { inputsEmbedsGrad });
     } else if (mode === "lora") {
       const peft = getPeftModel(model, new LoraConfig({ r: 8, lora_alpha: 16, target_modules: ALL_LINEAR }), { seed: 0 });
       const trainable = loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng);

@@ -1,5 +1,5 @@
 // Training-step benchmark: forward + backward of a random Llama (no weight gradients, activation
-// gradients on, as in LoRA training where only adapters learn) with the wasm kernels on all
+// gradients on down to inputs_embeds, as the PyTorch side computes them) with the wasm kernels on all
 // threads; tokens/s and the share of the step spent in GEMM (kernels.matmul wrapped with a timer).
 // Also the step's GEMM FLOPs divided by the machine's measured wasm SIMD128 FMA peak
 // (wasm-peak.ts): the fastest any wasm engine could do this step, as a ratio to PyTorch too.
@@ -108,14 +108,17 @@ export async function trainStepSuite(reporter: Reporter, options: { quick: boole
   const model = await createLlama(config, randomCheckpoint(config, 1), kernels, "(random)");
   const batch = randomBatch(config.vocab_size, shape.batch, shape.seq, 2);
   const tokens = shape.batch * shape.seq;
+  // train_step_torch.py backpropagates to inputs_embeds (requires_grad): ask for the same gradient
+  const inputsEmbedsGrad = heap.tensor([shape.batch, shape.seq, config.hidden_size]); // (B, T, C)
+  const stepOptions = { inputsEmbedsGrad };
   const timer = meterMatmul(kernels);
   try {
-    model.lossAndGrads(batch); // warm-up (plans the activations)
+    model.lossAndGrads(batch, stepOptions); // warm-up (plans the activations)
     const steps: { ms: number; gemm: number; flops: number }[] = [];
     for (let r = 0; r < reps; r++) {
       timer.reset();
       const t0 = performance.now();
-      model.lossAndGrads(batch);
+      model.lossAndGrads(batch, stepOptions);
       steps.push({ ms: performance.now() - t0, gemm: timer.ms(), flops: timer.flops() });
     }
     steps.sort((a, b) => a.ms - b.ms);
@@ -155,6 +158,7 @@ export async function trainStepSuite(reporter: Reporter, options: { quick: boole
     });
   } finally {
     timer.restore();
+    inputsEmbedsGrad.dispose();
     model.dispose();
     await kernels.dispose();
   }

@@ -31,6 +31,29 @@ export interface MatmulOptions {
   alpha?: number;
   /** Causal-attention structure the product may skip work on (see MatmulCausal). */
   causal?: MatmulCausal;
+  /**
+   * A second product added to the same output in the same pass (see MatmulTerm):
+   * out = alpha op(a) op(b) + plus.alpha op(plus.a) op(plus.b)  (+ out when accumulate).
+   * Only for one (non-batched) product: a 2-D b shared by a's leading dims, no transA, no causal.
+   */
+  plus?: MatmulTerm;
+}
+
+/**
+ * One extra product of a matmul (MatmulOptions.plus), with its own inner dim K2 and transposes:
+ * op(a) is (M, K2) where M is all the rows of the main product (a: (M, K2), or (K2, M) with transA;
+ * 2-D), op(b) is (K2, N) (b: (K2, N), or (N, K2) with transB; 2-D). What it is for: a low-rank
+ * adapter's delta fused into its base layer's product, e.g. LoRA's y = x W^T + s (x A^T) B^T and
+ * dx = dy W + (s dy B) A, so the output is read and written once instead of twice (the wasm GEMM
+ * runs the term as one more K block while each block of C is in cache).
+ */
+export interface MatmulTerm {
+  a: Tensor;
+  b: Tensor;
+  transA?: boolean;
+  transB?: boolean;
+  /** Multiplies this term; default 1. */
+  alpha?: number;
 }
 
 /**

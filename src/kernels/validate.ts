@@ -85,6 +85,8 @@ export interface MatmulShape {
   k: number;
   /** false: b is one 2-D matrix shared by every batch entry. */
   bBatched: boolean;
+  /** Inner dim of MatmulOptions.plus (0 without it). */
+  k2: number;
 }
 
 export function checkMatmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOptions = {}): MatmulShape {
@@ -134,7 +136,46 @@ export function checkMatmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOp
   if (options.causal !== undefined) checkMatmulCausal(options, m, n, k);
   let batch = 1;
   for (const d of batchShape) batch *= d;
-  return { batch, m, n, k, bBatched };
+  const k2 = options.plus === undefined ? 0 : checkMatmulPlus(out, options, batch * m, n, bBatched);
+  return { batch, m, n, k, bBatched, k2 };
+}
+
+/**
+ * The rules of MatmulOptions.plus (kernels.ts): one non-batched main product (2-D b shared by a's
+ * leading dims, no transA, no causal); op(plus.a) (rows, K2) and op(plus.b) (K2, N), both 2-D f32,
+ * neither overlapping out. Returns K2.
+ */
+function checkMatmulPlus(out: Tensor, options: MatmulOptions, rows: number, n: number, bBatched: boolean): number {
+  const op = "matmul";
+  const plus = options.plus as NonNullable<MatmulOptions["plus"]>;
+  if (bBatched || options.transA === true || options.causal !== undefined) {
+    throw new Error(`${op}: plus needs one non-batched product (a 2-D b, no transA, no causal)`);
+  }
+  requireDType(op, "plus.a", plus.a, "f32");
+  requireDType(op, "plus.b", plus.b, "f32");
+  if (plus.a.rank !== 2 || plus.b.rank !== 2) {
+    throw new Error(`${op}: ${describe("plus.a", plus.a)} and ${describe("plus.b", plus.b)} must both be 2-D`);
+  }
+  if (plus.alpha !== undefined) requireFinite(op, "plus.alpha", plus.alpha);
+  const transA = plus.transA === true;
+  const transB = plus.transB === true;
+  const m2 = plus.a.shape[transA ? 1 : 0];
+  const k2 = plus.a.shape[transA ? 0 : 1];
+  const kb = plus.b.shape[transB ? 1 : 0];
+  const n2 = plus.b.shape[transB ? 0 : 1];
+  const aLabel = transA ? "plus.a (transposed)" : "plus.a";
+  const bLabel = transB ? "plus.b (transposed)" : "plus.b";
+  if (k2 !== kb) {
+    throw new Error(`${op}: ${describe(aLabel, plus.a)} and ${describe(bLabel, plus.b)} have different inner dims ${k2} vs ${kb}`);
+  }
+  if (m2 !== rows || n2 !== n) {
+    throw new Error(
+      `${op}: ${describe(aLabel, plus.a)} x ${describe(bLabel, plus.b)} is (${m2}, ${n2}), the main product is (${rows}, ${n})`,
+    );
+  }
+  requireNoOverlap(op, "out", out, "plus.a", plus.a);
+  requireNoOverlap(op, "out", out, "plus.b", plus.b);
+  return k2;
 }
 
 /** The shape rules of MatmulOptions.causal (kernels.ts), with the dims of op(a) op(b) = (M, K)(K, N). */

@@ -157,12 +157,16 @@ export class LinearLayer {
     this.bias = bias;
   }
 
-  /** out (R, out) = inp (R, in) W^T + b  (+ adapter delta). */
+  /**
+   * out (R, out) = inp (R, in) W^T + b  (+ adapter delta: fused into the matmul when the adapter
+   * offers it as a term, LinearAdapter.forwardTerm).
+   */
   forward(kernels: Kernels, out: Tensor, inp: Tensor): void {
+    const term = this.adapter?.forwardTerm?.(inp) ?? null;
     const { w, outIn } = this.weight.expand(kernels);
-    kernels.matmul(out, inp, w, { transB: outIn });
+    kernels.matmul(out, inp, w, term === null ? { transB: outIn } : { transB: outIn, plus: term });
     if (this.bias !== null) kernels.addBias(out, this.bias);
-    if (this.adapter !== null) this.adapter.forward(out, inp);
+    if (this.adapter !== null && term === null) this.adapter.forward(out, inp);
   }
 
   /**
@@ -177,10 +181,15 @@ export class LinearLayer {
     inp: Tensor,
     paramGrads: ReadonlyMap<string, Tensor> | undefined,
   ): void {
+    let adapterDone = false;
     if (dInp !== null) {
-      // y = x W^T -> dx = dy W (W (out, in)); Conv1D y = x W -> dx = dy W^T (W (in, out))
+      // y = x W^T -> dx = dy W (W (out, in)); Conv1D y = x W -> dx = dy W^T (W (in, out));
+      // the adapter's share of dx rides along as a term when it offers one
+      const term = this.adapter?.backwardTerm?.(dOut, inp) ?? null;
+      adapterDone = term !== null;
       const { w, outIn } = this.weight.expand(kernels);
-      kernels.matmul(dInp, dOut, w, { transB: !outIn, accumulate: true });
+      const options = { transB: !outIn, accumulate: true };
+      kernels.matmul(dInp, dOut, w, term === null ? options : { ...options, plus: term });
     }
     const dWeight = gradFor(paramGrads, this.info.weightName, this.weight);
     if (dWeight !== null) {
@@ -192,7 +201,7 @@ export class LinearLayer {
       const dBias = gradFor(paramGrads, this.info.biasName, this.bias);
       if (dBias !== null) kernels.biasBackward(dBias, dOut);
     }
-    if (this.adapter !== null) this.adapter.backward(dInp, dOut, inp);
+    if (this.adapter !== null && !adapterDone) this.adapter.backward(dInp, dOut, inp);
   }
 }
 

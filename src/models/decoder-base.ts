@@ -20,6 +20,7 @@ import type { KnownModelConfig } from "../io/hf-config.js";
 import type { Kernels } from "../kernels/kernels.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Heap } from "../tensor/heap.js";
+import { sameShape, shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
 import {
   checkGradNames,
@@ -94,6 +95,8 @@ export class DecoderPlan {
 /** What the base needs to know of an architecture's sizes. */
 export interface DecoderLimits {
   vocabSize: number;
+  /** Width of the residual stream (hidden_size / n_embd): inputsEmbedsGrad is (B, T, hiddenSize). */
+  hiddenSize: number;
   /** Longest sequence the position scheme allows, or null when unbounded. */
   maxPositions: number | null;
 }
@@ -150,8 +153,13 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
   protected abstract createPlan(B: number, T: number): P;
   /** ids, keyLengths -> logits (and every activation backward reads). */
   protected abstract forwardPass(plan: P): void;
-  /** Reads plan.dLogits; accumulates into paramGrads and adapters. */
-  protected abstract backwardPass(plan: P, paramGrads: ReadonlyMap<string, Tensor> | undefined): void;
+  /**
+   * Reads plan.dLogits; accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad
+   * (validated (R, C) view, or null) with d loss / d inputs_embeds. Skips the first layer's input
+   * gradient when neither an embedding gradient, its input-norm gradient nor inputsEmbedsGrad
+   * needs it (PyTorch autograd semantics).
+   */
+  protected abstract backwardPass(plan: P, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void;
   /** Architecture-specific limits on the sequence length (after the generic batch checks). */
   protected checkSeqLen(_T: number): void {}
   /** Sizes of the key/value cache and the step scratch. */
@@ -185,14 +193,29 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     const { paramGrads } = options;
     checkGradNames(paramGrads, this.params);
     const plan = this.prepare(batch);
+    const inputsEmbedsGrad = this.inputsEmbedsGradOf(options.inputsEmbedsGrad, plan.B, plan.T);
     const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
     this.forwardPass(plan);
     const k = this.kernels;
     const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
     k.crossEntropy(plan.losses, plan.dLogits, plan.logits, plan.targets, { gradScale });
     const loss = tokens > 0 ? k.sum(plan.losses) / tokens : 0;
-    this.backwardPass(plan, paramGrads);
+    this.backwardPass(plan, paramGrads, inputsEmbedsGrad);
     return { loss, tokens };
+  }
+
+  /** options.inputsEmbedsGrad checked to be f32 (B, T, C), as an (R, C) view; null when absent. */
+  private inputsEmbedsGradOf(grad: Tensor | undefined, B: number, T: number): Tensor | null {
+    if (grad === undefined) return null;
+    const C = this.limits.hiddenSize;
+    const want = [B, T, C];
+    if (grad.dtype !== "f32" || !sameShape(grad.shape, want)) {
+      throw new Error(
+        `lossAndGrads: options.inputsEmbedsGrad must be f32 ${shapeString(want)} (batch, seqLen, hidden), ` +
+          `got ${grad.dtype} ${shapeString(grad.shape)}`,
+      );
+    }
+    return grad.view([B * T, C]);
   }
 
   createCache(batchSize: number, maxLength: number): KvCache {

@@ -276,7 +276,7 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     kernels: Kernels,
     quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
   ) {
-    super(config, params, kernels, { vocabSize: d.V, maxPositions: d.P });
+    super(config, params, kernels, { vocabSize: d.V, hiddenSize: d.C, maxPositions: d.P });
     this.d = d;
     const linear = this.linearFactory(params, quantized);
     const norm = (path: string): Norm => ({
@@ -423,12 +423,25 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     this.kernels.layernormBackward(dx, dWeight, dBias, dn, inp, norm.weight, mean, rstd);
   }
 
-  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
+  /** Reads plan.dLogits; accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
+  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
     const { maskOut, lowerA, upperA } = causalProducts(T);
     const { dx, dn } = plan;
+    const dWte = gradFor(paramGrads, "transformer.wte.weight", this.wte);
+    const dWpe = gradFor(paramGrads, "transformer.wpe.weight", this.wpe);
+    const ln1 = d.L > 0 ? this.layerWeights[0].ln1 : null;
+    // PyTorch autograd semantics: layer 0's input gradient (c_attn's dInp product and the ln_1
+    // backward into d (wte(ids) + wpe(positions))) is computed only when something needs it: the
+    // wte or wpe gradient, layer 0's ln_1 weight or bias gradient (they read the same dn), or the
+    // caller's inputsEmbedsGrad. LoRA training needs none of them; adapters get theirs regardless.
+    const needInputGrad =
+      dWte !== null ||
+      dWpe !== null ||
+      inputsEmbedsGrad !== null ||
+      (ln1 !== null && (gradFor(paramGrads, ln1.weightName, ln1.weight) !== null || gradFor(paramGrads, ln1.biasName, ln1.bias) !== null));
     dn.fill(0);
     this.lmHead.backward(k, dn, plan.dLogits, plan.nf, paramGrads);
     dx.fill(0);
@@ -461,14 +474,16 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
         k.matmul(r.k(plan.dQkvh), r.scores(plan.dScores), r.q(a.qkvh), { transA: true, causal: upperA });
       }
       k.permute0213(plan.dQkv.view([B, T, 3 * d.H, d.D]), plan.dQkvh); // -> (B, T, 3H, D)
-      dn.fill(0);
-      w.attn.backward(k, dn, plan.dQkv, a.n1, paramGrads);
-      this.layernormBackward(dx, dn, a.x, w.ln1, a.mean1, a.rstd1, paramGrads);
+      const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
+      dn1?.fill(0);
+      w.attn.backward(k, dn1, plan.dQkv, a.n1, paramGrads);
+      if (dn1 !== null) this.layernormBackward(dx, dn1, a.x, w.ln1, a.mean1, a.rstd1, paramGrads);
     }
-    const dWte = gradFor(paramGrads, "transformer.wte.weight", this.wte);
+    // dx = d (wte(ids) + wpe(positions)) = d wte(ids) = d wpe(positions) when needInputGrad (stale
+    // otherwise, and then unread)
     if (dWte !== null) k.embeddingBackward(dWte, dx, plan.ids);
-    const dWpe = gradFor(paramGrads, "transformer.wpe.weight", this.wpe);
     if (dWpe !== null) k.embeddingBackward(dWpe, dx, plan.positions);
+    if (inputsEmbedsGrad !== null) k.copy(inputsEmbedsGrad, dx);
   }
 }
 

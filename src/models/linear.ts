@@ -3,6 +3,7 @@
 // its delta in forward and back-propagates through it in backward. The LoRA layer itself lives in
 // peft/; models never depend on peft/.
 
+import type { MatmulTerm } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
 
 /** One linear layer of a model, named as Hugging Face / PEFT name it. */
@@ -35,4 +36,17 @@ export interface LinearAdapter {
    * own parameter gradients. dInp is null when the model does not need the input gradient.
    */
   backward(dInp: Tensor | null, dOut: Tensor, inp: Tensor): void;
+  /**
+   * Optional fused form of forward: does forward's work up to a last product and returns that
+   * product as a term for the layer to add inside its own matmul (MatmulOptions.plus), so the
+   * output is read and written once; null when it cannot (the layer then calls forward).
+   * Example: LoRA computes x A^T and returns s (x A^T) B^T.
+   */
+  forwardTerm?(inp: Tensor): MatmulTerm | null;
+  /**
+   * Optional fused form of backward, called only when the model needs dInp: accumulates the
+   * adapter's own parameter gradients and returns the dInp contribution as a term for the layer's
+   * dInp matmul; null when it cannot (having done nothing: the layer then calls backward).
+   */
+  backwardTerm?(dOut: Tensor, inp: Tensor): MatmulTerm | null;
 }

@@ -347,7 +347,7 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     kernels: Kernels,
     quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
   ) {
-    super(config, params, kernels, { vocabSize: d.V, maxPositions: d.maxPositions });
+    super(config, params, kernels, { vocabSize: d.V, hiddenSize: d.C, maxPositions: d.maxPositions });
     this.d = d;
     const factory = this.linearFactory(params, quantized);
     // nn.Linear: weight stored (out, in)
@@ -507,8 +507,8 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     this.lmHead.forward(this.kernels, logits, nf);
   }
 
-  /** Reads plan.dLogits; accumulates into paramGrads and adapters. */
-  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined): void {
+  /** Reads plan.dLogits; accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
+  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
@@ -517,6 +517,15 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const scale = 1 / Math.sqrt(d.D);
     const dx = plan.dx;
     const dn = plan.dn;
+    const dEmbed = gradFor(paramGrads, "model.embed_tokens.weight", this.embed);
+    // PyTorch autograd semantics: layer 0's input gradient (the q/k/v dInp products and the
+    // input-norm backward into d embed_tokens(ids)) is computed only when something needs it: the
+    // embedding gradient, layer 0's input-norm weight gradient (it reads the same dn), or the
+    // caller's inputsEmbedsGrad. LoRA training needs none of them; adapters get theirs regardless.
+    const needInputGrad =
+      dEmbed !== null ||
+      inputsEmbedsGrad !== null ||
+      (d.L > 0 && gradFor(paramGrads, this.layerWeights[0].inputNormName, this.layerWeights[0].inputNorm) !== null);
     dn.fill(0);
     this.lmHead.backward(k, dn, plan.dLogits, plan.nf, paramGrads);
     dx.fill(0);
@@ -551,14 +560,16 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       plan.dKLin.fill(0);
       k.ropeBackward(plan.dQLin.view([B, T, d.H, d.D]), plan.dQRot, plan.cos, plan.sin);
       k.ropeBackward(plan.dKLin.view([B, T, d.Hkv, d.D]), plan.dKRot, plan.cos, plan.sin);
-      dn.fill(0);
-      w.q.backward(k, dn, plan.dQLin, a.n1, paramGrads);
-      w.k.backward(k, dn, plan.dKLin, a.n1, paramGrads);
-      w.v.backward(k, dn, plan.dVLin.view([B * T, d.Hkv * d.D]), a.n1, paramGrads);
-      k.rmsnormBackward(dx, gradFor(paramGrads, w.inputNormName, w.inputNorm), dn, a.x, w.inputNorm, a.rstd1);
+      const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
+      dn1?.fill(0);
+      w.q.backward(k, dn1, plan.dQLin, a.n1, paramGrads);
+      w.k.backward(k, dn1, plan.dKLin, a.n1, paramGrads);
+      w.v.backward(k, dn1, plan.dVLin.view([B * T, d.Hkv * d.D]), a.n1, paramGrads);
+      if (dn1 !== null) k.rmsnormBackward(dx, gradFor(paramGrads, w.inputNormName, w.inputNorm), dn1, a.x, w.inputNorm, a.rstd1);
     }
-    const dEmbed = gradFor(paramGrads, "model.embed_tokens.weight", this.embed);
+    // dx = d embed_tokens(ids) when needInputGrad (stale otherwise, and then unread)
     if (dEmbed !== null) k.embeddingBackward(dEmbed, dx, plan.ids);
+    if (inputsEmbedsGrad !== null) k.copy(inputsEmbedsGrad, dx);
   }
 }
 

@@ -57,10 +57,18 @@ export interface CachedStep {
 export interface LossAndGradsOptions {
   /**
    * Gradients are ACCUMULATED (+=) into these tensors, keyed by parameter name (same shape as the
-   * parameter). Only these parameter gradients are computed; activation gradients always flow so
-   * that adapters receive theirs.
+   * parameter). Only these parameter gradients are computed; activation gradients flow as far as
+   * something needs them (adapters always receive theirs). As in PyTorch autograd, the gradient
+   * of the first layer's input is skipped when nothing asks for it: no embedding gradient, no
+   * first-layer input-norm gradient, no inputsEmbedsGrad.
    */
   paramGrads?: ReadonlyMap<string, Tensor>;
+  /**
+   * f32 (B, T, hidden): OVERWRITTEN with d loss / d inputs_embeds, Hugging Face's inputs_embeds
+   * (llama family: embed_tokens(ids); gpt2: wte(ids), whose gradient equals that of wte + wpe),
+   * scaled by lossScale like every other gradient. Zero when no token is counted.
+   */
+  inputsEmbedsGrad?: Tensor;
   /** Multiplies every gradient (not the returned loss). Default 1. */
   lossScale?: number;
 }

@@ -2,6 +2,8 @@
 //   y += s * B (A (dropout(x)))        A (r, in) = lora_A.weight, B (out, r) = lora_B.weight
 // with s the LoRA scaling (config.ts loraScaling). Forward and backward run on kernels.matmul;
 // backward ACCUMULATES dA, dB (owned here, zeroed by zeroGrad()) and dInp (the model's buffer).
+// Without dropout the layer offers its last product of each direction as a term (forwardTerm,
+// backwardTerm) that the base layer fuses into its own matmul (kernels MatmulOptions.plus).
 // Dropout (PEFT's nn.Dropout(p) on the adapter branch only, train mode only): a seeded Bernoulli
 // keep-mask scaled by 1/(1-p), drawn per forward call; default p = 0 (identity, no copy).
 // merge()/unmerge() add/subtract s B A to/from the base weight in its stored layout
@@ -9,7 +11,7 @@
 // Memory: per-call scratch (R, r) and, with dropout, (R, in) is allocated once for the largest R
 // seen and reused through views; dispose() frees everything this layer allocated.
 
-import type { Kernels } from "../kernels/kernels.js";
+import type { Kernels, MatmulTerm } from "../kernels/kernels.js";
 import type { LinearAdapter, LinearInfo } from "../models/linear.js";
 import { assertShape } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
@@ -119,6 +121,32 @@ export class LoraLinear implements LinearAdapter {
     return t.size / cols;
   }
 
+  /**
+   * Fused forward (LinearAdapter.forwardTerm): xa = inp A^T, returned as the term s xa B^T for the
+   * base layer's matmul. Null with dropout active (the dropped input needs forward's own path).
+   */
+  forwardTerm(inp: Tensor): MatmulTerm | null {
+    if (this.dropout > 0 && this.training) return null;
+    const n = this.info.inFeatures;
+    const rows = this.rowsOf(inp, n, "input");
+    this.ensureScratch(rows);
+    const xa = (this.xaBuf as Tensor).view([rows, this.r]);
+    this.kernels.matmul(xa, inp.reshape([rows, n]), this.A, { transB: true }); // (R, r) = x A^T
+    this.lastDropped = false;
+    this.lastRows = rows;
+    return { a: xa, b: this.B, transB: true, alpha: this.scaling }; // s xa (R, r) B^T (r, out)
+  }
+
+  /**
+   * Fused backward (LinearAdapter.backwardTerm): the parameter gradients as in backward, and the
+   * dInp contribution dxa A returned as a term. Null after a dropped forward (backward's path).
+   */
+  backwardTerm(dOut: Tensor, inp: Tensor): MatmulTerm | null {
+    if (this.lastDropped) return null;
+    const dxa = this.paramGrads(dOut, inp);
+    return { a: dxa, b: this.A }; // dxa (R, r) A (r, in)
+  }
+
   /** out (R, out) += s * (dropout(inp) A^T) B^T, inp (R, in). */
   forward(out: Tensor, inp: Tensor): void {
     const { inFeatures: n, outFeatures: m } = this.info;
@@ -149,6 +177,28 @@ export class LoraLinear implements LinearAdapter {
    * Uses what the matching forward call left behind (xa, the dropout mask and dropped input).
    */
   backward(dInp: Tensor | null, dOut: Tensor, inp: Tensor): void {
+    const n = this.info.inFeatures;
+    const k = this.kernels;
+    const dxa = this.paramGrads(dOut, inp);
+    if (dInp === null) return;
+    const rows = dxa.shape[0];
+    const dInp2 = dInp.reshape([rows, n]);
+    if (!this.lastDropped) {
+      k.matmul(dInp2, dxa, this.A, { accumulate: true }); // += dxa (R, r) A (r, in)
+      return;
+    }
+    // the dropped input buffer is no longer needed: stage dxa A there, mask it, add it
+    const stage = (this.xdBuf as Tensor).view([rows, n]);
+    k.matmul(stage, dxa, this.A);
+    k.mul(stage, stage, (this.maskBuf as Tensor).view([rows, n]));
+    k.add(dInp2, dInp2, stage);
+  }
+
+  /**
+   * Backward's shared part: dxa = s dOut B (R, r), dB += s dOut^T xa, dA += dxa^T dropout(x), from
+   * what the matching forward left behind. Returns dxa (a view of this layer's scratch).
+   */
+  private paramGrads(dOut: Tensor, inp: Tensor): Tensor {
     const { inFeatures: n, outFeatures: m } = this.info;
     const rows = this.rowsOf(inp, n, "input");
     if (rows !== this.lastRows) {
@@ -162,17 +212,7 @@ export class LoraLinear implements LinearAdapter {
     k.matmul(dxa, dOut2, this.B, { alpha: this.scaling }); // (R, r) = s dOut (R, out) B (out, r)
     if (this.dB !== null) k.matmul(this.dB, dOut2, xa, { transA: true, accumulate: true, alpha: this.scaling });
     if (this.dA !== null) k.matmul(this.dA, dxa, x, { transA: true, accumulate: true });
-    if (dInp === null) return;
-    const dInp2 = dInp.reshape([rows, n]);
-    if (!this.lastDropped) {
-      k.matmul(dInp2, dxa, this.A, { accumulate: true }); // += dxa (R, r) A (r, in)
-      return;
-    }
-    // the dropped input buffer is no longer needed: stage dxa A there, mask it, add it
-    const stage = (this.xdBuf as Tensor).view([rows, n]);
-    k.matmul(stage, dxa, this.A);
-    k.mul(stage, stage, (this.maskBuf as Tensor).view([rows, n]));
-    k.add(dInp2, dInp2, stage);
+    return dxa;
   }
 
   /** weight (stored layout, f32) += s * B A (PEFT merge). */

@@ -53,6 +53,22 @@ export function createRefKernels(heap: Heap): Kernels {
         alpha: options.alpha ?? 1,
         ...(options.causal !== undefined && { causal: options.causal }),
       });
+      const plus = options.plus;
+      if (plus !== undefined) {
+        // one non-batched product (checkMatmul): the term adds onto all rows of out
+        const rows = dims.batch * dims.m;
+        matmul(out.f32(), plus.a.f32(), plus.b.f32(), {
+          batch: 1,
+          m: rows,
+          n: dims.n,
+          k: dims.k2,
+          bBatched: false,
+          transA: plus.transA === true,
+          transB: plus.transB === true,
+          accumulate: true,
+          alpha: plus.alpha ?? 1,
+        });
+      }
     },
 
     add(out, a, b) {

@@ -35,6 +35,12 @@
 // - upperA skips, in each period h of K, k in [h*P, h*P + smallest iq) (zero for every row).
 // A block that straddles two periods runs the full product (still exact: the skipped terms are
 // zeros by the caller's guarantee; only maskOut's zeroing is needed for correctness).
+//
+// Plus term (MatmulOptions.plus, kernels.ts): after a chunk's K slices, one more slice of K2 rows
+// (K2 <= the host's PLUS_K_MAX) from a second (a2, b2) pair, with its own strides and alpha2, while
+// that block of C is still in cache. Its B block (K2, NC) is always packed, into the thread's
+// fourth scratch slot. With a LoRA rank-8 term this replaces a separate K = 8 GEMM that read and
+// wrote all of C for 8 multiply-adds per element.
 
 import type { GemmExports } from "./gemm.js";
 import type { GemmCausalExports } from "./gemm-causal.js";
@@ -76,6 +82,16 @@ export const GEMM_ARG = {
   period: 24,
   /** row groups G, dividing rowBlocks (see "Work split"; 1: blocks in order) */
   rowGroups: 25,
+  /** MatmulOptions.plus, the extra term (see "Plus term"): its inner dim K2 (0: none) */
+  k2: 26,
+  a2: 27,
+  b2: 28,
+  a2Rs: 29,
+  a2Cs: 30,
+  b2Rs: 31,
+  b2Cs: 32,
+  /** f32 slot, like alpha */
+  alpha2: 33,
 } as const;
 
 /**
@@ -123,6 +139,14 @@ export function gemmThreadJob(
   const causal = ctl[g + 23];
   const period = ctl[g + 24];
   const G = ctl[g + 25];
+  const K2 = ctl[g + 26];
+  const a2 = ctl[g + 27] >>> 0;
+  const b2 = ctl[g + 28] >>> 0;
+  const a2Rs = ctl[g + 29];
+  const a2Cs = ctl[g + 30];
+  const b2Rs = ctl[g + 31];
+  const b2Cs = ctl[g + 32];
+  const alpha2 = ctl[g + 33];
   const packABlock = ex[`gemm_pack_a_r${MR}`];
   const macro = ex[`gemm_macro_r${MR}`];
   const NR = 8;
@@ -130,6 +154,7 @@ export function gemmThreadJob(
   const ap = ctl[s] >>> 0;
   const bp = ctl[s + 1] >>> 0;
   const tile = ctl[s + 2] >>> 0;
+  const b2p = ctl[s + 3] >>> 0;
   const bpStride = K * NR * 4; // one packed B panel holds all K rows
 
   const icBlocks = rowBlocks;
@@ -137,6 +162,7 @@ export function gemmThreadJob(
   const jcBlocks = Math.ceil(N / NC);
   const perBatch = icBlocks * jcBlocks;
   let packedKey = -1; // which (batch entry, jc block) of B sits in this thread's bp
+  let packed2Key = -1; // which jc block of b2 sits in b2p
   forEachChunk(runChunk);
 
   function runChunk(chunk: number): void {
@@ -199,6 +225,23 @@ export function gemmThreadJob(
       else if (causal === 3 && single && iqLo > 0) {
         for (let h = 0; h < K; h += period) runRange(h + iqLo, Math.min(K, h + period));
       } else runRange(0, K);
+    }
+    if (K2 > 0) {
+      // the plus term: one more K slice (no batch, no causal: the host's rules)
+      if (jcIdx !== packed2Key) {
+        ex.gemm_pack_b(b2 + jc * b2Cs, b2Rs, b2Cs, K2, nc, b2p);
+        packed2Key = jcIdx;
+      }
+      let aBlock = a2 + ic * a2Rs;
+      let aRsNow = a2Rs;
+      let aKsNow = a2Cs;
+      if (packA) {
+        packABlock(aBlock, a2Rs, a2Cs, mc, K2, ap);
+        aBlock = ap;
+        aRsNow = 0;
+        aKsNow = 0;
+      }
+      macro(mc, nc, K2, aBlock, aRsNow, aKsNow, b2p, NR * 4, K2 * NR * 4, cChunk, ldc, alpha2, first ? beta : 1, tile);
     }
     if (causal === 1) ex.gemm_mask_causal(cChunk, ldc, mc, ic, period, jc, nc);
   }

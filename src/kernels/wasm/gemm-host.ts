@@ -50,6 +50,12 @@ export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
  */
 const PACK_A_MIN_N = 64;
 const PACK_B_MAX_M = 32;
+/**
+ * The longest inner dim of a MatmulOptions.plus term that the driver runs as one more K slice of
+ * each chunk (a LoRA rank); a longer one runs as a GEMM of its own after the main product. Bounds
+ * the per-thread scratch for its packed B block: PLUS_K_MAX x NC_MAX floats (1 MiB).
+ */
+const PLUS_K_MAX = 128;
 /** GEMM_ARG.causal codes of MatmulCausal kinds, and the smallest row block a causal product uses. */
 const CAUSAL_CODES = { none: 0, maskOut: 1, lowerA: 2, upperA: 3 } as const;
 const CAUSAL_MC_MIN = 24;
@@ -78,7 +84,8 @@ function pickTileRows(m: number, k: number, main: number, speedup: number): numb
 
 /**
  * Allocates each thread's packing scratch once (Ap (MC_TARGET, KC) + slack, Bp (K, NC) <=
- * B_SCRATCH_FLOATS, a tile (max MR, NR)) and records it in the pool's scratch slots. Returns the
+ * B_SCRATCH_FLOATS, a tile (max MR, NR), B2p (PLUS_K_MAX, NC_MAX) for a plus term) and records it
+ * in the pool's scratch slots. Returns the
  * heap offsets (for dispose); on failure frees what it took and rethrows.
  */
 export function allocGemmScratch(heap: Heap, pool: ThreadPool, threads: number, mrs: readonly number[]): number[] {
@@ -91,16 +98,31 @@ export function allocGemmScratch(heap: Heap, pool: ThreadPool, threads: number, 
       scratch.push(bp);
       const tile = heap.alloc(Math.max(...mrs) * GEMM_NR * 4);
       scratch.push(tile);
+      const b2p = heap.alloc(PLUS_K_MAX * NC_MAX * 4);
+      scratch.push(b2p);
       const slot = pool.scratchSlot(t);
       pool.ctl[slot] = ap;
       pool.ctl[slot + 1] = bp;
       pool.ctl[slot + 2] = tile;
+      pool.ctl[slot + 3] = b2p;
     }
   } catch (err) {
     for (const p of scratch) heap.free(p);
     throw err;
   }
   return scratch;
+}
+
+/** MatmulOptions.plus as the driver takes it: heap byte offsets, byte strides (GEMM_ARG a2..). */
+interface PlusTerm {
+  k: number;
+  a: number;
+  b: number;
+  aRs: number;
+  aCs: number;
+  bRs: number;
+  bCs: number;
+  alpha: number;
 }
 
 /**
@@ -119,16 +141,32 @@ export function createMatmul(
     const accumulate = opts.accumulate === true;
     const alpha = opts.alpha ?? 1;
     let { batch, m } = shape;
-    const { n, k, bBatched } = shape;
+    const { n, k, bBatched, k2 } = shape;
     if (batch === 0 || m === 0 || n === 0) return;
-    if (k === 0) {
-      if (!accumulate) out.fill(0);
-      return;
-    }
     // a shared b with a plain a is one GEMM over all batch rows: (batch*M, K) x (K, N)
     if (!bBatched && !transA) {
       m *= batch;
       batch = 1;
+    }
+    // the plus term (checkMatmul: only with batch 1 here): fused as the last K slice, or alone
+    const plus = opts.plus;
+    const term: PlusTerm | null =
+      plus === undefined || k2 === 0
+        ? null
+        : {
+            k: k2,
+            a: plus.a.ptr,
+            b: plus.b.ptr,
+            aRs: plus.transA === true ? 4 : 4 * k2,
+            aCs: plus.transA === true ? 4 * m : 4,
+            bRs: plus.transB === true ? 4 : 4 * n,
+            bCs: plus.transB === true ? 4 * k2 : 4,
+            alpha: plus.alpha ?? 1,
+          };
+    if (k === 0) {
+      if (term !== null) runTermAlone(term, accumulate);
+      else if (!accumulate) out.fill(0);
+      return;
     }
     const aRs = transA ? 4 : 4 * k;
     const aCs = transA ? 4 * m : 4;
@@ -140,14 +178,30 @@ export function createMatmul(
     if (causal !== CAUSAL_CODES.maskOut && k > GEMM_K_SLICE) causal = 0;
     const period = opts.causal?.period ?? 1;
     // an inner dim longer than GEMM_K_SLICE runs as several GEMMs, each accumulating onto the last
+    const fuse = term !== null && term.k <= PLUS_K_MAX;
     for (let p0 = 0; p0 < k; p0 += GEMM_K_SLICE) {
       const kSlice = Math.min(GEMM_K_SLICE, k - p0);
+      const last = p0 + kSlice >= k;
       runGemm(
         { m, n, k: kSlice, batch, alpha, accumulate: accumulate || p0 > 0, causal, period },
         a.ptr + p0 * aCs,
         b.ptr + p0 * bRs,
         out.ptr,
         { aRs, aCs, bRs, bCs, aBs: 4 * m * k, bBs: bBatched ? 4 * k * n : 0 },
+        fuse && last ? term : null,
+      );
+    }
+    if (term !== null && !fuse) runTermAlone(term, true);
+
+    /** The plus term as a GEMM of its own onto out (k === 0, or its K2 too long to fuse). */
+    function runTermAlone(t: PlusTerm, acc: boolean): void {
+      runGemm(
+        { m, n, k: t.k, batch: 1, alpha: t.alpha, accumulate: acc, causal: 0, period: 1 },
+        t.a,
+        t.b,
+        out.ptr,
+        { aRs: t.aRs, aCs: t.aCs, bRs: t.bRs, bCs: t.bCs, aBs: 0, bBs: 0 },
+        null,
       );
     }
   }
@@ -158,9 +212,10 @@ export function createMatmul(
     bPtr: number,
     cPtr: number,
     st: { aRs: number; aCs: number; bRs: number; bCs: number; aBs: number; bBs: number },
+    term: PlusTerm | null,
   ): void {
     const { m, n, k, batch } = d;
-    const macs = batch * m * n * k;
+    const macs = batch * m * n * (k + (term?.k ?? 0));
     const nthreads = macs < PARALLEL_MIN_MACS ? 1 : threads;
     // Row blocks: each at most the scratch's mc rows, cut on MR-row tile boundaries as evenly as
     // possible (the driver spreads the tiles over the blocks), and on several threads a multiple
@@ -214,6 +269,16 @@ export function createMatmul(
     ctl[g + GEMM_ARG.packB] = st.bCs === 4 && m <= PACK_B_MAX_M ? 0 : 1;
     // threads that claim in step take row blocks from separate contiguous groups (gemm-driver.ts)
     ctl[g + GEMM_ARG.rowGroups] = rowBlocks % nthreads === 0 ? nthreads : 1;
+    ctl[g + GEMM_ARG.k2] = term?.k ?? 0;
+    if (term !== null) {
+      ctl[g + GEMM_ARG.a2] = term.a;
+      ctl[g + GEMM_ARG.b2] = term.b;
+      ctl[g + GEMM_ARG.a2Rs] = term.aRs;
+      ctl[g + GEMM_ARG.a2Cs] = term.aCs;
+      ctl[g + GEMM_ARG.b2Rs] = term.bRs;
+      ctl[g + GEMM_ARG.b2Cs] = term.bCs;
+      pool.ctlF32[g + GEMM_ARG.alpha2] = term.alpha;
+    }
     const chunks = rowChunks * Math.ceil(n / nc);
     pool.run(opGemm, nthreads, chunks);
   }
