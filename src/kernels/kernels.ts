@@ -205,7 +205,9 @@ export interface Kernels {
   /**
    * Fused, numerically stable softmax cross-entropy over logits (N, V) with targets (N, i32).
    * Writes losses (N) (0 on ignored rows) and, if dLogits is given, overwrites
-   * dLogits = (softmax(logits) - onehot(target)) * gradScale (0 rows where ignored).
+   * dLogits = (softmax(logits) - onehot(target)) * gradScale (0 rows where ignored). dLogits may
+   * be logits itself (the same tensor): the gradient then replaces the logits in place, which
+   * saves a second (N, V) buffer and its memory traffic in training.
    * Returns the number of rows not ignored. Targets outside [0, V) other than ignoreIndex throw.
    */
   crossEntropy(

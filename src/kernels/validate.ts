@@ -409,7 +409,8 @@ export function checkCrossEntropy(
   if (dLogits !== null) {
     requireDType(op, "dLogits", dLogits, "f32");
     requireSameShape(op, "dLogits", dLogits, "logits", logits);
-    requireNoOverlap(op, "dLogits", dLogits, "logits", logits);
+    // in place is allowed: the very same elements (kernels.ts crossEntropy), nothing in between
+    if (dLogits.ptr !== logits.ptr) requireNoOverlap(op, "dLogits", dLogits, "logits", logits);
     requireNoOverlap(op, "dLogits", dLogits, "losses", losses);
   }
   requireNoOverlap(op, "losses", losses, "logits", logits);

@@ -56,7 +56,8 @@ export class DecoderPlan {
   readonly keyLengths: Tensor; // (B) i32
   readonly logits: Tensor; // (R, V)
   readonly logits3: Tensor; // (B, T, V) view
-  readonly dLogits: Tensor; // (R, V)
+  /** (R, V): the logits buffer itself (cross-entropy writes the gradient over the logits) */
+  readonly dLogits: Tensor;
   readonly losses: Tensor; // (R)
 
   constructor(heap: Heap, B: number, T: number, V: number) {
@@ -70,7 +71,7 @@ export class DecoderPlan {
       this.keyLengths = this.tensor([B], "i32");
       this.logits = this.tensor([R, V]);
       this.logits3 = this.logits.view([B, T, V]);
-      this.dLogits = this.tensor([R, V]);
+      this.dLogits = this.logits;
       this.losses = this.tensor([R]);
     } catch (err) {
       this.dispose();

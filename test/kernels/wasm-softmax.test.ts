@@ -162,6 +162,31 @@ describe.each([1, 2])("wasm crossEntropy, %i thread(s)", (threads) => {
     },
   );
 
+  test.each(ceCases)("in place (dLogits = logits) equals the separate output: rows=$rows vocab=$vocab", ({ rows, vocab, ignore }) => {
+    const x = random(rows * vocab, vocab + rows, 8);
+    const t = new Int32Array(rows);
+    for (let n = 0; n < rows; n++) t[n] = n % 4 === 2 ? ignore : (n * 7919) % vocab;
+    const targets = heap.fromArray(t);
+    for (const impl of [kernels, ref]) {
+      const logits = heap.fromArray(x, [rows, vocab]);
+      const inPlace = heap.fromArray(x, [rows, vocab]);
+      const d = heap.tensor([rows, vocab]);
+      const losses = heap.tensor([rows]);
+      const lossesInPlace = heap.tensor([rows]);
+      impl.crossEntropy(losses, d, logits, targets, { ignoreIndex: ignore, gradScale: 0.25 });
+      impl.crossEntropy(lossesInPlace, inPlace, inPlace, targets, { ignoreIndex: ignore, gradScale: 0.25 });
+      expect(Array.from(lossesInPlace.f32())).toEqual(Array.from(losses.f32()));
+      expect(Array.from(inPlace.f32())).toEqual(Array.from(d.f32()));
+    }
+  });
+
+  test("dLogits partly overlapping logits is refused", () => {
+    const buf = heap.tensor([2, 8]);
+    const losses = heap.tensor([1]);
+    const targets = heap.fromArray(Int32Array.of(0));
+    expect(() => kernels.crossEntropy(losses, buf.view([1, 8], 4), buf.view([1, 8]), targets)).toThrow(/overlaps/);
+  });
+
   test("a target out of range throws before anything is written", () => {
     const logits = heap.fromArray(random(12, 1, 1), [3, 4]);
     const targets = heap.fromArray(Int32Array.from([1, 4, 0]));

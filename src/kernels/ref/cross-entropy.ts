@@ -1,7 +1,8 @@
 // Reference fused softmax cross-entropy (torch.nn.functional.cross_entropy, reduction "none",
 // with ignore_index), numerically stable: loss = logsumexp(logits) - logits[target], computed
 // with the row max subtracted, in float64. Optionally overwrites dLogits with
-// (softmax - onehot(target)) * gradScale, zero rows where the target is ignored.
+// (softmax - onehot(target)) * gradScale, zero rows where the target is ignored. dLogits may be
+// logits itself: each element is read before it is written.
 //
 // Legend: N rows, V vocabulary; logits/dLogits (N, V), targets (N), losses (N).
 // Targets are checked first: a target outside [0, V) other than ignoreIndex throws and nothing

@@ -9,8 +9,9 @@
 //   ce_row(x, d, V, gradScale, stats): the cross-entropy row of kernels/ref/cross-entropy.ts:
 //       stats f32[0] = max_v x[v], f64 at stats+8 = sum_v exp(x[v] - max) (f32 terms summed in
 //       blocks of 1024 and the block sums in f64); if d != 0, d[v] = exp(x[v] - max) * gradScale
-//       / sum (the exps are stored in d by the summing pass, then rescaled). The job finishes
-//       the row in JS: loss = max + log(sum) - x[t], d[t] -= gradScale.
+//       / sum (the exps are stored in d by the summing pass, then rescaled); d may be x. The job
+//       finishes the row in JS: loss = max + log(sum) - x[t] (x[t] read before ce_row),
+//       d[t] -= gradScale.
 //   ld_i32 / ld_f32 / ld_f64 / st_f32: single loads and stores for the job's bookkeeping.
 
 import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
@@ -311,10 +312,11 @@ export function crossEntropyThreadJob(
         if (d !== 0) ex.sm_fwd(x, d, 0, vocab, 1); // no visible entry: zeros
         continue;
       }
+      const xt = ex.ld_f32(x + 4 * t); // read first: with d == x (in place) ce_row overwrites it
       ex.ce_row(x, d, vocab, gradScale, stats);
       const max = ex.ld_f32(stats);
       const sum = ex.ld_f64(stats + 8);
-      ex.st_f32(losses + 4 * r, max + Math.log(sum) - ex.ld_f32(x + 4 * t));
+      ex.st_f32(losses + 4 * r, max + Math.log(sum) - xt);
       if (d !== 0) ex.st_f32(d + 4 * t, ex.ld_f32(d + 4 * t) - gradScale);
     }
   });
