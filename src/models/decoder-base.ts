@@ -26,6 +26,7 @@ import {
   checkGradNames,
   type CheckpointSource,
   findLinear,
+  IGNORE_INDEX,
   keyLengthsOf,
   LinearLayer,
   loadParams,
@@ -54,29 +55,47 @@ export class DecoderPlan {
   readonly ids: Tensor; // (R) i32
   readonly targets: Tensor; // (R) i32, shifted labels
   readonly keyLengths: Tensor; // (B) i32
-  readonly logits: Tensor; // (R, V)
+  readonly nf: Tensor; // (R, C) the lm_head's input (forwardPass's last output)
+  readonly dn: Tensor; // (R, C) its gradient (backwardPass's first input; then the architecture's scratch)
+  readonly logits: Tensor; // (R, V); in lossAndGrads overwritten by their gradient (in-place cross-entropy)
   readonly logits3: Tensor; // (B, T, V) view
-  /** (R, V): the logits buffer itself (cross-entropy writes the gradient over the logits) */
-  readonly dLogits: Tensor;
   readonly losses: Tensor; // (R)
+  private readonly C: number;
+  private compact: HeadRows | null = null;
 
-  constructor(heap: Heap, B: number, T: number, V: number) {
+  constructor(heap: Heap, B: number, T: number, V: number, C: number) {
     this.heap = heap;
     this.B = B;
     this.T = T;
+    this.C = C;
     const R = B * T;
     try {
       this.ids = this.tensor([R], "i32");
       this.targets = this.tensor([R], "i32");
       this.keyLengths = this.tensor([B], "i32");
+      this.nf = this.tensor([R, C]);
+      this.dn = this.tensor([R, C]);
       this.logits = this.tensor([R, V]);
       this.logits3 = this.logits.view([B, T, V]);
-      this.dLogits = this.logits;
       this.losses = this.tensor([R]);
     } catch (err) {
       this.dispose();
       throw err;
     }
+  }
+
+  /** The buffers of a head over the counted rows only, allocated on first use (see runHead). */
+  headRows(): HeadRows {
+    if (this.compact === null) {
+      const R = this.B * this.T;
+      this.compact = {
+        rows: this.tensor([R], "i32"),
+        targets: this.tensor([R], "i32"),
+        x: this.tensor([R, this.C]),
+        dx: this.tensor([R, this.C]),
+      };
+    }
+    return this.compact;
   }
 
   /** A new heap tensor the plan owns (freed by dispose). A subclass constructor that allocates
@@ -90,8 +109,24 @@ export class DecoderPlan {
   dispose(): void {
     for (const tensor of this.owned) tensor.dispose();
     this.owned.length = 0;
+    this.compact = null;
   }
 }
+
+/** Scratch of a head over the counted rows: their indices, targets, inputs and input gradients. */
+interface HeadRows {
+  rows: Tensor; // (R) i32, the first n used
+  targets: Tensor; // (R) i32
+  x: Tensor; // (R, C)
+  dx: Tensor; // (R, C)
+}
+
+/**
+ * Skipping the lm_head on rows whose label is ignored pays once they are at least this share of
+ * the batch: it costs a gather of the counted rows' hidden states and a scatter of their
+ * gradients; each skipped row saves 4 * hidden * vocab flops of the head's forward and backward.
+ */
+const HEAD_SKIP_MIN_SHARE = 1 / 16;
 
 /** What the base needs to know of an architecture's sizes. */
 export interface DecoderLimits {
@@ -152,10 +187,12 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
 
   /** Allocates the activation plan of one (B, T). */
   protected abstract createPlan(B: number, T: number): P;
-  /** ids, keyLengths -> logits (and every activation backward reads). */
+  /** ids, keyLengths -> plan.nf, the lm_head's input (and every activation backward reads). */
   protected abstract forwardPass(plan: P): void;
+  /** The lm_head (the base runs it: on every row in forward, on the counted rows in lossAndGrads). */
+  protected abstract headLayer(): LinearLayer;
   /**
-   * Reads plan.dLogits; accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad
+   * Reads plan.dn (d loss / d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad
    * (validated (R, C) view, or null) with d loss / d inputs_embeds. Skips the first layer's input
    * gradient when neither an embedding gradient, its input-norm gradient nor inputsEmbedsGrad
    * needs it (PyTorch autograd semantics).
@@ -187,6 +224,7 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
   forward(batch: Batch): Tensor {
     const plan = this.prepare(batch);
     this.forwardPass(plan);
+    this.headLayer().forward(this.kernels, plan.logits, plan.nf);
     return plan.logits3;
   }
 
@@ -197,12 +235,54 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     const inputsEmbedsGrad = this.inputsEmbedsGradOf(options.inputsEmbedsGrad, plan.B, plan.T);
     const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
     this.forwardPass(plan);
-    const k = this.kernels;
     const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
-    k.crossEntropy(plan.losses, plan.dLogits, plan.logits, plan.targets, { gradScale });
-    const loss = tokens > 0 ? k.sum(plan.losses) / tokens : 0;
+    const loss = this.runHead(plan, tokens, gradScale, paramGrads);
     this.backwardPass(plan, paramGrads, inputsEmbedsGrad);
     return { loss, tokens };
+  }
+
+  /**
+   * The lm_head, the mean cross-entropy and the head's backward: returns the loss and leaves
+   * d loss / d nf in plan.dn. Rows whose target is ignored contribute nothing to the loss or any
+   * gradient, so when they are a large enough share (HEAD_SKIP_MIN_SHARE: prompt tokens under
+   * completion-only loss, padding) the head runs on the counted rows only, gathered into a compact
+   * (n, C) block, and their gradients are scattered back (zero rows elsewhere).
+   */
+  private runHead(plan: P, tokens: number, gradScale: number, paramGrads: ReadonlyMap<string, Tensor> | undefined): number {
+    const k = this.kernels;
+    const head = this.headLayer();
+    const R = plan.B * plan.T;
+    plan.dn.fill(0);
+    if (tokens === 0) return 0; // nothing counted: no gradient flows from the loss
+    if (R - tokens < R * HEAD_SKIP_MIN_SHARE) {
+      head.forward(k, plan.logits, plan.nf);
+      k.crossEntropy(plan.losses, plan.logits, plan.logits, plan.targets, { gradScale }); // in place
+      head.backward(k, plan.dn, plan.logits, plan.nf, paramGrads);
+      return k.sum(plan.losses) / tokens;
+    }
+    const c = plan.headRows();
+    const all = plan.targets.i32();
+    const rowIds = c.rows.i32();
+    const targets = c.targets.i32();
+    let n = 0;
+    for (let r = 0; r < R; r++) {
+      if (all[r] === IGNORE_INDEX) continue;
+      rowIds[n] = r;
+      targets[n] = all[r];
+      n++;
+    }
+    const rows = c.rows.view([n]);
+    const x = c.x.view([n, this.limits.hiddenSize]); // (n, C)
+    const dx = c.dx.view([n, this.limits.hiddenSize]);
+    const logits = plan.logits.view([n, this.limits.vocabSize]); // (n, V)
+    const losses = plan.losses.view([n]);
+    k.embedding(x, plan.nf, rows); // gather the counted rows
+    head.forward(k, logits, x);
+    k.crossEntropy(losses, logits, logits, c.targets.view([n]), { gradScale }); // in place
+    dx.fill(0);
+    head.backward(k, dx, logits, x, paramGrads);
+    k.embeddingBackward(plan.dn, dx, rows); // scatter-add into the zeroed dn
+    return k.sum(losses) / tokens;
   }
 
   /** options.inputsEmbedsGrad checked to be f32 (B, T, C), as an (R, C) view; null when absent. */

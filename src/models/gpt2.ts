@@ -128,7 +128,6 @@ interface LayerActs {
 class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
   readonly xFinal: Tensor; // (R, C)
-  readonly nf: Tensor; // (R, C)
   readonly meanf: Tensor; // (R)
   readonly rstdf: Tensor; // (R)
   readonly positions: Tensor; // (R) i32, t for row (b, t)
@@ -136,7 +135,6 @@ class Plan extends DecoderPlan {
   readonly qkv: Tensor; // (R, 3C)
   readonly attnOut: Tensor; // (B, H, T, D)
   readonly dx: Tensor; // (R, C)
-  readonly dn: Tensor; // (R, C)
   readonly dAtty: Tensor; // (R, C)
   readonly dAttnOut: Tensor; // (B, H, T, D)
   readonly dProbs: Tensor; // (B, H, T, T)
@@ -147,7 +145,7 @@ class Plan extends DecoderPlan {
   readonly dFc: Tensor; // (R, F)
 
   constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    super(kernels.heap, B, T, d.V);
+    super(kernels.heap, B, T, d.V, d.C);
     const R = B * T;
     const { C, H, D, F } = d;
     const t = (shape: number[], dtype?: "f32" | "i32"): Tensor => this.tensor(shape, dtype);
@@ -170,7 +168,6 @@ class Plan extends DecoderPlan {
         });
       }
       this.xFinal = t([R, C]);
-      this.nf = t([R, C]);
       this.meanf = t([R]);
       this.rstdf = t([R]);
       this.positions = t([R], "i32");
@@ -178,7 +175,6 @@ class Plan extends DecoderPlan {
       this.qkv = t([R, 3 * C]);
       this.attnOut = t([B, H, T, D]);
       this.dx = t([R, C]);
-      this.dn = t([R, C]);
       this.dAtty = t([R, C]);
       this.dAttnOut = t([B, H, T, D]);
       this.dProbs = t([B, H, T, T]);
@@ -355,7 +351,10 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       k.add(xOut, xOut, a.x2);
     }
     k.layernorm(plan.nf, plan.meanf, plan.rstdf, plan.xFinal, this.lnf.weight, this.lnf.bias, d.eps);
-    this.lmHead.forward(k, plan.logits, plan.nf);
+  }
+
+  protected override headLayer(): LinearLayer {
+    return this.lmHead;
   }
 
   protected override cacheDims(): CacheDims {
@@ -423,7 +422,7 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     this.kernels.layernormBackward(dx, dWeight, dBias, dn, inp, norm.weight, mean, rstd);
   }
 
-  /** Reads plan.dLogits; accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
+  /** Reads plan.dn (d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
   protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void {
     const k = this.kernels;
     const d = this.d;
@@ -442,8 +441,6 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       dWpe !== null ||
       inputsEmbedsGrad !== null ||
       (ln1 !== null && (gradFor(paramGrads, ln1.weightName, ln1.weight) !== null || gradFor(paramGrads, ln1.biasName, ln1.bias) !== null));
-    dn.fill(0);
-    this.lmHead.backward(k, dn, plan.dLogits, plan.nf, paramGrads);
     dx.fill(0);
     this.layernormBackward(dx, dn, plan.xFinal, this.lnf, plan.meanf, plan.rstdf, paramGrads);
     for (let l = d.L - 1; l >= 0; l--) {

@@ -164,7 +164,6 @@ interface LayerActs {
 class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
   readonly xFinal: Tensor; // (R, C)
-  readonly nf: Tensor; // (R, C)
   readonly rstdf: Tensor; // (R)
   readonly cos: Tensor; // (T, D/2)
   readonly sin: Tensor; // (T, D/2)
@@ -177,7 +176,6 @@ class Plan extends DecoderPlan {
   readonly attnOut: Tensor; // (B, H, T, D)
   // backward scratch
   readonly dx: Tensor; // (R, C) gradient of the residual stream
-  readonly dn: Tensor; // (R, C)
   readonly dAtty: Tensor; // (R, H*D)
   readonly dAttnOut: Tensor; // (B, H, T, D)
   readonly dProbs: Tensor; // (B, H, T, T)
@@ -195,7 +193,7 @@ class Plan extends DecoderPlan {
   readonly dUp: Tensor; // (R, I)
 
   constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    super(kernels.heap, B, T, d.V);
+    super(kernels.heap, B, T, d.V, d.C);
     const R = B * T;
     const { C, H, Hkv, D, I } = d;
     const t = (shape: number[]): Tensor => this.tensor(shape);
@@ -219,7 +217,6 @@ class Plan extends DecoderPlan {
         });
       }
       this.xFinal = t([R, C]);
-      this.nf = t([R, C]);
       this.rstdf = t([R]);
       this.cos = t([T, D / 2]);
       this.sin = t([T, D / 2]);
@@ -230,7 +227,6 @@ class Plan extends DecoderPlan {
       this.kRot = t([B, T, Hkv, D]);
       this.attnOut = t([B, H, T, D]);
       this.dx = t([R, C]);
-      this.dn = t([R, C]);
       this.dAtty = t([R, H * D]);
       this.dAttnOut = t([B, H, T, D]);
       this.dProbs = t([B, H, T, T]);
@@ -427,7 +423,10 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.add(xOut, xOut, a.x2);
     }
     k.rmsnorm(plan.nf, plan.rstdf, plan.xFinal, this.finalNorm, d.eps);
-    this.lmHead.forward(k, plan.logits, plan.nf);
+  }
+
+  protected override headLayer(): LinearLayer {
+    return this.lmHead;
   }
 
   protected override cacheDims(): CacheDims {
@@ -507,7 +506,7 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     this.lmHead.forward(this.kernels, logits, nf);
   }
 
-  /** Reads plan.dLogits; accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
+  /** Reads plan.dn (d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
   protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void {
     const k = this.kernels;
     const d = this.d;
@@ -526,8 +525,6 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       dEmbed !== null ||
       inputsEmbedsGrad !== null ||
       (d.L > 0 && gradFor(paramGrads, this.layerWeights[0].inputNormName, this.layerWeights[0].inputNorm) !== null);
-    dn.fill(0);
-    this.lmHead.backward(k, dn, plan.dLogits, plan.nf, paramGrads);
     dx.fill(0);
     k.rmsnormBackward(dx, gradFor(paramGrads, "model.norm.weight", this.finalNorm), dn, plan.xFinal, this.finalNorm, plan.rstdf);
     for (let l = d.L - 1; l >= 0; l--) {
