@@ -170,9 +170,10 @@ export class LinearLayer {
   }
 
   /**
-   * dInp += dOut W (when dInp is given); dW += dOut^T inp and db += colsum(dOut) only when their
-   * gradient tensors are given (the dW GEMM is skipped otherwise); the adapter gets its backward.
-   * dW is in the weight's stored layout and f32 whatever the weight's storage.
+   * dInp += dOut W (when dInp is given; with `overwriteInput`, dInp = dOut W + the adapter's share:
+   * the first writer of a gradient buffer needs no zeroing first); dW += dOut^T inp and db +=
+   * colsum(dOut) only when their gradient tensors are given (the dW GEMM is skipped otherwise); the
+   * adapter gets its backward. dW is in the weight's stored layout and f32 whatever the weight's storage.
    */
   backward(
     kernels: Kernels,
@@ -180,6 +181,7 @@ export class LinearLayer {
     dOut: Tensor,
     inp: Tensor,
     paramGrads: ReadonlyMap<string, Tensor> | undefined,
+    overwriteInput = false,
   ): void {
     let adapterDone = false;
     if (dInp !== null) {
@@ -188,7 +190,7 @@ export class LinearLayer {
       const term = this.adapter?.backwardTerm?.(dOut, inp) ?? null;
       adapterDone = term !== null;
       const { w, outIn } = this.weight.expand(kernels);
-      const options = { transB: !outIn, accumulate: true };
+      const options = { transB: !outIn, accumulate: !overwriteInput };
       kernels.matmul(dInp, dOut, w, term === null ? options : { ...options, plus: term });
     }
     const dWeight = gradFor(paramGrads, this.info.weightName, this.weight);

@@ -252,12 +252,14 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     const k = this.kernels;
     const head = this.headLayer();
     const R = plan.B * plan.T;
-    plan.dn.fill(0);
-    if (tokens === 0) return 0; // nothing counted: no gradient flows from the loss
+    if (tokens === 0) {
+      plan.dn.fill(0); // nothing counted: no gradient flows from the loss
+      return 0;
+    }
     if (R - tokens < R * HEAD_SKIP_MIN_SHARE) {
       head.forward(k, plan.logits, plan.nf);
       k.crossEntropy(plan.losses, plan.logits, plan.logits, plan.targets, { gradScale }); // in place
-      head.backward(k, plan.dn, plan.logits, plan.nf, paramGrads);
+      head.backward(k, plan.dn, plan.logits, plan.nf, paramGrads, true);
       return k.sum(plan.losses) / tokens;
     }
     const c = plan.headRows();
@@ -279,8 +281,8 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     k.embedding(x, plan.nf, rows); // gather the counted rows
     head.forward(k, logits, x);
     k.crossEntropy(losses, logits, logits, c.targets.view([n]), { gradScale }); // in place
-    dx.fill(0);
-    head.backward(k, dx, logits, x, paramGrads);
+    head.backward(k, dx, logits, x, paramGrads, true);
+    plan.dn.fill(0);
     k.embeddingBackward(plan.dn, dx, rows); // scatter-add into the zeroed dn
     return k.sum(losses) / tokens;
   }

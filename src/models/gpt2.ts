@@ -447,16 +447,14 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
       // MLP block (dx holds d xOut, passed unchanged to d x2 by the residual)
-      plan.dH.fill(0);
-      w.fcProj.backward(k, plan.dH, dx, a.h, paramGrads);
+      // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
+      w.fcProj.backward(k, plan.dH, dx, a.h, paramGrads, true);
       plan.dFc.fill(0);
       k.geluBackward(plan.dFc, a.fc, plan.dH, d.gelu);
-      dn.fill(0);
-      w.fc.backward(k, dn, plan.dFc, a.n2, paramGrads);
+      w.fc.backward(k, dn, plan.dFc, a.n2, paramGrads, true);
       this.layernormBackward(dx, dn, a.x2, w.ln2, a.mean2, a.rstd2, paramGrads);
       // attention block (dx holds d x2)
-      plan.dAtty.fill(0);
-      w.proj.backward(k, plan.dAtty, dx, a.atty, paramGrads);
+      w.proj.backward(k, plan.dAtty, dx, a.atty, paramGrads, true);
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
@@ -472,8 +470,7 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       }
       k.permute0213(plan.dQkv.view([B, T, 3 * d.H, d.D]), plan.dQkvh); // -> (B, T, 3H, D)
       const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
-      dn1?.fill(0);
-      w.attn.backward(k, dn1, plan.dQkv, a.n1, paramGrads);
+      w.attn.backward(k, dn1, plan.dQkv, a.n1, paramGrads, true);
       if (dn1 !== null) this.layernormBackward(dx, dn1, a.x, w.ln1, a.mean1, a.rstd1, paramGrads);
     }
     // dx = d (wte(ids) + wpe(positions)) = d wte(ids) = d wpe(positions) when needInputGrad (stale

@@ -531,18 +531,16 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
       // MLP block (dx holds d xOut; the residual passes it to d x2 unchanged)
-      plan.dH.fill(0);
-      w.down.backward(k, plan.dH, dx, a.h, paramGrads);
+      // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
+      w.down.backward(k, plan.dH, dx, a.h, paramGrads, true);
       plan.dGate.fill(0);
       plan.dUp.fill(0);
       k.swigluBackward(plan.dGate, plan.dUp, a.gate, a.up, plan.dH);
-      dn.fill(0);
-      w.gate.backward(k, dn, plan.dGate, a.n2, paramGrads);
+      w.gate.backward(k, dn, plan.dGate, a.n2, paramGrads, true);
       w.up.backward(k, dn, plan.dUp, a.n2, paramGrads);
       k.rmsnormBackward(dx, gradFor(paramGrads, w.postNormName, w.postNorm), dn, a.x2, w.postNorm, a.rstd2);
       // attention block (dx now holds d x2 = d o_proj output; the residual passes it to d x)
-      plan.dAtty.fill(0);
-      w.o.backward(k, plan.dAtty, dx, a.atty, paramGrads);
+      w.o.backward(k, plan.dAtty, dx, a.atty, paramGrads, true);
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
       k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), { transB: true, causal: maskOut });
       k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), { transA: true, causal: upperA }); // sums the g heads
@@ -558,8 +556,7 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.ropeBackward(plan.dQLin.view([B, T, d.H, d.D]), plan.dQRot, plan.cos, plan.sin);
       k.ropeBackward(plan.dKLin.view([B, T, d.Hkv, d.D]), plan.dKRot, plan.cos, plan.sin);
       const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
-      dn1?.fill(0);
-      w.q.backward(k, dn1, plan.dQLin, a.n1, paramGrads);
+      w.q.backward(k, dn1, plan.dQLin, a.n1, paramGrads, true);
       w.k.backward(k, dn1, plan.dKLin, a.n1, paramGrads);
       w.v.backward(k, dn1, plan.dVLin.view([B * T, d.Hkv * d.D]), a.n1, paramGrads);
       if (dn1 !== null) k.rmsnormBackward(dx, gradFor(paramGrads, w.inputNormName, w.inputNorm), dn1, a.x, w.inputNorm, a.rstd1);
