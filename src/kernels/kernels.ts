@@ -10,7 +10,10 @@
 // - Tensors are contiguous and row-major; shapes are checked by kernels/validate.ts and a mismatch
 //   throws an Error naming the argument and the shapes involved.
 // - Forward kernels OVERWRITE their outputs. Backward kernels ACCUMULATE into their gradient
-//   outputs (dX += ...); zeroing a gradient buffer is an explicit fill(0) by the caller.
+//   outputs (dX += ...); zeroing a gradient buffer is an explicit fill(0) by the caller. The
+//   activation-gradient backwards take a trailing BackwardOptions: `{ accumulate: false }` makes
+//   them overwrite those outputs instead (dX = ..., the old contents never read), which saves the
+//   fill(0) and the read of the buffer; parameter gradients (dWeight, dBias) always accumulate.
 // - Compute is f32. 16-bit floats are storage only (see `convert`).
 // - Dimension letters in comments: B batch, T time (sequence), H heads, D head dim, C channels,
 //   V vocabulary, R rows (any flattened leading dims), M/N/K matmul dims.
@@ -77,6 +80,21 @@ export interface MatmulCausal {
 
 export type GeluApproximate = "none" | "tanh";
 
+/**
+ * The trailing option of the backward kernels whose gradient outputs are activation gradients
+ * (siluBackward, swigluBackward, geluBackward, rmsnormBackward and layernormBackward (dInp only),
+ * attentionSoftmaxBackward, ropeBackward).
+ */
+export interface BackwardOptions {
+  /**
+   * true (the default): dX += the gradient, as every backward kernel does. false: dX = the
+   * gradient, exactly the value that would have been added; the old contents of dX are never
+   * read (NaN or garbage there does not matter), so a caller need not zero it first. Parameter
+   * gradients (dWeight, dBias of the norms) accumulate either way: they sum over calls.
+   */
+  accumulate?: boolean;
+}
+
 export interface AttentionSoftmaxOptions {
   /** Multiplies the raw scores before the softmax (1/sqrt(D) for attention). */
   scale: number;
@@ -141,17 +159,34 @@ export interface Kernels {
   // ---- activations ---------------------------------------------------------------------------
   /** out = x * sigmoid(x) */
   silu(out: Tensor, inp: Tensor): void;
-  siluBackward(dInp: Tensor, inp: Tensor, dOut: Tensor): void;
+  /** dInp += dOut * silu'(inp)  (= with accumulate: false) */
+  siluBackward(dInp: Tensor, inp: Tensor, dOut: Tensor, options?: BackwardOptions): void;
   /** out = silu(gate) * up   (the SwiGLU MLP of Llama) */
   swiglu(out: Tensor, gate: Tensor, up: Tensor): void;
-  swigluBackward(dGate: Tensor, dUp: Tensor, gate: Tensor, up: Tensor, dOut: Tensor): void;
+  /** dGate += dOut * up * silu'(gate), dUp += dOut * silu(gate)  (= with accumulate: false) */
+  swigluBackward(
+    dGate: Tensor,
+    dUp: Tensor,
+    gate: Tensor,
+    up: Tensor,
+    dOut: Tensor,
+    options?: BackwardOptions,
+  ): void;
   /** GELU, exact (erf) or tanh approximation (GPT-2's gelu_new). */
   gelu(out: Tensor, inp: Tensor, approximate: GeluApproximate): void;
-  geluBackward(dInp: Tensor, inp: Tensor, dOut: Tensor, approximate: GeluApproximate): void;
+  /** dInp += dOut * gelu'(inp)  (= with accumulate: false) */
+  geluBackward(
+    dInp: Tensor,
+    inp: Tensor,
+    dOut: Tensor,
+    approximate: GeluApproximate,
+    options?: BackwardOptions,
+  ): void;
 
   // ---- normalisation (inp (R, C), weight/bias (C), per-row statistics (R)) --------------------
   /** out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps)  (Llama RMSNorm) */
   rmsnorm(out: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, eps: number): void;
+  /** dInp += (= with accumulate: false) the input gradient; dWeight (if given) += always. */
   rmsnormBackward(
     dInp: Tensor,
     dWeight: Tensor | null,
@@ -159,6 +194,7 @@ export interface Kernels {
     inp: Tensor,
     weight: Tensor,
     rstd: Tensor,
+    options?: BackwardOptions,
   ): void;
   /** out = (inp - mean) * rstd * weight + bias, biased variance (torch.nn.LayerNorm) */
   layernorm(
@@ -170,6 +206,7 @@ export interface Kernels {
     bias: Tensor,
     eps: number,
   ): void;
+  /** dInp += (= with accumulate: false) the input gradient; dWeight, dBias += always. */
   layernormBackward(
     dInp: Tensor,
     dWeight: Tensor | null,
@@ -179,21 +216,28 @@ export interface Kernels {
     weight: Tensor,
     mean: Tensor,
     rstd: Tensor,
+    options?: BackwardOptions,
   ): void;
 
   // ---- attention pieces ----------------------------------------------------------------------
   /** probs (B, H, Tq, Tk) = softmax(scale * scores + mask) over the last axis. */
   attentionSoftmax(probs: Tensor, scores: Tensor, options: AttentionSoftmaxOptions): void;
-  /** dScores += scale * probs * (dProbs - rowsum(probs * dProbs)) */
-  attentionSoftmaxBackward(dScores: Tensor, probs: Tensor, dProbs: Tensor, scale: number): void;
+  /** dScores += scale * probs * (dProbs - rowsum(probs * dProbs))  (= with accumulate: false) */
+  attentionSoftmaxBackward(
+    dScores: Tensor,
+    probs: Tensor,
+    dProbs: Tensor,
+    scale: number,
+    options?: BackwardOptions,
+  ): void;
   /**
    * Rotary embedding on x (B, T, H, D), rotate-half convention (Hugging Face Llama):
    * out[..i]    = x[i] cos[t,i] - x[i+D/2] sin[t,i]
    * out[i+D/2]  = x[i+D/2] cos[t,i] + x[i] sin[t,i]        for i < D/2; cos, sin: (T, D/2).
    */
   rope(out: Tensor, inp: Tensor, cos: Tensor, sin: Tensor): void;
-  /** dInp += R(-theta) dOut */
-  ropeBackward(dInp: Tensor, dOut: Tensor, cos: Tensor, sin: Tensor): void;
+  /** dInp += R(-theta) dOut  (= with accumulate: false) */
+  ropeBackward(dInp: Tensor, dOut: Tensor, cos: Tensor, sin: Tensor, options?: BackwardOptions): void;
   /** out (A, C, B, D) = inp (A, B, C, D) with axes 1 and 2 swapped. */
   permute0213(out: Tensor, inp: Tensor): void;
 

@@ -6,12 +6,12 @@
 // Rules enforced here: tensors are live (not disposed); compute tensors are f32; ids, targets and
 // keyLengths are i32; convert takes f32/f16/bf16; outputs that kernels write while still reading
 // inputs elsewhere (matmul, permute0213, embedding, crossEntropy) must not overlap those inputs;
-// scalar options are finite where that matters.
+// scalar options are finite where that matters; BackwardOptions.accumulate is a boolean if given.
 
 import type { DType } from "../tensor/dtype.js";
 import { shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
-import type { AdamWOptions, MatmulOptions } from "./kernels.js";
+import type { AdamWOptions, BackwardOptions, MatmulOptions } from "./kernels.js";
 
 function describe(name: string, t: Tensor): string {
   return `${name} ${shapeString(t.shape)}`;
@@ -193,6 +193,18 @@ function checkMatmulCausal(options: MatmulOptions, m: number, n: number, k: numb
   } else {
     throw new Error(`${what}: kind must be maskOut, lowerA or upperA`);
   }
+}
+
+// ---- backward options --------------------------------------------------------------------------
+
+/** Resolves BackwardOptions: whether `op` accumulates (default true). A non-boolean flag throws. */
+export function checkBackwardOptions(op: string, options: BackwardOptions | undefined): boolean {
+  const accumulate: unknown = options?.accumulate;
+  if (accumulate === undefined) return true;
+  if (typeof accumulate !== "boolean") {
+    throw new Error(`${op}: options.accumulate must be a boolean, got ${String(accumulate)}`);
+  }
+  return accumulate;
 }
 
 // ---- elementwise -------------------------------------------------------------------------------

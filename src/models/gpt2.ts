@@ -15,7 +15,7 @@
 // R = B*T rows, L layers. Conv1D linears are reported with fanInFanOut = true (PEFT's flag).
 
 import type { Gpt2Config } from "../io/hf-config.js";
-import type { GeluApproximate, Kernels } from "../kernels/kernels.js";
+import type { BackwardOptions, GeluApproximate, Kernels } from "../kernels/kernels.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { causalProducts, type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
@@ -416,10 +416,19 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     this.lmHead.forward(this.kernels, logits, nf);
   }
 
-  private layernormBackward(dx: Tensor, dn: Tensor, inp: Tensor, norm: Norm, mean: Tensor, rstd: Tensor, grads: ReadonlyMap<string, Tensor> | undefined): void {
+  private layernormBackward(
+    dx: Tensor,
+    dn: Tensor,
+    inp: Tensor,
+    norm: Norm,
+    mean: Tensor,
+    rstd: Tensor,
+    grads: ReadonlyMap<string, Tensor> | undefined,
+    options?: BackwardOptions,
+  ): void {
     const dWeight = gradFor(grads, norm.weightName, norm.weight);
     const dBias = gradFor(grads, norm.biasName, norm.bias);
-    this.kernels.layernormBackward(dx, dWeight, dBias, dn, inp, norm.weight, mean, rstd);
+    this.kernels.layernormBackward(dx, dWeight, dBias, dn, inp, norm.weight, mean, rstd, options);
   }
 
   /** Reads plan.dn (d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
@@ -441,16 +450,15 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       dWpe !== null ||
       inputsEmbedsGrad !== null ||
       (ln1 !== null && (gradFor(paramGrads, ln1.weightName, ln1.weight) !== null || gradFor(paramGrads, ln1.biasName, ln1.bias) !== null));
-    dx.fill(0);
-    this.layernormBackward(dx, dn, plan.xFinal, this.lnf, plan.meanf, plan.rstdf, paramGrads);
+    // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
+    const overwrite = { accumulate: false };
+    this.layernormBackward(dx, dn, plan.xFinal, this.lnf, plan.meanf, plan.rstdf, paramGrads, overwrite);
     for (let l = d.L - 1; l >= 0; l--) {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
       // MLP block (dx holds d xOut, passed unchanged to d x2 by the residual)
-      // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
       w.fcProj.backward(k, plan.dH, dx, a.h, paramGrads, true);
-      plan.dFc.fill(0);
-      k.geluBackward(plan.dFc, a.fc, plan.dH, d.gelu);
+      k.geluBackward(plan.dFc, a.fc, plan.dH, d.gelu, overwrite);
       w.fc.backward(k, dn, plan.dFc, a.n2, paramGrads, true);
       this.layernormBackward(dx, dn, a.x2, w.ln2, a.mean2, a.rstd2, paramGrads);
       // attention block (dx holds d x2)
@@ -461,8 +469,7 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
         k.matmul(r.scores(plan.dProbs), r.heads(plan.dAttnOut), r.v(a.qkvh), { transB: true, causal: maskOut });
         k.matmul(r.v(plan.dQkvh), r.scores(a.probs), r.heads(plan.dAttnOut), { transA: true, causal: upperA });
       }
-      plan.dScores.fill(0);
-      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, this.attentionScale(l));
+      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, this.attentionScale(l), overwrite);
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
         k.matmul(r.q(plan.dQkvh), r.scores(plan.dScores), r.k(a.qkvh), { causal: lowerA });

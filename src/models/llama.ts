@@ -525,17 +525,15 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       dEmbed !== null ||
       inputsEmbedsGrad !== null ||
       (d.L > 0 && gradFor(paramGrads, this.layerWeights[0].inputNormName, this.layerWeights[0].inputNorm) !== null);
-    dx.fill(0);
-    k.rmsnormBackward(dx, gradFor(paramGrads, "model.norm.weight", this.finalNorm), dn, plan.xFinal, this.finalNorm, plan.rstdf);
+    // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
+    const overwrite = { accumulate: false };
+    k.rmsnormBackward(dx, gradFor(paramGrads, "model.norm.weight", this.finalNorm), dn, plan.xFinal, this.finalNorm, plan.rstdf, overwrite);
     for (let l = d.L - 1; l >= 0; l--) {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
       // MLP block (dx holds d xOut; the residual passes it to d x2 unchanged)
-      // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
       w.down.backward(k, plan.dH, dx, a.h, paramGrads, true);
-      plan.dGate.fill(0);
-      plan.dUp.fill(0);
-      k.swigluBackward(plan.dGate, plan.dUp, a.gate, a.up, plan.dH);
+      k.swigluBackward(plan.dGate, plan.dUp, a.gate, a.up, plan.dH, overwrite);
       w.gate.backward(k, dn, plan.dGate, a.n2, paramGrads, true);
       w.up.backward(k, dn, plan.dUp, a.n2, paramGrads);
       k.rmsnormBackward(dx, gradFor(paramGrads, w.postNormName, w.postNorm), dn, a.x2, w.postNorm, a.rstd2);
@@ -544,17 +542,14 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
       k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), { transB: true, causal: maskOut });
       k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), { transA: true, causal: upperA }); // sums the g heads
-      plan.dScores.fill(0);
-      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, scale);
+      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, scale, overwrite);
       k.matmul(v.q(plan.dQh), v.scores(plan.dScores), v.kv(a.kh), { causal: lowerA });
       k.matmul(v.kv(plan.dKh), v.scores(plan.dScores), v.q(a.qh), { transA: true, causal: upperA });
       k.permute0213(plan.dQRot, plan.dQh); // (B, H, T, D) -> (B, T, H, D)
       k.permute0213(plan.dKRot, plan.dKh);
       k.permute0213(plan.dVLin, plan.dVh);
-      plan.dQLin.fill(0);
-      plan.dKLin.fill(0);
-      k.ropeBackward(plan.dQLin.view([B, T, d.H, d.D]), plan.dQRot, plan.cos, plan.sin);
-      k.ropeBackward(plan.dKLin.view([B, T, d.Hkv, d.D]), plan.dKRot, plan.cos, plan.sin);
+      k.ropeBackward(plan.dQLin.view([B, T, d.H, d.D]), plan.dQRot, plan.cos, plan.sin, overwrite);
+      k.ropeBackward(plan.dKLin.view([B, T, d.Hkv, d.D]), plan.dKRot, plan.cos, plan.sin, overwrite);
       const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
       w.q.backward(k, dn1, plan.dQLin, a.n1, paramGrads, true);
       w.k.backward(k, dn1, plan.dKLin, a.n1, paramGrads);

@@ -150,6 +150,30 @@ describe("createRefKernels through tensors", () => {
     expectAllclose(perm.f32(), xs, { atol: 0, rtol: 0, label: "permute with a size-1 axis" });
   });
 
+  test("backward options: accumulate false writes over garbage, the default adds", () => {
+    // rope by 0 and 90 degrees (cos, sin exactly 0 / 1): the backward is exact, so the result is
+    // known without rounding: dInp = R(-theta) dOut
+    const dOut = rand([1, 2, 1, 4]);
+    const cos = heap.fromArray([1, 1, 0, 0], [2, 2]);
+    const sin = heap.fromArray([0, 0, 1, 1], [2, 2]);
+    live.push(cos, sin);
+    const d = arr(dOut);
+    const want = [...d.slice(0, 4), d[6], d[7], -d[4], -d[5]];
+    const back = zeros([1, 2, 1, 4]).fill(Number.NaN);
+    k.ropeBackward(back, dOut, cos, sin, { accumulate: false });
+    expectAllclose(back.f32(), want, { atol: 0, rtol: 0, label: "ropeBackward accumulate false" });
+    k.ropeBackward(back, dOut, cos, sin);
+    expectAllclose(back.f32(), want.map((v) => 2 * v), { atol: 0, rtol: 0, label: "ropeBackward default" });
+    // dUp = dOut * silu(gate) with dOut = 1: silu itself
+    const gate = rand([12]);
+    const up = rand([12]);
+    const ones = zeros([12]).fill(1);
+    const [dGate, dUp] = [zeros([12]).fill(Number.NaN), zeros([12]).fill(Number.NaN)];
+    k.swigluBackward(dGate, dUp, gate, up, ones, { accumulate: false });
+    expectAllclose(dUp.f32(), arr(gate).map((v) => v / (1 + Math.exp(-v))), { label: "dUp accumulate false" });
+    expect(dGate.f32().every(Number.isFinite)).toBe(true);
+  });
+
   test("embedding, cross-entropy count and gradScale, reductions, adamw, convert, copy", () => {
     const table = rand([4, 3]);
     const ids = ints([2, 2, 0]);
@@ -215,6 +239,15 @@ describe("argument validation", () => {
     expect(() => k.convert(zeros([3], "i32"), a)).toThrow("convert: out [3] has dtype i32, expected f32 or f16 or bf16");
     expect(() => k.copy(zeros([3], "f16"), a)).toThrow(/copy: out \[3\] is f16 but inp \[3\] is f32/);
     expect(() => k.gelu(zeros([3]), a, "fast" as "tanh")).toThrow(/approximate/);
+  });
+
+  test("a non-boolean accumulate option is refused, naming the kernel", () => {
+    const x = rand([4]);
+    const bad = { accumulate: "no" } as unknown as { accumulate: boolean };
+    expect(() => k.siluBackward(zeros([4]), x, x, bad)).toThrow(/siluBackward: options\.accumulate must be a boolean/);
+    const t = rand([1, 1, 1, 4]);
+    const cs = rand([1, 2]);
+    expect(() => k.ropeBackward(zeros([1, 1, 1, 4]), t, cs, cs, bad)).toThrow(/ropeBackward: options\.accumulate/);
   });
 
   test("norms, attention, rope, permute, loss, adamw", () => {

@@ -1,16 +1,20 @@
 // wasm elementwise kernels (add, mul, scale, axpy, silu, swiglu and backwards) vs the reference:
 // sizes around the 4-lane vectors and the 16384-element chunks, 1 and 2 threads, values including
 // large magnitudes (exp clamping), an output that is an input, and a partially overlapping output
-// (which must fall back to the reference and still be right).
+// (which must fall back to the reference and still be right). The backwards' BackwardOptions:
+// accumulate: false over NaN equals accumulate: true over zeros, and the default still adds
+// (test/helpers/accumulate-modes.ts), for wasm and ref, in place too, and through the reference
+// fallback.
 // Tolerance: the SIMD exp has relative error ~1e-7 and f32 rounding differs from the f64-evaluated
 // reference by a few ulps, so |got - want| <= 4e-6 * (sum of the magnitudes of the terms) + 1e-30.
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import type { Kernels } from "../../src/kernels/kernels.js";
+import type { BackwardOptions, Kernels } from "../../src/kernels/kernels.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import { expectAccumulateModes, expectSameNumbers, runAccumulateModes } from "../helpers/accumulate-modes.js";
 import { randomUniform } from "../helpers/random.js";
 
 /** randomUniform, with special values at the start. */
@@ -133,6 +137,76 @@ describe.each([1, 2])("wasm elementwise, %i thread(s)", (threads) => {
         });
       }
     }
+  });
+
+  // the backwards under BackwardOptions; gelu has no wasm port (the wasm kernels delegate it)
+  type Backward = "siluBackward" | "swigluBackward" | "geluBackward none" | "geluBackward tanh";
+  const backwards: Backward[] = ["siluBackward", "swigluBackward", "geluBackward none", "geluBackward tanh"];
+  /** Calls `op` on gradient outputs `outs` and inputs x: inp/gate = x[0], dOut = x[1] (swiglu: up = x[1], dOut = x[2]). */
+  function callBackward(k: Kernels, op: Backward, outs: Tensor[], x: Tensor[], options?: BackwardOptions): void {
+    if (op === "siluBackward") k.siluBackward(outs[0], x[0], x[1], options);
+    else if (op === "swigluBackward") k.swigluBackward(outs[0], outs[1], x[0], x[1], x[2], options);
+    else k.geluBackward(outs[0], x[0], x[1], op === "geluBackward none" ? "none" : "tanh", options);
+  }
+
+  test.each(backwards)("%s: accumulate false overwrites, the default accumulates", (op) => {
+    let seed = 500;
+    const outputs = op === "swigluBackward" ? 2 : 1;
+    for (const n of [1, 5, 17, 16385, 65536 + 5]) {
+      const x = Array.from({ length: op === "swigluBackward" ? 3 : 2 }, (_, j) => random(n, seed++, j === 0 ? 12 : 3));
+      const inputs = x.map((v) => heap.fromArray(v));
+      const [got, want] = [kernels, ref].map((k) => {
+        const shapes = Array.from({ length: outputs }, () => [n]);
+        const r = runAccumulateModes(heap, shapes, seed, (outs, options) => callBackward(k, op, outs, inputs, options));
+        expectAccumulateModes(`${k.name} ${op} n=${n}`, r);
+        return r.overwritten;
+      });
+      // across implementations: the tolerance of the test above, without a prefill term
+      got.forEach((g, o) => {
+        for (let i = 0; i < n; i++) {
+          const [a, b, c] = x.map((v) => Math.abs(v[i]));
+          const mag = op === "swigluBackward" ? [c * b * (1 + a), c * a][o] : b * (1 + a);
+          if (!(Math.abs(g[i] - want[o][i]) <= 4e-6 * mag + 1e-30)) {
+            expect.fail(`${op} n=${n} output ${o} [${i}]: wasm ${g[i]}, ref ${want[o][i]}`);
+          }
+        }
+      });
+      for (const t of inputs) t.dispose();
+    }
+  });
+
+  test.each(backwards)("%s with accumulate false in place (gradient written over its input)", (op) => {
+    const n = 16385;
+    const x = [random(n, 31, 12), random(n, 32, 3), random(n, 33, 3)];
+    for (const k of [kernels, ref]) {
+      const inputs = x.map((v) => heap.fromArray(v));
+      const outs = [heap.tensor([n]).fill(0), heap.tensor([n]).fill(0)];
+      callBackward(k, op, outs, inputs, { accumulate: true });
+      // silu, gelu: dInp is dOut's buffer; swiglu: dGate is gate's, dUp is up's
+      const inPlace = op === "swigluBackward" ? [inputs[0], inputs[1]] : [inputs[1]];
+      callBackward(k, op, inPlace, inputs, { accumulate: false });
+      inPlace.forEach((t, o) => expectSameNumbers(`${k.name} ${op} in place output ${o}`, t.f32(), outs[o].f32()));
+      for (const t of [...inputs, ...outs]) t.dispose();
+    }
+  });
+
+  test.each(backwards)("%s with accumulate false on a partially overlapping output: the reference's result", (op) => {
+    // dInp (dGate) is dOut's buffer shifted by one element: the wasm kernels hand it to the
+    // reference, which must get the flag
+    const n = 70001;
+    const x = [random(n, 41, 12), random(n, 42, 3), random(n + 1, 43, 3)];
+    const [got, want] = [kernels, ref].map((k) => {
+      const [a, b, buf] = x.map((v) => heap.fromArray(v));
+      const dOut = buf.view([n], 0);
+      const dUp = heap.tensor([n]).fill(Number.NaN);
+      const inputs = op === "swigluBackward" ? [a, b, dOut] : [a, dOut];
+      callBackward(k, op, [buf.view([n], 1), dUp], inputs, { accumulate: false });
+      const r = [buf.toArray(), dUp.toArray()];
+      for (const t of [a, b, buf, dUp]) t.dispose();
+      return r;
+    });
+    expect(Array.from(got[0])).toEqual(Array.from(want[0]));
+    if (op === "swigluBackward") expect(Array.from(got[1])).toEqual(Array.from(want[1]));
   });
 
   test("NaN inputs give NaN", () => {

@@ -2,6 +2,9 @@
 // awkward shapes (one row, primes, C and D/2 not multiples of 4, sizes split across threads and
 // past the dWeight partial-buffer bound), 1 and 2 threads, plain and relaxed SIMD, backward
 // accumulation into pre-filled gradients, dWeight null, in-place and partially overlapping buffers.
+// BackwardOptions of the backwards: accumulate: false over NaN equals accumulate: true over zeros
+// and the default still adds (test/helpers/accumulate-modes.ts), for wasm and ref; dWeight, dBias
+// accumulate either way; in place and through the reference fallback.
 // Tolerances: the wasm kernels compute in f32 (row sums in 4-lane f32 vectors) where the reference
 // evaluates in f64, so each value may differ by a few ulps of the magnitudes of its terms
 // (computed here from the inputs): |got - want| <= TOL * (sum of |terms|). permute0213 is a copy:
@@ -13,6 +16,7 @@ import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { relaxedSimdSupported } from "../../src/kernels/wasm/asm.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
+import { expectAccumulateModes, expectSameNumbers, runAccumulateModes } from "../helpers/accumulate-modes.js";
 import { randomUniform as random } from "../helpers/random.js";
 
 const TOL = 1e-5;
@@ -254,6 +258,153 @@ describe.each(configs)("wasm norms, rope, permute: $threads thread(s), relaxed $
         }
       }
     }
+  });
+
+  test("rmsnormBackward with accumulate false overwrites dInp; dWeight still accumulates", () => {
+    let seed = 800;
+    for (const [rows, cols] of normShapes) {
+      for (const withWeight of [true, false]) {
+        const x = random(rows * cols, seed++, 3);
+        const w = random(cols, seed++, 2);
+        const dy = random(rows * cols, seed++, 1);
+        const dw0 = random(cols, seed++, 0.5);
+        const s = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) s[r] = 0.5 + (r % 5) * 0.25;
+        const [inp, dOut] = [x, dy].map((v) => heap.fromArray(v, [rows, cols]));
+        const [weight, rstd] = [w, s].map((v) => heap.fromArray(v));
+        const what = `rmsnormBackward [${rows}, ${cols}] dWeight=${withWeight}`;
+        const zeroedRef = heap.zeros([rows, cols]);
+        ref.rmsnormBackward(zeroedRef, null, dOut, inp, weight, rstd);
+        const [got, want] = [kernels, ref].map((k) => {
+          const dWeights: Float32Array[] = [];
+          const r = runAccumulateModes(heap, [[rows, cols]], seed, (outs, options) => {
+            const dWeight = heap.fromArray(dw0);
+            k.rmsnormBackward(outs[0], withWeight ? dWeight : null, dOut, inp, weight, rstd, options);
+            dWeights.push(dWeight.toArray());
+            dWeight.dispose();
+          });
+          expectAccumulateModes(`${k.name} ${what}`, r);
+          // dWeight: the same sum onto the same prefill in every mode
+          for (const dW of dWeights) expect(Array.from(dW)).toEqual(Array.from(dWeights[2]));
+          if (!withWeight) expect(Array.from(dWeights[0])).toEqual(Array.from(dw0));
+          // in place (dInp = dOut, no dWeight): the wasm kernels delegate to the reference
+          const inPlace = heap.fromArray(dy, [rows, cols]);
+          k.rmsnormBackward(inPlace, null, inPlace, inp, weight, rstd, { accumulate: false });
+          expectSameNumbers(`${k.name} ${what} in place`, inPlace.f32(), zeroedRef.f32());
+          inPlace.dispose();
+          return r.overwritten[0];
+        });
+        const dotAbs = new Float64Array(rows);
+        for (let i = 0; i < rows * cols; i++) dotAbs[Math.floor(i / cols)] += Math.abs(w[i % cols] * dy[i] * x[i]);
+        expectClose(`${what} dInp wasm vs ref`, got, want, (i) => {
+          const r = Math.floor(i / cols);
+          const sr = s[r];
+          return Math.abs(sr * w[i % cols] * dy[i]) + Math.abs(x[i]) * ((sr * sr * sr * dotAbs[r]) / cols);
+        });
+        for (const t of [inp, dOut, weight, rstd, zeroedRef]) t.dispose();
+      }
+    }
+  });
+
+  test("layernormBackward with accumulate false overwrites dInp; dWeight, dBias still accumulate", () => {
+    let seed = 900;
+    for (const [rows, cols] of normShapes) {
+      for (const withParams of [true, false]) {
+        const x = random(rows * cols, seed++, 3);
+        const w = random(cols, seed++, 2);
+        const dy = random(rows * cols, seed++, 1);
+        const dw0 = random(cols, seed++, 0.5);
+        const db0 = random(cols, seed++, 0.5);
+        const mu = random(rows, seed++, 0.3);
+        const s = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) s[r] = 0.5 + (r % 5) * 0.25;
+        const [inp, dOut] = [x, dy].map((v) => heap.fromArray(v, [rows, cols]));
+        const [weight, mean, rstd] = [w, mu, s].map((v) => heap.fromArray(v));
+        const what = `layernormBackward [${rows}, ${cols}] dWeight,dBias=${withParams}`;
+        const zeroedRef = heap.zeros([rows, cols]);
+        ref.layernormBackward(zeroedRef, null, null, dOut, inp, weight, mean, rstd);
+        const [got, want] = [kernels, ref].map((k) => {
+          const params: Float32Array[][] = [];
+          const r = runAccumulateModes(heap, [[rows, cols]], seed, (outs, options) => {
+            const [dWeight, dBias] = [dw0, db0].map((v) => heap.fromArray(v));
+            const [dW, dB] = withParams ? [dWeight, dBias] : [null, null];
+            k.layernormBackward(outs[0], dW, dB, dOut, inp, weight, mean, rstd, options);
+            params.push([dWeight.toArray(), dBias.toArray()]);
+            dWeight.dispose();
+            dBias.dispose();
+          });
+          expectAccumulateModes(`${k.name} ${what}`, r);
+          for (const [dW, dB] of params) {
+            expect(Array.from(dW)).toEqual(Array.from(params[2][0]));
+            expect(Array.from(dB)).toEqual(Array.from(params[2][1]));
+          }
+          if (!withParams) expect(Array.from(params[0][0])).toEqual(Array.from(dw0));
+          // in place (dInp = dOut, no parameter gradients): the wasm kernels delegate to the reference
+          const inPlace = heap.fromArray(dy, [rows, cols]);
+          k.layernormBackward(inPlace, null, null, inPlace, inp, weight, mean, rstd, { accumulate: false });
+          expectSameNumbers(`${k.name} ${what} in place`, inPlace.f32(), zeroedRef.f32());
+          inPlace.dispose();
+          return r.overwritten[0];
+        });
+        const nAbs = (i: number): number => (Math.abs(x[i]) + Math.abs(mu[Math.floor(i / cols)])) * s[Math.floor(i / cols)];
+        const gMean = new Float64Array(rows);
+        const gnMean = new Float64Array(rows);
+        for (let i = 0; i < rows * cols; i++) {
+          const g = Math.abs(w[i % cols] * dy[i]);
+          gMean[Math.floor(i / cols)] += g / cols;
+          gnMean[Math.floor(i / cols)] += (g * nAbs(i)) / cols;
+        }
+        expectClose(`${what} dInp wasm vs ref`, got, want, (i) => {
+          const r = Math.floor(i / cols);
+          return 4 * s[r] * (Math.abs(w[i % cols] * dy[i]) + gMean[r] + nAbs(i) * gnMean[r]);
+        });
+        for (const t of [inp, dOut, weight, mean, rstd, zeroedRef]) t.dispose();
+      }
+    }
+  });
+
+  test("ropeBackward with accumulate false overwrites dInp, also in place and on a partial overlap", () => {
+    let seed = 1000;
+    for (const [batch, time, heads, dim] of ropeShapes) {
+      const half = dim / 2;
+      const shape = [batch, time, heads, dim];
+      const n = batch * time * heads * dim;
+      const dy = random(n, seed++, 3);
+      const cs = random(time * half, seed++, 1);
+      const sn = random(time * half, seed++, 1);
+      const dOut = heap.fromArray(dy, shape);
+      const [cos, sin] = [cs, sn].map((v) => heap.fromArray(v, [time, half]));
+      const what = `ropeBackward [${shape}]`;
+      const [got, want] = [kernels, ref].map((k) => {
+        const r = runAccumulateModes(heap, [shape], seed, (outs, options) => k.ropeBackward(outs[0], dOut, cos, sin, options));
+        expectAccumulateModes(`${k.name} ${what}`, r);
+        const inPlace = heap.fromArray(dy, shape);
+        k.ropeBackward(inPlace, inPlace, cos, sin, { accumulate: false });
+        expectSameNumbers(`${k.name} ${what} in place`, inPlace.f32(), r.zeroed[0]);
+        inPlace.dispose();
+        return r.overwritten[0];
+      });
+      expectClose(`${what} wasm vs ref`, got, want, (i) => {
+        const d = i % dim;
+        const base = i - d;
+        const p = d % half;
+        const t = Math.floor(i / (heads * dim)) % time;
+        const [c, sv] = [cs[t * half + p], sn[t * half + p]];
+        return Math.abs(dy[base + p] * c) + Math.abs(dy[base + p + half] * sv) + Math.abs(dy[base + p + half] * c) + Math.abs(dy[base + p] * sv);
+      });
+      for (const t of [dOut, cos, sin]) t.dispose();
+    }
+    // dInp overlapping dOut by all but 3 floats: the wasm kernels delegate to the reference
+    const [gotOverlap, wantOverlap] = [kernels, ref].map((k) => {
+      const buf = heap.fromArray(random(4 * 50 * 2 * 16 + 3, 1100, 1));
+      const cos = heap.fromArray(random(50 * 8, 1101, 1), [50, 8]);
+      const sin = heap.fromArray(random(50 * 8, 1102, 1), [50, 8]);
+      k.ropeBackward(buf.view([4, 50, 2, 16], 3), buf.view([4, 50, 2, 16], 0), cos, sin, { accumulate: false });
+      const r = buf.toArray();
+      for (const t of [buf, cos, sin]) t.dispose();
+      return r;
+    });
+    expect(Array.from(gotOverlap)).toEqual(Array.from(wantOverlap));
   });
 
   test("permute0213 copies exactly as the reference does", () => {

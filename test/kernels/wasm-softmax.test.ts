@@ -4,12 +4,16 @@
 // Tolerance (f32 vs the reference's f64 sums): probs p within p * (1e-6 + 5e-7 * |scale| * max|s|)
 // (the exp argument scale*s - max carries f32 rounding of that size), masked entries exactly 0;
 // backward within 1e-6 |dS0| + |scale| p (1e-6 |dp| + 1.2e-7 * Tk * sum_k p_k |dp_k|).
+// Backward with BackwardOptions: accumulate: false over NaN equals accumulate: true over zeros and
+// the default still adds (test/helpers/accumulate-modes.ts), wasm and ref, in place (dScores =
+// dProbs) and through the reference fallback (a partial overlap).
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels } from "../../src/kernels/kernels.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
+import { expectAccumulateModes, expectSameNumbers, runAccumulateModes } from "../helpers/accumulate-modes.js";
 import { randomUniform as random } from "../helpers/random.js";
 
 interface Case {
@@ -93,6 +97,53 @@ describe.each([1, 2])("wasm attention softmax, %i thread(s)", (threads) => {
         if (!(Math.abs(g[i] - w[i]) <= tol)) expect.fail(`row ${r} col ${j}: got ${g[i]}, want ${w[i]}`);
       }
     }
+  });
+
+  test.each(cases)("backward with accumulate false overwrites dScores: $shape", ({ shape, causal, scale }) => {
+    const n = shape.reduce((x, y) => x * y, 1);
+    const tk = shape[3];
+    const probs = heap.tensor(shape);
+    ref.attentionSoftmax(probs, heap.fromArray(random(n, 13, 4), shape), { scale: 1, causal });
+    const dp = random(n, 15, 2);
+    const dProbs = heap.fromArray(dp, shape);
+    const [got, want] = [kernels, ref].map((k) => {
+      const r = runAccumulateModes(heap, [shape], 17, (outs, options) =>
+        k.attentionSoftmaxBackward(outs[0], probs, dProbs, scale, options),
+      );
+      expectAccumulateModes(`${k.name} attentionSoftmaxBackward ${shape}`, r);
+      // in place: dScores written over dProbs
+      const inPlace = heap.fromArray(dp, shape);
+      k.attentionSoftmaxBackward(inPlace, probs, inPlace, scale, { accumulate: false });
+      expectSameNumbers(`${k.name} attentionSoftmaxBackward ${shape} in place`, inPlace.f32(), r.zeroed[0]);
+      inPlace.dispose();
+      return r.overwritten[0];
+    });
+    const p = probs.f32();
+    for (let r = 0; r < n / tk; r++) {
+      let sumAbs = 0;
+      for (let j = 0; j < tk; j++) sumAbs += p[r * tk + j] * Math.abs(dp[r * tk + j]);
+      for (let j = 0; j < tk; j++) {
+        const i = r * tk + j;
+        const tol = Math.abs(scale) * p[i] * (1e-6 * Math.abs(dp[i]) + 1.2e-7 * tk * sumAbs) + 1e-12;
+        if (!(Math.abs(got[i] - want[i]) <= tol)) expect.fail(`row ${r} col ${j}: wasm ${got[i]}, ref ${want[i]}`);
+      }
+    }
+  });
+
+  test("backward with accumulate false on a partial overlap: the reference's result", () => {
+    const shape = [1, 2, 8, 9];
+    const n = 2 * 8 * 9;
+    const probs = heap.tensor(shape);
+    ref.attentionSoftmax(probs, heap.fromArray(random(n, 21, 3), shape), { scale: 1, causal: true });
+    const base = random(n + 1, 23, 2);
+    const [got, want] = [kernels, ref].map((k) => {
+      const buf = heap.fromArray(base);
+      k.attentionSoftmaxBackward(buf.view(shape, 1), probs, buf.view(shape, 0), 0.7, { accumulate: false });
+      const r = buf.toArray();
+      buf.dispose();
+      return r;
+    });
+    expect(Array.from(got)).toEqual(Array.from(want));
   });
 
   test("partially overlapping probs fall back to the reference", () => {

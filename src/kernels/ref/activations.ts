@@ -1,6 +1,7 @@
 // Reference activations and their backwards: SiLU, SwiGLU (Llama MLP), GELU exact (erf) and tanh
 // approximation (GPT-2's gelu_new). Forward overwrites out (which may alias the input); backward
-// accumulates into the input gradients.
+// accumulates into the input gradients, or overwrites them when `accumulate` is false (then each
+// is written without being read).
 //
 // Formulas:
 // - silu(x) = x * s(x), s = logistic sigmoid; silu'(x) = s(x) * (1 + x * (1 - s(x))).
@@ -22,11 +23,12 @@ export function silu(out: Floats, inp: Floats): void {
   }
 }
 
-export function siluBackward(dInp: Floats, inp: Floats, dOut: Floats): void {
+export function siluBackward(dInp: Floats, inp: Floats, dOut: Floats, accumulate = true): void {
   for (let i = 0; i < dInp.length; i++) {
     const x = inp[i];
     const s = sigmoid(x);
-    dInp[i] += dOut[i] * s * (1 + x * (1 - s));
+    const d = dOut[i] * s * (1 + x * (1 - s));
+    dInp[i] = accumulate ? dInp[i] + d : d;
   }
 }
 
@@ -44,14 +46,17 @@ export function swigluBackward(
   gate: Floats,
   up: Floats,
   dOut: Floats,
+  accumulate = true,
 ): void {
   for (let i = 0; i < dOut.length; i++) {
     const g = gate[i];
     const u = up[i];
     const d = dOut[i];
     const s = sigmoid(g);
-    dGate[i] += d * u * s * (1 + g * (1 - s));
-    dUp[i] += d * g * s;
+    const dg = d * u * s * (1 + g * (1 - s));
+    const du = d * g * s;
+    dGate[i] = accumulate ? dGate[i] + dg : dg;
+    dUp[i] = accumulate ? dUp[i] + du : du;
   }
 }
 
@@ -121,20 +126,23 @@ export function geluBackward(
   inp: Floats,
   dOut: Floats,
   approximate: "none" | "tanh",
+  accumulate = true,
 ): void {
   if (approximate === "tanh") {
     for (let i = 0; i < dInp.length; i++) {
       const x = inp[i];
       const t = Math.tanh(SQRT_2_OVER_PI * (x + GELU_CUBIC * x * x * x));
       const dInner = SQRT_2_OVER_PI * (1 + 3 * GELU_CUBIC * x * x);
-      dInp[i] += dOut[i] * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dInner);
+      const d = dOut[i] * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * dInner);
+      dInp[i] = accumulate ? dInp[i] + d : d;
     }
   } else {
     for (let i = 0; i < dInp.length; i++) {
       const x = inp[i];
       const cdf = normalCdf(x);
       const pdf = INV_SQRT_2PI * Math.exp(-0.5 * x * x);
-      dInp[i] += dOut[i] * (cdf + x * pdf);
+      const d = dOut[i] * (cdf + x * pdf);
+      dInp[i] = accumulate ? dInp[i] + d : d;
     }
   }
 }

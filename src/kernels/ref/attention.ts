@@ -1,5 +1,6 @@
 // Reference attention softmax (scale, causal mask with KV offset, right-padding key lengths) and
-// its backward. Forward overwrites probs (which may alias scores); backward accumulates dScores.
+// its backward. Forward overwrites probs (which may alias scores); backward accumulates dScores
+// (overwrites it, without reading it, when `accumulate` is false).
 //
 // Legend: B batch, H heads, Tq queries, Tk keys; scores, probs, dProbs, dScores (B, H, Tq, Tk);
 // keyLengths (B) or null.
@@ -55,7 +56,7 @@ export function attentionSoftmax(
   }
 }
 
-/** dScores += scale * probs * (dProbs - rowsum(probs * dProbs)), rows of length `cols`. */
+/** dScores += (= when !accumulate) scale * probs * (dProbs - rowsum(probs * dProbs)), rows of `cols`. */
 export function attentionSoftmaxBackward(
   dScores: Floats,
   probs: Floats,
@@ -63,13 +64,15 @@ export function attentionSoftmaxBackward(
   scale: number,
   rows: number,
   cols: number,
+  accumulate = true,
 ): void {
   for (let r = 0; r < rows; r++) {
     const row = r * cols;
     let dot = 0;
     for (let j = 0; j < cols; j++) dot += probs[row + j] * dProbs[row + j];
     for (let j = 0; j < cols; j++) {
-      dScores[row + j] += scale * probs[row + j] * (dProbs[row + j] - dot);
+      const d = scale * probs[row + j] * (dProbs[row + j] - dot);
+      dScores[row + j] = accumulate ? dScores[row + j] + d : d;
     }
   }
 }

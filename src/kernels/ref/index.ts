@@ -102,27 +102,30 @@ export function createRefKernels(heap: Heap): Kernels {
       check.checkElementwise("silu", { out, inp });
       act.silu(out.f32(), inp.f32());
     },
-    siluBackward(dInp, inp, dOut) {
+    siluBackward(dInp, inp, dOut, options) {
       check.checkElementwise("siluBackward", { dInp, inp, dOut });
-      act.siluBackward(dInp.f32(), inp.f32(), dOut.f32());
+      const accumulate = check.checkBackwardOptions("siluBackward", options);
+      act.siluBackward(dInp.f32(), inp.f32(), dOut.f32(), accumulate);
     },
     swiglu(out, gate, up) {
       check.checkElementwise("swiglu", { out, gate, up });
       act.swiglu(out.f32(), gate.f32(), up.f32());
     },
-    swigluBackward(dGate, dUp, gate, up, dOut) {
+    swigluBackward(dGate, dUp, gate, up, dOut, options) {
       check.checkElementwise("swigluBackward", { dGate, dUp, gate, up, dOut });
-      act.swigluBackward(dGate.f32(), dUp.f32(), gate.f32(), up.f32(), dOut.f32());
+      const accumulate = check.checkBackwardOptions("swigluBackward", options);
+      act.swigluBackward(dGate.f32(), dUp.f32(), gate.f32(), up.f32(), dOut.f32(), accumulate);
     },
     gelu(out, inp, approximate) {
       check.checkElementwise("gelu", { out, inp });
       checkApproximate("gelu", approximate);
       act.gelu(out.f32(), inp.f32(), approximate);
     },
-    geluBackward(dInp, inp, dOut, approximate) {
+    geluBackward(dInp, inp, dOut, approximate, options) {
       check.checkElementwise("geluBackward", { dInp, inp, dOut });
       checkApproximate("geluBackward", approximate);
-      act.geluBackward(dInp.f32(), inp.f32(), dOut.f32(), approximate);
+      const accumulate = check.checkBackwardOptions("geluBackward", options);
+      act.geluBackward(dInp.f32(), inp.f32(), dOut.f32(), approximate, accumulate);
     },
 
     rmsnorm(out, rstd, inp, weight, eps) {
@@ -130,7 +133,7 @@ export function createRefKernels(heap: Heap): Kernels {
       check.checkEps("rmsnorm", eps);
       norms.rmsnorm(out.f32(), rstd.f32(), inp.f32(), weight.f32(), eps, rows, cols);
     },
-    rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd) {
+    rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, options) {
       const { rows, cols } = check.checkNorm(
         "rmsnormBackward",
         inp,
@@ -138,15 +141,16 @@ export function createRefKernels(heap: Heap): Kernels {
         { weight, dWeight },
         { rstd },
       );
+      const accumulate = check.checkBackwardOptions("rmsnormBackward", options);
       const dW = dWeight === null ? null : dWeight.f32();
-      norms.rmsnormBackward(dInp.f32(), dW, dOut.f32(), inp.f32(), weight.f32(), rstd.f32(), rows, cols);
+      norms.rmsnormBackward(dInp.f32(), dW, dOut.f32(), inp.f32(), weight.f32(), rstd.f32(), rows, cols, accumulate);
     },
     layernorm(out, mean, rstd, inp, weight, bias, eps) {
       const { rows, cols } = check.checkNorm("layernorm", inp, { out }, { weight, bias }, { mean, rstd });
       check.checkEps("layernorm", eps);
       norms.layernorm(out.f32(), mean.f32(), rstd.f32(), inp.f32(), weight.f32(), bias.f32(), eps, rows, cols);
     },
-    layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd) {
+    layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd, options) {
       const { rows, cols } = check.checkNorm(
         "layernormBackward",
         inp,
@@ -154,6 +158,7 @@ export function createRefKernels(heap: Heap): Kernels {
         { weight, dWeight, dBias },
         { mean, rstd },
       );
+      const accumulate = check.checkBackwardOptions("layernormBackward", options);
       norms.layernormBackward(
         dInp.f32(),
         dWeight === null ? null : dWeight.f32(),
@@ -165,6 +170,7 @@ export function createRefKernels(heap: Heap): Kernels {
         rstd.f32(),
         rows,
         cols,
+        accumulate,
       );
     },
 
@@ -173,17 +179,19 @@ export function createRefKernels(heap: Heap): Kernels {
       const keyLengths = options.keyLengths === undefined ? null : options.keyLengths.i32();
       attentionSoftmax(probs.f32(), scores.f32(), dims, options.scale, options.causal === true, keyLengths);
     },
-    attentionSoftmaxBackward(dScores, probs, dProbs, scale) {
+    attentionSoftmaxBackward(dScores, probs, dProbs, scale, options) {
       const { rows, cols } = check.checkAttentionSoftmaxBackward(dScores, probs, dProbs, scale);
-      attentionSoftmaxBackward(dScores.f32(), probs.f32(), dProbs.f32(), scale, rows, cols);
+      const accumulate = check.checkBackwardOptions("attentionSoftmaxBackward", options);
+      attentionSoftmaxBackward(dScores.f32(), probs.f32(), dProbs.f32(), scale, rows, cols, accumulate);
     },
     rope(out, inp, cos, sin) {
       const dims = check.checkRope("rope", "out", out, "inp", inp, cos, sin);
       rope(out.f32(), inp.f32(), cos.f32(), sin.f32(), dims);
     },
-    ropeBackward(dInp, dOut, cos, sin) {
+    ropeBackward(dInp, dOut, cos, sin, options) {
       const dims = check.checkRope("ropeBackward", "dInp", dInp, "dOut", dOut, cos, sin);
-      ropeBackward(dInp.f32(), dOut.f32(), cos.f32(), sin.f32(), dims);
+      const accumulate = check.checkBackwardOptions("ropeBackward", options);
+      ropeBackward(dInp.f32(), dOut.f32(), cos.f32(), sin.f32(), dims, accumulate);
     },
     permute0213(out, inp) {
       const dims = check.checkPermute0213(out, inp);

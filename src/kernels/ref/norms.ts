@@ -1,6 +1,7 @@
 // Reference RMSNorm (Llama) and LayerNorm (torch.nn.LayerNorm, biased variance) with backwards.
 // Forward overwrites out and the per-row statistics it saves for the backward; backward
-// accumulates into dInp, dWeight and dBias (the last two may be null when frozen).
+// accumulates into dInp, dWeight and dBias (the last two may be null when frozen), except that
+// dInp is overwritten (not read) when `accumulate` is false; dWeight and dBias always accumulate.
 // Row statistics are computed in float64.
 //
 // Legend: R rows (flattened leading dims), C channels. inp/out/dOut/dInp (R, C); weight, bias,
@@ -42,6 +43,7 @@ export function rmsnormBackward(
   rstd: Floats,
   rows: number,
   cols: number,
+  accumulate = true,
 ): void {
   for (let r = 0; r < rows; r++) {
     const row = r * cols;
@@ -50,7 +52,8 @@ export function rmsnormBackward(
     for (let c = 0; c < cols; c++) dot += weight[c] * dOut[row + c] * inp[row + c];
     const coef = (s * s * s * dot) / cols;
     for (let c = 0; c < cols; c++) {
-      dInp[row + c] += s * weight[c] * dOut[row + c] - coef * inp[row + c];
+      const d = s * weight[c] * dOut[row + c] - coef * inp[row + c];
+      dInp[row + c] = accumulate ? dInp[row + c] + d : d;
     }
     if (dWeight !== null) {
       for (let c = 0; c < cols; c++) dWeight[c] += dOut[row + c] * inp[row + c] * s;
@@ -97,6 +100,7 @@ export function layernormBackward(
   rstd: Floats,
   rows: number,
   cols: number,
+  accumulate = true,
 ): void {
   for (let r = 0; r < rows; r++) {
     const row = r * cols;
@@ -114,7 +118,8 @@ export function layernormBackward(
     for (let c = 0; c < cols; c++) {
       const n = (inp[row + c] - mu) * s;
       const g = weight[c] * dOut[row + c];
-      dInp[row + c] += s * (g - gMean - n * gnMean);
+      const d = s * (g - gMean - n * gnMean);
+      dInp[row + c] = accumulate ? dInp[row + c] + d : d;
       if (dWeight !== null) dWeight[c] += dOut[row + c] * n;
       if (dBias !== null) dBias[c] += dOut[row + c];
     }

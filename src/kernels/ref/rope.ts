@@ -5,7 +5,8 @@
 // x, out, dOut, dInp: (B, T, H, D); cos, sin: (T, D/2).
 //   out[i]       = x[i] cos[t,i] - x[i+D/2] sin[t,i]
 //   out[i+D/2]   = x[i+D/2] cos[t,i] + x[i] sin[t,i]
-// The backward is the transposed rotation (rotation by -theta), accumulated into dInp.
+// The backward is the transposed rotation (rotation by -theta), accumulated into dInp (or written
+// over it, without reading it, when `accumulate` is false).
 //
 // ropeTables reproduces Hugging Face transformers' inverse frequencies for rope_type "default",
 // "linear" and "llama3" (modeling_rope_utils.py: _compute_default_rope_parameters,
@@ -43,13 +44,14 @@ export function rope(out: Floats, inp: Floats, cos: Floats, sin: Floats, dims: R
   }
 }
 
-/** dInp += R(-theta) dOut */
+/** dInp += R(-theta) dOut  (dInp = R(-theta) dOut when !accumulate) */
 export function ropeBackward(
   dInp: Floats,
   dOut: Floats,
   cos: Floats,
   sin: Floats,
   dims: RopeDims,
+  accumulate = true,
 ): void {
   const { batch, time, heads, headDim } = dims;
   const half = headDim >> 1;
@@ -63,8 +65,10 @@ export function ropeBackward(
           const s = sin[table + i];
           const d1 = dOut[base + i];
           const d2 = dOut[base + i + half];
-          dInp[base + i] += d1 * c + d2 * s;
-          dInp[base + i + half] += d2 * c - d1 * s;
+          const y1 = d1 * c + d2 * s;
+          const y2 = d2 * c - d1 * s;
+          dInp[base + i] = accumulate ? dInp[base + i] + y1 : y1;
+          dInp[base + i + half] = accumulate ? dInp[base + i + half] + y2 : y2;
         }
       }
     }

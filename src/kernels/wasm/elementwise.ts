@@ -1,5 +1,7 @@
 // Code generation of the elementwise kernels (add, mul, scale, axpy, silu, swiglu and their
 // backwards) as WebAssembly SIMD128 functions, and the per-thread job that runs them over chunks.
+// The backwards come twice: accumulating (dX += ...) and overwriting (`...Overwrite`: dX = ...,
+// generated without the load of dX, so the old gradient is never read).
 //
 // Every generated function has the signature (out0, out1, in0, in1, in2, n, scalar) with byte
 // pointers and an element count; unused pointers are ignored. The body runs 4 lanes at a time, and
@@ -27,6 +29,8 @@ export const EW_OPS = [
   "siluBackward",
   "swiglu",
   "swigluBackward",
+  "siluBackwardOverwrite",
+  "swigluBackwardOverwrite",
 ] as const;
 export type EwOp = (typeof EW_OPS)[number];
 
@@ -137,18 +141,23 @@ function emitStep(ctx: Ctx, op: EwOp, p: Local[], scalar: Local, load: Load, sto
       });
       return;
     case "siluBackward": // dInp (out0) += dOut (in1) * s * (1 + x (1 - s)), x = inp (in0)
+    case "siluBackwardOverwrite": {
+      // (the overwriting variant: dInp = ..., out0 not loaded)
+      const accumulate = op === "siluBackward";
       load(in0);
       f.set(x);
       emitSigmoid(ctx, x);
       f.set(s);
       store(out0, () => {
-        load(out0);
+        if (accumulate) load(out0);
         load(in1);
         f.get(s).simd("f32x4.mul");
         f.get(constant(ctx, 1)).get(x).get(constant(ctx, 1)).get(s).simd("f32x4.sub").simd("f32x4.mul");
-        f.simd("f32x4.add").simd("f32x4.mul").simd("f32x4.add");
+        f.simd("f32x4.add").simd("f32x4.mul");
+        if (accumulate) f.simd("f32x4.add");
       });
       return;
+    }
     case "swiglu": // out0 = g s(g) u, g = in0, u = in1
       load(in0);
       f.set(x);
@@ -159,8 +168,11 @@ function emitStep(ctx: Ctx, op: EwOp, p: Local[], scalar: Local, load: Load, sto
         f.simd("f32x4.mul");
       });
       return;
-    case "swigluBackward": {
+    case "swigluBackward":
+    case "swigluBackwardOverwrite": {
       // dGate (out0) += d u s (1 + g (1 - s)); dUp (out1) += d g s; g = in0, u = in1, d = in2
+      // (the overwriting variant: = instead of +=, out0 and out1 not loaded)
+      const accumulate = op === "swigluBackward";
       load(in0);
       f.set(x);
       emitSigmoid(ctx, x);
@@ -168,16 +180,18 @@ function emitStep(ctx: Ctx, op: EwOp, p: Local[], scalar: Local, load: Load, sto
       load(in2);
       f.set(y); // d
       store(out0, () => {
-        load(out0);
+        if (accumulate) load(out0);
         f.get(y);
         load(in1);
         f.simd("f32x4.mul").get(s).simd("f32x4.mul");
         f.get(constant(ctx, 1)).get(x).get(constant(ctx, 1)).get(s).simd("f32x4.sub").simd("f32x4.mul");
-        f.simd("f32x4.add").simd("f32x4.mul").simd("f32x4.add");
+        f.simd("f32x4.add").simd("f32x4.mul");
+        if (accumulate) f.simd("f32x4.add");
       });
       store(out1, () => {
-        load(out1);
-        f.get(y).get(x).simd("f32x4.mul").get(s).simd("f32x4.mul").simd("f32x4.add");
+        if (accumulate) load(out1);
+        f.get(y).get(x).simd("f32x4.mul").get(s).simd("f32x4.mul");
+        if (accumulate) f.simd("f32x4.add");
       });
       return;
     }
@@ -224,7 +238,7 @@ function emitOp(m: ModuleBuilder, index: number, op: EwOp): void {
   loop(1);
 }
 
-/** Emits `ew0`.. `ew7` (see EW_OPS) into `m`. */
+/** Emits `ew0`, `ew1`, ... (one per entry of EW_OPS) into `m`. */
 export function emitElementwise(m: ModuleBuilder): void {
   EW_OPS.forEach((op, index) => emitOp(m, index, op));
 }

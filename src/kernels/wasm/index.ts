@@ -5,6 +5,8 @@
 // crossEntropy; rmsnorm, layernorm, rope and their backwards; permute0213. Every other op
 // delegates to the reference kernels until it gets a SIMD port (as do calls whose outputs
 // partially overlap an input, and norm backwards whose gradient outputs overlap anything).
+// BackwardOptions ({ accumulate: false }) select separately generated overwriting variants of the
+// backwards (no load of the old gradient), and are passed on to the reference when delegating.
 //
 // Contract: one wasm Kernels per Heap at a time (the pool's control block lives in the heap's
 // reserved bytes); dispose() stops the workers and frees the scratch buffers. Relaxed SIMD (FMA)
@@ -19,6 +21,7 @@ import { createRefKernels } from "../ref/index.js";
 import {
   checkAttentionSoftmax,
   checkAttentionSoftmaxBackward,
+  checkBackwardOptions,
   checkCrossEntropy,
   checkElementwise,
   checkEps,
@@ -151,9 +154,12 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     pool.run(OP_ELEMENTWISE, n < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(n / EW_CHUNK));
   }
 
-  /** Runs softmax rows (forward or backward) of length tk, over `rows` rows. */
+  /**
+   * Runs softmax rows of length tk over `rows` rows. dir (SM_ARG.dir): 0 forward, 1 backward
+   * (accumulating into dst), 2 backward overwriting dst.
+   */
   function softmaxRows(
-    backward: boolean,
+    dir: 0 | 1 | 2,
     ptrs: { src: number; dst: number; aux: number },
     dims: { rows: number; heads: number; tq: number; tk: number },
     scale: number,
@@ -165,7 +171,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     pool.prepare();
     const ctl = pool.ctl;
     const g = CONTROL.args;
-    ctl[g + SM_ARG.dir] = backward ? 1 : 0;
+    ctl[g + SM_ARG.dir] = dir;
     ctl[g + SM_ARG.src] = ptrs.src;
     ctl[g + SM_ARG.dst] = ptrs.dst;
     ctl[g + SM_ARG.aux] = ptrs.aux;
@@ -186,6 +192,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
    * Runs a norm pass (NORM_ARG layout: 0 rms_fwd, 1 rms_bwd, 2 ln_fwd, 3 ln_bwd) over rows of cols
    * floats. Backwards with dWeight / dBias: chunk partials in normPartials (cols floats per chunk
    * for RMSNorm, 2 cols for LayerNorm: see norms.ts), then added into them in chunk order.
+   * `overwriteDInp`: the backwards write dInp instead of adding to it (dWeight, dBias still add).
    */
   function normRows(
     op: 0 | 1 | 2 | 3,
@@ -194,6 +201,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     rows: number,
     cols: number,
     eps: number,
+    overwriteDInp = false,
   ): void {
     if (rows === 0 || cols === 0) return;
     const { dWeight, dBias } = grads;
@@ -218,6 +226,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     ctl[g + NORM_ARG.rows] = rows;
     ctl[g + NORM_ARG.cols] = cols;
     ctl[g + NORM_ARG.rowsPerChunk] = perChunk;
+    ctl[g + NORM_ARG.overwrite] = overwriteDInp ? 1 : 0;
     new Float64Array(ctl.buffer, ctl.byteOffset + 4 * (g + NORM_ARG.eps), 1)[0] = eps;
     pool.run(OP_NORM, rows * cols < EW_PARALLEL_MIN ? 1 : threads, chunks);
     const colsumAdd = pool.exports.colsum_add as (...args: number[]) => void;
@@ -226,9 +235,12 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     if (dBias !== null) colsumAdd(dBias.ptr, normPartials + 4 * cols, chunks, cols, stride);
   }
 
-  /** Runs rope (forward or backward) over the (b, t) rows of x (B, T, H, D). */
+  /**
+   * Runs rope over the (b, t) rows of x (B, T, H, D). kind (ROPE_ARG.backward): 0 forward,
+   * 1 backward (accumulating into out), 2 backward overwriting out.
+   */
   function ropeRows(
-    backward: boolean,
+    kind: 0 | 1 | 2,
     out: Tensor,
     inp: Tensor,
     cos: Tensor,
@@ -250,7 +262,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     ctl[g + ROPE_ARG.time] = dims.time;
     ctl[g + ROPE_ARG.heads] = dims.heads;
     ctl[g + ROPE_ARG.half] = dims.headDim / 2;
-    ctl[g + ROPE_ARG.backward] = backward ? 1 : 0;
+    ctl[g + ROPE_ARG.backward] = kind;
     ctl[g + ROPE_ARG.rowsPerChunk] = perChunk;
     pool.run(OP_ROPE, rows * rowFloats < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
   }
@@ -290,21 +302,25 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
       if (canRunInPlace([out], [inp])) elementwise("silu", [out], [inp], n);
       else ref.silu(out, inp);
     },
-    siluBackward(dInp, inp, dOut) {
+    siluBackward(dInp, inp, dOut, options) {
       const n = checkElementwise("siluBackward", { dInp, inp, dOut });
-      if (canRunInPlace([dInp], [inp, dOut])) elementwise("siluBackward", [dInp], [inp, dOut], n);
-      else ref.siluBackward(dInp, inp, dOut);
+      const accumulate = checkBackwardOptions("siluBackward", options);
+      if (canRunInPlace([dInp], [inp, dOut])) {
+        elementwise(accumulate ? "siluBackward" : "siluBackwardOverwrite", [dInp], [inp, dOut], n);
+      } else ref.siluBackward(dInp, inp, dOut, options);
     },
     swiglu(out, gate, up) {
       const n = checkElementwise("swiglu", { out, gate, up });
       if (canRunInPlace([out], [gate, up])) elementwise("swiglu", [out], [gate, up], n);
       else ref.swiglu(out, gate, up);
     },
-    swigluBackward(dGate, dUp, gate, up, dOut) {
+    swigluBackward(dGate, dUp, gate, up, dOut, options) {
       const n = checkElementwise("swigluBackward", { dGate, dUp, gate, up, dOut });
+      const accumulate = checkBackwardOptions("swigluBackward", options);
       if (canRunInPlace([dGate, dUp], [gate, up, dOut]) && !overlaps(dGate, dUp)) {
-        elementwise("swigluBackward", [dGate, dUp], [gate, up, dOut], n);
-      } else ref.swigluBackward(dGate, dUp, gate, up, dOut);
+        const op = accumulate ? "swigluBackward" : "swigluBackwardOverwrite";
+        elementwise(op, [dGate, dUp], [gate, up, dOut], n);
+      } else ref.swigluBackward(dGate, dUp, gate, up, dOut, options);
     },
     crossEntropy(losses, dLogits, logits, targets, options = {}) {
       const ignoreIndex = options.ignoreIndex ?? -100;
@@ -348,7 +364,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
         return;
       }
       softmaxRows(
-        false,
+        0,
         { src: scores.ptr, dst: probs.ptr, aux: 0 },
         { rows: batch * heads * tq, heads, tq, tk },
         options.scale,
@@ -356,14 +372,15 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
         kl,
       );
     },
-    attentionSoftmaxBackward(dScores, probs, dProbs, scale) {
+    attentionSoftmaxBackward(dScores, probs, dProbs, scale, options) {
       const { rows, cols } = checkAttentionSoftmaxBackward(dScores, probs, dProbs, scale);
+      const accumulate = checkBackwardOptions("attentionSoftmaxBackward", options);
       if (!canRunInPlace([dScores], [probs, dProbs])) {
-        ref.attentionSoftmaxBackward(dScores, probs, dProbs, scale);
+        ref.attentionSoftmaxBackward(dScores, probs, dProbs, scale, options);
         return;
       }
       softmaxRows(
-        true,
+        accumulate ? 1 : 2,
         { src: probs.ptr, dst: dScores.ptr, aux: dProbs.ptr },
         { rows, heads: 1, tq: 1, tk: cols },
         scale,
@@ -381,16 +398,17 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
       const ptrs = { out: out.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: 0, bias: 0, mean: 0 };
       normRows(0, ptrs, { dWeight: null, dBias: null }, rows, cols, eps);
     },
-    rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd) {
+    rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, options) {
       const { rows, cols } = checkNorm("rmsnormBackward", inp, { dInp, dOut }, { weight, dWeight }, { rstd });
+      const accumulate = checkBackwardOptions("rmsnormBackward", options);
       // every output disjoint from every input and from each other (the reference reads inputs
       // after writing dInp, so even an exact alias would give another result)
       if (!outputsDisjoint([dInp, dWeight], [dOut, inp, weight, rstd]) || cols > NORM_PARTIAL_FLOATS) {
-        ref.rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd);
+        ref.rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, options);
         return;
       }
       const ptrs = { out: dInp.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: dOut.ptr, bias: 0, mean: 0 };
-      normRows(1, ptrs, { dWeight, dBias: null }, rows, cols, 0);
+      normRows(1, ptrs, { dWeight, dBias: null }, rows, cols, 0, !accumulate);
     },
     layernorm(out, mean, rstd, inp, weight, bias, eps) {
       const { rows, cols } = checkNorm("layernorm", inp, { out }, { weight, bias }, { mean, rstd });
@@ -406,7 +424,7 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
       const ptrs = { out: out.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: 0, bias: bias.ptr, mean: mean.ptr };
       normRows(2, ptrs, { dWeight: null, dBias: null }, rows, cols, eps);
     },
-    layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd) {
+    layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd, options) {
       const { rows, cols } = checkNorm(
         "layernormBackward",
         inp,
@@ -414,12 +432,13 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
         { weight, dWeight, dBias },
         { mean, rstd },
       );
+      const accumulate = checkBackwardOptions("layernormBackward", options);
       if (!outputsDisjoint([dInp, dWeight, dBias], [dOut, inp, weight, mean, rstd]) || 2 * cols > NORM_PARTIAL_FLOATS) {
-        ref.layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd);
+        ref.layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd, options);
         return;
       }
       const ptrs = { out: dInp.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: dOut.ptr, bias: 0, mean: mean.ptr };
-      normRows(3, ptrs, { dWeight, dBias }, rows, cols, 0);
+      normRows(3, ptrs, { dWeight, dBias }, rows, cols, 0, !accumulate);
     },
     rope(out, inp, cos, sin) {
       const dims = checkRope("rope", "out", out, "inp", inp, cos, sin);
@@ -427,15 +446,16 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
         ref.rope(out, inp, cos, sin);
         return;
       }
-      ropeRows(false, out, inp, cos, sin, dims);
+      ropeRows(0, out, inp, cos, sin, dims);
     },
-    ropeBackward(dInp, dOut, cos, sin) {
+    ropeBackward(dInp, dOut, cos, sin, options) {
       const dims = checkRope("ropeBackward", "dInp", dInp, "dOut", dOut, cos, sin);
+      const accumulate = checkBackwardOptions("ropeBackward", options);
       if (!canRunInPlace([dInp], [dOut]) || !disjoint([dInp, cos]) || !disjoint([dInp, sin])) {
-        ref.ropeBackward(dInp, dOut, cos, sin);
+        ref.ropeBackward(dInp, dOut, cos, sin, options);
         return;
       }
-      ropeRows(true, dInp, dOut, cos, sin, dims);
+      ropeRows(accumulate ? 1 : 2, dInp, dOut, cos, sin, dims);
     },
     permute0213(out, inp) {
       const { a, b, c, d } = checkPermute0213(out, inp); // also: out does not overlap inp

@@ -14,6 +14,8 @@
 //   ln_bwd(dInp, part, dOut, inp, weight, mean, rstd, rows, cols, colsF64): with n = (x - mu) rstd,
 //       g = w dy: dInp += rstd (g - mean(g) - n mean(g n)); when part != 0, part (2 cols) =
 //       [sum of dy n, sum of dy] over these rows (the chunk's partial dWeight and dBias).
+//   rms_bwd_set, ln_bwd_set: the same with dInp = ... instead of += (dInp is never read; the
+//       partials are the same).
 //   colsum_add(dst, src, count, cols, stride): dst[c] += sum_{k < count} src[k stride + c] (stride
 //       in bytes), k in order.
 //
@@ -49,6 +51,8 @@ export const NORM_ARG = {
   bias: 12,
   /** ln_fwd: written; ln_bwd: read */
   mean: 13,
+  /** backwards: 1 = overwrite dInp (rms_bwd_set / ln_bwd_set), 0 = accumulate into it */
+  overwrite: 14,
 } as const;
 
 /** shuffle(zero, v): lane 0 of v, zeros elsewhere. */
@@ -133,8 +137,9 @@ function emitRmsForward(m: ModuleBuilder): void {
   f.end().end();
 }
 
-function emitRmsBackward(m: ModuleBuilder): void {
-  const f = m.func("rms_bwd", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"], []);
+/** Emits rms_bwd (accumulate into dInp) or rms_bwd_set (overwrite: no load of dInp generated). */
+function emitRmsBackward(m: ModuleBuilder, accumulate: boolean): void {
+  const f = m.func(accumulate ? "rms_bwd" : "rms_bwd_set", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"], []);
   const [dInp, part, dOut, inp, weight, rstd, rows, cols, colsF64] = f.params;
   const rowBytes = f.local("i32");
   const vecEnd = f.local("i32");
@@ -179,13 +184,13 @@ function emitRmsBackward(m: ModuleBuilder): void {
       f.set(dy);
       load(inp, w);
       f.set(x);
-      // dInp += (s w) dy - coef x
+      // dInp += (s w) dy - coef x  (= when overwriting)
       f.get(dInp).get(j).op("i32.add");
-      load(dInp, w);
+      if (accumulate) load(dInp, w);
       f.get(sv);
       load(weight, w);
       f.simd("f32x4.mul").get(dy).simd("f32x4.mul").get(cv).get(x).simd("f32x4.mul").simd("f32x4.sub");
-      f.simd("f32x4.add");
+      if (accumulate) f.simd("f32x4.add");
       storeTo(f, w);
       if (withPart) {
         // part += (dy x) s
@@ -283,8 +288,9 @@ function emitLayerNormForward(m: ModuleBuilder): void {
   f.end().end();
 }
 
-function emitLayerNormBackward(m: ModuleBuilder): void {
-  const f = m.func("ln_bwd", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"], []);
+/** Emits ln_bwd (accumulate into dInp) or ln_bwd_set (overwrite: no load of dInp generated). */
+function emitLayerNormBackward(m: ModuleBuilder, accumulate: boolean): void {
+  const f = m.func(accumulate ? "ln_bwd" : "ln_bwd_set", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"], []);
   const [dInp, part, dOut, inp, weight, mean, rstd, rows, cols, colsF64] = f.params;
   const rowBytes = f.local("i32");
   const vecEnd = f.local("i32");
@@ -339,12 +345,13 @@ function emitLayerNormBackward(m: ModuleBuilder): void {
       f.set(dy);
       load(inp, w);
       f.get(mv).simd("f32x4.sub").get(sv).simd("f32x4.mul").set(n);
-      // dInp += rstd ((w dy - gMean) - n gnMean)
+      // dInp += rstd ((w dy - gMean) - n gnMean)  (= when overwriting)
       f.get(dInp).get(j).op("i32.add");
-      load(dInp, w);
+      if (accumulate) load(dInp, w);
       load(weight, w);
       f.get(dy).simd("f32x4.mul").get(gMean).simd("f32x4.sub").get(n).get(gnMean).simd("f32x4.mul").simd("f32x4.sub");
-      f.get(sv).simd("f32x4.mul").simd("f32x4.add");
+      f.get(sv).simd("f32x4.mul");
+      if (accumulate) f.simd("f32x4.add");
       storeTo(f, w);
       if (withPart) {
         f.get(part).get(j).op("i32.add");
@@ -364,12 +371,14 @@ function emitLayerNormBackward(m: ModuleBuilder): void {
   f.end().end();
 }
 
-/** Emits rms_fwd, rms_bwd, ln_fwd, ln_bwd and colsum_add into `m`. */
+/** Emits rms_fwd, rms_bwd, rms_bwd_set, ln_fwd, ln_bwd, ln_bwd_set and colsum_add into `m`. */
 export function emitNorms(m: ModuleBuilder): void {
   emitRmsForward(m);
-  emitRmsBackward(m);
+  emitRmsBackward(m, true);
+  emitRmsBackward(m, false);
   emitLayerNormForward(m);
-  emitLayerNormBackward(m);
+  emitLayerNormBackward(m, true);
+  emitLayerNormBackward(m, false);
   emitColumnSum(m);
 }
 
@@ -399,6 +408,9 @@ export function normThreadJob(
   const eps = new Float64Array(ctl.buffer, ctl.byteOffset + 4 * (g + 10), 1)[0];
   const bias = ctl[g + 12] >>> 0;
   const mean = ctl[g + 13] >>> 0;
+  const overwrite = ctl[g + 14] === 1;
+  const rmsBwd = overwrite ? ex.rms_bwd_set : ex.rms_bwd;
+  const lnBwd = overwrite ? ex.ln_bwd_set : ex.ln_bwd;
   const rowBytes = cols * 4;
   forEachChunk((k) => {
     const r0 = k * perChunk;
@@ -408,12 +420,12 @@ export function normThreadJob(
     if (op === 0) ex.rms_fwd(out + off, rstd + st, inp + off, weight, n, cols, cols, eps);
     else if (op === 1) {
       const p = part === 0 ? 0 : part + k * rowBytes;
-      ex.rms_bwd(out + off, p, dOut + off, inp + off, weight, rstd + st, n, cols, cols);
+      rmsBwd(out + off, p, dOut + off, inp + off, weight, rstd + st, n, cols, cols);
     } else if (op === 2) {
       ex.ln_fwd(out + off, mean + st, rstd + st, inp + off, weight, bias, n, cols, cols, eps);
     } else {
       const p = part === 0 ? 0 : part + 2 * k * rowBytes;
-      ex.ln_bwd(out + off, p, dOut + off, inp + off, weight, mean + st, rstd + st, n, cols, cols);
+      lnBwd(out + off, p, dOut + off, inp + off, weight, mean + st, rstd + st, n, cols, cols);
     }
   });
 }

@@ -2,10 +2,11 @@
 // cos/sin (T, D/2)) and its backward as WebAssembly SIMD128 functions, and the per-thread job that
 // runs them over chunks of (b, t) rows.
 //
-//   rope_fwd / rope_bwd(out, inp, cos, sin, rows, t0, time, heads, half): for `rows` consecutive
+//   rope_fwd / rope_bwd / rope_bwd_set(out, inp, cos, sin, rows, t0, time, heads, half): for `rows` consecutive
 //       (b, t) rows of heads * 2 half floats, the first at time t0 (t wraps to 0 after time - 1):
 //       rope_fwd  out[i] = x[i] c - x[i+half] s;  out[i+half] = x[i+half] c + x[i] s
 //       rope_bwd  out[i] += x[i] c + x[i+half] s; out[i+half] += x[i+half] c - x[i] s  (R(-theta))
+//       rope_bwd_set  the same with = (out is never read)
 //       with c, s = cos, sin[t, i]; 4 pairs at a time, the last half % 4 one at a time. Every pair
 //       is read before it is written, so out may be inp itself (not a partial overlap).
 // f32 arithmetic (the reference evaluates each output in f64 and rounds once).
@@ -24,14 +25,16 @@ export const ROPE_ARG = {
   time: 5,
   heads: 6,
   half: 7,
-  /** 0: forward, 1: backward (accumulates) */
+  /** 0: forward, 1: backward accumulating into out, 2: backward overwriting out */
   backward: 8,
   rowsPerChunk: 9,
 } as const;
 
-/** Emits one of rope_fwd / rope_bwd (see the header). */
-function emitRows(m: ModuleBuilder, backward: boolean): void {
-  const f = m.func(backward ? "rope_bwd" : "rope_fwd", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], []);
+/** Emits one of rope_fwd / rope_bwd / rope_bwd_set (see the header). */
+function emitRows(m: ModuleBuilder, kind: "fwd" | "bwd" | "bwd_set"): void {
+  const f = m.func(`rope_${kind}`, ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], []);
+  const backward = kind !== "fwd";
+  const accumulate = kind === "bwd";
   const [out, inp, cos, sin, rows, t0, time, heads, half] = f.params;
   const halfBytes = f.local("i32");
   const vecEnd = f.local("i32"); // bytes of a half handled 16 at a time
@@ -67,13 +70,15 @@ function emitRows(m: ModuleBuilder, backward: boolean): void {
     load(x, true);
     f.set(x2);
     if (backward) {
-      // y1 = out[i] + (x1 c + x2 s);  y2 = out[i+half] + (x2 c - x1 s)
-      load(o, false);
+      // y1 = out[i] + (x1 c + x2 s);  y2 = out[i+half] + (x2 c - x1 s)  (no out[...] when overwriting)
+      if (accumulate) load(o, false);
       f.get(x1).get(c).simd("f32x4.mul").get(x2).get(s).simd("f32x4.mul").simd("f32x4.add");
-      f.simd("f32x4.add").set(y1);
-      load(o, true);
+      if (accumulate) f.simd("f32x4.add");
+      f.set(y1);
+      if (accumulate) load(o, true);
       f.get(x2).get(c).simd("f32x4.mul").get(x1).get(s).simd("f32x4.mul").simd("f32x4.sub");
-      f.simd("f32x4.add").set(y2);
+      if (accumulate) f.simd("f32x4.add");
+      f.set(y2);
     } else {
       f.get(x1).get(c).simd("f32x4.mul").get(x2).get(s).simd("f32x4.mul").simd("f32x4.sub").set(y1);
       f.get(x2).get(c).simd("f32x4.mul").get(x1).get(s).simd("f32x4.mul").simd("f32x4.add").set(y2);
@@ -106,10 +111,11 @@ function emitRows(m: ModuleBuilder, backward: boolean): void {
   f.end().end();
 }
 
-/** Emits rope_fwd and rope_bwd into `m`. */
+/** Emits rope_fwd, rope_bwd and rope_bwd_set into `m`. */
 export function emitRope(m: ModuleBuilder): void {
-  emitRows(m, false);
-  emitRows(m, true);
+  emitRows(m, "fwd");
+  emitRows(m, "bwd");
+  emitRows(m, "bwd_set");
 }
 
 /**
@@ -133,7 +139,8 @@ export function ropeThreadJob(
   const time = ctl[g + 5];
   const heads = ctl[g + 6];
   const half = ctl[g + 7];
-  const fn = ctl[g + 8] === 1 ? ex.rope_bwd : ex.rope_fwd;
+  const kind = ctl[g + 8];
+  const fn = kind === 2 ? ex.rope_bwd_set : kind === 1 ? ex.rope_bwd : ex.rope_fwd;
   const perChunk = ctl[g + 9];
   const rowBytes = heads * half * 8;
   forEachChunk((k) => {

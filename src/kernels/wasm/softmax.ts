@@ -6,6 +6,7 @@
 //   sm_fwd(src, dst, visible, total, scale): dst[j] = softmax_j(scale * src[0..visible)) for
 //       j < visible, 0 for visible <= j < total. dst may be src.
 //   sm_bwd(dS, p, dp, cols, scale): dS[j] += scale * p[j] * (dp[j] - sum_k p[k] dp[k]).
+//   sm_bwd_set: the same with dS[j] = ... (dS is never read).
 //   ce_row(x, d, V, gradScale, stats): the cross-entropy row of kernels/ref/cross-entropy.ts:
 //       stats f32[0] = max_v x[v], f64 at stats+8 = sum_v exp(x[v] - max) (f32 terms summed in
 //       blocks of 1024 and the block sums in f64); if d != 0, d[v] = exp(x[v] - max) * gradScale
@@ -20,7 +21,7 @@ import type { CONTROL } from "./pool.js";
 
 /** Offsets of the softmax job arguments, in i32 slots from the control block's `args`. */
 export const SM_ARG = {
-  /** 0: forward, 1: backward */
+  /** 0: forward, 1: backward accumulating into dScores, 2: backward overwriting dScores */
   dir: 0,
   src: 1,
   dst: 2,
@@ -114,8 +115,9 @@ function emitForward(m: ModuleBuilder): void {
   });
 }
 
-function emitBackward(m: ModuleBuilder): void {
-  const f = m.func("sm_bwd", ["i32", "i32", "i32", "i32", "f32"], []);
+/** Emits sm_bwd (accumulate) or sm_bwd_set (overwrite: the load of dS is not generated). */
+function emitBackward(m: ModuleBuilder, accumulate: boolean): void {
+  const f = m.func(accumulate ? "sm_bwd" : "sm_bwd_set", ["i32", "i32", "i32", "i32", "f32"], []);
   const [dS, p, dp, cols, scale] = f.params;
   const dot = f.local("v128");
   const sv = f.local("v128");
@@ -151,12 +153,13 @@ function emitBackward(m: ModuleBuilder): void {
   f.reduceLanes(dot, "f32x4.add");
   pass((w) => {
     f.get(a);
-    load(a, w);
+    if (accumulate) load(a, w);
     f.get(sv);
     load(b, w);
     f.simd("f32x4.mul");
     load(c, w);
-    f.get(dot).simd("f32x4.sub").simd("f32x4.mul").simd("f32x4.add");
+    f.get(dot).simd("f32x4.sub").simd("f32x4.mul");
+    if (accumulate) f.simd("f32x4.add");
     if (w === 4) f.simdMem("v128.store", 0);
     else f.simdLane("v128.store32_lane", 0, 0);
   });
@@ -256,10 +259,11 @@ function emitAccessors(m: ModuleBuilder): void {
   st.get(st.param(0)).get(st.param(1)).mem("f32.store");
 }
 
-/** Emits sm_fwd, sm_bwd, ce_row and the scalar accessors into `m`. */
+/** Emits sm_fwd, sm_bwd, sm_bwd_set, ce_row and the scalar accessors into `m`. */
 export function emitSoftmax(m: ModuleBuilder): void {
   emitForward(m);
-  emitBackward(m);
+  emitBackward(m, true);
+  emitBackward(m, false);
   emitCrossEntropyRow(m);
   emitAccessors(m);
 }
@@ -335,7 +339,8 @@ export function softmaxThreadJob(
   forEachChunk: (work: (chunk: number) => void) => void,
 ): void {
   const g = layout.args;
-  const backward = ctl[g + 0] === 1;
+  const dir = ctl[g + 0];
+  const backward = dir !== 0;
   const src = ctl[g + 1] >>> 0;
   const dst = ctl[g + 2] >>> 0;
   const aux = ctl[g + 3] >>> 0;
@@ -348,7 +353,7 @@ export function softmaxThreadJob(
   const hasKeyLengths = ctl[g + 10] === 1;
   const perChunk = ctl[g + 11];
   const fwd = ex.sm_fwd;
-  const bwd = ex.sm_bwd;
+  const bwd = dir === 2 ? ex.sm_bwd_set : ex.sm_bwd;
   forEachChunk((c) => {
     const r1 = Math.min(rows, (c + 1) * perChunk);
     for (let r = c * perChunk; r < r1; r++) {
