@@ -6,7 +6,8 @@
 // in use and the process RSS are compared between step 10 and step 1,000.
 // --quick: 2 layers, batch 2 x 128, 3 timed steps; 200 steps for the flatness check.
 // Also: a step's GEMM FLOPs at the machine's measured wasm FMA peak (wasm-peak.ts), the most
-// tokens/s any wasm engine could reach, as a ratio to PyTorch's.
+// tokens/s any wasm engine could reach, as a ratio to PyTorch's; and the same step with a
+// completion-only loss (the first half of every row a prompt with labels -100), on both sides.
 
 import { createKernels } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/kernels.js";
@@ -26,12 +27,17 @@ import { runTorchSide } from "./torch-side.js";
 import { measureWasmPeak } from "./wasm-peak.js";
 
 const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
+/** Share of each row that is a masked prompt in the completion-only measurement. */
+const PROMPT_SHARE = 0.5;
 
-function randomBatches(vocab: number, count: number, B: number, T: number): Batch[] {
+/** Random batches; the first promptShare of each row's labels are -100 (a masked prompt). */
+function randomBatches(vocab: number, count: number, B: number, T: number, promptShare = 0): Batch[] {
   const rng = new Rng(5);
   return Array.from({ length: count }, () => {
     const inputIds = Int32Array.from({ length: B * T }, () => rng.below(vocab));
-    return { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
+    const labels = inputIds.slice();
+    for (let b = 0; b < B; b++) labels.fill(-100, b * T, b * T + Math.floor(T * promptShare));
+    return { batchSize: B, seqLen: T, inputIds, labels };
   });
 }
 
@@ -86,6 +92,32 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
         bound_vs_torch: torch.result === null ? null : boundTokensPerS / torch.result.tokens_per_s,
       });
       if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
+      // Completion-only loss, as supervised fine-tuning usually trains: the first half of every
+      // row is a prompt with labels -100. loraga then runs the lm_head on the counted rows only
+      // (decoder-base.ts runHead); transformers computes logits for every position. Same steps,
+      // same tokens per step on both sides.
+      {
+        const masked = new FixedBatches(randomBatches(vocab, 2, B, T, PROMPT_SHARE));
+        await train(model, trainable, masked, { steps: 1, lr: 1e-4 });
+        const t1 = performance.now();
+        await train(model, trainable, masked, { steps, lr: 1e-4 });
+        const maskedS = (performance.now() - t1) / 1000 / steps;
+        const torchMasked = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps, PROMPT_SHARE]);
+        reporter.record({
+          kernel: "lora_train_step_prompt_masked",
+          prompt_share: PROMPT_SHARE,
+          layers,
+          batch: B,
+          seq: T,
+          r,
+          impl: "wasm",
+          threads,
+          step_s: maskedS,
+          tokens_per_s: (B * T) / maskedS,
+          torch_tokens_per_s: torchMasked.result?.tokens_per_s ?? null,
+          vs_torch: torchMasked.result === null ? null : (B * T) / maskedS / torchMasked.result.tokens_per_s,
+        });
+      }
       model.dispose();
     } finally {
       await kernels.dispose();

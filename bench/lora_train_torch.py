@@ -1,7 +1,8 @@
 """PyTorch + PEFT 0.21 side of bench/lora-train.ts: LoRA training steps (r on every linear layer,
 AdamW) of a random Llama on CPU, 2 threads. Prints one JSON line {step_s, tokens_per_s, threads}.
 
-Usage: python3 bench/lora_train_torch.py LAYERS BATCH SEQ R STEPS
+Usage: python3 bench/lora_train_torch.py LAYERS BATCH SEQ R STEPS [PROMPT_SHARE]
+PROMPT_SHARE (default 0): the first share of every row's labels are -100 (a masked prompt).
 """
 
 import json
@@ -15,6 +16,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 def main():
     layers, batch, seq, r, steps = (int(a) for a in sys.argv[1:6])
+    prompt_share = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
     torch.set_num_threads(2)
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=layers,
@@ -25,9 +27,11 @@ def main():
     model.train()
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     ids = torch.randint(0, config.vocab_size, (batch, seq))
+    labels = ids.clone()
+    labels[:, : int(seq * prompt_share)] = -100
 
     def step():
-        model(input_ids=ids, labels=ids).loss.backward()
+        model(input_ids=ids, labels=labels).loss.backward()
         opt.step()
         opt.zero_grad()
 
