@@ -14,57 +14,15 @@ import type { LinearAdapter } from "../../src/models/linear.js";
 import { type Batch, type CausalLM, loadModel } from "../../src/models/model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import { MODEL_FIXTURES, type ModelFixture, readModelFixture, relErr } from "../helpers/model-fixtures.js";
 
-const FIXTURES = join(import.meta.dirname, "..", "fixtures", "models");
+const FIXTURES = MODEL_FIXTURES;
 const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) => existsSync(join(FIXTURES, m, "config.json")));
 const KERNELS: KernelsName[] = existsSync(join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"))
   ? ["ref", "wasm"]
   : ["ref"];
 
-interface Expected {
-  batch: Batch;
-  values: Map<string, Float32Array>;
-}
-
-async function readExpected(name: string): Promise<Expected> {
-  const json = JSON.parse(readFileSync(join(FIXTURES, name, "batch.json"), "utf8")) as {
-    batch_size: number;
-    seq_len: number;
-    input_ids: number[];
-    attention_mask: number[];
-    labels: number[];
-  };
-  const file = await SafetensorsFile.open(join(FIXTURES, name, "expected.safetensors"));
-  const values = new Map<string, Float32Array>();
-  for (const key of file.entries.keys()) values.set(key, await file.readF32(key));
-  await file.close();
-  return {
-    batch: {
-      batchSize: json.batch_size,
-      seqLen: json.seq_len,
-      inputIds: Int32Array.from(json.input_ids),
-      attentionMask: Int32Array.from(json.attention_mask),
-      labels: Int32Array.from(json.labels),
-    },
-    values,
-  };
-}
-
-/** max |a - b| / max |b|, with the worst index, for readable failures. */
-function relErr(actual: Float32Array, expected: Float32Array): { rel: number; at: number } {
-  let maxDiff = 0;
-  let maxRef = 0;
-  let at = -1;
-  for (let i = 0; i < expected.length; i++) {
-    const diff = Math.abs(actual[i] - expected[i]);
-    if (!(diff <= maxDiff)) {
-      maxDiff = diff;
-      at = i;
-    }
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return { rel: maxRef > 0 ? maxDiff / maxRef : maxDiff, at };
-}
+type Expected = ModelFixture;
 
 function expectClose(what: string, actual: Float32Array, expected: Float32Array, tol: number): void {
   expect(actual.length, `${what}: length`).toBe(expected.length);
@@ -96,7 +54,7 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
     let expected: Expected;
     beforeAll(async () => {
       model = await loadModel(join(FIXTURES, name), { kernels });
-      expected = await readExpected(name);
+      expected = await readModelFixture(name);
     });
     afterAll(() => model.dispose());
 

@@ -12,7 +12,6 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels, KernelsName } from "../../src/kernels/kernels.js";
 import type { LinearAdapter } from "../../src/models/linear.js";
@@ -22,63 +21,19 @@ import { getPeftModel } from "../../src/peft/peft-model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import { Rng } from "../../src/util/random.js";
+import { MODEL_FIXTURES, type ModelFixture, readModelFixture, relErr } from "../helpers/model-fixtures.js";
 
-const FIXTURES = join(import.meta.dirname, "..", "fixtures", "models");
+const FIXTURES = MODEL_FIXTURES;
 const KERNELS: KernelsName[] = existsSync(join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"))
   ? ["ref", "wasm"]
   : ["ref"];
 
-interface Fixture {
-  batch: Batch;
-  /** PyTorch float64 values (as f32): "grad.<param>" per parameter, loss, logits. */
-  values: Map<string, Float32Array>;
-}
-
-async function readFixture(name: string): Promise<Fixture> {
-  const json = JSON.parse(readFileSync(join(FIXTURES, name, "batch.json"), "utf8")) as {
-    batch_size: number;
-    seq_len: number;
-    input_ids: number[];
-    attention_mask: number[];
-    labels: number[];
-  };
-  const file = await SafetensorsFile.open(join(FIXTURES, name, "expected.safetensors"));
-  const values = new Map<string, Float32Array>();
-  try {
-    for (const key of file.entries.keys()) values.set(key, await file.readF32(key));
-  } finally {
-    await file.close();
-  }
-  const batch: Batch = {
-    batchSize: json.batch_size,
-    seqLen: json.seq_len,
-    inputIds: Int32Array.from(json.input_ids),
-    attentionMask: Int32Array.from(json.attention_mask),
-    labels: Int32Array.from(json.labels),
-  };
-  return { batch, values };
-}
+type Fixture = ModelFixture;
 
 function fixtureGrad(f: Fixture, param: string): Float32Array {
   const g = f.values.get(`grad.${param}`);
   if (g === undefined) throw new Error(`fixture has no grad.${param}`);
   return g;
-}
-
-/** max |a - b| / max |b|, with the worst index. */
-function relErr(actual: ArrayLike<number>, expected: ArrayLike<number>): { rel: number; at: number } {
-  let maxDiff = 0;
-  let maxRef = 0;
-  let at = -1;
-  for (let i = 0; i < expected.length; i++) {
-    const diff = Math.abs(actual[i] - expected[i]);
-    if (!(diff <= maxDiff)) {
-      maxDiff = diff;
-      at = i;
-    }
-    maxRef = Math.max(maxRef, Math.abs(expected[i]));
-  }
-  return { rel: maxRef > 0 ? maxDiff / maxRef : maxDiff, at };
 }
 
 function expectClose(what: string, actual: ArrayLike<number>, expected: ArrayLike<number>, tol: number): void {
@@ -149,7 +104,7 @@ describe.each(KERNELS)("inputsEmbedsGrad and the skipped layer-0 input gradient 
 
   const load = async (name: string): Promise<{ model: CausalLM; fixture: Fixture }> => ({
     model: await loadModel(join(FIXTURES, name), { kernels }),
-    fixture: await readFixture(name),
+    fixture: await readModelFixture(name),
   });
 
   const inputsEmbedsGradOf = (model: CausalLM, batch: Batch): Tensor => kernels.heap.tensor([batch.batchSize, batch.seqLen, hiddenOf(model)]);

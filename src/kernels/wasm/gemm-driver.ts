@@ -195,20 +195,28 @@ export function gemmThreadJob(
     const inPlaceNow = Math.min(ncInPlace, ncNeeded);
     const packedNow = Math.max(0, ncNeeded - ncInPlace);
     let first = true; // the first k slice applies beta, later ones accumulate
+    // the A operand of one k slice (kc columns at src, strides rs, cs): packed into ap, or in place
+    let aBlock = 0;
+    let aRsNow = 0;
+    let aKsNow = 0;
+    const loadA = (src: number, rs: number, cs: number, kc: number): void => {
+      if (packA) {
+        packABlock(src, rs, cs, mc, kc, ap);
+        aBlock = ap;
+        aRsNow = 0;
+        aKsNow = 0;
+      } else {
+        aBlock = src;
+        aRsNow = rs;
+        aKsNow = cs;
+      }
+    };
     const runRange = (k0: number, k1: number): void => {
       for (let pc = k0; pc < k1; pc += KC) {
         const kc = Math.min(KC, k1 - pc);
         const betaNow = first ? beta : 1;
         first = false;
-        let aBlock = aChunk + pc * aCs;
-        let aRsNow = aRs;
-        let aKsNow = aCs;
-        if (packA) {
-          packABlock(aBlock, aRs, aCs, mc, kc, ap);
-          aBlock = ap;
-          aRsNow = 0;
-          aKsNow = 0;
-        }
+        loadA(aChunk + pc * aCs, aRs, aCs, kc);
         if (inPlaceNow > 0) {
           const bBlock = b + bi * bBs + pc * bRs + jc * bCs;
           macro(mc, inPlaceNow, kc, aBlock, aRsNow, aKsNow, bBlock, bRs, NR * 4, cChunk, ldc, alpha, betaNow, tile);
@@ -232,15 +240,7 @@ export function gemmThreadJob(
         ex.gemm_pack_b(b2 + jc * b2Cs, b2Rs, b2Cs, K2, nc, b2p);
         packed2Key = jcIdx;
       }
-      let aBlock = a2 + ic * a2Rs;
-      let aRsNow = a2Rs;
-      let aKsNow = a2Cs;
-      if (packA) {
-        packABlock(aBlock, a2Rs, a2Cs, mc, K2, ap);
-        aBlock = ap;
-        aRsNow = 0;
-        aKsNow = 0;
-      }
+      loadA(a2 + ic * a2Rs, a2Rs, a2Cs, K2);
       macro(mc, nc, K2, aBlock, aRsNow, aKsNow, b2p, NR * 4, K2 * NR * 4, cChunk, ldc, alpha2, first ? beta : 1, tile);
     }
     if (causal === 1) ex.gemm_mask_causal(cChunk, ldc, mc, ic, period, jc, nc);
