@@ -37,6 +37,11 @@ try {
   const a = rand(heap.tensor([300, 200])), b = rand(heap.tensor([200, 170])), bt = rand(heap.tensor([170, 200]));
   record("matmul 300x200x170", both([300, 170], (k, o) => k.matmul(o, a, b)), 1e-5);
   record("matmul NT", both([300, 170], (k, o) => k.matmul(o, a, bt, { transB: true })), 1e-5);
+  const xa = rand(heap.tensor([300, 8])), up = rand(heap.tensor([170, 8]));
+  record("matmul plus term (fused LoRA)", both([300, 170], (k, o) => k.matmul(o, a, bt, { transB: true, plus: { a: xa, b: up, transB: true, alpha: 2 } })), 1e-5);
+  const gate = rand(heap.tensor([96, 130])), upIn = rand(heap.tensor([96, 130])), dOut = rand(heap.tensor([96, 130]));
+  // overwrite: the fresh outputs hold whatever the heap had there, which must not matter
+  record("swiglu backward, overwrite", both([96, 130], (k, o) => k.swigluBackward(o, heap.tensor([96, 130]), gate, upIn, dOut, { accumulate: false })), 1e-5);
   const q = rand(heap.tensor([4, 64, 32])), kk = rand(heap.tensor([4, 64, 32]));
   record("matmul causal maskOut", both([4, 64, 64], (k, o) => k.matmul(o, q, kk, { transB: true, causal: { kind: "maskOut", period: 64 } })), 1e-5);
   const x = rand(heap.tensor([96, 130])), w = rand(heap.tensor([130]));
