@@ -71,7 +71,7 @@ export function applyLora(model: LoraHost, config: LoraConfig, options: ApplyLor
       const weight = halfBase ? tensorToF32(weightTensor) : weightTensor.f32();
       const before = options.offsetFrom?.get(info.path);
       if (before !== undefined) {
-        subtractBaseOffset(weight, scaledProduct(before.B, before.A, info.outFeatures, r, info.inFeatures, scaling), info);
+        subtractBaseOffset(weight, scaledProduct(before.B, before.A, info.outFeatures, r, info.inFeatures, scaling, model.kernels), info);
         offsetModules.push(info.path);
       }
       let A: Float32Array;

@@ -127,7 +127,7 @@ export function loraGAInit(ctx: InitContext, options: LoraGAInitOptions): InitRe
   if (cA !== 1) for (let i = 0; i < A.length; i++) A[i] *= cA;
   if (cB !== 1) for (let i = 0; i < B.length; i++) B[i] *= cB;
   roundToAdapterDtype(ctx, A, B);
-  let offset = scaledProduct(B, A, m, r, n, s);
+  let offset = scaledProduct(B, A, m, r, n, s, ctx.kernels);
   if (options.normClip === true && !peft) {
     // spec §6.3: ratio = max|W| / max|offset|; shrink when < 1 (offset recomputed from the shrunk,
     // rounded A and B so that W' + s B A == W still holds)
@@ -142,7 +142,7 @@ export function loraGAInit(ctx: InitContext, options: LoraGAInitOptions): InitRe
       for (let i = 0; i < A.length; i++) A[i] *= root;
       for (let i = 0; i < B.length; i++) B[i] *= root;
       roundToAdapterDtype(ctx, A, B);
-      offset = scaledProduct(B, A, m, r, n, s);
+      offset = scaledProduct(B, A, m, r, n, s, ctx.kernels);
     }
   }
   return { A, B, baseOffset: offset };

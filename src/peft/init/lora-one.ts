@@ -54,5 +54,5 @@ export function loraOneInit(ctx: InitContext, options: LoraOneInitOptions = {}):
     for (let i = 0; i < m; i++) B[i * r + t] = f * svd.U[i * k + t];
   }
   roundToAdapterDtype(ctx, A, B);
-  return { A, B, baseOffset: options.subtractOffset === true ? scaledProduct(B, A, m, r, n, s) : null };
+  return { A, B, baseOffset: options.subtractOffset === true ? scaledProduct(B, A, m, r, n, s, ctx.kernels) : null };
 }

@@ -36,5 +36,5 @@ export function oloraInit(ctx: InitContext): InitResult {
   for (let t = 0; t < r; t++) for (let j = 0; j < n; j++) A[t * n + j] = R[t * n + j];
   for (let i = 0; i < m; i++) for (let t = 0; t < r; t++) B[i * r + t] = Q[i * k + t];
   roundToAdapterDtype(ctx, A, B);
-  return { A, B, baseOffset: scaledProduct(B, A, m, r, n, s) };
+  return { A, B, baseOffset: scaledProduct(B, A, m, r, n, s, ctx.kernels) };
 }

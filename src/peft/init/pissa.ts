@@ -37,5 +37,5 @@ export function pissaInit(ctx: InitContext, niter: number | null): InitResult {
     for (let i = 0; i < m; i++) B[i * r + t] = root * svd.U[i * k + t];
   }
   roundToAdapterDtype(ctx, A, B);
-  return { A, B, baseOffset: scaledProduct(B, A, m, r, n, s) };
+  return { A, B, baseOffset: scaledProduct(B, A, m, r, n, s, ctx.kernels) };
 }
