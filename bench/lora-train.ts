@@ -94,7 +94,7 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
       if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
       // Completion-only loss, as supervised fine-tuning usually trains: the first half of every
       // row is a prompt with labels -100. loraga then runs the lm_head on the counted rows only
-      // (decoder-base.ts runHead); transformers computes logits for every position. Same steps,
+      // (decoder-base.ts headLoss); transformers computes logits for every position. Same steps,
       // same tokens per step on both sides.
       {
         const masked = new FixedBatches(randomBatches(vocab, 2, B, T, PROMPT_SHARE));

@@ -5,9 +5,11 @@
 //                 logits, per-row losses) and ownership of every tensor a plan allocates; an
 //                 architecture's plan extends it with its saved activations and scratch.
 //   DecoderModel  the CausalLM methods: linear-layer registry (linears, setAdapter, the weight
-//                 storage methods), re-planning per (B, T), forward = forwardPass, lossAndGrads =
-//                 forwardPass -> mean cross-entropy -> backwardPass, dispose; createCache /
-//                 forwardCached = checks, per-row positions -> forwardStep -> (last rows) -> headStep.
+//                 storage methods), re-planning per (B, T), forward = forwardPass -> lm_head,
+//                 lossAndGrads = forwardPass -> lm_head + mean cross-entropy (headLoss: on the
+//                 counted rows only when many labels are ignored) -> head backward -> backwardPass,
+//                 tokenLosses = forwardPass -> headLoss, dispose; createCache / forwardCached =
+//                 checks, per-row positions -> forwardStep -> (last rows) -> headStep.
 //   loadDecoderParams  loadParams with the load-time storage of linear weights (weights.ts).
 //
 // Contract: activations are planned once per (B, T) and reused; a batch of another shape frees the
@@ -84,7 +86,7 @@ export class DecoderPlan {
     }
   }
 
-  /** The buffers of a head over the counted rows only, allocated on first use (see runHead). */
+  /** The buffers of a head over the counted rows only, allocated on first use (see headLoss). */
   headRows(): HeadRows {
     if (this.compact === null) {
       const R = this.B * this.T;
@@ -111,6 +113,14 @@ export class DecoderPlan {
     this.owned.length = 0;
     this.compact = null;
   }
+}
+
+/** What headLoss ran: over all rows (rows null) or the counted ones (rows: their indices). */
+interface HeadPass {
+  rows: Tensor | null; // (n) i32
+  x: Tensor; // (n, C) the head's input
+  logits: Tensor; // (n, V), dLogits after a training pass
+  losses: Tensor; // (n)
 }
 
 /** Scratch of a head over the counted rows: their indices, targets, inputs and input gradients. */
@@ -235,32 +245,63 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     const inputsEmbedsGrad = this.inputsEmbedsGradOf(options.inputsEmbedsGrad, plan.B, plan.T);
     const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
     this.forwardPass(plan);
-    const gradScale = tokens > 0 ? (options.lossScale ?? 1) / tokens : 0;
-    const loss = this.runHead(plan, tokens, gradScale, paramGrads);
+    let loss = 0;
+    if (tokens === 0) {
+      plan.dn.fill(0); // nothing counted: no gradient flows from the loss
+    } else {
+      // the head's backward: d loss / d nf into plan.dn (scattered back from the counted rows)
+      const k = this.kernels;
+      const head = this.headLayer();
+      const pass = this.headLoss(plan, tokens, (options.lossScale ?? 1) / tokens);
+      if (pass.rows === null) {
+        head.backward(k, plan.dn, pass.logits, pass.x, paramGrads, true);
+      } else {
+        const dx = plan.headRows().dx.view(pass.x.shape); // (n, C)
+        head.backward(k, dx, pass.logits, pass.x, paramGrads, true);
+        plan.dn.fill(0);
+        k.embeddingBackward(plan.dn, dx, pass.rows); // scatter-add into the zeroed dn
+      }
+      loss = k.sum(pass.losses) / tokens;
+    }
     this.backwardPass(plan, paramGrads, inputsEmbedsGrad);
     return { loss, tokens };
   }
 
+  tokenLosses(batch: Batch): Float32Array {
+    const plan = this.prepare(batch);
+    const R = plan.B * plan.T;
+    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    const nll = new Float32Array(R); // (B*T), 0 where ignored
+    if (tokens === 0) return nll;
+    this.forwardPass(plan);
+    const pass = this.headLoss(plan, tokens, null);
+    const losses = pass.losses.toArray();
+    if (pass.rows === null) return losses; // cross-entropy wrote 0 on the ignored rows
+    const ids = pass.rows.i32();
+    for (let i = 0; i < ids.length; i++) nll[ids[i]] = losses[i];
+    return nll;
+  }
+
   /**
-   * The lm_head, the mean cross-entropy and the head's backward: returns the loss and leaves
-   * d loss / d nf in plan.dn. Rows whose target is ignored contribute nothing to the loss or any
-   * gradient, so when they are a large enough share (HEAD_SKIP_MIN_SHARE: prompt tokens under
-   * completion-only loss, padding) the head runs on the counted rows only, gathered into a compact
-   * (n, C) block, and their gradients are scattered back (zero rows elsewhere).
+   * The lm_head's forward and the cross-entropy against plan.targets, with dLogits written over
+   * the logits when `gradScale` is given (training). Rows whose target is ignored contribute
+   * nothing to the loss or any gradient, so when they are a large enough share
+   * (HEAD_SKIP_MIN_SHARE: prompt tokens under completion-only loss, padding) the head runs on the
+   * counted rows only, gathered into a compact (n, C) block: `rows` lists them (null: all rows ran,
+   * and `x` is plan.nf).
    */
-  private runHead(plan: P, tokens: number, gradScale: number, paramGrads: ReadonlyMap<string, Tensor> | undefined): number {
+  private headLoss(plan: P, tokens: number, gradScale: number | null): HeadPass {
     const k = this.kernels;
     const head = this.headLayer();
     const R = plan.B * plan.T;
-    if (tokens === 0) {
-      plan.dn.fill(0); // nothing counted: no gradient flows from the loss
-      return 0;
-    }
+    const ce = (losses: Tensor, logits: Tensor, targets: Tensor): void => {
+      if (gradScale === null) k.crossEntropy(losses, null, logits, targets);
+      else k.crossEntropy(losses, logits, logits, targets, { gradScale }); // dLogits in place
+    };
     if (R - tokens < R * HEAD_SKIP_MIN_SHARE) {
       head.forward(k, plan.logits, plan.nf);
-      k.crossEntropy(plan.losses, plan.logits, plan.logits, plan.targets, { gradScale }); // in place
-      head.backward(k, plan.dn, plan.logits, plan.nf, paramGrads, true);
-      return k.sum(plan.losses) / tokens;
+      ce(plan.losses, plan.logits, plan.targets);
+      return { rows: null, x: plan.nf, logits: plan.logits, losses: plan.losses };
     }
     const c = plan.headRows();
     const all = plan.targets.i32();
@@ -275,16 +316,12 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     }
     const rows = c.rows.view([n]);
     const x = c.x.view([n, this.limits.hiddenSize]); // (n, C)
-    const dx = c.dx.view([n, this.limits.hiddenSize]);
     const logits = plan.logits.view([n, this.limits.vocabSize]); // (n, V)
     const losses = plan.losses.view([n]);
     k.embedding(x, plan.nf, rows); // gather the counted rows
     head.forward(k, logits, x);
-    k.crossEntropy(losses, logits, logits, c.targets.view([n]), { gradScale }); // in place
-    head.backward(k, dx, logits, x, paramGrads, true);
-    plan.dn.fill(0);
-    k.embeddingBackward(plan.dn, dx, rows); // scatter-add into the zeroed dn
-    return k.sum(losses) / tokens;
+    ce(losses, logits, c.targets.view([n]));
+    return { rows, x, logits, losses };
   }
 
   /** options.inputsEmbedsGrad checked to be f32 (B, T, C), as an (R, C) view; null when absent. */

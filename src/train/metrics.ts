@@ -6,38 +6,26 @@
 //   log-probabilities given the prompt, pick the highest; optionally length-normalised).
 // - GSM8K-style exact match: the final number of a text ("#### 42" if present, else the last
 //   number), commas removed, compared numerically.
-// Logits come from model.forward; per-token losses from kernels.crossEntropy (no dLogits).
+// Per-token losses come from model.tokenLosses (forward only, no gradients).
 
 import type { Batch, CausalLM } from "../models/model.js";
 
 const IGNORE = -100;
 
-/** Per-position negative log-likelihood (B*T) of batch.labels shifted by one; 0 where ignored. */
+/**
+ * Per-position negative log-likelihood (B*T) of batch.labels shifted by one; 0 where ignored.
+ * model.tokenLosses runs the lm_head on the counted positions only when the ignored ones are a
+ * large share (a scored continuation after its prompt, completion-only eval data).
+ */
 export function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
   const { batchSize: B, seqLen: T } = batch;
   const labels = batch.labels;
   if (labels === undefined) throw new Error("evaluate: batch.labels is required");
-  const logits = model.forward(batch); // (B, T, V)
-  const V = logits.size / (B * T);
-  const heap = model.kernels.heap;
-  const targets = heap.tensor([B * T], "i32");
-  const losses = heap.tensor([B * T]);
-  try {
-    const tv = targets.i32();
-    const counted = new Uint8Array(B * T);
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < T; t++) {
-        const label = t + 1 < T ? labels[b * T + t + 1] : IGNORE;
-        tv[b * T + t] = label;
-        counted[b * T + t] = label === IGNORE ? 0 : 1;
-      }
-    }
-    model.kernels.crossEntropy(losses, null, logits.reshape([B * T, V]), targets, { ignoreIndex: IGNORE });
-    return { nll: losses.toArray(), counted };
-  } finally {
-    targets.dispose();
-    losses.dispose();
+  const counted = new Uint8Array(B * T);
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t + 1 < T; t++) counted[b * T + t] = labels[b * T + t + 1] === IGNORE ? 0 : 1;
   }
+  return { nll: model.tokenLosses(batch), counted };
 }
 
 export interface EvalResult {

@@ -1,4 +1,4 @@
-// Which rows the lm_head runs on in lossAndGrads (decoder-base.ts runHead), checked against
+// Which rows the lm_head runs on in lossAndGrads and tokenLosses (decoder-base.ts headLoss), checked against
 // PyTorch float64 on both paths:
 //   - every label counted (batch-full.json, scripts/fixtures/make_full_batch_grads.py): the head
 //     runs on all B*T rows (the last position of each row, ignored by the shift, is too small a
@@ -6,7 +6,9 @@
 //   - the models' own batch (prompt and pad labels -100, make_tiny_models.py): the head runs on
 //     the counted rows only, gathered and scattered back.
 // A spy on kernels.matmul records the rows of every product of the lm_head weight (the head's
-// forward: (rows, C) x (V, C)^T), so each test also proves which path ran. Loss and every parameter gradient must match.
+// forward: (rows, C) x (V, C)^T), so each test also proves which path ran. Loss and every
+// parameter gradient must match; tokenLosses (forward only) must match a float64 log-softmax of
+// forward()'s logits at every position, and PyTorch's mean loss.
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -76,6 +78,48 @@ describe.each(KERNELS)("lm_head rows in lossAndGrads (%s kernels)", (kernelsName
         expect(relErr(g.toArray(), want as Float32Array).rel, `grad ${pname}`).toBeLessThanOrEqual(1e-4);
         g.dispose();
       }
+    });
+
+    test.each(cases)("tokenLosses (forward only): $what", async ({ batchFile, expectedFile }) => {
+      const { batch, values } = await readModelFixture(name, batchFile, expectedFile);
+      const V = model.config.vocab_size;
+      const R = batch.batchSize * batch.seqLen;
+      const headRows: number[] = [];
+      const original = kernels.matmul;
+      (kernels as { matmul: Kernels["matmul"] }).matmul = (out, a, b, opts) => {
+        if (out.shape[out.rank - 1] === V && b.rank === 2 && b.shape[0] === V && opts?.transB === true) headRows.push(out.size / V);
+        original.call(kernels, out, a, b, opts);
+      };
+      let nll: Float32Array;
+      try {
+        nll = model.tokenLosses(batch);
+      } finally {
+        (kernels as { matmul: Kernels["matmul"] }).matmul = original;
+      }
+      // independent per-position NLL: log-softmax in float64 over model.forward's logits
+      const logits = model.forward(batch).toArray(); // (B, T, V)
+      const labels = batch.labels as Int32Array;
+      let sum = 0;
+      let counted = 0;
+      for (let r = 0; r < R; r++) {
+        const t = r % batch.seqLen;
+        const label = t + 1 < batch.seqLen ? labels[r + 1] : -100;
+        if (label === -100) {
+          expect(nll[r], `position ${r} is ignored`).toBe(0);
+          continue;
+        }
+        let max = -Infinity;
+        for (let v = 0; v < V; v++) max = Math.max(max, logits[r * V + v]);
+        let z = 0;
+        for (let v = 0; v < V; v++) z += Math.exp(logits[r * V + v] - max);
+        const want = max + Math.log(z) - logits[r * V + label];
+        expect(Math.abs(nll[r] - want), `position ${r}`).toBeLessThanOrEqual(1e-5 * (1 + want));
+        sum += nll[r];
+        counted++;
+      }
+      expect(headRows).toEqual([batchFile === "batch-full.json" ? R : counted]);
+      const wantLoss = (values.get("loss") as Float32Array)[0];
+      expect(Math.abs(sum / counted - wantLoss) / wantLoss).toBeLessThanOrEqual(1e-5);
     });
   });
 });
