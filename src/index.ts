@@ -8,7 +8,7 @@ export type * from "./kernels/kernels.js";
 export { createKernels, type CreateKernelsOptions } from "./kernels/index.js";
 
 // models, tokenizers, data
-export { loadModel, type Batch, type CausalLM } from "./models/model.js";
+export { loadModel, type Batch, type CausalLM, type LossAndGradsOptions } from "./models/model.js";
 export type { LinearAdapter, LinearInfo } from "./models/linear.js";
 export { saveModel } from "./models/save.js";
 export { loadTokenizer, type Tokenizer, type ChatMessage } from "./io/tokenizer.js";
