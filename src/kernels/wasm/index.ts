@@ -2,7 +2,8 @@
 // elementwise.ts, softmax.ts, norms.ts, rope.ts, permute.ts), run on a pool of worker threads that
 // share the Heap's memory (pool.ts). Native here: matmul (its host side in gemm-host.ts); add,
 // mul, scale, axpy, silu, swiglu and their backwards; attentionSoftmax and its backward;
-// crossEntropy; rmsnorm, layernorm, rope and their backwards; permute0213. Every other op
+// crossEntropy; rmsnorm, layernorm, rope and their backwards; permute0213; embedding and its
+// backward (row copies / row adds on the calling thread). Every other op
 // delegates to the reference kernels until it gets a SIMD port (as do calls whose outputs
 // partially overlap an input, and norm backwards whose gradient outputs overlap anything).
 // BackwardOptions ({ accumulate: false }) select separately generated overwriting variants of the
@@ -26,6 +27,7 @@ import {
   checkElementwise,
   checkEps,
   checkNorm,
+  checkEmbedding,
   checkPermute0213,
   checkRope,
   checkScalar,
@@ -474,6 +476,29 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
       ctl[g + PERM_ARG.rowsPerChunk] = perChunk;
       pool.run(OP_PERMUTE, rows * d < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
     },
+    // Row gather / scatter-add on the calling thread (memory-bound, a few rows of a few KiB): one
+    // perm_copy (gather) or in-place "add" elementwise call (scatter) per row, instead of the
+    // reference's element loop. Ids are all checked first, so a bad one writes nothing; repeated
+    // ids add up in order, as the reference does; ids overlapping the output go to the reference.
+    embedding(out, table, ids) {
+      const { vocab, cols } = checkEmbedding("embedding", "out", out, "table", table, ids);
+      if (overlaps(out, ids)) return ref.embedding(out, table, ids);
+      const idv = checkIds("embedding", ids, vocab);
+      const copyRow = pool.exports.perm_copy as (dst: number, src: number, rows: number, d: number, srcStride: number) => void;
+      const rowBytes = cols * 4;
+      for (let n = 0; n < idv.length; n++) copyRow(out.ptr + n * rowBytes, table.ptr + idv[n] * rowBytes, 1, cols, 0);
+    },
+    embeddingBackward(dTable, dOut, ids) {
+      const { vocab, cols } = checkEmbedding("embeddingBackward", "dOut", dOut, "dTable", dTable, ids);
+      if (overlaps(dTable, dOut) || overlaps(dTable, ids)) return ref.embeddingBackward(dTable, dOut, ids);
+      const idv = checkIds("embeddingBackward", ids, vocab);
+      const addRow = pool.exports[`ew${EW_OPS.indexOf("add")}`] as (...args: number[]) => void;
+      const rowBytes = cols * 4;
+      for (let n = 0; n < idv.length; n++) {
+        const dst = dTable.ptr + idv[n] * rowBytes;
+        addRow(dst, 0, dst, dOut.ptr + n * rowBytes, 0, cols, 0); // dTable[id] += dOut[n]
+      }
+    },
     async dispose() {
       if (disposed) return;
       disposed = true;
@@ -509,6 +534,15 @@ function canRunInPlace(outs: Tensor[], ins: Tensor[]): boolean {
 }
 
 /** The methods of `ref` bound to it (through its prototype chain), for delegation. */
+/** The ids as an array after checking every one against [0, vocab) (the reference's message). */
+function checkIds(op: string, ids: Tensor, vocab: number): Int32Array {
+  const idv = ids.i32();
+  for (let n = 0; n < idv.length; n++) {
+    if (idv[n] < 0 || idv[n] >= vocab) throw new RangeError(`${op}: ids[${n}] = ${idv[n]} is outside the table's ${vocab} rows`);
+  }
+  return idv;
+}
+
 function delegate(ref: Kernels): Omit<Kernels, "name" | "threads" | "heap"> {
   const out: { [key: string]: unknown } = {};
   for (let o: object | null = ref; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
