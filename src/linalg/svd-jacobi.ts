@@ -12,7 +12,7 @@
 // completed to an orthonormal basis (so U^T U = I always holds).
 
 import { multiplyColumns } from "./dense.js";
-import { formQInPlace, fromColumnMajor, householderInPlace } from "./qr.js";
+import { formQInPlace, fromColumnMajor, householderInPlace, withReflector } from "./qr.js";
 
 /** A (possibly truncated) SVD: A ~= U diag(S) V^T. */
 export interface Svd {
@@ -180,10 +180,12 @@ function completeBasis(u: Float64Array, r: number, k: number, isZero: boolean[])
 export function svdTallColumns(cols: Float64Array, r: number, k: number): TallSvd {
   if (r < k) throw new RangeError(`svdTallColumns: needs r >= k, got r=${r}, k=${k}`);
   const tau = new Float64Array(k);
-  householderInPlace(cols, r, k, tau);
   const rt = new Float64Array(k * k); // R^T, column-major (k, k): column i of R^T = row i of R
-  for (let i = 0; i < k; i++) for (let c = i; c < k; c++) rt[i * k + c] = cols[c * r + i];
-  formQInPlace(cols, r, k, tau); // cols now holds Q (r, k), column-major
+  withReflector(cols, (work, apply) => {
+    householderInPlace(work, r, k, tau, apply);
+    for (let i = 0; i < k; i++) for (let c = i; c < k; c++) rt[i * k + c] = work[c * r + i];
+    formQInPlace(work, r, k, tau, apply); // now Q (r, k), column-major
+  });
   const w = new Float64Array(k * k); // (k, k) column-major, starts as I
   for (let i = 0; i < k; i++) w[i * k + i] = 1;
   jacobiOrthogonalizeColumns(rt, k, k, w);

@@ -93,6 +93,11 @@ export const SimdOp = {
   "f32x4.pmin": 0xea,
   "f32x4.pmax": 0xeb,
   "i32x4.trunc_sat_f32x4_s": 0xf8,
+  "f64x2.splat": 0x14,
+  "f64x2.extract_lane": 0x21,
+  "f64x2.add": 0xf0,
+  "f64x2.sub": 0xf1,
+  "f64x2.mul": 0xf2,
   "f32x4.relaxed_madd": 0x105,
   "f32x4.relaxed_nmadd": 0x106,
 } as const;
@@ -253,8 +258,8 @@ export class FunctionBuilder {
     unsignedLeb(offset, this.code);
     return this;
   }
-  /** Lane access (`v128.store32_lane`, `f32x4.extract_lane`). */
-  simdLane(name: "v128.store32_lane" | "f32x4.extract_lane", lane: number, offset = 0): this {
+  /** Lane access (`v128.store32_lane`, `f32x4.extract_lane`, `f64x2.extract_lane`). */
+  simdLane(name: "v128.store32_lane" | "f32x4.extract_lane" | "f64x2.extract_lane", lane: number, offset = 0): this {
     this.simd(name);
     if (name === "v128.store32_lane") {
       unsignedLeb(NATURAL_ALIGN[name], this.code);
