@@ -127,13 +127,7 @@ export class LoraLinear implements LinearAdapter {
    */
   forwardTerm(inp: Tensor): MatmulTerm | null {
     if (this.dropout > 0 && this.training) return null;
-    const n = this.info.inFeatures;
-    const rows = this.rowsOf(inp, n, "input");
-    this.ensureScratch(rows);
-    const xa = (this.xaBuf as Tensor).view([rows, this.r]);
-    this.kernels.matmul(xa, inp.reshape([rows, n]), this.A, { transB: true }); // (R, r) = x A^T
-    this.lastDropped = false;
-    this.lastRows = rows;
+    const xa = this.project(inp, this.rowsOf(inp, this.info.inFeatures, "input"));
     return { a: xa, b: this.B, transB: true, alpha: this.scaling }; // s xa (R, r) B^T (r, out)
   }
 
@@ -152,6 +146,16 @@ export class LoraLinear implements LinearAdapter {
     const { inFeatures: n, outFeatures: m } = this.info;
     const rows = this.rowsOf(inp, n, "input");
     assertShape(`LoRA ${this.info.path}: output rows`, [out.size], [rows * m]);
+    const xa = this.project(inp, rows);
+    this.kernels.matmul(out.reshape([rows, m]), xa, this.B, { transB: true, accumulate: true, alpha: this.scaling }); // += s xa B^T
+  }
+
+  /**
+   * Forward's first half: xa = dropout(inp) A^T (R, r), in this layer's scratch; draws the dropout
+   * mask when dropout is active and remembers what backward needs (rows, whether it dropped).
+   */
+  private project(inp: Tensor, rows: number): Tensor {
+    const n = this.info.inFeatures;
     this.ensureScratch(rows);
     const k = this.kernels;
     const inp2 = inp.reshape([rows, n]);
@@ -168,8 +172,8 @@ export class LoraLinear implements LinearAdapter {
       k.mul(x, inp2, mask);
     }
     k.matmul(xa, x, this.A, { transB: true }); // (R, r) = x (R, in) A^T
-    k.matmul(out.reshape([rows, m]), xa, this.B, { transB: true, accumulate: true, alpha: this.scaling }); // += s xa B^T
     this.lastRows = rows;
+    return xa;
   }
 
   /**

@@ -22,6 +22,11 @@ export function embedding(out: Floats, table: Floats, ids: Int32Array, vocab: nu
   }
 }
 
+/** Checks every id against [0, vocab) before anything is written (the wasm kernels use it too). */
+export function checkIds(op: string, ids: Int32Array, vocab: number): void {
+  for (let n = 0; n < ids.length; n++) checkId(op, ids, n, vocab);
+}
+
 /** dTable[ids[n], :] += dOut[n, :] (repeated ids add up). Ids are all checked before any write. */
 export function embeddingBackward(
   dTable: Floats,
@@ -30,7 +35,7 @@ export function embeddingBackward(
   vocab: number,
   cols: number,
 ): void {
-  for (let n = 0; n < ids.length; n++) checkId("embeddingBackward", ids, n, vocab);
+  checkIds("embeddingBackward", ids, vocab);
   for (let n = 0; n < ids.length; n++) {
     const dst = ids[n] * cols;
     const src = n * cols;

@@ -50,12 +50,12 @@ export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
  * (32000 x 512), 2 threads, alternating in one process: slices of 4096 (NC 256, two column
  * blocks) 329 ms, 2048 (NC 512) 324 ms, 1024 (NC 1024) 318 ms, 512 326 ms.
  */
+const L2_BLOCK_FLOATS = 1 << 19;
 function kSliceFor(n: number): number {
   const cols = Math.ceil(n / GEMM_NR) * GEMM_NR;
   if (cols > 1024) return GEMM_K_SLICE;
   return Math.min(GEMM_K_SLICE, Math.max(1024, Math.floor(L2_BLOCK_FLOATS / cols / KC) * KC));
 }
-const L2_BLOCK_FLOATS = 1 << 19;
 /**
  * Packing pays when a packed block is reused many times. A block (MC x KC) is reused by N/NR B
  * panels: with fewer than PACK_A_MIN_N columns the micro-kernel reads A in place (4096x16x1024:
@@ -99,8 +99,8 @@ function pickTileRows(m: number, k: number, main: number, speedup: number): numb
 /**
  * Allocates each thread's packing scratch once (Ap (MC_TARGET, KC) + slack, Bp (K, NC) <=
  * B_SCRATCH_FLOATS, a tile (max MR, NR), B2p (PLUS_K_MAX, NC_MAX) for a plus term) and records it
- * in the pool's scratch slots. Returns the
- * heap offsets (for dispose); on failure frees what it took and rethrows.
+ * in the pool's scratch slots. Returns the heap offsets (for dispose); on failure frees what it
+ * took and rethrows.
  */
 export function allocGemmScratch(heap: Heap, pool: ThreadPool, threads: number, mrs: readonly number[]): number[] {
   const scratch: number[] = [];

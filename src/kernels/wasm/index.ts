@@ -18,6 +18,7 @@ import type { Heap } from "../../tensor/heap.js";
 import type { Tensor } from "../../tensor/tensor.js";
 import { cpuCount } from "../../platform/threads.js";
 import type { Kernels } from "../kernels.js";
+import { checkIds } from "../ref/embedding.js";
 import { createRefKernels } from "../ref/index.js";
 import {
   checkAttentionSoftmax,
@@ -25,9 +26,9 @@ import {
   checkBackwardOptions,
   checkCrossEntropy,
   checkElementwise,
+  checkEmbedding,
   checkEps,
   checkNorm,
-  checkEmbedding,
   checkPermute0213,
   checkRope,
   checkScalar,
@@ -483,15 +484,17 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     embedding(out, table, ids) {
       const { vocab, cols } = checkEmbedding("embedding", "out", out, "table", table, ids);
       if (overlaps(out, ids)) return ref.embedding(out, table, ids);
-      const idv = checkIds("embedding", ids, vocab);
+      const idv = ids.i32();
+      checkIds("embedding", idv, vocab);
       const copyRow = pool.exports.perm_copy as (dst: number, src: number, rows: number, d: number, srcStride: number) => void;
       const rowBytes = cols * 4;
       for (let n = 0; n < idv.length; n++) copyRow(out.ptr + n * rowBytes, table.ptr + idv[n] * rowBytes, 1, cols, 0);
     },
     embeddingBackward(dTable, dOut, ids) {
       const { vocab, cols } = checkEmbedding("embeddingBackward", "dOut", dOut, "dTable", dTable, ids);
-      if (overlaps(dTable, dOut) || overlaps(dTable, ids)) return ref.embeddingBackward(dTable, dOut, ids);
-      const idv = checkIds("embeddingBackward", ids, vocab);
+      if (overlaps(dTable, ids)) return ref.embeddingBackward(dTable, dOut, ids);
+      const idv = ids.i32();
+      checkIds("embeddingBackward", idv, vocab);
       const addRow = pool.exports[`ew${EW_OPS.indexOf("add")}`] as (...args: number[]) => void;
       const rowBytes = cols * 4;
       for (let n = 0; n < idv.length; n++) {
@@ -534,15 +537,6 @@ function canRunInPlace(outs: Tensor[], ins: Tensor[]): boolean {
 }
 
 /** The methods of `ref` bound to it (through its prototype chain), for delegation. */
-/** The ids as an array after checking every one against [0, vocab) (the reference's message). */
-function checkIds(op: string, ids: Tensor, vocab: number): Int32Array {
-  const idv = ids.i32();
-  for (let n = 0; n < idv.length; n++) {
-    if (idv[n] < 0 || idv[n] >= vocab) throw new RangeError(`${op}: ids[${n}] = ${idv[n]} is outside the table's ${vocab} rows`);
-  }
-  return idv;
-}
-
 function delegate(ref: Kernels): Omit<Kernels, "name" | "threads" | "heap"> {
   const out: { [key: string]: unknown } = {};
   for (let o: object | null = ref; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
