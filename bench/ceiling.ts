@@ -3,8 +3,8 @@
 // benchmark still runs (and says so) on a machine without them.
 
 import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 
 export interface CeilingRow {
   kernel: string;
@@ -27,7 +27,11 @@ export function measureCeiling(task: object): CeilingRow[] | null {
   // Older OpenBLAS needs these on some CPUs, but they slow a current numpy: unset for this call.
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
-  const out = spawnSync("python3", [script, JSON.stringify(task)], { encoding: "utf8", env, timeout: 600_000 });
+  const out = spawnSync("python3", [script, JSON.stringify(task)], {
+    encoding: "utf8",
+    env,
+    timeout: 600_000,
+  });
   if (out.status !== 0) return null;
   return out.stdout
     .split("\n")

@@ -7,14 +7,14 @@
 // size, for batched rows against one entry's).
 // FLOPs = 2*M*N*K per product.
 
-import { createRefKernels } from "../src/kernels/ref/index.js";
-import { createWasmKernels } from "../src/kernels/wasm/index.js";
 import type { Kernels, MatmulOptions } from "../src/kernels/kernels.js";
+import { createRefKernels } from "../src/kernels/ref/index.js";
 import { relaxedSimdSupported } from "../src/kernels/wasm/asm.js";
+import { createWasmKernels } from "../src/kernels/wasm/index.js";
 import { cpuCount } from "../src/platform/threads.js";
 import { Heap } from "../src/tensor/heap.js";
 import { measureCeiling } from "./ceiling.js";
-import { timeIt, type Reporter } from "./report.js";
+import { type Reporter, timeIt } from "./report.js";
 
 type Form = "NN" | "NT" | "TN";
 interface Shape {
@@ -38,10 +38,31 @@ function formOptions(s: Shape): MatmulOptions {
 /** Products of one Llama training step: hidden 512, vocab 32000, 1024 tokens, LoRA rank 8. */
 const MODEL_SHAPES: Shape[] = [
   { m: 1024, n: 32000, k: 512, form: "NT", name: "lm_head forward: x W^T" },
-  { m: 1024, n: 512, k: 32000, form: "NN", accumulate: true, name: "lm_head input grad: dX += dLogits W" },
-  { m: 32000, n: 512, k: 1024, form: "TN", accumulate: true, name: "lm_head weight grad: dW += dLogits^T x" },
+  {
+    m: 1024,
+    n: 512,
+    k: 32000,
+    form: "NN",
+    accumulate: true,
+    name: "lm_head input grad: dX += dLogits W",
+  },
+  {
+    m: 32000,
+    n: 512,
+    k: 1024,
+    form: "TN",
+    accumulate: true,
+    name: "lm_head weight grad: dW += dLogits^T x",
+  },
   { m: 1024, n: 512, k: 512, form: "NT", name: "attention projection forward: x W^T" },
-  { m: 512, n: 512, k: 1024, form: "TN", accumulate: true, name: "projection weight grad: dW += dY^T x" },
+  {
+    m: 512,
+    n: 512,
+    k: 1024,
+    form: "TN",
+    accumulate: true,
+    name: "projection weight grad: dW += dY^T x",
+  },
   { m: 1024, n: 8, k: 512, form: "NT", name: "LoRA down: x A^T" },
   { m: 1024, n: 512, k: 8, form: "NT", accumulate: true, name: "LoRA up: out += s (x A^T) B^T" },
   { m: 1024, n: 512, k: 8, form: "NN", accumulate: true, name: "LoRA input grad: dX += dH A" },
@@ -92,7 +113,8 @@ export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean 
       });
     }
   }
-  if (!relaxedOk) reporter.note("relaxed SIMD unavailable: run node with --experimental-wasm-relaxed-simd");
+  if (!relaxedOk)
+    reporter.note("relaxed SIMD unavailable: run node with --experimental-wasm-relaxed-simd");
 
   for (const cfg of configs) {
     const kernels = await cfg.make();

@@ -23,7 +23,11 @@ const SIZE = { layers: 4, hidden: 256, intermediate: 688, heads: 4, vocab: 8192 
 const PROMPT_LENGTHS = [16, 24, 32, 8];
 
 /** Greedy decoding by a full forward of every (right-padded) sequence per new token: O(T^2). */
-function greedyWithoutCache(model: CausalLM, prompts: readonly (readonly number[])[], maxNewTokens: number): number[][] {
+function greedyWithoutCache(
+  model: CausalLM,
+  prompts: readonly (readonly number[])[],
+  maxNewTokens: number,
+): number[][] {
   const seqs = prompts.map((p) => [...p]);
   for (let s = 0; s < maxNewTokens; s++) {
     const B = seqs.length;
@@ -46,7 +50,11 @@ function greedyWithoutCache(model: CausalLM, prompts: readonly (readonly number[
   return seqs.map((q, b) => q.slice(prompts[b].length));
 }
 
-async function tryKernels(name: KernelsName, heap: Heap, threads: number): Promise<Kernels | string> {
+async function tryKernels(
+  name: KernelsName,
+  heap: Heap,
+  threads: number,
+): Promise<Kernels | string> {
   try {
     return await createKernels(name, { heap, threads });
   } catch (err) {
@@ -54,11 +62,16 @@ async function tryKernels(name: KernelsName, heap: Heap, threads: number): Promi
   }
 }
 
-export async function generateSuite(reporter: Reporter, options: { quick: boolean }): Promise<void> {
+export async function generateSuite(
+  reporter: Reporter,
+  options: { quick: boolean },
+): Promise<void> {
   const wasmTokens = options.quick ? 16 : 64;
   const config = syntheticLlamaConfig(SIZE);
   const rng = new Rng(7);
-  const prompts = PROMPT_LENGTHS.map((len) => Array.from({ length: len }, () => rng.below(SIZE.vocab)));
+  const prompts = PROMPT_LENGTHS.map((len) =>
+    Array.from({ length: len }, () => rng.below(SIZE.vocab)),
+  );
   reporter.note(
     `llama ${SIZE.layers} layers, hidden ${SIZE.hidden}, ${SIZE.heads} heads, intermediate ${SIZE.intermediate}, vocab ${SIZE.vocab}; ` +
       `${prompts.length} prompts of ${PROMPT_LENGTHS.join("/")} tokens, greedy`,
@@ -72,7 +85,12 @@ export async function generateSuite(reporter: Reporter, options: { quick: boolea
       reporter.note(`${name} kernels skipped: ${kernels}`);
       continue;
     }
-    const model = await createLlama(config, randomCheckpoint(llamaParamSpecs(config), 1), kernels, "(random)");
+    const model = await createLlama(
+      config,
+      randomCheckpoint(llamaParamSpecs(config), 1),
+      kernels,
+      "(random)",
+    );
     try {
       generate(model, prompts, { maxNewTokens: 2 }); // warm-up (wasm compile, first allocations)
       let t0 = performance.now();

@@ -21,24 +21,44 @@ import type { Reporter } from "./report.js";
 import { runTorchSide } from "./torch-side.js";
 import { measureWasmPeak } from "./wasm-peak.js";
 
-export async function loraGaInitSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
+export async function loraGaInitSuite(
+  reporter: Reporter,
+  { quick }: { quick: boolean },
+): Promise<void> {
   const layers = quick ? 2 : 8;
   const [nBatches, B, T] = quick ? [2, 2, 128] : [8, 4, 256];
   const r = 8;
-  const config = syntheticLlamaConfig({ layers, hidden: 512, intermediate: 1376, heads: 8, vocab: 32000 });
+  const config = syntheticLlamaConfig({
+    layers,
+    hidden: 512,
+    intermediate: 1376,
+    heads: 8,
+    vocab: 32000,
+  });
   const heap = new Heap();
   const threads = await cpuCount();
   const kernels = await createKernels("wasm", { heap, threads });
   try {
-    const model = await createLlama(config, randomCheckpoint(llamaParamSpecs(config), 1), kernels, "(random)");
+    const model = await createLlama(
+      config,
+      randomCheckpoint(llamaParamSpecs(config), 1),
+      kernels,
+      "(random)",
+    );
     const rng = new Rng(7);
     const batches: Batch[] = Array.from({ length: nBatches }, () => {
       const inputIds = Int32Array.from({ length: B * T }, () => rng.below(config.vocab_size));
       return { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
     });
-    const lora = new LoraGAConfig({ r, lora_alpha: 16, target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] });
+    const lora = new LoraGAConfig({
+      r,
+      lora_alpha: 16,
+      target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+    });
     const targets = selectTargets(lora, model.linears()).map((l) => l.path);
-    reporter.note(`Llama hidden 512, ${layers} layers, vocab 32000; ${nBatches} batches of ${B} x ${T}; r = ${r}, ${targets.length} targets; wasm, ${threads} threads`);
+    reporter.note(
+      `Llama hidden 512, ${layers} layers, vocab 32000; ${nBatches} batches of ${B} x ${T}; r = ${r}, ${targets.length} targets; wasm, ${threads} threads`,
+    );
     const meter = meterMatmul(kernels);
     const t0 = performance.now();
     const { grads } = await estimateGradient(model, batches, { targets });
@@ -73,7 +93,8 @@ export async function loraGaInitSuite(reporter: Reporter, { quick }: { quick: bo
       estimate_gemm_gflop: meter.flops() / 1e9,
       wasm_peak_gflops: peak.gflopsAll,
       bound_estimate_s: boundEstimateS,
-      bound_estimate_vs_torch: torch.result === null ? null : torch.result.estimate_s / boundEstimateS,
+      bound_estimate_vs_torch:
+        torch.result === null ? null : torch.result.estimate_s / boundEstimateS,
     });
     if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
     model.dispose();

@@ -31,7 +31,13 @@ const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_pro
 const PROMPT_SHARE = 0.5;
 
 /** Random batches; the first promptShare of each row's labels are -100 (a masked prompt). */
-function randomBatches(vocab: number, count: number, B: number, T: number, promptShare = 0): Batch[] {
+function randomBatches(
+  vocab: number,
+  count: number,
+  B: number,
+  T: number,
+  promptShare = 0,
+): Batch[] {
   const rng = new Rng(5);
   return Array.from({ length: count }, () => {
     const inputIds = Int32Array.from({ length: B * T }, () => rng.below(vocab));
@@ -41,14 +47,34 @@ function randomBatches(vocab: number, count: number, B: number, T: number, promp
   });
 }
 
-async function loraModel(kernels: Kernels, size: Parameters<typeof syntheticLlamaConfig>[0], r: number) {
+async function loraModel(
+  kernels: Kernels,
+  size: Parameters<typeof syntheticLlamaConfig>[0],
+  r: number,
+) {
   const config = syntheticLlamaConfig(size);
-  const model: CausalLM = await createLlama(config, randomCheckpoint(llamaParamSpecs(config), 1), kernels, "(random)");
-  const peft = getPeftModel(model, new LoraConfig({ r, lora_alpha: 16, target_modules: ALL_LINEAR }), { seed: 0 });
-  return { model, trainable: loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng), vocab: config.vocab_size };
+  const model: CausalLM = await createLlama(
+    config,
+    randomCheckpoint(llamaParamSpecs(config), 1),
+    kernels,
+    "(random)",
+  );
+  const peft = getPeftModel(
+    model,
+    new LoraConfig({ r, lora_alpha: 16, target_modules: ALL_LINEAR }),
+    { seed: 0 },
+  );
+  return {
+    model,
+    trainable: loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng),
+    vocab: config.vocab_size,
+  };
 }
 
-export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
+export async function loraTrainSuite(
+  reporter: Reporter,
+  { quick }: { quick: boolean },
+): Promise<void> {
   const threads = await cpuCount();
   const layers = quick ? 2 : 8;
   const [B, T, steps] = quick ? [2, 128, 3] : [4, 256, 3];
@@ -60,7 +86,9 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
       const size = { layers, hidden: 512, intermediate: 1376, heads: 8, vocab: 32000 };
       const { model, trainable, vocab } = await loraModel(kernels, size, r);
       const data = new FixedBatches(randomBatches(vocab, 2, B, T));
-      reporter.note(`LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; wasm, ${threads} threads`);
+      reporter.note(
+        `LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; wasm, ${threads} threads`,
+      );
       await train(model, trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
       const meter = meterMatmul(kernels);
       const t0 = performance.now();
@@ -102,7 +130,14 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
         const t1 = performance.now();
         await train(model, trainable, masked, { steps, lr: 1e-4 });
         const maskedS = (performance.now() - t1) / 1000 / steps;
-        const torchMasked = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps, PROMPT_SHARE]);
+        const torchMasked = runTorchSide("lora_train_torch.py", [
+          layers,
+          B,
+          T,
+          r,
+          steps,
+          PROMPT_SHARE,
+        ]);
         reporter.record({
           kernel: "lora_train_step_prompt_masked",
           prompt_share: PROMPT_SHARE,
@@ -115,7 +150,10 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
           step_s: maskedS,
           tokens_per_s: (B * T) / maskedS,
           torch_tokens_per_s: torchMasked.result?.tokens_per_s ?? null,
-          vs_torch: torchMasked.result === null ? null : (B * T) / maskedS / torchMasked.result.tokens_per_s,
+          vs_torch:
+            torchMasked.result === null
+              ? null
+              : (B * T) / maskedS / torchMasked.result.tokens_per_s,
         });
       }
       model.dispose();
@@ -128,14 +166,19 @@ export async function loraTrainSuite(reporter: Reporter, { quick }: { quick: boo
     const kernels = await createKernels("wasm", { heap, threads });
     try {
       const total = quick ? 200 : 1000;
-      const { model, trainable, vocab } = await loraModel(kernels, { layers: 2, hidden: 128, intermediate: 344, heads: 4, vocab: 512 }, r);
+      const { model, trainable, vocab } = await loraModel(
+        kernels,
+        { layers: 2, hidden: 128, intermediate: 344, heads: 4, vocab: 512 },
+        r,
+      );
       const data = new FixedBatches(randomBatches(vocab, 4, 4, 64));
       let early = { heap: 0, rss: 0 };
       await train(model, trainable, data, {
         steps: total,
         lr: 1e-3,
         log: (record) => {
-          if (record.type === "train" && record.step === 10) early = { heap: heap.bytesInUse, rss: process.memoryUsage().rss };
+          if (record.type === "train" && record.step === 10)
+            early = { heap: heap.bytesInUse, rss: process.memoryUsage().rss };
         },
       });
       const late = { heap: heap.bytesInUse, rss: process.memoryUsage().rss };

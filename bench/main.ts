@@ -22,7 +22,9 @@ async function main(): Promise<void> {
   const names = args.filter((a) => !a.startsWith("--"));
   const unknown = names.filter((n) => !(n in SUITES));
   if (unknown.length > 0) {
-    throw new Error(`unknown bench suite(s) ${unknown.join(", ")}; known: ${Object.keys(SUITES).join(", ")}`);
+    throw new Error(
+      `unknown bench suite(s) ${unknown.join(", ")}; known: ${Object.keys(SUITES).join(", ")}`,
+    );
   }
   const reporter = createReporter(json);
   for (const [name, load] of Object.entries(SUITES)) {

@@ -29,7 +29,12 @@ export function meterMatmul(kernels: Kernels): MatmulMeter {
   const original = kernels.matmul;
   let flops = 0;
   let ms = 0;
-  const metered: Kernels["matmul"] = (out: Tensor, a: Tensor, b: Tensor, options?: MatmulOptions) => {
+  const metered: Kernels["matmul"] = (
+    out: Tensor,
+    a: Tensor,
+    b: Tensor,
+    options?: MatmulOptions,
+  ) => {
     const t0 = performance.now();
     original.call(kernels, out, a, b, options);
     ms += performance.now() - t0;

@@ -54,10 +54,18 @@ export async function memorySuite(reporter: Reporter, options: { quick: boolean 
     `synthetic llama: ${size.layers} layers, hidden ${size.hidden}, intermediate ${size.intermediate}, vocab ${size.vocab}; ` +
       `batch 1 x ${T}; ${batches.length} estimation batches; LoRA-GA r=8 on q,k,v,o,gate,up,down`,
   );
-  const open = async (storage: WeightLoadOptions): Promise<{ model: CausalLM; kernels: Kernels; heap: Heap }> => {
+  const open = async (
+    storage: WeightLoadOptions,
+  ): Promise<{ model: CausalLM; kernels: Kernels; heap: Heap }> => {
     const heap = new Heap();
     const kernels = await createKernels("wasm", { heap, threads });
-    const model = await createLlama(config, randomCheckpoint(specs, 1), kernels, "(synthetic)", storage);
+    const model = await createLlama(
+      config,
+      randomCheckpoint(specs, 1),
+      kernels,
+      "(synthetic)",
+      storage,
+    );
     return { model, kernels, heap };
   };
 
@@ -65,7 +73,10 @@ export async function memorySuite(reporter: Reporter, options: { quick: boolean 
   let grads: GradientMap | null = null;
   {
     const { model, kernels, heap } = await open({});
-    const targets = model.linears().filter((l) => l.path !== "lm_head").map((l) => l.path);
+    const targets = model
+      .linears()
+      .filter((l) => l.path !== "lm_head")
+      .map((l) => l.path);
     const weights = heap.bytesInUse;
     const runs: { name: string; budget?: number }[] = [
       { name: "plain" },
@@ -79,7 +90,16 @@ export async function memorySuite(reporter: Reporter, options: { quick: boolean 
       });
       const ms = performance.now() - t0;
       const diff =
-        grads === null ? 0 : Math.max(...targets.map((p) => maxRel(result.grads.get(p)?.data as Float32Array, grads?.get(p)?.data as Float32Array)));
+        grads === null
+          ? 0
+          : Math.max(
+              ...targets.map((p) =>
+                maxRel(
+                  result.grads.get(p)?.data as Float32Array,
+                  grads?.get(p)?.data as Float32Array,
+                ),
+              ),
+            );
       grads ??= result.grads;
       reporter.record({
         phase: "estimate",
@@ -101,18 +121,34 @@ export async function memorySuite(reporter: Reporter, options: { quick: boolean 
   // 2. training steps on the LoRA-GA-initialised model, per storage of the frozen weights
   let f32Logits: Float32Array | null = null;
   for (const kind of ["f32", "bf16", "f16", "int8", "nf4"] as WeightStorageKind[]) {
-    const storage: WeightLoadOptions = kind === "bf16" || kind === "f16" ? { weightDtype: kind } : {};
+    const storage: WeightLoadOptions =
+      kind === "bf16" || kind === "f16" ? { weightDtype: kind } : {};
     const { model, kernels, heap } = await open(storage);
     const peft = getPeftModel(
       model,
-      new LoraGAConfig({ r: 8, lora_alpha: 16, target_modules: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"] }),
+      new LoraGAConfig({
+        r: 8,
+        lora_alpha: 16,
+        target_modules: [
+          "q_proj",
+          "k_proj",
+          "v_proj",
+          "o_proj",
+          "gate_proj",
+          "up_proj",
+          "down_proj",
+        ],
+      }),
       { namedGrad: grads },
     );
     if (kind === "int8" || kind === "nf4") model.quantizeLinears(kind); // two-stage: quantize W'
     const logits = model.forward(batches[0]).toArray();
     f32Logits ??= logits;
     const params = peft.parameters();
-    const state = params.map((p) => ({ m: heap.zeros(p.param.shape), v: heap.zeros(p.param.shape) }));
+    const state = params.map((p) => ({
+      m: heap.zeros(p.param.shape),
+      v: heap.zeros(p.param.shape),
+    }));
     heap.resetPeak();
     const t0 = performance.now();
     for (let s = 0; s < steps; s++) {
@@ -120,7 +156,14 @@ export async function memorySuite(reporter: Reporter, options: { quick: boolean 
       model.lossAndGrads(batches[s % batches.length]);
       params.forEach((p, i) => {
         const st = state[i];
-        kernels.adamw(p.param, p.grad as Tensor, st.m, st.v, { lr: 1e-4, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: s + 1 });
+        kernels.adamw(p.param, p.grad as Tensor, st.m, st.v, {
+          lr: 1e-4,
+          beta1: 0.9,
+          beta2: 0.999,
+          eps: 1e-8,
+          weightDecay: 0,
+          step: s + 1,
+        });
       });
     }
     const ms = (performance.now() - t0) / steps;

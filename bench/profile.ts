@@ -90,7 +90,11 @@ function describeMatmul(args: unknown[]): { name: string; flops: number } {
   const as = a.shape;
   const K = o.transA === true ? as[as.length - 2] : as[as.length - 1];
   const batch = os.slice(0, -2).reduce((p, x) => p * x, 1);
-  const flags = [o.transA === true ? "TA" : "", o.transB === true ? "TB" : "", o.accumulate === true ? "+=" : ""].join("");
+  const flags = [
+    o.transA === true ? "TA" : "",
+    o.transB === true ? "TB" : "",
+    o.accumulate === true ? "+=" : "",
+  ].join("");
   const name = `matmul ${batch > 1 ? `${batch}x ` : ""}${M}x${K}x${N}${flags === "" ? "" : ` ${flags}`}`;
   return { name, flops: 2 * batch * M * N * K };
 }
@@ -98,16 +102,28 @@ function describeMatmul(args: unknown[]): { name: string; flops: number } {
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const mode = args.find((a) => !a.startsWith("--")) ?? "plain";
-  if (!["plain", "lora", "estimate"].includes(mode)) throw new Error(`profile: unknown mode "${mode}" (plain | lora | estimate)`);
+  if (!["plain", "lora", "estimate"].includes(mode))
+    throw new Error(`profile: unknown mode "${mode}" (plain | lora | estimate)`);
   const quick = args.includes("--quick");
   const json = args.includes("--json");
   const [layers, B, T] = quick ? [2, 2, 128] : [8, 4, 256];
-  const config = syntheticLlamaConfig({ layers, hidden: 512, intermediate: 1376, heads: 8, vocab: 32000 });
+  const config = syntheticLlamaConfig({
+    layers,
+    hidden: 512,
+    intermediate: 1376,
+    heads: 8,
+    vocab: 32000,
+  });
   const heap = new Heap();
   const threads = await cpuCount();
   const kernels = await createKernels("wasm", { heap, threads });
   try {
-    const model = await createLlama(config, randomCheckpoint(llamaParamSpecs(config), 1), kernels, "(random)");
+    const model = await createLlama(
+      config,
+      randomCheckpoint(llamaParamSpecs(config), 1),
+      kernels,
+      "(random)",
+    );
     const rng = new Rng(2);
     const inputIds = Int32Array.from({ length: B * T }, () => rng.below(config.vocab_size));
     const batch: Batch = { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
@@ -117,12 +133,19 @@ async function main(): Promise<void> {
       const inputsEmbedsGrad = heap.tensor([B, T, config.hidden_size]); // (B, T, C)
       step = async () => model.lossAndGrads(batch, { inputsEmbedsGrad });
     } else if (mode === "lora") {
-      const peft = getPeftModel(model, new LoraConfig({ r: 8, lora_alpha: 16, target_modules: ALL_LINEAR }), { seed: 0 });
+      const peft = getPeftModel(
+        model,
+        new LoraConfig({ r: 8, lora_alpha: 16, target_modules: ALL_LINEAR }),
+        { seed: 0 },
+      );
       const trainable = loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng);
       const data = new FixedBatches([batch]);
       step = () => train(model, trainable, data, { steps: 1, lr: 1e-4 });
     } else {
-      const targets = model.linears().map((l) => l.path).filter((p) => !p.endsWith("lm_head"));
+      const targets = model
+        .linears()
+        .map((l) => l.path)
+        .filter((p) => !p.endsWith("lm_head"));
       step = () => estimateGradient(model, [batch], { targets });
     }
     await step(); // warm-up: plans the activations
@@ -132,18 +155,45 @@ async function main(): Promise<void> {
     for (let r = 0; r < reps; r++) await step();
     const stepMs = (performance.now() - t0) / reps;
     restore();
-    const rows = [...table].map(([name, e]) => ({ name, ms: e.ms / reps, calls: e.calls / reps, flops: e.flops / reps }));
+    const rows = [...table].map(([name, e]) => ({
+      name,
+      ms: e.ms / reps,
+      calls: e.calls / reps,
+      flops: e.flops / reps,
+    }));
     rows.sort((x, y) => y.ms - x.ms);
     // Tensor.fill runs outside the kernels (counted in "outside")
     const inKernels = rows.filter((r) => r.name !== "(Tensor.fill)").reduce((s, r) => s + r.ms, 0);
     const gemmMs = rows.filter((r) => r.flops > 0).reduce((s, r) => s + r.ms, 0);
-    console.log(`profile ${mode}: step ${stepMs.toFixed(1)} ms; matmul ${gemmMs.toFixed(1)} ms; other kernels ${(inKernels - gemmMs).toFixed(1)} ms; outside kernels ${(stepMs - inKernels).toFixed(1)} ms (${threads} threads)`);
+    console.log(
+      `profile ${mode}: step ${stepMs.toFixed(1)} ms; matmul ${gemmMs.toFixed(1)} ms; other kernels ${(inKernels - gemmMs).toFixed(1)} ms; outside kernels ${(stepMs - inKernels).toFixed(1)} ms (${threads} threads)`,
+    );
     for (const r of rows) {
       const rate = r.flops > 0 ? `${(r.flops / r.ms / 1e6).toFixed(1).padStart(6)} GFLOP/s` : "";
-      console.log(`${r.ms.toFixed(1).padStart(8)} ms ${String(r.calls).padStart(5)} calls  ${r.name.padEnd(40)} ${rate}`);
-      if (json) console.log(JSON.stringify({ profile: mode, op: r.name, ms: r.ms, calls: r.calls, gflops: r.flops > 0 ? r.flops / r.ms / 1e6 : null }));
+      console.log(
+        `${r.ms.toFixed(1).padStart(8)} ms ${String(r.calls).padStart(5)} calls  ${r.name.padEnd(40)} ${rate}`,
+      );
+      if (json)
+        console.log(
+          JSON.stringify({
+            profile: mode,
+            op: r.name,
+            ms: r.ms,
+            calls: r.calls,
+            gflops: r.flops > 0 ? r.flops / r.ms / 1e6 : null,
+          }),
+        );
     }
-    if (json) console.log(JSON.stringify({ profile: mode, step_ms: stepMs, matmul_ms: gemmMs, other_kernels_ms: inKernels - gemmMs, outside_ms: stepMs - inKernels }));
+    if (json)
+      console.log(
+        JSON.stringify({
+          profile: mode,
+          step_ms: stepMs,
+          matmul_ms: gemmMs,
+          other_kernels_ms: inKernels - gemmMs,
+          outside_ms: stepMs - inKernels,
+        }),
+      );
     model.dispose();
   } finally {
     await kernels.dispose();

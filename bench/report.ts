@@ -17,7 +17,9 @@ export function createReporter(json: boolean): Reporter {
         process.stdout.write(`${JSON.stringify(row)}\n`);
         return;
       }
-      const cells = Object.entries(row).map(([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : v}`);
+      const cells = Object.entries(row).map(
+        ([k, v]) => `${k}=${typeof v === "number" ? formatNumber(v) : v}`,
+      );
       process.stdout.write(`  ${cells.join("  ")}\n`);
     },
     note(text) {

@@ -92,7 +92,13 @@ async function fastestKernels(heap: Heap, threads: number, reporter: Reporter): 
 }
 
 export async function svdSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
-  const shapes: [number, number][] = quick ? [[1024, 1024]] : [[1024, 1024], [2048, 2048], [4096, 1024]];
+  const shapes: [number, number][] = quick
+    ? [[1024, 1024]]
+    : [
+        [1024, 1024],
+        [2048, 2048],
+        [4096, 1024],
+      ];
   const cases: Case[] = [];
   for (const [m, n] of shapes) for (const k of [32, 64]) cases.push({ m, n, k });
   const cores = await cpuCount();
@@ -113,22 +119,44 @@ export async function svdSuite(reporter: Reporter, { quick }: { quick: boolean }
       const g = knownSpectrum(kernels, rng, m, n);
       for (const c of cases.filter((x) => x.m === m && x.n === n)) {
         const q = 4 * c.k;
-        const runs: { impl: string; normalizer: "lu" | "qr"; options: Parameters<typeof svdLowrank>[3] }[] = [
+        const runs: {
+          impl: string;
+          normalizer: "lu" | "qr";
+          options: Parameters<typeof svdLowrank>[3];
+        }[] = [
           { impl: kernels.name, normalizer: "lu", options: { q, niter: 4, seed: 1, kernels } },
         ];
         if (!quick && m === 1024 && n === 1024 && c.k === 32) {
           // torch's normaliser (QR at every step), and the plain-TypeScript float64 products
-          runs.push({ impl: kernels.name, normalizer: "qr", options: { q, niter: 4, seed: 1, kernels, normalizer: "qr" } });
+          runs.push({
+            impl: kernels.name,
+            normalizer: "qr",
+            options: { q, niter: 4, seed: 1, kernels, normalizer: "qr" },
+          });
           runs.push({ impl: "ts-f64", normalizer: "lu", options: { q, niter: 4, seed: 1 } });
         }
         for (const run of runs) {
           let svd = svdLowrank(g.a, m, n, run.options);
           const reps = quick || m * n > 2 ** 21 || run.impl === "ts-f64" ? 1 : 3;
-          const ms = await timeIt(() => {
-            svd = svdLowrank(g.a, m, n, run.options);
-          }, reps, 0);
-          const angleU = maxPrincipalAngleDegrees(leadingColumns(g.u, m, g.r, c.k), leadingColumns(svd.U, m, q, c.k), m, c.k);
-          const angleV = maxPrincipalAngleDegrees(leadingColumns(g.v, n, g.r, c.k), leadingColumns(svd.V, n, q, c.k), n, c.k);
+          const ms = await timeIt(
+            () => {
+              svd = svdLowrank(g.a, m, n, run.options);
+            },
+            reps,
+            0,
+          );
+          const angleU = maxPrincipalAngleDegrees(
+            leadingColumns(g.u, m, g.r, c.k),
+            leadingColumns(svd.U, m, q, c.k),
+            m,
+            c.k,
+          );
+          const angleV = maxPrincipalAngleDegrees(
+            leadingColumns(g.v, n, g.r, c.k),
+            leadingColumns(svd.V, n, q, c.k),
+            n,
+            c.k,
+          );
           let sErr = 0;
           for (let i = 0; i < c.k; i++) sErr = Math.max(sErr, Math.abs(svd.S[i] - g.s[i]) / g.s[i]);
           const np = numpyMs.get(`${m}x${n}`);

@@ -45,14 +45,17 @@ function llamaConfig(layers: number): LlamaFamilyConfig {
     rms_norm_eps: 1e-5,
     tie_word_embeddings: false,
   });
-  if (config.model_type !== "llama" || !config.recognized) throw new Error("bench: llama config not recognized");
+  if (config.model_type !== "llama" || !config.recognized)
+    throw new Error("bench: llama config not recognized");
   return config as LlamaFamilyConfig;
 }
 
 /** A checkpoint stand-in that fills every tensor with seeded random values. */
 function randomCheckpoint(config: LlamaFamilyConfig, seed: number): CheckpointSource {
   const rng = new Rng(seed);
-  const entries = new Map(llamaParamSpecs(config).map((s) => [s.name, { shape: [...s.shape], file: "(random)" }]));
+  const entries = new Map(
+    llamaParamSpecs(config).map((s) => [s.name, { shape: [...s.shape], file: "(random)" }]),
+  );
   return {
     entries,
     readInto(name: string, target: Tensor) {
@@ -78,9 +81,10 @@ interface TorchResult {
 function runTorch(shape: Shape, reps: number): TorchResult | string {
   const here = dirname(fileURLToPath(import.meta.url));
   // works from bench/ (sources) and build/bench/ (compiled)
-  const script = [join(here, "train_step_torch.py"), join(here, "..", "..", "bench", "train_step_torch.py")].find((p) =>
-    existsSync(p),
-  );
+  const script = [
+    join(here, "train_step_torch.py"),
+    join(here, "..", "..", "bench", "train_step_torch.py"),
+  ].find((p) => existsSync(p));
   if (script === undefined) return "bench/train_step_torch.py not found";
   const args = [script, String(shape.layers), String(shape.batch), String(shape.seq), String(reps)];
   const out = spawnSync("python3", args, { encoding: "utf8", timeout: 900_000 });
@@ -94,8 +98,13 @@ function runTorch(shape: Shape, reps: number): TorchResult | string {
   return JSON.parse(line) as TorchResult;
 }
 
-export async function trainStepSuite(reporter: Reporter, options: { quick: boolean }): Promise<void> {
-  const shape: Shape = options.quick ? { layers: 2, batch: 2, seq: 128 } : { layers: 8, batch: 4, seq: 256 };
+export async function trainStepSuite(
+  reporter: Reporter,
+  options: { quick: boolean },
+): Promise<void> {
+  const shape: Shape = options.quick
+    ? { layers: 2, batch: 2, seq: 128 }
+    : { layers: 8, batch: 4, seq: 256 };
   const reps = options.quick ? 1 : 3;
   const threads = await cpuCount();
   const config = llamaConfig(shape.layers);
@@ -151,7 +160,12 @@ export async function trainStepSuite(reporter: Reporter, options: { quick: boole
       reporter.note(`PyTorch skipped: ${torch}`);
       return;
     }
-    reporter.record({ impl: "pytorch-cpu", threads: torch.threads, step_ms: torch.step_ms, tokens_per_s: torch.tokens_per_s });
+    reporter.record({
+      impl: "pytorch-cpu",
+      threads: torch.threads,
+      step_ms: torch.step_ms,
+      tokens_per_s: torch.tokens_per_s,
+    });
     reporter.record({
       ratio_loraga_over_torch: ours / torch.tokens_per_s,
       bound_ratio_over_torch: boundTokensPerS / torch.tokens_per_s,

@@ -69,12 +69,18 @@ export async function measureWasmPeak(threads: number, reps = 3): Promise<WasmPe
   const run = async (n: number): Promise<number> => {
     const gate = new SharedArrayBuffer(8);
     const flag = new Int32Array(gate);
-    const workers = Array.from({ length: n }, () => new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, iters, gate } }));
+    const workers = Array.from(
+      { length: n },
+      () => new Worker(WORKER_SOURCE, { eval: true, workerData: { module, memory, iters, gate } }),
+    );
     try {
-      const done = workers.map((w) => new Promise<{ ms: number }>((resolve, reject) => {
-        w.once("message", resolve);
-        w.once("error", reject);
-      }));
+      const done = workers.map(
+        (w) =>
+          new Promise<{ ms: number }>((resolve, reject) => {
+            w.once("message", resolve);
+            w.once("error", reject);
+          }),
+      );
       while (Atomics.load(flag, 1) < n) await new Promise((r) => setTimeout(r, 1));
       const t0 = performance.now();
       Atomics.store(flag, 0, 1);

@@ -74,7 +74,10 @@ const result = new Promise((resolve) => {
 });
 
 const server = createServer(async (req, res) => {
-  const headers = { "Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Embedder-Policy": "require-corp" };
+  const headers = {
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Embedder-Policy": "require-corp",
+  };
   const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
   if (req.method === "POST" && path === "/result") {
     let body = "";
@@ -97,7 +100,12 @@ const server = createServer(async (req, res) => {
   }
   try {
     const body = await readFile(join(root, path));
-    res.writeHead(200, { ...headers, "Content-Type": TYPES[extname(path)] ?? "application/octet-stream" }).end(body);
+    res
+      .writeHead(200, {
+        ...headers,
+        "Content-Type": TYPES[extname(path)] ?? "application/octet-stream",
+      })
+      .end(body);
   } catch {
     res.writeHead(404, headers).end();
   }
@@ -105,16 +113,26 @@ const server = createServer(async (req, res) => {
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const { port } = server.address();
 // the page POSTs its report to /result; Chromium is stopped once it arrives (or after 2 minutes)
-const browser = spawn(chromium, ["--headless", "--no-sandbox", "--disable-gpu", `http://127.0.0.1:${port}/`], {
-  stdio: ["ignore", "ignore", "pipe"],
-});
+const browser = spawn(
+  chromium,
+  ["--headless", "--no-sandbox", "--disable-gpu", `http://127.0.0.1:${port}/`],
+  {
+    stdio: ["ignore", "ignore", "pipe"],
+  },
+);
 let stderr = "";
 browser.stderr.on("data", (d) => {
   stderr += d;
 });
-const exited = new Promise((resolve) => browser.once("close", (code) => resolve(`Chromium exited (${code})`)));
-const failed = new Promise((resolve) => browser.once("error", (err) => resolve(`cannot start ${chromium}: ${err.message}`)));
-const timeout = new Promise((resolve) => setTimeout(() => resolve("no report within 120 s"), 120_000).unref());
+const exited = new Promise((resolve) =>
+  browser.once("close", (code) => resolve(`Chromium exited (${code})`)),
+);
+const failed = new Promise((resolve) =>
+  browser.once("error", (err) => resolve(`cannot start ${chromium}: ${err.message}`)),
+);
+const timeout = new Promise((resolve) =>
+  setTimeout(() => resolve("no report within 120 s"), 120_000).unref(),
+);
 const text = await Promise.race([result, exited, failed, timeout]);
 browser.kill();
 server.close();

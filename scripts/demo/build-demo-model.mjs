@@ -29,7 +29,9 @@ if (!existsSync(join(dist, "demo", "corpus.js"))) {
   process.stderr.write("build-demo-model: dist/ is missing; run `npm run build` first\n");
   process.exit(2);
 }
-const { charTokenizerJson, charTokenizerConfig, CHAR_VOCAB_SIZE } = await import(join(dist, "demo", "char-tokenizer.js"));
+const { charTokenizerJson, charTokenizerConfig, CHAR_VOCAB_SIZE } = await import(
+  join(dist, "demo", "char-tokenizer.js")
+);
 const { makeCorpus } = await import(join(dist, "demo", "corpus.js"));
 const { toJsonl } = await import(join(dist, "demo", "arith-task.js"));
 const { llamaParamSpecs } = await import(join(dist, "models", "llama.js"));
@@ -60,13 +62,28 @@ export const DEMO_CONFIG = {
 };
 
 function parseArgs(argv) {
-  const opts = { out: "demo/model", work: "runs/demo-pretrain", steps: 1200, seed: 1, kernels: "wasm", corpus: 20000, batchSize: 16, lr: 2e-3 };
+  const opts = {
+    out: "demo/model",
+    work: "runs/demo-pretrain",
+    steps: 1200,
+    seed: 1,
+    kernels: "wasm",
+    corpus: 20000,
+    batchSize: 16,
+    lr: 2e-3,
+  };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = argv[++i];
     if (v === undefined) throw new Error(`${a} needs a value`);
     if (a === "--out" || a === "--work" || a === "--kernels") opts[a.slice(2)] = v;
-    else if (a === "--steps" || a === "--seed" || a === "--corpus" || a === "--batch-size" || a === "--lr") {
+    else if (
+      a === "--steps" ||
+      a === "--seed" ||
+      a === "--corpus" ||
+      a === "--batch-size" ||
+      a === "--lr"
+    ) {
       const n = Number(v);
       if (!Number.isFinite(n) || n < 0) throw new Error(`${a} needs a number >= 0, got ${v}`);
       opts[a === "--batch-size" ? "batchSize" : a.slice(2)] = n;
@@ -79,12 +96,16 @@ async function writeRandomModel(dir, seed) {
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, "config.json"), `${JSON.stringify(DEMO_CONFIG, null, 2)}\n`);
   writeFileSync(join(dir, "tokenizer.json"), `${JSON.stringify(charTokenizerJson(), null, 2)}\n`);
-  writeFileSync(join(dir, "tokenizer_config.json"), `${JSON.stringify(charTokenizerConfig(), null, 2)}\n`);
+  writeFileSync(
+    join(dir, "tokenizer_config.json"),
+    `${JSON.stringify(charTokenizerConfig(), null, 2)}\n`,
+  );
   const rng = new Rng(seed);
   const tensors = llamaParamSpecs(parseModelConfig(DEMO_CONFIG)).map((spec) => {
     const data = new Float32Array(spec.shape.reduce((a, b) => a * b, 1));
     if (/norm\.weight$/.test(spec.name)) data.fill(1);
-    else for (let i = 0; i < data.length; i++) data[i] = DEMO_CONFIG.initializer_range * rng.normal();
+    else
+      for (let i = 0; i < data.length; i++) data[i] = DEMO_CONFIG.initializer_range * rng.normal();
     return { name: spec.name, dtype: "F32", shape: [...spec.shape], data };
   });
   await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
@@ -100,19 +121,58 @@ async function main() {
   await writeRandomModel(initDir, opts.seed);
   const evalRows = 128;
   const texts = makeCorpus(opts.corpus + evalRows, opts.seed);
-  writeFileSync(join(work, "corpus-train.jsonl"), toJsonl(texts.slice(0, opts.corpus).map((text) => ({ text }))));
-  writeFileSync(join(work, "corpus-eval.jsonl"), toJsonl(texts.slice(opts.corpus).map((text) => ({ text }))));
+  writeFileSync(
+    join(work, "corpus-train.jsonl"),
+    toJsonl(texts.slice(0, opts.corpus).map((text) => ({ text }))),
+  );
+  writeFileSync(
+    join(work, "corpus-eval.jsonl"),
+    toJsonl(texts.slice(opts.corpus).map((text) => ({ text }))),
+  );
   const chars = texts.reduce((n, t) => n + t.length, 0);
   process.stderr.write(`corpus: ${texts.length} texts, ${chars} characters\n`);
   const run = join(work, "pretrain");
   const args = [
-    "--experimental-wasm-relaxed-simd", join(dist, "cli", "main.js"), "train",
-    "--model", initDir, "--data", join(work, "corpus-train.jsonl"), "--eval-data", join(work, "corpus-eval.jsonl"),
-    "--method", "full", "--steps", String(opts.steps), "--batch-size", String(opts.batchSize), "--max-length", "256",
-    "--lr", String(opts.lr), "--schedule", "cosine", "--warmup", String(Math.round(opts.steps * 0.05)),
-    "--weight-decay", "0.1", "--betas", "0.9,0.95", "--clip", "1", "--seed", String(opts.seed),
-    "--train-on-prompt", "--eval-every", String(Math.max(1, Math.round(opts.steps / 6))),
-    "--kernels", opts.kernels, "--name", "pretrain", "--out", run,
+    "--experimental-wasm-relaxed-simd",
+    join(dist, "cli", "main.js"),
+    "train",
+    "--model",
+    initDir,
+    "--data",
+    join(work, "corpus-train.jsonl"),
+    "--eval-data",
+    join(work, "corpus-eval.jsonl"),
+    "--method",
+    "full",
+    "--steps",
+    String(opts.steps),
+    "--batch-size",
+    String(opts.batchSize),
+    "--max-length",
+    "256",
+    "--lr",
+    String(opts.lr),
+    "--schedule",
+    "cosine",
+    "--warmup",
+    String(Math.round(opts.steps * 0.05)),
+    "--weight-decay",
+    "0.1",
+    "--betas",
+    "0.9,0.95",
+    "--clip",
+    "1",
+    "--seed",
+    String(opts.seed),
+    "--train-on-prompt",
+    "--eval-every",
+    String(Math.max(1, Math.round(opts.steps / 6))),
+    "--kernels",
+    opts.kernels,
+    "--name",
+    "pretrain",
+    "--out",
+    run,
   ];
   const t0 = performance.now();
   const r = spawnSync(process.execPath, args, { stdio: "inherit" });
@@ -121,16 +181,26 @@ async function main() {
   const summary = JSON.parse(readFileSync(join(run, "run.json"), "utf8"));
   rmSync(out, { recursive: true, force: true });
   mkdirSync(out, { recursive: true });
-  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"]) cpSync(join(run, "model", f), join(out, f));
+  for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"])
+    cpSync(join(run, "model", f), join(out, f));
   const evalLoss = summary.final_metrics.find((m) => m.name === "eval_loss")?.value;
-  const command = `node --experimental-wasm-relaxed-simd scripts/demo/build-demo-model.mjs ${process.argv.slice(2).join(" ")}`.trim();
-  writeFileSync(join(out, "README.md"), readme({ opts, command, summary, evalLoss, seconds, texts: opts.corpus, chars }));
-  process.stderr.write(`wrote ${out} (pretraining ${seconds.toFixed(0)} s, final train loss ${summary.final_train_loss.toFixed(4)}, eval loss ${evalLoss?.toFixed(4)})\n`);
+  const command =
+    `node --experimental-wasm-relaxed-simd scripts/demo/build-demo-model.mjs ${process.argv.slice(2).join(" ")}`.trim();
+  writeFileSync(
+    join(out, "README.md"),
+    readme({ opts, command, summary, evalLoss, seconds, texts: opts.corpus, chars }),
+  );
+  process.stderr.write(
+    `wrote ${out} (pretraining ${seconds.toFixed(0)} s, final train loss ${summary.final_train_loss.toFixed(4)}, eval loss ${evalLoss?.toFixed(4)})\n`,
+  );
 }
 
 function readme({ opts, command, summary, evalLoss, seconds, texts, chars }) {
   const c = DEMO_CONFIG;
-  const params = llamaParamSpecs(parseModelConfig(c)).reduce((n, s) => n + s.shape.reduce((a, b) => a * b, 1), 0);
+  const params = llamaParamSpecs(parseModelConfig(c)).reduce(
+    (n, s) => n + s.shape.reduce((a, b) => a * b, 1),
+    0,
+  );
   return `# loraga demo model
 
 A small Llama (${c.num_hidden_layers} layers, hidden ${c.hidden_size}, ${c.num_attention_heads} heads, MLP ${c.intermediate_size}, vocabulary ${c.vocab_size} characters, ${params.toLocaleString("en-US")} parameters, F32)

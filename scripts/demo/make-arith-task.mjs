@@ -20,7 +20,8 @@ function parseArgs(argv) {
     const a = argv[i];
     if (a === "--train" || a === "--test" || a === "--seed") {
       const v = Number(argv[++i]);
-      if (!Number.isSafeInteger(v) || v < 0) throw new Error(`${a} needs an integer >= 0, got ${argv[i]}`);
+      if (!Number.isSafeInteger(v) || v < 0)
+        throw new Error(`${a} needs an integer >= 0, got ${argv[i]}`);
       opts[a.slice(2)] = v;
     } else if (a === "-h" || a === "--help") {
       opts.help = true;
@@ -36,14 +37,18 @@ function parseArgs(argv) {
 try {
   const opts = parseArgs(process.argv.slice(2));
   if (opts.help || opts.out === null) {
-    process.stdout.write("usage: node scripts/demo/make-arith-task.mjs OUT_DIR [--train N] [--test N] [--seed N]\n");
+    process.stdout.write(
+      "usage: node scripts/demo/make-arith-task.mjs OUT_DIR [--train N] [--test N] [--seed N]\n",
+    );
     process.exit(opts.help ? 0 : 2);
   }
   const { train, test } = makeArithSplits(opts.train, opts.test, opts.seed);
   mkdirSync(opts.out, { recursive: true });
   writeFileSync(join(opts.out, "train.jsonl"), toJsonl(train));
   writeFileSync(join(opts.out, "test.jsonl"), toJsonl(test));
-  process.stdout.write(`wrote ${train.length} train and ${test.length} test problems to ${opts.out}\n`);
+  process.stdout.write(
+    `wrote ${train.length} train and ${test.length} test problems to ${opts.out}\n`,
+  );
 } catch (err) {
   process.stderr.write(`make-arith-task: ${err.message}\n`);
   process.exit(1);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { collate, groupIntoBatches, type TokenBatch } from "../data/batches.js";
 import { loadExamples } from "../data/dataset.js";
-import { TOKENIZER_FILE, loadTokenizer, type Tokenizer } from "../io/tokenizer.js";
+import { loadTokenizer, TOKENIZER_FILE, type Tokenizer } from "../io/tokenizer.js";
 import { createKernels } from "../kernels/index.js";
 import type { Kernels, KernelsName } from "../kernels/kernels.js";
 import { type CausalLM, loadModel } from "../models/model.js";
@@ -18,7 +18,8 @@ import { UsageError } from "./config-file.js";
 export function intFlag(flag: string, min = 1): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (!Number.isSafeInteger(n) || n < min) throw new UsageError(`${flag} must be an integer >= ${min}, got "${value}"`);
+    if (!Number.isSafeInteger(n) || n < min)
+      throw new UsageError(`${flag} must be an integer >= ${min}, got "${value}"`);
     return n;
   };
 }
@@ -26,7 +27,8 @@ export function intFlag(flag: string, min = 1): (value: string) => number {
 export function numberFlag(flag: string): (value: string) => number {
   return (value) => {
     const n = Number(value);
-    if (value.trim() === "" || !Number.isFinite(n)) throw new UsageError(`${flag} must be a number, got "${value}"`);
+    if (value.trim() === "" || !Number.isFinite(n))
+      throw new UsageError(`${flag} must be a number, got "${value}"`);
     return n;
   };
 }
@@ -41,7 +43,9 @@ export function listFlag(value: string): string[] {
 /** The flags that choose the compute engine, shared by every model-facing subcommand. */
 export function addEngineOptions(command: Command): Command {
   return command
-    .addOption(new Option("--kernels <name>", "compute kernels").choices(["wasm", "ref"]).default("wasm"))
+    .addOption(
+      new Option("--kernels <name>", "compute kernels").choices(["wasm", "ref"]).default("wasm"),
+    )
     .option("--threads <n>", "worker threads (default: all cores)", intFlag("--threads"))
     .option("--config <file>", "YAML or JSON file with option values (flags win)")
     .option("-q, --quiet", "no progress output", false);
@@ -63,9 +67,15 @@ export async function openEngine(options: Record<string, unknown>): Promise<Engi
   return { heap, kernels, dispose: () => kernels.dispose() };
 }
 
-export async function openModel(dir: string, engine: Engine, storage: WeightLoadOptions = {}): Promise<CausalLM> {
+export async function openModel(
+  dir: string,
+  engine: Engine,
+  storage: WeightLoadOptions = {},
+): Promise<CausalLM> {
   if (!existsSync(join(dir, "config.json"))) {
-    throw new UsageError(`--model ${dir}: no config.json there (expected a Hugging Face model directory)`);
+    throw new UsageError(
+      `--model ${dir}: no config.json there (expected a Hugging Face model directory)`,
+    );
   }
   return loadModel(dir, { kernels: engine.kernels, ...storage });
 }

@@ -45,7 +45,10 @@ export function resolveOptions(command: Command): Record<string, unknown> {
   if (configPath === undefined) return options;
   const fromFile = readConfigFile(configPath);
   const known = new Map(
-    command.options.map((o) => [camel(o.long?.replace(/^--/, "") ?? o.attributeName()), o.attributeName()]),
+    command.options.map((o) => [
+      camel(o.long?.replace(/^--/, "") ?? o.attributeName()),
+      o.attributeName(),
+    ]),
   );
   const merged: Record<string, unknown> = { ...options };
   for (const [key, value] of Object.entries(fromFile)) {
@@ -55,7 +58,8 @@ export function resolveOptions(command: Command): Record<string, unknown> {
       throw new UsageError(`--config ${configPath}: unknown option "${key}" (options: ${names})`);
     }
     if (command.getOptionValueSource(attribute) !== "cli") {
-      merged[attribute] = typeof value === "number" || typeof value === "boolean" ? value : String(value);
+      merged[attribute] =
+        typeof value === "number" || typeof value === "boolean" ? value : String(value);
     }
   }
   return merged;

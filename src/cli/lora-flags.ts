@@ -5,8 +5,8 @@ import { type Command, Option } from "commander";
 import type { CausalLM } from "../models/model.js";
 import { type InitLoraWeights, LoraConfig, LoraGAConfig } from "../peft/config.js";
 import { selectTargets } from "../peft/targets.js";
-import { intFlag, numberFlag } from "./common.js";
 import { targetModules } from "./commands/estimate.js";
+import { intFlag, numberFlag } from "./common.js";
 
 /** --method values and the init_lora_weights each one means. */
 export const INIT_METHODS: Readonly<Record<string, InitLoraWeights>> = {
@@ -22,19 +22,35 @@ export const INIT_METHODS: Readonly<Record<string, InitLoraWeights>> = {
 export function addLoraFlags(command: Command, extraMethods: readonly string[] = []): Command {
   return command
     .addOption(
-      new Option("--method <name>", "initialisation (or what trains)").choices([...Object.keys(INIT_METHODS), ...extraMethods]).default("lora-ga"),
+      new Option("--method <name>", "initialisation (or what trains)")
+        .choices([...Object.keys(INIT_METHODS), ...extraMethods])
+        .default("lora-ga"),
     )
     .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
     .option("--alpha <x>", "lora_alpha (default: r)", numberFlag("--alpha"))
     .option("--rslora", "scale by alpha/sqrt(r) instead of alpha/r", false)
     .option("--dropout <p>", "LoRA dropout", numberFlag("--dropout"), 0)
-    .addOption(new Option("--variant <name>", "LoRA-GA variant").choices(["official", "peft"]).default("official"))
-    .addOption(new Option("--direction <d>", "LoRA-GA direction").choices(["ArB2r", "A2rBr", "ArBr", "random"]).default("ArB2r"))
     .addOption(
-      new Option("--scale <s>", "LoRA-GA scale").choices(["stable", "gd", "unit", "weightS", "gd_scale", "weight_svd"]).default("stable"),
+      new Option("--variant <name>", "LoRA-GA variant")
+        .choices(["official", "peft"])
+        .default("official"),
+    )
+    .addOption(
+      new Option("--direction <d>", "LoRA-GA direction")
+        .choices(["ArB2r", "A2rBr", "ArBr", "random"])
+        .default("ArB2r"),
+    )
+    .addOption(
+      new Option("--scale <s>", "LoRA-GA scale")
+        .choices(["stable", "gd", "unit", "weightS", "gd_scale", "weight_svd"])
+        .default("stable"),
     )
     .option("--gamma <x>", "LoRA-GA stable_gamma", numberFlag("--gamma"), 16)
-    .addOption(new Option("--svd <kind>", "SVD for LoRA-GA / PiSSA").choices(["lowrank", "exact"]).default("lowrank"))
+    .addOption(
+      new Option("--svd <kind>", "SVD for LoRA-GA / PiSSA")
+        .choices(["lowrank", "exact"])
+        .default("lowrank"),
+    )
     .option("--seed <n>", "seed for every random choice", intFlag("--seed", 0), 0);
 }
 
@@ -54,7 +70,10 @@ export function loraConfigFromFlags(model: CausalLM, options: Record<string, unk
     base_model_name_or_path: options.model as string,
   };
   const probe = new LoraConfig({ ...base, init_lora_weights: true });
-  const fields = { ...base, fan_in_fan_out: selectTargets(probe, model.linears()).some((l) => l.fanInFanOut) };
+  const fields = {
+    ...base,
+    fan_in_fan_out: selectTargets(probe, model.linears()).some((l) => l.fanInFanOut),
+  };
   if (method !== "lora_ga") return new LoraConfig({ ...fields, init_lora_weights: method });
   return new LoraGAConfig({
     ...fields,

@@ -24,7 +24,8 @@ export async function main(argv: readonly string[]): Promise<number> {
     }
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`loraga: error: ${message}\n`);
-    if (process.env.LORAGA_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    if (process.env.LORAGA_DEBUG && err instanceof Error && err.stack)
+      process.stderr.write(`${err.stack}\n`);
     return err instanceof UsageError ? 2 : 1;
   }
 }

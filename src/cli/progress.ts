@@ -19,7 +19,10 @@ export function createProgress(quiet: boolean): Progress {
   return {
     start(label, total) {
       bar = new cliProgress.SingleBar(
-        { format: `${label.padEnd(12)} {bar} {value}/{total} | ETA {eta_formatted} | {extra}`, stream: process.stderr },
+        {
+          format: `${label.padEnd(12)} {bar} {value}/{total} | ETA {eta_formatted} | {extra}`,
+          stream: process.stderr,
+        },
         cliProgress.Presets.shades_classic,
       );
       bar.start(total, 0, { extra: "" });
@@ -59,7 +62,9 @@ function plainProgress(): Progress {
       if (!running) return;
       running = false;
       const seconds = ((performance.now() - t0) / 1000).toFixed(1);
-      process.stderr.write(`${label}: ${done}/${total} in ${seconds}s${extraText ? ` (${extraText})` : ""}\n`);
+      process.stderr.write(
+        `${label}: ${done}/${total} in ${seconds}s${extraText ? ` (${extraText})` : ""}\n`,
+      );
     },
   };
 }

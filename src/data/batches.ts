@@ -43,7 +43,11 @@ export function collate(examples: readonly TokenExample[], options: CollateOptio
 }
 
 /** Splits examples into consecutive groups of batchSize (the last may be smaller unless dropLast). */
-export function groupIntoBatches<T>(items: readonly T[], batchSize: number, dropLast = false): T[][] {
+export function groupIntoBatches<T>(
+  items: readonly T[],
+  batchSize: number,
+  dropLast = false,
+): T[][] {
   if (!Number.isInteger(batchSize) || batchSize < 1) {
     throw new Error(`batch size must be a positive integer, got ${batchSize}`);
   }

@@ -1,7 +1,12 @@
 // Loads a JSONL data file into token examples (see examples.ts for the accepted row shapes).
 // An empty file is an error; every row error names FILE:LINE.
 
-import { toExample, type ExampleOptions, type ExampleTokenizer, type TokenExample } from "./examples.js";
+import {
+  type ExampleOptions,
+  type ExampleTokenizer,
+  type TokenExample,
+  toExample,
+} from "./examples.js";
 import { DataError, readJsonl } from "./jsonl.js";
 
 export interface LoadExamplesOptions extends ExampleOptions {

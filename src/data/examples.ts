@@ -16,7 +16,10 @@ export const IGNORE_INDEX = -100;
 /** The part of a tokenizer this module needs (src/io/tokenizer.ts provides it). */
 export interface ExampleTokenizer {
   encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
-  applyChatTemplate?(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
+  applyChatTemplate?(
+    messages: readonly ChatMessage[],
+    options?: { addGenerationPrompt?: boolean },
+  ): string;
   readonly eosTokenId: number | null;
 }
 
@@ -45,10 +48,13 @@ export function toExample(
   if ("input_ids" in row) example = pretokenized(row, source, options);
   else {
     if (tokenizer === null) {
-      throw new DataError(`${source}: text rows need a tokenizer (tokenizer.json in the model directory)`);
+      throw new DataError(
+        `${source}: text rows need a tokenizer (tokenizer.json in the model directory)`,
+      );
     }
     if ("messages" in row) example = chat(row.messages, source, tokenizer, options);
-    else if ("prompt" in row || "completion" in row) example = promptCompletion(row, source, tokenizer, options);
+    else if ("prompt" in row || "completion" in row)
+      example = promptCompletion(row, source, tokenizer, options);
     else if ("text" in row) example = { ...plainText(row.text, source, tokenizer), source };
     else {
       const keys = Object.keys(row).join(", ") || "none";
@@ -61,7 +67,11 @@ export function toExample(
   return example;
 }
 
-function pretokenized(row: Record<string, unknown>, source: string, options: ExampleOptions): TokenExample {
+function pretokenized(
+  row: Record<string, unknown>,
+  source: string,
+  options: ExampleOptions,
+): TokenExample {
   const inputIds = intArray(row.input_ids, "input_ids", source, options.vocabSize);
   let labels = inputIds;
   if (row.labels !== undefined) {
@@ -82,12 +92,18 @@ function intArray(
   vocabSize: number | undefined,
   allowed?: number,
 ): number[] {
-  if (!Array.isArray(value)) throw new DataError(`${source}: "${field}" must be an array, got ${describe(value)}`);
+  if (!Array.isArray(value))
+    throw new DataError(`${source}: "${field}" must be an array, got ${describe(value)}`);
   value.forEach((v, i) => {
     const ok = Number.isInteger(v) && ((v as number) >= 0 || v === allowed);
-    if (!ok) throw new DataError(`${source}: "${field}"[${i}] must be a token id, got ${JSON.stringify(v)}`);
+    if (!ok)
+      throw new DataError(
+        `${source}: "${field}"[${i}] must be a token id, got ${JSON.stringify(v)}`,
+      );
     if (vocabSize !== undefined && (v as number) >= vocabSize) {
-      throw new DataError(`${source}: "${field}"[${i}] = ${v} is outside the vocabulary (size ${vocabSize})`);
+      throw new DataError(
+        `${source}: "${field}"[${i}] = ${v} is outside the vocabulary (size ${vocabSize})`,
+      );
     }
   });
   return value as number[];
@@ -111,7 +127,9 @@ function promptCompletion(
   tokenizer: ExampleTokenizer,
   options: ExampleOptions,
 ): TokenExample {
-  const prompt = tokenizer.encode(requireString(row.prompt, "prompt", source), { addSpecialTokens: true });
+  const prompt = tokenizer.encode(requireString(row.prompt, "prompt", source), {
+    addSpecialTokens: true,
+  });
   const completion = tokenizer.encode(requireString(row.completion, "completion", source), {
     addSpecialTokens: false,
   });
@@ -125,7 +143,12 @@ function promptCompletion(
  * is cut at turn boundaries found by rendering growing prefixes of the conversation; each piece is
  * tokenized on its own, so token boundaries coincide with turn boundaries.
  */
-function chat(value: unknown, source: string, tokenizer: ExampleTokenizer, options: ExampleOptions): TokenExample {
+function chat(
+  value: unknown,
+  source: string,
+  tokenizer: ExampleTokenizer,
+  options: ExampleOptions,
+): TokenExample {
   if (tokenizer.applyChatTemplate === undefined) {
     throw new DataError(`${source}: "messages" rows need a tokenizer with a chat template`);
   }
@@ -133,7 +156,8 @@ function chat(value: unknown, source: string, tokenizer: ExampleTokenizer, optio
     throw new DataError(`${source}: "messages" must be a non-empty array`);
   }
   const messages: ChatMessage[] = value.map((m, i) => {
-    if (typeof m !== "object" || m === null) throw new DataError(`${source}: messages[${i}] must be an object`);
+    if (typeof m !== "object" || m === null)
+      throw new DataError(`${source}: messages[${i}] must be an object`);
     const { role, content } = m as Record<string, unknown>;
     return {
       role: requireString(role, `messages[${i}].role`, source),

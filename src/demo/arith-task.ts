@@ -11,8 +11,32 @@ export interface TaskRow {
   completion: string;
 }
 
-const NAMES = ["Mia", "Leo", "Ava", "Sam", "Zoe", "Max", "Ivy", "Ben", "Lily", "Noah", "Emma", "Omar"];
-const OBJECTS = ["apples", "pencils", "marbles", "stickers", "cookies", "books", "shells", "coins", "cards", "eggs"];
+const NAMES = [
+  "Mia",
+  "Leo",
+  "Ava",
+  "Sam",
+  "Zoe",
+  "Max",
+  "Ivy",
+  "Ben",
+  "Lily",
+  "Noah",
+  "Emma",
+  "Omar",
+];
+const OBJECTS = [
+  "apples",
+  "pencils",
+  "marbles",
+  "stickers",
+  "cookies",
+  "books",
+  "shells",
+  "coins",
+  "cards",
+  "eggs",
+];
 const CONTAINERS = ["box", "bag", "jar", "basket", "pack"];
 const LOSE_VERBS = ["gives away", "loses", "sells", "trades away"];
 
@@ -49,19 +73,31 @@ function makeProblem(rand: () => number): Problem {
       const a = int(2, 50);
       const b = int(2, 30);
       const r = a + b;
-      return { q: `${name} has ${a} ${obj}. ${friend} gives ${name} ${b} more ${obj}. ${ask}`, steps: [`${a} + ${b} = ${r}`], r };
+      return {
+        q: `${name} has ${a} ${obj}. ${friend} gives ${name} ${b} more ${obj}. ${ask}`,
+        steps: [`${a} + ${b} = ${r}`],
+        r,
+      };
     }
     case 1: {
       const a = int(5, 60);
       const b = int(1, a - 1);
       const r = a - b;
-      return { q: `${name} has ${a} ${obj} and ${lose} ${b} of them. ${ask}`, steps: [`${a} - ${b} = ${r}`], r };
+      return {
+        q: `${name} has ${a} ${obj} and ${lose} ${b} of them. ${ask}`,
+        steps: [`${a} - ${b} = ${r}`],
+        r,
+      };
     }
     case 2: {
       const a = int(2, 12);
       const b = int(2, 12);
       const r = a * b;
-      return { q: `${name} buys ${a} ${box}s with ${b} ${obj} in each ${box}. How many ${obj} does ${name} buy?`, steps: [`${a} * ${b} = ${r}`], r };
+      return {
+        q: `${name} buys ${a} ${box}s with ${b} ${obj} in each ${box}. How many ${obj} does ${name} buy?`,
+        steps: [`${a} * ${b} = ${r}`],
+        r,
+      };
     }
     case 3: {
       const a = int(2, 40);
@@ -107,13 +143,18 @@ function toRow(p: Problem): TaskRow {
 }
 
 /** Train and test rows with distinct prompts overall (the test split is held out). */
-export function makeArithSplits(trainSize: number, testSize: number, seed: number): { train: TaskRow[]; test: TaskRow[] } {
+export function makeArithSplits(
+  trainSize: number,
+  testSize: number,
+  seed: number,
+): { train: TaskRow[]; test: TaskRow[] } {
   const rand = mulberry32(seed);
   const seen = new Set<string>();
   const rows: TaskRow[] = [];
   const want = trainSize + testSize;
   for (let tries = 0; rows.length < want; tries++) {
-    if (tries > want * 50) throw new Error(`arithmetic task: could not make ${want} distinct problems; ask for fewer`);
+    if (tries > want * 50)
+      throw new Error(`arithmetic task: could not make ${want} distinct problems; ask for fewer`);
     const row = toRow(makeProblem(rand));
     if (seen.has(row.prompt)) continue;
     seen.add(row.prompt);

@@ -9,18 +9,81 @@
 import { Rng } from "../util/random.js";
 
 const NAMES = [
-  "Mia", "Leo", "Ava", "Sam", "Zoe", "Max", "Ivy", "Ben", "Lily", "Noah", "Emma", "Omar",
-  "Tom", "Ann", "Kai", "Nina", "Raj", "Eva", "Jon", "Sara", "Finn", "Rosa", "Yuki", "Amir",
+  "Mia",
+  "Leo",
+  "Ava",
+  "Sam",
+  "Zoe",
+  "Max",
+  "Ivy",
+  "Ben",
+  "Lily",
+  "Noah",
+  "Emma",
+  "Omar",
+  "Tom",
+  "Ann",
+  "Kai",
+  "Nina",
+  "Raj",
+  "Eva",
+  "Jon",
+  "Sara",
+  "Finn",
+  "Rosa",
+  "Yuki",
+  "Amir",
 ];
 const THINGS = [
-  "apples", "pencils", "marbles", "stickers", "cookies", "books", "shells", "coins", "cards", "eggs",
-  "balls", "cups", "flowers", "stamps", "rocks", "toys", "pears", "hats", "buttons", "leaves",
+  "apples",
+  "pencils",
+  "marbles",
+  "stickers",
+  "cookies",
+  "books",
+  "shells",
+  "coins",
+  "cards",
+  "eggs",
+  "balls",
+  "cups",
+  "flowers",
+  "stamps",
+  "rocks",
+  "toys",
+  "pears",
+  "hats",
+  "buttons",
+  "leaves",
 ];
 const ANIMALS = ["cat", "dog", "bird", "fox", "horse", "cow", "duck", "frog", "goat", "rabbit"];
-const PLACES = ["the park", "the shop", "school", "the river", "the market", "the garden", "the hill", "the library"];
+const PLACES = [
+  "the park",
+  "the shop",
+  "school",
+  "the river",
+  "the market",
+  "the garden",
+  "the hill",
+  "the library",
+];
 const ADJECTIVES = ["big", "small", "red", "blue", "green", "old", "new", "happy", "quiet", "fast"];
 const VERBS_PAST = ["walked to", "ran to", "went to", "looked at", "sat near", "played at"];
-const NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve"];
+const NUMBER_WORDS = [
+  "zero",
+  "one",
+  "two",
+  "three",
+  "four",
+  "five",
+  "six",
+  "seven",
+  "eight",
+  "nine",
+  "ten",
+  "eleven",
+  "twelve",
+];
 
 interface Pick {
   int(lo: number, hi: number): number;
@@ -70,7 +133,8 @@ function chain(p: Pick): string {
   const a = p.int(2, 9);
   const b = p.int(2, 9);
   const c = p.int(1, 30);
-  if (p.int(0, 1) === 0) return `First ${a} * ${b} = ${a * b}, then ${a * b} + ${c} = ${a * b + c}.`;
+  if (p.int(0, 1) === 0)
+    return `First ${a} * ${b} = ${a * b}, then ${a * b} + ${c} = ${a * b + c}.`;
   const s = a * b + c;
   const d = p.int(1, s);
   return `We add ${a * b} and ${c} to get ${s}. Then ${s} - ${d} = ${s - d}.`;
@@ -136,7 +200,16 @@ function text(p: Pick, minChars: number): string {
   let t = "";
   while (t.length < minChars) {
     const kind = p.int(0, 9);
-    const piece = kind < 3 ? story(p) : kind < 5 ? sentence(p) : kind < 7 ? factList(p) : kind < 8 ? chain(p) : quiz(p);
+    const piece =
+      kind < 3
+        ? story(p)
+        : kind < 5
+          ? sentence(p)
+          : kind < 7
+            ? factList(p)
+            : kind < 8
+              ? chain(p)
+              : quiz(p);
     t = t === "" ? piece : `${t}${sep}${piece}`;
   }
   return t;

@@ -46,8 +46,11 @@ export async function evaluateHeldOut(
   try {
     if (!fullFineTuned) {
       const converted = join(runDir, "adapter-converted");
-      const adapter = existsSync(join(converted, "adapter_config.json")) ? converted : join(runDir, "adapter");
-      if (!existsSync(join(adapter, "adapter_config.json"))) throw new Error(`${runDir}: neither model/ nor an adapter to evaluate`);
+      const adapter = existsSync(join(converted, "adapter_config.json"))
+        ? converted
+        : join(runDir, "adapter");
+      if (!existsSync(join(adapter, "adapter_config.json")))
+        throw new Error(`${runDir}: neither model/ nor an adapter to evaluate`);
       await loadPeftModel(model, adapter);
     }
     const tokenizer = await loadTokenizer(modelDir);
@@ -63,7 +66,8 @@ export async function evaluateHeldOut(
       outputs.forEach((ids, i) => {
         const generated = tokenizer.decode(ids, { skipSpecialTokens: true });
         if (gsm8kExactMatch(generated, group[i].completion)) correct++;
-        if (samples.length < 3) samples.push({ prompt: group[i].prompt, generated, reference: group[i].completion });
+        if (samples.length < 3)
+          samples.push({ prompt: group[i].prompt, generated, reference: group[i].completion });
       });
     }
     return { exactMatch: testRows.length === 0 ? Number.NaN : correct / testRows.length, samples };
@@ -73,10 +77,18 @@ export async function evaluateHeldOut(
 }
 
 /** Adds (or replaces) metrics in RUN/run.json's final_metrics, atomically. */
-export async function recordMetrics(runDir: string, metrics: Readonly<Record<string, number>>): Promise<void> {
+export async function recordMetrics(
+  runDir: string,
+  metrics: Readonly<Record<string, number>>,
+): Promise<void> {
   const path = join(runDir, "run.json");
-  const summary = JSON.parse(await readFile(path, "utf8")) as { final_metrics?: { name: string; value: number }[] };
+  const summary = JSON.parse(await readFile(path, "utf8")) as {
+    final_metrics?: { name: string; value: number }[];
+  };
   const kept = (summary.final_metrics ?? []).filter((m) => !(m.name in metrics));
-  summary.final_metrics = [...kept, ...Object.entries(metrics).map(([name, value]) => ({ name, value }))];
+  summary.final_metrics = [
+    ...kept,
+    ...Object.entries(metrics).map(([name, value]) => ({ name, value })),
+  ];
   await writeFileAtomic(path, `${JSON.stringify(summary, null, 2)}\n`);
 }

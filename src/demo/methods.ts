@@ -25,7 +25,11 @@ export interface DemoMethod {
 
 export const DEMO_METHODS: readonly DemoMethod[] = [
   { method: "lora", lr: 10 * FULL_LR, lrReason: "LoRA family: 10x the full fine-tuning rate" },
-  { method: "lora-ga", lr: FULL_LR, lrReason: "LoRA-GA: the full fine-tuning rate (author's advice)" },
+  {
+    method: "lora-ga",
+    lr: FULL_LR,
+    lrReason: "LoRA-GA: the full fine-tuning rate (author's advice)",
+  },
   { method: "pissa", lr: 10 * FULL_LR, lrReason: "LoRA family: 10x the full fine-tuning rate" },
   { method: "full", lr: FULL_LR, lrReason: "full fine-tuning" },
 ];
@@ -61,7 +65,8 @@ export function verdictOf(c: Comparison): Verdict | null {
     halfTheSteps: loraGaSteps !== null && loraGaSteps <= lora.steps / 2,
     loraExactMatch,
     loraGaExactMatch,
-    exactMatchAtLeastLora: loraExactMatch !== null && loraGaExactMatch !== null && loraGaExactMatch >= loraExactMatch,
+    exactMatchAtLeastLora:
+      loraExactMatch !== null && loraGaExactMatch !== null && loraGaExactMatch >= loraExactMatch,
   };
 }
 

@@ -18,7 +18,10 @@ interface WasmKernelsModule {
   createWasmKernels(heap: Heap, options: { threads?: number }): Promise<Kernels>;
 }
 
-export async function createKernels(name: KernelsName, options: CreateKernelsOptions): Promise<Kernels> {
+export async function createKernels(
+  name: KernelsName,
+  options: CreateKernelsOptions,
+): Promise<Kernels> {
   switch (name) {
     case "ref":
       return createRefKernels(options.heap);
@@ -29,9 +32,12 @@ export async function createKernels(name: KernelsName, options: CreateKernelsOpt
       try {
         module = (await import(specifier)) as WasmKernelsModule;
       } catch (error) {
-        throw new Error(`createKernels("wasm"): cannot load kernels/wasm/index.js: ${String(error)}`, {
-          cause: error,
-        });
+        throw new Error(
+          `createKernels("wasm"): cannot load kernels/wasm/index.js: ${String(error)}`,
+          {
+            cause: error,
+          },
+        );
       }
       const wasmOptions = options.threads === undefined ? {} : { threads: options.threads };
       return module.createWasmKernels(options.heap, wasmOptions);

@@ -237,7 +237,13 @@ export interface Kernels {
    */
   rope(out: Tensor, inp: Tensor, cos: Tensor, sin: Tensor): void;
   /** dInp += R(-theta) dOut  (= with accumulate: false) */
-  ropeBackward(dInp: Tensor, dOut: Tensor, cos: Tensor, sin: Tensor, options?: BackwardOptions): void;
+  ropeBackward(
+    dInp: Tensor,
+    dOut: Tensor,
+    cos: Tensor,
+    sin: Tensor,
+    options?: BackwardOptions,
+  ): void;
   /** out (A, C, B, D) = inp (A, B, C, D) with axes 1 and 2 swapped. */
   permute0213(out: Tensor, inp: Tensor): void;
 

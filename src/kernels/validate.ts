@@ -32,7 +32,8 @@ export function requireDType(op: string, name: string, t: Tensor, ...dtypes: DTy
 }
 
 function requireRank(op: string, name: string, t: Tensor, rank: number): void {
-  if (t.rank !== rank) throw new Error(`${op}: ${describe(name, t)} must have rank ${rank}, not ${t.rank}`);
+  if (t.rank !== rank)
+    throw new Error(`${op}: ${describe(name, t)} must have rank ${rank}, not ${t.rank}`);
 }
 
 function requireMinRank(op: string, name: string, t: Tensor, rank: number): void {
@@ -43,18 +44,28 @@ function requireMinRank(op: string, name: string, t: Tensor, rank: number): void
 
 function requireSameShape(op: string, nameA: string, a: Tensor, nameB: string, b: Tensor): void {
   if (a.rank !== b.rank || a.shape.some((d, i) => d !== b.shape[i])) {
-    throw new Error(`${op}: ${describe(nameA, a)} and ${describe(nameB, b)} must have the same shape`);
+    throw new Error(
+      `${op}: ${describe(nameA, a)} and ${describe(nameB, b)} must have the same shape`,
+    );
   }
 }
 
 function requireSize(op: string, name: string, t: Tensor, size: number, what: string): void {
   if (t.size !== size) {
-    throw new Error(`${op}: ${describe(name, t)} has ${t.size} elements, expected ${size} (${what})`);
+    throw new Error(
+      `${op}: ${describe(name, t)} has ${t.size} elements, expected ${size} (${what})`,
+    );
   }
 }
 
 /** Throws if the two tensors' bytes overlap (only for kernels that cannot work in place). */
-export function requireNoOverlap(op: string, nameA: string, a: Tensor, nameB: string, b: Tensor): void {
+export function requireNoOverlap(
+  op: string,
+  nameA: string,
+  a: Tensor,
+  nameB: string,
+  b: Tensor,
+): void {
   if (a.byteLength === 0 || b.byteLength === 0) return;
   if (a.ptr < b.ptr + b.byteLength && b.ptr < a.ptr + a.byteLength) {
     throw new Error(`${op}: ${describe(nameA, a)} overlaps ${describe(nameB, b)} in memory`);
@@ -89,7 +100,12 @@ export interface MatmulShape {
   k2: number;
 }
 
-export function checkMatmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOptions = {}): MatmulShape {
+export function checkMatmul(
+  out: Tensor,
+  a: Tensor,
+  b: Tensor,
+  options: MatmulOptions = {},
+): MatmulShape {
   const op = "matmul";
   requireDType(op, "out", out, "f32");
   requireDType(op, "a", a, "f32");
@@ -145,7 +161,13 @@ export function checkMatmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOp
  * leading dims, no transA, no causal); op(plus.a) (rows, K2) and op(plus.b) (K2, N), both 2-D f32,
  * neither overlapping out. Returns K2.
  */
-function checkMatmulPlus(out: Tensor, options: MatmulOptions, rows: number, n: number, bBatched: boolean): number {
+function checkMatmulPlus(
+  out: Tensor,
+  options: MatmulOptions,
+  rows: number,
+  n: number,
+  bBatched: boolean,
+): number {
   const op = "matmul";
   const plus = options.plus as NonNullable<MatmulOptions["plus"]>;
   if (bBatched || options.transA === true || options.causal !== undefined) {
@@ -154,7 +176,9 @@ function checkMatmulPlus(out: Tensor, options: MatmulOptions, rows: number, n: n
   requireDType(op, "plus.a", plus.a, "f32");
   requireDType(op, "plus.b", plus.b, "f32");
   if (plus.a.rank !== 2 || plus.b.rank !== 2) {
-    throw new Error(`${op}: ${describe("plus.a", plus.a)} and ${describe("plus.b", plus.b)} must both be 2-D`);
+    throw new Error(
+      `${op}: ${describe("plus.a", plus.a)} and ${describe("plus.b", plus.b)} must both be 2-D`,
+    );
   }
   if (plus.alpha !== undefined) requireFinite(op, "plus.alpha", plus.alpha);
   const transA = plus.transA === true;
@@ -166,7 +190,9 @@ function checkMatmulPlus(out: Tensor, options: MatmulOptions, rows: number, n: n
   const aLabel = transA ? "plus.a (transposed)" : "plus.a";
   const bLabel = transB ? "plus.b (transposed)" : "plus.b";
   if (k2 !== kb) {
-    throw new Error(`${op}: ${describe(aLabel, plus.a)} and ${describe(bLabel, plus.b)} have different inner dims ${k2} vs ${kb}`);
+    throw new Error(
+      `${op}: ${describe(aLabel, plus.a)} and ${describe(bLabel, plus.b)} have different inner dims ${k2} vs ${kb}`,
+    );
   }
   if (m2 !== rows || n2 !== n) {
     throw new Error(
@@ -182,14 +208,18 @@ function checkMatmulPlus(out: Tensor, options: MatmulOptions, rows: number, n: n
 function checkMatmulCausal(options: MatmulOptions, m: number, n: number, k: number): void {
   const { kind, period } = options.causal as NonNullable<MatmulOptions["causal"]>;
   const what = `matmul: causal ${String(kind)} with period ${period} and (M, K, N) = (${m}, ${k}, ${n})`;
-  if (!Number.isSafeInteger(period) || period < 1) throw new Error(`${what}: period must be a positive integer`);
+  if (!Number.isSafeInteger(period) || period < 1)
+    throw new Error(`${what}: period must be a positive integer`);
   if (kind === "maskOut") {
-    if (n !== period || m % period !== 0) throw new Error(`${what}: needs N == period and M a multiple of it`);
+    if (n !== period || m % period !== 0)
+      throw new Error(`${what}: needs N == period and M a multiple of it`);
     if (options.accumulate === true) throw new Error(`${what}: cannot accumulate`);
   } else if (kind === "lowerA") {
-    if (k !== period || m % period !== 0) throw new Error(`${what}: needs K == period and M a multiple of it`);
+    if (k !== period || m % period !== 0)
+      throw new Error(`${what}: needs K == period and M a multiple of it`);
   } else if (kind === "upperA") {
-    if (m !== period || k % period !== 0) throw new Error(`${what}: needs M == period and K a multiple of it`);
+    if (m !== period || k % period !== 0)
+      throw new Error(`${what}: needs M == period and K a multiple of it`);
   } else {
     throw new Error(`${what}: kind must be maskOut, lowerA or upperA`);
   }
@@ -277,7 +307,9 @@ export function checkNorm(
     requireDType(op, name, t, "f32");
     requireRank(op, name, t, 1);
     if (t.shape[0] !== dims.cols) {
-      throw new Error(`${op}: ${describe(name, t)} does not match the last dim ${dims.cols} of ${describe("inp", inp)}`);
+      throw new Error(
+        `${op}: ${describe(name, t)} does not match the last dim ${dims.cols} of ${describe("inp", inp)}`,
+      );
     }
   }
   for (const [name, t] of Object.entries(statTensors)) {
@@ -311,7 +343,9 @@ export function checkAttentionSoftmax(
     requireDType(op, "keyLengths", keyLengths, "i32");
     requireRank(op, "keyLengths", keyLengths, 1);
     if (keyLengths.shape[0] !== batch) {
-      throw new Error(`${op}: ${describe("keyLengths", keyLengths)} must have one entry per batch row of ${describe("scores", scores)}`);
+      throw new Error(
+        `${op}: ${describe("keyLengths", keyLengths)} must have one entry per batch row of ${describe("scores", scores)}`,
+      );
     }
   }
   return { batch, heads, tq, tk };
@@ -351,17 +385,26 @@ export function checkRope(
   requireRank(op, inpName, inp, 4);
   requireSameShape(op, outName, out, inpName, inp);
   const [batch, time, heads, headDim] = inp.shape;
-  if (headDim % 2 !== 0) throw new Error(`${op}: ${describe(inpName, inp)} has an odd head dim ${headDim}`);
+  if (headDim % 2 !== 0)
+    throw new Error(`${op}: ${describe(inpName, inp)} has an odd head dim ${headDim}`);
   const table = [time, headDim / 2];
-  for (const [name, t] of [["cos", cos], ["sin", sin]] as const) {
+  for (const [name, t] of [
+    ["cos", cos],
+    ["sin", sin],
+  ] as const) {
     if (t.rank !== 2 || t.shape[0] !== table[0] || t.shape[1] !== table[1]) {
-      throw new Error(`${op}: ${describe(name, t)} must be ${shapeString(table)} (T, D/2) for ${describe(inpName, inp)}`);
+      throw new Error(
+        `${op}: ${describe(name, t)} must be ${shapeString(table)} (T, D/2) for ${describe(inpName, inp)}`,
+      );
     }
   }
   return { batch, time, heads, headDim };
 }
 
-export function checkPermute0213(out: Tensor, inp: Tensor): { a: number; b: number; c: number; d: number } {
+export function checkPermute0213(
+  out: Tensor,
+  inp: Tensor,
+): { a: number; b: number; c: number; d: number } {
   const op = "permute0213";
   requireDType(op, "out", out, "f32");
   requireDType(op, "inp", inp, "f32");
@@ -369,7 +412,9 @@ export function checkPermute0213(out: Tensor, inp: Tensor): { a: number; b: numb
   const [a, b, c, d] = inp.shape;
   const expected = [a, c, b, d];
   if (out.rank !== 4 || out.shape.some((x, i) => x !== expected[i])) {
-    throw new Error(`${op}: ${describe("out", out)} must be ${shapeString(expected)} for ${describe("inp", inp)}`);
+    throw new Error(
+      `${op}: ${describe("out", out)} must be ${shapeString(expected)} for ${describe("inp", inp)}`,
+    );
   }
   requireNoOverlap(op, "out", out, "inp", inp);
   return { a, b, c, d };
@@ -426,7 +471,8 @@ export function checkCrossEntropy(
     requireNoOverlap(op, "dLogits", dLogits, "losses", losses);
   }
   requireNoOverlap(op, "losses", losses, "logits", logits);
-  if (!Number.isInteger(ignoreIndex)) throw new Error(`${op}: ignoreIndex must be an integer, got ${ignoreIndex}`);
+  if (!Number.isInteger(ignoreIndex))
+    throw new Error(`${op}: ignoreIndex must be an integer, got ${ignoreIndex}`);
   requireFinite(op, "gradScale", gradScale);
   return { rows, vocab };
 }
@@ -437,12 +483,20 @@ export function checkReduce(op: string, a: Tensor): void {
   requireDType(op, "a", a, "f32");
 }
 
-export function checkAdamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): number {
+export function checkAdamW(
+  param: Tensor,
+  grad: Tensor,
+  m: Tensor,
+  v: Tensor,
+  options: AdamWOptions,
+): number {
   const op = "adamw";
   const size = checkElementwise(op, { param, grad, m, v });
-  for (const key of ["lr", "beta1", "beta2", "eps", "weightDecay"] as const) requireFinite(op, key, options[key]);
+  for (const key of ["lr", "beta1", "beta2", "eps", "weightDecay"] as const)
+    requireFinite(op, key, options[key]);
   for (const key of ["beta1", "beta2"] as const) {
-    if (!(options[key] >= 0 && options[key] < 1)) throw new Error(`${op}: ${key} must be in [0, 1), got ${options[key]}`);
+    if (!(options[key] >= 0 && options[key] < 1))
+      throw new Error(`${op}: ${key} must be in [0, 1), got ${options[key]}`);
   }
   if (!Number.isInteger(options.step) || options.step < 1) {
     throw new Error(`${op}: step must be an integer >= 1 (1-based), got ${options.step}`);
@@ -455,7 +509,9 @@ export function checkConvert(out: Tensor, inp: Tensor): number {
   requireDType(op, "out", out, "f32", "f16", "bf16");
   requireDType(op, "inp", inp, "f32", "f16", "bf16");
   if (out.size !== inp.size) {
-    throw new Error(`${op}: ${describe("out", out)} and ${describe("inp", inp)} have different sizes ${out.size} vs ${inp.size}`);
+    throw new Error(
+      `${op}: ${describe("out", out)} and ${describe("inp", inp)} have different sizes ${out.size} vs ${inp.size}`,
+    );
   }
   if (out.dtype !== inp.dtype) requireNoOverlap(op, "out", out, "inp", inp);
   return out.size;
@@ -466,10 +522,14 @@ export function checkCopy(out: Tensor, inp: Tensor): number {
   requireLive(op, "out", out);
   requireLive(op, "inp", inp);
   if (out.dtype !== inp.dtype) {
-    throw new Error(`${op}: ${describe("out", out)} is ${out.dtype} but ${describe("inp", inp)} is ${inp.dtype}`);
+    throw new Error(
+      `${op}: ${describe("out", out)} is ${out.dtype} but ${describe("inp", inp)} is ${inp.dtype}`,
+    );
   }
   if (out.size !== inp.size) {
-    throw new Error(`${op}: ${describe("out", out)} and ${describe("inp", inp)} have different sizes ${out.size} vs ${inp.size}`);
+    throw new Error(
+      `${op}: ${describe("out", out)} and ${describe("inp", inp)} have different sizes ${out.size} vs ${inp.size}`,
+    );
   }
   return out.size;
 }

@@ -35,7 +35,9 @@ function checkTall(what: string, length: number, m: number, k: number): void {
   }
   if (m < k) throw new RangeError(`${what}: needs a tall matrix (m >= k), got m=${m}, k=${k}`);
   if (length !== m * k) {
-    throw new RangeError(`${what}: input has ${length} values, (m, k) = (${m}, ${k}) needs ${m * k}`);
+    throw new RangeError(
+      `${what}: input has ${length} values, (m, k) = (${m}, ${k}) needs ${m * k}`,
+    );
   }
 }
 
@@ -60,7 +62,13 @@ export function fromColumnMajor(cols: Float64Array, m: number, k: number): Float
 }
 
 /** How a Householder step applies H_j to the columns after j (applyReflector, or its SIMD copy). */
-export type ApplyReflector = (cols: Float64Array, m: number, k: number, j: number, t: number) => void;
+export type ApplyReflector = (
+  cols: Float64Array,
+  m: number,
+  k: number,
+  j: number,
+  t: number,
+) => void;
 
 /**
  * Below this many values withReflector stays in TypeScript (copying into the SIMD module's memory
@@ -127,7 +135,13 @@ function applyReflector(cols: Float64Array, m: number, k: number, j: number, t: 
  * Afterwards the upper triangle holds R, the part below the diagonal holds the reflector vectors
  * v_j (v_j[j] = 1 implied), and tau[j] their scales: H_j = I - tau_j v_j v_j^T.
  */
-export function householderInPlace(cols: Float64Array, m: number, k: number, tau: Float64Array, apply: ApplyReflector = applyReflector): void {
+export function householderInPlace(
+  cols: Float64Array,
+  m: number,
+  k: number,
+  tau: Float64Array,
+  apply: ApplyReflector = applyReflector,
+): void {
   for (let j = 0; j < k; j++) {
     const cj = j * m;
     // ||x||^2 for x = cols[j.., j], scaled by the largest entry against under/overflow
@@ -164,7 +178,13 @@ export function householderInPlace(cols: Float64Array, m: number, k: number, tau
  * Overwrites the output of householderInPlace with Q's k columns (column-major), i.e.
  * Q = H_0 H_1 ... H_{k-1} applied to the first k columns of I (LAPACK dorg2r order).
  */
-export function formQInPlace(cols: Float64Array, m: number, k: number, tau: Float64Array, apply: ApplyReflector = applyReflector): void {
+export function formQInPlace(
+  cols: Float64Array,
+  m: number,
+  k: number,
+  tau: Float64Array,
+  apply: ApplyReflector = applyReflector,
+): void {
   for (let j = k - 1; j >= 0; j--) {
     const cj = j * m;
     const t = tau[j];
@@ -192,7 +212,10 @@ export function orthonormalizeColumnsInPlace(cols: Float64Array, m: number, k: n
  * enough and the runtime has SIMD, on a copy in the SIMD module's memory (reflector-wasm.ts),
  * copied back afterwards; else on cols itself with applyReflector.
  */
-export function withReflector(cols: Float64Array, steps: (work: Float64Array, apply: ApplyReflector) => void): void {
+export function withReflector(
+  cols: Float64Array,
+  steps: (work: Float64Array, apply: ApplyReflector) => void,
+): void {
   const simd = cols.length >= SIMD_MIN_DOUBLES ? wasmReflectors() : null;
   if (simd === null) {
     steps(cols, applyReflector);

@@ -32,12 +32,18 @@ export function wasmReflectors(): WasmReflectors | null {
     if (!WebAssembly.validate(bytes)) return null;
     const memory = new WebAssembly.Memory({ initial: 1, maximum: MAX_PAGES });
     const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { env: { memory } });
-    const apply = instance.exports.apply_reflector as (m: number, k: number, j: number, t: number) => void;
+    const apply = instance.exports.apply_reflector as (
+      m: number,
+      k: number,
+      j: number,
+      t: number,
+    ) => void;
     let view = new Float64Array(memory.buffer);
     cached = {
       view(doubles) {
         const bytesNeeded = doubles * 8;
-        if (memory.buffer.byteLength < bytesNeeded) memory.grow(Math.ceil((bytesNeeded - memory.buffer.byteLength) / PAGE));
+        if (memory.buffer.byteLength < bytesNeeded)
+          memory.grow(Math.ceil((bytesNeeded - memory.buffer.byteLength) / PAGE));
         if (view.buffer !== memory.buffer) view = new Float64Array(memory.buffer);
         return view;
       },
@@ -82,7 +88,15 @@ function emitModule(): Uint8Array<ArrayBuffer> {
     f.block().get(r).get(pairEnd).op("i32.ge_u").brIf(0).loop();
     f.get(cj).get(r).op("i32.add").simdMem("v128.load").set(x);
     for (let q = 0; q < w; q++) {
-      f.get(acc[q]).get(x).get(o[q]).get(r).op("i32.add").simdMem("v128.load").simd("f64x2.mul").simd("f64x2.add").set(acc[q]);
+      f.get(acc[q])
+        .get(x)
+        .get(o[q])
+        .get(r)
+        .op("i32.add")
+        .simdMem("v128.load")
+        .simd("f64x2.mul")
+        .simd("f64x2.add")
+        .set(acc[q]);
     }
     f.get(r).i32(16).op("i32.add").tee(r).get(pairEnd).op("i32.lt_u").brIf(0);
     f.end().end();
@@ -93,7 +107,16 @@ function emitModule(): Uint8Array<ArrayBuffer> {
     }
     f.block().get(r).get(colBytes).op("i32.ge_u").brIf(0); // the odd last row
     f.get(cj).get(r).op("i32.add").mem("f64.load").set(xs);
-    for (let q = 0; q < w; q++) f.get(d[q]).get(xs).get(o[q]).get(r).op("i32.add").mem("f64.load").op("f64.mul").op("f64.add").set(d[q]);
+    for (let q = 0; q < w; q++)
+      f.get(d[q])
+        .get(xs)
+        .get(o[q])
+        .get(r)
+        .op("i32.add")
+        .mem("f64.load")
+        .op("f64.mul")
+        .op("f64.add")
+        .set(d[q]);
     f.end();
     // f_q = t d_q; col_q[j] -= f_q; col_q[i] -= f_q v_i
     for (let q = 0; q < w; q++) {
@@ -107,7 +130,14 @@ function emitModule(): Uint8Array<ArrayBuffer> {
     f.get(cj).get(r).op("i32.add").simdMem("v128.load").set(x);
     for (let q = 0; q < w; q++) {
       f.get(o[q]).get(r).op("i32.add");
-      f.get(o[q]).get(r).op("i32.add").simdMem("v128.load").get(acc[q]).get(x).simd("f64x2.mul").simd("f64x2.sub");
+      f.get(o[q])
+        .get(r)
+        .op("i32.add")
+        .simdMem("v128.load")
+        .get(acc[q])
+        .get(x)
+        .simd("f64x2.mul")
+        .simd("f64x2.sub");
       f.simdMem("v128.store");
     }
     f.get(r).i32(16).op("i32.add").tee(r).get(pairEnd).op("i32.lt_u").brIf(0);
@@ -116,7 +146,15 @@ function emitModule(): Uint8Array<ArrayBuffer> {
     f.get(cj).get(r).op("i32.add").mem("f64.load").set(xs);
     for (let q = 0; q < w; q++) {
       f.get(o[q]).get(r).op("i32.add");
-      f.get(o[q]).get(r).op("i32.add").mem("f64.load").get(d[q]).get(xs).op("f64.mul").op("f64.sub").mem("f64.store");
+      f.get(o[q])
+        .get(r)
+        .op("i32.add")
+        .mem("f64.load")
+        .get(d[q])
+        .get(xs)
+        .op("f64.mul")
+        .op("f64.sub")
+        .mem("f64.store");
     }
     f.end();
   };
@@ -125,7 +163,11 @@ function emitModule(): Uint8Array<ArrayBuffer> {
   f.block().loop();
   f.get(c).i32(4).op("i32.add").get(k).op("i32.gt_u").brIf(1);
   f.get(c).get(colBytes).op("i32.mul").set(o[0]);
-  for (let q = 1; q < 4; q++) f.get(o[q - 1]).get(colBytes).op("i32.add").set(o[q]);
+  for (let q = 1; q < 4; q++)
+    f.get(o[q - 1])
+      .get(colBytes)
+      .op("i32.add")
+      .set(o[q]);
   columns(4);
   f.get(c).i32(4).op("i32.add").set(c);
   f.br(0);

@@ -225,7 +225,9 @@ export function svdJacobi(a: ArrayLike<number>, m: number, n: number): Svd {
     throw new RangeError(`svdJacobi: dimensions must be positive integers, got m=${m}, n=${n}`);
   }
   if (a.length !== m * n) {
-    throw new RangeError(`svdJacobi: input has ${a.length} values, (m, n) = (${m}, ${n}) needs ${m * n}`);
+    throw new RangeError(
+      `svdJacobi: input has ${a.length} values, (m, n) = (${m}, ${n}) needs ${m * n}`,
+    );
   }
   for (let i = 0; i < a.length; i++) {
     if (!Number.isFinite(a[i])) throw new RangeError(`svdJacobi: input element ${i} is ${a[i]}`);

@@ -194,10 +194,14 @@ export function svdLowrank(
     throw new RangeError(`svdLowrank: dimensions must be positive integers, got m=${m}, n=${n}`);
   }
   if (a.length !== m * n) {
-    throw new RangeError(`svdLowrank: input has ${a.length} values, (m, n) = (${m}, ${n}) needs ${m * n}`);
+    throw new RangeError(
+      `svdLowrank: input has ${a.length} values, (m, n) = (${m}, ${n}) needs ${m * n}`,
+    );
   }
   if (!Number.isInteger(q) || q < 1 || q > Math.min(m, n)) {
-    throw new RangeError(`svdLowrank: q must be an integer in [1, min(m, n) = ${Math.min(m, n)}], got ${q}`);
+    throw new RangeError(
+      `svdLowrank: q must be an integer in [1, min(m, n) = ${Math.min(m, n)}], got ${q}`,
+    );
   }
   if (normalizer !== "lu" && normalizer !== "qr") {
     throw new RangeError(`svdLowrank: normalizer must be "lu" or "qr", got ${String(normalizer)}`);
@@ -207,7 +211,9 @@ export function svdLowrank(
   }
   for (let i = 0; i < a.length; i++) {
     if (!Number.isFinite(a[i])) {
-      throw new RangeError(`svdLowrank: input element ${i} (row ${Math.floor(i / n)}, col ${i % n}) is ${a[i]}`);
+      throw new RangeError(
+        `svdLowrank: input element ${i} (row ${Math.floor(i / n)}, col ${i % n}) is ${a[i]}`,
+      );
     }
   }
 
@@ -231,7 +237,9 @@ export function svdLowrank(
   }
 
   const products =
-    options.kernels === undefined ? tsProducts(a, m, n) : kernelProducts(options.kernels, a, m, n, q);
+    options.kernels === undefined
+      ? tsProducts(a, m, n)
+      : kernelProducts(options.kernels, a, m, n, q);
   try {
     // X P for P (colsX, q) -> (X P)^T (q, rowsX);  X^T P for P (rowsX, q) -> (q, colsX)
     const mulX = (pt: Float64Array): Float64Array =>

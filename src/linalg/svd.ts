@@ -32,7 +32,12 @@ export function canonicalizeSigns(svd: Svd): Svd {
 }
 
 /** The first `cols` columns of a row-major (rows, k) matrix, as a row-major (rows, cols) copy. */
-export function leadingColumns(a: Float64Array, rows: number, k: number, cols: number): Float64Array {
+export function leadingColumns(
+  a: Float64Array,
+  rows: number,
+  k: number,
+  cols: number,
+): Float64Array {
   if (cols > k) throw new RangeError(`leadingColumns: asked for ${cols} of ${k} columns`);
   const out = new Float64Array(rows * cols); // (rows, cols)
   for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[r * cols + c] = a[r * k + c];
@@ -44,7 +49,12 @@ export function leadingColumns(a: Float64Array, rows: number, k: number, cols: n
  * matrices with orthonormal columns: sin(theta_max) = ||(I - A A^T) B||_2 (Golub & Van Loan
  * §6.4.3), which stays accurate for tiny angles where acos of the cosines would not.
  */
-export function maxPrincipalAngleDegrees(a: Float64Array, b: Float64Array, rows: number, k: number): number {
+export function maxPrincipalAngleDegrees(
+  a: Float64Array,
+  b: Float64Array,
+  rows: number,
+  k: number,
+): number {
   if (a.length !== rows * k || b.length !== rows * k) {
     throw new RangeError(`maxPrincipalAngleDegrees: both bases must be (${rows}, ${k})`);
   }

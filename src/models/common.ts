@@ -6,11 +6,11 @@
 // create once per (B, T); helpers only read and write tensors they are given.
 
 import type { Kernels, MatmulCausal } from "../kernels/kernels.js";
-import type { Tensor } from "../tensor/tensor.js";
+import { type QuantizedWeight, quantizeWeight } from "../quant/quantized-linear.js";
 import { shapeString } from "../tensor/shape.js";
+import type { Tensor } from "../tensor/tensor.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import type { Batch } from "./model.js";
-import { type QuantizedWeight, quantizeWeight } from "../quant/quantized-linear.js";
 import { type FrozenWeight, transpose2d, type WeightStorageKind } from "./weights.js";
 
 /** transformers' ignore_index for labels (CrossEntropyLoss default). */
@@ -26,7 +26,10 @@ export interface ParamSpec {
 
 /** The part of io/safetensors' Checkpoint the models use. */
 export interface CheckpointSource {
-  readonly entries: ReadonlyMap<string, { readonly shape: readonly number[]; readonly file: string; readonly dtype?: string }>;
+  readonly entries: ReadonlyMap<
+    string,
+    { readonly shape: readonly number[]; readonly file: string; readonly dtype?: string }
+  >;
   readInto(name: string, target: Tensor): Promise<void> | void;
 }
 
@@ -55,14 +58,24 @@ export async function loadParams(
 ): Promise<Map<string, Tensor>> {
   // name the file(s) the tensor should have been in: the single file, or every shard
   const files = [...new Set([...checkpoint.entries.values()].map((e) => e.file))];
-  const where = files.length === 0 ? source : files.length === 1 ? files[0] : `${source} (${files.length} shards)`;
+  const where =
+    files.length === 0
+      ? source
+      : files.length === 1
+        ? files[0]
+        : `${source} (${files.length} shards)`;
   for (const spec of specs) {
     const stored = spec.stored ?? spec.name;
     const entry = checkpoint.entries.get(stored);
     if (entry === undefined) {
-      throw new Error(`${where}: tensor ${stored} is missing (expected shape ${shapeString(spec.shape)})`);
+      throw new Error(
+        `${where}: tensor ${stored} is missing (expected shape ${shapeString(spec.shape)})`,
+      );
     }
-    if (entry.shape.length !== spec.shape.length || entry.shape.some((d, i) => d !== spec.shape[i])) {
+    if (
+      entry.shape.length !== spec.shape.length ||
+      entry.shape.some((d, i) => d !== spec.shape[i])
+    ) {
       throw new Error(
         `${entry.file}: tensor ${stored} has shape ${shapeString(entry.shape)}, the config implies ${shapeString(spec.shape)}`,
       );
@@ -74,7 +87,9 @@ export async function loadParams(
     for (const spec of specs) {
       const name = spec.stored ?? spec.name;
       const kind = storage?.kindOf(spec.name) ?? "f32";
-      const sameDtype = checkpoint.entries.get(name)?.dtype === (kind === "bf16" ? "BF16" : kind === "f16" ? "F16" : "F32");
+      const sameDtype =
+        checkpoint.entries.get(name)?.dtype ===
+        (kind === "bf16" ? "BF16" : kind === "f16" ? "F16" : "F32");
       if (kind === "f32" || ((kind === "bf16" || kind === "f16") && sameDtype)) {
         const t = heap.tensor(spec.shape, kind);
         params.set(spec.name, t);
@@ -92,7 +107,10 @@ export async function loadParams(
           const [rows, cols] = spec.shape;
           const outIn = storage.fanInFanOut(spec.name);
           const data = outIn ? transpose2d(tmp.toArray(), rows, cols) : tmp.toArray();
-          storage.quantized.set(spec.name, quantizeWeight(kind, data, outIn ? [cols, rows] : [rows, cols]));
+          storage.quantized.set(
+            spec.name,
+            quantizeWeight(kind, data, outIn ? [cols, rows] : [rows, cols]),
+          );
         }
       } finally {
         tmp.dispose();
@@ -114,7 +132,12 @@ export function gradFor(
 ): Tensor | null {
   const g = paramGrads?.get(name);
   if (g === undefined) return null;
-  if (g.dtype !== "f32" || g.size !== param.size || g.shape.length !== param.shape.length || g.shape.some((d, i) => d !== param.shape[i])) {
+  if (
+    g.dtype !== "f32" ||
+    g.size !== param.size ||
+    g.shape.length !== param.shape.length ||
+    g.shape.some((d, i) => d !== param.shape[i])
+  ) {
     throw new Error(
       `paramGrads["${name}"]: expected f32 ${shapeString(param.shape)}, got ${g.dtype} ${shapeString(g.shape)}`,
     );
@@ -129,7 +152,8 @@ export function checkGradNames(
 ): void {
   if (paramGrads === undefined) return;
   for (const name of paramGrads.keys()) {
-    if (!params.has(name)) throw new Error(`paramGrads: "${name}" is not a parameter of this model`);
+    if (!params.has(name))
+      throw new Error(`paramGrads: "${name}" is not a parameter of this model`);
   }
 }
 
@@ -196,7 +220,8 @@ export class LinearLayer {
     const dWeight = gradFor(paramGrads, this.info.weightName, this.weight);
     if (dWeight !== null) {
       // (out, in) += dy^T x ; Conv1D (in, out) += x^T dy
-      if (this.info.fanInFanOut) kernels.matmul(dWeight, inp, dOut, { transA: true, accumulate: true });
+      if (this.info.fanInFanOut)
+        kernels.matmul(dWeight, inp, dOut, { transA: true, accumulate: true });
       else kernels.matmul(dWeight, dOut, inp, { transA: true, accumulate: true });
     }
     if (this.bias !== null && this.info.biasName !== null) {
@@ -245,9 +270,12 @@ export function validateBatch(batch: Batch, vocabSize: number, maxPositions: num
     throw new Error(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
   }
   const n = B * T;
-  if (batch.inputIds.length !== n) throw new Error(`batch.inputIds: expected ${n} ids (B*T), got ${batch.inputIds.length}`);
+  if (batch.inputIds.length !== n)
+    throw new Error(`batch.inputIds: expected ${n} ids (B*T), got ${batch.inputIds.length}`);
   if (batch.attentionMask !== undefined && batch.attentionMask.length !== n) {
-    throw new Error(`batch.attentionMask: expected ${n} values (B*T), got ${batch.attentionMask.length}`);
+    throw new Error(
+      `batch.attentionMask: expected ${n} values (B*T), got ${batch.attentionMask.length}`,
+    );
   }
   if (batch.labels !== undefined && batch.labels.length !== n) {
     throw new Error(`batch.labels: expected ${n} values (B*T), got ${batch.labels.length}`);
@@ -257,7 +285,8 @@ export function validateBatch(batch: Batch, vocabSize: number, maxPositions: num
   }
   for (let i = 0; i < n; i++) {
     const id = batch.inputIds[i];
-    if (id < 0 || id >= vocabSize) throw new Error(`batch.inputIds[${i}] = ${id} is outside the vocabulary [0, ${vocabSize})`);
+    if (id < 0 || id >= vocabSize)
+      throw new Error(`batch.inputIds[${i}] = ${id} is outside the vocabulary [0, ${vocabSize})`);
   }
 }
 
@@ -273,7 +302,9 @@ export function shiftLabels(batch: Batch, targets: Int32Array, vocabSize: number
     for (let t = 0; t < T; t++) {
       const label = t + 1 < T ? labels[b * T + t + 1] : IGNORE_INDEX;
       if (label !== IGNORE_INDEX && (label < 0 || label >= vocabSize)) {
-        throw new Error(`batch.labels[${b * T + t + 1}] = ${label} is outside the vocabulary [0, ${vocabSize})`);
+        throw new Error(
+          `batch.labels[${b * T + t + 1}] = ${label} is outside the vocabulary [0, ${vocabSize})`,
+        );
       }
       targets[b * T + t] = label;
       if (label !== IGNORE_INDEX) count++;
@@ -288,6 +319,14 @@ export function shiftLabels(batch: Batch, targets: Int32Array, vocabSize: number
  * gradient are only needed on and below the diagonal (maskOut), and probabilities and their
  * gradients are zero above it (lowerA as the left operand, upperA transposed).
  */
-export function causalProducts(T: number): { maskOut: MatmulCausal; lowerA: MatmulCausal; upperA: MatmulCausal } {
-  return { maskOut: { kind: "maskOut", period: T }, lowerA: { kind: "lowerA", period: T }, upperA: { kind: "upperA", period: T } };
+export function causalProducts(T: number): {
+  maskOut: MatmulCausal;
+  lowerA: MatmulCausal;
+  upperA: MatmulCausal;
+} {
+  return {
+    maskOut: { kind: "maskOut", period: T },
+    lowerA: { kind: "lowerA", period: T },
+    upperA: { kind: "upperA", period: T },
+  };
 }

@@ -25,8 +25,8 @@ import type { Heap } from "../tensor/heap.js";
 import { sameShape, shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
 import {
-  checkGradNames,
   type CheckpointSource,
+  checkGradNames,
   findLinear,
   IGNORE_INDEX,
   keyLengthsOf,
@@ -36,8 +36,8 @@ import {
   shiftLabels,
   validateBatch,
 } from "./common.js";
-import type { LinearAdapter, LinearInfo } from "./linear.js";
 import { type CacheDims, DecoderKvCache, type StepCapacity, type StepScratch } from "./kv-cache.js";
+import type { LinearAdapter, LinearInfo } from "./linear.js";
 import type { Batch, CachedStep, CausalLM, KvCache, LossAndGradsOptions } from "./model.js";
 import {
   FrozenWeight,
@@ -150,8 +150,11 @@ export interface DecoderLimits {
 /** Builds a registered LinearLayer; shared = the weight is another parameter (a tied lm_head). */
 export type LinearFactory = (info: LinearInfo, shared?: boolean) => LinearLayer;
 
-export abstract class DecoderModel<Config extends KnownModelConfig, P extends DecoderPlan, S extends StepScratch>
-  implements CausalLM
+export abstract class DecoderModel<
+  Config extends KnownModelConfig,
+  P extends DecoderPlan,
+  S extends StepScratch,
+> implements CausalLM
 {
   readonly modelType: string;
   readonly config: Config;
@@ -162,7 +165,12 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
   private readonly weights: LinearWeights;
   private plan: P | null = null;
 
-  constructor(config: Config, params: ReadonlyMap<string, Tensor>, kernels: Kernels, limits: DecoderLimits) {
+  constructor(
+    config: Config,
+    params: ReadonlyMap<string, Tensor>,
+    kernels: Kernels,
+    limits: DecoderLimits,
+  ) {
     this.modelType = config.model_type;
     this.config = config;
     this.kernels = kernels;
@@ -183,13 +191,28 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
    * `params`, int8 / nf4 in `quantized`) and registers each by path for linears() and setAdapter.
    * The weight's stored shape is (out, in), or (in, out) when info.fanInFanOut (Conv1D).
    */
-  protected linearFactory(params: Map<string, Tensor>, quantized: ReadonlyMap<string, QuantizedWeight>): LinearFactory {
+  protected linearFactory(
+    params: Map<string, Tensor>,
+    quantized: ReadonlyMap<string, QuantizedWeight>,
+  ): LinearFactory {
     return (info, shared = false) => {
       const { inFeatures: inF, outFeatures: outF, weightName } = info;
       const shape: [number, number] = info.fanInFanOut ? [inF, outF] : [outF, inF];
       const stored = quantized.get(weightName) ?? null;
-      const weight = new FrozenWeight(weightName, shape, info.fanInFanOut, shared, params, stored, this.weights.scratch);
-      const layer = new LinearLayer(info, weight, info.biasName === null ? null : this.param(info.biasName));
+      const weight = new FrozenWeight(
+        weightName,
+        shape,
+        info.fanInFanOut,
+        shared,
+        params,
+        stored,
+        this.weights.scratch,
+      );
+      const layer = new LinearLayer(
+        info,
+        weight,
+        info.biasName === null ? null : this.param(info.biasName),
+      );
       this.linearsByPath.set(info.path, layer);
       return layer;
     };
@@ -207,7 +230,11 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
    * gradient when neither an embedding gradient, its input-norm gradient nor inputsEmbedsGrad
    * needs it (PyTorch autograd semantics).
    */
-  protected abstract backwardPass(plan: P, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void;
+  protected abstract backwardPass(
+    plan: P,
+    paramGrads: ReadonlyMap<string, Tensor> | undefined,
+    inputsEmbedsGrad: Tensor | null,
+  ): void;
   /** Architecture-specific limits on the sequence length (after the generic batch checks). */
   protected checkSeqLen(_T: number): void {}
   /** Sizes of the key/value cache and the step scratch. */
@@ -219,7 +246,12 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
    * layer, appending keys and values to `cache` (kv-cache.ts cachedAttention). Returns the final
    * hidden states (N * Tn, C), before the final norm.
    */
-  protected abstract forwardStep(cache: DecoderKvCache<S>, s: S, rows: readonly number[], Tn: number): Tensor;
+  protected abstract forwardStep(
+    cache: DecoderKvCache<S>,
+    s: S,
+    rows: readonly number[],
+    Tn: number,
+  ): Tensor;
   /** logits (n, V) = lm_head(final_norm(hidden (n, C))), with s's scratch. */
   protected abstract headStep(s: S, logits: Tensor, hidden: Tensor): void;
 
@@ -339,12 +371,18 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
   }
 
   createCache(batchSize: number, maxLength: number): KvCache {
-    for (const [name, value] of [["batchSize", batchSize], ["maxLength", maxLength]] as const) {
-      if (!Number.isSafeInteger(value) || value <= 0) throw new Error(`createCache: ${name} must be a positive integer, got ${value}`);
+    for (const [name, value] of [
+      ["batchSize", batchSize],
+      ["maxLength", maxLength],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value <= 0)
+        throw new Error(`createCache: ${name} must be a positive integer, got ${value}`);
     }
     const max = this.limits.maxPositions;
     if (max !== null && maxLength > max) {
-      throw new Error(`createCache: maxLength ${maxLength} exceeds the model's ${max} positions (${this.modelType})`);
+      throw new Error(
+        `createCache: maxLength ${maxLength} exceeds the model's ${max} positions (${this.modelType})`,
+      );
     }
     this.checkSeqLen(maxLength);
     return new DecoderKvCache<S>(this.kernels.heap, this, this.cacheDims(), batchSize, maxLength);
@@ -355,32 +393,44 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
     const { rows, inputIds, seqLen: Tn } = step;
     const last = (step.logits ?? "all") === "last";
     const N = rows.length;
-    if (!Number.isSafeInteger(Tn) || Tn <= 0) throw new Error(`forwardCached: seqLen must be a positive integer, got ${Tn}`);
+    if (!Number.isSafeInteger(Tn) || Tn <= 0)
+      throw new Error(`forwardCached: seqLen must be a positive integer, got ${Tn}`);
     if (N === 0) throw new Error("forwardCached: step.rows is empty");
     if (inputIds.length !== N * Tn) {
-      throw new Error(`forwardCached: expected ${N * Tn} ids (${N} rows x seqLen ${Tn}), got ${inputIds.length}`);
+      throw new Error(
+        `forwardCached: expected ${N * Tn} ids (${N} rows x seqLen ${Tn}), got ${inputIds.length}`,
+      );
     }
     const seen = new Set<number>();
     for (const b of rows) {
-      if (!Number.isInteger(b) || b < 0 || b >= cache.batchSize) throw new Error(`forwardCached: row ${b} is outside the cache's [0, ${cache.batchSize})`);
+      if (!Number.isInteger(b) || b < 0 || b >= cache.batchSize)
+        throw new Error(`forwardCached: row ${b} is outside the cache's [0, ${cache.batchSize})`);
       if (seen.has(b)) throw new Error(`forwardCached: row ${b} is listed twice`);
       seen.add(b);
       const have = cache.lengths[b];
       if (have + Tn > cache.maxLength) {
-        throw new Error(`forwardCached: row ${b} holds ${have} tokens; ${Tn} more exceed the cache's maxLength ${cache.maxLength}`);
+        throw new Error(
+          `forwardCached: row ${b} holds ${have} tokens; ${Tn} more exceed the cache's maxLength ${cache.maxLength}`,
+        );
       }
     }
     const V = this.limits.vocabSize;
     for (let i = 0; i < inputIds.length; i++) {
       const id = inputIds[i];
-      if (!(id >= 0 && id < V)) throw new Error(`forwardCached: inputIds[${i}] = ${id} is outside the vocabulary [0, ${V})`);
+      if (!(id >= 0 && id < V))
+        throw new Error(
+          `forwardCached: inputIds[${i}] = ${id} is outside the vocabulary [0, ${V})`,
+        );
     }
     const R = N * Tn;
     const need = { tokens: R, seqLen: Tn, logitRows: last ? N : R };
-    const s = cache.stepScratch(need, (capacity) => this.createStepScratch(capacity, cache.maxLength));
+    const s = cache.stepScratch(need, (capacity) =>
+      this.createStepScratch(capacity, cache.maxLength),
+    );
     s.ids.i32().set(inputIds);
     const positions = s.positions.i32();
-    for (let n = 0; n < N; n++) for (let t = 0; t < Tn; t++) positions[n * Tn + t] = cache.lengths[rows[n]] + t;
+    for (let n = 0; n < N; n++)
+      for (let t = 0; t < Tn; t++) positions[n * Tn + t] = cache.lengths[rows[n]] + t;
     const hidden = this.forwardStep(cache, s, rows, Tn); // (R, C)
     for (const b of rows) cache.lengths[b] += Tn;
     const C = hidden.size / R;
@@ -390,7 +440,8 @@ export abstract class DecoderModel<Config extends KnownModelConfig, P extends De
       return logits.view([N, Tn, V]);
     }
     const picked = s.lastHidden.view([N, C]); // each row's last new hidden state
-    for (let n = 0; n < N; n++) this.kernels.copy(picked.view([1, C], n * C), hidden.view([1, C], (n * Tn + Tn - 1) * C));
+    for (let n = 0; n < N; n++)
+      this.kernels.copy(picked.view([1, C], n * C), hidden.view([1, C], (n * Tn + Tn - 1) * C));
     const logits = s.logits.view([N, V]);
     this.headStep(s, logits, picked);
     return logits.view([N, 1, V]);
@@ -460,9 +511,14 @@ export async function loadDecoderParams(
   storage: WeightLoadOptions,
   layout: { embeddings: readonly string[]; fanInFanOut: (name: string) => boolean },
 ): Promise<{ params: Map<string, Tensor>; quantized: Map<string, QuantizedWeight> }> {
-  const isLinear = (name: string) => !layout.embeddings.includes(name) && specs.some((s) => s.name === name && s.shape.length === 2);
+  const isLinear = (name: string) =>
+    !layout.embeddings.includes(name) && specs.some((s) => s.name === name && s.shape.length === 2);
   const kindOf = linearStorageAtLoad(storage, isLinear, (name) => name === "lm_head.weight");
   const quantized = new Map<string, QuantizedWeight>();
-  const params = await loadParams(kernels, checkpoint, specs, source, { kindOf, fanInFanOut: layout.fanInFanOut, quantized });
+  const params = await loadParams(kernels, checkpoint, specs, source, {
+    kindOf,
+    fanInFanOut: layout.fanInFanOut,
+    quantized,
+  });
   return { params, quantized };
 }

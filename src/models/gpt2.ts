@@ -18,9 +18,21 @@ import type { Gpt2Config } from "../io/hf-config.js";
 import type { BackwardOptions, GeluApproximate, Kernels } from "../kernels/kernels.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { causalProducts, type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
+import {
+  type CheckpointSource,
+  causalProducts,
+  gradFor,
+  type LinearLayer,
+  type ParamSpec,
+} from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
-import { type CacheDims, cachedAttention, type DecoderKvCache, type StepCapacity, StepScratch } from "./kv-cache.js";
+import {
+  type CacheDims,
+  cachedAttention,
+  type DecoderKvCache,
+  type StepCapacity,
+  StepScratch,
+} from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
 import type { WeightLoadOptions } from "./weights.js";
 
@@ -49,11 +61,14 @@ interface Dims {
 
 function dimsOf(config: Gpt2Config): Dims {
   const D = config.n_embd / config.n_head;
-  if (!Number.isInteger(D)) throw new Error(`gpt2: n_embd ${config.n_embd} is not a multiple of n_head ${config.n_head}`);
+  if (!Number.isInteger(D))
+    throw new Error(`gpt2: n_embd ${config.n_embd} is not a multiple of n_head ${config.n_head}`);
   const act = config.activation_function;
   const gelu = Object.hasOwn(GELU_OF, act) ? GELU_OF[act] : undefined;
   if (gelu === undefined) {
-    throw new Error(`gpt2: activation_function "${act}" is not supported (supported: ${Object.keys(GELU_OF).join(", ")})`);
+    throw new Error(
+      `gpt2: activation_function "${act}" is not supported (supported: ${Object.keys(GELU_OF).join(", ")})`,
+    );
   }
   return {
     L: config.n_layer,
@@ -74,10 +89,16 @@ function dimsOf(config: Gpt2Config): Dims {
 function paramSpecs(d: Dims, checkpoint: CheckpointSource): ParamSpec[] {
   const { C, F, V, P } = d;
   // openai-community/gpt2 stores GPT2Model's names without the "transformer." prefix
-  const bare = !checkpoint.entries.has("transformer.wte.weight") && checkpoint.entries.has("wte.weight");
+  const bare =
+    !checkpoint.entries.has("transformer.wte.weight") && checkpoint.entries.has("wte.weight");
   const spec = (name: string, shape: number[]): ParamSpec =>
-    bare && name.startsWith("transformer.") ? { name, shape, stored: name.slice("transformer.".length) } : { name, shape };
-  const specs: ParamSpec[] = [spec("transformer.wte.weight", [V, C]), spec("transformer.wpe.weight", [P, C])];
+    bare && name.startsWith("transformer.")
+      ? { name, shape, stored: name.slice("transformer.".length) }
+      : { name, shape };
+  const specs: ParamSpec[] = [
+    spec("transformer.wte.weight", [V, C]),
+    spec("transformer.wpe.weight", [P, C]),
+  ];
   for (let l = 0; l < d.L; l++) {
     const p = `transformer.h.${l}`;
     specs.push(spec(`${p}.ln_1.weight`, [C]), spec(`${p}.ln_1.bias`, [C]));
@@ -283,7 +304,14 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     });
     // Conv1D: weight stored (in, out), always with a bias
     const conv1d = (path: string, inF: number, outF: number): LinearLayer =>
-      linear({ path, inFeatures: inF, outFeatures: outF, weightName: `${path}.weight`, biasName: `${path}.bias`, fanInFanOut: true });
+      linear({
+        path,
+        inFeatures: inF,
+        outFeatures: outF,
+        weightName: `${path}.weight`,
+        biasName: `${path}.bias`,
+        fanInFanOut: true,
+      });
     this.wte = this.param("transformer.wte.weight");
     this.wpe = this.param("transformer.wpe.weight");
     const { C, F, V } = d;
@@ -301,7 +329,17 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     this.lnf = norm("transformer.ln_f");
     // lm_head is an nn.Linear (out, in); tied, its weight IS transformer.wte.weight
     const headName = d.tied ? "transformer.wte.weight" : "lm_head.weight";
-    this.lmHead = linear({ path: "lm_head", inFeatures: C, outFeatures: V, weightName: headName, biasName: null, fanInFanOut: false }, d.tied);
+    this.lmHead = linear(
+      {
+        path: "lm_head",
+        inFeatures: C,
+        outFeatures: V,
+        weightName: headName,
+        biasName: null,
+        fanInFanOut: false,
+      },
+      d.tied,
+    );
   }
 
   protected override createPlan(B: number, T: number): Plan {
@@ -335,7 +373,11 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
         const r = rowViews(d, T, b);
         k.matmul(r.scores(a.probs), r.q(a.qkvh), r.k(a.qkvh), { transB: true, causal: maskOut }); // raw scores
       }
-      k.attentionSoftmax(a.probs, a.probs, { scale: this.attentionScale(l), causal: true, keyLengths: plan.keyLengths });
+      k.attentionSoftmax(a.probs, a.probs, {
+        scale: this.attentionScale(l),
+        causal: true,
+        keyLengths: plan.keyLengths,
+      });
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
         k.matmul(r.heads(plan.attnOut), r.scores(a.probs), r.v(a.qkvh), { causal: lowerA });
@@ -350,7 +392,15 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       w.fcProj.forward(k, xOut, a.h);
       k.add(xOut, xOut, a.x2);
     }
-    k.layernorm(plan.nf, plan.meanf, plan.rstdf, plan.xFinal, this.lnf.weight, this.lnf.bias, d.eps);
+    k.layernorm(
+      plan.nf,
+      plan.meanf,
+      plan.rstdf,
+      plan.xFinal,
+      this.lnf.weight,
+      this.lnf.bias,
+      d.eps,
+    );
   }
 
   protected override headLayer(): LinearLayer {
@@ -366,7 +416,12 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
   }
 
   /** forwardPass's layer for N rows x Tn new tokens, each at its own position, keys from the cache. */
-  protected override forwardStep(cache: DecoderKvCache<Step>, s: Step, rows: readonly number[], Tn: number): Tensor {
+  protected override forwardStep(
+    cache: DecoderKvCache<Step>,
+    s: Step,
+    rows: readonly number[],
+    Tn: number,
+  ): Tensor {
     const k = this.kernels;
     const d = this.d;
     const { C, H, D, F } = d;
@@ -385,7 +440,8 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     const fc = s.fc.view([R, F]);
     const h = s.h.view([R, F]);
     // row r of qkvh (3H, Tn, D) holds Q, K, V (H, Tn, D) one after the other
-    const part = (which: number) => (r: number) => qkvh.view([H, Tn, D], (3 * r + which) * H * Tn * D);
+    const part = (which: number) => (r: number) =>
+      qkvh.view([H, Tn, D], (3 * r + which) * H * Tn * D);
     k.embedding(x, this.wte, s.ids.view([R]));
     k.embedding(posEmb, this.wpe, s.positions.view([R]));
     k.add(x, x, posEmb);
@@ -395,7 +451,18 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       k.layernorm(n, mean, rstd, x, w.ln1.weight, w.ln1.bias, d.eps);
       w.attn.forward(k, qkv, n);
       k.permute0213(qkvh, qkv.view([N, Tn, 3 * H, D])); // -> (N, 3H, Tn, D)
-      cachedAttention(k, cache, l, rows, part(0), part(1), part(2), attnOut, s.scores, this.attentionScale(l));
+      cachedAttention(
+        k,
+        cache,
+        l,
+        rows,
+        part(0),
+        part(1),
+        part(2),
+        attnOut,
+        s.scores,
+        this.attentionScale(l),
+      );
       k.permute0213(atty.view([N, Tn, H, D]), attnOut);
       w.proj.forward(k, x2, atty);
       k.add(x2, x2, x);
@@ -412,7 +479,15 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
   protected override headStep(s: Step, logits: Tensor, hidden: Tensor): void {
     const rows = logits.shape[0];
     const nf = s.nf.view([rows, this.d.C]);
-    this.kernels.layernorm(nf, s.meanf.view([rows]), s.rstdf.view([rows]), hidden, this.lnf.weight, this.lnf.bias, this.d.eps);
+    this.kernels.layernorm(
+      nf,
+      s.meanf.view([rows]),
+      s.rstdf.view([rows]),
+      hidden,
+      this.lnf.weight,
+      this.lnf.bias,
+      this.d.eps,
+    );
     this.lmHead.forward(this.kernels, logits, nf);
   }
 
@@ -432,7 +507,11 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
   }
 
   /** Reads plan.dn (d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
-  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void {
+  protected override backwardPass(
+    plan: Plan,
+    paramGrads: ReadonlyMap<string, Tensor> | undefined,
+    inputsEmbedsGrad: Tensor | null,
+  ): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
@@ -449,10 +528,21 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       dWte !== null ||
       dWpe !== null ||
       inputsEmbedsGrad !== null ||
-      (ln1 !== null && (gradFor(paramGrads, ln1.weightName, ln1.weight) !== null || gradFor(paramGrads, ln1.biasName, ln1.bias) !== null));
+      (ln1 !== null &&
+        (gradFor(paramGrads, ln1.weightName, ln1.weight) !== null ||
+          gradFor(paramGrads, ln1.biasName, ln1.bias) !== null));
     // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
     const overwrite = { accumulate: false };
-    this.layernormBackward(dx, dn, plan.xFinal, this.lnf, plan.meanf, plan.rstdf, paramGrads, overwrite);
+    this.layernormBackward(
+      dx,
+      dn,
+      plan.xFinal,
+      this.lnf,
+      plan.meanf,
+      plan.rstdf,
+      paramGrads,
+      overwrite,
+    );
     for (let l = d.L - 1; l >= 0; l--) {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
@@ -466,14 +556,29 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
-        k.matmul(r.scores(plan.dProbs), r.heads(plan.dAttnOut), r.v(a.qkvh), { transB: true, causal: maskOut });
-        k.matmul(r.v(plan.dQkvh), r.scores(a.probs), r.heads(plan.dAttnOut), { transA: true, causal: upperA });
+        k.matmul(r.scores(plan.dProbs), r.heads(plan.dAttnOut), r.v(a.qkvh), {
+          transB: true,
+          causal: maskOut,
+        });
+        k.matmul(r.v(plan.dQkvh), r.scores(a.probs), r.heads(plan.dAttnOut), {
+          transA: true,
+          causal: upperA,
+        });
       }
-      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, this.attentionScale(l), overwrite);
+      k.attentionSoftmaxBackward(
+        plan.dScores,
+        a.probs,
+        plan.dProbs,
+        this.attentionScale(l),
+        overwrite,
+      );
       for (let b = 0; b < B; b++) {
         const r = rowViews(d, T, b);
         k.matmul(r.q(plan.dQkvh), r.scores(plan.dScores), r.k(a.qkvh), { causal: lowerA });
-        k.matmul(r.k(plan.dQkvh), r.scores(plan.dScores), r.q(a.qkvh), { transA: true, causal: upperA });
+        k.matmul(r.k(plan.dQkvh), r.scores(plan.dScores), r.q(a.qkvh), {
+          transA: true,
+          causal: upperA,
+        });
       }
       k.permute0213(plan.dQkv.view([B, T, 3 * d.H, d.D]), plan.dQkvh); // -> (B, T, 3H, D)
       const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
@@ -498,9 +603,16 @@ export async function createGpt2(
 ): Promise<CausalLM> {
   const d = dimsOf(config);
   const specs = paramSpecs(d, checkpoint);
-  const { params, quantized } = await loadDecoderParams(kernels, checkpoint, specs, source, storage, {
-    embeddings: ["transformer.wte.weight", "transformer.wpe.weight"],
-    fanInFanOut: (name) => name.startsWith("transformer.h."),
-  });
+  const { params, quantized } = await loadDecoderParams(
+    kernels,
+    checkpoint,
+    specs,
+    source,
+    storage,
+    {
+      embeddings: ["transformer.wte.weight", "transformer.wpe.weight"],
+      fanInFanOut: (name) => name.startsWith("transformer.h."),
+    },
+  );
   return new Gpt2Model(config, d, params, kernels, quantized);
 }

@@ -203,14 +203,20 @@ export function cachedAttention(
     for (let h = 0; h < Hkv; h++) {
       const kvAt = (b * Hkv + h) * M * D;
       const qHeads = qRow.view([g * Tn, D], h * g * Tn * D); // the g query heads of kv head h
-      kernels.matmul(scores.view([g * Tn, Tk], h * g * Tn * Tk), qHeads, keys.view([Tk, D], kvAt), { transB: true });
+      kernels.matmul(scores.view([g * Tn, Tk], h * g * Tn * Tk), qHeads, keys.view([Tk, D], kvAt), {
+        transB: true,
+      });
     }
     // causal offset Tk - Tq = past: new query i sees keys 0..past+i
     kernels.attentionSoftmax(rowScores, rowScores, { scale, causal: true });
     for (let h = 0; h < Hkv; h++) {
       const kvAt = (b * Hkv + h) * M * D;
       const outAt = (n * H + h * g) * Tn * D;
-      kernels.matmul(out.view([g * Tn, D], outAt), scores.view([g * Tn, Tk], h * g * Tn * Tk), values.view([Tk, D], kvAt));
+      kernels.matmul(
+        out.view([g * Tn, D], outAt),
+        scores.view([g * Tn, Tk], h * g * Tn * Tk),
+        values.view([Tk, D], kvAt),
+      );
     }
   }
 }

@@ -22,12 +22,24 @@
 
 import type { LlamaFamilyConfig } from "../io/hf-config.js";
 import type { Kernels } from "../kernels/kernels.js";
-import { ropeTables, type RopeScaling } from "../kernels/ref/rope.js";
+import { type RopeScaling, ropeTables } from "../kernels/ref/rope.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { causalProducts, type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
+import {
+  type CheckpointSource,
+  causalProducts,
+  gradFor,
+  type LinearLayer,
+  type ParamSpec,
+} from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
-import { type CacheDims, cachedAttention, type DecoderKvCache, type StepCapacity, StepScratch } from "./kv-cache.js";
+import {
+  type CacheDims,
+  cachedAttention,
+  type DecoderKvCache,
+  type StepCapacity,
+  StepScratch,
+} from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
 import type { WeightLoadOptions } from "./weights.js";
 
@@ -57,10 +69,14 @@ function dimsOf(config: LlamaFamilyConfig): Dims {
   const D = config.head_dim;
   if (D % 2 !== 0) throw new Error(`${config.model_type}: head_dim ${D} must be even for RoPE`);
   if (H % Hkv !== 0) {
-    throw new Error(`${config.model_type}: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`);
+    throw new Error(
+      `${config.model_type}: num_attention_heads ${H} is not a multiple of num_key_value_heads ${Hkv}`,
+    );
   }
   if (config.hidden_act !== "silu") {
-    throw new Error(`${config.model_type}: hidden_act "${config.hidden_act}" is not supported (only "silu")`);
+    throw new Error(
+      `${config.model_type}: hidden_act "${config.hidden_act}" is not supported (only "silu")`,
+    );
   }
   return {
     L: config.num_hidden_layers,
@@ -88,7 +104,8 @@ function ropeScalingOf(config: LlamaFamilyConfig): RopeScaling | undefined {
   if (rope === null) return undefined;
   if (rope.rope_type === "linear") return { type: "linear", factor: rope.factor };
   const need = (value: number | undefined, field: string): number => {
-    if (value === undefined) throw new Error(`${config.model_type}: rope_scaling "llama3" needs ${field}`);
+    if (value === undefined)
+      throw new Error(`${config.model_type}: rope_scaling "llama3" needs ${field}`);
     return value;
   };
   return {
@@ -96,7 +113,10 @@ function ropeScalingOf(config: LlamaFamilyConfig): RopeScaling | undefined {
     factor: rope.factor,
     lowFreqFactor: need(rope.low_freq_factor, "low_freq_factor"),
     highFreqFactor: need(rope.high_freq_factor, "high_freq_factor"),
-    originalMaxPositionEmbeddings: need(rope.original_max_position_embeddings, "original_max_position_embeddings"),
+    originalMaxPositionEmbeddings: need(
+      rope.original_max_position_embeddings,
+      "original_max_position_embeddings",
+    ),
   };
 }
 
@@ -111,14 +131,22 @@ function paramSpecs(d: Dims): ParamSpec[] {
   for (let l = 0; l < d.L; l++) {
     const p = `model.layers.${l}`;
     specs.push({ name: `${p}.input_layernorm.weight`, shape: [C] });
-    for (const [proj, out] of [["q_proj", H * D], ["k_proj", Hkv * D], ["v_proj", Hkv * D]] as const) {
+    for (const [proj, out] of [
+      ["q_proj", H * D],
+      ["k_proj", Hkv * D],
+      ["v_proj", Hkv * D],
+    ] as const) {
       specs.push({ name: `${p}.self_attn.${proj}.weight`, shape: [out, C] });
       if (d.qkvBias) specs.push({ name: `${p}.self_attn.${proj}.bias`, shape: [out] });
     }
     specs.push({ name: `${p}.self_attn.o_proj.weight`, shape: [C, H * D] });
     if (d.oBias) specs.push({ name: `${p}.self_attn.o_proj.bias`, shape: [C] });
     specs.push({ name: `${p}.post_attention_layernorm.weight`, shape: [C] });
-    for (const [proj, shape] of [["gate_proj", [I, C]], ["up_proj", [I, C]], ["down_proj", [C, I]]] as const) {
+    for (const [proj, shape] of [
+      ["gate_proj", [I, C]],
+      ["up_proj", [I, C]],
+      ["down_proj", [C, I]],
+    ] as const) {
       specs.push({ name: `${p}.mlp.${proj}.weight`, shape });
       if (d.mlpBias) specs.push({ name: `${p}.mlp.${proj}.bias`, shape: [shape[0]] });
     }
@@ -343,14 +371,27 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     kernels: Kernels,
     quantized: ReadonlyMap<string, QuantizedWeight> = new Map(),
   ) {
-    super(config, params, kernels, { vocabSize: d.V, hiddenSize: d.C, maxPositions: d.maxPositions });
+    super(config, params, kernels, {
+      vocabSize: d.V,
+      hiddenSize: d.C,
+      maxPositions: d.maxPositions,
+    });
     this.d = d;
     const factory = this.linearFactory(params, quantized);
     // nn.Linear: weight stored (out, in)
-    const linear = (path: string, inF: number, outF: number, hasBias: boolean, weightName = `${path}.weight`): LinearLayer => {
+    const linear = (
+      path: string,
+      inF: number,
+      outF: number,
+      hasBias: boolean,
+      weightName = `${path}.weight`,
+    ): LinearLayer => {
       const biasName = hasBias ? `${path}.bias` : null;
       const shared = weightName === "model.embed_tokens.weight";
-      return factory({ path, inFeatures: inF, outFeatures: outF, weightName, biasName, fanInFanOut: false }, shared);
+      return factory(
+        { path, inFeatures: inF, outFeatures: outF, weightName, biasName, fanInFanOut: false },
+        shared,
+      );
     };
     this.embed = this.param("model.embed_tokens.weight");
     const { C, H, Hkv, D, I, V } = d;
@@ -372,7 +413,13 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     }
     this.finalNorm = this.param("model.norm.weight");
     // a tied lm_head multiplies by the embedding matrix: its weight IS model.embed_tokens.weight
-    this.lmHead = linear("lm_head", C, V, false, d.tied ? "model.embed_tokens.weight" : "lm_head.weight");
+    this.lmHead = linear(
+      "lm_head",
+      C,
+      V,
+      false,
+      d.tied ? "model.embed_tokens.weight" : "lm_head.weight",
+    );
   }
 
   protected override createPlan(B: number, T: number): Plan {
@@ -381,7 +428,9 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
 
   protected override checkSeqLen(T: number): void {
     if (this.d.slidingWindow !== null && T > this.d.slidingWindow) {
-      throw new Error(`${this.modelType}: seqLen ${T} exceeds sliding_window ${this.d.slidingWindow}, which is not supported`);
+      throw new Error(
+        `${this.modelType}: seqLen ${T} exceeds sliding_window ${this.d.slidingWindow}, which is not supported`,
+      );
     }
   }
 
@@ -438,7 +487,12 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   }
 
   /** forwardPass's layer for N rows x Tn new tokens, each at its own position, keys from the cache. */
-  protected override forwardStep(cache: DecoderKvCache<Step>, s: Step, rows: readonly number[], Tn: number): Tensor {
+  protected override forwardStep(
+    cache: DecoderKvCache<Step>,
+    s: Step,
+    rows: readonly number[],
+    Tn: number,
+  ): Tensor {
     const k = this.kernels;
     const d = this.d;
     const { C, H, Hkv, D, I } = d;
@@ -464,11 +518,15 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const gate = s.gate.view([R, I]);
     const up = s.up.view([R, I]);
     const h = s.h.view([R, I]);
-    const heads = (t: Tensor, count: number) => (r: number) => t.view([count, Tn, D], r * count * Tn * D);
+    const heads = (t: Tensor, count: number) => (r: number) =>
+      t.view([count, Tn, D], r * count * Tn * D);
     // RoPE tables per new token (position = the row's cached length + t): the rope kernel applies
     // table row t to time step t, so (1, R, heads, D) views rotate every token by its own angle
     const scaling = d.ropeScaling === undefined ? {} : { scaling: d.ropeScaling };
-    const tables = ropeTables(D, s.positions.i32().subarray(0, R), { theta: d.ropeTheta, ...scaling });
+    const tables = ropeTables(D, s.positions.i32().subarray(0, R), {
+      theta: d.ropeTheta,
+      ...scaling,
+    });
     cos.f32().set(tables.cos);
     sin.f32().set(tables.sin);
     k.embedding(x, this.embed, s.ids.view([R]));
@@ -484,7 +542,18 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.permute0213(qh, qRot); // (N, Tn, H, D) -> (N, H, Tn, D)
       k.permute0213(kh, kRot);
       k.permute0213(vh, vLin.view([N, Tn, Hkv, D]));
-      cachedAttention(k, cache, l, rows, heads(qh, H), heads(kh, Hkv), heads(vh, Hkv), attnOut, s.scores, scale);
+      cachedAttention(
+        k,
+        cache,
+        l,
+        rows,
+        heads(qh, H),
+        heads(kh, Hkv),
+        heads(vh, Hkv),
+        attnOut,
+        s.scores,
+        scale,
+      );
       k.permute0213(atty.view([N, Tn, H, D]), attnOut);
       w.o.forward(k, x2, atty);
       k.add(x2, x2, x);
@@ -507,7 +576,11 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   }
 
   /** Reads plan.dn (d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad (R, C). */
-  protected override backwardPass(plan: Plan, paramGrads: ReadonlyMap<string, Tensor> | undefined, inputsEmbedsGrad: Tensor | null): void {
+  protected override backwardPass(
+    plan: Plan,
+    paramGrads: ReadonlyMap<string, Tensor> | undefined,
+    inputsEmbedsGrad: Tensor | null,
+  ): void {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
@@ -524,10 +597,20 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const needInputGrad =
       dEmbed !== null ||
       inputsEmbedsGrad !== null ||
-      (d.L > 0 && gradFor(paramGrads, this.layerWeights[0].inputNormName, this.layerWeights[0].inputNorm) !== null);
+      (d.L > 0 &&
+        gradFor(paramGrads, this.layerWeights[0].inputNormName, this.layerWeights[0].inputNorm) !==
+          null);
     // the first writer of each gradient buffer overwrites it (no zeroing pass); later ones add
     const overwrite = { accumulate: false };
-    k.rmsnormBackward(dx, gradFor(paramGrads, "model.norm.weight", this.finalNorm), dn, plan.xFinal, this.finalNorm, plan.rstdf, overwrite);
+    k.rmsnormBackward(
+      dx,
+      gradFor(paramGrads, "model.norm.weight", this.finalNorm),
+      dn,
+      plan.xFinal,
+      this.finalNorm,
+      plan.rstdf,
+      overwrite,
+    );
     for (let l = d.L - 1; l >= 0; l--) {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
@@ -536,12 +619,25 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.swigluBackward(plan.dGate, plan.dUp, a.gate, a.up, plan.dH, overwrite);
       w.gate.backward(k, dn, plan.dGate, a.n2, paramGrads, true);
       w.up.backward(k, dn, plan.dUp, a.n2, paramGrads);
-      k.rmsnormBackward(dx, gradFor(paramGrads, w.postNormName, w.postNorm), dn, a.x2, w.postNorm, a.rstd2);
+      k.rmsnormBackward(
+        dx,
+        gradFor(paramGrads, w.postNormName, w.postNorm),
+        dn,
+        a.x2,
+        w.postNorm,
+        a.rstd2,
+      );
       // attention block (dx now holds d x2 = d o_proj output; the residual passes it to d x)
       w.o.backward(k, plan.dAtty, dx, a.atty, paramGrads, true);
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
-      k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), { transB: true, causal: maskOut });
-      k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), { transA: true, causal: upperA }); // sums the g heads
+      k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), {
+        transB: true,
+        causal: maskOut,
+      });
+      k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), {
+        transA: true,
+        causal: upperA,
+      }); // sums the g heads
       k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, scale, overwrite);
       k.matmul(v.q(plan.dQh), v.scores(plan.dScores), v.kv(a.kh), { causal: lowerA });
       k.matmul(v.kv(plan.dKh), v.scores(plan.dScores), v.q(a.qh), { transA: true, causal: upperA });
@@ -549,12 +645,26 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.permute0213(plan.dKRot, plan.dKh);
       k.permute0213(plan.dVLin, plan.dVh);
       k.ropeBackward(plan.dQLin.view([B, T, d.H, d.D]), plan.dQRot, plan.cos, plan.sin, overwrite);
-      k.ropeBackward(plan.dKLin.view([B, T, d.Hkv, d.D]), plan.dKRot, plan.cos, plan.sin, overwrite);
+      k.ropeBackward(
+        plan.dKLin.view([B, T, d.Hkv, d.D]),
+        plan.dKRot,
+        plan.cos,
+        plan.sin,
+        overwrite,
+      );
       const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
       w.q.backward(k, dn1, plan.dQLin, a.n1, paramGrads, true);
       w.k.backward(k, dn1, plan.dKLin, a.n1, paramGrads);
       w.v.backward(k, dn1, plan.dVLin.view([B * T, d.Hkv * d.D]), a.n1, paramGrads);
-      if (dn1 !== null) k.rmsnormBackward(dx, gradFor(paramGrads, w.inputNormName, w.inputNorm), dn1, a.x, w.inputNorm, a.rstd1);
+      if (dn1 !== null)
+        k.rmsnormBackward(
+          dx,
+          gradFor(paramGrads, w.inputNormName, w.inputNorm),
+          dn1,
+          a.x,
+          w.inputNorm,
+          a.rstd1,
+        );
     }
     // dx = d embed_tokens(ids) when needInputGrad (stale otherwise, and then unread)
     if (dEmbed !== null) k.embeddingBackward(dEmbed, dx, plan.ids);
@@ -572,9 +682,16 @@ export async function createLlama(
 ): Promise<CausalLM> {
   const d = dimsOf(config);
   const specs = paramSpecs(d);
-  const { params, quantized } = await loadDecoderParams(kernels, checkpoint, specs, source, storage, {
-    embeddings: ["model.embed_tokens.weight"],
-    fanInFanOut: () => false,
-  });
+  const { params, quantized } = await loadDecoderParams(
+    kernels,
+    checkpoint,
+    specs,
+    source,
+    storage,
+    {
+      embeddings: ["model.embed_tokens.weight"],
+      fanInFanOut: () => false,
+    },
+  );
   return new LlamaModel(config, d, params, kernels, quantized);
 }

@@ -5,8 +5,8 @@
 // Incremental decoding: createCache + forwardCached append tokens to the rows of a key/value cache
 // (models/kv-cache.ts) and return the logits of the new tokens only, each row at its own position.
 
-import { openCheckpoint } from "../io/safetensors.js";
 import { type KnownModelConfig, readModelConfig } from "../io/hf-config.js";
+import { openCheckpoint } from "../io/safetensors.js";
 import type { Kernels } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";

@@ -8,8 +8,14 @@ import { Rng } from "../util/random.js";
 import type { CheckpointSource, ParamSpec } from "./common.js";
 
 /** A checkpoint stand-in holding `specs` (stored as F32) with seeded random values. */
-export function randomCheckpoint(specs: readonly ParamSpec[], seed: number, std = 0.02): CheckpointSource {
-  const entries = new Map(specs.map((s) => [s.stored ?? s.name, { shape: [...s.shape], file: "(random)", dtype: "F32" }]));
+export function randomCheckpoint(
+  specs: readonly ParamSpec[],
+  seed: number,
+  std = 0.02,
+): CheckpointSource {
+  const entries = new Map(
+    specs.map((s) => [s.stored ?? s.name, { shape: [...s.shape], file: "(random)", dtype: "F32" }]),
+  );
   return {
     entries,
     readInto(name: string, target: Tensor) {
@@ -45,6 +51,7 @@ export function syntheticLlamaConfig(size: {
     rms_norm_eps: 1e-5,
     tie_word_embeddings: false,
   });
-  if (config.model_type !== "llama" || !config.recognized) throw new Error("syntheticLlamaConfig: not a llama config");
+  if (config.model_type !== "llama" || !config.recognized)
+    throw new Error("syntheticLlamaConfig: not a llama config");
   return config as LlamaFamilyConfig;
 }

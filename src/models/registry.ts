@@ -40,11 +40,15 @@ export function isSupportedModelType(modelType: string): modelType is SupportedM
 }
 
 function unsupported(modelType: string): Error {
-  return new Error(`unsupported model_type "${modelType}"; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`);
+  return new Error(
+    `unsupported model_type "${modelType}"; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`,
+  );
 }
 
 /** Throws, listing the supported types, unless `modelType` has an architecture. */
-export function assertSupportedModelType(modelType: string): asserts modelType is SupportedModelType {
+export function assertSupportedModelType(
+  modelType: string,
+): asserts modelType is SupportedModelType {
   if (!isSupportedModelType(modelType)) throw unsupported(modelType);
 }
 

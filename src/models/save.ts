@@ -11,7 +11,8 @@ import type { CausalLM } from "./model.js";
 import { tensorToF32 } from "./weights.js";
 
 /** Files of a model directory that are not weights and are kept as they are. */
-const COPIED = /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|merges\.txt)$/;
+const COPIED =
+  /^(config\.json|generation_config\.json|tokenizer\.json|tokenizer_config\.json|special_tokens_map\.json|chat_template\.jinja|vocab\.json|merges\.txt)$/;
 
 export interface SaveModelOptions {
   /** Source model directory: its non-weight files are copied and its tensor dtypes kept. */
@@ -20,7 +21,11 @@ export interface SaveModelOptions {
   dtype?: "F32" | "BF16" | "F16";
 }
 
-export async function saveModel(model: CausalLM, outDir: string, options: SaveModelOptions): Promise<void> {
+export async function saveModel(
+  model: CausalLM,
+  outDir: string,
+  options: SaveModelOptions,
+): Promise<void> {
   const quantized = model.linears().filter((l) => {
     const kind = model.weightStorage(l.path);
     return kind === "int8" || kind === "nf4";

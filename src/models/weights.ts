@@ -14,10 +14,10 @@
 // only. LoRA-GA's base offset W' = W - s B A must be written (writeF32) BEFORE quantizing: the
 // two-stage flow is estimate on float weights -> init + offset -> quantizeLinears.
 
-import { convert } from "../kernels/ref/convert.js";
-import { f16ToF32 } from "../tensor/dtype.js";
 import type { Kernels } from "../kernels/kernels.js";
+import { convert } from "../kernels/ref/convert.js";
 import { type QuantizedWeight, type QuantKind, quantizeWeight } from "../quant/quantized-linear.js";
+import { f16ToF32 } from "../tensor/dtype.js";
 import type { Heap } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LinearLayer } from "./common.js";
@@ -90,7 +90,8 @@ export function widenHalf(out: Float32Array, bits: Uint16Array, kind: "bf16" | "
 /** data (rows, cols) -> (cols, rows). */
 export function transpose2d(data: Float32Array, rows: number, cols: number): Float32Array {
   const out = new Float32Array(data.length); // (cols, rows)
-  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
+  for (let r = 0; r < rows; r++)
+    for (let c = 0; c < cols; c++) out[c * rows + r] = data[r * cols + c];
   return out;
 }
 
@@ -125,7 +126,8 @@ export class FrozenWeight {
     this.params = params;
     this.quantized = quantized;
     this.scratch = scratch;
-    if (quantized === null && !params.has(name)) throw new Error(`internal: parameter ${name} not loaded`);
+    if (quantized === null && !params.has(name))
+      throw new Error(`internal: parameter ${name} not loaded`);
     if (this.kind !== "f32") scratch.reserve(this.size);
   }
 
@@ -196,7 +198,10 @@ export class FrozenWeight {
    */
   restore(kind: WeightStorageKind): void {
     if (kind === this.kind) return;
-    if (this.shared) throw new Error(`${this.name} is shared with another parameter (tied embedding) and cannot be re-stored as ${kind}`);
+    if (this.shared)
+      throw new Error(
+        `${this.name} is shared with another parameter (tied embedding) and cannot be re-stored as ${kind}`,
+      );
     const data = this.readF32();
     const old = this.params.get(this.name) ?? null;
     if (kind === "int8" || kind === "nf4") {
@@ -231,7 +236,11 @@ export class FrozenWeight {
 }
 
 /** Looks up a layer or throws naming a few valid paths. */
-function layerAt(layers: ReadonlyMap<string, LinearLayer>, path: string, what: string): LinearLayer {
+function layerAt(
+  layers: ReadonlyMap<string, LinearLayer>,
+  path: string,
+  what: string,
+): LinearLayer {
   const layer = layers.get(path);
   if (layer === undefined) {
     const some = [...layers.keys()].slice(0, 4).join(", ");
@@ -265,7 +274,10 @@ export class LinearWeights {
   /** Default paths: every linear layer except lm_head and weights shared with an embedding. */
   restore(kind: WeightStorageKind, paths?: readonly string[]): void {
     const chosen =
-      paths ?? [...this.layers.values()].filter((l) => l.info.path !== "lm_head" && !l.weight.shared).map((l) => l.info.path);
+      paths ??
+      [...this.layers.values()]
+        .filter((l) => l.info.path !== "lm_head" && !l.weight.shared)
+        .map((l) => l.info.path);
     for (const path of chosen) layerAt(this.layers, path, "quantizeLinears").weight.restore(kind);
   }
 
@@ -302,7 +314,8 @@ export function linearStorageAtLoad(
 /** An f32 copy of an f32 / bf16 / f16 heap tensor. */
 export function tensorToF32(t: Tensor): Float32Array {
   if (t.dtype === "f32") return t.toArray();
-  if (t.dtype !== "bf16" && t.dtype !== "f16") throw new Error(`tensorToF32: ${t.toString()} is not a float tensor`);
+  if (t.dtype !== "bf16" && t.dtype !== "f16")
+    throw new Error(`tensorToF32: ${t.toString()} is not a float tensor`);
   const out = new Float32Array(t.size);
   convert(out, "f32", t.u16(), t.dtype);
   return out;
@@ -310,7 +323,8 @@ export function tensorToF32(t: Tensor): Float32Array {
 
 /** Writes f32 values into an f32 / bf16 / f16 heap tensor (16-bit: rounded to nearest even). */
 export function writeF32ToTensor(t: Tensor, data: Float32Array): void {
-  if (data.length !== t.size) throw new Error(`writeF32ToTensor: ${data.length} values for ${t.toString()}`);
+  if (data.length !== t.size)
+    throw new Error(`writeF32ToTensor: ${data.length} values for ${t.toString()}`);
   if (t.dtype === "f32") t.f32().set(data);
   else if (t.dtype === "bf16" || t.dtype === "f16") convert(t.u16(), t.dtype, data, "f32");
   else throw new Error(`writeF32ToTensor: ${t.toString()} is not a float tensor`);

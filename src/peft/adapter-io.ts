@@ -10,7 +10,7 @@
 // Loading validates every tensor against the model's linear layers (module exists, targeted,
 // shapes (r, in) / (out, r) with r from rank_pattern, finite values) and names the module on error.
 
-import { mkdir, stat, readFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic-write.js";
 import { parseJsonStrict } from "../io/json.js";
@@ -57,7 +57,9 @@ export async function saveAdapter(
   for (const [path, w] of weights) {
     const r = moduleRankAlpha(config, path).r;
     if (w.A.length % r !== 0 || w.B.length % r !== 0) {
-      throw new Error(`saveAdapter ${path}: A/B sizes ${w.A.length}/${w.B.length} do not fit r=${r}`);
+      throw new Error(
+        `saveAdapter ${path}: A/B sizes ${w.A.length}/${w.B.length} do not fit r=${r}`,
+      );
     }
     tensors.push({ name: loraKey(path, "A"), dtype, shape: [r, w.A.length / r], data: w.A });
     tensors.push({ name: loraKey(path, "B"), dtype, shape: [w.B.length / r, r], data: w.B });
@@ -66,7 +68,10 @@ export async function saveAdapter(
   if (options.init !== undefined) metadata[INIT_METADATA_KEY] = JSON.stringify(options.init);
   await mkdir(dir, { recursive: true });
   await writeSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), tensors, metadata);
-  await writeFileAtomic(join(dir, ADAPTER_CONFIG_NAME), `${JSON.stringify(config.toAdapterConfigJson(), null, 2)}\n`);
+  await writeFileAtomic(
+    join(dir, ADAPTER_CONFIG_NAME),
+    `${JSON.stringify(config.toAdapterConfigJson(), null, 2)}\n`,
+  );
 }
 
 export interface LoadedAdapter {
@@ -85,8 +90,12 @@ export async function readAdapterConfig(dir: string): Promise<LoraConfig> {
   } catch (e) {
     throw new Error(`${path}: cannot read: ${(e as Error).message}`);
   }
-  if (size > MAX_CONFIG_BYTES) throw new Error(`${path}: ${size} bytes is too large for an adapter config`);
-  return LoraConfig.fromAdapterConfigJson(parseJsonStrict(await readFile(path, "utf8"), path), path);
+  if (size > MAX_CONFIG_BYTES)
+    throw new Error(`${path}: ${size} bytes is too large for an adapter config`);
+  return LoraConfig.fromAdapterConfigJson(
+    parseJsonStrict(await readFile(path, "utf8"), path),
+    path,
+  );
 }
 
 /**
@@ -94,7 +103,10 @@ export async function readAdapterConfig(dir: string): Promise<LoraConfig> {
  * lora_A/lora_B of a linear module the config targets, with shapes (r, in) / (out, r); every
  * targeted module has both; values are finite.
  */
-export async function loadAdapter(dir: string, linears: readonly LinearInfo[]): Promise<LoadedAdapter> {
+export async function loadAdapter(
+  dir: string,
+  linears: readonly LinearInfo[],
+): Promise<LoadedAdapter> {
   const config = await readAdapterConfig(dir);
   const file = await SafetensorsFile.open(join(dir, ADAPTER_WEIGHTS_NAME));
   try {
@@ -104,15 +116,28 @@ export async function loadAdapter(dir: string, linears: readonly LinearInfo[]): 
     const where = file.path;
     for (const [name, entry] of file.entries) {
       const m = /^base_model\.model\.(.+)\.lora_([AB])\.weight$/.exec(name);
-      if (m === null) throw new Error(`${where}: unexpected tensor ${JSON.stringify(name)} (only lora_A/lora_B weights are supported)`);
+      if (m === null)
+        throw new Error(
+          `${where}: unexpected tensor ${JSON.stringify(name)} (only lora_A/lora_B weights are supported)`,
+        );
       const path = m[1];
       const which = m[2] as "A" | "B";
       const info = byPath.get(path);
-      if (info === undefined) throw new Error(`${where}: tensor ${name} is for module ${path}, which the model does not have`);
-      if (!targets.has(path)) throw new Error(`${where}: module ${path} has weights but target_modules does not select it`);
+      if (info === undefined)
+        throw new Error(
+          `${where}: tensor ${name} is for module ${path}, which the model does not have`,
+        );
+      if (!targets.has(path))
+        throw new Error(
+          `${where}: module ${path} has weights but target_modules does not select it`,
+        );
       const r = moduleRankAlpha(config, path).r;
       const expected = which === "A" ? [r, info.inFeatures] : [info.outFeatures, r];
-      if (entry.shape.length !== 2 || entry.shape[0] !== expected[0] || entry.shape[1] !== expected[1]) {
+      if (
+        entry.shape.length !== 2 ||
+        entry.shape[0] !== expected[0] ||
+        entry.shape[1] !== expected[1]
+      ) {
         throw new Error(
           `${where}: module ${path} lora_${which}.weight has shape ${shapeString(entry.shape)}, expected ${shapeString(expected)}` +
             ` (r=${r}, in=${info.inFeatures}, out=${info.outFeatures})`,
@@ -120,7 +145,8 @@ export async function loadAdapter(dir: string, linears: readonly LinearInfo[]): 
       }
       const data = await file.readF32(name);
       for (let i = 0; i < data.length; i++) {
-        if (!Number.isFinite(data[i])) throw new Error(`${where}: module ${path} lora_${which}.weight contains ${data[i]}`);
+        if (!Number.isFinite(data[i]))
+          throw new Error(`${where}: module ${path} lora_${which}.weight contains ${data[i]}`);
       }
       const w = weights.get(path) ?? { A: new Float32Array(0), B: new Float32Array(0) };
       if (which === "A") w.A = data;
@@ -130,7 +156,9 @@ export async function loadAdapter(dir: string, linears: readonly LinearInfo[]): 
     for (const path of targets) {
       const w = weights.get(path);
       if (w === undefined || w.A.length === 0 || w.B.length === 0) {
-        throw new Error(`${where}: targeted module ${path} is missing lora_${w === undefined || w.A.length === 0 ? "A" : "B"}.weight`);
+        throw new Error(
+          `${where}: targeted module ${path} is missing lora_${w === undefined || w.A.length === 0 ? "A" : "B"}.weight`,
+        );
       }
     }
     let init: Record<string, unknown> | null = null;

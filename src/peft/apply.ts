@@ -9,16 +9,16 @@
 // trained adapter can later be converted for the original base (convert.ts).
 
 import type { CausalLM } from "../models/model.js";
+import { tensorToF32, writeF32ToTensor } from "../models/weights.js";
 import type { Rng } from "../util/random.js";
 import type { AdapterWeights } from "./adapter-io.js";
-import { LoraGAConfig, type LoraConfig, loraScaling, moduleRankAlpha } from "./config.js";
+import { type LoraConfig, LoraGAConfig, loraScaling, moduleRankAlpha } from "./config.js";
 import { assertFiniteGradient, type GradientEntry } from "./gradient-cache.js";
 import type { SvdChoice } from "./init/common.js";
 import { scaledProduct, subtractBaseOffset } from "./init/common.js";
-import { initAdapter, type InitOptions, loraGAOptionsOf } from "./init/index.js";
+import { type InitOptions, initAdapter, loraGAOptionsOf } from "./init/index.js";
 import { LoraLinear } from "./lora.js";
 import { selectTargets } from "./targets.js";
-import { tensorToF32, writeF32ToTensor } from "../models/weights.js";
 
 export interface ApplyLoraOptions {
   rng: Rng;
@@ -46,7 +46,11 @@ export interface AppliedLora {
 
 type LoraHost = Pick<CausalLM, "kernels" | "params" | "linears" | "setAdapter">;
 
-export function applyLora(model: LoraHost, config: LoraConfig, options: ApplyLoraOptions): AppliedLora {
+export function applyLora(
+  model: LoraHost,
+  config: LoraConfig,
+  options: ApplyLoraOptions,
+): AppliedLora {
   const targets = selectTargets(config, model.linears());
   const layers = new Map<string, LoraLinear>();
   const initial = new Map<string, AdapterWeights>();
@@ -71,7 +75,19 @@ export function applyLora(model: LoraHost, config: LoraConfig, options: ApplyLor
       const weight = halfBase ? tensorToF32(weightTensor) : weightTensor.f32();
       const before = options.offsetFrom?.get(info.path);
       if (before !== undefined) {
-        subtractBaseOffset(weight, scaledProduct(before.B, before.A, info.outFeatures, r, info.inFeatures, scaling, model.kernels), info);
+        subtractBaseOffset(
+          weight,
+          scaledProduct(
+            before.B,
+            before.A,
+            info.outFeatures,
+            r,
+            info.inFeatures,
+            scaling,
+            model.kernels,
+          ),
+          info,
+        );
         offsetModules.push(info.path);
       }
       let A: Float32Array;
@@ -101,7 +117,11 @@ export function applyLora(model: LoraHost, config: LoraConfig, options: ApplyLor
         );
         ({ A, B } = res);
         if (res.baseOffset !== null) {
-          subtractBaseOffset(halfBase ? weight : (model.params.get(info.weightName)?.f32() ?? weight), res.baseOffset, info);
+          subtractBaseOffset(
+            halfBase ? weight : (model.params.get(info.weightName)?.f32() ?? weight),
+            res.baseOffset,
+            info,
+          );
           offsetModules.push(info.path);
         }
       }

@@ -134,7 +134,8 @@ function checkPositiveInt(field: string, v: unknown): number {
 }
 
 function checkFinite(field: string, v: unknown): number {
-  if (typeof v !== "number" || !Number.isFinite(v)) fail(field, `must be a finite number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isFinite(v))
+    fail(field, `must be a finite number, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -150,27 +151,42 @@ function checkTargets(field: string, v: unknown): readonly string[] | string | n
     try {
       new RegExp(v);
     } catch (e) {
-      fail(field, `is not a valid regular expression (${JSON.stringify(v)}): ${(e as Error).message}`);
+      fail(
+        field,
+        `is not a valid regular expression (${JSON.stringify(v)}): ${(e as Error).message}`,
+      );
     }
     return v;
   }
-  if (Array.isArray(v) && v.every((s) => typeof s === "string" && s.length > 0)) return Object.freeze([...v]);
-  fail(field, `must be a regex string or a list of non-empty module names, got ${JSON.stringify(v)}`);
+  if (Array.isArray(v) && v.every((s) => typeof s === "string" && s.length > 0))
+    return Object.freeze([...v]);
+  fail(
+    field,
+    `must be a regex string or a list of non-empty module names, got ${JSON.stringify(v)}`,
+  );
 }
 
-function checkPattern(field: string, v: unknown, integer: boolean): Readonly<Record<string, number>> {
+function checkPattern(
+  field: string,
+  v: unknown,
+  integer: boolean,
+): Readonly<Record<string, number>> {
   if (v === undefined || v === null) return Object.freeze({});
-  if (typeof v !== "object" || Array.isArray(v)) fail(field, `must be an object of name -> number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "object" || Array.isArray(v))
+    fail(field, `must be an object of name -> number, got ${JSON.stringify(v)}`);
   const out: Record<string, number> = {};
   for (const [k, val] of Object.entries(v as Record<string, unknown>)) {
-    out[k] = integer ? checkPositiveInt(`${field}[${JSON.stringify(k)}]`, val) : checkFinite(`${field}[${JSON.stringify(k)}]`, val);
+    out[k] = integer
+      ? checkPositiveInt(`${field}[${JSON.stringify(k)}]`, val)
+      : checkFinite(`${field}[${JSON.stringify(k)}]`, val);
   }
   return Object.freeze(out);
 }
 
 function checkInit(v: unknown): InitLoraWeights {
   if (typeof v === "boolean") return v;
-  if (v === "gaussian" || v === "pissa" || v === "olora" || v === "lora_ga" || v === "lora_one") return v;
+  if (v === "gaussian" || v === "pissa" || v === "olora" || v === "lora_ga" || v === "lora_one")
+    return v;
   if (typeof v === "string" && /^pissa_niter_[0-9]+$/.test(v)) return v as `pissa_niter_${number}`;
   fail(
     "init_lora_weights",
@@ -210,7 +226,8 @@ export class LoraConfig {
     this.exclude_modules = checkTargets("exclude_modules", init.exclude_modules);
     this.fan_in_fan_out = checkBool("fan_in_fan_out", init.fan_in_fan_out ?? false);
     const bias = init.bias ?? "none";
-    if (bias !== "none") fail("bias", `must be "none" (bias training is not supported), got ${JSON.stringify(bias)}`);
+    if (bias !== "none")
+      fail("bias", `must be "none" (bias training is not supported), got ${JSON.stringify(bias)}`);
     this.bias = bias;
     this.use_rslora = checkBool("use_rslora", init.use_rslora ?? false);
     this.init_lora_weights = checkInit(init.init_lora_weights ?? true);
@@ -297,7 +314,9 @@ export class LoraConfig {
     }
     for (const key of UNSUPPORTED_IF_SET) {
       if (key in o && JSON.stringify(o[key]) !== JSON.stringify(PEFT_PASSIVE_DEFAULTS[key])) {
-        throw new Error(`${what}: ${key} = ${JSON.stringify(o[key])} is not supported by this library`);
+        throw new Error(
+          `${what}: ${key} = ${JSON.stringify(o[key])} is not supported by this library`,
+        );
       }
     }
     try {
@@ -310,7 +329,9 @@ export class LoraConfig {
         ...(o.fan_in_fan_out !== undefined && { fan_in_fan_out: o.fan_in_fan_out as boolean }),
         ...(o.bias !== undefined && { bias: o.bias as "none" }),
         ...(o.use_rslora !== undefined && { use_rslora: o.use_rslora as boolean }),
-        ...(o.init_lora_weights !== undefined && { init_lora_weights: o.init_lora_weights as InitLoraWeights }),
+        ...(o.init_lora_weights !== undefined && {
+          init_lora_weights: o.init_lora_weights as InitLoraWeights,
+        }),
         rank_pattern: (o.rank_pattern ?? {}) as Record<string, number>,
         alpha_pattern: (o.alpha_pattern ?? {}) as Record<string, number>,
         task_type: (o.task_type ?? null) as string | null,
@@ -332,11 +353,15 @@ function copyTargets(t: readonly string[] | string | null): string[] | string | 
 
 function parsePeftLoraGAJson(v: unknown): PeftLoraGAConfigJson | null {
   if (v === null || v === undefined) return null;
-  if (typeof v !== "object" || Array.isArray(v)) fail("lora_ga_config", `must be an object, got ${JSON.stringify(v)}`);
+  if (typeof v !== "object" || Array.isArray(v))
+    fail("lora_ga_config", `must be an object, got ${JSON.stringify(v)}`);
   const o = v as Record<string, unknown>;
   const direction = o.direction ?? "ArB2r";
   if (!DIRECTIONS.includes(direction as LoraGADirection)) {
-    fail("lora_ga_config.direction", `must be one of ${DIRECTIONS.join(", ")}, got ${JSON.stringify(direction)}`);
+    fail(
+      "lora_ga_config.direction",
+      `must be one of ${DIRECTIONS.join(", ")}, got ${JSON.stringify(direction)}`,
+    );
   }
   const scale = normaliseScale("lora_ga_config.scale", o.scale ?? "stable");
   return {
@@ -349,7 +374,10 @@ function parsePeftLoraGAJson(v: unknown): PeftLoraGAConfigJson | null {
 function normaliseScale(field: string, v: unknown): LoraGAScale {
   const s = typeof v === "string" ? SCALE_ALIASES[v] : undefined;
   if (s === undefined) {
-    fail(field, `must be one of stable, gd (gd_scale), unit, weightS (weight_svd), got ${JSON.stringify(v)}`);
+    fail(
+      field,
+      `must be one of stable, gd (gd_scale), unit, weightS (weight_svd), got ${JSON.stringify(v)}`,
+    );
   }
   return s;
 }
@@ -375,13 +403,19 @@ export class LoraGAConfig extends LoraConfig {
   constructor(init: LoraGAConfigInit = {}) {
     const direction = init.direction ?? "ArB2r";
     if (!DIRECTIONS.includes(direction)) {
-      fail("direction", `must be one of ${DIRECTIONS.join(", ")}, got ${JSON.stringify(direction)}`);
+      fail(
+        "direction",
+        `must be one of ${DIRECTIONS.join(", ")}, got ${JSON.stringify(direction)}`,
+      );
     }
     const scale = normaliseScale("scale", init.scale ?? "stable");
     const gamma = checkFinite("stable_gamma", init.stable_gamma ?? 16);
     if (!(gamma > 0)) fail("stable_gamma", `must be > 0, got ${gamma}`);
     if (init.init_lora_weights !== undefined && init.init_lora_weights !== "lora_ga") {
-      fail("init_lora_weights", `must be "lora_ga" in a LoraGAConfig, got ${JSON.stringify(init.init_lora_weights)}`);
+      fail(
+        "init_lora_weights",
+        `must be "lora_ga" in a LoraGAConfig, got ${JSON.stringify(init.init_lora_weights)}`,
+      );
     }
     super({
       ...init,
@@ -393,7 +427,8 @@ export class LoraGAConfig extends LoraConfig {
       fail("variant", `must be "official" or "peft", got ${JSON.stringify(variant)}`);
     }
     const normClip = checkBool("norm_clip", init.norm_clip ?? false);
-    if (normClip && variant !== "official") fail("norm_clip", "exists only in the official variant");
+    if (normClip && variant !== "official")
+      fail("norm_clip", "exists only in the official variant");
     this.direction = direction;
     this.scale = scale;
     this.stable_gamma = gamma;
@@ -402,11 +437,18 @@ export class LoraGAConfig extends LoraConfig {
   }
 
   /** A LoraGAConfig from a LoraConfig whose init_lora_weights is "lora_ga" (e.g. read from a file). */
-  static fromLoraConfig(c: LoraConfig, extra: Pick<LoraGAConfigInit, "variant" | "norm_clip"> = {}): LoraGAConfig {
+  static fromLoraConfig(
+    c: LoraConfig,
+    extra: Pick<LoraGAConfigInit, "variant" | "norm_clip"> = {},
+  ): LoraGAConfig {
     const ga = c.lora_ga_config;
     return new LoraGAConfig({
       ...c.toInit(),
-      ...(ga !== null && { direction: ga.direction, scale: normaliseScale("lora_ga_config.scale", ga.scale), stable_gamma: ga.stable_gamma }),
+      ...(ga !== null && {
+        direction: ga.direction,
+        scale: normaliseScale("lora_ga_config.scale", ga.scale),
+        stable_gamma: ga.stable_gamma,
+      }),
       ...extra,
     });
   }

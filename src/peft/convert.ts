@@ -18,14 +18,21 @@ export interface AdapterPair {
 }
 
 /** Concatenates one module's trained and initial factors (spec §8). */
-export function convertModule(path: string, trained: AdapterPair, initial: AdapterPair, r: number): AdapterPair {
+export function convertModule(
+  path: string,
+  trained: AdapterPair,
+  initial: AdapterPair,
+  r: number,
+): AdapterPair {
   if (trained.A.length !== initial.A.length || trained.B.length !== initial.B.length) {
     throw new Error(
       `convert ${path}: trained A/B have ${trained.A.length}/${trained.B.length} values, initial ${initial.A.length}/${initial.B.length}`,
     );
   }
   if (trained.A.length % r !== 0 || trained.B.length % r !== 0) {
-    throw new Error(`convert ${path}: A/B sizes ${trained.A.length}/${trained.B.length} are not multiples of r=${r}`);
+    throw new Error(
+      `convert ${path}: A/B sizes ${trained.A.length}/${trained.B.length} are not multiples of r=${r}`,
+    );
   }
   const n = trained.A.length / r;
   const m = trained.B.length / r;
@@ -44,7 +51,8 @@ export function convertModule(path: string, trained: AdapterPair, initial: Adapt
 
 /** The converted adapter's config (r' = 2r, alpha' per rsLoRA, patterns doubled, plain LoRA). */
 export function convertConfig(config: LoraConfig): LoraConfig {
-  const hasPatterns = Object.keys(config.rank_pattern).length > 0 || Object.keys(config.alpha_pattern).length > 0;
+  const hasPatterns =
+    Object.keys(config.rank_pattern).length > 0 || Object.keys(config.alpha_pattern).length > 0;
   if (config.use_rslora && hasPatterns) {
     throw new Error(
       "convert: use_rslora together with rank_pattern/alpha_pattern cannot be converted exactly (PEFT refuses it too)",
@@ -79,7 +87,8 @@ export function convertAdapter(
     weights.set(path, convertModule(path, t, i, moduleRankAlpha(config, path).r));
   }
   for (const path of initial.keys()) {
-    if (!trained.has(path)) throw new Error(`convert: module ${path} has initial but no trained adapter weights`);
+    if (!trained.has(path))
+      throw new Error(`convert: module ${path} has initial but no trained adapter weights`);
   }
   return { config: convertConfig(config), weights };
 }

@@ -13,7 +13,12 @@
 import type { Batch, CausalLM } from "../models/model.js";
 import { ALIGN_BYTES, formatBytes } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { assertFiniteGradient, type GradientEntry, type GradientMap, storedWeightShape } from "./gradient-cache.js";
+import {
+  assertFiniteGradient,
+  type GradientEntry,
+  type GradientMap,
+  storedWeightShape,
+} from "./gradient-cache.js";
 
 export interface EstimateProgress {
   /** Forward + backward passes done so far (over all groups). */
@@ -77,7 +82,10 @@ interface Target {
 /** Packs targets, in order, into groups whose accumulators fit `budget` bytes. */
 function groupTargets(targets: readonly Target[], budget: number | undefined): Target[][] {
   if (budget === undefined) return [targets.slice()];
-  if (!(budget > 0)) throw new Error(`estimateGradient: memoryBudget must be a positive number of bytes, got ${budget}`);
+  if (!(budget > 0))
+    throw new Error(
+      `estimateGradient: memoryBudget must be a positive number of bytes, got ${budget}`,
+    );
   const groups: Target[][] = [];
   let current: Target[] = [];
   let used = 0;
@@ -109,7 +117,8 @@ export async function estimateGradient(
   if (options.targets.length === 0) throw new Error("estimateGradient: no target modules");
   const targets: Target[] = options.targets.map((path) => {
     const info = linears.get(path);
-    if (info === undefined) throw new Error(`estimateGradient: "${path}" is not a linear layer of this model`);
+    if (info === undefined)
+      throw new Error(`estimateGradient: "${path}" is not a linear layer of this model`);
     const shape = storedWeightShape(info);
     return { path, weightName: info.weightName, shape, bytes: accumulatorBytes(shape) };
   });
@@ -143,7 +152,9 @@ export async function estimateGradient(
         if (count === 0) throw new Error("estimateGradient: no batches");
         if (replay === null) replay = kept;
       } else if (groupCount !== count) {
-        throw new Error(`estimateGradient: group ${g} saw ${groupCount} batches, the first saw ${count}`);
+        throw new Error(
+          `estimateGradient: group ${g} saw ${groupCount} batches, the first saw ${count}`,
+        );
       }
       // spill: the group's mean leaves the engine heap before the next group allocates
       for (const t of groups[g]) {
@@ -156,7 +167,9 @@ export async function estimateGradient(
       for (const grad of accumulators.values()) grad.dispose();
     }
   }
-  const ordered: GradientMap = new Map(targets.map((t) => [t.path, grads.get(t.path) as GradientEntry]));
+  const ordered: GradientMap = new Map(
+    targets.map((t) => [t.path, grads.get(t.path) as GradientEntry]),
+  );
   return {
     grads: ordered,
     batches: count,

@@ -18,21 +18,30 @@ export type GradientMap = Map<string, GradientEntry>;
 
 /** The stored-layout shape of a linear layer's weight. */
 export function storedWeightShape(info: LinearInfo): [number, number] {
-  return info.fanInFanOut ? [info.inFeatures, info.outFeatures] : [info.outFeatures, info.inFeatures];
+  return info.fanInFanOut
+    ? [info.inFeatures, info.outFeatures]
+    : [info.outFeatures, info.inFeatures];
 }
 
 /** Throws naming the module when a gradient holds NaN or +-Inf. */
 export function assertFiniteGradient(path: string, data: Float32Array, where = "gradient"): void {
   for (let i = 0; i < data.length; i++) {
-    if (!Number.isFinite(data[i])) throw new Error(`${where} of module ${path} contains ${data[i]} at flat index ${i}`);
+    if (!Number.isFinite(data[i]))
+      throw new Error(`${where} of module ${path} contains ${data[i]} at flat index ${i}`);
   }
 }
 
-export async function saveGradients(path: string, grads: ReadonlyMap<string, GradientEntry>, metadata: Record<string, string> = {}): Promise<void> {
+export async function saveGradients(
+  path: string,
+  grads: ReadonlyMap<string, GradientEntry>,
+  metadata: Record<string, string> = {},
+): Promise<void> {
   const tensors: TensorToWrite[] = [];
   for (const [name, g] of grads) {
     if (g.data.length !== g.shape[0] * g.shape[1]) {
-      throw new Error(`saveGradients: module ${name} has ${g.data.length} values for shape ${shapeString(g.shape)}`);
+      throw new Error(
+        `saveGradients: module ${name} has ${g.data.length} values for shape ${shapeString(g.shape)}`,
+      );
     }
     assertFiniteGradient(name, g.data);
     tensors.push({ name, dtype: "F32", shape: [...g.shape], data: g.data });
@@ -59,10 +68,16 @@ export async function loadGradients(
       const info = byPath.get(name);
       if (info === undefined && skippable.has(name)) continue;
       if (info === undefined) {
-        throw new Error(`${path}: gradient for module ${name} ${shapeString(entry.shape)}, which is not a targeted linear module of this model`);
+        throw new Error(
+          `${path}: gradient for module ${name} ${shapeString(entry.shape)}, which is not a targeted linear module of this model`,
+        );
       }
       const expected = storedWeightShape(info);
-      if (entry.shape.length !== 2 || entry.shape[0] !== expected[0] || entry.shape[1] !== expected[1]) {
+      if (
+        entry.shape.length !== 2 ||
+        entry.shape[0] !== expected[0] ||
+        entry.shape[1] !== expected[1]
+      ) {
         throw new Error(
           `${path}: gradient for module ${name} has shape ${shapeString(entry.shape)}, but the model's weight is ${shapeString(expected)}`,
         );
@@ -71,7 +86,9 @@ export async function loadGradients(
     const grads: GradientMap = new Map();
     for (const info of linears) {
       if (!file.entries.has(info.path)) {
-        throw new Error(`${path}: no gradient for module ${info.path} ${shapeString(storedWeightShape(info))}`);
+        throw new Error(
+          `${path}: no gradient for module ${info.path} ${shapeString(storedWeightShape(info))}`,
+        );
       }
       const data = await file.readF32(info.path);
       assertFiniteGradient(info.path, data, `${path}: gradient`);

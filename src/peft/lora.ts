@@ -67,16 +67,23 @@ export class LoraLinear implements LinearAdapter {
 
   constructor(kernels: Kernels, info: LinearInfo, options: LoraLinearOptions) {
     const { r } = options;
-    if (!Number.isSafeInteger(r) || r < 1) throw new Error(`LoRA ${info.path}: r must be a positive integer, got ${r}`);
+    if (!Number.isSafeInteger(r) || r < 1)
+      throw new Error(`LoRA ${info.path}: r must be a positive integer, got ${r}`);
     if (options.A.length !== r * info.inFeatures) {
-      throw new Error(`LoRA ${info.path}: lora_A has ${options.A.length} values, expected (r, in) = (${r}, ${info.inFeatures})`);
+      throw new Error(
+        `LoRA ${info.path}: lora_A has ${options.A.length} values, expected (r, in) = (${r}, ${info.inFeatures})`,
+      );
     }
     if (options.B.length !== info.outFeatures * r) {
-      throw new Error(`LoRA ${info.path}: lora_B has ${options.B.length} values, expected (out, r) = (${info.outFeatures}, ${r})`);
+      throw new Error(
+        `LoRA ${info.path}: lora_B has ${options.B.length} values, expected (out, r) = (${info.outFeatures}, ${r})`,
+      );
     }
     const p = options.dropout ?? 0;
-    if (!(p >= 0 && p < 1)) throw new Error(`LoRA ${info.path}: dropout must be in [0, 1), got ${p}`);
-    if (p > 0 && options.rng === undefined) throw new Error(`LoRA ${info.path}: dropout ${p} needs an rng`);
+    if (!(p >= 0 && p < 1))
+      throw new Error(`LoRA ${info.path}: dropout must be in [0, 1), got ${p}`);
+    if (p > 0 && options.rng === undefined)
+      throw new Error(`LoRA ${info.path}: dropout ${p} needs an rng`);
     this.kernels = kernels;
     this.info = info;
     this.r = r;
@@ -117,7 +124,8 @@ export class LoraLinear implements LinearAdapter {
   }
 
   private rowsOf(t: Tensor, cols: number, what: string): number {
-    if (t.size % cols !== 0) throw new Error(`LoRA ${this.info.path}: ${what} ${t.toString()} is not (R, ${cols})`);
+    if (t.size % cols !== 0)
+      throw new Error(`LoRA ${this.info.path}: ${what} ${t.toString()} is not (R, ${cols})`);
     return t.size / cols;
   }
 
@@ -147,7 +155,11 @@ export class LoraLinear implements LinearAdapter {
     const rows = this.rowsOf(inp, n, "input");
     assertShape(`LoRA ${this.info.path}: output rows`, [out.size], [rows * m]);
     const xa = this.project(inp, rows);
-    this.kernels.matmul(out.reshape([rows, m]), xa, this.B, { transB: true, accumulate: true, alpha: this.scaling }); // += s xa B^T
+    this.kernels.matmul(out.reshape([rows, m]), xa, this.B, {
+      transB: true,
+      accumulate: true,
+      alpha: this.scaling,
+    }); // += s xa B^T
   }
 
   /**
@@ -206,7 +218,9 @@ export class LoraLinear implements LinearAdapter {
     const { inFeatures: n, outFeatures: m } = this.info;
     const rows = this.rowsOf(inp, n, "input");
     if (rows !== this.lastRows) {
-      throw new Error(`LoRA ${this.info.path}: backward for ${rows} rows after a forward of ${this.lastRows} rows`);
+      throw new Error(
+        `LoRA ${this.info.path}: backward for ${rows} rows after a forward of ${this.lastRows} rows`,
+      );
     }
     const k = this.kernels;
     const dOut2 = dOut.reshape([rows, m]);
@@ -214,7 +228,8 @@ export class LoraLinear implements LinearAdapter {
     const dxa = (this.dxaBuf as Tensor).view([rows, this.r]);
     const x = this.lastDropped ? (this.xdBuf as Tensor).view([rows, n]) : inp.reshape([rows, n]);
     k.matmul(dxa, dOut2, this.B, { alpha: this.scaling }); // (R, r) = s dOut (R, out) B (out, r)
-    if (this.dB !== null) k.matmul(this.dB, dOut2, xa, { transA: true, accumulate: true, alpha: this.scaling });
+    if (this.dB !== null)
+      k.matmul(this.dB, dOut2, xa, { transA: true, accumulate: true, alpha: this.scaling });
     if (this.dA !== null) k.matmul(this.dA, dxa, x, { transA: true, accumulate: true });
     return dxa;
   }
@@ -231,11 +246,19 @@ export class LoraLinear implements LinearAdapter {
 
   private mergeScaled(weight: Tensor, alpha: number): void {
     const { inFeatures: n, outFeatures: m, fanInFanOut } = this.info;
-    if (weight.dtype !== "f32") throw new Error(`LoRA ${this.info.path}: merge needs an f32 base weight, got ${weight.dtype}`);
+    if (weight.dtype !== "f32")
+      throw new Error(
+        `LoRA ${this.info.path}: merge needs an f32 base weight, got ${weight.dtype}`,
+      );
     assertShape(`LoRA ${this.info.path}: base weight`, weight.shape, fanInFanOut ? [n, m] : [m, n]);
     if (fanInFanOut) {
       // (in, out) += s A^T B^T
-      this.kernels.matmul(weight, this.A, this.B, { transA: true, transB: true, accumulate: true, alpha });
+      this.kernels.matmul(weight, this.A, this.B, {
+        transA: true,
+        transB: true,
+        accumulate: true,
+        alpha,
+      });
     } else {
       // (out, in) += s B A
       this.kernels.matmul(weight, this.B, this.A, { accumulate: true, alpha });

@@ -11,10 +11,10 @@ import type { LinearInfo } from "../models/linear.js";
 import type { CausalLM } from "../models/model.js";
 import { Rng } from "../util/random.js";
 import { type AdapterWeights, loadAdapter, saveAdapter } from "./adapter-io.js";
+import { applyLora } from "./apply.js";
 import { type LoraConfig, LoraGAConfig } from "./config.js";
 import { convertAdapter } from "./convert.js";
 import type { GradientMap } from "./gradient-cache.js";
-import { applyLora } from "./apply.js";
 import type { SvdChoice } from "./init/common.js";
 import { initMethodOf } from "./init/index.js";
 import type { LoraLinear, LoraParameter } from "./lora.js";
@@ -69,7 +69,9 @@ export class PeftModel {
 
   /** Copies of the current factors, per module path. */
   weights(): Map<string, AdapterWeights> {
-    return new Map([...this.adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }]));
+    return new Map(
+      [...this.adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }]),
+    );
   }
 
   /**
@@ -79,9 +81,12 @@ export class PeftModel {
    */
   async save(dir: string, options: { convert?: boolean } = {}): Promise<void> {
     if (options.convert) {
-      if (this.initial === null) throw new Error("save: convert needs an init that offset the base weights");
+      if (this.initial === null)
+        throw new Error("save: convert needs an init that offset the base weights");
       const converted = convertAdapter(this.config, this.weights(), this.initial);
-      await saveAdapter(dir, converted.config, converted.weights, { init: { ...this.initRecord, converted: true } });
+      await saveAdapter(dir, converted.config, converted.weights, {
+        init: { ...this.initRecord, converted: true },
+      });
       return;
     }
     await saveAdapter(dir, this.config, this.weights(), { init: this.initRecord });
@@ -97,7 +102,10 @@ export class PeftModel {
         adapter.merge(this.paramOf(adapter.info));
       } else {
         const { inFeatures: n, outFeatures: m, fanInFanOut } = adapter.info;
-        const widened = this.base.kernels.heap.fromArray(this.base.readLinearWeight(path), fanInFanOut ? [n, m] : [m, n]);
+        const widened = this.base.kernels.heap.fromArray(
+          this.base.readLinearWeight(path),
+          fanInFanOut ? [n, m] : [m, n],
+        );
         adapter.merge(widened);
         this.base.writeLinearWeight(path, widened.toArray());
         widened.dispose();
@@ -124,15 +132,23 @@ export class PeftModel {
 }
 
 /** Attaches initialised adapters to `model` (modifying its base weights for offset inits). */
-export function getPeftModel(model: CausalLM, config: LoraConfig, options: PeftModelOptions = {}): PeftModel {
+export function getPeftModel(
+  model: CausalLM,
+  config: LoraConfig,
+  options: PeftModelOptions = {},
+): PeftModel {
   const method = initMethodOf(config.init_lora_weights);
   if ((method === "lora_ga" || method === "lora_one") && options.namedGrad === undefined) {
-    throw new Error(`init "${method}" needs gradients: run estimateGradient (or load a gradient cache) first`);
+    throw new Error(
+      `init "${method}" needs gradients: run estimateGradient (or load a gradient cache) first`,
+    );
   }
   if (options.namedGrad !== undefined) {
     for (const info of selectTargets(config, model.linears())) {
       if (!options.namedGrad.has(info.path)) {
-        throw new Error(`no gradient for target module ${info.path} (the gradients do not fit the targets)`);
+        throw new Error(
+          `no gradient for target module ${info.path} (the gradients do not fit the targets)`,
+        );
       }
     }
   }
@@ -158,7 +174,14 @@ export function getPeftModel(model: CausalLM, config: LoraConfig, options: PeftM
       },
     }),
   };
-  return new PeftModel(model, config, applied.layers, offsetBase ? applied.initial : null, initRecord, rng);
+  return new PeftModel(
+    model,
+    config,
+    applied.layers,
+    offsetBase ? applied.initial : null,
+    initRecord,
+    rng,
+  );
 }
 
 export interface LoadPeftModelOptions {
@@ -195,7 +218,9 @@ export async function loadPeftModel(
   if (options.initAdapterDir !== undefined) {
     const init = await loadAdapter(options.initAdapterDir, model.linears());
     if (init.init?.offset_base !== true) {
-      throw new Error(`${options.initAdapterDir}: not an init adapter that offset the base (no loraga_init record saying so)`);
+      throw new Error(
+        `${options.initAdapterDir}: not an init adapter that offset the base (no loraga_init record saying so)`,
+      );
     }
     offsetFrom = init.weights;
   } else if (needsOffset || options.offsetBase === true) {

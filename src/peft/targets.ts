@@ -31,8 +31,12 @@ function isOutputHead(path: string): boolean {
 }
 
 /** True when `path` is adapted under `config` (target and not excluded). */
-export function isTargeted(config: Pick<LoraConfig, "target_modules" | "exclude_modules">, path: string): boolean {
-  if (config.exclude_modules !== null && matchesModuleSpec(config.exclude_modules, path)) return false;
+export function isTargeted(
+  config: Pick<LoraConfig, "target_modules" | "exclude_modules">,
+  path: string,
+): boolean {
+  if (config.exclude_modules !== null && matchesModuleSpec(config.exclude_modules, path))
+    return false;
   const t = config.target_modules;
   if (t === null) return false;
   if (typeof t === "string" && t.toLowerCase() === ALL_LINEAR) return !isOutputHead(path);
@@ -47,7 +51,8 @@ export function selectTargets(
   config: Pick<LoraConfig, "target_modules" | "exclude_modules">,
   linears: readonly LinearInfo[],
 ): LinearInfo[] {
-  const list = (): string => linears.map((l) => `  ${l.path} (${l.inFeatures} -> ${l.outFeatures})`).join("\n");
+  const list = (): string =>
+    linears.map((l) => `  ${l.path} (${l.inFeatures} -> ${l.outFeatures})`).join("\n");
   if (config.target_modules === null) {
     throw new Error(`target_modules is not set; the model's linear modules are:\n${list()}`);
   }

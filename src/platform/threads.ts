@@ -32,7 +32,9 @@ export async function spawnWorker(source: string): Promise<PlatformWorker> {
     const node = await import("./node.js");
     return node.spawnNodeWorker(source);
   }
-  const url = URL.createObjectURL(new Blob([BROWSER_PRELUDE + source], { type: "text/javascript" }));
+  const url = URL.createObjectURL(
+    new Blob([BROWSER_PRELUDE + source], { type: "text/javascript" }),
+  );
   const worker = new Worker(url);
   return {
     post: (m) => worker.postMessage(m),
@@ -51,6 +53,7 @@ export async function cpuCount(): Promise<number> {
     const node = await import("./node.js");
     return node.nodeCpuCount();
   }
-  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator?.hardwareConcurrency;
+  const n = (globalThis as { navigator?: { hardwareConcurrency?: number } }).navigator
+    ?.hardwareConcurrency;
   return typeof n === "number" && n >= 1 ? n : 1;
 }

@@ -16,11 +16,11 @@
 import { f16ToF32, f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
 import { numel, shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { type Int8Weight, dequantizeInt8Rows, int8Bytes, isRange, quantizeInt8 } from "./int8.js";
+import { dequantizeInt8Rows, type Int8Weight, int8Bytes, isRange, quantizeInt8 } from "./int8.js";
 import {
+  dequantizeNf4Range,
   NF4_DEFAULT_BLOCKSIZE,
   type Nf4Weight,
-  dequantizeNf4Range,
   nf4Bytes,
   quantizeNf4,
 } from "./nf4.js";

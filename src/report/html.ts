@@ -6,11 +6,20 @@
 // stays distinguishable under the common colour-vision deficiencies.
 
 import type { RunLog } from "./run-log.js";
-import { type CompareOptions, compareRuns, type Comparison, smoothLosses } from "./stats.js";
-import { type Series, escapeXml, niceDomain, renderChart } from "./svg-chart.js";
+import { type CompareOptions, type Comparison, compareRuns, smoothLosses } from "./stats.js";
+import { escapeXml, niceDomain, renderChart, type Series } from "./svg-chart.js";
 import { comparisonTable, formatLoss, targetCaption } from "./table.js";
 
-export const PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#B8A100"];
+export const PALETTE = [
+  "#0072B2",
+  "#D55E00",
+  "#009E73",
+  "#CC79A7",
+  "#E69F00",
+  "#56B4E9",
+  "#000000",
+  "#B8A100",
+];
 
 export interface ReportOptions extends CompareOptions {
   title?: string;
@@ -103,13 +112,18 @@ function legend(c: Comparison): string {
 
 function table(c: Comparison): string {
   const t = comparisonTable(c);
-  const th = t.header.map((h, j) => `<th${t.numeric.has(j) ? ' class="num"' : ""}>${escapeXml(h)}</th>`).join("");
+  const th = t.header
+    .map((h, j) => `<th${t.numeric.has(j) ? ' class="num"' : ""}>${escapeXml(h)}</th>`)
+    .join("");
   const rows = t.rows
     .map((row, i) => {
       const cells = row.map((cell, j) => {
-        const cls = [t.numeric.has(j) ? "num" : "", cell === "not reached" ? "miss" : ""].filter((s) => s !== "").join(" ");
+        const cls = [t.numeric.has(j) ? "num" : "", cell === "not reached" ? "miss" : ""]
+          .filter((s) => s !== "")
+          .join(" ");
         let content = escapeXml(cell);
-        if (j === 0) content = `<span class="swatch" style="background:${colorOf(i)};width:10px;height:10px;margin-right:7px"></span>${content}`;
+        if (j === 0)
+          content = `<span class="swatch" style="background:${colorOf(i)};width:10px;height:10px;margin-right:7px"></span>${content}`;
         const detail = /^(.*?) \((.*)\)$/.exec(cell);
         if (t.header[j] === "init overhead" && detail !== null) {
           content = `${escapeXml(detail[1])}<br><span class="detail">${escapeXml(detail[2])}</span>`;
@@ -132,11 +146,25 @@ export function renderReport(runs: readonly RunLog[], options: ReportOptions = {
   const trainSeries: Series[] = [];
   runs.forEach((r, i) => {
     const raw = positive(r.train.map((p): [number, number] => [p.step, p.loss]));
-    if (c.smoothWindow > 1) trainSeries.push({ label: `${r.name} (each step)`, color: colorOf(i), style: "raw", points: raw });
+    if (c.smoothWindow > 1)
+      trainSeries.push({
+        label: `${r.name} (each step)`,
+        color: colorOf(i),
+        style: "raw",
+        points: raw,
+      });
   });
   runs.forEach((r, i) => {
-    const smooth = c.smoothWindow > 1 ? smoothedPoints(r, c.smoothWindow) : r.train.map((p): [number, number] => [p.step, p.loss]);
-    trainSeries.push({ label: r.name, color: colorOf(i), style: "smooth", points: positive(smooth) });
+    const smooth =
+      c.smoothWindow > 1
+        ? smoothedPoints(r, c.smoothWindow)
+        : r.train.map((p): [number, number] => [p.step, p.loss]);
+    trainSeries.push({
+      label: r.name,
+      color: colorOf(i),
+      style: "smooth",
+      points: positive(smooth),
+    });
   });
   const target = [{ y: c.target.loss, label: `target ${formatLoss(c.target.loss)}` }];
   const trainChart = renderChart({
@@ -160,12 +188,21 @@ export function renderReport(runs: readonly RunLog[], options: ReportOptions = {
         xDomain,
         yDomain,
         logY,
-        series: runs.map((r, i) => ({ label: `${r.name} (eval)`, color: colorOf(i), style: "dashed" as const, points: positive(r.eval.map((p): [number, number] => [p.step, p.eval_loss])) })),
+        series: runs.map((r, i) => ({
+          label: `${r.name} (eval)`,
+          color: colorOf(i),
+          style: "dashed" as const,
+          points: positive(r.eval.map((p): [number, number] => [p.step, p.eval_loss])),
+        })),
         refLines: target,
       })
     : `<p class="notes">No evaluation records in these runs.</p>`;
   const title = options.title ?? "loraga: training run comparison";
-  const sub = [`${runs.length} run${runs.length === 1 ? "" : "s"}`, targetCaption(c), ...(options.generatedAt === undefined ? [] : [`generated ${options.generatedAt}`])];
+  const sub = [
+    `${runs.length} run${runs.length === 1 ? "" : "s"}`,
+    targetCaption(c),
+    ...(options.generatedAt === undefined ? [] : [`generated ${options.generatedAt}`]),
+  ];
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -197,6 +234,9 @@ ${table(c)}
 }
 
 function smoothedPoints(r: RunLog, window: number): [number, number][] {
-  const smooth = smoothLosses(r.train.map((p) => p.loss), window);
+  const smooth = smoothLosses(
+    r.train.map((p) => p.loss),
+    window,
+  );
   return r.train.map((p, i): [number, number] => [p.step, smooth[i]]);
 }

@@ -70,12 +70,14 @@ export const RUN_SUMMARY_FILE = "run.json";
 export const MAX_LOG_LINES = 1_000_000;
 export const MAX_METRICS = 64;
 
-const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
 
 function finiteOrNull(where: string, record: Record<string, unknown>, key: string): number | null {
   const v = record[key];
   if (v === undefined || v === null) return null;
-  if (typeof v !== "number" || !Number.isFinite(v)) throw new Error(`${where}: "${key}" must be a finite number, got ${JSON.stringify(v)}`);
+  if (typeof v !== "number" || !Number.isFinite(v))
+    throw new Error(`${where}: "${key}" must be a finite number, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -87,7 +89,8 @@ function requiredNumber(where: string, record: Record<string, unknown>, key: str
 
 function stepOf(where: string, record: Record<string, unknown>): number {
   const step = requiredNumber(where, record, "step");
-  if (!Number.isSafeInteger(step) || step < 0) throw new Error(`${where}: "step" must be an integer >= 0, got ${step}`);
+  if (!Number.isSafeInteger(step) || step < 0)
+    throw new Error(`${where}: "step" must be an integer >= 0, got ${step}`);
   return step;
 }
 
@@ -95,7 +98,10 @@ function stepOf(where: string, record: Record<string, unknown>): number {
  * Parses a trainer log. `file` is only used in error messages ("file:line: ...").
  * Returns train and eval points sorted by step, one per step (the last logged wins).
  */
-export function parseTrainLog(text: string, file: string): { train: TrainPoint[]; eval: EvalPoint[] } {
+export function parseTrainLog(
+  text: string,
+  file: string,
+): { train: TrainPoint[]; eval: EvalPoint[] } {
   const lines = text.split("\n");
   if (lines.length > MAX_LOG_LINES) throw new Error(`${file}: more than ${MAX_LOG_LINES} lines`);
   const train = new Map<number, TrainPoint>();
@@ -117,7 +123,11 @@ export function parseTrainLog(text: string, file: string): { train: TrainPoint[]
     const type = value.type ?? ("eval_loss" in value ? "eval" : "train");
     if (type === "eval") {
       const step = stepOf(where, value);
-      evals.set(step, { step, eval_loss: requiredNumber(where, value, "eval_loss"), perplexity: finiteOrNull(where, value, "perplexity") });
+      evals.set(step, {
+        step,
+        eval_loss: requiredNumber(where, value, "eval_loss"),
+        perplexity: finiteOrNull(where, value, "perplexity"),
+      });
     } else if (type === "train") {
       const step = stepOf(where, value);
       const rawElapsed = finiteOrNull(where, value, "elapsed_s");
@@ -139,17 +149,21 @@ export function parseTrainLog(text: string, file: string): { train: TrainPoint[]
         peak_memory: finiteOrNull(where, value, "peak_memory"),
       });
     } else {
-      throw new Error(`${where}: unknown record type ${JSON.stringify(type)} (expected "train" or "eval")`);
+      throw new Error(
+        `${where}: unknown record type ${JSON.stringify(type)} (expected "train" or "eval")`,
+      );
     }
   }
-  const byStep = <T extends { step: number }>(m: Map<number, T>) => [...m.values()].sort((a, b) => a.step - b.step);
+  const byStep = <T extends { step: number }>(m: Map<number, T>) =>
+    [...m.values()].sort((a, b) => a.step - b.step);
   return { train: byStep(train), eval: byStep(evals) };
 }
 
 function stringOrNull(where: string, record: Record<string, unknown>, key: string): string | null {
   const v = record[key];
   if (v === undefined || v === null) return null;
-  if (typeof v !== "string") throw new Error(`${where}: "${key}" must be a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== "string")
+    throw new Error(`${where}: "${key}" must be a string, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -175,7 +189,8 @@ export function parseRunSummary(text: string, file: string): RunSummary {
   if (!isObject(value)) throw new Error(`${file}: expected a JSON object`);
   const metrics: FinalMetric[] = [];
   const raw = value.final_metrics ?? (value.final_metric === undefined ? [] : [value.final_metric]);
-  if (!Array.isArray(raw)) throw new Error(`${file}: "final_metrics" must be a list of {"name", "value"}`);
+  if (!Array.isArray(raw))
+    throw new Error(`${file}: "final_metrics" must be a list of {"name", "value"}`);
   if (raw.length > MAX_METRICS) throw new Error(`${file}: more than ${MAX_METRICS} final_metrics`);
   raw.forEach((m, i) => {
     const where = `${file}: final_metrics[${i}]`;

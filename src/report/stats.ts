@@ -75,7 +75,11 @@ export function smoothLosses(losses: readonly number[], window: number): number[
   return out;
 }
 
-function chooseTarget(runs: readonly RunLog[], finals: readonly number[], options: CompareOptions): Target {
+function chooseTarget(
+  runs: readonly RunLog[],
+  finals: readonly number[],
+  options: CompareOptions,
+): Target {
   if (options.targetLoss !== undefined) return { loss: options.targetLoss, source: "given" };
   const baseline = runs.findIndex((r) => r.name === BASELINE_RUN_NAME);
   if (baseline >= 0) return { loss: finals[baseline], source: "baseline" };
@@ -108,11 +112,20 @@ export function compareRuns(runs: readonly RunLog[], options: CompareOptions = {
   if (runs.length === 0) throw new Error("compare: no runs");
   const smoothWindow = options.smoothWindow ?? DEFAULT_SMOOTH_WINDOW;
   if (!Number.isSafeInteger(smoothWindow) || smoothWindow < 1 || smoothWindow > MAX_SMOOTH_WINDOW) {
-    throw new Error(`compare: smoothing window must be an integer in [1, ${MAX_SMOOTH_WINDOW}], got ${smoothWindow}`);
+    throw new Error(
+      `compare: smoothing window must be an integer in [1, ${MAX_SMOOTH_WINDOW}], got ${smoothWindow}`,
+    );
   }
-  if (options.targetLoss !== undefined && !Number.isFinite(options.targetLoss)) throw new Error(`compare: target loss must be finite, got ${options.targetLoss}`);
-  for (const r of runs) if (r.train.length === 0) throw new Error(`compare: run "${r.name}" has no training steps`);
-  const smoothed = runs.map((r) => smoothLosses(r.train.map((p) => p.loss), smoothWindow));
+  if (options.targetLoss !== undefined && !Number.isFinite(options.targetLoss))
+    throw new Error(`compare: target loss must be finite, got ${options.targetLoss}`);
+  for (const r of runs)
+    if (r.train.length === 0) throw new Error(`compare: run "${r.name}" has no training steps`);
+  const smoothed = runs.map((r) =>
+    smoothLosses(
+      r.train.map((p) => p.loss),
+      smoothWindow,
+    ),
+  );
   const finals = smoothed.map((s) => s[s.length - 1]);
   const target = chooseTarget(runs, finals, options);
   const metricNames: string[] = [];
@@ -122,7 +135,10 @@ export function compareRuns(runs: readonly RunLog[], options: CompareOptions = {
     const lastEval = run.eval.length === 0 ? null : run.eval[run.eval.length - 1];
     const s = run.summary;
     const initSeconds =
-      s.init_seconds ?? (s.estimate_seconds === null && s.svd_seconds === null ? null : (s.estimate_seconds ?? 0) + (s.svd_seconds ?? 0));
+      s.init_seconds ??
+      (s.estimate_seconds === null && s.svd_seconds === null
+        ? null
+        : (s.estimate_seconds ?? 0) + (s.svd_seconds ?? 0));
     const metrics = new Map<string, number>();
     for (const m of s.final_metrics) {
       // `loraga train` also records its last evaluation here; the log's columns already show it

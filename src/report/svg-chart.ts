@@ -4,7 +4,10 @@
 // (thick) or dashed-with-markers lines. Every text is XML-escaped here; callers pass plain strings.
 
 export function escapeXml(s: string): string {
-  return s.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] as string);
+  return s.replace(
+    /[&<>"']/g,
+    (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c] as string,
+  );
 }
 
 export type SeriesStyle = "raw" | "smooth" | "dashed";
@@ -53,7 +56,8 @@ export function linearTicks(lo: number, hi: number, count = 6): number[] {
   if (!(hi > lo)) return [lo];
   const step = niceStep(hi - lo, count);
   const ticks: number[] = [];
-  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step) ticks.push(Number(v.toPrecision(12)));
+  for (let v = Math.ceil(lo / step - 1e-9) * step; v <= hi + step * 1e-9; v += step)
+    ticks.push(Number(v.toPrecision(12)));
   return ticks;
 }
 
@@ -105,48 +109,72 @@ export function renderChart(spec: ChartSpec): string {
   const ph = H - m.top - m.bottom;
   const [x0, x1] = spec.xDomain;
   const [y0, y1] = spec.yDomain;
-  if (spec.logY && !(y0 > 0)) throw new Error(`chart "${spec.title}": a log axis needs positive values, lowest is ${y0}`);
+  if (spec.logY && !(y0 > 0))
+    throw new Error(`chart "${spec.title}": a log axis needs positive values, lowest is ${y0}`);
   const fy = spec.logY ? Math.log10 : (v: number) => v;
   const sx = (x: number) => m.left + (x1 === x0 ? pw / 2 : ((x - x0) / (x1 - x0)) * pw);
-  const sy = (y: number) => m.top + ph - (fy(y1) === fy(y0) ? ph / 2 : ((fy(y) - fy(y0)) / (fy(y1) - fy(y0))) * ph);
+  const sy = (y: number) =>
+    m.top + ph - (fy(y1) === fy(y0) ? ph / 2 : ((fy(y) - fy(y0)) / (fy(y1) - fy(y0))) * ph);
   const n = (v: number) => v.toFixed(1);
   const parts: string[] = [];
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${W} ${H}" width="100%" role="img" aria-label="${escapeXml(spec.title)}" font-family="system-ui, -apple-system, 'Segoe UI', sans-serif" font-size="12">`,
   );
-  parts.push(`<text x="${m.left}" y="24" font-size="15" font-weight="600" fill="#222">${escapeXml(spec.title)}</text>`);
-  parts.push(`<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="#fff" stroke="#c8c8c8"/>`);
-  const yTicks = (spec.logY ? logTicks(y0, y1) : linearTicks(y0, y1)).filter((v) => v >= y0 - 1e-12 && v <= y1 + 1e-12);
+  parts.push(
+    `<text x="${m.left}" y="24" font-size="15" font-weight="600" fill="#222">${escapeXml(spec.title)}</text>`,
+  );
+  parts.push(
+    `<rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}" fill="#fff" stroke="#c8c8c8"/>`,
+  );
+  const yTicks = (spec.logY ? logTicks(y0, y1) : linearTicks(y0, y1)).filter(
+    (v) => v >= y0 - 1e-12 && v <= y1 + 1e-12,
+  );
   for (const v of yTicks) {
     const y = n(sy(v));
     parts.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${y}" y2="${y}" stroke="#ececec"/>`);
-    parts.push(`<text x="${m.left - 8}" y="${y}" text-anchor="end" dominant-baseline="middle" fill="#555">${escapeXml(formatTick(v))}</text>`);
+    parts.push(
+      `<text x="${m.left - 8}" y="${y}" text-anchor="end" dominant-baseline="middle" fill="#555">${escapeXml(formatTick(v))}</text>`,
+    );
   }
   for (const v of linearTicks(x0, x1, 8).filter((t) => t >= x0 && t <= x1)) {
     const x = n(sx(v));
     parts.push(`<line x1="${x}" x2="${x}" y1="${m.top}" y2="${m.top + ph}" stroke="#f2f2f2"/>`);
-    parts.push(`<line x1="${x}" x2="${x}" y1="${m.top + ph}" y2="${m.top + ph + 5}" stroke="#888"/>`);
-    parts.push(`<text x="${x}" y="${m.top + ph + 18}" text-anchor="middle" fill="#555">${escapeXml(formatTick(v))}</text>`);
+    parts.push(
+      `<line x1="${x}" x2="${x}" y1="${m.top + ph}" y2="${m.top + ph + 5}" stroke="#888"/>`,
+    );
+    parts.push(
+      `<text x="${x}" y="${m.top + ph + 18}" text-anchor="middle" fill="#555">${escapeXml(formatTick(v))}</text>`,
+    );
   }
-  parts.push(`<text x="${m.left + pw / 2}" y="${H - 10}" text-anchor="middle" fill="#333">${escapeXml(spec.xLabel)}</text>`);
+  parts.push(
+    `<text x="${m.left + pw / 2}" y="${H - 10}" text-anchor="middle" fill="#333">${escapeXml(spec.xLabel)}</text>`,
+  );
   parts.push(
     `<text transform="translate(16 ${m.top + ph / 2}) rotate(-90)" text-anchor="middle" fill="#333">${escapeXml(spec.yLabel + (spec.logY ? " (log scale)" : ""))}</text>`,
   );
   for (const ref of spec.refLines ?? []) {
     if (ref.y < y0 || ref.y > y1) continue;
     const y = n(sy(ref.y));
-    parts.push(`<line x1="${m.left}" x2="${m.left + pw}" y1="${y}" y2="${y}" stroke="#444" stroke-width="1" stroke-dasharray="2 3"/>`);
+    parts.push(
+      `<line x1="${m.left}" x2="${m.left + pw}" y1="${y}" y2="${y}" stroke="#444" stroke-width="1" stroke-dasharray="2 3"/>`,
+    );
     // left end: loss curves start high, so the label rarely sits on a curve there
-    parts.push(`<text x="${m.left + 8}" y="${n(sy(ref.y) - 6)}" fill="#444" paint-order="stroke" stroke="#fff" stroke-width="3">${escapeXml(ref.label)}</text>`);
+    parts.push(
+      `<text x="${m.left + 8}" y="${n(sy(ref.y) - 6)}" fill="#444" paint-order="stroke" stroke="#fff" stroke-width="3">${escapeXml(ref.label)}</text>`,
+    );
   }
   const clipId = `clip-${spec.id.replace(/[^A-Za-z0-9-]/g, "")}`;
-  parts.push(`<clipPath id="${clipId}"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath>`);
+  parts.push(
+    `<clipPath id="${clipId}"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath>`,
+  );
   parts.push(`<g clip-path="url(#${clipId})" fill="none">`);
   for (const s of spec.series) {
     const pts = sample(s.points);
     if (pts.length === 0) continue;
     const d = pts.map(([x, y], i) => `${i === 0 ? "M" : "L"}${n(sx(x))} ${n(sy(y))}`).join("");
-    parts.push(`<path class="series" data-series="${escapeXml(s.label)}" d="${d}" stroke="${s.color}" ${STYLE[s.style]} stroke-linejoin="round"><title>${escapeXml(s.label)}</title></path>`);
+    parts.push(
+      `<path class="series" data-series="${escapeXml(s.label)}" d="${d}" stroke="${s.color}" ${STYLE[s.style]} stroke-linejoin="round"><title>${escapeXml(s.label)}</title></path>`,
+    );
     if (s.style === "dashed") {
       for (const [x, y] of pts) {
         parts.push(

@@ -37,7 +37,9 @@ function initText(r: RunStats): string {
   const parts: string[] = [];
   if (r.estimateSeconds !== null) parts.push(`est ${formatSeconds(r.estimateSeconds)}`);
   if (r.svdSeconds !== null) parts.push(`svd ${formatSeconds(r.svdSeconds)}`);
-  return parts.length === 0 ? formatSeconds(r.initSeconds) : `${formatSeconds(r.initSeconds)} (${parts.join(", ")})`;
+  return parts.length === 0
+    ? formatSeconds(r.initSeconds)
+    : `${formatSeconds(r.initSeconds)} (${parts.join(", ")})`;
 }
 
 export interface Table {
@@ -67,7 +69,11 @@ export function comparisonTable(c: Comparison): Table {
   const rows = c.runs.map((r) => {
     const reachedTime = r.reached === null ? NOT_REACHED : formatSeconds(r.reached.seconds);
     const withInit =
-      r.reached === null ? NOT_REACHED : r.reached.seconds === null ? MISSING : formatSeconds(r.reached.seconds + (r.initSeconds ?? 0));
+      r.reached === null
+        ? NOT_REACHED
+        : r.reached.seconds === null
+          ? MISSING
+          : formatSeconds(r.reached.seconds + (r.initSeconds ?? 0));
     return [
       r.name,
       r.method ?? MISSING,
@@ -99,7 +105,10 @@ export function targetCaption(c: Comparison): string {
       : c.target.source === "baseline"
         ? 'final training loss of the run named "lora"'
         : "largest final training loss of the runs";
-  const smoothing = c.smoothWindow === 1 ? "raw step losses" : `training loss smoothed over ${c.smoothWindow} steps`;
+  const smoothing =
+    c.smoothWindow === 1
+      ? "raw step losses"
+      : `training loss smoothed over ${c.smoothWindow} steps`;
   return `target loss ${c.target.loss.toFixed(4)} (${how}; ${smoothing})`;
 }
 
@@ -116,5 +125,12 @@ export function renderTextTable(c: Comparison): string {
       .map((cell, j) => (t.numeric.has(j) ? cell.padStart(widths[j]) : cell.padEnd(widths[j])))
       .join("  ")
       .trimEnd();
-  return [targetCaption(c), "", line(t.header), widths.map((w) => "-".repeat(w)).join("  "), ...all.slice(1).map(line), ""].join("\n");
+  return [
+    targetCaption(c),
+    "",
+    line(t.header),
+    widths.map((w) => "-".repeat(w)).join("  "),
+    ...all.slice(1).map(line),
+    "",
+  ].join("\n");
 }

@@ -12,8 +12,8 @@
 //   across allocations; take them with f32()/u16()/i32()/u8() when needed.
 
 import { BYTES_PER_ELEMENT, type DType } from "./dtype.js";
-import { Tensor } from "./tensor.js";
 import { numel } from "./shape.js";
+import { Tensor } from "./tensor.js";
 
 const PAGE_BYTES = 65536;
 /** wasm32 can address at most 65536 pages (4 GiB). */
@@ -76,13 +76,23 @@ export class Heap {
   private zeroFn: ((ptr: number, bytes: number) => void) | null = null;
 
   constructor(options: HeapOptions = {}) {
-    const maxPages = Math.min(MAX_WASM_PAGES, Math.ceil((options.maxBytes ?? 2 ** 32) / PAGE_BYTES));
-    const initialBytes = Math.max(options.initialBytes ?? 64 * 2 ** 20, RESERVED_BYTES + PAGE_BYTES);
+    const maxPages = Math.min(
+      MAX_WASM_PAGES,
+      Math.ceil((options.maxBytes ?? 2 ** 32) / PAGE_BYTES),
+    );
+    const initialBytes = Math.max(
+      options.initialBytes ?? 64 * 2 ** 20,
+      RESERVED_BYTES + PAGE_BYTES,
+    );
     const initialPages = Math.min(maxPages, Math.ceil(initialBytes / PAGE_BYTES));
     if (maxPages * PAGE_BYTES <= RESERVED_BYTES) {
       throw new Error(`heap maxBytes must exceed the ${RESERVED_BYTES} reserved bytes`);
     }
-    this.memory = new WebAssembly.Memory({ initial: initialPages, maximum: maxPages, shared: true });
+    this.memory = new WebAssembly.Memory({
+      initial: initialPages,
+      maximum: maxPages,
+      shared: true,
+    });
     this.maxBytes = maxPages * PAGE_BYTES;
     this.freeList.push({ start: RESERVED_BYTES, size: initialPages * PAGE_BYTES - RESERVED_BYTES });
   }
@@ -111,8 +121,16 @@ export class Heap {
    * 8 MiB against 0.1 ms for memory.fill), and a training step zeroes ~300 MiB of gradient buffers.
    */
   zero(ptr: number, bytes: number): void {
-    if (!Number.isSafeInteger(ptr) || !Number.isSafeInteger(bytes) || ptr < 0 || bytes < 0 || ptr + bytes > this.byteLength) {
-      throw new RangeError(`heap.zero: [${ptr}, ${ptr} + ${bytes}) is outside the ${this.byteLength}-byte memory`);
+    if (
+      !Number.isSafeInteger(ptr) ||
+      !Number.isSafeInteger(bytes) ||
+      ptr < 0 ||
+      bytes < 0 ||
+      ptr + bytes > this.byteLength
+    ) {
+      throw new RangeError(
+        `heap.zero: [${ptr}, ${ptr} + ${bytes}) is outside the ${this.byteLength}-byte memory`,
+      );
     }
     if (bytes === 0) return;
     this.zeroFn ??= zeroFunction(this.memory);
@@ -251,14 +269,66 @@ export class Heap {
  */
 function zeroFunction(memory: WebAssembly.Memory): (ptr: number, bytes: number) => void {
   const bytes = new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version 1
-    0x01, 0x06, 0x01, 0x60, 0x02, 0x7f, 0x7f, 0x00, // type section: (i32, i32) -> ()
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00, // magic, version 1
+    0x01,
+    0x06,
+    0x01,
+    0x60,
+    0x02,
+    0x7f,
+    0x7f,
+    0x00, // type section: (i32, i32) -> ()
     // import section: "e" "m" memory, limits flag 3 (shared, with max), min 0, max 65536 (LEB128)
-    0x02, 0x0b, 0x01, 0x01, 0x65, 0x01, 0x6d, 0x02, 0x03, 0x00, 0x80, 0x80, 0x04,
-    0x03, 0x02, 0x01, 0x00, // function section: one function of type 0
-    0x07, 0x08, 0x01, 0x04, 0x7a, 0x65, 0x72, 0x6f, 0x00, 0x00, // export "zero" = function 0
+    0x02,
+    0x0b,
+    0x01,
+    0x01,
+    0x65,
+    0x01,
+    0x6d,
+    0x02,
+    0x03,
+    0x00,
+    0x80,
+    0x80,
+    0x04,
+    0x03,
+    0x02,
+    0x01,
+    0x00, // function section: one function of type 0
+    0x07,
+    0x08,
+    0x01,
+    0x04,
+    0x7a,
+    0x65,
+    0x72,
+    0x6f,
+    0x00,
+    0x00, // export "zero" = function 0
     // code section: no locals; local.get 0, i32.const 0, local.get 1, memory.fill 0, end
-    0x0a, 0x0d, 0x01, 0x0b, 0x00, 0x20, 0x00, 0x41, 0x00, 0x20, 0x01, 0xfc, 0x0b, 0x00, 0x0b,
+    0x0a,
+    0x0d,
+    0x01,
+    0x0b,
+    0x00,
+    0x20,
+    0x00,
+    0x41,
+    0x00,
+    0x20,
+    0x01,
+    0xfc,
+    0x0b,
+    0x00,
+    0x0b,
   ]);
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), { e: { m: memory } });
   return instance.exports.zero as (ptr: number, bytes: number) => void;

@@ -22,7 +22,11 @@ export function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** Throws `${what}: expected shape [..], got [..]` unless `actual` equals `expected`. */
-export function assertShape(what: string, actual: readonly number[], expected: readonly number[]): void {
+export function assertShape(
+  what: string,
+  actual: readonly number[],
+  expected: readonly number[],
+): void {
   if (!sameShape(actual, expected)) {
     throw new Error(`${what}: expected shape ${shapeString(expected)}, got ${shapeString(actual)}`);
   }

@@ -78,7 +78,13 @@ export class Tensor {
         `view ${shapeString(shape)} at offset ${offset} exceeds tensor ${shapeString(this.shape)}`,
       );
     }
-    return new Tensor(this.heap, this.ptr + offset * BYTES_PER_ELEMENT[this.dtype], shape, this.dtype, false);
+    return new Tensor(
+      this.heap,
+      this.ptr + offset * BYTES_PER_ELEMENT[this.dtype],
+      shape,
+      this.dtype,
+      false,
+    );
   }
 
   /** Same data, new shape with the same number of elements. */
@@ -93,8 +99,7 @@ export class Tensor {
     if (value === 0) {
       this.checkLive();
       this.heap.zero(this.ptr, this.byteLength);
-    }
-    else if (this.dtype === "f32") this.f32().fill(value);
+    } else if (this.dtype === "f32") this.f32().fill(value);
     else if (this.dtype === "i32") this.i32().fill(value);
     else throw new Error(`fill(${value}) is only defined for f32 and i32 tensors`);
     return this;

@@ -20,9 +20,9 @@ import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic-write.js";
 import { parseJsonStrict } from "../io/json.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../io/safetensors.js";
+import type { LinearInfo } from "../models/linear.js";
 import { type AdapterWeights, loadAdapter, saveAdapter } from "../peft/adapter-io.js";
 import type { LoraConfig } from "../peft/config.js";
-import type { LinearInfo } from "../models/linear.js";
 import type { DataState } from "./data-order.js";
 import type { OptimizerState } from "./optimizer.js";
 
@@ -50,7 +50,9 @@ export interface CheckpointContent {
   /** Options that must be the same on resume (compared key by key). */
   run: Record<string, unknown>;
   /** Trained weights: LoRA (adapter config + A/B per module) or full (HF name -> values). */
-  weights: { kind: "lora"; config: LoraConfig; adapters: Map<string, AdapterWeights> } | { kind: "full"; params: Map<string, { shape: number[]; data: Float32Array }> };
+  weights:
+    | { kind: "lora"; config: LoraConfig; adapters: Map<string, AdapterWeights> }
+    | { kind: "full"; params: Map<string, { shape: number[]; data: Float32Array }> };
 }
 
 export function checkpointName(step: number): string {
@@ -73,16 +75,33 @@ async function fsyncPath(path: string): Promise<void> {
 export async function saveCheckpoint(root: string, content: CheckpointContent): Promise<string> {
   await mkdir(root, { recursive: true });
   const final = join(root, checkpointName(content.step));
-  const temp = join(root, `.${checkpointName(content.step)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`);
+  const temp = join(
+    root,
+    `.${checkpointName(content.step)}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`,
+  );
   await mkdir(temp);
   try {
-    const opt: TensorToWrite[] = [...content.optimizer.tensors].map(([name, data]) => ({ name, dtype: "F32", shape: [data.length], data }));
-    await writeSafetensors(join(temp, OPTIMIZER_NAME), opt, { format: "pt", kind: content.optimizer.kind, step: String(content.optimizer.step) });
+    const opt: TensorToWrite[] = [...content.optimizer.tensors].map(([name, data]) => ({
+      name,
+      dtype: "F32",
+      shape: [data.length],
+      data,
+    }));
+    await writeSafetensors(join(temp, OPTIMIZER_NAME), opt, {
+      format: "pt",
+      kind: content.optimizer.kind,
+      step: String(content.optimizer.step),
+    });
     if (content.weights.kind === "lora") {
       await saveAdapter(join(temp, ADAPTER_DIR), content.weights.config, content.weights.adapters);
       await fsyncPath(join(temp, ADAPTER_DIR));
     } else {
-      const tensors: TensorToWrite[] = [...content.weights.params].map(([name, t]) => ({ name, dtype: "F32", shape: t.shape, data: t.data }));
+      const tensors: TensorToWrite[] = [...content.weights.params].map(([name, t]) => ({
+        name,
+        dtype: "F32",
+        shape: t.shape,
+        data: t.data,
+      }));
       await writeSafetensors(join(temp, FULL_WEIGHTS_NAME), tensors, { format: "pt" });
     }
     const state = {
@@ -156,7 +175,8 @@ export async function listCheckpoints(root: string): Promise<{ step: number; pat
   const out: { step: number; path: string }[] = [];
   for (const name of names) {
     const m = CHECKPOINT_RE.exec(name);
-    if (m !== null && (await exists(join(root, name, STATE_NAME)))) out.push({ step: Number(m[1]), path: join(root, name) });
+    if (m !== null && (await exists(join(root, name, STATE_NAME))))
+      out.push({ step: Number(m[1]), path: join(root, name) });
   }
   return out.sort((a, b) => a.step - b.step);
 }
@@ -170,7 +190,8 @@ export async function latestCheckpoint(root: string): Promise<string | null> {
 /** Deletes all but the newest `keep` checkpoints. */
 export async function pruneCheckpoints(root: string, keep: number): Promise<void> {
   const all = await listCheckpoints(root);
-  for (const c of all.slice(0, Math.max(0, all.length - keep))) await rm(c.path, { recursive: true, force: true });
+  for (const c of all.slice(0, Math.max(0, all.length - keep)))
+    await rm(c.path, { recursive: true, force: true });
 }
 
 function bad(dir: string, detail: string): Error {
@@ -181,7 +202,10 @@ function bad(dir: string, detail: string): Error {
  * Reads a checkpoint directory. `linears` (the model's) are needed to validate a LoRA adapter.
  * Sizes are validated here against the files; the trainer checks them against its parameters.
  */
-export async function loadCheckpoint(dir: string, linears: readonly LinearInfo[]): Promise<CheckpointContent> {
+export async function loadCheckpoint(
+  dir: string,
+  linears: readonly LinearInfo[],
+): Promise<CheckpointContent> {
   const statePath = join(dir, STATE_NAME);
   let size: number;
   try {
@@ -191,21 +215,36 @@ export async function loadCheckpoint(dir: string, linears: readonly LinearInfo[]
   }
   if (size > MAX_STATE_BYTES) throw bad(dir, `${STATE_NAME} is ${size} bytes, too large`);
   const raw = parseJsonStrict(await readFile(statePath, "utf8"), statePath);
-  if (typeof raw !== "object" || raw === null || Array.isArray(raw)) throw bad(dir, `${STATE_NAME} is not a JSON object`);
+  if (typeof raw !== "object" || raw === null || Array.isArray(raw))
+    throw bad(dir, `${STATE_NAME} is not a JSON object`);
   const s = raw as Record<string, unknown>;
   if (s.format !== CHECKPOINT_FORMAT || s.version !== CHECKPOINT_VERSION) {
-    throw bad(dir, `unknown format ${JSON.stringify(s.format)} version ${JSON.stringify(s.version)}`);
+    throw bad(
+      dir,
+      `unknown format ${JSON.stringify(s.format)} version ${JSON.stringify(s.version)}`,
+    );
   }
   const step = s.step;
-  if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0) throw bad(dir, `bad step ${JSON.stringify(step)}`);
+  if (typeof step !== "number" || !Number.isSafeInteger(step) || step < 0)
+    throw bad(dir, `bad step ${JSON.stringify(step)}`);
   const opt = s.optimizer as { kind?: unknown; step?: unknown } | null;
-  if (typeof opt !== "object" || opt === null || (opt.kind !== "adamw" && opt.kind !== "sgd") || typeof opt.step !== "number") {
+  if (
+    typeof opt !== "object" ||
+    opt === null ||
+    (opt.kind !== "adamw" && opt.kind !== "sgd") ||
+    typeof opt.step !== "number"
+  ) {
     throw bad(dir, "bad optimizer record");
   }
-  if (typeof s.data !== "object" || s.data === null || Array.isArray(s.data)) throw bad(dir, "bad data state");
+  if (typeof s.data !== "object" || s.data === null || Array.isArray(s.data))
+    throw bad(dir, "bad data state");
   if (s.rng !== null && !Array.isArray(s.rng)) throw bad(dir, "bad rng state");
   const trainer = s.trainer as TrainerBookkeeping | null;
-  if (typeof trainer !== "object" || trainer === null || typeof trainer.evalsWithoutImprovement !== "number") {
+  if (
+    typeof trainer !== "object" ||
+    trainer === null ||
+    typeof trainer.evalsWithoutImprovement !== "number"
+  ) {
     throw bad(dir, "bad trainer record");
   }
   if (typeof s.run !== "object" || s.run === null) throw bad(dir, "bad run record");
@@ -226,7 +265,8 @@ export async function loadCheckpoint(dir: string, linears: readonly LinearInfo[]
     const params = new Map<string, { shape: number[]; data: Float32Array }>();
     const f = await SafetensorsFile.open(join(dir, FULL_WEIGHTS_NAME));
     try {
-      for (const [name, entry] of f.entries) params.set(name, { shape: [...entry.shape], data: await f.readF32(name) });
+      for (const [name, entry] of f.entries)
+        params.set(name, { shape: [...entry.shape], data: await f.readF32(name) });
     } finally {
       await f.close();
     }
@@ -239,7 +279,10 @@ export async function loadCheckpoint(dir: string, linears: readonly LinearInfo[]
     optimizer: { kind: opt.kind, step: opt.step, tensors },
     data: s.data as DataState,
     rng: s.rng as number[] | null,
-    trainer: { bestEvalLoss: trainer.bestEvalLoss ?? null, evalsWithoutImprovement: trainer.evalsWithoutImprovement },
+    trainer: {
+      bestEvalLoss: trainer.bestEvalLoss ?? null,
+      evalsWithoutImprovement: trainer.evalsWithoutImprovement,
+    },
     run: s.run as Record<string, unknown>,
     weights,
   };

@@ -18,7 +18,8 @@ export function globalGradNorm(kernels: Kernels, grads: Iterable<Tensor>): numbe
 
 /** Clips in place to maxNorm; returns the total norm BEFORE clipping (as torch does). */
 export function clipGradNorm(kernels: Kernels, grads: readonly Tensor[], maxNorm: number): number {
-  if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new Error(`clip: max norm must be finite and > 0, got ${maxNorm}`);
+  if (!(maxNorm > 0) || !Number.isFinite(maxNorm))
+    throw new Error(`clip: max norm must be finite and > 0, got ${maxNorm}`);
   const total = globalGradNorm(kernels, grads);
   if (!Number.isFinite(total)) return total;
   const coef = Math.min(1, maxNorm / (total + 1e-6));

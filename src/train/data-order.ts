@@ -14,7 +14,7 @@
 //   exactly blockSize tokens (transformers' run_clm "group_texts"); examples attend to each other
 //   inside a block (no block-diagonal mask), a known property of simple packing.
 
-import { collate, type CollateOptions } from "../data/batches.js";
+import { type CollateOptions, collate } from "../data/batches.js";
 import type { TokenExample } from "../data/examples.js";
 import type { Batch } from "../models/model.js";
 import { Rng } from "../util/random.js";
@@ -54,10 +54,16 @@ export class FixedBatches implements BatchSource {
   }
 
   restore(state: DataState): void {
-    if (state.kind !== "fixed") throw stateError("fixed", `saved by a ${JSON.stringify(state.kind)} source`);
-    if (state.count !== this.batches.length) throw stateError("fixed", `saved for ${String(state.count)} batches, have ${this.batches.length}`);
+    if (state.kind !== "fixed")
+      throw stateError("fixed", `saved by a ${JSON.stringify(state.kind)} source`);
+    if (state.count !== this.batches.length)
+      throw stateError(
+        "fixed",
+        `saved for ${String(state.count)} batches, have ${this.batches.length}`,
+      );
     const index = state.index;
-    if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 0) throw stateError("fixed", `bad index ${String(index)}`);
+    if (typeof index !== "number" || !Number.isSafeInteger(index) || index < 0)
+      throw stateError("fixed", `bad index ${String(index)}`);
     this.index = index;
   }
 }
@@ -83,11 +89,15 @@ export class ShuffledBatches implements BatchSource {
 
   constructor(examples: readonly TokenExample[], options: ShuffledBatchesOptions) {
     if (!Number.isSafeInteger(options.batchSize) || options.batchSize < 1) {
-      throw new Error(`ShuffledBatches: batch size must be a positive integer, got ${options.batchSize}`);
+      throw new Error(
+        `ShuffledBatches: batch size must be a positive integer, got ${options.batchSize}`,
+      );
     }
     const dropLast = options.dropLast ?? true;
     if (examples.length === 0 || (dropLast && examples.length < options.batchSize)) {
-      throw new Error(`ShuffledBatches: ${examples.length} examples cannot fill a batch of ${options.batchSize}`);
+      throw new Error(
+        `ShuffledBatches: ${examples.length} examples cannot fill a batch of ${options.batchSize}`,
+      );
     }
     this.examples = examples;
     this.options = options;
@@ -110,7 +120,8 @@ export class ShuffledBatches implements BatchSource {
     const n = this.examples.length;
     const bs = this.options.batchSize;
     const dropLast = this.options.dropLast ?? true;
-    if (this.epoch < 0 || this.position >= n || (dropLast && this.position + bs > n)) this.startEpoch();
+    if (this.epoch < 0 || this.position >= n || (dropLast && this.position + bs > n))
+      this.startEpoch();
     const ids = this.order.slice(this.position, Math.min(n, this.position + bs));
     this.position += ids.length;
     return collate(
@@ -131,12 +142,20 @@ export class ShuffledBatches implements BatchSource {
   }
 
   restore(state: DataState): void {
-    if (state.kind !== "shuffled") throw stateError("shuffled", `saved by a ${JSON.stringify(state.kind)} source`);
+    if (state.kind !== "shuffled")
+      throw stateError("shuffled", `saved by a ${JSON.stringify(state.kind)} source`);
     const n = this.examples.length;
-    if (state.count !== n) throw stateError("shuffled", `saved for ${String(state.count)} examples, have ${n}`);
+    if (state.count !== n)
+      throw stateError("shuffled", `saved for ${String(state.count)} examples, have ${n}`);
     const { epoch, position, order } = state;
-    if (typeof epoch !== "number" || !Number.isSafeInteger(epoch) || epoch < -1) throw stateError("shuffled", `bad epoch ${String(epoch)}`);
-    if (typeof position !== "number" || !Number.isSafeInteger(position) || position < 0 || position > n) {
+    if (typeof epoch !== "number" || !Number.isSafeInteger(epoch) || epoch < -1)
+      throw stateError("shuffled", `bad epoch ${String(epoch)}`);
+    if (
+      typeof position !== "number" ||
+      !Number.isSafeInteger(position) ||
+      position < 0 ||
+      position > n
+    ) {
       throw stateError("shuffled", `bad position ${String(position)}`);
     }
     const ok =
@@ -153,10 +172,17 @@ export class ShuffledBatches implements BatchSource {
 }
 
 /** Reproducible split: a seeded permutation, the first `heldOut` items go to the held-out set. */
-export function splitHeldOut<T>(items: readonly T[], heldOut: number, seed: number): { train: T[]; heldOut: T[] } {
-  const count = heldOut > 0 && heldOut < 1 ? Math.max(1, Math.round(items.length * heldOut)) : heldOut;
+export function splitHeldOut<T>(
+  items: readonly T[],
+  heldOut: number,
+  seed: number,
+): { train: T[]; heldOut: T[] } {
+  const count =
+    heldOut > 0 && heldOut < 1 ? Math.max(1, Math.round(items.length * heldOut)) : heldOut;
   if (!Number.isSafeInteger(count) || count < 0 || count >= items.length) {
-    throw new Error(`splitHeldOut: held-out size ${heldOut} must be a fraction in (0, 1) or an integer in [0, ${items.length})`);
+    throw new Error(
+      `splitHeldOut: held-out size ${heldOut} must be a fraction in (0, 1) or an integer in [0, ${items.length})`,
+    );
   }
   const order = new Rng(seed).shuffle(Array.from({ length: items.length }, (_, i) => i));
   const held = new Set(order.slice(0, count));
@@ -175,9 +201,13 @@ export interface PackOptions {
 }
 
 /** Concatenates examples into blocks of blockSize tokens. */
-export function packExamples(examples: readonly TokenExample[], options: PackOptions): TokenExample[] {
+export function packExamples(
+  examples: readonly TokenExample[],
+  options: PackOptions,
+): TokenExample[] {
   const { blockSize } = options;
-  if (!Number.isSafeInteger(blockSize) || blockSize < 2) throw new Error(`packExamples: block size must be an integer >= 2, got ${blockSize}`);
+  if (!Number.isSafeInteger(blockSize) || blockSize < 2)
+    throw new Error(`packExamples: block size must be an integer >= 2, got ${blockSize}`);
   const ids: number[] = [];
   const labels: number[] = [];
   for (const e of examples) {
@@ -195,7 +225,11 @@ export function packExamples(examples: readonly TokenExample[], options: PackOpt
   for (let start = 0; start < ids.length; start += blockSize) {
     const end = Math.min(ids.length, start + blockSize);
     if (end - start < blockSize && !(options.keepRemainder ?? false)) break;
-    blocks.push({ inputIds: ids.slice(start, end), labels: labels.slice(start, end), source: `packed block ${blocks.length}` });
+    blocks.push({
+      inputIds: ids.slice(start, end),
+      labels: labels.slice(start, end),
+      source: `packed block ${blocks.length}`,
+    });
   }
   return blocks;
 }

@@ -30,21 +30,35 @@ export interface GenerateOptions {
 }
 
 /** Generates continuations for every prompt; returns the new tokens of each row. */
-export function generate(model: CausalLM, prompts: readonly (readonly number[])[], options: GenerateOptions): number[][] {
+export function generate(
+  model: CausalLM,
+  prompts: readonly (readonly number[])[],
+  options: GenerateOptions,
+): number[][] {
   const { maxNewTokens } = options;
-  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0) throw new Error(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
+  if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0)
+    throw new Error(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
   const temperature = options.temperature ?? 0;
   const topP = options.topP ?? 1;
-  if (!(temperature >= 0) || !Number.isFinite(temperature)) throw new Error(`generate: temperature must be >= 0, got ${temperature}`);
+  if (!(temperature >= 0) || !Number.isFinite(temperature))
+    throw new Error(`generate: temperature must be >= 0, got ${temperature}`);
   if (!(topP > 0 && topP <= 1)) throw new Error(`generate: topP must be in (0, 1], got ${topP}`);
-  if (temperature > 0 && options.rng === undefined) throw new Error("generate: sampling (temperature > 0) needs an rng");
-  const eos = new Set(options.eosTokenId === undefined || options.eosTokenId === null ? [] : typeof options.eosTokenId === "number" ? [options.eosTokenId] : options.eosTokenId);
+  if (temperature > 0 && options.rng === undefined)
+    throw new Error("generate: sampling (temperature > 0) needs an rng");
+  const eos = new Set(
+    options.eosTokenId === undefined || options.eosTokenId === null
+      ? []
+      : typeof options.eosTokenId === "number"
+        ? [options.eosTokenId]
+        : options.eosTokenId,
+  );
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new Error(`generate: prompt ${i} is empty`);
   });
   const out: number[][] = prompts.map(() => []);
   if (maxNewTokens === 0 || prompts.length === 0) return out;
-  const pick = (row: Float32Array): number => (temperature === 0 ? argmax(row) : sample(row, temperature, topP, options.rng as Rng));
+  const pick = (row: Float32Array): number =>
+    temperature === 0 ? argmax(row) : sample(row, temperature, topP, options.rng as Rng);
   const done = prompts.map(() => false);
   const emit = (i: number, token: number): void => {
     out[i].push(token);
@@ -59,10 +73,14 @@ export function generate(model: CausalLM, prompts: readonly (readonly number[])[
     const byLength = new Map<number, number[]>();
     prompts.forEach((p, i) => byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]));
     const firstLogits: Float32Array[] = [];
-    for (const [len, rows] of [...byLength].sort((a, b) => b[0] * b[1].length - a[0] * a[1].length)) {
+    for (const [len, rows] of [...byLength].sort(
+      (a, b) => b[0] * b[1].length - a[0] * a[1].length,
+    )) {
       const inputIds = new Int32Array(rows.length * len);
       rows.forEach((i, n) => inputIds.set(prompts[i], n * len));
-      const logits = model.forwardCached(cache, { rows, inputIds, seqLen: len, logits: "last" }).f32(); // (N, 1, V)
+      const logits = model
+        .forwardCached(cache, { rows, inputIds, seqLen: len, logits: "last" })
+        .f32(); // (N, 1, V)
       const V = logits.length / rows.length;
       rows.forEach((i, n) => {
         firstLogits[i] = logits.slice(n * V, (n + 1) * V);
@@ -102,7 +120,9 @@ export function sample(row: Float32Array, temperature: number, topP: number, rng
   }
   for (let v = 0; v < row.length; v++) probs[v] /= z;
   // stable sort by probability, descending (ties: lower id first)
-  const order = Array.from({ length: row.length }, (_, v) => v).sort((a, b) => probs[b] - probs[a] || a - b);
+  const order = Array.from({ length: row.length }, (_, v) => v).sort(
+    (a, b) => probs[b] - probs[a] || a - b,
+  );
   let keep = order.length;
   if (topP < 1) {
     let cum = 0;

@@ -17,7 +17,10 @@ const IGNORE = -100;
  * model.tokenLosses runs the lm_head on the counted positions only when the ignored ones are a
  * large share (a scored continuation after its prompt, completion-only eval data).
  */
-export function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
+export function tokenNll(
+  model: CausalLM,
+  batch: Batch,
+): { nll: Float32Array; counted: Uint8Array } {
   const { batchSize: B, seqLen: T } = batch;
   const labels = batch.labels;
   if (labels === undefined) throw new Error("evaluate: batch.labels is required");
@@ -68,7 +71,8 @@ export function continuationLogLikelihoods(
   const attentionMask = new Int32Array(B * T);
   const labels = new Int32Array(B * T).fill(IGNORE);
   pairs.forEach((p, b) => {
-    if (p.prompt.length === 0 || p.continuation.length === 0) throw new Error(`score: pair ${b} needs a non-empty prompt and continuation`);
+    if (p.prompt.length === 0 || p.continuation.length === 0)
+      throw new Error(`score: pair ${b} needs a non-empty prompt and continuation`);
     const seq = [...p.prompt, ...p.continuation];
     seq.forEach((id, t) => {
       inputIds[b * T + t] = id;
@@ -76,7 +80,13 @@ export function continuationLogLikelihoods(
       if (t >= p.prompt.length) labels[b * T + t] = id;
     });
   });
-  const { nll, counted } = tokenNll(model, { batchSize: B, seqLen: T, inputIds, attentionMask, labels });
+  const { nll, counted } = tokenNll(model, {
+    batchSize: B,
+    seqLen: T,
+    inputIds,
+    attentionMask,
+    labels,
+  });
   return pairs.map((_, b) => {
     let logProb = 0;
     let tokens = 0;
@@ -111,12 +121,18 @@ export function classifyByLikelihood(
 /** Fraction of items whose highest-likelihood candidate is the labelled one. */
 export function classificationAccuracy(
   model: CausalLM,
-  items: readonly { prompt: readonly number[]; candidates: readonly (readonly number[])[]; label: number }[],
+  items: readonly {
+    prompt: readonly number[];
+    candidates: readonly (readonly number[])[];
+    label: number;
+  }[],
   options: { lengthNormalize?: boolean; padTokenId?: number } = {},
 ): number {
   if (items.length === 0) return Number.NaN;
   let correct = 0;
-  for (const item of items) if (classifyByLikelihood(model, item.prompt, item.candidates, options).index === item.label) correct++;
+  for (const item of items)
+    if (classifyByLikelihood(model, item.prompt, item.candidates, options).index === item.label)
+      correct++;
   return correct / items.length;
 }
 

@@ -74,10 +74,14 @@ function checkParams(params: readonly TrainableParam[]): void {
     if (seen.has(p.name)) throw new Error(`optimizer: parameter ${p.name} is listed twice`);
     seen.add(p.name);
     if (p.param.dtype !== "f32" || p.grad.dtype !== "f32") {
-      throw new Error(`optimizer: parameter ${p.name} and its gradient must be f32 (got ${p.param.dtype}, ${p.grad.dtype})`);
+      throw new Error(
+        `optimizer: parameter ${p.name} and its gradient must be f32 (got ${p.param.dtype}, ${p.grad.dtype})`,
+      );
     }
     if (p.param.size !== p.grad.size) {
-      throw new Error(`optimizer: gradient of ${p.name} has ${p.grad.size} elements, the parameter ${p.param.size}`);
+      throw new Error(
+        `optimizer: gradient of ${p.name} has ${p.grad.size} elements, the parameter ${p.param.size}`,
+      );
     }
   }
 }
@@ -111,7 +115,8 @@ abstract class StatefulOptimizer {
   }
 
   protected checkLr(lr: number): void {
-    if (!Number.isFinite(lr) || lr < 0) throw new Error(`optimizer: learning rate must be finite and >= 0, got ${lr}`);
+    if (!Number.isFinite(lr) || lr < 0)
+      throw new Error(`optimizer: learning rate must be finite and >= 0, got ${lr}`);
   }
 
   protected saveTensors(): Map<string, Float32Array> {
@@ -121,17 +126,22 @@ abstract class StatefulOptimizer {
   }
 
   protected loadTensors(kind: string, state: OptimizerState): void {
-    if (state.kind !== kind) throw new Error(`optimizer state: saved for "${state.kind}", this optimizer is "${kind}"`);
+    if (state.kind !== kind)
+      throw new Error(`optimizer state: saved for "${state.kind}", this optimizer is "${kind}"`);
     if (!Number.isSafeInteger(state.step) || state.step < 0) {
       throw new Error(`optimizer state: step must be a non-negative integer, got ${state.step}`);
     }
     for (const key of state.tensors.keys()) {
-      if (!this.buffers.has(key)) throw new Error(`optimizer state: unexpected tensor ${key} (not a state of any trainable parameter)`);
+      if (!this.buffers.has(key))
+        throw new Error(
+          `optimizer state: unexpected tensor ${key} (not a state of any trainable parameter)`,
+        );
     }
     for (const [key, t] of this.buffers) {
       const data = state.tensors.get(key);
       if (data === undefined) throw new Error(`optimizer state: tensor ${key} is missing`);
-      if (data.length !== t.size) throw new Error(`optimizer state: ${key} has ${data.length} values, expected ${t.size}`);
+      if (data.length !== t.size)
+        throw new Error(`optimizer state: ${key} has ${data.length} values, expected ${t.size}`);
     }
     for (const [key, t] of this.buffers) t.f32().set(state.tensors.get(key) as Float32Array);
     this.steps = state.step;
@@ -158,7 +168,13 @@ class AdamW extends StatefulOptimizer implements Optimizer {
     this.beta1 = checkNumber("beta1", config.beta1 ?? 0.9, 0, 1);
     this.beta2 = checkNumber("beta2", config.beta2 ?? 0.999, 0, 1);
     this.eps = checkNumber("eps", config.eps ?? 1e-8, 0, Number.MAX_VALUE, false);
-    this.weightDecay = checkNumber("weight decay", config.weightDecay ?? 0, 0, Number.MAX_VALUE, false);
+    this.weightDecay = checkNumber(
+      "weight decay",
+      config.weightDecay ?? 0,
+      0,
+      Number.MAX_VALUE,
+      false,
+    );
     this.moments = params.map((p) => ({
       m: this.addBuffer(kernels.heap, `exp_avg.${p.name}`, p.param),
       v: this.addBuffer(kernels.heap, `exp_avg_sq.${p.name}`, p.param),
@@ -168,7 +184,14 @@ class AdamW extends StatefulOptimizer implements Optimizer {
   update(lr: number): void {
     this.checkLr(lr);
     const step = this.steps + 1;
-    const options = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay, step };
+    const options = {
+      lr,
+      beta1: this.beta1,
+      beta2: this.beta2,
+      eps: this.eps,
+      weightDecay: this.weightDecay,
+      step,
+    };
     this.params.forEach((p, i) => {
       this.kernels.adamw(p.param, p.grad, this.moments[i].m, this.moments[i].v, options);
     });
@@ -198,11 +221,22 @@ class SGD extends StatefulOptimizer implements Optimizer {
     this.momentum = checkNumber("momentum", config.momentum ?? 0, 0, Number.MAX_VALUE, false);
     this.dampening = checkNumber("dampening", config.dampening ?? 0, 0, 1, false);
     this.nesterov = config.nesterov ?? false;
-    this.weightDecay = checkNumber("weight decay", config.weightDecay ?? 0, 0, Number.MAX_VALUE, false);
+    this.weightDecay = checkNumber(
+      "weight decay",
+      config.weightDecay ?? 0,
+      0,
+      Number.MAX_VALUE,
+      false,
+    );
     if (this.nesterov && (this.momentum <= 0 || this.dampening !== 0)) {
-      throw new Error("optimizer: nesterov SGD requires momentum > 0 and dampening 0 (as torch.optim.SGD)");
+      throw new Error(
+        "optimizer: nesterov SGD requires momentum > 0 and dampening 0 (as torch.optim.SGD)",
+      );
     }
-    this.momentumBuffers = this.momentum > 0 ? params.map((p) => this.addBuffer(kernels.heap, `momentum_buffer.${p.name}`, p.param)) : [];
+    this.momentumBuffers =
+      this.momentum > 0
+        ? params.map((p) => this.addBuffer(kernels.heap, `momentum_buffer.${p.name}`, p.param))
+        : [];
   }
 
   update(lr: number): void {
@@ -236,18 +270,38 @@ class SGD extends StatefulOptimizer implements Optimizer {
 }
 
 /** The config with every default filled in (so equal settings compare equal, e.g. on resume). */
-export function withOptimizerDefaults(config: OptimizerConfig): Required<AdamWConfig> | Required<SGDConfig> {
+export function withOptimizerDefaults(
+  config: OptimizerConfig,
+): Required<AdamWConfig> | Required<SGDConfig> {
   if (config.kind === "adamw") {
-    return { kind: "adamw", beta1: config.beta1 ?? 0.9, beta2: config.beta2 ?? 0.999, eps: config.eps ?? 1e-8, weightDecay: config.weightDecay ?? 0 };
+    return {
+      kind: "adamw",
+      beta1: config.beta1 ?? 0.9,
+      beta2: config.beta2 ?? 0.999,
+      eps: config.eps ?? 1e-8,
+      weightDecay: config.weightDecay ?? 0,
+    };
   }
   if (config.kind === "sgd") {
-    return { kind: "sgd", momentum: config.momentum ?? 0, dampening: config.dampening ?? 0, nesterov: config.nesterov ?? false, weightDecay: config.weightDecay ?? 0 };
+    return {
+      kind: "sgd",
+      momentum: config.momentum ?? 0,
+      dampening: config.dampening ?? 0,
+      nesterov: config.nesterov ?? false,
+      weightDecay: config.weightDecay ?? 0,
+    };
   }
-  throw new Error(`optimizer: unknown kind ${JSON.stringify((config as { kind: unknown }).kind)}; supported: "adamw", "sgd"`);
+  throw new Error(
+    `optimizer: unknown kind ${JSON.stringify((config as { kind: unknown }).kind)}; supported: "adamw", "sgd"`,
+  );
 }
 
 /** Creates the optimiser named by config.kind over `params`. */
-export function createOptimizer(kernels: Kernels, params: readonly TrainableParam[], config: OptimizerConfig): Optimizer {
+export function createOptimizer(
+  kernels: Kernels,
+  params: readonly TrainableParam[],
+  config: OptimizerConfig,
+): Optimizer {
   switch (config.kind) {
     case "adamw":
       return new AdamW(kernels, params, config);
@@ -255,6 +309,8 @@ export function createOptimizer(kernels: Kernels, params: readonly TrainablePara
       return new SGD(kernels, params, config);
     default:
       config satisfies never;
-      throw new Error(`optimizer: unknown kind ${JSON.stringify((config as { kind: unknown }).kind)}; supported: "adamw", "sgd"`);
+      throw new Error(
+        `optimizer: unknown kind ${JSON.stringify((config as { kind: unknown }).kind)}; supported: "adamw", "sgd"`,
+      );
   }
 }

@@ -11,7 +11,12 @@
 // step counter lives in the trainer (and its checkpoints).
 
 export type ScheduleName = "constant" | "constant_with_warmup" | "linear" | "cosine";
-export const SCHEDULE_NAMES: readonly ScheduleName[] = ["constant", "constant_with_warmup", "linear", "cosine"];
+export const SCHEDULE_NAMES: readonly ScheduleName[] = [
+  "constant",
+  "constant_with_warmup",
+  "linear",
+  "cosine",
+];
 
 export interface ScheduleConfig {
   name: ScheduleName;
@@ -24,11 +29,15 @@ export interface ScheduleConfig {
 
 function checkConfig(c: ScheduleConfig): void {
   if (!SCHEDULE_NAMES.includes(c.name)) {
-    throw new Error(`schedule: unknown name ${JSON.stringify(c.name)}; supported: ${SCHEDULE_NAMES.join(", ")}`);
+    throw new Error(
+      `schedule: unknown name ${JSON.stringify(c.name)}; supported: ${SCHEDULE_NAMES.join(", ")}`,
+    );
   }
-  if (!Number.isFinite(c.baseLr) || c.baseLr < 0) throw new Error(`schedule: learning rate must be finite and >= 0, got ${c.baseLr}`);
+  if (!Number.isFinite(c.baseLr) || c.baseLr < 0)
+    throw new Error(`schedule: learning rate must be finite and >= 0, got ${c.baseLr}`);
   const w = c.warmupSteps ?? 0;
-  if (!Number.isSafeInteger(w) || w < 0) throw new Error(`schedule: warmup steps must be a non-negative integer, got ${w}`);
+  if (!Number.isSafeInteger(w) || w < 0)
+    throw new Error(`schedule: warmup steps must be a non-negative integer, got ${w}`);
   if (!Number.isSafeInteger(c.totalSteps) || c.totalSteps < 0) {
     throw new Error(`schedule: total steps must be a non-negative integer, got ${c.totalSteps}`);
   }
@@ -37,7 +46,8 @@ function checkConfig(c: ScheduleConfig): void {
 /** The multiplier of the base learning rate at step k (0-based). */
 export function scheduleFactor(config: ScheduleConfig, step: number): number {
   checkConfig(config);
-  if (!Number.isSafeInteger(step) || step < 0) throw new Error(`schedule: step must be a non-negative integer, got ${step}`);
+  if (!Number.isSafeInteger(step) || step < 0)
+    throw new Error(`schedule: step must be a non-negative integer, got ${step}`);
   const warmup = config.warmupSteps ?? 0;
   const total = config.totalSteps;
   if (config.name === "constant") return 1;

@@ -43,17 +43,28 @@ import { appendFile, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { Batch, CausalLM } from "../models/model.js";
 import type { AdapterWeights } from "../peft/adapter-io.js";
-import type { LoraConfig } from "../peft/config.js";
 import { applyLora } from "../peft/apply.js";
+import type { LoraConfig } from "../peft/config.js";
 import type { LoraLinear } from "../peft/lora.js";
 import { selectTargets } from "../peft/targets.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { Rng } from "../util/random.js";
-import { type CheckpointContent, latestCheckpoint, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from "./checkpoint.js";
+import {
+  type CheckpointContent,
+  latestCheckpoint,
+  loadCheckpoint,
+  pruneCheckpoints,
+  saveCheckpoint,
+} from "./checkpoint.js";
 import { clipGradNorm, globalGradNorm } from "./clip.js";
 import type { BatchSource } from "./data-order.js";
 import { evaluateLoss } from "./metrics.js";
-import { createOptimizer, type OptimizerConfig, type TrainableParam, withOptimizerDefaults } from "./optimizer.js";
+import {
+  createOptimizer,
+  type OptimizerConfig,
+  type TrainableParam,
+  withOptimizerDefaults,
+} from "./optimizer.js";
 import { learningRate, type ScheduleConfig, type ScheduleName } from "./schedule.js";
 
 /** LoRA adapters attached to a model; only their A and B train. */
@@ -96,10 +107,12 @@ export function attachLora(
 ): LoraTrainable {
   const targets = selectTargets(config, model.linears());
   for (const path of initial.keys()) {
-    if (!targets.some((t) => t.path === path)) throw new Error(`attachLora: initial weights for ${path}, which the config does not target`);
+    if (!targets.some((t) => t.path === path))
+      throw new Error(`attachLora: initial weights for ${path}, which the config does not target`);
   }
   for (const info of targets) {
-    if (!initial.has(info.path)) throw new Error(`attachLora: no initial lora_A/lora_B for targeted module ${info.path}`);
+    if (!initial.has(info.path))
+      throw new Error(`attachLora: no initial lora_A/lora_B for targeted module ${info.path}`);
   }
   const rng = new Rng(options.seed ?? 0);
   const { layers: adapters } = applyLora(model, config, { rng, weights: initial });
@@ -125,11 +138,13 @@ export function loraTrainableOf(
     params: () =>
       [...adapters.values()].flatMap((a) =>
         a.parameters().map((p) => {
-          if (p.grad === null) throw new Error(`LoRA ${p.name}: adapter is frozen (no gradient buffer)`);
+          if (p.grad === null)
+            throw new Error(`LoRA ${p.name}: adapter is frozen (no gradient buffer)`);
           return { name: p.name, param: p.param, grad: p.grad };
         }),
       ),
-    weights: () => new Map([...adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }])),
+    weights: () =>
+      new Map([...adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }])),
     zeroGrad: () => {
       for (const a of adapters.values()) a.zeroGrad();
     },
@@ -156,13 +171,17 @@ export function fullFineTuning(model: CausalLM): FullTrainable {
   const heap = model.kernels.heap;
   const grads = new Map<string, Tensor>();
   for (const [name, p] of model.params) {
-    if (p.dtype !== "f32") throw new Error(`full fine-tuning: parameter ${name} is ${p.dtype}; only f32 parameters can be trained`);
+    if (p.dtype !== "f32")
+      throw new Error(
+        `full fine-tuning: parameter ${name} is ${p.dtype}; only f32 parameters can be trained`,
+      );
     grads.set(name, heap.zeros(p.shape));
   }
   return {
     kind: "full",
     grads,
-    params: () => [...grads].map(([name, grad]) => ({ name, param: model.params.get(name) as Tensor, grad })),
+    params: () =>
+      [...grads].map(([name, grad]) => ({ name, param: model.params.get(name) as Tensor, grad })),
     zeroGrad: () => {
       for (const g of grads.values()) g.fill(0);
     },
@@ -217,17 +236,28 @@ export interface TrainResult {
 }
 
 function positiveInt(what: string, v: number): number {
-  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`train: ${what} must be a positive integer, got ${v}`);
+  if (!Number.isSafeInteger(v) || v < 1)
+    throw new Error(`train: ${what} must be a positive integer, got ${v}`);
   return v;
 }
 
 /** Runs the training loop; see the file header. */
-export async function train(model: CausalLM, trainable: Trainable, data: BatchSource, options: TrainOptions): Promise<TrainResult> {
+export async function train(
+  model: CausalLM,
+  trainable: Trainable,
+  data: BatchSource,
+  options: TrainOptions,
+): Promise<TrainResult> {
   const steps = options.steps;
-  if (!Number.isSafeInteger(steps) || steps < 0) throw new Error(`train: steps must be a non-negative integer, got ${steps}`);
+  if (!Number.isSafeInteger(steps) || steps < 0)
+    throw new Error(`train: steps must be a non-negative integer, got ${steps}`);
   const gradAccum = positiveInt("gradAccum", options.gradAccum ?? 1);
-  const evalEvery = options.evalEvery === undefined ? 0 : positiveInt("evalEvery", options.evalEvery);
-  const checkpointEvery = options.checkpointEvery === undefined ? 0 : positiveInt("checkpointEvery", options.checkpointEvery);
+  const evalEvery =
+    options.evalEvery === undefined ? 0 : positiveInt("evalEvery", options.evalEvery);
+  const checkpointEvery =
+    options.checkpointEvery === undefined
+      ? 0
+      : positiveInt("checkpointEvery", options.checkpointEvery);
   if (evalEvery > 0 && (options.evalBatches === undefined || options.evalBatches.length === 0)) {
     throw new Error("train: evalEvery is set but evalBatches is empty");
   }
@@ -235,7 +265,11 @@ export async function train(model: CausalLM, trainable: Trainable, data: BatchSo
     if (evalEvery === 0) throw new Error("train: earlyStopping needs evalEvery and evalBatches");
     positiveInt("earlyStopping.patience", options.earlyStopping.patience);
   }
-  if ((checkpointEvery > 0 || options.resume !== undefined) && options.checkpointDir === undefined && typeof options.resume !== "string") {
+  if (
+    (checkpointEvery > 0 || options.resume !== undefined) &&
+    options.checkpointDir === undefined &&
+    typeof options.resume !== "string"
+  ) {
     throw new Error("train: checkpointEvery / resume need checkpointDir");
   }
   const clipNorm = options.clipNorm ?? null;
@@ -253,7 +287,16 @@ export async function train(model: CausalLM, trainable: Trainable, data: BatchSo
   const paramGrads = trainable.kind === "full" ? trainable.grads : undefined;
   const optimizer = createOptimizer(kernels, params, optimizerConfig);
   // options that must match on resume
-  const run = { steps, lr: options.lr, schedule: schedule.name, warmupSteps: schedule.warmupSteps, gradAccum, clipNorm, optimizer: optimizerConfig, weights: trainable.kind };
+  const run = {
+    steps,
+    lr: options.lr,
+    schedule: schedule.name,
+    warmupSteps: schedule.warmupSteps,
+    gradAccum,
+    clipNorm,
+    optimizer: optimizerConfig,
+    weights: trainable.kind,
+  };
 
   let startStep = 0;
   const book = { bestEvalLoss: null as number | null, evalsWithoutImprovement: 0 };
@@ -277,7 +320,8 @@ export async function train(model: CausalLM, trainable: Trainable, data: BatchSo
     if (options.logFile !== undefined) await mkdir(dirname(options.logFile), { recursive: true });
     const emit = async (record: TrainLogRecord): Promise<void> => {
       options.log?.(record);
-      if (options.logFile !== undefined) await appendFile(options.logFile, `${JSON.stringify(record)}\n`);
+      if (options.logFile !== undefined)
+        await appendFile(options.logFile, `${JSON.stringify(record)}\n`);
     };
     const checkpoint = async (step: number): Promise<void> => {
       const content: CheckpointContent = {
@@ -290,10 +334,19 @@ export async function train(model: CausalLM, trainable: Trainable, data: BatchSo
         weights:
           trainable.kind === "lora"
             ? { kind: "lora", config: trainable.config, adapters: trainable.weights() }
-            : { kind: "full", params: new Map(params.map((p) => [p.name, { shape: [...p.param.shape], data: p.param.toArray() }])) },
+            : {
+                kind: "full",
+                params: new Map(
+                  params.map((p) => [
+                    p.name,
+                    { shape: [...p.param.shape], data: p.param.toArray() },
+                  ]),
+                ),
+              },
       };
       await saveCheckpoint(options.checkpointDir as string, content);
-      if (options.keepCheckpoints !== undefined) await pruneCheckpoints(options.checkpointDir as string, options.keepCheckpoints);
+      if (options.keepCheckpoints !== undefined)
+        await pruneCheckpoints(options.checkpointDir as string, options.keepCheckpoints);
     };
 
     const losses: number[] = [];
@@ -312,14 +365,22 @@ export async function train(model: CausalLM, trainable: Trainable, data: BatchSo
       for (let micro = 0; micro < gradAccum; micro++) {
         const batch = data.next();
         inputTokens += realTokens(batch);
-        const r = model.lossAndGrads(batch, paramGrads === undefined ? { lossScale: 1 / gradAccum } : { paramGrads, lossScale: 1 / gradAccum });
+        const r = model.lossAndGrads(
+          batch,
+          paramGrads === undefined
+            ? { lossScale: 1 / gradAccum }
+            : { paramGrads, lossScale: 1 / gradAccum },
+        );
         lossSum += r.loss;
         tokens += r.tokens;
       }
       const loss = lossSum / gradAccum;
-      const gradNorm = clipNorm === null ? globalGradNorm(kernels, grads) : clipGradNorm(kernels, grads, clipNorm);
+      const gradNorm =
+        clipNorm === null ? globalGradNorm(kernels, grads) : clipGradNorm(kernels, grads, clipNorm);
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-        throw new Error(`train: step ${step + 1}: loss ${loss}, gradient norm ${gradNorm} (not finite); lower the learning rate or enable clipping`);
+        throw new Error(
+          `train: step ${step + 1}: loss ${loss}, gradient norm ${gradNorm} (not finite); lower the learning rate or enable clipping`,
+        );
       }
       optimizer.update(lr);
       trainable.zeroGrad();
@@ -342,7 +403,13 @@ export async function train(model: CausalLM, trainable: Trainable, data: BatchSo
         const ev = evaluateLoss(model, options.evalBatches as readonly Batch[]);
         trainable.setTraining(true);
         lastEval = { loss: ev.loss, perplexity: ev.perplexity };
-        await emit({ type: "eval", step, eval_loss: ev.loss, perplexity: ev.perplexity, eval_tokens: ev.tokens });
+        await emit({
+          type: "eval",
+          step,
+          eval_loss: ev.loss,
+          perplexity: ev.perplexity,
+          eval_tokens: ev.tokens,
+        });
         const minDelta = options.earlyStopping?.minDelta ?? 0;
         if (book.bestEvalLoss === null || ev.loss < book.bestEvalLoss - minDelta) {
           book.bestEvalLoss = ev.loss;
@@ -350,10 +417,17 @@ export async function train(model: CausalLM, trainable: Trainable, data: BatchSo
         } else {
           book.evalsWithoutImprovement++;
         }
-        if (options.earlyStopping !== undefined && book.evalsWithoutImprovement >= options.earlyStopping.patience) stoppedEarly = true;
+        if (
+          options.earlyStopping !== undefined &&
+          book.evalsWithoutImprovement >= options.earlyStopping.patience
+        )
+          stoppedEarly = true;
       }
       const last = step === steps || stoppedEarly;
-      if (options.checkpointDir !== undefined && ((checkpointEvery > 0 && step % checkpointEvery === 0) || (last && checkpointEvery > 0))) {
+      if (
+        options.checkpointDir !== undefined &&
+        ((checkpointEvery > 0 && step % checkpointEvery === 0) || (last && checkpointEvery > 0))
+      ) {
         await checkpoint(step);
       }
       if (stoppedEarly) break;
@@ -374,13 +448,24 @@ function realTokens(batch: Batch): number {
 }
 
 /** Copies a checkpoint's weights and RNG into the live trainable, after checking it fits. */
-function restore(ckpt: CheckpointContent, dir: string, trainable: Trainable, params: readonly TrainableParam[], run: Record<string, unknown>): void {
+function restore(
+  ckpt: CheckpointContent,
+  dir: string,
+  trainable: Trainable,
+  params: readonly TrainableParam[],
+  run: Record<string, unknown>,
+): void {
   for (const [key, value] of Object.entries(run)) {
     if (JSON.stringify(ckpt.run[key]) !== JSON.stringify(value)) {
-      throw new Error(`resume ${dir}: option ${key} was ${JSON.stringify(ckpt.run[key])} in the checkpoint, now ${JSON.stringify(value)}`);
+      throw new Error(
+        `resume ${dir}: option ${key} was ${JSON.stringify(ckpt.run[key])} in the checkpoint, now ${JSON.stringify(value)}`,
+      );
     }
   }
-  if (ckpt.weights.kind !== trainable.kind) throw new Error(`resume ${dir}: checkpoint holds ${ckpt.weights.kind} weights, training ${trainable.kind}`);
+  if (ckpt.weights.kind !== trainable.kind)
+    throw new Error(
+      `resume ${dir}: checkpoint holds ${ckpt.weights.kind} weights, training ${trainable.kind}`,
+    );
   const values = new Map<string, Float32Array>();
   if (ckpt.weights.kind === "lora") {
     for (const [path, w] of ckpt.weights.adapters) {
@@ -390,11 +475,15 @@ function restore(ckpt: CheckpointContent, dir: string, trainable: Trainable, par
   } else {
     for (const [name, t] of ckpt.weights.params) values.set(name, t.data);
   }
-  if (values.size !== params.length) throw new Error(`resume ${dir}: checkpoint has ${values.size} trained tensors, the run ${params.length}`);
+  if (values.size !== params.length)
+    throw new Error(
+      `resume ${dir}: checkpoint has ${values.size} trained tensors, the run ${params.length}`,
+    );
   for (const p of params) {
     const v = values.get(p.name);
     if (v === undefined) throw new Error(`resume ${dir}: no weights for ${p.name}`);
-    if (v.length !== p.param.size) throw new Error(`resume ${dir}: ${p.name} has ${v.length} values, expected ${p.param.size}`);
+    if (v.length !== p.param.size)
+      throw new Error(`resume ${dir}: ${p.name} has ${v.length} values, expected ${p.param.size}`);
   }
   for (const p of params) p.param.f32().set(values.get(p.name) as Float32Array);
   if (trainable.kind === "lora") {

@@ -205,8 +205,10 @@ export class Rng {
         throw new Error(`Rng.setState: word ${i} must be a 32-bit unsigned integer, got ${s[i]}`);
       }
     }
-    if ((s[0] | s[1] | s[2] | s[3]) === 0) throw new Error("Rng.setState: the all-zero state is invalid");
-    if (s[4] !== 0 && s[4] !== 1) throw new Error(`Rng.setState: hasSpare must be 0 or 1, got ${s[4]}`);
+    if ((s[0] | s[1] | s[2] | s[3]) === 0)
+      throw new Error("Rng.setState: the all-zero state is invalid");
+    if (s[4] !== 0 && s[4] !== 1)
+      throw new Error(`Rng.setState: hasSpare must be 0 or 1, got ${s[4]}`);
     if (!Number.isFinite(s[5])) throw new Error(`Rng.setState: spare must be finite, got ${s[5]}`);
     this.s0 = s[0];
     this.s1 = s[1];

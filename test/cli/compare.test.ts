@@ -14,10 +14,16 @@ describe("loraga compare", () => {
     expect(r.stderr).toBe(`wrote ${out}\n`);
     expect(r.status).toBe(0);
     const lines = r.stdout.split("\n");
-    expect(lines[0]).toBe('target loss 2.0000 (final training loss of the run named "lora"; raw step losses)');
+    expect(lines[0]).toBe(
+      'target loss 2.0000 (final training loss of the run named "lora"; raw step losses)',
+    );
     // lora-ga reaches 2.0 at step 2 (3.0 s of training, 8.0 s with its 5 s init); slow never does
-    expect(lines.find((l) => l.startsWith("lora-ga "))).toMatch(/lora_ga\s+4\s+6\.0 s\s+2\s+3\.0 s\s+8\.0 s/);
-    expect(lines.find((l) => l.startsWith("slow "))).toMatch(/not reached\s+not reached\s+not reached/);
+    expect(lines.find((l) => l.startsWith("lora-ga "))).toMatch(
+      /lora_ga\s+4\s+6\.0 s\s+2\s+3\.0 s\s+8\.0 s/,
+    );
+    expect(lines.find((l) => l.startsWith("slow "))).toMatch(
+      /not reached\s+not reached\s+not reached/,
+    );
     const html = readFileSync(out, "utf8");
     expect(html).toContain('data-series="lora-ga"');
     expect(html).not.toContain("<script");
@@ -26,10 +32,22 @@ describe("loraga compare", () => {
   test("--target-loss overrides the baseline; --help has an example", () => {
     const root = tempDir();
     const dirs = RUNS.map((r) => writeRunDir(root, r));
-    const r = runCli(["compare", ...dirs, "--out", join(root, "r.html"), "--target-loss", "4.5", "--smooth", "1", "-q"]);
+    const r = runCli([
+      "compare",
+      ...dirs,
+      "--out",
+      join(root, "r.html"),
+      "--target-loss",
+      "4.5",
+      "--smooth",
+      "1",
+      "-q",
+    ]);
     expect(r.status).toBe(0);
     expect(r.stdout).toBe("");
-    expect(readFileSync(join(root, "r.html"), "utf8")).toContain("target loss 4.5000 (given with --target-loss");
+    expect(readFileSync(join(root, "r.html"), "utf8")).toContain(
+      "target loss 4.5000 (given with --target-loss",
+    );
     const help = runCli(["compare", "--help"]);
     expect(help.status).toBe(0);
     expect(help.stdout).toContain("loraga compare runs/lora runs/lora-ga --out report.html");
@@ -45,7 +63,11 @@ describe("loraga compare", () => {
     const out = join(root, "report.html");
     const r = runCli(["compare", good, bad, "--out", out]);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`^loraga: error: ${join(bad, "train.jsonl").replace(/[.]/g, "\\.")}:3: not valid JSON`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `^loraga: error: ${join(bad, "train.jsonl").replace(/[.]/g, "\\.")}:3: not valid JSON`,
+      ),
+    );
     expect(existsSync(out)).toBe(false);
     const missing = runCli(["compare", join(root, "nope"), "--out", out]);
     expect(missing.status).toBe(1);

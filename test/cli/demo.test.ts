@@ -12,10 +12,25 @@ const METHODS = ["lora", "lora-ga", "pissa", "full"];
 describe("loraga demo", () => {
   test("--quick: runs every method on the embedded model, writes run dirs, report.html and the table", () => {
     const out = join(root, "demo");
-    const r = runCli(["demo", "--quick", "--test-rows", "4", "--max-new-tokens", "12", "--threads", "2", "--out", out], { timeoutMs: 110_000 });
+    const r = runCli(
+      [
+        "demo",
+        "--quick",
+        "--test-rows",
+        "4",
+        "--max-new-tokens",
+        "12",
+        "--threads",
+        "2",
+        "--out",
+        out,
+      ],
+      { timeoutMs: 110_000 },
+    );
     expect(r.stderr).not.toContain("error");
     expect(r.status).toBe(0);
-    for (const f of ["data/train.jsonl", "data/test.jsonl", "report.html", "summary.json"]) expect(existsSync(join(out, f)), f).toBe(true);
+    for (const f of ["data/train.jsonl", "data/test.jsonl", "report.html", "summary.json"])
+      expect(existsSync(join(out, f)), f).toBe(true);
     for (const m of METHODS) {
       const summary = JSON.parse(readFileSync(join(out, m, "run.json"), "utf8"));
       expect(summary).toMatchObject({ name: m, method: m, steps: 4 });
@@ -31,7 +46,10 @@ describe("loraga demo", () => {
     const html = readFileSync(join(out, "report.html"), "utf8");
     for (const m of METHODS) expect(html).toContain(`data-series="${m}"`);
     expect(html).toContain("exact_match");
-    const data = readFileSync(join(out, "data", "test.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const data = readFileSync(join(out, "data", "test.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
     expect(data).toHaveLength(4);
     expect(data[0].completion).toMatch(/#### \d+$/);
   }, 120_000);

@@ -1,6 +1,14 @@
 // `loraga train / eval / generate / compare` as a user runs them: spawned processes, real files, a
 // tiny Llama checkpoint with a character-level tokenizer (scripts/fixtures/make_tiny_tokenizer.py).
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { collate } from "../../src/data/batches.js";
@@ -19,13 +27,19 @@ let kernels: Kernels;
 
 beforeAll(async () => {
   mkdirSync(modelDir);
-  for (const f of ["config.json", "model.safetensors"]) copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
+  for (const f of ["config.json", "model.safetensors"])
+    copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
   cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
   const rows = [];
   for (let i = 0; i < 12; i++) {
     const a = (i * 7) % 10;
     const b = (i * 3) % 10;
-    rows.push(JSON.stringify({ prompt: `Q: ${a} plus ${b}? A:`, completion: ` ${a} + ${b} = ${a + b}. #### ${a + b}` }));
+    rows.push(
+      JSON.stringify({
+        prompt: `Q: ${a} plus ${b}? A:`,
+        completion: ` ${a} + ${b} = ${a + b}. #### ${a + b}`,
+      }),
+    );
   }
   writeFileSync(data, `${rows.join("\n")}\n`);
   kernels = await createKernels("ref", { heap: new Heap() });
@@ -34,20 +48,68 @@ afterAll(async () => {
   await kernels.dispose();
 });
 
-const common = ["--model", modelDir, "--data", data, "--r", "2", "--target", "q_proj,v_proj", "--batch-size", "2", "--max-length", "32", "--lr", "0.005", "--kernels", "ref", "-q"];
+const common = [
+  "--model",
+  modelDir,
+  "--data",
+  data,
+  "--r",
+  "2",
+  "--target",
+  "q_proj,v_proj",
+  "--batch-size",
+  "2",
+  "--max-length",
+  "32",
+  "--lr",
+  "0.005",
+  "--kernels",
+  "ref",
+  "-q",
+];
 
 function trainLog(dir: string): Array<Record<string, number | string>> {
-  return readFileSync(join(dir, "train.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+  return readFileSync(join(dir, "train.jsonl"), "utf8")
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l));
 }
 
 describe("loraga train", () => {
   const run = join(root, "lora-ga");
 
   test("LoRA-GA run: log, summary, adapters; the converted adapter gives the trained model on the original base", async () => {
-    const r = runCli(["train", ...common, "--method", "lora-ga", "--ga-batches", "2", "--steps", "4", "--eval-split", "4", "--eval-every", "2", "--checkpoint-every", "2", "--name", "lora-ga", "--out", run]);
+    const r = runCli([
+      "train",
+      ...common,
+      "--method",
+      "lora-ga",
+      "--ga-batches",
+      "2",
+      "--steps",
+      "4",
+      "--eval-split",
+      "4",
+      "--eval-every",
+      "2",
+      "--checkpoint-every",
+      "2",
+      "--name",
+      "lora-ga",
+      "--out",
+      run,
+    ]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
-    for (const f of ["init-adapter", "adapter", "adapter-converted", "run.json", "train.jsonl", "checkpoints/checkpoint-2", "checkpoints/checkpoint-4"]) {
+    for (const f of [
+      "init-adapter",
+      "adapter",
+      "adapter-converted",
+      "run.json",
+      "train.jsonl",
+      "checkpoints/checkpoint-2",
+      "checkpoints/checkpoint-4",
+    ]) {
       expect(existsSync(join(run, f)), f).toBe(true);
     }
     const log = trainLog(run);
@@ -57,24 +119,52 @@ describe("loraga train", () => {
     expect(summary).toMatchObject({ name: "lora-ga", method: "lora-ga", steps: 4, r: 2 });
     expect(summary.estimate_seconds).toBeGreaterThan(0);
 
-    const batch = collate([{ inputIds: [1, 50, 20, 30, 40, 60, 70], labels: [], source: "" }], { maxLength: 16, padTokenId: 0 });
+    const batch = collate([{ inputIds: [1, 50, 20, 30, 40, 60, 70], labels: [], source: "" }], {
+      maxLength: 16,
+      padTokenId: 0,
+    });
     const onOffset = await loadModel(modelDir, { kernels });
-    await loadPeftModel(onOffset, join(run, "adapter"), { initAdapterDir: join(run, "init-adapter") });
+    await loadPeftModel(onOffset, join(run, "adapter"), {
+      initAdapterDir: join(run, "init-adapter"),
+    });
     const trained = onOffset.forward(batch).toArray();
     const onOriginal = await loadModel(modelDir, { kernels });
     await loadPeftModel(onOriginal, join(run, "adapter-converted"));
     const converted = onOriginal.forward(batch).toArray();
     const base = (await loadModel(modelDir, { kernels })).forward(batch).toArray();
     const scale = Math.max(...base.map(Math.abs));
-    expectAllclose(converted, trained, { rtol: 1e-5, atol: 1e-5 * scale, label: "converted vs trained" });
+    expectAllclose(converted, trained, {
+      rtol: 1e-5,
+      atol: 1e-5 * scale,
+      label: "converted vs trained",
+    });
     expect(Math.max(...trained.map((v, i) => Math.abs(v - base[i])))).toBeGreaterThan(1e-4);
   });
 
   test("--resume after losing the last checkpoint repeats the same losses exactly", () => {
     const copy = join(root, "lora-ga-resumed");
     cpSync(run, copy, { recursive: true });
-    for (const f of ["checkpoints/checkpoint-4", "run.json", "adapter", "adapter-converted"]) rmSync(join(copy, f), { recursive: true });
-    const r = runCli(["train", ...common, "--method", "lora-ga", "--ga-batches", "2", "--steps", "4", "--eval-split", "4", "--eval-every", "2", "--checkpoint-every", "2", "--resume", "--out", copy]);
+    for (const f of ["checkpoints/checkpoint-4", "run.json", "adapter", "adapter-converted"])
+      rmSync(join(copy, f), { recursive: true });
+    const r = runCli([
+      "train",
+      ...common,
+      "--method",
+      "lora-ga",
+      "--ga-batches",
+      "2",
+      "--steps",
+      "4",
+      "--eval-split",
+      "4",
+      "--eval-every",
+      "2",
+      "--checkpoint-every",
+      "2",
+      "--resume",
+      "--out",
+      copy,
+    ]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     const original = trainLog(run).filter((x) => x.type === "train");
@@ -85,9 +175,33 @@ describe("loraga train", () => {
 
   test("plain LoRA and full fine-tuning runs; compare makes the report", () => {
     const lora = join(root, "lora");
-    expect(runCli(["train", ...common, "--method", "lora", "--steps", "3", "--name", "lora", "--out", lora]).status).toBe(0);
+    expect(
+      runCli([
+        "train",
+        ...common,
+        "--method",
+        "lora",
+        "--steps",
+        "3",
+        "--name",
+        "lora",
+        "--out",
+        lora,
+      ]).status,
+    ).toBe(0);
     const full = join(root, "full");
-    const f = runCli(["train", ...common, "--method", "full", "--steps", "2", "--lr", "0.001", "--out", full]);
+    const f = runCli([
+      "train",
+      ...common,
+      "--method",
+      "full",
+      "--steps",
+      "2",
+      "--lr",
+      "0.001",
+      "--out",
+      full,
+    ]);
     expect(f.stderr).toBe("");
     expect(f.status).toBe(0);
     expect(existsSync(join(full, "model", "model.safetensors"))).toBe(true);
@@ -101,15 +215,45 @@ describe("loraga train", () => {
 
   test("bad input: --resume without checkpoints, bad --betas, a bad data row, a finished run dir", () => {
     const fresh = join(root, "nothing");
-    const a = runCli(["train", ...common, "--method", "lora", "--steps", "1", "--resume", "--out", fresh]);
+    const a = runCli([
+      "train",
+      ...common,
+      "--method",
+      "lora",
+      "--steps",
+      "1",
+      "--resume",
+      "--out",
+      fresh,
+    ]);
     expect(a.status).toBe(2);
     expect(a.stderr).toMatch(/--resume: .*checkpoints does not exist/);
-    const b = runCli(["train", ...common, "--method", "lora", "--steps", "1", "--betas", "0.9", "--out", fresh]);
+    const b = runCli([
+      "train",
+      ...common,
+      "--method",
+      "lora",
+      "--steps",
+      "1",
+      "--betas",
+      "0.9",
+      "--out",
+      fresh,
+    ]);
     expect(b.status).toBe(2);
     expect(b.stderr).toMatch(/--betas must be two numbers/);
     const bad = join(root, "bad.jsonl");
     writeFileSync(bad, '{"text": "ok"}\n{"prompt": 5, "completion": "x"}\n');
-    const c = runCli(["train", ...common.map((x) => (x === data ? bad : x)), "--method", "lora", "--steps", "1", "--out", fresh]);
+    const c = runCli([
+      "train",
+      ...common.map((x) => (x === data ? bad : x)),
+      "--method",
+      "lora",
+      "--steps",
+      "1",
+      "--out",
+      fresh,
+    ]);
     expect(c.status).toBe(1);
     expect(c.stderr).toContain(`${bad}:2: "prompt" must be a string, got a number`);
     const d = runCli(["train", ...common, "--method", "lora", "--steps", "1", "--out", run]);
@@ -120,7 +264,20 @@ describe("loraga train", () => {
 
 describe("loraga eval and generate", () => {
   test("eval prints loss, perplexity and exact match as JSON", () => {
-    const r = runCli(["eval", "--model", modelDir, "--adapter", join(root, "lora-ga", "adapter-converted"), "--data", data, "--exact-match", "--max-new-tokens", "4", "--kernels", "ref"]);
+    const r = runCli([
+      "eval",
+      "--model",
+      modelDir,
+      "--adapter",
+      join(root, "lora-ga", "adapter-converted"),
+      "--data",
+      data,
+      "--exact-match",
+      "--max-new-tokens",
+      "4",
+      "--kernels",
+      "ref",
+    ]);
     expect(r.status).toBe(0);
     const result = JSON.parse(r.stdout);
     expect(result.examples).toBe(12);
@@ -130,7 +287,17 @@ describe("loraga eval and generate", () => {
   });
 
   test("greedy generation is deterministic and continues the prompt; sampling is seeded", () => {
-    const args = ["generate", "--model", modelDir, "--prompt", "Q: 1 plus 2? A:", "--max-new-tokens", "6", "--kernels", "ref"];
+    const args = [
+      "generate",
+      "--model",
+      modelDir,
+      "--prompt",
+      "Q: 1 plus 2? A:",
+      "--max-new-tokens",
+      "6",
+      "--kernels",
+      "ref",
+    ];
     const a = runCli(args);
     expect(a.status).toBe(0);
     expect(a.stdout.startsWith("Q: 1 plus 2? A:")).toBe(true);

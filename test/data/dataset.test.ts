@@ -75,18 +75,28 @@ describe("loadExamples", () => {
     [["{not json"], /data\.jsonl:1: invalid JSON/],
     [[JSON.stringify({ foo: 1 })], /data\.jsonl:1: row has none of .* \(keys: foo\)/],
     [[JSON.stringify({ text: 3 })], /data\.jsonl:1: "text" must be a string, got a number/],
-    [[JSON.stringify({ input_ids: [1, -3] })], /data\.jsonl:1: "input_ids"\[1\] must be a token id/],
-    [[JSON.stringify({ input_ids: [1, 2], labels: [1] })], /"labels" has 1 entries but "input_ids" has 2/],
+    [
+      [JSON.stringify({ input_ids: [1, -3] })],
+      /data\.jsonl:1: "input_ids"\[1\] must be a token id/,
+    ],
+    [
+      [JSON.stringify({ input_ids: [1, 2], labels: [1] })],
+      /"labels" has 1 entries but "input_ids" has 2/,
+    ],
     [[JSON.stringify({ input_ids: [70] })], /outside the vocabulary \(size 64\)/],
     [["", JSON.stringify([1, 2])], /data\.jsonl:2: expected a JSON object, got an array/],
     [[JSON.stringify({ input_ids: [] })], /data\.jsonl:1: example has no tokens/],
     [[""], /data\.jsonl: the dataset is empty/],
   ])("bad data %# is a clear error naming file:line", async (lines, message) => {
-    await expect(loadExamples(dataFile(lines), charTokenizer, { vocabSize: 64 })).rejects.toThrow(message);
+    await expect(loadExamples(dataFile(lines), charTokenizer, { vocabSize: 64 })).rejects.toThrow(
+      message,
+    );
   });
 
   test("a missing file names the path", async () => {
-    await expect(loadExamples("/nonexistent/x.jsonl", null)).rejects.toThrow(/\/nonexistent\/x\.jsonl: cannot read/);
+    await expect(loadExamples("/nonexistent/x.jsonl", null)).rejects.toThrow(
+      /\/nonexistent\/x\.jsonl: cannot read/,
+    );
   });
 });
 
@@ -107,7 +117,10 @@ describe("collate", () => {
 
   test("groups consecutive items", () => {
     expect(groupIntoBatches([1, 2, 3, 4, 5], 2)).toEqual([[1, 2], [3, 4], [5]]);
-    expect(groupIntoBatches([1, 2, 3, 4, 5], 2, true)).toEqual([[1, 2], [3, 4]]);
+    expect(groupIntoBatches([1, 2, 3, 4, 5], 2, true)).toEqual([
+      [1, 2],
+      [3, 4],
+    ]);
     expect(() => groupIntoBatches([1], 0)).toThrow(/batch size must be a positive integer/);
   });
 });

@@ -7,7 +7,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { makeArithSplits } from "../../src/demo/arith-task.js";
-import { CHAR_VOCAB_SIZE, charTokenizerConfig, charTokenizerJson, charVocabulary } from "../../src/demo/char-tokenizer.js";
+import {
+  CHAR_VOCAB_SIZE,
+  charTokenizerConfig,
+  charTokenizerJson,
+  charVocabulary,
+} from "../../src/demo/char-tokenizer.js";
 import { makeCorpus } from "../../src/demo/corpus.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { extractFinalNumber } from "../../src/train/metrics.js";

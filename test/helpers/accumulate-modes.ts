@@ -35,8 +35,16 @@ export function runAccumulateModes(
   seed: number,
   call: (outs: Tensor[], options?: BackwardOptions) => void,
 ): AccumulateModes {
-  const prefill = shapes.map((s, i) => nonzero(s.reduce((a, b) => a * b, 1), seed + i));
-  const once = (fill: (i: number, t: Tensor) => void, options?: BackwardOptions): Float32Array[] => {
+  const prefill = shapes.map((s, i) =>
+    nonzero(
+      s.reduce((a, b) => a * b, 1),
+      seed + i,
+    ),
+  );
+  const once = (
+    fill: (i: number, t: Tensor) => void,
+    options?: BackwardOptions,
+  ): Float32Array[] => {
     const outs = shapes.map((s) => heap.tensor(s));
     outs.forEach((t, i) => fill(i, t));
     call(outs, options);
@@ -63,13 +71,19 @@ export function expectSameNumbers(what: string, got: Float32Array, want: Float32
 /** The checks of the header on the result of runAccumulateModes. */
 export function expectAccumulateModes(what: string, r: AccumulateModes): void {
   r.zeroed.forEach((v, o) => {
-    expectSameNumbers(`${what} output ${o}: accumulate:false over NaN vs accumulate:true over 0`, r.overwritten[o], v);
+    expectSameNumbers(
+      `${what} output ${o}: accumulate:false over NaN vs accumulate:true over 0`,
+      r.overwritten[o],
+      v,
+    );
     const got = r.accumulated[o];
     const p = r.prefill[o];
     for (let i = 0; i < v.length; i++) {
       const tol = 2.4e-7 * (Math.abs(p[i]) + Math.abs(v[i]));
       if (!(Math.abs(got[i] - (p[i] + v[i])) <= tol)) {
-        expect.fail(`${what} output ${o} [${i}]: default accumulate onto ${p[i]} gave ${got[i]}, want ${p[i] + v[i]}`);
+        expect.fail(
+          `${what} output ${o} [${i}]: default accumulate onto ${p[i]} gave ${got[i]}, want ${p[i] + v[i]}`,
+        );
       }
     }
   });

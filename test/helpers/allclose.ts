@@ -21,7 +21,11 @@ export interface AllcloseReport {
   badCount: number;
 }
 
-export function allclose(actual: Numbers, expected: Numbers, options: AllcloseOptions = {}): AllcloseReport {
+export function allclose(
+  actual: Numbers,
+  expected: Numbers,
+  options: AllcloseOptions = {},
+): AllcloseReport {
   const rtol = options.rtol ?? 1e-5;
   const atol = options.atol ?? 1e-6;
   const show = options.show ?? 8;
@@ -49,16 +53,24 @@ export function allclose(actual: Numbers, expected: Numbers, options: AllcloseOp
   return { ok: badCount === 0 && actual.length === expected.length, maxAbs, maxRel, bad, badCount };
 }
 
-export function expectAllclose(actual: Numbers, expected: Numbers, options: AllcloseOptions = {}): void {
+export function expectAllclose(
+  actual: Numbers,
+  expected: Numbers,
+  options: AllcloseOptions = {},
+): void {
   const label = options.label ?? "values";
   if (actual.length !== expected.length) {
-    throw new Error(`${label}: length ${actual.length} differs from expected length ${expected.length}`);
+    throw new Error(
+      `${label}: length ${actual.length} differs from expected length ${expected.length}`,
+    );
   }
   const r = allclose(actual, expected, options);
   if (r.ok) return;
   const rtol = options.rtol ?? 1e-5;
   const atol = options.atol ?? 1e-6;
-  const firsts = r.bad.map((i) => `  [${i}] actual ${actual[i]} expected ${expected[i]}`).join("\n");
+  const firsts = r.bad
+    .map((i) => `  [${i}] actual ${actual[i]} expected ${expected[i]}`)
+    .join("\n");
   throw new Error(
     `${label}: ${r.badCount} of ${expected.length} elements differ (rtol ${rtol}, atol ${atol}); ` +
       `max abs diff ${r.maxAbs.toExponential(3)}, max rel diff ${r.maxRel.toExponential(3)}\n${firsts}`,

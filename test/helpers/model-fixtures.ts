@@ -20,7 +20,11 @@ export interface ModelFixture {
  * One model's batch and expected values: batch.json + expected.safetensors by default, or another
  * pair (batch-full.json + expected-full.safetensors: every label counted, no padding).
  */
-export async function readModelFixture(name: string, batchFile = "batch.json", expectedFile = "expected.safetensors"): Promise<ModelFixture> {
+export async function readModelFixture(
+  name: string,
+  batchFile = "batch.json",
+  expectedFile = "expected.safetensors",
+): Promise<ModelFixture> {
   const json = JSON.parse(readFileSync(join(MODEL_FIXTURES, name, batchFile), "utf8")) as {
     batch_size: number;
     seq_len: number;
@@ -40,13 +44,18 @@ export async function readModelFixture(name: string, batchFile = "batch.json", e
     seqLen: json.seq_len,
     inputIds: Int32Array.from(json.input_ids),
     labels: Int32Array.from(json.labels),
-    ...(json.attention_mask !== undefined && { attentionMask: Int32Array.from(json.attention_mask) }),
+    ...(json.attention_mask !== undefined && {
+      attentionMask: Int32Array.from(json.attention_mask),
+    }),
   };
   return { batch, values };
 }
 
 /** max |a - b| / max |b| (max |a - b| when b is all zero), with the worst index, for readable failures. */
-export function relErr(actual: ArrayLike<number>, expected: ArrayLike<number>): { rel: number; at: number } {
+export function relErr(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+): { rel: number; at: number } {
   let maxDiff = 0;
   let maxRef = 0;
   let at = -1;

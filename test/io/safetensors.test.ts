@@ -2,16 +2,16 @@
 // scripts/fixtures/make_safetensors_cases.py), byte-exact writer output, round trips, one-line
 // errors for every kind of bad input, and a seeded mutation fuzz of the reader.
 
-import { mkdtemp, readFile, readdir, rm, writeFile, mkdir, copyFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   MAX_HEADER_BYTES,
-  SafetensorsFile,
   openCheckpoint,
-  writeSafetensors,
+  SafetensorsFile,
   type TensorToWrite,
+  writeSafetensors,
 } from "../../src/io/safetensors.js";
 import { Heap } from "../../src/tensor/heap.js";
 

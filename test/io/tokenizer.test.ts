@@ -5,7 +5,7 @@ import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { type ChatMessage, type Tokenizer, loadTokenizer } from "../../src/io/tokenizer.js";
+import { type ChatMessage, loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
 
 const QWEN3_DIR = join(
   import.meta.dirname,

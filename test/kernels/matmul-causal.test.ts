@@ -29,12 +29,58 @@ interface Case {
 function attentionCases(T: number, g: number, D: number, batch: number): Case[] {
   const gT = g * T;
   return [
-    { name: `scores = Q K^T (T ${T}, g ${g})`, batch, m: gT, k: D, n: T, transB: true, causal: { kind: "maskOut", period: T } },
-    { name: `out = P V (T ${T}, g ${g})`, batch, m: gT, k: T, n: D, causal: { kind: "lowerA", period: T } },
-    { name: `dP = dO V^T (T ${T}, g ${g})`, batch, m: gT, k: D, n: T, transB: true, causal: { kind: "maskOut", period: T } },
-    { name: `dV = P^T dO (T ${T}, g ${g})`, batch, m: T, k: gT, n: D, transA: true, causal: { kind: "upperA", period: T } },
-    { name: `dQ = dS K (T ${T}, g ${g})`, batch, m: gT, k: T, n: D, causal: { kind: "lowerA", period: T } },
-    { name: `dK = dS^T Q (T ${T}, g ${g})`, batch, m: T, k: gT, n: D, transA: true, causal: { kind: "upperA", period: T } },
+    {
+      name: `scores = Q K^T (T ${T}, g ${g})`,
+      batch,
+      m: gT,
+      k: D,
+      n: T,
+      transB: true,
+      causal: { kind: "maskOut", period: T },
+    },
+    {
+      name: `out = P V (T ${T}, g ${g})`,
+      batch,
+      m: gT,
+      k: T,
+      n: D,
+      causal: { kind: "lowerA", period: T },
+    },
+    {
+      name: `dP = dO V^T (T ${T}, g ${g})`,
+      batch,
+      m: gT,
+      k: D,
+      n: T,
+      transB: true,
+      causal: { kind: "maskOut", period: T },
+    },
+    {
+      name: `dV = P^T dO (T ${T}, g ${g})`,
+      batch,
+      m: T,
+      k: gT,
+      n: D,
+      transA: true,
+      causal: { kind: "upperA", period: T },
+    },
+    {
+      name: `dQ = dS K (T ${T}, g ${g})`,
+      batch,
+      m: gT,
+      k: T,
+      n: D,
+      causal: { kind: "lowerA", period: T },
+    },
+    {
+      name: `dK = dS^T Q (T ${T}, g ${g})`,
+      batch,
+      m: T,
+      k: gT,
+      n: D,
+      transA: true,
+      causal: { kind: "upperA", period: T },
+    },
   ];
 }
 
@@ -45,9 +91,32 @@ const cases: Case[] = [
   ...attentionCases(37, 3, 16, 2),
   ...attentionCases(130, 1, 64, 2),
   // plain (non-transposed) forms of the masks too
-  { name: "maskOut, a and b plain", batch: 2, m: 22, k: 9, n: 11, causal: { kind: "maskOut", period: 11 } },
-  { name: "lowerA, transposed a", batch: 2, m: 20, k: 10, n: 6, transA: true, causal: { kind: "lowerA", period: 10 } },
-  { name: "upperA, plain a, transposed b", batch: 1, m: 9, k: 27, n: 5, transB: true, causal: { kind: "upperA", period: 9 } },
+  {
+    name: "maskOut, a and b plain",
+    batch: 2,
+    m: 22,
+    k: 9,
+    n: 11,
+    causal: { kind: "maskOut", period: 11 },
+  },
+  {
+    name: "lowerA, transposed a",
+    batch: 2,
+    m: 20,
+    k: 10,
+    n: 6,
+    transA: true,
+    causal: { kind: "lowerA", period: 10 },
+  },
+  {
+    name: "upperA, plain a, transposed b",
+    batch: 1,
+    m: 9,
+    k: 27,
+    n: 5,
+    transB: true,
+    causal: { kind: "upperA", period: 9 },
+  },
 ];
 
 /** Naive float64 oracle of the causal semantics, on row-major (batch, rows, cols) arrays. */
@@ -121,14 +190,19 @@ for (const impl of impls) {
       fill(b, rng);
       zeroExcluded(c, a.f32());
       out.f32().fill(Number.NaN); // every output must be written
-      const options: MatmulOptions = { causal: c.causal, ...(c.transA === true && { transA: true }), ...(c.transB === true && { transB: true }) };
+      const options: MatmulOptions = {
+        causal: c.causal,
+        ...(c.transA === true && { transA: true }),
+        ...(c.transB === true && { transB: true }),
+      };
       kernels.matmul(out, a, b, options);
       const want = oracle(c, a.f32(), b.f32());
       const got = out.f32();
       let worst = 0;
       for (let i = 0; i < want.length; i++) {
         const err = Math.abs(got[i] - want[i]);
-        if (!(err <= 1e-5 * Math.max(1, Math.abs(want[i])) * Math.sqrt(c.k))) worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
+        if (!(err <= 1e-5 * Math.max(1, Math.abs(want[i])) * Math.sqrt(c.k)))
+          worst = Math.max(worst, Number.isNaN(err) ? Infinity : err);
       }
       expect(worst).toBe(0);
       for (const t of [a, b, out]) t.dispose();
@@ -138,18 +212,26 @@ for (const impl of impls) {
       const a = heap.tensor([6, 4]);
       const b = heap.tensor([5, 4]);
       const out = heap.tensor([6, 5]);
-      expect(() => kernels.matmul(out, a, b, { transB: true, causal: { kind: "maskOut", period: 4 } })).toThrow(
-        /causal maskOut with period 4 and \(M, K, N\) = \(6, 4, 5\): needs N == period/,
-      );
+      expect(() =>
+        kernels.matmul(out, a, b, { transB: true, causal: { kind: "maskOut", period: 4 } }),
+      ).toThrow(/causal maskOut with period 4 and \(M, K, N\) = \(6, 4, 5\): needs N == period/);
       const a2 = heap.tensor([10, 4]);
       const out2 = heap.tensor([10, 5]);
-      expect(() => kernels.matmul(out2, a2, b, { transB: true, accumulate: true, causal: { kind: "maskOut", period: 5 } })).toThrow(
-        /cannot accumulate/,
-      );
+      expect(() =>
+        kernels.matmul(out2, a2, b, {
+          transB: true,
+          accumulate: true,
+          causal: { kind: "maskOut", period: 5 },
+        }),
+      ).toThrow(/cannot accumulate/);
       a2.dispose();
       out2.dispose();
-      expect(() => kernels.matmul(out, a, b, { transB: true, causal: { kind: "lowerA", period: 5 } })).toThrow(/needs K == period/);
-      expect(() => kernels.matmul(out, a, b, { transB: true, causal: { kind: "upperA", period: 0 } })).toThrow(/positive integer/);
+      expect(() =>
+        kernels.matmul(out, a, b, { transB: true, causal: { kind: "lowerA", period: 5 } }),
+      ).toThrow(/needs K == period/);
+      expect(() =>
+        kernels.matmul(out, a, b, { transB: true, causal: { kind: "upperA", period: 0 } }),
+      ).toThrow(/positive integer/);
       for (const t of [a, b, out]) t.dispose();
     });
   });

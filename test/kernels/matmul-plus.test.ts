@@ -33,27 +33,109 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: "LoRA forward x W^T + s (x A^T) B^T", m: 70, k: 96, n: 72, k2: 8, transB: true, termTransB: true, alpha2: 2 },
+  {
+    name: "LoRA forward x W^T + s (x A^T) B^T",
+    m: 70,
+    k: 96,
+    n: 72,
+    k2: 8,
+    transB: true,
+    termTransB: true,
+    alpha2: 2,
+  },
   { name: "LoRA input grad dy W + (s dy B) A", m: 70, k: 72, n: 96, k2: 8, accumulate: true },
-  { name: "Conv1D forward: plain W, transposed B", m: 45, k: 40, n: 88, k2: 4, termTransB: true, alpha2: 0.5 },
-  { name: "transposed term a", m: 33, k: 50, n: 40, k2: 16, transB: true, termTransA: true, alpha: 0.25, alpha2: -1.5 },
-  { name: "rank 128 (fused at the limit)", m: 40, k: 64, n: 72, k2: 128, transB: true, termTransB: true },
-  { name: "rank 136 (past the limit: its own GEMM)", m: 40, k: 64, n: 72, k2: 136, accumulate: true },
-  { name: "main K past the wasm K slice (4096)", m: 30, k: 4100, n: 72, k2: 8, accumulate: true, alpha: 0.5 },
+  {
+    name: "Conv1D forward: plain W, transposed B",
+    m: 45,
+    k: 40,
+    n: 88,
+    k2: 4,
+    termTransB: true,
+    alpha2: 0.5,
+  },
+  {
+    name: "transposed term a",
+    m: 33,
+    k: 50,
+    n: 40,
+    k2: 16,
+    transB: true,
+    termTransA: true,
+    alpha: 0.25,
+    alpha2: -1.5,
+  },
+  {
+    name: "rank 128 (fused at the limit)",
+    m: 40,
+    k: 64,
+    n: 72,
+    k2: 128,
+    transB: true,
+    termTransB: true,
+  },
+  {
+    name: "rank 136 (past the limit: its own GEMM)",
+    m: 40,
+    k: 64,
+    n: 72,
+    k2: 136,
+    accumulate: true,
+  },
+  {
+    name: "main K past the wasm K slice (4096)",
+    m: 30,
+    k: 4100,
+    n: 72,
+    k2: 8,
+    accumulate: true,
+    alpha: 0.5,
+  },
   { name: "main K = 0: the term alone", m: 30, k: 0, n: 40, k2: 8, termTransB: true },
   { name: "main K = 0, accumulate", m: 30, k: 0, n: 40, k2: 8, accumulate: true, alpha2: 3 },
   { name: "N = 24: A read in place", m: 50, k: 128, n: 24, k2: 8, transB: true, termTransB: true },
-  { name: "3-D a (batch x time rows)", m: 2 * 37, k: 48, n: 80, k2: 8, transB: true, termTransB: true, lead: 2 },
+  {
+    name: "3-D a (batch x time rows)",
+    m: 2 * 37,
+    k: 48,
+    n: 80,
+    k2: 8,
+    transB: true,
+    termTransB: true,
+    lead: 2,
+  },
   { name: "small: one thread", m: 5, k: 9, n: 11, k2: 3, accumulate: true, alpha2: 0.7 },
-  { name: "large: both threads, full tiles", m: 600, k: 512, n: 512, k2: 8, transB: true, termTransB: true, alpha2: 2 },
+  {
+    name: "large: both threads, full tiles",
+    m: 600,
+    k: 512,
+    n: 512,
+    k2: 8,
+    transB: true,
+    termTransB: true,
+    alpha2: 2,
+  },
 ];
 
 /** Row-major (rows, cols) element of a stored matrix read as op(x)[i, p]. */
-function at(x: Float32Array, trans: boolean, rows: number, cols: number, i: number, p: number): number {
+function at(
+  x: Float32Array,
+  trans: boolean,
+  rows: number,
+  cols: number,
+  i: number,
+  p: number,
+): number {
   return trans ? x[p * rows + i] : x[i * cols + p];
 }
 
-function oracle(c: Case, a: Float32Array, b: Float32Array, a2: Float32Array, b2: Float32Array, out0: Float32Array): Float64Array {
+function oracle(
+  c: Case,
+  a: Float32Array,
+  b: Float32Array,
+  a2: Float32Array,
+  b2: Float32Array,
+  out0: Float32Array,
+): Float64Array {
   const { m, k, n, k2 } = c;
   const want = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
@@ -61,8 +143,11 @@ function oracle(c: Case, a: Float32Array, b: Float32Array, a2: Float32Array, b2:
       let s = 0;
       for (let p = 0; p < k; p++) s += a[i * k + p] * at(b, c.transB === true, k, n, p, j);
       let t = 0;
-      for (let p = 0; p < k2; p++) t += at(a2, c.termTransA === true, m, k2, i, p) * at(b2, c.termTransB === true, k2, n, p, j);
-      want[i * n + j] = (c.alpha ?? 1) * s + (c.alpha2 ?? 1) * t + (c.accumulate === true ? out0[i * n + j] : 0);
+      for (let p = 0; p < k2; p++)
+        t +=
+          at(a2, c.termTransA === true, m, k2, i, p) * at(b2, c.termTransB === true, k2, n, p, j);
+      want[i * n + j] =
+        (c.alpha ?? 1) * s + (c.alpha2 ?? 1) * t + (c.accumulate === true ? out0[i * n + j] : 0);
     }
   }
   return want;
@@ -72,7 +157,10 @@ const impls: { label: string; make: (heap: Heap) => Promise<Kernels> }[] = [
   { label: "ref", make: async (heap) => createRefKernels(heap) },
   { label: "wasm, 1 thread", make: (heap) => createWasmKernels(heap, { threads: 1 }) },
   { label: "wasm, 2 threads", make: (heap) => createWasmKernels(heap, { threads: 2 }) },
-  { label: "wasm, 2 threads, plain SIMD", make: (heap) => createWasmKernels(heap, { threads: 2, relaxedSimd: false }) },
+  {
+    label: "wasm, 2 threads, plain SIMD",
+    make: (heap) => createWasmKernels(heap, { threads: 2, relaxedSimd: false }),
+  },
 ];
 
 for (const impl of impls) {
@@ -81,7 +169,14 @@ for (const impl of impls) {
     let kernels: Kernels;
     const live: Tensor[] = [];
     const tensor = (shape: number[], seed: number): Tensor => {
-      const t = heap.fromArray(randomUniform(shape.reduce((x, y) => x * y, 1), seed, 1), shape);
+      const t = heap.fromArray(
+        randomUniform(
+          shape.reduce((x, y) => x * y, 1),
+          seed,
+          1,
+        ),
+        shape,
+      );
       live.push(t);
       return t;
     };
@@ -136,21 +231,29 @@ for (const impl of impls) {
         /plus\.a \[6, 2\] and plus\.b \[5, 2\] have different inner dims 2 vs 5/,
       );
       const short = tensor([4, 2], 16);
-      expect(() => kernels.matmul(out, a, w, { transB: true, plus: { a: short, b: bUp, transB: true } })).toThrow(
+      expect(() =>
+        kernels.matmul(out, a, w, { transB: true, plus: { a: short, b: bUp, transB: true } }),
+      ).toThrow(
         /plus\.a \[4, 2\] x plus\.b \(transposed\) \[5, 2\] is \(4, 5\), the main product is \(6, 5\)/,
       );
-      expect(() => kernels.matmul(out, a, w, { transB: true, plus: { a: out.view([6, 2]), b: bUp, transB: true } })).toThrow(
-        /out \[6, 5\] overlaps plus\.a \[6, 2\] in memory/,
-      );
+      expect(() =>
+        kernels.matmul(out, a, w, {
+          transB: true,
+          plus: { a: out.view([6, 2]), b: bUp, transB: true },
+        }),
+      ).toThrow(/out \[6, 5\] overlaps plus\.a \[6, 2\] in memory/);
       const batchedB = tensor([1, 5, 4], 17);
       const a3 = tensor([1, 6, 4], 18);
       const out3 = tensor([1, 6, 5], 19);
-      expect(() => kernels.matmul(out3, a3, batchedB, { transB: true, plus: { a: xa, b: bUp, transB: true } })).toThrow(
-        /plus needs one non-batched product/,
-      );
-      expect(() => kernels.matmul(out, a, w, { transB: true, plus: { a: xa, b: bUp, transB: true, alpha: Number.NaN } })).toThrow(
-        /plus\.alpha must be a finite number/,
-      );
+      expect(() =>
+        kernels.matmul(out3, a3, batchedB, { transB: true, plus: { a: xa, b: bUp, transB: true } }),
+      ).toThrow(/plus needs one non-batched product/);
+      expect(() =>
+        kernels.matmul(out, a, w, {
+          transB: true,
+          plus: { a: xa, b: bUp, transB: true, alpha: Number.NaN },
+        }),
+      ).toThrow(/plus\.alpha must be a finite number/);
     });
   });
 }

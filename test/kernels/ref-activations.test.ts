@@ -9,7 +9,9 @@ import * as ew from "../../src/kernels/ref/elementwise.js";
 import { expectAllclose } from "../helpers/allclose.js";
 import { dot, makeRng, numericalGradient, randn } from "../helpers/gradcheck.js";
 
-const fixture = JSON.parse(readFileSync(new URL("../fixtures/activations.json", import.meta.url), "utf8")) as {
+const fixture = JSON.parse(
+  readFileSync(new URL("../fixtures/activations.json", import.meta.url), "utf8"),
+) as {
   x: number[];
   erf: number[];
   silu: number[];
@@ -100,8 +102,16 @@ describe("ref activations backward (finite differences, float64)", () => {
       const out = new Float64Array(n);
       const numGate = numericalGradient((g) => (act.swiglu(out, g, up), dot(out, dOut)), gate);
       const numUp = numericalGradient((u) => (act.swiglu(out, gate, u), dot(out, dOut)), up);
-      expectAllclose(dGate.map((v, i) => v - g0[i]), numGate, { rtol: 1e-6, atol: 1e-8, label: "dGate" });
-      expectAllclose(dUp.map((v, i) => v - u0[i]), numUp, { rtol: 1e-6, atol: 1e-8, label: "dUp" });
+      expectAllclose(
+        dGate.map((v, i) => v - g0[i]),
+        numGate,
+        { rtol: 1e-6, atol: 1e-8, label: "dGate" },
+      );
+      expectAllclose(
+        dUp.map((v, i) => v - u0[i]),
+        numUp,
+        { rtol: 1e-6, atol: 1e-8, label: "dUp" },
+      );
     });
   }
 });
@@ -112,14 +122,30 @@ describe("ref elementwise", () => {
     const b = randn(rng, 11);
     const out = new Float64Array(11);
     ew.add(out, a, b);
-    expectAllclose(out, Array.from(a, (v, i) => v + b[i]), { rtol: 0, atol: 0, label: "add" });
+    expectAllclose(
+      out,
+      Array.from(a, (v, i) => v + b[i]),
+      { rtol: 0, atol: 0, label: "add" },
+    );
     ew.mul(out, a, b);
-    expectAllclose(out, Array.from(a, (v, i) => v * b[i]), { rtol: 0, atol: 0, label: "mul" });
+    expectAllclose(
+      out,
+      Array.from(a, (v, i) => v * b[i]),
+      { rtol: 0, atol: 0, label: "mul" },
+    );
     ew.scale(out, a, -3);
-    expectAllclose(out, Array.from(a, (v) => -3 * v), { rtol: 0, atol: 0, label: "scale" });
+    expectAllclose(
+      out,
+      Array.from(a, (v) => -3 * v),
+      { rtol: 0, atol: 0, label: "scale" },
+    );
     const acc = b.slice();
     ew.axpy(acc, a, 0.5);
-    expectAllclose(acc, Array.from(a, (v, i) => b[i] + 0.5 * v), { rtol: 0, atol: 0, label: "axpy" });
+    expectAllclose(
+      acc,
+      Array.from(a, (v, i) => b[i] + 0.5 * v),
+      { rtol: 0, atol: 0, label: "axpy" },
+    );
   });
 
   test("addBias and its backward (finite differences)", () => {
@@ -129,7 +155,11 @@ describe("ref elementwise", () => {
     const bias = randn(rng, cols);
     const out = x.slice();
     ew.addBias(out, bias, rows, cols);
-    expectAllclose(out, Array.from(x, (v, i) => v + bias[i % cols]), { rtol: 0, atol: 0, label: "addBias" });
+    expectAllclose(
+      out,
+      Array.from(x, (v, i) => v + bias[i % cols]),
+      { rtol: 0, atol: 0, label: "addBias" },
+    );
     const dOut = randn(rng, rows * cols);
     const b0 = randn(rng, cols);
     const dBias = b0.slice();
@@ -139,6 +169,10 @@ describe("ref elementwise", () => {
       ew.addBias(o, bb, rows, cols);
       return dot(o, dOut);
     }, bias);
-    expectAllclose(dBias.map((v, i) => v - b0[i]), numeric, { rtol: 1e-7, atol: 1e-9, label: "dBias" });
+    expectAllclose(
+      dBias.map((v, i) => v - b0[i]),
+      numeric,
+      { rtol: 1e-7, atol: 1e-9, label: "dBias" },
+    );
   });
 });

@@ -37,7 +37,8 @@ describe("ref attentionSoftmax", () => {
             const row = ((b * c.heads + h) * c.tq + i) * c.tk;
             // direct definition: exp(scale s_j) / sum over visible keys
             let denom = 0;
-            for (let j = 0; j < c.tk; j++) if (visible(b, i, j)) denom += Math.exp(scale * scores[row + j]);
+            for (let j = 0; j < c.tk; j++)
+              if (visible(b, i, j)) denom += Math.exp(scale * scores[row + j]);
             let total = 0;
             for (let j = 0; j < c.tk; j++) {
               const expected = visible(b, i, j) ? Math.exp(scale * scores[row + j]) / denom : 0;
@@ -74,7 +75,14 @@ describe("ref attentionSoftmax", () => {
 
   test("large scores do not overflow", () => {
     const probs = new Float64Array(3);
-    attentionSoftmax(probs, Float64Array.of(1000, 1000, -1000), { batch: 1, heads: 1, tq: 1, tk: 3 }, 1, false, null);
+    attentionSoftmax(
+      probs,
+      Float64Array.of(1000, 1000, -1000),
+      { batch: 1, heads: 1, tq: 1, tk: 3 },
+      1,
+      false,
+      null,
+    );
     expectAllclose(probs, [0.5, 0.5, 0], { rtol: 0, atol: 1e-300, label: "probs" });
   });
 });

@@ -8,7 +8,9 @@ import { describe, expect, test } from "vitest";
 import { convert } from "../../src/kernels/ref/convert.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../src/tensor/dtype.js";
 
-const fixture = JSON.parse(readFileSync(new URL("../fixtures/dtype_cases.json", import.meta.url), "utf8")) as {
+const fixture = JSON.parse(
+  readFileSync(new URL("../fixtures/dtype_cases.json", import.meta.url), "utf8"),
+) as {
   f32_bits: number[];
   f16_bits: number[];
   bf16_bits: number[];
@@ -27,11 +29,19 @@ function isNan16(bits: number, exponentMask: number, mantissaMask: number): bool
 }
 
 /** Compares 16-bit encodings exactly, except that any NaN matches any NaN of the same sign. */
-function expectBits(actual: number[], expected: number[], nan: (b: number) => boolean, label: string): void {
+function expectBits(
+  actual: number[],
+  expected: number[],
+  nan: (b: number) => boolean,
+  label: string,
+): void {
   const bad: string[] = [];
   for (let i = 0; i < expected.length; i++) {
     const ok = nan(expected[i]) ? nan(actual[i]) : actual[i] === expected[i];
-    if (!ok) bad.push(`[${i}] f32 ${inputs[i]} (bits ${fixture.f32_bits[i].toString(16)}): got ${hex(actual[i])}, expected ${hex(expected[i])}`);
+    if (!ok)
+      bad.push(
+        `[${i}] f32 ${inputs[i]} (bits ${fixture.f32_bits[i].toString(16)}): got ${hex(actual[i])}, expected ${hex(expected[i])}`,
+      );
   }
   expect(bad, label).toEqual([]);
 }
@@ -49,7 +59,9 @@ function decodeAll(decode: (bits: number) => number): Float32Array {
 }
 
 function sha256(a: Float32Array): string {
-  return createHash("sha256").update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength)).digest("hex");
+  return createHash("sha256")
+    .update(new Uint8Array(a.buffer, a.byteOffset, a.byteLength))
+    .digest("hex");
 }
 
 describe("f32 -> 16-bit rounding vs numpy/torch", () => {
@@ -75,7 +87,8 @@ describe("16-bit -> f32 decoding vs numpy/torch, all 65536 patterns", () => {
     const bits = new Uint32Array(all.buffer);
     fixture.decode_sample.forEach((b, i) => {
       const expected = fixture.f16_decoded_sample_bits[i];
-      if ((expected & 0x7f800000) === 0x7f800000 && (expected & 0x7fffff) !== 0) expect(Number.isNaN(all[b])).toBe(true);
+      if ((expected & 0x7f800000) === 0x7f800000 && (expected & 0x7fffff) !== 0)
+        expect(Number.isNaN(all[b])).toBe(true);
       else expect(bits[b], `f16 ${hex(b)}`).toBe(expected);
     });
     expect(sha256(all)).toBe(fixture.f16_decoded_sha256);

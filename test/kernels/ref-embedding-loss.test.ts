@@ -24,17 +24,28 @@ describe("ref embedding", () => {
     const d0 = randn(rng, table.length);
     const dTable = d0.slice();
     embeddingBackward(dTable, dOut, ids, vocab, cols);
-    const numeric = numericalGradient((t) => (embedding(out, t, ids, vocab, cols), dot(out, dOut)), table);
-    expectAllclose(dTable.map((v, i) => v - d0[i]), numeric, { rtol: 1e-8, atol: 1e-9, label: "dTable" });
+    const numeric = numericalGradient(
+      (t) => (embedding(out, t, ids, vocab, cols), dot(out, dOut)),
+      table,
+    );
+    expectAllclose(
+      dTable.map((v, i) => v - d0[i]),
+      numeric,
+      { rtol: 1e-8, atol: 1e-9, label: "dTable" },
+    );
   });
 
   test("out-of-range ids throw, naming the position; backward writes nothing then", () => {
     const table = new Float64Array(4 * 2);
     const out = new Float64Array(2 * 2);
-    expect(() => embedding(out, table, Int32Array.of(1, 4), 4, 2)).toThrow("ids[1] = 4 is outside the table's 4 rows");
+    expect(() => embedding(out, table, Int32Array.of(1, 4), 4, 2)).toThrow(
+      "ids[1] = 4 is outside the table's 4 rows",
+    );
     expect(() => embedding(out, table, Int32Array.of(-1, 0), 4, 2)).toThrow(/ids\[0\] = -1/);
     const dTable = new Float64Array(8);
-    expect(() => embeddingBackward(dTable, Float64Array.of(1, 1, 1, 1), Int32Array.of(0, 9), 4, 2)).toThrow(/ids\[1\]/);
+    expect(() =>
+      embeddingBackward(dTable, Float64Array.of(1, 1, 1, 1), Int32Array.of(0, 9), 4, 2),
+    ).toThrow(/ids\[1\]/);
     expect(Array.from(dTable)).toEqual(new Array(8).fill(0));
   });
 });
@@ -43,7 +54,8 @@ describe("ref crossEntropy", () => {
   /** -log softmax(l)[t] = log(sum_v exp(l_v - l_t)), an independent float64 formula. */
   function expectedLoss(logits: Float64Array, row: number, vocab: number, t: number): number {
     let s = 0;
-    for (let v = 0; v < vocab; v++) s += Math.exp(logits[row * vocab + v] - logits[row * vocab + t]);
+    for (let v = 0; v < vocab; v++)
+      s += Math.exp(logits[row * vocab + v] - logits[row * vocab + t]);
     return Math.log(s);
   }
 
@@ -85,10 +97,12 @@ describe("ref crossEntropy", () => {
 
   test("targets outside [0, V) that are not ignored throw before writing", () => {
     const losses = new Float64Array(2).fill(9);
-    expect(() => crossEntropy(losses, null, new Float64Array(6), Int32Array.of(0, 3), 3, -100, 1)).toThrow(
-      "targets[1] = 3 is outside [0, 3)",
-    );
-    expect(() => crossEntropy(losses, null, new Float64Array(6), Int32Array.of(-1, 0), 3, -100, 1)).toThrow(/targets\[0\] = -1/);
+    expect(() =>
+      crossEntropy(losses, null, new Float64Array(6), Int32Array.of(0, 3), 3, -100, 1),
+    ).toThrow("targets[1] = 3 is outside [0, 3)");
+    expect(() =>
+      crossEntropy(losses, null, new Float64Array(6), Int32Array.of(-1, 0), 3, -100, 1),
+    ).toThrow(/targets\[0\] = -1/);
     expect(Array.from(losses)).toEqual([9, 9]);
   });
 });

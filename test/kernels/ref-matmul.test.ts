@@ -71,7 +71,11 @@ describe("ref matmul", () => {
             const out = old.slice();
             matmul(out, a, b, { ...c, transA, transB, accumulate, alpha });
             const expected = naive(old, a, b, c, transA, transB, accumulate, alpha);
-            expectAllclose(out, expected, { rtol: 1e-12, atol: 1e-12, label: `acc=${accumulate} alpha=${alpha}` });
+            expectAllclose(out, expected, {
+              rtol: 1e-12,
+              atol: 1e-12,
+              label: `acc=${accumulate} alpha=${alpha}`,
+            });
           }
         });
       }
@@ -83,15 +87,38 @@ describe("ref matmul", () => {
     const a = randn(rng, 36);
     const b = randn(rng, 54);
     const out = new Float32Array(24);
-    matmul(out, Float32Array.from(a), Float32Array.from(b), { ...c, transA: false, transB: true, accumulate: false, alpha: 1 });
-    const expected = naive(new Float64Array(24), Float64Array.from(Float32Array.from(a)), Float64Array.from(Float32Array.from(b)), c, false, true, false, 1);
+    matmul(out, Float32Array.from(a), Float32Array.from(b), {
+      ...c,
+      transA: false,
+      transB: true,
+      accumulate: false,
+      alpha: 1,
+    });
+    const expected = naive(
+      new Float64Array(24),
+      Float64Array.from(Float32Array.from(a)),
+      Float64Array.from(Float32Array.from(b)),
+      c,
+      false,
+      true,
+      false,
+      1,
+    );
     expectAllclose(out, Float32Array.from(expected), { rtol: 0, atol: 0 });
   });
 
   test("propagates NaN and Inf like a plain product (0 * Inf = NaN)", () => {
     const out = new Float64Array(1);
     matmul(out, Float64Array.of(0, 1), Float64Array.of(Infinity, 1), {
-      batch: 1, m: 1, n: 1, k: 2, bBatched: false, transA: false, transB: false, accumulate: false, alpha: 1,
+      batch: 1,
+      m: 1,
+      n: 1,
+      k: 2,
+      bBatched: false,
+      transA: false,
+      transB: false,
+      accumulate: false,
+      alpha: 1,
     });
     expect(Number.isNaN(out[0])).toBe(true);
   });

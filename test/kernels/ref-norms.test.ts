@@ -3,7 +3,12 @@
 // into non-zero buffers; null weight gradients are skipped.
 
 import { describe, expect, test } from "vitest";
-import { layernorm, layernormBackward, rmsnorm, rmsnormBackward } from "../../src/kernels/ref/norms.js";
+import {
+  layernorm,
+  layernormBackward,
+  rmsnorm,
+  rmsnormBackward,
+} from "../../src/kernels/ref/norms.js";
 import { expectAllclose } from "../helpers/allclose.js";
 import { dot, makeRng, numericalGradient, randn } from "../helpers/gradcheck.js";
 
@@ -52,8 +57,16 @@ describe("ref rmsnorm", () => {
       const dx = dx0.slice();
       const dw = dw0.slice();
       rmsnormBackward(dx, dw, dOut, x, w, rstd, rows, cols);
-      expectAllclose(minus(dx, dx0), numericalGradient((xx) => loss(xx, w), x), { rtol: 1e-6, atol: 1e-7, label: "dInp" });
-      expectAllclose(minus(dw, dw0), numericalGradient((ww) => loss(x, ww), w), { rtol: 1e-6, atol: 1e-7, label: "dWeight" });
+      expectAllclose(
+        minus(dx, dx0),
+        numericalGradient((xx) => loss(xx, w), x),
+        { rtol: 1e-6, atol: 1e-7, label: "dInp" },
+      );
+      expectAllclose(
+        minus(dw, dw0),
+        numericalGradient((ww) => loss(x, ww), w),
+        { rtol: 1e-6, atol: 1e-7, label: "dWeight" },
+      );
       const dxOnly = dx0.slice();
       rmsnormBackward(dxOnly, null, dOut, x, w, rstd, rows, cols);
       expectAllclose(dxOnly, dx, { rtol: 0, atol: 0, label: "dInp without dWeight" });
@@ -86,7 +99,11 @@ describe("ref layernorm", () => {
     const b = randn(rng, cols);
     const out2 = new Float64Array(rows * cols);
     layernorm(out2, mean, rstd, x, w, b, eps, rows, cols);
-    expectAllclose(out2, out.map((v, i) => v * w[i % cols] + b[i % cols]), { rtol: 1e-13, atol: 1e-13, label: "affine" });
+    expectAllclose(
+      out2,
+      out.map((v, i) => v * w[i % cols] + b[i % cols]),
+      { rtol: 1e-13, atol: 1e-13, label: "affine" },
+    );
   });
 
   for (const [rows, cols] of SHAPES) {
@@ -112,9 +129,21 @@ describe("ref layernorm", () => {
       const db = db0.slice();
       layernormBackward(dx, dw, db, dOut, x, w, mean, rstd, rows, cols);
       // cols = 1: the output is exactly the bias, dInp is 0 and finite differences see that too.
-      expectAllclose(minus(dx, dx0), numericalGradient((xx) => loss(xx, w, b), x), { rtol: 1e-6, atol: 1e-6, label: "dInp" });
-      expectAllclose(minus(dw, dw0), numericalGradient((ww) => loss(x, ww, b), w), { rtol: 1e-6, atol: 1e-7, label: "dWeight" });
-      expectAllclose(minus(db, db0), numericalGradient((bb) => loss(x, w, bb), b), { rtol: 1e-6, atol: 1e-7, label: "dBias" });
+      expectAllclose(
+        minus(dx, dx0),
+        numericalGradient((xx) => loss(xx, w, b), x),
+        { rtol: 1e-6, atol: 1e-6, label: "dInp" },
+      );
+      expectAllclose(
+        minus(dw, dw0),
+        numericalGradient((ww) => loss(x, ww, b), w),
+        { rtol: 1e-6, atol: 1e-7, label: "dWeight" },
+      );
+      expectAllclose(
+        minus(db, db0),
+        numericalGradient((bb) => loss(x, w, bb), b),
+        { rtol: 1e-6, atol: 1e-7, label: "dBias" },
+      );
       const dxOnly = dx0.slice();
       layernormBackward(dxOnly, null, null, dOut, x, w, mean, rstd, rows, cols);
       expectAllclose(dxOnly, dx, { rtol: 0, atol: 0, label: "dInp without dWeight/dBias" });

@@ -4,7 +4,11 @@
 
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
-import { type RopeTableConfig, ropeInverseFrequencies, ropeTables } from "../../src/kernels/ref/rope.js";
+import {
+  type RopeTableConfig,
+  ropeInverseFrequencies,
+  ropeTables,
+} from "../../src/kernels/ref/rope.js";
 import { expectAllclose } from "../helpers/allclose.js";
 
 interface FixtureCase {
@@ -24,14 +28,17 @@ interface FixtureCase {
   sin: number[];
 }
 
-const fixture = JSON.parse(readFileSync(new URL("../fixtures/rope_tables.json", import.meta.url), "utf8")) as {
+const fixture = JSON.parse(
+  readFileSync(new URL("../fixtures/rope_tables.json", import.meta.url), "utf8"),
+) as {
   cases: FixtureCase[];
 };
 
 function configOf(c: FixtureCase): RopeTableConfig {
   const p = c.rope_parameters;
   if (p.rope_type === "default") return { theta: c.theta };
-  if (p.rope_type === "linear") return { theta: c.theta, scaling: { type: "linear", factor: p.factor ?? NaN } };
+  if (p.rope_type === "linear")
+    return { theta: c.theta, scaling: { type: "linear", factor: p.factor ?? NaN } };
   return {
     theta: c.theta,
     scaling: {

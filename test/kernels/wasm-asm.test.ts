@@ -3,7 +3,12 @@
 // validates and runs (a loop summing i32s from shared memory, and an f32x4 product).
 
 import { describe, expect, test } from "vitest";
-import { ModuleBuilder, signedLeb, simdSupported, unsignedLeb } from "../../src/kernels/wasm/asm.js";
+import {
+  ModuleBuilder,
+  signedLeb,
+  simdSupported,
+  unsignedLeb,
+} from "../../src/kernels/wasm/asm.js";
 
 function leb(fn: (v: number, out: number[]) => void, v: number): number[] {
   const out: number[] = [];
@@ -39,9 +44,17 @@ describe("asm", () => {
     // mul4(dst, a, b): dst[0..4) = a[0..4) * b[0..4) as f32x4
     const mul4 = m.func("mul4", ["i32", "i32", "i32"], []);
     const [dst, a, b] = mul4.params;
-    mul4.get(dst).get(a).simdMem("v128.load").get(b).simdMem("v128.load").simd("f32x4.mul").simdMem("v128.store");
+    mul4
+      .get(dst)
+      .get(a)
+      .simdMem("v128.load")
+      .get(b)
+      .simdMem("v128.load")
+      .simd("f32x4.mul")
+      .simdMem("v128.store");
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 2, shared: true });
-    const ex = new WebAssembly.Instance(new WebAssembly.Module(m.encode()), { env: { memory } }).exports as {
+    const ex = new WebAssembly.Instance(new WebAssembly.Module(m.encode()), { env: { memory } })
+      .exports as {
       sum(p: number, n: number): number;
       mul4(d: number, a: number, b: number): void;
     };

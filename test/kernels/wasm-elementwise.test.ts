@@ -14,7 +14,11 @@ import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
-import { expectAccumulateModes, expectSameNumbers, runAccumulateModes } from "../helpers/accumulate-modes.js";
+import {
+  expectAccumulateModes,
+  expectSameNumbers,
+  runAccumulateModes,
+} from "../helpers/accumulate-modes.js";
 import { randomUniform } from "../helpers/random.js";
 
 /** randomUniform, with special values at the start. */
@@ -27,7 +31,16 @@ function random(n: number, seed: number, range: number): Float32Array {
 }
 
 type Op = "add" | "mul" | "scale" | "axpy" | "silu" | "siluBackward" | "swiglu" | "swigluBackward";
-const ops: Op[] = ["add", "mul", "scale", "axpy", "silu", "siluBackward", "swiglu", "swigluBackward"];
+const ops: Op[] = [
+  "add",
+  "mul",
+  "scale",
+  "axpy",
+  "silu",
+  "siluBackward",
+  "swiglu",
+  "swigluBackward",
+];
 const sizes = [1, 3, 4, 5, 7, 17, 1000, 16384, 16385, 65536 + 5, 150001];
 
 /** Runs `op` with kernels `k` on tensors made from the given arrays; returns the outputs. */
@@ -123,7 +136,9 @@ describe.each([1, 2])("wasm elementwise, %i thread(s)", (threads) => {
     for (const n of sizes) {
       for (const alias of [false, true]) {
         if (alias && (op === "siluBackward" || op === "swigluBackward")) continue;
-        const x = Array.from({ length: inputCount[op] }, (_, j) => random(n, seed++, j === 0 ? 12 : 3));
+        const x = Array.from({ length: inputCount[op] }, (_, j) =>
+          random(n, seed++, j === 0 ? 12 : 3),
+        );
         const got = run(kernels, heap, op, x, alias);
         const want = run(ref, heap, op, x, alias);
         got.forEach((g, o) => {
@@ -131,7 +146,9 @@ describe.each([1, 2])("wasm elementwise, %i thread(s)", (threads) => {
             const tol = 4e-6 * magnitudes(op, x, i)[o] + 1e-30;
             const err = Math.abs(g[i] - want[o][i]);
             if (!(err <= tol)) {
-              expect.fail(`${op} n=${n} alias=${alias} output ${o} [${i}] x=${x[0][i]}: got ${g[i]}, want ${want[o][i]}`);
+              expect.fail(
+                `${op} n=${n} alias=${alias} output ${o} [${i}] x=${x[0][i]}: got ${g[i]}, want ${want[o][i]}`,
+              );
             }
           }
         });
@@ -141,9 +158,20 @@ describe.each([1, 2])("wasm elementwise, %i thread(s)", (threads) => {
 
   // the backwards under BackwardOptions; gelu has no wasm port (the wasm kernels delegate it)
   type Backward = "siluBackward" | "swigluBackward" | "geluBackward none" | "geluBackward tanh";
-  const backwards: Backward[] = ["siluBackward", "swigluBackward", "geluBackward none", "geluBackward tanh"];
+  const backwards: Backward[] = [
+    "siluBackward",
+    "swigluBackward",
+    "geluBackward none",
+    "geluBackward tanh",
+  ];
   /** Calls `op` on gradient outputs `outs` and inputs x: inp/gate = x[0], dOut = x[1] (swiglu: up = x[1], dOut = x[2]). */
-  function callBackward(k: Kernels, op: Backward, outs: Tensor[], x: Tensor[], options?: BackwardOptions): void {
+  function callBackward(
+    k: Kernels,
+    op: Backward,
+    outs: Tensor[],
+    x: Tensor[],
+    options?: BackwardOptions,
+  ): void {
     if (op === "siluBackward") k.siluBackward(outs[0], x[0], x[1], options);
     else if (op === "swigluBackward") k.swigluBackward(outs[0], outs[1], x[0], x[1], x[2], options);
     else k.geluBackward(outs[0], x[0], x[1], op === "geluBackward none" ? "none" : "tanh", options);
@@ -153,11 +181,15 @@ describe.each([1, 2])("wasm elementwise, %i thread(s)", (threads) => {
     let seed = 500;
     const outputs = op === "swigluBackward" ? 2 : 1;
     for (const n of [1, 5, 17, 16385, 65536 + 5]) {
-      const x = Array.from({ length: op === "swigluBackward" ? 3 : 2 }, (_, j) => random(n, seed++, j === 0 ? 12 : 3));
+      const x = Array.from({ length: op === "swigluBackward" ? 3 : 2 }, (_, j) =>
+        random(n, seed++, j === 0 ? 12 : 3),
+      );
       const inputs = x.map((v) => heap.fromArray(v));
       const [got, want] = [kernels, ref].map((k) => {
         const shapes = Array.from({ length: outputs }, () => [n]);
-        const r = runAccumulateModes(heap, shapes, seed, (outs, options) => callBackward(k, op, outs, inputs, options));
+        const r = runAccumulateModes(heap, shapes, seed, (outs, options) =>
+          callBackward(k, op, outs, inputs, options),
+        );
         expectAccumulateModes(`${k.name} ${op} n=${n}`, r);
         return r.overwritten;
       });
@@ -175,39 +207,47 @@ describe.each([1, 2])("wasm elementwise, %i thread(s)", (threads) => {
     }
   });
 
-  test.each(backwards)("%s with accumulate false in place (gradient written over its input)", (op) => {
-    const n = 16385;
-    const x = [random(n, 31, 12), random(n, 32, 3), random(n, 33, 3)];
-    for (const k of [kernels, ref]) {
-      const inputs = x.map((v) => heap.fromArray(v));
-      const outs = [heap.tensor([n]).fill(0), heap.tensor([n]).fill(0)];
-      callBackward(k, op, outs, inputs, { accumulate: true });
-      // silu, gelu: dInp is dOut's buffer; swiglu: dGate is gate's, dUp is up's
-      const inPlace = op === "swigluBackward" ? [inputs[0], inputs[1]] : [inputs[1]];
-      callBackward(k, op, inPlace, inputs, { accumulate: false });
-      inPlace.forEach((t, o) => expectSameNumbers(`${k.name} ${op} in place output ${o}`, t.f32(), outs[o].f32()));
-      for (const t of [...inputs, ...outs]) t.dispose();
-    }
-  });
+  test.each(backwards)(
+    "%s with accumulate false in place (gradient written over its input)",
+    (op) => {
+      const n = 16385;
+      const x = [random(n, 31, 12), random(n, 32, 3), random(n, 33, 3)];
+      for (const k of [kernels, ref]) {
+        const inputs = x.map((v) => heap.fromArray(v));
+        const outs = [heap.tensor([n]).fill(0), heap.tensor([n]).fill(0)];
+        callBackward(k, op, outs, inputs, { accumulate: true });
+        // silu, gelu: dInp is dOut's buffer; swiglu: dGate is gate's, dUp is up's
+        const inPlace = op === "swigluBackward" ? [inputs[0], inputs[1]] : [inputs[1]];
+        callBackward(k, op, inPlace, inputs, { accumulate: false });
+        inPlace.forEach((t, o) =>
+          expectSameNumbers(`${k.name} ${op} in place output ${o}`, t.f32(), outs[o].f32()),
+        );
+        for (const t of [...inputs, ...outs]) t.dispose();
+      }
+    },
+  );
 
-  test.each(backwards)("%s with accumulate false on a partially overlapping output: the reference's result", (op) => {
-    // dInp (dGate) is dOut's buffer shifted by one element: the wasm kernels hand it to the
-    // reference, which must get the flag
-    const n = 70001;
-    const x = [random(n, 41, 12), random(n, 42, 3), random(n + 1, 43, 3)];
-    const [got, want] = [kernels, ref].map((k) => {
-      const [a, b, buf] = x.map((v) => heap.fromArray(v));
-      const dOut = buf.view([n], 0);
-      const dUp = heap.tensor([n]).fill(Number.NaN);
-      const inputs = op === "swigluBackward" ? [a, b, dOut] : [a, dOut];
-      callBackward(k, op, [buf.view([n], 1), dUp], inputs, { accumulate: false });
-      const r = [buf.toArray(), dUp.toArray()];
-      for (const t of [a, b, buf, dUp]) t.dispose();
-      return r;
-    });
-    expect(Array.from(got[0])).toEqual(Array.from(want[0]));
-    if (op === "swigluBackward") expect(Array.from(got[1])).toEqual(Array.from(want[1]));
-  });
+  test.each(backwards)(
+    "%s with accumulate false on a partially overlapping output: the reference's result",
+    (op) => {
+      // dInp (dGate) is dOut's buffer shifted by one element: the wasm kernels hand it to the
+      // reference, which must get the flag
+      const n = 70001;
+      const x = [random(n, 41, 12), random(n, 42, 3), random(n + 1, 43, 3)];
+      const [got, want] = [kernels, ref].map((k) => {
+        const [a, b, buf] = x.map((v) => heap.fromArray(v));
+        const dOut = buf.view([n], 0);
+        const dUp = heap.tensor([n]).fill(Number.NaN);
+        const inputs = op === "swigluBackward" ? [a, b, dOut] : [a, dOut];
+        callBackward(k, op, [buf.view([n], 1), dUp], inputs, { accumulate: false });
+        const r = [buf.toArray(), dUp.toArray()];
+        for (const t of [a, b, buf, dUp]) t.dispose();
+        return r;
+      });
+      expect(Array.from(got[0])).toEqual(Array.from(want[0]));
+      if (op === "swigluBackward") expect(Array.from(got[1])).toEqual(Array.from(want[1]));
+    },
+  );
 
   test("NaN inputs give NaN", () => {
     const a = heap.fromArray([Number.NaN, 1, Number.NaN, 2, Number.NaN]);

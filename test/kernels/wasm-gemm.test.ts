@@ -119,7 +119,10 @@ function check(kernels: Kernels, ref: Kernels, heap: Heap, c: Case, seed: number
     }
   }
   const what = `batch [${batch}] m=${m} n=${n} k=${k} ${JSON.stringify(opts)}${c.sharedB ? " shared b" : ""}`;
-  expect(worst, `${what}: element ${worstIndex} got ${got[worstIndex]}, want ${want[worstIndex]}`).toBeLessThanOrEqual(1);
+  expect(
+    worst,
+    `${what}: element ${worstIndex} got ${got[worstIndex]}, want ${want[worstIndex]}`,
+  ).toBeLessThanOrEqual(1);
   for (const t of [aBase, bBase, out, expected, absA, absB, mag]) t.dispose();
 }
 
@@ -159,7 +162,8 @@ describe.each(configs)("wasm matmul, $label", ({ threads, relaxedSimd }) => {
       { batch: [3], m: 6, n: 11, k: 13, sharedB: true },
       { batch: [2, 2], m: 50, n: 70, k: 45, sharedB: true },
     ];
-    for (const c of cases) for (const opts of forms) check(kernels, ref, heap, { ...c, opts }, seed++);
+    for (const c of cases)
+      for (const opts of forms) check(kernels, ref, heap, { ...c, opts }, seed++);
   });
 
   test("k = 0 gives zeros, or leaves out unchanged when accumulating", () => {
@@ -185,7 +189,9 @@ describe("wasm kernels lifecycle", () => {
     const heap = new Heap({ initialBytes: 16 * 2 ** 20 });
     const before = heap.bytesInUse;
     const first = await createWasmKernels(heap, { threads: 2, relaxedSimd: false });
-    await expect(createWasmKernels(heap, { threads: 1, relaxedSimd: false })).rejects.toThrow(/already has live/);
+    await expect(createWasmKernels(heap, { threads: 1, relaxedSimd: false })).rejects.toThrow(
+      /already has live/,
+    );
     await first.dispose();
     expect(heap.bytesInUse).toBe(before);
     const second = await createWasmKernels(heap, { threads: 1, relaxedSimd: false });
@@ -226,8 +232,11 @@ describe("wasm kernels lifecycle", () => {
     await kernels.dispose();
   });
 
-  test.runIf(!relaxedSimdSupported())("relaxedSimd: true without runtime support throws", async () => {
-    const heap = new Heap({ initialBytes: 16 * 2 ** 20 });
-    await expect(createWasmKernels(heap, { relaxedSimd: true })).rejects.toThrow(/relaxed SIMD/);
-  });
+  test.runIf(!relaxedSimdSupported())(
+    "relaxedSimd: true without runtime support throws",
+    async () => {
+      const heap = new Heap({ initialBytes: 16 * 2 ** 20 });
+      await expect(createWasmKernels(heap, { relaxedSimd: true })).rejects.toThrow(/relaxed SIMD/);
+    },
+  );
 });

@@ -32,7 +32,8 @@ const countJob: JobFunction = (_ex, ctl, _f32, layout, thread, forEachChunk) => 
 /** Throws on chunk args[0] (on whichever thread claims it); counts the others like countJob. */
 const throwJob: JobFunction = (_ex, ctl, _f32, layout, _thread, forEachChunk) => {
   forEachChunk((chunk) => {
-    if (chunk === Atomics.load(ctl, layout.args)) throw new Error(`chunk ${chunk} failed on purpose`);
+    if (chunk === Atomics.load(ctl, layout.args))
+      throw new Error(`chunk ${chunk} failed on purpose`);
     Atomics.add(ctl, layout.args + 1 + chunk, 1);
   });
 };
@@ -45,10 +46,20 @@ describe("wasm thread pool", () => {
 
   beforeAll(async () => {
     heap = new Heap();
-    const m = new ModuleBuilder({ minimumPages: 1, maximumPages: heap.maxBytes / 65536, shared: true });
+    const m = new ModuleBuilder({
+      minimumPages: 1,
+      maximumPages: heap.maxBytes / 65536,
+      shared: true,
+    });
     m.func("nothing", [], []);
     const module = await WebAssembly.compile(m.encode());
-    pool = await ThreadPool.create({ memory: heap.memory, module, jobs: [countJob, throwJob], threads: 2, spinMs: 5 });
+    pool = await ThreadPool.create({
+      memory: heap.memory,
+      module,
+      jobs: [countJob, throwJob],
+      threads: 2,
+      spinMs: 5,
+    });
   });
   afterAll(async () => {
     await pool.dispose();
@@ -57,7 +68,8 @@ describe("wasm thread pool", () => {
   function clearCounts(): void {
     pool.ctl.fill(0, CONTROL.args, CONTROL.args + 2 + 2 * CHUNKS);
   }
-  const counts = (): number[] => Array.from(pool.ctl.subarray(CONTROL.args + 1, CONTROL.args + 1 + CHUNKS));
+  const counts = (): number[] =>
+    Array.from(pool.ctl.subarray(CONTROL.args + 1, CONTROL.args + 1 + CHUNKS));
 
   test("every chunk runs exactly once, over both threads", () => {
     const threadsSeen = new Set<number>();
@@ -67,7 +79,8 @@ describe("wasm thread pool", () => {
       pool.ctl[CONTROL.args] = 1; // rendezvous: both threads must take chunks
       pool.run(OP_COUNT, 2, CHUNKS);
       expect(counts().every((c) => c === 1)).toBe(true);
-      for (const t of pool.ctl.subarray(CONTROL.args + 1 + CHUNKS, CONTROL.args + 1 + 2 * CHUNKS)) threadsSeen.add(t);
+      for (const t of pool.ctl.subarray(CONTROL.args + 1 + CHUNKS, CONTROL.args + 1 + 2 * CHUNKS))
+        threadsSeen.add(t);
     }
     expect([...threadsSeen].sort()).toEqual([1, 2]); // the caller (thread 0) and the worker
   });
@@ -78,7 +91,9 @@ describe("wasm thread pool", () => {
         pool.prepare();
         clearCounts();
         pool.ctl[CONTROL.args] = bad;
-        expect(() => pool.run(OP_THROW, nthreads, CHUNKS)).toThrow(/failed on purpose|failed in worker thread 1/);
+        expect(() => pool.run(OP_THROW, nthreads, CHUNKS)).toThrow(
+          /failed on purpose|failed in worker thread 1/,
+        );
         const c = counts();
         expect(c[bad]).toBe(0);
         expect(c.every((x) => x <= 1)).toBe(true);

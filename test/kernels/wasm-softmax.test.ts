@@ -13,7 +13,11 @@ import type { Kernels } from "../../src/kernels/kernels.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
-import { expectAccumulateModes, expectSameNumbers, runAccumulateModes } from "../helpers/accumulate-modes.js";
+import {
+  expectAccumulateModes,
+  expectSameNumbers,
+  runAccumulateModes,
+} from "../helpers/accumulate-modes.js";
 import { randomUniform as random } from "../helpers/random.js";
 
 interface Case {
@@ -67,7 +71,8 @@ describe.each([1, 2])("wasm attention softmax, %i thread(s)", (threads) => {
         for (let j = 0; j < tk; j++) {
           const i = r * tk + j;
           const tol = w[i] === 0 ? 0 : w[i] * (1e-6 + 5e-7 * Math.abs(scale) * absMax) + 1e-12;
-          if (!(Math.abs(got[i] - w[i]) <= tol)) expect.fail(`row ${r} col ${j}: got ${got[i]}, want ${w[i]}`);
+          if (!(Math.abs(got[i] - w[i]) <= tol))
+            expect.fail(`row ${r} col ${j}: got ${got[i]}, want ${w[i]}`);
         }
       }
     },
@@ -93,52 +98,70 @@ describe.each([1, 2])("wasm attention softmax, %i thread(s)", (threads) => {
       for (let j = 0; j < tk; j++) sumAbs += p[r * tk + j] * Math.abs(dp[r * tk + j]);
       for (let j = 0; j < tk; j++) {
         const i = r * tk + j;
-        const tol = 1e-6 * Math.abs(d0[i]) + Math.abs(scale) * p[i] * (1e-6 * Math.abs(dp[i]) + 1.2e-7 * tk * sumAbs) + 1e-12;
-        if (!(Math.abs(g[i] - w[i]) <= tol)) expect.fail(`row ${r} col ${j}: got ${g[i]}, want ${w[i]}`);
+        const tol =
+          1e-6 * Math.abs(d0[i]) +
+          Math.abs(scale) * p[i] * (1e-6 * Math.abs(dp[i]) + 1.2e-7 * tk * sumAbs) +
+          1e-12;
+        if (!(Math.abs(g[i] - w[i]) <= tol))
+          expect.fail(`row ${r} col ${j}: got ${g[i]}, want ${w[i]}`);
       }
     }
   });
 
-  test.each(cases)("backward with accumulate false overwrites dScores: $shape", ({ shape, causal, scale }) => {
-    const n = shape.reduce((x, y) => x * y, 1);
-    const tk = shape[3];
-    const probs = heap.tensor(shape);
-    ref.attentionSoftmax(probs, heap.fromArray(random(n, 13, 4), shape), { scale: 1, causal });
-    const dp = random(n, 15, 2);
-    const dProbs = heap.fromArray(dp, shape);
-    const [got, want] = [kernels, ref].map((k) => {
-      const r = runAccumulateModes(heap, [shape], 17, (outs, options) =>
-        k.attentionSoftmaxBackward(outs[0], probs, dProbs, scale, options),
-      );
-      expectAccumulateModes(`${k.name} attentionSoftmaxBackward ${shape}`, r);
-      // in place: dScores written over dProbs
-      const inPlace = heap.fromArray(dp, shape);
-      k.attentionSoftmaxBackward(inPlace, probs, inPlace, scale, { accumulate: false });
-      expectSameNumbers(`${k.name} attentionSoftmaxBackward ${shape} in place`, inPlace.f32(), r.zeroed[0]);
-      inPlace.dispose();
-      return r.overwritten[0];
-    });
-    const p = probs.f32();
-    for (let r = 0; r < n / tk; r++) {
-      let sumAbs = 0;
-      for (let j = 0; j < tk; j++) sumAbs += p[r * tk + j] * Math.abs(dp[r * tk + j]);
-      for (let j = 0; j < tk; j++) {
-        const i = r * tk + j;
-        const tol = Math.abs(scale) * p[i] * (1e-6 * Math.abs(dp[i]) + 1.2e-7 * tk * sumAbs) + 1e-12;
-        if (!(Math.abs(got[i] - want[i]) <= tol)) expect.fail(`row ${r} col ${j}: wasm ${got[i]}, ref ${want[i]}`);
+  test.each(cases)(
+    "backward with accumulate false overwrites dScores: $shape",
+    ({ shape, causal, scale }) => {
+      const n = shape.reduce((x, y) => x * y, 1);
+      const tk = shape[3];
+      const probs = heap.tensor(shape);
+      ref.attentionSoftmax(probs, heap.fromArray(random(n, 13, 4), shape), { scale: 1, causal });
+      const dp = random(n, 15, 2);
+      const dProbs = heap.fromArray(dp, shape);
+      const [got, want] = [kernels, ref].map((k) => {
+        const r = runAccumulateModes(heap, [shape], 17, (outs, options) =>
+          k.attentionSoftmaxBackward(outs[0], probs, dProbs, scale, options),
+        );
+        expectAccumulateModes(`${k.name} attentionSoftmaxBackward ${shape}`, r);
+        // in place: dScores written over dProbs
+        const inPlace = heap.fromArray(dp, shape);
+        k.attentionSoftmaxBackward(inPlace, probs, inPlace, scale, { accumulate: false });
+        expectSameNumbers(
+          `${k.name} attentionSoftmaxBackward ${shape} in place`,
+          inPlace.f32(),
+          r.zeroed[0],
+        );
+        inPlace.dispose();
+        return r.overwritten[0];
+      });
+      const p = probs.f32();
+      for (let r = 0; r < n / tk; r++) {
+        let sumAbs = 0;
+        for (let j = 0; j < tk; j++) sumAbs += p[r * tk + j] * Math.abs(dp[r * tk + j]);
+        for (let j = 0; j < tk; j++) {
+          const i = r * tk + j;
+          const tol =
+            Math.abs(scale) * p[i] * (1e-6 * Math.abs(dp[i]) + 1.2e-7 * tk * sumAbs) + 1e-12;
+          if (!(Math.abs(got[i] - want[i]) <= tol))
+            expect.fail(`row ${r} col ${j}: wasm ${got[i]}, ref ${want[i]}`);
+        }
       }
-    }
-  });
+    },
+  );
 
   test("backward with accumulate false on a partial overlap: the reference's result", () => {
     const shape = [1, 2, 8, 9];
     const n = 2 * 8 * 9;
     const probs = heap.tensor(shape);
-    ref.attentionSoftmax(probs, heap.fromArray(random(n, 21, 3), shape), { scale: 1, causal: true });
+    ref.attentionSoftmax(probs, heap.fromArray(random(n, 21, 3), shape), {
+      scale: 1,
+      causal: true,
+    });
     const base = random(n + 1, 23, 2);
     const [got, want] = [kernels, ref].map((k) => {
       const buf = heap.fromArray(base);
-      k.attentionSoftmaxBackward(buf.view(shape, 1), probs, buf.view(shape, 0), 0.7, { accumulate: false });
+      k.attentionSoftmaxBackward(buf.view(shape, 1), probs, buf.view(shape, 0), 0.7, {
+        accumulate: false,
+      });
       const r = buf.toArray();
       buf.dispose();
       return r;
@@ -194,48 +217,64 @@ describe.each([1, 2])("wasm crossEntropy, %i thread(s)", (threads) => {
       const lossWant = heap.tensor([rows]);
       const dGot = withGrad ? heap.tensor([rows, vocab]).fill(Number.NaN) : null;
       const dWant = withGrad ? heap.tensor([rows, vocab]) : null;
-      const nGot = kernels.crossEntropy(lossGot, dGot, logits, targets, { ignoreIndex: ignore, gradScale });
-      const nWant = ref.crossEntropy(lossWant, dWant, logits, targets, { ignoreIndex: ignore, gradScale });
+      const nGot = kernels.crossEntropy(lossGot, dGot, logits, targets, {
+        ignoreIndex: ignore,
+        gradScale,
+      });
+      const nWant = ref.crossEntropy(lossWant, dWant, logits, targets, {
+        ignoreIndex: ignore,
+        gradScale,
+      });
       expect(nGot).toBe(nWant);
       const lg = lossGot.f32();
       const lw = lossWant.f32();
       for (let n = 0; n < rows; n++) {
-        if (!(Math.abs(lg[n] - lw[n]) <= 2e-5 * (1 + Math.abs(lw[n])))) expect.fail(`loss[${n}]: got ${lg[n]}, want ${lw[n]}`);
+        if (!(Math.abs(lg[n] - lw[n]) <= 2e-5 * (1 + Math.abs(lw[n]))))
+          expect.fail(`loss[${n}]: got ${lg[n]}, want ${lw[n]}`);
       }
       if (dGot !== null && dWant !== null) {
         const g = dGot.f32();
         const w = dWant.f32();
         for (let i = 0; i < g.length; i++) {
           const tol = 2e-5 * (Math.abs(w[i]) + 1e-7 * gradScale);
-          if (!(Math.abs(g[i] - w[i]) <= tol)) expect.fail(`dLogits[${i}]: got ${g[i]}, want ${w[i]}`);
+          if (!(Math.abs(g[i] - w[i]) <= tol))
+            expect.fail(`dLogits[${i}]: got ${g[i]}, want ${w[i]}`);
         }
       }
     },
   );
 
-  test.each(ceCases)("in place (dLogits = logits) equals the separate output: rows=$rows vocab=$vocab", ({ rows, vocab, ignore }) => {
-    const x = random(rows * vocab, vocab + rows, 8);
-    const t = new Int32Array(rows);
-    for (let n = 0; n < rows; n++) t[n] = n % 4 === 2 ? ignore : (n * 7919) % vocab;
-    const targets = heap.fromArray(t);
-    for (const impl of [kernels, ref]) {
-      const logits = heap.fromArray(x, [rows, vocab]);
-      const inPlace = heap.fromArray(x, [rows, vocab]);
-      const d = heap.tensor([rows, vocab]);
-      const losses = heap.tensor([rows]);
-      const lossesInPlace = heap.tensor([rows]);
-      impl.crossEntropy(losses, d, logits, targets, { ignoreIndex: ignore, gradScale: 0.25 });
-      impl.crossEntropy(lossesInPlace, inPlace, inPlace, targets, { ignoreIndex: ignore, gradScale: 0.25 });
-      expect(Array.from(lossesInPlace.f32())).toEqual(Array.from(losses.f32()));
-      expect(Array.from(inPlace.f32())).toEqual(Array.from(d.f32()));
-    }
-  });
+  test.each(ceCases)(
+    "in place (dLogits = logits) equals the separate output: rows=$rows vocab=$vocab",
+    ({ rows, vocab, ignore }) => {
+      const x = random(rows * vocab, vocab + rows, 8);
+      const t = new Int32Array(rows);
+      for (let n = 0; n < rows; n++) t[n] = n % 4 === 2 ? ignore : (n * 7919) % vocab;
+      const targets = heap.fromArray(t);
+      for (const impl of [kernels, ref]) {
+        const logits = heap.fromArray(x, [rows, vocab]);
+        const inPlace = heap.fromArray(x, [rows, vocab]);
+        const d = heap.tensor([rows, vocab]);
+        const losses = heap.tensor([rows]);
+        const lossesInPlace = heap.tensor([rows]);
+        impl.crossEntropy(losses, d, logits, targets, { ignoreIndex: ignore, gradScale: 0.25 });
+        impl.crossEntropy(lossesInPlace, inPlace, inPlace, targets, {
+          ignoreIndex: ignore,
+          gradScale: 0.25,
+        });
+        expect(Array.from(lossesInPlace.f32())).toEqual(Array.from(losses.f32()));
+        expect(Array.from(inPlace.f32())).toEqual(Array.from(d.f32()));
+      }
+    },
+  );
 
   test("dLogits partly overlapping logits is refused", () => {
     const buf = heap.tensor([2, 8]);
     const losses = heap.tensor([1]);
     const targets = heap.fromArray(Int32Array.of(0));
-    expect(() => kernels.crossEntropy(losses, buf.view([1, 8], 4), buf.view([1, 8]), targets)).toThrow(/overlaps/);
+    expect(() =>
+      kernels.crossEntropy(losses, buf.view([1, 8], 4), buf.view([1, 8]), targets),
+    ).toThrow(/overlaps/);
   });
 
   test("a target out of range throws before anything is written", () => {

@@ -10,7 +10,13 @@ export function randomMatrix(rng: Rng, m: number, n: number): Float64Array {
 }
 
 /** c (m, n) = a (m, k) b (k, n). */
-export function matmul(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
+export function matmul(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  m: number,
+  k: number,
+  n: number,
+): Float64Array {
   const c = new Float64Array(m * n);
   for (let i = 0; i < m; i++) {
     for (let p = 0; p < k; p++) {
@@ -31,7 +37,8 @@ export function transpose(a: ArrayLike<number>, m: number, n: number): Float64Ar
 export function orthonormalityError(q: ArrayLike<number>, m: number, k: number): number {
   const g = matmul(transpose(q, m, k), q, k, m, k);
   let worst = 0;
-  for (let i = 0; i < k; i++) for (let j = 0; j < k; j++) worst = Math.max(worst, Math.abs(g[i * k + j] - (i === j ? 1 : 0)));
+  for (let i = 0; i < k; i++)
+    for (let j = 0; j < k; j++) worst = Math.max(worst, Math.abs(g[i * k + j] - (i === j ? 1 : 0)));
   return worst;
 }
 
@@ -61,7 +68,12 @@ export function reconstructionError(
  * Upper bound on sin(largest principal angle) between span(A) and span(B), both (rows, k) with
  * orthonormal columns: ||(I - A A^T) B||_F >= ||(I - A A^T) B||_2 = sin(theta_max).
  */
-export function sinAngleBound(a: ArrayLike<number>, b: ArrayLike<number>, rows: number, k: number): number {
+export function sinAngleBound(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  rows: number,
+  k: number,
+): number {
   const atb = matmul(transpose(a, rows, k), b, k, rows, k);
   const proj = matmul(a, atb, rows, k, k);
   let sum = 0;
@@ -77,7 +89,12 @@ export function columns(a: ArrayLike<number>, rows: number, k: number, cols: num
 }
 
 /** max |a - b| over two equal-length arrays, with -b allowed per column (sign-invariant). */
-export function maxDiffUpToColumnSign(a: ArrayLike<number>, b: ArrayLike<number>, rows: number, k: number): number {
+export function maxDiffUpToColumnSign(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  rows: number,
+  k: number,
+): number {
   let worst = 0;
   for (let c = 0; c < k; c++) {
     let same = 0;
@@ -113,7 +130,14 @@ export function randomOrthonormal(rng: Rng, m: number, k: number): Float64Array 
 }
 
 /** U diag(s) V^T for U (m, k), V (n, k): a matrix with a known SVD. */
-export function withSpectrum(u: Float64Array, s: ArrayLike<number>, v: Float64Array, m: number, n: number, k: number): Float64Array {
+export function withSpectrum(
+  u: Float64Array,
+  s: ArrayLike<number>,
+  v: Float64Array,
+  m: number,
+  n: number,
+  k: number,
+): Float64Array {
   const us = new Float64Array(m * k);
   for (let i = 0; i < m; i++) for (let j = 0; j < k; j++) us[i * k + j] = u[i * k + j] * s[j];
   return matmul(us, transpose(v, n, k), m, k, n);

@@ -5,7 +5,7 @@ import { describe, expect, test } from "vitest";
 import { luBasisColumnsInPlace } from "../../src/linalg/lu-basis.js";
 import { fromColumnMajor, orthonormalize, toColumnMajor } from "../../src/linalg/qr.js";
 import { svdJacobi } from "../../src/linalg/svd.js";
-import { randomMatrix, Rng, sinAngleBound } from "./linalg-helpers.js";
+import { Rng, randomMatrix, sinAngleBound } from "./linalg-helpers.js";
 
 function luBasis(a: Float64Array, m: number, k: number): Float64Array {
   const cols = toColumnMajor(a, m, k);
@@ -23,7 +23,9 @@ describe("luBasisColumnsInPlace", () => {
   ])("%i x %i: same span, |entries| <= 1 with a unit entry per column", (m, k) => {
     const a = randomMatrix(rng, m, k);
     const l = luBasis(a, m, k);
-    expect(sinAngleBound(orthonormalize(a, m, k), orthonormalize(l, m, k), m, k)).toBeLessThan(1e-11);
+    expect(sinAngleBound(orthonormalize(a, m, k), orthonormalize(l, m, k), m, k)).toBeLessThan(
+      1e-11,
+    );
     for (let c = 0; c < k; c++) {
       let max = 0;
       for (let r = 0; r < m; r++) max = Math.max(max, Math.abs(l[r * k + c]));

@@ -3,7 +3,7 @@
 
 import { describe, expect, test } from "vitest";
 import { orthonormalize, qr } from "../../src/linalg/qr.js";
-import { matmul, orthonormalityError, randomMatrix, Rng } from "./linalg-helpers.js";
+import { matmul, orthonormalityError, Rng, randomMatrix } from "./linalg-helpers.js";
 
 function checkQr(a: Float64Array, m: number, k: number): void {
   const { Q, R } = qr(a, m, k);

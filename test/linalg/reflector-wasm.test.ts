@@ -4,7 +4,11 @@
 // orthonormal Q, and no NaN on rank-deficient input (repeated and zero columns).
 
 import { describe, expect, test } from "vitest";
-import { formQInPlace, householderInPlace, orthonormalizeColumnsInPlace } from "../../src/linalg/qr.js";
+import {
+  formQInPlace,
+  householderInPlace,
+  orthonormalizeColumnsInPlace,
+} from "../../src/linalg/qr.js";
 import { wasmReflectors } from "../../src/linalg/reflector-wasm.js";
 import { randomUniform } from "../helpers/random.js";
 

@@ -12,10 +12,10 @@ import {
   columns,
   maxDiffUpToColumnSign,
   orthonormalityError,
+  Rng,
   randomMatrix,
   randomOrthonormal,
   reconstructionError,
-  Rng,
   sinAngleBound,
   withSpectrum,
 } from "./linalg-helpers.js";
@@ -38,18 +38,30 @@ const fixture = JSON.parse(
 ) as { lowrank: LowrankCase[] };
 
 /** Degrees from the Frobenius upper bound on sin(theta_max). */
-function angleBoundDegrees(a: ArrayLike<number>, b: ArrayLike<number>, rows: number, k: number): number {
+function angleBoundDegrees(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  rows: number,
+  k: number,
+): number {
   return (Math.asin(Math.min(1, sinAngleBound(a, b, rows, k))) * 180) / Math.PI;
 }
 
 const normalizers = ["lu", "qr"] as const;
-const torchCases = fixture.lowrank.flatMap((c) => normalizers.map((normalizer) => ({ ...c, normalizer })));
+const torchCases = fixture.lowrank.flatMap((c) =>
+  normalizers.map((normalizer) => ({ ...c, normalizer })),
+);
 
 describe("svdLowrank vs torch.svd_lowrank (same Omega)", () => {
   test.each(torchCases)("$name, normalizer $normalizer", (c) => {
     const a = Float64Array.from(c.a);
     const omega = Float64Array.from(c.omega);
-    const svd = svdLowrank(a, c.m, c.n, { q: c.q, niter: c.niter, omega, normalizer: c.normalizer });
+    const svd = svdLowrank(a, c.m, c.n, {
+      q: c.q,
+      niter: c.niter,
+      omega,
+      normalizer: c.normalizer,
+    });
     expect([svd.m, svd.n, svd.k]).toEqual([c.m, c.n, c.q]);
     for (let i = 0; i < c.q; i++) expect(Math.abs(svd.S[i] - c.s[i])).toBeLessThan(1e-12 * c.s[0]);
     expect(orthonormalityError(svd.U, c.m, c.q)).toBeLessThan(1e-13);
@@ -61,15 +73,24 @@ describe("svdLowrank vs torch.svd_lowrank (same Omega)", () => {
 
   test("decaying spectra: the leading half of the triplets equals the exact SVD", () => {
     for (const c of fixture.lowrank.filter((x) => x.name.startsWith("decaying"))) {
-      const svd = svdLowrank(Float64Array.from(c.a), c.m, c.n, { q: c.q, niter: c.niter, omega: Float64Array.from(c.omega) });
-      for (let i = 0; i < c.q / 2; i++) expect(Math.abs(svd.S[i] - c.exactS[i])).toBeLessThan(1e-12);
+      const svd = svdLowrank(Float64Array.from(c.a), c.m, c.n, {
+        q: c.q,
+        niter: c.niter,
+        omega: Float64Array.from(c.omega),
+      });
+      for (let i = 0; i < c.q / 2; i++)
+        expect(Math.abs(svd.S[i] - c.exactS[i])).toBeLessThan(1e-12);
     }
   });
 
   test("q = min(m, n) reproduces the matrix", () => {
     const c = fixture.lowrank.find((x) => x.q === Math.min(x.m, x.n));
     if (c === undefined) throw new Error("fixture lacks a full-rank case");
-    const svd = svdLowrank(Float64Array.from(c.a), c.m, c.n, { q: c.q, niter: c.niter, omega: Float64Array.from(c.omega) });
+    const svd = svdLowrank(Float64Array.from(c.a), c.m, c.n, {
+      q: c.q,
+      niter: c.niter,
+      omega: Float64Array.from(c.omega),
+    });
     expect(reconstructionError(c.a, svd.U, svd.S, svd.V, c.m, c.n, c.q)).toBeLessThan(1e-13);
   });
 });
@@ -154,13 +175,19 @@ describe("svdLowrank on known spectra", () => {
 
   test("errors name the problem", () => {
     const a = new Float64Array(12);
-    expect(() => svdLowrank(a, 3, 4, { q: 4 })).toThrow(/q must be an integer in \[1, min\(m, n\) = 3\]/);
+    expect(() => svdLowrank(a, 3, 4, { q: 4 })).toThrow(
+      /q must be an integer in \[1, min\(m, n\) = 3\]/,
+    );
     expect(() => svdLowrank(a, 3, 4, { q: 0 })).toThrow(/q must be/);
     expect(() => svdLowrank(a, 3, 4, { q: 2, niter: -1 })).toThrow(/niter/);
     // @ts-expect-error: an invalid normalizer from untyped callers
-    expect(() => svdLowrank(a, 3, 4, { q: 2, normalizer: "svd" })).toThrow(/normalizer must be "lu" or "qr", got svd/);
+    expect(() => svdLowrank(a, 3, 4, { q: 2, normalizer: "svd" })).toThrow(
+      /normalizer must be "lu" or "qr", got svd/,
+    );
     expect(() => svdLowrank(a, 3, 5, { q: 2 })).toThrow(/12 values/);
-    expect(() => svdLowrank(a, 3, 4, { q: 2, omega: new Float64Array(7) })).toThrow(/omega has 7 values, expected \(cols\(X\), q\) = \(3, 2\)/);
+    expect(() => svdLowrank(a, 3, 4, { q: 2, omega: new Float64Array(7) })).toThrow(
+      /omega has 7 values, expected \(cols\(X\), q\) = \(3, 2\)/,
+    );
     const bad = new Float32Array(12);
     bad[5] = Number.POSITIVE_INFINITY;
     expect(() => svdLowrank(bad, 3, 4, { q: 2 })).toThrow(/element 5 \(row 1, col 1\) is Infinity/);
@@ -179,13 +206,20 @@ describe.each(["ref", "wasm"] as const)("svdLowrank with %s kernels (float32 pro
     const kernels = await createKernels(name, { heap, threads: 2 });
     try {
       const before = heap.bytesInUse;
-      const withKernels = canonicalizeSigns(svdLowrank(a32, m, n, { q: 20, niter: 3, seed: 9, kernels }));
+      const withKernels = canonicalizeSigns(
+        svdLowrank(a32, m, n, { q: 20, niter: 3, seed: 9, kernels }),
+      );
       expect(heap.bytesInUse).toBe(before);
       const plain = canonicalizeSigns(svdLowrank(a32, m, n, { q: 20, niter: 3, seed: 9 }));
-      for (let i = 0; i < 20; i++) expect(Math.abs(withKernels.S[i] - plain.S[i])).toBeLessThan(1e-5 * plain.S[0]);
+      for (let i = 0; i < 20; i++)
+        expect(Math.abs(withKernels.S[i] - plain.S[i])).toBeLessThan(1e-5 * plain.S[0]);
       const k = 5;
-      expect(angleBoundDegrees(columns(plain.U, m, 20, k), columns(withKernels.U, m, 20, k), m, k)).toBeLessThan(1e-3);
-      expect(angleBoundDegrees(columns(plain.V, n, 20, k), columns(withKernels.V, n, 20, k), n, k)).toBeLessThan(1e-3);
+      expect(
+        angleBoundDegrees(columns(plain.U, m, 20, k), columns(withKernels.U, m, 20, k), m, k),
+      ).toBeLessThan(1e-3);
+      expect(
+        angleBoundDegrees(columns(plain.V, n, 20, k), columns(withKernels.V, n, 20, k), n, k),
+      ).toBeLessThan(1e-3);
       expect(orthonormalityError(withKernels.U, m, 20)).toBeLessThan(1e-12);
     } finally {
       await kernels.dispose();
@@ -197,7 +231,9 @@ describe.each(["ref", "wasm"] as const)("svdLowrank with %s kernels (float32 pro
     const m = 90;
     const n = 64;
     const s = [5, 4, 3, 2, 1, 0.5];
-    const a = Float32Array.from(withSpectrum(randomOrthonormal(rng, m, 6), s, randomOrthonormal(rng, n, 6), m, n, 6));
+    const a = Float32Array.from(
+      withSpectrum(randomOrthonormal(rng, m, 6), s, randomOrthonormal(rng, n, 6), m, n, 6),
+    );
     const heap = new Heap({ initialBytes: 1 << 22 });
     const kernels = await createKernels(name, { heap, threads: 2 });
     try {

@@ -4,15 +4,20 @@
 
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
-import { canonicalizeSigns, maxPrincipalAngleDegrees, type Svd, svdJacobi } from "../../src/linalg/svd.js";
+import {
+  canonicalizeSigns,
+  maxPrincipalAngleDegrees,
+  type Svd,
+  svdJacobi,
+} from "../../src/linalg/svd.js";
 import {
   columns,
   maxDiffUpToColumnSign,
   orthonormalityError,
+  Rng,
   randomMatrix,
   randomOrthonormal,
   reconstructionError,
-  Rng,
   withSpectrum,
 } from "./linalg-helpers.js";
 
@@ -44,7 +49,8 @@ describe("svdJacobi vs numpy", () => {
   test.each(fixture.exact)("$name", (c) => {
     const svd = svdJacobi(c.a, c.m, c.n);
     checkSvd(svd, c.a, 1e-13);
-    for (let i = 0; i < svd.k; i++) expect(Math.abs(svd.S[i] - c.s[i])).toBeLessThan(1e-13 * c.s[0]);
+    for (let i = 0; i < svd.k; i++)
+      expect(Math.abs(svd.S[i] - c.s[i])).toBeLessThan(1e-13 * c.s[0]);
     const kv = c.kVectors;
     expect(maxDiffUpToColumnSign(columns(svd.U, c.m, svd.k, kv), c.u, c.m, kv)).toBeLessThan(1e-11);
     expect(maxDiffUpToColumnSign(columns(svd.V, c.n, svd.k, kv), c.v, c.n, kv)).toBeLessThan(1e-11);
@@ -79,7 +85,14 @@ describe("svdJacobi identities", () => {
     const zero = svdJacobi(new Float64Array(15), 5, 3);
     checkSvd(zero, new Float64Array(15), 1e-14);
     for (const s of zero.S) expect(s).toBe(0);
-    const rankOne = withSpectrum(randomOrthonormal(rng, 9, 1), [2], randomOrthonormal(rng, 7, 1), 9, 7, 1);
+    const rankOne = withSpectrum(
+      randomOrthonormal(rng, 9, 1),
+      [2],
+      randomOrthonormal(rng, 7, 1),
+      9,
+      7,
+      1,
+    );
     const svd = svdJacobi(rankOne, 9, 7);
     checkSvd(svd, rankOne, 1e-13);
     expect(Math.abs(svd.S[0] - 2)).toBeLessThan(1e-14);
@@ -105,7 +118,8 @@ describe("canonicalizeSigns / maxPrincipalAngleDegrees", () => {
     expect(flipped.U[0]).toBe(-svd.U[0]);
     for (let j = 0; j < 5; j++) {
       let best = 0;
-      for (let i = 0; i < 8; i++) if (Math.abs(c1.U[i * 5 + j]) > Math.abs(best)) best = c1.U[i * 5 + j];
+      for (let i = 0; i < 8; i++)
+        if (Math.abs(c1.U[i * 5 + j]) > Math.abs(best)) best = c1.U[i * 5 + j];
       expect(best).toBeGreaterThan(0);
     }
     expect(reconstructionError(a, c1.U, c1.S, c1.V, 8, 5, 5)).toBeLessThan(1e-13);
@@ -117,7 +131,9 @@ describe("canonicalizeSigns / maxPrincipalAngleDegrees", () => {
     const t = 0.3;
     const a = new Float64Array([1, 0, 0, 1, 0, 0, 0, 0]);
     const b = new Float64Array([1, 0, 0, Math.cos(t), 0, Math.sin(t), 0, 0]);
-    expect(Math.abs(maxPrincipalAngleDegrees(a, b, rows, 2) - (t * 180) / Math.PI)).toBeLessThan(1e-12);
+    expect(Math.abs(maxPrincipalAngleDegrees(a, b, rows, 2) - (t * 180) / Math.PI)).toBeLessThan(
+      1e-12,
+    );
     const tiny = 1e-9;
     const c = new Float64Array([1, 0, 0, Math.cos(tiny), 0, Math.sin(tiny), 0, 0]);
     expect(maxPrincipalAngleDegrees(a, c, rows, 2) / ((tiny * 180) / Math.PI)).toBeCloseTo(1, 6);

@@ -8,26 +8,43 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { SafetensorsFile, writeSafetensors } from "../../src/io/safetensors.js";
-import type { Kernels, KernelsName } from "../../src/kernels/kernels.js";
 import { createKernels } from "../../src/kernels/index.js";
+import type { Kernels, KernelsName } from "../../src/kernels/kernels.js";
 import type { LinearAdapter } from "../../src/models/linear.js";
 import { type Batch, type CausalLM, loadModel } from "../../src/models/model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
-import { MODEL_FIXTURES, type ModelFixture, readModelFixture, relErr } from "../helpers/model-fixtures.js";
+import {
+  MODEL_FIXTURES,
+  type ModelFixture,
+  readModelFixture,
+  relErr,
+} from "../helpers/model-fixtures.js";
 
 const FIXTURES = MODEL_FIXTURES;
-const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) => existsSync(join(FIXTURES, m, "config.json")));
-const KERNELS: KernelsName[] = existsSync(join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"))
+const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) =>
+  existsSync(join(FIXTURES, m, "config.json")),
+);
+const KERNELS: KernelsName[] = existsSync(
+  join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"),
+)
   ? ["ref", "wasm"]
   : ["ref"];
 
 type Expected = ModelFixture;
 
-function expectClose(what: string, actual: Float32Array, expected: Float32Array, tol: number): void {
+function expectClose(
+  what: string,
+  actual: Float32Array,
+  expected: Float32Array,
+  tol: number,
+): void {
   expect(actual.length, `${what}: length`).toBe(expected.length);
   const { rel, at } = relErr(actual, expected);
-  expect(rel, `${what}: rel err ${rel.toExponential(2)} at ${at} (got ${actual[at]}, want ${expected[at]})`).toBeLessThanOrEqual(tol);
+  expect(
+    rel,
+    `${what}: rel err ${rel.toExponential(2)} at ${at} (got ${actual[at]}, want ${expected[at]})`,
+  ).toBeLessThanOrEqual(tol);
 }
 
 function zeroGrads(model: CausalLM, names: Iterable<string>): Map<string, Tensor> {
@@ -43,7 +60,10 @@ function zeroGrads(model: CausalLM, names: Iterable<string>): Map<string, Tensor
 describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
   let kernels: Kernels;
   beforeAll(async () => {
-    kernels = await createKernels(kernelsName, { heap: new Heap({ initialBytes: 16 * 2 ** 20 }), threads: 2 });
+    kernels = await createKernels(kernelsName, {
+      heap: new Heap({ initialBytes: 16 * 2 ** 20 }),
+      threads: 2,
+    });
   });
   afterAll(async () => {
     await kernels.dispose();
@@ -59,7 +79,9 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
     afterAll(() => model.dispose());
 
     test("parameters are exactly the checkpoint's trainable ones", () => {
-      const gradNames = [...expected.values.keys()].filter((k) => k.startsWith("grad.")).map((k) => k.slice(5));
+      const gradNames = [...expected.values.keys()]
+        .filter((k) => k.startsWith("grad."))
+        .map((k) => k.slice(5));
       expect([...model.params.keys()].sort()).toEqual(gradNames.sort());
     });
 
@@ -76,7 +98,12 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
       const wantLoss = (expected.values.get("loss") as Float32Array)[0];
       expect(Math.abs(loss - wantLoss) / Math.abs(wantLoss)).toBeLessThanOrEqual(1e-5);
       for (const [pname, g] of grads) {
-        expectClose(`grad ${pname}`, g.toArray(), expected.values.get(`grad.${pname}`) as Float32Array, 1e-4);
+        expectClose(
+          `grad ${pname}`,
+          g.toArray(),
+          expected.values.get(`grad.${pname}`) as Float32Array,
+          1e-4,
+        );
         g.dispose();
       }
     });
@@ -84,7 +111,9 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
     test("only the requested gradients are computed, and they accumulate", () => {
       const firstLinear = model.linears()[0];
       // not layer 0's input norm: its gradient needs layer 0's input gradient, skipped otherwise
-      const norm = [...model.params.keys()].find((n) => /post_attention_layernorm|ln_2/.test(n)) as string;
+      const norm = [...model.params.keys()].find((n) =>
+        /post_attention_layernorm|ln_2/.test(n),
+      ) as string;
       const subset = [firstLinear.weightName, norm];
       const grads = zeroGrads(model, subset);
       let calls = 0;
@@ -109,13 +138,17 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
         expectClose(`accumulated grad ${pname}`, g.toArray(), want, 1e-4);
         g.dispose();
       }
-      expect(() => model.lossAndGrads(expected.batch, { paramGrads: new Map([["nope.weight", grads.get(norm) as Tensor]]) })).toThrow(
-        /nope\.weight/,
-      );
+      expect(() =>
+        model.lossAndGrads(expected.batch, {
+          paramGrads: new Map([["nope.weight", grads.get(norm) as Tensor]]),
+        }),
+      ).toThrow(/nope\.weight/);
     });
 
     test("adapter hook: out += s*inp gets d s = trace(dW) and shifts the logits like W + s*I", () => {
-      const square = model.linears().find((l) => l.inFeatures === l.outFeatures && l.path !== "lm_head");
+      const square = model
+        .linears()
+        .find((l) => l.inFeatures === l.outFeatures && l.path !== "lm_head");
       if (square === undefined) throw new Error("fixture has no square linear layer");
       let s = 0;
       let dS = 0;
@@ -136,7 +169,9 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
         const dW = expected.values.get(`grad.${square.weightName}`) as Float32Array;
         let trace = 0;
         for (let i = 0; i < square.inFeatures; i++) trace += dW[i * square.inFeatures + i];
-        expect(Math.abs(dS - trace)).toBeLessThanOrEqual(1e-4 * Math.max(...dW.map(Math.abs)) * square.inFeatures);
+        expect(Math.abs(dS - trace)).toBeLessThanOrEqual(
+          1e-4 * Math.max(...dW.map(Math.abs)) * square.inFeatures,
+        );
         s = 0.3;
         const adapted = model.forward(expected.batch).toArray();
         model.setAdapter(square.path, null);
@@ -165,17 +200,26 @@ describe("checkpoint and config errors", () => {
     await kernels.dispose();
   });
 
-  async function variant(name: string, edit: (tensors: Map<string, { shape: number[]; data: Float32Array }>) => void): Promise<string> {
+  async function variant(
+    name: string,
+    edit: (tensors: Map<string, { shape: number[]; data: Float32Array }>) => void,
+  ): Promise<string> {
     const out = join(dir, name);
     await cp(join(FIXTURES, "llama-gqa"), out, { recursive: true });
     const file = await SafetensorsFile.open(join(out, "model.safetensors"));
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const [key, entry] of file.entries) tensors.set(key, { shape: entry.shape, data: await file.readF32(key) });
+    for (const [key, entry] of file.entries)
+      tensors.set(key, { shape: entry.shape, data: await file.readF32(key) });
     await file.close();
     edit(tensors);
     await writeSafetensors(
       join(out, "model.safetensors"),
-      [...tensors].map(([key, t]) => ({ name: key, dtype: "F32" as const, shape: t.shape, data: t.data })),
+      [...tensors].map(([key, t]) => ({
+        name: key,
+        dtype: "F32" as const,
+        shape: t.shape,
+        data: t.data,
+      })),
     );
     return out;
   }
@@ -191,17 +235,25 @@ describe("checkpoint and config errors", () => {
 
   test("a tensor of the wrong shape names the file, the tensor and both shapes", async () => {
     const out = await variant("shape", (t) => {
-      t.set("model.layers.0.self_attn.k_proj.weight", { shape: [32, 32], data: new Float32Array(32 * 32) });
+      t.set("model.layers.0.self_attn.k_proj.weight", {
+        shape: [32, 32],
+        data: new Float32Array(32 * 32),
+      });
     });
     const err = await loadModel(out, { kernels }).catch((e: Error) => e);
-    expect((err as Error).message).toMatch(/model\.safetensors.*model\.layers\.0\.self_attn\.k_proj\.weight.*\[32, 32\].*\[16, 32\]/);
+    expect((err as Error).message).toMatch(
+      /model\.safetensors.*model\.layers\.0\.self_attn\.k_proj\.weight.*\[32, 32\].*\[16, 32\]/,
+    );
     expect(kernels.heap.bytesInUse).toBe(0);
   });
 
   test("an unknown model_type lists the supported ones", async () => {
     const out = join(dir, "bert");
     await cp(join(FIXTURES, "llama-gqa"), out, { recursive: true });
-    const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<string, unknown>;
+    const config = JSON.parse(readFileSync(join(out, "config.json"), "utf8")) as Record<
+      string,
+      unknown
+    >;
     await writeFile(join(out, "config.json"), JSON.stringify({ ...config, model_type: "bert" }));
     const err = await loadModel(out, { kernels }).catch((e: Error) => e);
     expect((err as Error).message).toMatch(/"bert".*llama.*qwen2.*mistral.*gpt2/);

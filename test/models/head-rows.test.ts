@@ -13,8 +13,8 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import type { Kernels, KernelsName } from "../../src/kernels/kernels.js";
 import { createKernels } from "../../src/kernels/index.js";
+import type { Kernels, KernelsName } from "../../src/kernels/kernels.js";
 import { type CausalLM, loadModel } from "../../src/models/model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
@@ -27,7 +27,10 @@ const KERNELS: KernelsName[] = ["ref", "wasm"];
 describe.each(KERNELS)("lm_head rows in lossAndGrads (%s kernels)", (kernelsName) => {
   let kernels: Kernels;
   beforeAll(async () => {
-    kernels = await createKernels(kernelsName, { heap: new Heap({ initialBytes: 16 * 2 ** 20 }), threads: 2 });
+    kernels = await createKernels(kernelsName, {
+      heap: new Heap({ initialBytes: 16 * 2 ** 20 }),
+      threads: 2,
+    });
   });
   afterAll(async () => {
     await kernels.dispose();
@@ -41,21 +44,38 @@ describe.each(KERNELS)("lm_head rows in lossAndGrads (%s kernels)", (kernelsName
     afterAll(() => model.dispose());
 
     const cases = [
-      { what: "every label counted: the head runs on all rows", batchFile: "batch-full.json", expectedFile: "expected-full.safetensors" },
-      { what: "prompt and pad labels ignored: the head runs on the counted rows only", batchFile: "batch.json", expectedFile: "expected.safetensors" },
+      {
+        what: "every label counted: the head runs on all rows",
+        batchFile: "batch-full.json",
+        expectedFile: "expected-full.safetensors",
+      },
+      {
+        what: "prompt and pad labels ignored: the head runs on the counted rows only",
+        batchFile: "batch.json",
+        expectedFile: "expected.safetensors",
+      },
     ];
     test.each(cases)("$what", async ({ batchFile, expectedFile }) => {
-      if (!existsSync(join(FIXTURES, name, expectedFile))) throw new Error(`fixture ${name}/${expectedFile} missing`);
+      if (!existsSync(join(FIXTURES, name, expectedFile)))
+        throw new Error(`fixture ${name}/${expectedFile} missing`);
       const { batch, values } = await readModelFixture(name, batchFile, expectedFile);
       const V = model.config.vocab_size;
-      const C = (model.config as { hidden_size?: number; n_embd?: number }).hidden_size ?? (model.config as { n_embd: number }).n_embd;
+      const C =
+        (model.config as { hidden_size?: number; n_embd?: number }).hidden_size ??
+        (model.config as { n_embd: number }).n_embd;
       const grads = new Map<string, Tensor>();
       for (const [pname, p] of model.params) grads.set(pname, kernels.heap.zeros(p.shape));
       const headRows: number[] = [];
       const original = kernels.matmul;
       (kernels as { matmul: Kernels["matmul"] }).matmul = (out, a, b, opts) => {
         // the head's forward: (rows, C) x (V, C)^T, the lm_head (or tied embedding) weight
-        if (opts?.transB === true && b.rank === 2 && b.shape[0] === V && b.shape[1] === C && out.shape[out.rank - 1] === V) {
+        if (
+          opts?.transB === true &&
+          b.rank === 2 &&
+          b.shape[0] === V &&
+          b.shape[1] === C &&
+          out.shape[out.rank - 1] === V
+        ) {
           headRows.push(out.size / V);
         }
         original.call(kernels, out, a, b, opts);
@@ -75,7 +95,9 @@ describe.each(KERNELS)("lm_head rows in lossAndGrads (%s kernels)", (kernelsName
       for (const [pname, g] of grads) {
         const want = values.get(`grad.${pname}`);
         expect(want, `fixture gradient of ${pname}`).toBeDefined();
-        expect(relErr(g.toArray(), want as Float32Array).rel, `grad ${pname}`).toBeLessThanOrEqual(1e-4);
+        expect(relErr(g.toArray(), want as Float32Array).rel, `grad ${pname}`).toBeLessThanOrEqual(
+          1e-4,
+        );
         g.dispose();
       }
     });
@@ -87,7 +109,13 @@ describe.each(KERNELS)("lm_head rows in lossAndGrads (%s kernels)", (kernelsName
       const headRows: number[] = [];
       const original = kernels.matmul;
       (kernels as { matmul: Kernels["matmul"] }).matmul = (out, a, b, opts) => {
-        if (out.shape[out.rank - 1] === V && b.rank === 2 && b.shape[0] === V && opts?.transB === true) headRows.push(out.size / V);
+        if (
+          out.shape[out.rank - 1] === V &&
+          b.rank === 2 &&
+          b.shape[0] === V &&
+          opts?.transB === true
+        )
+          headRows.push(out.size / V);
         original.call(kernels, out, a, b, opts);
       };
       let nll: Float32Array;

@@ -18,8 +18,12 @@ import { Rng } from "../../src/util/random.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "models");
 const ADAPTER = join(import.meta.dirname, "..", "fixtures", "e2e", "llama-gqa", "converted"); // rank-4 LoRA by PEFT
-const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) => existsSync(join(FIXTURES, m, "config.json")));
-const KERNELS: KernelsName[] = existsSync(join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"))
+const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) =>
+  existsSync(join(FIXTURES, m, "config.json")),
+);
+const KERNELS: KernelsName[] = existsSync(
+  join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"),
+)
   ? ["ref", "wasm"]
   : ["ref"];
 
@@ -29,7 +33,10 @@ function randomRows(lengths: readonly number[], vocab: number, seed: number): nu
 }
 
 /** Full forward of right-padded rows: logits (B, T, V) as a copy. */
-function fullLogits(model: CausalLM, rows: readonly (readonly number[])[]): { logits: Float32Array; T: number; V: number } {
+function fullLogits(
+  model: CausalLM,
+  rows: readonly (readonly number[])[],
+): { logits: Float32Array; T: number; V: number } {
   const B = rows.length;
   const T = Math.max(...rows.map((r) => r.length));
   const inputIds = new Int32Array(B * T);
@@ -49,7 +56,10 @@ function fullLogits(model: CausalLM, rows: readonly (readonly number[])[]): { lo
  */
 function expectCachedEqualsFull(model: CausalLM, rows: readonly (readonly number[])[]): void {
   expect(rows.length).toBe(3);
-  expect(rows[0].length >= 6 && rows[1].length >= 5 && rows[2].length >= 4, "rows too short for the step schedule").toBe(true);
+  expect(
+    rows[0].length >= 6 && rows[1].length >= 5 && rows[2].length >= 4,
+    "rows too short for the step schedule",
+  ).toBe(true);
   const full = fullLogits(model, rows);
   const { T, V } = full;
   const cache = model.createCache(rows.length, T);
@@ -59,8 +69,15 @@ function expectCachedEqualsFull(model: CausalLM, rows: readonly (readonly number
   const step = (rowList: number[], seqLen: number, last = false): void => {
     const inputIds = new Int32Array(rowList.length * seqLen);
     const starts = rowList.map((b) => cache.length(b));
-    rowList.forEach((b, n) => inputIds.set(rows[b].slice(starts[n], starts[n] + seqLen), n * seqLen));
-    const got = model.forwardCached(cache, { rows: rowList, inputIds, seqLen, logits: last ? "last" : "all" });
+    rowList.forEach((b, n) =>
+      inputIds.set(rows[b].slice(starts[n], starts[n] + seqLen), n * seqLen),
+    );
+    const got = model.forwardCached(cache, {
+      rows: rowList,
+      inputIds,
+      seqLen,
+      logits: last ? "last" : "all",
+    });
     const outT = last ? 1 : seqLen;
     expect(got.shape).toEqual([rowList.length, outT, V]);
     const data = got.f32();
@@ -93,11 +110,18 @@ function expectCachedEqualsFull(model: CausalLM, rows: readonly (readonly number
   }
   const scale = full.logits.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
   expect(checked).toBe(rows.reduce((n, r) => n + r.length, 0) - 2); // "last" skipped two positions
-  expect(maxDiff / scale, `cached vs full: max diff ${maxDiff} at ${worst} (max |logit| ${scale})`).toBeLessThanOrEqual(1e-5);
+  expect(
+    maxDiff / scale,
+    `cached vs full: max diff ${maxDiff} at ${worst} (max |logit| ${scale})`,
+  ).toBeLessThanOrEqual(1e-5);
 }
 
 /** The pre-cache generation algorithm: argmax over a full forward of every sequence, per step. */
-function greedyReference(model: CausalLM, prompts: readonly (readonly number[])[], maxNewTokens: number): number[][] {
+function greedyReference(
+  model: CausalLM,
+  prompts: readonly (readonly number[])[],
+  maxNewTokens: number,
+): number[][] {
   const seqs = prompts.map((p) => [...p]);
   for (let s = 0; s < maxNewTokens; s++) {
     const { logits, T, V } = fullLogits(model, seqs);
@@ -114,13 +138,20 @@ function greedyReference(model: CausalLM, prompts: readonly (readonly number[])[
 describe.each(KERNELS)("KV cache (%s kernels)", (kernelsName) => {
   let kernels: Kernels;
   beforeAll(async () => {
-    kernels = await createKernels(kernelsName, { heap: new Heap({ initialBytes: 16 * 2 ** 20 }), threads: 2 });
+    kernels = await createKernels(kernelsName, {
+      heap: new Heap({ initialBytes: 16 * 2 ** 20 }),
+      threads: 2,
+    });
   });
   afterAll(async () => {
     await kernels.dispose();
   });
 
-  async function withModel(name: string, options: Omit<LoadModelOptions, "kernels">, body: (model: CausalLM) => Promise<void> | void): Promise<void> {
+  async function withModel(
+    name: string,
+    options: Omit<LoadModelOptions, "kernels">,
+    body: (model: CausalLM) => Promise<void> | void,
+  ): Promise<void> {
     const model = await loadModel(join(FIXTURES, name), { kernels, ...options });
     try {
       await body(model);
@@ -157,7 +188,9 @@ describe.each(KERNELS)("KV cache (%s kernels)", (kernelsName) => {
       expect(moved).toBeGreaterThan(1e-3); // the adapter changes the logits, so the next check can fail
       expectCachedEqualsFull(model, rows);
       const prompts = randomRows([5, 2, 8], 96, 4);
-      expect(generate(model, prompts, { maxNewTokens: 6 })).toEqual(greedyReference(model, prompts, 6));
+      expect(generate(model, prompts, { maxNewTokens: 6 })).toEqual(
+        greedyReference(model, prompts, 6),
+      );
     });
   });
 
@@ -189,7 +222,9 @@ describe("KV cache errors", () => {
 
   test("maxLength beyond the model's positions names both numbers", () => {
     expect(() => model.createCache(2, 65)).toThrow(/maxLength 65 exceeds the model's 64 positions/);
-    expect(() => other.createCache(1, 100)).toThrow(/maxLength 100 exceeds the model's 64 positions/);
+    expect(() => other.createCache(1, 100)).toThrow(
+      /maxLength 100 exceeds the model's 64 positions/,
+    );
     expect(() => generate(model, [[1, 2, 3]], { maxNewTokens: 63 })).toThrow(/maxLength 65 .* 64/);
     expect(() => model.createCache(0, 4)).toThrow(/batchSize must be a positive integer, got 0/);
   });
@@ -197,15 +232,25 @@ describe("KV cache errors", () => {
   test("steps past maxLength, bad rows, foreign and disposed caches are clear errors", () => {
     const cache = model.createCache(2, 4);
     model.forwardCached(cache, { rows: [0], inputIds: Int32Array.from([1, 2, 3]), seqLen: 3 });
-    expect(() => model.forwardCached(cache, { rows: [0], inputIds: Int32Array.from([4, 5]), seqLen: 2 })).toThrow(
-      /row 0 holds 3 tokens; 2 more exceed the cache's maxLength 4/,
-    );
+    expect(() =>
+      model.forwardCached(cache, { rows: [0], inputIds: Int32Array.from([4, 5]), seqLen: 2 }),
+    ).toThrow(/row 0 holds 3 tokens; 2 more exceed the cache's maxLength 4/);
     expect(cache.length(0)).toBe(3); // a refused step changes nothing
-    expect(() => model.forwardCached(cache, { rows: [1, 1], inputIds: Int32Array.from([4, 5]), seqLen: 1 })).toThrow(/row 1 is listed twice/);
-    expect(() => model.forwardCached(cache, { rows: [2], inputIds: Int32Array.from([4]), seqLen: 1 })).toThrow(/row 2 is outside the cache's \[0, 2\)/);
-    expect(() => model.forwardCached(cache, { rows: [1], inputIds: Int32Array.from([96]), seqLen: 1 })).toThrow(/inputIds\[0\] = 96 is outside the vocabulary \[0, 96\)/);
-    expect(() => other.forwardCached(cache, { rows: [1], inputIds: Int32Array.from([4]), seqLen: 1 })).toThrow(/not created by this model/);
+    expect(() =>
+      model.forwardCached(cache, { rows: [1, 1], inputIds: Int32Array.from([4, 5]), seqLen: 1 }),
+    ).toThrow(/row 1 is listed twice/);
+    expect(() =>
+      model.forwardCached(cache, { rows: [2], inputIds: Int32Array.from([4]), seqLen: 1 }),
+    ).toThrow(/row 2 is outside the cache's \[0, 2\)/);
+    expect(() =>
+      model.forwardCached(cache, { rows: [1], inputIds: Int32Array.from([96]), seqLen: 1 }),
+    ).toThrow(/inputIds\[0\] = 96 is outside the vocabulary \[0, 96\)/);
+    expect(() =>
+      other.forwardCached(cache, { rows: [1], inputIds: Int32Array.from([4]), seqLen: 1 }),
+    ).toThrow(/not created by this model/);
     cache.dispose();
-    expect(() => model.forwardCached(cache, { rows: [1], inputIds: Int32Array.from([4]), seqLen: 1 })).toThrow(/disposed/);
+    expect(() =>
+      model.forwardCached(cache, { rows: [1], inputIds: Int32Array.from([4]), seqLen: 1 }),
+    ).toThrow(/disposed/);
   });
 });

@@ -46,9 +46,20 @@ describe.each([
     const kernels = createRefKernels(new Heap({ initialBytes: 32 * 2 ** 20 }));
     const model = await loadModel(join(MODELS, name), { kernels });
     const batch = readBatch(name);
-    const config = new LoraGAConfig({ r: 2, lora_alpha: 8, target_modules: targets, use_rslora: true, scale: "stable" });
+    const config = new LoraGAConfig({
+      r: 2,
+      lora_alpha: 8,
+      target_modules: targets,
+      use_rslora: true,
+      scale: "stable",
+    });
     const infos = selectTargets(config, model.linears());
-    const paramGrads = new Map<string, Tensor>(infos.map((l) => [l.weightName, kernels.heap.zeros((model.params.get(l.weightName) as Tensor).shape)]));
+    const paramGrads = new Map<string, Tensor>(
+      infos.map((l) => [
+        l.weightName,
+        kernels.heap.zeros((model.params.get(l.weightName) as Tensor).shape),
+      ]),
+    );
     const loss0 = model.lossAndGrads(batch, { paramGrads }).loss;
     const grads = new Map<string, GradientEntry>(
       infos.map((l) => {
@@ -56,7 +67,9 @@ describe.each([
         return [l.path, { shape: [g.shape[0], g.shape[1]] as [number, number], data: g.toArray() }];
       }),
     );
-    const w0 = new Map(infos.map((l) => [l.path, (model.params.get(l.weightName) as Tensor).toArray()]));
+    const w0 = new Map(
+      infos.map((l) => [l.path, (model.params.get(l.weightName) as Tensor).toArray()]),
+    );
     const applied = applyLora(model, config, { rng: new Rng(1), grads, svd: { method: "exact" } });
     const s = loraScaling(8, 2, true);
     const loss1 = model.lossAndGrads(batch).loss;
@@ -77,7 +90,12 @@ describe.each([
       const ba = mm(B, A, m, 2, n).map((v) => s * v);
       const w = outIn((model.params.get(l.weightName) as Tensor).toArray(), m, n, fanInFanOut);
       const before = outIn(w0.get(l.path) as Float32Array, m, n, fanInFanOut);
-      expect(maxAbsDiff(w.map((v, i) => v + ba[i]), before)).toBeLessThan(1e-6);
+      expect(
+        maxAbsDiff(
+          w.map((v, i) => v + ba[i]),
+          before,
+        ),
+      ).toBeLessThan(1e-6);
       expect(maxAbsDiff(applied.initial.get(l.path)?.A ?? [], A)).toBe(0);
     }
     applied.dispose();

@@ -21,7 +21,10 @@ async function fixtureBatches(): Promise<Batch[]> {
 }
 
 function targetsOf(model: CausalLM): string[] {
-  return model.linears().filter((l) => l.path !== "lm_head").map((l) => l.path);
+  return model
+    .linears()
+    .filter((l) => l.path !== "lm_head")
+    .map((l) => l.path);
 }
 
 function maxRelDiff(a: Float32Array, b: Float32Array): number {
@@ -68,7 +71,10 @@ describe.each(["llama-gqa", "gpt2"])("bounded estimation on %s", (name) => {
     expect([...bounded.grads.keys()]).toEqual(targets);
     for (const path of targets) {
       const p = plain.grads.get(path)?.data as Float32Array;
-      expect(maxRelDiff(bounded.grads.get(path)?.data as Float32Array, p), path).toBeLessThanOrEqual(1e-6);
+      expect(
+        maxRelDiff(bounded.grads.get(path)?.data as Float32Array, p),
+        path,
+      ).toBeLessThanOrEqual(1e-6);
     }
     const bound = (weights + activations + bounded.memory.largestGroupBytes) * 1.1;
     expect(bounded.memory.peakBytes).toBeLessThanOrEqual(bound);
@@ -88,13 +94,24 @@ test("a budget below one gradient names the module", async () => {
   const kernels = await createKernels("ref", { heap: new Heap() });
   const model = await loadModel("test/fixtures/models/llama-gqa", { kernels });
   await expect(
-    estimateGradient(model, await fixtureBatches(), { targets: targetsOf(model), memoryBudget: 64 }),
-  ).rejects.toThrow(/memoryBudget of 64 B is smaller than the gradient of model\.layers\.0\.self_attn\.q_proj/);
+    estimateGradient(model, await fixtureBatches(), {
+      targets: targetsOf(model),
+      memoryBudget: 64,
+    }),
+  ).rejects.toThrow(
+    /memoryBudget of 64 B is smaller than the gradient of model\.layers\.0\.self_attn\.q_proj/,
+  );
   model.dispose();
 });
 
 describe("a model whose f32 weights + gradients exceed the engine memory", () => {
-  const config = syntheticLlamaConfig({ layers: 4, hidden: 256, intermediate: 688, heads: 4, vocab: 1000 });
+  const config = syntheticLlamaConfig({
+    layers: 4,
+    hidden: 256,
+    intermediate: 688,
+    heads: 4,
+    vocab: 1000,
+  });
   const specs = llamaParamSpecs(config);
   const maxBytes = 16 * 2 ** 20;
   const rng = new Rng(3);
@@ -110,14 +127,18 @@ describe("a model whose f32 weights + gradients exceed the engine memory", () =>
     const targets = targetsOf(model);
     const linearBytes = model.linearWeightBytes().heap;
     expect(linearBytes * 2).toBeGreaterThan(maxBytes); // weights + one gradient per target weight
-    await expect(estimateGradient(model, batches, { targets })).rejects.toBeInstanceOf(HeapExhaustedError);
+    await expect(estimateGradient(model, batches, { targets })).rejects.toBeInstanceOf(
+      HeapExhaustedError,
+    );
     model.dispose();
   });
 
   test("gets a LoRA-GA init with bf16 weights and bounded estimation", async () => {
     const heap = new Heap({ maxBytes });
     const kernels = await createKernels("ref", { heap });
-    const model = await createLlama(config, randomCheckpoint(specs, 1), kernels, "(synthetic)", { weightDtype: "bf16" });
+    const model = await createLlama(config, randomCheckpoint(specs, 1), kernels, "(synthetic)", {
+      weightDtype: "bf16",
+    });
     const targets = targetsOf(model);
     expect(model.weightStorage(targets[0])).toBe("bf16");
     const weights = heap.bytesInUse;
@@ -125,11 +146,17 @@ describe("a model whose f32 weights + gradients exceed the engine memory", () =>
     const activations = heap.bytesInUse - weights;
     const result = await estimateGradient(model, batches, { targets, memoryBudget: 2 * 2 ** 20 });
     expect(result.memory.groups).toBeGreaterThan(1);
-    expect(result.memory.peakBytes).toBeLessThanOrEqual((weights + activations + result.memory.largestGroupBytes) * 1.1);
+    expect(result.memory.peakBytes).toBeLessThanOrEqual(
+      (weights + activations + result.memory.largestGroupBytes) * 1.1,
+    );
     const before = model.forward(batches[0]).toArray();
-    const peft = getPeftModel(model, new LoraGAConfig({ r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] }), {
-      namedGrad: result.grads,
-    });
+    const peft = getPeftModel(
+      model,
+      new LoraGAConfig({ r: 4, lora_alpha: 8, target_modules: ["q_proj", "v_proj", "down_proj"] }),
+      {
+        namedGrad: result.grads,
+      },
+    );
     expect(peft.adapters.size).toBe(3 * config.num_hidden_layers);
     expect(peft.initial).not.toBeNull();
     // W' + s B0 A0 == W up to the bf16 rounding of W': the output is (nearly) unchanged

@@ -18,11 +18,16 @@ describe.each(["llama-gqa", "gpt2"])("estimateGradient on %s", (name) => {
     const kernels = await createKernels("ref", { heap });
     const model = await loadModel(`test/fixtures/models/${name}`, { kernels });
     const examples = await loadExamples(`${E2E}/data.jsonl`, null);
-    const batches = groupIntoBatches(examples, 2).map((g) => collate(g, { maxLength: 10, padTokenId: 0 }));
+    const batches = groupIntoBatches(examples, 2).map((g) =>
+      collate(g, { maxLength: 10, padTokenId: 0 }),
+    );
     const expected = await SafetensorsFile.open(`${E2E}/${name}/grads.safetensors`);
     const targets = [...expected.entries.keys()];
     const seen: number[] = [];
-    const result = await estimateGradient(model, batches, { targets, onProgress: (p) => seen.push(p.done) });
+    const result = await estimateGradient(model, batches, {
+      targets,
+      onProgress: (p) => seen.push(p.done),
+    });
     expect(result.batches).toBe(3);
     expect(seen).toEqual([1, 2, 3]);
     expect([...result.grads.keys()].sort()).toEqual(targets.sort());
@@ -48,9 +53,9 @@ test("estimateGradient names a target that is not a linear layer", async () => {
   await expect(estimateGradient(model, [], { targets: ["model.layers.0.nope"] })).rejects.toThrow(
     /"model\.layers\.0\.nope" is not a linear layer/,
   );
-  await expect(estimateGradient(model, [], { targets: ["model.layers.0.self_attn.q_proj"] })).rejects.toThrow(
-    /no batches/,
-  );
+  await expect(
+    estimateGradient(model, [], { targets: ["model.layers.0.self_attn.q_proj"] }),
+  ).rejects.toThrow(/no batches/);
   model.dispose();
 });
 

@@ -8,7 +8,17 @@ import { loraScaling } from "../../src/peft/config.js";
 import { initAdapter, initMethodOf } from "../../src/peft/init/index.js";
 import { loraOneInit } from "../../src/peft/init/lora-one.js";
 import { Rng } from "../../src/util/random.js";
-import { get, gramCols, gramRows, linearInfos, maxAbs, maxAbsDiff, mm, readAll, readMeta } from "./peft-fixtures.js";
+import {
+  get,
+  gramCols,
+  gramRows,
+  linearInfos,
+  maxAbs,
+  maxAbsDiff,
+  mm,
+  readAll,
+  readMeta,
+} from "./peft-fixtures.js";
 
 const meta = readMeta();
 const targets = linearInfos(meta, "llama").filter((l) => /(q|v|up|down)_proj$/.test(l.path));
@@ -21,13 +31,24 @@ describe("PiSSA and OLoRA vs PEFT 0.21", () => {
     const w = await readAll("llama.safetensors");
     for (const info of targets) {
       const { path, inFeatures: n, outFeatures: m } = info;
-      const res = initAdapter("pissa", { path, inFeatures: n, outFeatures: m, fanInFanOut: false, r, scaling: s, weight: get(w, `weight.${path}`), rng: new Rng(0) });
+      const res = initAdapter("pissa", {
+        path,
+        inFeatures: n,
+        outFeatures: m,
+        fanInFanOut: false,
+        r,
+        scaling: s,
+        weight: get(w, `weight.${path}`),
+        rng: new Rng(0),
+      });
       const pA = get(t, `pissa.${path}.A`);
       const pB = get(t, `pissa.${path}.B`);
       // B A is invariant under the joint sign flip of (u_i, v_i)
       const ba = mm(res.B, res.A, m, r, n);
       expect(maxAbsDiff(ba, mm(pB, pA, m, r, n)) / maxAbs(ba)).toBeLessThan(1e-5);
-      expect(maxAbsDiff(gramCols(res.A, r, n), gramCols(pA, r, n)) / maxAbs(gramCols(pA, r, n))).toBeLessThan(1e-5);
+      expect(
+        maxAbsDiff(gramCols(res.A, r, n), gramCols(pA, r, n)) / maxAbs(gramCols(pA, r, n)),
+      ).toBeLessThan(1e-5);
       const W = get(w, `weight.${path}`);
       const off = res.baseOffset as Float32Array;
       const wPrime = W.map((v, i) => v - off[i]);
@@ -48,8 +69,19 @@ describe("PiSSA and OLoRA vs PEFT 0.21", () => {
     const U = orth(m, n);
     const V = orth(n, n);
     const W = new Float32Array(m * n);
-    for (let q = 0; q < n; q++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) W[i * n + j] += 0.5 ** q * U[i * n + q] * V[j * n + q];
-    const ctx = { path: "toy", inFeatures: n, outFeatures: m, fanInFanOut: false, r, scaling: s, weight: W, rng: new Rng(0) };
+    for (let q = 0; q < n; q++)
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) W[i * n + j] += 0.5 ** q * U[i * n + q] * V[j * n + q];
+    const ctx = {
+      path: "toy",
+      inFeatures: n,
+      outFeatures: m,
+      fanInFanOut: false,
+      r,
+      scaling: s,
+      weight: W,
+      rng: new Rng(0),
+    };
     const exact = initAdapter("pissa", ctx);
     const fast = initAdapter("pissa_niter_4", { ...ctx, rng: new Rng(1) });
     const a = mm(exact.B, exact.A, m, r, n);
@@ -62,17 +94,39 @@ describe("PiSSA and OLoRA vs PEFT 0.21", () => {
     const w = await readAll("llama.safetensors");
     for (const info of targets) {
       const { path, inFeatures: n, outFeatures: m } = info;
-      const res = initAdapter("olora", { path, inFeatures: n, outFeatures: m, fanInFanOut: false, r, scaling: s, weight: get(w, `weight.${path}`), rng: new Rng(0) });
+      const res = initAdapter("olora", {
+        path,
+        inFeatures: n,
+        outFeatures: m,
+        fanInFanOut: false,
+        r,
+        scaling: s,
+        weight: get(w, `weight.${path}`),
+        rng: new Rng(0),
+      });
       expect(maxAbsDiff(res.A, get(t, `olora.${path}.A`))).toBeLessThan(1e-5);
       expect(maxAbsDiff(res.B, get(t, `olora.${path}.B`))).toBeLessThan(1e-5);
       const off = res.baseOffset as Float32Array;
-      expect(maxAbsDiff(get(w, `weight.${path}`).map((v, i) => v - off[i]), get(t, `olora.${path}.W`))).toBeLessThan(1e-6);
+      expect(
+        maxAbsDiff(
+          get(w, `weight.${path}`).map((v, i) => v - off[i]),
+          get(t, `olora.${path}.W`),
+        ),
+      ).toBeLessThan(1e-6);
     }
   });
 });
 
 describe("default and gaussian inits (PEFT reset_lora_parameters)", () => {
-  const ctx = { path: "x", inFeatures: 400, outFeatures: 30, fanInFanOut: false, r: 8, scaling: 1, rng: new Rng(9) };
+  const ctx = {
+    path: "x",
+    inFeatures: 400,
+    outFeatures: 30,
+    fanInFanOut: false,
+    r: 8,
+    scaling: 1,
+    rng: new Rng(9),
+  };
   test("true: A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_, a = sqrt 5), B = 0, no offset", () => {
     const res = initAdapter(true, ctx);
     const bound = 1 / Math.sqrt(400);
@@ -94,7 +148,9 @@ describe("default and gaussian inits (PEFT reset_lora_parameters)", () => {
   test("registry names and errors", () => {
     expect(initMethodOf("pissa_niter_16")).toBe("pissa");
     expect(() => initMethodOf("loftq" as never)).toThrow(/supported: true, false, "gaussian"/);
-    expect(() => initAdapter("lora_ga", { ...ctx, grad: new Float32Array(12000) })).toThrow(/needs LoRA-GA options/);
+    expect(() => initAdapter("lora_ga", { ...ctx, grad: new Float32Array(12000) })).toThrow(
+      /needs LoRA-GA options/,
+    );
   });
 });
 
@@ -104,19 +160,40 @@ describe("LoRA-One", () => {
     for (const info of targets) {
       const { path, inFeatures: n, outFeatures: m } = info;
       const G = get(w, `grad.${path}`);
-      const ctx = { path, inFeatures: n, outFeatures: m, fanInFanOut: false, r, scaling: s, grad: G, rng: new Rng(4) };
+      const ctx = {
+        path,
+        inFeatures: n,
+        outFeatures: m,
+        fanInFanOut: false,
+        r,
+        scaling: s,
+        grad: G,
+        rng: new Rng(4),
+      };
       const res = loraOneInit(ctx, { method: "exact", stableGamma: 64 });
       expect(res.baseOffset).toBeNull();
       const svd = svdJacobi(G, m, n);
       const k = svd.k;
       const expected = new Float64Array(m * n);
-      for (let q = 0; q < r; q++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) expected[i * n + j] -= (svd.S[q] * svd.U[i * k + q] * svd.V[j * k + q]) / (64 * svd.S[0]);
+      for (let q = 0; q < r; q++)
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++)
+            expected[i * n + j] -=
+              (svd.S[q] * svd.U[i * k + q] * svd.V[j * k + q]) / (64 * svd.S[0]);
       const ba = mm(res.B, res.A, m, r, n);
       expect(maxAbsDiff(ba, expected) / maxAbs(expected)).toBeLessThan(1e-5);
       // A and B share the factor: A A^T = B^T B = diag(S_r / S_0) / gamma
       expect(maxAbsDiff(gramRows(res.A, r, n), gramCols(res.B, m, r))).toBeLessThan(1e-6);
-      const withOffset = loraOneInit({ ...ctx, rng: new Rng(4) }, { method: "exact", subtractOffset: true });
-      expect(maxAbsDiff(withOffset.baseOffset as Float32Array, mm(withOffset.B, withOffset.A, m, r, n).map((v) => s * v))).toBeLessThan(1e-7);
+      const withOffset = loraOneInit(
+        { ...ctx, rng: new Rng(4) },
+        { method: "exact", subtractOffset: true },
+      );
+      expect(
+        maxAbsDiff(
+          withOffset.baseOffset as Float32Array,
+          mm(withOffset.B, withOffset.A, m, r, n).map((v) => s * v),
+        ),
+      ).toBeLessThan(1e-7);
     }
   });
 });

@@ -58,8 +58,24 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
       const r = st.r;
       const W = get(t, `weight.${path}`);
       const G = get(t, `grad.${path}`);
-      const ctx = { path, inFeatures: n, outFeatures: m, fanInFanOut: false, r, scaling: s, weight: W, grad: G, rng: new Rng(3) };
-      const res = loraGAInit(ctx, { direction: st.direction, scale: st.scale, stableGamma: 16, variant: "official", method: "exact" });
+      const ctx = {
+        path,
+        inFeatures: n,
+        outFeatures: m,
+        fanInFanOut: false,
+        r,
+        scaling: s,
+        weight: W,
+        grad: G,
+        rng: new Rng(3),
+      };
+      const res = loraGAInit(ctx, {
+        direction: st.direction,
+        scale: st.scale,
+        stableGamma: 16,
+        variant: "official",
+        method: "exact",
+      });
       let c: number;
       if (st.scale === "stable") c = m ** 0.25 / 4;
       else if (st.scale === "gd") c = 1 / s;
@@ -91,12 +107,19 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
       expect(frob(offset) / (s * c2 * Math.sqrt(r))).toBeCloseTo(1, 5);
       const wPrime = Float32Array.from(W, (w, i) => w - offset[i]);
       // W' is rounded to float32, so the error is relative to the larger of |W| and |offset|
-      expect(maxAbsDiff(wPrime.map((w, i) => w + s * ba[i]), W) / Math.max(maxAbs(W), maxAbs(offset))).toBeLessThan(1e-6);
+      expect(
+        maxAbsDiff(
+          wPrime.map((w, i) => w + s * ba[i]),
+          W,
+        ) / Math.max(maxAbs(W), maxAbs(offset)),
+      ).toBeLessThan(1e-6);
       // first-step operator s^2 (G A^T A + B B^T G) == s^2 c^2 G_2r  (G_2r from the fixture SVD)
       const op = mm(G, gramCols(res.A, r, n), m, n, n);
       const bbg = mm(gramRows(res.B, m, r), G, m, m, n);
       const g2r = new Float64Array(m * n);
-      for (let q = 0; q < 2 * r; q++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) g2r[i * n + j] += S[q] * U[i * k + q] * V[j * k + q];
+      for (let q = 0; q < 2 * r; q++)
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++) g2r[i * n + j] += S[q] * U[i * k + q] * V[j * k + q];
       const lhs = op.map((v, i) => (v + bbg[i]) / c2);
       expect(maxAbsDiff(lhs, g2r) / maxAbs(g2r)).toBeLessThan(1e-4);
     }
@@ -107,13 +130,35 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
     const info = targets[1];
     const { path, inFeatures: n, outFeatures: m } = info;
     const W = get(t, `weight.${path}`);
-    const ctx = { path, inFeatures: n, outFeatures: m, fanInFanOut: false, r: 2, scaling: 2, weight: W, grad: get(t, `grad.${path}`), rng: new Rng(1), adapterDtype: "bf16" as const };
-    const res = loraGAInit(ctx, { direction: "ArB2r", scale: "stable", stableGamma: 16, variant: "official", method: "exact" });
+    const ctx = {
+      path,
+      inFeatures: n,
+      outFeatures: m,
+      fanInFanOut: false,
+      r: 2,
+      scaling: 2,
+      weight: W,
+      grad: get(t, `grad.${path}`),
+      rng: new Rng(1),
+      adapterDtype: "bf16" as const,
+    };
+    const res = loraGAInit(ctx, {
+      direction: "ArB2r",
+      scale: "stable",
+      stableGamma: 16,
+      variant: "official",
+      method: "exact",
+    });
     const bits = new Uint32Array(Float32Array.from([...res.A, ...res.B]).buffer);
     for (const b of bits) expect(b & 0xffff).toBe(0); // exactly representable in bf16
     const off = res.baseOffset as Float32Array;
     const ba = mm(res.B, res.A, m, 2, n);
-    expect(maxAbsDiff(Float32Array.from(W, (w, i) => w - off[i] + 2 * ba[i]), W) / Math.max(maxAbs(W), maxAbs(off))).toBeLessThan(1e-6);
+    expect(
+      maxAbsDiff(
+        Float32Array.from(W, (w, i) => w - off[i] + 2 * ba[i]),
+        W,
+      ) / Math.max(maxAbs(W), maxAbs(off)),
+    ).toBeLessThan(1e-6);
   });
 
   test("norm_clip shrinks so that max|offset| = max|W| and keeps W' + s B A == W (spec §6.3)", async () => {
@@ -121,16 +166,47 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
     const info = targets[0];
     const { path, inFeatures: n, outFeatures: m } = info;
     const W = get(t, `weight.${path}`).map((v) => v * 1e-3); // tiny weight: the clip must trigger
-    const ctx = { path, inFeatures: n, outFeatures: m, fanInFanOut: false, r: 2, scaling: 8, weight: W, grad: get(t, `grad.${path}`), rng: new Rng(1) };
-    const plain = loraGAInit(ctx, { direction: "ArB2r", scale: "unit", stableGamma: 16, variant: "official", method: "exact" });
+    const ctx = {
+      path,
+      inFeatures: n,
+      outFeatures: m,
+      fanInFanOut: false,
+      r: 2,
+      scaling: 8,
+      weight: W,
+      grad: get(t, `grad.${path}`),
+      rng: new Rng(1),
+    };
+    const plain = loraGAInit(ctx, {
+      direction: "ArB2r",
+      scale: "unit",
+      stableGamma: 16,
+      variant: "official",
+      method: "exact",
+    });
     const ratio = maxAbs(W) / maxAbs(plain.baseOffset as Float32Array);
     expect(ratio).toBeLessThan(1);
-    const clipped = loraGAInit({ ...ctx, rng: new Rng(1) }, { direction: "ArB2r", scale: "unit", stableGamma: 16, variant: "official", method: "exact", normClip: true });
+    const clipped = loraGAInit(
+      { ...ctx, rng: new Rng(1) },
+      {
+        direction: "ArB2r",
+        scale: "unit",
+        stableGamma: 16,
+        variant: "official",
+        method: "exact",
+        normClip: true,
+      },
+    );
     const off = clipped.baseOffset as Float32Array;
     expect(maxAbs(off) / maxAbs(W)).toBeCloseTo(1, 5);
     for (const v of rowNorms(clipped.A, 2, n)) expect(v).toBeCloseTo(Math.sqrt(ratio), 5);
     const ba = mm(clipped.B, clipped.A, m, 2, n);
-    expect(maxAbsDiff(Float32Array.from(W, (w, i) => w - off[i] + 8 * ba[i]), W) / maxAbs(W)).toBeLessThan(1e-5);
+    expect(
+      maxAbsDiff(
+        Float32Array.from(W, (w, i) => w - off[i] + 8 * ba[i]),
+        W,
+      ) / maxAbs(W),
+    ).toBeLessThan(1e-5);
   });
 });
 
@@ -157,8 +233,17 @@ describe("one-step alignment with the full fine-tuning step (spec §2.1)", () =>
   const U = gauss(m, n);
   const V = gauss(n, n);
   const G = new Float32Array(m * n); // (out, in)
-  for (let q = 0; q < n; q++) for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) G[i * n + j] += 0.8 ** q * U[i * n + q] * V[j * n + q];
-  const info: LinearInfo = { path: "toy", inFeatures: n, outFeatures: m, weightName: "toy.weight", biasName: null, fanInFanOut: false };
+  for (let q = 0; q < n; q++)
+    for (let i = 0; i < m; i++)
+      for (let j = 0; j < n; j++) G[i * n + j] += 0.8 ** q * U[i * n + q] * V[j * n + q];
+  const info: LinearInfo = {
+    path: "toy",
+    inFeatures: n,
+    outFeatures: m,
+    weightName: "toy.weight",
+    biasName: null,
+    fanInFanOut: false,
+  };
 
   function oneStepCosine(A0: Float32Array, B0: Float32Array, s: number): number {
     const heap = new Heap({ initialBytes: 8 * 2 ** 20 });
@@ -172,8 +257,12 @@ describe("one-step alignment with the full fine-tuning step (spec §2.1)", () =>
     const dOut = heap.fromArray(Float32Array.from(transpose(G, m, n)), [n, m]);
     lora.backward(null, dOut, x);
     const lr = 1e-3;
-    const A1 = lora.A.toArray().map((v, i) => v - lr * (lora.dA as NonNullable<typeof lora.dA>).f32()[i]);
-    const B1 = lora.B.toArray().map((v, i) => v - lr * (lora.dB as NonNullable<typeof lora.dB>).f32()[i]);
+    const A1 = lora.A.toArray().map(
+      (v, i) => v - lr * (lora.dA as NonNullable<typeof lora.dA>).f32()[i],
+    );
+    const B1 = lora.B.toArray().map(
+      (v, i) => v - lr * (lora.dB as NonNullable<typeof lora.dB>).f32()[i],
+    );
     const d1 = mm(B1, A1, m, r, n);
     const d0 = mm(B0, A0, m, r, n);
     const dW = d1.map((v, i) => s * (v - d0[i]));
@@ -182,14 +271,28 @@ describe("one-step alignment with the full fine-tuning step (spec §2.1)", () =>
     return dot / (frob(dW) * frob(G));
   }
 
-  const base = { path: "toy", inFeatures: n, outFeatures: m, fanInFanOut: false, r, scaling: 1, grad: G };
-  test.each(["ArB2r", "A2rBr", "ArBr", "random"] as const)("LoRA-GA %s (gd scale) aligns at ~0.91", (direction) => {
-    const res = loraGAInit({ ...base, rng: new Rng(5) }, { direction, scale: "gd", stableGamma: 16, variant: "official", method: "exact" });
-    const cos = oneStepCosine(res.A, res.B, 1);
-    console.log(`LoRA-GA ${direction}: cosine ${cos.toFixed(4)}`);
-    expect(cos).toBeGreaterThan(0.9);
-    expect(cos).toBeLessThan(0.92);
-  });
+  const base = {
+    path: "toy",
+    inFeatures: n,
+    outFeatures: m,
+    fanInFanOut: false,
+    r,
+    scaling: 1,
+    grad: G,
+  };
+  test.each(["ArB2r", "A2rBr", "ArBr", "random"] as const)(
+    "LoRA-GA %s (gd scale) aligns at ~0.91",
+    (direction) => {
+      const res = loraGAInit(
+        { ...base, rng: new Rng(5) },
+        { direction, scale: "gd", stableGamma: 16, variant: "official", method: "exact" },
+      );
+      const cos = oneStepCosine(res.A, res.B, 1);
+      console.log(`LoRA-GA ${direction}: cosine ${cos.toFixed(4)}`);
+      expect(cos).toBeGreaterThan(0.9);
+      expect(cos).toBeLessThan(0.92);
+    },
+  );
 
   test("default LoRA (kaiming A, zero B) aligns at ~0.25", () => {
     const cosines: number[] = [];

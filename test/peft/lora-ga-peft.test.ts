@@ -6,9 +6,9 @@
 // singular values of B A, ||offset||_F; plus the exact identity W' + s B A == W on our side.
 
 import { describe, expect, test } from "vitest";
+import { svdJacobi } from "../../src/linalg/svd-jacobi.js";
 import { loraScaling } from "../../src/peft/config.js";
 import { type LoraGAInitOptions, loraGAInit } from "../../src/peft/init/lora-ga.js";
-import { svdJacobi } from "../../src/linalg/svd-jacobi.js";
 import { Rng } from "../../src/util/random.js";
 import {
   colNorms,
@@ -36,7 +36,9 @@ function relDiff(x: ArrayLike<number>, y: ArrayLike<number>): number {
 
 describe.each(["llama", "gpt2"] as const)("LoRA-GA peft variant vs PEFT 0.21 (%s)", (model) => {
   const cases = meta.cases.filter((c) => c.model === model);
-  const infos = linearInfos(meta, model).filter((l) => meta.models[model].targets.some((t) => l.path.endsWith(`.${t}`)));
+  const infos = linearInfos(meta, model).filter((l) =>
+    meta.models[model].targets.some((t) => l.path.endsWith(`.${t}`)),
+  );
   test.each(cases.flatMap((c) => (["lowrank", "exact"] as const).map((svd) => ({ c, svd }))))(
     "$c.name with $svd SVD",
     async ({ c, svd }) => {
@@ -55,7 +57,17 @@ describe.each(["llama", "gpt2"] as const)("LoRA-GA peft variant vs PEFT 0.21 (%s
         const r = c.r;
         const weight = get(t, `weight.${path}`);
         const ours = loraGAInit(
-          { path, inFeatures: n, outFeatures: m, fanInFanOut, r, scaling: s, weight, grad: get(t, `grad.${path}`), rng: new Rng(11) },
+          {
+            path,
+            inFeatures: n,
+            outFeatures: m,
+            fanInFanOut,
+            r,
+            scaling: s,
+            weight,
+            grad: get(t, `grad.${path}`),
+            rng: new Rng(11),
+          },
           options,
         );
         const pA = get(t, `${c.name}.${path}.A`);
@@ -76,13 +88,24 @@ describe.each(["llama", "gpt2"] as const)("LoRA-GA peft variant vs PEFT 0.21 (%s
         // PEFT's offset is W - W'; ours is returned explicitly
         const peftOffset = W.map((w, i) => w - pW[i]);
         const offset = ours.baseOffset as Float32Array;
-        worst.offset = Math.max(worst.offset, Math.abs(frob(offset) - frob(peftOffset)) / frob(peftOffset));
+        worst.offset = Math.max(
+          worst.offset,
+          Math.abs(frob(offset) - frob(peftOffset)) / frob(peftOffset),
+        );
         // W' + s B A == W with W' = W - offset, B A from the stored A and B
         const ba = mm(ours.B, ours.A, m, r, n);
         const wPrime = Float32Array.from(W, (w, i) => w - offset[i]);
-        worst.identity = Math.max(worst.identity, maxAbsDiff(wPrime.map((w, i) => w + s * ba[i]), W) / maxAbs(W));
+        worst.identity = Math.max(
+          worst.identity,
+          maxAbsDiff(
+            wPrime.map((w, i) => w + s * ba[i]),
+            W,
+          ) / maxAbs(W),
+        );
       }
-      console.log(`${model} ${c.name} ${svd}: ${JSON.stringify(worst, (_k, v) => (typeof v === "number" ? Number(v.toPrecision(2)) : v))}`);
+      console.log(
+        `${model} ${c.name} ${svd}: ${JSON.stringify(worst, (_k, v) => (typeof v === "number" ? Number(v.toPrecision(2)) : v))}`,
+      );
       // Projectors: the llama up_proj gradient has sigma_4 / sigma_5 = 0.0040 / 0.0035, so the
       // r..2r-1 subspace is only determined to ~5e-3 by PEFT's own svd_lowrank (q = 4r, niter 4);
       // measured: <= 7.1e-3 (ours lowrank), <= 4.7e-3 (ours exact).

@@ -25,7 +25,14 @@ function setup(fanInFanOut = false, dropout = 0) {
     rng.fillNormal(a, 0, 1);
     return a;
   };
-  const info: LinearInfo = { path: "blk.proj", inFeatures: n, outFeatures: m, weightName: "blk.proj.weight", biasName: null, fanInFanOut };
+  const info: LinearInfo = {
+    path: "blk.proj",
+    inFeatures: n,
+    outFeatures: m,
+    weightName: "blk.proj.weight",
+    biasName: null,
+    fanInFanOut,
+  };
   const A = rand(r * n);
   const B = rand(m * r);
   const lora = new LoraLinear(kernels, info, { r, scaling: s, A, B, dropout, rng: new Rng(7) });
@@ -47,7 +54,12 @@ describe("LoraLinear", () => {
     const xt = heap.fromArray(x, [R, n]);
     lora.forward(out, xt);
     const ref = reference(x, A, B);
-    expect(maxAbsDiff(out.toArray(), base.map((v, i) => v + ref[i]))).toBeLessThan(1e-5);
+    expect(
+      maxAbsDiff(
+        out.toArray(),
+        base.map((v, i) => v + ref[i]),
+      ),
+    ).toBeLessThan(1e-5);
     const dY = rand(R * m);
     const dYt = heap.fromArray(dY, [R, m]);
     const dX0 = rand(R * n);
@@ -61,19 +73,33 @@ describe("LoraLinear", () => {
     const dXref = mm(dxa, A, R, r, n);
     expect(maxAbsDiff(lora.dB?.toArray() ?? [], dB)).toBeLessThan(1e-4);
     expect(maxAbsDiff(lora.dA?.toArray() ?? [], dA)).toBeLessThan(1e-4);
-    expect(maxAbsDiff(dX.toArray(), dX0.map((v, i) => v + dXref[i]))).toBeLessThan(1e-4);
+    expect(
+      maxAbsDiff(
+        dX.toArray(),
+        dX0.map((v, i) => v + dXref[i]),
+      ),
+    ).toBeLessThan(1e-4);
     // central differences on A[1, 2] (float64 reference loss)
-    const loss = (a: ArrayLike<number>) => reference(x, a, B).reduce((acc, v, i) => acc + v * dY[i], 0);
+    const loss = (a: ArrayLike<number>) =>
+      reference(x, a, B).reduce((acc, v, i) => acc + v * dY[i], 0);
     const h = 1e-4;
     const ap = Float64Array.from(A);
     const am = Float64Array.from(A);
     ap[1 * n + 2] += h;
     am[1 * n + 2] -= h;
-    expect((lora.dA as NonNullable<typeof lora.dA>).f32()[1 * n + 2]).toBeCloseTo((loss(ap) - loss(am)) / (2 * h), 3);
+    expect((lora.dA as NonNullable<typeof lora.dA>).f32()[1 * n + 2]).toBeCloseTo(
+      (loss(ap) - loss(am)) / (2 * h),
+      3,
+    );
     // a second backward accumulates
     lora.forward(out, xt);
     lora.backward(null, dYt, xt);
-    expect(maxAbsDiff(lora.dA?.toArray() ?? [], dA.map((v) => 2 * v))).toBeLessThan(2e-4);
+    expect(
+      maxAbsDiff(
+        lora.dA?.toArray() ?? [],
+        dA.map((v) => 2 * v),
+      ),
+    ).toBeLessThan(2e-4);
     lora.zeroGrad();
     expect(maxAbs(lora.dB?.toArray() ?? [1])).toBe(0);
   });
@@ -108,7 +134,9 @@ describe("LoraLinear", () => {
     const W = heap.fromArray(Wstored, fan ? [n, m] : [m, n]);
     lora.merge(W);
     const ba = mm(B, A, m, r, n).map((v) => s * v); // (out, in)
-    const expected = fan ? Float64Array.from(Wstored).map((v, i) => v + transpose(ba, m, n)[i]) : Float64Array.from(Wstored).map((v, i) => v + ba[i]);
+    const expected = fan
+      ? Float64Array.from(Wstored).map((v, i) => v + transpose(ba, m, n)[i])
+      : Float64Array.from(Wstored).map((v, i) => v + ba[i]);
     expect(maxAbsDiff(W.toArray(), expected)).toBeLessThan(1e-5);
     // merged base alone == base + adapter
     const x = rand(R * n);
@@ -125,6 +153,14 @@ describe("LoraLinear", () => {
 
   test("shape errors name the module", () => {
     const { kernels, info } = setup();
-    expect(() => new LoraLinear(kernels, info, { r, scaling: 1, A: new Float32Array(3), B: new Float32Array(m * r) })).toThrow(/LoRA blk\.proj: lora_A has 3 values, expected \(r, in\) = \(3, 7\)/);
+    expect(
+      () =>
+        new LoraLinear(kernels, info, {
+          r,
+          scaling: 1,
+          A: new Float32Array(3),
+          B: new Float32Array(m * r),
+        }),
+    ).toThrow(/LoRA blk\.proj: lora_A has 3 values, expected \(r, in\) = \(3, 7\)/);
   });
 });

@@ -21,7 +21,13 @@ export interface FixtureCase {
 
 export interface FixtureMeta {
   cases: FixtureCase[];
-  models: Record<string, { linears: { path: string; in: number; out: number; fan_in_fan_out: boolean }[]; targets: string[] }>;
+  models: Record<
+    string,
+    {
+      linears: { path: string; in: number; out: number; fan_in_fan_out: boolean }[];
+      targets: string[];
+    }
+  >;
 }
 
 export function readMeta(): FixtureMeta {
@@ -58,12 +64,19 @@ export function get(map: Map<string, Float32Array>, key: string): Float32Array {
 }
 
 /** (m, n) row-major product of a (m, k) and b (k, n), float64. */
-export function mm(a: ArrayLike<number>, b: ArrayLike<number>, m: number, k: number, n: number): Float64Array {
+export function mm(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  m: number,
+  k: number,
+  n: number,
+): Float64Array {
   const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let p = 0; p < k; p++) {
-    const v = a[i * k + p];
-    for (let j = 0; j < n; j++) out[i * n + j] += v * b[p * n + j];
-  }
+  for (let i = 0; i < m; i++)
+    for (let p = 0; p < k; p++) {
+      const v = a[i * k + p];
+      for (let j = 0; j < n; j++) out[i * n + j] += v * b[p * n + j];
+    }
   return out;
 }
 
@@ -119,6 +132,11 @@ export function colNorms(x: ArrayLike<number>, rows: number, cols: number): numb
 }
 
 /** (out, in) view of a stored matrix. */
-export function outIn(stored: ArrayLike<number>, out: number, inF: number, fanInFanOut: boolean): Float64Array {
+export function outIn(
+  stored: ArrayLike<number>,
+  out: number,
+  inF: number,
+  fanInFanOut: boolean,
+): Float64Array {
   return fanInFanOut ? transpose(stored, inF, out) : Float64Array.from(stored);
 }

@@ -21,7 +21,11 @@ describe("PeftModel.mergeAndUnload", () => {
       expect(bf16.weightStorage(path)).toBe("bf16");
       const expected = f32.readLinearWeight(path);
       const scale = expected.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      expectAllclose(bf16.readLinearWeight(path), expected, { rtol: 2 ** -8, atol: 2 ** -9 * scale, label: path });
+      expectAllclose(bf16.readLinearWeight(path), expected, {
+        rtol: 2 ** -8,
+        atol: 2 ** -9 * scale,
+        label: path,
+      });
     }
     const untouched = "model.layers.0.self_attn.k_proj"; // not a target: unchanged
     const base = await loadModel(MODEL, { kernels });
@@ -34,8 +38,14 @@ describe("getPeftModel", () => {
   test("lora_ga without gradients, and gradients missing a target, are clear errors", async () => {
     const kernels = await createKernels("ref", { heap: new Heap() });
     const model = await loadModel(MODEL, { kernels });
-    const config = new LoraConfig({ r: 2, target_modules: ["q_proj"], init_lora_weights: "lora_ga" });
-    expect(() => getPeftModel(model, config)).toThrow(/init "lora_ga" needs gradients: run estimateGradient/);
+    const config = new LoraConfig({
+      r: 2,
+      target_modules: ["q_proj"],
+      init_lora_weights: "lora_ga",
+    });
+    expect(() => getPeftModel(model, config)).toThrow(
+      /init "lora_ga" needs gradients: run estimateGradient/,
+    );
     expect(() => getPeftModel(model, config, { namedGrad: new Map() })).toThrow(
       /no gradient for target module model\.layers\.0\.self_attn\.q_proj/,
     );
@@ -47,11 +57,17 @@ describe("getPeftModel", () => {
     const model = await loadModel(MODEL, { kernels });
     const batch = { batchSize: 1, seqLen: 5, inputIds: Int32Array.from([1, 5, 9, 13, 17]) };
     const before = model.forward(batch).toArray();
-    const peft = getPeftModel(model, new LoraConfig({ r: 2, target_modules: ["q_proj", "v_proj"] }), { seed: 3 });
+    const peft = getPeftModel(
+      model,
+      new LoraConfig({ r: 2, target_modules: ["q_proj", "v_proj"] }),
+      { seed: 3 },
+    );
     expect(peft.initial).toBeNull();
     expect(peft.initRecord.offset_base).toBe(false);
     expect(model.forward(batch).toArray()).toEqual(before); // B = 0
-    await expect(peft.save("/tmp/never", { convert: true })).rejects.toThrow(/convert needs an init that offset the base/);
+    await expect(peft.save("/tmp/never", { convert: true })).rejects.toThrow(
+      /convert needs an init that offset the base/,
+    );
     await kernels.dispose();
   });
 });

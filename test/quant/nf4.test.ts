@@ -5,10 +5,10 @@
 
 import { describe, expect, test } from "vitest";
 import {
-  NF4_BOUNDARIES,
-  NF4_CODE,
   dequantizeNf4,
   dequantizeNf4Range,
+  NF4_BOUNDARIES,
+  NF4_CODE,
   nf4Bytes,
   nf4CodeOf,
   quantizeNf4,

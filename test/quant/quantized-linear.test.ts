@@ -3,8 +3,6 @@
 // relative error bound appropriate to the format (checked against y = x W^T in float64).
 
 import { describe, expect, test } from "vitest";
-import { f32ToBf16 } from "../../src/tensor/dtype.js";
-import { Heap } from "../../src/tensor/heap.js";
 import { dequantizeInt8, quantizeInt8 } from "../../src/quant/int8.js";
 import { dequantizeNf4, quantizeNf4 } from "../../src/quant/nf4.js";
 import {
@@ -12,6 +10,8 @@ import {
   quantizeWeight,
   weightFromHalfBits,
 } from "../../src/quant/quantized-linear.js";
+import { f32ToBf16 } from "../../src/tensor/dtype.js";
+import { Heap } from "../../src/tensor/heap.js";
 import { Rng } from "../../src/util/random.js";
 import { firstDifference } from "./quant-fixtures.js";
 
@@ -126,7 +126,10 @@ describe("QuantizedWeight", () => {
   });
 
   test.each(kinds)("%s: empty weights ([0, 5] and [3, 0]) have no bytes of codes", (kind) => {
-    for (const shape of [[0, 5], [3, 0]]) {
+    for (const shape of [
+      [0, 5],
+      [3, 0],
+    ]) {
       const q = quantizeWeight(kind, new Float32Array(0), shape);
       const out = heap.tensor(shape);
       q.dequantizeInto(out);

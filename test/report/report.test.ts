@@ -18,16 +18,25 @@ const runs = RUNS.map((r) => runLog(r));
 describe("parseTrainLog", () => {
   test("a malformed line is an error naming file:line", () => {
     const text = `${logText(RUNS[0]).split("\n").slice(0, 2).join("\n")}\n{"type":"train","step":3,\n`;
-    expect(() => parseTrainLog(text, "runs/a/train.jsonl")).toThrow(/^runs\/a\/train\.jsonl:3: not valid JSON/);
-    expect(() => parseTrainLog('{"type":"train","step":1,"loss":"x"}', "f")).toThrow('f:1: "loss" must be a finite number');
+    expect(() => parseTrainLog(text, "runs/a/train.jsonl")).toThrow(
+      /^runs\/a\/train\.jsonl:3: not valid JSON/,
+    );
+    expect(() => parseTrainLog('{"type":"train","step":1,"loss":"x"}', "f")).toThrow(
+      'f:1: "loss" must be a finite number',
+    );
     expect(() => parseTrainLog('\n{"type":"train","loss":1}', "f")).toThrow('f:2: missing "step"');
-    expect(() => parseTrainLog('{"type":"grad","step":1}', "f")).toThrow("f:1: unknown record type");
+    expect(() => parseTrainLog('{"type":"grad","step":1}', "f")).toThrow(
+      "f:1: unknown record type",
+    );
   });
 
   test("a resumed run: repeated steps replace earlier ones, elapsed time stays cumulative", () => {
-    const rec = (step: number, loss: number, elapsed: number) => JSON.stringify({ type: "train", step, loss, elapsed_s: elapsed });
+    const rec = (step: number, loss: number, elapsed: number) =>
+      JSON.stringify({ type: "train", step, loss, elapsed_s: elapsed });
     // first process: steps 1-3 at 1, 2, 3 s; resumed from the step-2 checkpoint: steps 3-4 at 0.5, 1.5 s of the new process
-    const text = [rec(1, 5, 1), rec(2, 4, 2), rec(3, 3.9, 3), rec(3, 3, 0.5), rec(4, 2, 1.5)].join("\n");
+    const text = [rec(1, 5, 1), rec(2, 4, 2), rec(3, 3.9, 3), rec(3, 3, 0.5), rec(4, 2, 1.5)].join(
+      "\n",
+    );
     const { train } = parseTrainLog(text, "f");
     expect(train.map((p) => [p.step, p.loss, p.elapsed_s])).toEqual([
       [1, 5, 1],
@@ -97,13 +106,17 @@ describe("renderReport", () => {
         [run.name, run.losses.length],
         [`${run.name} (eval)`, run.evals?.length ?? 0],
       ] as const) {
-        const m = new RegExp(`data-series="${label.replace(/[()]/g, "\\$&")}" d="([^"]*)"`).exec(html);
+        const m = new RegExp(`data-series="${label.replace(/[()]/g, "\\$&")}" d="([^"]*)"`).exec(
+          html,
+        );
         if (count === 0) {
           expect(m).toBeNull();
           continue;
         }
         expect(m, label).not.toBeNull();
-        const xs = [...(m as RegExpExecArray)[1].matchAll(/[ML]([\d.]+) /g)].map((v) => Number(v[1]));
+        const xs = [...(m as RegExpExecArray)[1].matchAll(/[ML]([\d.]+) /g)].map((v) =>
+          Number(v[1]),
+        );
         expect(xs.length, label).toBe(count);
         for (let i = 1; i < xs.length; i++) expect(xs[i]).toBeGreaterThan(xs[i - 1]);
       }
@@ -111,10 +124,26 @@ describe("renderReport", () => {
   });
 
   test("the table shows hand-computed values and 'not reached'", () => {
-    const row = (name: string) => new RegExp(`<tr><td>(?:<span[^>]*></span>)?${name}</td>(.*?)</tr>`).exec(html)?.[1] ?? "";
-    const cells = (name: string) => [...row(name).matchAll(/<td[^>]*>(.*?)<\/td>/g)].map((m) => m[1]);
+    const row = (name: string) =>
+      new RegExp(`<tr><td>(?:<span[^>]*></span>)?${name}</td>(.*?)</tr>`).exec(html)?.[1] ?? "";
+    const cells = (name: string) =>
+      [...row(name).matchAll(/<td[^>]*>(.*?)<\/td>/g)].map((m) => m[1]);
     // method, steps, wall, steps to target, time to target, + init, init overhead, train loss, eval loss, ppl, exact_match, tokens/s, peak
-    expect(cells("lora-ga")).toEqual(["lora_ga", "4", "6.0 s", "2", "3.0 s", "8.0 s", `5.0 s<br><span class="detail">est 4.0 s, svd 0.5 s</span>`, "1.2000", "1.6000", "4.95", "0.25", "100", "1.0 KiB"]);
+    expect(cells("lora-ga")).toEqual([
+      "lora_ga",
+      "4",
+      "6.0 s",
+      "2",
+      "3.0 s",
+      "8.0 s",
+      `5.0 s<br><span class="detail">est 4.0 s, svd 0.5 s</span>`,
+      "1.2000",
+      "1.6000",
+      "4.95",
+      "0.25",
+      "100",
+      "1.0 KiB",
+    ]);
     expect(cells("slow").slice(3, 6)).toEqual(["not reached", "not reached", "not reached"]);
     expect(cells("lora")[10]).toBe("-");
     expect(cells("lora")[11]).toBe("133"); // 400 / 3, rounded
@@ -127,7 +156,9 @@ describe("renderReport", () => {
     expect(page).not.toContain("<b>t</b>");
     expect(page).toContain("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;");
     expect(page).toContain("&lt;b&gt;t&lt;/b&gt;");
-    expect(renderTextTable(compareRuns([runLog(RUNS[0], "a\u001b[31mred")]))).toContain("a?[31mred");
+    expect(renderTextTable(compareRuns([runLog(RUNS[0], "a\u001b[31mred")]))).toContain(
+      "a?[31mred",
+    );
   });
 
   test("runs without evaluations: one chart and a note", () => {
@@ -139,7 +170,9 @@ describe("renderReport", () => {
   test("log axis renders; the text table has the target and 'not reached'", () => {
     expect(renderReport(runs, { logY: true })).toContain("loss (log scale)");
     const text = renderTextTable(compareRuns(runs, { smoothWindow: 1 }));
-    expect(text.split("\n")[0]).toBe('target loss 2.0000 (final training loss of the run named "lora"; raw step losses)');
+    expect(text.split("\n")[0]).toBe(
+      'target loss 2.0000 (final training loss of the run named "lora"; raw step losses)',
+    );
     expect(text).toMatch(/^slow .*not reached/m);
   });
 });

@@ -29,7 +29,16 @@ export function logText(run: SyntheticRun): string {
       }),
     );
     for (const [step, evalLoss] of run.evals ?? []) {
-      if (step === i + 1) lines.push(JSON.stringify({ type: "eval", step, eval_loss: evalLoss, perplexity: Math.exp(evalLoss), eval_tokens: 50 }));
+      if (step === i + 1)
+        lines.push(
+          JSON.stringify({
+            type: "eval",
+            step,
+            eval_loss: evalLoss,
+            perplexity: Math.exp(evalLoss),
+            eval_tokens: 50,
+          }),
+        );
     }
   });
   return `${lines.join("\n")}\n`;
@@ -43,17 +52,35 @@ export const RUNS: SyntheticRun[] = [
     elapsed: [1, 2, 3, 4],
     tokensPerS: [100, 200, 100, 200],
     peak: [10, 30, 20, 25],
-    evals: [[2, 3.2], [4, 2.4]],
+    evals: [
+      [2, 3.2],
+      [4, 2.4],
+    ],
     summary: { name: "lora", method: "default" },
   },
   {
     name: "lora-ga",
     losses: [3.0, 2.0, 1.5, 1.2],
     elapsed: [1.5, 3, 4.5, 6],
-    evals: [[2, 2.2], [4, 1.6]],
-    summary: { name: "lora-ga", method: "lora_ga", init_seconds: 5, estimate_seconds: 4, svd_seconds: 0.5, final_metrics: [{ name: "exact_match", value: 0.25 }] },
+    evals: [
+      [2, 2.2],
+      [4, 1.6],
+    ],
+    summary: {
+      name: "lora-ga",
+      method: "lora_ga",
+      init_seconds: 5,
+      estimate_seconds: 4,
+      svd_seconds: 0.5,
+      final_metrics: [{ name: "exact_match", value: 0.25 }],
+    },
   },
-  { name: "slow", losses: [5, 4.5, 4.2, 4.1], elapsed: [1, 2, 3, 4], summary: { name: "slow", method: "gaussian" } },
+  {
+    name: "slow",
+    losses: [5, 4.5, 4.2, 4.1],
+    elapsed: [1, 2, 3, 4],
+    summary: { name: "slow", method: "gaussian" },
+  },
 ];
 
 export function writeRunDir(root: string, run: SyntheticRun): string {

@@ -12,7 +12,8 @@ describe("Heap", () => {
       expect(ptr).toBeGreaterThanOrEqual(RESERVED_BYTES);
     }
     const sorted = [...blocks].sort((a, b) => a.ptr - b.ptr);
-    for (let i = 1; i < sorted.length; i++) expect(sorted[i].ptr).toBeGreaterThanOrEqual(sorted[i - 1].ptr + sorted[i - 1].n);
+    for (let i = 1; i < sorted.length; i++)
+      expect(sorted[i].ptr).toBeGreaterThanOrEqual(sorted[i - 1].ptr + sorted[i - 1].n);
   });
 
   test("freed blocks coalesce and are reused; bytesInUse and peakBytes track allocations", () => {
@@ -56,7 +57,9 @@ describe("Heap", () => {
     }
     expect(error).toBeInstanceOf(HeapExhaustedError);
     expect((error as HeapExhaustedError).requestedBytes).toBe(6 << 20);
-    expect(String((error as Error).message)).toMatch(/asked for 6291456 bytes \(6\.00 MiB\) with 5\.00 MiB in use and a limit of 8\.00 MiB/);
+    expect(String((error as Error).message)).toMatch(
+      /asked for 6291456 bytes \(6\.00 MiB\) with 5\.00 MiB in use and a limit of 8\.00 MiB/,
+    );
   });
 
   test("tensors: zeros, fromArray, views, reshape, dispose", () => {
@@ -87,7 +90,14 @@ describe("Heap", () => {
     new Uint8Array(heap.buffer, big, 4 * 65536).fill(7);
     heap.zero(big + 3, 4 * 65536 - 6);
     const bytes = new Uint8Array(heap.buffer, big, 4 * 65536);
-    expect([bytes[0], bytes[2], bytes[3], bytes[4 * 65536 - 4], bytes[4 * 65536 - 3], bytes[4 * 65536 - 1]]).toEqual([7, 7, 0, 0, 7, 7]);
+    expect([
+      bytes[0],
+      bytes[2],
+      bytes[3],
+      bytes[4 * 65536 - 4],
+      bytes[4 * 65536 - 3],
+      bytes[4 * 65536 - 1],
+    ]).toEqual([7, 7, 0, 0, 7, 7]);
     t.fill(0);
     expect(t.f32().every((x) => x === 0)).toBe(true);
     expect(() => heap.zero(heap.byteLength - 4, 8)).toThrow(/outside the \d+-byte memory/);

@@ -20,8 +20,27 @@ const ROOT = join(import.meta.dirname, "..", "..");
 /** Compiles resume-child.ts and what it imports into `out` (type errors elsewhere do not block emit). */
 function compileChild(out: string): string {
   const tsc = join(ROOT, "node_modules", "typescript", "bin", "tsc");
-  const args = [tsc, "--ignoreConfig", join(ROOT, "test", "train", "resume-child.ts"), "--outDir", out, "--rootDir", ROOT, "--module", "nodenext",
-    "--moduleResolution", "nodenext", "--target", "es2022", "--lib", "es2022,dom", "--types", "node", "--skipLibCheck", "--noCheck"];
+  const args = [
+    tsc,
+    "--ignoreConfig",
+    join(ROOT, "test", "train", "resume-child.ts"),
+    "--outDir",
+    out,
+    "--rootDir",
+    ROOT,
+    "--module",
+    "nodenext",
+    "--moduleResolution",
+    "nodenext",
+    "--target",
+    "es2022",
+    "--lib",
+    "es2022,dom",
+    "--types",
+    "node",
+    "--skipLibCheck",
+    "--noCheck",
+  ];
   spawnSync(process.execPath, args, { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
   const js = join(out, "test", "train", "resume-child.js");
   if (!existsSync(js)) throw new Error(`tsc did not produce ${js}`);
@@ -81,7 +100,8 @@ describe("checkpoint and exact resume", () => {
     });
     // kill once 5 steps are logged (a checkpoint at step 4 exists; the child may be writing step 6's)
     const deadline = Date.now() + 60_000;
-    while (finished === null && trainLosses(logFile).size < 5 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    while (finished === null && trainLosses(logFile).size < 5 && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 10));
     expect(finished, `child exited before the kill: ${stderr}`).toBeNull();
     child.kill("SIGKILL");
     const { signal } = await exited;
@@ -93,7 +113,8 @@ describe("checkpoint and exact resume", () => {
     const model = await tinyModel(kernels);
     const ckpts = await listCheckpoints(ckptDir);
     expect(ckpts.length).toBeGreaterThan(0);
-    for (const c of ckpts) expect((await loadCheckpoint(c.path, model.linears())).step).toBe(c.step);
+    for (const c of ckpts)
+      expect((await loadCheckpoint(c.path, model.linears())).step).toBe(c.step);
     model.dispose();
     const resumeFrom = ckpts[ckpts.length - 1].step;
     const names = await readdir(ckptDir);
@@ -102,7 +123,8 @@ describe("checkpoint and exact resume", () => {
     const resumed = await runResumable(kernels, { checkpointDir: ckptDir, resume: true });
     expect(resumed.resumedFrom).toBe(resumeFrom);
     expect(resumed.losses.length).toBe(RESUME_STEPS - resumeFrom);
-    for (let s = 1; s <= resumeFrom; s++) expect(before.get(s), `step ${s} before the kill`).toBe(straight.losses[s - 1]);
+    for (let s = 1; s <= resumeFrom; s++)
+      expect(before.get(s), `step ${s} before the kill`).toBe(straight.losses[s - 1]);
     expect(resumed.losses).toEqual(straight.losses.slice(resumeFrom));
     expect(new Set(straight.losses).size).toBe(RESUME_STEPS); // the losses really change step to step
   });
@@ -115,9 +137,19 @@ describe("checkpoint and exact resume", () => {
     const { readBatches, initialAdapter } = await import("./train-helpers.js");
     const model = await tinyModel(kernels);
     const adapter = await initialAdapter(model);
-    const trainable = attachLora(model, adapter.config.with({ lora_dropout: 0.1 }), adapter.weights, { seed: 11 });
+    const trainable = attachLora(
+      model,
+      adapter.config.with({ lora_dropout: 0.1 }),
+      adapter.weights,
+      { seed: 11 },
+    );
     await expect(
-      train(model, trainable, new FixedBatches(readBatches().train), { steps: 10, lr: 2e-3, checkpointDir: ckptDir, resume: true }),
+      train(model, trainable, new FixedBatches(readBatches().train), {
+        steps: 10,
+        lr: 2e-3,
+        checkpointDir: ckptDir,
+        resume: true,
+      }),
     ).rejects.toThrow(/option lr/);
     trainable.dispose();
     model.dispose();

@@ -11,18 +11,32 @@ import type { Kernels } from "../../src/kernels/kernels.js";
 import type { CausalLM } from "../../src/models/model.js";
 import { packExamples, ShuffledBatches, splitHeldOut } from "../../src/train/data-order.js";
 import { generate, sample } from "../../src/train/generate.js";
-import { classifyByLikelihood, evaluateLoss, extractFinalNumber, gsm8kExactMatch } from "../../src/train/metrics.js";
+import {
+  classifyByLikelihood,
+  evaluateLoss,
+  extractFinalNumber,
+  gsm8kExactMatch,
+} from "../../src/train/metrics.js";
 import { Rng } from "../../src/util/random.js";
 import { fixtureExamples } from "./resume-setup.js";
 import { readBatches, refKernels, TRAIN_FIXTURES, tinyModel } from "./train-helpers.js";
 
 function examples(n: number): TokenExample[] {
-  return Array.from({ length: n }, (_, i) => ({ inputIds: [i + 3, i + 4], labels: [i + 3, i + 4], source: `ex ${i}` }));
+  return Array.from({ length: n }, (_, i) => ({
+    inputIds: [i + 3, i + 4],
+    labels: [i + 3, i + 4],
+    source: `ex ${i}`,
+  }));
 }
 
 describe("data order", () => {
   test("every epoch is a permutation; seeds decide the order", () => {
-    const src = new ShuffledBatches(examples(10), { batchSize: 2, maxLength: 4, padTokenId: 0, seed: 1 });
+    const src = new ShuffledBatches(examples(10), {
+      batchSize: 2,
+      maxLength: 4,
+      padTokenId: 0,
+      seed: 1,
+    });
     const seen: number[][] = [];
     for (let e = 0; e < 3; e++) {
       const ids: number[] = [];
@@ -34,16 +48,31 @@ describe("data order", () => {
       seen.push(ids);
     }
     expect(seen[0]).not.toEqual(seen[1]);
-    const again = new ShuffledBatches(examples(10), { batchSize: 2, maxLength: 4, padTokenId: 0, seed: 1 });
+    const again = new ShuffledBatches(examples(10), {
+      batchSize: 2,
+      maxLength: 4,
+      padTokenId: 0,
+      seed: 1,
+    });
     expect(again.next().inputIds[0] - 3).toBe(seen[0][0]);
   });
 
   test("state/restore continues the exact sequence (across an epoch boundary)", () => {
-    const a = new ShuffledBatches(examples(7), { batchSize: 3, maxLength: 4, padTokenId: 0, seed: 9 });
+    const a = new ShuffledBatches(examples(7), {
+      batchSize: 3,
+      maxLength: 4,
+      padTokenId: 0,
+      seed: 9,
+    });
     for (let i = 0; i < 3; i++) a.next();
     const state = JSON.parse(JSON.stringify(a.state())) as Record<string, unknown>;
     const rest = Array.from({ length: 5 }, () => Array.from(a.next().inputIds));
-    const b = new ShuffledBatches(examples(7), { batchSize: 3, maxLength: 4, padTokenId: 0, seed: 1234 });
+    const b = new ShuffledBatches(examples(7), {
+      batchSize: 3,
+      maxLength: 4,
+      padTokenId: 0,
+      seed: 1234,
+    });
     b.restore(state);
     expect(Array.from({ length: 5 }, () => Array.from(b.next().inputIds))).toEqual(rest);
     expect(() => b.restore({ ...state, order: [0, 0, 1, 2, 3, 4, 5] })).toThrow(/permutation/);
@@ -72,7 +101,9 @@ describe("data order", () => {
       [-100, 6, 7],
       [2, 8, 9],
     ]);
-    expect(packExamples(ex, { blockSize: 4, keepRemainder: true }).map((b) => b.inputIds.length)).toEqual([4, 1]);
+    expect(
+      packExamples(ex, { blockSize: 4, keepRemainder: true }).map((b) => b.inputIds.length),
+    ).toEqual([4, 1]);
   });
 });
 
@@ -90,7 +121,14 @@ describe("metrics and generation on a tiny Llama", () => {
 
   /** float64 log-softmax of the model's logits at (b, t). */
   function logProbs(inputIds: number[], t: number): Float64Array {
-    const logits = model.forward({ batchSize: 1, seqLen: inputIds.length, inputIds: Int32Array.from(inputIds), attentionMask: new Int32Array(inputIds.length).fill(1) }).toArray();
+    const logits = model
+      .forward({
+        batchSize: 1,
+        seqLen: inputIds.length,
+        inputIds: Int32Array.from(inputIds),
+        attentionMask: new Int32Array(inputIds.length).fill(1),
+      })
+      .toArray();
     const V = logits.length / inputIds.length;
     const row = logits.subarray(t * V, (t + 1) * V);
     let max = -Infinity;
@@ -134,7 +172,10 @@ describe("metrics and generation on a tiny Llama", () => {
   });
 
   test("batched greedy decoding equals PyTorch's argmax loop; EOS stops a row", () => {
-    const ref = JSON.parse(readFileSync(join(TRAIN_FIXTURES, "greedy.json"), "utf8")) as { prompts: number[][]; generated: number[][] };
+    const ref = JSON.parse(readFileSync(join(TRAIN_FIXTURES, "greedy.json"), "utf8")) as {
+      prompts: number[][];
+      generated: number[][];
+    };
     expect(generate(model, ref.prompts, { maxNewTokens: 6 })).toEqual(ref.generated);
     const eos = ref.generated[0][2];
     const out = generate(model, ref.prompts, { maxNewTokens: 6, eosTokenId: eos });
@@ -150,7 +191,9 @@ describe("metrics and generation on a tiny Llama", () => {
     const a = generate(model, prompts, { maxNewTokens: 4, temperature: 1, rng: new Rng(5) });
     const b = generate(model, prompts, { maxNewTokens: 4, temperature: 1, rng: new Rng(5) });
     expect(a).toEqual(b);
-    expect(generate(model, prompts, { maxNewTokens: 4, temperature: 1, topP: 1e-9, rng: new Rng(5) })).toEqual(generate(model, prompts, { maxNewTokens: 4 }));
+    expect(
+      generate(model, prompts, { maxNewTokens: 4, temperature: 1, topP: 1e-9, rng: new Rng(5) }),
+    ).toEqual(generate(model, prompts, { maxNewTokens: 4 }));
   });
 });
 

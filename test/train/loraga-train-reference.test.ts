@@ -16,11 +16,16 @@ test("8 AdamW steps from PEFT's LoRA-GA init on the offset base match PEFT's per
   const kernels = await createKernels("ref", { heap: new Heap() });
   const model = await loadModel("test/fixtures/models/llama-gqa", { kernels });
   const before = model.readLinearWeight("model.layers.0.self_attn.q_proj");
-  const peft = await loadPeftModel(model, "test/fixtures/train-loraga/adapter_init", { trainable: true, offsetBase: true });
+  const peft = await loadPeftModel(model, "test/fixtures/train-loraga/adapter_init", {
+    trainable: true,
+    offsetBase: true,
+  });
   expect(peft.initial).not.toBeNull(); // the base was offset
   expect(model.readLinearWeight("model.layers.0.self_attn.q_proj")).not.toEqual(before);
   const examples = await loadExamples("test/fixtures/e2e/data.jsonl", null);
-  const batches = groupIntoBatches(examples, 2).map((g) => collate(g, { maxLength: 10, padTokenId: 0 }));
+  const batches = groupIntoBatches(examples, 2).map((g) =>
+    collate(g, { maxLength: 10, padTokenId: 0 }),
+  );
   const trainable = loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng);
   const result = await train(model, trainable, new FixedBatches(batches), {
     steps: 8,
@@ -28,10 +33,17 @@ test("8 AdamW steps from PEFT's LoRA-GA init on the offset base match PEFT's per
     optimizer: { kind: "adamw", beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },
     schedule: "constant",
   });
-  const expected = (JSON.parse(readFileSync("test/fixtures/train-loraga/losses.json", "utf8")) as { losses: number[] }).losses;
+  const expected = (
+    JSON.parse(readFileSync("test/fixtures/train-loraga/losses.json", "utf8")) as {
+      losses: number[];
+    }
+  ).losses;
   expect(result.losses).toHaveLength(8);
   result.losses.forEach((loss, i) => {
-    expect(Math.abs(loss - expected[i]), `step ${i + 1}: ${loss} vs PEFT ${expected[i]}`).toBeLessThanOrEqual(1e-4);
+    expect(
+      Math.abs(loss - expected[i]),
+      `step ${i + 1}: ${loss} vs PEFT ${expected[i]}`,
+    ).toBeLessThanOrEqual(1e-4);
   });
   await kernels.dispose();
 });

@@ -8,7 +8,8 @@ import { Heap } from "../../src/tensor/heap.js";
 import { runResumable } from "./resume-setup.js";
 
 const [checkpointDir, logFile] = process.argv.slice(2);
-if (checkpointDir === undefined || logFile === undefined) throw new Error("usage: resume-child.js <checkpointDir> <logFile>");
+if (checkpointDir === undefined || logFile === undefined)
+  throw new Error("usage: resume-child.js <checkpointDir> <logFile>");
 const kernels = await createKernels("ref", { heap: new Heap({ initialBytes: 16 * 2 ** 20 }) });
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 await runResumable(kernels, {

@@ -6,7 +6,12 @@
 import type { TokenExample } from "../../src/data/examples.js";
 import type { Kernels } from "../../src/kernels/kernels.js";
 import { ShuffledBatches } from "../../src/train/data-order.js";
-import { attachLora, type TrainLogRecord, type TrainResult, train } from "../../src/train/trainer.js";
+import {
+  attachLora,
+  type TrainLogRecord,
+  type TrainResult,
+  train,
+} from "../../src/train/trainer.js";
 import { initialAdapter, readBatches, tinyModel } from "./train-helpers.js";
 
 export const RESUME_STEPS = 10;
@@ -19,7 +24,11 @@ export function fixtureExamples(): TokenExample[] {
       const row = (a: Int32Array) => Array.from(a.subarray(r * b.seqLen, (r + 1) * b.seqLen));
       const mask = row(b.attentionMask as Int32Array);
       const len = mask.indexOf(0) < 0 ? b.seqLen : mask.indexOf(0);
-      out.push({ inputIds: row(b.inputIds).slice(0, len), labels: row(b.labels as Int32Array).slice(0, len), source: `row ${out.length}` });
+      out.push({
+        inputIds: row(b.inputIds).slice(0, len),
+        labels: row(b.labels as Int32Array).slice(0, len),
+        source: `row ${out.length}`,
+      });
     }
   }
   return out;
@@ -27,12 +36,24 @@ export function fixtureExamples(): TokenExample[] {
 
 export async function runResumable(
   kernels: Kernels,
-  options: { checkpointDir: string; logFile?: string; resume?: boolean; onStep?: (r: TrainLogRecord) => void },
+  options: {
+    checkpointDir: string;
+    logFile?: string;
+    resume?: boolean;
+    onStep?: (r: TrainLogRecord) => void;
+  },
 ): Promise<TrainResult> {
   const model = await tinyModel(kernels);
   const adapter = await initialAdapter(model);
-  const trainable = attachLora(model, adapter.config.with({ lora_dropout: 0.1 }), adapter.weights, { seed: 11 });
-  const data = new ShuffledBatches(fixtureExamples(), { batchSize: 2, maxLength: 8, padTokenId: 0, seed: 5 });
+  const trainable = attachLora(model, adapter.config.with({ lora_dropout: 0.1 }), adapter.weights, {
+    seed: 11,
+  });
+  const data = new ShuffledBatches(fixtureExamples(), {
+    batchSize: 2,
+    maxLength: 8,
+    padTokenId: 0,
+    seed: 5,
+  });
   try {
     return await train(model, trainable, data, {
       steps: RESUME_STEPS,

@@ -21,13 +21,24 @@ interface ScheduleCase {
 }
 
 describe("learning-rate schedules vs transformers", () => {
-  const cases = JSON.parse(readFileSync(join(TRAIN_FIXTURES, "schedules.json"), "utf8")) as ScheduleCase[];
-  test.each(cases.map((c) => [`${c.name} lr ${c.base_lr} warmup ${c.warmup} total ${c.total}`, c] as const))("%s", (_, c) => {
-    const ours = c.lrs.map((_, k) => learningRate({ name: c.name, baseLr: c.base_lr, warmupSteps: c.warmup, totalSteps: c.total }, k));
+  const cases = JSON.parse(
+    readFileSync(join(TRAIN_FIXTURES, "schedules.json"), "utf8"),
+  ) as ScheduleCase[];
+  test.each(
+    cases.map((c) => [`${c.name} lr ${c.base_lr} warmup ${c.warmup} total ${c.total}`, c] as const),
+  )("%s", (_, c) => {
+    const ours = c.lrs.map((_, k) =>
+      learningRate(
+        { name: c.name, baseLr: c.base_lr, warmupSteps: c.warmup, totalSteps: c.total },
+        k,
+      ),
+    );
     expect(maxMixedError(ours, c.lrs), `${ours} vs ${c.lrs}`).toBeLessThanOrEqual(1e-15);
   });
   test("unknown schedule names are rejected with the list", () => {
-    expect(() => learningRate({ name: "poly" as ScheduleName, baseLr: 1, totalSteps: 3 }, 0)).toThrow(/constant, constant_with_warmup, linear, cosine/);
+    expect(() =>
+      learningRate({ name: "poly" as ScheduleName, baseLr: 1, totalSteps: 3 }, 0),
+    ).toThrow(/constant, constant_with_warmup, linear, cosine/);
   });
 });
 
@@ -41,7 +52,11 @@ describe("optimizers and clipping", () => {
   });
 
   function makeParam(name: string, values: number[], grad: number[]): TrainableParam {
-    return { name, param: kernels.heap.fromArray(Float32Array.from(values)), grad: kernels.heap.fromArray(Float32Array.from(grad)) };
+    return {
+      name,
+      param: kernels.heap.fromArray(Float32Array.from(values)),
+      grad: kernels.heap.fromArray(Float32Array.from(grad)),
+    };
   }
 
   test("SGD with a constant gradient follows torch's recurrences", () => {
@@ -55,7 +70,13 @@ describe("optimizers and clipping", () => {
       [0.9, 0, true, 0],
     ] as const) {
       const p = makeParam("w", [w0], [g]);
-      const opt = createOptimizer(kernels, [p], { kind: "sgd", momentum: mu, dampening: damp, nesterov, weightDecay: wd });
+      const opt = createOptimizer(kernels, [p], {
+        kind: "sgd",
+        momentum: mu,
+        dampening: damp,
+        nesterov,
+        weightDecay: wd,
+      });
       // float64 closed form of the recurrences: buf_1 = g, buf_k = mu buf_{k-1} + (1 - damp) g
       let buf = 0;
       let w = w0;
@@ -66,7 +87,10 @@ describe("optimizers and clipping", () => {
           buf = k === 1 ? g : mu * buf + (1 - damp) * g;
           w -= lr * (nesterov ? g + mu * buf : buf);
         }
-        expect(Math.abs(p.param.f32()[0] - w), `mu ${mu} damp ${damp} nesterov ${nesterov} step ${k}`).toBeLessThanOrEqual(1e-6);
+        expect(
+          Math.abs(p.param.f32()[0] - w),
+          `mu ${mu} damp ${damp} nesterov ${nesterov} step ${k}`,
+        ).toBeLessThanOrEqual(1e-6);
       }
       opt.dispose();
     }
@@ -85,7 +109,11 @@ describe("optimizers and clipping", () => {
     const p = makeParam("w", [1, -1, 0.5], [0.3, -2, 1e-3]);
     const opt = createOptimizer(kernels, [p], { kind: "adamw", weightDecay: 0 });
     opt.update(0.01);
-    const want = [1 - 0.01 * (0.3 / (0.3 + 1e-8)), -1 + 0.01 * (2 / (2 + 1e-8)), 0.5 - 0.01 * (1e-3 / (1e-3 + 1e-8))];
+    const want = [
+      1 - 0.01 * (0.3 / (0.3 + 1e-8)),
+      -1 + 0.01 * (2 / (2 + 1e-8)),
+      0.5 - 0.01 * (1e-3 / (1e-3 + 1e-8)),
+    ];
     expect(maxMixedError(Array.from(p.param.f32()), want)).toBeLessThanOrEqual(1e-6);
     opt.dispose();
   });
@@ -94,7 +122,10 @@ describe("optimizers and clipping", () => {
     const rng = new Rng(3);
     const init = Array.from({ length: 10 }, () => rng.normal());
     const grads = Array.from({ length: 4 }, () => Array.from({ length: 10 }, () => rng.normal()));
-    const config = kind === "adamw" ? ({ kind, weightDecay: 0.01 } as const) : ({ kind, momentum: 0.9 } as const);
+    const config =
+      kind === "adamw"
+        ? ({ kind, weightDecay: 0.01 } as const)
+        : ({ kind, momentum: 0.9 } as const);
     const a = makeParam("w", init, grads[0]);
     const optA = createOptimizer(kernels, [a], config);
     for (const g of grads) {

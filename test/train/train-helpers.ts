@@ -33,7 +33,10 @@ function toBatch(b: JsonBatch): Batch {
 }
 
 export function readBatches(): { train: Batch[]; eval: Batch } {
-  const json = JSON.parse(readFileSync(join(TRAIN_FIXTURES, "batches.json"), "utf8")) as { train: JsonBatch[]; eval: JsonBatch };
+  const json = JSON.parse(readFileSync(join(TRAIN_FIXTURES, "batches.json"), "utf8")) as {
+    train: JsonBatch[];
+    eval: JsonBatch;
+  };
   return { train: json.train.map(toBatch), eval: toBatch(json.eval) };
 }
 
@@ -44,8 +47,14 @@ export interface RunReference {
   eval_loss: number;
 }
 
-export function readReference(): Record<"lora_constant" | "lora_cosine" | "full_linear", RunReference> {
-  return JSON.parse(readFileSync(join(TRAIN_FIXTURES, "reference.json"), "utf8")) as Record<"lora_constant" | "lora_cosine" | "full_linear", RunReference>;
+export function readReference(): Record<
+  "lora_constant" | "lora_cosine" | "full_linear",
+  RunReference
+> {
+  return JSON.parse(readFileSync(join(TRAIN_FIXTURES, "reference.json"), "utf8")) as Record<
+    "lora_constant" | "lora_cosine" | "full_linear",
+    RunReference
+  >;
 }
 
 export async function refKernels(): Promise<Kernels> {
@@ -67,5 +76,7 @@ export function maxMixedError(actual: readonly number[], expected: readonly numb
   expected.forEach((e, i) => {
     worst = Math.max(worst, Math.abs(actual[i] - e) / Math.max(1, Math.abs(e)));
   });
-  return Number.isNaN(worst) || actual.length !== expected.length ? Number.POSITIVE_INFINITY : worst;
+  return Number.isNaN(worst) || actual.length !== expected.length
+    ? Number.POSITIVE_INFINITY
+    : worst;
 }

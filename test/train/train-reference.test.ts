@@ -8,7 +8,14 @@ import type { Kernels } from "../../src/kernels/kernels.js";
 import { FixedBatches } from "../../src/train/data-order.js";
 import { evaluateLoss } from "../../src/train/metrics.js";
 import { attachLora, fullFineTuning, type TrainLogRecord, train } from "../../src/train/trainer.js";
-import { initialAdapter, maxMixedError, readBatches, readReference, refKernels, tinyModel } from "./train-helpers.js";
+import {
+  initialAdapter,
+  maxMixedError,
+  readBatches,
+  readReference,
+  refKernels,
+  tinyModel,
+} from "./train-helpers.js";
 
 const TOL = 1e-4;
 
@@ -23,32 +30,55 @@ describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
     await kernels.dispose();
   });
 
-  async function runLora(name: "lora_constant" | "lora_cosine", options: Parameters<typeof train>[3]) {
+  async function runLora(
+    name: "lora_constant" | "lora_cosine",
+    options: Parameters<typeof train>[3],
+  ) {
     const model = await tinyModel(kernels);
     const adapter = await initialAdapter(model);
     const trainable = attachLora(model, adapter.config, adapter.weights);
     const records: TrainLogRecord[] = [];
-    const result = await train(model, trainable, new FixedBatches(batches.train), { ...options, log: (r) => records.push(r) });
+    const result = await train(model, trainable, new FixedBatches(batches.train), {
+      ...options,
+      log: (r) => records.push(r),
+    });
     const evalLoss = evaluateLoss(model, [batches.eval]).loss;
     trainable.dispose();
     model.dispose();
     return { result, records, evalLoss, ref: reference[name] };
   }
 
-  function check(out: { result: { losses: number[] }; records: TrainLogRecord[]; evalLoss: number; ref: (typeof reference)["lora_constant"] }) {
+  function check(out: {
+    result: { losses: number[] };
+    records: TrainLogRecord[];
+    evalLoss: number;
+    ref: (typeof reference)["lora_constant"];
+  }) {
     const lrs = out.records.filter((r) => r.type === "train").map((r) => r.lr as number);
     const norms = out.records.filter((r) => r.type === "train").map((r) => r.grad_norm as number);
     expect(lrs.length).toBe(out.ref.lrs.length);
-    expect(maxMixedError(lrs, out.ref.lrs), `lrs ${lrs} vs ${out.ref.lrs}`).toBeLessThanOrEqual(1e-12);
+    expect(maxMixedError(lrs, out.ref.lrs), `lrs ${lrs} vs ${out.ref.lrs}`).toBeLessThanOrEqual(
+      1e-12,
+    );
     const lossErr = maxMixedError(out.result.losses, out.ref.losses);
-    console.log(`loss err ${lossErr.toExponential(2)}, grad-norm err ${maxMixedError(norms, out.ref.grad_norms).toExponential(2)}, eval err ${maxMixedError([out.evalLoss], [out.ref.eval_loss]).toExponential(2)}`);
+    console.log(
+      `loss err ${lossErr.toExponential(2)}, grad-norm err ${maxMixedError(norms, out.ref.grad_norms).toExponential(2)}, eval err ${maxMixedError([out.evalLoss], [out.ref.eval_loss]).toExponential(2)}`,
+    );
     expect(lossErr, `losses ${out.result.losses} vs ${out.ref.losses}`).toBeLessThanOrEqual(TOL);
-    expect(maxMixedError(norms, out.ref.grad_norms), `grad norms ${norms} vs ${out.ref.grad_norms}`).toBeLessThanOrEqual(TOL);
+    expect(
+      maxMixedError(norms, out.ref.grad_norms),
+      `grad norms ${norms} vs ${out.ref.grad_norms}`,
+    ).toBeLessThanOrEqual(TOL);
     expect(maxMixedError([out.evalLoss], [out.ref.eval_loss])).toBeLessThanOrEqual(TOL);
   }
 
   test("LoRA, AdamW lr 1e-3, constant schedule, no clipping, 8 steps", async () => {
-    const out = await runLora("lora_constant", { steps: 8, lr: 1e-3, optimizer: { kind: "adamw", weightDecay: 0 }, schedule: "constant" });
+    const out = await runLora("lora_constant", {
+      steps: 8,
+      lr: 1e-3,
+      optimizer: { kind: "adamw", weightDecay: 0 },
+      schedule: "constant",
+    });
     check(out);
   });
 

@@ -54,21 +54,34 @@ describe("trainer", () => {
     const trainRecs = records.filter((r) => r.type === "train");
     expect(trainRecs.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
     for (const r of trainRecs) {
-      for (const key of ["loss", "lr", "grad_norm", "tokens", "tokens_per_s", "elapsed_s", "peak_memory"]) {
+      for (const key of [
+        "loss",
+        "lr",
+        "grad_norm",
+        "tokens",
+        "tokens_per_s",
+        "elapsed_s",
+        "peak_memory",
+      ]) {
         expect(typeof r[key], key).toBe("number");
       }
       expect(r.peak_memory as number).toBeGreaterThan(0);
     }
     const evals = records.filter((r) => r.type === "eval");
     expect(evals.map((r) => r.step)).toEqual([2, 4, 6]);
-    for (const e of evals) expect(e.perplexity as number).toBeCloseTo(Math.exp(e.eval_loss as number), 8);
-    const lines = readFileSync(logFile, "utf8").trim().split("\n").map((l) => JSON.parse(l) as TrainLogRecord);
+    for (const e of evals)
+      expect(e.perplexity as number).toBeCloseTo(Math.exp(e.eval_loss as number), 8);
+    const lines = readFileSync(logFile, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as TrainLogRecord);
     expect(lines).toEqual(JSON.parse(JSON.stringify(records)));
     expect((await listCheckpoints(ckptDir)).map((c) => c.step)).toEqual([4, 6]);
     expect(await latestCheckpoint(ckptDir)).toBe(join(ckptDir, "checkpoint-6"));
     expect((await readdir(ckptDir)).filter((n) => n.endsWith(".tmp"))).toEqual([]);
     const saved = await loadAdapter(join(ckptDir, "checkpoint-6", "adapter"), model.linears());
-    for (const [path, w] of trainable.weights()) expect(Array.from(saved.weights.get(path)?.A ?? [])).toEqual(Array.from(w.A));
+    for (const [path, w] of trainable.weights())
+      expect(Array.from(saved.weights.get(path)?.A ?? [])).toEqual(Array.from(w.A));
     trainable.dispose();
     model.dispose();
   });
@@ -91,7 +104,11 @@ describe("trainer", () => {
   test("full fine-tuning with SGD lowers the loss on a repeated batch", async () => {
     const model = await tinyModel(kernels);
     const trainable = fullFineTuning(model);
-    const result = await train(model, trainable, new FixedBatches([batches.train[0]]), { steps: 5, lr: 0.05, optimizer: { kind: "sgd", momentum: 0.9 } });
+    const result = await train(model, trainable, new FixedBatches([batches.train[0]]), {
+      steps: 5,
+      lr: 0.05,
+      optimizer: { kind: "sgd", momentum: 0.9 },
+    });
     expect(result.losses[4]).toBeLessThan(result.losses[0] - 0.1);
     trainable.dispose();
     model.dispose();
@@ -102,10 +119,14 @@ describe("trainer", () => {
     const adapter = await initialAdapter(model);
     const [missing] = [...adapter.weights.keys()];
     const partial = new Map([...adapter.weights].slice(1));
-    expect(() => attachLora(model, adapter.config, partial)).toThrow(`no initial lora_A/lora_B for targeted module ${missing}`);
+    expect(() => attachLora(model, adapter.config, partial)).toThrow(
+      `no initial lora_A/lora_B for targeted module ${missing}`,
+    );
     // nothing stays attached after the failure: the base model's loss is back
     const base = await tinyModel(kernels);
-    expect(model.lossAndGrads(readBatches().eval).loss).toBe(base.lossAndGrads(readBatches().eval).loss);
+    expect(model.lossAndGrads(readBatches().eval).loss).toBe(
+      base.lossAndGrads(readBatches().eval).loss,
+    );
     base.dispose();
     model.dispose();
   });

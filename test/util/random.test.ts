@@ -44,7 +44,9 @@ describe("Rng", () => {
     const saved = JSON.parse(JSON.stringify(rng.state())) as number[];
     const expected = [rng.normal(), rng.normal(), rng.uniform(), rng.nextU32()];
     const resumed = Rng.fromState(saved);
-    expect([resumed.normal(), resumed.normal(), resumed.uniform(), resumed.nextU32()]).toEqual(expected);
+    expect([resumed.normal(), resumed.normal(), resumed.uniform(), resumed.nextU32()]).toEqual(
+      expected,
+    );
     expect(() => Rng.fromState([1, 2, 3])).toThrow(/6 numbers/);
     expect(() => Rng.fromState([0, 0, 0, 0, 0, 0])).toThrow(/all-zero/);
     expect(() => Rng.fromState([1, 2, 3, -1, 0, 0])).toThrow(/word 3/);
@@ -132,7 +134,9 @@ describe("deterministicLog", () => {
     for (let i = 0; i < 5000; i++) {
       const x = rng.uniform() * 10 ** Math.floor(rng.uniform() * 40 - 20) + 1e-300;
       const ref = Math.log(x);
-      expect(Math.abs(deterministicLog(x) - ref)).toBeLessThanOrEqual(4e-16 * Math.max(1, Math.abs(ref)));
+      expect(Math.abs(deterministicLog(x) - ref)).toBeLessThanOrEqual(
+        4e-16 * Math.max(1, Math.abs(ref)),
+      );
     }
     expect(deterministicLog(1)).toBe(0);
     expect(Math.abs(deterministicLog(5e-324) - Math.log(5e-324))).toBeLessThan(1e-12);

@@ -14,11 +14,22 @@ import { resolveOptions, UsageError } from "../config-file.js";
 export function registerCompare(program: Command): void {
   const command = program
     .command("compare")
-    .description("compare training runs: an HTML report with loss curves, and a summary table on stdout")
+    .description(
+      "compare training runs: an HTML report with loss curves, and a summary table on stdout",
+    )
     .argument("<run-dirs...>", "run directories written by `loraga train` (train.jsonl, run.json)")
     .option("--out <file>", "HTML report to write", "report.html")
-    .option("--target-loss <x>", 'training loss to reach (default: final loss of the run named "lora", else the largest final loss)', numberFlag("--target-loss"))
-    .option("--smooth <n>", "average the training loss over this many steps (1 = raw)", intFlag("--smooth"), DEFAULT_SMOOTH_WINDOW)
+    .option(
+      "--target-loss <x>",
+      'training loss to reach (default: final loss of the run named "lora", else the largest final loss)',
+      numberFlag("--target-loss"),
+    )
+    .option(
+      "--smooth <n>",
+      "average the training loss over this many steps (1 = raw)",
+      intFlag("--smooth"),
+      DEFAULT_SMOOTH_WINDOW,
+    )
     .option("--log-y", "log-scaled loss axis", false)
     .option("--title <text>", "report title")
     .option("--config <file>", "YAML or JSON file with option values (flags win)")
@@ -34,7 +45,10 @@ export function registerCompare(program: Command): void {
     for (const dir of dirs) runs.push(await readRunDir(dir));
     const seen = new Set<string>();
     for (const r of runs) {
-      if (seen.has(r.name)) throw new UsageError(`two runs are named "${r.name}"; set "name" in their run.json to tell them apart`);
+      if (seen.has(r.name))
+        throw new UsageError(
+          `two runs are named "${r.name}"; set "name" in their run.json to tell them apart`,
+        );
       seen.add(r.name);
     }
     const compareOptions = {

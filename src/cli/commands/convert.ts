@@ -39,13 +39,18 @@ export async function linearsOfAdapter(dir: string): Promise<LinearInfo[]> {
 export function registerConvert(program: Command): void {
   const command = program
     .command("convert")
-    .description("convert a LoRA-GA/PiSSA/OLoRA-trained adapter to a plain rank-2r LoRA for the original base")
+    .description(
+      "convert a LoRA-GA/PiSSA/OLoRA-trained adapter to a plain rank-2r LoRA for the original base",
+    )
     .requiredOption("--init <dir>", "the initial adapter written by `loraga init` (A0, B0)")
     .requiredOption("--final <dir>", "the trained adapter (A1, B1), for the same offset base")
     .requiredOption("--out <dir>", "where to write the converted adapter")
     .option("--config <file>", "YAML or JSON file with option values (flags win)")
     .option("-q, --quiet", "no output", false)
-    .addHelpText("after", "\nExample:\n  loraga convert --init runs/init-adapter --final runs/final-adapter --out runs/peft-adapter\n");
+    .addHelpText(
+      "after",
+      "\nExample:\n  loraga convert --init runs/init-adapter --final runs/final-adapter --out runs/peft-adapter\n",
+    );
   command.action(async () => {
     const options = resolveOptions(command);
     const initDir = options.init as string;
@@ -53,7 +58,9 @@ export function registerConvert(program: Command): void {
     const initial = await loadAdapter(initDir, await linearsOfAdapter(initDir));
     const trained = await loadAdapter(finalDir, await linearsOfAdapter(finalDir));
     if (initial.init !== null && initial.init.offset_base === false) {
-      throw new UsageError(`--init ${initDir}: this adapter's init did not move the base weights; nothing to convert`);
+      throw new UsageError(
+        `--init ${initDir}: this adapter's init did not move the base weights; nothing to convert`,
+      );
     }
     if (initial.init?.converted === true || trained.init?.converted === true) {
       throw new UsageError("an input adapter is already converted");

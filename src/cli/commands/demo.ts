@@ -41,18 +41,49 @@ const QUICK = { steps: 4, batchSize: 4, trainRows: 64, testRows: 8, gaBatches: 2
 export function registerDemo(program: Command): void {
   const command = program
     .command("demo")
-    .description("compare LoRA, LoRA-GA, PiSSA and full fine-tuning on the embedded model and task; writes report.html")
-    .option("--out <dir>", "output directory (data, one run directory per method, report.html)", "runs/demo")
+    .description(
+      "compare LoRA, LoRA-GA, PiSSA and full fine-tuning on the embedded model and task; writes report.html",
+    )
+    .option(
+      "--out <dir>",
+      "output directory (data, one run directory per method, report.html)",
+      "runs/demo",
+    )
     .option("--model <dir>", "model to fine-tune (default: the embedded demo model)")
-    .option("--methods <list>", `comma-separated methods (${DEMO_METHOD_NAMES.join(", ")})`, DEMO_METHOD_NAMES.join(","))
-    .option("--steps <n>", `optimizer steps per method (default ${FULL.steps}; --quick: ${QUICK.steps})`, intFlag("--steps"))
-    .option("--batch-size <n>", `rows per step (default ${FULL.batchSize}; --quick: ${QUICK.batchSize})`, intFlag("--batch-size"))
+    .option(
+      "--methods <list>",
+      `comma-separated methods (${DEMO_METHOD_NAMES.join(", ")})`,
+      DEMO_METHOD_NAMES.join(","),
+    )
+    .option(
+      "--steps <n>",
+      `optimizer steps per method (default ${FULL.steps}; --quick: ${QUICK.steps})`,
+      intFlag("--steps"),
+    )
+    .option(
+      "--batch-size <n>",
+      `rows per step (default ${FULL.batchSize}; --quick: ${QUICK.batchSize})`,
+      intFlag("--batch-size"),
+    )
     .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
     .option("--alpha <x>", "lora_alpha", intFlag("--alpha"), 16)
-    .option("--lr <x>", "one learning rate for every method (the paper's protocol); default: per method family", numberFlag("--lr"))
+    .option(
+      "--lr <x>",
+      "one learning rate for every method (the paper's protocol); default: per method family",
+      numberFlag("--lr"),
+    )
     .option("--seed <n>", "seed for the task, inits and data order", intFlag("--seed", 0), 0)
-    .option("--test-rows <n>", `held-out problems (default ${FULL.testRows}; --quick: ${QUICK.testRows})`, intFlag("--test-rows"))
-    .option("--max-new-tokens <n>", "generation length for exact match", intFlag("--max-new-tokens"), 40)
+    .option(
+      "--test-rows <n>",
+      `held-out problems (default ${FULL.testRows}; --quick: ${QUICK.testRows})`,
+      intFlag("--test-rows"),
+    )
+    .option(
+      "--max-new-tokens <n>",
+      "generation length for exact match",
+      intFlag("--max-new-tokens"),
+      40,
+    )
     .option("--quick", "a few steps on a few rows: checks the pipeline in seconds", false);
   addEngineOptions(command);
   command.addHelpText(
@@ -80,22 +111,32 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
   };
   const names = listFlag(options.methods as string);
   for (const n of names) {
-    if (!DEMO_METHOD_NAMES.includes(n)) throw new UsageError(`--methods: unknown method "${n}" (methods: ${DEMO_METHOD_NAMES.join(", ")})`);
+    if (!DEMO_METHOD_NAMES.includes(n))
+      throw new UsageError(
+        `--methods: unknown method "${n}" (methods: ${DEMO_METHOD_NAMES.join(", ")})`,
+      );
   }
   if (names.length === 0 || new Set(names).size !== names.length) {
     throw new UsageError(`--methods: give distinct methods from ${DEMO_METHOD_NAMES.join(", ")}`);
   }
   const sameLr = options.lr as number | undefined;
-  if (sameLr !== undefined && !(sameLr > 0)) throw new UsageError(`--lr must be > 0, got ${sameLr}`);
+  if (sameLr !== undefined && !(sameLr > 0))
+    throw new UsageError(`--lr must be > 0, got ${sameLr}`);
   const methods = DEMO_METHODS.filter((m) => names.includes(m.method)).map((m) =>
     sameLr === undefined ? m : { ...m, lr: sameLr, lrReason: "one rate for every method (--lr)" },
   );
   const modelDir = (options.model as string | undefined) ?? DEFAULT_DEMO_MODEL;
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
-    if (!existsSync(join(modelDir, f))) throw new UsageError(`--model ${modelDir}: no ${f} there (the demo needs a model with its tokenizer)`);
+    if (!existsSync(join(modelDir, f)))
+      throw new UsageError(
+        `--model ${modelDir}: no ${f} there (the demo needs a model with its tokenizer)`,
+      );
   }
   const out = options.out as string;
-  await prepareOut(out, methods.map((m) => m.method));
+  await prepareOut(
+    out,
+    methods.map((m) => m.method),
+  );
 
   const t0 = performance.now();
   const { train, test } = makeArithSplits(trainRowCount, testRowCount, seed + 1);
@@ -105,11 +146,16 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
   const testFile = join(dataDir, "test.jsonl");
   await writeFile(trainFile, toJsonl(train));
   await writeFile(testFile, toJsonl(test));
-  say(`demo: ${train.length} training and ${test.length} held-out arithmetic word problems in ${dataDir}`);
-  say(`demo: model ${modelDir}; ${steps} steps of ${batchSize} rows per method, r ${options.r as number}, alpha ${options.alpha as number}, seed ${seed}`);
+  say(
+    `demo: ${train.length} training and ${test.length} held-out arithmetic word problems in ${dataDir}`,
+  );
+  say(
+    `demo: model ${modelDir}; ${steps} steps of ${batchSize} rows per method, r ${options.r as number}, alpha ${options.alpha as number}, seed ${seed}`,
+  );
 
   const engineFlags = [
-    "--kernels", options.kernels as string,
+    "--kernels",
+    options.kernels as string,
     ...(options.threads === undefined ? [] : ["--threads", String(options.threads)]),
     ...(quiet ? ["-q"] : []),
   ];
@@ -117,12 +163,42 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
   for (const m of methods) {
     const runDir = join(out, m.method);
     const args = [
-      "train", "--model", modelDir, "--data", trainFile, "--eval-data", testFile,
-      "--method", m.method, "--r", String(options.r), "--alpha", String(options.alpha),
-      "--lr", String(m.lr), "--schedule", "cosine", "--warmup", String(Math.round(steps * 0.03)),
-      "--steps", String(steps), "--batch-size", String(batchSize), "--max-length", "256",
-      "--ga-batches", String(size.gaBatches), "--eval-every", String(evalEvery), "--seed", String(seed),
-      "--name", m.method, "--out", runDir, ...engineFlags,
+      "train",
+      "--model",
+      modelDir,
+      "--data",
+      trainFile,
+      "--eval-data",
+      testFile,
+      "--method",
+      m.method,
+      "--r",
+      String(options.r),
+      "--alpha",
+      String(options.alpha),
+      "--lr",
+      String(m.lr),
+      "--schedule",
+      "cosine",
+      "--warmup",
+      String(Math.round(steps * 0.03)),
+      "--steps",
+      String(steps),
+      "--batch-size",
+      String(batchSize),
+      "--max-length",
+      "256",
+      "--ga-batches",
+      String(size.gaBatches),
+      "--eval-every",
+      String(evalEvery),
+      "--seed",
+      String(seed),
+      "--name",
+      m.method,
+      "--out",
+      runDir,
+      ...engineFlags,
     ];
     say(`\n== ${m.method} (lr ${m.lr}: ${m.lrReason})\n   loraga ${args.join(" ")}`);
     await runSubcommand(args);
@@ -134,7 +210,9 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
         maxNewTokens: options.maxNewTokens as number,
       });
       await recordMetrics(runDir, { exact_match: result.exactMatch });
-      say(`   held-out exact match ${(100 * result.exactMatch).toFixed(1)}%; e.g. ${JSON.stringify(result.samples[0]?.generated ?? "")} for ${JSON.stringify(result.samples[0]?.reference ?? "")}`);
+      say(
+        `   held-out exact match ${(100 * result.exactMatch).toFixed(1)}%; e.g. ${JSON.stringify(result.samples[0]?.generated ?? "")} for ${JSON.stringify(result.samples[0]?.reference ?? "")}`,
+      );
     } finally {
       await engine.dispose();
     }
@@ -144,14 +222,20 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
   for (const m of methods) runs.push(await readRunDir(join(out, m.method)));
   const seconds = (performance.now() - t0) / 1000;
   const title = `loraga demo: ${methods.map((m) => m.method).join(" vs ")} on arithmetic word problems`;
-  const html = renderReport(runs, { title, generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z") });
+  const html = renderReport(runs, {
+    title,
+    generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+  });
   const reportFile = join(out, "report.html");
   await writeFileAtomic(reportFile, html);
   const comparison = compareRuns(runs);
   const verdict = verdictOf(comparison);
   process.stdout.write(renderTextTable(comparison));
   if (verdict !== null) process.stdout.write(`\n${verdictText(verdict)}`);
-  await writeFileAtomic(join(out, "summary.json"), `${JSON.stringify({ steps, batchSize, seed, seconds, methods, verdict }, null, 2)}\n`);
+  await writeFileAtomic(
+    join(out, "summary.json"),
+    `${JSON.stringify({ steps, batchSize, seed, seconds, methods, verdict }, null, 2)}\n`,
+  );
   say(`\ndemo: wrote ${reportFile} (${seconds.toFixed(0)} s)`);
 }
 
@@ -167,12 +251,17 @@ async function runSubcommand(args: string[]): Promise<void> {
 async function prepareOut(out: string, methods: readonly string[]): Promise<void> {
   if (existsSync(out) && readdirSync(out).length > 0) {
     if (!existsSync(join(out, MARKER))) {
-      throw new UsageError(`--out ${out}: exists and is not an earlier demo's output; choose a new directory`);
+      throw new UsageError(
+        `--out ${out}: exists and is not an earlier demo's output; choose a new directory`,
+      );
     }
     for (const name of [...DEMO_METHOD_NAMES, "data", "report.html", "summary.json"]) {
       await rm(join(out, name), { recursive: true, force: true });
     }
   }
   await mkdir(out, { recursive: true });
-  await writeFile(join(out, MARKER), `written by loraga demo (${methods.join(", ")}); this directory is replaced by the next demo\n`);
+  await writeFile(
+    join(out, MARKER),
+    `written by loraga demo (${methods.join(", ")}); this directory is replaced by the next demo\n`,
+  );
 }

@@ -2,16 +2,14 @@
 // as a gradient cache (.safetensors keyed by module path) that `loraga init --grads` reads.
 
 import { type Command, Option } from "commander";
-import type { Batch } from "../../models/model.js";
+import type { Batch, CausalLM } from "../../models/model.js";
 import type { QuantizeKind, WeightDtype, WeightLoadOptions } from "../../models/weights.js";
 import type { EstimateMemory } from "../../peft/estimate.js";
-import { formatBytes } from "../../tensor/heap.js";
-import { UsageError } from "../config-file.js";
-import { selectTargets } from "../../peft/targets.js";
 import { estimateGradient } from "../../peft/estimate.js";
+import type { GradientMap } from "../../peft/gradient-cache.js";
 import { saveGradients } from "../../peft/gradient-cache.js";
-import type { CausalLM } from "../../models/model.js";
-import { resolveOptions } from "../config-file.js";
+import { selectTargets } from "../../peft/targets.js";
+import { formatBytes } from "../../tensor/heap.js";
 import {
   addEngineOptions,
   intFlag,
@@ -21,26 +19,57 @@ import {
   openModel,
   openTokenizerIfAny,
 } from "../common.js";
+import { resolveOptions, UsageError } from "../config-file.js";
 import { createProgress } from "../progress.js";
-import type { GradientMap } from "../../peft/gradient-cache.js";
 
 export function addEstimateFlags(command: Command, required: boolean): Command {
   const flag = required ? command.requiredOption.bind(command) : command.option.bind(command);
-  flag("--data <file>", "JSONL rows: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}");
+  flag(
+    "--data <file>",
+    "JSONL rows: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}",
+  );
   return command
-    .option("--target <list>", "target modules: comma-separated names, or a regex matching full paths", "all-linear")
-    .option("--batch-size <n>", "rows per batch (consecutive rows, file order)", intFlag("--batch-size"), 2)
+    .option(
+      "--target <list>",
+      "target modules: comma-separated names, or a regex matching full paths",
+      "all-linear",
+    )
+    .option(
+      "--batch-size <n>",
+      "rows per batch (consecutive rows, file order)",
+      intFlag("--batch-size"),
+      2,
+    )
     .option("--max-length <n>", "truncate rows to this many tokens", intFlag("--max-length"), 512)
     .option("--batches <n>", "number of batches to average", intFlag("--batches"), 8)
-    .option("--shuffle", "take the batches from a seeded shuffle of all rows (--seed) instead of the first rows", false)
-    .option("--train-on-prompt", "count prompt / user tokens in the loss too (default: as training does)", false)
-    .option("--max-grad-memory <size>", "bounded estimation: engine memory for gradients at a time (e.g. 512M, 2G)", byteSizeFlag("--max-grad-memory"))
-    .addOption(new Option("--weight-dtype <dtype>", "storage of the frozen linear weights (compute stays f32)").choices(["f32", "bf16", "f16"]).default("f32"))
+    .option(
+      "--shuffle",
+      "take the batches from a seeded shuffle of all rows (--seed) instead of the first rows",
+      false,
+    )
+    .option(
+      "--train-on-prompt",
+      "count prompt / user tokens in the loss too (default: as training does)",
+      false,
+    )
+    .option(
+      "--max-grad-memory <size>",
+      "bounded estimation: engine memory for gradients at a time (e.g. 512M, 2G)",
+      byteSizeFlag("--max-grad-memory"),
+    )
     .addOption(
-      new Option("--quantize <kind>", "after estimating (on float weights): quantize the linear weights and log the logits error").choices([
-        "int8",
-        "nf4",
-      ]),
+      new Option(
+        "--weight-dtype <dtype>",
+        "storage of the frozen linear weights (compute stays f32)",
+      )
+        .choices(["f32", "bf16", "f16"])
+        .default("f32"),
+    )
+    .addOption(
+      new Option(
+        "--quantize <kind>",
+        "after estimating (on float weights): quantize the linear weights and log the logits error",
+      ).choices(["int8", "nf4"]),
     );
 }
 
@@ -50,7 +79,10 @@ export function byteSizeFlag(flag: string): (value: string) => number {
     const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$/i.exec(value);
     const unit = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[(m?.[2] ?? "").toLowerCase()];
     const bytes = m === null || unit === undefined ? Number.NaN : Math.floor(Number(m[1]) * unit);
-    if (!(bytes > 0)) throw new UsageError(`${flag} must be a size in bytes like 1048576, 512M or 2G, got "${value}"`);
+    if (!(bytes > 0))
+      throw new UsageError(
+        `${flag} must be a size in bytes like 1048576, 512M or 2G, got "${value}"`,
+      );
     return bytes;
   };
 }
@@ -65,7 +97,12 @@ export function weightStorageFlags(options: Record<string, unknown>): WeightLoad
  * Quantizes the model's linear weights (--quantize) and logs the logits error of `batch` against
  * the float weights it had (max |diff| / max |float logits|): the cost of a quantized base.
  */
-export function quantizeAndReport(model: CausalLM, kind: QuantizeKind, batch: Batch, quiet: boolean): number {
+export function quantizeAndReport(
+  model: CausalLM,
+  kind: QuantizeKind,
+  batch: Batch,
+  quiet: boolean,
+): number {
   const before = model.forward(batch).toArray();
   const floatBytes = model.linearWeightBytes();
   model.quantizeLinears(kind);
@@ -105,7 +142,9 @@ export function targetModules(model: CausalLM, value: string): string[] | string
 
 export function targetPaths(model: CausalLM, value: string): string[] {
   const spec = targetModules(model, value);
-  return selectTargets({ target_modules: spec, exclude_modules: null }, model.linears()).map((l) => l.path);
+  return selectTargets({ target_modules: spec, exclude_modules: null }, model.linears()).map(
+    (l) => l.path,
+  );
 }
 
 /** Runs estimation from parsed flags; shared by `estimate` and `init` without --grads. */
@@ -114,7 +153,14 @@ export async function estimateFromFlags(
   modelDir: string,
   options: Record<string, unknown>,
   quiet: boolean,
-): Promise<{ grads: GradientMap; batches: number; meanLoss: number; targets: string[]; firstBatch: Batch; memory: EstimateMemory }> {
+): Promise<{
+  grads: GradientMap;
+  batches: number;
+  meanLoss: number;
+  targets: string[];
+  firstBatch: Batch;
+  memory: EstimateMemory;
+}> {
   const tokenizer = await openTokenizerIfAny(modelDir);
   const vocabSize = (model.config as { vocab_size?: number }).vocab_size ?? Number.MAX_SAFE_INTEGER;
   const batches = await loadBatches(
@@ -137,7 +183,12 @@ export async function estimateFromFlags(
     targets,
     ...(budget !== undefined && { memoryBudget: budget }),
     onProgress: ({ done, loss, group, groups }) =>
-      progress.update(((done - 1) % batches.length) + 1, groups > 1 ? `group ${group + 1}/${groups}, loss ${loss.toFixed(4)}` : `loss ${loss.toFixed(4)}`),
+      progress.update(
+        ((done - 1) % batches.length) + 1,
+        groups > 1
+          ? `group ${group + 1}/${groups}, loss ${loss.toFixed(4)}`
+          : `loss ${loss.toFixed(4)}`,
+      ),
   });
   progress.stop();
   if (!quiet) {
@@ -171,9 +222,19 @@ export function registerEstimate(program: Command): void {
     const engine = await openEngine(options);
     try {
       const model = await openModel(options.model as string, engine, weightStorageFlags(options));
-      const result = await estimateFromFlags(model, options.model as string, options, options.quiet === true);
+      const result = await estimateFromFlags(
+        model,
+        options.model as string,
+        options,
+        options.quiet === true,
+      );
       if (options.quantize !== undefined) {
-        quantizeAndReport(model, options.quantize as QuantizeKind, result.firstBatch, options.quiet === true);
+        quantizeAndReport(
+          model,
+          options.quantize as QuantizeKind,
+          result.firstBatch,
+          options.quiet === true,
+        );
       }
       await saveGradients(options.out as string, result.grads, {
         batches: String(result.batches),

@@ -1,14 +1,24 @@
 // Registry of subcommands: each entry adds one subcommand (with its --help text) to the program.
 import type { Command } from "commander";
-import { registerEstimate } from "./estimate.js";
-import { registerInit } from "./init.js";
-import { registerConvert } from "./convert.js";
-import { registerMerge } from "./merge.js";
 import { registerCompare } from "./compare.js";
-import { registerTrain } from "./train.js";
-import { registerEval, registerGenerate } from "./eval-generate.js";
+import { registerConvert } from "./convert.js";
 import { registerDemo } from "./demo.js";
+import { registerEstimate } from "./estimate.js";
+import { registerEval, registerGenerate } from "./eval-generate.js";
+import { registerInit } from "./init.js";
+import { registerMerge } from "./merge.js";
+import { registerTrain } from "./train.js";
 
 export type RegisterCommand = (program: Command) => void;
 
-export const COMMANDS: RegisterCommand[] = [registerEstimate, registerInit, registerConvert, registerMerge, registerTrain, registerEval, registerGenerate, registerCompare, registerDemo];
+export const COMMANDS: RegisterCommand[] = [
+  registerEstimate,
+  registerInit,
+  registerConvert,
+  registerMerge,
+  registerTrain,
+  registerEval,
+  registerGenerate,
+  registerCompare,
+  registerDemo,
+];

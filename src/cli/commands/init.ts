@@ -5,15 +5,20 @@
 // can restore the offset base W' = W - s B0 A0.
 
 import type { Command } from "commander";
+import type { Batch, CausalLM } from "../../models/model.js";
+import type { QuantizeKind } from "../../models/weights.js";
 import { type GradientMap, loadGradients } from "../../peft/gradient-cache.js";
 import { getPeftModel } from "../../peft/peft-model.js";
 import { selectTargets } from "../../peft/targets.js";
-import { UsageError, resolveOptions } from "../config-file.js";
 import { addEngineOptions, openEngine, openModel } from "../common.js";
+import { resolveOptions, UsageError } from "../config-file.js";
 import { addLoraFlags, loraConfigFromFlags, needsGradients } from "../lora-flags.js";
-import type { Batch, CausalLM } from "../../models/model.js";
-import type { QuantizeKind } from "../../models/weights.js";
-import { addEstimateFlags, estimateFromFlags, quantizeAndReport, weightStorageFlags } from "./estimate.js";
+import {
+  addEstimateFlags,
+  estimateFromFlags,
+  quantizeAndReport,
+  weightStorageFlags,
+} from "./estimate.js";
 
 /** A fixed 1 x 16 batch of spread-out token ids, for the logits error when no data was given. */
 function probeBatch(model: CausalLM): Batch {
@@ -27,8 +32,14 @@ export function registerInit(program: Command): void {
     .command("init")
     .description("initialise a LoRA adapter (LoRA-GA, PiSSA, OLoRA, LoRA-One, default) and save it")
     .requiredOption("--model <dir>", "Hugging Face model directory")
-    .requiredOption("--out <dir>", "adapter directory to write (adapter_config.json + adapter_model.safetensors)")
-    .option("--grads <file>", "gradient cache from `loraga estimate` (otherwise estimate from --data)");
+    .requiredOption(
+      "--out <dir>",
+      "adapter directory to write (adapter_config.json + adapter_model.safetensors)",
+    )
+    .option(
+      "--grads <file>",
+      "gradient cache from `loraga estimate` (otherwise estimate from --data)",
+    );
   addLoraFlags(command);
   addEstimateFlags(command, false);
   addEngineOptions(command);
@@ -44,7 +55,9 @@ export function registerInit(program: Command): void {
     const options = resolveOptions(command);
     const needsGrads = needsGradients(options);
     if (needsGrads && options.grads === undefined && options.data === undefined) {
-      throw new UsageError(`--method ${options.method as string} needs --grads FILE or --data FILE to estimate from`);
+      throw new UsageError(
+        `--method ${options.method as string} needs --grads FILE or --data FILE to estimate from`,
+      );
     }
     const engine = await openEngine(options);
     try {
@@ -54,9 +67,20 @@ export function registerInit(program: Command): void {
       let firstBatch: Batch | undefined;
       if (needsGrads) {
         if (options.grads !== undefined) {
-          namedGrad = (await loadGradients(options.grads as string, selectTargets(config, model.linears()), model.linears())).grads;
+          namedGrad = (
+            await loadGradients(
+              options.grads as string,
+              selectTargets(config, model.linears()),
+              model.linears(),
+            )
+          ).grads;
         } else {
-          const estimated = await estimateFromFlags(model, options.model as string, options, options.quiet === true);
+          const estimated = await estimateFromFlags(
+            model,
+            options.model as string,
+            options,
+            options.quiet === true,
+          );
           namedGrad = estimated.grads;
           firstBatch = estimated.firstBatch;
         }
@@ -70,7 +94,12 @@ export function registerInit(program: Command): void {
       const seconds = (performance.now() - t0) / 1000;
       if (options.quantize !== undefined) {
         // two-stage flow: the OFFSET base W' = W - s B0 A0 is what a quantized training run holds
-        quantizeAndReport(model, options.quantize as QuantizeKind, firstBatch ?? probeBatch(model), options.quiet === true);
+        quantizeAndReport(
+          model,
+          options.quantize as QuantizeKind,
+          firstBatch ?? probeBatch(model),
+          options.quiet === true,
+        );
       }
       await peft.save(options.out as string);
       if (options.quiet !== true) {

@@ -3,23 +3,38 @@
 // adapter (--init) — or convert it first; a converted or plain adapter merges into the original base.
 
 import type { Command } from "commander";
+import { Option } from "commander";
 import { saveModel } from "../../models/save.js";
 import { loadPeftModel } from "../../peft/peft-model.js";
-import { resolveOptions } from "../config-file.js";
 import { addEngineOptions, openEngine, openModel } from "../common.js";
-import { Option } from "commander";
+import { resolveOptions } from "../config-file.js";
 
 export function registerMerge(program: Command): void {
   const command = program
     .command("merge")
     .description("merge a LoRA adapter into the base model and save a full Hugging Face checkpoint")
     .requiredOption("--model <dir>", "base model directory (the original, un-offset model)")
-    .requiredOption("--adapter <dir>", "adapter directory (adapter_config.json + adapter_model.safetensors)")
+    .requiredOption(
+      "--adapter <dir>",
+      "adapter directory (adapter_config.json + adapter_model.safetensors)",
+    )
     .requiredOption("--out <dir>", "new model directory to write")
-    .option("--init <dir>", "init adapter, for an adapter trained on a LoRA-GA/PiSSA/OLoRA offset base")
-    .addOption(new Option("--dtype <dtype>", "stored dtype (default: as the base)").choices(["F32", "BF16", "F16"]));
+    .option(
+      "--init <dir>",
+      "init adapter, for an adapter trained on a LoRA-GA/PiSSA/OLoRA offset base",
+    )
+    .addOption(
+      new Option("--dtype <dtype>", "stored dtype (default: as the base)").choices([
+        "F32",
+        "BF16",
+        "F16",
+      ]),
+    );
   addEngineOptions(command);
-  command.addHelpText("after", "\nExample:\n  loraga merge --model ./tiny-llama --adapter runs/peft-adapter --out ./tiny-llama-merged\n");
+  command.addHelpText(
+    "after",
+    "\nExample:\n  loraga merge --model ./tiny-llama --adapter runs/peft-adapter --out ./tiny-llama-merged\n",
+  );
   command.action(async () => {
     const options = resolveOptions(command);
     const engine = await openEngine(options);
@@ -34,7 +49,8 @@ export function registerMerge(program: Command): void {
         sourceDir: options.model as string,
         ...(options.dtype !== undefined && { dtype: options.dtype as "F32" }),
       });
-      if (options.quiet !== true) process.stderr.write(`merged ${count} modules; wrote ${options.out as string}\n`);
+      if (options.quiet !== true)
+        process.stderr.write(`merged ${count} modules; wrote ${options.out as string}\n`);
       model.dispose();
     } finally {
       await engine.dispose();

@@ -21,16 +21,16 @@ import type { TokenExample } from "../../data/examples.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import { saveModel } from "../../models/save.js";
-import type { GradientMap } from "../../peft/gradient-cache.js";
+import type { QuantizeKind } from "../../models/weights.js";
 import { saveAdapter } from "../../peft/adapter-io.js";
 import { estimateGradient } from "../../peft/estimate.js";
+import type { GradientMap } from "../../peft/gradient-cache.js";
 import { getPeftModel, loadPeftModel, type PeftModel } from "../../peft/peft-model.js";
 import { selectTargets } from "../../peft/targets.js";
 import { ShuffledBatches, splitHeldOut } from "../../train/data-order.js";
 import { evaluateLoss } from "../../train/metrics.js";
 import { SCHEDULE_NAMES } from "../../train/schedule.js";
 import { fullFineTuning, loraTrainableOf, type Trainable, train } from "../../train/trainer.js";
-import { UsageError, resolveOptions } from "../config-file.js";
 import {
   addEngineOptions,
   intFlag,
@@ -40,33 +40,66 @@ import {
   openModel,
   openTokenizerIfAny,
 } from "../common.js";
-import { createProgress, type Progress } from "../progress.js";
+import { resolveOptions, UsageError } from "../config-file.js";
 import { addLoraFlags, loraConfigFromFlags, needsGradients } from "../lora-flags.js";
-import type { QuantizeKind } from "../../models/weights.js";
+import { createProgress, type Progress } from "../progress.js";
 import { quantizeAndReport, weightStorageFlags } from "./estimate.js";
 
 export function registerTrain(program: Command): void {
   const command = program
     .command("train")
-    .description("train a LoRA adapter (LoRA-GA, PiSSA, ..., or an existing adapter) or the full model")
+    .description(
+      "train a LoRA adapter (LoRA-GA, PiSSA, ..., or an existing adapter) or the full model",
+    )
     .requiredOption("--model <dir>", "Hugging Face model directory")
-    .requiredOption("--data <file>", "training JSONL: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}")
+    .requiredOption(
+      "--data <file>",
+      "training JSONL: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}",
+    )
     .requiredOption("--out <dir>", "run directory (adapters, logs, checkpoints)")
     .option("--eval-data <file>", "held-out JSONL for evaluation")
-    .option("--eval-split <n>", "hold out N training rows for evaluation instead", intFlag("--eval-split", 0), 0)
-    .option("--eval-every <n>", "evaluate every N steps (default: at the end only)", intFlag("--eval-every"))
-    .option("--early-stopping <n>", "stop after N evaluations without improvement", intFlag("--early-stopping"))
+    .option(
+      "--eval-split <n>",
+      "hold out N training rows for evaluation instead",
+      intFlag("--eval-split", 0),
+      0,
+    )
+    .option(
+      "--eval-every <n>",
+      "evaluate every N steps (default: at the end only)",
+      intFlag("--eval-every"),
+    )
+    .option(
+      "--early-stopping <n>",
+      "stop after N evaluations without improvement",
+      intFlag("--early-stopping"),
+    )
     .option("--init-adapter <dir>", "start from this adapter instead of initialising one")
-    .option("--offset-base", "subtract s*B*A of --init-adapter from the base first (LoRA-GA/PiSSA adapters made elsewhere)", false)
+    .option(
+      "--offset-base",
+      "subtract s*B*A of --init-adapter from the base first (LoRA-GA/PiSSA adapters made elsewhere)",
+      false,
+    )
     .option("--target <list>", "target modules (names, regex, or all-linear)", "all-linear")
-    .option("--ga-batches <n>", "LoRA-GA: batches for gradient estimation", intFlag("--ga-batches"), 8)
-    .addOption(new Option("--optimizer <name>", "optimizer").choices(["adamw", "sgd"]).default("adamw"))
+    .option(
+      "--ga-batches <n>",
+      "LoRA-GA: batches for gradient estimation",
+      intFlag("--ga-batches"),
+      8,
+    )
+    .addOption(
+      new Option("--optimizer <name>", "optimizer").choices(["adamw", "sgd"]).default("adamw"),
+    )
     .option("--lr <x>", "peak learning rate", numberFlag("--lr"), 1e-4)
     .option("--weight-decay <x>", "decoupled weight decay", numberFlag("--weight-decay"), 0)
     .option("--betas <a,b>", "AdamW betas", "0.9,0.999")
     .option("--eps <x>", "AdamW eps", numberFlag("--eps"), 1e-8)
     .option("--momentum <x>", "SGD momentum", numberFlag("--momentum"), 0)
-    .addOption(new Option("--schedule <name>", "learning-rate schedule").choices([...SCHEDULE_NAMES]).default("linear"))
+    .addOption(
+      new Option("--schedule <name>", "learning-rate schedule")
+        .choices([...SCHEDULE_NAMES])
+        .default("linear"),
+    )
     .option("--warmup <n>", "warmup steps", intFlag("--warmup", 0), 0)
     .option("--steps <n>", "optimizer steps", intFlag("--steps"), 100)
     .option("--batch-size <n>", "rows per micro-batch", intFlag("--batch-size"), 4)
@@ -76,12 +109,32 @@ export function registerTrain(program: Command): void {
     .option("--no-shuffle", "keep file order (default: shuffle every epoch)")
     .option("--train-on-prompt", "learn prompt / user tokens too", false)
     .option("--log <file>", "JSONL log (default: OUT/train.jsonl)")
-    .option("--checkpoint-every <n>", "write an exact-resume checkpoint every N steps", intFlag("--checkpoint-every"))
-    .option("--keep-checkpoints <n>", "keep only the newest N checkpoints", intFlag("--keep-checkpoints"))
+    .option(
+      "--checkpoint-every <n>",
+      "write an exact-resume checkpoint every N steps",
+      intFlag("--checkpoint-every"),
+    )
+    .option(
+      "--keep-checkpoints <n>",
+      "keep only the newest N checkpoints",
+      intFlag("--keep-checkpoints"),
+    )
     .option("--resume", "continue the run in --out from its newest checkpoint", false)
     .option("--name <name>", "run name in run.json (default: the method)")
-    .addOption(new Option("--weight-dtype <dtype>", "storage of the frozen linear weights (compute stays f32)").choices(["f32", "bf16", "f16"]).default("f32"))
-    .addOption(new Option("--quantize <kind>", "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)").choices(["int8", "nf4"]));
+    .addOption(
+      new Option(
+        "--weight-dtype <dtype>",
+        "storage of the frozen linear weights (compute stays f32)",
+      )
+        .choices(["f32", "bf16", "f16"])
+        .default("f32"),
+    )
+    .addOption(
+      new Option(
+        "--quantize <kind>",
+        "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)",
+      ).choices(["int8", "nf4"]),
+    );
   addLoraFlags(command, ["full"]);
   addEngineOptions(command);
   command.addHelpText(
@@ -110,10 +163,14 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
   const quiet = options.quiet === true;
   const resume = options.resume === true;
   if (resume && !existsSync(join(out, "checkpoints"))) {
-    throw new UsageError(`--resume: ${join(out, "checkpoints")} does not exist (was the run started with --checkpoint-every?)`);
+    throw new UsageError(
+      `--resume: ${join(out, "checkpoints")} does not exist (was the run started with --checkpoint-every?)`,
+    );
   }
   if (!resume && existsSync(join(out, "run.json"))) {
-    throw new UsageError(`--out ${out} already holds a finished run; choose a new directory (or --resume an unfinished one)`);
+    throw new UsageError(
+      `--out ${out} already holds a finished run; choose a new directory (or --resume an unfinished one)`,
+    );
   }
   const betas = listFlag(options.betas as string).map(Number);
   if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) {
@@ -124,11 +181,14 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
   try {
     const modelDir = options.model as string;
     if (full && (options.quantize !== undefined || options.weightDtype !== "f32")) {
-      throw new UsageError("--method full trains every weight in f32: --weight-dtype and --quantize apply to LoRA methods");
+      throw new UsageError(
+        "--method full trains every weight in f32: --weight-dtype and --quantize apply to LoRA methods",
+      );
     }
     const model = await openModel(modelDir, engine, weightStorageFlags(options));
     const tokenizer = await openTokenizerIfAny(modelDir);
-    const vocabSize = (model.config as { vocab_size?: number }).vocab_size ?? Number.MAX_SAFE_INTEGER;
+    const vocabSize =
+      (model.config as { vocab_size?: number }).vocab_size ?? Number.MAX_SAFE_INTEGER;
     const exampleOptions = { vocabSize, trainOnPrompt: options.trainOnPrompt === true };
     let examples = await loadExamples(options.data as string, tokenizer, exampleOptions);
     let evalExamples: TokenExample[] = [];
@@ -142,12 +202,25 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
     const padTokenId = tokenizer?.padTokenId ?? tokenizer?.eosTokenId ?? 0;
     const maxLength = options.maxLength as number;
     const batchSize = options.batchSize as number;
-    const evalBatches: Batch[] = groupIntoBatches(evalExamples, batchSize).map((g) => collate(g, { maxLength, padTokenId }));
+    const evalBatches: Batch[] = groupIntoBatches(evalExamples, batchSize).map((g) =>
+      collate(g, { maxLength, padTokenId }),
+    );
 
-    const prepared = await prepare(model, examples, { ...options, maxLength, batchSize, padTokenId }, resume, progress);
+    const prepared = await prepare(
+      model,
+      examples,
+      { ...options, maxLength, batchSize, padTokenId },
+      resume,
+      progress,
+    );
     if (options.quantize !== undefined) {
       // two-stage flow (QLoRA-style): the offset base W' is what gets quantized
-      quantizeAndReport(model, options.quantize as QuantizeKind, evalBatches[0] ?? data0(examples, maxLength, padTokenId), quiet);
+      quantizeAndReport(
+        model,
+        options.quantize as QuantizeKind,
+        evalBatches[0] ?? data0(examples, maxLength, padTokenId),
+        quiet,
+      );
     }
     const data = new ShuffledBatches(examples, {
       batchSize,
@@ -164,23 +237,39 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
       lr: options.lr as number,
       optimizer:
         options.optimizer === "sgd"
-          ? { kind: "sgd", momentum: options.momentum as number, weightDecay: options.weightDecay as number }
-          : { kind: "adamw", beta1: betas[0], beta2: betas[1], eps: options.eps as number, weightDecay: options.weightDecay as number },
+          ? {
+              kind: "sgd",
+              momentum: options.momentum as number,
+              weightDecay: options.weightDecay as number,
+            }
+          : {
+              kind: "adamw",
+              beta1: betas[0],
+              beta2: betas[1],
+              eps: options.eps as number,
+              weightDecay: options.weightDecay as number,
+            },
       schedule: options.schedule as "linear",
       warmupSteps: options.warmup as number,
       gradAccum: options.gradAccum as number,
       clipNorm: clip > 0 ? clip : null,
-      ...(options.evalEvery !== undefined && evalBatches.length > 0 && { evalEvery: options.evalEvery as number, evalBatches }),
-      ...(options.earlyStopping !== undefined && { earlyStopping: { patience: options.earlyStopping as number } }),
+      ...(options.evalEvery !== undefined &&
+        evalBatches.length > 0 && { evalEvery: options.evalEvery as number, evalBatches }),
+      ...(options.earlyStopping !== undefined && {
+        earlyStopping: { patience: options.earlyStopping as number },
+      }),
       logFile: (options.log as string | undefined) ?? join(out, "train.jsonl"),
       log: (record) => {
-        if (record.type === "train") progress.update(record.step, `loss ${(record.loss as number).toFixed(4)}`);
+        if (record.type === "train")
+          progress.update(record.step, `loss ${(record.loss as number).toFixed(4)}`);
       },
       ...(options.checkpointEvery !== undefined && {
         checkpointEvery: options.checkpointEvery as number,
         checkpointDir: join(out, "checkpoints"),
       }),
-      ...(options.keepCheckpoints !== undefined && { keepCheckpoints: options.keepCheckpoints as number }),
+      ...(options.keepCheckpoints !== undefined && {
+        keepCheckpoints: options.keepCheckpoints as number,
+      }),
       ...(resume && { resume: true, checkpointDir: join(out, "checkpoints") }),
     });
     progress.stop();
@@ -213,8 +302,13 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
     };
     await writeFileAtomic(join(out, "run.json"), `${JSON.stringify(summary, null, 2)}\n`);
     if (!quiet) {
-      const evalText = finalEval === null ? "" : `, eval loss ${finalEval.loss.toFixed(4)} (ppl ${finalEval.perplexity.toFixed(2)})`;
-      process.stderr.write(`trained ${result.steps} steps, last loss ${(result.losses.at(-1) ?? Number.NaN).toFixed(4)}${evalText}; wrote ${out}\n`);
+      const evalText =
+        finalEval === null
+          ? ""
+          : `, eval loss ${finalEval.loss.toFixed(4)} (ppl ${finalEval.perplexity.toFixed(2)})`;
+      process.stderr.write(
+        `trained ${result.steps} steps, last loss ${(result.losses.at(-1) ?? Number.NaN).toFixed(4)}${evalText}; wrote ${out}\n`,
+      );
     }
     prepared.trainable.dispose();
     model.dispose();
@@ -263,7 +357,12 @@ async function prepare(
       // estimation batches: the first rows of the (unshuffled) training data, as the official scripts do
       const batches = groupIntoBatches(examples, options.batchSize as number)
         .slice(0, options.gaBatches as number)
-        .map((g) => collate(g, { maxLength: options.maxLength as number, padTokenId: options.padTokenId as number }));
+        .map((g) =>
+          collate(g, {
+            maxLength: options.maxLength as number,
+            padTokenId: options.padTokenId as number,
+          }),
+        );
       progress.start("estimate", batches.length);
       const targets = selectTargets(config, model.linears()).map((l) => l.path);
       namedGrad = (
@@ -285,10 +384,20 @@ async function prepare(
     await peft.save(initDir);
   }
   const adapters = new Map(peft.adapters);
-  return { trainable: loraTrainableOf(model, peft.config, adapters, peft.rng), peft, estimateSeconds, initSeconds };
+  return {
+    trainable: loraTrainableOf(model, peft.config, adapters, peft.rng),
+    peft,
+    estimateSeconds,
+    initSeconds,
+  };
 }
 
-async function saveOutputs(model: CausalLM, prepared: Prepared, out: string, modelDir: string): Promise<void> {
+async function saveOutputs(
+  model: CausalLM,
+  prepared: Prepared,
+  out: string,
+  modelDir: string,
+): Promise<void> {
   if (prepared.trainable.kind === "full") {
     await rm(join(out, "model"), { recursive: true, force: true });
     await saveModel(model, join(out, "model"), { sourceDir: modelDir });

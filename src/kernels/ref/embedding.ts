@@ -14,7 +14,13 @@ function checkId(op: string, ids: Int32Array, n: number, vocab: number): number 
 }
 
 /** out[n, :] = table[ids[n], :] */
-export function embedding(out: Floats, table: Floats, ids: Int32Array, vocab: number, cols: number): void {
+export function embedding(
+  out: Floats,
+  table: Floats,
+  ids: Int32Array,
+  vocab: number,
+  cols: number,
+): void {
   for (let n = 0; n < ids.length; n++) {
     const src = checkId("embedding", ids, n, vocab) * cols;
     const dst = n * cols;

@@ -143,12 +143,38 @@ export function createRefKernels(heap: Heap): Kernels {
       );
       const accumulate = check.checkBackwardOptions("rmsnormBackward", options);
       const dW = dWeight === null ? null : dWeight.f32();
-      norms.rmsnormBackward(dInp.f32(), dW, dOut.f32(), inp.f32(), weight.f32(), rstd.f32(), rows, cols, accumulate);
+      norms.rmsnormBackward(
+        dInp.f32(),
+        dW,
+        dOut.f32(),
+        inp.f32(),
+        weight.f32(),
+        rstd.f32(),
+        rows,
+        cols,
+        accumulate,
+      );
     },
     layernorm(out, mean, rstd, inp, weight, bias, eps) {
-      const { rows, cols } = check.checkNorm("layernorm", inp, { out }, { weight, bias }, { mean, rstd });
+      const { rows, cols } = check.checkNorm(
+        "layernorm",
+        inp,
+        { out },
+        { weight, bias },
+        { mean, rstd },
+      );
       check.checkEps("layernorm", eps);
-      norms.layernorm(out.f32(), mean.f32(), rstd.f32(), inp.f32(), weight.f32(), bias.f32(), eps, rows, cols);
+      norms.layernorm(
+        out.f32(),
+        mean.f32(),
+        rstd.f32(),
+        inp.f32(),
+        weight.f32(),
+        bias.f32(),
+        eps,
+        rows,
+        cols,
+      );
     },
     layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd, options) {
       const { rows, cols } = check.checkNorm(
@@ -177,12 +203,27 @@ export function createRefKernels(heap: Heap): Kernels {
     attentionSoftmax(probs, scores, options: AttentionSoftmaxOptions) {
       const dims = check.checkAttentionSoftmax(probs, scores, options.scale, options.keyLengths);
       const keyLengths = options.keyLengths === undefined ? null : options.keyLengths.i32();
-      attentionSoftmax(probs.f32(), scores.f32(), dims, options.scale, options.causal === true, keyLengths);
+      attentionSoftmax(
+        probs.f32(),
+        scores.f32(),
+        dims,
+        options.scale,
+        options.causal === true,
+        keyLengths,
+      );
     },
     attentionSoftmaxBackward(dScores, probs, dProbs, scale, options) {
       const { rows, cols } = check.checkAttentionSoftmaxBackward(dScores, probs, dProbs, scale);
       const accumulate = check.checkBackwardOptions("attentionSoftmaxBackward", options);
-      attentionSoftmaxBackward(dScores.f32(), probs.f32(), dProbs.f32(), scale, rows, cols, accumulate);
+      attentionSoftmaxBackward(
+        dScores.f32(),
+        probs.f32(),
+        dProbs.f32(),
+        scale,
+        rows,
+        cols,
+        accumulate,
+      );
     },
     rope(out, inp, cos, sin) {
       const dims = check.checkRope("rope", "out", out, "inp", inp, cos, sin);
@@ -203,15 +244,37 @@ export function createRefKernels(heap: Heap): Kernels {
       embedding(out.f32(), table.f32(), ids.i32(), vocab, cols);
     },
     embeddingBackward(dTable, dOut, ids) {
-      const { vocab, cols } = check.checkEmbedding("embeddingBackward", "dOut", dOut, "dTable", dTable, ids);
+      const { vocab, cols } = check.checkEmbedding(
+        "embeddingBackward",
+        "dOut",
+        dOut,
+        "dTable",
+        dTable,
+        ids,
+      );
       embeddingBackward(dTable.f32(), dOut.f32(), ids.i32(), vocab, cols);
     },
     crossEntropy(losses, dLogits, logits, targets, options: CrossEntropyOptions = {}) {
       const ignoreIndex = options.ignoreIndex ?? -100;
       const gradScale = options.gradScale ?? 1;
-      const { vocab } = check.checkCrossEntropy(losses, dLogits, logits, targets, ignoreIndex, gradScale);
+      const { vocab } = check.checkCrossEntropy(
+        losses,
+        dLogits,
+        logits,
+        targets,
+        ignoreIndex,
+        gradScale,
+      );
       const dL = dLogits === null ? null : dLogits.f32();
-      return crossEntropy(losses.f32(), dL, logits.f32(), targets.i32(), vocab, ignoreIndex, gradScale);
+      return crossEntropy(
+        losses.f32(),
+        dL,
+        logits.f32(),
+        targets.i32(),
+        vocab,
+        ignoreIndex,
+        gradScale,
+      );
     },
 
     sum(a) {
@@ -233,7 +296,12 @@ export function createRefKernels(heap: Heap): Kernels {
     },
     convert(out, inp) {
       check.checkConvert(out, inp);
-      convert(floatView(out), out.dtype as "f32" | "f16" | "bf16", floatView(inp), inp.dtype as "f32" | "f16" | "bf16");
+      convert(
+        floatView(out),
+        out.dtype as "f32" | "f16" | "bf16",
+        floatView(inp),
+        inp.dtype as "f32" | "f16" | "bf16",
+      );
     },
     copy(out, inp) {
       check.checkCopy(out, inp);

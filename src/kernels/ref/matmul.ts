@@ -48,7 +48,8 @@ export function matmul(out: Floats, a: Floats, b: Floats, dims: MatmulDims): voi
       // causal: query / key index of row i, and which terms p of the sum op(a)[i, p] may be nonzero
       const iq = i % period;
       const used = (p: number): boolean =>
-        causal === undefined || (causal.kind === "lowerA" ? p <= iq : causal.kind === "upperA" ? p % period >= iq : true);
+        causal === undefined ||
+        (causal.kind === "lowerA" ? p <= iq : causal.kind === "upperA" ? p % period >= iq : true);
       const nOut = causal?.kind === "maskOut" ? iq + 1 : n; // columns computed; the rest are 0
       if (transB) {
         // out[i, j] = sum_p A[i, p] * b[j, p]

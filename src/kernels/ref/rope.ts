@@ -110,7 +110,8 @@ export function ropeInverseFrequencies(headDim: number, config: RopeTableConfig)
   if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0) {
     throw new Error(`ropeTables: head dim must be a positive even integer, got ${headDim}`);
   }
-  if (!(config.theta > 0)) throw new Error(`ropeTables: theta must be positive, got ${config.theta}`);
+  if (!(config.theta > 0))
+    throw new Error(`ropeTables: theta must be positive, got ${config.theta}`);
   const half = headDim / 2;
   const invFreq = new Float32Array(half);
   // default: inv_freq = 1 / theta^(arange(0, D, 2) / D), each op in float32
@@ -128,7 +129,12 @@ export function ropeInverseFrequencies(headDim: number, config: RopeTableConfig)
     return invFreq;
   }
   // llama3: long wavelengths divided by factor, short ones kept, a smooth blend in between.
-  const { factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings: oldContext } = scaling;
+  const {
+    factor,
+    lowFreqFactor,
+    highFreqFactor,
+    originalMaxPositionEmbeddings: oldContext,
+  } = scaling;
   if (!(highFreqFactor > lowFreqFactor)) {
     throw new Error(
       `ropeTables: llama3 high_freq_factor (${highFreqFactor}) must exceed low_freq_factor (${lowFreqFactor})`,

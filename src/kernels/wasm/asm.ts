@@ -239,7 +239,10 @@ export class FunctionBuilder {
   }
 
   /** Memory access (load/store) with a static byte offset. */
-  mem(name: "i32.load" | "f32.load" | "f64.load" | "i32.store" | "f32.store" | "f64.store", offset = 0): this {
+  mem(
+    name: "i32.load" | "f32.load" | "f64.load" | "i32.store" | "f32.store" | "f64.store",
+    offset = 0,
+  ): this {
     this.code.push(Op[name]);
     unsignedLeb(NATURAL_ALIGN[name], this.code);
     unsignedLeb(offset, this.code);
@@ -252,14 +255,21 @@ export class FunctionBuilder {
     return this;
   }
   /** SIMD memory access with a static byte offset. */
-  simdMem(name: "v128.load" | "v128.store" | "v128.load32_splat" | "v128.load32_zero", offset = 0): this {
+  simdMem(
+    name: "v128.load" | "v128.store" | "v128.load32_splat" | "v128.load32_zero",
+    offset = 0,
+  ): this {
     this.simd(name);
     unsignedLeb(NATURAL_ALIGN[name], this.code);
     unsignedLeb(offset, this.code);
     return this;
   }
   /** Lane access (`v128.store32_lane`, `f32x4.extract_lane`, `f64x2.extract_lane`). */
-  simdLane(name: "v128.store32_lane" | "f32x4.extract_lane" | "f64x2.extract_lane", lane: number, offset = 0): this {
+  simdLane(
+    name: "v128.store32_lane" | "f32x4.extract_lane" | "f64x2.extract_lane",
+    lane: number,
+    offset = 0,
+  ): this {
     this.simd(name);
     if (name === "v128.store32_lane") {
       unsignedLeb(NATURAL_ALIGN[name], this.code);
@@ -330,7 +340,8 @@ export class FunctionBuilder {
    * rounds of (v op v with 64-bit halves swapped), then neighbouring lanes swapped.
    */
   reduceLanes(v: Local, op: "f32x4.pmax" | "f32x4.add"): this {
-    for (const lanes of [SWAP_HALVES, SWAP_PAIRS]) this.get(v).get(v).get(v).shuffle(lanes).simd(op).set(v);
+    for (const lanes of [SWAP_HALVES, SWAP_PAIRS])
+      this.get(v).get(v).get(v).shuffle(lanes).simd(op).set(v);
     return this;
   }
 
@@ -375,7 +386,12 @@ export class ModuleBuilder {
   }
 
   /** Adds a function; its index (for `call`) is the returned builder's position. */
-  func(name: string, params: ValTypeName[], results: ValTypeName[], exported = true): FunctionBuilder {
+  func(
+    name: string,
+    params: ValTypeName[],
+    results: ValTypeName[],
+    exported = true,
+  ): FunctionBuilder {
     const f = new FunctionBuilder(name, params, results, exported);
     this.functions.push(f);
     return f;

@@ -35,7 +35,17 @@ export const EW_OPS = [
 export type EwOp = (typeof EW_OPS)[number];
 
 /** Offsets of the elementwise job arguments, in i32 slots from the control block's `args`. */
-export const EW_ARG = { op: 0, out0: 1, out1: 2, in0: 3, in1: 4, in2: 5, n: 6, scalar: 7, chunk: 8 } as const;
+export const EW_ARG = {
+  op: 0,
+  out0: 1,
+  out1: 2,
+  in0: 3,
+  in1: 4,
+  in2: 5,
+  n: 6,
+  scalar: 7,
+  chunk: 8,
+} as const;
 
 interface Ctx {
   f: FunctionBuilder;
@@ -50,13 +60,16 @@ const EXP_HI = 88.3762626647949;
 const EXP_LO = -87.3365447505531;
 const LN2_HI = 0.693359375;
 const LN2_LO = -2.1219444e-4;
-const EXP_POLY = [1.98756915e-4, 1.39819995e-3, 8.33345191e-3, 4.16657959e-2, 1.66666655e-1, 5.00000012e-1];
+const EXP_POLY = [
+  1.98756915e-4, 1.39819995e-3, 8.33345191e-3, 4.16657959e-2, 1.66666655e-1, 5.00000012e-1,
+];
 const ROUND_MAGIC = 12582912; // 1.5 * 2^23
 const EXP_CONSTANTS = [EXP_HI, EXP_LO, Math.LOG2E, LN2_HI, LN2_LO, ROUND_MAGIC, 0, 1, ...EXP_POLY];
 
 function constant(ctx: Ctx, value: number): Local {
   const l = ctx.consts.get(value);
-  if (l === undefined) throw new Error(`elementwise codegen: constant ${value} is not in EXP_CONSTANTS`);
+  if (l === undefined)
+    throw new Error(`elementwise codegen: constant ${value} is not in EXP_CONSTANTS`);
   return l;
 }
 
@@ -69,7 +82,11 @@ function emitExp(ctx: Ctx, x: Local): void {
   f.get(constant(ctx, EXP_LO)).simd("f32x4.pmax").set(t);
   // round(t log2 e) by the 1.5*2^23 trick: z = t log2 e + M keeps the integer n in its low
   // mantissa bits (|n| < 2^22, round-to-nearest-even), fx = z - M = n as a float
-  f.get(t).get(constant(ctx, Math.LOG2E)).simd("f32x4.mul").get(constant(ctx, ROUND_MAGIC)).simd("f32x4.add");
+  f.get(t)
+    .get(constant(ctx, Math.LOG2E))
+    .simd("f32x4.mul")
+    .get(constant(ctx, ROUND_MAGIC))
+    .simd("f32x4.add");
   f.set(z);
   f.get(z).get(constant(ctx, ROUND_MAGIC)).simd("f32x4.sub").set(fx);
   // 2^n = (n + 127) << 23; with bits(z) = bits(M) + n and bits(M) << 23 == 0 (mod 2^32),
@@ -81,8 +98,16 @@ function emitExp(ctx: Ctx, x: Local): void {
   // y = (((((p0 t + p1) t + p2) t + p3) t + p4) t + p5) t^2 + t + 1, times 2^n
   const p = EXP_POLY;
   f.get(constant(ctx, p[0]));
-  for (let i = 1; i < p.length; i++) f.get(t).simd("f32x4.mul").get(constant(ctx, p[i])).simd("f32x4.add");
-  f.get(t).get(t).simd("f32x4.mul").simd("f32x4.mul").get(t).simd("f32x4.add").get(constant(ctx, 1)).simd("f32x4.add");
+  for (let i = 1; i < p.length; i++)
+    f.get(t).simd("f32x4.mul").get(constant(ctx, p[i])).simd("f32x4.add");
+  f.get(t)
+    .get(t)
+    .simd("f32x4.mul")
+    .simd("f32x4.mul")
+    .get(t)
+    .simd("f32x4.add")
+    .get(constant(ctx, 1))
+    .simd("f32x4.add");
   f.get(z).simd("f32x4.mul");
 }
 
@@ -152,7 +177,12 @@ function emitStep(ctx: Ctx, op: EwOp, p: Local[], scalar: Local, load: Load, sto
         if (accumulate) load(out0);
         load(in1);
         f.get(s).simd("f32x4.mul");
-        f.get(constant(ctx, 1)).get(x).get(constant(ctx, 1)).get(s).simd("f32x4.sub").simd("f32x4.mul");
+        f.get(constant(ctx, 1))
+          .get(x)
+          .get(constant(ctx, 1))
+          .get(s)
+          .simd("f32x4.sub")
+          .simd("f32x4.mul");
         f.simd("f32x4.add").simd("f32x4.mul");
         if (accumulate) f.simd("f32x4.add");
       });
@@ -184,7 +214,12 @@ function emitStep(ctx: Ctx, op: EwOp, p: Local[], scalar: Local, load: Load, sto
         f.get(y);
         load(in1);
         f.simd("f32x4.mul").get(s).simd("f32x4.mul");
-        f.get(constant(ctx, 1)).get(x).get(constant(ctx, 1)).get(s).simd("f32x4.sub").simd("f32x4.mul");
+        f.get(constant(ctx, 1))
+          .get(x)
+          .get(constant(ctx, 1))
+          .get(s)
+          .simd("f32x4.sub")
+          .simd("f32x4.mul");
         f.simd("f32x4.add").simd("f32x4.mul");
         if (accumulate) f.simd("f32x4.add");
       });

@@ -10,7 +10,15 @@
 import type { ModuleBuilder } from "./asm.js";
 
 export interface GemmCausalExports {
-  gemm_mask_causal(c: number, ldc: number, rows: number, row0: number, period: number, jc: number, nc: number): void;
+  gemm_mask_causal(
+    c: number,
+    ldc: number,
+    rows: number,
+    row0: number,
+    period: number,
+    jc: number,
+    nc: number,
+  ): void;
 }
 
 export function emitGemmCausal(m: ModuleBuilder): void {
@@ -23,11 +31,28 @@ export function emitGemmCausal(m: ModuleBuilder): void {
   f.get(rows).op("i32.eqz").brIf(0);
   f.loop();
   // first = clamp((row0 + r) % period + 1 - jc, 0, nc)
-  f.get(row0).get(r).op("i32.add").get(period).op("i32.rem_u").i32(1).op("i32.add").get(jc).op("i32.sub").set(first);
+  f.get(row0)
+    .get(r)
+    .op("i32.add")
+    .get(period)
+    .op("i32.rem_u")
+    .i32(1)
+    .op("i32.add")
+    .get(jc)
+    .op("i32.sub")
+    .set(first);
   f.i32(0).get(first).get(first).i32(0).op("i32.lt_s").op("select").set(first);
   f.get(nc).get(first).get(first).get(nc).op("i32.gt_s").op("select").set(first);
   // memory.fill(c + r*ldc + 4*first, 0, 4*(nc - first))
-  f.get(c).get(r).get(ldc).op("i32.mul").op("i32.add").get(first).i32(2).op("i32.shl").op("i32.add");
+  f.get(c)
+    .get(r)
+    .get(ldc)
+    .op("i32.mul")
+    .op("i32.add")
+    .get(first)
+    .i32(2)
+    .op("i32.shl")
+    .op("i32.add");
   f.i32(0);
   f.get(nc).get(first).op("i32.sub").i32(2).op("i32.shl");
   f.memoryFill();

@@ -219,12 +219,42 @@ export function gemmThreadJob(
         loadA(aChunk + pc * aCs, aRs, aCs, kc);
         if (inPlaceNow > 0) {
           const bBlock = b + bi * bBs + pc * bRs + jc * bCs;
-          macro(mc, inPlaceNow, kc, aBlock, aRsNow, aKsNow, bBlock, bRs, NR * 4, cChunk, ldc, alpha, betaNow, tile);
+          macro(
+            mc,
+            inPlaceNow,
+            kc,
+            aBlock,
+            aRsNow,
+            aKsNow,
+            bBlock,
+            bRs,
+            NR * 4,
+            cChunk,
+            ldc,
+            alpha,
+            betaNow,
+            tile,
+          );
         }
         if (packedNow > 0) {
           const cPart = cChunk + ncInPlace * 4;
           const bBlock = bp + pc * NR * 4;
-          macro(mc, packedNow, kc, aBlock, aRsNow, aKsNow, bBlock, NR * 4, bpStride, cPart, ldc, alpha, betaNow, tile);
+          macro(
+            mc,
+            packedNow,
+            kc,
+            aBlock,
+            aRsNow,
+            aKsNow,
+            bBlock,
+            NR * 4,
+            bpStride,
+            cPart,
+            ldc,
+            alpha,
+            betaNow,
+            tile,
+          );
         }
       }
     };
@@ -241,7 +271,22 @@ export function gemmThreadJob(
         packed2Key = jcIdx;
       }
       loadA(a2 + ic * a2Rs, a2Rs, a2Cs, K2);
-      macro(mc, nc, K2, aBlock, aRsNow, aKsNow, b2p, NR * 4, K2 * NR * 4, cChunk, ldc, alpha2, first ? beta : 1, tile);
+      macro(
+        mc,
+        nc,
+        K2,
+        aBlock,
+        aRsNow,
+        aKsNow,
+        b2p,
+        NR * 4,
+        K2 * NR * 4,
+        cChunk,
+        ldc,
+        alpha2,
+        first ? beta : 1,
+        tile,
+      );
     }
     if (causal === 1) ex.gemm_mask_causal(cChunk, ldc, mc, ic, period, jc, nc);
   }

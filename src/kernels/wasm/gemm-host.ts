@@ -102,7 +102,12 @@ function pickTileRows(m: number, k: number, main: number, speedup: number): numb
  * in the pool's scratch slots. Returns the heap offsets (for dispose); on failure frees what it
  * took and rethrows.
  */
-export function allocGemmScratch(heap: Heap, pool: ThreadPool, threads: number, mrs: readonly number[]): number[] {
+export function allocGemmScratch(
+  heap: Heap,
+  pool: ThreadPool,
+  threads: number,
+  mrs: readonly number[],
+): number[] {
   const scratch: number[] = [];
   try {
     for (let t = 0; t < threads; t++) {
@@ -223,7 +228,16 @@ export function createMatmul(
   }
 
   function runGemm(
-    d: { m: number; n: number; k: number; batch: number; alpha: number; accumulate: boolean; causal: number; period: number },
+    d: {
+      m: number;
+      n: number;
+      k: number;
+      batch: number;
+      alpha: number;
+      accumulate: boolean;
+      causal: number;
+      period: number;
+    },
     aPtr: number,
     bPtr: number,
     cPtr: number,
@@ -240,11 +254,15 @@ export function createMatmul(
     // ceiling on 2 threads; 12 blocks of 84-88 rows split evenly)
     const mr = pickTileRows(m, k, mrMain, relaxed ? TILE_SPEEDUP_RELAXED : TILE_SPEEDUP_PLAIN);
     // causal products skip work per row block: smaller blocks (about an eighth of a period) skip more
-    const mcRows = d.causal === 0 ? MC_TARGET : Math.min(MC_TARGET, Math.max(CAUSAL_MC_MIN, Math.ceil(d.period / 8)));
+    const mcRows =
+      d.causal === 0
+        ? MC_TARGET
+        : Math.min(MC_TARGET, Math.max(CAUSAL_MC_MIN, Math.ceil(d.period / 8)));
     const mc = Math.max(mr, Math.floor(mcRows / mr) * mr);
     const tiles = Math.ceil(m / mr);
     let rowBlocks = Math.ceil(tiles / (mc / mr));
-    if (nthreads > 1 && batch === 1) rowBlocks = Math.min(tiles, Math.ceil(rowBlocks / nthreads) * nthreads);
+    if (nthreads > 1 && batch === 1)
+      rowBlocks = Math.min(tiles, Math.ceil(rowBlocks / nthreads) * nthreads);
     // NC: as wide as the scratch allows, but narrow enough for ~4 chunks per thread
     let nc = Math.min(NC_MAX, Math.floor(B_SCRATCH_FLOATS / k / GEMM_NR) * GEMM_NR);
     const rowChunks = batch * rowBlocks;

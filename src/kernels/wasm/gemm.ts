@@ -122,7 +122,9 @@ function emitMicro(m: ModuleBuilder, { relaxed, mr }: TileOptions): FunctionBuil
   f.get(bp).simdMem("v128.load", 0).set(b0);
   f.get(bp).simdMem("v128.load", 16).set(b1);
   for (let r = 0; r < mr; r++) {
-    f.get(ap).simdMem("v128.load32_splat", 4 * r).set(a);
+    f.get(ap)
+      .simdMem("v128.load32_splat", 4 * r)
+      .set(a);
     for (let h = 0; h < 2; h++) {
       const b = h === 0 ? b0 : b1;
       if (relaxed) f.get(a).get(b).get(acc[r][h]).simd("f32x4.relaxed_madd").set(acc[r][h]);
@@ -202,15 +204,28 @@ function emitEpilogue(
     if (withBeta) f.get(beta).if();
     else f.else();
     // last row first: see the header (V8 then keeps the loop's loads next to their FMAs)
-    f.get(c).get(ldc).i32(mr - 1).op("i32.mul").op("i32.add").set(row);
+    f.get(c)
+      .get(ldc)
+      .i32(mr - 1)
+      .op("i32.mul")
+      .op("i32.add")
+      .set(row);
     for (let r = mr - 1; r >= 0; r--) {
       for (let h = 0; h < 2; h++) {
         f.get(row);
         if (withBeta) {
           if (relaxed) {
-            f.get(acc[r][h]).get(t).get(row).simdMem("v128.load", 16 * h).simd("f32x4.relaxed_madd");
+            f.get(acc[r][h])
+              .get(t)
+              .get(row)
+              .simdMem("v128.load", 16 * h)
+              .simd("f32x4.relaxed_madd");
           } else {
-            f.get(acc[r][h]).get(t).simd("f32x4.mul").get(row).simdMem("v128.load", 16 * h);
+            f.get(acc[r][h])
+              .get(t)
+              .simd("f32x4.mul")
+              .get(row)
+              .simdMem("v128.load", 16 * h);
             f.simd("f32x4.add");
           }
         } else {
@@ -247,10 +262,31 @@ function emitEdgeCopy(m: ModuleBuilder): FunctionBuilder {
   return f;
 }
 
-function emitMacro(m: ModuleBuilder, mr: number, microIndex: number, microAIndex: number, edgeIndex: number): void {
+function emitMacro(
+  m: ModuleBuilder,
+  mr: number,
+  microIndex: number,
+  microAIndex: number,
+  edgeIndex: number,
+): void {
   const f = m.func(
     `gemm_macro_r${mr}`,
-    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"],
+    [
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+      "i32",
+    ],
     [],
   );
   const [mc, nc, kc, ap, aRs, aKs, bp, bKs, bpStride, c, ldc, alpha, beta, tile] = f.params;
@@ -267,11 +303,30 @@ function emitMacro(m: ModuleBuilder, mr: number, microIndex: number, microAIndex
   const fast = f.local("i32"); // both operands packed: the micro-kernel with static offsets
   const aRsA = f.local("i32"); // A row stride / k step as gemm_micro_a sees them
   const aKsA = f.local("i32");
-  f.get(aRs).op("i32.eqz").get(bKs).i32(4 * GEMM_NR).op("i32.eq").op("i32.and").set(fast);
+  f.get(aRs)
+    .op("i32.eqz")
+    .get(bKs)
+    .i32(4 * GEMM_NR)
+    .op("i32.eq")
+    .op("i32.and")
+    .set(fast);
   f.i32(4).get(aRs).get(aRs).op("i32.eqz").op("select").set(aRsA);
-  f.i32(4 * mr).get(aKs).get(aRs).op("i32.eqz").op("select").set(aKsA);
+  f.i32(4 * mr)
+    .get(aKs)
+    .get(aRs)
+    .op("i32.eqz")
+    .op("select")
+    .set(aKsA);
   // packed A (aRs == 0): panels of kc*mr floats; in place: mr rows further
-  f.get(kc).i32(4 * mr).op("i32.mul").get(aRs).i32(mr).op("i32.mul").get(aRs).op("i32.eqz").op("select");
+  f.get(kc)
+    .i32(4 * mr)
+    .op("i32.mul")
+    .get(aRs)
+    .i32(mr)
+    .op("i32.mul")
+    .get(aRs)
+    .op("i32.eqz")
+    .op("select");
   f.set(apStride);
   f.get(ldc).i32(mr).op("i32.mul").set(cRowStep);
   f.i32(0).set(jr).get(c).set(cCol);
@@ -288,12 +343,20 @@ function emitMacro(m: ModuleBuilder, mr: number, microIndex: number, microAIndex
   const callMicro = (toTile: boolean): void => {
     f.get(fast).if();
     f.get(kc).get(apTile).get(bp);
-    if (toTile) f.get(tile).i32(4 * GEMM_NR).get(alpha).i32(0);
+    if (toTile)
+      f.get(tile)
+        .i32(4 * GEMM_NR)
+        .get(alpha)
+        .i32(0);
     else f.get(cTile).get(ldc).get(alpha).get(beta);
     f.call(microIndex);
     f.else();
     f.get(kc).get(apTile).get(aRsA).get(aKsA).get(rows).get(bp).get(bKs);
-    if (toTile) f.get(tile).i32(4 * GEMM_NR).get(alpha).i32(0);
+    if (toTile)
+      f.get(tile)
+        .i32(4 * GEMM_NR)
+        .get(alpha)
+        .i32(0);
     else f.get(cTile).get(ldc).get(alpha).get(beta);
     f.call(microAIndex);
     f.end();
@@ -307,7 +370,9 @@ function emitMacro(m: ModuleBuilder, mr: number, microIndex: number, microAIndex
   f.addTo(apTile, apStride).addTo(cTile, cRowStep).addTo(ir, mr);
   f.get(ir).get(mc).op("i32.lt_s").brIf(0);
   f.end();
-  f.addTo(bp, bpStride).addTo(cCol, 4 * GEMM_NR).addTo(jr, GEMM_NR);
+  f.addTo(bp, bpStride)
+    .addTo(cCol, 4 * GEMM_NR)
+    .addTo(jr, GEMM_NR);
   f.get(jr).get(nc).op("i32.lt_s").brIf(0);
   f.end().end();
 }
@@ -333,12 +398,25 @@ function emitPack(m: ModuleBuilder, name: string, isA: boolean, width: number): 
   const d = f.local("i32");
   const panelSrc = f.local("i32");
   const panelBytes = f.local("i32");
-  f.get(kc).i32(4 * width).op("i32.mul").set(panelBytes);
+  f.get(kc)
+    .i32(4 * width)
+    .op("i32.mul")
+    .set(panelBytes);
   f.i32(0).set(p).get(src).set(panelSrc);
   // vector paths for widths of 4 lanes plus at most 2 (MR 4, 5, 6; NR 8)
   const vectorPaths = width >= 4 && width % 4 <= 2;
   if (vectorPaths) {
-    emitPackContiguousLanes(f, width, { src, lanes, kc, kStride, laneStride, dst, p, panelSrc, panelBytes });
+    emitPackContiguousLanes(f, width, {
+      src,
+      lanes,
+      kc,
+      kStride,
+      laneStride,
+      dst,
+      p,
+      panelSrc,
+      panelBytes,
+    });
   }
   // the panels left (all of them, or the partial last one after the pass above), one at a time
   f.block().get(p).get(lanes).op("i32.ge_s").brIf(0).get(kc).op("i32.eqz").brIf(0);
@@ -413,16 +491,31 @@ function emitPackContiguousLanes(
   const kBytes = 4 * width; // packed bytes per k
   const copyRows = (rows: number): void => {
     f.get(full).set(q).get(rowDst).set(d).get(rowSrc).set(s[0]);
-    for (let j = 1; j < rows; j++) f.get(s[j - 1]).get(r.kStride).op("i32.add").set(s[j]);
+    for (let j = 1; j < rows; j++)
+      f.get(s[j - 1])
+        .get(r.kStride)
+        .op("i32.add")
+        .set(s[j]);
     f.loop(); // full panels
     for (let j = 0; j < rows; j++) {
       for (let v = 0; v < Math.floor(width / 4); v++) {
-        f.get(d).get(s[j]).simdMem("v128.load", 16 * v).simdMem("v128.store", j * kBytes + 16 * v);
+        f.get(d)
+          .get(s[j])
+          .simdMem("v128.load", 16 * v)
+          .simdMem("v128.store", j * kBytes + 16 * v);
       }
       // the last width % 4 lanes: one i32, or two as one f64 (loads and stores keep the bits)
       const tail = 16 * Math.floor(width / 4);
-      if (width % 4 === 1) f.get(d).get(s[j]).mem("i32.load", tail).mem("i32.store", j * kBytes + tail);
-      if (width % 4 === 2) f.get(d).get(s[j]).mem("f64.load", tail).mem("f64.store", j * kBytes + tail);
+      if (width % 4 === 1)
+        f.get(d)
+          .get(s[j])
+          .mem("i32.load", tail)
+          .mem("i32.store", j * kBytes + tail);
+      if (width % 4 === 2)
+        f.get(d)
+          .get(s[j])
+          .mem("f64.load", tail)
+          .mem("f64.store", j * kBytes + tail);
     }
     for (let j = 0; j < rows; j++) f.addTo(s[j], 4 * width);
     f.addTo(d, r.panelBytes);
@@ -480,7 +573,11 @@ function emitPackTranspose(
   const k = f.local("i32");
   const kStep = 4 * width; // bytes of packed output per k
   f.get(panelSrc).set(src[0]);
-  for (let w = 1; w < width; w++) f.get(src[w - 1]).get(laneStride).op("i32.add").set(src[w]);
+  for (let w = 1; w < width; w++)
+    f.get(src[w - 1])
+      .get(laneStride)
+      .op("i32.add")
+      .set(src[w]);
   f.get(dst).set(d);
   f.get(kc).i32(2).op("i32.shr_u").set(k);
   f.block().get(k).op("i32.eqz").brIf(0).loop();
@@ -488,7 +585,10 @@ function emitPackTranspose(
     // the last lane: its 4 k, one lane store each
     const g = width - 1;
     f.get(src[g]).simdMem("v128.load", 0).set(v[0]);
-    for (let i = 0; i < 4; i++) f.get(d).get(v[0]).simdLane("v128.store32_lane", i, kStep * i + 4 * g);
+    for (let i = 0; i < 4; i++)
+      f.get(d)
+        .get(v[0])
+        .simdLane("v128.store32_lane", i, kStep * i + 4 * g);
   }
   if (width % 4 === 2) {
     // the last two lanes (a, b) first: at k + i one 16-byte store of (a_i, b_i, a_i, b_i) at lane
@@ -497,25 +597,61 @@ function emitPackTranspose(
     // last panel it is the 8 bytes of slack the caller leaves after the buffer)
     const g = width - 2;
     f.get(src[g]).simdMem("v128.load", 0).set(v[0]);
-    f.get(src[g + 1]).simdMem("v128.load", 0).set(v[1]);
+    f.get(src[g + 1])
+      .simdMem("v128.load", 0)
+      .set(v[1]);
     for (let i = 0; i < 4; i++) {
-      f.get(d).get(v[0]).get(v[1]).shuffle(f32Lanes([i, 4 + i, i, 4 + i]));
+      f.get(d)
+        .get(v[0])
+        .get(v[1])
+        .shuffle(f32Lanes([i, 4 + i, i, 4 + i]));
       f.simdMem("v128.store", kStep * i + 4 * g);
     }
   }
   for (let g = 0; g + 4 <= width; g += 4) {
-    for (let r = 0; r < 4; r++) f.get(src[g + r]).simdMem("v128.load", 0).set(v[r]);
+    for (let r = 0; r < 4; r++)
+      f.get(src[g + r])
+        .simdMem("v128.load", 0)
+        .set(v[r]);
     // lanes a, b, c, d -> t0 = a0 b0 a1 b1, t1 = a2 b2 a3 b3, t2 = c0 d0 c1 d1, t3 = c2 d2 c3 d3
-    f.get(v[0]).get(v[1]).shuffle(f32Lanes([0, 4, 1, 5])).set(t[0]);
-    f.get(v[0]).get(v[1]).shuffle(f32Lanes([2, 6, 3, 7])).set(t[1]);
-    f.get(v[2]).get(v[3]).shuffle(f32Lanes([0, 4, 1, 5])).set(t[2]);
-    f.get(v[2]).get(v[3]).shuffle(f32Lanes([2, 6, 3, 7])).set(t[3]);
+    f.get(v[0])
+      .get(v[1])
+      .shuffle(f32Lanes([0, 4, 1, 5]))
+      .set(t[0]);
+    f.get(v[0])
+      .get(v[1])
+      .shuffle(f32Lanes([2, 6, 3, 7]))
+      .set(t[1]);
+    f.get(v[2])
+      .get(v[3])
+      .shuffle(f32Lanes([0, 4, 1, 5]))
+      .set(t[2]);
+    f.get(v[2])
+      .get(v[3])
+      .shuffle(f32Lanes([2, 6, 3, 7]))
+      .set(t[3]);
     // at k + i: (a_i, b_i, c_i, d_i), lanes g..g+3 of the packed row
     const at = (i: number): number => kStep * i + 4 * g;
-    f.get(d).get(t[0]).get(t[2]).shuffle(f32Lanes([0, 1, 4, 5])).simdMem("v128.store", at(0));
-    f.get(d).get(t[0]).get(t[2]).shuffle(f32Lanes([2, 3, 6, 7])).simdMem("v128.store", at(1));
-    f.get(d).get(t[1]).get(t[3]).shuffle(f32Lanes([0, 1, 4, 5])).simdMem("v128.store", at(2));
-    f.get(d).get(t[1]).get(t[3]).shuffle(f32Lanes([2, 3, 6, 7])).simdMem("v128.store", at(3));
+    f.get(d)
+      .get(t[0])
+      .get(t[2])
+      .shuffle(f32Lanes([0, 1, 4, 5]))
+      .simdMem("v128.store", at(0));
+    f.get(d)
+      .get(t[0])
+      .get(t[2])
+      .shuffle(f32Lanes([2, 3, 6, 7]))
+      .simdMem("v128.store", at(1));
+    f.get(d)
+      .get(t[1])
+      .get(t[3])
+      .shuffle(f32Lanes([0, 1, 4, 5]))
+      .simdMem("v128.store", at(2));
+    f.get(d)
+      .get(t[1])
+      .get(t[3])
+      .shuffle(f32Lanes([2, 3, 6, 7]))
+      .simdMem("v128.store", at(3));
   }
   for (const sw of src) f.addTo(sw, 16);
   f.addTo(d, 4 * kStep);
@@ -524,7 +660,11 @@ function emitPackTranspose(
   // the kc % 4 trailing k: one float per lane
   f.get(kc).i32(3).op("i32.and").set(k);
   f.block().get(k).op("i32.eqz").brIf(0).loop();
-  for (let w = 0; w < width; w++) f.get(d).get(src[w]).mem("i32.load").mem("i32.store", 4 * w);
+  for (let w = 0; w < width; w++)
+    f.get(d)
+      .get(src[w])
+      .mem("i32.load")
+      .mem("i32.store", 4 * w);
   for (const sw of src) f.addTo(sw, 4);
   f.addTo(d, kStep);
   f.get(k).i32(1).op("i32.sub").tee(k).brIf(0);

@@ -14,9 +14,9 @@
 // is used when the runtime validates it (Node 20: --experimental-wasm-relaxed-simd), else plain
 // SIMD128.
 
+import { cpuCount } from "../../platform/threads.js";
 import type { Heap } from "../../tensor/heap.js";
 import type { Tensor } from "../../tensor/tensor.js";
-import { cpuCount } from "../../platform/threads.js";
 import type { Kernels } from "../kernels.js";
 import { checkIds } from "../ref/embedding.js";
 import { createRefKernels } from "../ref/index.js";
@@ -37,13 +37,13 @@ import { ModuleBuilder, relaxedSimdSupported, simdSupported } from "./asm.js";
 import { EW_ARG, EW_OPS, type EwOp, elementwiseThreadJob, emitElementwise } from "./elementwise.js";
 import { emitGemm } from "./gemm.js";
 import { emitGemmCausal } from "./gemm-causal.js";
-import { allocGemmScratch, createMatmul } from "./gemm-host.js";
-import { CE_ARG, crossEntropyThreadJob, emitSoftmax, SM_ARG, softmaxThreadJob } from "./softmax.js";
 import { gemmThreadJob } from "./gemm-driver.js";
+import { allocGemmScratch, createMatmul } from "./gemm-host.js";
 import { emitNorms, NORM_ARG, normThreadJob } from "./norms.js";
 import { emitPermute, PERM_ARG, permuteThreadJob } from "./permute.js";
-import { emitRope, ROPE_ARG, ropeThreadJob } from "./rope.js";
 import { CONTROL, ThreadPool } from "./pool.js";
+import { emitRope, ROPE_ARG, ropeThreadJob } from "./rope.js";
+import { CE_ARG, crossEntropyThreadJob, emitSoftmax, SM_ARG, softmaxThreadJob } from "./softmax.js";
 
 export { GEMM_K_SLICE } from "./gemm-host.js";
 
@@ -79,8 +79,12 @@ const SM_MAX_KEY_LENGTHS = 32768;
 /** Elementwise ops: elements per chunk, and the size below which one thread does it all. */
 const EW_CHUNK = 16384;
 const EW_PARALLEL_MIN = 65536;
-export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions = {}): Promise<WasmKernels> {
-  if (!simdSupported()) throw new Error("wasm kernels: this runtime does not support WebAssembly SIMD128");
+export async function createWasmKernels(
+  heap: Heap,
+  options: WasmKernelsOptions = {},
+): Promise<WasmKernels> {
+  if (!simdSupported())
+    throw new Error("wasm kernels: this runtime does not support WebAssembly SIMD128");
   const relaxedAvailable = relaxedSimdSupported();
   if (options.relaxedSimd === true && !relaxedAvailable) {
     throw new Error(
@@ -96,7 +100,11 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
   const mrMain = relaxed ? 6 : 5;
   const mrs = [mrMain, 4];
 
-  const builder = new ModuleBuilder({ minimumPages: 1, maximumPages: heap.maxBytes / 65536, shared: true });
+  const builder = new ModuleBuilder({
+    minimumPages: 1,
+    maximumPages: heap.maxBytes / 65536,
+    shared: true,
+  });
   emitGemm(builder, { relaxed, mrs });
   emitGemmCausal(builder);
   emitElementwise(builder);
@@ -199,7 +207,15 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
    */
   function normRows(
     op: 0 | 1 | 2 | 3,
-    ptrs: { out: number; rstd: number; inp: number; weight: number; dOut: number; bias: number; mean: number },
+    ptrs: {
+      out: number;
+      rstd: number;
+      inp: number;
+      weight: number;
+      dOut: number;
+      bias: number;
+      mean: number;
+    },
     grads: { dWeight: Tensor | null; dBias: Tensor | null },
     rows: number,
     cols: number,
@@ -212,7 +228,8 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     const partialFloats = op === 3 ? 2 * cols : cols;
     let perChunk = Math.max(1, Math.floor(ROW_CHUNK_ELEMS / cols));
     const maxChunks = Math.floor(NORM_PARTIAL_FLOATS / partialFloats);
-    if (withPartials && Math.ceil(rows / perChunk) > maxChunks) perChunk = Math.ceil(rows / maxChunks);
+    if (withPartials && Math.ceil(rows / perChunk) > maxChunks)
+      perChunk = Math.ceil(rows / maxChunks);
     const chunks = Math.ceil(rows / perChunk);
     pool.prepare();
     const ctl = pool.ctl;
@@ -328,7 +345,14 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     crossEntropy(losses, dLogits, logits, targets, options = {}) {
       const ignoreIndex = options.ignoreIndex ?? -100;
       const gradScale = options.gradScale ?? 1;
-      const { rows, vocab } = checkCrossEntropy(losses, dLogits, logits, targets, ignoreIndex, gradScale);
+      const { rows, vocab } = checkCrossEntropy(
+        losses,
+        dLogits,
+        logits,
+        targets,
+        ignoreIndex,
+        gradScale,
+      );
       if (vocab === 0) return ref.crossEntropy(losses, dLogits, logits, targets, options);
       // targets first, as the reference does: a bad one throws before anything is written
       const t = targets.i32();
@@ -356,11 +380,20 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
       pool.ctlF32[g + CE_ARG.gradScale] = gradScale;
       const perChunk = Math.max(1, Math.floor(SM_CHUNK_ELEMS / vocab));
       ctl[g + CE_ARG.rowsPerChunk] = perChunk;
-      pool.run(OP_CROSS_ENTROPY, rows * vocab < EW_PARALLEL_MIN ? 1 : threads, Math.ceil(rows / perChunk));
+      pool.run(
+        OP_CROSS_ENTROPY,
+        rows * vocab < EW_PARALLEL_MIN ? 1 : threads,
+        Math.ceil(rows / perChunk),
+      );
       return counted;
     },
     attentionSoftmax(probs, scores, options) {
-      const { batch, heads, tq, tk } = checkAttentionSoftmax(probs, scores, options.scale, options.keyLengths);
+      const { batch, heads, tq, tk } = checkAttentionSoftmax(
+        probs,
+        scores,
+        options.scale,
+        options.keyLengths,
+      );
       const kl = options.keyLengths;
       if (!canRunInPlace([probs], [scores]) || (kl !== undefined && batch > SM_MAX_KEY_LENGTHS)) {
         ref.attentionSoftmax(probs, scores, options);
@@ -394,23 +427,52 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
     rmsnorm(out, rstd, inp, weight, eps) {
       const { rows, cols } = checkNorm("rmsnorm", inp, { out }, { weight }, { rstd });
       checkEps("rmsnorm", eps);
-      if (!canRunInPlace([out], [inp]) || !disjoint([out, weight, rstd]) || !disjoint([inp, weight, rstd])) {
+      if (
+        !canRunInPlace([out], [inp]) ||
+        !disjoint([out, weight, rstd]) ||
+        !disjoint([inp, weight, rstd])
+      ) {
         ref.rmsnorm(out, rstd, inp, weight, eps);
         return;
       }
-      const ptrs = { out: out.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: 0, bias: 0, mean: 0 };
+      const ptrs = {
+        out: out.ptr,
+        rstd: rstd.ptr,
+        inp: inp.ptr,
+        weight: weight.ptr,
+        dOut: 0,
+        bias: 0,
+        mean: 0,
+      };
       normRows(0, ptrs, { dWeight: null, dBias: null }, rows, cols, eps);
     },
     rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, options) {
-      const { rows, cols } = checkNorm("rmsnormBackward", inp, { dInp, dOut }, { weight, dWeight }, { rstd });
+      const { rows, cols } = checkNorm(
+        "rmsnormBackward",
+        inp,
+        { dInp, dOut },
+        { weight, dWeight },
+        { rstd },
+      );
       const accumulate = checkBackwardOptions("rmsnormBackward", options);
       // every output disjoint from every input and from each other (the reference reads inputs
       // after writing dInp, so even an exact alias would give another result)
-      if (!outputsDisjoint([dInp, dWeight], [dOut, inp, weight, rstd]) || cols > NORM_PARTIAL_FLOATS) {
+      if (
+        !outputsDisjoint([dInp, dWeight], [dOut, inp, weight, rstd]) ||
+        cols > NORM_PARTIAL_FLOATS
+      ) {
         ref.rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, options);
         return;
       }
-      const ptrs = { out: dInp.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: dOut.ptr, bias: 0, mean: 0 };
+      const ptrs = {
+        out: dInp.ptr,
+        rstd: rstd.ptr,
+        inp: inp.ptr,
+        weight: weight.ptr,
+        dOut: dOut.ptr,
+        bias: 0,
+        mean: 0,
+      };
       normRows(1, ptrs, { dWeight, dBias: null }, rows, cols, 0, !accumulate);
     },
     layernorm(out, mean, rstd, inp, weight, bias, eps) {
@@ -424,7 +486,15 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
         ref.layernorm(out, mean, rstd, inp, weight, bias, eps);
         return;
       }
-      const ptrs = { out: out.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: 0, bias: bias.ptr, mean: mean.ptr };
+      const ptrs = {
+        out: out.ptr,
+        rstd: rstd.ptr,
+        inp: inp.ptr,
+        weight: weight.ptr,
+        dOut: 0,
+        bias: bias.ptr,
+        mean: mean.ptr,
+      };
       normRows(2, ptrs, { dWeight: null, dBias: null }, rows, cols, eps);
     },
     layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd, options) {
@@ -436,11 +506,22 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
         { mean, rstd },
       );
       const accumulate = checkBackwardOptions("layernormBackward", options);
-      if (!outputsDisjoint([dInp, dWeight, dBias], [dOut, inp, weight, mean, rstd]) || 2 * cols > NORM_PARTIAL_FLOATS) {
+      if (
+        !outputsDisjoint([dInp, dWeight, dBias], [dOut, inp, weight, mean, rstd]) ||
+        2 * cols > NORM_PARTIAL_FLOATS
+      ) {
         ref.layernormBackward(dInp, dWeight, dBias, dOut, inp, weight, mean, rstd, options);
         return;
       }
-      const ptrs = { out: dInp.ptr, rstd: rstd.ptr, inp: inp.ptr, weight: weight.ptr, dOut: dOut.ptr, bias: 0, mean: mean.ptr };
+      const ptrs = {
+        out: dInp.ptr,
+        rstd: rstd.ptr,
+        inp: inp.ptr,
+        weight: weight.ptr,
+        dOut: dOut.ptr,
+        bias: 0,
+        mean: mean.ptr,
+      };
       normRows(3, ptrs, { dWeight, dBias }, rows, cols, 0, !accumulate);
     },
     rope(out, inp, cos, sin) {
@@ -486,12 +567,26 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
       if (overlaps(out, ids)) return ref.embedding(out, table, ids);
       const idv = ids.i32();
       checkIds("embedding", idv, vocab);
-      const copyRow = pool.exports.perm_copy as (dst: number, src: number, rows: number, d: number, srcStride: number) => void;
+      const copyRow = pool.exports.perm_copy as (
+        dst: number,
+        src: number,
+        rows: number,
+        d: number,
+        srcStride: number,
+      ) => void;
       const rowBytes = cols * 4;
-      for (let n = 0; n < idv.length; n++) copyRow(out.ptr + n * rowBytes, table.ptr + idv[n] * rowBytes, 1, cols, 0);
+      for (let n = 0; n < idv.length; n++)
+        copyRow(out.ptr + n * rowBytes, table.ptr + idv[n] * rowBytes, 1, cols, 0);
     },
     embeddingBackward(dTable, dOut, ids) {
-      const { vocab, cols } = checkEmbedding("embeddingBackward", "dOut", dOut, "dTable", dTable, ids);
+      const { vocab, cols } = checkEmbedding(
+        "embeddingBackward",
+        "dOut",
+        dOut,
+        "dTable",
+        dTable,
+        ids,
+      );
       if (overlaps(dTable, ids)) return ref.embeddingBackward(dTable, dOut, ids);
       const idv = ids.i32();
       checkIds("embeddingBackward", idv, vocab);
@@ -514,7 +609,12 @@ export async function createWasmKernels(heap: Heap, options: WasmKernelsOptions 
 }
 
 function overlaps(a: Tensor, b: Tensor): boolean {
-  return a.byteLength > 0 && b.byteLength > 0 && a.ptr < b.ptr + b.byteLength && b.ptr < a.ptr + a.byteLength;
+  return (
+    a.byteLength > 0 &&
+    b.byteLength > 0 &&
+    a.ptr < b.ptr + b.byteLength &&
+    b.ptr < a.ptr + a.byteLength
+  );
 }
 
 /** True when every (non-null) output is disjoint from every input and from the other outputs. */
@@ -533,13 +633,19 @@ function disjoint(tensors: Tensor[]): boolean {
  * chunked, vectorised pass gives the reference result. Partial overlaps go to the reference.
  */
 function canRunInPlace(outs: Tensor[], ins: Tensor[]): boolean {
-  return outs.every((o) => ins.every((i) => (o.ptr === i.ptr && o.byteLength === i.byteLength) || !overlaps(o, i)));
+  return outs.every((o) =>
+    ins.every((i) => (o.ptr === i.ptr && o.byteLength === i.byteLength) || !overlaps(o, i)),
+  );
 }
 
 /** The methods of `ref` bound to it (through its prototype chain), for delegation. */
 function delegate(ref: Kernels): Omit<Kernels, "name" | "threads" | "heap"> {
   const out: { [key: string]: unknown } = {};
-  for (let o: object | null = ref; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+  for (
+    let o: object | null = ref;
+    o !== null && o !== Object.prototype;
+    o = Object.getPrototypeOf(o)
+  ) {
     for (const key of Object.getOwnPropertyNames(o)) {
       const v = (ref as unknown as { [key: string]: unknown })[key];
       if (key !== "constructor" && typeof v === "function" && !(key in out)) {

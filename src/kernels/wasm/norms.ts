@@ -67,7 +67,13 @@ function pushLaneSum(f: FunctionBuilder, v: Local): void {
  * Emits a loop over the bytes of a row: `body(width, j)` once for each 16 bytes below vecEnd,
  * then for each remaining 4 bytes (width 1); j (a byte offset) starts at 0.
  */
-function rowLoop(f: FunctionBuilder, j: Local, vecEnd: Local, rowBytes: Local, body: (width: 4 | 1) => void): void {
+function rowLoop(
+  f: FunctionBuilder,
+  j: Local,
+  vecEnd: Local,
+  rowBytes: Local,
+  body: (width: 4 | 1) => void,
+): void {
   f.i32(0).set(j);
   for (const width of [4, 1] as const) {
     const end = width === 4 ? vecEnd : rowBytes;
@@ -81,7 +87,10 @@ function rowLoop(f: FunctionBuilder, j: Local, vecEnd: Local, rowBytes: Local, b
 
 function loader(f: FunctionBuilder, j: Local): (base: Local, width: 4 | 1) => void {
   return (base, width) => {
-    f.get(base).get(j).op("i32.add").simdMem(width === 4 ? "v128.load" : "v128.load32_zero", 0);
+    f.get(base)
+      .get(j)
+      .op("i32.add")
+      .simdMem(width === 4 ? "v128.load" : "v128.load32_zero", 0);
   };
 }
 
@@ -139,7 +148,11 @@ function emitRmsForward(m: ModuleBuilder): void {
 
 /** Emits rms_bwd (accumulate into dInp) or rms_bwd_set (overwrite: no load of dInp generated). */
 function emitRmsBackward(m: ModuleBuilder, accumulate: boolean): void {
-  const f = m.func(accumulate ? "rms_bwd" : "rms_bwd_set", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"], []);
+  const f = m.func(
+    accumulate ? "rms_bwd" : "rms_bwd_set",
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"],
+    [],
+  );
   const [dInp, part, dOut, inp, weight, rstd, rows, cols, colsF64] = f.params;
   const rowBytes = f.local("i32");
   const vecEnd = f.local("i32");
@@ -174,7 +187,13 @@ function emitRmsBackward(m: ModuleBuilder, accumulate: boolean): void {
   // coef = s^3 dot / cols (f64, rounded once)
   f.get(s).get(s).op("f64.mul").get(s).op("f64.mul");
   pushLaneSum(f, acc);
-  f.op("f64.promote_f32").op("f64.mul").get(colsF64).op("f64.div").op("f32.demote_f64").simd("f32x4.splat").set(cv);
+  f.op("f64.promote_f32")
+    .op("f64.mul")
+    .get(colsF64)
+    .op("f64.div")
+    .op("f32.demote_f64")
+    .simd("f32x4.splat")
+    .set(cv);
   f.get(s).op("f32.demote_f64").simd("f32x4.splat").set(sv);
   for (const withPart of [true, false]) {
     if (withPart) f.get(part).if();
@@ -189,7 +208,13 @@ function emitRmsBackward(m: ModuleBuilder, accumulate: boolean): void {
       if (accumulate) load(dInp, w);
       f.get(sv);
       load(weight, w);
-      f.simd("f32x4.mul").get(dy).simd("f32x4.mul").get(cv).get(x).simd("f32x4.mul").simd("f32x4.sub");
+      f.simd("f32x4.mul")
+        .get(dy)
+        .simd("f32x4.mul")
+        .get(cv)
+        .get(x)
+        .simd("f32x4.mul")
+        .simd("f32x4.sub");
       if (accumulate) f.simd("f32x4.add");
       storeTo(f, w);
       if (withPart) {
@@ -223,7 +248,11 @@ function emitColumnSum(m: ModuleBuilder): void {
     f.get(src).get(j).op("i32.add").set(p);
     f.i32(0).set(k);
     f.block().get(count).op("i32.eqz").brIf(0).loop();
-    f.get(acc).get(p).simdMem(w === 4 ? "v128.load" : "v128.load32_zero", 0).simd("f32x4.add").set(acc);
+    f.get(acc)
+      .get(p)
+      .simdMem(w === 4 ? "v128.load" : "v128.load32_zero", 0)
+      .simd("f32x4.add")
+      .set(acc);
     f.addTo(p, stride).addTo(k, 1);
     f.get(k).get(count).op("i32.lt_u").brIf(0);
     f.end().end();
@@ -235,7 +264,11 @@ function emitColumnSum(m: ModuleBuilder): void {
 }
 
 function emitLayerNormForward(m: ModuleBuilder): void {
-  const f = m.func("ln_fwd", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64", "f64"], []);
+  const f = m.func(
+    "ln_fwd",
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64", "f64"],
+    [],
+  );
   const [out, mean, rstd, inp, weight, bias, rows, cols, colsF64, eps] = f.params;
   const rowBytes = f.local("i32");
   const vecEnd = f.local("i32");
@@ -257,7 +290,13 @@ function emitLayerNormForward(m: ModuleBuilder): void {
     f.get(acc).simd("f32x4.add").set(acc);
   });
   pushLaneSum(f, acc);
-  f.op("f64.promote_f32").get(colsF64).op("f64.div").op("f32.demote_f64").tee(mu).simd("f32x4.splat").set(mv);
+  f.op("f64.promote_f32")
+    .get(colsF64)
+    .op("f64.div")
+    .op("f32.demote_f64")
+    .tee(mu)
+    .simd("f32x4.splat")
+    .set(mv);
   // rstd from sum((x - mu)^2); in the tail, lanes 1-3 (zero-filled loads, x - mu = -mu there)
   // are zeroed before squaring
   f.f32(0).simd("f32x4.splat").set(acc);
@@ -290,7 +329,11 @@ function emitLayerNormForward(m: ModuleBuilder): void {
 
 /** Emits ln_bwd (accumulate into dInp) or ln_bwd_set (overwrite: no load of dInp generated). */
 function emitLayerNormBackward(m: ModuleBuilder, accumulate: boolean): void {
-  const f = m.func(accumulate ? "ln_bwd" : "ln_bwd_set", ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"], []);
+  const f = m.func(
+    accumulate ? "ln_bwd" : "ln_bwd_set",
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "f64"],
+    [],
+  );
   const [dInp, part, dOut, inp, weight, mean, rstd, rows, cols, colsF64] = f.params;
   const rowBytes = f.local("i32");
   const vecEnd = f.local("i32");
@@ -333,7 +376,12 @@ function emitLayerNormBackward(m: ModuleBuilder, accumulate: boolean): void {
   });
   // gMean = sum(g) / cols; gnMean = sum(g (x - mu)) rstd / cols (f64, rounded once)
   pushLaneSum(f, gAcc);
-  f.op("f64.promote_f32").get(colsF64).op("f64.div").op("f32.demote_f64").simd("f32x4.splat").set(gMean);
+  f.op("f64.promote_f32")
+    .get(colsF64)
+    .op("f64.div")
+    .op("f32.demote_f64")
+    .simd("f32x4.splat")
+    .set(gMean);
   pushLaneSum(f, gxAcc);
   f.op("f64.promote_f32").get(s).op("f64.promote_f32").op("f64.mul").get(colsF64).op("f64.div");
   f.op("f32.demote_f64").simd("f32x4.splat").set(gnMean);
@@ -349,7 +397,14 @@ function emitLayerNormBackward(m: ModuleBuilder, accumulate: boolean): void {
       f.get(dInp).get(j).op("i32.add");
       if (accumulate) load(dInp, w);
       load(weight, w);
-      f.get(dy).simd("f32x4.mul").get(gMean).simd("f32x4.sub").get(n).get(gnMean).simd("f32x4.mul").simd("f32x4.sub");
+      f.get(dy)
+        .simd("f32x4.mul")
+        .get(gMean)
+        .simd("f32x4.sub")
+        .get(n)
+        .get(gnMean)
+        .simd("f32x4.mul")
+        .simd("f32x4.sub");
       f.get(sv).simd("f32x4.mul");
       if (accumulate) f.simd("f32x4.add");
       storeTo(f, w);
@@ -366,7 +421,12 @@ function emitLayerNormBackward(m: ModuleBuilder, accumulate: boolean): void {
     });
   }
   f.end();
-  f.addTo(dInp, rowBytes).addTo(dOut, rowBytes).addTo(inp, rowBytes).addTo(mean, 4).addTo(rstd, 4).addTo(r, 1);
+  f.addTo(dInp, rowBytes)
+    .addTo(dOut, rowBytes)
+    .addTo(inp, rowBytes)
+    .addTo(mean, 4)
+    .addTo(rstd, 4)
+    .addTo(r, 1);
   f.get(r).get(rows).op("i32.lt_u").brIf(0);
   f.end().end();
 }

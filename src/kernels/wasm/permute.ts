@@ -29,7 +29,14 @@ export function emitPermute(m: ModuleBuilder): void {
   f.block().get(rows).op("i32.eqz").brIf(0).loop(); // rows
   f.i32(0).set(j);
   f.block().get(j).get(vecEnd).op("i32.ge_u").brIf(0).loop();
-  f.get(dst).get(j).op("i32.add").get(src).get(j).op("i32.add").simdMem("v128.load", 0).simdMem("v128.store", 0);
+  f.get(dst)
+    .get(j)
+    .op("i32.add")
+    .get(src)
+    .get(j)
+    .op("i32.add")
+    .simdMem("v128.load", 0)
+    .simdMem("v128.store", 0);
   f.addTo(j, 16);
   f.get(j).get(vecEnd).op("i32.lt_u").brIf(0);
   f.end().end();

@@ -20,8 +20,8 @@
 // Job functions are shipped to workers as source text (Function.prototype.toString), so each
 // must be self-contained (see gemm-driver.ts). One pool per Heap at a time (guarded by LOCK).
 
+import { type PlatformWorker, spawnWorker } from "../../platform/threads.js";
 import { RESERVED_BYTES } from "../../tensor/heap.js";
-import { spawnWorker, type PlatformWorker } from "../../platform/threads.js";
 
 /** i32 slot indices of the control block (which starts at byte CONTROL_OFFSET). */
 export const CONTROL = {
@@ -175,7 +175,14 @@ function workerMain(
         if (Atomics.load(ctl, L.callerWaiting) !== 0) Atomics.notify(ctl, L.finished);
       };
       try {
-        jobs[op - 1](ex, ctl, ctlF32, L, init.thread, chunkLoop(ctl, L.error, init.thread, claim, finish));
+        jobs[op - 1](
+          ex,
+          ctl,
+          ctlF32,
+          L,
+          init.thread,
+          chunkLoop(ctl, L.error, init.thread, claim, finish),
+        );
       } catch (err) {
         port.post({ error: String(err), thread: init.thread });
       }
@@ -206,7 +213,11 @@ export class ThreadPool {
   private seq = 0;
   private readonly claimWord: BigInt64Array;
 
-  private constructor(options: PoolOptions, workers: PlatformWorker[], exports: WebAssembly.Exports) {
+  private constructor(
+    options: PoolOptions,
+    workers: PlatformWorker[],
+    exports: WebAssembly.Exports,
+  ) {
     this.threads = options.threads;
     this.jobs = options.jobs;
     this.workers = workers;
@@ -219,11 +230,15 @@ export class ThreadPool {
   static async create(options: PoolOptions): Promise<ThreadPool> {
     const { memory, module, threads } = options;
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
-      throw new Error(`wasm kernels: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
+      throw new Error(
+        `wasm kernels: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`,
+      );
     }
     const ctl = new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
     if (Atomics.compareExchange(ctl, CONTROL.lock, 0, 1) !== 0) {
-      throw new Error("wasm kernels: this heap already has live wasm kernels; dispose() them first");
+      throw new Error(
+        "wasm kernels: this heap already has live wasm kernels; dispose() them first",
+      );
     }
     const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
     const source =
@@ -241,7 +256,9 @@ export class ThreadPool {
               const msg = m as { ready?: number; error?: string; thread?: number };
               if (msg.ready !== undefined) resolve();
             });
-            w.onError((e) => reject(new Error(`wasm kernels: worker ${t} failed to start: ${e.message}`)));
+            w.onError((e) =>
+              reject(new Error(`wasm kernels: worker ${t} failed to start: ${e.message}`)),
+            );
           }),
         );
         const init: WorkerInit = {
@@ -297,7 +314,20 @@ export class ThreadPool {
     if (n === 1 || this.workers.length === 0 || chunks <= 1) {
       // workers never see this job: CLAIM stays locked
       let next = 0;
-      job(this.exports, ctl, this.ctlF32, CONTROL, 0, chunkLoop(ctl, CONTROL.error, 0, () => (next < chunks ? next++ : -1), () => {}));
+      job(
+        this.exports,
+        ctl,
+        this.ctlF32,
+        CONTROL,
+        0,
+        chunkLoop(
+          ctl,
+          CONTROL.error,
+          0,
+          () => (next < chunks ? next++ : -1),
+          () => {},
+        ),
+      );
       return;
     }
     Atomics.store(ctl, CONTROL.op, op);
@@ -322,7 +352,14 @@ export class ThreadPool {
       const finish = (): void => {
         Atomics.add(ctl, CONTROL.finished, 1);
       };
-      job(this.exports, ctl, this.ctlF32, CONTROL, 0, chunkLoop(ctl, CONTROL.error, 0, claim, finish));
+      job(
+        this.exports,
+        ctl,
+        this.ctlF32,
+        CONTROL,
+        0,
+        chunkLoop(ctl, CONTROL.error, 0, claim, finish),
+      );
     } catch (err) {
       failure = err;
     }
@@ -346,7 +383,9 @@ export class ThreadPool {
     if (failure !== null) throw failure;
     const bad = Atomics.load(ctl, CONTROL.error);
     if (bad !== 0) {
-      throw new Error(`wasm kernels: job ${op} failed in worker thread ${bad - 1} ${this.workerErrors.join("; ")}`);
+      throw new Error(
+        `wasm kernels: job ${op} failed in worker thread ${bad - 1} ${this.workerErrors.join("; ")}`,
+      );
     }
   }
 

@@ -32,7 +32,11 @@ export const ROPE_ARG = {
 
 /** Emits one of rope_fwd / rope_bwd / rope_bwd_set (see the header). */
 function emitRows(m: ModuleBuilder, kind: "fwd" | "bwd" | "bwd_set"): void {
-  const f = m.func(`rope_${kind}`, ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"], []);
+  const f = m.func(
+    `rope_${kind}`,
+    ["i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32", "i32"],
+    [],
+  );
   const backward = kind !== "fwd";
   const accumulate = kind === "bwd";
   const [out, inp, cos, sin, rows, t0, time, heads, half] = f.params;

@@ -60,7 +60,9 @@ function emitForward(m: ModuleBuilder): void {
   const forEach = (end: Local, width: 4 | 1, body: () => void): void => {
     f.block().get(j).get(end).op("i32.ge_u").brIf(0).loop();
     body();
-    f.addTo(s, 4 * width).addTo(d, 4 * width).addTo(j, width);
+    f.addTo(s, 4 * width)
+      .addTo(d, 4 * width)
+      .addTo(j, width);
     f.get(j).get(end).op("i32.lt_u").brIf(0);
     f.end().end();
   };
@@ -75,7 +77,13 @@ function emitForward(m: ModuleBuilder): void {
     f.get(mx).get(s).simdMem("v128.load", 0).get(sv).simd("f32x4.mul").simd("f32x4.pmax").set(mx);
   });
   forEach(visible, 1, () => {
-    f.get(mx).get(s).simdMem("v128.load32_splat", 0).get(sv).simd("f32x4.mul").simd("f32x4.pmax").set(mx);
+    f.get(mx)
+      .get(s)
+      .simdMem("v128.load32_splat", 0)
+      .get(sv)
+      .simd("f32x4.mul")
+      .simd("f32x4.pmax")
+      .set(mx);
   });
   f.reduceLanes(mx, "f32x4.pmax");
   // pass 2: e = exp(scale * x - max), stored, summed
@@ -88,7 +96,13 @@ function emitForward(m: ModuleBuilder): void {
     f.get(acc).get(e).simd("f32x4.add").set(acc);
   });
   forEach(visible, 1, () => {
-    f.get(s).simdMem("v128.load32_splat", 0).get(sv).simd("f32x4.mul").get(mx).simd("f32x4.sub").set(x);
+    f.get(s)
+      .simdMem("v128.load32_splat", 0)
+      .get(sv)
+      .simd("f32x4.mul")
+      .get(mx)
+      .simd("f32x4.sub")
+      .set(x);
     exp(x, e);
     f.get(d).get(e).simdLane("v128.store32_lane", 0, 0);
     f.get(tailSum).get(e).simdLane("f32x4.extract_lane", 0).op("f32.add").set(tailSum);
@@ -134,7 +148,10 @@ function emitBackward(m: ModuleBuilder, accumulate: boolean): void {
       const end = width === 4 ? vecEnd : cols;
       f.block().get(j).get(end).op("i32.ge_u").brIf(0).loop();
       body(width);
-      f.addTo(a, 4 * width).addTo(b, 4 * width).addTo(c, 4 * width).addTo(j, width);
+      f.addTo(a, 4 * width)
+        .addTo(b, 4 * width)
+        .addTo(c, 4 * width)
+        .addTo(j, width);
       f.get(j).get(end).op("i32.lt_u").brIf(0);
       f.end().end();
     }
@@ -219,13 +236,23 @@ function emitCrossEntropyRow(m: ModuleBuilder): void {
     f.get(j).get(blockEnd).op("i32.lt_u").brIf(0);
     f.end();
     f.reduceLanes(acc, "f32x4.add");
-    f.get(total).get(acc).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
+    f.get(total)
+      .get(acc)
+      .simdLane("f32x4.extract_lane", 0)
+      .op("f64.promote_f32")
+      .op("f64.add")
+      .set(total);
     f.get(j).get(vecEnd).op("i32.lt_u").brIf(0);
     f.end().end();
     loop(vocab, 1, () => {
       f.get(s).simdMem("v128.load32_splat", 0).get(mx).simd("f32x4.sub").set(x);
       exp(x, e);
-      f.get(total).get(e).simdLane("f32x4.extract_lane", 0).op("f64.promote_f32").op("f64.add").set(total);
+      f.get(total)
+        .get(e)
+        .simdLane("f32x4.extract_lane", 0)
+        .op("f64.promote_f32")
+        .op("f64.add")
+        .set(total);
       if (store) f.get(d).get(e).simdLane("v128.store32_lane", 0, 0).addTo(d, 4);
       f.addTo(s, 4);
     });
@@ -238,14 +265,25 @@ function emitCrossEntropyRow(m: ModuleBuilder): void {
   f.get(stats).get(total).mem("f64.store", 8);
   // pass 3 (with d): d = exp(x - max) * (gradScale / sum), the exps from pass 2
   f.block().get(dst).op("i32.eqz").brIf(0);
-  f.get(gradScale).op("f64.promote_f32").get(total).op("f64.div").op("f32.demote_f64").simd("f32x4.splat").set(acc);
+  f.get(gradScale)
+    .op("f64.promote_f32")
+    .get(total)
+    .op("f64.div")
+    .op("f32.demote_f64")
+    .simd("f32x4.splat")
+    .set(acc);
   f.i32(0).set(j).get(dst).set(d);
   loop(vecEnd, 4, () => {
     f.get(d).get(d).simdMem("v128.load", 0).get(acc).simd("f32x4.mul").simdMem("v128.store", 0);
     f.addTo(d, 16);
   });
   loop(vocab, 1, () => {
-    f.get(d).get(d).simdMem("v128.load32_splat", 0).get(acc).simd("f32x4.mul").simdLane("v128.store32_lane", 0, 0);
+    f.get(d)
+      .get(d)
+      .simdMem("v128.load32_splat", 0)
+      .get(acc)
+      .simd("f32x4.mul")
+      .simdLane("v128.store32_lane", 0, 0);
     f.addTo(d, 4);
   });
   f.end();

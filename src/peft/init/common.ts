@@ -71,7 +71,8 @@ export function assertFinite(buf: Float32Array, ctx: InitContext, what: string):
 }
 
 export function requireWeight(ctx: InitContext, method: string): Float32Array {
-  if (ctx.weight === undefined || ctx.weight === null) throw new Error(`${describe(ctx)}: ${method} needs the base weight`);
+  if (ctx.weight === undefined || ctx.weight === null)
+    throw new Error(`${describe(ctx)}: ${method} needs the base weight`);
   const w = toOutIn(ctx.weight, ctx, "weight");
   assertFinite(w, ctx, "weight");
   return w;
@@ -79,7 +80,9 @@ export function requireWeight(ctx: InitContext, method: string): Float32Array {
 
 export function requireGrad(ctx: InitContext, method: string): Float32Array {
   if (ctx.grad === undefined || ctx.grad === null) {
-    throw new Error(`${describe(ctx)}: ${method} needs the weight gradient, and none was given for this module`);
+    throw new Error(
+      `${describe(ctx)}: ${method} needs the weight gradient, and none was given for this module`,
+    );
   }
   const g = toOutIn(ctx.grad, ctx, "gradient");
   assertFinite(g, ctx, "gradient");
@@ -98,7 +101,15 @@ export function roundToAdapterDtype(ctx: InitContext, ...bufs: Float32Array[]): 
  * offset passes the same kernels: init and resume both use the model's), else accumulated in
  * float64. Measured: the 56 LoRA-GA offsets of the bench Llama (r 8) took ~0.3 s in float64 JS.
  */
-export function scaledProduct(B: Float32Array, A: Float32Array, m: number, r: number, n: number, s: number, kernels?: Kernels): Float32Array {
+export function scaledProduct(
+  B: Float32Array,
+  A: Float32Array,
+  m: number,
+  r: number,
+  n: number,
+  s: number,
+  kernels?: Kernels,
+): Float32Array {
   if (kernels !== undefined) {
     const heap = kernels.heap;
     const b = heap.fromArray(B, [m, r]);
@@ -134,7 +145,9 @@ export function subtractBaseOffset(
 ): void {
   const { inFeatures: n, outFeatures: m } = info;
   if (weight.length !== m * n || offset.length !== m * n) {
-    throw new Error(`subtractBaseOffset: weight ${weight.length} / offset ${offset.length} values, expected ${m * n}`);
+    throw new Error(
+      `subtractBaseOffset: weight ${weight.length} / offset ${offset.length} values, expected ${m * n}`,
+    );
   }
   if (!info.fanInFanOut) {
     for (let i = 0; i < weight.length; i++) weight[i] -= offset[i];
@@ -151,7 +164,14 @@ export interface SvdChoice {
 }
 
 /** Top-q SVD of the (m, n) matrix a, either randomized (seeded from ctx.rng) or exact. */
-export function topSvd(a: Float32Array, m: number, n: number, q: number, ctx: InitContext, choice: SvdChoice): Svd {
+export function topSvd(
+  a: Float32Array,
+  m: number,
+  n: number,
+  q: number,
+  ctx: InitContext,
+  choice: SvdChoice,
+): Svd {
   if ((choice.method ?? "lowrank") === "exact") return svdJacobi(a, m, n);
   return svdLowrank(a, m, n, {
     q,

@@ -22,7 +22,14 @@ export interface InitOptions {
   svd?: SvdChoice;
 }
 
-export type InitMethod = "default" | "none" | "gaussian" | "pissa" | "olora" | "lora_ga" | "lora_one";
+export type InitMethod =
+  | "default"
+  | "none"
+  | "gaussian"
+  | "pissa"
+  | "olora"
+  | "lora_ga"
+  | "lora_one";
 export type InitFn = (ctx: InitContext, options: InitOptions, name: string) => InitResult;
 
 const REGISTRY: Readonly<Record<InitMethod, InitFn>> = {
@@ -32,7 +39,8 @@ const REGISTRY: Readonly<Record<InitMethod, InitFn>> = {
   pissa: (ctx, _o, name) => pissaInit(ctx, parsePissa(name)),
   olora: (ctx) => oloraInit(ctx),
   lora_ga: (ctx, o) => {
-    if (o.loraGA === undefined) throw new Error(`module ${ctx.path}: init "lora_ga" needs LoRA-GA options`);
+    if (o.loraGA === undefined)
+      throw new Error(`module ${ctx.path}: init "lora_ga" needs LoRA-GA options`);
     return loraGAInit(ctx, { ...o.svd, ...o.loraGA });
   },
   lora_one: (ctx, o) => loraOneInit(ctx, { ...o.svd, ...o.loraOne }),
@@ -42,7 +50,8 @@ const REGISTRY: Readonly<Record<InitMethod, InitFn>> = {
 export function initMethodOf(value: InitLoraWeights): InitMethod {
   if (value === true) return "default";
   if (value === false) return "none";
-  if (value === "gaussian" || value === "olora" || value === "lora_ga" || value === "lora_one") return value;
+  if (value === "gaussian" || value === "olora" || value === "lora_ga" || value === "lora_one")
+    return value;
   if (typeof value === "string" && /^pissa(_niter_[0-9]+)?$/.test(value)) return "pissa";
   throw new Error(
     `unsupported init_lora_weights ${JSON.stringify(value)}; supported: true, false, "gaussian", "pissa", "pissa_niter_<N>", "olora", "lora_ga", "lora_one"`,
@@ -50,7 +59,11 @@ export function initMethodOf(value: InitLoraWeights): InitMethod {
 }
 
 /** Runs the init named by `value` for one module. */
-export function initAdapter(value: InitLoraWeights, ctx: InitContext, options: InitOptions = {}): InitResult {
+export function initAdapter(
+  value: InitLoraWeights,
+  ctx: InitContext,
+  options: InitOptions = {},
+): InitResult {
   const method = initMethodOf(value);
   return REGISTRY[method](ctx, options, String(value));
 }

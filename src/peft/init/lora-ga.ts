@@ -19,13 +19,13 @@
 
 import type { LoraGADirection, LoraGAScale, LoraGAVariant } from "../config.js";
 import {
+  describe,
   type InitContext,
   type InitResult,
-  type SvdChoice,
-  describe,
   requireGrad,
   requireWeight,
   roundToAdapterDtype,
+  type SvdChoice,
   scaledProduct,
   topSvd,
 } from "./common.js";
@@ -60,7 +60,9 @@ export function directionIndices(
     case "random": {
       const p = ctx.rng.shuffle(range(0, 2 * r));
       // official: disjoint halves; PEFT: the same r indices for A and B (spec §7)
-      return variant === "official" ? { ia: p.slice(0, r), ib: p.slice(r) } : { ia: p.slice(0, r), ib: p.slice(0, r) };
+      return variant === "official"
+        ? { ia: p.slice(0, r), ib: p.slice(r) }
+        : { ia: p.slice(0, r), ib: p.slice(0, r) };
     }
     default:
       return direction satisfies never;

@@ -17,12 +17,12 @@
 //   is a training-time matter and not part of this init.
 
 import {
+  describe,
   type InitContext,
   type InitResult,
-  type SvdChoice,
-  describe,
   requireGrad,
   roundToAdapterDtype,
+  type SvdChoice,
   scaledProduct,
   topSvd,
 } from "./common.js";
@@ -36,14 +36,18 @@ export const LORA_ONE_DEFAULT_GAMMA = 64;
 
 export function loraOneInit(ctx: InitContext, options: LoraOneInitOptions = {}): InitResult {
   const { r, inFeatures: n, outFeatures: m, scaling: s } = ctx;
-  if (r > Math.min(m, n)) throw new Error(`${describe(ctx)}: LoRA-One needs r <= min(out, in) = ${Math.min(m, n)}, got r=${r}`);
+  if (r > Math.min(m, n))
+    throw new Error(
+      `${describe(ctx)}: LoRA-One needs r <= min(out, in) = ${Math.min(m, n)}, got r=${r}`,
+    );
   const G = requireGrad(ctx, "LoRA-One");
   const negG = new Float32Array(G.length); // (out, in)
   for (let i = 0; i < G.length; i++) negG[i] = -G[i];
   const svd = topSvd(negG, m, n, Math.min(4 * r, Math.min(m, n)), ctx, options);
   const k = svd.k;
   const gamma = options.stableGamma ?? LORA_ONE_DEFAULT_GAMMA;
-  if (!(gamma > 0)) throw new Error(`${describe(ctx)}: LoRA-One stable_gamma must be > 0, got ${gamma}`);
+  if (!(gamma > 0))
+    throw new Error(`${describe(ctx)}: LoRA-One stable_gamma must be > 0, got ${gamma}`);
   const s0 = svd.S[0];
   if (!(s0 > 0)) throw new Error(`${describe(ctx)}: LoRA-One needs a non-zero gradient`);
   const A = new Float32Array(r * n); // (r, in)
@@ -54,5 +58,10 @@ export function loraOneInit(ctx: InitContext, options: LoraOneInitOptions = {}):
     for (let i = 0; i < m; i++) B[i * r + t] = f * svd.U[i * k + t];
   }
   roundToAdapterDtype(ctx, A, B);
-  return { A, B, baseOffset: options.subtractOffset === true ? scaledProduct(B, A, m, r, n, s, ctx.kernels) : null };
+  return {
+    A,
+    B,
+    baseOffset:
+      options.subtractOffset === true ? scaledProduct(B, A, m, r, n, s, ctx.kernels) : null,
+  };
 }

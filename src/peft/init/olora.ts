@@ -7,7 +7,14 @@
 // R = Q^T W (out, in); the reflectors come from the first `out` columns, as computed here.
 
 import { qr } from "../../linalg/qr.js";
-import { type InitContext, type InitResult, describe, requireWeight, roundToAdapterDtype, scaledProduct } from "./common.js";
+import {
+  describe,
+  type InitContext,
+  type InitResult,
+  requireWeight,
+  roundToAdapterDtype,
+  scaledProduct,
+} from "./common.js";
 
 export function oloraInit(ctx: InitContext): InitResult {
   const { r, inFeatures: n, outFeatures: m, scaling: s } = ctx;

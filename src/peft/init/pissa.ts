@@ -6,9 +6,9 @@
 // "pissa_niter_N" the randomized SVD with q = r and N subspace iterations (torch.svd_lowrank).
 
 import {
+  describe,
   type InitContext,
   type InitResult,
-  describe,
   requireWeight,
   roundToAdapterDtype,
   scaledProduct,
@@ -19,15 +19,22 @@ import {
 export function parsePissa(name: string): number | null {
   if (name === "pissa") return null;
   const m = /^pissa_niter_([0-9]+)$/.exec(name);
-  if (m === null) throw new Error(`init_lora_weights should be "pissa" or "pissa_niter_<N>", got ${JSON.stringify(name)}`);
+  if (m === null)
+    throw new Error(
+      `init_lora_weights should be "pissa" or "pissa_niter_<N>", got ${JSON.stringify(name)}`,
+    );
   return Number(m[1]);
 }
 
 export function pissaInit(ctx: InitContext, niter: number | null): InitResult {
   const { r, inFeatures: n, outFeatures: m, scaling: s } = ctx;
-  if (r > Math.min(m, n)) throw new Error(`${describe(ctx)}: PiSSA needs r <= min(out, in), got r=${r}`);
+  if (r > Math.min(m, n))
+    throw new Error(`${describe(ctx)}: PiSSA needs r <= min(out, in), got r=${r}`);
   const W = requireWeight(ctx, "PiSSA");
-  const svd = niter === null ? topSvd(W, m, n, r, ctx, { method: "exact" }) : topSvd(W, m, n, r, ctx, { method: "lowrank", niter });
+  const svd =
+    niter === null
+      ? topSvd(W, m, n, r, ctx, { method: "exact" })
+      : topSvd(W, m, n, r, ctx, { method: "lowrank", niter });
   const k = svd.k;
   const A = new Float32Array(r * n); // (r, in)
   const B = new Float32Array(m * r); // (out, r)
