@@ -96,12 +96,10 @@ export class DecoderKvCache<S extends StepScratch> implements KvCache {
   readonly keys: Tensor[] = []; // per layer (B, Hkv, maxLength, D)
   readonly values: Tensor[] = []; // per layer (B, Hkv, maxLength, D)
   readonly lengths: Int32Array; // (B) tokens cached per row
-  private readonly heap: Heap;
   private scratch: S | null = null;
   private live = true;
 
   constructor(heap: Heap, owner: object, dims: CacheDims, batchSize: number, maxLength: number) {
-    this.heap = heap;
     this.owner = owner;
     this.dims = dims;
     this.batchSize = batchSize;
@@ -137,7 +135,7 @@ export class DecoderKvCache<S extends StepScratch> implements KvCache {
 
   /** The step scratch, (re)allocated by `create` when `need` exceeds the current capacity. */
   stepScratch(need: StepCapacity, create: (capacity: StepCapacity) => S): S {
-    if (this.scratch !== null && this.scratch.fits(need)) return this.scratch;
+    if (this.scratch?.fits(need)) return this.scratch;
     const old = this.scratch?.capacity;
     const capacity: StepCapacity = {
       tokens: Math.max(need.tokens, old?.tokens ?? 0),

@@ -75,7 +75,7 @@ export function quantizeInt8(weight: Float32Array, rows: number, cols: number): 
     scales[r] = scale;
     for (let c = 0; c < cols; c++) {
       const q = roundHalfToEven(Math.fround(weight[base + c] / scale));
-      codes[base + c] = q > INT8_MAX_CODE ? INT8_MAX_CODE : q < -INT8_MAX_CODE ? -INT8_MAX_CODE : q;
+      codes[base + c] = q > INT8_MAX_CODE ? INT8_MAX_CODE : Math.max(q, -INT8_MAX_CODE);
     }
   }
   return { rows, cols, codes, scales };

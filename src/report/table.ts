@@ -113,6 +113,7 @@ export function targetCaption(c: Comparison): string {
 }
 
 /** Terminal-safe cell text: control characters (escape sequences in a run name) become "?". */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const printable = (s: string) => s.replace(/[\u0000-\u001f\u007f-\u009f]/g, "?");
 
 /** Fixed-width text table for a terminal, with the target caption on the first line. */

@@ -71,13 +71,17 @@ export function generate(
     // prefill: rows of equal prompt length in one step (longest first: the step scratch is sized
     // once); the last-token logits are kept so that the first draws happen in row order
     const byLength = new Map<number, number[]>();
-    prompts.forEach((p, i) => byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]));
+    prompts.forEach((p, i) => {
+      byLength.set(p.length, [...(byLength.get(p.length) ?? []), i]);
+    });
     const firstLogits: Float32Array[] = [];
     for (const [len, rows] of [...byLength].sort(
       (a, b) => b[0] * b[1].length - a[0] * a[1].length,
     )) {
       const inputIds = new Int32Array(rows.length * len);
-      rows.forEach((i, n) => inputIds.set(prompts[i], n * len));
+      rows.forEach((i, n) => {
+        inputIds.set(prompts[i], n * len);
+      });
       const logits = model
         .forwardCached(cache, { rows, inputIds, seqLen: len, logits: "last" })
         .f32(); // (N, 1, V)
@@ -86,7 +90,9 @@ export function generate(
         firstLogits[i] = logits.slice(n * V, (n + 1) * V);
       });
     }
-    prompts.forEach((_, i) => emit(i, pick(firstLogits[i])));
+    prompts.forEach((_, i) => {
+      emit(i, pick(firstLogits[i]));
+    });
     // decode: one token per unfinished row per step
     for (;;) {
       const rows = prompts.map((_, i) => i).filter((i) => !done[i]);
@@ -94,7 +100,9 @@ export function generate(
       const inputIds = Int32Array.from(rows, (i) => out[i][out[i].length - 1]);
       const logits = model.forwardCached(cache, { rows, inputIds, seqLen: 1 }).f32(); // (N, 1, V)
       const V = logits.length / rows.length;
-      rows.forEach((i, n) => emit(i, pick(logits.subarray(n * V, (n + 1) * V))));
+      rows.forEach((i, n) => {
+        emit(i, pick(logits.subarray(n * V, (n + 1) * V)));
+      });
     }
   } finally {
     cache.dispose();

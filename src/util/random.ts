@@ -29,8 +29,8 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
-const LN2 = 0.6931471805599453;
-const SQRT_HALF = 0.7071067811865476;
+const LN2 = Math.LN2;
+const SQRT_HALF = Math.SQRT1_2;
 const exponentView = new DataView(new ArrayBuffer(8));
 
 /**

@@ -46,7 +46,9 @@ export function runAccumulateModes(
     options?: BackwardOptions,
   ): Float32Array[] => {
     const outs = shapes.map((s) => heap.tensor(s));
-    outs.forEach((t, i) => fill(i, t));
+    outs.forEach((t, i) => {
+      fill(i, t);
+    });
     call(outs, options);
     const values = outs.map((t) => t.toArray());
     for (const t of outs) t.dispose();

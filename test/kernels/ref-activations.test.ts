@@ -100,8 +100,14 @@ describe("ref activations backward (finite differences, float64)", () => {
       const dUp = u0.slice();
       act.swigluBackward(dGate, dUp, gate, up, dOut);
       const out = new Float64Array(n);
-      const numGate = numericalGradient((g) => (act.swiglu(out, g, up), dot(out, dOut)), gate);
-      const numUp = numericalGradient((u) => (act.swiglu(out, gate, u), dot(out, dOut)), up);
+      const numGate = numericalGradient((g) => {
+        act.swiglu(out, g, up);
+        return dot(out, dOut);
+      }, gate);
+      const numUp = numericalGradient((u) => {
+        act.swiglu(out, gate, u);
+        return dot(out, dOut);
+      }, up);
       expectAllclose(
         dGate.map((v, i) => v - g0[i]),
         numGate,

@@ -129,7 +129,10 @@ describe("ref rope", () => {
     const dInp = d0.slice();
     ropeBackward(dInp, dOut, cos, sin, dims);
     const out = new Float64Array(n);
-    const numeric = numericalGradient((xx) => (rope(out, xx, cos, sin, dims), dot(out, dOut)), x);
+    const numeric = numericalGradient((xx) => {
+      rope(out, xx, cos, sin, dims);
+      return dot(out, dOut);
+    }, x);
     expectAllclose(minus(dInp, d0), numeric, { rtol: 1e-7, atol: 1e-9, label: "dInp" });
   });
 });

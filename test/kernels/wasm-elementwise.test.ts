@@ -219,9 +219,9 @@ describe.each([1, 2])("wasm elementwise, %i thread(s)", (threads) => {
         // silu, gelu: dInp is dOut's buffer; swiglu: dGate is gate's, dUp is up's
         const inPlace = op === "swigluBackward" ? [inputs[0], inputs[1]] : [inputs[1]];
         callBackward(k, op, inPlace, inputs, { accumulate: false });
-        inPlace.forEach((t, o) =>
-          expectSameNumbers(`${k.name} ${op} in place output ${o}`, t.f32(), outs[o].f32()),
-        );
+        inPlace.forEach((t, o) => {
+          expectSameNumbers(`${k.name} ${op} in place output ${o}`, t.f32(), outs[o].f32());
+        });
         for (const t of [...inputs, ...outs]) t.dispose();
       }
     },

@@ -99,7 +99,7 @@ describe("wasm thread pool", () => {
         expect(c.every((x) => x <= 1)).toBe(true);
         // the thread that failed stops; on 2 threads the other one takes every remaining chunk
         // (else the caller would wait forever), alone the chunks after the failure never run
-        if (nthreads === 2) expect(c.filter((x, i) => i !== bad).every((x) => x === 1)).toBe(true);
+        if (nthreads === 2) expect(c.filter((_x, i) => i !== bad).every((x) => x === 1)).toBe(true);
         else expect(c.every((x, i) => x === (i < bad ? 1 : 0))).toBe(true);
         // the next job runs normally
         pool.prepare();

@@ -13,7 +13,6 @@ import {
   maxDiffUpToColumnSign,
   orthonormalityError,
   Rng,
-  randomMatrix,
   randomOrthonormal,
   reconstructionError,
   sinAngleBound,

@@ -11,7 +11,7 @@ import { SafetensorsFile, writeSafetensors } from "../../src/io/safetensors.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels, KernelsName } from "../../src/kernels/kernels.js";
 import type { LinearAdapter } from "../../src/models/linear.js";
-import { type Batch, type CausalLM, loadModel } from "../../src/models/model.js";
+import { type CausalLM, loadModel } from "../../src/models/model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import {

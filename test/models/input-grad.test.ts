@@ -9,7 +9,7 @@
 //   - LoRA adapter gradients are the same whether or not the input gradient is computed;
 //   - a wrong inputsEmbedsGrad is rejected with the option and the shapes named.
 
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";

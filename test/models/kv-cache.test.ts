@@ -69,9 +69,9 @@ function expectCachedEqualsFull(model: CausalLM, rows: readonly (readonly number
   const step = (rowList: number[], seqLen: number, last = false): void => {
     const inputIds = new Int32Array(rowList.length * seqLen);
     const starts = rowList.map((b) => cache.length(b));
-    rowList.forEach((b, n) =>
-      inputIds.set(rows[b].slice(starts[n], starts[n] + seqLen), n * seqLen),
-    );
+    rowList.forEach((b, n) => {
+      inputIds.set(rows[b].slice(starts[n], starts[n] + seqLen), n * seqLen);
+    });
     const got = model.forwardCached(cache, {
       rows: rowList,
       inputIds,

@@ -39,7 +39,10 @@ const targets = linearInfos(meta, "llama").filter((l) => /(q|v|up|down)_proj$/.t
 /** Columns idx of X (rows, k) as (rows, idx.length). */
 function cols(x: Float32Array, rows: number, k: number, idx: number[]): Float64Array {
   const out = new Float64Array(rows * idx.length);
-  for (let i = 0; i < rows; i++) idx.forEach((c, t) => (out[i * idx.length + t] = x[i * k + c]));
+  for (let i = 0; i < rows; i++)
+    idx.forEach((c, t) => {
+      out[i * idx.length + t] = x[i * k + c];
+    });
   return out;
 }
 

@@ -157,7 +157,9 @@ describe("metrics and generation on a tiny Llama", () => {
       for (let k = 0; k < c.length; k++) s += logProbs(seq, prompt.length + k - 1)[c[k]];
       return s;
     });
-    scores.forEach((s, i) => expect(Math.abs(s - want[i])).toBeLessThanOrEqual(1e-4));
+    scores.forEach((s, i) => {
+      expect(Math.abs(s - want[i])).toBeLessThanOrEqual(1e-4);
+    });
     expect(index).toBe(want.indexOf(Math.max(...want)));
   });
 
@@ -204,7 +206,9 @@ test("sample(): frequencies follow softmax(logits / T) restricted to the nucleus
   const n = 20000;
   const counts = [0, 0, 0, 0];
   for (let i = 0; i < n; i++) counts[sample(logits, 2, 1, rng)]++;
-  counts.forEach((c, i) => expect(Math.abs(c / n - probs[i])).toBeLessThan(0.015));
+  counts.forEach((c, i) => {
+    expect(Math.abs(c / n - probs[i])).toBeLessThan(0.015);
+  });
   const nucleus = [0, 0, 0, 0];
   for (let i = 0; i < n; i++) nucleus[sample(logits, 2, 0.7, rng)]++;
   expect(nucleus[2] + nucleus[3]).toBe(0); // 0.5 + 0.3 reaches 0.7

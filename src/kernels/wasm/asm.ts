@@ -431,7 +431,7 @@ export class ModuleBuilder {
     section(SECTION.import, imports);
     const funcs: number[] = [];
     unsignedLeb(this.functions.length, funcs);
-    this.functions.forEach((_, i) => unsignedLeb(i, funcs));
+    for (let i = 0; i < this.functions.length; i++) unsignedLeb(i, funcs);
     section(SECTION.function, funcs);
     const exported = this.functions.filter((f) => f.exported);
     const exports: number[] = [];

@@ -275,7 +275,9 @@ function emitOp(m: ModuleBuilder, index: number, op: EwOp): void {
 
 /** Emits `ew0`, `ew1`, ... (one per entry of EW_OPS) into `m`. */
 export function emitElementwise(m: ModuleBuilder): void {
-  EW_OPS.forEach((op, index) => emitOp(m, index, op));
+  EW_OPS.forEach((op, index) => {
+    emitOp(m, index, op);
+  });
 }
 
 /**

@@ -105,7 +105,7 @@ export const GEMM_ARG = {
 export function gemmThreadJob(
   ex: GemmExports & GemmCausalExports,
   ctl: Int32Array,
-  ctlF32: Float32Array,
+  _ctlF32: Float32Array,
   layout: typeof CONTROL,
   thread: number,
   forEachChunk: (work: (chunk: number) => void) => void,
@@ -123,7 +123,7 @@ export function gemmThreadJob(
   const bRs = ctl[g + 8];
   const bCs = ctl[g + 9];
   const ldc = ctl[g + 10];
-  const batch = ctl[g + 11];
+  const _batch = ctl[g + 11];
   const aBs = ctl[g + 12] >>> 0;
   const bBs = ctl[g + 13] >>> 0;
   const cBs = ctl[g + 14] >>> 0;

@@ -68,8 +68,8 @@ const LOCKED = 0xffffffffn;
  * per-chunk work to forEachChunk, which calls it with every chunk index this thread claims.
  * Jobs are shipped to workers as source text: self-contained, no imports or outer references.
  */
-// biome-ignore lint/suspicious/noExplicitAny: wasm exports are untyped at this boundary
 export type JobFunction = (
+  // biome-ignore lint/suspicious/noExplicitAny: wasm exports are untyped at this boundary
   ex: any,
   ctl: Int32Array,
   ctlF32: Float32Array,
@@ -144,7 +144,9 @@ function workerMain(
       if (gen === seen) {
         const t0 = performance.now();
         let spins = 0;
-        while ((gen = Atomics.load(ctl, L.gen)) === seen) {
+        for (;;) {
+          gen = Atomics.load(ctl, L.gen);
+          if (gen !== seen) break;
           spins++;
           if ((spins & 0x3ff) === 0 && performance.now() - t0 > init.spinMs) {
             Atomics.add(ctl, L.sleeping, 1);

@@ -15,7 +15,7 @@
 //       d[t] -= gradScale.
 //   ld_i32 / ld_f32 / ld_f64 / st_f32: single loads and stores for the job's bookkeeping.
 
-import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
+import type { Local, ModuleBuilder } from "./asm.js";
 import { emitExpInto } from "./elementwise.js";
 import type { CONTROL } from "./pool.js";
 
