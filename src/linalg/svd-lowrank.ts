@@ -1,7 +1,7 @@
 // Randomized truncated SVD that reproduces torch.svd_lowrank's current algorithm
 // (torch/_lowrank.py `_svd_lowrank` + `get_approximate_basis`; Halko, Martinsson & Tropp 2009,
 // arXiv:0909.4061, Alg. 4.4 range finder with subspace iteration, then Alg. 5.1). See
-// docs lora-ga-spec.md §5:
+// docs/lora-ga-spec.md §5:
 //
 //   if m < n: X = G^T (make it tall) else X = G
 //   Omega = randn(cols(X), q)
@@ -11,9 +11,9 @@
 // Given the same Omega the result equals torch's up to rounding and per-triplet signs.
 // By default every orthonormalisation is a Householder QR, as torch's. `normalizer: "lu"` makes
 // all but the last use an LU basis instead (lu-basis.ts, scikit-learn's
-// power_iteration_normalizer="LU"): only span(Q) matters to the result (spec §5: U = Q Ub are the
-// singular vectors of Q Q^T G whatever basis spans Q), and LU keeps the span at a quarter of the
-// flops; the last basis is always an orthonormal Householder Q.
+// power_iteration_normalizer="LU"): only span(Q) matters to the result (docs/lora-ga-spec.md §5:
+// U = Q Ub are the singular vectors of Q Q^T G whatever basis spans Q), and LU keeps the span at a
+// quarter of the flops; the last basis is always an orthonormal Householder Q.
 // Numerics: G is read as given (float32 or float64); orthonormalisation (Householder QR) and the
 // small SVD (QR of (Q^T X)^T, then one-sided Jacobi, svd-jacobi.ts) run in float64. The big
 // products G·P and P^T·G run either in float64 TypeScript loops or, when `kernels` is given, on the

@@ -7,9 +7,9 @@
 //   defaults for the features we do not implement; `fromAdapterConfigJson()` reads such a dict,
 //   rejects features we cannot honour (DoRA, lora_bias, bias != "none", layers_to_transform, ...)
 //   with an error naming the field, and ignores keys it does not know (PEFT adds keys over time).
-// - `LoraGAConfig` adds the LoRA-GA options (spec §3, §6, §7). Scale names are the official fork's
-//   (stable | gd | unit | weightS); PEFT's (stable | gd_scale | unit | weight_svd) are accepted and
-//   mapped. In adapter_config.json it appears as PEFT's `lora_ga_config` sub-dict (PEFT names).
+// - `LoraGAConfig` adds the LoRA-GA options (docs/lora-ga-spec.md §3, §6, §7). Scale names are
+//   the official fork's (stable | gd | unit | weightS); PEFT's (stable | gd_scale | unit |
+//   weight_svd) are accepted and mapped. In adapter_config.json it appears as PEFT's `lora_ga_config` sub-dict (PEFT names).
 // - Every validation error names the field and the value.
 
 /** How A and B start (PEFT's `init_lora_weights`, plus "lora_one" which PEFT does not have). */
@@ -22,11 +22,11 @@ export type InitLoraWeights =
   | "lora_ga"
   | "lora_one";
 
-/** LoRA-GA direction: which SVD triplets go to A and which to B (spec §6, §7). */
+/** LoRA-GA direction: which SVD triplets go to A and which to B (docs/lora-ga-spec.md §6, §7). */
 export type LoraGADirection = "ArB2r" | "A2rBr" | "ArBr" | "random";
-/** LoRA-GA scale, official names (spec §6). */
+/** LoRA-GA scale, official names (docs/lora-ga-spec.md §6). */
 export type LoraGAScale = "stable" | "gd" | "unit" | "weightS";
-/** "official": the fork that matches the paper (spec §6); "peft": HF PEFT 0.21 (spec §7). */
+/** "official": the fork that matches the paper (docs/lora-ga-spec.md §6); "peft": HF PEFT 0.21 (§7). */
 export type LoraGAVariant = "official" | "peft";
 
 const PEFT_SCALE_NAMES: Readonly<Record<LoraGAScale, string>> = {
@@ -388,7 +388,7 @@ export interface LoraGAConfigInit extends LoraConfigInit {
   scale?: LoraGAScale | "gd_scale" | "weight_svd";
   stable_gamma?: number;
   variant?: LoraGAVariant;
-  /** Official fork's norm_clip (spec §6.3); off by default. Only the official variant has it. */
+  /** Official fork's norm_clip (docs/lora-ga-spec.md §6.3), off by default; official variant only. */
   norm_clip?: boolean;
 }
 

@@ -1,5 +1,5 @@
 // Conversion of a trained adapter whose init moved the base weight (LoRA-GA, PiSSA, OLoRA, or
-// LoRA-One with an offset) into a plain LoRA for the ORIGINAL base (spec §8; PEFT
+// LoRA-One with an offset) into a plain LoRA for the ORIGINAL base (docs/lora-ga-spec.md §8; PEFT
 // LoraModel.subtract_mutated_init). With W' = W - s B0 A0 and the trained (A1, B1):
 //   A' = [A1 ; A0]  (2r, in)      rows: trained first
 //   B' = [B1 | -B0] (out, 2r)     columns: trained first, initial negated
@@ -17,7 +17,7 @@ export interface AdapterPair {
   B: Float32Array;
 }
 
-/** Concatenates one module's trained and initial factors (spec §8). */
+/** Concatenates one module's trained and initial factors (docs/lora-ga-spec.md §8). */
 export function convertModule(
   path: string,
   trained: AdapterPair,

@@ -1,7 +1,7 @@
 // LoRA-GA gradient estimation: the mean, over a few batches, of the gradient of each batch's mean
-// causal-LM loss with respect to the target linear weights (spec §4; PEFT's preprocess_loraga
-// divides the accumulated .grad by the number of backward passes, the official code averages the
-// per-batch gradients: both are this mean). Only the target weight gradients are materialised;
+// causal-LM loss with respect to the target linear weights (docs/lora-ga-spec.md §4; PEFT's
+// preprocess_loraga divides the accumulated .grad by the number of backward passes, the official
+// code averages the per-batch gradients: both are this mean). Only the target weight gradients are materialised;
 // every other parameter stays gradient-free.
 //
 // Bounded estimation (memoryBudget): targets in groups, one pass over the batches per group, each

@@ -148,7 +148,7 @@ describe("target_modules semantics (PEFT check_target_module_exists)", () => {
   });
 });
 
-describe("conversion to a plain LoRA on the original base (spec §8)", () => {
+describe("conversion to a plain LoRA on the original base (docs/lora-ga-spec.md §8)", () => {
   test("equals PEFT's save_pretrained(path_initial_model_for_weight_conversion) and W + s'B'A' == W' + s B1 A1", async () => {
     const inputs = await readAll("conversion-inputs.safetensors");
     const config = new LoraGAConfig({ r: 2, lora_alpha: 4, target_modules: ["q_proj", "v_proj"] });

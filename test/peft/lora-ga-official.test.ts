@@ -1,10 +1,11 @@
-// LoRA-GA, variant "official" (spec §6; the paper's Algorithm 1), on the gradients PEFT computed
-// for the tiny Llama fixture. Expectations come from the spec's formulas and the fixture's exact
-// fp64 SVD of each gradient (torch.linalg.svd in scripts/fixtures/make_peft_loraga.py):
+// LoRA-GA, variant "official" (docs/lora-ga-spec.md §6; the paper's Algorithm 1), on the gradients
+// PEFT computed for the tiny Llama fixture. Expectations come from the spec's formulas and the
+// fixture's exact fp64 SVD of each gradient (torch.linalg.svd in
+// scripts/fixtures/make_peft_loraga.py):
 //   A rows / B columns span V[:, I_A] / U[:, I_B]  (A^T A = c^2 V_IA V_IA^T, B B^T = c^2 U_IB U_IB^T),
 //   row norms of A = column norms of B = c, singular values of B A = c^2, ||offset||_F = s c^2 sqrt(r),
 //   W' + s B A == W, and the first-step operator s^2 (G A^T A + B B^T G) = s^2 c^2 G_2r (§2.1).
-// Plus the one-step alignment experiment of §2.1 run through the LoRA layer itself.
+// Plus the one-step alignment experiment of §2.1 run through the LoRA layer itself (§12).
 
 import { describe, expect, test } from "vitest";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
@@ -46,7 +47,7 @@ function cols(x: Float32Array, rows: number, k: number, idx: number[]): Float64A
   return out;
 }
 
-describe("LoRA-GA official variant invariants (spec §6.1)", () => {
+describe("LoRA-GA official variant invariants (docs/lora-ga-spec.md §6.1)", () => {
   const settings = [
     { direction: "ArB2r", scale: "stable", r: 2, alpha: 4, rs: false },
     { direction: "A2rBr", scale: "gd", r: 2, alpha: 16, rs: true },
@@ -128,7 +129,7 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
     }
   });
 
-  test("bf16 adapter: the offset comes from the rounded A and B, so W' + s B A == W still holds (spec §6.4)", async () => {
+  test("bf16 adapter: the offset comes from the rounded A and B, so W' + s B A == W still holds (docs/lora-ga-spec.md §6.4)", async () => {
     const t = await readAll("llama.safetensors");
     const info = targets[1];
     const { path, inFeatures: n, outFeatures: m } = info;
@@ -164,7 +165,7 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
     ).toBeLessThan(1e-6);
   });
 
-  test("norm_clip shrinks so that max|offset| = max|W| and keeps W' + s B A == W (spec §6.3)", async () => {
+  test("norm_clip shrinks so that max|offset| = max|W| and keeps W' + s B A == W (docs/lora-ga-spec.md §6.3)", async () => {
     const t = await readAll("llama.safetensors");
     const info = targets[0];
     const { path, inFeatures: n, outFeatures: m } = info;
@@ -214,8 +215,8 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
 });
 
 /**
- * Spec §2.1 experiment. Setup: G (32, 24) = U diag(0.8^i) V^T with random orthonormal U, V (QR of
- * Gaussian matrices); one linear layer with W = 0 and a LoRA of r = 2, alpha = 2 (s = 1);
+ * The experiment of docs/lora-ga-spec.md §2.1 (written up in §12). Setup: G (32, 24) =
+ * U diag(0.8^i) V^T with random orthonormal U, V (QR of Gaussian matrices); one linear layer with W = 0 and a LoRA of r = 2, alpha = 2 (s = 1);
  * inputs X = I_24 (24 rows) and upstream gradient dOut = G^T, so that dL/dW_eff = dOut^T X = G.
  * One SGD step (lr 1e-3) on A and B through LoraLinear.backward; the change of the effective weight
  * s (B1 A1 - B0 A0) is compared with the full fine-tuning step -G by cosine similarity.
@@ -223,7 +224,7 @@ describe("LoRA-GA official variant invariants (spec §6.1)", () => {
  * ||G_2r||_F / ||G||_F = sqrt((1 - 0.64^4) / (1 - 0.64^24)) = 0.912; default LoRA (B = 0) gives
  * -lr s^2 G A^T A, with A random of rank 2 in 24 dims: cosine about sqrt(2/24) ~ 0.29.
  */
-describe("one-step alignment with the full fine-tuning step (spec §2.1)", () => {
+describe("one-step alignment with the full fine-tuning step (docs/lora-ga-spec.md §2.1, §12)", () => {
   const m = 32;
   const n = 24;
   const r = 2;

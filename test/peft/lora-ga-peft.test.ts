@@ -2,8 +2,9 @@
 // (test/fixtures/peft, made by scripts/fixtures/make_peft_loraga.py: preprocess_loraga on a tiny
 // Llama and, for fan_in_fan_out, a tiny GPT-2, then get_peft_model with init_lora_weights="lora_ga").
 // SVD signs and torch's random test matrix cannot be reproduced, so the comparison uses the
-// sign-invariant quantities of spec §9.2: A^T A, B B^T, row norms of A, column norms of B, the
-// singular values of B A, ||offset||_F; plus the exact identity W' + s B A == W on our side.
+// sign-invariant quantities of docs/lora-ga-spec.md §9.2: A^T A, B B^T, row norms of A, column
+// norms of B, the singular values of B A, ||offset||_F; plus the exact identity W' + s B A == W on
+// our side.
 
 import { describe, expect, test } from "vitest";
 import { svdJacobi } from "../../src/linalg/svd-jacobi.js";

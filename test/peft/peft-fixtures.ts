@@ -1,5 +1,5 @@
 // Test support for test/peft: reading the PEFT fixtures (scripts/fixtures/make_peft_loraga.py)
-// and small float64 matrix helpers for sign-invariant comparisons (spec §9.2).
+// and small float64 matrix helpers for sign-invariant comparisons (docs/lora-ga-spec.md §9.2).
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";

@@ -41,7 +41,7 @@ export interface InitContext {
   rng: Rng;
   /** Runs the big SVD products on this engine when given. */
   kernels?: Kernels;
-  /** Storage dtype of A and B; the offset is computed from the rounded values (spec §6.4). */
+  /** Storage dtype of A and B; the offset comes from the rounded values (docs/lora-ga-spec.md §6.4). */
   adapterDtype?: "f32" | "bf16";
 }
 

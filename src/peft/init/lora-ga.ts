@@ -1,5 +1,5 @@
 // LoRA-GA initialisation (arXiv 2407.05000) from one module's averaged loss gradient G (out, in).
-// Two variants (docs lora-ga-spec.md):
+// Two variants (the § numbers are sections of docs/lora-ga-spec.md):
 //   "official" (§6, the paper's Algorithm 1, Outsider565/LoRA-GA): A = c V[:, I_A]^T, B = c U[:, I_B]
 //     with orthonormal singular vectors; c per scale: gd 1/s, unit 1, stable out^{1/4}/sqrt(gamma),
 //     weightS mean_{i<r} sqrt(sigma_i(W)/s). Optional norm_clip (§6.3).
@@ -59,7 +59,7 @@ export function directionIndices(
       return { ia: range(1, 2 * r, 2), ib: range(0, 2 * r, 2) };
     case "random": {
       const p = ctx.rng.shuffle(range(0, 2 * r));
-      // official: disjoint halves; PEFT: the same r indices for A and B (spec §7)
+      // official: disjoint halves; PEFT: the same r indices for A and B (docs/lora-ga-spec.md §7)
       return variant === "official"
         ? { ia: p.slice(0, r), ib: p.slice(r) }
         : { ia: p.slice(0, r), ib: p.slice(0, r) };
@@ -131,8 +131,8 @@ export function loraGAInit(ctx: InitContext, options: LoraGAInitOptions): InitRe
   roundToAdapterDtype(ctx, A, B);
   let offset = scaledProduct(B, A, m, r, n, s, ctx.kernels);
   if (options.normClip === true && !peft) {
-    // spec §6.3: ratio = max|W| / max|offset|; shrink when < 1 (offset recomputed from the shrunk,
-    // rounded A and B so that W' + s B A == W still holds)
+    // docs/lora-ga-spec.md §6.3: ratio = max|W| / max|offset|; shrink when < 1 (offset recomputed
+    // from the shrunk, rounded A and B so that W' + s B A == W still holds)
     const W = requireWeight(ctx, "LoRA-GA norm_clip");
     let maxW = 0;
     let maxO = 0;
