@@ -71,17 +71,15 @@ export type ApplyReflector = (
 ) => void;
 
 /**
- * Below this many values withReflector stays in TypeScript (copying into the SIMD module's memory
- * and back costs more than it saves on small matrices). Measured (QR with Q formed, k 32, Node
- * 20): m 512 0.90 -> 0.43 ms, m 1376 3.06 -> 1.01 ms, m 4864 10.83 -> 3.36 ms; the LoRA-GA init
- * of the bench Llama (56 randomized SVDs, ten QRs each) 1.40 -> 1.19 s.
+ * Below this many values withReflector stays in TypeScript: copying into the SIMD module's memory
+ * and back costs more than it saves on small matrices (timings: docs/engine-notes.md).
  */
 const SIMD_MIN_DOUBLES = 4096;
 
 /**
  * Applies H_j = I - t v v^T (v = [1; cols[j+1.., j]]) to columns j+1..k-1, rows j..m-1:
- * c -= t (v^T c) v. Four columns share each pass over v (register blocking); plain index
- * arithmetic on one array measured ~1.35x faster in V8 than subarray views or 2/8-column blocks.
+ * c -= t (v^T c) v. Four columns share each pass over v (register blocking), with plain index
+ * arithmetic on one array, the form V8 runs fastest here (docs/engine-notes.md).
  */
 function applyReflector(cols: Float64Array, m: number, k: number, j: number, t: number): void {
   if (t === 0) return;

@@ -7,7 +7,7 @@
 // The code runs on a private, non-shared memory: the caller works on view(doubles), a Float64Array
 // at byte 0 of it (columns column-major, as qr.ts keeps them), and calls apply(m, k, j, t). Built
 // once per process on first use; null when the runtime has no SIMD (the caller then stays in
-// TypeScript). Measured: see qr.ts, SIMD_MIN_DOUBLES (2-3.2x on QRs with 512-4864 rows).
+// TypeScript). When it pays off: qr.ts, SIMD_MIN_DOUBLES; timings in docs/engine-notes.md.
 
 import { ModuleBuilder } from "../kernels/wasm/asm.js";
 

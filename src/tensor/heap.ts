@@ -117,8 +117,8 @@ export class Heap {
 
   /**
    * Sets `bytes` bytes from byte offset `ptr` to zero with wasm's memory.fill. Why not
-   * Uint8Array.fill: on a SharedArrayBuffer V8 fills element by element (measured here: 2.3 ms per
-   * 8 MiB against 0.1 ms for memory.fill), and a training step zeroes ~300 MiB of gradient buffers.
+   * Uint8Array.fill: on a SharedArrayBuffer V8 fills element by element, far slower, and a training
+   * step zeroes all gradient buffers (timings: docs/engine-notes.md).
    */
   zero(ptr: number, bytes: number): void {
     if (

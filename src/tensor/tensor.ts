@@ -60,7 +60,7 @@ export class Tensor {
 
   /** A copy of an f32 tensor's values, independent of the heap. */
   toArray(): Float32Array {
-    // new + set: TypedArray.slice() on shared memory takes V8's slow path (2.4x slower here)
+    // new + set: TypedArray.slice() on shared memory takes V8's slow path (docs/engine-notes.md)
     const out = new Float32Array(this.size);
     out.set(this.f32());
     return out;

@@ -99,7 +99,7 @@ export function roundToAdapterDtype(ctx: InitContext, ...bufs: Float32Array[]): 
  * offset (out, in) = s * B (out, r) A (r, in) from the given (stored) values: on the engine's f32
  * matmul when `kernels` is given (as PEFT's torch matmul; every caller that must reproduce an
  * offset passes the same kernels: init and resume both use the model's), else accumulated in
- * float64. Measured: the 56 LoRA-GA offsets of the bench Llama (r 8) took ~0.3 s in float64 JS.
+ * float64 TypeScript (slower on model-sized layers: docs/engine-notes.md).
  */
 export function scaledProduct(
   B: Float32Array,
