@@ -10,6 +10,12 @@ import type { Batch } from "../../src/models/model.js";
 
 export const MODEL_FIXTURES = join(import.meta.dirname, "..", "fixtures", "models");
 
+/**
+ * Every model fixture folder under MODEL_FIXTURES. The model tests run on all of them, always: a
+ * missing fixture fails (causal-lm.test.ts also checks this list against the folder's contents).
+ */
+export const FIXTURE_MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"] as const;
+
 export interface ModelFixture {
   batch: Batch;
   /** PyTorch float64 values stored as f32: "loss", "logits" (when present), "grad.<param>". */

@@ -1,10 +1,16 @@
 // wasm matmul vs the reference kernels on awkward shapes: 1, primes, non-multiples of the 4x8
 // register tile, K longer than a cache block and than a K slice, every transA/transB/accumulate/
 // alpha combination, batched with per-entry and shared 2-D b, unaligned views; on 1 and 2 threads,
-// relaxed-SIMD (when the runtime has it) and plain SIMD.
+// relaxed SIMD and plain SIMD. Relaxed SIMD is required (vitest.config.ts passes
+// --experimental-wasm-relaxed-simd): without it those configurations fail, they are not skipped.
+// A child process without relaxed SIMD checks that asking for it is an error.
 // Tolerance: f32 sums of k products in a different order differ by O(k * eps) relative to the sum
 // of |products|, so the bound is 4 * k * 2^-23 * sum_p |a_ip * b_pj| per element (plus a tiny floor).
 
+import { spawnSync } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels, MatmulOptions } from "../../src/kernels/kernels.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
@@ -12,6 +18,7 @@ import { relaxedSimdSupported } from "../../src/kernels/wasm/asm.js";
 import { createWasmKernels, GEMM_K_SLICE, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import { compileChild } from "../helpers/compile-child.js";
 
 /** Deterministic uniform values in [-1, 1) (mulberry32). */
 function fillRandom(t: Tensor, seed: number): void {
@@ -38,11 +45,9 @@ interface Case {
 const configs: { label: string; threads: number; relaxedSimd: boolean }[] = [
   { label: "1 thread, plain SIMD", threads: 1, relaxedSimd: false },
   { label: "2 threads, plain SIMD", threads: 2, relaxedSimd: false },
+  { label: "1 thread, relaxed SIMD", threads: 1, relaxedSimd: true },
+  { label: "2 threads, relaxed SIMD", threads: 2, relaxedSimd: true },
 ];
-if (relaxedSimdSupported()) {
-  configs.push({ label: "1 thread, relaxed SIMD", threads: 1, relaxedSimd: true });
-  configs.push({ label: "2 threads, relaxed SIMD", threads: 2, relaxedSimd: true });
-}
 
 const forms: MatmulOptions[] = [];
 for (const transA of [false, true]) {
@@ -232,11 +237,26 @@ describe("wasm kernels lifecycle", () => {
     await kernels.dispose();
   });
 
-  test.runIf(!relaxedSimdSupported())(
-    "relaxedSimd: true without runtime support throws",
-    async () => {
-      const heap = new Heap({ initialBytes: 16 * 2 ** 20 });
-      await expect(createWasmKernels(heap, { relaxedSimd: true })).rejects.toThrow(/relaxed SIMD/);
-    },
-  );
+  test("this runtime has relaxed SIMD (vitest.config.ts passes the flag)", () => {
+    expect(relaxedSimdSupported()).toBe(true);
+  });
+
+  test("relaxedSimd: true without runtime support throws (child process without the flag)", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "loraga-norelaxed-"));
+    try {
+      const js = compileChild(join(import.meta.dirname, "no-relaxed-simd-child.ts"), dir);
+      const run = spawnSync(process.execPath, ["--no-experimental-wasm-relaxed-simd", js], {
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      expect(run.status, run.stderr).toBe(0);
+      const result = JSON.parse(run.stdout) as { created: boolean; error: string | null };
+      expect(result.created, "the child runtime validated relaxed SIMD despite the flag").toBe(
+        false,
+      );
+      expect(result.error).toMatch(/relaxed SIMD/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

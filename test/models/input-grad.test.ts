@@ -9,7 +9,6 @@
 //   - LoRA adapter gradients are the same whether or not the input gradient is computed;
 //   - a wrong inputsEmbedsGrad is rejected with the option and the shapes named.
 
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
@@ -29,11 +28,7 @@ import {
 } from "../helpers/model-fixtures.js";
 
 const FIXTURES = MODEL_FIXTURES;
-const KERNELS: KernelsName[] = existsSync(
-  join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"),
-)
-  ? ["ref", "wasm"]
-  : ["ref"];
+const KERNELS: KernelsName[] = ["ref", "wasm"];
 
 type Fixture = ModelFixture;
 

@@ -5,7 +5,6 @@
 // here); with a PEFT LoRA adapter and with 16-bit / int8 frozen weights too; cache errors name the
 // numbers; the cache is freed after generate.
 
-import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
@@ -15,17 +14,12 @@ import { loadPeftModel } from "../../src/peft/peft-model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { generate } from "../../src/train/generate.js";
 import { Rng } from "../../src/util/random.js";
+import { FIXTURE_MODELS, MODEL_FIXTURES } from "../helpers/model-fixtures.js";
 
-const FIXTURES = join(import.meta.dirname, "..", "fixtures", "models");
+const FIXTURES = MODEL_FIXTURES;
 const ADAPTER = join(import.meta.dirname, "..", "fixtures", "e2e", "llama-gqa", "converted"); // rank-4 LoRA by PEFT
-const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) =>
-  existsSync(join(FIXTURES, m, "config.json")),
-);
-const KERNELS: KernelsName[] = existsSync(
-  join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"),
-)
-  ? ["ref", "wasm"]
-  : ["ref"];
+const MODELS = FIXTURE_MODELS;
+const KERNELS: KernelsName[] = ["ref", "wasm"];
 
 function randomRows(lengths: readonly number[], vocab: number, seed: number): number[][] {
   const rng = new Rng(seed);

@@ -4,7 +4,7 @@
 // Also: every checkpoint directory left behind is complete (atomic writes), and a resume with
 // changed options is refused.
 
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -12,40 +12,9 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels } from "../../src/kernels/kernels.js";
 import { listCheckpoints, loadCheckpoint } from "../../src/train/checkpoint.js";
+import { compileChild, ROOT } from "../helpers/compile-child.js";
 import { RESUME_STEPS, runResumable } from "./resume-setup.js";
 import { MODEL_DIR, refKernels, tinyModel } from "./train-helpers.js";
-
-const ROOT = join(import.meta.dirname, "..", "..");
-
-/** Compiles resume-child.ts and what it imports into `out` (type errors elsewhere do not block emit). */
-function compileChild(out: string): string {
-  const tsc = join(ROOT, "node_modules", "typescript", "bin", "tsc");
-  const args = [
-    tsc,
-    "--ignoreConfig",
-    join(ROOT, "test", "train", "resume-child.ts"),
-    "--outDir",
-    out,
-    "--rootDir",
-    ROOT,
-    "--module",
-    "nodenext",
-    "--moduleResolution",
-    "nodenext",
-    "--target",
-    "es2022",
-    "--lib",
-    "es2022,dom",
-    "--types",
-    "node",
-    "--skipLibCheck",
-    "--noCheck",
-  ];
-  spawnSync(process.execPath, args, { cwd: ROOT, encoding: "utf8", timeout: 120_000 });
-  const js = join(out, "test", "train", "resume-child.js");
-  if (!existsSync(js)) throw new Error(`tsc did not produce ${js}`);
-  return js;
-}
 
 function trainLosses(logFile: string): Map<number, number> {
   const out = new Map<number, number>();
@@ -79,7 +48,7 @@ describe("checkpoint and exact resume", () => {
     const straight = await runResumable(kernels, { checkpointDir: join(dir, "straight") });
     expect(straight.losses.length).toBe(RESUME_STEPS);
 
-    const childJs = compileChild(join(dir, "build"));
+    const childJs = compileChild(join(import.meta.dirname, "resume-child.ts"), join(dir, "build"));
     await writeFile(join(dir, "build", "package.json"), '{"type": "module"}\n');
     const ckptDir = join(dir, "killed");
     const logFile = join(dir, "killed.jsonl");
