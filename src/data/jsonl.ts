@@ -6,7 +6,7 @@ import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 
 /** Longest accepted line (characters). A longer line is an error, not an allocation. */
-export const MAX_LINE_CHARS = 64 * 2 ** 20;
+const MAX_LINE_CHARS = 64 * 2 ** 20;
 
 export class DataError extends Error {
   constructor(message: string) {

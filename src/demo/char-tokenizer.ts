@@ -6,7 +6,7 @@
 // The layout follows what `tokenizers` (Rust) saves for the same construction, as
 // scripts/fixtures/make_tiny_tokenizer.py does for the test fixture.
 
-export const CHAR_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"] as const;
+const CHAR_SPECIAL_TOKENS = ["<pad>", "<s>", "</s>"] as const;
 
 /** The characters of the vocabulary, in id order after the special tokens. */
 export function charVocabulary(): string[] {

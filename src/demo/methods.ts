@@ -13,7 +13,7 @@
 
 import type { Comparison } from "../report/stats.js";
 
-export const FULL_LR = 5e-4;
+const FULL_LR = 5e-4;
 
 export interface DemoMethod {
   /** `loraga train --method` value; also the run's name and directory. */

@@ -23,10 +23,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isPlainObject, parseJsonStrict } from "./json.js";
 
-export type RopeType = "default" | "linear" | "llama3";
+type RopeType = "default" | "linear" | "llama3";
 
 /** RoPE scaling beyond the default rotary embedding; null in LlamaFamilyConfig when none. */
-export interface RopeScaling {
+interface RopeScaling {
   rope_type: Exclude<RopeType, "default">;
   factor: number;
   /** llama3 only (Llama 3.1 frequency-dependent scaling). */
@@ -85,7 +85,7 @@ export interface Gpt2Config {
 }
 
 /** A model_type this module does not validate; the registry reports whether it is supported. */
-export interface UnrecognizedModelConfig {
+interface UnrecognizedModelConfig {
   model_type: string;
   recognized: false;
   raw: Readonly<Record<string, unknown>>;
@@ -94,7 +94,7 @@ export interface UnrecognizedModelConfig {
 export type KnownModelConfig = LlamaFamilyConfig | Gpt2Config;
 export type ModelConfig = KnownModelConfig | UnrecognizedModelConfig;
 
-export const CONFIG_FILE_NAME = "config.json";
+const CONFIG_FILE_NAME = "config.json";
 /** Bound on config.json size: real ones are a few KiB. */
 const MAX_CONFIG_BYTES = 16 * 2 ** 20;
 

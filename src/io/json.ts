@@ -7,10 +7,10 @@
 // Object keys are defined as own data properties, so a "__proto__" key cannot touch prototypes.
 // Grammar: RFC 8259 (https://www.rfc-editor.org/rfc/rfc8259), no extensions.
 
-export const MAX_JSON_DEPTH = 256;
+const MAX_JSON_DEPTH = 256;
 
 /** 1-based line and column of UTF-16 offset `offset` in `text`. */
-export function lineColumn(text: string, offset: number): { line: number; column: number } {
+function lineColumn(text: string, offset: number): { line: number; column: number } {
   let line = 1;
   let lineStart = 0;
   const end = Math.min(offset, text.length);

@@ -21,7 +21,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import { writeFileAtomicStreaming } from "./atomic-write.js";
 import { isPlainObject, parseJsonStrict } from "./json.js";
 
-export type SafetensorsDType =
+type SafetensorsDType =
   | "F64"
   | "F32"
   | "F16"
@@ -33,7 +33,7 @@ export type SafetensorsDType =
   | "U8"
   | "BOOL";
 
-export const SAFETENSORS_DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = {
+const SAFETENSORS_DTYPE_BYTES: Readonly<Record<SafetensorsDType, number>> = {
   F64: 8,
   F32: 4,
   F16: 2,
@@ -428,8 +428,8 @@ export interface Checkpoint {
   close(): Promise<void>;
 }
 
-export const SINGLE_FILE_NAME = "model.safetensors";
-export const INDEX_FILE_NAME = "model.safetensors.index.json";
+const SINGLE_FILE_NAME = "model.safetensors";
+const INDEX_FILE_NAME = "model.safetensors.index.json";
 
 /** A shard name from an index must be a plain file name inside the checkpoint directory. */
 function isPlainFileName(name: string): boolean {

@@ -20,15 +20,15 @@ export interface ChatMessage {
   [key: string]: unknown;
 }
 
-export interface EncodeOptions {
+interface EncodeOptions {
   /** Add the post-processor's special tokens (BOS/EOS templates). Default true, as in HF. */
   addSpecialTokens?: boolean;
 }
-export interface DecodeOptions {
+interface DecodeOptions {
   /** Drop special tokens from the output. Default false, as in HF. */
   skipSpecialTokens?: boolean;
 }
-export interface ChatTemplateOptions {
+interface ChatTemplateOptions {
   /** Append the assistant turn header. Default false, as in transformers. */
   addGenerationPrompt?: boolean;
   /** Extra template variables (e.g. `enable_thinking`, `tools`), as apply_chat_template's kwargs. */
@@ -50,8 +50,8 @@ export interface Tokenizer {
 }
 
 export const TOKENIZER_FILE = "tokenizer.json";
-export const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
-export const CHAT_TEMPLATE_FILE = "chat_template.jinja";
+const TOKENIZER_CONFIG_FILE = "tokenizer_config.json";
+const CHAT_TEMPLATE_FILE = "chat_template.jinja";
 const MAX_TOKENIZER_BYTES = 512 * 2 ** 20;
 
 const SPECIAL_TOKEN_KEYS = [
@@ -89,7 +89,7 @@ function pickTemplate(value: unknown, source: string): string | null {
 }
 
 /** Builds a tokenizer from parsed tokenizer.json / tokenizer_config.json contents. */
-export function createTokenizer(
+function createTokenizer(
   tokenizerJson: unknown,
   tokenizerConfig: unknown = {},
   chatTemplate: string | null = null,

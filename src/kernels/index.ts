@@ -12,7 +12,7 @@ export interface CreateKernelsOptions {
   threads?: number;
 }
 
-export const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm"];
+const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm"];
 
 interface WasmKernelsModule {
   createWasmKernels(heap: Heap, options: { threads?: number }): Promise<Kernels>;

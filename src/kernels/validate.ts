@@ -22,7 +22,7 @@ function requireLive(op: string, name: string, t: Tensor): void {
 }
 
 /** Throws unless t is live and has one of the given dtypes. */
-export function requireDType(op: string, name: string, t: Tensor, ...dtypes: DType[]): void {
+function requireDType(op: string, name: string, t: Tensor, ...dtypes: DType[]): void {
   requireLive(op, name, t);
   if (!dtypes.includes(t.dtype)) {
     throw new Error(
@@ -59,13 +59,7 @@ function requireSize(op: string, name: string, t: Tensor, size: number, what: st
 }
 
 /** Throws if the two tensors' bytes overlap (only for kernels that cannot work in place). */
-export function requireNoOverlap(
-  op: string,
-  nameA: string,
-  a: Tensor,
-  nameB: string,
-  b: Tensor,
-): void {
+function requireNoOverlap(op: string, nameA: string, a: Tensor, nameB: string, b: Tensor): void {
   if (a.byteLength === 0 || b.byteLength === 0) return;
   if (a.ptr < b.ptr + b.byteLength && b.ptr < a.ptr + a.byteLength) {
     throw new Error(`${op}: ${describe(nameA, a)} overlaps ${describe(nameB, b)} in memory`);

@@ -56,7 +56,7 @@ function swapColumns(a: Float64Array, len: number, i: number, j: number): void {
  * until they are mutually orthogonal, applying the same rotations to `w` (column-major (k, k),
  * usually starting as I). Returns the number of sweeps used.
  */
-export function jacobiOrthogonalizeColumns(
+function jacobiOrthogonalizeColumns(
   cols: Float64Array,
   r: number,
   k: number,

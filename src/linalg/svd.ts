@@ -8,7 +8,7 @@
 import { type Svd, svdJacobi } from "./svd-jacobi.js";
 
 export { type Svd, svdJacobi } from "./svd-jacobi.js";
-export { type SvdLowrankOptions, svdLowrank } from "./svd-lowrank.js";
+export { svdLowrank } from "./svd-lowrank.js";
 
 /**
  * A copy of `svd` in which the largest-magnitude entry of every u_i is positive (first such entry

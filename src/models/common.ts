@@ -187,7 +187,7 @@ export class LinearLayer {
    */
   forward(kernels: Kernels, out: Tensor, inp: Tensor): void {
     const term = this.adapter?.forwardTerm?.(inp) ?? null;
-    const { w, outIn } = this.weight.expand(kernels);
+    const { w, outIn } = this.weight.expand();
     kernels.matmul(out, inp, w, term === null ? { transB: outIn } : { transB: outIn, plus: term });
     if (this.bias !== null) kernels.addBias(out, this.bias);
     if (this.adapter !== null && term === null) this.adapter.forward(out, inp);
@@ -213,7 +213,7 @@ export class LinearLayer {
       // the adapter's share of dx rides along as a term when it offers one
       const term = this.adapter?.backwardTerm?.(dOut, inp) ?? null;
       adapterDone = term !== null;
-      const { w, outIn } = this.weight.expand(kernels);
+      const { w, outIn } = this.weight.expand();
       const options = { transB: !outIn, accumulate: !overwriteInput };
       kernels.matmul(dInp, dOut, w, term === null ? options : { ...options, plus: term });
     }

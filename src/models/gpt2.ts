@@ -278,7 +278,7 @@ function rowViews(d: Dims, T: number, b: number) {
   };
 }
 
-export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
+class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
   private readonly d: Dims;
   private readonly wte: Tensor; // (V, C)
   private readonly wpe: Tensor; // (P, C)

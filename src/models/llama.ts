@@ -357,7 +357,7 @@ function gqa(d: Dims, B: number, T: number) {
   };
 }
 
-export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
+class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   private readonly d: Dims;
   private readonly embed: Tensor; // (V, C)
   private readonly finalNorm: Tensor; // (C)

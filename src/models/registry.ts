@@ -33,9 +33,9 @@ const ARCHITECTURES: {
 
 export type SupportedModelType = keyof typeof ARCHITECTURES;
 
-export const SUPPORTED_MODEL_TYPES = Object.keys(ARCHITECTURES) as SupportedModelType[];
+const SUPPORTED_MODEL_TYPES = Object.keys(ARCHITECTURES) as SupportedModelType[];
 
-export function isSupportedModelType(modelType: string): modelType is SupportedModelType {
+function isSupportedModelType(modelType: string): modelType is SupportedModelType {
   return Object.hasOwn(ARCHITECTURES, modelType);
 }
 

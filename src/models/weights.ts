@@ -14,7 +14,6 @@
 // only. LoRA-GA's base offset W' = W - s B A must be written (writeF32) BEFORE quantizing: the
 // two-stage flow is estimate on float weights -> init + offset -> quantizeLinears.
 
-import type { Kernels } from "../kernels/kernels.js";
 import { convert } from "../kernels/ref/convert.js";
 import { type QuantizedWeight, type QuantKind, quantizeWeight } from "../quant/quantized-linear.js";
 import { f16ToF32 } from "../tensor/dtype.js";
@@ -75,7 +74,7 @@ let f16Table: Float32Array | null = null; // (65536) every f16 bit pattern's exa
  * 16-bit shift through an integer view); f16 goes through a 65536-entry table built once from
  * tensor/dtype.ts' f16ToF32 (a lookup is much cheaper than the scalar conversion per element).
  */
-export function widenHalf(out: Float32Array, bits: Uint16Array, kind: "bf16" | "f16"): void {
+function widenHalf(out: Float32Array, bits: Uint16Array, kind: "bf16" | "f16"): void {
   const n = bits.length;
   if (kind === "bf16") {
     const wide = new Uint32Array(out.buffer, out.byteOffset, out.length);
@@ -148,7 +147,7 @@ export class FrozenWeight {
    * The f32 weight for one matmul: the parameter itself when f32, else the shared scratch filled
    * now (valid until the next expand of any layer). outIn: whether w is (out, in).
    */
-  expand(_kernels: Kernels): { w: Tensor; outIn: boolean } {
+  expand(): { w: Tensor; outIn: boolean } {
     if (this.quantized !== null) {
       const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
       const w = this.scratch.view([out, inp]);

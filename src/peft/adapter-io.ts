@@ -20,9 +20,9 @@ import { shapeString } from "../tensor/shape.js";
 import { LoraConfig, moduleRankAlpha } from "./config.js";
 import { selectTargets } from "./targets.js";
 
-export const ADAPTER_CONFIG_NAME = "adapter_config.json";
+const ADAPTER_CONFIG_NAME = "adapter_config.json";
 export const ADAPTER_WEIGHTS_NAME = "adapter_model.safetensors";
-export const INIT_METADATA_KEY = "loraga_init";
+const INIT_METADATA_KEY = "loraga_init";
 const KEY_PREFIX = "base_model.model.";
 /** adapter_config.json is small; refuse anything absurd before reading it. */
 const MAX_CONFIG_BYTES = 16 * 2 ** 20;
@@ -34,7 +34,7 @@ export interface AdapterWeights {
   B: Float32Array;
 }
 
-export function loraKey(path: string, which: "A" | "B"): string {
+function loraKey(path: string, which: "A" | "B"): string {
   return `${KEY_PREFIX}${path}.lora_${which}.weight`;
 }
 
@@ -82,7 +82,7 @@ export interface LoadedAdapter {
 }
 
 /** Reads and parses <dir>/adapter_config.json. */
-export async function readAdapterConfig(dir: string): Promise<LoraConfig> {
+async function readAdapterConfig(dir: string): Promise<LoraConfig> {
   const path = join(dir, ADAPTER_CONFIG_NAME);
   let size: number;
   try {

@@ -91,7 +91,7 @@ const UNSUPPORTED_IF_SET: readonly string[] = [
   "use_bdlora",
 ];
 
-export const PEFT_VERSION_WRITTEN = "0.21.0";
+const PEFT_VERSION_WRITTEN = "0.21.0";
 
 export interface LoraConfigInit {
   r?: number;
@@ -455,7 +455,7 @@ export class LoraGAConfig extends LoraConfig {
 }
 
 /** PEFT's per-module rank/alpha lookup key (peft.utils.other.get_pattern_key): `(.*\.)?(key)$` from the start. */
-export function patternKey(keys: Iterable<string>, path: string): string | null {
+function patternKey(keys: Iterable<string>, path: string): string | null {
   for (const key of keys) {
     if (new RegExp(`^(?:.*\\.)?(?:${key})$`).test(path)) return key;
   }

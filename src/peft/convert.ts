@@ -18,7 +18,7 @@ export interface AdapterPair {
 }
 
 /** Concatenates one module's trained and initial factors (docs/lora-ga-spec.md §8). */
-export function convertModule(
+function convertModule(
   path: string,
   trained: AdapterPair,
   initial: AdapterPair,

@@ -20,7 +20,7 @@ import {
   storedWeightShape,
 } from "./gradient-cache.js";
 
-export interface EstimateProgress {
+interface EstimateProgress {
   /** Forward + backward passes done so far (over all groups). */
   done: number;
   /** Total passes when known (an array was passed, or a later group), else null. */

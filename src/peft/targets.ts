@@ -19,19 +19,19 @@ function fullMatch(pattern: string, path: string): boolean {
 }
 
 /** PEFT's rule for one spec (regex string or list of names) against one module path. */
-export function matchesModuleSpec(spec: readonly string[] | string, path: string): boolean {
+function matchesModuleSpec(spec: readonly string[] | string, path: string): boolean {
   if (typeof spec === "string") return fullMatch(spec, path);
   return spec.some((name) => path === name || path.endsWith(`.${name}`));
 }
 
-export const ALL_LINEAR = "all-linear";
+const ALL_LINEAR = "all-linear";
 
 function isOutputHead(path: string): boolean {
   return path === "lm_head" || path.endsWith(".lm_head");
 }
 
 /** True when `path` is adapted under `config` (target and not excluded). */
-export function isTargeted(
+function isTargeted(
   config: Pick<LoraConfig, "target_modules" | "exclude_modules">,
   path: string,
 ): boolean {

@@ -24,7 +24,7 @@ export interface Int8Weight {
   readonly scales: Float32Array;
 }
 
-export const INT8_MAX_CODE = 127;
+const INT8_MAX_CODE = 127;
 
 /** Storage bytes of a row-wise int8 weight: one byte per weight plus one f32 scale per row. */
 export function int8Bytes(rows: number, cols: number): number {

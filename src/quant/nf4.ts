@@ -39,7 +39,7 @@ const NF4_LITERALS: readonly number[] = [
 export const NF4_CODE: Float32Array = Float32Array.from(NF4_LITERALS); // (16)
 
 /** Index of the exact-zero code (also the padding nibble). */
-export const NF4_ZERO_CODE = 7;
+const NF4_ZERO_CODE = 7;
 
 /**
  * (15) decision boundaries: float32((code[k] + code[k+1]) / 2), the midpoint taken in f64 from the

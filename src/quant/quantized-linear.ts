@@ -163,7 +163,7 @@ type Quantizer = (
 ) => QuantizedWeight;
 
 /** kind -> constructor from f32 data (out, in). */
-export const QUANTIZERS: Readonly<Record<QuantKind, Quantizer>> = {
+const QUANTIZERS: Readonly<Record<QuantKind, Quantizer>> = {
   f32: (data, shape) => new F32Weight(data, shape),
   bf16: (data, shape) => new Half16Weight("bf16", Uint16Array.from(data, f32ToBf16), shape),
   f16: (data, shape) => new Half16Weight("f16", Uint16Array.from(data, f32ToF16), shape),
@@ -172,7 +172,7 @@ export const QUANTIZERS: Readonly<Record<QuantKind, Quantizer>> = {
     new Nf4LinearWeight(quantizeNf4(data, options.blocksize ?? NF4_DEFAULT_BLOCKSIZE), shape),
 };
 
-export function isQuantKind(value: string): value is QuantKind {
+function isQuantKind(value: string): value is QuantKind {
   return Object.hasOwn(QUANTIZERS, value);
 }
 

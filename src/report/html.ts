@@ -10,7 +10,7 @@ import { type CompareOptions, type Comparison, compareRuns, smoothLosses } from 
 import { escapeXml, niceDomain, renderChart, type Series } from "./svg-chart.js";
 import { comparisonTable, formatLoss, targetCaption } from "./table.js";
 
-export const PALETTE = [
+const PALETTE = [
   "#0072B2",
   "#D55E00",
   "#009E73",

@@ -13,7 +13,7 @@ import {
   type RunLog,
 } from "./run-log.js";
 
-export const MAX_FILE_BYTES = 256 * 1024 * 1024;
+const MAX_FILE_BYTES = 256 * 1024 * 1024;
 
 async function readBounded(path: string): Promise<string | null> {
   let size: number;

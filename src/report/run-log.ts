@@ -31,7 +31,7 @@ export interface EvalPoint {
   perplexity: number | null;
 }
 
-export interface FinalMetric {
+interface FinalMetric {
   name: string;
   value: number;
 }
@@ -67,8 +67,8 @@ export const RUN_LOG_FILE = "train.jsonl";
 export const RUN_SUMMARY_FILE = "run.json";
 
 /** Upper bounds on what one run may hold (a log is text we did not write). */
-export const MAX_LOG_LINES = 1_000_000;
-export const MAX_METRICS = 64;
+const MAX_LOG_LINES = 1_000_000;
+const MAX_METRICS = 64;
 
 const isObject = (v: unknown): v is Record<string, unknown> =>
   typeof v === "object" && v !== null && !Array.isArray(v);

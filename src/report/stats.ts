@@ -24,12 +24,12 @@ export interface CompareOptions {
 
 export const DEFAULT_SMOOTH_WINDOW = 10;
 /** Largest smoothing window (bounds the O(steps x window) smoothing). */
-export const MAX_SMOOTH_WINDOW = 1000;
-export const BASELINE_RUN_NAME = "lora";
+const MAX_SMOOTH_WINDOW = 1000;
+const BASELINE_RUN_NAME = "lora";
 /** run.json metrics shown by the eval-loss and perplexity columns when the log has evaluations. */
 const DUPLICATES_OF_EVAL_COLUMNS = new Set(["eval_loss", "perplexity"]);
 
-export interface Target {
+interface Target {
   loss: number;
   /** How it was chosen, for the report's caption. */
   source: "given" | "baseline" | "max-final";

@@ -10,7 +10,7 @@ export function escapeXml(s: string): string {
   );
 }
 
-export type SeriesStyle = "raw" | "smooth" | "dashed";
+type SeriesStyle = "raw" | "smooth" | "dashed";
 
 export interface Series {
   label: string;
@@ -35,7 +35,7 @@ export interface ChartSpec {
 }
 
 /** Most points drawn per series; longer series are sampled at an even stride (last point kept). */
-export const MAX_DRAWN_POINTS = 2000;
+const MAX_DRAWN_POINTS = 2000;
 
 function niceStep(range: number, count: number): number {
   const raw = range / Math.max(1, count);
@@ -80,7 +80,7 @@ export function logTicks(lo: number, hi: number): number[] {
   return coarse.length >= 4 ? coarse : linearTicks(lo, hi);
 }
 
-export function formatTick(v: number): string {
+function formatTick(v: number): string {
   if (v === 0) return "0";
   const a = Math.abs(v);
   if (a >= 1e5 || a < 1e-3) return v.toExponential(0);

@@ -4,17 +4,17 @@
 
 import type { Comparison, RunStats } from "./stats.js";
 
-export const NOT_REACHED = "not reached";
+const NOT_REACHED = "not reached";
 const MISSING = "-";
 
-export function formatSeconds(s: number | null): string {
+function formatSeconds(s: number | null): string {
   if (s === null) return MISSING;
   if (s < 60) return `${s.toFixed(1)} s`;
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(Math.round(s % 60)).padStart(2, "0")}s`;
   return `${Math.floor(s / 3600)}h ${String(Math.round((s % 3600) / 60)).padStart(2, "0")}m`;
 }
 
-export function formatBytes(b: number | null): string {
+function formatBytes(b: number | null): string {
   if (b === null) return MISSING;
   if (b < 1024 ** 2) return `${(b / 1024).toFixed(1)} KiB`;
   if (b < 1024 ** 3) return `${(b / 1024 ** 2).toFixed(1)} MiB`;

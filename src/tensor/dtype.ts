@@ -16,10 +16,6 @@ export const BYTES_PER_ELEMENT: Readonly<Record<DType, number>> = {
   u8: 1,
 };
 
-export function isDType(value: string): value is DType {
-  return Object.hasOwn(BYTES_PER_ELEMENT, value);
-}
-
 const f32Scratch = new Float32Array(1);
 const u32Scratch = new Uint32Array(f32Scratch.buffer);
 

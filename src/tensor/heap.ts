@@ -17,7 +17,7 @@ import { Tensor } from "./tensor.js";
 
 const PAGE_BYTES = 65536;
 /** wasm32 can address at most 65536 pages (4 GiB). */
-export const MAX_WASM_PAGES = 65536;
+const MAX_WASM_PAGES = 65536;
 /** Bytes at the start of memory kept for engine control data. */
 export const RESERVED_BYTES = 4 * PAGE_BYTES;
 export const ALIGN_BYTES = 64;

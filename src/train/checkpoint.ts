@@ -26,8 +26,8 @@ import type { LoraConfig } from "../peft/config.js";
 import type { DataState } from "./data-order.js";
 import type { OptimizerState } from "./optimizer.js";
 
-export const CHECKPOINT_FORMAT = "loraga-train-checkpoint";
-export const CHECKPOINT_VERSION = 1;
+const CHECKPOINT_FORMAT = "loraga-train-checkpoint";
+const CHECKPOINT_VERSION = 1;
 const STATE_NAME = "trainer_state.json";
 const OPTIMIZER_NAME = "optimizer.safetensors";
 const FULL_WEIGHTS_NAME = "model.safetensors";
@@ -36,7 +36,7 @@ const MAX_STATE_BYTES = 256 * 2 ** 20;
 const CHECKPOINT_RE = /^checkpoint-([0-9]+)$/;
 
 /** The trainer's own bookkeeping that must survive a restart. */
-export interface TrainerBookkeeping {
+interface TrainerBookkeeping {
   bestEvalLoss: number | null;
   evalsWithoutImprovement: number;
 }
@@ -55,7 +55,7 @@ export interface CheckpointContent {
     | { kind: "full"; params: Map<string, { shape: number[]; data: Float32Array }> };
 }
 
-export function checkpointName(step: number): string {
+function checkpointName(step: number): string {
   return `checkpoint-${step}`;
 }
 

@@ -17,10 +17,7 @@ const IGNORE = -100;
  * model.tokenLosses runs the lm_head on the counted positions only when the ignored ones are a
  * large share (a scored continuation after its prompt, completion-only eval data).
  */
-export function tokenNll(
-  model: CausalLM,
-  batch: Batch,
-): { nll: Float32Array; counted: Uint8Array } {
+function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
   const { batchSize: B, seqLen: T } = batch;
   const labels = batch.labels;
   if (labels === undefined) throw new Error("evaluate: batch.labels is required");
@@ -59,7 +56,7 @@ export function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): EvalRes
  * Sum of log p(continuation | prompt) for each (prompt, continuation) pair, scored in one
  * right-padded batch. Returns [sum of log-probs, number of continuation tokens] per pair.
  */
-export function continuationLogLikelihoods(
+function continuationLogLikelihoods(
   model: CausalLM,
   pairs: readonly { prompt: readonly number[]; continuation: readonly number[] }[],
   padTokenId = 0,
@@ -116,24 +113,6 @@ export function classifyByLikelihood(
   let index = 0;
   for (let i = 1; i < scores.length; i++) if (scores[i] > scores[index]) index = i;
   return { index, scores };
-}
-
-/** Fraction of items whose highest-likelihood candidate is the labelled one. */
-export function classificationAccuracy(
-  model: CausalLM,
-  items: readonly {
-    prompt: readonly number[];
-    candidates: readonly (readonly number[])[];
-    label: number;
-  }[],
-  options: { lengthNormalize?: boolean; padTokenId?: number } = {},
-): number {
-  if (items.length === 0) return Number.NaN;
-  let correct = 0;
-  for (const item of items)
-    if (classifyByLikelihood(model, item.prompt, item.candidates, options).index === item.label)
-      correct++;
-  return correct / items.length;
 }
 
 const NUMBER_RE = /-?\d[\d,]*(?:\.\d+)?|-?\.\d+/g;

@@ -44,7 +44,7 @@ function checkConfig(c: ScheduleConfig): void {
 }
 
 /** The multiplier of the base learning rate at step k (0-based). */
-export function scheduleFactor(config: ScheduleConfig, step: number): number {
+function scheduleFactor(config: ScheduleConfig, step: number): number {
   checkConfig(config);
   if (!Number.isSafeInteger(step) || step < 0)
     throw new Error(`schedule: step must be a non-negative integer, got ${step}`);

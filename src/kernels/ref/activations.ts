@@ -88,7 +88,7 @@ export function erf(x: number): number {
  * erfc x = exp(-x^2)/sqrt(pi) / (x + (1/2)/(x + 1/(x + (3/2)/(x + ...)))) (A&S 7.1.14), evaluated
  * bottom-up with 80 levels (converged to double precision for x >= 2); x < 2: 1 - erf(x).
  */
-export function erfc(x: number): number {
+function erfc(x: number): number {
   if (Number.isNaN(x)) return x;
   if (x < 2) return 1 - erf(x);
   if (x > 27) return 0; // exp(-x^2) underflows

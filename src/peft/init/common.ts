@@ -50,7 +50,7 @@ export function describe(ctx: Pick<InitContext, "path" | "inFeatures" | "outFeat
 }
 
 /** The (out, in) view of a stored matrix: a copy transposed when fanInFanOut. */
-export function toOutIn(stored: Float32Array, ctx: InitContext, what: string): Float32Array {
+function toOutIn(stored: Float32Array, ctx: InitContext, what: string): Float32Array {
   const { inFeatures: n, outFeatures: m } = ctx;
   if (stored.length !== m * n) {
     throw new Error(`${describe(ctx)}: ${what} has ${stored.length} values, expected ${m * n}`);
@@ -62,7 +62,7 @@ export function toOutIn(stored: Float32Array, ctx: InitContext, what: string): F
 }
 
 /** Throws naming the module when `buf` holds NaN or +-Inf. */
-export function assertFinite(buf: Float32Array, ctx: InitContext, what: string): void {
+function assertFinite(buf: Float32Array, ctx: InitContext, what: string): void {
   for (let i = 0; i < buf.length; i++) {
     if (!Number.isFinite(buf[i])) {
       throw new Error(`${describe(ctx)}: ${what} contains ${buf[i]} at flat index ${i}`);

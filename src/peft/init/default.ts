@@ -7,7 +7,7 @@
 
 import type { InitContext, InitResult } from "./common.js";
 
-export function kaimingUniformBound(fanIn: number): number {
+function kaimingUniformBound(fanIn: number): number {
   return 1 / Math.sqrt(fanIn);
 }
 

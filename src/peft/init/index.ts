@@ -12,7 +12,6 @@ import { oloraInit } from "./olora.js";
 import { parsePissa, pissaInit } from "./pissa.js";
 
 export type { InitContext, InitResult } from "./common.js";
-export { subtractBaseOffset } from "./common.js";
 
 export interface InitOptions {
   /** Required for "lora_ga". */
@@ -30,7 +29,7 @@ export type InitMethod =
   | "olora"
   | "lora_ga"
   | "lora_one";
-export type InitFn = (ctx: InitContext, options: InitOptions, name: string) => InitResult;
+type InitFn = (ctx: InitContext, options: InitOptions, name: string) => InitResult;
 
 const REGISTRY: Readonly<Record<InitMethod, InitFn>> = {
   default: (ctx) => defaultInit(ctx),

@@ -32,7 +32,7 @@ export interface LoraOneInitOptions extends SvdChoice {
   subtractOffset?: boolean;
 }
 
-export const LORA_ONE_DEFAULT_GAMMA = 64;
+const LORA_ONE_DEFAULT_GAMMA = 64;
 
 export function loraOneInit(ctx: InitContext, options: LoraOneInitOptions = {}): InitResult {
   const { r, inFeatures: n, outFeatures: m, scaling: s } = ctx;
