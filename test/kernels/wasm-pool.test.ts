@@ -6,7 +6,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { defineArgs } from "../../src/kernels/wasm/args.js";
 import { ModuleBuilder } from "../../src/kernels/wasm/asm.js";
-import { CONTROL, type JobFunction, ThreadPool } from "../../src/kernels/wasm/pool.js";
+import { CONTROL, ThreadPool } from "../../src/kernels/wasm/pool.js";
+import type { JobFunction } from "../../src/kernels/wasm/pool-job.js";
 import { Heap } from "../../src/tensor/heap.js";
 
 const CHUNKS = 200;

@@ -7,7 +7,8 @@
 
 import type { Kernels } from "../kernels.js";
 import type { ModuleBuilder } from "./asm.js";
-import type { AnyPoolJob, ThreadPool } from "./pool.js";
+import type { ThreadPool } from "./pool.js";
+import type { AnyPoolJob } from "./pool-job.js";
 
 /** Engine-wide choices every family may read. */
 export interface EngineConfig {

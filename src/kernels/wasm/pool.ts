@@ -4,8 +4,8 @@
 // in every job; workers are threads 1..n-1.
 //
 // Dispatch protocol. Work is split into chunks that threads claim one at a time, so a thread
-// that wakes late (a parked worker takes on the order of a millisecond to wake) or is descheduled
-// on a busy machine simply takes fewer chunks, and nobody waits for a thread that has nothing to do.
+// that wakes late (a parked worker takes about a millisecond to wake) or is descheduled on a busy
+// machine simply takes fewer chunks, and nobody waits for a thread that has nothing to do.
 //   CLAIM (one 64-bit word): (job sequence << 32) | next chunk index; index LOCKED while the
 //          caller writes a job's arguments (a seqlock: a worker that read arguments of job s
 //          can claim only with a compare-exchange that still finds sequence s, unlocked).
@@ -29,14 +29,18 @@ import {
   type ArgLayout,
   type ArgRow,
   type ArgSpec,
-  type Args,
   type ArgValues,
   type ControlViews,
   decodeArgs,
   defineArgs,
   writeArgs,
 } from "./args.js";
+import type { AnyPoolJob, ErasedJobFunction, PoolJob } from "./pool-job.js";
 
+/** The control block holds scratch slots for at most this many threads. */
+export const MAX_THREADS = 256;
+/** i32 slots of each thread's scratch layout (PoolOptions.threadScratch). */
+export const SCRATCH_SLOTS = 4;
 /** i32 slot indices of the control block (which starts at byte CONTROL_OFFSET). */
 export const CONTROL = {
   lock: 0,
@@ -51,17 +55,13 @@ export const CONTROL = {
   callerWaiting: 9,
   /** BigInt64 index of the CLAIM word (i32 slots 16 and 17) */
   claim64: 8,
-  /** first job argument slot (even: f64 arguments); job arguments may use the slots up to `scratch` */
+  /** first job argument slot (even, for f64 arguments); arguments may use the slots to `scratch` */
   args: 24,
   /** thread t's scratch slots at scratch + SCRATCH_SLOTS t (MAX_THREADS threads, to the end) */
-  scratch: RESERVED_BYTES / 4 - 4 * 256,
+  scratch: RESERVED_BYTES / 4 - SCRATCH_SLOTS * MAX_THREADS,
 } as const;
-/** i32 slots of each thread's scratch layout (PoolOptions.threadScratch). */
-export const SCRATCH_SLOTS = 4;
 export const CONTROL_OFFSET = 0;
 const CONTROL_INTS = RESERVED_BYTES / 4;
-/** The control block holds scratch slots for at most this many threads. */
-export const MAX_THREADS = 256;
 const OP_EXIT = -1;
 /** How long the caller spins for the other threads' last chunks before it sleeps (ms). */
 const CALLER_SPIN_MS = 0.5;
@@ -78,51 +78,6 @@ const CALLER_CAN_WAIT = ((): boolean => {
 })();
 /** Chunk index meaning "arguments being written". */
 const LOCKED = 0xffffffffn;
-
-/**
- * A job: runs thread `thread`'s part of a job by handing its per-chunk work to forEachChunk, which
- * calls it with every chunk index this thread claims. `args` are the job's arguments decoded from
- * its layout (S), `scratch` this thread's scratch pointers (layout T); `ctl` and `layout` give the
- * raw control block (for the pool's own tests). Jobs are shipped to workers as source text:
- * self-contained, no imports or outer references.
- */
-export type JobFunction<S extends ArgSpec = ArgSpec, T extends ArgSpec = ArgSpec> = (
-  // biome-ignore lint/suspicious/noExplicitAny: wasm exports are untyped at this boundary
-  ex: any,
-  ctl: Int32Array,
-  ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-  args: Args<S>,
-  scratch: Args<T>,
-) => void;
-
-/** A job as the pool takes it: its function and the layout of its arguments. */
-export interface PoolJob<S extends ArgSpec = ArgSpec, T extends ArgSpec = ArgSpec> {
-  readonly name: string;
-  readonly args: ArgLayout<S>;
-  readonly run: JobFunction<S, T>;
-}
-
-/** A job function with its argument types erased (the pool only moves the arguments). */
-type ErasedJobFunction = (
-  ex: WebAssembly.Exports,
-  ctl: Int32Array,
-  ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-  args: ReturnType<typeof decodeArgs>,
-  scratch: ReturnType<typeof decodeArgs>,
-) => void;
-
-/** Any PoolJob (its argument types erased: the pool only moves them). */
-export interface AnyPoolJob {
-  readonly name: string;
-  readonly args: ArgLayout;
-  readonly run: (...params: never[]) => void;
-}
 
 const NO_SCRATCH = defineArgs({});
 
@@ -317,9 +272,10 @@ export class ThreadPool {
       );
     }
     const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+    const jobSources = options.jobs.map((j) => `(${j.run.toString()})`);
     const source =
-      `const jobs = [${options.jobs.map((j) => `(${j.run.toString()})`).join(", ")}];\n` +
-      `(${workerMain.toString()})(port, jobs, ${chunkLoop.toString()}, ${decodeArgs.toString()});\n`;
+      `const jobs = [${jobSources.join(", ")}];\n` +
+      `(${workerMain})(port, jobs, ${chunkLoop}, ${decodeArgs});\n`;
     const workers: PlatformWorker[] = [];
     try {
       const ready: Promise<void>[] = [];

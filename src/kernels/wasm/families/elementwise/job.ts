@@ -2,7 +2,7 @@
 // functions (emit.ts). Chunk c covers elements [c chunk, min(n, (c + 1) chunk)).
 
 import { defineArgs } from "../../args.js";
-import type { JobFunction, PoolJob } from "../../pool.js";
+import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** One elementwise op over n floats (emit.ts: the signature of the generated functions). */
 export const ELEMENTWISE_ARGS = defineArgs({

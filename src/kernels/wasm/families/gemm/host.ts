@@ -61,7 +61,7 @@ const PACK_B_MAX_M = 32;
  * the per-thread scratch for its packed B block: PLUS_K_MAX x NC_MAX floats (1 MiB).
  */
 const PLUS_K_MAX = 128;
-/** GEMM_ARGS.causal codes of MatmulCausal kinds, and the smallest row block a causal product uses. */
+/** GEMM_ARGS.causal codes of MatmulCausal kinds; the smallest row block a causal product uses. */
 const CAUSAL_CODES = { none: 0, maskOut: 1, lowerA: 2, upperA: 3 } as const;
 const CAUSAL_MC_MIN = 24;
 /**

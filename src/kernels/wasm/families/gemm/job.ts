@@ -28,7 +28,7 @@
 // wrote all of C for 8 multiply-adds per element.
 
 import { defineArgs } from "../../args.js";
-import type { JobFunction, PoolJob } from "../../pool.js";
+import type { JobFunction, PoolJob } from "../../pool-job.js";
 import type { ThreadScratchSpec } from "../../scratch.js";
 import type { GemmExports } from "./emit.js";
 import type { GemmCausalExports } from "./emit-causal.js";

@@ -1,7 +1,7 @@
 // Code generation of RMSNorm and LayerNorm (kernels/ref/norms.ts: formulas and sources there) and
 // their backwards as WebAssembly SIMD128 functions over rows of `cols` floats (the per-thread job
-// that runs them over chunks of rows: job.ts). Row sums are f32 vectors (4 lanes, reduced at the end of
-// the row); the row statistics (mean, rstd, the backwards' coefficients) are computed in f64 from
+// that runs them over chunks of rows: job.ts). Row sums are f32 vectors (4 lanes, reduced at the
+// end of the row); the row statistics (mean, rstd, the backwards' coefficients) are computed in f64 from
 // those sums, as the reference does from its f64 sums.
 //
 //   rms_fwd(out, rstd, inp, weight, rows, cols, colsF64, eps): rstd[r] = 1/sqrt(mean(x^2) + eps),

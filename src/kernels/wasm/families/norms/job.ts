@@ -3,7 +3,7 @@
 // gradients writes chunk k's partial sums at part + k (cols or 2 cols floats).
 
 import { defineArgs } from "../../args.js";
-import type { JobFunction, PoolJob } from "../../pool.js";
+import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** A norm pass over rows of cols floats. */
 export const NORM_ARGS = defineArgs({

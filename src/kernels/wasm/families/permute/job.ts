@@ -7,7 +7,7 @@
 // "Permute"). out must not overlap inp.
 
 import { defineArgs } from "../../args.js";
-import type { JobFunction, PoolJob } from "../../pool.js";
+import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** permute0213 of inp (a, b, c, d) into out (a, c, b, d). */
 export const PERMUTE_ARGS = defineArgs({

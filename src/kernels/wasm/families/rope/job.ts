@@ -2,7 +2,7 @@
 // rope_bwd_set (emit.ts). Chunk k covers (b, t) rows [k rowsPerChunk, ...).
 
 import { defineArgs } from "../../args.js";
-import type { JobFunction, PoolJob } from "../../pool.js";
+import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** Rope over the (b, t) rows of x (B, T, H, D), cos / sin (T, D/2). */
 export const ROPE_ARGS = defineArgs({

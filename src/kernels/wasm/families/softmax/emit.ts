@@ -1,7 +1,7 @@
 // Code generation of the attention softmax rows (forward and backward) and of the cross-entropy
-// rows as WebAssembly SIMD128 functions (the per-thread jobs that run them: job.ts). Semantics follow
-// kernels/ref/attention.ts exactly (mask rule, clamped key lengths, all-zero rows that see no
-// key); arithmetic is f32 (the reference sums in f64), exp as in ../elementwise/emit.ts.
+// rows as WebAssembly SIMD128 functions (the per-thread jobs that run them: job.ts). Semantics
+// follow kernels/ref/attention.ts exactly (mask rule, clamped key lengths, all-zero rows that see
+// no key); arithmetic is f32 (the reference sums in f64), exp as in ../elementwise/emit.ts.
 //
 //   sm_fwd(src, dst, visible, total, scale): dst[j] = softmax_j(scale * src[0..visible)) for
 //       j < visible, 0 for visible <= j < total. dst may be src.

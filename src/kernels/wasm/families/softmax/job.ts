@@ -3,7 +3,7 @@
 // generated functions). Chunk c covers rows [c rowsPerChunk, ...).
 
 import { defineArgs } from "../../args.js";
-import type { JobFunction, PoolJob } from "../../pool.js";
+import type { JobFunction, PoolJob } from "../../pool-job.js";
 import type { ThreadScratchSpec } from "../../scratch.js";
 
 /** The most batch entries whose key lengths fit in the control block (more: the reference). */
