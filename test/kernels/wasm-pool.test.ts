@@ -4,8 +4,10 @@
 // the remaining chunks, so nothing is left running), and the pool keeps working for the next job.
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { defineArgs } from "../../src/kernels/wasm/args.js";
 import { ModuleBuilder } from "../../src/kernels/wasm/asm.js";
-import { CONTROL, type JobFunction, ThreadPool } from "../../src/kernels/wasm/pool.js";
+import { CONTROL, ThreadPool } from "../../src/kernels/wasm/pool.js";
+import type { JobFunction } from "../../src/kernels/wasm/pool-job.js";
 import { Heap } from "../../src/tensor/heap.js";
 
 const CHUNKS = 200;
@@ -56,7 +58,11 @@ describe("wasm thread pool", () => {
     pool = await ThreadPool.create({
       memory: heap.memory,
       module,
-      jobs: [countJob, throwJob],
+      // these jobs read the raw control block (layout.args + ...): no declared arguments
+      jobs: [
+        { name: "count", args: defineArgs({}), run: countJob },
+        { name: "throw", args: defineArgs({}), run: throwJob },
+      ],
       threads: 2,
       spinMs: 5,
     });

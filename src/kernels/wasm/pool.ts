@@ -4,25 +4,43 @@
 // in every job; workers are threads 1..n-1.
 //
 // Dispatch protocol. Work is split into chunks that threads claim one at a time, so a thread
-// that wakes late (parked workers take ~1.6 ms to wake) or is descheduled on a busy machine
-// simply takes fewer chunks, and nobody waits for a thread that has nothing to do.
+// that wakes late (a parked worker takes about a millisecond to wake) or is descheduled on a busy
+// machine simply takes fewer chunks, and nobody waits for a thread that has nothing to do.
 //   CLAIM (one 64-bit word): (job sequence << 32) | next chunk index; index LOCKED while the
 //          caller writes a job's arguments (a seqlock: a worker that read arguments of job s
 //          can claim only with a compare-exchange that still finds sequence s, unlocked).
-//   caller: CLAIM = (s+1, LOCKED) -> write args, OP, CHUNKS, NTHREADS; FINISHED = 0
+//   caller: CLAIM = (s+1, LOCKED) -> write args (args.ts), OP, CHUNKS, NTHREADS; FINISHED = 0
 //           -> CLAIM = (s+1, 0) -> GEN += 1 (notify if a worker is parked) -> claim and run
 //           chunks itself -> spin (then sleep, see run()) until FINISHED == CHUNKS -> throw if
 //           ERROR != 0.
 //   worker: spin on GEN (for spinMs, then park in Atomics.wait(GEN)); on a change, read CLAIM
-//           and the args, then claim (compare-exchange) and run chunks until none is left,
+//           and decode the args, then claim (compare-exchange) and run chunks until none is left,
 //           adding 1 to FINISHED after each (also after an error, which it records in ERROR),
 //           and notifying FINISHED when the caller sleeps on it (CALLER_WAITING).
 // Job functions are shipped to workers as source text (Function.prototype.toString), so each
-// must be self-contained (see gemm-driver.ts). One pool per Heap at a time (guarded by LOCK).
+// must be self-contained: no imports, no outer references. Their argument layouts (args.ts) go to
+// the workers as data in the init message; each thread decodes a job's arguments once and passes
+// them to the job, with its own scratch pointers (decoded the same way from its scratch slots).
+// One pool per Heap at a time (guarded by LOCK).
 
 import { type PlatformWorker, spawnWorker } from "../../platform/threads.js";
 import { RESERVED_BYTES } from "../../tensor/heap.js";
+import {
+  type ArgLayout,
+  type ArgRow,
+  type ArgSpec,
+  type ArgValues,
+  type ControlViews,
+  decodeArgs,
+  defineArgs,
+  writeArgs,
+} from "./args.js";
+import type { AnyPoolJob, ErasedJobFunction, PoolJob } from "./pool-job.js";
 
+/** The control block holds scratch slots for at most this many threads. */
+export const MAX_THREADS = 256;
+/** i32 slots of each thread's scratch layout (PoolOptions.threadScratch). */
+export const SCRATCH_SLOTS = 4;
 /** i32 slot indices of the control block (which starts at byte CONTROL_OFFSET). */
 export const CONTROL = {
   lock: 0,
@@ -37,15 +55,13 @@ export const CONTROL = {
   callerWaiting: 9,
   /** BigInt64 index of the CLAIM word (i32 slots 16 and 17) */
   claim64: 8,
-  /** first job argument slot; job arguments may use the slots up to `scratch` */
+  /** first job argument slot (even, for f64 arguments); arguments may use the slots to `scratch` */
   args: 24,
-  /** thread t's scratch pointers at scratch + 4t (MAX_THREADS threads, up to the reserved end) */
-  scratch: RESERVED_BYTES / 4 - 4 * 256,
+  /** thread t's scratch slots at scratch + SCRATCH_SLOTS t (MAX_THREADS threads, to the end) */
+  scratch: RESERVED_BYTES / 4 - SCRATCH_SLOTS * MAX_THREADS,
 } as const;
 export const CONTROL_OFFSET = 0;
 const CONTROL_INTS = RESERVED_BYTES / 4;
-/** The control block holds scratch slots for at most this many threads. */
-export const MAX_THREADS = 256;
 const OP_EXIT = -1;
 /** How long the caller spins for the other threads' last chunks before it sleeps (ms). */
 const CALLER_SPIN_MS = 0.5;
@@ -63,20 +79,7 @@ const CALLER_CAN_WAIT = ((): boolean => {
 /** Chunk index meaning "arguments being written". */
 const LOCKED = 0xffffffffn;
 
-/**
- * A job: runs thread `thread`'s part of the job whose arguments are in `ctl` by handing its
- * per-chunk work to forEachChunk, which calls it with every chunk index this thread claims.
- * Jobs are shipped to workers as source text: self-contained, no imports or outer references.
- */
-export type JobFunction = (
-  // biome-ignore lint/suspicious/noExplicitAny: wasm exports are untyped at this boundary
-  ex: any,
-  ctl: Int32Array,
-  ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-) => void;
+const NO_SCRATCH = defineArgs({});
 
 /**
  * The chunk loop every job runs (caller and workers): claim a chunk (-1: none left), run it,
@@ -115,12 +118,17 @@ interface WorkerInit {
   controlInts: number;
   thread: number;
   spinMs: number;
+  /** each job's argument layout (ArgLayout.rows), indexed by OP - 1 */
+  jobArgs: (readonly ArgRow[])[];
+  /** the layout of the thread's scratch slots */
+  scratchRows: readonly ArgRow[];
+  scratchSlots: number;
 }
 
 /** The worker's whole program; self-contained (shipped as source), `jobs` indexed by OP - 1. */
 function workerMain(
   port: { on(h: (m: unknown) => void): void; post(m: unknown): void },
-  jobs: JobFunction[],
+  jobs: ErasedJobFunction[],
   chunkLoop: (
     ctl: Int32Array,
     errorSlot: number,
@@ -128,6 +136,7 @@ function workerMain(
     claim: () => number,
     finish: () => void,
   ) => (work: (chunk: number) => void) => void,
+  decode: typeof decodeArgs,
 ): void {
   port.on((message) => {
     const init = message as WorkerInit;
@@ -135,6 +144,8 @@ function workerMain(
     const ex = new WebAssembly.Instance(init.module, { env: { memory: init.memory } }).exports;
     const ctl = new Int32Array(init.memory.buffer, init.controlOffset, init.controlInts);
     const ctlF32 = new Float32Array(init.memory.buffer, init.controlOffset, init.controlInts);
+    const ctlF64 = new Float64Array(init.memory.buffer, init.controlOffset, init.controlInts / 2);
+    const scratchBase = L.scratch + init.scratchSlots * init.thread;
     const claimWord = new BigInt64Array(init.memory.buffer, init.controlOffset, L.claim64 + 1);
     const locked = 0xffffffffn;
     let seen = Atomics.load(ctl, L.gen);
@@ -184,6 +195,8 @@ function workerMain(
           L,
           init.thread,
           chunkLoop(ctl, L.error, init.thread, claim, finish),
+          decode(ctl, ctlF32, ctlF64, L.args, init.jobArgs[op - 1]),
+          decode(ctl, ctlF32, ctlF64, scratchBase, init.scratchRows),
         );
       } catch (err) {
         port.post({ error: String(err), thread: init.thread });
@@ -195,8 +208,10 @@ function workerMain(
 export interface PoolOptions {
   memory: WebAssembly.Memory;
   module: WebAssembly.Module;
-  /** Job functions; a job's OP code is its index + 1. */
-  jobs: JobFunction[];
+  /** The jobs; a job's OP code is its index + 1. */
+  jobs: readonly AnyPoolJob[];
+  /** The layout of each thread's scratch slots (at most SCRATCH_SLOTS); default none. */
+  threadScratch?: ArgLayout;
   threads: number;
   spinMs: number;
 }
@@ -206,10 +221,13 @@ export class ThreadPool {
   /** Control block views (never stale: the block sits below the initial memory size). */
   readonly ctl: Int32Array;
   readonly ctlF32: Float32Array;
+  private readonly views: ControlViews;
   /** The calling thread's instance exports. */
   readonly exports: WebAssembly.Exports;
   private readonly workers: PlatformWorker[];
-  private readonly jobs: JobFunction[];
+  private readonly jobs: readonly AnyPoolJob[];
+  private readonly opCodes: Map<AnyPoolJob, number>;
+  private readonly threadScratch: ArgLayout;
   private readonly workerErrors: string[] = [];
   private disposed = false;
   private seq = 0;
@@ -222,10 +240,14 @@ export class ThreadPool {
   ) {
     this.threads = options.threads;
     this.jobs = options.jobs;
+    this.opCodes = new Map(options.jobs.map((job, i) => [job, i + 1]));
+    this.threadScratch = options.threadScratch ?? NO_SCRATCH;
     this.workers = workers;
     this.exports = exports;
     this.ctl = new Int32Array(options.memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
     this.ctlF32 = new Float32Array(options.memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
+    const ctlF64 = new Float64Array(options.memory.buffer, CONTROL_OFFSET, CONTROL_INTS / 2);
+    this.views = { i32: this.ctl, f32: this.ctlF32, f64: ctlF64 };
     this.claimWord = new BigInt64Array(options.memory.buffer, CONTROL_OFFSET, CONTROL.claim64 + 1);
   }
 
@@ -236,6 +258,13 @@ export class ThreadPool {
         `wasm kernels: threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`,
       );
     }
+    const threadScratch = options.threadScratch ?? NO_SCRATCH;
+    for (const job of options.jobs) {
+      if (CONTROL.args + job.args.slots > CONTROL.scratch)
+        throw new Error(`wasm kernels: job ${job.name}'s arguments overrun the control block`);
+    }
+    if (threadScratch.slots > SCRATCH_SLOTS)
+      throw new Error(`wasm kernels: thread scratch needs more than ${SCRATCH_SLOTS} slots`);
     const ctl = new Int32Array(memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
     if (Atomics.compareExchange(ctl, CONTROL.lock, 0, 1) !== 0) {
       throw new Error(
@@ -243,9 +272,10 @@ export class ThreadPool {
       );
     }
     const exports = new WebAssembly.Instance(module, { env: { memory } }).exports;
+    const jobSources = options.jobs.map((j) => `(${j.run.toString()})`);
     const source =
-      `const jobs = [${options.jobs.map((j) => `(${j.toString()})`).join(", ")}];\n` +
-      `(${workerMain.toString()})(port, jobs, ${chunkLoop.toString()});\n`;
+      `const jobs = [${jobSources.join(", ")}];\n` +
+      `(${workerMain})(port, jobs, ${chunkLoop}, ${decodeArgs});\n`;
     const workers: PlatformWorker[] = [];
     try {
       const ready: Promise<void>[] = [];
@@ -271,6 +301,9 @@ export class ThreadPool {
           controlInts: CONTROL_INTS,
           thread: t,
           spinMs: options.spinMs,
+          jobArgs: options.jobs.map((j) => j.args.rows),
+          scratchRows: threadScratch.rows,
+          scratchSlots: SCRATCH_SLOTS,
         };
         w.post(init);
       }
@@ -290,9 +323,26 @@ export class ThreadPool {
     return pool;
   }
 
-  /** i32 index of thread t's scratch slots. */
-  scratchSlot(thread: number): number {
-    return CONTROL.scratch + 4 * thread;
+  /** Writes thread t's scratch slots (PoolOptions.threadScratch layout). */
+  setThreadScratch(thread: number, values: ArgValues<ArgSpec>): void {
+    writeArgs(this.views, CONTROL.scratch + SCRATCH_SLOTS * thread, this.threadScratch, values);
+  }
+
+  /**
+   * Runs `job` (one of PoolOptions.jobs) with arguments `values` (written into the control block:
+   * prepare(), then run(), see there for nthreads and chunks).
+   */
+  dispatch<S extends ArgSpec, T extends ArgSpec>(
+    job: PoolJob<S, T>,
+    values: ArgValues<S>,
+    nthreads: number,
+    chunks: number,
+  ): void {
+    const op = this.opCodes.get(job as unknown as AnyPoolJob);
+    if (op === undefined) throw new Error(`wasm kernels: job ${job.name} is not in this pool`);
+    this.prepare();
+    writeArgs(this.views, CONTROL.args, job.args, values);
+    this.run(op, nthreads, chunks);
   }
 
   /** Marks the job arguments as being written; call before writing them, then run(). */
@@ -310,7 +360,21 @@ export class ThreadPool {
   run(op: number, nthreads: number, chunks: number): void {
     if (this.disposed) throw new Error("wasm kernels: used after dispose()");
     const ctl = this.ctl;
-    const job = this.jobs[op - 1];
+    const job = this.jobs[op - 1].run as ErasedJobFunction;
+    const args = decodeArgs(
+      ctl,
+      this.ctlF32,
+      this.views.f64,
+      CONTROL.args,
+      this.jobs[op - 1].args.rows,
+    );
+    const scratch = decodeArgs(
+      ctl,
+      this.ctlF32,
+      this.views.f64,
+      CONTROL.scratch,
+      this.threadScratch.rows,
+    );
     const n = Math.max(1, Math.min(nthreads, this.threads));
     Atomics.store(ctl, CONTROL.error, 0);
     if (n === 1 || this.workers.length === 0 || chunks <= 1) {
@@ -329,6 +393,8 @@ export class ThreadPool {
           () => (next < chunks ? next++ : -1),
           () => {},
         ),
+        args,
+        scratch,
       );
       return;
     }
@@ -361,6 +427,8 @@ export class ThreadPool {
         CONTROL,
         0,
         chunkLoop(ctl, CONTROL.error, 0, claim, finish),
+        args,
+        scratch,
       );
     } catch (err) {
       failure = err;
@@ -369,7 +437,7 @@ export class ThreadPool {
     // within a chunk's time), then sleep in Atomics.wait until a worker's finish() notifies.
     // Why sleep: on a machine whose cores are busy with other work, a worker holding the last
     // chunk may be waiting for a core; a caller spinning on its own core delays it by a whole
-    // scheduler time slice (2-thread GEMMs ran slower than 1-thread ones). No wake-up is lost:
+    // scheduler time slice (docs/engine-notes.md, "Thread pool"). No wake-up is lost:
     // a finish() before the flag store changes FINISHED, so the wait returns at once; the
     // timeout is only a safety bound.
     const spinUntil = performance.now() + CALLER_SPIN_MS;

@@ -1,5 +1,6 @@
 // Code generation of the elementwise kernels (add, mul, scale, axpy, silu, swiglu and their
-// backwards) as WebAssembly SIMD128 functions, and the per-thread job that runs them over chunks.
+// backwards) as WebAssembly SIMD128 functions (the per-thread job that runs them over chunks:
+// job.ts), and the exp used by them and by the softmax family (emitExpInto).
 // The backwards come twice: accumulating (dX += ...) and overwriting (`...Overwrite`: dX = ...,
 // generated without the load of dX, so the old gradient is never read).
 //
@@ -16,8 +17,7 @@
 // to [-87.3, 88.3] (a clamped e^x stays finite: sigmoid(-inf) = 0 exactly is not reproduced, it
 // gives a tiny positive number instead). Relative error ~1e-7.
 
-import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
-import type { CONTROL } from "./pool.js";
+import type { FunctionBuilder, Local, ModuleBuilder } from "../../asm.js";
 
 /** The elementwise ops, in export order: export `ew${index}` computes EW_OPS[index]. */
 export const EW_OPS = [
@@ -33,19 +33,6 @@ export const EW_OPS = [
   "swigluBackwardOverwrite",
 ] as const;
 export type EwOp = (typeof EW_OPS)[number];
-
-/** Offsets of the elementwise job arguments, in i32 slots from the control block's `args`. */
-export const EW_ARG = {
-  op: 0,
-  out0: 1,
-  out1: 2,
-  in0: 3,
-  in1: 4,
-  in2: 5,
-  n: 6,
-  scalar: 7,
-  chunk: 8,
-} as const;
 
 interface Ctx {
   f: FunctionBuilder;
@@ -277,36 +264,6 @@ function emitOp(m: ModuleBuilder, index: number, op: EwOp): void {
 export function emitElementwise(m: ModuleBuilder): void {
   EW_OPS.forEach((op, index) => {
     emitOp(m, index, op);
-  });
-}
-
-/**
- * Runs thread `thread`'s part of an elementwise job (arguments at layout.args, EW_ARG offsets):
- * chunk c covers elements [c*chunk, min(n, (c+1)*chunk)). Self-contained: shipped to workers as
- * source text (see gemm-driver.ts), hence the literal offsets.
- */
-export function elementwiseThreadJob(
-  ex: { [name: string]: (...args: number[]) => void },
-  ctl: Int32Array,
-  ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  _thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-): void {
-  const g = layout.args;
-  const fn = ex[`ew${ctl[g + 0]}`];
-  const out0 = ctl[g + 1] >>> 0;
-  const out1 = ctl[g + 2] >>> 0;
-  const in0 = ctl[g + 3] >>> 0;
-  const in1 = ctl[g + 4] >>> 0;
-  const in2 = ctl[g + 5] >>> 0;
-  const n = ctl[g + 6] >>> 0;
-  const scalar = ctlF32[g + 7];
-  const chunk = ctl[g + 8];
-  forEachChunk((c) => {
-    const start = c * chunk;
-    const off = start * 4;
-    fn(out0 + off, out1 + off, in0 + off, in1 + off, in2 + off, Math.min(chunk, n - start), scalar);
   });
 }
 

@@ -1,31 +1,16 @@
-// The per-thread GEMM loop nest (Goto/BLIS blocking: blocks of at most MC rows x NC columns,
-// KC-row slices of the inner dim inside) around the generated pack / macro-kernel functions
-// (gemm.ts).
-// One call runs this thread's share of the job described in the control block (pool.ts layout,
-// GEMM_ARG offsets below).
-//
-// CONTRACT: gemmThreadJob must stay self-contained (no reference to anything outside its body,
-// no imports, no helpers): worker threads receive it as source text via Function.prototype
-// .toString() (pool.ts). Everything it needs arrives through its parameters.
+// The GEMM job: its argument layout (GEMM_ARGS) and the per-thread loop nest (Goto/BLIS
+// blocking: blocks of at most MC rows x NC columns, KC-row slices of the inner dim inside) around
+// the generated pack / macro-kernel functions (emit.ts). One call runs this thread's share of the
+// job; the job is shipped to the workers as source text (pool.ts), so its body references
+// nothing outside itself: everything arrives through its parameters.
 //
 // Work split: chunks of (batch entry, NC columns, a row block of at most MC rows) handed out by
 // the pool (forEachChunk); chunks never share an element of C, so no other synchronisation is
-// needed inside a job. Row groups: with G groups (G divides the row blocks; the host passes the thread
-// count when it does), chunk i of a (batch entry, NC columns) block runs row block
+// needed inside a job. Row groups: with G groups (G divides the row blocks; the host passes the
+// thread count when it does), chunk i of a (batch entry, NC columns) block runs row block
 // (i % G) * (blocks / G) + floor(i / G), so threads that claim in step each walk their own
-// contiguous range of rows. Measured (Zen 4 VM, 2 threads, medians of back-to-back runs):
-// 1024^3 97-105 -> 102-109 GFLOP/s, training-step shapes +2-7% (index.ts, "Cache blocking").
-// Traces of the plain order (block i to whichever thread claims it, so in step thread A got the
-// even blocks and B the odd ones) showed two losses: the odd blocks held all the extra tiles
-// (87 of 171 row tiles against 84), and the thread on the odd blocks ran its 14-tile blocks
-// ~10% slower than the other ran the adjacent even ones (3.5 vs 3.2 ms; alone both 3.16 ms;
-// cause not found). With row groups both threads run a block in ~3.2 ms.
-// Tried and dropped: one packed B block shared by the threads (each packs a share of the
-// panels, compute chunks wait on an Atomics counter, two slots so the next block packs while
-// the last computes). Packing B 1024 x 1024 costs each thread 0.5-0.6 ms of a 20 ms GEMM, and
-// sharing moved 1024^3 +1-3% without row groups, but on top of them it was no better (1024^3
-// 98.8 vs 102.4 without it, lm_head forward 1024x32000x512 NT 100 vs 107) and its waits made
-// runs on the busy machine more variable (a descheduled packer stalls the other thread).
+// contiguous range of rows instead of alternating blocks (measurements, and a shared packed B
+// block that was tried and dropped: docs/engine-notes.md, "GEMM work split").
 //
 // Causal (MatmulOptions.causal, kernels.ts), decided per row block [ic, ic + mc) of C: when the
 // block lies inside one period, rows i have query indices iq in [ic mod P, (ic + mc - 1) mod P], and
@@ -39,122 +24,91 @@
 // Plus term (MatmulOptions.plus, kernels.ts): after a chunk's K slices, one more slice of K2 rows
 // (K2 <= the host's PLUS_K_MAX) from a second (a2, b2) pair, with its own strides and alpha2, while
 // that block of C is still in cache. Its B block (K2, NC) is always packed, into the thread's
-// fourth scratch slot. With a LoRA rank-8 term this replaces a separate K = 8 GEMM that read and
+// b2Block scratch. With a LoRA rank-8 term this replaces a separate K = 8 GEMM that read and
 // wrote all of C for 8 multiply-adds per element.
 
-import type { GemmExports } from "./gemm.js";
-import type { GemmCausalExports } from "./gemm-causal.js";
-import type { CONTROL } from "./pool.js";
-
-/** Offsets of the GEMM arguments, in i32 slots from the control block's `args` index. */
-export const GEMM_ARG = {
-  m: 0,
-  n: 1,
-  k: 2,
-  a: 3,
-  b: 4,
-  c: 5,
-  aRs: 6,
-  aCs: 7,
-  bRs: 8,
-  bCs: 9,
-  ldc: 10,
-  batch: 11,
-  aBs: 12,
-  bBs: 13,
-  cBs: 14,
-  beta: 15,
-  /** f32 slot (the driver reads its bits as an i32) */
-  alpha: 16,
-  /** row blocks per batch entry; block i holds MR-row tiles [i*T/blocks, (i+1)*T/blocks) of T */
-  rowBlocks: 17,
-  kc: 18,
-  nc: 19,
-  /** 1: pack A blocks; 0: the micro-kernel reads A in place */
-  packA: 20,
-  /** 1: pack B blocks; 0: the micro-kernel reads whole B panels in place (needs bCs == 4) */
-  packB: 21,
-  /** rows of the register tile: selects the gemm_*_r<MR> functions (gemm.ts) */
-  mr: 22,
-  /** MatmulOptions.causal: 0 none, 1 maskOut, 2 lowerA, 3 upperA (see "Causal" below) */
-  causal: 23,
-  /** its period (the sequence length) */
-  period: 24,
-  /** row groups G, dividing rowBlocks (see "Work split"; 1: blocks in order) */
-  rowGroups: 25,
-  /** MatmulOptions.plus, the extra term (see "Plus term"): its inner dim K2 (0: none) */
-  k2: 26,
-  a2: 27,
-  b2: 28,
-  a2Rs: 29,
-  a2Cs: 30,
-  b2Rs: 31,
-  b2Cs: 32,
-  /** f32 slot, like alpha */
-  alpha2: 33,
-} as const;
+import { defineArgs } from "../../args.js";
+import type { JobFunction, PoolJob } from "../../pool-job.js";
+import type { ThreadScratchSpec } from "../../scratch.js";
+import type { GemmExports } from "./emit.js";
+import type { GemmCausalExports } from "./emit-causal.js";
 
 /**
- * Runs thread `thread`'s part of the GEMM job in `ctl`. Strides in the control block are in
- * bytes; pointers are heap byte offsets (read unsigned). The thread takes chunks (one batch entry,
- * NC columns, a row block, the whole K) through the pool's `forEachChunk`, so a thread that starts
- * late or runs slow simply takes fewer chunks. A thread keeps the
- * B block (K, NC) it packed last and repacks only when a chunk needs another one; the host bounds
- * K*NC to the scratch size.
+ * One GEMM job: C (batch, M, N) = alpha op(A) op(B) (+ C when beta), strides in bytes:
+ * op(a)[i, p] at a + i aRs + p aCs, op(b)[p, j] at b + p bRs + j bCs, C rows ldc apart.
  */
-export function gemmThreadJob(
+export const GEMM_ARGS = defineArgs({
+  m: "i32",
+  n: "i32",
+  k: "i32",
+  a: "ptr",
+  b: "ptr",
+  c: "ptr",
+  aRs: "i32",
+  aCs: "i32",
+  bRs: "i32",
+  bCs: "i32",
+  ldc: "i32",
+  /** batch strides in bytes (bBs 0: b shared by the batch entries) */
+  aBs: "u32",
+  bBs: "u32",
+  cBs: "u32",
+  /** 1: add to C; 0: overwrite it */
+  beta: "i32",
+  /** the kernels take alpha as its f32 bit pattern in an i32 (emit.ts, register budget) */
+  alpha: "f32bits",
+  /** row blocks per batch entry; block i holds MR-row tiles [i*T/blocks, (i+1)*T/blocks) of T */
+  rowBlocks: "i32",
+  kc: "i32",
+  nc: "i32",
+  /** pack A blocks (else the micro-kernel reads A in place) */
+  packA: "bool",
+  /** pack B blocks (else the micro-kernel reads whole B panels in place: needs bCs == 4) */
+  packB: "bool",
+  /** rows of the register tile: selects the gemm_*_r<MR> functions (emit.ts) */
+  mr: "i32",
+  /** MatmulOptions.causal: 0 none, 1 maskOut, 2 lowerA, 3 upperA (see "Causal" above) */
+  causal: "i32",
+  /** its period (the sequence length) */
+  period: "i32",
+  /** row groups G, dividing rowBlocks (see "Work split"; 1: blocks in order) */
+  rowGroups: "i32",
+  /** MatmulOptions.plus, the extra term (see "Plus term"): its inner dim K2 (0: none) */
+  k2: "i32",
+  a2: "ptr",
+  b2: "ptr",
+  a2Rs: "i32",
+  a2Cs: "i32",
+  b2Rs: "i32",
+  b2Cs: "i32",
+  alpha2: "f32bits",
+});
+type Spec = typeof GEMM_ARGS.spec;
+
+/**
+ * Runs thread `thread`'s part of a GEMM job. Pointers are heap byte offsets. The thread takes
+ * chunks (one batch entry, NC columns, a row block, the whole K) through the pool's
+ * `forEachChunk`, so a thread that starts late or runs slow simply takes fewer chunks. A thread
+ * keeps the B block (K, NC) it packed last and repacks only when a chunk needs another one; the
+ * host bounds K*NC to the scratch size. Self-contained (shipped as source).
+ */
+const gemmThreadJob: JobFunction<Spec, ThreadScratchSpec> = (
   ex: GemmExports & GemmCausalExports,
-  ctl: Int32Array,
-  _ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-): void {
-  const g = layout.args;
-  // literal offsets: this body cannot reference GEMM_ARG (see CONTRACT); keep the two in step
-  const M = ctl[g + 0];
-  const N = ctl[g + 1];
-  const K = ctl[g + 2];
-  const a = ctl[g + 3] >>> 0;
-  const b = ctl[g + 4] >>> 0;
-  const c = ctl[g + 5] >>> 0;
-  const aRs = ctl[g + 6];
-  const aCs = ctl[g + 7];
-  const bRs = ctl[g + 8];
-  const bCs = ctl[g + 9];
-  const ldc = ctl[g + 10];
-  const _batch = ctl[g + 11];
-  const aBs = ctl[g + 12] >>> 0;
-  const bBs = ctl[g + 13] >>> 0;
-  const cBs = ctl[g + 14] >>> 0;
-  const beta = ctl[g + 15];
-  // alpha goes to the kernels as its f32 bit pattern (an i32: see gemm.ts, register budget)
-  const alpha = ctl[g + 16];
-  const rowBlocks = ctl[g + 17];
-  const KC = ctl[g + 18];
-  const NC = ctl[g + 19];
-  const packA = ctl[g + 20] !== 0;
-  const packB = ctl[g + 21] !== 0;
-  const MR = ctl[g + 22];
-  const causal = ctl[g + 23];
-  const period = ctl[g + 24];
-  const G = ctl[g + 25];
-  const K2 = ctl[g + 26];
-  const a2 = ctl[g + 27] >>> 0;
-  const b2 = ctl[g + 28] >>> 0;
-  const a2Rs = ctl[g + 29];
-  const a2Cs = ctl[g + 30];
-  const b2Rs = ctl[g + 31];
-  const b2Cs = ctl[g + 32];
-  const alpha2 = ctl[g + 33];
+  _ctl,
+  _ctlF32,
+  _layout,
+  _thread,
+  forEachChunk,
+  args,
+  scratch,
+) => {
+  const { m: M, n: N, k: K, a, b, c, aRs, aCs, bRs, bCs, ldc, aBs, bBs, cBs, beta } = args;
+  const { alpha, rowBlocks, kc: KC, nc: NC, packA, packB, mr: MR, causal, period } = args;
+  const { rowGroups: G, k2: K2, a2, b2, a2Rs, a2Cs, b2Rs, b2Cs, alpha2 } = args;
   const packABlock = ex[`gemm_pack_a_r${MR}`];
   const macro = ex[`gemm_macro_r${MR}`];
   const NR = 8;
-  const s = layout.scratch + 4 * thread;
-  const ap = ctl[s] >>> 0;
-  const bp = ctl[s + 1] >>> 0;
-  const tile = ctl[s + 2] >>> 0;
-  const b2p = ctl[s + 3] >>> 0;
+  const { aBlock: ap, bBlock: bp, tile, b2Block: b2p } = scratch;
   const bpStride = K * NR * 4; // one packed B panel holds all K rows
 
   const icBlocks = rowBlocks;
@@ -290,4 +244,10 @@ export function gemmThreadJob(
     }
     if (causal === 1) ex.gemm_mask_causal(cChunk, ldc, mc, ic, period, jc, nc);
   }
-}
+};
+
+export const GEMM_JOB: PoolJob<Spec, ThreadScratchSpec> = {
+  name: "gemm",
+  args: GEMM_ARGS,
+  run: gemmThreadJob,
+};

@@ -1,7 +1,7 @@
-// Code generation of the attention softmax rows (forward and backward) as WebAssembly SIMD128
-// functions, and the per-thread job that runs them over chunks of rows. Semantics follow
-// kernels/ref/attention.ts exactly (mask rule, clamped key lengths, all-zero rows that see no
-// key); arithmetic is f32 (the reference sums in f64), exp as in elementwise.ts.
+// Code generation of the attention softmax rows (forward and backward) and of the cross-entropy
+// rows as WebAssembly SIMD128 functions (the per-thread jobs that run them: job.ts). Semantics
+// follow kernels/ref/attention.ts exactly (mask rule, clamped key lengths, all-zero rows that see
+// no key); arithmetic is f32 (the reference sums in f64), exp as in ../elementwise/emit.ts.
 //
 //   sm_fwd(src, dst, visible, total, scale): dst[j] = softmax_j(scale * src[0..visible)) for
 //       j < visible, 0 for visible <= j < total. dst may be src.
@@ -15,31 +15,8 @@
 //       d[t] -= gradScale.
 //   ld_i32 / ld_f32 / ld_f64 / st_f32: single loads and stores for the job's bookkeeping.
 
-import type { Local, ModuleBuilder } from "./asm.js";
-import { emitExpInto } from "./elementwise.js";
-import type { CONTROL } from "./pool.js";
-
-/** Offsets of the softmax job arguments, in i32 slots from the control block's `args`. */
-export const SM_ARG = {
-  /** 0: forward, 1: backward accumulating into dScores, 2: backward overwriting dScores */
-  dir: 0,
-  src: 1,
-  dst: 2,
-  /** backward: dProbs */
-  aux: 3,
-  rows: 4,
-  heads: 5,
-  tq: 6,
-  tk: 7,
-  /** f32 slot */
-  scale: 8,
-  causal: 9,
-  /** 1: per-batch key lengths follow at `keyLengths` */
-  hasKeyLengths: 10,
-  rowsPerChunk: 11,
-  /** first of `batch` i32 key lengths */
-  keyLengths: 16,
-} as const;
+import type { Local, ModuleBuilder } from "../../asm.js";
+import { emitExpInto } from "../elementwise/emit.js";
 
 function emitForward(m: ModuleBuilder): void {
   const f = m.func("sm_fwd", ["i32", "i32", "i32", "i32", "f32"], []);
@@ -304,107 +281,4 @@ export function emitSoftmax(m: ModuleBuilder): void {
   emitBackward(m, false);
   emitCrossEntropyRow(m);
   emitAccessors(m);
-}
-
-/** Offsets of the cross-entropy job arguments, in i32 slots from the control block's `args`. */
-export const CE_ARG = {
-  logits: 0,
-  dLogits: 1,
-  targets: 2,
-  losses: 3,
-  rows: 4,
-  vocab: 5,
-  ignoreIndex: 6,
-  /** f32 slot */
-  gradScale: 7,
-  rowsPerChunk: 8,
-} as const;
-
-/**
- * Runs thread `thread`'s part of a cross-entropy job (CE_ARG layout), rows in chunks. Targets are
- * validated by the caller beforehand. Self-contained: shipped to workers as source.
- */
-export function crossEntropyThreadJob(
-  ex: { [name: string]: (...args: number[]) => number },
-  ctl: Int32Array,
-  ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-): void {
-  const g = layout.args;
-  const logits = ctl[g + 0] >>> 0;
-  const dLogits = ctl[g + 1] >>> 0; // 0: none
-  const targets = ctl[g + 2] >>> 0;
-  const losses = ctl[g + 3] >>> 0;
-  const rows = ctl[g + 4];
-  const vocab = ctl[g + 5];
-  const ignoreIndex = ctl[g + 6];
-  const gradScale = ctlF32[g + 7];
-  const perChunk = ctl[g + 8];
-  const stats = ctl[layout.scratch + 4 * thread + 2] >>> 0; // this thread's small tile scratch
-  forEachChunk((c) => {
-    const r1 = Math.min(rows, (c + 1) * perChunk);
-    for (let r = c * perChunk; r < r1; r++) {
-      const x = logits + r * vocab * 4;
-      const d = dLogits === 0 ? 0 : dLogits + r * vocab * 4;
-      const t = ex.ld_i32(targets + 4 * r);
-      if (t === ignoreIndex) {
-        ex.st_f32(losses + 4 * r, 0);
-        if (d !== 0) ex.sm_fwd(x, d, 0, vocab, 1); // no visible entry: zeros
-        continue;
-      }
-      const xt = ex.ld_f32(x + 4 * t); // read first: with d == x (in place) ce_row overwrites it
-      ex.ce_row(x, d, vocab, gradScale, stats);
-      const max = ex.ld_f32(stats);
-      const sum = ex.ld_f64(stats + 8);
-      ex.st_f32(losses + 4 * r, max + Math.log(sum) - xt);
-      if (d !== 0) ex.st_f32(d + 4 * t, ex.ld_f32(d + 4 * t) - gradScale);
-    }
-  });
-}
-
-/**
- * Runs thread `thread`'s part of a softmax job (SM_ARG layout): chunk c covers rows
- * [c*rowsPerChunk, ...). Self-contained: shipped to workers as source (see gemm-driver.ts).
- */
-export function softmaxThreadJob(
-  ex: { [name: string]: (...args: number[]) => void },
-  ctl: Int32Array,
-  ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  _thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-): void {
-  const g = layout.args;
-  const dir = ctl[g + 0];
-  const backward = dir !== 0;
-  const src = ctl[g + 1] >>> 0;
-  const dst = ctl[g + 2] >>> 0;
-  const aux = ctl[g + 3] >>> 0;
-  const rows = ctl[g + 4];
-  const heads = ctl[g + 5];
-  const tq = ctl[g + 6];
-  const tk = ctl[g + 7];
-  const scale = ctlF32[g + 8];
-  const causal = ctl[g + 9] === 1;
-  const hasKeyLengths = ctl[g + 10] === 1;
-  const perChunk = ctl[g + 11];
-  const fwd = ex.sm_fwd;
-  const bwd = dir === 2 ? ex.sm_bwd_set : ex.sm_bwd;
-  forEachChunk((c) => {
-    const r1 = Math.min(rows, (c + 1) * perChunk);
-    for (let r = c * perChunk; r < r1; r++) {
-      const off = r * tk * 4;
-      if (backward) {
-        bwd(dst + off, src + off, aux + off, tk, scale);
-        continue;
-      }
-      const bi = Math.floor(r / (heads * tq));
-      const i = r % tq;
-      const keyLimit = hasKeyLengths ? Math.max(0, Math.min(tk, ctl[g + 16 + bi])) : tk;
-      const visible = causal ? Math.max(0, Math.min(keyLimit, i + tk - tq + 1)) : keyLimit;
-      fwd(src + off, dst + off, visible, tk, scale);
-    }
-  });
 }

@@ -1,33 +1,27 @@
-// Host side of the wasm GEMM: the cache-blocking constants, the choice of register tile, and
-// `matmul` for the wasm Kernels, which validates a product, cuts a long inner dim into K slices,
-// sizes the row blocks and column blocks for the threads and writes one GEMM job (GEMM_ARG layout)
-// for the pool. The per-thread loop nest is gemm-driver.ts; the generated code is gemm.ts.
+// The GEMM family, host side: the cache-blocking constants, the choice of register tile, the
+// per-thread scratch sizes, and `matmul` for the wasm Kernels, which validates a product, cuts a
+// long inner dim into K slices, sizes the row blocks and column blocks for the threads and
+// dispatches one GEMM job (GEMM_ARGS) per slice. The per-thread loop nest is job.ts; the generated
+// code emit.ts and emit-causal.ts. No fallback: every product the validation accepts runs here.
 
-import type { Heap } from "../../tensor/heap.js";
-import type { Tensor } from "../../tensor/tensor.js";
-import type { MatmulOptions } from "../kernels.js";
-import { checkMatmul } from "../validate.js";
-import { GEMM_NR } from "./gemm.js";
-import { GEMM_ARG } from "./gemm-driver.js";
-import { CONTROL, type ThreadPool } from "./pool.js";
+import type { Tensor } from "../../../../tensor/tensor.js";
+import type { MatmulOptions } from "../../../kernels.js";
+import { checkMatmul } from "../../../validate.js";
+import type { EngineConfig, FamilyContext, WasmFamily } from "../../family.js";
+import type { ThreadPool } from "../../pool.js";
+import type { ScratchPlan } from "../../scratch.js";
+import { emitGemm, GEMM_NR } from "./emit.js";
+import { emitGemmCausal } from "./emit-causal.js";
+import { GEMM_JOB } from "./job.js";
 
 /** Below this many multiply-adds a matmul runs on the calling thread only. */
 const PARALLEL_MIN_MACS = 1 << 18;
 /**
- * Cache blocking (Zen 4 / typical x86: 32 KiB L1d, 1 MiB L2). KC: inner-dim rows per macro-kernel
+ * Cache blocking (sized for a 32 KiB L1d and a 1 MiB L2). KC: inner-dim rows per macro-kernel
  * call (an NR x KC B panel is 8 KiB and stays in L1); MC: at most this many rows per chunk (an
  * MC x KC A block, 96 KiB, stays in L2); a thread packs a whole (K, NC) block of B at once into
  * B_SCRATCH_FLOATS, so NC = B_SCRATCH_FLOATS / K (K at most GEMM_K_SLICE), at most NC_MAX.
- * Measured on the bench machine: KC 256-384 and MC 64-192 are within noise of each other; MC 96 gives more chunks to balance threads; a 4 MiB
- * B block (vs 2 MiB) lifts 2048^3 from 47 to 50 GFLOP/s on one thread. Rechecked with the
- * 6 x 8 tile (1 and 2 threads, 1024^3 and the model shapes): KC 192-512 x MC 72-144 and NC_MAX
- * 256-2048 all within noise (at most 1 GFLOP/s apart, larger KC slightly better only for N = 64);
- * packing is not where time goes (B 1024 x 1024: 0.4% of that GEMM, an A block 0.7%; on 2
- * threads 0.5-0.6 ms of each thread's 20 ms); a packed B block shared by the threads was tried
- * and dropped (gemm-driver.ts, "Work split"). The split of the row blocks over the threads
- * (row groups, gemm-driver.ts) lifted 1024^3 on 2 threads from 97-105 to 102-109 GFLOP/s
- * (bench gemm --quick: 93.5 -> 106.7, numpy 197-204 in the same runs), the bench's model shapes
- * on 2 threads 96-105 -> 101-108, and the big GEMMs of `npm run profile -- plain` 94-104 -> 97-106.
+ * Wide plateaus around these values measured within noise (docs/engine-notes.md, "GEMM blocking").
  */
 const KC = 256;
 const MC_TARGET = 96;
@@ -36,19 +30,16 @@ const B_SCRATCH_FLOATS = 1 << 20;
 /**
  * Longer inner dims are cut into slices of this many (accumulated one after the other). Why not
  * longer: a thread packs a whole (K slice, NC) block of B, so NC = B_SCRATCH_FLOATS / slice, and
- * every packed A block is reused by only NC / NR B panels. With slices of 32768 a K = 32000
- * product (the lm_head input gradient) ran with NC = 32, repacking all of A for every 32 columns
- * (28 GFLOP/s on one thread). Slices of 4096 keep NC >= 256; the price is one more read of C
- * per slice, small next to the 4096 multiply-adds per element of C that each slice does.
+ * every packed A block is reused by only NC / NR B panels; slices of 4096 keep NC >= 256. The
+ * price is one more read of C per slice, small next to the 4096 multiply-adds per element of C
+ * that each slice does (docs/engine-notes.md, "GEMM K slices").
  */
 export const GEMM_K_SLICE = B_SCRATCH_FLOATS / 256;
 /**
  * Length of the K slices of a product with N columns and an inner dim longer than GEMM_K_SLICE.
  * Up to 1024 columns: short enough that a (slice, N) block of B is about 2 MiB (this L2), at least
  * 1024 rows, so one NC block spans all of N and the long operand A streams from memory once
- * instead of once per column block. Measured on the lm_head input gradient (1024 x 32000) x
- * (32000 x 512), 2 threads, alternating in one process: slices of 4096 (NC 256, two column
- * blocks) 329 ms, 2048 (NC 512) 324 ms, 1024 (NC 1024) 318 ms, 512 326 ms.
+ * instead of once per column block (docs/engine-notes.md, "GEMM K slices").
  */
 const L2_BLOCK_FLOATS = 1 << 19;
 function kSliceFor(n: number): number {
@@ -58,9 +49,9 @@ function kSliceFor(n: number): number {
 }
 /**
  * Packing pays when a packed block is reused many times. A block (MC x KC) is reused by N/NR B
- * panels: with fewer than PACK_A_MIN_N columns the micro-kernel reads A in place (4096x16x1024:
- * 25 -> 37 GFLOP/s on one thread). A B panel is reused by M/MR row tiles: with at most
- * PACK_B_MAX_M rows (and contiguous B rows) it is read in place (16x1024x4096: 21 -> 32).
+ * panels: with fewer than PACK_A_MIN_N columns the micro-kernel reads A in place. A B panel is
+ * reused by M/MR row tiles: with at most PACK_B_MAX_M rows (and contiguous B rows) it is read in
+ * place (docs/engine-notes.md, "GEMM packing").
  */
 const PACK_A_MIN_N = 64;
 const PACK_B_MAX_M = 32;
@@ -70,12 +61,12 @@ const PACK_B_MAX_M = 32;
  * the per-thread scratch for its packed B block: PLUS_K_MAX x NC_MAX floats (1 MiB).
  */
 const PLUS_K_MAX = 128;
-/** GEMM_ARG.causal codes of MatmulCausal kinds, and the smallest row block a causal product uses. */
+/** GEMM_ARGS.causal codes of MatmulCausal kinds; the smallest row block a causal product uses. */
 const CAUSAL_CODES = { none: 0, maskOut: 1, lowerA: 2, upperA: 3 } as const;
 const CAUSAL_MC_MIN = 24;
 /**
- * Micro-kernel rate of the main tile over the 4 x 8 one (measured alone, gemm.ts header: relaxed
- * 6 x 8 57.8 vs 53.6 GFLOP/s, plain 5 x 8 47.2 vs 42.3).
+ * Micro-kernel rate of the main tile over the 4 x 8 one, in GFLOP/s measured alone
+ * (docs/engine-notes.md, "GEMM tiles"): relaxed 6 x 8 vs 4 x 8, plain 5 x 8 vs 4 x 8.
  */
 const TILE_SPEEDUP_RELAXED = 57.8 / 53.6;
 const TILE_SPEEDUP_PLAIN = 47.2 / 42.3;
@@ -86,10 +77,8 @@ const MAIN_TILE_MIN_K = 32;
 /**
  * Rows of the register tile for an (m, n, k) product: the main tile unless 4-row tiles, slower
  * per tile, lose less to the rows past m that the last tile computes for nothing (time ~ rows
- * computed / rate), or k is tiny. m = 8 (the LoRA A gradient): 6 x 8 computes 12 rows, 33 GFLOP/s
- * on one thread against 43 with 4 x 8; m = 1024: 6 x 8. k < 32 (the LoRA up products, k = rank):
- * measured 1024x512x8 on 2 threads 39 GFLOP/s with 6 x 8 against 54 with 4 x 8 (k = 16: 67 / 72;
- * k = 32: 89 / 86; one thread: 34 / 33), cause not found.
+ * computed / rate), or k is tiny (below MAIN_TILE_MIN_K the 4 x 8 tile measured faster:
+ * docs/engine-notes.md, "GEMM tiles").
  */
 function pickTileRows(m: number, k: number, main: number, speedup: number): number {
   if (k < MAIN_TILE_MIN_K) return 4;
@@ -97,42 +86,20 @@ function pickTileRows(m: number, k: number, main: number, speedup: number): numb
 }
 
 /**
- * Allocates each thread's packing scratch once (Ap (MC_TARGET, KC) + slack, Bp (K, NC) <=
- * B_SCRATCH_FLOATS, a tile (max MR, NR), B2p (PLUS_K_MAX, NC_MAX) for a plus term) and records it
- * in the pool's scratch slots. Returns the heap offsets (for dispose); on failure frees what it
- * took and rethrows.
+ * Bytes of each thread's GEMM scratch (THREAD_SCRATCH, scratch.ts) for register tiles of `mrs`
+ * rows: aBlock (MC_TARGET, KC) + the slack gemm_pack_a may write (emit.ts), bBlock (K, NC) <=
+ * B_SCRATCH_FLOATS, tile (max MR, NR), b2Block (PLUS_K_MAX, NC_MAX) for a plus term.
  */
-export function allocGemmScratch(
-  heap: Heap,
-  pool: ThreadPool,
-  threads: number,
-  mrs: readonly number[],
-): number[] {
-  const scratch: number[] = [];
-  try {
-    for (let t = 0; t < threads; t++) {
-      const ap = heap.alloc(MC_TARGET * KC * 4 + 16); // + slack that gemm_pack_a may write (gemm.ts)
-      scratch.push(ap);
-      const bp = heap.alloc(B_SCRATCH_FLOATS * 4);
-      scratch.push(bp);
-      const tile = heap.alloc(Math.max(...mrs) * GEMM_NR * 4);
-      scratch.push(tile);
-      const b2p = heap.alloc(PLUS_K_MAX * NC_MAX * 4);
-      scratch.push(b2p);
-      const slot = pool.scratchSlot(t);
-      pool.ctl[slot] = ap;
-      pool.ctl[slot + 1] = bp;
-      pool.ctl[slot + 2] = tile;
-      pool.ctl[slot + 3] = b2p;
-    }
-  } catch (err) {
-    for (const p of scratch) heap.free(p);
-    throw err;
-  }
-  return scratch;
+export function gemmThreadScratch(mrs: readonly number[]): ScratchPlan<never>["perThread"] {
+  return {
+    aBlock: MC_TARGET * KC * 4 + 16,
+    bBlock: B_SCRATCH_FLOATS * 4,
+    tile: Math.max(...mrs) * GEMM_NR * 4,
+    b2Block: PLUS_K_MAX * NC_MAX * 4,
+  };
 }
 
-/** MatmulOptions.plus as the driver takes it: heap byte offsets, byte strides (GEMM_ARG a2..). */
+/** MatmulOptions.plus as the driver takes it: heap byte offsets, byte strides (GEMM_ARGS a2..). */
 interface PlusTerm {
   k: number;
   a: number;
@@ -145,14 +112,14 @@ interface PlusTerm {
 }
 
 /**
- * The wasm Kernels' matmul over `pool` (job code `opGemm`): `threads` threads at most, register
- * tiles `mrMain` x 8 (or 4 x 8, pickTileRows), relaxed-SIMD tile rates when `relaxed`.
+ * The wasm Kernels' matmul over `pool`: `threads` threads at most, register tiles mrs[0] x 8 (or
+ * 4 x 8, pickTileRows), relaxed-SIMD tile rates when `relaxed`.
  */
-export function createMatmul(
+function createMatmul(
   pool: ThreadPool,
-  opGemm: number,
-  { threads, relaxed, mrMain }: { threads: number; relaxed: boolean; mrMain: number },
+  { threads, relaxed, mrs }: EngineConfig,
 ): (out: Tensor, a: Tensor, b: Tensor, opts?: MatmulOptions) => void {
+  const mrMain = mrs[0];
   function matmul(out: Tensor, a: Tensor, b: Tensor, opts: MatmulOptions = {}): void {
     const shape = checkMatmul(out, a, b, opts);
     const transA = opts.transA === true;
@@ -270,52 +237,57 @@ export function createMatmul(
       const colChunks = Math.ceil((4 * nthreads) / rowChunks);
       nc = Math.min(nc, Math.max(8 * GEMM_NR, Math.ceil(n / colChunks / GEMM_NR) * GEMM_NR));
     }
-    pool.prepare();
-    const ctl = pool.ctl;
-    const g = CONTROL.args;
-    ctl[g + GEMM_ARG.m] = m;
-    ctl[g + GEMM_ARG.n] = n;
-    ctl[g + GEMM_ARG.k] = k;
-    ctl[g + GEMM_ARG.a] = aPtr;
-    ctl[g + GEMM_ARG.b] = bPtr;
-    ctl[g + GEMM_ARG.c] = cPtr;
-    // strides in bytes: op(a)[i, p] at a + i*aRs + p*aCs; op(b)[p, j] at b + p*bRs + j*bCs
-    ctl[g + GEMM_ARG.aRs] = st.aRs;
-    ctl[g + GEMM_ARG.aCs] = st.aCs;
-    ctl[g + GEMM_ARG.bRs] = st.bRs;
-    ctl[g + GEMM_ARG.bCs] = st.bCs;
-    ctl[g + GEMM_ARG.ldc] = 4 * n;
-    ctl[g + GEMM_ARG.batch] = batch;
-    ctl[g + GEMM_ARG.aBs] = st.aBs;
-    ctl[g + GEMM_ARG.bBs] = st.bBs;
-    ctl[g + GEMM_ARG.cBs] = 4 * m * n;
-    ctl[g + GEMM_ARG.beta] = d.accumulate ? 1 : 0;
-    pool.ctlF32[g + GEMM_ARG.alpha] = d.alpha;
-    ctl[g + GEMM_ARG.rowBlocks] = rowBlocks;
-    ctl[g + GEMM_ARG.mr] = mr;
-    ctl[g + GEMM_ARG.causal] = d.causal;
-    ctl[g + GEMM_ARG.period] = d.period;
-    ctl[g + GEMM_ARG.kc] = KC;
-    ctl[g + GEMM_ARG.nc] = nc;
-    // packing an A block pays off only when many B panels reuse it
-    ctl[g + GEMM_ARG.packA] = n >= PACK_A_MIN_N ? 1 : 0;
-    // likewise B, when few row tiles reuse it and its rows are contiguous
-    ctl[g + GEMM_ARG.packB] = st.bCs === 4 && m <= PACK_B_MAX_M ? 0 : 1;
-    // threads that claim in step take row blocks from separate contiguous groups (gemm-driver.ts)
-    ctl[g + GEMM_ARG.rowGroups] = rowBlocks % nthreads === 0 ? nthreads : 1;
-    ctl[g + GEMM_ARG.k2] = term?.k ?? 0;
-    if (term !== null) {
-      ctl[g + GEMM_ARG.a2] = term.a;
-      ctl[g + GEMM_ARG.b2] = term.b;
-      ctl[g + GEMM_ARG.a2Rs] = term.aRs;
-      ctl[g + GEMM_ARG.a2Cs] = term.aCs;
-      ctl[g + GEMM_ARG.b2Rs] = term.bRs;
-      ctl[g + GEMM_ARG.b2Cs] = term.bCs;
-      pool.ctlF32[g + GEMM_ARG.alpha2] = term.alpha;
-    }
-    const chunks = rowChunks * Math.ceil(n / nc);
-    pool.run(opGemm, nthreads, chunks);
+    pool.dispatch(
+      GEMM_JOB,
+      {
+        m,
+        n,
+        k,
+        a: aPtr,
+        b: bPtr,
+        c: cPtr,
+        ...st,
+        ldc: 4 * n,
+        cBs: 4 * m * n,
+        beta: d.accumulate ? 1 : 0,
+        alpha: d.alpha,
+        rowBlocks,
+        kc: KC,
+        nc,
+        // packing an A block pays off only when many B panels reuse it
+        packA: n >= PACK_A_MIN_N,
+        // likewise B, when few row tiles reuse it and its rows are contiguous
+        packB: !(st.bCs === 4 && m <= PACK_B_MAX_M),
+        mr,
+        causal: d.causal,
+        period: d.period,
+        // threads that claim in step take row blocks from separate contiguous groups (job.ts)
+        rowGroups: rowBlocks % nthreads === 0 ? nthreads : 1,
+        k2: term?.k ?? 0,
+        a2: term?.a ?? 0,
+        b2: term?.b ?? 0,
+        a2Rs: term?.aRs ?? 0,
+        a2Cs: term?.aCs ?? 0,
+        b2Rs: term?.bRs ?? 0,
+        b2Cs: term?.bCs ?? 0,
+        alpha2: term?.alpha ?? 0,
+      },
+      nthreads,
+      rowChunks * Math.ceil(n / nc),
+    );
   }
 
   return matmul;
 }
+
+/** The GEMM family: matmul. Its per-thread scratch: gemmThreadScratch. */
+export const gemmFamily: WasmFamily<"matmul"> = {
+  name: "gemm",
+  provides: ["matmul"],
+  emit: (m, { relaxed, mrs }) => {
+    emitGemm(m, { relaxed, mrs });
+    emitGemmCausal(m);
+  },
+  jobs: [GEMM_JOB],
+  create: ({ pool, config }: FamilyContext) => ({ matmul: createMatmul(pool, config) }),
+};

@@ -1,6 +1,6 @@
 // Code generation of the rotary embedding (kernels/ref/rope.ts: rotate-half layout, x (B, T, H, D),
-// cos/sin (T, D/2)) and its backward as WebAssembly SIMD128 functions, and the per-thread job that
-// runs them over chunks of (b, t) rows.
+// cos/sin (T, D/2)) and its backward as WebAssembly SIMD128 functions (the per-thread job that
+// runs them over chunks of (b, t) rows: job.ts).
 //
 //   rope_fwd / rope_bwd / rope_bwd_set(out, inp, cos, sin, rows, t0, time, heads, half): for `rows` consecutive
 //       (b, t) rows of heads * 2 half floats, the first at time t0 (t wraps to 0 after time - 1):
@@ -11,24 +11,7 @@
 //       is read before it is written, so out may be inp itself (not a partial overlap).
 // f32 arithmetic (the reference evaluates each output in f64 and rounds once).
 
-import type { Local, ModuleBuilder } from "./asm.js";
-import type { CONTROL } from "./pool.js";
-
-/** Offsets of the rope job arguments, in i32 slots from the control block's `args`. */
-export const ROPE_ARG = {
-  out: 0,
-  inp: 1,
-  cos: 2,
-  sin: 3,
-  /** B * T */
-  rows: 4,
-  time: 5,
-  heads: 6,
-  half: 7,
-  /** 0: forward, 1: backward accumulating into out, 2: backward overwriting out */
-  backward: 8,
-  rowsPerChunk: 9,
-} as const;
+import type { Local, ModuleBuilder } from "../../asm.js";
 
 /** Emits one of rope_fwd / rope_bwd / rope_bwd_set (see the header). */
 function emitRows(m: ModuleBuilder, kind: "fwd" | "bwd" | "bwd_set"): void {
@@ -120,36 +103,4 @@ export function emitRope(m: ModuleBuilder): void {
   emitRows(m, "fwd");
   emitRows(m, "bwd");
   emitRows(m, "bwd_set");
-}
-
-/**
- * Runs thread `thread`'s part of a rope job (ROPE_ARG layout): chunk k covers (b, t) rows
- * [k rowsPerChunk, ...). Self-contained: shipped to workers as source text (see gemm-driver.ts).
- */
-export function ropeThreadJob(
-  ex: { [name: string]: (...args: number[]) => void },
-  ctl: Int32Array,
-  _ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  _thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-): void {
-  const g = layout.args;
-  const out = ctl[g + 0] >>> 0;
-  const inp = ctl[g + 1] >>> 0;
-  const cos = ctl[g + 2] >>> 0;
-  const sin = ctl[g + 3] >>> 0;
-  const rows = ctl[g + 4];
-  const time = ctl[g + 5];
-  const heads = ctl[g + 6];
-  const half = ctl[g + 7];
-  const kind = ctl[g + 8];
-  const fn = kind === 2 ? ex.rope_bwd_set : kind === 1 ? ex.rope_bwd : ex.rope_fwd;
-  const perChunk = ctl[g + 9];
-  const rowBytes = heads * half * 8;
-  forEachChunk((k) => {
-    const r0 = k * perChunk;
-    const off = r0 * rowBytes;
-    fn(out + off, inp + off, cos, sin, Math.min(perChunk, rows - r0), r0 % time, time, heads, half);
-  });
 }

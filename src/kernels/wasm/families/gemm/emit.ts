@@ -1,6 +1,6 @@
 // Code generation of the GEMM building blocks (Goto/BLIS structure: pack, macro-kernel,
 // register-blocked micro-kernel), emitted as WebAssembly SIMD128 functions into a ModuleBuilder.
-// The loops around them (blocking over N, K, M and the split over threads) live in gemm-driver.ts.
+// The loops around them (blocking over N, K, M and the split over threads) live in job.ts.
 //
 // Reference: K. Goto, R. van de Geijn, "Anatomy of High-Performance Matrix Multiplication",
 // ACM TOMS 34(3), 2008; F. Van Zee, R. van de Geijn, "BLIS", ACM TOMS 41(3), 2015.
@@ -20,20 +20,16 @@
 //    the FMAs (MR + 2 + 2*MR registers), with rows MR-1..0 it keeps each broadcast next to its
 //    two FMAs, reusing one register (1 + 2 + 2*MR).
 // So MR = 6 with relaxed_madd (12 accumulators + 2 B vectors + 1 broadcast = 15 registers), and
-// MR = 5 with plain mul + add (which needs one more temporary). Measured (Zen 4 EPYC, ~59 GFLOP/s
-// 128-bit FMA ceiling per core; micro-kernel alone, kc 256, data in L1): 4 x 8 53.6, 6 x 8 57.8,
-// 5 x 8 with broadcasts by lane shuffles of one A vector 57.4, 3 x 12 53.6, 2 x 16 53.3 GFLOP/s;
-// 6 x 8 spilling (f32 alpha live, or rows 0..MR-1 epilogue) 25; unrolled by 2 (4 x 8, 3 x 12)
-// 26-29 (spills); plain SIMD 4 x 8 42.3, 5 x 8 47.2, 6 x 8 26 (spills). Whole GEMM, one thread,
-// 1024^3: 4 x 8 50.8 -> 6 x 8 55.3 GFLOP/s (relaxed), 40 -> 45 (plain). The module also carries
-// a 4 x 8 set, which the host picks for few rows or a tiny inner dim (index.ts, pickTileRows).
+// MR = 5 with plain mul + add (which needs one more temporary); the measured tile rates, and the
+// shapes tried, are in docs/engine-notes.md ("GEMM tiles"). The module also carries a 4 x 8 set,
+// which the host picks for few rows or a tiny inner dim (host.ts, pickTileRows).
 // A 6-lane A panel is packed with vector loads too (transpose: 4 lanes + a pair stored with
-// overlapping 16-byte stores; contiguous: 16 + 8 bytes per k); with a scalar copy instead the
-// 6 x 8 tile lost its gain on products with few B panels per A block (1024x64x1024 x 8: 37 vs 45).
+// overlapping 16-byte stores; contiguous: 16 + 8 bytes per k): a scalar copy lost the 6 x 8
+// tile's gain on products with few B panels per A block.
 //
 // Strides are in BYTES everywhere in this file (rs: to the next row, cs: to the next column).
 
-import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
+import type { FunctionBuilder, Local, ModuleBuilder } from "../../asm.js";
 
 export const GEMM_NR = 8;
 

@@ -7,7 +7,7 @@
 // jc). Row i = row0 + r keeps columns j <= i mod period; columns j > i mod period in [jc, jc + nc)
 // become 0.
 
-import type { ModuleBuilder } from "./asm.js";
+import type { ModuleBuilder } from "../../asm.js";
 
 export interface GemmCausalExports {
   gemm_mask_causal(

@@ -1,7 +1,7 @@
 // Code generation of RMSNorm and LayerNorm (kernels/ref/norms.ts: formulas and sources there) and
-// their backwards as WebAssembly SIMD128 functions over rows of `cols` floats, and the per-thread
-// job that runs them over chunks of rows. Row sums are f32 vectors (4 lanes, reduced at the end of
-// the row); the row statistics (mean, rstd, the backwards' coefficients) are computed in f64 from
+// their backwards as WebAssembly SIMD128 functions over rows of `cols` floats (the per-thread job
+// that runs them over chunks of rows: job.ts). Row sums are f32 vectors (4 lanes, reduced at the
+// end of the row); the row statistics (mean, rstd, the backwards' coefficients) are computed in f64 from
 // those sums, as the reference does from its f64 sums.
 //
 //   rms_fwd(out, rstd, inp, weight, rows, cols, colsF64, eps): rstd[r] = 1/sqrt(mean(x^2) + eps),
@@ -25,35 +25,7 @@
 // nor on the thread count.
 // The last cols % 4 floats of a row go one at a time (v128.load32_zero / v128.store32_lane).
 
-import type { FunctionBuilder, Local, ModuleBuilder } from "./asm.js";
-import type { CONTROL } from "./pool.js";
-
-/** Offsets of the norm job arguments, in i32 slots from the control block's `args`. */
-export const NORM_ARG = {
-  /** 0: rms_fwd, 1: rms_bwd, 2: ln_fwd, 3: ln_bwd */
-  op: 0,
-  /** rms_fwd: out; rms_bwd: dInp */
-  out: 1,
-  /** rms_fwd: rstd (written); rms_bwd: rstd (read) */
-  rstd: 2,
-  inp: 3,
-  weight: 4,
-  /** rms_bwd: dOut */
-  dOut: 5,
-  /** rms_bwd: first chunk partial of dWeight, 0 if none (chunk k's at part + 4 k cols) */
-  part: 6,
-  rows: 7,
-  cols: 8,
-  rowsPerChunk: 9,
-  /** f64 in slots 10-11 (8-byte aligned: args starts at slot 24) */
-  eps: 10,
-  /** ln_fwd */
-  bias: 12,
-  /** ln_fwd: written; ln_bwd: read */
-  mean: 13,
-  /** backwards: 1 = overwrite dInp (rms_bwd_set / ln_bwd_set), 0 = accumulate into it */
-  overwrite: 14,
-} as const;
+import type { FunctionBuilder, Local, ModuleBuilder } from "../../asm.js";
 
 /** shuffle(zero, v): lane 0 of v, zeros elsewhere. */
 const FIRST_LANE_ONLY = [16, 17, 18, 19, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3];
@@ -440,52 +412,4 @@ export function emitNorms(m: ModuleBuilder): void {
   emitLayerNormBackward(m, true);
   emitLayerNormBackward(m, false);
   emitColumnSum(m);
-}
-
-/**
- * Runs thread `thread`'s part of a norm job (NORM_ARG layout): chunk k covers rows
- * [k rowsPerChunk, ...). Self-contained: shipped to workers as source text (see gemm-driver.ts).
- */
-export function normThreadJob(
-  ex: { [name: string]: (...args: number[]) => void },
-  ctl: Int32Array,
-  _ctlF32: Float32Array,
-  layout: typeof CONTROL,
-  _thread: number,
-  forEachChunk: (work: (chunk: number) => void) => void,
-): void {
-  const g = layout.args;
-  const op = ctl[g + 0];
-  const out = ctl[g + 1] >>> 0;
-  const rstd = ctl[g + 2] >>> 0;
-  const inp = ctl[g + 3] >>> 0;
-  const weight = ctl[g + 4] >>> 0;
-  const dOut = ctl[g + 5] >>> 0;
-  const part = ctl[g + 6] >>> 0;
-  const rows = ctl[g + 7];
-  const cols = ctl[g + 8];
-  const perChunk = ctl[g + 9];
-  const eps = new Float64Array(ctl.buffer, ctl.byteOffset + 4 * (g + 10), 1)[0];
-  const bias = ctl[g + 12] >>> 0;
-  const mean = ctl[g + 13] >>> 0;
-  const overwrite = ctl[g + 14] === 1;
-  const rmsBwd = overwrite ? ex.rms_bwd_set : ex.rms_bwd;
-  const lnBwd = overwrite ? ex.ln_bwd_set : ex.ln_bwd;
-  const rowBytes = cols * 4;
-  forEachChunk((k) => {
-    const r0 = k * perChunk;
-    const n = Math.min(perChunk, rows - r0);
-    const off = r0 * rowBytes;
-    const st = 4 * r0;
-    if (op === 0) ex.rms_fwd(out + off, rstd + st, inp + off, weight, n, cols, cols, eps);
-    else if (op === 1) {
-      const p = part === 0 ? 0 : part + k * rowBytes;
-      rmsBwd(out + off, p, dOut + off, inp + off, weight, rstd + st, n, cols, cols);
-    } else if (op === 2) {
-      ex.ln_fwd(out + off, mean + st, rstd + st, inp + off, weight, bias, n, cols, cols, eps);
-    } else {
-      const p = part === 0 ? 0 : part + 2 * k * rowBytes;
-      lnBwd(out + off, p, dOut + off, inp + off, weight, mean + st, rstd + st, n, cols, cols);
-    }
-  });
 }

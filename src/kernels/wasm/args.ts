@@ -1,0 +1,149 @@
+// Argument layouts of the thread pool's jobs, declared once. A job's arguments travel from the
+// calling thread to the workers as i32 slots of the control block (pool.ts); `defineArgs` turns a
+// declaration such as { m: "i32", a: "ptr", alpha: "f32", eps: "f64", keyLengths: ["i32", 32768] }
+// into slot offsets, and both sides take their offsets from it:
+//   - the host writes an object typed from the declaration (writeArgs: TypeScript checks its
+//     keys and value types);
+//   - the workers receive the layout as data when the pool starts (`fields`, plain arrays) and
+//     get the arguments decoded into an object typed from the same declaration (decodeArgs),
+//     once per job per thread, before the job runs.
+// No job body holds a slot offset. test/kernels/wasm-args.test.ts checks that every job reads
+// exactly the fields its layout declares and that each layout round-trips.
+//
+// Field kinds (one i32 slot each unless said otherwise):
+//   i32      a signed integer
+//   u32      an unsigned integer (byte strides and sizes that may pass 2^31)
+//   ptr      a heap byte offset (unsigned, like u32)
+//   bool     written 1 / 0, read as `!== 0`
+//   f32      a float rounded to f32 (read back as that f32)
+//   f32bits  a float rounded to f32, read back as its bit pattern in an i32 (for wasm functions
+//            that take a float through an integer parameter, see families/gemm/emit.ts)
+//   f64      a float64 in two slots, 8-byte aligned (the control block and `args` start on
+//            8-byte boundaries: checked by the pool)
+//   ["i32", n]  up to n i32 values; decoded as an Int32Array view of the n slots (no copy)
+//
+// Must never: hold state, or reference anything outside its body in decodeArgs (shipped to the
+// workers as source text, like the jobs).
+
+/** The kinds of a one-value field (see the header). */
+export type ArgKind = "i32" | "u32" | "ptr" | "bool" | "f32" | "f32bits" | "f64";
+/** A field's declaration: a kind, or ["i32", n] for an array of n i32 slots. */
+export type ArgField = ArgKind | readonly ["i32", number];
+/** A layout declaration: field name -> kind. */
+export type ArgSpec = { readonly [name: string]: ArgField };
+
+/**
+ * One field as data, shipped to the workers: [name, kind ("i32[]" for arrays), first slot
+ * (relative to the layout's base), slots used].
+ */
+export type ArgRow = readonly [name: string, kind: ArgKind | "i32[]", slot: number, slots: number];
+
+export interface ArgLayout<S extends ArgSpec = ArgSpec> {
+  /** The declaration, for types only. */
+  readonly spec: S;
+  /** Fields in declaration order, with their slots. */
+  readonly rows: readonly ArgRow[];
+  /** i32 slots the layout spans. */
+  readonly slots: number;
+}
+
+/** The decoded arguments a job receives: numbers, booleans, Int32Array views for arrays. */
+export type Args<S extends ArgSpec> = {
+  readonly [K in keyof S]: S[K] extends readonly ["i32", number]
+    ? Int32Array
+    : S[K] extends "bool"
+      ? boolean
+      : number;
+};
+
+/** The values the host writes: numbers, booleans, and for arrays the values (null: none). */
+export type ArgValues<S extends ArgSpec> = {
+  readonly [K in keyof S]: S[K] extends readonly ["i32", number]
+    ? ArrayLike<number> | null
+    : S[K] extends "bool"
+      ? boolean
+      : number;
+};
+
+/** Views of the control block that the arguments are written through and read from. */
+export interface ControlViews {
+  readonly i32: Int32Array;
+  readonly f32: Float32Array;
+  /** Covers the same bytes as i32; f64 slot pairs are read at index (slot / 2). */
+  readonly f64: Float64Array;
+}
+
+/** Lays out `spec` in declaration order (f64 fields on an even slot). */
+export function defineArgs<const S extends ArgSpec>(spec: S): ArgLayout<S> {
+  const rows: ArgRow[] = [];
+  let slot = 0;
+  for (const [name, field] of Object.entries(spec)) {
+    if (typeof field !== "string") {
+      const n = field[1];
+      if (!Number.isInteger(n) || n < 1) throw new Error(`defineArgs: ${name}: bad length ${n}`);
+      rows.push([name, "i32[]", slot, n]);
+      slot += n;
+    } else if (field === "f64") {
+      slot += slot % 2;
+      rows.push([name, field, slot, 2]);
+      slot += 2;
+    } else {
+      rows.push([name, field, slot, 1]);
+      slot += 1;
+    }
+  }
+  return { spec, rows, slots: slot };
+}
+
+/**
+ * Writes `values` into the layout's slots from i32 index `base`. An array longer than its field
+ * throws; a null array leaves its slots as they are.
+ */
+export function writeArgs<S extends ArgSpec>(
+  views: ControlViews,
+  base: number,
+  layout: ArgLayout<S>,
+  values: ArgValues<S>,
+): void {
+  const v = values as { readonly [name: string]: unknown };
+  const rows = layout.rows;
+  for (let r = 0; r < rows.length; r++) {
+    const [name, kind, slot, slots] = rows[r];
+    const i = base + slot;
+    const x = v[name];
+    if (kind === "f32" || kind === "f32bits") views.f32[i] = x as number;
+    else if (kind === "f64") views.f64[i >> 1] = x as number;
+    else if (kind === "bool") views.i32[i] = x === true ? 1 : 0;
+    else if (kind === "i32[]") {
+      if (x === null) continue;
+      const a = x as ArrayLike<number>;
+      if (a.length > slots) throw new Error(`wasm kernels: ${name}: ${a.length} > ${slots} values`);
+      views.i32.set(a, i);
+    } else views.i32[i] = x as number;
+  }
+}
+
+/**
+ * Reads a layout's fields (`rows`) from i32 index `base` into an object (see the header for each
+ * kind). Self-contained: shipped to the workers as source text.
+ */
+export function decodeArgs(
+  i32: Int32Array,
+  f32: Float32Array,
+  f64: Float64Array,
+  base: number,
+  rows: readonly ArgRow[],
+): { [name: string]: number | boolean | Int32Array } {
+  const out: { [name: string]: number | boolean | Int32Array } = {};
+  for (let r = 0; r < rows.length; r++) {
+    const [name, kind, slot, slots] = rows[r];
+    const i = base + slot;
+    if (kind === "i32" || kind === "f32bits") out[name] = i32[i];
+    else if (kind === "u32" || kind === "ptr") out[name] = i32[i] >>> 0;
+    else if (kind === "bool") out[name] = i32[i] !== 0;
+    else if (kind === "f32") out[name] = f32[i];
+    else if (kind === "f64") out[name] = f64[i >> 1];
+    else out[name] = i32.subarray(i, i + slots);
+  }
+  return out;
+}
