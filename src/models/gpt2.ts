@@ -25,7 +25,7 @@ import {
   type LinearLayer,
   type ParamSpec,
 } from "./common.js";
-import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
 import {
   type CacheDims,
   cachedAttention,
@@ -165,8 +165,8 @@ class Plan extends DecoderPlan {
   readonly dH: Tensor; // (R, F)
   readonly dFc: Tensor; // (R, F)
 
-  constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    super(kernels.heap, B, T, d.V, d.C);
+  constructor(kernels: Kernels, d: Dims, B: number, T: number, layout: PlanLayout) {
+    super(kernels.heap, B, T, d.V, d.C, layout);
     const R = B * T;
     const { C, H, D, F } = d;
     const t = (shape: number[], dtype?: "f32" | "i32"): Tensor => this.tensor(shape, dtype);
@@ -342,8 +342,8 @@ export class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     );
   }
 
-  protected override createPlan(B: number, T: number): Plan {
-    return new Plan(this.kernels, this.d, B, T);
+  protected override createPlan(B: number, T: number, layout: PlanLayout): Plan {
+    return new Plan(this.kernels, this.d, B, T, layout);
   }
 
   private attentionScale(layer: number): number {

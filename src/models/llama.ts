@@ -32,7 +32,7 @@ import {
   type LinearLayer,
   type ParamSpec,
 } from "./common.js";
-import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
 import {
   type CacheDims,
   cachedAttention,
@@ -220,8 +220,8 @@ class Plan extends DecoderPlan {
   readonly dGate: Tensor; // (R, I)
   readonly dUp: Tensor; // (R, I)
 
-  constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    super(kernels.heap, B, T, d.V, d.C);
+  constructor(kernels: Kernels, d: Dims, B: number, T: number, layout: PlanLayout) {
+    super(kernels.heap, B, T, d.V, d.C, layout);
     const R = B * T;
     const { C, H, Hkv, D, I } = d;
     const t = (shape: number[]): Tensor => this.tensor(shape);
@@ -422,8 +422,8 @@ export class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     );
   }
 
-  protected override createPlan(B: number, T: number): Plan {
-    return new Plan(this.kernels, this.d, B, T);
+  protected override createPlan(B: number, T: number, layout: PlanLayout): Plan {
+    return new Plan(this.kernels, this.d, B, T, layout);
   }
 
   protected override checkSeqLen(T: number): void {
