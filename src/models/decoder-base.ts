@@ -66,10 +66,15 @@ import {
   type WeightStorageKind,
 } from "./weights.js";
 
-/** How a plan is laid out: the head's chunk of rows. */
+/** How a plan is laid out: the head's chunk of rows, and whether layers are checkpointed. */
 export interface PlanLayout {
   /** Rows of logits per lm_head chunk (lm-head.ts), in [1, B*T]. */
   chunkRows: number;
+  /**
+   * Gradient checkpointing: the plan keeps only each layer's input, and one set of layer
+   * activations shared by all layers that backwardPass refills by recomputing the layer's forward.
+   */
+  checkpointing: boolean;
 }
 
 /** Every buffer of one (B, T), allocated once; subclasses add their activations with tensor(). */
@@ -181,7 +186,10 @@ export abstract class DecoderModel<
   private readonly linearsByPath = new Map<string, LinearLayer>();
   private readonly weights: LinearWeights;
   private plan: P | null = null;
-  private memory: Required<MemoryOptions> = { logitsChunkBytes: DEFAULT_LOGITS_CHUNK_BYTES };
+  private memory: Required<MemoryOptions> = {
+    gradient_checkpointing: false,
+    logitsChunkBytes: DEFAULT_LOGITS_CHUNK_BYTES,
+  };
 
   constructor(
     config: Config,
@@ -236,14 +244,15 @@ export abstract class DecoderModel<
     };
   }
 
-  /** Allocates the activation plan of one (B, T) in a layout. */
+  /** Allocates the activation plan of one (B, T) in a layout (checkpointed layers or not). */
   protected abstract createPlan(B: number, T: number, layout: PlanLayout): P;
   /** ids, keyLengths -> plan.nf, the lm_head's input (and every activation backward reads). */
   protected abstract forwardPass(plan: P): void;
   /** The lm_head (the base runs it: on every row in forward, on the counted rows in lossAndGrads). */
   protected abstract headLayer(): LinearLayer;
   /**
-   * Reads plan.dn (d loss / d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad
+   * Reads plan.dn (d loss / d nf); under plan.layout.checkpointing first recomputes each layer's
+   * forward from its saved input (LinearLayer.forward's recompute); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad
    * (validated (R, C) view, or null) with d loss / d inputs_embeds. Skips the first layer's input
    * gradient when neither an embedding gradient, its input-norm gradient nor inputsEmbedsGrad
    * needs it (PyTorch autograd semantics).
@@ -289,7 +298,16 @@ export abstract class DecoderModel<
     const bytes = options.logitsChunkBytes;
     if (bytes !== undefined && !(Number.isFinite(bytes) && bytes > 0))
       throw new Error(`setMemoryOptions: logitsChunkBytes must be a positive number, got ${bytes}`);
-    this.memory = { logitsChunkBytes: bytes ?? this.memory.logitsChunkBytes };
+    const checkpointing = options.gradient_checkpointing;
+    if (checkpointing !== undefined && typeof checkpointing !== "boolean") {
+      throw new Error(
+        `setMemoryOptions: gradient_checkpointing must be true or false, got ${String(checkpointing)}`,
+      );
+    }
+    this.memory = {
+      gradient_checkpointing: checkpointing ?? this.memory.gradient_checkpointing,
+      logitsChunkBytes: bytes ?? this.memory.logitsChunkBytes,
+    };
     this.plan?.dispose(); // the next call plans in the new layout
     this.plan = null;
   }
@@ -484,6 +502,7 @@ export abstract class DecoderModel<
       this.plan = null;
       this.plan = this.createPlan(B, T, {
         chunkRows: logitsChunkRows(this.memory.logitsChunkBytes, this.limits.vocabSize, B * T),
+        checkpointing: this.memory.gradient_checkpointing,
       });
     }
     this.plan.ids.i32().set(batch.inputIds);

@@ -79,6 +79,14 @@ export interface LossAndGradsOptions {
  */
 export interface MemoryOptions {
   /**
+   * transformers' gradient_checkpointing: lossAndGrads keeps only each decoder layer's input from
+   * the forward pass (plus one layer's activations, shared) and recomputes a layer's forward right
+   * before its backward: activation memory grows with one layer instead of all of them, for about
+   * one more forward pass of time. Same loss and gradients (the recompute repeats the same
+   * operations; LoRA dropout masks are replayed, not redrawn). Default false.
+   */
+  gradient_checkpointing?: boolean;
+  /**
    * Most bytes of f32 logits the lm_head writes at a time in lossAndGrads and tokenLosses: rows
    * are processed in chunks of floor(bytes / (4 * vocab)) rows (at least one), so the (tokens,
    * vocab) logits and their gradient never exist whole. forward() still returns all of them.
