@@ -120,13 +120,19 @@ export class DecoderPlan implements HeadBuffers {
 
   /**
    * forward()'s (B, T, V) logits: the head chunk when it holds every row, else a buffer of its
-   * own allocated on first use (training and scoring never need it).
+   * own allocated on first use and freed by releaseAllLogits (training and scoring never need it).
    */
   allLogits(): Tensor {
     const R = this.B * this.T;
     if (this.layout.chunkRows === R) return this.logits.view([this.B, this.T, this.V]);
-    this.all ??= this.tensor([this.B, this.T, this.V]);
+    this.all ??= this.heap.tensor([this.B, this.T, this.V]);
     return this.all;
+  }
+
+  /** Frees forward()'s own logits buffer, if any (before a chunked head pass). */
+  releaseAllLogits(): void {
+    this.all?.dispose();
+    this.all = null;
   }
 
   /** The buffers of a head over the counted rows only, allocated on first use (lm-head.ts). */
@@ -156,7 +162,7 @@ export class DecoderPlan implements HeadBuffers {
     for (const tensor of this.owned) tensor.dispose();
     this.owned.length = 0;
     this.compact = null;
-    this.all = null;
+    this.releaseAllLogits();
   }
 }
 
@@ -362,6 +368,7 @@ export abstract class DecoderModel<
    * backward (d nf into training.dx, the head's weight and adapter gradients).
    */
   private headLoss(plan: P, tokens: number, training: HeadTraining | null): HeadLosses {
+    plan.releaseAllLogits(); // a forward() before this call must not keep (B, T, V) alive
     const head = this.headLayer();
     return chunkedHeadLoss(this.kernels, head, plan, plan.nf, plan.targets, tokens, training);
   }

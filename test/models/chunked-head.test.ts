@@ -7,7 +7,8 @@
 //   - tokenLosses and forward() agree with the unchunked run;
 //   - a spy on kernels.matmul sees the head run in chunks of at most 3 rows that cover exactly the
 //     rows of the path (so the test proves chunking happened);
-//   - the engine's peak memory drops by at least the (rows - chunk) x vocab logits not allocated.
+//   - the engine's peak memory drops by at least the (rows - chunk) x vocab logits not allocated,
+//     and forward()'s whole logits do not outlive it into the next training step.
 
 import { existsSync } from "node:fs";
 import { join } from "node:path";
@@ -210,6 +211,12 @@ describe.each(KERNELS)("chunked lm_head (%s kernels)", (kernelsName) => {
       const whole = peak(DEFAULT_LOGITS_CHUNK_BYTES);
       const chunked = peak(CHUNK_ROWS * 4 * V);
       expect(whole - chunked).toBeGreaterThanOrEqual((R - CHUNK_ROWS) * V * 4);
+      // forward()'s whole (B, T, V) logits are freed by the next training step, not kept
+      model.forward(batch);
+      const afterForward = kernels.heap.bytesInUse;
+      model.lossAndGrads(batch);
+      expect(afterForward - kernels.heap.bytesInUse).toBeGreaterThanOrEqual(R * V * 4);
+      model.setMemoryOptions({ logitsChunkBytes: DEFAULT_LOGITS_CHUNK_BYTES });
     } finally {
       model.dispose();
     }
