@@ -12,6 +12,7 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   "lora-ga-init": async () => (await import("./lora-ga-init.js")).loraGaInitSuite,
   "lora-train": async () => (await import("./lora-train.js")).loraTrainSuite,
   memory: async () => (await import("./memory.js")).memorySuite,
+  "memory-scale": async () => (await import("./memory-scale.js")).memoryScaleSuite,
   generate: async () => (await import("./generate.js")).generateSuite,
 };
 

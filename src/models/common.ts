@@ -183,14 +183,15 @@ export class LinearLayer {
 
   /**
    * out (R, out) = inp (R, in) W^T + b  (+ adapter delta: fused into the matmul when the adapter
-   * offers it as a term, LinearAdapter.forwardTerm).
+   * offers it as a term, LinearAdapter.forwardTerm). `recompute`: a gradient-checkpointing repeat
+   * of the previous call (LinearAdapter: adapters replay their random draws).
    */
-  forward(kernels: Kernels, out: Tensor, inp: Tensor): void {
-    const term = this.adapter?.forwardTerm?.(inp) ?? null;
+  forward(kernels: Kernels, out: Tensor, inp: Tensor, recompute = false): void {
+    const term = this.adapter?.forwardTerm?.(inp, recompute) ?? null;
     const { w, outIn } = this.weight.expand();
     kernels.matmul(out, inp, w, term === null ? { transB: outIn } : { transB: outIn, plus: term });
     if (this.bias !== null) kernels.addBias(out, this.bias);
-    if (this.adapter !== null && term === null) this.adapter.forward(out, inp);
+    if (this.adapter !== null && term === null) this.adapter.forward(out, inp, recompute);
   }
 
   /**

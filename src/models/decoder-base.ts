@@ -2,19 +2,22 @@
 // only what is its own: config -> dims, parameter spec, activation plan, forward and backward.
 //
 //   DecoderPlan   the buffers at the model's boundary (token ids, key lengths, shifted targets,
-//                 logits, per-row losses) and ownership of every tensor a plan allocates; an
-//                 architecture's plan extends it with its saved activations and scratch.
+//                 one chunk of logits, per-row losses) and ownership of every tensor a plan
+//                 allocates; an architecture's plan extends it with its saved activations and
+//                 scratch.
 //   DecoderModel  the CausalLM methods: linear-layer registry (linears, setAdapter, the weight
-//                 storage methods), re-planning per (B, T), forward = forwardPass -> lm_head,
-//                 lossAndGrads = forwardPass -> lm_head + mean cross-entropy (headLoss: on the
-//                 counted rows only when many labels are ignored) -> head backward -> backwardPass,
-//                 tokenLosses = forwardPass -> headLoss, dispose; createCache / forwardCached =
-//                 checks, per-row positions -> forwardStep -> (last rows) -> headStep.
+//                 storage methods), memory options, re-planning per (B, T), forward =
+//                 forwardPass -> lm_head on every row, lossAndGrads = forwardPass -> per chunk of
+//                 rows: lm_head + cross-entropy + head backward (headLoss, lm-head.ts: on the
+//                 counted rows only when many labels are ignored) -> backwardPass, tokenLosses =
+//                 forwardPass -> headLoss, dispose; createCache / forwardCached = checks, per-row
+//                 positions -> forwardStep -> (last rows) -> headStep.
 //   loadDecoderParams  loadParams with the load-time storage of linear weights (weights.ts).
 //
-// Contract: activations are planned once per (B, T) and reused; a batch of another shape frees the
-// plan and builds a new one (an explicit re-plan, never per step). Loss is transformers'
-// ForCausalLMLoss: labels shifted by one, IGNORE_INDEX skipped, mean over the counted tokens.
+// Contract: activations are planned once per (B, T) and reused; a batch of another shape, or new
+// memory options, frees the plan and builds a new one (an explicit re-plan, never per step). Loss
+// is transformers' ForCausalLMLoss: labels shifted by one, IGNORE_INDEX skipped, mean over the
+// counted tokens; the (tokens, vocab) logits never exist whole in lossAndGrads and tokenLosses.
 // Cached decoding (kv-cache.ts) runs the same linear layers (adapters and weight storage included)
 // on a step scratch the cache owns; the architecture supplies its step and head.
 
@@ -28,7 +31,6 @@ import {
   type CheckpointSource,
   checkGradNames,
   findLinear,
-  IGNORE_INDEX,
   keyLengthsOf,
   LinearLayer,
   loadParams,
@@ -38,7 +40,23 @@ import {
 } from "./common.js";
 import { type CacheDims, DecoderKvCache, type StepCapacity, type StepScratch } from "./kv-cache.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
-import type { Batch, CachedStep, CausalLM, KvCache, LossAndGradsOptions } from "./model.js";
+import {
+  type CountedRows,
+  chunkedHeadLoss,
+  DEFAULT_LOGITS_CHUNK_BYTES,
+  type HeadBuffers,
+  type HeadLosses,
+  type HeadTraining,
+  logitsChunkRows,
+} from "./lm-head.js";
+import type {
+  Batch,
+  CachedStep,
+  CausalLM,
+  KvCache,
+  LossAndGradsOptions,
+  MemoryOptions,
+} from "./model.js";
 import {
   FrozenWeight,
   LinearWeights,
@@ -48,10 +66,22 @@ import {
   type WeightStorageKind,
 } from "./weights.js";
 
+/** How a plan is laid out: the head's chunk of rows, and whether layers are checkpointed. */
+export interface PlanLayout {
+  /** Rows of logits per lm_head chunk (lm-head.ts), in [1, B*T]. */
+  chunkRows: number;
+  /**
+   * Gradient checkpointing: the plan keeps only each layer's input, and one set of layer
+   * activations shared by all layers that backwardPass refills by recomputing the layer's forward.
+   */
+  checkpointing: boolean;
+}
+
 /** Every buffer of one (B, T), allocated once; subclasses add their activations with tensor(). */
-export class DecoderPlan {
+export class DecoderPlan implements HeadBuffers {
   readonly B: number;
   readonly T: number;
+  readonly layout: PlanLayout;
   private readonly heap: Heap;
   private readonly owned: Tensor[] = [];
   readonly ids: Tensor; // (R) i32
@@ -59,17 +89,20 @@ export class DecoderPlan {
   readonly keyLengths: Tensor; // (B) i32
   readonly nf: Tensor; // (R, C) the lm_head's input (forwardPass's last output)
   readonly dn: Tensor; // (R, C) its gradient (backwardPass's first input; then the architecture's scratch)
-  readonly logits: Tensor; // (R, V); in lossAndGrads overwritten by their gradient (in-place cross-entropy)
-  readonly logits3: Tensor; // (B, T, V) view
+  readonly logits: Tensor; // (chunkRows, V) one head chunk; in lossAndGrads overwritten by its gradient
   readonly losses: Tensor; // (R)
+  private readonly V: number;
   private readonly C: number;
-  private compact: HeadRows | null = null;
+  private compact: CountedRows | null = null;
+  private all: Tensor | null = null;
 
-  constructor(heap: Heap, B: number, T: number, V: number, C: number) {
+  constructor(heap: Heap, B: number, T: number, V: number, C: number, layout: PlanLayout) {
     this.heap = heap;
     this.B = B;
     this.T = T;
+    this.V = V;
     this.C = C;
+    this.layout = layout;
     const R = B * T;
     try {
       this.ids = this.tensor([R], "i32");
@@ -77,8 +110,7 @@ export class DecoderPlan {
       this.keyLengths = this.tensor([B], "i32");
       this.nf = this.tensor([R, C]);
       this.dn = this.tensor([R, C]);
-      this.logits = this.tensor([R, V]);
-      this.logits3 = this.logits.view([B, T, V]);
+      this.logits = this.tensor([layout.chunkRows, V]);
       this.losses = this.tensor([R]);
     } catch (err) {
       this.dispose();
@@ -86,15 +118,33 @@ export class DecoderPlan {
     }
   }
 
-  /** The buffers of a head over the counted rows only, allocated on first use (see headLoss). */
-  headRows(): HeadRows {
+  /**
+   * forward()'s (B, T, V) logits: the head chunk when it holds every row, else a buffer of its
+   * own allocated on first use and freed by releaseAllLogits (training and scoring never need it).
+   */
+  allLogits(): Tensor {
+    const R = this.B * this.T;
+    if (this.layout.chunkRows === R) return this.logits.view([this.B, this.T, this.V]);
+    this.all ??= this.heap.tensor([this.B, this.T, this.V]);
+    return this.all;
+  }
+
+  /** Frees forward()'s own logits buffer, if any (before a chunked head pass). */
+  releaseAllLogits(): void {
+    this.all?.dispose();
+    this.all = null;
+  }
+
+  /** The buffers of a head over the counted rows only, allocated on first use (lm-head.ts). */
+  headRows(): CountedRows {
     if (this.compact === null) {
       const R = this.B * this.T;
+      const chunk = this.layout.chunkRows;
       this.compact = {
         rows: this.tensor([R], "i32"),
         targets: this.tensor([R], "i32"),
-        x: this.tensor([R, this.C]),
-        dx: this.tensor([R, this.C]),
+        x: this.tensor([chunk, this.C]),
+        dx: this.tensor([chunk, this.C]),
       };
     }
     return this.compact;
@@ -112,31 +162,9 @@ export class DecoderPlan {
     for (const tensor of this.owned) tensor.dispose();
     this.owned.length = 0;
     this.compact = null;
+    this.releaseAllLogits();
   }
 }
-
-/** What headLoss ran: over all rows (rows null) or the counted ones (rows: their indices). */
-interface HeadPass {
-  rows: Tensor | null; // (n) i32
-  x: Tensor; // (n, C) the head's input
-  logits: Tensor; // (n, V), dLogits after a training pass
-  losses: Tensor; // (n)
-}
-
-/** Scratch of a head over the counted rows: their indices, targets, inputs and input gradients. */
-interface HeadRows {
-  rows: Tensor; // (R) i32, the first n used
-  targets: Tensor; // (R) i32
-  x: Tensor; // (R, C)
-  dx: Tensor; // (R, C)
-}
-
-/**
- * Skipping the lm_head on rows whose label is ignored pays once they are at least this share of
- * the batch: it costs a gather of the counted rows' hidden states and a scatter of their
- * gradients; each skipped row saves 4 * hidden * vocab flops of the head's forward and backward.
- */
-const HEAD_SKIP_MIN_SHARE = 1 / 16;
 
 /** What the base needs to know of an architecture's sizes. */
 export interface DecoderLimits {
@@ -164,6 +192,10 @@ export abstract class DecoderModel<
   private readonly linearsByPath = new Map<string, LinearLayer>();
   private readonly weights: LinearWeights;
   private plan: P | null = null;
+  private memory: Required<MemoryOptions> = {
+    gradient_checkpointing: false,
+    logitsChunkBytes: DEFAULT_LOGITS_CHUNK_BYTES,
+  };
 
   constructor(
     config: Config,
@@ -218,14 +250,15 @@ export abstract class DecoderModel<
     };
   }
 
-  /** Allocates the activation plan of one (B, T). */
-  protected abstract createPlan(B: number, T: number): P;
+  /** Allocates the activation plan of one (B, T) in a layout (checkpointed layers or not). */
+  protected abstract createPlan(B: number, T: number, layout: PlanLayout): P;
   /** ids, keyLengths -> plan.nf, the lm_head's input (and every activation backward reads). */
   protected abstract forwardPass(plan: P): void;
   /** The lm_head (the base runs it: on every row in forward, on the counted rows in lossAndGrads). */
   protected abstract headLayer(): LinearLayer;
   /**
-   * Reads plan.dn (d loss / d nf); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad
+   * Reads plan.dn (d loss / d nf); under plan.layout.checkpointing first recomputes each layer's
+   * forward from its saved input (LinearLayer.forward's recompute); accumulates into paramGrads and adapters; overwrites inputsEmbedsGrad
    * (validated (R, C) view, or null) with d loss / d inputs_embeds. Skips the first layer's input
    * gradient when neither an embedding gradient, its input-norm gradient nor inputsEmbedsGrad
    * needs it (PyTorch autograd semantics).
@@ -263,11 +296,35 @@ export abstract class DecoderModel<
     findLinear(this.linearsByPath, path).adapter = adapter;
   }
 
+  get memoryOptions(): Readonly<Required<MemoryOptions>> {
+    return { ...this.memory };
+  }
+
+  setMemoryOptions(options: MemoryOptions): void {
+    const bytes = options.logitsChunkBytes;
+    if (bytes !== undefined && !(Number.isFinite(bytes) && bytes > 0))
+      throw new Error(`setMemoryOptions: logitsChunkBytes must be a positive number, got ${bytes}`);
+    const checkpointing = options.gradient_checkpointing;
+    if (checkpointing !== undefined && typeof checkpointing !== "boolean") {
+      throw new Error(
+        `setMemoryOptions: gradient_checkpointing must be true or false, got ${String(checkpointing)}`,
+      );
+    }
+    this.memory = {
+      gradient_checkpointing: checkpointing ?? this.memory.gradient_checkpointing,
+      logitsChunkBytes: bytes ?? this.memory.logitsChunkBytes,
+    };
+    this.plan?.dispose(); // the next call plans in the new layout
+    this.plan = null;
+  }
+
   forward(batch: Batch): Tensor {
     const plan = this.prepare(batch);
     this.forwardPass(plan);
-    this.headLayer().forward(this.kernels, plan.logits, plan.nf);
-    return plan.logits3;
+    const logits = plan.allLogits(); // (B, T, V)
+    const R = plan.B * plan.T;
+    this.headLayer().forward(this.kernels, logits.view([R, this.limits.vocabSize]), plan.nf);
+    return logits;
   }
 
   lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
@@ -281,19 +338,10 @@ export abstract class DecoderModel<
     if (tokens === 0) {
       plan.dn.fill(0); // nothing counted: no gradient flows from the loss
     } else {
-      // the head's backward: d loss / d nf into plan.dn (scattered back from the counted rows)
-      const k = this.kernels;
-      const head = this.headLayer();
-      const pass = this.headLoss(plan, tokens, (options.lossScale ?? 1) / tokens);
-      if (pass.rows === null) {
-        head.backward(k, plan.dn, pass.logits, pass.x, paramGrads, true);
-      } else {
-        const dx = plan.headRows().dx.view(pass.x.shape); // (n, C)
-        head.backward(k, dx, pass.logits, pass.x, paramGrads, true);
-        plan.dn.fill(0);
-        k.embeddingBackward(plan.dn, dx, pass.rows); // scatter-add into the zeroed dn
-      }
-      loss = k.sum(pass.losses) / tokens;
+      // the head's forward, loss and backward, chunk by chunk: d loss / d nf into plan.dn
+      const training = { gradScale: (options.lossScale ?? 1) / tokens, paramGrads, dx: plan.dn };
+      const { losses } = this.headLoss(plan, tokens, training);
+      loss = this.kernels.sum(losses) / tokens;
     }
     this.backwardPass(plan, paramGrads, inputsEmbedsGrad);
     return { loss, tokens };
@@ -315,45 +363,14 @@ export abstract class DecoderModel<
   }
 
   /**
-   * The lm_head's forward and the cross-entropy against plan.targets, with dLogits written over
-   * the logits when `gradScale` is given (training). Rows whose target is ignored contribute
-   * nothing to the loss or any gradient, so when they are a large enough share
-   * (HEAD_SKIP_MIN_SHARE: prompt tokens under completion-only loss, padding) the head runs on the
-   * counted rows only, gathered into a compact (n, C) block: `rows` lists them (null: all rows ran,
-   * and `x` is plan.nf).
+   * The lm_head and the cross-entropy over plan.nf against plan.targets, in row chunks and on the
+   * counted rows only when many targets are ignored (lm-head.ts); with `training`, also the head's
+   * backward (d nf into training.dx, the head's weight and adapter gradients).
    */
-  private headLoss(plan: P, tokens: number, gradScale: number | null): HeadPass {
-    const k = this.kernels;
+  private headLoss(plan: P, tokens: number, training: HeadTraining | null): HeadLosses {
+    plan.releaseAllLogits(); // a forward() before this call must not keep (B, T, V) alive
     const head = this.headLayer();
-    const R = plan.B * plan.T;
-    const ce = (losses: Tensor, logits: Tensor, targets: Tensor): void => {
-      if (gradScale === null) k.crossEntropy(losses, null, logits, targets);
-      else k.crossEntropy(losses, logits, logits, targets, { gradScale }); // dLogits in place
-    };
-    if (R - tokens < R * HEAD_SKIP_MIN_SHARE) {
-      head.forward(k, plan.logits, plan.nf);
-      ce(plan.losses, plan.logits, plan.targets);
-      return { rows: null, x: plan.nf, logits: plan.logits, losses: plan.losses };
-    }
-    const c = plan.headRows();
-    const all = plan.targets.i32();
-    const rowIds = c.rows.i32();
-    const targets = c.targets.i32();
-    let n = 0;
-    for (let r = 0; r < R; r++) {
-      if (all[r] === IGNORE_INDEX) continue;
-      rowIds[n] = r;
-      targets[n] = all[r];
-      n++;
-    }
-    const rows = c.rows.view([n]);
-    const x = c.x.view([n, this.limits.hiddenSize]); // (n, C)
-    const logits = plan.logits.view([n, this.limits.vocabSize]); // (n, V)
-    const losses = plan.losses.view([n]);
-    k.embedding(x, plan.nf, rows); // gather the counted rows
-    head.forward(k, logits, x);
-    ce(losses, logits, c.targets.view([n]));
-    return { rows, x, logits, losses };
+    return chunkedHeadLoss(this.kernels, head, plan, plan.nf, plan.targets, tokens, training);
   }
 
   /** options.inputsEmbedsGrad checked to be f32 (B, T, C), as an (R, C) view; null when absent. */
@@ -490,7 +507,10 @@ export abstract class DecoderModel<
     if (this.plan === null || this.plan.B !== B || this.plan.T !== T) {
       this.plan?.dispose();
       this.plan = null;
-      this.plan = this.createPlan(B, T);
+      this.plan = this.createPlan(B, T, {
+        chunkRows: logitsChunkRows(this.memory.logitsChunkBytes, this.limits.vocabSize, B * T),
+        checkpointing: this.memory.gradient_checkpointing,
+      });
     }
     this.plan.ids.i32().set(batch.inputIds);
     keyLengthsOf(batch, this.plan.keyLengths.i32());

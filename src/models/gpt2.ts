@@ -8,9 +8,11 @@
 //   logits = LayerNorm_f(x) wte^T   (lm_head tied to wte)
 // Padding is right padding masked on the key side (keyLengths), as HF's eager mask does, so the
 // logits agree at every position. The CausalLM plumbing (activation plan per (B, T), loss,
-// adapters, weight storage) is decoder-base.ts'. Cached decoding (forwardStep): the same layer
-// with wpe at each new token's own position (the row's cached length + t) and attention against
-// the row's cached keys (kv-cache.ts).
+// adapters, weight storage) is decoder-base.ts'. Gradient checkpointing (plan layout): layers
+// keep only their input x and share one set of activations; backward calls layerForward again
+// (recompute) before each layer. Cached decoding (forwardStep): the same layer with wpe at each
+// new token's own position (the row's cached length + t) and attention against the row's cached
+// keys (kv-cache.ts).
 // Legend: B batch, T time, C n_embd, H heads, D = C / H, F inner (4C), V vocab, P positions,
 // R = B*T rows, L layers. Conv1D linears are reported with fanInFanOut = true (PEFT's flag).
 
@@ -25,7 +27,7 @@ import {
   type LinearLayer,
   type ParamSpec,
 } from "./common.js";
-import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
 import {
   type CacheDims,
   cachedAttention,
@@ -129,6 +131,11 @@ interface LayerWeights {
   fcProj: LinearLayer; // mlp.c_proj (F, C)
 }
 
+/**
+ * Saved activations of one layer (what backward reads). Under gradient checkpointing only x is the
+ * layer's own; the rest is one set shared by every layer, refilled by recomputing the layer's
+ * forward right before its backward.
+ */
 interface LayerActs {
   x: Tensor; // (R, C) layer input
   n1: Tensor; // (R, C)
@@ -148,6 +155,7 @@ interface LayerActs {
 /** GPT-2's activations and scratch for one (B, T), on top of the boundary buffers. */
 class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
+  readonly discard: Tensor | null; // (R, C) a recomputed layer's output (checkpointing only)
   readonly xFinal: Tensor; // (R, C)
   readonly meanf: Tensor; // (R)
   readonly rstdf: Tensor; // (R)
@@ -165,29 +173,29 @@ class Plan extends DecoderPlan {
   readonly dH: Tensor; // (R, F)
   readonly dFc: Tensor; // (R, F)
 
-  constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    super(kernels.heap, B, T, d.V, d.C);
+  constructor(kernels: Kernels, d: Dims, B: number, T: number, layout: PlanLayout) {
+    super(kernels.heap, B, T, d.V, d.C, layout);
     const R = B * T;
     const { C, H, D, F } = d;
     const t = (shape: number[], dtype?: "f32" | "i32"): Tensor => this.tensor(shape, dtype);
     try {
-      for (let l = 0; l < d.L; l++) {
-        this.layers.push({
-          x: t([R, C]),
-          n1: t([R, C]),
-          mean1: t([R]),
-          rstd1: t([R]),
-          qkvh: t([B, 3 * H, T, D]),
-          probs: t([B, H, T, T]),
-          atty: t([R, C]),
-          x2: t([R, C]),
-          n2: t([R, C]),
-          mean2: t([R]),
-          rstd2: t([R]),
-          fc: t([R, F]),
-          h: t([R, F]),
-        });
-      }
+      const acts = (): Omit<LayerActs, "x"> => ({
+        n1: t([R, C]),
+        mean1: t([R]),
+        rstd1: t([R]),
+        qkvh: t([B, 3 * H, T, D]),
+        probs: t([B, H, T, T]),
+        atty: t([R, C]),
+        x2: t([R, C]),
+        n2: t([R, C]),
+        mean2: t([R]),
+        rstd2: t([R]),
+        fc: t([R, F]),
+        h: t([R, F]),
+      });
+      const shared = layout.checkpointing ? acts() : null;
+      for (let l = 0; l < d.L; l++) this.layers.push({ ...(shared ?? acts()), x: t([R, C]) });
+      this.discard = layout.checkpointing ? t([R, C]) : null;
       this.xFinal = t([R, C]);
       this.meanf = t([R]);
       this.rstdf = t([R]);
@@ -342,8 +350,8 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     );
   }
 
-  protected override createPlan(B: number, T: number): Plan {
-    return new Plan(this.kernels, this.d, B, T);
+  protected override createPlan(B: number, T: number, layout: PlanLayout): Plan {
+    return new Plan(this.kernels, this.d, B, T, layout);
   }
 
   private attentionScale(layer: number): number {
@@ -355,43 +363,12 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
   protected override forwardPass(plan: Plan): void {
     const k = this.kernels;
     const d = this.d;
-    const { B, T } = plan;
-    const { maskOut, lowerA } = causalProducts(T);
     const x0 = d.L > 0 ? plan.layers[0].x : plan.xFinal;
     k.embedding(x0, this.wte, plan.ids);
     k.embedding(plan.posEmb, this.wpe, plan.positions);
     k.add(x0, x0, plan.posEmb);
-    for (let l = 0; l < d.L; l++) {
-      const w = this.layerWeights[l];
-      const a = plan.layers[l];
-      const xOut = l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal;
-      // attention block
-      k.layernorm(a.n1, a.mean1, a.rstd1, a.x, w.ln1.weight, w.ln1.bias, d.eps);
-      w.attn.forward(k, plan.qkv, a.n1);
-      k.permute0213(a.qkvh, plan.qkv.view([B, T, 3 * d.H, d.D])); // -> (B, 3H, T, D)
-      for (let b = 0; b < B; b++) {
-        const r = rowViews(d, T, b);
-        k.matmul(r.scores(a.probs), r.q(a.qkvh), r.k(a.qkvh), { transB: true, causal: maskOut }); // raw scores
-      }
-      k.attentionSoftmax(a.probs, a.probs, {
-        scale: this.attentionScale(l),
-        causal: true,
-        keyLengths: plan.keyLengths,
-      });
-      for (let b = 0; b < B; b++) {
-        const r = rowViews(d, T, b);
-        k.matmul(r.heads(plan.attnOut), r.scores(a.probs), r.v(a.qkvh), { causal: lowerA });
-      }
-      k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
-      w.proj.forward(k, a.x2, a.atty);
-      k.add(a.x2, a.x2, a.x);
-      // MLP block
-      k.layernorm(a.n2, a.mean2, a.rstd2, a.x2, w.ln2.weight, w.ln2.bias, d.eps);
-      w.fc.forward(k, a.fc, a.n2);
-      k.gelu(a.h, a.fc, d.gelu);
-      w.fcProj.forward(k, xOut, a.h);
-      k.add(xOut, xOut, a.x2);
-    }
+    for (let l = 0; l < d.L; l++)
+      this.layerForward(plan, l, l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal);
     k.layernorm(
       plan.nf,
       plan.meanf,
@@ -401,6 +378,45 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       this.lnf.bias,
       d.eps,
     );
+  }
+
+  /**
+   * Layer l from its input plan.layers[l].x: fills its activations, writes its output to xOut
+   * (R, C). recompute: gradient checkpointing's repeat of the layer before its backward.
+   */
+  private layerForward(plan: Plan, l: number, xOut: Tensor, recompute = false): void {
+    const k = this.kernels;
+    const d = this.d;
+    const { B, T } = plan;
+    const { maskOut, lowerA } = causalProducts(T);
+    const w = this.layerWeights[l];
+    const a = plan.layers[l];
+    // attention block
+    k.layernorm(a.n1, a.mean1, a.rstd1, a.x, w.ln1.weight, w.ln1.bias, d.eps);
+    w.attn.forward(k, plan.qkv, a.n1, recompute);
+    k.permute0213(a.qkvh, plan.qkv.view([B, T, 3 * d.H, d.D])); // -> (B, 3H, T, D)
+    for (let b = 0; b < B; b++) {
+      const r = rowViews(d, T, b);
+      k.matmul(r.scores(a.probs), r.q(a.qkvh), r.k(a.qkvh), { transB: true, causal: maskOut }); // raw scores
+    }
+    k.attentionSoftmax(a.probs, a.probs, {
+      scale: this.attentionScale(l),
+      causal: true,
+      keyLengths: plan.keyLengths,
+    });
+    for (let b = 0; b < B; b++) {
+      const r = rowViews(d, T, b);
+      k.matmul(r.heads(plan.attnOut), r.scores(a.probs), r.v(a.qkvh), { causal: lowerA });
+    }
+    k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
+    w.proj.forward(k, a.x2, a.atty, recompute);
+    k.add(a.x2, a.x2, a.x);
+    // MLP block
+    k.layernorm(a.n2, a.mean2, a.rstd2, a.x2, w.ln2.weight, w.ln2.bias, d.eps);
+    w.fc.forward(k, a.fc, a.n2, recompute);
+    k.gelu(a.h, a.fc, d.gelu);
+    w.fcProj.forward(k, xOut, a.h, recompute);
+    k.add(xOut, xOut, a.x2);
   }
 
   protected override headLayer(): LinearLayer {
@@ -546,6 +562,9 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     for (let l = d.L - 1; l >= 0; l--) {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
+      // gradient checkpointing: refill the shared activations from the saved input (adapters
+      // replay their dropout masks); the output is recomputed into a discarded buffer
+      if (plan.discard !== null) this.layerForward(plan, l, plan.discard, true);
       // MLP block (dx holds d xOut, passed unchanged to d x2 by the residual)
       w.fcProj.backward(k, plan.dH, dx, a.h, paramGrads, true);
       k.geluBackward(plan.dFc, a.fc, plan.dH, d.gelu, overwrite);

@@ -27,10 +27,13 @@ export interface LinearInfo {
  * An adapter attached to one linear layer. R is the number of rows (batch * time) of the call.
  * forward must remember whatever backward needs for the same call (the model calls forward for every
  * layer, then backward for every layer in reverse order, with the same tensors).
+ * `recompute` (gradient checkpointing): this call repeats the layer's previous forward call on the
+ * same input right before its backward; it must give the same result (replay any random draw,
+ * such as a dropout mask, instead of drawing anew).
  */
 export interface LinearAdapter {
   /** out (R, outFeatures) += delta(inp (R, inFeatures)). */
-  forward(out: Tensor, inp: Tensor): void;
+  forward(out: Tensor, inp: Tensor, recompute?: boolean): void;
   /**
    * dInp (R, inFeatures) += (d delta / d inp)^T dOut (R, outFeatures); also accumulates the adapter's
    * own parameter gradients. dInp is null when the model does not need the input gradient.
@@ -42,7 +45,7 @@ export interface LinearAdapter {
    * output is read and written once; null when it cannot (the layer then calls forward).
    * Example: LoRA computes x A^T and returns s (x A^T) B^T.
    */
-  forwardTerm?(inp: Tensor): MatmulTerm | null;
+  forwardTerm?(inp: Tensor, recompute?: boolean): MatmulTerm | null;
   /**
    * Optional fused form of backward, called only when the model needs dInp: accumulates the
    * adapter's own parameter gradients and returns the dInp contribution as a term for the layer's

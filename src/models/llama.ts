@@ -14,9 +14,11 @@
 //
 // Memory: parameters are loaded once; activations are planned for one (B, T) and reused; a batch
 // of another shape frees the plan and builds a new one (decoder-base.ts, with the rest of the
-// CausalLM plumbing). Cached decoding (forwardStep, after forwardPass): the same layer with RoPE
-// at each new token's own position (HF's position_ids = cache_position per row) and attention
-// against the row's cached keys (kv-cache.ts).
+// CausalLM plumbing). Gradient checkpointing (plan layout): layers keep only their input x and
+// share one set of activations; backward calls layerForward again (recompute) before each layer.
+// Cached decoding (forwardStep, after forwardPass): the same layer with RoPE at each new token's
+// own position (HF's position_ids = cache_position per row) and attention against the row's
+// cached keys (kv-cache.ts).
 // Legend: B batch, T time, C hidden, H heads, Hkv kv heads, D head dim, I intermediate, V vocab,
 // R = B*T rows, L layers.
 
@@ -32,7 +34,7 @@ import {
   type LinearLayer,
   type ParamSpec,
 } from "./common.js";
-import { DecoderModel, DecoderPlan, loadDecoderParams } from "./decoder-base.js";
+import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
 import {
   type CacheDims,
   cachedAttention,
@@ -170,7 +172,11 @@ interface LayerWeights {
   down: LinearLayer;
 }
 
-/** Saved activations of one layer (what backward reads). */
+/**
+ * Saved activations of one layer (what backward reads). Under gradient checkpointing only x is the
+ * layer's own; the rest is one set shared by every layer, refilled by recomputing the layer's
+ * forward right before its backward.
+ */
 interface LayerActs {
   x: Tensor; // (R, C) layer input
   n1: Tensor; // (R, C) input_layernorm output
@@ -191,6 +197,7 @@ interface LayerActs {
 /** The Llama family's activations and scratch for one (B, T), on top of the boundary buffers. */
 class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
+  readonly discard: Tensor | null; // (R, C) a recomputed layer's output (checkpointing only)
   readonly xFinal: Tensor; // (R, C)
   readonly rstdf: Tensor; // (R)
   readonly cos: Tensor; // (T, D/2)
@@ -220,30 +227,30 @@ class Plan extends DecoderPlan {
   readonly dGate: Tensor; // (R, I)
   readonly dUp: Tensor; // (R, I)
 
-  constructor(kernels: Kernels, d: Dims, B: number, T: number) {
-    super(kernels.heap, B, T, d.V, d.C);
+  constructor(kernels: Kernels, d: Dims, B: number, T: number, layout: PlanLayout) {
+    super(kernels.heap, B, T, d.V, d.C, layout);
     const R = B * T;
     const { C, H, Hkv, D, I } = d;
     const t = (shape: number[]): Tensor => this.tensor(shape);
     try {
-      for (let l = 0; l < d.L; l++) {
-        this.layers.push({
-          x: t([R, C]),
-          n1: t([R, C]),
-          rstd1: t([R]),
-          qh: t([B, H, T, D]),
-          kh: t([B, Hkv, T, D]),
-          vh: t([B, Hkv, T, D]),
-          probs: t([B, H, T, T]),
-          atty: t([R, H * D]),
-          x2: t([R, C]),
-          n2: t([R, C]),
-          rstd2: t([R]),
-          gate: t([R, I]),
-          up: t([R, I]),
-          h: t([R, I]),
-        });
-      }
+      const acts = (): Omit<LayerActs, "x"> => ({
+        n1: t([R, C]),
+        rstd1: t([R]),
+        qh: t([B, H, T, D]),
+        kh: t([B, Hkv, T, D]),
+        vh: t([B, Hkv, T, D]),
+        probs: t([B, H, T, T]),
+        atty: t([R, H * D]),
+        x2: t([R, C]),
+        n2: t([R, C]),
+        rstd2: t([R]),
+        gate: t([R, I]),
+        up: t([R, I]),
+        h: t([R, I]),
+      });
+      const shared = layout.checkpointing ? acts() : null;
+      for (let l = 0; l < d.L; l++) this.layers.push({ ...(shared ?? acts()), x: t([R, C]) });
+      this.discard = layout.checkpointing ? t([R, C]) : null;
       this.xFinal = t([R, C]);
       this.rstdf = t([R]);
       this.cos = t([T, D / 2]);
@@ -422,8 +429,8 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     );
   }
 
-  protected override createPlan(B: number, T: number): Plan {
-    return new Plan(this.kernels, this.d, B, T);
+  protected override createPlan(B: number, T: number, layout: PlanLayout): Plan {
+    return new Plan(this.kernels, this.d, B, T, layout);
   }
 
   protected override checkSeqLen(T: number): void {
@@ -437,41 +444,49 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   protected override forwardPass(plan: Plan): void {
     const k = this.kernels;
     const d = this.d;
+    k.embedding(plan.layers.length > 0 ? plan.layers[0].x : plan.xFinal, this.embed, plan.ids);
+    for (let l = 0; l < d.L; l++)
+      this.layerForward(plan, l, l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal);
+    k.rmsnorm(plan.nf, plan.rstdf, plan.xFinal, this.finalNorm, d.eps);
+  }
+
+  /**
+   * Layer l from its input plan.layers[l].x: fills its activations, writes its output to xOut
+   * (R, C). recompute: gradient checkpointing's repeat of the layer before its backward.
+   */
+  private layerForward(plan: Plan, l: number, xOut: Tensor, recompute = false): void {
+    const k = this.kernels;
+    const d = this.d;
     const { B, T } = plan;
     const v = gqa(d, B, T);
     const { maskOut, lowerA } = causalProducts(T);
     const scale = 1 / Math.sqrt(d.D); // HF: self.scaling = head_dim ** -0.5
     const keyLengths = plan.keyLengths;
-    k.embedding(plan.layers.length > 0 ? plan.layers[0].x : plan.xFinal, this.embed, plan.ids);
-    for (let l = 0; l < d.L; l++) {
-      const w = this.layerWeights[l];
-      const a = plan.layers[l];
-      const xOut = l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal;
-      // attention block
-      k.rmsnorm(a.n1, a.rstd1, a.x, w.inputNorm, d.eps);
-      w.q.forward(k, plan.qLin, a.n1);
-      w.k.forward(k, plan.kLin, a.n1);
-      w.v.forward(k, plan.vLin, a.n1);
-      k.rope(plan.qRot, plan.qLin.view([B, T, d.H, d.D]), plan.cos, plan.sin);
-      k.rope(plan.kRot, plan.kLin.view([B, T, d.Hkv, d.D]), plan.cos, plan.sin);
-      k.permute0213(a.qh, plan.qRot); // (B, T, H, D) -> (B, H, T, D)
-      k.permute0213(a.kh, plan.kRot);
-      k.permute0213(a.vh, plan.vLin.view([B, T, d.Hkv, d.D]));
-      k.matmul(v.scores(a.probs), v.q(a.qh), v.kv(a.kh), { transB: true, causal: maskOut }); // raw scores
-      k.attentionSoftmax(a.probs, a.probs, { scale, causal: true, keyLengths });
-      k.matmul(v.q(plan.attnOut), v.scores(a.probs), v.kv(a.vh), { causal: lowerA });
-      k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
-      w.o.forward(k, a.x2, a.atty);
-      k.add(a.x2, a.x2, a.x);
-      // MLP block
-      k.rmsnorm(a.n2, a.rstd2, a.x2, w.postNorm, d.eps);
-      w.gate.forward(k, a.gate, a.n2);
-      w.up.forward(k, a.up, a.n2);
-      k.swiglu(a.h, a.gate, a.up);
-      w.down.forward(k, xOut, a.h);
-      k.add(xOut, xOut, a.x2);
-    }
-    k.rmsnorm(plan.nf, plan.rstdf, plan.xFinal, this.finalNorm, d.eps);
+    const w = this.layerWeights[l];
+    const a = plan.layers[l];
+    // attention block
+    k.rmsnorm(a.n1, a.rstd1, a.x, w.inputNorm, d.eps);
+    w.q.forward(k, plan.qLin, a.n1, recompute);
+    w.k.forward(k, plan.kLin, a.n1, recompute);
+    w.v.forward(k, plan.vLin, a.n1, recompute);
+    k.rope(plan.qRot, plan.qLin.view([B, T, d.H, d.D]), plan.cos, plan.sin);
+    k.rope(plan.kRot, plan.kLin.view([B, T, d.Hkv, d.D]), plan.cos, plan.sin);
+    k.permute0213(a.qh, plan.qRot); // (B, T, H, D) -> (B, H, T, D)
+    k.permute0213(a.kh, plan.kRot);
+    k.permute0213(a.vh, plan.vLin.view([B, T, d.Hkv, d.D]));
+    k.matmul(v.scores(a.probs), v.q(a.qh), v.kv(a.kh), { transB: true, causal: maskOut }); // raw scores
+    k.attentionSoftmax(a.probs, a.probs, { scale, causal: true, keyLengths });
+    k.matmul(v.q(plan.attnOut), v.scores(a.probs), v.kv(a.vh), { causal: lowerA });
+    k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
+    w.o.forward(k, a.x2, a.atty, recompute);
+    k.add(a.x2, a.x2, a.x);
+    // MLP block
+    k.rmsnorm(a.n2, a.rstd2, a.x2, w.postNorm, d.eps);
+    w.gate.forward(k, a.gate, a.n2, recompute);
+    w.up.forward(k, a.up, a.n2, recompute);
+    k.swiglu(a.h, a.gate, a.up);
+    w.down.forward(k, xOut, a.h, recompute);
+    k.add(xOut, xOut, a.x2);
   }
 
   protected override headLayer(): LinearLayer {
@@ -614,6 +629,9 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     for (let l = d.L - 1; l >= 0; l--) {
       const w = this.layerWeights[l];
       const a = plan.layers[l];
+      // gradient checkpointing: refill the shared activations from the saved input (adapters
+      // replay their dropout masks); the output is recomputed into a discarded buffer
+      if (plan.discard !== null) this.layerForward(plan, l, plan.discard, true);
       // MLP block (dx holds d xOut; the residual passes it to d x2 unchanged)
       w.down.backward(k, plan.dH, dx, a.h, paramGrads, true);
       k.swigluBackward(plan.dGate, plan.dUp, a.gate, a.up, plan.dH, overwrite);

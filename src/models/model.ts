@@ -73,6 +73,28 @@ export interface LossAndGradsOptions {
   lossScale?: number;
 }
 
+/**
+ * Memory against time in training and scoring (CausalLM.setMemoryOptions). Neither option changes
+ * a result beyond float rounding of summed gradients.
+ */
+export interface MemoryOptions {
+  /**
+   * transformers' gradient_checkpointing: lossAndGrads keeps only each decoder layer's input from
+   * the forward pass (plus one layer's activations, shared) and recomputes a layer's forward right
+   * before its backward: activation memory grows with one layer instead of all of them, for about
+   * one more forward pass of time. Same loss and gradients (the recompute repeats the same
+   * operations; LoRA dropout masks are replayed, not redrawn). Default false.
+   */
+  gradient_checkpointing?: boolean;
+  /**
+   * Most bytes of f32 logits the lm_head writes at a time in lossAndGrads and tokenLosses: rows
+   * are processed in chunks of floor(bytes / (4 * vocab)) rows (at least one), so the (tokens,
+   * vocab) logits and their gradient never exist whole. forward() still returns all of them.
+   * Default 64 MiB.
+   */
+  logitsChunkBytes?: number;
+}
+
 export interface CausalLM {
   readonly modelType: string;
   /** The config.json the model was built from, as io/hf-config.ts validated it. */
@@ -127,6 +149,10 @@ export interface CausalLM {
   quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void;
   /** Bytes of the linear weights on the heap / off it, and of the f32 expansion scratch. */
   linearWeightBytes(): { heap: number; offHeap: number; scratch: number };
+  /** The memory options in effect, defaults filled in. */
+  readonly memoryOptions: Readonly<Required<MemoryOptions>>;
+  /** Changes the given memory options (others keep their value); frees the activation plan. */
+  setMemoryOptions(options: MemoryOptions): void;
   /** Frees every tensor the model owns (parameters and activations). */
   dispose(): void;
 }

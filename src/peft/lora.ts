@@ -5,7 +5,8 @@
 // Without dropout the layer offers its last product of each direction as a term (forwardTerm,
 // backwardTerm) that the base layer fuses into its own matmul (kernels MatmulOptions.plus).
 // Dropout (PEFT's nn.Dropout(p) on the adapter branch only, train mode only): a seeded Bernoulli
-// keep-mask scaled by 1/(1-p), drawn per forward call; default p = 0 (identity, no copy).
+// keep-mask scaled by 1/(1-p), drawn per forward call (replayed, not redrawn, by a gradient-
+// checkpointing recompute of the same call); default p = 0 (identity, no copy).
 // merge()/unmerge() add/subtract s B A to/from the base weight in its stored layout
 // (W^T for fan_in_fan_out, GPT-2 Conv1D), as PEFT's merge / get_delta_weight do.
 // Memory: per-call scratch (R, r) and, with dropout, (R, in) is allocated once for the largest R
@@ -133,9 +134,9 @@ export class LoraLinear implements LinearAdapter {
    * Fused forward (LinearAdapter.forwardTerm): xa = inp A^T, returned as the term s xa B^T for the
    * base layer's matmul. Null with dropout active (the dropped input needs forward's own path).
    */
-  forwardTerm(inp: Tensor): MatmulTerm | null {
+  forwardTerm(inp: Tensor, recompute = false): MatmulTerm | null {
     if (this.dropout > 0 && this.training) return null;
-    const xa = this.project(inp, this.rowsOf(inp, this.info.inFeatures, "input"));
+    const xa = this.project(inp, this.rowsOf(inp, this.info.inFeatures, "input"), recompute);
     return { a: xa, b: this.B, transB: true, alpha: this.scaling }; // s xa (R, r) B^T (r, out)
   }
 
@@ -149,12 +150,15 @@ export class LoraLinear implements LinearAdapter {
     return { a: dxa, b: this.A }; // dxa (R, r) A (r, in)
   }
 
-  /** out (R, out) += s * (dropout(inp) A^T) B^T, inp (R, in). */
-  forward(out: Tensor, inp: Tensor): void {
+  /**
+   * out (R, out) += s * (dropout(inp) A^T) B^T, inp (R, in). recompute: the same call again
+   * (gradient checkpointing), with the previous call's dropout mask.
+   */
+  forward(out: Tensor, inp: Tensor, recompute = false): void {
     const { inFeatures: n, outFeatures: m } = this.info;
     const rows = this.rowsOf(inp, n, "input");
     assertShape(`LoRA ${this.info.path}: output rows`, [out.size], [rows * m]);
-    const xa = this.project(inp, rows);
+    const xa = this.project(inp, rows, recompute);
     this.kernels.matmul(out.reshape([rows, m]), xa, this.B, {
       transB: true,
       accumulate: true,
@@ -164,22 +168,31 @@ export class LoraLinear implements LinearAdapter {
 
   /**
    * Forward's first half: xa = dropout(inp) A^T (R, r), in this layer's scratch; draws the dropout
-   * mask when dropout is active and remembers what backward needs (rows, whether it dropped).
+   * mask when dropout is active (a recompute reuses the previous call's mask) and remembers what
+   * backward needs (rows, whether it dropped).
    */
-  private project(inp: Tensor, rows: number): Tensor {
+  private project(inp: Tensor, rows: number, recompute: boolean): Tensor {
     const n = this.info.inFeatures;
     this.ensureScratch(rows);
     const k = this.kernels;
     const inp2 = inp.reshape([rows, n]);
     const xa = (this.xaBuf as Tensor).view([rows, this.r]);
     let x = inp2;
+    const replay = recompute && this.lastDropped;
+    if (recompute && rows !== this.lastRows) {
+      throw new Error(
+        `LoRA ${this.info.path}: recompute of ${rows} rows after a forward of ${this.lastRows} rows`,
+      );
+    }
     this.lastDropped = this.dropout > 0 && this.training;
     if (this.lastDropped) {
       const mask = (this.maskBuf as Tensor).view([rows, n]);
-      const keep = 1 - this.dropout;
-      const mv = mask.f32();
-      const rng = this.rng as Rng;
-      for (let i = 0; i < mv.length; i++) mv[i] = rng.uniform() < keep ? 1 / keep : 0;
+      if (!replay) {
+        const keep = 1 - this.dropout;
+        const mv = mask.f32();
+        const rng = this.rng as Rng;
+        for (let i = 0; i < mv.length; i++) mv[i] = rng.uniform() < keep ? 1 / keep : 0;
+      }
       x = (this.xdBuf as Tensor).view([rows, n]);
       k.mul(x, inp2, mask);
     }
