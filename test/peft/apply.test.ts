@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { type Batch, loadModel } from "../../src/models/model.js";
-import { applyLora } from "../../src/peft/apply.js";
+import { applyLora, detachAdapters } from "../../src/peft/apply.js";
 import { LoraGAConfig, loraScaling } from "../../src/peft/config.js";
 import type { GradientEntry } from "../../src/peft/gradient-cache.js";
 import { selectTargets } from "../../src/peft/targets.js";
@@ -98,7 +98,7 @@ describe.each([
       ).toBeLessThan(1e-6);
       expect(maxAbsDiff(applied.initial.get(l.path)?.A ?? [], A)).toBe(0);
     }
-    applied.dispose();
+    detachAdapters(model, applied.layers);
     model.dispose();
   });
 });
