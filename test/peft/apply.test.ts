@@ -1,8 +1,10 @@
 // End to end on the tiny model fixtures (test/fixtures/models): estimate one batch's weight
 // gradients G with CausalLM.lossAndGrads, attach LoRA-GA adapters with applyLora, and check
-// (1) the adapted model computes the same loss as before (W' + s B A == W, spec §2 step 4),
-// (2) the first LoRA gradients through the real model are the spec §2.1 ones: dB = s G A^T and
-//     dA = s B^T G, with G taken in (out, in) layout (GPT-2 Conv1D exercises fan_in_fan_out),
+// (1) the adapted model computes the same loss as before (W' + s B A == W,
+//     docs/lora-ga-spec.md §2 step 4),
+// (2) the first LoRA gradients through the real model are those of docs/lora-ga-spec.md §2.1:
+//     dB = s G A^T and dA = s B^T G, with G taken in (out, in) layout (GPT-2 Conv1D exercises
+//     fan_in_fan_out),
 // (3) the model's weights were offset by exactly s B0 A0 and the initial factors are returned.
 
 import { readFileSync } from "node:fs";
