@@ -132,6 +132,30 @@ describe("PeftModel owns its adapters through training", () => {
     }
   });
 
+  test("a loaded adapter with dropout infers in evaluation mode (no dropout)", async () => {
+    const kernels = await createKernels("ref", { heap: new Heap() });
+    const dir = await mkdtemp(join(tmpdir(), "loraga-peft-eval-"));
+    try {
+      const plain = await loadModel(MODEL, { kernels });
+      const loaded = await loadAdapter(ADAPTER, plain.linears());
+      const noDropout = loaded.config.with({ lora_dropout: 0 });
+      getPeftModel(plain, noDropout, { weights: loaded.weights });
+      const expected = plain.forward(batch).toArray(); // the adapter's exact output
+      const withDropout = loaded.config.with({ lora_dropout: 0.5 });
+      const model = await loadModel(MODEL, { kernels });
+      const trainable = getPeftModel(model, withDropout, { weights: loaded.weights });
+      expect(model.forward(batch).toArray()).not.toEqual(expected); // training mode drops
+      trainable.dispose();
+      await getPeftModel(model, withDropout, { weights: loaded.weights }).save(dir);
+      const frozen = await loadPeftModel(model, dir);
+      expect(frozen.config.lora_dropout).toBe(0.5);
+      expectAllclose(model.forward(batch).toArray(), expected, { rtol: 1e-6, atol: 1e-6 });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await kernels.dispose();
+    }
+  });
+
   test("a frozen PeftModel (loadPeftModel's default) is refused by the trainer", async () => {
     const kernels = await createKernels("ref", { heap: new Heap() });
     const model = await loadModel(MODEL, { kernels });
