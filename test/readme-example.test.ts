@@ -8,7 +8,7 @@
 //   const maxLength = <n>;   -> 32
 // It then runs as an ES module in a child node with --experimental-wasm-relaxed-simd. Checked: it
 // exits 0, prints finite losses and a reply, writes train.jsonl (one record per step), the
-// trained adapter (its record says `trained`) and the converted one (rank 2r for the original base).
+// trained adapter (its record says `trained`) and the converted one (rank 2r, the original base).
 // A second test type-checks the block (only the import replaced) against dist/index.d.ts with the
 // project's strict compiler options, so that it also compiles as the TypeScript it claims to be.
 

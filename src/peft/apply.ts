@@ -47,7 +47,7 @@ export interface AppliedLora {
 
 type LoraHost = Pick<CausalLM, "kernels" | "params" | "linears" | "setAdapter">;
 
-/** Detaches every layer from `model` and frees it (base weights keep their offsets); empties the map. */
+/** Detaches and frees every layer (base weights keep their offsets); empties `layers`. */
 export function detachAdapters(
   model: Pick<CausalLM, "setAdapter">,
   layers: Map<string, LoraLinear>,

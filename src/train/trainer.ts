@@ -2,7 +2,7 @@
 // A and B) or fullFineTuning(model) (every weight) — with exact resume.
 //
 // API (what `loraga train` builds on):
-//   const peft = getPeftModel(model, loraConfig, { seed })   // or loadPeftModel; or fullFineTuning(model)
+//   const peft = getPeftModel(model, loraConfig, { seed })  // or loadPeftModel, fullFineTuning
 //   const data = new ShuffledBatches(examples, { batchSize, maxLength, padTokenId, seed })  // data-order.ts
 //   const result = await train(peft, data, {
 //     steps, lr, optimizer: { kind: "adamw", weightDecay, beta1, beta2, eps } | { kind: "sgd", momentum },
