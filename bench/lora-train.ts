@@ -19,7 +19,7 @@ import { getPeftModel } from "../src/peft/peft-model.js";
 import { cpuCount } from "../src/platform/threads.js";
 import { Heap } from "../src/tensor/heap.js";
 import { FixedBatches } from "../src/train/data-order.js";
-import { loraTrainableOf, train } from "../src/train/trainer.js";
+import { train } from "../src/train/trainer.js";
 import { Rng } from "../src/util/random.js";
 import { meterMatmul } from "./matmul-meter.js";
 import type { Reporter } from "./report.js";
@@ -59,16 +59,12 @@ async function loraModel(
     kernels,
     "(random)",
   );
-  const peft = getPeftModel(
+  const trainable = getPeftModel(
     model,
     new LoraConfig({ r, lora_alpha: 16, target_modules: ALL_LINEAR }),
     { seed: 0 },
   );
-  return {
-    model,
-    trainable: loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng),
-    vocab: config.vocab_size,
-  };
+  return { model, trainable, vocab: config.vocab_size };
 }
 
 export async function loraTrainSuite(
@@ -89,10 +85,10 @@ export async function loraTrainSuite(
       reporter.note(
         `LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; wasm, ${threads} threads`,
       );
-      await train(model, trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
+      await train(trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
       const meter = meterMatmul(kernels);
       const t0 = performance.now();
-      await train(model, trainable, data, { steps, lr: 1e-4 });
+      await train(trainable, data, { steps, lr: 1e-4 });
       const stepS = (performance.now() - t0) / 1000 / steps;
       meter.restore();
       const gemmFlops = meter.flops() / steps;
@@ -126,9 +122,9 @@ export async function loraTrainSuite(
       // same tokens per step on both sides.
       {
         const masked = new FixedBatches(randomBatches(vocab, 2, B, T, PROMPT_SHARE));
-        await train(model, trainable, masked, { steps: 1, lr: 1e-4 });
+        await train(trainable, masked, { steps: 1, lr: 1e-4 });
         const t1 = performance.now();
-        await train(model, trainable, masked, { steps, lr: 1e-4 });
+        await train(trainable, masked, { steps, lr: 1e-4 });
         const maskedS = (performance.now() - t1) / 1000 / steps;
         const torchMasked = runTorchSide("lora_train_torch.py", [
           layers,
@@ -173,7 +169,7 @@ export async function loraTrainSuite(
       );
       const data = new FixedBatches(randomBatches(vocab, 4, 4, 64));
       let early = { heap: 0, rss: 0 };
-      await train(model, trainable, data, {
+      await train(trainable, data, {
         steps: total,
         lr: 1e-3,
         log: (record) => {

@@ -24,7 +24,7 @@ import { cpuCount } from "../src/platform/threads.js";
 import { Heap } from "../src/tensor/heap.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { FixedBatches } from "../src/train/data-order.js";
-import { loraTrainableOf, train } from "../src/train/trainer.js";
+import { train } from "../src/train/trainer.js";
 import { Rng } from "../src/util/random.js";
 
 const ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"];
@@ -138,9 +138,8 @@ async function main(): Promise<void> {
         new LoraConfig({ r: 8, lora_alpha: 16, target_modules: ALL_LINEAR }),
         { seed: 0 },
       );
-      const trainable = loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng);
       const data = new FixedBatches([batch]);
-      step = () => train(model, trainable, data, { steps: 1, lr: 1e-4 });
+      step = () => train(peft, data, { steps: 1, lr: 1e-4 });
     } else {
       const targets = model
         .linears()

@@ -2,6 +2,8 @@
 // (rank_pattern / alpha_pattern) and scaling, initialise A and B (init registry) or take given
 // weights, subtract the init's base offset from the model's weight IN PLACE (stored layout), and
 // hook a LoraLinear into the layer (CausalLM.setAdapter).
+// Internal to peft/: PeftModel (peft-model.ts) is the one owner of the attached layers; it detaches
+// and frees them (detachAdapters). applyLora itself only cleans up after its own failure.
 //
 // Contract: the model's base weights change only by the offsets of inits that move the base
 // (LoRA-GA, PiSSA, OLoRA, LoRA-One with subtractOffset) or by `offsetFrom` (re-creating W' = W - s B0 A0
@@ -35,16 +37,27 @@ export interface ApplyLoraOptions {
 }
 
 export interface AppliedLora {
+  /** The attached layers by module path; the caller owns them (detachAdapters frees them). */
   layers: Map<string, LoraLinear>;
   /** Copies of the initial A and B per module (for conversion after training). */
   initial: Map<string, AdapterWeights>;
   /** Paths whose base weight was offset. */
   offsetModules: string[];
-  /** Detaches and disposes every adapter (base weights keep their offsets). */
-  dispose(): void;
 }
 
 type LoraHost = Pick<CausalLM, "kernels" | "params" | "linears" | "setAdapter">;
+
+/** Detaches and frees every layer (base weights keep their offsets); empties `layers`. */
+export function detachAdapters(
+  model: Pick<CausalLM, "setAdapter">,
+  layers: Map<string, LoraLinear>,
+): void {
+  for (const [path, layer] of layers) {
+    model.setAdapter(path, null);
+    layer.dispose();
+  }
+  layers.clear();
+}
 
 export function applyLora(
   model: LoraHost,
@@ -140,22 +153,8 @@ export function applyLora(
       model.setAdapter(info.path, layer);
     }
   } catch (e) {
-    for (const [path, layer] of layers) {
-      model.setAdapter(path, null);
-      layer.dispose();
-    }
+    detachAdapters(model, layers);
     throw e;
   }
-  return {
-    layers,
-    initial,
-    offsetModules,
-    dispose() {
-      for (const [path, layer] of layers) {
-        model.setAdapter(path, null);
-        layer.dispose();
-      }
-      layers.clear();
-    },
-  };
+  return { layers, initial, offsetModules };
 }

@@ -54,8 +54,11 @@ export class LoraLinear implements LinearAdapter {
   readonly dA: Tensor | null;
   /** (out, r) or null when frozen */
   readonly dB: Tensor | null;
-  /** Dropout active (PEFT: module.train()); no effect when dropout is 0. */
-  training = true;
+  /**
+   * Dropout active (PEFT: module.train()); no effect when dropout is 0. A trainable layer starts in
+   * training mode, a frozen one in evaluation mode (PEFT's from_pretrained without is_trainable).
+   */
+  training: boolean;
   private readonly kernels: Kernels;
   private readonly rng: Rng | null;
   private scratchRows = 0;
@@ -95,6 +98,7 @@ export class LoraLinear implements LinearAdapter {
     this.A = heap.fromArray(options.A, [r, info.inFeatures]);
     this.B = heap.fromArray(options.B, [info.outFeatures, r]);
     const trainable = options.trainable ?? true;
+    this.training = trainable;
     this.dA = trainable ? heap.zeros([r, info.inFeatures]) : null;
     this.dB = trainable ? heap.zeros([info.outFeatures, r]) : null;
   }

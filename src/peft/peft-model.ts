@@ -1,17 +1,24 @@
 // getPeftModel: attaches LoRA adapters to the targeted linear layers of a model, initialised by the
 // config's init_lora_weights (default, gaussian, pissa, olora, lora_ga, lora_one), and subtracts the
 // init's base offset from the frozen weights when it has one (LoRA-GA, PiSSA, OLoRA), so that the
-// model's output is unchanged: W' + s B0 A0 == W (spec §6).
+// model's output is unchanged: W' + s B0 A0 == W (docs/lora-ga-spec.md §6).
 //
-// A PeftModel remembers the initial factors (A0, B0) of an offset init, so that save() can write
-// either the adapter for the offset base W' (with a loraga_init record that says how W' was made)
-// or, with convert, a plain rank-2r LoRA for the ORIGINAL base (spec §8, convert.ts).
+// A PeftModel is the one owner of the adapters it attached: it is what trains (it implements the
+// trainer's Trainable, train/trainable.ts: parameters, gradients, training mode, dropout Rng,
+// checkpoint weights), what saves, merges, and frees them (dispose). It remembers the initial
+// factors (A0, B0) of an offset init, so that save() can write either the adapter for the offset
+// base W' (with a loraga_init record that says how W' was made) or, with convert, a plain rank-2r
+// LoRA for the ORIGINAL base (docs/lora-ga-spec.md §8, convert.ts). Once put in training mode its
+// factors are no longer the init's: save() then records `trained: true`, and loadPeftModel refuses
+// to rebuild the offset base from them.
 
 import type { LinearInfo } from "../models/linear.js";
 import type { CausalLM } from "../models/model.js";
+import type { TrainedWeights } from "../train/checkpoint.js";
+import type { Trainable } from "../train/trainable.js";
 import { Rng } from "../util/random.js";
 import { type AdapterWeights, loadAdapter, saveAdapter } from "./adapter-io.js";
-import { applyLora } from "./apply.js";
+import { applyLora, detachAdapters } from "./apply.js";
 import { type LoraConfig, LoraGAConfig } from "./config.js";
 import { convertAdapter } from "./convert.js";
 import type { GradientMap } from "./gradient-cache.js";
@@ -29,11 +36,18 @@ export interface PeftModelOptions {
   svd?: SvdChoice;
   /** Allocate adapter gradients (default true). */
   trainable?: boolean;
+  /**
+   * Start from these factors (e.g. loadAdapter's weights) instead of running the init; they must
+   * cover exactly the targeted modules. The base weights are left as they are.
+   */
+  weights?: ReadonlyMap<string, AdapterWeights>;
 }
 
-export class PeftModel {
+export class PeftModel implements Trainable {
+  readonly kind = "lora";
   readonly base: CausalLM;
   readonly config: LoraConfig;
+  /** The attached LoraLinear layers by module path (empty after dispose / mergeAndUnload). */
   readonly adapters: ReadonlyMap<string, LoraLinear>;
   /** Initial (A0, B0) per module when the init offset the base weights; null otherwise. */
   readonly initial: ReadonlyMap<string, AdapterWeights> | null;
@@ -41,43 +55,64 @@ export class PeftModel {
   readonly initRecord: Readonly<Record<string, unknown>>;
   /** The generator the adapters draw dropout masks from (a trainer checkpoints its state). */
   readonly rng: Rng;
+  private readonly layers: Map<string, LoraLinear>;
+  private wasTrained = false;
 
+  /** Takes ownership of `layers`, already attached to `base` (getPeftModel, loadPeftModel). */
   constructor(
     base: CausalLM,
     config: LoraConfig,
-    adapters: ReadonlyMap<string, LoraLinear>,
+    layers: Map<string, LoraLinear>,
     initial: ReadonlyMap<string, AdapterWeights> | null,
     initRecord: Readonly<Record<string, unknown>>,
     rng: Rng,
   ) {
     this.base = base;
     this.config = config;
-    this.adapters = adapters;
+    this.layers = layers;
+    this.adapters = layers;
     this.initial = initial;
     this.initRecord = initRecord;
     this.rng = rng;
   }
 
-  /** Trainable tensors (lora_A / lora_B of every adapter) with their gradients. */
+  /** True once the adapters were put in training mode: the factors may differ from the init's. */
+  get trained(): boolean {
+    return this.wasTrained;
+  }
+
+  /** lora_A / lora_B of every adapter with their gradients (null when attached frozen). */
   parameters(): LoraParameter[] {
-    return [...this.adapters.values()].flatMap((a) => a.parameters());
+    return [...this.layers.values()].flatMap((a) => a.parameters());
   }
 
   zeroGrad(): void {
-    for (const a of this.adapters.values()) a.zeroGrad();
+    for (const a of this.layers.values()) a.zeroGrad();
+  }
+
+  /** Dropout on (PEFT's model.train()) or off (model.eval()); on marks the adapters as trained. */
+  setTraining(on: boolean): void {
+    if (on) this.wasTrained = true;
+    for (const a of this.layers.values()) a.training = on;
+  }
+
+  /** The adapters as a checkpoint stores them (trainer). */
+  trainedWeights(): TrainedWeights {
+    return { kind: "lora", config: this.config, adapters: this.weights() };
   }
 
   /** Copies of the current factors, per module path. */
   weights(): Map<string, AdapterWeights> {
     return new Map(
-      [...this.adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }]),
+      [...this.layers].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }]),
     );
   }
 
   /**
    * Writes adapter_config.json + adapter_model.safetensors. With convert (only meaningful after an
    * offset init), writes the plain rank-2r LoRA for the original base instead of the adapter for the
-   * offset base.
+   * offset base. The loraga_init record is the init's, plus `trained: true` once trained (not
+   * converted) or `converted: true`.
    */
   async save(dir: string, options: { convert?: boolean } = {}): Promise<void> {
     if (options.convert) {
@@ -89,7 +124,8 @@ export class PeftModel {
       });
       return;
     }
-    await saveAdapter(dir, this.config, this.weights(), { init: this.initRecord });
+    const init = this.wasTrained ? { ...this.initRecord, trained: true } : this.initRecord;
+    await saveAdapter(dir, this.config, this.weights(), { init });
   }
 
   /**
@@ -97,7 +133,7 @@ export class PeftModel {
    * quantized base weight is widened to f32, merged and re-encoded in its storage (lossy for int8 / nf4).
    */
   mergeAndUnload(): CausalLM {
-    for (const [path, adapter] of this.adapters) {
+    for (const [path, adapter] of this.layers) {
       if (this.base.weightStorage(path) === "f32") {
         adapter.merge(this.paramOf(adapter.info));
       } else {
@@ -110,18 +146,14 @@ export class PeftModel {
         this.base.writeLinearWeight(path, widened.toArray());
         widened.dispose();
       }
-      this.base.setAdapter(path, null);
-      adapter.dispose();
     }
+    detachAdapters(this.base, this.layers);
     return this.base;
   }
 
-  /** Detaches and frees the adapters; the base keeps whatever offset the init applied. */
+  /** Detaches and frees the adapters (again: nothing); the base keeps the init's offset. */
   dispose(): void {
-    for (const [path, adapter] of this.adapters) {
-      this.base.setAdapter(path, null);
-      adapter.dispose();
-    }
+    detachAdapters(this.base, this.layers);
   }
 
   private paramOf(info: LinearInfo) {
@@ -137,6 +169,7 @@ export function getPeftModel(
   config: LoraConfig,
   options: PeftModelOptions = {},
 ): PeftModel {
+  if (options.weights !== undefined) return withWeights(model, config, options.weights, options);
   const method = initMethodOf(config.init_lora_weights);
   if ((method === "lora_ga" || method === "lora_one") && options.namedGrad === undefined) {
     throw new Error(
@@ -182,6 +215,35 @@ export function getPeftModel(
     initRecord,
     rng,
   );
+}
+
+/** getPeftModel with given factors: no init, no base offset. */
+function withWeights(
+  model: CausalLM,
+  config: LoraConfig,
+  weights: ReadonlyMap<string, AdapterWeights>,
+  options: PeftModelOptions,
+): PeftModel {
+  if (options.namedGrad !== undefined)
+    throw new Error("getPeftModel: give either weights or namedGrad, not both");
+  const targets = selectTargets(config, model.linears());
+  for (const path of weights.keys()) {
+    if (!targets.some((t) => t.path === path))
+      throw new Error(`getPeftModel: weights for ${path}, which the config does not target`);
+  }
+  for (const info of targets) {
+    if (!weights.has(info.path))
+      throw new Error(`getPeftModel: no lora_A/lora_B weights for targeted module ${info.path}`);
+  }
+  const seed = options.seed ?? 0;
+  const rng = new Rng(seed);
+  const applied = applyLora(model, config, {
+    rng,
+    weights,
+    ...(options.trainable !== undefined && { trainable: options.trainable }),
+  });
+  const initRecord = { source: "given weights", seed, offset_base: false };
+  return new PeftModel(model, config, applied.layers, null, initRecord, rng);
 }
 
 export interface LoadPeftModelOptions {

@@ -49,13 +49,15 @@ export interface CheckpointContent {
   trainer: TrainerBookkeeping;
   /** Options that must be the same on resume (compared key by key). */
   run: Record<string, unknown>;
-  /** Trained weights: LoRA (adapter config + A/B per module) or full (HF name -> values). */
-  weights:
-    | { kind: "lora"; config: LoraConfig; adapters: Map<string, AdapterWeights> }
-    | { kind: "full"; params: Map<string, { shape: number[]; data: Float32Array }> };
+  weights: TrainedWeights;
 }
 
-function checkpointName(step: number): string {
+/** Trained weights: LoRA (adapter config + A/B per module) or full (HF name -> values). */
+export type TrainedWeights =
+  | { kind: "lora"; config: LoraConfig; adapters: Map<string, AdapterWeights> }
+  | { kind: "full"; params: Map<string, { shape: number[]; data: Float32Array }> };
+
+export function checkpointName(step: number): string {
   return `checkpoint-${step}`;
 }
 
@@ -257,7 +259,7 @@ export async function loadCheckpoint(
     await optFile.close();
   }
 
-  let weights: CheckpointContent["weights"];
+  let weights: TrainedWeights;
   if (s.weights === "lora") {
     const loaded = await loadAdapter(join(dir, ADAPTER_DIR), linears);
     weights = { kind: "lora", config: loaded.config, adapters: loaded.weights };

@@ -1,20 +1,18 @@
-// The training loop: LoRA (adapters only) or full fine-tuning of a CausalLM, with exact resume.
+// The training loop: trains a Trainable (trainable.ts) — a PeftModel (LoRA: only the adapters'
+// A and B) or fullFineTuning(model) (every weight) — with exact resume.
 //
 // API (what `loraga train` builds on):
-//   const trainable = attachLora(model, loraConfig, initialWeights, { seed })  // LoRA: only A, B train
-//   const trainable = fullFineTuning(model)                                   // every model parameter
+//   const peft = getPeftModel(model, loraConfig, { seed })  // or loadPeftModel, fullFineTuning
 //   const data = new ShuffledBatches(examples, { batchSize, maxLength, padTokenId, seed })  // data-order.ts
-//   const result = await train(model, trainable, data, {
+//   const result = await train(peft, data, {
 //     steps, lr, optimizer: { kind: "adamw", weightDecay, beta1, beta2, eps } | { kind: "sgd", momentum },
 //     schedule: "constant" | "constant_with_warmup" | "linear" | "cosine", warmupSteps,
 //     gradAccum, clipNorm, evalEvery, evalBatches, earlyStopping: { patience, minDelta },
 //     log: (record) => ..., logFile: "train.jsonl",
 //     checkpointEvery, checkpointDir, keepCheckpoints, resume: true | "<checkpoint dir>",
 //   });
-//   saveAdapter(dir, loraConfig, trainable.weights())   // export (peft/adapter-io.ts)
-//   detachLora(trainable)                               // detaches and frees the adapters
-// Full fine-tuning trains model.params, which must be f32 (loadModel's default weight storage;
-// 16-bit or quantized linear weights are frozen-only and are refused with the parameter's name).
+//   await peft.save(dir)                                      // export (peft/adapter-io.ts)
+//   peft.dispose()                                            // detaches and frees the adapters
 //
 // One optimiser step (0-based index k): for each of gradAccum micro-batches,
 // model.lossAndGrads(batch, { paramGrads, lossScale: 1 / gradAccum }) accumulates gradients (so
@@ -27,8 +25,8 @@
 //   {"type":"eval","step","eval_loss","perplexity","eval_tokens"}
 //   step counts completed optimiser steps (1-based); tokens = counted (learned) target tokens of the
 //   step; tokens_per_s = non-padding input tokens per second of the step; peak_memory is
-//   heap.peakBytes (engine bytes). Seeds live with their RNG owners: attachLora's `seed` (dropout)
-//   and the BatchSource's (data order). After train() returns, LoRA dropout is off (eval mode).
+//   heap.peakBytes (engine bytes). Seeds live with their RNG owners: the PeftModel's `seed`
+//   (dropout) and the BatchSource's (data order). After train() returns, training mode is off.
 // Evaluation (every evalEvery steps) is forward-only (metrics.ts); LoRA dropout is off during it.
 // Early stopping: stop when eval_loss has not improved by more than minDelta for `patience`
 // consecutive evaluations.
@@ -36,19 +34,12 @@
 // set): weights, optimiser state, step, data position, dropout RNG, early-stopping state. resume
 // continues exactly where the checkpoint was taken (bit-identical losses on the same kernels):
 // the schedule is a pure function of the step; the data source and RNG are restored from their state.
-// The caller owns the model; train() never frees it. Memory: gradient buffers (full fine-tuning)
-// and optimiser state are allocated once, before the first step.
+// The caller owns the trainable and its model; train() frees neither. Memory: optimiser state is
+// allocated once, before the first step (gradient buffers belong to the trainable).
 
 import { appendFile, mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
-import type { Batch, CausalLM } from "../models/model.js";
-import type { AdapterWeights } from "../peft/adapter-io.js";
-import { applyLora } from "../peft/apply.js";
-import type { LoraConfig } from "../peft/config.js";
-import type { LoraLinear } from "../peft/lora.js";
-import { selectTargets } from "../peft/targets.js";
-import type { Tensor } from "../tensor/tensor.js";
-import { Rng } from "../util/random.js";
+import type { Batch } from "../models/model.js";
 import {
   type CheckpointContent,
   latestCheckpoint,
@@ -66,132 +57,7 @@ import {
   withOptimizerDefaults,
 } from "./optimizer.js";
 import { learningRate, type ScheduleConfig, type ScheduleName } from "./schedule.js";
-
-/** LoRA adapters attached to a model; only their A and B train. */
-export interface LoraTrainable {
-  kind: "lora";
-  config: LoraConfig;
-  adapters: Map<string, LoraLinear>;
-  /** Dropout generator shared by the adapters (saved in checkpoints). */
-  rng: Rng;
-  params(): TrainableParam[];
-  /** Current A/B values by module path (copies), for saveAdapter. */
-  weights(): Map<string, AdapterWeights>;
-  zeroGrad(): void;
-  setTraining(on: boolean): void;
-  dispose(): void;
-}
-
-/** Every model parameter trains; gradient buffers are allocated here (zeroed). */
-export interface FullTrainable {
-  kind: "full";
-  grads: Map<string, Tensor>;
-  params(): TrainableParam[];
-  zeroGrad(): void;
-  setTraining(on: boolean): void;
-  dispose(): void;
-}
-
-export type Trainable = LoraTrainable | FullTrainable;
-
-/**
- * Attaches a LoraLinear to every linear layer the config targets, with the given initial A (r, in)
- * and B (out, r) per module path (from an init method or loadAdapter). Base-weight offsets of
- * LoRA-GA-style inits must already be applied to the model by the caller.
- */
-export function attachLora(
-  model: CausalLM,
-  config: LoraConfig,
-  initial: ReadonlyMap<string, AdapterWeights>,
-  options: { seed?: number } = {},
-): LoraTrainable {
-  const targets = selectTargets(config, model.linears());
-  for (const path of initial.keys()) {
-    if (!targets.some((t) => t.path === path))
-      throw new Error(`attachLora: initial weights for ${path}, which the config does not target`);
-  }
-  for (const info of targets) {
-    if (!initial.has(info.path))
-      throw new Error(`attachLora: no initial lora_A/lora_B for targeted module ${info.path}`);
-  }
-  const rng = new Rng(options.seed ?? 0);
-  const { layers: adapters } = applyLora(model, config, { rng, weights: initial });
-  return loraTrainableOf(model, config, adapters, rng);
-}
-
-/**
- * Wraps adapters that are already attached to `model` (e.g. by peft/peft-model.ts getPeftModel or
- * loadPeftModel) as a LoraTrainable. `rng` must be the generator the adapters draw dropout from,
- * so that checkpoints save and restore it.
- */
-export function loraTrainableOf(
-  model: CausalLM,
-  config: LoraConfig,
-  adapters: Map<string, LoraLinear>,
-  rng: Rng,
-): LoraTrainable {
-  return {
-    kind: "lora",
-    config,
-    adapters,
-    rng,
-    params: () =>
-      [...adapters.values()].flatMap((a) =>
-        a.parameters().map((p) => {
-          if (p.grad === null)
-            throw new Error(`LoRA ${p.name}: adapter is frozen (no gradient buffer)`);
-          return { name: p.name, param: p.param, grad: p.grad };
-        }),
-      ),
-    weights: () =>
-      new Map([...adapters].map(([path, a]) => [path, { A: a.A.toArray(), B: a.B.toArray() }])),
-    zeroGrad: () => {
-      for (const a of adapters.values()) a.zeroGrad();
-    },
-    setTraining: (on) => {
-      for (const a of adapters.values()) a.training = on;
-    },
-    dispose: () => {
-      for (const [path, a] of adapters) {
-        model.setAdapter(path, null);
-        a.dispose();
-      }
-      adapters.clear();
-    },
-  };
-}
-
-/** Detaches and frees the adapters of attachLora. */
-export function detachLora(trainable: LoraTrainable): void {
-  trainable.dispose();
-}
-
-/** Full fine-tuning: every parameter of model.params trains (f32 parameters only). */
-export function fullFineTuning(model: CausalLM): FullTrainable {
-  const heap = model.kernels.heap;
-  const grads = new Map<string, Tensor>();
-  for (const [name, p] of model.params) {
-    if (p.dtype !== "f32")
-      throw new Error(
-        `full fine-tuning: parameter ${name} is ${p.dtype}; only f32 parameters can be trained`,
-      );
-    grads.set(name, heap.zeros(p.shape));
-  }
-  return {
-    kind: "full",
-    grads,
-    params: () =>
-      [...grads].map(([name, grad]) => ({ name, param: model.params.get(name) as Tensor, grad })),
-    zeroGrad: () => {
-      for (const g of grads.values()) g.fill(0);
-    },
-    setTraining: () => undefined,
-    dispose: () => {
-      for (const g of grads.values()) g.dispose();
-      grads.clear();
-    },
-  };
-}
+import type { Trainable } from "./trainable.js";
 
 export interface TrainLogRecord {
   type: "train" | "eval";
@@ -241,9 +107,8 @@ function positiveInt(what: string, v: number): number {
   return v;
 }
 
-/** Runs the training loop; see the file header. */
+/** Trains `trainable` (a PeftModel, or fullFineTuning(model)) on `data`; see the file header. */
 export async function train(
-  model: CausalLM,
   trainable: Trainable,
   data: BatchSource,
   options: TrainOptions,
@@ -281,10 +146,11 @@ export async function train(
     totalSteps: steps,
   };
   learningRate(schedule, 0); // validates the schedule before any work
+  const model = trainable.base;
   const kernels = model.kernels;
-  const params = trainable.params();
+  const params = trainableParams(trainable);
   const grads = params.map((p) => p.grad);
-  const paramGrads = trainable.kind === "full" ? trainable.grads : undefined;
+  const paramGrads = trainable.paramGrads;
   const optimizer = createOptimizer(kernels, params, optimizerConfig);
   // options that must match on resume
   const run = {
@@ -328,21 +194,10 @@ export async function train(
         step,
         optimizer: optimizer.state(),
         data: data.state(),
-        rng: trainable.kind === "lora" ? trainable.rng.state() : null,
+        rng: trainable.rng?.state() ?? null,
         trainer: { ...book },
         run,
-        weights:
-          trainable.kind === "lora"
-            ? { kind: "lora", config: trainable.config, adapters: trainable.weights() }
-            : {
-                kind: "full",
-                params: new Map(
-                  params.map((p) => [
-                    p.name,
-                    { shape: [...p.param.shape], data: p.param.toArray() },
-                  ]),
-                ),
-              },
+        weights: trainable.trainedWeights(),
       };
       await saveCheckpoint(options.checkpointDir as string, content);
       if (options.keepCheckpoints !== undefined)
@@ -439,6 +294,15 @@ export async function train(
   }
 }
 
+/** The trainable's tensors with their gradient buffers; a frozen one (no gradient) is an error. */
+function trainableParams(trainable: Trainable): TrainableParam[] {
+  return trainable.parameters().map(({ name, param, grad }) => {
+    if (grad === null)
+      throw new Error(`train: ${name} is frozen (no gradient buffer; attach with trainable: true)`);
+    return { name, param, grad };
+  });
+}
+
 /** Non-padding input tokens of a batch (what the forward pass really processes). */
 function realTokens(batch: Batch): number {
   if (batch.attentionMask === undefined) return batch.batchSize * batch.seqLen;
@@ -486,7 +350,7 @@ function restore(
       throw new Error(`resume ${dir}: ${p.name} has ${v.length} values, expected ${p.param.size}`);
   }
   for (const p of params) p.param.f32().set(values.get(p.name) as Float32Array);
-  if (trainable.kind === "lora") {
+  if (trainable.rng !== null) {
     if (ckpt.rng === null) throw new Error(`resume ${dir}: no RNG state for LoRA dropout`);
     trainable.rng.setState(ckpt.rng); // in place: the adapters hold this instance
   }

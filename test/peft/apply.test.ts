@@ -1,9 +1,10 @@
 // End to end on the tiny model fixtures (test/fixtures/models): estimate one batch's weight
 // gradients G with CausalLM.lossAndGrads, attach LoRA-GA adapters with applyLora, and check
-// (1) the adapted model computes the same loss as before (W' + s B A == W, docs/lora-ga-spec.md §2
-//     step 4),
-// (2) the first LoRA gradients through the real model are the docs/lora-ga-spec.md §2.1 ones:
-//     dB = s G A^T and dA = s B^T G, with G taken in (out, in) layout (GPT-2 Conv1D exercises fan_in_fan_out),
+// (1) the adapted model computes the same loss as before (W' + s B A == W,
+//     docs/lora-ga-spec.md §2 step 4),
+// (2) the first LoRA gradients through the real model are those of docs/lora-ga-spec.md §2.1:
+//     dB = s G A^T and dA = s B^T G, with G taken in (out, in) layout (GPT-2 Conv1D exercises
+//     fan_in_fan_out),
 // (3) the model's weights were offset by exactly s B0 A0 and the initial factors are returned.
 
 import { readFileSync } from "node:fs";
@@ -11,7 +12,7 @@ import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { type Batch, loadModel } from "../../src/models/model.js";
-import { applyLora } from "../../src/peft/apply.js";
+import { applyLora, detachAdapters } from "../../src/peft/apply.js";
 import { LoraGAConfig, loraScaling } from "../../src/peft/config.js";
 import type { GradientEntry } from "../../src/peft/gradient-cache.js";
 import { selectTargets } from "../../src/peft/targets.js";
@@ -99,7 +100,7 @@ describe.each([
       ).toBeLessThan(1e-6);
       expect(maxAbsDiff(applied.initial.get(l.path)?.A ?? [], A)).toBe(0);
     }
-    applied.dispose();
+    detachAdapters(model, applied.layers);
     model.dispose();
   });
 });

@@ -101,19 +101,17 @@ describe("checkpoint and exact resume", () => {
   test("resume refuses changed options", async () => {
     const ckptDir = join(dir, "straight");
     const { train } = await import("../../src/train/trainer.js");
-    const { attachLora } = await import("../../src/train/trainer.js");
+    const { getPeftModel } = await import("../../src/peft/peft-model.js");
     const { FixedBatches } = await import("../../src/train/data-order.js");
     const { readBatches, initialAdapter } = await import("./train-helpers.js");
     const model = await tinyModel(kernels);
     const adapter = await initialAdapter(model);
-    const trainable = attachLora(
-      model,
-      adapter.config.with({ lora_dropout: 0.1 }),
-      adapter.weights,
-      { seed: 11 },
-    );
+    const trainable = getPeftModel(model, adapter.config.with({ lora_dropout: 0.1 }), {
+      weights: adapter.weights,
+      seed: 11,
+    });
     await expect(
-      train(model, trainable, new FixedBatches(readBatches().train), {
+      train(trainable, new FixedBatches(readBatches().train), {
         steps: 10,
         lr: 2e-3,
         checkpointDir: ckptDir,

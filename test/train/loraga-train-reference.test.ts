@@ -10,7 +10,7 @@ import { loadModel } from "../../src/models/model.js";
 import { loadPeftModel } from "../../src/peft/peft-model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { FixedBatches } from "../../src/train/data-order.js";
-import { loraTrainableOf, train } from "../../src/train/trainer.js";
+import { train } from "../../src/train/trainer.js";
 
 test("8 AdamW steps from PEFT's LoRA-GA init on the offset base match PEFT's per-step losses", async () => {
   const kernels = await createKernels("ref", { heap: new Heap() });
@@ -26,8 +26,7 @@ test("8 AdamW steps from PEFT's LoRA-GA init on the offset base match PEFT's per
   const batches = groupIntoBatches(examples, 2).map((g) =>
     collate(g, { maxLength: 10, padTokenId: 0 }),
   );
-  const trainable = loraTrainableOf(model, peft.config, new Map(peft.adapters), peft.rng);
-  const result = await train(model, trainable, new FixedBatches(batches), {
+  const result = await train(peft, new FixedBatches(batches), {
     steps: 8,
     lr: 1e-3,
     optimizer: { kind: "adamw", beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 },

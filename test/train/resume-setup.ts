@@ -5,13 +5,9 @@
 
 import type { TokenExample } from "../../src/data/examples.js";
 import type { Kernels } from "../../src/kernels/kernels.js";
+import { getPeftModel } from "../../src/peft/peft-model.js";
 import { ShuffledBatches } from "../../src/train/data-order.js";
-import {
-  attachLora,
-  type TrainLogRecord,
-  type TrainResult,
-  train,
-} from "../../src/train/trainer.js";
+import { type TrainLogRecord, type TrainResult, train } from "../../src/train/trainer.js";
 import { initialAdapter, readBatches, tinyModel } from "./train-helpers.js";
 
 export const RESUME_STEPS = 10;
@@ -45,7 +41,8 @@ export async function runResumable(
 ): Promise<TrainResult> {
   const model = await tinyModel(kernels);
   const adapter = await initialAdapter(model);
-  const trainable = attachLora(model, adapter.config.with({ lora_dropout: 0.1 }), adapter.weights, {
+  const trainable = getPeftModel(model, adapter.config.with({ lora_dropout: 0.1 }), {
+    weights: adapter.weights,
     seed: 11,
   });
   const data = new ShuffledBatches(fixtureExamples(), {
@@ -55,7 +52,7 @@ export async function runResumable(
     seed: 5,
   });
   try {
-    return await train(model, trainable, data, {
+    return await train(trainable, data, {
       steps: RESUME_STEPS,
       lr: 1e-3,
       optimizer: { kind: "adamw", weightDecay: 0.01 },

@@ -5,9 +5,11 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels } from "../../src/kernels/kernels.js";
+import { getPeftModel } from "../../src/peft/peft-model.js";
 import { FixedBatches } from "../../src/train/data-order.js";
 import { evaluateLoss } from "../../src/train/metrics.js";
-import { attachLora, fullFineTuning, type TrainLogRecord, train } from "../../src/train/trainer.js";
+import { fullFineTuning } from "../../src/train/trainable.js";
+import { type TrainLogRecord, train } from "../../src/train/trainer.js";
 import {
   initialAdapter,
   maxMixedError,
@@ -32,13 +34,13 @@ describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
 
   async function runLora(
     name: "lora_constant" | "lora_cosine",
-    options: Parameters<typeof train>[3],
+    options: Parameters<typeof train>[2],
   ) {
     const model = await tinyModel(kernels);
     const adapter = await initialAdapter(model);
-    const trainable = attachLora(model, adapter.config, adapter.weights);
+    const trainable = getPeftModel(model, adapter.config, { weights: adapter.weights });
     const records: TrainLogRecord[] = [];
-    const result = await train(model, trainable, new FixedBatches(batches.train), {
+    const result = await train(trainable, new FixedBatches(batches.train), {
       ...options,
       log: (r) => records.push(r),
     });
@@ -99,7 +101,7 @@ describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
     const model = await tinyModel(kernels);
     const trainable = fullFineTuning(model);
     const records: TrainLogRecord[] = [];
-    const result = await train(model, trainable, new FixedBatches(batches.train), {
+    const result = await train(trainable, new FixedBatches(batches.train), {
       steps: 8,
       lr: 1e-3,
       optimizer: { kind: "adamw", weightDecay: 0 },

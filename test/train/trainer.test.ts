@@ -1,5 +1,6 @@
 // Trainer plumbing: log records (fields, JSONL file, eval records), early stopping, checkpoint
-// pruning and temp-directory handling, SGD training lowers the loss, attachLora errors.
+// pruning and temp-directory handling, SGD training lowers the loss, given-weights errors, the
+// PeftModel's ownership (dispose detaches, frozen adapters refused, save records training).
 
 import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, rm } from "node:fs/promises";
@@ -8,9 +9,11 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels } from "../../src/kernels/kernels.js";
 import { loadAdapter } from "../../src/peft/adapter-io.js";
+import { getPeftModel } from "../../src/peft/peft-model.js";
 import { latestCheckpoint, listCheckpoints } from "../../src/train/checkpoint.js";
 import { FixedBatches } from "../../src/train/data-order.js";
-import { attachLora, fullFineTuning, type TrainLogRecord, train } from "../../src/train/trainer.js";
+import { fullFineTuning } from "../../src/train/trainable.js";
+import { type TrainLogRecord, train } from "../../src/train/trainer.js";
 import { initialAdapter, readBatches, refKernels, tinyModel } from "./train-helpers.js";
 
 describe("trainer", () => {
@@ -29,7 +32,8 @@ describe("trainer", () => {
   async function lora() {
     const model = await tinyModel(kernels);
     const adapter = await initialAdapter(model);
-    return { model, adapter, trainable: attachLora(model, adapter.config, adapter.weights) };
+    const trainable = getPeftModel(model, adapter.config, { weights: adapter.weights });
+    return { model, adapter, trainable };
   }
 
   test("log records and JSONL file; eval every N steps; checkpoints pruned", async () => {
@@ -39,7 +43,7 @@ describe("trainer", () => {
     const ckptDir = join(dir, "ckpt");
     await mkdir(ckptDir, { recursive: true });
     await mkdir(join(ckptDir, ".checkpoint-2.999999.abcd.tmp")); // a dead process's partial save
-    const result = await train(model, trainable, new FixedBatches(batches.train), {
+    const result = await train(trainable, new FixedBatches(batches.train), {
       steps: 6,
       lr: 1e-3,
       evalEvery: 2,
@@ -88,7 +92,7 @@ describe("trainer", () => {
 
   test("early stopping after `patience` evaluations without improvement", async () => {
     const { model, trainable } = await lora();
-    const result = await train(model, trainable, new FixedBatches(batches.train), {
+    const result = await train(trainable, new FixedBatches(batches.train), {
       steps: 10,
       lr: 1e-3,
       evalEvery: 1,
@@ -104,7 +108,7 @@ describe("trainer", () => {
   test("full fine-tuning with SGD lowers the loss on a repeated batch", async () => {
     const model = await tinyModel(kernels);
     const trainable = fullFineTuning(model);
-    const result = await train(model, trainable, new FixedBatches([batches.train[0]]), {
+    const result = await train(trainable, new FixedBatches([batches.train[0]]), {
       steps: 5,
       lr: 0.05,
       optimizer: { kind: "sgd", momentum: 0.9 },
@@ -114,13 +118,13 @@ describe("trainer", () => {
     model.dispose();
   });
 
-  test("attachLora names a targeted module without weights", async () => {
+  test("getPeftModel with weights names a targeted module without weights", async () => {
     const model = await tinyModel(kernels);
     const adapter = await initialAdapter(model);
     const [missing] = [...adapter.weights.keys()];
     const partial = new Map([...adapter.weights].slice(1));
-    expect(() => attachLora(model, adapter.config, partial)).toThrow(
-      `no initial lora_A/lora_B for targeted module ${missing}`,
+    expect(() => getPeftModel(model, adapter.config, { weights: partial })).toThrow(
+      `no lora_A/lora_B weights for targeted module ${missing}`,
     );
     // nothing stays attached after the failure: the base model's loss is back
     const base = await tinyModel(kernels);

@@ -22,7 +22,6 @@ import { writeFileAtomic } from "../../io/atomic-write.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import { saveModel } from "../../models/save.js";
 import type { QuantizeKind } from "../../models/weights.js";
-import { saveAdapter } from "../../peft/adapter-io.js";
 import { estimateGradient } from "../../peft/estimate.js";
 import type { GradientMap } from "../../peft/gradient-cache.js";
 import { getPeftModel, loadPeftModel, type PeftModel } from "../../peft/peft-model.js";
@@ -30,7 +29,8 @@ import { selectTargets } from "../../peft/targets.js";
 import { ShuffledBatches, splitHeldOut } from "../../train/data-order.js";
 import { evaluateLoss } from "../../train/metrics.js";
 import { SCHEDULE_NAMES } from "../../train/schedule.js";
-import { fullFineTuning, loraTrainableOf, type Trainable, train } from "../../train/trainer.js";
+import { fullFineTuning, type Trainable } from "../../train/trainable.js";
+import { train } from "../../train/trainer.js";
 import {
   addEngineOptions,
   intFlag,
@@ -151,6 +151,7 @@ export function registerTrain(program: Command): void {
 }
 
 interface Prepared {
+  /** The PeftModel (LoRA methods) or the full fine-tuning trainable. */
   trainable: Trainable;
   peft: PeftModel | null;
   estimateSeconds: number;
@@ -232,7 +233,7 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
     const steps = options.steps as number;
     const clip = options.clip as number;
     progress.start("train", steps);
-    const result = await train(model, prepared.trainable, data, {
+    const result = await train(prepared.trainable, data, {
       steps,
       lr: options.lr as number,
       optimizer:
@@ -383,13 +384,7 @@ async function prepare(
     initSeconds = (performance.now() - t1) / 1000;
     await peft.save(initDir);
   }
-  const adapters = new Map(peft.adapters);
-  return {
-    trainable: loraTrainableOf(model, peft.config, adapters, peft.rng),
-    peft,
-    estimateSeconds,
-    initSeconds,
-  };
+  return { trainable: peft, peft, estimateSeconds, initSeconds };
 }
 
 async function saveOutputs(
@@ -398,14 +393,12 @@ async function saveOutputs(
   out: string,
   modelDir: string,
 ): Promise<void> {
-  if (prepared.trainable.kind === "full") {
+  const peft = prepared.peft;
+  if (peft === null) {
     await rm(join(out, "model"), { recursive: true, force: true });
     await saveModel(model, join(out, "model"), { sourceDir: modelDir });
     return;
   }
-  const peft = prepared.peft as PeftModel;
-  await saveAdapter(join(out, "adapter"), peft.config, prepared.trainable.weights(), {
-    init: { ...peft.initRecord, trained: true },
-  });
+  await peft.save(join(out, "adapter")); // trained: its record says so
   if (peft.initial !== null) await peft.save(join(out, "adapter-converted"), { convert: true });
 }
