@@ -46,7 +46,6 @@ export {
 } from "./train/data-order.js";
 export { type GenerateOptions, generate } from "./train/generate.js";
 export {
-  classificationAccuracy,
   classifyByLikelihood,
   continuationLogLikelihoods,
   type EvalResult,

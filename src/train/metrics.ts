@@ -56,7 +56,7 @@ export function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): EvalRes
  * Sum of log p(continuation | prompt) for each (prompt, continuation) pair, scored in one
  * right-padded batch. Returns [sum of log-probs, number of continuation tokens] per pair.
  */
-function continuationLogLikelihoods(
+export function continuationLogLikelihoods(
   model: CausalLM,
   pairs: readonly { prompt: readonly number[]; continuation: readonly number[] }[],
   padTokenId = 0,
