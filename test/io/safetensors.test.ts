@@ -590,6 +590,5 @@ describe("fuzz: mutated files give clean errors or valid reads", () => {
     );
     expect(counts.rejected).toBeGreaterThan(1000);
     expect(counts.opened).toBeGreaterThan(50);
-    expect(Date.now() - started).toBeLessThan(20_000);
   });
 });
