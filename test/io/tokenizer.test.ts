@@ -6,6 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { type ChatMessage, loadTokenizer, type Tokenizer } from "../../src/io/tokenizer.js";
+import { nonEmpty } from "../helpers/fixture-cases.js";
 
 const QWEN3_DIR = join(
   import.meta.dirname,
@@ -43,22 +44,23 @@ beforeAll(async () => {
 });
 
 describe("Qwen3 tokenizer equals Python tokenizers/transformers", () => {
-  test.each(cases.encode.map((c, i) => [i, JSON.stringify(c.text).slice(0, 40), c] as const))(
-    "encode #%i %s",
-    (_i, _label, c) => {
-      expect(tokenizer.encode(c.text, { addSpecialTokens: c.add_special_tokens })).toEqual(c.ids);
-    },
-  );
+  test.each(
+    nonEmpty(cases.encode, "tokenizer/qwen3-cases.json encode").map(
+      (c, i) => [i, JSON.stringify(c.text).slice(0, 40), c] as const,
+    ),
+  )("encode #%i %s", (_i, _label, c) => {
+    expect(tokenizer.encode(c.text, { addSpecialTokens: c.add_special_tokens })).toEqual(c.ids);
+  });
 
   test("decode", () => {
-    for (const c of cases.decode) {
+    for (const c of nonEmpty(cases.decode, "tokenizer/qwen3-cases.json decode")) {
       expect(tokenizer.decode(c.ids, { skipSpecialTokens: c.skip_special_tokens })).toBe(c.text);
     }
   });
 
   test("chat template", () => {
     expect(tokenizer.hasChatTemplate).toBe(true);
-    for (const c of cases.chat) {
+    for (const c of nonEmpty(cases.chat, "tokenizer/qwen3-cases.json chat")) {
       const variables =
         c.enable_thinking === undefined ? {} : { enable_thinking: c.enable_thinking };
       expect(

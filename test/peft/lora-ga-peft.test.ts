@@ -11,6 +11,7 @@ import { svdJacobi } from "../../src/linalg/svd-jacobi.js";
 import { loraScaling } from "../../src/peft/config.js";
 import { type LoraGAInitOptions, loraGAInit } from "../../src/peft/init/lora-ga.js";
 import { Rng } from "../../src/util/random.js";
+import { nonEmpty } from "../helpers/fixture-cases.js";
 import {
   colNorms,
   frob,
@@ -36,7 +37,10 @@ function relDiff(x: ArrayLike<number>, y: ArrayLike<number>): number {
 }
 
 describe.each(["llama", "gpt2"] as const)("LoRA-GA peft variant vs PEFT 0.21 (%s)", (model) => {
-  const cases = meta.cases.filter((c) => c.model === model);
+  const cases = nonEmpty(
+    meta.cases.filter((c) => c.model === model),
+    `peft/cases.json (${model})`,
+  );
   const infos = linearInfos(meta, model).filter((l) =>
     meta.models[model].targets.some((t) => l.path.endsWith(`.${t}`)),
   );

@@ -2,6 +2,7 @@
 // an independent numpy reference of NF4 and row-wise int8 quantization).
 
 import { readFileSync } from "node:fs";
+import { nonEmpty } from "../helpers/fixture-cases.js";
 
 export interface QuantCase {
   name: string;
@@ -40,7 +41,7 @@ const raw = JSON.parse(
 export const referenceNf4Code = Float32Array.from(raw.nf4_code);
 export const referenceNf4Midpoints = Float32Array.from(raw.nf4_midpoints);
 
-export const quantCases: QuantCase[] = raw.cases.map((c) => ({
+export const quantCases: QuantCase[] = nonEmpty(raw.cases, "quant/quant_cases.json").map((c) => ({
   name: c.name,
   rows: c.rows,
   cols: c.cols,
