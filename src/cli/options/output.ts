@@ -21,8 +21,10 @@ function writableDir(dir: string): boolean {
 /** A file to write: its directory must exist and be writable, and it must not be a directory. */
 export function checkOutputFile(name: string, path: string): void {
   const parent = dirname(resolve(path));
-  if (!existsSync(parent) || !statSync(parent).isDirectory())
+  if (!existsSync(parent))
     throw new UsageError(`${name} ${path}: directory ${parent} does not exist`);
+  if (!statSync(parent).isDirectory())
+    throw new UsageError(`${name} ${path}: ${parent} is not a directory`);
   if (!writableDir(parent))
     throw new UsageError(`${name} ${path}: directory ${parent} is not writable`);
   if (existsSync(path) && statSync(path).isDirectory())

@@ -17,7 +17,8 @@ import { readConfigFile } from "./config-file.js";
 /** Where a value came from. */
 export type Source = "cli" | "config";
 
-export interface Flag<T> {
+/** A flag whose given values parse to V; given nowhere, it is A (undefined, a default, or required). */
+export interface Flag<V, A = V | undefined> {
   /** commander's flags string: "--batch-size <n>", "-q, --quiet", "--no-shuffle". */
   readonly flags: string;
   readonly help: string;
@@ -28,16 +29,16 @@ export interface Flag<T> {
   /** value: takes one value; switch: present = true; negated: --no-x, present = false; repeat: each use appends. */
   readonly form: "value" | "switch" | "negated" | "repeat";
   /** Parses a given value; `name` says where it came from, for messages. */
-  readonly parse: (given: unknown, name: string, source: Source) => Exclude<T, undefined>;
+  readonly parse: (given: unknown, name: string, source: Source) => V;
   /** The value when given nowhere, or "required" (a usage error naming the flag). */
-  readonly absent: { readonly value: T } | "required";
+  readonly absent: { readonly value: A } | "required";
 }
 
-export type Schema = Readonly<Record<string, Flag<unknown>>>;
+export type Schema = Readonly<Record<string, Flag<unknown, unknown>>>;
 
 /** The typed options a schema describes. */
 export type Options<S extends Schema> = {
-  readonly [K in keyof S]: S[K] extends Flag<infer T> ? T : never;
+  readonly [K in keyof S]: S[K] extends Flag<infer V, infer A> ? V | A : never;
 };
 
 export interface Parsed<S extends Schema> {
@@ -47,7 +48,7 @@ export interface Parsed<S extends Schema> {
 }
 
 /** The long flag name without dashes ("batch-size", "no-shuffle"). */
-export function longName(flag: Flag<unknown>): string {
+export function longName(flag: Flag<unknown, unknown>): string {
   const m = /--([a-z0-9-]+)(?!.*--)/.exec(flag.flags);
   if (m === null) throw new Error(`internal: flag "${flag.flags}" has no long name`);
   return m[1];
@@ -70,9 +71,9 @@ export function valueFlag<T>(
   flags: string,
   help: string,
   expected: string,
-  parse: (text: string, name: string) => Exclude<T, undefined>,
+  parse: (text: string, name: string) => T,
   choices?: readonly string[],
-): Flag<T | undefined> {
+): Flag<T> {
   return {
     flags,
     help,
@@ -83,7 +84,7 @@ export function valueFlag<T>(
   };
 }
 
-export function intFlag(flags: string, help: string, min = 1): Flag<number | undefined> {
+export function intFlag(flags: string, help: string, min = 1): Flag<number> {
   const expected = `an integer >= ${min}`;
   return valueFlag<number>(flags, help, expected, (text, name) => {
     const n = text.trim() === "" ? Number.NaN : Number(text);
@@ -98,7 +99,7 @@ export function numberFlag(
   flags: string,
   help: string,
   range: { min?: number; minOpen?: boolean; max?: number; maxOpen?: boolean } = {},
-): Flag<number | undefined> {
+): Flag<number> {
   const { min, minOpen = false, max, maxOpen = false } = range;
   const expected =
     max !== undefined
@@ -118,7 +119,7 @@ export function numberFlag(
 }
 
 /** A non-empty string (a path, a name, a list to split later). */
-export function stringFlag(flags: string, help: string): Flag<string | undefined> {
+export function stringFlag(flags: string, help: string): Flag<string> {
   return valueFlag<string>(flags, help, "a string", (text, name) => {
     if (text.length === 0) throw new UsageError(`${name} must not be empty`);
     return text;
@@ -130,7 +131,7 @@ export function choiceFlag<const C extends readonly string[]>(
   flags: string,
   help: string,
   choices: C,
-): Flag<C[number] | undefined> {
+): Flag<C[number]> {
   const expected = `one of ${choices.join(", ")}`;
   return valueFlag<C[number]>(
     flags,
@@ -146,7 +147,7 @@ export function choiceFlag<const C extends readonly string[]>(
 }
 
 /** A comma-separated list, kept as its text; a --config list is joined with commas. */
-export function listFlag(flags: string, help: string): Flag<string | undefined> {
+export function listFlag(flags: string, help: string): Flag<string> {
   const plain = stringFlag(flags, help);
   return {
     ...plain,
@@ -176,7 +177,7 @@ function booleanOf(given: unknown, name: string): boolean {
 }
 
 /** A switch: present on the command line = true; `key: true|false` in --config. Default false. */
-export function switchFlag(flags: string, help: string): Flag<boolean> {
+export function switchFlag(flags: string, help: string): Flag<boolean, boolean> {
   return {
     flags,
     help,
@@ -188,7 +189,7 @@ export function switchFlag(flags: string, help: string): Flag<boolean> {
 }
 
 /** `--no-x`: the value is x, true unless the switch is given (`no-x: true` in --config). */
-export function negatedFlag(flags: string, help: string): Flag<boolean> {
+export function negatedFlag(flags: string, help: string): Flag<boolean, boolean> {
   return {
     flags,
     help,
@@ -200,7 +201,10 @@ export function negatedFlag(flags: string, help: string): Flag<boolean> {
 }
 
 /** A repeatable value flag (each use appends); a string or a list of strings in --config. */
-export function repeatFlag(flags: string, help: string): Flag<readonly string[]> {
+export function repeatFlag(
+  flags: string,
+  help: string,
+): Flag<readonly string[], readonly string[]> {
   return {
     flags,
     help,
@@ -215,31 +219,25 @@ export function repeatFlag(flags: string, help: string): Flag<readonly string[]>
   };
 }
 
-/** The flag with a default (shown by --help as `shown`, by default the value itself). */
-export function withDefault<T>(
-  flag: Flag<T | undefined>,
-  value: T,
+/** The flag with a default (shown by --help as `shownValue`, by default the value itself). */
+export function withDefault<V>(
+  flag: Flag<V>,
+  value: V,
   shownValue?: string | number | boolean,
-): Flag<T> {
-  const display = shownValue ?? (typeof value === "object" ? undefined : value);
+): Flag<V, V> {
+  const display = shownValue ?? value;
   return {
     ...flag,
-    parse: flag.parse as Flag<T>["parse"],
     absent: { value },
-    ...(typeof display === "string" || typeof display === "number" || typeof display === "boolean"
-      ? { shownDefault: display }
-      : {}),
+    ...((typeof display === "string" ||
+      typeof display === "number" ||
+      typeof display === "boolean") && { shownDefault: display }),
   };
 }
 
 /** The flag as a required option: given nowhere is a usage error. */
-export function required<T>(flag: Flag<T | undefined>): Flag<T> {
-  return { ...flag, parse: flag.parse as Flag<T>["parse"], absent: "required" };
-}
-
-/** The flag with another help text (flags shared by commands that describe them differently). */
-export function withHelp<T>(flag: Flag<T>, help: string): Flag<T> {
-  return { ...flag, help };
+export function required<V>(flag: Flag<V>): Flag<V, V> {
+  return { ...flag, absent: "required" };
 }
 
 // ---- commander ---------------------------------------------------------------------------------
@@ -334,7 +332,7 @@ export function parseGiven<S extends Schema>(schema: S, given: Given): Parsed<S>
       options[key] = flag.absent.value;
     }
   }
-  // Every key of the schema was set above with its flag's parsed type.
+  // the one cast: every key of the schema was set above, to its flag's parsed or absent value
   return { options: options as Options<S>, name };
 }
 
