@@ -24,10 +24,14 @@ export interface RegisterMode {
   readonly dryRun?: boolean;
 }
 
-export type RegisterCommand = (program: Command, mode?: RegisterMode) => void;
+/** What the program registers: a subcommand's name and how to add it. */
+export interface RegisterCommand {
+  readonly name: string;
+  register(program: Command, mode?: RegisterMode): void;
+}
 
 export function commandOf<S extends Schema, P>(spec: CommandSpec<S, P>): RegisterCommand {
-  return (program, mode = {}) => {
+  const register = (program: Command, mode: RegisterMode = {}): void => {
     const command = program.command(spec.name).description(spec.description);
     if (spec.argument !== undefined) command.argument(spec.argument.syntax, spec.argument.help);
     addFlags(command, spec.schema);
@@ -37,4 +41,5 @@ export function commandOf<S extends Schema, P>(spec: CommandSpec<S, P>): Registe
       if (mode.dryRun !== true) await spec.run(plan);
     });
   };
+  return { name: spec.name, register };
 }

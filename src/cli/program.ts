@@ -14,8 +14,13 @@ export interface ProgramIo {
   readonly debug?: boolean;
 }
 
+export interface ProgramMode extends RegisterMode {
+  /** Register only this subcommand (fast in-process tests); default: all. */
+  readonly only?: string;
+}
+
 /** The program with every subcommand; with dryRun, commands stop after checking their options. */
-export function buildProgram(mode: RegisterMode = {}, io: ProgramIo = {}): Command {
+export function buildProgram(mode: ProgramMode = {}, io: ProgramIo = {}): Command {
   const writeErr = io.writeErr ?? ((s: string) => process.stderr.write(s));
   const program = new Command("loraga")
     .description("Fine-tune language models with LoRA and LoRA-GA, in TypeScript.")
@@ -27,18 +32,28 @@ export function buildProgram(mode: RegisterMode = {}, io: ProgramIo = {}): Comma
     outputError: (text, write) =>
       write(text.startsWith("error: ") ? `loraga: ${text}` : `loraga: error: ${text}`),
   });
-  for (const register of COMMANDS) register(program, mode);
+  for (const command of COMMANDS) {
+    if (mode.only === undefined || mode.only === command.name) command.register(program, mode);
+  }
   return program;
 }
 
 /** Runs `loraga ARGV...`; returns the exit code. */
-export async function runProgram(
+export function runProgram(
   argv: readonly string[],
-  mode: RegisterMode = {},
+  mode: ProgramMode = {},
+  io: ProgramIo = {},
+): Promise<number> {
+  return runOn(buildProgram(mode, io), argv, io);
+}
+
+/** Parses and runs `argv` on a built program (commander allows parsing again); the exit code. */
+export async function runOn(
+  program: Command,
+  argv: readonly string[],
   io: ProgramIo = {},
 ): Promise<number> {
   const writeErr = io.writeErr ?? ((s: string) => process.stderr.write(s));
-  const program = buildProgram(mode, io);
   try {
     await program.parseAsync(argv, { from: "user" });
     return 0;

@@ -162,7 +162,7 @@ describe("train --method lora-ga takes the estimation flags", () => {
     ]);
     expectUsageError(
       r,
-      /--max-grad-memory 1\.0 KiB is smaller than the gradient of model\.layers\.0\.self_attn\.q_proj/,
+      /--max-grad-memory 1\.00 KiB is smaller than the gradient of model\.layers\.0\.self_attn\.q_proj/,
     );
     expect(existsSync(out)).toBe(false);
   });

@@ -258,7 +258,7 @@ async function runDemo({ options, methods, modelDir }: Plan): Promise<void> {
 async function runSubcommand(args: string[]): Promise<void> {
   const program = new Command("loraga").exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  registerTrain(program);
+  registerTrain.register(program);
   await program.parseAsync(args, { from: "user" });
 }
 
