@@ -1,6 +1,6 @@
 // `loraga convert`: turns an adapter trained on an offset base (LoRA-GA / PiSSA / OLoRA init) into a
-// plain rank-2r LoRA for the ORIGINAL base model (docs/lora-ga-spec.md §8), from the init adapter (A0, B0) and the
-// final one (A1, B1). No model is needed: module shapes come from the adapter files.
+// plain rank-2r LoRA for the ORIGINAL base model (docs/lora-ga-spec.md §8), from the init adapter
+// (A0, B0) and the final one (A1, B1). No model is needed: module shapes come from the adapter files.
 
 import { join } from "node:path";
 import { SafetensorsFile } from "../../io/safetensors.js";

@@ -8,7 +8,7 @@ import { targetFlag } from "./lora.js";
 import { quantizeFlag, weightDtypeFlag } from "./model.js";
 import { intFlag, required, switchFlag, valueFlag, withDefault } from "./schema.js";
 
-/** Parses a byte count with an optional K/M/G (binary) suffix: "1048576", "512M", "1.5G", "2GiB". */
+/** A byte count with an optional K/M/G (binary) suffix: "1048576", "512M", "1.5G", "2GiB". */
 export function parseByteSize(text: string, name: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$/i.exec(text);
   const unit = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[(m?.[2] ?? "").toLowerCase()];

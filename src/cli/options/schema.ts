@@ -17,7 +17,7 @@ import { readConfigFile } from "./config-file.js";
 /** Where a value came from. */
 export type Source = "cli" | "config";
 
-/** A flag whose given values parse to V; given nowhere, it is A (undefined, a default, or required). */
+/** A flag whose given values parse to V; given nowhere it is A (undefined, a default, required). */
 export interface Flag<V, A = V | undefined> {
   /** commander's flags string: "--batch-size <n>", "-q, --quiet", "--no-shuffle". */
   readonly flags: string;
@@ -26,7 +26,10 @@ export interface Flag<V, A = V | undefined> {
   readonly choices?: readonly string[];
   /** The default --help shows (commander's "(default: ...)"), if any. */
   readonly shownDefault?: string | number | boolean;
-  /** value: takes one value; switch: present = true; negated: --no-x, present = false; repeat: each use appends. */
+  /**
+   * value: takes one value; switch: present = true; negated: --no-x, present = false;
+   * repeat: each use appends.
+   */
   readonly form: "value" | "switch" | "negated" | "repeat";
   /** Parses a given value; `name` says where it came from, for messages. */
   readonly parse: (given: unknown, name: string, source: Source) => V;
@@ -43,7 +46,7 @@ export type Options<S extends Schema> = {
 
 export interface Parsed<S extends Schema> {
   readonly options: Options<S>;
-  /** `key` as messages name it: "--eval-split", or "--config run.yaml: eval-split" if given there. */
+  /** `key` as messages name it: "--eval-split", or "--config run.yaml: eval-split" from there. */
   name(key: keyof S & string): string;
 }
 
@@ -66,7 +69,7 @@ function textOf(given: unknown, name: string, expected: string): string {
   throw new UsageError(`${name} must be ${expected}, got ${shown(given)}`);
 }
 
-/** A flag taking one value, parsed from its text by `parse`; optional until withDefault/required. */
+/** A flag taking one value, parsed by `parse` (optional until withDefault or required). */
 export function valueFlag<T>(
   flags: string,
   help: string,
@@ -242,7 +245,7 @@ export function required<V>(flag: Flag<V>): Flag<V, V> {
 
 // ---- commander ---------------------------------------------------------------------------------
 
-/** Adds the schema's flags to `command`, in order; commander keeps the given text, `parse` reads it. */
+/** Adds the schema's flags to `command`, in order; commander keeps the text, `parse` reads it. */
 export function addFlags(command: Command, schema: Schema): void {
   for (const [key, flag] of Object.entries(schema)) {
     const option = new Option(flag.flags, flag.help);
