@@ -63,7 +63,12 @@ async function run({ options: o, name }: Plan): Promise<void> {
   const engine = await openEngine(o);
   try {
     const model = await openModel(o.model, engine, { weightDtype: o.weightDtype });
-    const settings = { target: o.target, maxGradMemory: o.maxGradMemory, quiet: o.quiet };
+    const settings = {
+      target: o.target,
+      maxGradMemory:
+        needsGradients(o.method) && o.grads === undefined ? o.maxGradMemory : undefined,
+      quiet: o.quiet,
+    };
     const targets = prepareTargets(
       model,
       settings,

@@ -149,6 +149,7 @@ function check(parsed: Plan): Plan {
   }
   return parsed;
 }
+
 interface Prepared {
   trainable: Trainable;
   peft: PeftModel | null;
@@ -329,7 +330,11 @@ async function prepare(
     });
     await peft.save(initDir);
   } else {
-    const settings = { target: o.target, maxGradMemory: o.maxGradMemory, quiet: o.quiet };
+    const settings = {
+      target: o.target,
+      maxGradMemory: needsGradients(method) ? o.maxGradMemory : undefined,
+      quiet: o.quiet,
+    };
     const targets = prepareTargets(
       model,
       settings,

@@ -29,7 +29,14 @@ export const INIT_METHODS = {
 } as const satisfies Record<string, InitLoraWeights>;
 
 export type InitMethod = keyof typeof INIT_METHODS;
-const INIT_METHOD_NAMES = ["lora-ga", "lora", "gaussian", "pissa", "olora", "lora-one"] as const;
+const INIT_METHOD_NAMES = [
+  "lora-ga",
+  "lora",
+  "gaussian",
+  "pissa",
+  "olora",
+  "lora-one",
+] as const satisfies readonly InitMethod[];
 
 const methodFlag = <const C extends readonly string[]>(choices: C) =>
   withDefault(choiceFlag("--method <name>", "initialisation (or what trains)", choices), "lora-ga");
