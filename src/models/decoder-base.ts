@@ -211,6 +211,10 @@ export abstract class DecoderModel<
     this.weights = new LinearWeights(this.linearsByPath, new WeightScratch(kernels.heap));
   }
 
+  get vocabSize(): number {
+    return this.limits.vocabSize;
+  }
+
   /** A loaded parameter by HF name (the spec guarantees it; a miss is a bug). */
   protected param(name: string): Tensor {
     const p = this.params.get(name);

@@ -99,6 +99,8 @@ export interface CausalLM {
   readonly modelType: string;
   /** The config.json the model was built from, as io/hf-config.ts validated it. */
   readonly config: KnownModelConfig;
+  /** Number of token ids (config.json's vocab_size): every input id and label is below it. */
+  readonly vocabSize: number;
   readonly kernels: Kernels;
   /** Parameters by HF name, in HF storage layout (a tied lm_head appears once, as the embedding). */
   readonly params: ReadonlyMap<string, Tensor>;

@@ -346,9 +346,9 @@ describe("bad input through the CLI", () => {
       "--out",
       join(dir, "a"),
     ]);
-    expect(r.status).toBe(1);
+    expect(r.status).toBe(2); // a usage error, found from the model's shapes before any init
     expect(r.stderr).toMatch(
-      /module model\.layers\.0\.self_attn\.v_proj \(in 32, out 16\): LoRA-GA needs 2r <= min\(out, in\) = 16, got r=9/,
+      /--r: module model\.layers\.0\.self_attn\.v_proj \(in 32, out 16\): LoRA-GA needs 2r <= min\(out, in\) = 16, got r=9/,
     );
     const g = runCli([
       "init",

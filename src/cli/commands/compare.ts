@@ -2,70 +2,90 @@
 // src/report/run-log.ts), writes one self-contained HTML report atomically, and prints the
 // comparison table as plain text on stdout. Errors name the file (and line, for the log).
 
-import type { Command } from "commander";
 import { writeFileAtomic } from "../../io/atomic-write.js";
 import { renderReport } from "../../report/html.js";
 import { readRunDir } from "../../report/read-run.js";
 import { compareRuns, DEFAULT_SMOOTH_WINDOW } from "../../report/stats.js";
 import { renderTextTable } from "../../report/table.js";
-import { intFlag, numberFlag } from "../common.js";
-import { resolveOptions, UsageError } from "../config-file.js";
+import { commandOf } from "../command.js";
+import { UsageError } from "../errors.js";
+import { configFlag } from "../options/engine.js";
+import { checkOutputFile } from "../options/output.js";
+import {
+  intFlag,
+  numberFlag,
+  type Parsed,
+  stringFlag,
+  switchFlag,
+  withDefault,
+} from "../options/schema.js";
 
-export function registerCompare(program: Command): void {
-  const command = program
-    .command("compare")
-    .description(
-      "compare training runs: an HTML report with loss curves, and a summary table on stdout",
-    )
-    .argument("<run-dirs...>", "run directories written by `loraga train` (train.jsonl, run.json)")
-    .option("--out <file>", "HTML report to write", "report.html")
-    .option(
-      "--target-loss <x>",
-      'training loss to reach (default: final loss of the run named "lora", else the largest final loss)',
-      numberFlag("--target-loss"),
-    )
-    .option(
-      "--smooth <n>",
-      "average the training loss over this many steps (1 = raw)",
-      intFlag("--smooth"),
-      DEFAULT_SMOOTH_WINDOW,
-    )
-    .option("--log-y", "log-scaled loss axis", false)
-    .option("--title <text>", "report title")
-    .option("--config <file>", "YAML or JSON file with option values (flags win)")
-    .option("-q, --quiet", "print nothing but errors", false)
-    .addHelpText(
-      "after",
-      "\nExample:\n  loraga compare runs/lora runs/lora-ga --out report.html\n  loraga compare runs/* --target-loss 1.2 --log-y\n",
-    );
-  command.action(async (dirs: string[]) => {
-    const options = resolveOptions(command);
-    if (dirs.length === 0) throw new UsageError("compare: give at least one run directory");
-    const runs = [];
-    for (const dir of dirs) runs.push(await readRunDir(dir));
-    const seen = new Set<string>();
-    for (const r of runs) {
-      if (seen.has(r.name))
-        throw new UsageError(
-          `two runs are named "${r.name}"; set "name" in their run.json to tell them apart`,
-        );
-      seen.add(r.name);
-    }
-    const compareOptions = {
-      smoothWindow: options.smooth as number,
-      ...(options.targetLoss !== undefined && { targetLoss: options.targetLoss as number }),
-    };
-    const html = renderReport(runs, {
-      ...compareOptions,
-      logY: options.logY === true,
-      generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
-      ...(options.title !== undefined && { title: options.title as string }),
-    });
-    const out = options.out as string;
-    await writeFileAtomic(out, html);
-    if (options.quiet !== true) {
-      process.stdout.write(renderTextTable(compareRuns(runs, compareOptions)));
-      process.stderr.write(`wrote ${out}\n`);
-    }
-  });
+const SCHEMA = {
+  out: withDefault(stringFlag("--out <file>", "HTML report to write"), "report.html"),
+  targetLoss: numberFlag(
+    "--target-loss <x>",
+    'training loss to reach (default: final loss of the run named "lora", else the largest final loss)',
+  ),
+  smooth: withDefault(
+    intFlag("--smooth <n>", "average the training loss over this many steps (1 = raw)"),
+    DEFAULT_SMOOTH_WINDOW,
+  ),
+  logY: switchFlag("--log-y", "log-scaled loss axis"),
+  title: stringFlag("--title <text>", "report title"),
+  config: configFlag,
+  quiet: switchFlag("-q, --quiet", "print nothing but errors"),
+};
+
+interface Plan {
+  readonly options: Parsed<typeof SCHEMA>["options"];
+  readonly dirs: readonly string[];
 }
+
+function check(parsed: Parsed<typeof SCHEMA>, dirs: readonly string[]): Plan {
+  if (dirs.length === 0) throw new UsageError("compare: give at least one run directory");
+  checkOutputFile(parsed.name("out"), parsed.options.out);
+  return { options: parsed.options, dirs };
+}
+
+async function run({ options: o, dirs }: Plan): Promise<void> {
+  const runs = [];
+  for (const dir of dirs) runs.push(await readRunDir(dir));
+  const seen = new Set<string>();
+  for (const r of runs) {
+    if (seen.has(r.name))
+      throw new UsageError(
+        `two runs are named "${r.name}"; set "name" in their run.json to tell them apart`,
+      );
+    seen.add(r.name);
+  }
+  const compareOptions = {
+    smoothWindow: o.smooth,
+    ...(o.targetLoss !== undefined && { targetLoss: o.targetLoss }),
+  };
+  const html = renderReport(runs, {
+    ...compareOptions,
+    logY: o.logY,
+    generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    ...(o.title !== undefined && { title: o.title }),
+  });
+  await writeFileAtomic(o.out, html);
+  if (!o.quiet) {
+    process.stdout.write(renderTextTable(compareRuns(runs, compareOptions)));
+    process.stderr.write(`wrote ${o.out}\n`);
+  }
+}
+
+export const registerCompare = commandOf({
+  name: "compare",
+  description:
+    "compare training runs: an HTML report with loss curves, and a summary table on stdout",
+  schema: SCHEMA,
+  argument: {
+    syntax: "<run-dirs...>",
+    help: "run directories written by `loraga train` (train.jsonl, run.json)",
+  },
+  helpAfter:
+    "\nExample:\n  loraga compare runs/lora runs/lora-ga --out report.html\n  loraga compare runs/* --target-loss 1.2 --log-y\n",
+  check,
+  run,
+});

@@ -19,14 +19,32 @@ import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { makeArithSplits, toJsonl } from "../../demo/arith-task.js";
 import { evaluateHeldOut, recordMetrics } from "../../demo/evaluate.js";
-import { DEMO_METHOD_NAMES, DEMO_METHODS, verdictOf, verdictText } from "../../demo/methods.js";
+import {
+  DEMO_METHOD_NAMES,
+  DEMO_METHODS,
+  type DemoMethod,
+  verdictOf,
+  verdictText,
+} from "../../demo/methods.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
 import { renderReport } from "../../report/html.js";
 import { readRunDir } from "../../report/read-run.js";
 import { compareRuns } from "../../report/stats.js";
 import { renderTextTable } from "../../report/table.js";
-import { addEngineOptions, intFlag, listFlag, numberFlag, openEngine } from "../common.js";
-import { resolveOptions, UsageError } from "../config-file.js";
+import { commandOf } from "../command.js";
+import { UsageError } from "../errors.js";
+import { ENGINE_FLAGS, openEngine } from "../options/engine.js";
+import { checkOutputDir } from "../options/output.js";
+import {
+  intFlag,
+  listFlag,
+  numberFlag,
+  type Parsed,
+  splitList,
+  stringFlag,
+  switchFlag,
+  withDefault,
+} from "../options/schema.js";
 import { registerTrain } from "./train.js";
 
 /** The package's root: dist/cli/commands (or src/cli/commands) -> three levels up. */
@@ -38,101 +56,98 @@ const MARKER = ".loraga-demo";
 const FULL = { steps: 300, batchSize: 16, trainRows: 4800, testRows: 100, gaBatches: 8 };
 const QUICK = { steps: 4, batchSize: 4, trainRows: 64, testRows: 8, gaBatches: 2 };
 
-export function registerDemo(program: Command): void {
-  const command = program
-    .command("demo")
-    .description(
-      "compare LoRA, LoRA-GA, PiSSA and full fine-tuning on the embedded model and task; writes report.html",
-    )
-    .option(
-      "--out <dir>",
-      "output directory (data, one run directory per method, report.html)",
-      "runs/demo",
-    )
-    .option("--model <dir>", "model to fine-tune (default: the embedded demo model)")
-    .option(
-      "--methods <list>",
-      `comma-separated methods (${DEMO_METHOD_NAMES.join(", ")})`,
-      DEMO_METHOD_NAMES.join(","),
-    )
-    .option(
-      "--steps <n>",
-      `optimizer steps per method (default ${FULL.steps}; --quick: ${QUICK.steps})`,
-      intFlag("--steps"),
-    )
-    .option(
-      "--batch-size <n>",
-      `rows per step (default ${FULL.batchSize}; --quick: ${QUICK.batchSize})`,
-      intFlag("--batch-size"),
-    )
-    .option("--r <n>", "LoRA rank", intFlag("--r"), 8)
-    .option("--alpha <x>", "lora_alpha", intFlag("--alpha"), 16)
-    .option(
-      "--lr <x>",
-      "one learning rate for every method (the paper's protocol); default: per method family",
-      numberFlag("--lr"),
-    )
-    .option("--seed <n>", "seed for the task, inits and data order", intFlag("--seed", 0), 0)
-    .option(
-      "--test-rows <n>",
-      `held-out problems (default ${FULL.testRows}; --quick: ${QUICK.testRows})`,
-      intFlag("--test-rows"),
-    )
-    .option(
-      "--max-new-tokens <n>",
-      "generation length for exact match",
-      intFlag("--max-new-tokens"),
-      40,
-    )
-    .option("--quick", "a few steps on a few rows: checks the pipeline in seconds", false);
-  addEngineOptions(command);
-  command.addHelpText(
-    "after",
-    "\nExamples:\n  loraga demo                      # what `npm start` runs: about 6 minutes on 2 cores\n" +
-      "  loraga demo --quick --out /tmp/demo\n  loraga demo --methods lora,lora-ga --steps 100\n" +
-      "  loraga demo --lr 5e-4 --out runs/demo-same-lr   # every method at one learning rate, as in the paper\n",
-  );
-  command.action(async () => {
-    await runDemo(resolveOptions(command));
-  });
+const SCHEMA = {
+  out: withDefault(
+    stringFlag("--out <dir>", "output directory (data, one run directory per method, report.html)"),
+    "runs/demo",
+  ),
+  model: stringFlag("--model <dir>", "model to fine-tune (default: the embedded demo model)"),
+  methods: withDefault(
+    listFlag("--methods <list>", `comma-separated methods (${DEMO_METHOD_NAMES.join(", ")})`),
+    DEMO_METHOD_NAMES.join(","),
+  ),
+  steps: intFlag(
+    "--steps <n>",
+    `optimizer steps per method (default ${FULL.steps}; --quick: ${QUICK.steps})`,
+  ),
+  batchSize: intFlag(
+    "--batch-size <n>",
+    `rows per step (default ${FULL.batchSize}; --quick: ${QUICK.batchSize})`,
+  ),
+  r: withDefault(intFlag("--r <n>", "LoRA rank"), 8),
+  alpha: withDefault(intFlag("--alpha <x>", "lora_alpha"), 16),
+  lr: numberFlag(
+    "--lr <x>",
+    "one learning rate for every method (the paper's protocol); default: per method family",
+    { min: 0, minOpen: true },
+  ),
+  seed: withDefault(intFlag("--seed <n>", "seed for the task, inits and data order", 0), 0),
+  testRows: intFlag(
+    "--test-rows <n>",
+    `held-out problems (default ${FULL.testRows}; --quick: ${QUICK.testRows})`,
+  ),
+  maxNewTokens: withDefault(
+    intFlag("--max-new-tokens <n>", "generation length for exact match"),
+    40,
+  ),
+  quick: switchFlag("--quick", "a few steps on a few rows: checks the pipeline in seconds"),
+  ...ENGINE_FLAGS,
+};
+
+type Options = Parsed<typeof SCHEMA>["options"];
+
+interface Plan {
+  readonly options: Options;
+  readonly methods: readonly DemoMethod[];
+  readonly modelDir: string;
 }
 
-async function runDemo(options: Record<string, unknown>): Promise<void> {
-  const quick = options.quick === true;
-  const size = quick ? QUICK : FULL;
-  const steps = (options.steps as number | undefined) ?? size.steps;
-  const batchSize = (options.batchSize as number | undefined) ?? size.batchSize;
-  const testRowCount = (options.testRows as number | undefined) ?? size.testRows;
-  const trainRowCount = Math.max(size.trainRows, steps * batchSize);
-  const seed = options.seed as number;
-  const quiet = options.quiet === true;
-  const say = (s: string) => {
-    if (!quiet) process.stderr.write(`${s}\n`);
-  };
-  const names = listFlag(options.methods as string);
+function check({ options: o, name }: Parsed<typeof SCHEMA>): Plan {
+  const names = splitList(o.methods);
   for (const n of names) {
     if (!DEMO_METHOD_NAMES.includes(n))
       throw new UsageError(
-        `--methods: unknown method "${n}" (methods: ${DEMO_METHOD_NAMES.join(", ")})`,
+        `${name("methods")}: unknown method "${n}" (methods: ${DEMO_METHOD_NAMES.join(", ")})`,
       );
   }
   if (names.length === 0 || new Set(names).size !== names.length) {
-    throw new UsageError(`--methods: give distinct methods from ${DEMO_METHOD_NAMES.join(", ")}`);
+    throw new UsageError(
+      `${name("methods")}: give distinct methods from ${DEMO_METHOD_NAMES.join(", ")}`,
+    );
   }
-  const sameLr = options.lr as number | undefined;
-  if (sameLr !== undefined && !(sameLr > 0))
-    throw new UsageError(`--lr must be > 0, got ${sameLr}`);
+  const sameLr = o.lr;
   const methods = DEMO_METHODS.filter((m) => names.includes(m.method)).map((m) =>
     sameLr === undefined ? m : { ...m, lr: sameLr, lrReason: "one rate for every method (--lr)" },
   );
-  const modelDir = (options.model as string | undefined) ?? DEFAULT_DEMO_MODEL;
+  const modelDir = o.model ?? DEFAULT_DEMO_MODEL;
   for (const f of ["config.json", "model.safetensors", "tokenizer.json"]) {
     if (!existsSync(join(modelDir, f)))
       throw new UsageError(
         `--model ${modelDir}: no ${f} there (the demo needs a model with its tokenizer)`,
       );
   }
-  const out = options.out as string;
+  if (existsSync(o.out) && readdirSync(o.out).length > 0 && !existsSync(join(o.out, MARKER))) {
+    throw new UsageError(
+      `${name("out")} ${o.out}: exists and is not an earlier demo's output; choose a new directory`,
+    );
+  }
+  checkOutputDir(name("out"), o.out);
+  return { options: o, methods, modelDir };
+}
+
+async function runDemo({ options, methods, modelDir }: Plan): Promise<void> {
+  const quick = options.quick;
+  const size = quick ? QUICK : FULL;
+  const steps = options.steps ?? size.steps;
+  const batchSize = options.batchSize ?? size.batchSize;
+  const testRowCount = options.testRows ?? size.testRows;
+  const trainRowCount = Math.max(size.trainRows, steps * batchSize);
+  const seed = options.seed;
+  const quiet = options.quiet;
+  const say = (s: string) => {
+    if (!quiet) process.stderr.write(`${s}\n`);
+  };
+  const out = options.out;
   await prepareOut(
     out,
     methods.map((m) => m.method),
@@ -150,12 +165,12 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
     `demo: ${train.length} training and ${test.length} held-out arithmetic word problems in ${dataDir}`,
   );
   say(
-    `demo: model ${modelDir}; ${steps} steps of ${batchSize} rows per method, r ${options.r as number}, alpha ${options.alpha as number}, seed ${seed}`,
+    `demo: model ${modelDir}; ${steps} steps of ${batchSize} rows per method, r ${options.r}, alpha ${options.alpha}, seed ${seed}`,
   );
 
   const engineFlags = [
     "--kernels",
-    options.kernels as string,
+    options.kernels,
     ...(options.threads === undefined ? [] : ["--threads", String(options.threads)]),
     ...(quiet ? ["-q"] : []),
   ];
@@ -207,7 +222,7 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
       const result = await evaluateHeldOut(runDir, modelDir, test, {
         kernels: engine.kernels,
         batchSize: 25,
-        maxNewTokens: options.maxNewTokens as number,
+        maxNewTokens: options.maxNewTokens,
       });
       await recordMetrics(runDir, { exact_match: result.exactMatch });
       say(
@@ -243,18 +258,14 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
 async function runSubcommand(args: string[]): Promise<void> {
   const program = new Command("loraga").exitOverride();
   program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  registerTrain(program);
+  registerTrain.register(program);
   await program.parseAsync(args, { from: "user" });
 }
 
-/** Creates OUT, or clears the outputs of an earlier demo there; refuses any other non-empty directory. */
+/** Creates OUT, or clears the outputs of an earlier demo there (check() refused any other). */
 async function prepareOut(out: string, methods: readonly string[]): Promise<void> {
   if (existsSync(out) && readdirSync(out).length > 0) {
-    if (!existsSync(join(out, MARKER))) {
-      throw new UsageError(
-        `--out ${out}: exists and is not an earlier demo's output; choose a new directory`,
-      );
-    }
+    // check() refused any non-empty OUT without the marker
     for (const name of [...DEMO_METHOD_NAMES, "data", "report.html", "summary.json"]) {
       await rm(join(out, name), { recursive: true, force: true });
     }
@@ -265,3 +276,16 @@ async function prepareOut(out: string, methods: readonly string[]): Promise<void
     `written by loraga demo (${methods.join(", ")}); this directory is replaced by the next demo\n`,
   );
 }
+
+export const registerDemo = commandOf({
+  name: "demo",
+  description:
+    "compare LoRA, LoRA-GA, PiSSA and full fine-tuning on the embedded model and task; writes report.html",
+  schema: SCHEMA,
+  helpAfter:
+    "\nExamples:\n  loraga demo                      # what `npm start` runs: about 6 minutes on 2 cores\n" +
+    "  loraga demo --quick --out /tmp/demo\n  loraga demo --methods lora,lora-ga --steps 100\n" +
+    "  loraga demo --lr 5e-4 --out runs/demo-same-lr   # every method at one learning rate, as in the paper\n",
+  check,
+  run: runDemo,
+});

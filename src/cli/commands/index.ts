@@ -1,5 +1,5 @@
 // Registry of subcommands: each entry adds one subcommand (with its --help text) to the program.
-import type { Command } from "commander";
+import type { RegisterCommand } from "../command.js";
 import { registerCompare } from "./compare.js";
 import { registerConvert } from "./convert.js";
 import { registerDemo } from "./demo.js";
@@ -9,9 +9,7 @@ import { registerInit } from "./init.js";
 import { registerMerge } from "./merge.js";
 import { registerTrain } from "./train.js";
 
-export type RegisterCommand = (program: Command) => void;
-
-export const COMMANDS: RegisterCommand[] = [
+export const COMMANDS: readonly RegisterCommand[] = [
   registerEstimate,
   registerInit,
   registerConvert,

@@ -2,58 +2,72 @@
 // Face checkpoint. A LoRA-GA / PiSSA / OLoRA adapter trained on the offset base needs its init
 // adapter (--init) — or convert it first; a converted or plain adapter merges into the original base.
 
-import type { Command } from "commander";
-import { Option } from "commander";
 import { saveModel } from "../../models/save.js";
 import { loadPeftModel } from "../../peft/peft-model.js";
-import { addEngineOptions, openEngine, openModel } from "../common.js";
-import { resolveOptions } from "../config-file.js";
+import { commandOf } from "../command.js";
+import { ENGINE_FLAGS, openEngine } from "../options/engine.js";
+import { checkInputDir, checkModelDir, modelFlag, openModel } from "../options/model.js";
+import { checkOutputDir, outFlag } from "../options/output.js";
+import { choiceFlag, type Parsed, required, stringFlag } from "../options/schema.js";
 
-export function registerMerge(program: Command): void {
-  const command = program
-    .command("merge")
-    .description("merge a LoRA adapter into the base model and save a full Hugging Face checkpoint")
-    .requiredOption("--model <dir>", "base model directory (the original, un-offset model)")
-    .requiredOption(
+const SCHEMA = {
+  model: modelFlag("base model directory (the original, un-offset model)"),
+  adapter: required(
+    stringFlag(
       "--adapter <dir>",
       "adapter directory (adapter_config.json + adapter_model.safetensors)",
-    )
-    .requiredOption("--out <dir>", "new model directory to write")
-    .option(
-      "--init <dir>",
-      "init adapter, for an adapter trained on a LoRA-GA/PiSSA/OLoRA offset base",
-    )
-    .addOption(
-      new Option("--dtype <dtype>", "stored dtype (default: as the base)").choices([
-        "F32",
-        "BF16",
-        "F16",
-      ]),
-    );
-  addEngineOptions(command);
-  command.addHelpText(
-    "after",
-    "\nExample:\n  loraga merge --model ./tiny-llama --adapter runs/peft-adapter --out ./tiny-llama-merged\n",
-  );
-  command.action(async () => {
-    const options = resolveOptions(command);
-    const engine = await openEngine(options);
-    try {
-      const model = await openModel(options.model as string, engine);
-      const peft = await loadPeftModel(model, options.adapter as string, {
-        ...(options.init !== undefined && { initAdapterDir: options.init as string }),
-      });
-      const count = peft.adapters.size;
-      peft.mergeAndUnload();
-      await saveModel(model, options.out as string, {
-        sourceDir: options.model as string,
-        ...(options.dtype !== undefined && { dtype: options.dtype as "F32" }),
-      });
-      if (options.quiet !== true)
-        process.stderr.write(`merged ${count} modules; wrote ${options.out as string}\n`);
-      model.dispose();
-    } finally {
-      await engine.dispose();
-    }
-  });
+    ),
+  ),
+  out: outFlag("<dir>", "new model directory to write"),
+  init: stringFlag(
+    "--init <dir>",
+    "init adapter, for an adapter trained on a LoRA-GA/PiSSA/OLoRA offset base",
+  ),
+  dtype: choiceFlag("--dtype <dtype>", "stored dtype (default: as the base)", [
+    "F32",
+    "BF16",
+    "F16",
+  ]),
+  ...ENGINE_FLAGS,
+};
+
+type Plan = Parsed<typeof SCHEMA>;
+
+function check(parsed: Plan): Plan {
+  const { options: o, name } = parsed;
+  checkModelDir(name("model"), o.model);
+  checkInputDir(name("adapter"), o.adapter);
+  if (o.init !== undefined) checkInputDir(name("init"), o.init);
+  checkOutputDir(name("out"), o.out);
+  return parsed;
 }
+
+async function run({ options: o }: Plan): Promise<void> {
+  const engine = await openEngine(o);
+  try {
+    const model = await openModel(o.model, engine);
+    const peft = await loadPeftModel(model, o.adapter, {
+      ...(o.init !== undefined && { initAdapterDir: o.init }),
+    });
+    const count = peft.adapters.size;
+    peft.mergeAndUnload();
+    await saveModel(model, o.out, {
+      sourceDir: o.model,
+      ...(o.dtype !== undefined && { dtype: o.dtype }),
+    });
+    if (!o.quiet) process.stderr.write(`merged ${count} modules; wrote ${o.out}\n`);
+    model.dispose();
+  } finally {
+    await engine.dispose();
+  }
+}
+
+export const registerMerge = commandOf({
+  name: "merge",
+  description: "merge a LoRA adapter into the base model and save a full Hugging Face checkpoint",
+  schema: SCHEMA,
+  helpAfter:
+    "\nExample:\n  loraga merge --model ./tiny-llama --adapter runs/peft-adapter --out ./tiny-llama-merged\n",
+  check,
+  run,
+});

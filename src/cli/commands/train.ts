@@ -14,140 +14,140 @@
 import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { type Command, Option } from "commander";
-import { collate, groupIntoBatches } from "../../data/batches.js";
 import { loadExamples } from "../../data/dataset.js";
 import type { TokenExample } from "../../data/examples.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import { saveModel } from "../../models/save.js";
-import type { QuantizeKind } from "../../models/weights.js";
-import { estimateGradient } from "../../peft/estimate.js";
-import type { GradientMap } from "../../peft/gradient-cache.js";
-import { getPeftModel, loadPeftModel, type PeftModel } from "../../peft/peft-model.js";
-import { selectTargets } from "../../peft/targets.js";
+import { loadPeftModel, type PeftModel } from "../../peft/peft-model.js";
 import { ShuffledBatches, splitHeldOut } from "../../train/data-order.js";
 import { evaluateLoss } from "../../train/metrics.js";
-import { SCHEDULE_NAMES } from "../../train/schedule.js";
 import { fullFineTuning, type Trainable } from "../../train/trainable.js";
 import { train } from "../../train/trainer.js";
+import { commandOf } from "../command.js";
+import { UsageError } from "../errors.js";
 import {
-  addEngineOptions,
-  intFlag,
-  listFlag,
-  numberFlag,
-  openEngine,
+  batchesOf,
+  batchSizeFlag,
+  dataFlag,
+  maxLengthFlag,
+  padTokenIdOf,
+  trainOnPromptFlag,
+} from "../options/data.js";
+import { ENGINE_FLAGS, openEngine } from "../options/engine.js";
+import { maxGradMemoryFlag } from "../options/estimation.js";
+import {
+  checkTarget,
+  loraConfigFor,
+  needsGradients,
+  TRAIN_LORA_FLAGS,
+  targetFlag,
+} from "../options/lora.js";
+import {
+  checkInputDir,
+  checkInputFile,
+  checkModelDir,
+  modelFlag,
   openModel,
   openTokenizerIfAny,
-} from "../common.js";
-import { resolveOptions, UsageError } from "../config-file.js";
-import { addLoraFlags, loraConfigFromFlags, needsGradients } from "../lora-flags.js";
-import { createProgress, type Progress } from "../progress.js";
-import { quantizeAndReport, weightStorageFlags } from "./estimate.js";
+  quantizeFlag,
+  weightDtypeFlag,
+} from "../options/model.js";
+import { checkOutputDir, outFlag } from "../options/output.js";
+import {
+  intFlag,
+  type Parsed,
+  required,
+  stringFlag,
+  switchFlag,
+  withDefault,
+} from "../options/schema.js";
+import {
+  clipFlag,
+  EVAL_FLAGS,
+  gradAccumFlag,
+  noShuffleFlag,
+  OPTIMIZER_FLAGS,
+  RUN_FLAGS,
+} from "../options/training.js";
+import { createProgress } from "../progress.js";
+import {
+  estimateThenInit,
+  type GradientSource,
+  prepareTargets,
+} from "../workflow/estimate-init.js";
+import { quantizeAndReport } from "../workflow/quantize.js";
 
-export function registerTrain(program: Command): void {
-  const command = program
-    .command("train")
-    .description(
-      "train a LoRA adapter (LoRA-GA, PiSSA, ..., or an existing adapter) or the full model",
-    )
-    .requiredOption("--model <dir>", "Hugging Face model directory")
-    .requiredOption(
-      "--data <file>",
-      "training JSONL: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}",
-    )
-    .requiredOption("--out <dir>", "run directory (adapters, logs, checkpoints)")
-    .option("--eval-data <file>", "held-out JSONL for evaluation")
-    .option(
-      "--eval-split <n>",
-      "hold out N training rows for evaluation instead",
-      intFlag("--eval-split", 0),
-      0,
-    )
-    .option(
-      "--eval-every <n>",
-      "evaluate every N steps (default: at the end only)",
-      intFlag("--eval-every"),
-    )
-    .option(
-      "--early-stopping <n>",
-      "stop after N evaluations without improvement",
-      intFlag("--early-stopping"),
-    )
-    .option("--init-adapter <dir>", "start from this adapter instead of initialising one")
-    .option(
-      "--offset-base",
-      "subtract s*B*A of --init-adapter from the base first (LoRA-GA/PiSSA adapters made elsewhere)",
-      false,
-    )
-    .option("--target <list>", "target modules (names, regex, or all-linear)", "all-linear")
-    .option(
-      "--ga-batches <n>",
-      "LoRA-GA: batches for gradient estimation",
-      intFlag("--ga-batches"),
-      8,
-    )
-    .addOption(
-      new Option("--optimizer <name>", "optimizer").choices(["adamw", "sgd"]).default("adamw"),
-    )
-    .option("--lr <x>", "peak learning rate", numberFlag("--lr"), 1e-4)
-    .option("--weight-decay <x>", "decoupled weight decay", numberFlag("--weight-decay"), 0)
-    .option("--betas <a,b>", "AdamW betas", "0.9,0.999")
-    .option("--eps <x>", "AdamW eps", numberFlag("--eps"), 1e-8)
-    .option("--momentum <x>", "SGD momentum", numberFlag("--momentum"), 0)
-    .addOption(
-      new Option("--schedule <name>", "learning-rate schedule")
-        .choices([...SCHEDULE_NAMES])
-        .default("linear"),
-    )
-    .option("--warmup <n>", "warmup steps", intFlag("--warmup", 0), 0)
-    .option("--steps <n>", "optimizer steps", intFlag("--steps"), 100)
-    .option("--batch-size <n>", "rows per micro-batch", intFlag("--batch-size"), 4)
-    .option("--grad-accum <n>", "micro-batches per step", intFlag("--grad-accum"), 1)
-    .option("--max-length <n>", "truncate rows to this many tokens", intFlag("--max-length"), 512)
-    .option("--clip <x>", "max global gradient norm (0 = off)", numberFlag("--clip"), 1)
-    .option("--no-shuffle", "keep file order (default: shuffle every epoch)")
-    .option("--train-on-prompt", "learn prompt / user tokens too", false)
-    .option("--log <file>", "JSONL log (default: OUT/train.jsonl)")
-    .option(
-      "--checkpoint-every <n>",
-      "write an exact-resume checkpoint every N steps",
-      intFlag("--checkpoint-every"),
-    )
-    .option(
-      "--keep-checkpoints <n>",
-      "keep only the newest N checkpoints",
-      intFlag("--keep-checkpoints"),
-    )
-    .option("--resume", "continue the run in --out from its newest checkpoint", false)
-    .option("--name <name>", "run name in run.json (default: the method)")
-    .addOption(
-      new Option(
-        "--weight-dtype <dtype>",
-        "storage of the frozen linear weights (compute stays f32)",
-      )
-        .choices(["f32", "bf16", "f16"])
-        .default("f32"),
-    )
-    .addOption(
-      new Option(
-        "--quantize <kind>",
-        "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)",
-      ).choices(["int8", "nf4"]),
+const SCHEMA = {
+  model: modelFlag(),
+  data: required(
+    dataFlag("training JSONL: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}"),
+  ),
+  out: outFlag("<dir>", "run directory (adapters, logs, checkpoints)"),
+  ...EVAL_FLAGS,
+  initAdapter: stringFlag(
+    "--init-adapter <dir>",
+    "start from this adapter instead of initialising one",
+  ),
+  offsetBase: switchFlag(
+    "--offset-base",
+    "subtract s*B*A of --init-adapter from the base first (LoRA-GA/PiSSA adapters made elsewhere)",
+  ),
+  target: targetFlag("target modules (names, regex, or all-linear)"),
+  gaBatches: withDefault(
+    intFlag("--ga-batches <n>", "LoRA-GA: batches for gradient estimation"),
+    8,
+  ),
+  maxGradMemory: maxGradMemoryFlag,
+  ...OPTIMIZER_FLAGS,
+  batchSize: batchSizeFlag("rows per micro-batch", 4),
+  gradAccum: gradAccumFlag,
+  maxLength: maxLengthFlag,
+  clip: clipFlag,
+  shuffle: noShuffleFlag,
+  trainOnPrompt: trainOnPromptFlag("learn prompt / user tokens too"),
+  ...RUN_FLAGS,
+  weightDtype: weightDtypeFlag,
+  quantize: quantizeFlag(
+    "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)",
+  ),
+  ...TRAIN_LORA_FLAGS,
+  ...ENGINE_FLAGS,
+};
+
+type Plan = Parsed<typeof SCHEMA>;
+
+function check(parsed: Plan): Plan {
+  const { options: o, name } = parsed;
+  const out = o.out;
+  checkModelDir(name("model"), o.model);
+  checkInputFile(name("data"), o.data);
+  if (o.evalData !== undefined) checkInputFile(name("evalData"), o.evalData);
+  if (o.initAdapter !== undefined) checkInputDir(name("initAdapter"), o.initAdapter);
+  checkTarget(name("target"), o.target);
+  if (o.resume && !existsSync(join(out, "checkpoints"))) {
+    throw new UsageError(
+      `--resume: ${join(out, "checkpoints")} does not exist (was the run started with --checkpoint-every?)`,
     );
-  addLoraFlags(command, ["full"]);
-  addEngineOptions(command);
-  command.addHelpText(
-    "after",
-    "\nExamples:\n" +
-      "  loraga train --model ./tiny-llama --data train.jsonl --method lora-ga --r 8 --lr 2e-4 --steps 200 --out runs/lora-ga\n" +
-      "  loraga train --model ./tiny-llama --data train.jsonl --method lora --eval-split 64 --eval-every 20 --out runs/lora\n" +
-      "  loraga train --model ./tiny-llama --data train.jsonl --init-adapter runs/init --out runs/from-init\n" +
-      "  loraga train ... --checkpoint-every 50 --out runs/x      # later: the same command with --resume\n",
-  );
-  command.action(async () => {
-    await runTrain(resolveOptions(command));
-  });
+  }
+  if (!o.resume && existsSync(join(out, "run.json"))) {
+    throw new UsageError(
+      `--out ${out} already holds a finished run; choose a new directory (or --resume an unfinished one)`,
+    );
+  }
+  checkOutputDir(name("out"), out);
+  if (o.method === "full" && (o.quantize !== undefined || o.weightDtype !== "f32")) {
+    throw new UsageError(
+      "--method full trains every weight in f32: --weight-dtype and --quantize apply to LoRA methods",
+    );
+  }
+  const evaluates = o.evalData !== undefined || o.evalSplit > 0;
+  if (o.earlyStopping !== undefined && (o.evalEvery === undefined || !evaluates)) {
+    throw new UsageError(
+      `${name("earlyStopping")} needs --eval-every and held-out data (--eval-data or --eval-split)`,
+    );
+  }
+  return parsed;
 }
 
 interface Prepared {
@@ -158,134 +158,116 @@ interface Prepared {
   initSeconds: number;
 }
 
-async function runTrain(options: Record<string, unknown>): Promise<void> {
-  const out = options.out as string;
-  const full = options.method === "full";
-  const quiet = options.quiet === true;
-  const resume = options.resume === true;
-  if (resume && !existsSync(join(out, "checkpoints"))) {
-    throw new UsageError(
-      `--resume: ${join(out, "checkpoints")} does not exist (was the run started with --checkpoint-every?)`,
-    );
-  }
-  if (!resume && existsSync(join(out, "run.json"))) {
-    throw new UsageError(
-      `--out ${out} already holds a finished run; choose a new directory (or --resume an unfinished one)`,
-    );
-  }
-  const betas = listFlag(options.betas as string).map(Number);
-  if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) {
-    throw new UsageError(`--betas must be two numbers in [0, 1), got "${options.betas as string}"`);
-  }
-  const engine = await openEngine(options);
-  const progress = createProgress(quiet);
-  try {
-    const modelDir = options.model as string;
-    if (full && (options.quantize !== undefined || options.weightDtype !== "f32")) {
+/** The training and held-out rows; too few rows for a batch is a usage error naming the flags. */
+async function loadRows(
+  { options: o, name }: Plan,
+  model: CausalLM,
+  tokenizer: Awaited<ReturnType<typeof openTokenizerIfAny>>,
+): Promise<{ examples: TokenExample[]; evalExamples: TokenExample[] }> {
+  const exampleOptions = { vocabSize: model.vocabSize, trainOnPrompt: o.trainOnPrompt };
+  let examples = await loadExamples(o.data, tokenizer, exampleOptions);
+  let evalExamples: TokenExample[] = [];
+  if (o.evalData !== undefined) {
+    evalExamples = await loadExamples(o.evalData, tokenizer, exampleOptions);
+  } else if (o.evalSplit > 0) {
+    if (o.evalSplit >= examples.length) {
       throw new UsageError(
-        "--method full trains every weight in f32: --weight-dtype and --quantize apply to LoRA methods",
+        `${name("evalSplit")} ${o.evalSplit} must be below the ${examples.length} rows of ${o.data}`,
       );
     }
-    const model = await openModel(modelDir, engine, weightStorageFlags(options));
-    const tokenizer = await openTokenizerIfAny(modelDir);
-    const vocabSize =
-      (model.config as { vocab_size?: number }).vocab_size ?? Number.MAX_SAFE_INTEGER;
-    const exampleOptions = { vocabSize, trainOnPrompt: options.trainOnPrompt === true };
-    let examples = await loadExamples(options.data as string, tokenizer, exampleOptions);
-    let evalExamples: TokenExample[] = [];
-    if (options.evalData !== undefined) {
-      evalExamples = await loadExamples(options.evalData as string, tokenizer, exampleOptions);
-    } else if ((options.evalSplit as number) > 0) {
-      const split = splitHeldOut(examples, options.evalSplit as number, options.seed as number);
-      examples = split.train;
-      evalExamples = split.heldOut;
-    }
-    const padTokenId = tokenizer?.padTokenId ?? tokenizer?.eosTokenId ?? 0;
-    const maxLength = options.maxLength as number;
-    const batchSize = options.batchSize as number;
-    const evalBatches: Batch[] = groupIntoBatches(evalExamples, batchSize).map((g) =>
-      collate(g, { maxLength, padTokenId }),
+    const split = splitHeldOut(examples, o.evalSplit, o.seed);
+    examples = split.train;
+    evalExamples = split.heldOut;
+  }
+  if (examples.length < o.batchSize) {
+    const held =
+      o.evalData === undefined && o.evalSplit > 0
+        ? ` after ${name("evalSplit")} ${o.evalSplit}`
+        : "";
+    throw new UsageError(
+      `${o.data}: ${examples.length} training rows${held} cannot fill one batch of ${name("batchSize")} ${o.batchSize}`,
     );
+  }
+  return { examples, evalExamples };
+}
 
-    const prepared = await prepare(
-      model,
-      examples,
-      { ...options, maxLength, batchSize, padTokenId },
-      resume,
-      progress,
-    );
-    if (options.quantize !== undefined) {
+async function run(plan: Plan): Promise<void> {
+  const o = plan.options;
+  const out = o.out;
+  const progress = createProgress(o.quiet);
+  const engine = await openEngine(o);
+  try {
+    const model = await openModel(o.model, engine, { weightDtype: o.weightDtype });
+    const tokenizer = await openTokenizerIfAny(o.model);
+    const { examples, evalExamples } = await loadRows(plan, model, tokenizer);
+    const padTokenId = padTokenIdOf(tokenizer);
+    const shape = { batchSize: o.batchSize, maxLength: o.maxLength };
+    const evalBatches: Batch[] = batchesOf(evalExamples, shape, padTokenId);
+
+    const prepared = await prepare(model, examples, plan, padTokenId);
+    if (o.quantize !== undefined) {
       // two-stage flow (QLoRA-style): the offset base W' is what gets quantized
       quantizeAndReport(
         model,
-        options.quantize as QuantizeKind,
-        evalBatches[0] ?? data0(examples, maxLength, padTokenId),
-        quiet,
+        o.quantize,
+        evalBatches[0] ??
+          batchesOf(examples, { batchSize: 4, maxLength: o.maxLength, batches: 1 }, padTokenId)[0],
+        o.quiet,
       );
     }
     const data = new ShuffledBatches(examples, {
-      batchSize,
-      maxLength,
+      batchSize: o.batchSize,
+      maxLength: o.maxLength,
       padTokenId,
-      seed: options.seed as number,
-      shuffle: options.shuffle !== false,
+      seed: o.seed,
+      shuffle: o.shuffle,
     });
-    const steps = options.steps as number;
-    const clip = options.clip as number;
-    progress.start("train", steps);
+    progress.start("train", o.steps);
     const result = await train(prepared.trainable, data, {
-      steps,
-      lr: options.lr as number,
+      steps: o.steps,
+      lr: o.lr,
       optimizer:
-        options.optimizer === "sgd"
-          ? {
-              kind: "sgd",
-              momentum: options.momentum as number,
-              weightDecay: options.weightDecay as number,
-            }
+        o.optimizer === "sgd"
+          ? { kind: "sgd", momentum: o.momentum, weightDecay: o.weightDecay }
           : {
               kind: "adamw",
-              beta1: betas[0],
-              beta2: betas[1],
-              eps: options.eps as number,
-              weightDecay: options.weightDecay as number,
+              beta1: o.betas[0],
+              beta2: o.betas[1],
+              eps: o.eps,
+              weightDecay: o.weightDecay,
             },
-      schedule: options.schedule as "linear",
-      warmupSteps: options.warmup as number,
-      gradAccum: options.gradAccum as number,
-      clipNorm: clip > 0 ? clip : null,
-      ...(options.evalEvery !== undefined &&
-        evalBatches.length > 0 && { evalEvery: options.evalEvery as number, evalBatches }),
-      ...(options.earlyStopping !== undefined && {
-        earlyStopping: { patience: options.earlyStopping as number },
-      }),
-      logFile: (options.log as string | undefined) ?? join(out, "train.jsonl"),
+      schedule: o.schedule,
+      warmupSteps: o.warmup,
+      gradAccum: o.gradAccum,
+      clipNorm: o.clip > 0 ? o.clip : null,
+      ...(o.evalEvery !== undefined &&
+        evalBatches.length > 0 && { evalEvery: o.evalEvery, evalBatches }),
+      ...(o.earlyStopping !== undefined && { earlyStopping: { patience: o.earlyStopping } }),
+      logFile: o.log ?? join(out, "train.jsonl"),
       log: (record) => {
-        if (record.type === "train")
-          progress.update(record.step, `loss ${(record.loss as number).toFixed(4)}`);
+        if (record.type === "train" && typeof record.loss === "number")
+          progress.update(record.step, `loss ${record.loss.toFixed(4)}`);
       },
-      ...(options.checkpointEvery !== undefined && {
-        checkpointEvery: options.checkpointEvery as number,
+      ...(o.checkpointEvery !== undefined && {
+        checkpointEvery: o.checkpointEvery,
         checkpointDir: join(out, "checkpoints"),
       }),
-      ...(options.keepCheckpoints !== undefined && {
-        keepCheckpoints: options.keepCheckpoints as number,
-      }),
-      ...(resume && { resume: true, checkpointDir: join(out, "checkpoints") }),
+      ...(o.keepCheckpoints !== undefined && { keepCheckpoints: o.keepCheckpoints }),
+      ...(o.resume && { resume: true, checkpointDir: join(out, "checkpoints") }),
     });
     progress.stop();
 
     let finalEval = result.lastEval;
-    if (evalBatches.length > 0 && (finalEval === null || options.evalEvery === undefined)) {
+    if (evalBatches.length > 0 && (finalEval === null || o.evalEvery === undefined)) {
       const ev = evaluateLoss(model, evalBatches);
       finalEval = { loss: ev.loss, perplexity: ev.perplexity };
     }
-    await saveOutputs(model, prepared, out, modelDir);
+    await saveOutputs(model, prepared, out, o.model);
     const summary = {
-      name: (options.name as string | undefined) ?? (options.method as string),
-      method: options.method as string,
-      model: modelDir,
-      r: full ? null : (options.r as number),
+      name: o.name ?? o.method,
+      method: o.method,
+      model: o.model,
+      r: o.method === "full" ? null : o.r,
       steps: result.steps,
       stopped_early: result.stoppedEarly,
       estimate_seconds: prepared.estimateSeconds,
@@ -302,7 +284,7 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
       peak_memory: engine.heap.peakBytes,
     };
     await writeFileAtomic(join(out, "run.json"), `${JSON.stringify(summary, null, 2)}\n`);
-    if (!quiet) {
+    if (!o.quiet) {
       const evalText =
         finalEval === null
           ? ""
@@ -319,69 +301,62 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
   }
 }
 
-/** The first training batch, to measure the logits error of quantizing (no eval data given). */
-function data0(examples: readonly TokenExample[], maxLength: number, padTokenId: number): Batch {
-  return collate(examples.slice(0, 4), { maxLength, padTokenId });
-}
-
-/** Attaches what trains: adapters (initialised, loaded, or rebuilt for --resume) or every weight. */
+/**
+ * Attaches what trains: adapters (initialised — LoRA-GA by the shared estimate-then-init workflow
+ * on the first rows of the training data, as the official scripts do —, loaded, or rebuilt for
+ * --resume) or every weight. Targets and LoRA-GA's rank limit are checked before any estimation.
+ */
 async function prepare(
   model: CausalLM,
   examples: readonly TokenExample[],
-  options: Record<string, unknown>,
-  resume: boolean,
-  progress: Progress,
+  { options: o, name }: Plan,
+  padTokenId: number,
 ): Promise<Prepared> {
-  const seed = options.seed as number;
-  const out = options.out as string;
-  if (options.method === "full") {
+  const seed = o.seed;
+  const initDir = join(o.out, "init-adapter");
+  if (o.method === "full") {
     return { trainable: fullFineTuning(model), peft: null, estimateSeconds: 0, initSeconds: 0 };
   }
-  const initDir = join(out, "init-adapter");
+  const method = o.method;
   let peft: PeftModel;
   let estimateSeconds = 0;
   let initSeconds = 0;
-  if (resume) {
+  if (o.resume) {
     peft = await loadPeftModel(model, initDir, { trainable: true, seed });
-  } else if (options.initAdapter !== undefined) {
-    peft = await loadPeftModel(model, options.initAdapter as string, {
+  } else if (o.initAdapter !== undefined) {
+    peft = await loadPeftModel(model, o.initAdapter, {
       trainable: true,
       seed,
-      offsetBase: options.offsetBase === true,
+      offsetBase: o.offsetBase,
     });
     await peft.save(initDir);
   } else {
-    const config = loraConfigFromFlags(model, options);
-    let namedGrad: GradientMap | undefined;
-    if (needsGradients(options)) {
-      const t0 = performance.now();
-      // estimation batches: the first rows of the (unshuffled) training data, as the official scripts do
-      const batches = groupIntoBatches(examples, options.batchSize as number)
-        .slice(0, options.gaBatches as number)
-        .map((g) =>
-          collate(g, {
-            maxLength: options.maxLength as number,
-            padTokenId: options.padTokenId as number,
-          }),
-        );
-      progress.start("estimate", batches.length);
-      const targets = selectTargets(config, model.linears()).map((l) => l.path);
-      namedGrad = (
-        await estimateGradient(model, batches, {
+    const settings = {
+      target: o.target,
+      maxGradMemory: needsGradients(method) ? o.maxGradMemory : undefined,
+      quiet: o.quiet,
+    };
+    const targets = prepareTargets(
+      model,
+      settings,
+      name("maxGradMemory"),
+      method === "lora-ga" ? { value: o.r, name: name("r") } : undefined,
+    );
+    const config = loraConfigFor(model, { ...o, method });
+    // estimation batches: the first rows of the (unshuffled) training data
+    const batchPlan = { batchSize: o.batchSize, maxLength: o.maxLength, batches: o.gaBatches };
+    const source: GradientSource | null = needsGradients(method)
+      ? {
+          kind: "estimate",
+          settings,
           targets,
-          onProgress: ({ done, loss }) => progress.update(done, `loss ${loss.toFixed(4)}`),
-        })
-      ).grads;
-      progress.stop();
-      estimateSeconds = (performance.now() - t0) / 1000;
-    }
-    const t1 = performance.now();
-    peft = getPeftModel(model, config, {
-      seed,
-      svd: { method: options.svd as "lowrank" | "exact" },
-      ...(namedGrad !== undefined && { namedGrad }),
-    });
-    initSeconds = (performance.now() - t1) / 1000;
+          batches: async () => batchesOf(examples, batchPlan, padTokenId),
+        }
+      : null;
+    const initialised = await estimateThenInit(model, config, source, o);
+    peft = initialised.peft;
+    estimateSeconds = initialised.estimateSeconds;
+    initSeconds = initialised.initSeconds;
     await peft.save(initDir);
   }
   return { trainable: peft, peft, estimateSeconds, initSeconds };
@@ -402,3 +377,18 @@ async function saveOutputs(
   await peft.save(join(out, "adapter")); // trained: its record says so
   if (peft.initial !== null) await peft.save(join(out, "adapter-converted"), { convert: true });
 }
+
+export const registerTrain = commandOf({
+  name: "train",
+  description:
+    "train a LoRA adapter (LoRA-GA, PiSSA, ..., or an existing adapter) or the full model",
+  schema: SCHEMA,
+  helpAfter:
+    "\nExamples:\n" +
+    "  loraga train --model ./tiny-llama --data train.jsonl --method lora-ga --r 8 --lr 2e-4 --steps 200 --out runs/lora-ga\n" +
+    "  loraga train --model ./tiny-llama --data train.jsonl --method lora --eval-split 64 --eval-every 20 --out runs/lora\n" +
+    "  loraga train --model ./tiny-llama --data train.jsonl --init-adapter runs/init --out runs/from-init\n" +
+    "  loraga train ... --checkpoint-every 50 --out runs/x      # later: the same command with --resume\n",
+  check,
+  run,
+});
