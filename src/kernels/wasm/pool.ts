@@ -14,7 +14,7 @@
 //           chunks itself -> spin (then sleep, see run()) until FINISHED == CHUNKS -> throw if
 //           ERROR != 0.
 //   worker: spin on GEN (for spinMs, then park in Atomics.wait(GEN)); on a change, read CLAIM
-//           and decode the args, then claim (compare-exchange) and run chunks until none is left,
+//           and the args, then claim (compare-exchange) and run chunks until none is left,
 //           adding 1 to FINISHED after each (also after an error, which it records in ERROR),
 //           and notifying FINISHED when the caller sleeps on it (CALLER_WAITING).
 // Job functions are shipped to workers as source text (Function.prototype.toString), so each
