@@ -9,7 +9,7 @@ import {
   type ArgLayout,
   type ArgSpec,
   type ArgValues,
-  decodeArgs,
+  argsView,
   defineArgs,
   writeArgs,
 } from "../../src/kernels/wasm/args.js";
@@ -122,7 +122,7 @@ describe("wasm job argument layouts", () => {
     const views = controlViews();
     const values = sampleValues(layout);
     writeArgs(views, base, layout, values as ArgValues<ArgSpec>);
-    const decoded = decodeArgs(views.i32, views.f32, views.f64, base, layout.rows);
+    const decoded = { ...argsView(views.i32, views.f32, views.f64, base, layout.rows) };
     expect(Object.keys(decoded).sort()).toEqual(Object.keys(layout.spec).sort());
     for (const [field, kind] of layout.rows) {
       const v = values[field];
@@ -137,20 +137,23 @@ describe("wasm job argument layouts", () => {
     }
   });
 
-  test("encodings: unsigned pointers, booleans, arrays longer than declared throw", () => {
+  test("encodings: unsigned pointers, booleans, f64; any key order; bad values throw", () => {
     const layout = defineArgs({ p: "ptr", n: "i32", b: "bool", x: "f64", list: ["i32", 3] });
     expect(layout.rows.map((r) => r[2])).toEqual([0, 1, 2, 4, 6]); // x on an even slot
     const views = controlViews();
-    writeArgs(views, CONTROL.args, layout, { p: 0xfffffff0, n: -5, b: true, x: 0.1, list: null });
-    expect(decodeArgs(views.i32, views.f32, views.f64, CONTROL.args, layout.rows)).toMatchObject({
-      p: 0xfffffff0,
-      n: -5,
-      b: true,
-      x: 0.1,
+    const read = () => ({
+      ...argsView(views.i32, views.f32, views.f64, CONTROL.args, layout.rows),
     });
-    expect(() =>
-      writeArgs(views, CONTROL.args, layout, { p: 0, n: 0, b: false, x: 0, list: [1, 2, 3, 4] }),
-    ).toThrow(/4 > 3/);
+    writeArgs(views, CONTROL.args, layout, { p: 0xfffffff0, n: -5, b: true, x: 0.1, list: null });
+    expect(read()).toEqual({ p: 0xfffffff0, n: -5, b: true, x: 0.1, list: new Int32Array(3) });
+    // keys in another order than declared
+    writeArgs(views, CONTROL.args, layout, { list: [7, 8], x: -2, b: false, n: 3, p: 64 });
+    expect(read()).toEqual({ p: 64, n: 3, b: false, x: -2, list: Int32Array.of(7, 8, 0) });
+    const bad = (values: object) => () =>
+      writeArgs(views, CONTROL.args, layout, values as ArgValues<typeof layout.spec>);
+    expect(bad({ p: 0, n: 0, b: false, x: 0, list: [1, 2, 3, 4] })).toThrow(/4 > 3/);
+    expect(bad({ p: 0, n: 0, b: false, x: 0 })).toThrow(/missing/);
+    expect(bad({ p: 0, n: 0, b: false, x: 0, list: null, extra: 1 })).toThrow(/no argument extra/);
   });
 
   test("no Kernels method is provided by two families", () => {

@@ -4,9 +4,9 @@
 // into slot offsets, and both sides take their offsets from it:
 //   - the host writes an object typed from the declaration (writeArgs: TypeScript checks its
 //     keys and value types);
-//   - the workers receive the layout as data when the pool starts (`fields`, plain arrays) and
-//     get the arguments decoded into an object typed from the same declaration (decodeArgs),
-//     once per job per thread, before the job runs.
+//   - the workers receive the layout as data when the pool starts (`rows`, plain arrays) and
+//     read the arguments through a view typed from the same declaration (argsView: one getter
+//     per field over the control block, built once per job and thread, so a job pays no decode).
 // No job body holds a slot offset. test/kernels/wasm-args.test.ts checks that every job reads
 // exactly the fields its layout declares and that each layout round-trips.
 //
@@ -22,7 +22,9 @@
 //            8-byte boundaries: checked by the pool)
 //   ["i32", n]  up to n i32 values; decoded as an Int32Array view of the n slots (no copy)
 //
-// Must never: hold state, or reference anything outside its body in decodeArgs (shipped to the
+// A view reads the control block when a field is read: a job reads its arguments at its start
+// (destructuring them), as they belong to its job only until the job returns.
+// Must never: hold state, or reference anything outside its body in argsView (shipped to the
 // workers as source text, like the jobs).
 
 /** The kinds of a one-value field (see the header). */
@@ -45,9 +47,11 @@ export interface ArgLayout<S extends ArgSpec = ArgSpec> {
   readonly rows: readonly ArgRow[];
   /** i32 slots the layout spans. */
   readonly slots: number;
+  /** Field name -> index in rows (for the host's writer). */
+  readonly index: ReadonlyMap<string, number>;
 }
 
-/** The decoded arguments a job receives: numbers, booleans, Int32Array views for arrays. */
+/** The arguments a job receives: numbers, booleans, Int32Array views for arrays. */
 export type Args<S extends ArgSpec> = {
   readonly [K in keyof S]: S[K] extends readonly ["i32", number]
     ? Int32Array
@@ -92,12 +96,15 @@ export function defineArgs<const S extends ArgSpec>(spec: S): ArgLayout<S> {
       slot += 1;
     }
   }
-  return { spec, rows, slots: slot };
+  return { spec, rows, slots: slot, index: new Map(rows.map((row, i) => [row[0], i])) };
 }
 
 /**
- * Writes `values` into the layout's slots from i32 index `base`. An array longer than its field
- * throws; a null array leaves its slots as they are.
+ * Writes `values` into the layout's slots from i32 index `base`. Every field must be given (an
+ * unknown or missing one throws); an array longer than its field throws; a null array leaves its
+ * slots as they are. Why for-in: it reads the properties of the host's object literal in order
+ * without a keyed lookup each, and when they come in declaration order (the families' host code
+ * writes them so) each field is found without a map lookup; any other order is only slower.
  */
 export function writeArgs<S extends ArgSpec>(
   views: ControlViews,
@@ -105,45 +112,60 @@ export function writeArgs<S extends ArgSpec>(
   layout: ArgLayout<S>,
   values: ArgValues<S>,
 ): void {
-  const v = values as { readonly [name: string]: unknown };
   const rows = layout.rows;
-  for (let r = 0; r < rows.length; r++) {
-    const [name, kind, slot, slots] = rows[r];
-    const i = base + slot;
+  const v = values as { readonly [name: string]: unknown };
+  let next = 0;
+  let count = 0;
+  for (const name in v) {
     const x = v[name];
+    const r = next < rows.length && rows[next][0] === name ? next : layout.index.get(name);
+    if (r === undefined) throw new Error(`wasm kernels: no argument ${name} in this job`);
+    next = r + 1;
+    count++;
+    const row = rows[r];
+    const kind = row[1];
+    const i = base + row[2];
     if (kind === "f32" || kind === "f32bits") views.f32[i] = x as number;
     else if (kind === "f64") views.f64[i >> 1] = x as number;
     else if (kind === "bool") views.i32[i] = x === true ? 1 : 0;
     else if (kind === "i32[]") {
       if (x === null) continue;
       const a = x as ArrayLike<number>;
-      if (a.length > slots) throw new Error(`wasm kernels: ${name}: ${a.length} > ${slots} values`);
+      if (a.length > row[3])
+        throw new Error(`wasm kernels: ${name}: ${a.length} > ${row[3]} values`);
       views.i32.set(a, i);
     } else views.i32[i] = x as number;
   }
+  if (count !== rows.length) throw new Error("wasm kernels: a job argument is missing");
 }
 
 /**
- * Reads a layout's fields (`rows`) from i32 index `base` into an object (see the header for each
- * kind). Self-contained: shipped to the workers as source text.
+ * A view of a layout's fields (`rows`) from i32 index `base`: one getter per field, reading the
+ * control block (see the header for each kind). Built once per job and thread. Self-contained:
+ * shipped to the workers as source text.
  */
-export function decodeArgs(
+export function argsView(
   i32: Int32Array,
   f32: Float32Array,
   f64: Float64Array,
   base: number,
   rows: readonly ArgRow[],
-): { [name: string]: number | boolean | Int32Array } {
-  const out: { [name: string]: number | boolean | Int32Array } = {};
+): { readonly [name: string]: number | boolean | Int32Array } {
+  const view = {};
   for (let r = 0; r < rows.length; r++) {
     const [name, kind, slot, slots] = rows[r];
     const i = base + slot;
-    if (kind === "i32" || kind === "f32bits") out[name] = i32[i];
-    else if (kind === "u32" || kind === "ptr") out[name] = i32[i] >>> 0;
-    else if (kind === "bool") out[name] = i32[i] !== 0;
-    else if (kind === "f32") out[name] = f32[i];
-    else if (kind === "f64") out[name] = f64[i >> 1];
-    else out[name] = i32.subarray(i, i + slots);
+    let get: () => number | boolean | Int32Array;
+    if (kind === "i32" || kind === "f32bits") get = () => i32[i];
+    else if (kind === "u32" || kind === "ptr") get = () => i32[i] >>> 0;
+    else if (kind === "bool") get = () => i32[i] !== 0;
+    else if (kind === "f32") get = () => f32[i];
+    else if (kind === "f64") get = () => f64[i >> 1];
+    else {
+      const values = i32.subarray(i, i + slots);
+      get = () => values;
+    }
+    Object.defineProperty(view, name, { get, enumerable: true });
   }
-  return out;
+  return view;
 }

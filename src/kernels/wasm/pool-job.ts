@@ -1,7 +1,7 @@
 // What a pool job is (pool.ts runs them): a function run by every thread that takes part, with
 // its arguments decoded from a declared layout (args.ts). Types only.
 
-import type { ArgLayout, ArgSpec, Args, decodeArgs } from "./args.js";
+import type { ArgLayout, ArgSpec, Args, argsView } from "./args.js";
 import type { CONTROL } from "./pool.js";
 
 /**
@@ -38,8 +38,8 @@ export type ErasedJobFunction = (
   layout: typeof CONTROL,
   thread: number,
   forEachChunk: (work: (chunk: number) => void) => void,
-  args: ReturnType<typeof decodeArgs>,
-  scratch: ReturnType<typeof decodeArgs>,
+  args: ReturnType<typeof argsView>,
+  scratch: ReturnType<typeof argsView>,
 ) => void;
 
 /** Any PoolJob (its argument types erased: the pool only moves them). */

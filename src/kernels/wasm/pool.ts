@@ -14,13 +14,13 @@
 //           chunks itself -> spin (then sleep, see run()) until FINISHED == CHUNKS -> throw if
 //           ERROR != 0.
 //   worker: spin on GEN (for spinMs, then park in Atomics.wait(GEN)); on a change, read CLAIM
-//           and decode the args, then claim (compare-exchange) and run chunks until none is left,
+//           and the args, then claim (compare-exchange) and run chunks until none is left,
 //           adding 1 to FINISHED after each (also after an error, which it records in ERROR),
 //           and notifying FINISHED when the caller sleeps on it (CALLER_WAITING).
 // Job functions are shipped to workers as source text (Function.prototype.toString), so each
 // must be self-contained: no imports, no outer references. Their argument layouts (args.ts) go to
-// the workers as data in the init message; each thread decodes a job's arguments once and passes
-// them to the job, with its own scratch pointers (decoded the same way from its scratch slots).
+// the workers as data in the init message; each thread builds a view of each job's arguments once
+// (args.ts) and passes it to the job, with a view of its own scratch pointers.
 // One pool per Heap at a time (guarded by LOCK).
 
 import { type PlatformWorker, spawnWorker } from "../../platform/threads.js";
@@ -30,8 +30,8 @@ import {
   type ArgRow,
   type ArgSpec,
   type ArgValues,
+  argsView,
   type ControlViews,
-  decodeArgs,
   defineArgs,
   writeArgs,
 } from "./args.js";
@@ -136,7 +136,7 @@ function workerMain(
     claim: () => number,
     finish: () => void,
   ) => (work: (chunk: number) => void) => void,
-  decode: typeof decodeArgs,
+  view: typeof argsView,
 ): void {
   port.on((message) => {
     const init = message as WorkerInit;
@@ -146,6 +146,8 @@ function workerMain(
     const ctlF32 = new Float32Array(init.memory.buffer, init.controlOffset, init.controlInts);
     const ctlF64 = new Float64Array(init.memory.buffer, init.controlOffset, init.controlInts / 2);
     const scratchBase = L.scratch + init.scratchSlots * init.thread;
+    const jobArgs = init.jobArgs.map((rows) => view(ctl, ctlF32, ctlF64, L.args, rows));
+    const scratch = view(ctl, ctlF32, ctlF64, scratchBase, init.scratchRows);
     const claimWord = new BigInt64Array(init.memory.buffer, init.controlOffset, L.claim64 + 1);
     const locked = 0xffffffffn;
     let seen = Atomics.load(ctl, L.gen);
@@ -195,8 +197,8 @@ function workerMain(
           L,
           init.thread,
           chunkLoop(ctl, L.error, init.thread, claim, finish),
-          decode(ctl, ctlF32, ctlF64, L.args, init.jobArgs[op - 1]),
-          decode(ctl, ctlF32, ctlF64, scratchBase, init.scratchRows),
+          jobArgs[op - 1],
+          scratch,
         );
       } catch (err) {
         port.post({ error: String(err), thread: init.thread });
@@ -228,6 +230,8 @@ export class ThreadPool {
   private readonly jobs: readonly AnyPoolJob[];
   private readonly opCodes: Map<AnyPoolJob, number>;
   private readonly threadScratch: ArgLayout;
+  private readonly jobArgs: ReturnType<typeof argsView>[];
+  private readonly scratch: ReturnType<typeof argsView>;
   private readonly workerErrors: string[] = [];
   private disposed = false;
   private seq = 0;
@@ -248,6 +252,17 @@ export class ThreadPool {
     this.ctlF32 = new Float32Array(options.memory.buffer, CONTROL_OFFSET, CONTROL_INTS);
     const ctlF64 = new Float64Array(options.memory.buffer, CONTROL_OFFSET, CONTROL_INTS / 2);
     this.views = { i32: this.ctl, f32: this.ctlF32, f64: ctlF64 };
+    // the calling thread's (thread 0's) views of each job's arguments and of its scratch slots
+    this.jobArgs = options.jobs.map((job) =>
+      argsView(this.ctl, this.ctlF32, ctlF64, CONTROL.args, job.args.rows),
+    );
+    this.scratch = argsView(
+      this.ctl,
+      this.ctlF32,
+      ctlF64,
+      CONTROL.scratch,
+      this.threadScratch.rows,
+    );
     this.claimWord = new BigInt64Array(options.memory.buffer, CONTROL_OFFSET, CONTROL.claim64 + 1);
   }
 
@@ -275,7 +290,7 @@ export class ThreadPool {
     const jobSources = options.jobs.map((j) => `(${j.run.toString()})`);
     const source =
       `const jobs = [${jobSources.join(", ")}];\n` +
-      `(${workerMain})(port, jobs, ${chunkLoop}, ${decodeArgs});\n`;
+      `(${workerMain})(port, jobs, ${chunkLoop}, ${argsView});\n`;
     const workers: PlatformWorker[] = [];
     try {
       const ready: Promise<void>[] = [];
@@ -361,20 +376,8 @@ export class ThreadPool {
     if (this.disposed) throw new Error("wasm kernels: used after dispose()");
     const ctl = this.ctl;
     const job = this.jobs[op - 1].run as ErasedJobFunction;
-    const args = decodeArgs(
-      ctl,
-      this.ctlF32,
-      this.views.f64,
-      CONTROL.args,
-      this.jobs[op - 1].args.rows,
-    );
-    const scratch = decodeArgs(
-      ctl,
-      this.ctlF32,
-      this.views.f64,
-      CONTROL.scratch,
-      this.threadScratch.rows,
-    );
+    const args = this.jobArgs[op - 1];
+    const scratch = this.scratch;
     const n = Math.max(1, Math.min(nthreads, this.threads));
     Atomics.store(ctl, CONTROL.error, 0);
     if (n === 1 || this.workers.length === 0 || chunks <= 1) {

@@ -48,10 +48,11 @@ export const GEMM_ARGS = defineArgs({
   aCs: "i32",
   bRs: "i32",
   bCs: "i32",
-  ldc: "i32",
   /** batch strides in bytes (bBs 0: b shared by the batch entries) */
   aBs: "u32",
   bBs: "u32",
+  /** C's row stride in bytes, and its batch stride */
+  ldc: "i32",
   cBs: "u32",
   /** 1: add to C; 0: overwrite it */
   beta: "i32",

@@ -17,6 +17,10 @@ export const NORM_ARGS = defineArgs({
   weight: "ptr",
   /** backwards: dOut */
   dOut: "ptr",
+  /** ln_fwd */
+  bias: "ptr",
+  /** ln_fwd: written; ln_bwd: read */
+  mean: "ptr",
   /** backwards: chunk 0's partial weight (and bias) gradient sums, 0 if none */
   part: "ptr",
   rows: "i32",
@@ -24,10 +28,6 @@ export const NORM_ARGS = defineArgs({
   rowsPerChunk: "i32",
   /** forwards */
   eps: "f64",
-  /** ln_fwd */
-  bias: "ptr",
-  /** ln_fwd: written; ln_bwd: read */
-  mean: "ptr",
   /** backwards: overwrite dInp (rms_bwd_set / ln_bwd_set) instead of adding to it */
   overwrite: "bool",
 });
