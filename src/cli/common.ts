@@ -44,7 +44,9 @@ export function listFlag(value: string): string[] {
 export function addEngineOptions(command: Command): Command {
   return command
     .addOption(
-      new Option("--kernels <name>", "compute kernels").choices(["wasm", "ref"]).default("wasm"),
+      new Option("--kernels <name>", "compute kernels")
+        .choices(["auto", "native", "wasm", "ref"])
+        .default("auto"),
     )
     .option("--threads <n>", "worker threads (default: all cores)", intFlag("--threads"))
     .option("--config <file>", "YAML or JSON file with option values (flags win)")
@@ -63,6 +65,7 @@ export async function openEngine(options: Record<string, unknown>): Promise<Engi
   const kernels = await createKernels(options.kernels as KernelsName, {
     heap,
     ...(threads === undefined ? {} : { threads }),
+    onFallback: (reason) => console.error(`loraga: using the wasm engine (${reason})`),
   });
   return { heap, kernels, dispose: () => kernels.dispose() };
 }

@@ -20,6 +20,7 @@ import {
   readModelFixture,
   relErr,
 } from "../helpers/model-fixtures.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 const FIXTURES = MODEL_FIXTURES;
 const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m) =>
@@ -28,7 +29,7 @@ const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m
 const KERNELS: KernelsName[] = existsSync(
   join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"),
 )
-  ? ["ref", "wasm"]
+  ? ["ref", "wasm", ...NATIVE_ENGINES]
   : ["ref"];
 
 type Expected = ModelFixture;

@@ -27,12 +27,13 @@ import {
   readModelFixture,
   relErr,
 } from "../helpers/model-fixtures.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 const FIXTURES = MODEL_FIXTURES;
 const KERNELS: KernelsName[] = existsSync(
   join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"),
 )
-  ? ["ref", "wasm"]
+  ? ["ref", "wasm", ...NATIVE_ENGINES]
   : ["ref"];
 
 type Fixture = ModelFixture;

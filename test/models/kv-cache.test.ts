@@ -15,6 +15,7 @@ import { loadPeftModel } from "../../src/peft/peft-model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { generate } from "../../src/train/generate.js";
 import { Rng } from "../../src/util/random.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "models");
 const ADAPTER = join(import.meta.dirname, "..", "fixtures", "e2e", "llama-gqa", "converted"); // rank-4 LoRA by PEFT
@@ -24,7 +25,7 @@ const MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"].filter((m
 const KERNELS: KernelsName[] = existsSync(
   join(import.meta.dirname, "..", "..", "src", "kernels", "wasm", "index.ts"),
 )
-  ? ["ref", "wasm"]
+  ? ["ref", "wasm", ...NATIVE_ENGINES]
   : ["ref"];
 
 function randomRows(lengths: readonly number[], vocab: number, seed: number): number[][] {
