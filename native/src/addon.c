@@ -7,7 +7,7 @@
  *   kernels()                          -> names of the micro-kernels this CPU can run, best first
  *   createEngine(u8, threads, kernel?, spinMicros?) -> engine (an external; freed by destroyEngine
  *                                         or by the garbage collector)
- *   engineInfo(engine)                 -> { kernel, mr, nr, mc, kc, nc, threads }
+ *   engineInfo(engine)                 -> { kernel, mr, nr (its main tile), mc, kc, nc, threads }
  *   gemm(engine, params: Float64Array, heapBytes) -> undefined   (params layout: GEMM_PARAMS below,
  *                                         mirrored in src/kernels/native/params.ts)
  *   destroyEngine(engine)
@@ -157,7 +157,7 @@ static napi_value js_engine_info(napi_env env, napi_callback_info info) {
   CHECK(env, napi_create_object(env, &obj));
   CHECK(env, napi_create_string_utf8(env, k->name, NAPI_AUTO_LENGTH, &name));
   CHECK(env, napi_set_named_property(env, obj, "kernel", name));
-  if (!set_number(env, obj, "mr", k->mr) || !set_number(env, obj, "nr", k->nr) ||
+  if (!set_number(env, obj, "mr", k->tiles[0].mr) || !set_number(env, obj, "nr", k->tiles[0].nr) ||
       !set_number(env, obj, "mc", (double)b.mc) || !set_number(env, obj, "kc", (double)b.kc) ||
       !set_number(env, obj, "nc", (double)b.nc) ||
       !set_number(env, obj, "threads", gemm_engine_threads(en->gemm)))

@@ -16,7 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define MAX_MR 16
+#define MAX_MR 24
 #define MAX_NR 32
 
 struct gemm_engine {
@@ -26,8 +26,11 @@ struct gemm_engine {
   int threads;
   float **pack_a; /* per thread: (mc x kc) in MR-row panels */
   float **pack_b; /* per thread: (kc x nc) in NR-column panels */
-  /* the job of the call being run */
+  /* the job of the call being run: its product, tile, task grid and which operands are read in
+   * place (direct) instead of packed */
   const gemm_call *call;
+  tile_kernel tile;
+  int direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   _Atomic long next_task;
 };
@@ -35,6 +38,8 @@ struct gemm_engine {
 static long clampl(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
 static long round_down(long v, long unit) { return v / unit * unit; }
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
+
+static long gcd(long a, long b) { return b == 0 ? a : gcd(b, a % b); }
 
 static long cache_bytes(int name, long fallback) {
   long v = sysconf(name);
@@ -48,10 +53,18 @@ static blocking choose_blocking(const ukernel *k) {
   long l1 = clampl(cache_bytes(_SC_LEVEL1_DCACHE_SIZE, 32768), 16384, 131072);
   long l2 = clampl(cache_bytes(_SC_LEVEL2_CACHE_SIZE, 524288), 131072, 4194304);
   long l3 = clampl(cache_bytes(_SC_LEVEL3_CACHE_SIZE, 8388608), 1048576, 33554432);
+  /* every tile's mr and nr divide these units */
+  long panel = 0, mr_unit = 1, nr_unit = 1;
+  for (int i = 0; i < k->ntiles; i++) {
+    const tile_kernel *t = &k->tiles[i];
+    if (t->mr + t->nr > panel) panel = t->mr + t->nr;
+    mr_unit = mr_unit / gcd(mr_unit, t->mr) * t->mr;
+    nr_unit = nr_unit / gcd(nr_unit, t->nr) * t->nr;
+  }
   blocking b;
-  b.kc = clampl(round_down(l1 / 2 / (4 * (k->mr + k->nr)), 8), 64, 512);
-  b.mc = clampl(round_down(l2 / 2 / (4 * b.kc), k->mr), k->mr, 4096);
-  b.nc = clampl(round_down(l3 / 4 / (4 * b.kc), k->nr), k->nr, 8192);
+  b.kc = clampl(round_down(l1 / 2 / (4 * panel), 8), 64, 512);
+  b.mc = clampl(round_down(l2 / 2 / (4 * b.kc), mr_unit), mr_unit, 4096);
+  b.nc = clampl(round_down(l3 / 4 / (4 * b.kc), nr_unit), nr_unit, 8192);
   return b;
 }
 
@@ -169,11 +182,54 @@ static void causal_k_range(const gemm_call *call, long i0, long i1, long p0, lon
 
 /* ---- one task ------------------------------------------------------------------------------ */
 
-/* C[i0.., j0..] (mc x nc block) (+)= the packed A block times the packed B block. */
-static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, long i0, long mc,
-                         long j0, long nc, long kc, long p0, const float *pa, const float *pb,
+/* Where a tile's operand rows start and how they advance: packed panels or the operand itself. */
+typedef struct {
+  const float *a;
+  long a_rs, a_ps;
+  const float *b;
+  long b_ps;
+} tile_operands;
+
+/* The K block [p0, p0 + kc) of one term: A rows i0.. and B columns j0.., either packed (pa: the
+ * block's MR-tall panels, or with direct_a only the panel of its last partial tile; pb likewise)
+ * or read in place (direct_a: op(A) rows contiguous; direct_b: op(B) rows contiguous). */
+typedef struct {
+  const gemm_term *t;
+  const float *a, *b; /* this batch entry's operands */
+  long i0, mc, j0, nc, p0, kc;
+  const float *pa, *pb;
+} k_block;
+
+static tile_operands operands_of(const gemm_engine *e, const k_block *kb, long ir, long jr,
+                                 long from) {
+  const int mr = e->tile.mr, nr = e->tile.nr;
+  const long a_full = kb->mc / mr * mr, b_full = kb->nc / nr * nr;
+  const gemm_term *t = kb->t;
+  tile_operands o;
+  if (e->direct_a && ir < a_full) {
+    o.a = kb->a + (kb->i0 + ir) * t->rs_a + (kb->p0 + from);
+    o.a_rs = t->rs_a;
+    o.a_ps = 1;
+  } else {
+    o.a = kb->pa + (e->direct_a ? 0 : ir * kb->kc) + from * mr;
+    o.a_rs = 1;
+    o.a_ps = mr;
+  }
+  if (e->direct_b && jr < b_full) {
+    o.b = kb->b + (kb->p0 + from) * t->rs_b + (kb->j0 + jr);
+    o.b_ps = t->rs_b;
+  } else {
+    o.b = kb->pb + (e->direct_b ? 0 : jr * kb->kc) + from * nr;
+    o.b_ps = nr;
+  }
+  return o;
+}
+
+/* C[i0.., j0..] (mc x nc block) (+)= the K block's product. */
+static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, const k_block *kb,
                          int accumulate) {
-  const int mr = e->kernel.mr, nr = e->kernel.nr;
+  const int mr = e->tile.mr, nr = e->tile.nr;
+  const long i0 = kb->i0, mc = kb->mc, j0 = kb->j0, nc = kb->nc, kc = kb->kc, p0 = kb->p0;
   float tile[MAX_MR * MAX_NR];
   for (long jr = 0; jr < nc; jr += nr) {
     long cols = nc - jr < nr ? nc - jr : nr;
@@ -185,13 +241,12 @@ static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, 
       long from = 0, to = kc;
       if (call->causal != CAUSAL_NONE) causal_k_range(call, gi, gi + rows, p0, kc, &from, &to);
       if (from >= to) continue;
-      const float *ap = pa + ir * kc + from * mr;
-      const float *bp = pb + jr * kc + from * nr;
+      tile_operands o = operands_of(e, kb, ir, jr, from);
       float *ct = c + gi * call->rs_c + gj * call->cs_c;
       if (rows == mr && cols == nr && call->cs_c == 1) {
-        e->kernel.fn(to - from, ap, bp, ct, call->rs_c, accumulate);
+        e->tile.fn(to - from, o.a, o.a_rs, o.a_ps, o.b, o.b_ps, ct, call->rs_c, accumulate);
       } else {
-        e->kernel.fn(to - from, ap, bp, tile, nr, 0);
+        e->tile.fn(to - from, o.a, o.a_rs, o.a_ps, o.b, o.b_ps, tile, nr, 0);
         for (long r = 0; r < rows; r++)
           for (long j = 0; j < cols; j++) {
             float *o = ct + r * call->rs_c + j * call->cs_c;
@@ -221,11 +276,15 @@ static void run_task(gemm_engine *e, int thread, long task) {
       const float *a = t->a + bi * t->batch_a, *b = t->b + bi * t->batch_b;
       for (long pc = 0; pc < t->k; pc += blk->kc) {
         long kc = t->k - pc < blk->kc ? t->k - pc : blk->kc;
-        pack_b(pb, t, b, pc, kc, jc, nc, e->kernel.nr);
+        const int mr = e->tile.mr, nr = e->tile.nr;
+        long b_from = e->direct_b ? nc / nr * nr : 0; /* direct: pack only the partial panel */
+        pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr);
         for (long ic = r0; ic < r1; ic += blk->mc) {
           long mc = r1 - ic < blk->mc ? r1 - ic : blk->mc;
-          pack_a(pa, t, a, ic, mc, pc, kc, e->kernel.mr);
-          macro_kernel(e, call, c, ic, mc, jc, nc, kc, pc, pa, pb, written);
+          long a_from = e->direct_a ? mc / mr * mr : 0;
+          pack_a(pa, t, a, ic + a_from, mc - a_from, pc, kc, mr);
+          k_block kb = {t, a, b, ic, mc, jc, nc, pc, kc, pa, pb};
+          macro_kernel(e, call, c, &kb, written);
         }
         written = 1;
       }
@@ -251,8 +310,16 @@ static void worker(void *arg, int thread, int nthreads) {
 /* ---- planning ------------------------------------------------------------------------------ */
 
 /* Padded tile area of an m x n output: the work the micro-kernel does. */
-static double padded_area(const ukernel *k, long m, long n) {
+static double padded_area(const tile_kernel *k, long m, long n) {
   return (double)ceil_div(m, k->mr) * k->mr * (double)ceil_div(n, k->nr) * k->nr;
+}
+
+/* The tile (of the engine's kernel) that wastes least on an m x n output; the first on a tie. */
+static tile_kernel best_tile(const gemm_engine *e, long m, long n) {
+  tile_kernel best = e->kernel.tiles[0];
+  for (int i = 1; i < e->kernel.ntiles; i++)
+    if (padded_area(&e->kernel.tiles[i], m, n) < padded_area(&best, m, n)) best = e->kernel.tiles[i];
+  return best;
 }
 
 /* The same product with C transposed: C^T = op(B)^T op(A)^T. */
@@ -284,7 +351,7 @@ static gemm_call transposed(const gemm_call *call) {
 static void plan_tasks(gemm_engine *e, const gemm_call *call) {
   long want = e->threads == 1 ? 1 : 4L * e->threads;
   long per_entry = ceil_div(want, call->batch);
-  long row_tiles = ceil_div(call->m, e->kernel.mr), col_tiles = ceil_div(call->n, e->kernel.nr);
+  long row_tiles = ceil_div(call->m, e->tile.mr), col_tiles = ceil_div(call->n, e->tile.nr);
   long row_blocks = 1, col_blocks = 1;
   /* prefer splitting rows in blocks of at least 4 tiles, then columns */
   while (row_blocks * col_blocks < per_entry) {
@@ -292,11 +359,24 @@ static void plan_tasks(gemm_engine *e, const gemm_call *call) {
     else if (ceil_div(col_tiles, col_blocks + 1) >= 2) col_blocks++;
     else break;
   }
-  e->rows_per_task = ceil_div(row_tiles, row_blocks) * e->kernel.mr;
-  e->cols_per_task = ceil_div(col_tiles, col_blocks) * e->kernel.nr;
+  e->rows_per_task = ceil_div(row_tiles, row_blocks) * e->tile.mr;
+  e->cols_per_task = ceil_div(col_tiles, col_blocks) * e->tile.nr;
   e->row_blocks = ceil_div(call->m, e->rows_per_task);
   e->col_blocks = ceil_div(call->n, e->cols_per_task);
   e->tasks = call->batch * e->row_blocks * e->col_blocks;
+}
+
+/* Operands read in place instead of packed: op(A) when its rows are contiguous, it needs no
+ * scaling (alpha folds into packing) and a task's packed block would serve few column panels;
+ * op(B) when its rows are contiguous and a packed panel would serve few row tiles. */
+static void plan_direct(gemm_engine *e, const gemm_call *call) {
+  int a_rows = 1, b_rows = 1;
+  for (int i = 0; i < call->nterms; i++) {
+    a_rows = a_rows && call->term[i].cs_a == 1 && call->term[i].alpha == 1.0f;
+    b_rows = b_rows && call->term[i].cs_b == 1;
+  }
+  e->direct_a = a_rows && e->cols_per_task <= 2 * e->tile.nr;
+  e->direct_b = b_rows && e->rows_per_task <= 2 * e->tile.mr;
 }
 
 void gemm_run(gemm_engine *e, const gemm_call *in) {
@@ -310,10 +390,16 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
           call.c[bi * call.batch_c + i * call.rs_c + j * call.cs_c] = 0.0f;
     call.accumulate = 1;
   }
+  /* Narrow outputs (a tile at least 1.5 times as wasteful) run transposed. */
+  tile_kernel straight = best_tile(e, call.m, call.n), turned = best_tile(e, call.n, call.m);
   if (call.causal == CAUSAL_NONE &&
-      padded_area(&e->kernel, call.n, call.m) < padded_area(&e->kernel, call.m, call.n))
+      1.5 * padded_area(&turned, call.n, call.m) < padded_area(&straight, call.m, call.n)) {
     call = transposed(&call);
+    straight = turned;
+  }
+  e->tile = straight;
   plan_tasks(e, &call);
+  plan_direct(e, &call);
   e->call = &call;
   atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
   if (e->tasks == 1) worker(e, 0, 1);

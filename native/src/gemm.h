@@ -36,15 +36,23 @@ typedef struct {
   long period;
 } gemm_call;
 
-/* One register tile kernel: acc (MR x NR) = sum_{p<kc} a[p*MR + r] * b[p*NR + c] over packed
- * panels; then C = acc (accumulate 0) or C += acc, C rows ldc apart, columns contiguous. */
-typedef void (*ukernel_fn)(long kc, const float *a, const float *b, float *c, long ldc,
-                           int accumulate);
+/* One register tile kernel: acc (MR x NR) = sum_{p<kc} a[r*a_rs + p*a_ps] * b[p*b_ps + c]; then
+ * C = acc (accumulate 0) or C += acc, C rows ldc apart, columns contiguous. a and b are packed
+ * panels (a_rs 1, a_ps MR; b_ps NR) or, when contiguous, the operands themselves (a_ps 1; b_ps
+ * the row stride of B). */
+typedef void (*ukernel_fn)(long kc, const float *a, long a_rs, long a_ps, const float *b, long b_ps,
+                           float *c, long ldc, int accumulate);
 
 typedef struct {
-  const char *name;
   int mr, nr;
   ukernel_fn fn;
+} tile_kernel;
+
+/* One instruction set's tile kernels; each call uses the tile that wastes least on its shape. */
+typedef struct {
+  const char *name;
+  tile_kernel tiles[2];
+  int ntiles;
 } ukernel;
 
 /* The kernels this build contains, best first; available() says whether this CPU runs it. */
