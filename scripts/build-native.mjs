@@ -33,6 +33,7 @@ function nodeHeaders() {
 }
 
 function build() {
+  rmSync(output, { force: true }); // a failed build must not leave an older addon behind
   if (process.env.LORAGA_NATIVE === "0") return finish(false, "skipped: LORAGA_NATIVE=0");
   if (process.platform === "win32") return finish(false, "no build recipe for Windows yet");
   const include = nodeHeaders();
@@ -59,7 +60,6 @@ function build() {
     ...link,
   ];
   mkdirSync(outDir, { recursive: true });
-  rmSync(output, { force: true });
   try {
     execFileSync(compiler, args, { stdio: ["ignore", "pipe", "pipe"] });
   } catch (error) {
@@ -68,10 +68,9 @@ function build() {
       .split("\n")
       .slice(0, 3)
       .join(" / ");
-    const why = error.code === "ENOENT" ? `no C compiler: ${compiler} not found` : stderr;
-    return finish(false, `${compiler} failed: ${why || String(error.message)}`);
+    if (error.code === "ENOENT") return finish(false, `no C compiler (${compiler} not found)`);
+    return finish(false, `${compiler} failed: ${stderr || String(error.message)}`);
   }
-  rmSync(output, { force: true });
   renameSync(`${output}.tmp`, output);
   finish(true, "");
 }

@@ -5,6 +5,7 @@
 
 import { existsSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The addon's functions (native/src/addon.c documents each). */
@@ -35,9 +36,17 @@ export interface NativeEngineInfo {
 
 export type AddonLoad = { addon: NativeAddon } | { error: string };
 
-// src/kernels/native/ and dist/kernels/native/ both sit three levels below the package root.
-const ADDON_URL = new URL("../../../build/native/loraga_native.node", import.meta.url);
-const STATUS_URL = new URL("../../../build/native/status.json", import.meta.url);
+/** The package root: the nearest folder above this module with a package.json (src/, dist/ and
+ * the benchmarks' build/src/ sit at different depths below it). */
+function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, "package.json"))) {
+    const parent = dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return dir;
+}
 
 let cached: AddonLoad | undefined;
 
@@ -48,8 +57,11 @@ export function loadNativeAddon(): AddonLoad {
 }
 
 function load(): AddonLoad {
-  const path = fileURLToPath(ADDON_URL);
-  if (!existsSync(path)) return { error: `the native engine is not built: ${buildReason()}` };
+  const outDir = join(packageRoot(), "build", "native");
+  const path = join(outDir, "loraga_native.node");
+  if (!existsSync(path)) {
+    return { error: `the native engine is not built: ${buildReason(join(outDir, "status.json"))}` };
+  }
   try {
     return { addon: createRequire(import.meta.url)(path) as NativeAddon };
   } catch (error) {
@@ -57,8 +69,7 @@ function load(): AddonLoad {
   }
 }
 
-function buildReason(): string {
-  const statusPath = fileURLToPath(STATUS_URL);
+function buildReason(statusPath: string): string {
   if (!existsSync(statusPath)) {
     return "build/native/loraga_native.node is missing (run `node scripts/build-native.mjs`)";
   }
