@@ -133,7 +133,7 @@ export async function gemmSuite(
         impl: "native",
         threads,
         simd: "native",
-        make: () => createNativeKernels(heap, { threads, spinMs: 200 }),
+        make: () => createNativeKernels(heap, { threads }),
       });
     }
   } else reporter.note(`native engine unavailable: ${native.reason}`);

@@ -110,7 +110,7 @@ static napi_value js_create_engine(napi_env env, napi_callback_info info) {
     if (name[0] == '\0' || strcmp(name, UKERNELS[i].kernel.name) == 0) kernel = &UKERNELS[i].kernel;
   }
   if (kernel == NULL) return throw_error(env, "createEngine: this CPU cannot run that kernel");
-  double spin_us = 20000;
+  double spin_us = 200;
   if (argc >= 4) {
     napi_typeof(env, argv[3], &kind);
     if (kind == napi_number) CHECK(env, napi_get_value_double(env, argv[3], &spin_us));

@@ -21,7 +21,7 @@
 
 struct gemm_engine {
   ukernel kernel;
-  blocking blk;
+  blocking blk; /* of the call being run (it depends on the tile) */
   pool *pool;
   int threads;
   float **pack_a; /* per thread: (mc x kc) in MR-row panels */
@@ -30,7 +30,7 @@ struct gemm_engine {
    * place (direct) instead of packed */
   const gemm_call *call;
   tile_kernel tile;
-  int direct_a, direct_b;
+  int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   _Atomic long next_task;
 };
@@ -39,32 +39,23 @@ static long clampl(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi 
 static long round_down(long v, long unit) { return v / unit * unit; }
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
-static long gcd(long a, long b) { return b == 0 ? a : gcd(b, a % b); }
-
 static long cache_bytes(int name, long fallback) {
   long v = sysconf(name);
   return v > 0 ? v : fallback;
 }
 
-/* kc: one NR-wide panel of B (kc x NR) and one MR-tall panel of A fill about half of L1;
- * mc: the packed A block (mc x kc) about half of L2; nc: the packed B block (kc x nc) a slice of
- * L3, bounded because some virtual machines report the whole socket's L3 (or none). */
-static blocking choose_blocking(const ukernel *k) {
+/* Cache blocks for a tile. kc: its MR-tall panel of A (MR x kc) fills half of L1 (a long kc spreads the
+ * tile's load and store of C over more FMAs; see docs/engine-notes.md); mc: the packed A block
+ * (mc x kc) about half of L2; nc: the packed B block (kc x nc) a slice of L3, bounded because some
+ * virtual machines report the whole socket's L3 (or none). */
+static blocking choose_blocking(const tile_kernel *t) {
   long l1 = clampl(cache_bytes(_SC_LEVEL1_DCACHE_SIZE, 32768), 16384, 131072);
   long l2 = clampl(cache_bytes(_SC_LEVEL2_CACHE_SIZE, 524288), 131072, 4194304);
   long l3 = clampl(cache_bytes(_SC_LEVEL3_CACHE_SIZE, 8388608), 1048576, 33554432);
-  /* every tile's mr and nr divide these units */
-  long panel = 0, mr_unit = 1, nr_unit = 1;
-  for (int i = 0; i < k->ntiles; i++) {
-    const tile_kernel *t = &k->tiles[i];
-    if (t->mr + t->nr > panel) panel = t->mr + t->nr;
-    mr_unit = mr_unit / gcd(mr_unit, t->mr) * t->mr;
-    nr_unit = nr_unit / gcd(nr_unit, t->nr) * t->nr;
-  }
   blocking b;
-  b.kc = clampl(round_down(l1 / 2 / (4 * panel), 8), 64, 512);
-  b.mc = clampl(round_down(l2 / 2 / (4 * b.kc), mr_unit), mr_unit, 4096);
-  b.nc = clampl(round_down(l3 / 4 / (4 * b.kc), nr_unit), nr_unit, 8192);
+  b.kc = clampl(round_down(l1 / 2 / (4 * t->mr), 8), 64, 512);
+  b.mc = clampl(round_down(l2 / 2 / (4 * b.kc), t->mr), t->mr, 4096);
+  b.nc = clampl(round_down(l3 / 4 / (4 * b.kc), t->nr), t->nr, 8192);
   return b;
 }
 
@@ -72,13 +63,18 @@ gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long sp
   gemm_engine *e = calloc(1, sizeof *e);
   if (e == NULL) return NULL;
   e->kernel = *kernel;
-  e->blk = choose_blocking(kernel);
   e->threads = threads < 1 ? 1 : threads;
   e->pack_a = calloc((size_t)e->threads, sizeof(float *));
   e->pack_b = calloc((size_t)e->threads, sizeof(float *));
   int ok = e->pack_a != NULL && e->pack_b != NULL;
-  size_t a_bytes = (size_t)(e->blk.mc + MAX_MR) * (size_t)e->blk.kc * sizeof(float);
-  size_t b_bytes = (size_t)(e->blk.nc + MAX_NR) * (size_t)e->blk.kc * sizeof(float);
+  size_t a_bytes = 0, b_bytes = 0; /* the largest blocks of any tile */
+  for (int i = 0; i < kernel->ntiles; i++) {
+    blocking b = choose_blocking(&kernel->tiles[i]);
+    size_t a = (size_t)(b.mc + MAX_MR) * (size_t)b.kc * sizeof(float);
+    size_t bb = (size_t)(b.nc + MAX_NR) * (size_t)b.kc * sizeof(float);
+    a_bytes = a > a_bytes ? a : a_bytes;
+    b_bytes = bb > b_bytes ? bb : b_bytes;
+  }
   for (int t = 0; ok && t < e->threads; t++) {
     e->pack_a[t] = aligned_alloc(64, (a_bytes + 63) / 64 * 64);
     e->pack_b[t] = aligned_alloc(64, (b_bytes + 63) / 64 * 64);
@@ -105,7 +101,9 @@ void gemm_engine_destroy(gemm_engine *e) {
 }
 
 const ukernel *gemm_engine_kernel(const gemm_engine *e) { return &e->kernel; }
-blocking gemm_engine_blocking(const gemm_engine *e) { return e->blk; }
+blocking gemm_engine_blocking(const gemm_engine *e) {
+  return choose_blocking(&e->kernel.tiles[0]);
+}
 int gemm_engine_threads(const gemm_engine *e) { return e->threads; }
 
 /* ---- packing ------------------------------------------------------------------------------- */
@@ -182,78 +180,76 @@ static void causal_k_range(const gemm_call *call, long i0, long i1, long p0, lon
 
 /* ---- one task ------------------------------------------------------------------------------ */
 
-/* Where a tile's operand rows start and how they advance: packed panels or the operand itself. */
-typedef struct {
-  const float *a;
-  long a_rs, a_ps;
-  const float *b;
-  long b_ps;
-} tile_operands;
-
-/* The K block [p0, p0 + kc) of one term: A rows i0.. and B columns j0.., either packed (pa: the
- * block's MR-tall panels, or with direct_a only the panel of its last partial tile; pb likewise)
- * or read in place (direct_a: op(A) rows contiguous; direct_b: op(B) rows contiguous). */
+/* The K block [p0, p0 + kc) of one term: A rows i0.. and B columns j0... A is packed in pa (the
+ * block's MR-tall panels; with a_per_tile one tile's panel at a time, and with direct_a too only
+ * partial tiles, full ones read in place); B is packed in pb (its NR-wide panels; with direct_b
+ * only the last partial one, the others read in place). */
 typedef struct {
   const gemm_term *t;
   const float *a, *b; /* this batch entry's operands */
   long i0, mc, j0, nc, p0, kc;
-  const float *pa, *pb;
+  float *pa, *pb;
 } k_block;
 
-static tile_operands operands_of(const gemm_engine *e, const k_block *kb, long ir, long jr,
-                                 long from) {
+/* One MR x NR tile of C (+)= its part of the K block; a_panel: the tile's packed A panel (unused
+ * when the tile reads A in place). */
+static void compute_tile(const gemm_engine *e, const gemm_call *call, float *c, const k_block *kb,
+                         long ir, long jr, const float *a_panel, int accumulate) {
   const int mr = e->tile.mr, nr = e->tile.nr;
-  const long a_full = kb->mc / mr * mr, b_full = kb->nc / nr * nr;
-  const gemm_term *t = kb->t;
-  tile_operands o;
-  if (e->direct_a && ir < a_full) {
-    o.a = kb->a + (kb->i0 + ir) * t->rs_a + (kb->p0 + from);
-    o.a_rs = t->rs_a;
-    o.a_ps = 1;
-  } else {
-    o.a = kb->pa + (e->direct_a ? 0 : ir * kb->kc) + from * mr;
-    o.a_rs = 1;
-    o.a_ps = mr;
+  long rows = kb->mc - ir < mr ? kb->mc - ir : mr;
+  long cols = kb->nc - jr < nr ? kb->nc - jr : nr;
+  long gi = kb->i0 + ir, gj = kb->j0 + jr;
+  if (call->causal == CAUSAL_MASK_OUT && gj > max_q(gi, gi + rows, call->period))
+    return; /* every element of this tile is masked; the mask pass writes its zeros */
+  long from = 0, to = kb->kc;
+  if (call->causal != CAUSAL_NONE) causal_k_range(call, gi, gi + rows, kb->p0, kb->kc, &from, &to);
+  if (from >= to) return;
+  const float *a = a_panel + from * mr;
+  long a_rs = 1, a_ps = mr;
+  if (e->direct_a && rows == mr) {
+    a = kb->a + gi * kb->t->rs_a + kb->p0 + from;
+    a_rs = kb->t->rs_a;
+    a_ps = 1;
   }
-  if (e->direct_b && jr < b_full) {
-    o.b = kb->b + (kb->p0 + from) * t->rs_b + (kb->j0 + jr);
-    o.b_ps = t->rs_b;
+  const float *b;
+  long b_ps;
+  if (e->direct_b && cols == nr) {
+    b = kb->b + (kb->p0 + from) * kb->t->rs_b + gj;
+    b_ps = kb->t->rs_b;
   } else {
-    o.b = kb->pb + (e->direct_b ? 0 : jr * kb->kc) + from * nr;
-    o.b_ps = nr;
+    b = kb->pb + (e->direct_b ? 0 : jr * kb->kc) + from * nr;
+    b_ps = nr;
   }
-  return o;
+  float *ct = c + gi * call->rs_c + gj * call->cs_c;
+  if (rows == mr && cols == nr && call->cs_c == 1) {
+    e->tile.fn(to - from, a, a_rs, a_ps, b, b_ps, ct, call->rs_c, accumulate);
+  } else {
+    float tile[MAX_MR * MAX_NR];
+    e->tile.fn(to - from, a, a_rs, a_ps, b, b_ps, tile, nr, 0);
+    for (long r = 0; r < rows; r++)
+      for (long j = 0; j < cols; j++) {
+        float *o = ct + r * call->rs_c + j * call->cs_c;
+        *o = accumulate ? *o + tile[r * nr + j] : tile[r * nr + j];
+      }
+  }
 }
 
-/* C[i0.., j0..] (mc x nc block) (+)= the K block's product. */
+/* C[i0.., j0..] (mc x nc block) (+)= the K block's product. Packed A: B panels outside, so each
+ * stays in L1 while every A panel passes it. a_per_tile: A tiles outside, each packed once just
+ * before the few B panels it meets. */
 static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, const k_block *kb,
                          int accumulate) {
   const int mr = e->tile.mr, nr = e->tile.nr;
-  const long i0 = kb->i0, mc = kb->mc, j0 = kb->j0, nc = kb->nc, kc = kb->kc, p0 = kb->p0;
-  float tile[MAX_MR * MAX_NR];
-  for (long jr = 0; jr < nc; jr += nr) {
-    long cols = nc - jr < nr ? nc - jr : nr;
-    for (long ir = 0; ir < mc; ir += mr) {
-      long rows = mc - ir < mr ? mc - ir : mr;
-      long gi = i0 + ir, gj = j0 + jr;
-      if (call->causal == CAUSAL_MASK_OUT && gj > max_q(gi, gi + rows, call->period))
-        continue; /* every element of this tile is masked; the mask pass writes its zeros */
-      long from = 0, to = kc;
-      if (call->causal != CAUSAL_NONE) causal_k_range(call, gi, gi + rows, p0, kc, &from, &to);
-      if (from >= to) continue;
-      tile_operands o = operands_of(e, kb, ir, jr, from);
-      float *ct = c + gi * call->rs_c + gj * call->cs_c;
-      if (rows == mr && cols == nr && call->cs_c == 1) {
-        e->tile.fn(to - from, o.a, o.a_rs, o.a_ps, o.b, o.b_ps, ct, call->rs_c, accumulate);
-      } else {
-        e->tile.fn(to - from, o.a, o.a_rs, o.a_ps, o.b, o.b_ps, tile, nr, 0);
-        for (long r = 0; r < rows; r++)
-          for (long j = 0; j < cols; j++) {
-            float *o = ct + r * call->rs_c + j * call->cs_c;
-            *o = accumulate ? *o + tile[r * nr + j] : tile[r * nr + j];
-          }
-      }
+  if (e->a_per_tile) {
+    for (long ir = 0; ir < kb->mc; ir += mr) {
+      long rows = kb->mc - ir < mr ? kb->mc - ir : mr;
+      if (!e->direct_a || rows < mr) pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr);
+      for (long jr = 0; jr < kb->nc; jr += nr) compute_tile(e, call, c, kb, ir, jr, kb->pa, accumulate);
     }
+  } else {
+    for (long jr = 0; jr < kb->nc; jr += nr)
+      for (long ir = 0; ir < kb->mc; ir += mr)
+        compute_tile(e, call, c, kb, ir, jr, kb->pa + ir * kb->kc, accumulate);
   }
 }
 
@@ -276,13 +272,12 @@ static void run_task(gemm_engine *e, int thread, long task) {
       const float *a = t->a + bi * t->batch_a, *b = t->b + bi * t->batch_b;
       for (long pc = 0; pc < t->k; pc += blk->kc) {
         long kc = t->k - pc < blk->kc ? t->k - pc : blk->kc;
-        const int mr = e->tile.mr, nr = e->tile.nr;
+        const int nr = e->tile.nr;
         long b_from = e->direct_b ? nc / nr * nr : 0; /* direct: pack only the partial panel */
         pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr);
         for (long ic = r0; ic < r1; ic += blk->mc) {
           long mc = r1 - ic < blk->mc ? r1 - ic : blk->mc;
-          long a_from = e->direct_a ? mc / mr * mr : 0;
-          pack_a(pa, t, a, ic + a_from, mc - a_from, pc, kc, mr);
+          if (!e->a_per_tile) pack_a(pa, t, a, ic, mc, pc, kc, e->tile.mr);
           k_block kb = {t, a, b, ic, mc, jc, nc, pc, kc, pa, pb};
           macro_kernel(e, call, c, &kb, written);
         }
@@ -366,16 +361,19 @@ static void plan_tasks(gemm_engine *e, const gemm_call *call) {
   e->tasks = call->batch * e->row_blocks * e->col_blocks;
 }
 
-/* Operands read in place instead of packed: op(A) when its rows are contiguous, it needs no
- * scaling (alpha folds into packing) and a task's packed block would serve few column panels;
- * op(B) when its rows are contiguous and a packed panel would serve few row tiles. */
-static void plan_direct(gemm_engine *e, const gemm_call *call) {
+/* How operands are staged. When a task's packed A block would serve few column panels, A is
+ * handled one tile at a time: read in place if its rows are contiguous and unscaled (alpha folds
+ * into packing), else packed just before use. op(B) is read in place when its rows are contiguous
+ * and a packed panel would serve few row tiles. Packing copies values exactly, so staging never
+ * changes a result. */
+static void plan_staging(gemm_engine *e, const gemm_call *call) {
   int a_rows = 1, b_rows = 1;
   for (int i = 0; i < call->nterms; i++) {
     a_rows = a_rows && call->term[i].cs_a == 1 && call->term[i].alpha == 1.0f;
     b_rows = b_rows && call->term[i].cs_b == 1;
   }
-  e->direct_a = a_rows && e->cols_per_task <= 2 * e->tile.nr;
+  e->a_per_tile = e->cols_per_task <= 2 * e->tile.nr;
+  e->direct_a = e->a_per_tile && a_rows;
   e->direct_b = b_rows && e->rows_per_task <= 2 * e->tile.mr;
 }
 
@@ -398,8 +396,9 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
     straight = turned;
   }
   e->tile = straight;
+  e->blk = choose_blocking(&straight);
   plan_tasks(e, &call);
-  plan_direct(e, &call);
+  plan_staging(e, &call);
   e->call = &call;
   atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
   if (e->tasks == 1) worker(e, 0, 1);

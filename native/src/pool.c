@@ -92,9 +92,15 @@ pool *pool_create(int nthreads, long long spin_ns) {
   }
   for (int t = 1; t < nthreads; t++) {
     struct worker_start *s = malloc(sizeof *s);
-    if (s == NULL || (s->p = p, s->index = t, pthread_create(&p->threads[t], NULL, worker_main, s)) != 0) {
+    int started = 0;
+    if (s != NULL) {
+      s->p = p;
+      s->index = t;
+      started = pthread_create(&p->threads[t], NULL, worker_main, s) == 0;
+    }
+    if (!started) {
       free(s);
-      p->n = t; /* the workers started so far are stopped by pool_destroy */
+      p->n = t; /* pool_destroy stops the workers started so far */
       pool_destroy(p);
       return NULL;
     }

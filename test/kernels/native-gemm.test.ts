@@ -8,6 +8,7 @@
 // When CI is set the addon must be built: a CI run never silently tests only wasm.
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { createKernels } from "../../src/kernels/index.js";
 import type { MatmulOptions } from "../../src/kernels/kernels.js";
 import { loadNativeAddon } from "../../src/kernels/native/addon.js";
 import { createNativeKernels, type NativeKernels } from "../../src/kernels/native/index.js";
@@ -169,6 +170,23 @@ describe.skipIf(addon === undefined)("native GEMM", () => {
     two.matmul(out2, a, b, { transB: true });
     await two.dispose();
     expect(Buffer.compare(Buffer.from(out1.u8()), Buffer.from(out2.u8()))).toBe(0);
+  });
+
+  test('createKernels: "native" by name, and "auto" picks it when the addon loads', async () => {
+    const heap = new Heap();
+    for (const name of ["native", "auto"] as const) {
+      let fellBack = "";
+      const kernels = await createKernels(name, {
+        heap,
+        threads: 1,
+        onFallback: (reason) => {
+          fellBack = reason;
+        },
+      });
+      expect(kernels.name).toBe("native");
+      expect(fellBack).toBe("");
+      await kernels.dispose();
+    }
   });
 
   test("the heap's base address does not move when the memory grows", () => {

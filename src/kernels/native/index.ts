@@ -23,8 +23,11 @@ export interface NativeKernelsOptions {
   threads?: number;
   /** Micro-kernel ("avx512", "avx2", "generic"). Default: the best this CPU runs. */
   kernel?: string;
-  /** How long an idle native worker spins before it parks (ms). Default 20. */
+  /** How long an idle native worker spins before it parks (ms). Default 0.2: a parked pthread
+   * wakes in microseconds, and a spinning one would take a core from the wasm ops between GEMMs. */
   spinMs?: number;
+  /** The same for the wasm Kernels' workers (WasmKernelsOptions.spinMs). Default: wasm's. */
+  wasmSpinMs?: number;
 }
 
 export interface NativeKernels extends Kernels {
@@ -52,13 +55,16 @@ export async function createNativeKernels(
       `native kernels: this CPU cannot run the "${options.kernel}" micro-kernel; it runs ${available.join(", ")}`,
     );
   }
-  const wasm = await createWasmKernels(heap, { threads });
+  const wasm = await createWasmKernels(heap, {
+    threads,
+    ...(options.wasmSpinMs === undefined ? {} : { spinMs: options.wasmSpinMs }),
+  });
   // A view of the memory's first byte: the addon reads the base address from it.
   const engine = addon.createEngine(
     new Uint8Array(heap.memory.buffer, 0, 1),
     threads,
     options.kernel,
-    (options.spinMs ?? 20) * 1000,
+    (options.spinMs ?? 0.2) * 1000,
   );
   const gemmInfo = addon.engineInfo(engine);
   const params = new Float64Array(GEMM_PARAMS);
