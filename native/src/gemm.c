@@ -18,6 +18,9 @@
 
 #define MAX_MR 24
 #define MAX_NR 32
+/* Products below this many FLOPs run on the calling thread alone: waking a parked worker costs
+ * about as much as it would save. */
+#define SMALL_FLOPS (4.0 * 1024 * 1024)
 
 struct gemm_engine {
   ukernel kernel;
@@ -32,6 +35,7 @@ struct gemm_engine {
   tile_kernel tile;
   int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
+  int parallel; /* whether the pool's workers take part */
   _Atomic long next_task;
 };
 
@@ -344,7 +348,11 @@ static gemm_call transposed(const gemm_call *call) {
  * whole tiles. The grid depends on the shape and the thread count only through `want`, and no
  * element's operations depend on the grid (tiles stay aligned to multiples of MR and NR). */
 static void plan_tasks(gemm_engine *e, const gemm_call *call) {
-  long want = e->threads == 1 ? 1 : 4L * e->threads;
+  double k = 0;
+  for (int i = 0; i < call->nterms; i++) k += (double)call->term[i].k;
+  double flops = 2.0 * (double)call->batch * (double)call->m * (double)call->n * k;
+  e->parallel = e->threads > 1 && flops >= SMALL_FLOPS;
+  long want = e->parallel ? 4L * e->threads : 1;
   long per_entry = ceil_div(want, call->batch);
   long row_tiles = ceil_div(call->m, e->tile.mr), col_tiles = ceil_div(call->n, e->tile.nr);
   long row_blocks = 1, col_blocks = 1;
@@ -401,7 +409,7 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
   plan_staging(e, &call);
   e->call = &call;
   atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
-  if (e->tasks == 1) worker(e, 0, 1);
+  if (!e->parallel || e->tasks == 1) worker(e, 0, 1);
   else pool_run(e->pool, worker, e);
   e->call = NULL;
 }
