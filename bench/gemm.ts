@@ -8,6 +8,7 @@
 // FLOPs = 2*M*N*K per product.
 
 import type { Kernels, MatmulOptions } from "../src/kernels/kernels.js";
+import { createNativeKernels, nativeAvailability } from "../src/kernels/native/index.js";
 import { createRefKernels } from "../src/kernels/ref/index.js";
 import { relaxedSimdSupported } from "../src/kernels/wasm/asm.js";
 import { createWasmKernels } from "../src/kernels/wasm/index.js";
@@ -73,7 +74,14 @@ const MODEL_SHAPES: Shape[] = [
   { m: 1024, n: 64, k: 1024, form: "TN", batch: 8, name: "attention dV (and dK): P^T dO" },
 ];
 
-export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
+/**
+ * `gemm`: every engine. `gemm-native` (gemmNativeSuite): only the fast configurations (native and
+ * relaxed-SIMD wasm on all cores, native on one core) against numpy, for a shorter run.
+ */
+export async function gemmSuite(
+  reporter: Reporter,
+  { quick, fastOnly = false }: { quick: boolean; fastOnly?: boolean },
+): Promise<void> {
   const squares = quick ? [256, 512, 1024] : [256, 512, 1024, 2048];
   const shapes: Shape[] = squares.map((s) => ({ m: s, n: s, k: s, form: "NN", group: "square" }));
   shapes.push(
@@ -100,11 +108,14 @@ export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean 
 
   const heap = new Heap({ initialBytes: 256 * 2 ** 20 });
   const relaxedOk = relaxedSimdSupported();
-  const configs: { impl: string; threads: number; simd: string; make: () => Promise<Kernels> }[] = [
-    { impl: "ref", threads: 1, simd: "none", make: async () => createRefKernels(heap) },
-  ];
+  const configs: { impl: string; threads: number; simd: string; make: () => Promise<Kernels> }[] =
+    fastOnly
+      ? []
+      : [{ impl: "ref", threads: 1, simd: "none", make: async () => createRefKernels(heap) }];
   for (const relaxed of relaxedOk ? [true, false] : [false]) {
+    if (fastOnly && !relaxed) continue;
     for (const threads of cores > 1 ? [1, cores] : [1]) {
+      if (fastOnly && threads !== cores) continue;
       configs.push({
         impl: "wasm",
         threads,
@@ -115,6 +126,17 @@ export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean 
   }
   if (!relaxedOk)
     reporter.note("relaxed SIMD unavailable: run node with --experimental-wasm-relaxed-simd");
+  const native = nativeAvailability();
+  if (native.ok) {
+    for (const threads of cores > 1 ? [1, cores] : [1]) {
+      configs.push({
+        impl: "native",
+        threads,
+        simd: "native",
+        make: () => createNativeKernels(heap, { threads }),
+      });
+    }
+  } else reporter.note(`native engine unavailable: ${native.reason}`);
 
   for (const cfg of configs) {
     const kernels = await cfg.make();
@@ -174,4 +196,8 @@ export async function gemmSuite(reporter: Reporter, { quick }: { quick: boolean 
     }
     await kernels.dispose();
   }
+}
+
+export function gemmNativeSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
+  return gemmSuite(reporter, { quick, fastOnly: true });
 }

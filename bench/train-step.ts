@@ -1,6 +1,7 @@
 // Training-step benchmark: forward + backward of a random Llama (no weight gradients, activation
-// gradients on down to inputs_embeds, as the PyTorch side computes them) with the wasm kernels on all
-// threads; tokens/s and the share of the step spent in GEMM (kernels.matmul wrapped with a timer).
+// gradients on down to inputs_embeds, as the PyTorch side computes them) with the wasm kernels, and
+// the native ones when built, on all threads; tokens/s and the share of the step spent in GEMM
+// (kernels.matmul wrapped with a timer).
 // Also the step's GEMM FLOPs divided by the machine's measured wasm SIMD128 FMA peak
 // (wasm-peak.ts): the fastest any wasm engine could do this step, as a ratio to PyTorch too.
 // PyTorch CPU on the same config runs side by side via bench/train_step_torch.py when python3 and
@@ -15,6 +16,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { type LlamaFamilyConfig, parseModelConfig } from "../src/io/hf-config.js";
 import { createKernels } from "../src/kernels/index.js";
+import { nativeAvailability } from "../src/kernels/native/index.js";
 import type { CheckpointSource } from "../src/models/common.js";
 import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
 import type { Batch } from "../src/models/model.js";
@@ -98,22 +100,24 @@ function runTorch(shape: Shape, reps: number): TorchResult | string {
   return JSON.parse(line) as TorchResult;
 }
 
-export async function trainStepSuite(
+interface StepResult {
+  /** tokens per second at the median step */
+  tokensPerS: number;
+  /** GEMM FLOPs of one step */
+  flops: number;
+}
+
+/** Times lossAndGrads of the bench Llama on one engine and records the median step. */
+async function measureStep(
   reporter: Reporter,
-  options: { quick: boolean },
-): Promise<void> {
-  const shape: Shape = options.quick
-    ? { layers: 2, batch: 2, seq: 128 }
-    : { layers: 8, batch: 4, seq: 256 };
-  const reps = options.quick ? 1 : 3;
-  const threads = await cpuCount();
+  engine: "wasm" | "native",
+  shape: Shape,
+  reps: number,
+  threads: number,
+): Promise<StepResult> {
   const config = llamaConfig(shape.layers);
-  reporter.note(
-    `llama hidden 512, ${shape.layers} layers, 8 heads, intermediate 1376, vocab 32000; batch ${shape.batch} x seq ${shape.seq}; ` +
-      "no weight gradients, activation gradients on",
-  );
   const heap = new Heap({ initialBytes: 1024 * 2 ** 20 });
-  const kernels = await createKernels("wasm", { heap, threads });
+  const kernels = await createKernels(engine, { heap, threads });
   const model = await createLlama(config, randomCheckpoint(config, 1), kernels, "(random)");
   const batch = randomBatch(config.vocab_size, shape.batch, shape.seq, 2);
   const tokens = shape.batch * shape.seq;
@@ -132,48 +136,73 @@ export async function trainStepSuite(
     }
     steps.sort((a, b) => a.ms - b.ms);
     const median = steps[Math.floor(steps.length / 2)];
-    const ours = tokens / (median.ms / 1000);
+    const tokensPerS = tokens / (median.ms / 1000);
     reporter.record({
-      impl: "loraga-wasm",
+      impl: `loraga-${engine}`,
       threads,
       step_ms: median.ms,
-      tokens_per_s: ours,
+      tokens_per_s: tokensPerS,
       gemm_share: median.gemm / median.ms,
       gemm_gflops: median.flops / median.gemm / 1e6,
       heap_mib: heap.peakBytes / 2 ** 20,
     });
-    // the GEMM FLOPs alone, at the measured wasm FMA peak: no wasm engine can do the step faster
-    const peak = await measureWasmPeak(threads);
-    const boundMs = median.flops / (peak.gflopsAll * 1e6);
-    const boundTokensPerS = tokens / (boundMs / 1000);
-    reporter.record({
-      bound: "gemm_flops_at_wasm_peak",
-      gemm_gflop: median.flops / 1e9,
-      wasm_peak_gflops: peak.gflopsAll,
-      wasm_peak_gflops_1thread: peak.gflops1,
-      relaxed: peak.relaxed,
-      bound_step_ms: boundMs,
-      bound_tokens_per_s: boundTokensPerS,
-    });
-    const torch = runTorch(shape, reps);
-    if (typeof torch === "string") {
-      reporter.note(`PyTorch skipped: ${torch}`);
-      return;
-    }
-    reporter.record({
-      impl: "pytorch-cpu",
-      threads: torch.threads,
-      step_ms: torch.step_ms,
-      tokens_per_s: torch.tokens_per_s,
-    });
-    reporter.record({
-      ratio_loraga_over_torch: ours / torch.tokens_per_s,
-      bound_ratio_over_torch: boundTokensPerS / torch.tokens_per_s,
-    });
+    return { tokensPerS, flops: median.flops };
   } finally {
     timer.restore();
     inputsEmbedsGrad.dispose();
     model.dispose();
     await kernels.dispose();
   }
+}
+
+export async function trainStepSuite(
+  reporter: Reporter,
+  options: { quick: boolean },
+): Promise<void> {
+  const shape: Shape = options.quick
+    ? { layers: 2, batch: 2, seq: 128 }
+    : { layers: 8, batch: 4, seq: 256 };
+  const reps = options.quick ? 1 : 3;
+  const threads = await cpuCount();
+  reporter.note(
+    `llama hidden 512, ${shape.layers} layers, 8 heads, intermediate 1376, vocab 32000; batch ${shape.batch} x seq ${shape.seq}; ` +
+      "no weight gradients, activation gradients on",
+  );
+  const tokens = shape.batch * shape.seq;
+  const wasm = await measureStep(reporter, "wasm", shape, reps, threads);
+  const native = nativeAvailability();
+  let nativeResult: StepResult | undefined;
+  if (native.ok) nativeResult = await measureStep(reporter, "native", shape, reps, threads);
+  else reporter.note(`native engine skipped: ${native.reason}`);
+  // the GEMM FLOPs alone, at the measured wasm FMA peak: no wasm engine can do the step faster
+  const peak = await measureWasmPeak(threads);
+  const boundMs = wasm.flops / (peak.gflopsAll * 1e6);
+  const boundTokensPerS = tokens / (boundMs / 1000);
+  reporter.record({
+    bound: "gemm_flops_at_wasm_peak",
+    gemm_gflop: wasm.flops / 1e9,
+    wasm_peak_gflops: peak.gflopsAll,
+    wasm_peak_gflops_1thread: peak.gflops1,
+    relaxed: peak.relaxed,
+    bound_step_ms: boundMs,
+    bound_tokens_per_s: boundTokensPerS,
+  });
+  const torch = runTorch(shape, reps);
+  if (typeof torch === "string") {
+    reporter.note(`PyTorch skipped: ${torch}`);
+    return;
+  }
+  reporter.record({
+    impl: "pytorch-cpu",
+    threads: torch.threads,
+    step_ms: torch.step_ms,
+    tokens_per_s: torch.tokens_per_s,
+  });
+  reporter.record({
+    ratio_loraga_over_torch: wasm.tokensPerS / torch.tokens_per_s,
+    ...(nativeResult === undefined
+      ? {}
+      : { ratio_native_over_torch: nativeResult.tokensPerS / torch.tokens_per_s }),
+    bound_ratio_over_torch: boundTokensPerS / torch.tokens_per_s,
+  });
 }

@@ -1,6 +1,8 @@
 // createKernels: the registry of Kernels implementations, chosen by name (no global default).
-// "ref" is the plain-TypeScript oracle; "wasm" (kernels/wasm/) is loaded lazily so that users of
-// the reference kernels never load WebAssembly or worker code.
+// "ref" is the plain-TypeScript oracle; "wasm" (kernels/wasm/) and "native" (kernels/native/, a C
+// addon built at install time, Node only) are loaded lazily so that users of the reference
+// kernels never load WebAssembly, worker or addon code. "auto" is "native" when its addon loads
+// and "wasm" otherwise (onFallback hears why).
 
 import type { Heap } from "../tensor/heap.js";
 import type { Kernels, KernelsName } from "./kernels.js";
@@ -8,39 +10,64 @@ import { createRefKernels } from "./ref/index.js";
 
 export interface CreateKernelsOptions {
   heap: Heap;
-  /** Worker threads for implementations that use them (wasm); ignored by ref. */
+  /** Worker threads for implementations that use them (wasm, native); ignored by ref. */
   threads?: number;
+  /** "auto" only: called with the reason when the native engine is unavailable and wasm is used. */
+  onFallback?: (reason: string) => void;
 }
 
-const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm"];
+export const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm", "native", "auto"];
 
 interface WasmKernelsModule {
   createWasmKernels(heap: Heap, options: { threads?: number }): Promise<Kernels>;
+}
+interface NativeKernelsModule {
+  createNativeKernels(heap: Heap, options: { threads?: number }): Promise<Kernels>;
+  nativeAvailability(): { ok: true } | { ok: false; reason: string };
+}
+
+/** Imports a kernels module by a variable specifier, which keeps it out of the static graph. */
+async function importKernels<T>(name: string, specifier: string): Promise<T> {
+  try {
+    return (await import(specifier)) as T;
+  } catch (error) {
+    throw new Error(
+      `createKernels("${name}"): cannot load kernels/${specifier}: ${String(error)}`,
+      {
+        cause: error,
+      },
+    );
+  }
 }
 
 export async function createKernels(
   name: KernelsName,
   options: CreateKernelsOptions,
 ): Promise<Kernels> {
+  const threadOptions = options.threads === undefined ? {} : { threads: options.threads };
   switch (name) {
     case "ref":
       return createRefKernels(options.heap);
     case "wasm": {
-      // A variable specifier keeps the import lazy and out of the static module graph.
-      const specifier = "./wasm/index.js";
-      let module: WasmKernelsModule;
+      const module = await importKernels<WasmKernelsModule>(name, "./wasm/index.js");
+      return module.createWasmKernels(options.heap, threadOptions);
+    }
+    case "native": {
+      const module = await importKernels<NativeKernelsModule>(name, "./native/index.js");
+      return module.createNativeKernels(options.heap, threadOptions);
+    }
+    case "auto": {
+      let reason: string;
       try {
-        module = (await import(specifier)) as WasmKernelsModule;
+        const module = await importKernels<NativeKernelsModule>(name, "./native/index.js");
+        const availability = module.nativeAvailability();
+        if (availability.ok) return module.createNativeKernels(options.heap, threadOptions);
+        reason = availability.reason;
       } catch (error) {
-        throw new Error(
-          `createKernels("wasm"): cannot load kernels/wasm/index.js: ${String(error)}`,
-          {
-            cause: error,
-          },
-        );
+        reason = String(error); // e.g. a browser: the addon loader needs node:module
       }
-      const wasmOptions = options.threads === undefined ? {} : { threads: options.threads };
-      return module.createWasmKernels(options.heap, wasmOptions);
+      options.onFallback?.(reason);
+      return createKernels("wasm", options);
     }
     default:
       name satisfies never;

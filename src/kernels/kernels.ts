@@ -4,6 +4,9 @@
 //            implementation is tested against.
 //   - `wasm` (kernels/wasm/): WebAssembly SIMD128 code generated from TypeScript, multi-threaded
 //            over worker threads sharing the heap.
+//   - `native` (kernels/native/): a C addon's matmul (native/src/) on the same heap, every other
+//            op the wasm one's; Node only, when the addon is built. `auto` is native when it
+//            loads, else wasm.
 //
 // Conventions (llm.c style):
 // - Outputs first, then inputs, then options. All tensors live in the same Heap as the kernels.
@@ -21,7 +24,10 @@
 import type { Heap } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
 
-export type KernelsName = "ref" | "wasm";
+/** Names createKernels accepts; "auto" picks "native" when its addon loads, else "wasm". */
+export type KernelsName = "ref" | "wasm" | "native" | "auto";
+/** The implementation a Kernels object is (what "auto" resolved to). */
+export type KernelsImpl = Exclude<KernelsName, "auto">;
 
 export interface MatmulOptions {
   /** a is stored (..., K, M) and used transposed. */
@@ -128,7 +134,7 @@ export interface AdamWOptions {
 }
 
 export interface Kernels {
-  readonly name: KernelsName;
+  readonly name: KernelsImpl;
   /** Threads that execute a kernel call (1 = the calling thread only). */
   readonly threads: number;
   readonly heap: Heap;

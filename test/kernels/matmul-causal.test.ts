@@ -7,6 +7,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels, MatmulCausal, MatmulOptions } from "../../src/kernels/kernels.js";
+import { createNativeKernels, nativeAvailability } from "../../src/kernels/native/index.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
@@ -163,10 +164,17 @@ function zeroExcluded(c: Case, a: Float32Array): void {
   }
 }
 
+const NATIVE_THREADS = [1, 2];
 const impls: { label: string; make: (heap: Heap) => Promise<Kernels> }[] = [
   { label: "ref", make: async (heap) => createRefKernels(heap) },
   { label: "wasm, 1 thread", make: (heap) => createWasmKernels(heap, { threads: 1 }) },
   { label: "wasm, 2 threads", make: (heap) => createWasmKernels(heap, { threads: 2 }) },
+  ...(nativeAvailability().ok
+    ? NATIVE_THREADS.map((threads) => ({
+        label: `native, ${threads} thread(s)`,
+        make: (heap: Heap) => createNativeKernels(heap, { threads }),
+      }))
+    : []),
 ];
 
 for (const impl of impls) {

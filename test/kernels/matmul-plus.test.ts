@@ -9,6 +9,7 @@
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels, MatmulOptions } from "../../src/kernels/kernels.js";
+import { createNativeKernels, nativeAvailability } from "../../src/kernels/native/index.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWasmKernels } from "../../src/kernels/wasm/index.js";
 import { Heap } from "../../src/tensor/heap.js";
@@ -153,10 +154,17 @@ function oracle(
   return want;
 }
 
+const NATIVE_THREADS = [1, 2];
 const impls: { label: string; make: (heap: Heap) => Promise<Kernels> }[] = [
   { label: "ref", make: async (heap) => createRefKernels(heap) },
   { label: "wasm, 1 thread", make: (heap) => createWasmKernels(heap, { threads: 1 }) },
   { label: "wasm, 2 threads", make: (heap) => createWasmKernels(heap, { threads: 2 }) },
+  ...(nativeAvailability().ok
+    ? NATIVE_THREADS.map((threads) => ({
+        label: `native, ${threads} thread(s)`,
+        make: (heap: Heap) => createNativeKernels(heap, { threads }),
+      }))
+    : []),
   {
     label: "wasm, 2 threads, plain SIMD",
     make: (heap) => createWasmKernels(heap, { threads: 2, relaxedSimd: false }),

@@ -6,9 +6,11 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
+import type { KernelsName } from "../../src/kernels/kernels.js";
 import { canonicalizeSigns, svdLowrank } from "../../src/linalg/svd.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { nonEmpty } from "../helpers/fixture-cases.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 import {
   columns,
   maxDiffUpToColumnSign,
@@ -194,57 +196,63 @@ describe("svdLowrank on known spectra", () => {
   });
 });
 
-describe.each(["ref", "wasm"] as const)("svdLowrank with %s kernels (float32 products)", (name) => {
-  test.each([
-    [120, 80],
-    [70, 130],
-  ])("%i x %i agrees with the float64 path to float32 accuracy; heap is released", async (m, n) => {
-    const rng = new Rng(m);
-    const g = gradientLike(rng, m, n);
-    const a32 = Float32Array.from(g.a);
-    const heap = new Heap({ initialBytes: 1 << 22 });
-    const kernels = await createKernels(name, { heap, threads: 2 });
-    try {
-      const before = heap.bytesInUse;
-      const withKernels = canonicalizeSigns(
-        svdLowrank(a32, m, n, { q: 20, niter: 3, seed: 9, kernels }),
-      );
-      expect(heap.bytesInUse).toBe(before);
-      const plain = canonicalizeSigns(svdLowrank(a32, m, n, { q: 20, niter: 3, seed: 9 }));
-      for (let i = 0; i < 20; i++)
-        expect(Math.abs(withKernels.S[i] - plain.S[i])).toBeLessThan(1e-5 * plain.S[0]);
-      const k = 5;
-      expect(
-        angleBoundDegrees(columns(plain.U, m, 20, k), columns(withKernels.U, m, 20, k), m, k),
-      ).toBeLessThan(1e-3);
-      expect(
-        angleBoundDegrees(columns(plain.V, n, 20, k), columns(withKernels.V, n, 20, k), n, k),
-      ).toBeLessThan(1e-3);
-      expect(orthonormalityError(withKernels.U, m, 20)).toBeLessThan(1e-12);
-    } finally {
-      await kernels.dispose();
-    }
-  });
-
-  test("rank-deficient gradient (rank 6 < q = 16): finite, orthonormal, leading values to f32 accuracy", async () => {
-    const rng = new Rng(6);
-    const m = 90;
-    const n = 64;
-    const s = [5, 4, 3, 2, 1, 0.5];
-    const a = Float32Array.from(
-      withSpectrum(randomOrthonormal(rng, m, 6), s, randomOrthonormal(rng, n, 6), m, n, 6),
+describe.each<KernelsName>(["ref", "wasm", ...NATIVE_ENGINES])(
+  "svdLowrank with %s kernels (float32 products)",
+  (name) => {
+    test.each([
+      [120, 80],
+      [70, 130],
+    ])(
+      "%i x %i agrees with the float64 path to float32 accuracy; heap is released",
+      async (m, n) => {
+        const rng = new Rng(m);
+        const g = gradientLike(rng, m, n);
+        const a32 = Float32Array.from(g.a);
+        const heap = new Heap({ initialBytes: 1 << 22 });
+        const kernels = await createKernels(name, { heap, threads: 2 });
+        try {
+          const before = heap.bytesInUse;
+          const withKernels = canonicalizeSigns(
+            svdLowrank(a32, m, n, { q: 20, niter: 3, seed: 9, kernels }),
+          );
+          expect(heap.bytesInUse).toBe(before);
+          const plain = canonicalizeSigns(svdLowrank(a32, m, n, { q: 20, niter: 3, seed: 9 }));
+          for (let i = 0; i < 20; i++)
+            expect(Math.abs(withKernels.S[i] - plain.S[i])).toBeLessThan(1e-5 * plain.S[0]);
+          const k = 5;
+          expect(
+            angleBoundDegrees(columns(plain.U, m, 20, k), columns(withKernels.U, m, 20, k), m, k),
+          ).toBeLessThan(1e-3);
+          expect(
+            angleBoundDegrees(columns(plain.V, n, 20, k), columns(withKernels.V, n, 20, k), n, k),
+          ).toBeLessThan(1e-3);
+          expect(orthonormalityError(withKernels.U, m, 20)).toBeLessThan(1e-12);
+        } finally {
+          await kernels.dispose();
+        }
+      },
     );
-    const heap = new Heap({ initialBytes: 1 << 22 });
-    const kernels = await createKernels(name, { heap, threads: 2 });
-    try {
-      const svd = svdLowrank(a, m, n, { q: 16, niter: 4, seed: 2, kernels });
-      for (const x of [...svd.U, ...svd.S, ...svd.V]) expect(Number.isFinite(x)).toBe(true);
-      expect(orthonormalityError(svd.U, m, 16)).toBeLessThan(1e-12);
-      expect(orthonormalityError(svd.V, n, 16)).toBeLessThan(1e-12);
-      for (let i = 0; i < 6; i++) expect(Math.abs(svd.S[i] - s[i])).toBeLessThan(1e-5 * s[0]);
-      for (let i = 6; i < 16; i++) expect(svd.S[i]).toBeLessThan(1e-5 * s[0]);
-    } finally {
-      await kernels.dispose();
-    }
-  });
-});
+
+    test("rank-deficient gradient (rank 6 < q = 16): finite, orthonormal, leading values to f32 accuracy", async () => {
+      const rng = new Rng(6);
+      const m = 90;
+      const n = 64;
+      const s = [5, 4, 3, 2, 1, 0.5];
+      const a = Float32Array.from(
+        withSpectrum(randomOrthonormal(rng, m, 6), s, randomOrthonormal(rng, n, 6), m, n, 6),
+      );
+      const heap = new Heap({ initialBytes: 1 << 22 });
+      const kernels = await createKernels(name, { heap, threads: 2 });
+      try {
+        const svd = svdLowrank(a, m, n, { q: 16, niter: 4, seed: 2, kernels });
+        for (const x of [...svd.U, ...svd.S, ...svd.V]) expect(Number.isFinite(x)).toBe(true);
+        expect(orthonormalityError(svd.U, m, 16)).toBeLessThan(1e-12);
+        expect(orthonormalityError(svd.V, n, 16)).toBeLessThan(1e-12);
+        for (let i = 0; i < 6; i++) expect(Math.abs(svd.S[i] - s[i])).toBeLessThan(1e-5 * s[0]);
+        for (let i = 6; i < 16; i++) expect(svd.S[i]).toBeLessThan(1e-5 * s[0]);
+      } finally {
+        await kernels.dispose();
+      }
+    });
+  },
+);

@@ -21,10 +21,11 @@ import {
   readModelFixture,
   relErr,
 } from "../helpers/model-fixtures.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 const FIXTURES = MODEL_FIXTURES;
 const MODELS = FIXTURE_MODELS;
-const KERNELS: KernelsName[] = ["ref", "wasm"];
+const KERNELS: KernelsName[] = ["ref", "wasm", ...NATIVE_ENGINES];
 
 type Expected = ModelFixture;
 

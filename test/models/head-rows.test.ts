@@ -19,10 +19,11 @@ import { type CausalLM, loadModel } from "../../src/models/model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import { MODEL_FIXTURES, readModelFixture, relErr } from "../helpers/model-fixtures.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 const FIXTURES = MODEL_FIXTURES;
 const MODELS = ["llama-gqa", "gpt2"];
-const KERNELS: KernelsName[] = ["ref", "wasm"];
+const KERNELS: KernelsName[] = ["ref", "wasm", ...NATIVE_ENGINES];
 
 describe.each(KERNELS)("lm_head rows in lossAndGrads (%s kernels)", (kernelsName) => {
   let kernels: Kernels;

@@ -26,9 +26,10 @@ import {
   readModelFixture,
   relErr,
 } from "../helpers/model-fixtures.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 const FIXTURES = MODEL_FIXTURES;
-const KERNELS: KernelsName[] = ["ref", "wasm"];
+const KERNELS: KernelsName[] = ["ref", "wasm", ...NATIVE_ENGINES];
 
 type Fixture = ModelFixture;
 

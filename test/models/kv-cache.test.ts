@@ -15,11 +15,12 @@ import { Heap } from "../../src/tensor/heap.js";
 import { generate } from "../../src/train/generate.js";
 import { Rng } from "../../src/util/random.js";
 import { FIXTURE_MODELS, MODEL_FIXTURES } from "../helpers/model-fixtures.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 const FIXTURES = MODEL_FIXTURES;
 const ADAPTER = join(import.meta.dirname, "..", "fixtures", "e2e", "llama-gqa", "converted"); // rank-4 LoRA by PEFT
 const MODELS = FIXTURE_MODELS;
-const KERNELS: KernelsName[] = ["ref", "wasm"];
+const KERNELS: KernelsName[] = ["ref", "wasm", ...NATIVE_ENGINES];
 
 function randomRows(lengths: readonly number[], vocab: number, seed: number): number[][] {
   const rng = new Rng(seed);

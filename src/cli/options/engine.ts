@@ -13,14 +13,17 @@ export const configFlag = stringFlag(
 );
 
 export const ENGINE_FLAGS = {
-  kernels: withDefault(choiceFlag("--kernels <name>", "compute kernels", ["wasm", "ref"]), "wasm"),
+  kernels: withDefault(
+    choiceFlag("--kernels <name>", "compute kernels", ["auto", "native", "wasm", "ref"]),
+    "auto",
+  ),
   threads: intFlag("--threads <n>", "worker threads (default: all cores)"),
   config: configFlag,
   quiet: switchFlag("-q, --quiet", "no progress output"),
 };
 
 export interface EngineOptions {
-  readonly kernels: "wasm" | "ref";
+  readonly kernels: "auto" | "native" | "wasm" | "ref";
   readonly threads: number | undefined;
 }
 
@@ -35,6 +38,7 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
   const kernels = await createKernels(options.kernels, {
     heap,
     ...(options.threads !== undefined && { threads: options.threads }),
+    onFallback: (reason) => process.stderr.write(`loraga: using the wasm engine (${reason})\n`),
   });
   return { heap, kernels, dispose: () => kernels.dispose() };
 }

@@ -1,0 +1,81 @@
+/* SGEMM contract: C = sum over terms t of alpha_t op(A_t) op(B_t)  (+ C when accumulate), f32,
+ * row-major buffers addressed by element strides, so every transpose is a choice of strides:
+ *   op(A_t)[i, p] = a[i * rs_a + p * cs_a]   (M x K_t)
+ *   op(B_t)[p, j] = b[p * rs_b + j * cs_b]   (K_t x N)
+ *   C[i, j]       = c[i * rs_c + j * cs_c]   (M x N)
+ * batch > 1 repeats the product with each pointer advanced by its batch stride (0 for a shared
+ * operand). A second term (MatmulOptions.plus in src/kernels/kernels.ts) is allowed only with
+ * batch == 1. Causal kinds are those of MatmulCausal (kernels.ts): MASK_OUT writes 0 where
+ * j > i mod period; LOWER_A / UPPER_A promise zeros in op(A) that the kernel may skip.
+ * C must not overlap any input. Determinism: each element of C is computed by one thread with
+ * the same sequence of operations whatever the thread count, so results do not depend on it. */
+#ifndef LORAGA_GEMM_H
+#define LORAGA_GEMM_H
+
+#include "pool.h"
+
+enum { CAUSAL_NONE = 0, CAUSAL_MASK_OUT = 1, CAUSAL_LOWER_A = 2, CAUSAL_UPPER_A = 3 };
+
+typedef struct {
+  const float *a;
+  long rs_a, cs_a, batch_a;
+  const float *b;
+  long rs_b, cs_b, batch_b;
+  long k;
+  float alpha;
+} gemm_term;
+
+typedef struct {
+  float *c;
+  long rs_c, cs_c, batch_c;
+  long m, n, batch;
+  gemm_term term[2];
+  int nterms;
+  int accumulate;
+  int causal;
+  long period;
+} gemm_call;
+
+/* One register tile kernel: acc (MR x NR) = sum_{p<kc} a[r*a_rs + p*a_ps] * b[p*b_ps + c]; then
+ * C = acc (accumulate 0) or C += acc, C rows ldc apart, columns contiguous. a and b are packed
+ * panels (a_rs 1, a_ps MR; b_ps NR) or, when contiguous, the operands themselves (a_ps 1; b_ps
+ * the row stride of B). */
+typedef void (*ukernel_fn)(long kc, const float *a, long a_rs, long a_ps, const float *b, long b_ps,
+                           float *c, long ldc, int accumulate);
+
+typedef struct {
+  int mr, nr;
+  ukernel_fn fn;
+} tile_kernel;
+
+/* One instruction set's tile kernels; each call uses the tile that wastes least on its shape. */
+typedef struct {
+  const char *name;
+  tile_kernel tiles[2];
+  int ntiles;
+} ukernel;
+
+/* The kernels this build contains, best first; available() says whether this CPU runs it. */
+typedef struct {
+  ukernel kernel;
+  int (*available)(void);
+} ukernel_entry;
+extern const ukernel_entry UKERNELS[];
+extern const int UKERNEL_COUNT;
+
+/* Cache blocking: kc inner-dim block, mc rows of packed A, nc columns of packed B. */
+typedef struct {
+  long mc, kc, nc;
+} blocking;
+
+typedef struct gemm_engine gemm_engine;
+
+/* kernel: an entry of UKERNELS; threads >= 1. NULL when out of memory or threads. */
+gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long spin_ns);
+void gemm_engine_destroy(gemm_engine *e);
+const ukernel *gemm_engine_kernel(const gemm_engine *e);
+blocking gemm_engine_blocking(const gemm_engine *e);
+int gemm_engine_threads(const gemm_engine *e);
+void gemm_run(gemm_engine *e, const gemm_call *call);
+
+#endif

@@ -1,0 +1,139 @@
+/* Register-tile micro-kernels of the SGEMM (gemm.h: ukernel_fn), one per instruction set, each
+ * compiled for its own target with __attribute__((target)) so that one binary runs on any x86-64
+ * CPU and picks the best kernel at run time (__builtin_cpu_supports). Operands (gemm.h,
+ * ukernel_fn): a[r * a_rs + p * a_ps] and b[p * b_ps + j], packed panels (a_rs 1, a_ps MR,
+ * b_ps NR; gemm.c packs them, zero-padded) or the caller's own rows when they are contiguous. */
+#include <string.h>
+
+#include "gemm.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+
+/* AVX-512F tiles MR x (16 NV): acc[r][v] += a[r] * b[16v ..], one FMA per accumulator per step.
+ * 12 x 32 (NV 2): 24 accumulators + 2 for the row of b + 1 for the broadcast a[r] = 27 of 32 zmm.
+ * 24 x 16 (NV 1, for outputs 16 or fewer columns wide): 24 accumulators + 1 + 1 = 26 of 32 zmm.
+ * Each step of p: NV loads of b, MR broadcasts of a, MR * NV FMAs: enough independent chains to
+ * cover the FMA latency on two 512-bit pipes. */
+/* The shared body; always inlined into the wrappers below with constant mr and nv, so that the
+ * loops over r and v unroll completely and acc lives in registers. */
+__attribute__((target("avx512f"), always_inline)) static inline void avx512_tile(
+    const int mr, const int nv, long kc, const float *a, long a_rs, long a_ps, const float *b,
+    long b_ps, float *c, long ldc, int accumulate) {
+  __m512 acc[24][2];
+#pragma GCC unroll 24
+  for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+  for (long p = 0; p < kc; p++) {
+    __m512 bv[2];
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++) bv[v] = _mm512_loadu_ps(b + 16 * v);
+#pragma GCC unroll 24
+    for (int r = 0; r < mr; r++) {
+      __m512 ar = _mm512_set1_ps(a[r * a_rs]);
+#pragma GCC unroll 2
+      for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+    a += a_ps;
+    b += b_ps;
+  }
+#pragma GCC unroll 24
+  for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++) {
+      float *o = c + r * ldc + 16 * v;
+      if (accumulate) acc[r][v] = _mm512_add_ps(acc[r][v], _mm512_loadu_ps(o));
+      _mm512_storeu_ps(o, acc[r][v]);
+    }
+}
+__attribute__((target("avx512f"))) static void ukernel_avx512_12x32(long kc, const float *a,
+                                                                     long a_rs, long a_ps,
+                                                                     const float *b, long b_ps,
+                                                                     float *c, long ldc,
+                                                                     int accumulate) {
+  if (a_rs == 1) /* packed a: a specialised copy with constant offsets */
+    avx512_tile(12, 2, kc, a, 1, a_ps, b, b_ps, c, ldc, accumulate);
+  else
+    avx512_tile(12, 2, kc, a, a_rs, a_ps, b, b_ps, c, ldc, accumulate);
+}
+__attribute__((target("avx512f"))) static void ukernel_avx512_24x16(long kc, const float *a,
+                                                                     long a_rs, long a_ps,
+                                                                     const float *b, long b_ps,
+                                                                     float *c, long ldc,
+                                                                     int accumulate) {
+  if (a_rs == 1) /* packed a: a specialised copy with constant offsets */
+    avx512_tile(24, 1, kc, a, 1, a_ps, b, b_ps, c, ldc, accumulate);
+  else
+    avx512_tile(24, 1, kc, a, a_rs, a_ps, b, b_ps, c, ldc, accumulate);
+}
+static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
+
+/* AVX2 + FMA, 6 x 16 tile. Register budget (16 ymm): 12 accumulators (6 rows x 2 vectors of 8),
+ * 2 for the row of b, 1 for the broadcast a[r]: 15. */
+#define AVX2_MR 6
+__attribute__((target("avx2,fma"))) static void ukernel_avx2_6x16(long kc, const float *a,
+                                                                  long a_rs, long a_ps,
+                                                                  const float *b, long b_ps,
+                                                                  float *c, long ldc,
+                                                                  int accumulate) {
+  __m256 acc[AVX2_MR][2];
+#pragma GCC unroll 6
+  for (int r = 0; r < AVX2_MR; r++) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (long p = 0; p < kc; p++) {
+    __m256 b0 = _mm256_loadu_ps(b);
+    __m256 b1 = _mm256_loadu_ps(b + 8);
+#pragma GCC unroll 6
+    for (int r = 0; r < AVX2_MR; r++) {
+      __m256 ar = _mm256_broadcast_ss(a + r * a_rs);
+      acc[r][0] = _mm256_fmadd_ps(ar, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(ar, b1, acc[r][1]);
+    }
+    a += a_ps;
+    b += b_ps;
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < AVX2_MR; r++) {
+    float *row = c + r * ldc;
+    if (accumulate) {
+      acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_loadu_ps(row));
+      acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_loadu_ps(row + 8));
+    }
+    _mm256_storeu_ps(row, acc[r][0]);
+    _mm256_storeu_ps(row + 8, acc[r][1]);
+  }
+}
+static int have_avx2(void) {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+#endif
+
+/* Portable C, 4 x 16 tile: plain loops over a local accumulator array that the compiler keeps in
+ * vector registers (16 floats per row: four SSE or two AVX vectors) and vectorises over c. Its
+ * sums use separate multiply and add, so results may differ from the FMA kernels in the last bit. */
+#define GENERIC_MR 4
+#define GENERIC_NR 16
+static void ukernel_generic_4x16(long kc, const float *a, long a_rs, long a_ps, const float *b,
+                                 long b_ps, float *c, long ldc, int accumulate) {
+  float acc[GENERIC_MR][GENERIC_NR];
+  memset(acc, 0, sizeof acc);
+  for (long p = 0; p < kc; p++) {
+    for (int r = 0; r < GENERIC_MR; r++)
+      for (int j = 0; j < GENERIC_NR; j++) acc[r][j] += a[r * a_rs] * b[j];
+    a += a_ps;
+    b += b_ps;
+  }
+  for (int r = 0; r < GENERIC_MR; r++)
+    for (int j = 0; j < GENERIC_NR; j++)
+      c[r * ldc + j] = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+}
+static int always(void) { return 1; }
+
+const ukernel_entry UKERNELS[] = {
+#if defined(__x86_64__) || defined(__i386__)
+    {{"avx512", {{12, 32, ukernel_avx512_12x32}, {24, 16, ukernel_avx512_24x16}}, 2}, have_avx512},
+    {{"avx2", {{AVX2_MR, 16, ukernel_avx2_6x16}}, 1}, have_avx2},
+#endif
+    {{"generic", {{GENERIC_MR, GENERIC_NR, ukernel_generic_4x16}}, 1}, always},
+};
+const int UKERNEL_COUNT = sizeof UKERNELS / sizeof UKERNELS[0];

@@ -1,0 +1,119 @@
+// The `native` Kernels: matmul runs in a C addon (native/src/: BLIS-style SGEMM with AVX-512,
+// AVX2+FMA or portable micro-kernels chosen for the CPU at run time, on its own pthread pool),
+// working in place on the Heap's shared WebAssembly.Memory through its base address; every other
+// op is the `wasm` Kernels' on the same heap (delegated below, one line each). Every matmul case
+// of MatmulOptions (transposes, batching, shared b, accumulate, alpha, plus, causal kinds) is
+// native. Node only; createKernels("native") loads it lazily.
+//
+// Contract: one native Kernels per Heap at a time (it owns that heap's wasm Kernels);
+// dispose() stops both thread pools. Results are the same for any thread count (see
+// native/src/gemm.h).
+
+import { cpuCount } from "../../platform/threads.js";
+import type { Heap } from "../../tensor/heap.js";
+import type { Tensor } from "../../tensor/tensor.js";
+import type { Kernels, MatmulOptions } from "../kernels.js";
+import { checkMatmul } from "../validate.js";
+import { createWasmKernels } from "../wasm/index.js";
+import { loadNativeAddon, type NativeEngineInfo } from "./addon.js";
+import { fillGemmParams, GEMM_PARAMS } from "./params.js";
+
+export interface NativeKernelsOptions {
+  /** Threads per kernel call, the caller included (both pools). Default: every core. */
+  threads?: number;
+  /** Micro-kernel ("avx512", "avx2", "generic"). Default: the best this CPU runs. */
+  kernel?: string;
+  /** How long an idle native worker spins before it parks (ms). Default 0.2: a parked pthread
+   * wakes in microseconds, and a spinning one would take a core from the wasm ops between GEMMs. */
+  spinMs?: number;
+  /** The same for the wasm Kernels' workers (WasmKernelsOptions.spinMs). Default: wasm's. */
+  wasmSpinMs?: number;
+}
+
+export interface NativeKernels extends Kernels {
+  /** The GEMM's micro-kernel, register tile and cache blocks. */
+  readonly gemmInfo: NativeEngineInfo;
+}
+
+/** Whether the addon is built and loads; else the reason, for messages. */
+export function nativeAvailability(): { ok: true } | { ok: false; reason: string } {
+  const loaded = loadNativeAddon();
+  return "addon" in loaded ? { ok: true } : { ok: false, reason: loaded.error };
+}
+
+export async function createNativeKernels(
+  heap: Heap,
+  options: NativeKernelsOptions = {},
+): Promise<NativeKernels> {
+  const loaded = loadNativeAddon();
+  if (!("addon" in loaded)) throw new Error(`native kernels unavailable: ${loaded.error}`);
+  const addon = loaded.addon;
+  const threads = options.threads ?? (await cpuCount());
+  const available = addon.kernels();
+  if (options.kernel !== undefined && !available.includes(options.kernel)) {
+    throw new Error(
+      `native kernels: this CPU cannot run the "${options.kernel}" micro-kernel; it runs ${available.join(", ")}`,
+    );
+  }
+  const wasm = await createWasmKernels(heap, {
+    threads,
+    ...(options.wasmSpinMs === undefined ? {} : { spinMs: options.wasmSpinMs }),
+  });
+  // A view of the memory's first byte: the addon reads the base address from it.
+  const engine = addon.createEngine(
+    new Uint8Array(heap.memory.buffer, 0, 1),
+    threads,
+    options.kernel,
+    (options.spinMs ?? 0.2) * 1000,
+  );
+  const gemmInfo = addon.engineInfo(engine);
+  const params = new Float64Array(GEMM_PARAMS);
+
+  function matmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOptions = {}): void {
+    const shape = checkMatmul(out, a, b, options);
+    fillGemmParams(params, out, a, b, options, shape);
+    addon.gemm(engine, params, heap.byteLength);
+  }
+
+  return {
+    name: "native",
+    threads,
+    heap,
+    gemmInfo,
+    matmul,
+    add: wasm.add.bind(wasm),
+    mul: wasm.mul.bind(wasm),
+    scale: wasm.scale.bind(wasm),
+    axpy: wasm.axpy.bind(wasm),
+    addBias: wasm.addBias.bind(wasm),
+    biasBackward: wasm.biasBackward.bind(wasm),
+    silu: wasm.silu.bind(wasm),
+    siluBackward: wasm.siluBackward.bind(wasm),
+    swiglu: wasm.swiglu.bind(wasm),
+    swigluBackward: wasm.swigluBackward.bind(wasm),
+    gelu: wasm.gelu.bind(wasm),
+    geluBackward: wasm.geluBackward.bind(wasm),
+    rmsnorm: wasm.rmsnorm.bind(wasm),
+    rmsnormBackward: wasm.rmsnormBackward.bind(wasm),
+    layernorm: wasm.layernorm.bind(wasm),
+    layernormBackward: wasm.layernormBackward.bind(wasm),
+    attentionSoftmax: wasm.attentionSoftmax.bind(wasm),
+    attentionSoftmaxBackward: wasm.attentionSoftmaxBackward.bind(wasm),
+    rope: wasm.rope.bind(wasm),
+    ropeBackward: wasm.ropeBackward.bind(wasm),
+    permute0213: wasm.permute0213.bind(wasm),
+    embedding: wasm.embedding.bind(wasm),
+    embeddingBackward: wasm.embeddingBackward.bind(wasm),
+    crossEntropy: wasm.crossEntropy.bind(wasm),
+    sum: wasm.sum.bind(wasm),
+    max: wasm.max.bind(wasm),
+    sumSquares: wasm.sumSquares.bind(wasm),
+    adamw: wasm.adamw.bind(wasm),
+    convert: wasm.convert.bind(wasm),
+    copy: wasm.copy.bind(wasm),
+    async dispose(): Promise<void> {
+      addon.destroyEngine(engine);
+      await wasm.dispose();
+    },
+  };
+}
