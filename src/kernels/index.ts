@@ -16,7 +16,7 @@ export interface CreateKernelsOptions {
   onFallback?: (reason: string) => void;
 }
 
-export const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm", "native", "auto"];
+const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm", "native", "auto"];
 
 interface WasmKernelsModule {
   createWasmKernels(heap: Heap, options: { threads?: number }): Promise<Kernels>;

@@ -23,7 +23,7 @@ import type { LinearLayer } from "./common.js";
 
 export type WeightStorageKind = QuantKind;
 /** Dtype of frozen linear weights kept on the heap. */
-export type WeightDtype = "f32" | "bf16" | "f16";
+type WeightDtype = "f32" | "bf16" | "f16";
 /** Off-heap quantization kinds of frozen linear weights. */
 export type QuantizeKind = "int8" | "nf4";
 

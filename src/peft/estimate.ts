@@ -48,7 +48,7 @@ export interface EstimateOptions {
   memoryBudget?: number;
 }
 
-export interface EstimateMemory {
+interface EstimateMemory {
   /** Groups of targets, and forward + backward passes run (groups * batches). */
   groups: number;
   passes: number;

@@ -57,7 +57,7 @@ export type TrainedWeights =
   | { kind: "lora"; config: LoraConfig; adapters: Map<string, AdapterWeights> }
   | { kind: "full"; params: Map<string, { shape: number[]; data: Float32Array }> };
 
-export function checkpointName(step: number): string {
+function checkpointName(step: number): string {
   return `checkpoint-${step}`;
 }
 

@@ -9,7 +9,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The addon's functions (native/src/addon.c documents each). */
-export interface NativeAddon {
+interface NativeAddon {
   /** Micro-kernels this CPU can run, best first ("avx512", "avx2", "generic"). */
   kernels(): string[];
   createEngine(u8: Uint8Array, threads: number, kernel?: string, spinMicros?: number): NativeEngine;
@@ -20,7 +20,7 @@ export interface NativeAddon {
 }
 
 /** An engine handle (a Node-API external): one thread pool and its packing buffers. */
-export type NativeEngine = { readonly __nativeEngine: unique symbol };
+type NativeEngine = { readonly __nativeEngine: unique symbol };
 
 export interface NativeEngineInfo {
   kernel: string;

@@ -28,9 +28,9 @@
 // workers as source text, like the jobs).
 
 /** The kinds of a one-value field (see the header). */
-export type ArgKind = "i32" | "u32" | "ptr" | "bool" | "f32" | "f32bits" | "f64";
+type ArgKind = "i32" | "u32" | "ptr" | "bool" | "f32" | "f32bits" | "f64";
 /** A field's declaration: a kind, or ["i32", n] for an array of n i32 slots. */
-export type ArgField = ArgKind | readonly ["i32", number];
+type ArgField = ArgKind | readonly ["i32", number];
 /** A layout declaration: field name -> kind. */
 export type ArgSpec = { readonly [name: string]: ArgField };
 

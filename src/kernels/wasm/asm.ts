@@ -8,11 +8,11 @@
 // https://github.com/WebAssembly/relaxed-simd/blob/main/proposals/relaxed-simd/Overview.md).
 // It checks nothing beyond what it needs to encode: WebAssembly.validate / new Module is the judge.
 
-export const ValType = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
+const ValType = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b } as const;
 export type ValTypeName = keyof typeof ValType;
 
 /** Single-byte opcodes (MVP), by mnemonic. */
-export const Op = {
+const Op = {
   unreachable: 0x00,
   nop: 0x01,
   block: 0x02,
@@ -69,7 +69,7 @@ export const Op = {
 export type OpName = keyof typeof Op;
 
 /** SIMD opcodes (prefix 0xFD, LEB128 sub-opcode), by mnemonic; relaxed SIMD at the end. */
-export const SimdOp = {
+const SimdOp = {
   "v128.load": 0x00,
   "v128.load32_splat": 0x09,
   "v128.store": 0x0b,
@@ -104,7 +104,7 @@ export const SimdOp = {
 export type SimdOpName = keyof typeof SimdOp;
 
 /** Atomic opcodes (prefix 0xFE), by mnemonic. */
-export const AtomicOp = {
+const AtomicOp = {
   "memory.atomic.notify": 0x00,
   "memory.atomic.wait32": 0x01,
   "i32.atomic.load": 0x10,

@@ -5,7 +5,7 @@
 /** Elementwise jobs: floats per chunk; row jobs: about this many (whole rows, at least one). */
 export const CHUNK_ELEMS = 16384;
 /** Below this many elements a job runs on the calling thread only (waking workers costs more). */
-export const PARALLEL_MIN_ELEMS = 65536;
+const PARALLEL_MIN_ELEMS = 65536;
 
 /** Rows per chunk for rows of `rowElems` floats: about CHUNK_ELEMS floats, at least one row. */
 export function rowsPerChunk(rowElems: number): number {

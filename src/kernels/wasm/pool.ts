@@ -38,7 +38,7 @@ import {
 import type { AnyPoolJob, ErasedJobFunction, PoolJob } from "./pool-job.js";
 
 /** The control block holds scratch slots for at most this many threads. */
-export const MAX_THREADS = 256;
+const MAX_THREADS = 256;
 /** i32 slots of each thread's scratch layout (PoolOptions.threadScratch). */
 export const SCRATCH_SLOTS = 4;
 /** i32 slot indices of the control block (which starts at byte CONTROL_OFFSET). */
@@ -60,7 +60,7 @@ export const CONTROL = {
   /** thread t's scratch slots at scratch + SCRATCH_SLOTS t (MAX_THREADS threads, to the end) */
   scratch: RESERVED_BYTES / 4 - SCRATCH_SLOTS * MAX_THREADS,
 } as const;
-export const CONTROL_OFFSET = 0;
+const CONTROL_OFFSET = 0;
 const CONTROL_INTS = RESERVED_BYTES / 4;
 const OP_EXIT = -1;
 /** How long the caller spins for the other threads' last chunks before it sleeps (ms). */

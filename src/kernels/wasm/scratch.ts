@@ -24,7 +24,7 @@ export const THREAD_SCRATCH = defineArgs({
   b2Block: "ptr",
 });
 export type ThreadScratchSpec = typeof THREAD_SCRATCH.spec;
-export type ThreadScratchName = keyof ThreadScratchSpec;
+type ThreadScratchName = keyof ThreadScratchSpec;
 
 export interface ScratchPlan<Shared extends string> {
   /** Bytes of each thread's blocks (allocated per thread, in THREAD_SCRATCH order). */

@@ -5,7 +5,7 @@ import { defineArgs } from "../../args.js";
 import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** One elementwise op over n floats (emit.ts: the signature of the generated functions). */
-export const ELEMENTWISE_ARGS = defineArgs({
+const ELEMENTWISE_ARGS = defineArgs({
   /** index in EW_OPS: runs export `ew${op}` */
   op: "i32",
   out0: "ptr",

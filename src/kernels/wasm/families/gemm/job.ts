@@ -37,7 +37,7 @@ import type { GemmCausalExports } from "./emit-causal.js";
  * One GEMM job: C (batch, M, N) = alpha op(A) op(B) (+ C when beta), strides in bytes:
  * op(a)[i, p] at a + i aRs + p aCs, op(b)[p, j] at b + p bRs + j bCs, C rows ldc apart.
  */
-export const GEMM_ARGS = defineArgs({
+const GEMM_ARGS = defineArgs({
   m: "i32",
   n: "i32",
   k: "i32",

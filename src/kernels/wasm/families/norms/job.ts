@@ -6,7 +6,7 @@ import { defineArgs } from "../../args.js";
 import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** A norm pass over rows of cols floats. */
-export const NORM_ARGS = defineArgs({
+const NORM_ARGS = defineArgs({
   /** 0: rms_fwd, 1: rms_bwd, 2: ln_fwd, 3: ln_bwd */
   op: "i32",
   /** forwards: out; backwards: dInp */

@@ -10,7 +10,7 @@ import { defineArgs } from "../../args.js";
 import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** permute0213 of inp (a, b, c, d) into out (a, c, b, d). */
-export const PERMUTE_ARGS = defineArgs({
+const PERMUTE_ARGS = defineArgs({
   out: "ptr",
   inp: "ptr",
   a: "i32",

@@ -5,7 +5,7 @@ import { defineArgs } from "../../args.js";
 import type { JobFunction, PoolJob } from "../../pool-job.js";
 
 /** Rope over the (b, t) rows of x (B, T, H, D), cos / sin (T, D/2). */
-export const ROPE_ARGS = defineArgs({
+const ROPE_ARGS = defineArgs({
   out: "ptr",
   inp: "ptr",
   cos: "ptr",

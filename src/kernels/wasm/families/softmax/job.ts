@@ -10,7 +10,7 @@ import type { ThreadScratchSpec } from "../../scratch.js";
 export const MAX_KEY_LENGTHS = 32768;
 
 /** Softmax rows of length tk: probs (B, H, Tq, Tk) from scores, or its backward. */
-export const SOFTMAX_ARGS = defineArgs({
+const SOFTMAX_ARGS = defineArgs({
   /** 0: forward, 1: backward accumulating into dst (dScores), 2: backward overwriting it */
   dir: "i32",
   /** forward: scores; backward: probs */
@@ -62,7 +62,7 @@ export const SOFTMAX_JOB: PoolJob<SoftmaxSpec> = {
 };
 
 /** Cross-entropy rows of logits (rows, vocab); targets validated by the caller beforehand. */
-export const CROSS_ENTROPY_ARGS = defineArgs({
+const CROSS_ENTROPY_ARGS = defineArgs({
   logits: "ptr",
   /** 0: no gradient */
   dLogits: "ptr",
