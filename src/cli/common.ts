@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { collate, groupIntoBatches, type TokenBatch } from "../data/batches.js";
 import { loadExamples } from "../data/dataset.js";
+import { keepLearnableRows } from "../data/learnable.js";
 import { loadTokenizer, TOKENIZER_FILE, type Tokenizer } from "../io/tokenizer.js";
 import { createKernels } from "../kernels/index.js";
 import type { Kernels, KernelsName } from "../kernels/kernels.js";
@@ -98,7 +99,8 @@ export interface DataFlags {
 /**
  * Loads the first batchSize * batches rows of a JSONL file (file order, or a seeded shuffle of all
  * rows) and collates them into batches with right padding. Rows need a tokenizer unless they are
- * pre-tokenized.
+ * pre-tokenized. Rows without a learned token within maxLength are dropped with a warning
+ * (data/learnable.ts).
  */
 export async function loadBatches(
   flags: DataFlags,
@@ -116,6 +118,11 @@ export async function loadBatches(
     new Rng(flags.shuffleSeed as number).shuffle(examples);
     if (limit !== undefined) examples = examples.slice(0, limit);
   }
+  examples = keepLearnableRows(examples, {
+    maxLength: flags.maxLength,
+    file: flags.data,
+    warn: (message) => process.stderr.write(`${message}\n`),
+  });
   const padTokenId = tokenizer?.padTokenId ?? tokenizer?.eosTokenId ?? 0;
   return groupIntoBatches(examples, flags.batchSize).map((group) =>
     collate(group, { maxLength: flags.maxLength, padTokenId }),

@@ -5,6 +5,7 @@
 import { readFileSync } from "node:fs";
 import type { Command } from "commander";
 import { parse as parseYaml } from "yaml";
+import { decodeUtf8, Utf8Error } from "../io/decode.js";
 
 export class UsageError extends Error {
   constructor(message: string) {
@@ -17,8 +18,9 @@ export class UsageError extends Error {
 export function readConfigFile(path: string): Record<string, unknown> {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = decodeUtf8(readFileSync(path), path);
   } catch (err) {
+    if (err instanceof Utf8Error) throw new UsageError(`--config ${err.message}`);
     throw new UsageError(`--config ${path}: cannot read: ${(err as Error).message}`);
   }
   let value: unknown;

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
 // The `loraga` command: parses the subcommand, runs it, and turns any failure into one line on
-// stderr and a non-zero exit code (2 for usage errors, 1 for everything else). Subcommands live in
-// cli/commands/, one file each, registered in COMMANDS.
+// stderr and a non-zero exit code (2 for usage errors, 130/143 for a run stopped by SIGINT/SIGTERM
+// after saving, 1 for everything else). Subcommands live in cli/commands/, one file each,
+// registered in COMMANDS.
 
 import { Command, CommanderError } from "commander";
 import { COMMANDS } from "./commands/index.js";
 import { UsageError } from "./config-file.js";
+import { InterruptedError } from "./interrupt.js";
 
 export async function main(argv: readonly string[]): Promise<number> {
   const program = new Command("loraga")
@@ -21,6 +23,10 @@ export async function main(argv: readonly string[]): Promise<number> {
     if (err instanceof CommanderError) {
       // help and version exit cleanly; commander already printed the usage error
       return err.exitCode === 0 || err.code === "commander.helpDisplayed" ? 0 : 2;
+    }
+    if (err instanceof InterruptedError) {
+      process.stderr.write(`loraga: ${err.message}\n`);
+      return err.exitCode; // 130 (SIGINT) or 143 (SIGTERM), after saving
     }
     const message = err instanceof Error ? err.message : String(err);
     process.stderr.write(`loraga: error: ${message}\n`);

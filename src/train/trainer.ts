@@ -36,11 +36,17 @@
 // set): weights, optimiser state, step, data position, dropout RNG, early-stopping state. resume
 // continues exactly where the checkpoint was taken (bit-identical losses on the same kernels):
 // the schedule is a pure function of the step; the data source and RNG are restored from their state.
+// Stopping early on request (shouldStop, polled before each step: the CLI's Ctrl-C): the loop ends
+// at that step boundary, a checkpoint of the completed steps is written (when checkpointDir is
+// set), and the result says interrupted. Resuming truncates logFile to the checkpoint's step, so a
+// resumed run's log holds each step once. A micro-batch without a counted label (every label
+// -100) is an error: it would train nothing while logging loss 0.
 // The caller owns the model; train() never frees it. Memory: gradient buffers (full fine-tuning)
 // and optimiser state are allocated once, before the first step.
 
-import { appendFile, mkdir } from "node:fs/promises";
+import { appendFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { makeDirs } from "../io/output-paths.js";
 import type { Batch, CausalLM } from "../models/model.js";
 import type { AdapterWeights } from "../peft/adapter-io.js";
 import { applyLora } from "../peft/apply.js";
@@ -66,6 +72,7 @@ import {
   withOptimizerDefaults,
 } from "./optimizer.js";
 import { learningRate, type ScheduleConfig, type ScheduleName } from "./schedule.js";
+import { truncateTrainLog } from "./train-log.js";
 
 /** LoRA adapters attached to a model; only their A and B train. */
 export interface LoraTrainable {
@@ -222,6 +229,10 @@ export interface TrainOptions {
   keepCheckpoints?: number;
   /** true: the newest checkpoint in checkpointDir (fresh start if none); a string: that checkpoint. */
   resume?: boolean | string;
+  /** Polled before each step; true ends the run there (checkpoint written, result.interrupted). */
+  shouldStop?: () => boolean;
+  /** Free-form record saved with every checkpoint (not compared on resume); see resumedNotes. */
+  notes?: Record<string, unknown>;
 }
 
 export interface TrainResult {
@@ -233,6 +244,12 @@ export interface TrainResult {
   stoppedEarly: boolean;
   /** Step the run resumed from (0 for a fresh start). */
   resumedFrom: number;
+  /** Loss of the last completed step, also when it ran before a resume (null: no step yet). */
+  lastLoss: number | null;
+  /** shouldStop ended the run before `steps`. */
+  interrupted: boolean;
+  /** The notes of the checkpoint this run resumed from (null: fresh start or none saved). */
+  resumedNotes: Record<string, unknown> | null;
 }
 
 function positiveInt(what: string, v: number): number {
@@ -299,7 +316,12 @@ export async function train(
   };
 
   let startStep = 0;
-  const book = { bestEvalLoss: null as number | null, evalsWithoutImprovement: 0 };
+  const book = {
+    bestEvalLoss: null as number | null,
+    evalsWithoutImprovement: 0,
+    lastLoss: null as number | null,
+  };
+  let resumedNotes: Record<string, unknown> | null = null;
   try {
     const resumeDir =
       typeof options.resume === "string"
@@ -314,10 +336,13 @@ export async function train(
       data.restore(ckpt.data);
       book.bestEvalLoss = ckpt.trainer.bestEvalLoss;
       book.evalsWithoutImprovement = ckpt.trainer.evalsWithoutImprovement;
+      book.lastLoss = ckpt.trainer.lastLoss;
+      resumedNotes = ckpt.notes ?? null;
       startStep = ckpt.step;
+      if (options.logFile !== undefined) await truncateTrainLog(options.logFile, startStep);
     }
 
-    if (options.logFile !== undefined) await mkdir(dirname(options.logFile), { recursive: true });
+    if (options.logFile !== undefined) await makeDirs(dirname(options.logFile));
     const emit = async (record: TrainLogRecord): Promise<void> => {
       options.log?.(record);
       if (options.logFile !== undefined)
@@ -331,6 +356,7 @@ export async function train(
         rng: trainable.kind === "lora" ? trainable.rng.state() : null,
         trainer: { ...book },
         run,
+        ...(options.notes !== undefined && { notes: options.notes }),
         weights:
           trainable.kind === "lora"
             ? { kind: "lora", config: trainable.config, adapters: trainable.weights() }
@@ -352,11 +378,17 @@ export async function train(
     const losses: number[] = [];
     let lastEval: TrainResult["lastEval"] = null;
     let stoppedEarly = false;
+    let interrupted = false;
     const t0 = performance.now();
     trainable.zeroGrad();
     trainable.setTraining(true);
     let step = startStep;
     while (step < steps) {
+      if (options.shouldStop?.() === true) {
+        interrupted = true;
+        if (options.checkpointDir !== undefined) await checkpoint(step);
+        break;
+      }
       const stepStart = performance.now();
       const lr = learningRate(schedule, step);
       let lossSum = 0;
@@ -371,6 +403,11 @@ export async function train(
             ? { lossScale: 1 / gradAccum }
             : { paramGrads, lossScale: 1 / gradAccum },
         );
+        if (r.tokens === 0) {
+          throw new Error(
+            `train: step ${step + 1}: a micro-batch has no learned token (every label is -100), so it would train nothing`,
+          );
+        }
         lossSum += r.loss;
         tokens += r.tokens;
       }
@@ -386,6 +423,7 @@ export async function train(
       trainable.zeroGrad();
       step++;
       losses.push(loss);
+      book.lastLoss = loss;
       const now = performance.now();
       await emit({
         type: "train",
@@ -432,7 +470,16 @@ export async function train(
       }
       if (stoppedEarly) break;
     }
-    return { steps: step, losses, lastEval, stoppedEarly, resumedFrom: startStep };
+    return {
+      steps: step,
+      losses,
+      lastEval,
+      stoppedEarly,
+      resumedFrom: startStep,
+      lastLoss: book.lastLoss,
+      interrupted,
+      resumedNotes,
+    };
   } finally {
     trainable.setTraining(false);
     optimizer.dispose();

@@ -10,6 +10,7 @@ import { compareRuns, DEFAULT_SMOOTH_WINDOW } from "../../report/stats.js";
 import { renderTextTable } from "../../report/table.js";
 import { intFlag, numberFlag } from "../common.js";
 import { resolveOptions, UsageError } from "../config-file.js";
+import { guardOutput } from "../output-guard.js";
 
 export function registerCompare(program: Command): void {
   const command = program
@@ -19,6 +20,7 @@ export function registerCompare(program: Command): void {
     )
     .argument("<run-dirs...>", "run directories written by `loraga train` (train.jsonl, run.json)")
     .option("--out <file>", "HTML report to write", "report.html")
+    .option("--overwrite", "replace an existing output", false)
     .option(
       "--target-loss <x>",
       'training loss to reach (default: final loss of the run named "lora", else the largest final loss)',
@@ -41,6 +43,13 @@ export function registerCompare(program: Command): void {
   command.action(async (dirs: string[]) => {
     const options = resolveOptions(command);
     if (dirs.length === 0) throw new UsageError("compare: give at least one run directory");
+    await guardOutput({
+      flag: "--out",
+      path: options.out as string,
+      kind: "file",
+      overwrite: options.overwrite === true,
+      inputs: dirs.map((d) => ["run directory", d] as const),
+    });
     const runs = [];
     for (const dir of dirs) runs.push(await readRunDir(dir));
     const seen = new Set<string>();

@@ -9,6 +9,7 @@ import type { LinearInfo } from "../../models/linear.js";
 import { ADAPTER_WEIGHTS_NAME, loadAdapter, saveAdapter } from "../../peft/adapter-io.js";
 import { convertAdapter } from "../../peft/convert.js";
 import { resolveOptions, UsageError } from "../config-file.js";
+import { guardOutput } from "../output-guard.js";
 
 /** Linear-layer descriptions recovered from an adapter file's lora_A (r, in) / lora_B (out, r). */
 export async function linearsOfAdapter(dir: string): Promise<LinearInfo[]> {
@@ -45,6 +46,7 @@ export function registerConvert(program: Command): void {
     .requiredOption("--init <dir>", "the initial adapter written by `loraga init` (A0, B0)")
     .requiredOption("--final <dir>", "the trained adapter (A1, B1), for the same offset base")
     .requiredOption("--out <dir>", "where to write the converted adapter")
+    .option("--overwrite", "replace an existing output", false)
     .option("--config <file>", "YAML or JSON file with option values (flags win)")
     .option("-q, --quiet", "no output", false)
     .addHelpText(
@@ -55,6 +57,16 @@ export function registerConvert(program: Command): void {
     const options = resolveOptions(command);
     const initDir = options.init as string;
     const finalDir = options.final as string;
+    await guardOutput({
+      flag: "--out",
+      path: options.out as string,
+      kind: "dir",
+      overwrite: options.overwrite === true,
+      inputs: [
+        ["--init", initDir],
+        ["--final", finalDir],
+      ],
+    });
     const initial = await loadAdapter(initDir, await linearsOfAdapter(initDir));
     const trained = await loadAdapter(finalDir, await linearsOfAdapter(finalDir));
     if (initial.init !== null && initial.init.offset_base === false) {

@@ -20,6 +20,8 @@ import {
   openTokenizerIfAny,
 } from "../common.js";
 import { resolveOptions, UsageError } from "../config-file.js";
+import { watchInterrupts } from "../interrupt.js";
+import { guardOutput } from "../output-guard.js";
 import { createProgress } from "../progress.js";
 
 export function addEstimateFlags(command: Command, required: boolean): Command {
@@ -179,6 +181,7 @@ export async function estimateFromFlags(
   const progress = createProgress(quiet);
   const budget = options.maxGradMemory as number | undefined;
   progress.start("estimate", batches.length); // bounded: the bar runs once per group
+  const interrupts = watchInterrupts({ onHardExit: () => progress.stop() });
   const result = await estimateGradient(model, batches, {
     targets,
     ...(budget !== undefined && { memoryBudget: budget }),
@@ -189,7 +192,7 @@ export async function estimateFromFlags(
           ? `group ${group + 1}/${groups}, loss ${loss.toFixed(4)}`
           : `loss ${loss.toFixed(4)}`,
       ),
-  });
+  }).finally(() => interrupts.dispose());
   progress.stop();
   if (!quiet) {
     const m = result.memory;
@@ -209,6 +212,7 @@ export function registerEstimate(program: Command): void {
     .description("estimate full weight gradients of the target modules (LoRA-GA step 1)")
     .requiredOption("--model <dir>", "Hugging Face model directory (config.json, *.safetensors)")
     .requiredOption("--out <file>", "gradient cache to write (.safetensors)")
+    .option("--overwrite", "replace an existing output", false)
     .option("--seed <n>", "seed of --shuffle", intFlag("--seed", 0), 0);
   addEstimateFlags(command, true);
   addEngineOptions(command);
@@ -219,6 +223,16 @@ export function registerEstimate(program: Command): void {
   );
   command.action(async () => {
     const options = resolveOptions(command);
+    await guardOutput({
+      flag: "--out",
+      path: options.out as string,
+      kind: "file",
+      overwrite: options.overwrite === true,
+      inputs: [
+        ["--model", options.model as string],
+        ["--data", options.data as string],
+      ],
+    });
     const engine = await openEngine(options);
     try {
       const model = await openModel(options.model as string, engine, weightStorageFlags(options));

@@ -13,6 +13,7 @@ import { selectTargets } from "../../peft/targets.js";
 import { addEngineOptions, openEngine, openModel } from "../common.js";
 import { resolveOptions, UsageError } from "../config-file.js";
 import { addLoraFlags, loraConfigFromFlags, needsGradients } from "../lora-flags.js";
+import { guardOutput } from "../output-guard.js";
 import {
   addEstimateFlags,
   estimateFromFlags,
@@ -39,7 +40,8 @@ export function registerInit(program: Command): void {
     .option(
       "--grads <file>",
       "gradient cache from `loraga estimate` (otherwise estimate from --data)",
-    );
+    )
+    .option("--overwrite", "replace an existing output", false);
   addLoraFlags(command);
   addEstimateFlags(command, false);
   addEngineOptions(command);
@@ -59,6 +61,17 @@ export function registerInit(program: Command): void {
         `--method ${options.method as string} needs --grads FILE or --data FILE to estimate from`,
       );
     }
+    await guardOutput({
+      flag: "--out",
+      path: options.out as string,
+      kind: "dir",
+      overwrite: options.overwrite === true,
+      inputs: [
+        ["--model", options.model as string],
+        ["--grads", options.grads as string | undefined],
+        ["--data", options.data as string | undefined],
+      ],
+    });
     const engine = await openEngine(options);
     try {
       const model = await openModel(options.model as string, engine, weightStorageFlags(options));

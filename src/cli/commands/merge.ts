@@ -8,6 +8,7 @@ import { saveModel } from "../../models/save.js";
 import { loadPeftModel } from "../../peft/peft-model.js";
 import { addEngineOptions, openEngine, openModel } from "../common.js";
 import { resolveOptions } from "../config-file.js";
+import { guardOutput } from "../output-guard.js";
 
 export function registerMerge(program: Command): void {
   const command = program
@@ -19,6 +20,7 @@ export function registerMerge(program: Command): void {
       "adapter directory (adapter_config.json + adapter_model.safetensors)",
     )
     .requiredOption("--out <dir>", "new model directory to write")
+    .option("--overwrite", "replace an existing output", false)
     .option(
       "--init <dir>",
       "init adapter, for an adapter trained on a LoRA-GA/PiSSA/OLoRA offset base",
@@ -37,6 +39,17 @@ export function registerMerge(program: Command): void {
   );
   command.action(async () => {
     const options = resolveOptions(command);
+    await guardOutput({
+      flag: "--out",
+      path: options.out as string,
+      kind: "dir",
+      overwrite: options.overwrite === true,
+      inputs: [
+        ["--model", options.model as string],
+        ["--adapter", options.adapter as string],
+        ["--init", options.init as string | undefined],
+      ],
+    });
     const engine = await openEngine(options);
     try {
       const model = await openModel(options.model as string, engine);
@@ -48,6 +61,7 @@ export function registerMerge(program: Command): void {
       await saveModel(model, options.out as string, {
         sourceDir: options.model as string,
         ...(options.dtype !== undefined && { dtype: options.dtype as "F32" }),
+        overwrite: options.overwrite === true,
       });
       if (options.quiet !== true)
         process.stderr.write(`merged ${count} modules; wrote ${options.out as string}\n`);

@@ -9,15 +9,17 @@
 //   model/             (full fine-tuning) the trained model as a Hugging Face checkpoint
 //   train.jsonl        one JSON record per step and per evaluation (src/train/trainer.ts)
 //   run.json           summary read by `loraga compare` (src/report/run-log.ts)
-//   checkpoints/       with --checkpoint-every: exact-resume checkpoints (--resume continues)
+//   checkpoints/       with --checkpoint-every, or on Ctrl-C: exact-resume checkpoints (--resume)
+//   .loraga.lock       while a process trains here (src/train/run-lock.ts)
+// A fresh run needs a new or empty --out; --resume continues an unfinished one (output-guard.ts).
 
-import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type Command, Option } from "commander";
 import { collate, groupIntoBatches } from "../../data/batches.js";
 import { loadExamples } from "../../data/dataset.js";
 import type { TokenExample } from "../../data/examples.js";
+import { keepLearnableRows } from "../../data/learnable.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import { saveModel } from "../../models/save.js";
@@ -41,7 +43,9 @@ import {
   openTokenizerIfAny,
 } from "../common.js";
 import { resolveOptions, UsageError } from "../config-file.js";
+import { InterruptedError, watchInterrupts } from "../interrupt.js";
 import { addLoraFlags, loraConfigFromFlags, needsGradients } from "../lora-flags.js";
+import { claimRunDir } from "../output-guard.js";
 import { createProgress, type Progress } from "../progress.js";
 import { quantizeAndReport, weightStorageFlags } from "./estimate.js";
 
@@ -162,22 +166,31 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
   const full = options.method === "full";
   const quiet = options.quiet === true;
   const resume = options.resume === true;
-  if (resume && !existsSync(join(out, "checkpoints"))) {
-    throw new UsageError(
-      `--resume: ${join(out, "checkpoints")} does not exist (was the run started with --checkpoint-every?)`,
-    );
-  }
-  if (!resume && existsSync(join(out, "run.json"))) {
-    throw new UsageError(
-      `--out ${out} already holds a finished run; choose a new directory (or --resume an unfinished one)`,
-    );
-  }
   const betas = listFlag(options.betas as string).map(Number);
   if (betas.length !== 2 || betas.some((b) => !(b >= 0 && b < 1))) {
     throw new UsageError(`--betas must be two numbers in [0, 1), got "${options.betas as string}"`);
   }
-  const engine = await openEngine(options);
+  const logFile = (options.log as string | undefined) ?? join(out, "train.jsonl");
+  const claim = await claimRunDir({
+    out,
+    resume,
+    log: logFile,
+    inputs: [
+      ["--model", options.model as string],
+      ["--data", options.data as string],
+      ["--eval-data", options.evalData as string | undefined],
+      ["--init-adapter", options.initAdapter as string | undefined],
+    ],
+  });
+  const engine = await openEngine(options).catch(async (error) => {
+    await claim.lock.release();
+    throw error;
+  });
   const progress = createProgress(quiet);
+  const interrupts = watchInterrupts({
+    onHardExit: () => progress.stop(),
+    stopMessage: "stopping after the current step to save a checkpoint",
+  });
   try {
     const modelDir = options.model as string;
     if (full && (options.quantize !== undefined || options.weightDtype !== "f32")) {
@@ -190,17 +203,24 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
     const vocabSize =
       (model.config as { vocab_size?: number }).vocab_size ?? Number.MAX_SAFE_INTEGER;
     const exampleOptions = { vocabSize, trainOnPrompt: options.trainOnPrompt === true };
-    let examples = await loadExamples(options.data as string, tokenizer, exampleOptions);
+    const maxLength = options.maxLength as number;
+    const warn = (message: string) => process.stderr.write(`${message}\n`);
+    let examples = keepLearnableRows(
+      await loadExamples(options.data as string, tokenizer, exampleOptions),
+      { maxLength, file: options.data as string, warn },
+    );
     let evalExamples: TokenExample[] = [];
     if (options.evalData !== undefined) {
-      evalExamples = await loadExamples(options.evalData as string, tokenizer, exampleOptions);
+      evalExamples = keepLearnableRows(
+        await loadExamples(options.evalData as string, tokenizer, exampleOptions),
+        { maxLength, file: options.evalData as string, warn },
+      );
     } else if ((options.evalSplit as number) > 0) {
       const split = splitHeldOut(examples, options.evalSplit as number, options.seed as number);
       examples = split.train;
       evalExamples = split.heldOut;
     }
     const padTokenId = tokenizer?.padTokenId ?? tokenizer?.eosTokenId ?? 0;
-    const maxLength = options.maxLength as number;
     const batchSize = options.batchSize as number;
     const evalBatches: Batch[] = groupIntoBatches(evalExamples, batchSize).map((g) =>
       collate(g, { maxLength, padTokenId }),
@@ -232,6 +252,8 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
     const steps = options.steps as number;
     const clip = options.clip as number;
     progress.start("train", steps);
+    interrupts.graceful = true;
+    const checkpointDir = join(out, "checkpoints");
     const result = await train(model, prepared.trainable, data, {
       steps,
       lr: options.lr as number,
@@ -258,21 +280,35 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
       ...(options.earlyStopping !== undefined && {
         earlyStopping: { patience: options.earlyStopping as number },
       }),
-      logFile: (options.log as string | undefined) ?? join(out, "train.jsonl"),
+      logFile,
       log: (record) => {
         if (record.type === "train")
           progress.update(record.step, `loss ${(record.loss as number).toFixed(4)}`);
       },
+      checkpointDir,
       ...(options.checkpointEvery !== undefined && {
         checkpointEvery: options.checkpointEvery as number,
-        checkpointDir: join(out, "checkpoints"),
       }),
       ...(options.keepCheckpoints !== undefined && {
         keepCheckpoints: options.keepCheckpoints as number,
       }),
-      ...(resume && { resume: true, checkpointDir: join(out, "checkpoints") }),
+      ...(claim.resumeFrom !== null && { resume: claim.resumeFrom }),
+      shouldStop: () => interrupts.received !== null,
+      notes: {
+        estimate_seconds: prepared.estimateSeconds,
+        svd_seconds: prepared.initSeconds,
+        init_seconds: prepared.estimateSeconds + prepared.initSeconds,
+      },
     });
+    interrupts.graceful = false;
     progress.stop();
+    if (result.interrupted) {
+      await saveOutputs(model, prepared, out, modelDir);
+      throw new InterruptedError(
+        interrupts.received ?? "SIGINT",
+        interruptedMessage(out, result.steps, steps, prepared.trainable.kind),
+      );
+    }
 
     let finalEval = result.lastEval;
     if (evalBatches.length > 0 && (finalEval === null || options.evalEvery === undefined)) {
@@ -280,17 +316,26 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
       finalEval = { loss: ev.loss, perplexity: ev.perplexity };
     }
     await saveOutputs(model, prepared, out, modelDir);
+    // a resumed run's init happened in the first process: its timings come from the checkpoint
+    const timings = result.resumedNotes ?? {
+      estimate_seconds: prepared.estimateSeconds,
+      svd_seconds: prepared.initSeconds,
+      init_seconds: prepared.estimateSeconds + prepared.initSeconds,
+    };
+    const lora = prepared.peft?.config ?? null; // the adapter's own r/alpha (--init-adapter too)
     const summary = {
       name: (options.name as string | undefined) ?? (options.method as string),
       method: options.method as string,
       model: modelDir,
-      r: full ? null : (options.r as number),
+      r: lora?.r ?? null,
+      lora_alpha: lora?.lora_alpha ?? null,
+      target_modules: lora?.target_modules ?? null,
       steps: result.steps,
       stopped_early: result.stoppedEarly,
-      estimate_seconds: prepared.estimateSeconds,
-      svd_seconds: prepared.initSeconds,
-      init_seconds: prepared.estimateSeconds + prepared.initSeconds,
-      final_train_loss: result.losses.at(-1) ?? null,
+      estimate_seconds: timings.estimate_seconds ?? null,
+      svd_seconds: timings.svd_seconds ?? null,
+      init_seconds: timings.init_seconds ?? null,
+      final_train_loss: result.lastLoss,
       final_metrics:
         finalEval === null
           ? []
@@ -307,15 +352,35 @@ async function runTrain(options: Record<string, unknown>): Promise<void> {
           ? ""
           : `, eval loss ${finalEval.loss.toFixed(4)} (ppl ${finalEval.perplexity.toFixed(2)})`;
       process.stderr.write(
-        `trained ${result.steps} steps, last loss ${(result.losses.at(-1) ?? Number.NaN).toFixed(4)}${evalText}; wrote ${out}\n`,
+        `trained ${result.steps} steps, last loss ${(result.lastLoss ?? Number.NaN).toFixed(4)}${evalText}; wrote ${out}\n`,
       );
     }
     prepared.trainable.dispose();
     model.dispose();
   } finally {
+    interrupts.dispose();
     progress.stop();
     await engine.dispose();
+    await claim.lock.release();
   }
+}
+
+/** Where an interrupted run was saved and how to continue it. */
+function interruptedMessage(out: string, step: number, steps: number, kind: string): string {
+  const args = process.argv.slice(2);
+  const again =
+    args[0] === "train"
+      ? `loraga ${[...args.filter((a) => a !== "--resume"), "--resume"].map(shellQuote).join(" ")}`
+      : "the same `loraga train` command with --resume";
+  return (
+    `interrupted at step ${step} of ${steps}: checkpoint ${join(out, "checkpoints", `checkpoint-${step}`)}, ` +
+    `${kind === "full" ? "model" : "adapter"} so far in ${join(out, kind === "full" ? "model" : "adapter")}\n` +
+    `  to continue: ${again}`
+  );
+}
+
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`;
 }
 
 /** The first training batch, to measure the logits error of quantizing (no eval data given). */
