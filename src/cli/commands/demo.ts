@@ -13,7 +13,7 @@
 // file .loraga-demo) is replaced; any other non-empty OUT is refused.
 
 import { existsSync, readdirSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
@@ -21,6 +21,7 @@ import { makeArithSplits, toJsonl } from "../../demo/arith-task.js";
 import { evaluateHeldOut, recordMetrics } from "../../demo/evaluate.js";
 import { DEMO_METHOD_NAMES, DEMO_METHODS, verdictOf, verdictText } from "../../demo/methods.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
+import { makeDirs } from "../../io/output-paths.js";
 import { renderReport } from "../../report/html.js";
 import { readRunDir } from "../../report/read-run.js";
 import { compareRuns } from "../../report/stats.js";
@@ -141,7 +142,7 @@ async function runDemo(options: Record<string, unknown>): Promise<void> {
   const t0 = performance.now();
   const { train, test } = makeArithSplits(trainRowCount, testRowCount, seed + 1);
   const dataDir = join(out, "data");
-  await mkdir(dataDir, { recursive: true });
+  await makeDirs(dataDir);
   const trainFile = join(dataDir, "train.jsonl");
   const testFile = join(dataDir, "test.jsonl");
   await writeFile(trainFile, toJsonl(train));
@@ -259,7 +260,7 @@ async function prepareOut(out: string, methods: readonly string[]): Promise<void
       await rm(join(out, name), { recursive: true, force: true });
     }
   }
-  await mkdir(out, { recursive: true });
+  await makeDirs(out); // Node's recursive mkdir loops forever on /proc/foo
   await writeFile(
     join(out, MARKER),
     `written by loraga demo (${methods.join(", ")}); this directory is replaced by the next demo\n`,
