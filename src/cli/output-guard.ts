@@ -109,7 +109,7 @@ export interface RunDirClaim {
  * The output rule for a training run directory, which belongs to one process: creates it, takes
  * its lock (train/run-lock.ts) and then, holding it, checks that a fresh start finds it empty and
  * that --resume finds an unfinished run with a checkpoint. Inputs may not lie inside it, nor be
- * its log. The caller releases the lock when the run ends.
+ * its log (--log). The caller releases the lock when the run ends.
  */
 export async function claimRunDir(spec: RunDirSpec): Promise<RunDirClaim> {
   const { out } = spec;
@@ -128,8 +128,8 @@ export async function claimRunDir(spec: RunDirSpec): Promise<RunDirClaim> {
   for (const [flag, input] of spec.inputs ?? []) {
     if (input === undefined) continue;
     const inputReal = await resolveReal(input);
-    if (contains(real, inputReal) || contains(inputReal, real))
-      throw new UsageError(`${where} and ${flag} ${input} overlap; keep inputs outside the run`);
+    if (contains(real, inputReal))
+      throw new UsageError(`${where} contains ${flag} ${input}; keep inputs outside the run`);
     if (logReal === inputReal)
       throw new UsageError(`--log ${spec.log} is the same path as ${flag} ${input}`);
   }

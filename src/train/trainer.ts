@@ -231,7 +231,11 @@ export interface TrainOptions {
   resume?: boolean | string;
   /** Polled before each step; true ends the run there (checkpoint written, result.interrupted). */
   shouldStop?: () => boolean;
-  /** Free-form record saved with every checkpoint (not compared on resume); see resumedNotes. */
+  /**
+   * Free-form record saved with every checkpoint (not compared on resume). A resumed run keeps
+   * saving the notes of the checkpoint it resumed from (they describe the run's start), and
+   * returns them as resumedNotes.
+   */
   notes?: Record<string, unknown>;
 }
 
@@ -322,6 +326,7 @@ export async function train(
     lastLoss: null as number | null,
   };
   let resumedNotes: Record<string, unknown> | null = null;
+  let notes = options.notes;
   try {
     const resumeDir =
       typeof options.resume === "string"
@@ -338,6 +343,7 @@ export async function train(
       book.evalsWithoutImprovement = ckpt.trainer.evalsWithoutImprovement;
       book.lastLoss = ckpt.trainer.lastLoss;
       resumedNotes = ckpt.notes ?? null;
+      if (ckpt.notes !== undefined) notes = ckpt.notes;
       startStep = ckpt.step;
       if (options.logFile !== undefined) await truncateTrainLog(options.logFile, startStep);
     }
@@ -356,7 +362,7 @@ export async function train(
         rng: trainable.kind === "lora" ? trainable.rng.state() : null,
         trainer: { ...book },
         run,
-        ...(options.notes !== undefined && { notes: options.notes }),
+        ...(notes !== undefined && { notes }),
         weights:
           trainable.kind === "lora"
             ? { kind: "lora", config: trainable.config, adapters: trainable.weights() }

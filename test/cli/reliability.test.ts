@@ -382,11 +382,18 @@ describe("7. interrupts", () => {
     expect(rerun.stderr).toContain(`(last checkpoint at step ${k}); pass --resume`);
 
     const resumed = startCli(trainArgs(out, "--steps", "100000", "--resume"));
-    await waitFor(() => logSteps(out).length >= k + 2, "two more steps");
+    await waitFor(() => logLines(out) >= k + 2, "two more steps");
     resumed.child.kill("SIGINT");
     expect((await resumed.exit).status).toBe(130);
     const all = logSteps(out);
     expect(all).toEqual(Array.from({ length: all.length }, (_, i) => i + 1));
+    // the second checkpoint still carries the first process's init timings (for run.json)
+    const notes = (step: number) =>
+      JSON.parse(
+        readFileSync(join(out, "checkpoints", `checkpoint-${step}`, "trainer_state.json"), "utf8"),
+      ).notes;
+    expect(notes(k).init_seconds).toBeGreaterThan(0);
+    expect(notes(all.at(-1) as number)).toEqual(notes(k));
   });
 
   test("a second signal exits at once, restoring the terminal first", () => {
