@@ -1,11 +1,13 @@
 // The `loraga` program: parses the subcommand and its options, runs it, and turns any failure into
 // one line on stderr, `loraga: error: ...` — commander's own errors (an unknown flag, a missing
-// argument) included — and an exit code: 0 on success, 2 for usage errors, 1 for anything else.
+// argument) included — and an exit code: 0 on success, 2 for usage errors, 130/143 for a run
+// stopped by SIGINT/SIGTERM after saving (interrupt.ts), 1 for anything else.
 
 import { Command, CommanderError } from "commander";
 import type { RegisterMode } from "./command.js";
 import { COMMANDS } from "./commands/index.js";
 import { UsageError } from "./errors.js";
+import { InterruptedError } from "./interrupt.js";
 
 export interface ProgramIo {
   /** Where errors (and commander's usage hints) go; default: process.stderr. */
@@ -61,6 +63,10 @@ export async function runOn(
     if (err instanceof CommanderError) {
       // help and version exit cleanly; commander already printed the usage error
       return err.exitCode === 0 || err.code === "commander.helpDisplayed" ? 0 : 2;
+    }
+    if (err instanceof InterruptedError) {
+      writeErr(`loraga: ${err.message}\n`);
+      return err.exitCode; // 130 (SIGINT) or 143 (SIGTERM), after saving
     }
     const message = err instanceof Error ? err.message : String(err);
     writeErr(`loraga: error: ${message}\n`);

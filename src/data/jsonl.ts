@@ -1,12 +1,13 @@
 // JSON Lines reading for user data files. Each non-blank line is one JSON object; a malformed line
 // is reported as `FILE:LINE: why`. The file is untrusted: lines are bounded in length and the whole
-// file is streamed, never loaded at once.
+// file is streamed, never loaded at once. Lines end at "\n" (a "\r" before it is dropped) and are
+// decoded as strict UTF-8 (io/decode.ts): an invalid byte is an error naming FILE:LINE.
 
 import { createReadStream } from "node:fs";
-import { createInterface } from "node:readline";
+import { decodeUtf8, Utf8Error } from "../io/decode.js";
 
-/** Longest accepted line (characters). A longer line is an error, not an allocation. */
-const MAX_LINE_CHARS = 64 * 2 ** 20;
+/** Longest accepted line (bytes). A longer line is an error, not an allocation. */
+const MAX_LINE_BYTES = 64 * 2 ** 20;
 
 export class DataError extends Error {
   constructor(message: string) {
@@ -23,7 +24,7 @@ export interface JsonlRow {
 
 /** Yields every non-blank line of a JSONL file as an object, in file order. */
 export async function* readJsonl(path: string): AsyncGenerator<JsonlRow> {
-  const stream = createReadStream(path, { encoding: "utf8" });
+  const stream = createReadStream(path);
   const opened = new Promise<void>((resolve, reject) => {
     stream.once("open", () => resolve());
     stream.once("error", (err) => reject(err));
@@ -33,15 +34,18 @@ export async function* readJsonl(path: string): AsyncGenerator<JsonlRow> {
   } catch (err) {
     throw new DataError(`${path}: cannot read: ${(err as Error).message}`);
   }
-  const lines = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
   let line = 0;
   try {
-    for await (const text of lines) {
+    for await (const bytes of splitLines(stream, path)) {
       line++;
-      if (text.trim() === "") continue;
-      if (text.length > MAX_LINE_CHARS) {
-        throw new DataError(`${path}:${line}: line is longer than ${MAX_LINE_CHARS} characters`);
+      let text: string;
+      try {
+        text = decodeUtf8(bytes, path, line);
+      } catch (err) {
+        if (err instanceof Utf8Error) throw new DataError(err.message);
+        throw err;
       }
+      if (text.trim() === "") continue;
       let value: unknown;
       try {
         value = JSON.parse(text);
@@ -54,9 +58,43 @@ export async function* readJsonl(path: string): AsyncGenerator<JsonlRow> {
       yield { line, value: value as Record<string, unknown> };
     }
   } finally {
-    lines.close();
     stream.destroy();
   }
+}
+
+/** The raw bytes of every line of a byte stream, without "\n" or "\r\n". */
+async function* splitLines(
+  stream: AsyncIterable<Buffer>,
+  path: string,
+): AsyncGenerator<Uint8Array> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let line = 1;
+  const finish = (piece: Buffer): Uint8Array => {
+    const all = pending.length === 0 ? piece : Buffer.concat([...pending, piece]);
+    pending = [];
+    pendingBytes = 0;
+    line++;
+    return all.length > 0 && all[all.length - 1] === 0x0d ? all.subarray(0, all.length - 1) : all;
+  };
+  for await (const chunk of stream) {
+    let start = 0;
+    for (let nl = chunk.indexOf(0x0a, start); nl >= 0; nl = chunk.indexOf(0x0a, start)) {
+      if (pendingBytes + nl - start > MAX_LINE_BYTES) throw tooLong(path, line);
+      yield finish(chunk.subarray(start, nl));
+      start = nl + 1;
+    }
+    if (start < chunk.length) {
+      pending.push(chunk.subarray(start));
+      pendingBytes += chunk.length - start;
+      if (pendingBytes > MAX_LINE_BYTES) throw tooLong(path, line);
+    }
+  }
+  if (pendingBytes > 0) yield finish(Buffer.alloc(0));
+}
+
+function tooLong(path: string, line: number): DataError {
+  return new DataError(`${path}:${line}: line is longer than ${MAX_LINE_BYTES} bytes`);
 }
 
 export function describe(value: unknown): string {

@@ -10,10 +10,11 @@
 // Loading validates every tensor against the model's linear layers (module exists, targeted,
 // shapes (r, in) / (out, r) with r from rank_pattern, finite values) and names the module on error.
 
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic-write.js";
 import { parseJsonStrict } from "../io/json.js";
+import { makeDirs } from "../io/output-paths.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../io/safetensors.js";
 import type { LinearInfo } from "../models/linear.js";
 import { shapeString } from "../tensor/shape.js";
@@ -66,7 +67,7 @@ export async function saveAdapter(
   }
   const metadata: Record<string, string> = { format: "pt" };
   if (options.init !== undefined) metadata[INIT_METADATA_KEY] = JSON.stringify(options.init);
-  await mkdir(dir, { recursive: true });
+  await makeDirs(dir);
   await writeSafetensors(join(dir, ADAPTER_WEIGHTS_NAME), tensors, metadata);
   await writeFileAtomic(
     join(dir, ADAPTER_CONFIG_NAME),

@@ -2,7 +2,8 @@
 // causal-LM loss with respect to the target linear weights (docs/lora-ga-spec.md §4; PEFT's
 // preprocess_loraga divides the accumulated .grad by the number of backward passes, the official
 // code averages the per-batch gradients: both are this mean). Only the target weight gradients are materialised;
-// every other parameter stays gradient-free.
+// every other parameter stays gradient-free. A batch without a learned token, and a target whose
+// mean gradient is all zeros or not finite, are errors naming the batch or module.
 //
 // Bounded estimation (memoryBudget): targets in groups, one pass over the batches per group, each
 // group's mean spilled to JS memory before the next group's accumulators are allocated.
@@ -15,6 +16,7 @@ import { ALIGN_BYTES, formatBytes } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
 import {
   assertFiniteGradient,
+  assertNonZeroGradient,
   type GradientEntry,
   type GradientMap,
   storedWeightShape,
@@ -140,7 +142,12 @@ export async function estimateGradient(
       const total = replay === null ? null : replay.length * groups.length;
       let groupCount = 0;
       for await (const batch of source) {
-        const { loss } = model.lossAndGrads(batch, { paramGrads: accumulators });
+        const { loss, tokens } = model.lossAndGrads(batch, { paramGrads: accumulators });
+        if (tokens === 0) {
+          throw new Error(
+            `estimateGradient: batch ${groupCount + 1} has no learned token (every label is -100); its gradient would be zero`,
+          );
+        }
         if (replay === null && groups.length > 1) kept.push(batch);
         groupCount++;
         passes++;
@@ -161,6 +168,7 @@ export async function estimateGradient(
         const data = (accumulators.get(t.weightName) as Tensor).toArray();
         for (let i = 0; i < data.length; i++) data[i] /= count;
         assertFiniteGradient(t.path, data);
+        assertNonZeroGradient(t.path, data);
         grads.set(t.path, { shape: t.shape, data });
       }
     } finally {

@@ -2,7 +2,8 @@
 // keyed by module path ("model.layers.0.self_attn.q_proj"), F32, each in the model's STORED weight
 // layout ((out, in), or (in, out) for fan_in_fan_out). __metadata__ may carry free-form strings
 // (e.g. the number of batches averaged). Loading checks every entry against the model's linear
-// layers and names module and shapes on mismatch; a NaN/Inf names the module. Written atomically.
+// layers and names module and shapes on mismatch; a NaN/Inf or an all-zero gradient names the
+// module. Written atomically.
 
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../io/safetensors.js";
 import type { LinearInfo } from "../models/linear.js";
@@ -21,6 +22,19 @@ export function storedWeightShape(info: LinearInfo): [number, number] {
   return info.fanInFanOut
     ? [info.inFeatures, info.outFeatures]
     : [info.outFeatures, info.inFeatures];
+}
+
+/**
+ * Throws naming the module when a LoRA-GA gradient is all zeros: its SVD has no direction, and the
+ * init would silently start from arbitrary singular vectors (no row had a learned token, or the
+ * module does not reach the loss).
+ */
+export function assertNonZeroGradient(path: string, data: Float32Array, where = "gradient"): void {
+  for (let i = 0; i < data.length; i++) if (data[i] !== 0) return;
+  throw new Error(
+    `${where} of module ${path} is all zeros: LoRA-GA has no direction to initialise it from ` +
+      "(do the estimation batches have learned tokens? does the module affect the loss?)",
+  );
 }
 
 /** Throws naming the module when a gradient holds NaN or +-Inf. */
@@ -92,6 +106,7 @@ export async function loadGradients(
       }
       const data = await file.readF32(info.path);
       assertFiniteGradient(info.path, data, `${path}: gradient`);
+      assertNonZeroGradient(info.path, data, `${path}: gradient`);
       grads.set(info.path, { shape: storedWeightShape(info), data });
     }
     return { grads, metadata: { ...file.metadata } };

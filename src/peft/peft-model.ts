@@ -21,7 +21,7 @@ import { type AdapterWeights, loadAdapter, saveAdapter } from "./adapter-io.js";
 import { applyLora, detachAdapters } from "./apply.js";
 import { type LoraConfig, LoraGAConfig } from "./config.js";
 import { convertAdapter } from "./convert.js";
-import type { GradientMap } from "./gradient-cache.js";
+import { assertNonZeroGradient, type GradientEntry, type GradientMap } from "./gradient-cache.js";
 import type { SvdChoice } from "./init/common.js";
 import { initMethodOf } from "./init/index.js";
 import type { LoraLinear, LoraParameter } from "./lora.js";
@@ -183,6 +183,7 @@ export function getPeftModel(
           `no gradient for target module ${info.path} (the gradients do not fit the targets)`,
         );
       }
+      assertNonZeroGradient(info.path, (options.namedGrad.get(info.path) as GradientEntry).data);
     }
   }
   const rng = new Rng(options.seed ?? 0);

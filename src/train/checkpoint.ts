@@ -3,7 +3,8 @@
 // Layout of <root>/checkpoint-<step>/ (step = completed optimiser steps):
 //   trainer_state.json      {format, version, step, optimizer {kind, step}, data (BatchSource
 //                            state), rng (Rng.state() of the dropout generator or null), trainer
-//                            (early-stopping bookkeeping), run (options that must not change on resume)}
+//                            (early-stopping bookkeeping, last loss), run (options that must not
+//                            change on resume), notes (optional free-form record of the caller)}
 //   optimizer.safetensors   optimiser state tensors by name (optimizer.ts), F32
 //   adapter/                LoRA: a PEFT adapter directory (peft/adapter-io.ts saveAdapter), or
 //   model.safetensors       full fine-tuning: every trained parameter by its HF name, F32
@@ -19,6 +20,7 @@ import { mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promis
 import { join } from "node:path";
 import { writeFileAtomic } from "../io/atomic-write.js";
 import { parseJsonStrict } from "../io/json.js";
+import { makeDirs } from "../io/output-paths.js";
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../io/safetensors.js";
 import type { LinearInfo } from "../models/linear.js";
 import { type AdapterWeights, loadAdapter, saveAdapter } from "../peft/adapter-io.js";
@@ -39,6 +41,8 @@ const CHECKPOINT_RE = /^checkpoint-([0-9]+)$/;
 interface TrainerBookkeeping {
   bestEvalLoss: number | null;
   evalsWithoutImprovement: number;
+  /** Loss of the last completed step (null: none yet, or a checkpoint written before this field). */
+  lastLoss: number | null;
 }
 
 export interface CheckpointContent {
@@ -49,6 +53,8 @@ export interface CheckpointContent {
   trainer: TrainerBookkeeping;
   /** Options that must be the same on resume (compared key by key). */
   run: Record<string, unknown>;
+  /** The caller's free-form record, saved and returned as is (e.g. init timings for run.json). */
+  notes?: Record<string, unknown>;
   weights: TrainedWeights;
 }
 
@@ -75,7 +81,7 @@ async function fsyncPath(path: string): Promise<void> {
 
 /** Writes <root>/checkpoint-<step>/ atomically; returns its path. */
 export async function saveCheckpoint(root: string, content: CheckpointContent): Promise<string> {
-  await mkdir(root, { recursive: true });
+  await makeDirs(root);
   const final = join(root, checkpointName(content.step));
   const temp = join(
     root,
@@ -116,6 +122,7 @@ export async function saveCheckpoint(root: string, content: CheckpointContent): 
       rng: content.rng,
       trainer: content.trainer,
       run: content.run,
+      ...(content.notes !== undefined && { notes: content.notes }),
     };
     await writeFileAtomic(join(temp, STATE_NAME), `${JSON.stringify(state, null, 1)}\n`);
     await fsyncPath(temp);
@@ -250,6 +257,8 @@ export async function loadCheckpoint(
     throw bad(dir, "bad trainer record");
   }
   if (typeof s.run !== "object" || s.run === null) throw bad(dir, "bad run record");
+  if (s.notes !== undefined && (typeof s.notes !== "object" || s.notes === null))
+    throw bad(dir, "bad notes record");
 
   const tensors = new Map<string, Float32Array>();
   const optFile = await SafetensorsFile.open(join(dir, OPTIMIZER_NAME));
@@ -284,8 +293,10 @@ export async function loadCheckpoint(
     trainer: {
       bestEvalLoss: trainer.bestEvalLoss ?? null,
       evalsWithoutImprovement: trainer.evalsWithoutImprovement,
+      lastLoss: typeof trainer.lastLoss === "number" ? trainer.lastLoss : null,
     },
     run: s.run as Record<string, unknown>,
+    ...(s.notes !== undefined && { notes: s.notes as Record<string, unknown> }),
     weights,
   };
 }

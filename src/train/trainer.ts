@@ -34,11 +34,17 @@
 // set): weights, optimiser state, step, data position, dropout RNG, early-stopping state. resume
 // continues exactly where the checkpoint was taken (bit-identical losses on the same kernels):
 // the schedule is a pure function of the step; the data source and RNG are restored from their state.
+// Stopping early on request (shouldStop, polled before each step: the CLI's Ctrl-C): the loop ends
+// at that step boundary, a checkpoint of the completed steps is written (when checkpointDir is
+// set), and the result says interrupted. Resuming truncates logFile to the checkpoint's step, so a
+// resumed run's log holds each step once. A micro-batch without a counted label (every label
+// -100) is an error: it would train nothing while logging loss 0.
 // The caller owns the trainable and its model; train() frees neither. Memory: optimiser state is
 // allocated once, before the first step (gradient buffers belong to the trainable).
 
-import { appendFile, mkdir } from "node:fs/promises";
+import { appendFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import { makeDirs } from "../io/output-paths.js";
 import type { Batch } from "../models/model.js";
 import {
   type CheckpointContent,
@@ -57,6 +63,7 @@ import {
   withOptimizerDefaults,
 } from "./optimizer.js";
 import { learningRate, type ScheduleConfig, type ScheduleName } from "./schedule.js";
+import { truncateTrainLog } from "./train-log.js";
 import type { Trainable } from "./trainable.js";
 
 export interface TrainLogRecord {
@@ -88,6 +95,14 @@ export interface TrainOptions {
   keepCheckpoints?: number;
   /** true: the newest checkpoint in checkpointDir (fresh start if none); a string: that checkpoint. */
   resume?: boolean | string;
+  /** Polled before each step; true ends the run there (checkpoint written, result.interrupted). */
+  shouldStop?: () => boolean;
+  /**
+   * Free-form record saved with every checkpoint (not compared on resume). A resumed run keeps
+   * saving the notes of the checkpoint it resumed from (they describe the run's start), and
+   * returns them as resumedNotes.
+   */
+  notes?: Record<string, unknown>;
 }
 
 export interface TrainResult {
@@ -99,6 +114,12 @@ export interface TrainResult {
   stoppedEarly: boolean;
   /** Step the run resumed from (0 for a fresh start). */
   resumedFrom: number;
+  /** Loss of the last completed step, also when it ran before a resume (null: no step yet). */
+  lastLoss: number | null;
+  /** shouldStop ended the run before `steps`. */
+  interrupted: boolean;
+  /** The notes of the checkpoint this run resumed from (null: fresh start or none saved). */
+  resumedNotes: Record<string, unknown> | null;
 }
 
 function positiveInt(what: string, v: number): number {
@@ -165,7 +186,13 @@ export async function train(
   };
 
   let startStep = 0;
-  const book = { bestEvalLoss: null as number | null, evalsWithoutImprovement: 0 };
+  const book = {
+    bestEvalLoss: null as number | null,
+    evalsWithoutImprovement: 0,
+    lastLoss: null as number | null,
+  };
+  let resumedNotes: Record<string, unknown> | null = null;
+  let notes = options.notes;
   try {
     const resumeDir =
       typeof options.resume === "string"
@@ -180,10 +207,14 @@ export async function train(
       data.restore(ckpt.data);
       book.bestEvalLoss = ckpt.trainer.bestEvalLoss;
       book.evalsWithoutImprovement = ckpt.trainer.evalsWithoutImprovement;
+      book.lastLoss = ckpt.trainer.lastLoss;
+      resumedNotes = ckpt.notes ?? null;
+      if (ckpt.notes !== undefined) notes = ckpt.notes;
       startStep = ckpt.step;
+      if (options.logFile !== undefined) await truncateTrainLog(options.logFile, startStep);
     }
 
-    if (options.logFile !== undefined) await mkdir(dirname(options.logFile), { recursive: true });
+    if (options.logFile !== undefined) await makeDirs(dirname(options.logFile));
     const emit = async (record: TrainLogRecord): Promise<void> => {
       options.log?.(record);
       if (options.logFile !== undefined)
@@ -197,6 +228,7 @@ export async function train(
         rng: trainable.rng?.state() ?? null,
         trainer: { ...book },
         run,
+        ...(notes !== undefined && { notes }),
         weights: trainable.trainedWeights(),
       };
       await saveCheckpoint(options.checkpointDir as string, content);
@@ -207,11 +239,17 @@ export async function train(
     const losses: number[] = [];
     let lastEval: TrainResult["lastEval"] = null;
     let stoppedEarly = false;
+    let interrupted = false;
     const t0 = performance.now();
     trainable.zeroGrad();
     trainable.setTraining(true);
     let step = startStep;
     while (step < steps) {
+      if (options.shouldStop?.() === true) {
+        interrupted = true;
+        if (options.checkpointDir !== undefined) await checkpoint(step);
+        break;
+      }
       const stepStart = performance.now();
       const lr = learningRate(schedule, step);
       let lossSum = 0;
@@ -226,6 +264,11 @@ export async function train(
             ? { lossScale: 1 / gradAccum }
             : { paramGrads, lossScale: 1 / gradAccum },
         );
+        if (r.tokens === 0) {
+          throw new Error(
+            `train: step ${step + 1}: a micro-batch has no learned token (every label is -100), so it would train nothing`,
+          );
+        }
         lossSum += r.loss;
         tokens += r.tokens;
       }
@@ -241,6 +284,7 @@ export async function train(
       trainable.zeroGrad();
       step++;
       losses.push(loss);
+      book.lastLoss = loss;
       const now = performance.now();
       await emit({
         type: "train",
@@ -287,7 +331,16 @@ export async function train(
       }
       if (stoppedEarly) break;
     }
-    return { steps: step, losses, lastEval, stoppedEarly, resumedFrom: startStep };
+    return {
+      steps: step,
+      losses,
+      lastEval,
+      stoppedEarly,
+      resumedFrom: startStep,
+      lastLoss: book.lastLoss,
+      interrupted,
+      resumedNotes,
+    };
   } finally {
     trainable.setTraining(false);
     optimizer.dispose();

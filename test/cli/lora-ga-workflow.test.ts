@@ -397,7 +397,7 @@ describe("bad input through the CLI", () => {
     mkdirSync(busy);
     writeFileSync(join(busy, "keep.txt"), "x");
     const m = runCli(["merge", "--model", model, "--adapter", a, "--out", busy]);
-    expect(m.status).toBe(1);
-    expect(m.stderr).toMatch(/busy: exists and is not empty/);
+    expect(m.status).toBe(2);
+    expect(m.stderr).toMatch(/busy is not empty; pass --overwrite to replace its contents/);
   });
 });

@@ -10,7 +10,7 @@ import { renderTextTable } from "../../report/table.js";
 import { commandOf } from "../command.js";
 import { UsageError } from "../errors.js";
 import { configFlag } from "../options/engine.js";
-import { checkOutputFile } from "../options/output.js";
+import { checkOutputFile, overwriteFlag } from "../options/output.js";
 import {
   intFlag,
   numberFlag,
@@ -19,9 +19,11 @@ import {
   switchFlag,
   withDefault,
 } from "../options/schema.js";
+import { guardOutput } from "../output-guard.js";
 
 const SCHEMA = {
   out: withDefault(stringFlag("--out <file>", "HTML report to write"), "report.html"),
+  overwrite: overwriteFlag,
   targetLoss: numberFlag(
     "--target-loss <x>",
     'training loss to reach (default: final loss of the run named "lora", else the largest final loss)',
@@ -39,15 +41,24 @@ const SCHEMA = {
 interface Plan {
   readonly options: Parsed<typeof SCHEMA>["options"];
   readonly dirs: readonly string[];
+  /** --out as messages name it (from the flag or --config). */
+  readonly outName: string;
 }
 
 function check(parsed: Parsed<typeof SCHEMA>, dirs: readonly string[]): Plan {
   if (dirs.length === 0) throw new UsageError("compare: give at least one run directory");
   checkOutputFile(parsed.name("out"), parsed.options.out);
-  return { options: parsed.options, dirs };
+  return { options: parsed.options, dirs, outName: parsed.name("out") };
 }
 
-async function run({ options: o, dirs }: Plan): Promise<void> {
+async function run({ options: o, dirs, outName }: Plan): Promise<void> {
+  await guardOutput({
+    flag: outName,
+    path: o.out,
+    kind: "file",
+    overwrite: o.overwrite,
+    inputs: dirs.map((d) => ["run directory", d] as const),
+  });
   const runs = [];
   for (const dir of dirs) runs.push(await readRunDir(dir));
   const seen = new Set<string>();

@@ -11,8 +11,9 @@ import { commandOf } from "../command.js";
 import { UsageError } from "../errors.js";
 import { configFlag } from "../options/engine.js";
 import { checkInputDir } from "../options/model.js";
-import { checkOutputDir, outFlag } from "../options/output.js";
+import { checkOutputDir, outFlag, overwriteFlag } from "../options/output.js";
 import { type Parsed, required, stringFlag, switchFlag } from "../options/schema.js";
+import { guardOutput, removingCreatedDirs } from "../output-guard.js";
 
 /** Linear-layer descriptions recovered from an adapter file's lora_A (r, in) / lora_B (out, r). */
 export async function linearsOfAdapter(dir: string): Promise<LinearInfo[]> {
@@ -48,6 +49,7 @@ const SCHEMA = {
     stringFlag("--final <dir>", "the trained adapter (A1, B1), for the same offset base"),
   ),
   out: outFlag("<dir>", "where to write the converted adapter"),
+  overwrite: overwriteFlag,
   config: configFlag,
   quiet: switchFlag("-q, --quiet", "no output"),
 };
@@ -62,7 +64,17 @@ function check(parsed: Plan): Plan {
   return parsed;
 }
 
-async function run({ options: o }: Plan): Promise<void> {
+async function run({ options: o, name }: Plan): Promise<void> {
+  await guardOutput({
+    flag: name("out"),
+    path: o.out,
+    kind: "dir",
+    overwrite: o.overwrite,
+    inputs: [
+      [name("init"), o.init],
+      [name("final"), o.final],
+    ],
+  });
   const initial = await loadAdapter(o.init, await linearsOfAdapter(o.init));
   const trained = await loadAdapter(o.final, await linearsOfAdapter(o.final));
   if (initial.init !== null && initial.init.offset_base === false) {
@@ -100,5 +112,6 @@ export const registerConvert = commandOf({
   helpAfter:
     "\nExample:\n  loraga convert --init runs/init-adapter --final runs/final-adapter --out runs/peft-adapter\n",
   check,
-  run,
+  // a run stopped before writing anything leaves no empty --out behind
+  run: (plan) => removingCreatedDirs(plan.options.out, () => run(plan)),
 });

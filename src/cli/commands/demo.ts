@@ -13,7 +13,7 @@
 // file .loraga-demo) is replaced; any other non-empty OUT is refused.
 
 import { existsSync, readdirSync } from "node:fs";
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
@@ -27,6 +27,7 @@ import {
   verdictText,
 } from "../../demo/methods.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
+import { makeDirs } from "../../io/output-paths.js";
 import { renderReport } from "../../report/html.js";
 import { readRunDir } from "../../report/read-run.js";
 import { compareRuns } from "../../report/stats.js";
@@ -126,12 +127,12 @@ function check({ options: o, name }: Parsed<typeof SCHEMA>): Plan {
         `--model ${modelDir}: no ${f} there (the demo needs a model with its tokenizer)`,
       );
   }
+  checkOutputDir(name("out"), o.out); // before reading it: --out may name a file
   if (existsSync(o.out) && readdirSync(o.out).length > 0 && !existsSync(join(o.out, MARKER))) {
     throw new UsageError(
       `${name("out")} ${o.out}: exists and is not an earlier demo's output; choose a new directory`,
     );
   }
-  checkOutputDir(name("out"), o.out);
   return { options: o, methods, modelDir };
 }
 
@@ -156,7 +157,7 @@ async function runDemo({ options, methods, modelDir }: Plan): Promise<void> {
   const t0 = performance.now();
   const { train, test } = makeArithSplits(trainRowCount, testRowCount, seed + 1);
   const dataDir = join(out, "data");
-  await mkdir(dataDir, { recursive: true });
+  await makeDirs(dataDir);
   const trainFile = join(dataDir, "train.jsonl");
   const testFile = join(dataDir, "test.jsonl");
   await writeFile(trainFile, toJsonl(train));
@@ -270,7 +271,7 @@ async function prepareOut(out: string, methods: readonly string[]): Promise<void
       await rm(join(out, name), { recursive: true, force: true });
     }
   }
-  await mkdir(out, { recursive: true });
+  await makeDirs(out); // Node's recursive mkdir loops forever on /proc/foo
   await writeFile(
     join(out, MARKER),
     `written by loraga demo (${methods.join(", ")}); this directory is replaced by the next demo\n`,

@@ -14,14 +14,16 @@ import {
   openModel,
   openTokenizerIfAny,
 } from "../options/model.js";
-import { checkOutputFile, outFlag } from "../options/output.js";
+import { checkOutputFile, outFlag, overwriteFlag } from "../options/output.js";
 import { intFlag, type Parsed, withDefault } from "../options/schema.js";
+import { guardOutput } from "../output-guard.js";
 import { estimateGradients, prepareTargets } from "../workflow/estimate-init.js";
 import { quantizeAndReport } from "../workflow/quantize.js";
 
 const SCHEMA = {
   model: modelFlag("Hugging Face model directory (config.json, *.safetensors)"),
   out: outFlag("<file>", "gradient cache to write (.safetensors)"),
+  overwrite: overwriteFlag,
   seed: withDefault(intFlag("--seed <n>", "seed of --shuffle", 0), 0),
   ...ESTIMATE_FLAGS,
   ...ENGINE_FLAGS,
@@ -39,9 +41,24 @@ function check(parsed: Plan): Plan {
 }
 
 async function run({ options: o, name }: Plan): Promise<void> {
+  await guardOutput({
+    flag: name("out"),
+    path: o.out,
+    kind: "file",
+    overwrite: o.overwrite,
+    inputs: [
+      [name("model"), o.model],
+      [name("data"), o.data],
+    ],
+  });
   const engine = await openEngine(o);
   try {
-    const model = await openModel(o.model, engine, { weightDtype: o.weightDtype });
+    const model = await openModel(
+      o.model,
+      engine,
+      { weightDtype: o.weightDtype },
+      { gradient_checkpointing: o.gradientCheckpointing },
+    );
     const settings = { target: o.target, maxGradMemory: o.maxGradMemory, quiet: o.quiet };
     const targets = prepareTargets(model, settings, name("maxGradMemory"));
     const batches = await loadBatches(

@@ -17,8 +17,9 @@ import {
   openModel,
   openTokenizerIfAny,
 } from "../options/model.js";
-import { checkOutputDir, outFlag } from "../options/output.js";
+import { checkOutputDir, outFlag, overwriteFlag } from "../options/output.js";
 import { type Parsed, stringFlag } from "../options/schema.js";
+import { guardOutput, removingCreatedDirs } from "../output-guard.js";
 import {
   estimateThenInit,
   type GradientSource,
@@ -32,6 +33,7 @@ const SCHEMA = {
     "<dir>",
     "adapter directory to write (adapter_config.json + adapter_model.safetensors)",
   ),
+  overwrite: overwriteFlag,
   grads: stringFlag(
     "--grads <file>",
     "gradient cache from `loraga estimate` (otherwise estimate from --data)",
@@ -60,9 +62,25 @@ function check(parsed: Plan): Plan {
 }
 
 async function run({ options: o, name }: Plan): Promise<void> {
+  await guardOutput({
+    flag: name("out"),
+    path: o.out,
+    kind: "dir",
+    overwrite: o.overwrite,
+    inputs: [
+      [name("model"), o.model],
+      [name("grads"), o.grads],
+      [name("data"), o.data],
+    ],
+  });
   const engine = await openEngine(o);
   try {
-    const model = await openModel(o.model, engine, { weightDtype: o.weightDtype });
+    const model = await openModel(
+      o.model,
+      engine,
+      { weightDtype: o.weightDtype },
+      { gradient_checkpointing: o.gradientCheckpointing },
+    );
     const settings = {
       target: o.target,
       maxGradMemory:
@@ -129,5 +147,6 @@ export const registerInit = commandOf({
     "    --target q_proj,v_proj --r 8 --out init-adapter\n" +
     "  loraga init --model ./tiny-llama --method pissa --r 8 --out pissa-adapter\n",
   check,
-  run,
+  // a run stopped before writing anything leaves no empty --out behind
+  run: (plan) => removingCreatedDirs(plan.options.out, () => run(plan)),
 });

@@ -7,8 +7,9 @@ import { loadPeftModel } from "../../peft/peft-model.js";
 import { commandOf } from "../command.js";
 import { ENGINE_FLAGS, openEngine } from "../options/engine.js";
 import { checkInputDir, checkModelDir, modelFlag, openModel } from "../options/model.js";
-import { checkOutputDir, outFlag } from "../options/output.js";
+import { checkOutputDir, outFlag, overwriteFlag } from "../options/output.js";
 import { choiceFlag, type Parsed, required, stringFlag } from "../options/schema.js";
+import { guardOutput, removingCreatedDirs } from "../output-guard.js";
 
 const SCHEMA = {
   model: modelFlag("base model directory (the original, un-offset model)"),
@@ -19,6 +20,7 @@ const SCHEMA = {
     ),
   ),
   out: outFlag("<dir>", "new model directory to write"),
+  overwrite: overwriteFlag,
   init: stringFlag(
     "--init <dir>",
     "init adapter, for an adapter trained on a LoRA-GA/PiSSA/OLoRA offset base",
@@ -42,7 +44,18 @@ function check(parsed: Plan): Plan {
   return parsed;
 }
 
-async function run({ options: o }: Plan): Promise<void> {
+async function run({ options: o, name }: Plan): Promise<void> {
+  await guardOutput({
+    flag: name("out"),
+    path: o.out,
+    kind: "dir",
+    overwrite: o.overwrite,
+    inputs: [
+      [name("model"), o.model],
+      [name("adapter"), o.adapter],
+      [name("init"), o.init],
+    ],
+  });
   const engine = await openEngine(o);
   try {
     const model = await openModel(o.model, engine);
@@ -54,6 +67,7 @@ async function run({ options: o }: Plan): Promise<void> {
     await saveModel(model, o.out, {
       sourceDir: o.model,
       ...(o.dtype !== undefined && { dtype: o.dtype }),
+      overwrite: o.overwrite,
     });
     if (!o.quiet) process.stderr.write(`merged ${count} modules; wrote ${o.out}\n`);
     model.dispose();
@@ -69,5 +83,6 @@ export const registerMerge = commandOf({
   helpAfter:
     "\nExample:\n  loraga merge --model ./tiny-llama --adapter runs/peft-adapter --out ./tiny-llama-merged\n",
   check,
-  run,
+  // a run stopped before writing anything leaves no empty --out behind
+  run: (plan) => removingCreatedDirs(plan.options.out, () => run(plan)),
 });

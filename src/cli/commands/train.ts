@@ -9,13 +9,15 @@
 //   model/             (full fine-tuning) the trained model as a Hugging Face checkpoint
 //   train.jsonl        one JSON record per step and per evaluation (src/train/trainer.ts)
 //   run.json           summary read by `loraga compare` (src/report/run-log.ts)
-//   checkpoints/       with --checkpoint-every: exact-resume checkpoints (--resume continues)
+//   checkpoints/       with --checkpoint-every, or on Ctrl-C: exact-resume checkpoints (--resume)
+//   .loraga.lock       while a process trains here (src/train/run-lock.ts)
+// A fresh run needs a new or empty --out; --resume continues an unfinished one (output-guard.ts).
 
-import { existsSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { loadExamples } from "../../data/dataset.js";
 import type { TokenExample } from "../../data/examples.js";
+import { keepLearnableRows } from "../../data/learnable.js";
 import { writeFileAtomic } from "../../io/atomic-write.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import { saveModel } from "../../models/save.js";
@@ -26,6 +28,7 @@ import { fullFineTuning, type Trainable } from "../../train/trainable.js";
 import { train } from "../../train/trainer.js";
 import { commandOf } from "../command.js";
 import { UsageError } from "../errors.js";
+import { InterruptedError, watchInterrupts } from "../interrupt.js";
 import {
   batchesOf,
   batchSizeFlag,
@@ -47,6 +50,7 @@ import {
   checkInputDir,
   checkInputFile,
   checkModelDir,
+  gradientCheckpointingFlag,
   modelFlag,
   openModel,
   openTokenizerIfAny,
@@ -70,6 +74,7 @@ import {
   OPTIMIZER_FLAGS,
   RUN_FLAGS,
 } from "../options/training.js";
+import { claimRunDir, removingCreatedDirs } from "../output-guard.js";
 import { createProgress } from "../progress.js";
 import {
   estimateThenInit,
@@ -107,6 +112,7 @@ const SCHEMA = {
   shuffle: noShuffleFlag,
   trainOnPrompt: trainOnPromptFlag("learn prompt / user tokens too"),
   ...RUN_FLAGS,
+  gradientCheckpointing: gradientCheckpointingFlag,
   weightDtype: weightDtypeFlag,
   quantize: quantizeFlag(
     "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)",
@@ -125,16 +131,7 @@ function check(parsed: Plan): Plan {
   if (o.evalData !== undefined) checkInputFile(name("evalData"), o.evalData);
   if (o.initAdapter !== undefined) checkInputDir(name("initAdapter"), o.initAdapter);
   checkTarget(name("target"), o.target);
-  if (o.resume && !existsSync(join(out, "checkpoints"))) {
-    throw new UsageError(
-      `--resume: ${join(out, "checkpoints")} does not exist (was the run started with --checkpoint-every?)`,
-    );
-  }
-  if (!o.resume && existsSync(join(out, "run.json"))) {
-    throw new UsageError(
-      `--out ${out} already holds a finished run; choose a new directory (or --resume an unfinished one)`,
-    );
-  }
+  // the run directory's state (finished, resumable, in use) is claimRunDir's, at the start of run
   checkOutputDir(name("out"), out);
   if (o.method === "full" && (o.quantize !== undefined || o.weightDtype !== "f32")) {
     throw new UsageError(
@@ -165,10 +162,17 @@ async function loadRows(
   tokenizer: Awaited<ReturnType<typeof openTokenizerIfAny>>,
 ): Promise<{ examples: TokenExample[]; evalExamples: TokenExample[] }> {
   const exampleOptions = { vocabSize: model.vocabSize, trainOnPrompt: o.trainOnPrompt };
-  let examples = await loadExamples(o.data, tokenizer, exampleOptions);
+  const warn = (message: string) => process.stderr.write(`${message}\n`);
+  const learnable = async (file: string) =>
+    keepLearnableRows(await loadExamples(file, tokenizer, exampleOptions), {
+      maxLength: o.maxLength,
+      file,
+      warn,
+    });
+  let examples = await learnable(o.data);
   let evalExamples: TokenExample[] = [];
   if (o.evalData !== undefined) {
-    evalExamples = await loadExamples(o.evalData, tokenizer, exampleOptions);
+    evalExamples = await learnable(o.evalData);
   } else if (o.evalSplit > 0) {
     if (o.evalSplit >= examples.length) {
       throw new UsageError(
@@ -194,10 +198,35 @@ async function loadRows(
 async function run(plan: Plan): Promise<void> {
   const o = plan.options;
   const out = o.out;
+  const logFile = o.log ?? join(out, "train.jsonl");
+  const claim = await claimRunDir({
+    out,
+    resume: o.resume,
+    log: logFile,
+    inputs: [
+      ["--model", o.model],
+      ["--data", o.data],
+      ["--eval-data", o.evalData],
+      ["--init-adapter", o.initAdapter],
+    ],
+  });
+  const engine = await openEngine(o).catch(async (error: unknown) => {
+    await claim.lock.release();
+    throw error;
+  });
   const progress = createProgress(o.quiet);
-  const engine = await openEngine(o);
+  // Ctrl-C / SIGTERM: graceful (save, then InterruptedError) only while train() runs
+  const interrupts = watchInterrupts({
+    onHardExit: () => progress.stop(),
+    stopMessage: "stopping after the current step to save a checkpoint",
+  });
   try {
-    const model = await openModel(o.model, engine, { weightDtype: o.weightDtype });
+    const model = await openModel(
+      o.model,
+      engine,
+      { weightDtype: o.weightDtype },
+      { gradient_checkpointing: o.gradientCheckpointing },
+    );
     const tokenizer = await openTokenizerIfAny(o.model);
     const { examples, evalExamples } = await loadRows(plan, model, tokenizer);
     const padTokenId = padTokenIdOf(tokenizer);
@@ -223,6 +252,7 @@ async function run(plan: Plan): Promise<void> {
       shuffle: o.shuffle,
     });
     progress.start("train", o.steps);
+    interrupts.graceful = true;
     const result = await train(prepared.trainable, data, {
       steps: o.steps,
       lr: o.lr,
@@ -243,19 +273,31 @@ async function run(plan: Plan): Promise<void> {
       ...(o.evalEvery !== undefined &&
         evalBatches.length > 0 && { evalEvery: o.evalEvery, evalBatches }),
       ...(o.earlyStopping !== undefined && { earlyStopping: { patience: o.earlyStopping } }),
-      logFile: o.log ?? join(out, "train.jsonl"),
+      logFile,
       log: (record) => {
         if (record.type === "train" && typeof record.loss === "number")
           progress.update(record.step, `loss ${record.loss.toFixed(4)}`);
       },
-      ...(o.checkpointEvery !== undefined && {
-        checkpointEvery: o.checkpointEvery,
-        checkpointDir: join(out, "checkpoints"),
-      }),
+      checkpointDir: join(out, "checkpoints"),
+      ...(o.checkpointEvery !== undefined && { checkpointEvery: o.checkpointEvery }),
       ...(o.keepCheckpoints !== undefined && { keepCheckpoints: o.keepCheckpoints }),
-      ...(o.resume && { resume: true, checkpointDir: join(out, "checkpoints") }),
+      ...(claim.resumeFrom !== null && { resume: claim.resumeFrom }),
+      shouldStop: () => interrupts.received !== null,
+      notes: {
+        estimate_seconds: prepared.estimateSeconds,
+        svd_seconds: prepared.initSeconds,
+        init_seconds: prepared.estimateSeconds + prepared.initSeconds,
+      },
     });
+    interrupts.graceful = false;
     progress.stop();
+    if (result.interrupted) {
+      await saveOutputs(model, prepared, out, o.model);
+      throw new InterruptedError(
+        interrupts.received ?? "SIGINT",
+        interruptedMessage(out, result.steps, o.steps, prepared.trainable.kind),
+      );
+    }
 
     let finalEval = result.lastEval;
     if (evalBatches.length > 0 && (finalEval === null || o.evalEvery === undefined)) {
@@ -263,17 +305,26 @@ async function run(plan: Plan): Promise<void> {
       finalEval = { loss: ev.loss, perplexity: ev.perplexity };
     }
     await saveOutputs(model, prepared, out, o.model);
+    // a resumed run's init happened in the first process: its timings come from the checkpoint
+    const timings = result.resumedNotes ?? {
+      estimate_seconds: prepared.estimateSeconds,
+      svd_seconds: prepared.initSeconds,
+      init_seconds: prepared.estimateSeconds + prepared.initSeconds,
+    };
+    const lora = prepared.peft?.config ?? null; // the adapter's own r/alpha (--init-adapter too)
     const summary = {
       name: o.name ?? o.method,
       method: o.method,
       model: o.model,
-      r: o.method === "full" ? null : o.r,
+      r: lora?.r ?? null,
+      lora_alpha: lora?.lora_alpha ?? null,
+      target_modules: lora?.target_modules ?? null,
       steps: result.steps,
       stopped_early: result.stoppedEarly,
-      estimate_seconds: prepared.estimateSeconds,
-      svd_seconds: prepared.initSeconds,
-      init_seconds: prepared.estimateSeconds + prepared.initSeconds,
-      final_train_loss: result.losses.at(-1) ?? null,
+      estimate_seconds: timings.estimate_seconds ?? null,
+      svd_seconds: timings.svd_seconds ?? null,
+      init_seconds: timings.init_seconds ?? null,
+      final_train_loss: result.lastLoss,
       final_metrics:
         finalEval === null
           ? []
@@ -290,15 +341,36 @@ async function run(plan: Plan): Promise<void> {
           ? ""
           : `, eval loss ${finalEval.loss.toFixed(4)} (ppl ${finalEval.perplexity.toFixed(2)})`;
       process.stderr.write(
-        `trained ${result.steps} steps, last loss ${(result.losses.at(-1) ?? Number.NaN).toFixed(4)}${evalText}; wrote ${out}\n`,
+        `trained ${result.steps} steps, last loss ${(result.lastLoss ?? Number.NaN).toFixed(4)}${evalText}; wrote ${out}\n`,
       );
     }
     prepared.trainable.dispose();
     model.dispose();
   } finally {
+    interrupts.dispose();
     progress.stop();
     await engine.dispose();
+    await claim.lock.release();
   }
+}
+
+/** Where an interrupted run was saved and how to continue it. */
+function interruptedMessage(out: string, step: number, steps: number, kind: string): string {
+  const args = process.argv.slice(2);
+  const again =
+    args[0] === "train"
+      ? `loraga ${[...args.filter((a) => a !== "--resume"), "--resume"].map(shellQuote).join(" ")}`
+      : "the same `loraga train` command with --resume";
+  return (
+    `interrupted at step ${step} of ${steps}: checkpoint ${join(out, "checkpoints", `checkpoint-${step}`)}, ` +
+    `${kind === "full" ? "model" : "adapter"} so far in ${join(out, kind === "full" ? "model" : "adapter")}\n` +
+    `  to continue: ${again}`
+  );
+}
+
+/** `arg` as a POSIX shell reads it back: bare when safe, else in single quotes. */
+function shellQuote(arg: string): string {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, "'\\''")}'`;
 }
 
 /**
@@ -390,5 +462,6 @@ export const registerTrain = commandOf({
     "  loraga train --model ./tiny-llama --data train.jsonl --init-adapter runs/init --out runs/from-init\n" +
     "  loraga train ... --checkpoint-every 50 --out runs/x      # later: the same command with --resume\n",
   check,
-  run,
+  // a run stopped before writing anything leaves no empty --out behind
+  run: (plan) => removingCreatedDirs(plan.options.out, () => run(plan)),
 });

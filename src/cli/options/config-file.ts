@@ -3,6 +3,7 @@
 
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
+import { decodeUtf8, Utf8Error } from "../../io/decode.js";
 import { UsageError } from "../errors.js";
 
 const messageOf = (err: unknown) => (err instanceof Error ? err.message : String(err));
@@ -11,8 +12,9 @@ const messageOf = (err: unknown) => (err instanceof Error ? err.message : String
 export function readConfigFile(path: string): Readonly<Record<string, unknown>> {
   let text: string;
   try {
-    text = readFileSync(path, "utf8");
+    text = decodeUtf8(readFileSync(path), path);
   } catch (err) {
+    if (err instanceof Utf8Error) throw new UsageError(`--config ${err.message}`);
     throw new UsageError(`--config ${path}: cannot read: ${messageOf(err)}`);
   }
   let value: unknown;

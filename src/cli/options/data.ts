@@ -4,6 +4,7 @@
 import { collate, groupIntoBatches, type TokenBatch } from "../../data/batches.js";
 import { loadExamples } from "../../data/dataset.js";
 import type { TokenExample } from "../../data/examples.js";
+import { keepLearnableRows } from "../../data/learnable.js";
 import type { Tokenizer } from "../../io/tokenizer.js";
 import { Rng } from "../../util/random.js";
 import { intFlag, stringFlag, switchFlag, withDefault } from "./schema.js";
@@ -44,9 +45,22 @@ export function batchesOf(
   plan: BatchPlan,
   padTokenId: number,
 ): TokenBatch[] {
+  return groupRows(selectRows(examples, plan), plan, padTokenId);
+}
+
+/** The rows `plan` takes: all or a seeded shuffle of them, then the first plan.batches batches. */
+function selectRows(examples: readonly TokenExample[], plan: BatchPlan): readonly TokenExample[] {
   let rows = examples;
   if (plan.shuffleSeed !== undefined) rows = new Rng(plan.shuffleSeed).shuffle([...examples]);
   if (plan.batches !== undefined) rows = rows.slice(0, plan.batches * plan.batchSize);
+  return rows;
+}
+
+function groupRows(
+  rows: readonly TokenExample[],
+  plan: BatchPlan,
+  padTokenId: number,
+): TokenBatch[] {
   return groupIntoBatches(rows, plan.batchSize).map((group) =>
     collate(group, { maxLength: plan.maxLength, padTokenId }),
   );
@@ -54,7 +68,8 @@ export function batchesOf(
 
 /**
  * Loads the batches `plan` describes from a JSONL file: only the rows needed in file order, every
- * row when shuffling. Rows need a tokenizer unless they are pre-tokenized.
+ * row when shuffling. Rows need a tokenizer unless they are pre-tokenized. Rows without a learned
+ * token within maxLength are dropped with a warning, and none left is an error (data/learnable.ts).
  */
 export async function loadBatches(
   file: string,
@@ -70,5 +85,10 @@ export async function loadBatches(
     ...options,
     ...(limit !== undefined && { limit }),
   });
-  return batchesOf(examples, plan, padTokenIdOf(tokenizer));
+  const rows = keepLearnableRows(selectRows(examples, plan), {
+    maxLength: plan.maxLength,
+    file,
+    warn: (message) => process.stderr.write(`${message}\n`),
+  });
+  return groupRows(rows, plan, padTokenIdOf(tokenizer));
 }

@@ -1,15 +1,16 @@
 // Model-loading flags: the model directory, how its frozen linear weights are stored
-// (--weight-dtype) and quantized (--quantize), and an adapter to apply (--adapter, --init); the
-// checks on them that need no model loaded, and the loading itself.
+// (--weight-dtype) and quantized (--quantize), memory against time in backward passes
+// (--gradient-checkpointing), and an adapter to apply (--adapter, --init); the checks on them that
+// need no model loaded, and the loading itself.
 
 import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { loadTokenizer, TOKENIZER_FILE, type Tokenizer } from "../../io/tokenizer.js";
-import { type CausalLM, loadModel } from "../../models/model.js";
+import { type CausalLM, loadModel, type MemoryOptions } from "../../models/model.js";
 import type { WeightLoadOptions } from "../../models/weights.js";
 import { UsageError } from "../errors.js";
 import type { Engine } from "./engine.js";
-import { choiceFlag, required, stringFlag, withDefault } from "./schema.js";
+import { choiceFlag, required, stringFlag, switchFlag, withDefault } from "./schema.js";
 
 export const modelFlag = (help = "Hugging Face model directory") =>
   required(stringFlag("--model <dir>", help));
@@ -25,6 +26,12 @@ export const weightDtypeFlag = withDefault(
 
 export const quantizeFlag = (help: string) =>
   choiceFlag("--quantize <kind>", help, ["int8", "nf4"]);
+
+/** transformers' gradient_checkpointing (models/model.ts MemoryOptions): same losses, less memory. */
+export const gradientCheckpointingFlag = switchFlag(
+  "--gradient-checkpointing",
+  "recompute each layer's forward in the backward pass: less activation memory, same results",
+);
 
 /** --adapter and --init of eval and generate. */
 export const ADAPTER_FLAGS = {
@@ -60,9 +67,12 @@ export async function openModel(
   dir: string,
   engine: Engine,
   storage: WeightLoadOptions = {},
+  memory: MemoryOptions = {},
 ): Promise<CausalLM> {
   checkModelDir("--model", dir);
-  return loadModel(dir, { kernels: engine.kernels, ...storage });
+  const model = await loadModel(dir, { kernels: engine.kernels, ...storage });
+  model.setMemoryOptions(memory);
+  return model;
 }
 
 export async function openTokenizerIfAny(dir: string): Promise<Tokenizer | null> {

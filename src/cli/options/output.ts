@@ -1,13 +1,19 @@
-// Output flags: where a command writes (--out), and the checks that an output can be written,
-// made before anything runs or is created. (Output policies such as overwriting belong here too.)
+// Output flags: where a command writes (--out), whether it may replace what is there
+// (--overwrite), and the checks of the output path that read but never write, made before anything
+// runs. The output rule itself (existing output, output = input, the write probe) is applied by
+// output-guard.ts at the start of the run, before any work; what only writing can tell (/proc/foo,
+// a path under a regular file, no write permission) fails there, naming the OS reason.
 
 import { accessSync, constants, existsSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { UsageError } from "../errors.js";
-import { required, stringFlag } from "./schema.js";
+import { required, stringFlag, switchFlag } from "./schema.js";
 
 export const outFlag = (placeholder: "<file>" | "<dir>", help: string) =>
   required(stringFlag(`--out ${placeholder}`, help));
+
+/** Allows replacing an existing --out (output-guard.ts); never an input of the command. */
+export const overwriteFlag = switchFlag("--overwrite", "replace an existing output");
 
 function writableDir(dir: string): boolean {
   try {
@@ -32,15 +38,12 @@ export function checkOutputFile(name: string, path: string): void {
 }
 
 /**
- * A directory to write (created with its missing parents): if it exists it must be a writable
- * directory; otherwise its nearest existing ancestor must be one.
+ * A directory to write (created with its missing parents): if it exists it must be a directory.
+ * Whether it can be created and written is found out by output-guard.ts's probe at the start of
+ * the run (an OS error naming the reason, before any work).
  */
 export function checkOutputDir(name: string, path: string): void {
-  let dir = resolve(path);
+  const dir = resolve(path);
   if (existsSync(dir) && !statSync(dir).isDirectory())
     throw new UsageError(`${name} ${path}: exists and is not a directory`);
-  while (!existsSync(dir)) dir = dirname(dir);
-  if (!statSync(dir).isDirectory())
-    throw new UsageError(`${name} ${path}: ${dir} is not a directory`);
-  if (!writableDir(dir)) throw new UsageError(`${name} ${path}: ${dir} is not writable`);
 }

@@ -13,6 +13,7 @@ import { getPeftModel, type PeftModel } from "../../peft/peft-model.js";
 import { selectTargets } from "../../peft/targets.js";
 import { ALIGN_BYTES, formatBytes } from "../../tensor/heap.js";
 import { UsageError } from "../errors.js";
+import { watchInterrupts } from "../interrupt.js";
 import { checkLoraGARank, targetLinears } from "../options/lora.js";
 import { createProgress } from "../progress.js";
 
@@ -72,6 +73,8 @@ export async function estimateGradients(
   const progress = createProgress(settings.quiet);
   const budget = settings.maxGradMemory;
   progress.start("estimate", batches.length); // bounded: the bar runs once per group
+  // Ctrl-C here exits at once (nothing to save yet), stopping the bar first
+  const interrupts = watchInterrupts({ onHardExit: () => progress.stop() });
   let result: EstimateResult;
   try {
     result = await estimateGradient(model, batches, {
@@ -86,6 +89,7 @@ export async function estimateGradients(
         ),
     });
   } finally {
+    interrupts.dispose();
     progress.stop();
   }
   if (!settings.quiet) {
