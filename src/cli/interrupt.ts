@@ -9,7 +9,7 @@
 // terminal), one line says what happened, and the exit code is 128 + the signal number (130 for
 // SIGINT, 143 for SIGTERM), as a shell reports a process killed by the signal.
 
-export const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
 export type InterruptSignal = keyof typeof SIGNAL_EXIT_CODES;
 
 /** Thrown by a command that stopped on a signal after saving; main() exits with `exitCode`. */
@@ -25,10 +25,10 @@ export class InterruptedError extends Error {
 }
 
 /** Escape codes that undo a progress bar's terminal settings: line wrap on (DECAWM), cursor shown. */
-export const RESTORE_TERMINAL = "\x1b[?7h\x1b[?25h";
+const RESTORE_TERMINAL = "\x1b[?7h\x1b[?25h";
 
 /** Turns line wrapping and the cursor back on when `stream` is a terminal. */
-export function restoreTerminal(stream: NodeJS.WriteStream = process.stderr): void {
+function restoreTerminal(stream: NodeJS.WriteStream = process.stderr): void {
   if (stream.isTTY) stream.write(RESTORE_TERMINAL);
 }
 

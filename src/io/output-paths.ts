@@ -28,7 +28,7 @@ export class OutputPathError extends Error {
 }
 
 /** "ENOENT: no such file or directory" from a Node file-system error, without the call details. */
-export function osReason(error: unknown): string {
+function osReason(error: unknown): string {
   const e = error as NodeJS.ErrnoException;
   if (typeof e?.code !== "string") return String((error as Error)?.message ?? error);
   const text = String(e.message ?? "")

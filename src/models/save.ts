@@ -38,7 +38,7 @@ const TORCH_DTYPE_NAMES = { F32: "float32", BF16: "bfloat16", F16: "float16" } a
  * The source config.json with "dtype" (and "torch_dtype" where the source has that key) set to
  * the dtype that holds most of the stored parameters.
  */
-export async function configWithDtype(
+async function configWithDtype(
   sourceDir: string,
   stored: ReadonlyArray<{ dtype: keyof typeof TORCH_DTYPE_NAMES; numel: number }>,
 ): Promise<string> {

@@ -19,7 +19,7 @@ import { join } from "node:path";
 
 export const RUN_LOCK_NAME = ".loraga.lock";
 
-export interface RunLockInfo {
+interface RunLockInfo {
   pid: number;
   host: string;
   started: string;
@@ -30,7 +30,7 @@ export interface RunLock {
   release(): Promise<void>;
 }
 
-export class RunLockedError extends Error {
+class RunLockedError extends Error {
   constructor(message: string) {
     super(message);
     this.name = "RunLockedError";

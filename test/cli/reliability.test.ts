@@ -416,29 +416,26 @@ describe("7. interrupts", () => {
     expect(r.stderr).toContain("loraga: SIGINT: stopped at once");
   });
 
-  const hasScript = process.platform === "linux" && spawnSync("script", ["--version"]).status === 0;
-  test.skipIf(!hasScript)(
-    "Ctrl-C in a terminal: the progress bar's line-wrap-off is undone (ESC[?7h)",
-    async () => {
-      const out = join(root, "run-7-tty");
-      const cmd = [process.execPath, "dist/cli/main.js", ...trainArgs(out, "--steps", "100000")]
-        .filter((a) => a !== "-q")
-        .map((a) => `'${a}'`)
-        .join(" ");
-      const child = spawn("script", ["-qfec", cmd, "/dev/null"]);
-      started.push(child);
-      let tty = "";
-      child.stdout.on("data", (d) => {
-        tty += String(d);
-      });
-      const exit = new Promise<number | null>((resolve) => child.on("exit", resolve));
-      await waitFor(() => logLines(out) >= 2 && tty.includes("\x1b[?7l"), "the progress bar");
-      child.stdin.write("\x03");
-      expect(await exit).toBe(130);
-      expect(tty.lastIndexOf("\x1b[?7h")).toBeGreaterThan(tty.lastIndexOf("\x1b[?7l"));
-      expect(tty).toContain("interrupted at step");
-    },
-  );
+  // util-linux's script(1) gives the CLI a pseudo-terminal (Debian's essential bsdutils package)
+  test("Ctrl-C in a terminal: the progress bar's line-wrap-off is undone (ESC[?7h)", async () => {
+    const out = join(root, "run-7-tty");
+    const cmd = [process.execPath, "dist/cli/main.js", ...trainArgs(out, "--steps", "100000")]
+      .filter((a) => a !== "-q")
+      .map((a) => `'${a}'`)
+      .join(" ");
+    const child = spawn("script", ["-qfec", cmd, "/dev/null"]);
+    started.push(child);
+    let tty = "";
+    child.stdout.on("data", (d) => {
+      tty += String(d);
+    });
+    const exit = new Promise<number | null>((resolve) => child.on("exit", resolve));
+    await waitFor(() => logLines(out) >= 2 && tty.includes("\x1b[?7l"), "the progress bar");
+    child.stdin.write("\x03");
+    expect(await exit).toBe(130);
+    expect(tty.lastIndexOf("\x1b[?7h")).toBeGreaterThan(tty.lastIndexOf("\x1b[?7l"));
+    expect(tty).toContain("interrupted at step");
+  });
 });
 
 describe("8. strict UTF-8", () => {

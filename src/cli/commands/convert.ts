@@ -16,7 +16,7 @@ import { type Parsed, required, stringFlag, switchFlag } from "../options/schema
 import { guardOutput, removingCreatedDirs } from "../output-guard.js";
 
 /** Linear-layer descriptions recovered from an adapter file's lora_A (r, in) / lora_B (out, r). */
-export async function linearsOfAdapter(dir: string): Promise<LinearInfo[]> {
+async function linearsOfAdapter(dir: string): Promise<LinearInfo[]> {
   const file = await SafetensorsFile.open(join(dir, ADAPTER_WEIGHTS_NAME));
   try {
     const shapes = new Map<string, { in?: number; out?: number }>();

@@ -50,7 +50,7 @@ import { registerTrain } from "./train.js";
 
 /** The package's root: dist/cli/commands (or src/cli/commands) -> three levels up. */
 const PACKAGE_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
-export const DEFAULT_DEMO_MODEL = join(PACKAGE_ROOT, "demo", "model");
+const DEFAULT_DEMO_MODEL = join(PACKAGE_ROOT, "demo", "model");
 const MARKER = ".loraga-demo";
 
 /** Sizes of a full demo and of --quick (a smoke test: seconds, not a meaningful comparison). */

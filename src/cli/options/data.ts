@@ -9,8 +9,7 @@ import type { Tokenizer } from "../../io/tokenizer.js";
 import { Rng } from "../../util/random.js";
 import { intFlag, stringFlag, switchFlag, withDefault } from "./schema.js";
 
-export const ROWS_HELP =
-  "JSONL rows: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}";
+const ROWS_HELP = "JSONL rows: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}";
 
 export const dataFlag = (help = ROWS_HELP) => stringFlag("--data <file>", help);
 

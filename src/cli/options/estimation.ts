@@ -9,7 +9,7 @@ import { gradientCheckpointingFlag, quantizeFlag, weightDtypeFlag } from "./mode
 import { intFlag, required, switchFlag, valueFlag, withDefault } from "./schema.js";
 
 /** A byte count with an optional K/M/G (binary) suffix: "1048576", "512M", "1.5G", "2GiB". */
-export function parseByteSize(text: string, name: string): number {
+function parseByteSize(text: string, name: string): number {
   const m = /^\s*(\d+(?:\.\d+)?)\s*([kmg]?)(?:i?b)?\s*$/i.exec(text);
   const unit = { "": 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30 }[(m?.[2] ?? "").toLowerCase()];
   const bytes = m === null || unit === undefined ? Number.NaN : Math.floor(Number(m[1]) * unit);
@@ -25,8 +25,8 @@ export const maxGradMemoryFlag = valueFlag<number>(
   parseByteSize,
 );
 
-export const batchesFlag = withDefault(intFlag("--batches <n>", "number of batches to average"), 8);
-export const shuffleFlag = switchFlag(
+const batchesFlag = withDefault(intFlag("--batches <n>", "number of batches to average"), 8);
+const shuffleFlag = switchFlag(
   "--shuffle",
   "take the batches from a seeded shuffle of all rows (--seed) instead of the first rows",
 );

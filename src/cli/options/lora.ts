@@ -19,7 +19,7 @@ import {
 } from "./schema.js";
 
 /** --method values and the init_lora_weights each one means. */
-export const INIT_METHODS = {
+const INIT_METHODS = {
   "lora-ga": "lora_ga",
   lora: true,
   gaussian: "gaussian",
@@ -114,7 +114,7 @@ export function needsGradients(method: InitMethod): boolean {
  * names of every linear layer except the output layer; a value with regex characters is a regex
  * matched against full module paths; anything else is a comma-separated list of names.
  */
-export function targetModules(model: CausalLM, value: string): string[] | string {
+function targetModules(model: CausalLM, value: string): string[] | string {
   if (value === "all-linear") {
     const names = model
       .linears()

@@ -15,7 +15,7 @@ import { UsageError } from "../errors.js";
 import { readConfigFile } from "./config-file.js";
 
 /** Where a value came from. */
-export type Source = "cli" | "config";
+type Source = "cli" | "config";
 
 /** A flag whose given values parse to V; given nowhere it is A (undefined, a default, required). */
 export interface Flag<V, A = V | undefined> {
@@ -40,7 +40,7 @@ export interface Flag<V, A = V | undefined> {
 export type Schema = Readonly<Record<string, Flag<unknown, unknown>>>;
 
 /** The typed options a schema describes. */
-export type Options<S extends Schema> = {
+type Options<S extends Schema> = {
   readonly [K in keyof S]: S[K] extends Flag<infer V, infer A> ? V | A : never;
 };
 
@@ -51,7 +51,7 @@ export interface Parsed<S extends Schema> {
 }
 
 /** The long flag name without dashes ("batch-size", "no-shuffle"). */
-export function longName(flag: Flag<unknown, unknown>): string {
+function longName(flag: Flag<unknown, unknown>): string {
   const m = /--([a-z0-9-]+)(?!.*--)/.exec(flag.flags);
   if (m === null) throw new Error(`internal: flag "${flag.flags}" has no long name`);
   return m[1];
@@ -266,7 +266,7 @@ export function addFlags(command: Command, schema: Schema): void {
 }
 
 /** The values given on the command line, and the --config file's, before parsing. */
-export interface Given {
+interface Given {
   readonly cli: ReadonlyMap<string, unknown>;
   readonly config: {
     readonly path: string;
@@ -275,7 +275,7 @@ export interface Given {
 }
 
 /** Reads what commander saw on the command line (values from defaults are not "given"). */
-export function givenOf(command: Command, schema: Schema): Given {
+function givenOf(command: Command, schema: Schema): Given {
   const all = command.opts();
   const cli = new Map<string, unknown>();
   for (const key of Object.keys(schema)) {
@@ -288,7 +288,7 @@ export function givenOf(command: Command, schema: Schema): Given {
 }
 
 /** Parses and merges the given values (command line, then --config, then defaults). */
-export function parseGiven<S extends Schema>(schema: S, given: Given): Parsed<S> {
+function parseGiven<S extends Schema>(schema: S, given: Given): Parsed<S> {
   const keys = Object.keys(schema);
   const byConfigKey = new Map<string, string>();
   for (const key of keys) {
