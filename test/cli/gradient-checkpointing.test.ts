@@ -3,20 +3,17 @@
 // (models/model.ts MemoryOptions), so a run with the switch must log exactly the same per-step
 // losses as one without, and an estimation must write the same gradient cache, byte for byte.
 // The engine's peak memory (run.json) shows that the switch reached the model.
-import { copyFileSync, cpSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { runCli, tempDir } from "../helpers/cli.js";
+import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
 
 const root = tempDir("loraga-gc-");
 const modelDir = join(root, "model");
 const data = join(root, "train.jsonl");
 
 beforeAll(() => {
-  mkdirSync(modelDir);
-  for (const f of ["config.json", "model.safetensors"])
-    copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
-  cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
+  copyTinyModel(modelDir);
   const rows = [];
   for (let i = 0; i < 8; i++) {
     const a = (i * 7) % 10;

@@ -2,21 +2,18 @@
 // the flags' rules, train --method lora-ga takes the estimation flags (--max-grad-memory) through the
 // shared estimate-then-init workflow, and bad values stop the command up front — exit 2, one
 // `loraga: error:` line naming the flag or config key, and nothing created on disk.
-import { copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
-import { runCli, tempDir } from "../helpers/cli.js";
+import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
 
 const root = tempDir("loraga-options-");
 const modelDir = join(root, "model");
 const data = join(root, "train.jsonl");
 
 beforeAll(() => {
-  mkdirSync(modelDir);
-  for (const f of ["config.json", "model.safetensors"])
-    copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
-  cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
+  copyTinyModel(modelDir);
   const rows = [];
   for (let i = 0; i < 12; i++) {
     const a = (i * 7) % 10;

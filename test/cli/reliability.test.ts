@@ -19,17 +19,14 @@ import { join } from "node:path";
 import { afterEach, beforeAll, describe, expect, test } from "vitest";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { saveGradients } from "../../src/peft/gradient-cache.js";
-import { runCli, tempDir } from "../helpers/cli.js";
+import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
 
 const root = tempDir("loraga-reliability-");
 const modelDir = join(root, "model");
 const data = join(root, "train.jsonl");
 
 beforeAll(() => {
-  mkdirSync(modelDir);
-  for (const f of ["config.json", "model.safetensors"])
-    copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
-  cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
+  copyTinyModel(modelDir);
   const rows = [];
   for (let i = 0; i < 8; i++) {
     const [a, b] = [(i * 7) % 10, (i * 3) % 10];

@@ -1,14 +1,6 @@
 // `loraga train / eval / generate / compare` as a user runs them: spawned processes, real files, a
 // tiny Llama checkpoint with a character-level tokenizer (scripts/fixtures/make_tiny_tokenizer.py).
-import {
-  copyFileSync,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from "node:fs";
+import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { collate } from "../../src/data/batches.js";
@@ -18,7 +10,7 @@ import { loadModel } from "../../src/models/model.js";
 import { loadPeftModel } from "../../src/peft/peft-model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { expectAllclose } from "../helpers/allclose.js";
-import { runCli, tempDir } from "../helpers/cli.js";
+import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
 
 const root = tempDir("loraga-train-");
 const modelDir = join(root, "model");
@@ -26,10 +18,7 @@ const data = join(root, "train.jsonl");
 let kernels: Kernels;
 
 beforeAll(async () => {
-  mkdirSync(modelDir);
-  for (const f of ["config.json", "model.safetensors"])
-    copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
-  cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
+  copyTinyModel(modelDir);
   const rows = [];
   for (let i = 0; i < 12; i++) {
     const a = (i * 7) % 10;

@@ -1,7 +1,7 @@
 // Runs the built `loraga` command (dist/cli/main.js) as a user would: a child process with real
 // files. `npm test` builds dist/ first.
 import { spawnSync } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { copyFileSync, cpSync, mkdirSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -22,4 +22,12 @@ export function runCli(args: string[], options: { timeoutMs?: number } = {}): Cl
 
 export function tempDir(prefix = "loraga-cli-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/** Creates modelDir holding the tiny Llama fixture (GQA) with the character tokenizer. */
+export function copyTinyModel(modelDir: string): void {
+  mkdirSync(modelDir);
+  for (const f of ["config.json", "model.safetensors"])
+    copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
+  cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
 }
