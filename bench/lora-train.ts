@@ -1,16 +1,18 @@
 // LoRA training benchmark (issue: training performance): tokens/s of LoRA training steps (forward,
 // backward into the adapters, AdamW) on a random hidden-512, 8-layer Llama (vocab 32000), seq 256,
-// batch 4, r = 8 on every linear target, wasm kernels on all threads, with peak engine memory; and
-// PyTorch + PEFT on CPU (2 threads), same config, side by side (bench/lora_train_torch.py).
+// batch 4, r = 8 on every linear target, on the wasm engine and, when it is built, the native one,
+// all threads, with peak engine memory; and PyTorch + PEFT on CPU (2 threads), same config, side by
+// side (bench/lora_train_torch.py), measured once and compared with each engine.
 // Memory flatness: a small model (2 layers, hidden 128) trains 1,000 steps and the engine's bytes
 // in use and the process RSS are compared between step 10 and step 1,000.
 // --quick: 2 layers, batch 2 x 128, 3 timed steps; 200 steps for the flatness check.
-// Also: a step's GEMM FLOPs at the machine's measured wasm FMA peak (wasm-peak.ts), the most
-// tokens/s any wasm engine could reach, as a ratio to PyTorch's; and the same step with a
+// Also, on the wasm row: a step's GEMM FLOPs at the machine's measured wasm FMA peak (wasm-peak.ts),
+// the most tokens/s any wasm engine could reach, as a ratio to PyTorch's; and the same step with a
 // completion-only loss (the first half of every row a prompt with labels -100), on both sides.
 
 import { createKernels } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/kernels.js";
+import { nativeAvailability } from "../src/kernels/native/index.js";
 import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
 import type { Batch, CausalLM } from "../src/models/model.js";
 import { randomCheckpoint, syntheticLlamaConfig } from "../src/models/random.js";
@@ -67,6 +69,58 @@ async function loraModel(
   return { model, trainable, vocab: config.vocab_size };
 }
 
+interface StepTimes {
+  stepS: number;
+  maskedStepS: number;
+  peakMemory: number;
+  gemmMs: number;
+  gemmFlops: number;
+}
+
+/** Seconds per LoRA step on one engine, with a full loss and with a completion-only loss. */
+async function measureLoraSteps(
+  reporter: Reporter,
+  engine: "wasm" | "native",
+  { layers, B, T, r, steps }: { layers: number; B: number; T: number; r: number; steps: number },
+  threads: number,
+): Promise<StepTimes> {
+  const heap = new Heap();
+  const kernels = await createKernels(engine, { heap, threads });
+  try {
+    const size = { layers, hidden: 512, intermediate: 1376, heads: 8, vocab: 32000 };
+    const { model, trainable, vocab } = await loraModel(kernels, size, r);
+    const data = new FixedBatches(randomBatches(vocab, 2, B, T));
+    reporter.note(
+      `LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; ${engine}, ${threads} threads`,
+    );
+    await train(trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
+    const meter = meterMatmul(kernels);
+    const t0 = performance.now();
+    await train(trainable, data, { steps, lr: 1e-4 });
+    const stepS = (performance.now() - t0) / 1000 / steps;
+    meter.restore();
+    // Completion-only loss, as supervised fine-tuning usually trains: the first half of every
+    // row is a prompt with labels -100. loraga then runs the lm_head on the counted rows only
+    // (decoder-base.ts headLoss); transformers computes logits for every position. Same steps,
+    // same tokens per step on both sides.
+    const masked = new FixedBatches(randomBatches(vocab, 2, B, T, PROMPT_SHARE));
+    await train(trainable, masked, { steps: 1, lr: 1e-4 });
+    const t1 = performance.now();
+    await train(trainable, masked, { steps, lr: 1e-4 });
+    const maskedStepS = (performance.now() - t1) / 1000 / steps;
+    model.dispose();
+    return {
+      stepS,
+      maskedStepS,
+      peakMemory: heap.peakBytes,
+      gemmMs: meter.ms() / steps,
+      gemmFlops: meter.flops() / steps,
+    };
+  } finally {
+    await kernels.dispose();
+  }
+}
+
 export async function loraTrainSuite(
   reporter: Reporter,
   { quick }: { quick: boolean },
@@ -75,87 +129,68 @@ export async function loraTrainSuite(
   const layers = quick ? 2 : 8;
   const [B, T, steps] = quick ? [2, 128, 3] : [4, 256, 3];
   const r = 8;
-  {
-    const heap = new Heap();
-    const kernels = await createKernels("wasm", { heap, threads });
-    try {
-      const size = { layers, hidden: 512, intermediate: 1376, heads: 8, vocab: 32000 };
-      const { model, trainable, vocab } = await loraModel(kernels, size, r);
-      const data = new FixedBatches(randomBatches(vocab, 2, B, T));
-      reporter.note(
-        `LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; wasm, ${threads} threads`,
-      );
-      await train(trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
-      const meter = meterMatmul(kernels);
-      const t0 = performance.now();
-      await train(trainable, data, { steps, lr: 1e-4 });
-      const stepS = (performance.now() - t0) / 1000 / steps;
-      meter.restore();
-      const gemmFlops = meter.flops() / steps;
-      const peak = await measureWasmPeak(threads);
-      const boundTokensPerS = (B * T) / (gemmFlops / (peak.gflopsAll * 1e9));
-      const torch = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps]);
-      const tokensPerS = (B * T) / stepS;
-      reporter.record({
-        kernel: "lora_train_step",
-        layers,
-        batch: B,
-        seq: T,
-        r,
-        impl: "wasm",
-        threads,
-        step_s: stepS,
-        tokens_per_s: tokensPerS,
-        peak_memory: heap.peakBytes,
-        torch_tokens_per_s: torch.result?.tokens_per_s ?? null,
-        vs_torch: torch.result === null ? null : tokensPerS / torch.result.tokens_per_s,
-        gemm_share: meter.ms() / steps / 1000 / stepS,
-        gemm_gflop: gemmFlops / 1e9,
-        wasm_peak_gflops: peak.gflopsAll,
-        bound_tokens_per_s: boundTokensPerS,
-        bound_vs_torch: torch.result === null ? null : boundTokensPerS / torch.result.tokens_per_s,
-      });
-      if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
-      // Completion-only loss, as supervised fine-tuning usually trains: the first half of every
-      // row is a prompt with labels -100. loraga then runs the lm_head on the counted rows only
-      // (decoder-base.ts headLoss); transformers computes logits for every position. Same steps,
-      // same tokens per step on both sides.
-      {
-        const masked = new FixedBatches(randomBatches(vocab, 2, B, T, PROMPT_SHARE));
-        await train(trainable, masked, { steps: 1, lr: 1e-4 });
-        const t1 = performance.now();
-        await train(trainable, masked, { steps, lr: 1e-4 });
-        const maskedS = (performance.now() - t1) / 1000 / steps;
-        const torchMasked = runTorchSide("lora_train_torch.py", [
-          layers,
-          B,
-          T,
-          r,
-          steps,
-          PROMPT_SHARE,
-        ]);
-        reporter.record({
-          kernel: "lora_train_step_prompt_masked",
-          prompt_share: PROMPT_SHARE,
-          layers,
-          batch: B,
-          seq: T,
-          r,
-          impl: "wasm",
-          threads,
-          step_s: maskedS,
-          tokens_per_s: (B * T) / maskedS,
-          torch_tokens_per_s: torchMasked.result?.tokens_per_s ?? null,
-          vs_torch:
-            torchMasked.result === null
-              ? null
-              : (B * T) / maskedS / torchMasked.result.tokens_per_s,
-        });
-      }
-      model.dispose();
-    } finally {
-      await kernels.dispose();
-    }
+  const engines: ("wasm" | "native")[] = ["wasm"];
+  const native = nativeAvailability();
+  if (native.ok) engines.push("native");
+  else reporter.note(`native engine skipped: ${native.reason}`);
+  const measured = [];
+  for (const engine of engines) {
+    const times = await measureLoraSteps(reporter, engine, { layers, B, T, r, steps }, threads);
+    measured.push({ engine, times });
+  }
+  const torch = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps]);
+  if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
+  const torchMasked = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps, PROMPT_SHARE]);
+  for (const { engine, times } of measured) {
+    const tokensPerS = (B * T) / times.stepS;
+    // a step's GEMM FLOPs at the measured wasm FMA peak: no wasm engine trains faster
+    const bound =
+      engine === "wasm"
+        ? await (async () => {
+            const peak = await measureWasmPeak(threads);
+            const boundTokensPerS = (B * T) / (times.gemmFlops / (peak.gflopsAll * 1e9));
+            return {
+              wasm_peak_gflops: peak.gflopsAll,
+              bound_tokens_per_s: boundTokensPerS,
+              bound_vs_torch:
+                torch.result === null ? null : boundTokensPerS / torch.result.tokens_per_s,
+            };
+          })()
+        : {};
+    reporter.record({
+      kernel: "lora_train_step",
+      layers,
+      batch: B,
+      seq: T,
+      r,
+      impl: engine,
+      threads,
+      step_s: times.stepS,
+      tokens_per_s: tokensPerS,
+      peak_memory: times.peakMemory,
+      torch_tokens_per_s: torch.result?.tokens_per_s ?? null,
+      vs_torch: torch.result === null ? null : tokensPerS / torch.result.tokens_per_s,
+      gemm_share: times.gemmMs / 1000 / times.stepS,
+      gemm_gflop: times.gemmFlops / 1e9,
+      ...bound,
+    });
+    reporter.record({
+      kernel: "lora_train_step_prompt_masked",
+      prompt_share: PROMPT_SHARE,
+      layers,
+      batch: B,
+      seq: T,
+      r,
+      impl: engine,
+      threads,
+      step_s: times.maskedStepS,
+      tokens_per_s: (B * T) / times.maskedStepS,
+      torch_tokens_per_s: torchMasked.result?.tokens_per_s ?? null,
+      vs_torch:
+        torchMasked.result === null
+          ? null
+          : (B * T) / times.maskedStepS / torchMasked.result.tokens_per_s,
+    });
   }
   {
     const heap = new Heap();
