@@ -63,6 +63,7 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
   constructor(heap: Heap, targets: readonly SumTarget[], budget: number) {
     this.heap = heap;
     this.budget = budget;
+    // pinned: a weight that is not the layer's own parameter "<path>.weight" (a tied lm_head)
     const pinned = (t: SumTarget) => t.weightName !== `${t.path}.weight`;
     const pinnedBytes = targets.reduce((s, t) => s + (pinned(t) ? t.bytes : 0), 0);
     for (const target of targets) {
@@ -103,14 +104,17 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
       return slot.tensor;
     }
     const bytes = slot.target.bytes;
-    // the constructor's check guarantees that the unpinned sums free enough room
-    for (let i = 0; this.residentBytes + bytes > this.budget; ) {
-      const victim = this.slots.get(this.resident[i]) as Slot;
-      if (victim.pinned) i++;
-      else {
-        this.moveOut(victim, i);
-        this.movedOutBytes += victim.sum.byteLength;
+    // make room, least recently used first, skipping the pinned sums (the constructor checked
+    // that the unpinned ones free enough)
+    let at = 0;
+    while (this.residentBytes + bytes > this.budget) {
+      const victim = this.slots.get(this.resident[at]) as Slot;
+      if (victim.pinned) {
+        at++;
+        continue;
       }
+      this.moveOut(victim, at);
+      this.movedOutBytes += victim.sum.byteLength;
     }
     const tensor = slot.touched
       ? this.heap.tensor(slot.target.shape)

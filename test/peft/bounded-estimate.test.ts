@@ -14,6 +14,7 @@ import { estimateGradient } from "../../src/peft/estimate.js";
 import { getPeftModel } from "../../src/peft/peft-model.js";
 import { Heap, HeapExhaustedError } from "../../src/tensor/heap.js";
 import { Rng } from "../../src/util/random.js";
+import { NATIVE_ENGINES } from "../helpers/native.js";
 
 async function fixtureBatches(): Promise<Batch[]> {
   const examples = await loadExamples("test/fixtures/e2e/data.jsonl", null);
@@ -38,13 +39,15 @@ function maxRelDiff(a: Float32Array, b: Float32Array): number {
 }
 
 describe.each([
-  ["llama-gqa", false],
-  ["gpt2", false],
-  ["llama-tied", true], // lm_head targeted: its weight is the embedding, kept on the heap
-] as const)("bounded estimation on %s", (name, withHead) => {
+  ["llama-gqa", false, "ref"],
+  ["gpt2", false, "ref"],
+  ["llama-tied", true, "ref"], // lm_head targeted: its weight is the embedding, kept on the heap
+  ["llama-gqa", false, "wasm"],
+  ...NATIVE_ENGINES.map((engine) => ["llama-gqa", false, engine] as const),
+] as const)("bounded estimation on %s (lm_head: %s, %s kernels)", (name, withHead, engine) => {
   test("one forward/backward per batch, the plain sums bitwise; peak <= weights + activations + budget (+10%)", async () => {
     const heap = new Heap();
-    const kernels = await createKernels("ref", { heap });
+    const kernels = await createKernels(engine, { heap });
     const model = await loadModel(`test/fixtures/models/${name}`, { kernels });
     const batches = await fixtureBatches();
     const targets = withHead ? model.linears().map((l) => l.path) : targetsOf(model);

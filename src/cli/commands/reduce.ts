@@ -46,7 +46,7 @@ async function run({ options: o, parts, outName }: Plan): Promise<void> {
   });
   if (!o.quiet) {
     process.stderr.write(
-      `wrote ${reduced.grads.size} gradients (${reduced.batches} batches from ${reduced.shards} shards, ` +
+      `wrote ${reduced.grads.size} gradients (${reduced.batches} batches, ${reduced.tokens} tokens, from ${reduced.shards} shards; ` +
         `mean loss ${reduced.meanLoss.toFixed(4)}) to ${o.out}\n`,
     );
   }
