@@ -3,14 +3,15 @@
 // shards within float rounding of the summation, max relative difference printed and <= 1e-6,
 // same batch count and mean loss), which `init --grads` takes; the parts of another estimation,
 // a missing or repeated shard, a whole cache among the parts, and a part given to `init` are each
-// refused with one line naming the file. Also: the shares are disjoint and cover every batch.
+// refused with one line naming the file; parts written into the model directory do not change the
+// model's fingerprint. Also: the shares are disjoint and cover every batch.
 
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { shardRange } from "../../src/peft/gradient-shards.js";
-import { runCli, tempDir } from "../helpers/cli.js";
+import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
 
 const dir = tempDir("loraga-shard-");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -108,6 +109,21 @@ describe("estimate --shard i/N + reduce equals one estimate", () => {
       /n3-part1\.safetensors is shard 1\/3 of a sharded estimation .* `loraga reduce` first/,
     );
   });
+});
+
+test("parts written into the model directory do not change its fingerprint", () => {
+  const model = join(dir, "model-with-parts");
+  copyTinyModel(model);
+  const args = ESTIMATE.map((a) => (a === "test/fixtures/models/llama-gqa" ? model : a));
+  ok([...args, "--shard", "0/2", "--out", join(model, "p0.safetensors")]);
+  ok([...args, "--shard", "1/2", "--out", join(model, "p1.safetensors")]);
+  ok([
+    "reduce",
+    join(model, "p0.safetensors"),
+    join(model, "p1.safetensors"),
+    "--out",
+    join(dir, "m.safetensors"),
+  ]);
 });
 
 describe("reduce refuses parts that do not make one estimation", () => {

@@ -4,9 +4,12 @@
 // the same fingerprint, and any changed weight, row, tokenizer or batch flag gives another.
 
 import { createHash, type Hash } from "node:crypto";
-import { createReadStream, readdirSync } from "node:fs";
+import { createReadStream, existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Batch } from "../../models/model.js";
+
+/** The shard index of a multi-file checkpoint (its weight_map names the files). */
+const INDEX = "model.safetensors.index.json";
 
 /** Feeds `name`, then the file's bytes, into `hash`. */
 async function hashFile(hash: Hash, dir: string, name: string): Promise<void> {
@@ -16,14 +19,19 @@ async function hashFile(hash: Hash, dir: string, name: string): Promise<void> {
 }
 
 /**
- * "sha256:<hex>" of a model directory's config.json and weight files (every *.safetensors and the
- * shard index, in name order): reads the weights once more, at disk speed.
+ * "sha256:<hex>" of a model directory's config.json and the weight files its checkpoint reads
+ * (model.safetensors, or the shard index and every file it names, in name order; other files,
+ * such as partial sums written there, do not count): reads the weights once more, at disk speed.
  */
 export async function modelFingerprint(dir: string): Promise<string> {
   const hash = createHash("sha256");
-  const weights = readdirSync(dir)
-    .filter((f) => f.endsWith(".safetensors") || f === "model.safetensors.index.json")
-    .sort();
+  let weights = ["model.safetensors"];
+  if (existsSync(join(dir, INDEX))) {
+    const index = JSON.parse(readFileSync(join(dir, INDEX), "utf8")) as {
+      weight_map?: Record<string, string>;
+    };
+    weights = [INDEX, ...[...new Set(Object.values(index.weight_map ?? {}))].sort()];
+  }
   for (const name of ["config.json", ...weights]) await hashFile(hash, dir, name);
   return `sha256:${hash.digest("hex")}`;
 }
