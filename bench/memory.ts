@@ -104,10 +104,10 @@ export async function memorySuite(reporter: Reporter, options: { quick: boolean 
       reporter.record({
         phase: "estimate",
         mode: run.name,
-        groups: result.memory.groups,
         passes: result.memory.passes,
         weightsMiB: weights / MIB,
-        gradGroupMiB: result.memory.largestGroupBytes / MIB,
+        heapGradMiB: result.memory.heapGradBytes / MIB,
+        movedOutMiB: result.memory.movedOutBytes / MIB,
         peakMiB: result.memory.peakBytes / MIB,
         maxRelDiffVsPlain: diff,
         ms,

@@ -60,7 +60,9 @@ export interface LossAndGradsOptions {
    * parameter). Only these parameter gradients are computed; activation gradients flow as far as
    * something needs them (adapters always receive theirs). As in PyTorch autograd, the gradient
    * of the first layer's input is skipped when nothing asks for it: no embedding gradient, no
-   * first-layer input-norm gradient, no inputsEmbedsGrad.
+   * first-layer input-norm gradient, no inputsEmbedsGrad. A linear layer's own weight gradient is
+   * looked up (get) in that layer's backward, right before its product accumulates into it, and not
+   * kept afterwards, so the map may hand out the tensor only then (peft/gradient-sums.ts does).
    */
   paramGrads?: ReadonlyMap<string, Tensor>;
   /**

@@ -1,37 +1,38 @@
 // LoRA-GA gradient estimation: the mean, over a few batches, of the gradient of each batch's mean
 // causal-LM loss with respect to the target linear weights (docs/lora-ga-spec.md §4; PEFT's
 // preprocess_loraga divides the accumulated .grad by the number of backward passes, the official
-// code averages the per-batch gradients: both are this mean). Only the target weight gradients are materialised;
-// every other parameter stays gradient-free. A batch without a learned token, and a target whose
-// mean gradient is all zeros or not finite, are errors naming the batch or module.
+// code averages the per-batch gradients: both are this mean). Only the target weight gradients are
+// materialised; every other parameter stays gradient-free. A batch without a learned token, and a
+// target whose mean gradient is all zeros or not finite, are errors naming the batch or module.
 //
-// Bounded estimation (memoryBudget): targets in groups, one pass over the batches per group, each
-// group's mean spilled to JS memory before the next group's accumulators are allocated.
+// One forward + backward per batch. The per-target sums accumulate in host memory with a window of
+// heap accumulators (gradient-sums.ts): unbounded, every sum stays on the heap until the end;
+// bounded (memoryBudget), finished sums move off the heap as backward reaches the next layers. The
+// sums are the same either way (same kernel calls on the same values).
+//
+// accumulateGradients returns the raw sums with their batch count and per-batch losses (what a
+// shard of a sharded estimation writes, gradient-shards.ts); estimateGradient divides by the count.
 //
 // Result: a GradientMap keyed by module path, each gradient in the weight's STORED layout
 // ((out, in) for nn.Linear, (in, out) for GPT-2 Conv1D), as PEFT caches it.
 
 import type { Batch, CausalLM } from "../models/model.js";
-import { ALIGN_BYTES, formatBytes } from "../tensor/heap.js";
-import type { Tensor } from "../tensor/tensor.js";
+import { ALIGN_BYTES } from "../tensor/heap.js";
 import {
   assertFiniteGradient,
   assertNonZeroGradient,
-  type GradientEntry,
   type GradientMap,
   storedWeightShape,
 } from "./gradient-cache.js";
+import { GradientSums, type SumTarget } from "./gradient-sums.js";
 
 interface EstimateProgress {
-  /** Forward + backward passes done so far (over all groups). */
+  /** Forward + backward passes (= batches) done so far. */
   done: number;
-  /** Total passes when known (an array was passed, or a later group), else null. */
+  /** Total batches when known (an array was passed), else null. */
   total: number | null;
   /** Loss of the batch just processed. */
   loss: number;
-  /** Group being estimated (0-based) and the number of groups. */
-  group: number;
-  groups: number;
 }
 
 export interface EstimateOptions {
@@ -39,25 +40,34 @@ export interface EstimateOptions {
   targets: readonly string[];
   onProgress?: (progress: EstimateProgress) => void;
   /**
-   * Bounded estimation: engine bytes allowed for gradient accumulators at a time. The targets are
-   * packed (in the given order) into groups whose accumulators fit; each group runs every batch
-   * (recomputing the forward), and its finished mean is copied out to JS memory ("spilled") and
-   * freed before the next group. Peak engine memory is then weights + activations + the largest
-   * group's gradients, at the cost of one pass over the batches per group. Default: no bound (one
-   * group, one pass per batch). The result is the same as unbounded estimation (same operations
-   * in the same order for every gradient).
+   * Bounded estimation: most engine bytes of gradient accumulators at a time. A target's running
+   * sum is brought onto the heap when backward reaches its layer and moved back to host memory
+   * when room is needed for later layers, so peak engine memory is weights + activations + the
+   * budget, for one forward + backward per batch plus copies of the moved sums. Default: no bound
+   * (every sum stays on the heap). The result is the same as unbounded estimation.
    */
   memoryBudget?: number;
 }
 
 interface EstimateMemory {
-  /** Groups of targets, and forward + backward passes run (groups * batches). */
-  groups: number;
+  /** Forward + backward passes run (one per batch). */
   passes: number;
-  /** Accumulator bytes of the largest group. */
-  largestGroupBytes: number;
+  /** Most accumulator bytes on the heap at a time. */
+  heapGradBytes: number;
+  /** Bytes of gradient sums moved from the heap to host memory (all batches together). */
+  movedOutBytes: number;
   /** Highest engine heap use during estimation (heap.peakBytes after a resetPeak at the start). */
   peakBytes: number;
+}
+
+export interface AccumulateResult {
+  /** Per target, by module path in the targets' order: the SUM of the per-batch gradients. */
+  sums: GradientMap;
+  /** Each batch's loss (its mean over its counted tokens), in batch order. */
+  losses: number[];
+  /** Counted (learned) tokens over all batches. */
+  tokens: number;
+  memory: EstimateMemory;
 }
 
 export interface EstimateResult {
@@ -69,45 +79,95 @@ export interface EstimateResult {
   memory: EstimateMemory;
 }
 
-/** Heap bytes of an f32 accumulator of `numel` elements (the heap aligns blocks to 64 bytes). */
+/** Heap bytes of an f32 accumulator (the heap aligns blocks to ALIGN_BYTES). */
 function accumulatorBytes(shape: readonly [number, number]): number {
   return Math.max(ALIGN_BYTES, Math.ceil((shape[0] * shape[1] * 4) / ALIGN_BYTES) * ALIGN_BYTES);
 }
 
-interface Target {
-  path: string;
-  weightName: string;
-  shape: [number, number];
-  bytes: number;
-}
-
-/** Packs targets, in order, into groups whose accumulators fit `budget` bytes. */
-function groupTargets(targets: readonly Target[], budget: number | undefined): Target[][] {
-  if (budget === undefined) return [targets.slice()];
-  if (!(budget > 0))
+/** Sums the target weight gradients of every batch: one forward + backward per batch. */
+export async function accumulateGradients(
+  model: CausalLM,
+  batches: Iterable<Batch> | AsyncIterable<Batch>,
+  options: EstimateOptions,
+): Promise<AccumulateResult> {
+  const linears = new Map(model.linears().map((info) => [info.path, info]));
+  if (options.targets.length === 0) throw new Error("estimateGradient: no target modules");
+  const targets: SumTarget[] = options.targets.map((path) => {
+    const info = linears.get(path);
+    if (info === undefined)
+      throw new Error(`estimateGradient: "${path}" is not a linear layer of this model`);
+    const shape = storedWeightShape(info);
+    return { path, weightName: info.weightName, shape, bytes: accumulatorBytes(shape) };
+  });
+  const budget = options.memoryBudget;
+  if (budget !== undefined && !(budget > 0))
     throw new Error(
       `estimateGradient: memoryBudget must be a positive number of bytes, got ${budget}`,
     );
-  const groups: Target[][] = [];
-  let current: Target[] = [];
-  let used = 0;
-  for (const t of targets) {
-    if (t.bytes > budget) {
-      throw new Error(
-        `estimateGradient: memoryBudget of ${formatBytes(budget)} is smaller than the gradient of ${t.path} ` +
-          `(${formatBytes(t.bytes)}); raise the budget to at least that`,
-      );
+  const heap = model.kernels.heap;
+  heap.resetPeak();
+  const sums = new GradientSums(heap, targets, budget ?? Number.POSITIVE_INFINITY);
+  const total = Array.isArray(batches) ? batches.length : null;
+  const losses: number[] = [];
+  let tokens = 0;
+  try {
+    for await (const batch of batches) {
+      const result = model.lossAndGrads(batch, { paramGrads: sums });
+      if (result.tokens === 0) {
+        throw new Error(
+          `estimateGradient: batch ${losses.length + 1} has no learned token (every label is -100); its gradient would be zero`,
+        );
+      }
+      losses.push(result.loss);
+      tokens += result.tokens;
+      options.onProgress?.({ done: losses.length, total, loss: result.loss });
     }
-    if (used + t.bytes > budget && current.length > 0) {
-      groups.push(current);
-      current = [];
-      used = 0;
+    if (losses.length === 0) throw new Error("estimateGradient: no batches");
+    const data = sums.finish();
+    const out: GradientMap = new Map();
+    for (const t of targets) {
+      const sum = data.get(t.path) as Float32Array;
+      assertFiniteGradient(t.path, sum);
+      out.set(t.path, { shape: [t.shape[0], t.shape[1]], data: sum });
     }
-    current.push(t);
-    used += t.bytes;
+    return {
+      sums: out,
+      losses,
+      tokens,
+      memory: {
+        passes: losses.length,
+        heapGradBytes: sums.peakResidentBytes,
+        movedOutBytes: sums.movedOutBytes,
+        peakBytes: heap.peakBytes,
+      },
+    };
+  } finally {
+    sums.dispose();
   }
-  if (current.length > 0) groups.push(current);
-  return groups;
+}
+
+/**
+ * The mean gradient of `path` from its sum over `count` batches, in f32 (sum / count rounded
+ * once), checked finite and not all zeros. An f32 sum is divided in place; an f64 sum (the reduce
+ * of shards) gives a new array.
+ */
+export function meanGradient(
+  path: string,
+  sum: Float32Array | Float64Array,
+  count: number,
+): Float32Array {
+  const mean = sum instanceof Float32Array ? sum : new Float32Array(sum.length);
+  for (let i = 0; i < sum.length; i++) mean[i] = sum[i] / count;
+  assertFiniteGradient(path, mean);
+  assertNonZeroGradient(path, mean);
+  return mean;
+}
+
+/** The mean of the per-batch losses, summed in batch order. */
+export function meanLoss(losses: readonly number[]): number {
+  let sum = 0;
+  for (const loss of losses) sum += loss;
+  return sum / losses.length;
 }
 
 export async function estimateGradient(
@@ -115,78 +175,10 @@ export async function estimateGradient(
   batches: Iterable<Batch> | AsyncIterable<Batch>,
   options: EstimateOptions,
 ): Promise<EstimateResult> {
-  const linears = new Map(model.linears().map((info) => [info.path, info]));
-  if (options.targets.length === 0) throw new Error("estimateGradient: no target modules");
-  const targets: Target[] = options.targets.map((path) => {
-    const info = linears.get(path);
-    if (info === undefined)
-      throw new Error(`estimateGradient: "${path}" is not a linear layer of this model`);
-    const shape = storedWeightShape(info);
-    return { path, weightName: info.weightName, shape, bytes: accumulatorBytes(shape) };
-  });
-  const groups = groupTargets(targets, options.memoryBudget);
-  const heap = model.kernels.heap;
-  heap.resetPeak();
+  const { sums, losses, memory } = await accumulateGradients(model, batches, options);
   const grads: GradientMap = new Map();
-  // a one-shot iterable is kept (token ids only) so that later groups can run the same batches
-  let replay: Batch[] | null = Array.isArray(batches) ? (batches as Batch[]) : null;
-  let count = 0;
-  let lossSum = 0;
-  let passes = 0;
-  for (let g = 0; g < groups.length; g++) {
-    const accumulators = new Map<string, Tensor>(); // parameter name -> (stored weight shape)
-    try {
-      for (const t of groups[g]) accumulators.set(t.weightName, heap.zeros(t.shape));
-      const source: Iterable<Batch> | AsyncIterable<Batch> = replay ?? batches;
-      const kept: Batch[] = [];
-      const total = replay === null ? null : replay.length * groups.length;
-      let groupCount = 0;
-      for await (const batch of source) {
-        const { loss, tokens } = model.lossAndGrads(batch, { paramGrads: accumulators });
-        if (tokens === 0) {
-          throw new Error(
-            `estimateGradient: batch ${groupCount + 1} has no learned token (every label is -100); its gradient would be zero`,
-          );
-        }
-        if (replay === null && groups.length > 1) kept.push(batch);
-        groupCount++;
-        passes++;
-        if (g === 0) lossSum += loss;
-        options.onProgress?.({ done: passes, total, loss, group: g, groups: groups.length });
-      }
-      if (g === 0) {
-        count = groupCount;
-        if (count === 0) throw new Error("estimateGradient: no batches");
-        if (replay === null) replay = kept;
-      } else if (groupCount !== count) {
-        throw new Error(
-          `estimateGradient: group ${g} saw ${groupCount} batches, the first saw ${count}`,
-        );
-      }
-      // spill: the group's mean leaves the engine heap before the next group allocates
-      for (const t of groups[g]) {
-        const data = (accumulators.get(t.weightName) as Tensor).toArray();
-        for (let i = 0; i < data.length; i++) data[i] /= count;
-        assertFiniteGradient(t.path, data);
-        assertNonZeroGradient(t.path, data);
-        grads.set(t.path, { shape: t.shape, data });
-      }
-    } finally {
-      for (const grad of accumulators.values()) grad.dispose();
-    }
+  for (const [path, { shape, data }] of sums) {
+    grads.set(path, { shape, data: meanGradient(path, data, losses.length) });
   }
-  const ordered: GradientMap = new Map(
-    targets.map((t) => [t.path, grads.get(t.path) as GradientEntry]),
-  );
-  return {
-    grads: ordered,
-    batches: count,
-    meanLoss: lossSum / count,
-    memory: {
-      groups: groups.length,
-      passes,
-      largestGroupBytes: Math.max(...groups.map((grp) => grp.reduce((sum, t) => sum + t.bytes, 0))),
-      peakBytes: heap.peakBytes,
-    },
-  };
+  return { grads, batches: losses.length, meanLoss: meanLoss(losses), memory };
 }

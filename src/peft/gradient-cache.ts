@@ -3,7 +3,8 @@
 // layout ((out, in), or (in, out) for fan_in_fan_out). __metadata__ may carry free-form strings
 // (e.g. the number of batches averaged). Loading checks every entry against the model's linear
 // layers and names module and shapes on mismatch; a NaN/Inf or an all-zero gradient names the
-// module. Written atomically.
+// module. Written atomically. A partial sum written by a shard of a sharded estimation
+// (gradient-shards.ts) is no gradient cache: loading one is an error that says to reduce first.
 
 import { SafetensorsFile, type TensorToWrite, writeSafetensors } from "../io/safetensors.js";
 import type { LinearInfo } from "../models/linear.js";
@@ -16,6 +17,9 @@ export interface GradientEntry {
 }
 
 export type GradientMap = Map<string, GradientEntry>;
+
+/** The metadata key that marks a partial gradient sum (gradient-shards.ts). */
+export const PARTIAL_KEY = "loraga_partial";
 
 /** The stored-layout shape of a linear layer's weight. */
 export function storedWeightShape(info: LinearInfo): [number, number] {
@@ -76,6 +80,12 @@ export async function loadGradients(
 ): Promise<{ grads: GradientMap; metadata: Record<string, string> }> {
   const file = await SafetensorsFile.open(path);
   try {
+    if (file.metadata[PARTIAL_KEY] !== undefined) {
+      throw new Error(
+        `${path} is shard ${file.metadata.shard ?? "?"} of a sharded estimation (a partial sum, not a gradient cache); ` +
+          "combine all its shards with `loraga reduce` first",
+      );
+    }
     const byPath = new Map(linears.map((l) => [l.path, l]));
     const skippable = new Set(modelLinears.map((l) => l.path));
     for (const [name, entry] of file.entries) {

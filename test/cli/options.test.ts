@@ -78,7 +78,7 @@ describe("train --method lora-ga takes the estimation flags", () => {
     const a = runCli(["train", ...TRAIN, "--method", "lora-ga", "--out", plain]);
     expect(a.stderr).toBe("");
     expect(a.status).toBe(0);
-    // 4 KiB holds one q_proj gradient (32 x 32 f32) at a time: several groups, several passes
+    // 4 KiB holds one q_proj gradient (32 x 32 f32) at a time: the sums move off the heap layer by layer
     const b = runCli([
       "train",
       ...TRAIN,

@@ -7,10 +7,12 @@ import { registerEstimate } from "./estimate.js";
 import { registerEval, registerGenerate } from "./eval-generate.js";
 import { registerInit } from "./init.js";
 import { registerMerge } from "./merge.js";
+import { registerReduce } from "./reduce.js";
 import { registerTrain } from "./train.js";
 
 export const COMMANDS: readonly RegisterCommand[] = [
   registerEstimate,
+  registerReduce,
   registerInit,
   registerConvert,
   registerMerge,

@@ -1,6 +1,6 @@
 // Estimation flags (LoRA-GA step 1), shared by `estimate`, `init` and `train --method lora-ga`:
 // how many batches to average, whether to take them from a seeded shuffle, and the bound on the
-// engine memory for gradients.
+// engine memory for gradients; and `estimate`'s own --shard (one share of a sharded estimation).
 
 import { UsageError } from "../errors.js";
 import { batchSizeFlag, dataFlag, maxLengthFlag, trainOnPromptFlag } from "./data.js";
@@ -23,6 +23,24 @@ export const maxGradMemoryFlag = valueFlag<number>(
   "bounded estimation: engine memory for gradients at a time (e.g. 512M, 2G)",
   "a size in bytes like 1048576, 512M or 2G",
   parseByteSize,
+);
+
+/** Shard i of N, 0-based: "--shard 0/4" .. "--shard 3/4". */
+export const shardFlag = valueFlag<{ index: number; count: number }>(
+  "--shard <i/N>",
+  "estimate only share i of N (0-based, a contiguous share of the batches) and write its partial " +
+    "sum for `loraga reduce`",
+  "i/N with 0 <= i < N, like 0/4",
+  (text, name) => {
+    const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(text);
+    const index = m === null ? Number.NaN : Number(m[1]);
+    const count = m === null ? Number.NaN : Number(m[2]);
+    if (!(Number.isSafeInteger(count) && count >= 1 && index < count))
+      throw new UsageError(
+        `${name} must be i/N with 0 <= i < N (shards count from 0), got "${text}"`,
+      );
+    return { index, count };
+  },
 );
 
 const batchesFlag = withDefault(intFlag("--batches <n>", "number of batches to average"), 8);

@@ -7,7 +7,12 @@
 import type { LinearInfo } from "../../models/linear.js";
 import type { Batch, CausalLM } from "../../models/model.js";
 import type { LoraConfig } from "../../peft/config.js";
-import { type EstimateResult, estimateGradient } from "../../peft/estimate.js";
+import {
+  type AccumulateResult,
+  accumulateGradients,
+  type EstimateResult,
+  estimateGradient,
+} from "../../peft/estimate.js";
 import { type GradientMap, loadGradients, storedWeightShape } from "../../peft/gradient-cache.js";
 import { getPeftModel, type PeftModel } from "../../peft/peft-model.js";
 import { selectTargets } from "../../peft/targets.js";
@@ -70,38 +75,66 @@ export async function estimateGradients(
 ): Promise<Estimated> {
   const t0 = performance.now();
   const paths = targets.map((l) => l.path);
-  const progress = createProgress(settings.quiet);
-  const budget = settings.maxGradMemory;
-  progress.start("estimate", batches.length); // bounded: the bar runs once per group
+  const result = await withProgress(batches.length, settings.quiet, (onProgress) =>
+    estimateGradient(model, batches, { targets: paths, ...boundOf(settings), onProgress }),
+  );
+  reportMemory(model, result.memory, settings);
+  return { ...result, targets: paths, seconds: (performance.now() - t0) / 1000 };
+}
+
+/**
+ * The raw gradient sums of `batches` (a shard's share of an estimation, gradient-shards.ts), with
+ * the same progress and memory report as estimateGradients.
+ */
+export async function accumulateShard(
+  model: CausalLM,
+  batches: readonly Batch[],
+  targets: readonly LinearInfo[],
+  settings: EstimationSettings,
+): Promise<AccumulateResult> {
+  const paths = targets.map((l) => l.path);
+  const result = await withProgress(batches.length, settings.quiet, (onProgress) =>
+    accumulateGradients(model, batches, { targets: paths, ...boundOf(settings), onProgress }),
+  );
+  reportMemory(model, result.memory, settings);
+  return result;
+}
+
+function boundOf(settings: EstimationSettings): { memoryBudget?: number } {
+  return settings.maxGradMemory === undefined ? {} : { memoryBudget: settings.maxGradMemory };
+}
+
+/** Runs an estimation under a progress bar of `total` batches; Ctrl-C exits at once. */
+async function withProgress<T>(
+  total: number,
+  quiet: boolean,
+  estimate: (onProgress: (p: { done: number; loss: number }) => void) => Promise<T>,
+): Promise<T> {
+  const progress = createProgress(quiet);
+  progress.start("estimate", total);
   // Ctrl-C here exits at once (nothing to save yet), stopping the bar first
   const interrupts = watchInterrupts({ onHardExit: () => progress.stop() });
-  let result: EstimateResult;
   try {
-    result = await estimateGradient(model, batches, {
-      targets: paths,
-      ...(budget !== undefined && { memoryBudget: budget }),
-      onProgress: ({ done, loss, group, groups }) =>
-        progress.update(
-          ((done - 1) % batches.length) + 1,
-          groups > 1
-            ? `group ${group + 1}/${groups}, loss ${loss.toFixed(4)}`
-            : `loss ${loss.toFixed(4)}`,
-        ),
-    });
+    return await estimate(({ done, loss }) => progress.update(done, `loss ${loss.toFixed(4)}`));
   } finally {
     interrupts.dispose();
     progress.stop();
   }
-  if (!settings.quiet) {
-    const m = result.memory;
-    const w = model.linearWeightBytes();
-    process.stderr.write(
-      `estimation: peak engine memory ${formatBytes(m.peakBytes)} (${budget === undefined ? "plain" : "bounded"}: ${m.groups} group(s), ` +
-        `${m.passes} passes, largest group's gradients ${formatBytes(m.largestGroupBytes)}; linear weights ` +
-        `${formatBytes(w.heap)} on the heap${w.scratch > 0 ? ` + ${formatBytes(w.scratch)} f32 scratch` : ""})\n`,
-    );
-  }
-  return { ...result, targets: paths, seconds: (performance.now() - t0) / 1000 };
+}
+
+function reportMemory(
+  model: CausalLM,
+  m: AccumulateResult["memory"],
+  settings: EstimationSettings,
+): void {
+  if (settings.quiet) return;
+  const w = model.linearWeightBytes();
+  const kind = settings.maxGradMemory === undefined ? "plain" : "bounded";
+  process.stderr.write(
+    `estimation: peak engine memory ${formatBytes(m.peakBytes)} (${kind}: ${m.passes} passes, ` +
+      `at most ${formatBytes(m.heapGradBytes)} of gradients on the heap, ${formatBytes(m.movedOutBytes)} moved off it; ` +
+      `linear weights ${formatBytes(w.heap)} on the heap${w.scratch > 0 ? ` + ${formatBytes(w.scratch)} f32 scratch` : ""})\n`,
+  );
 }
 
 /** Where an init's gradients come from: a cache written by `estimate`, or estimation here. */
