@@ -26,7 +26,7 @@ const MIB = 2 ** 20;
 /** A chunk bound no (T, vocab) block reaches: the head runs on every row at once. */
 const UNCHUNKED = Number.MAX_SAFE_INTEGER;
 
-const LAYOUTS: { name: string; options: Required<MemoryOptions> }[] = [
+const LAYOUTS: { name: string; options: MemoryOptions }[] = [
   { name: "plain", options: { gradient_checkpointing: false, logitsChunkBytes: UNCHUNKED } },
   { name: "chunked", options: { gradient_checkpointing: false, logitsChunkBytes: 64 * MIB } },
   { name: "ckpt", options: { gradient_checkpointing: true, logitsChunkBytes: UNCHUNKED } },
