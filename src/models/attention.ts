@@ -26,8 +26,14 @@ import { causalProducts } from "./common.js";
 /** How attention is computed: "tiled" (memory linear in T) or "full" ((T, T) per head). */
 export type AttentionImpl = "tiled" | "full";
 
-/** Query rows per tile of the tiled implementation when MemoryOptions does not say. */
-export const DEFAULT_ATTENTION_TILE = 128;
+/**
+ * Query rows per tile: a number, or "auto": as many rows as fit AUTO_TILE_FLOATS floats of scores
+ * (tile buffers of 1 MiB: whole heads at a time for short sequences, row tiles for long ones), at
+ * least AUTO_MIN_ROWS (so the tile's products stay large enough for the GEMMs to run fast).
+ */
+export type AttentionTile = number | "auto";
+const AUTO_TILE_FLOATS = 2 ** 18;
+const AUTO_MIN_ROWS = 64;
 
 /** Sizes of one attention call. */
 export interface AttentionDims {
@@ -72,12 +78,25 @@ export class AttentionPlan {
   private readonly bufB: Tensor;
   private readonly bufC: Tensor | null;
 
-  constructor(allocate: Allocate, d: AttentionDims, impl: AttentionImpl, tile: number) {
-    if (!(Number.isSafeInteger(tile) && tile > 0))
-      throw new Error(`attention: the tile must be a positive integer of query rows, got ${tile}`);
+  constructor(
+    allocate: Allocate,
+    d: AttentionDims,
+    impl: AttentionImpl,
+    tileOption: AttentionTile,
+  ) {
+    const tile =
+      tileOption === "auto"
+        ? Math.max(AUTO_MIN_ROWS, Math.floor(AUTO_TILE_FLOATS / d.T))
+        : tileOption;
+    if (!(Number.isSafeInteger(tile) && tile > 0)) {
+      throw new Error(
+        `attention: the tile must be "auto" or a positive integer of query rows, got ${tileOption}`,
+      );
+    }
     this.impl = impl;
     this.d = d;
-    this.tile = Math.min(tile, d.T);
+    // a tile never holds more rows than one batch row's heads: H*T (g*T per key/value head)
+    this.tile = Math.min(tile, d.H * d.T);
     this.allocate = allocate;
     const { B, T, H } = d;
     if (impl === "full") {
@@ -150,6 +169,10 @@ export class AttentionPlan {
     keyLengths: Tensor,
     p: AttentionParams,
   ): void {
+    if (this.headsPerTile() > 0) {
+      this.headsForward(k, out, q, key, value, keyLengths, p);
+      return;
+    }
     const { B, T, H, Hkv, D } = this.d;
     const g = H / Hkv;
     for (let b = 0; b < B; b++) {
@@ -189,6 +212,10 @@ export class AttentionPlan {
     keyLengths: Tensor,
     p: AttentionParams,
   ): void {
+    if (this.headsPerTile() > 0) {
+      this.headsBackward(k, dq, dk, dv, dOut, q, key, value, keyLengths, p);
+      return;
+    }
     const { B, T, H, Hkv, D } = this.d;
     const g = H / Hkv;
     const dScores = need(this.bufC);
@@ -239,6 +266,93 @@ export class AttentionPlan {
             accumulate: true,
           }); // dK += dS^T Q
         }
+      }
+    }
+  }
+
+  /**
+   * Key/value heads whose g*T query rows fit in one tile together (0 when even one does not):
+   * then a tile is whole heads, and the products skip the masked half as the full path's do.
+   */
+  private headsPerTile(): number {
+    const { T, H, Hkv } = this.d;
+    return Math.min(Hkv, Math.floor(this.tile / ((H / Hkv) * T)));
+  }
+
+  /** tiledForward when whole heads fit in a tile: n key/value heads of one batch row per step. */
+  private headsForward(
+    k: Kernels,
+    out: Tensor,
+    q: Heads,
+    key: Heads,
+    value: Heads,
+    keyLengths: Tensor,
+    p: AttentionParams,
+  ): void {
+    const { maskOut, lowerA } = causalProducts(this.d.T);
+    for (const t of this.headTiles(keyLengths)) {
+      const probs = t.scores(this.bufA);
+      k.matmul(probs, t.q(q), t.kv(key), { transB: true, causal: maskOut }); // raw scores
+      k.attentionSoftmax(t.heads4(probs), t.heads4(probs), t.softmax(p.scale));
+      k.matmul(t.out(out), probs, t.kv(value), { causal: lowerA });
+    }
+  }
+
+  /** tiledBackward when whole heads fit in a tile; a step owns its key/value heads' dk, dv. */
+  private headsBackward(
+    k: Kernels,
+    dq: Heads,
+    dk: Heads,
+    dv: Heads,
+    dOut: Tensor,
+    q: Heads,
+    key: Heads,
+    value: Heads,
+    keyLengths: Tensor,
+    p: AttentionParams,
+  ): void {
+    const { maskOut, lowerA, upperA } = causalProducts(this.d.T);
+    for (const t of this.headTiles(keyLengths)) {
+      const probs = t.scores(this.bufA);
+      const dProbs = t.scores(this.bufB);
+      const dScores = t.scores(need(this.bufC));
+      // recompute the probabilities exactly as forward did
+      k.matmul(probs, t.q(q), t.kv(key), { transB: true, causal: maskOut });
+      k.attentionSoftmax(t.heads4(probs), t.heads4(probs), t.softmax(p.scale));
+      k.matmul(dProbs, t.out(dOut), t.kv(value), { transB: true, causal: maskOut }); // dO V^T
+      // P^T dO, summing the g query heads of each key/value head
+      k.matmul(t.kv(dv), probs, t.out(dOut), { transA: true, causal: upperA });
+      k.attentionSoftmaxBackward(dScores, probs, dProbs, p.scale, { accumulate: false });
+      k.matmul(t.q(dq), dScores, t.kv(key), { causal: lowerA }); // dS K
+      k.matmul(t.kv(dk), dScores, t.q(q), { transA: true, causal: upperA }); // dS^T Q
+    }
+  }
+
+  /**
+   * The steps of headsForward / headsBackward: per batch row b, n key/value heads hk0.. at a time
+   * (fewer in the last step), as views: queries (n, g*T, D), keys/values (n, T, D), scores
+   * (n, g*T, T) in a tile buffer, and the softmax over them with row b's key length.
+   */
+  private *headTiles(keyLengths: Tensor) {
+    const { B, T, H, Hkv, D } = this.d;
+    const g = H / Hkv;
+    const perTile = this.headsPerTile();
+    for (let b = 0; b < B; b++) {
+      for (let hk0 = 0; hk0 < Hkv; hk0 += perTile) {
+        const n = Math.min(perTile, Hkv - hk0);
+        const d = this.d;
+        yield {
+          q: (x: Heads) => x.tensor.view([n, g * T, D], headAt(x, d, b, hk0 * g).offset),
+          kv: (x: Heads) => x.tensor.view([n, T, D], headAt(x, d, b, hk0).offset),
+          out: (x: Tensor) => x.view([n, g * T, D], (b * H + hk0 * g) * T * D), // (B, H, T, D)
+          scores: (buf: Tensor) => buf.view([n, g * T, T]),
+          heads4: (scores: Tensor) => scores.view([1, n * g, T, T]),
+          softmax: (scale: number) => ({
+            scale,
+            causal: true,
+            keyLengths: keyLengths.view([1], b),
+          }),
+        };
       }
     }
   }

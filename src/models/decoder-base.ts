@@ -27,7 +27,7 @@ import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Heap } from "../tensor/heap.js";
 import { sameShape, shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
-import { type AttentionImpl, DEFAULT_ATTENTION_TILE } from "./attention.js";
+import type { AttentionImpl, AttentionTile } from "./attention.js";
 import {
   type CheckpointSource,
   checkGradNames,
@@ -78,7 +78,7 @@ export interface PlanLayout {
   checkpointing: boolean;
   /** How attention is computed, and the tiled implementation's query rows per tile. */
   attention: AttentionImpl;
-  attentionTile: number;
+  attentionTile: AttentionTile;
 }
 
 /** Every buffer of one (B, T), allocated once; subclasses add their activations with tensor(). */
@@ -200,7 +200,7 @@ export abstract class DecoderModel<
     gradient_checkpointing: false,
     logitsChunkBytes: DEFAULT_LOGITS_CHUNK_BYTES,
     attention: "tiled",
-    attentionTile: DEFAULT_ATTENTION_TILE,
+    attentionTile: "auto",
   };
 
   constructor(
@@ -327,8 +327,11 @@ export abstract class DecoderModel<
       );
     }
     const tile = options.attentionTile;
-    if (tile !== undefined && !(Number.isSafeInteger(tile) && tile > 0))
-      throw new Error(`setMemoryOptions: attentionTile must be a positive integer, got ${tile}`);
+    if (tile !== undefined && tile !== "auto" && !(Number.isSafeInteger(tile) && tile > 0)) {
+      throw new Error(
+        `setMemoryOptions: attentionTile must be "auto" or a positive integer, got ${tile}`,
+      );
+    }
     this.memory = {
       gradient_checkpointing: checkpointing ?? this.memory.gradient_checkpointing,
       logitsChunkBytes: bytes ?? this.memory.logitsChunkBytes,

@@ -9,7 +9,7 @@ import { type KnownModelConfig, readModelConfig } from "../io/hf-config.js";
 import { openCheckpoint } from "../io/safetensors.js";
 import type { Kernels } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
-import type { AttentionImpl } from "./attention.js";
+import type { AttentionImpl, AttentionTile } from "./attention.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import { assertSupportedModelType, buildModel } from "./registry.js";
 import type { WeightLoadOptions, WeightStorageKind } from "./weights.js";
@@ -102,8 +102,11 @@ export interface MemoryOptions {
    * Same results to float rounding. Default "tiled".
    */
   attention?: AttentionImpl;
-  /** Query rows per tile of the "tiled" attention (scratch: three (tile, T) buffers). Default 128. */
-  attentionTile?: number;
+  /**
+   * Query rows per tile of the "tiled" attention (its scratch: three (tile, T) buffers shared by
+   * all layers). "auto" (default): about 1 MiB per buffer (2^18 / T rows, at least 64).
+   */
+  attentionTile?: AttentionTile;
 }
 
 export interface CausalLM {

@@ -1,8 +1,9 @@
-// models/attention.ts on its own: both implementations ("tiled" at several tile sizes, "full")
-// against a float64 oracle written here from the definition (softmax(scale Q K^T + causal and
-// padding masks) V, and its gradients through the softmax Jacobian), on every engine, with grouped
-// query heads, right padding (a row with no visible key included), odd T, T not a multiple of the
-// tile, B > 1, and GPT-2's layout (Q, K, V heads of one (B, 3H, T, D) tensor).
+// models/attention.ts on its own: both implementations ("tiled" at several tile sizes: tiles of
+// query rows, and tiles of whole heads when they fit; "full") against a float64 oracle written
+// here from the definition (softmax(scale Q K^T + causal and padding masks) V, and its gradients
+// through the softmax Jacobian), on every engine, with grouped query heads, right padding (a row
+// with no visible key included), odd T, T not a multiple of the tile, B > 1, and GPT-2's layout
+// (Q, K, V heads of one (B, 3H, T, D) tensor).
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createKernels } from "../../src/kernels/index.js";
@@ -112,17 +113,17 @@ const CASES: { name: string; c: Case; tiles: number[] }[] = [
   {
     name: "GQA g=2, odd T, padding (one row sees no key), B=3",
     c: { B: 3, T: 13, H: 4, Hkv: 2, D: 8, lengths: [13, 6, 0], packed: false },
-    tiles: [1, 4, 5, 13, 64],
+    tiles: [1, 4, 5, 13, 26, 40, 64], // 26, 40: one key/value head per tile; 64: two
   },
   {
     name: "MHA, GPT-2's packed (B, 3H, T, D) layout, B=2",
     c: { B: 2, T: 10, H: 3, Hkv: 3, D: 4, lengths: [10, 7], packed: true },
-    tiles: [3, 10],
+    tiles: [3, 10, 20], // 20: two heads, then one
   },
   {
     name: "GQA g=4 (one kv head), T a multiple of the tile",
     c: { B: 1, T: 16, H: 4, Hkv: 1, D: 6, lengths: [16], packed: false },
-    tiles: [4, 8],
+    tiles: [4, 8, 64], // 64: the whole (one) key/value head
   },
 ];
 

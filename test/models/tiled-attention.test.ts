@@ -1,5 +1,6 @@
 // MemoryOptions.attention on every tiny test model and engine: the "tiled" attention (tiles of a
-// few query rows, so that one sequence spans several tiles) and the "full" one both match
+// few query rows, so that one sequence spans several tiles, or of whole heads: 64 rows hold one or
+// two heads of 29 tokens) and the "full" one both match
 // PyTorch's float64 logits, loss and every parameter gradient on the fixture batch, and agree with
 // each other on a longer batch (odd T, T not a multiple of the tile, right padding, B > 1), in
 // full fine-tuning (every parameter and inputs_embeds) and LoRA training, with and without
@@ -101,9 +102,9 @@ describe.each(KERNELS)("tiled vs full attention (%s kernels)", (kernelsName) => 
     afterAll(() => model?.dispose());
 
     test.each([
-      { attention: "full", attentionTile: 128 },
+      { attention: "full", attentionTile: "auto" },
       { attention: "tiled", attentionTile: 3 },
-      { attention: "tiled", attentionTile: 128 },
+      { attention: "tiled", attentionTile: "auto" },
     ] as const)(
       "$attention (tile $attentionTile) matches PyTorch on the fixture batch",
       async (memory) => {
@@ -123,33 +124,36 @@ describe.each(KERNELS)("tiled vs full attention (%s kernels)", (kernelsName) => 
     );
 
     test.each([
-      { how: "full fine-tuning", lora: false, ckpt: false },
-      { how: "full fine-tuning, checkpointed", lora: false, ckpt: true },
-      { how: "LoRA", lora: true, ckpt: false },
-      { how: "LoRA, checkpointed", lora: true, ckpt: true },
-    ])("same loss and gradients on 3 x 29 padded tokens, tiles of 4: $how", ({ lora, ckpt }) => {
-      const batch = paddedBatch(model.vocabSize, 29, [29, 18, 5], 3);
-      const full = step(model, kernels, batch, lora, {
-        attention: "full",
-        gradient_checkpointing: false,
-      });
-      const tiled = step(model, kernels, batch, lora, {
-        attention: "tiled",
-        attentionTile: 4,
-        gradient_checkpointing: ckpt,
-      });
-      model.setMemoryOptions({
-        attention: "tiled",
-        attentionTile: 128,
-        gradient_checkpointing: false,
-      });
-      expect(Math.abs(tiled.loss - full.loss) / full.loss).toBeLessThanOrEqual(1e-6);
-      expect([...tiled.grads.keys()]).toEqual([...full.grads.keys()]);
-      for (const [pname, g] of tiled.grads) {
-        const { rel, at } = relErr(g, full.grads.get(pname) as Float32Array);
-        expect(rel, `grad ${pname}: rel err ${rel} at ${at}`).toBeLessThanOrEqual(1e-5);
-      }
-    });
+      { how: "full fine-tuning", lora: false, ckpt: false, tile: 4 },
+      { how: "full fine-tuning, checkpointed", lora: false, ckpt: true, tile: 64 },
+      { how: "LoRA", lora: true, ckpt: false, tile: 64 },
+      { how: "LoRA, checkpointed", lora: true, ckpt: true, tile: 4 },
+    ])(
+      "same loss and gradients on 3 x 29 padded tokens, tiles of $tile rows: $how",
+      ({ lora, ckpt, tile }) => {
+        const batch = paddedBatch(model.vocabSize, 29, [29, 18, 5], 3);
+        const full = step(model, kernels, batch, lora, {
+          attention: "full",
+          gradient_checkpointing: false,
+        });
+        const tiled = step(model, kernels, batch, lora, {
+          attention: "tiled",
+          attentionTile: tile,
+          gradient_checkpointing: ckpt,
+        });
+        model.setMemoryOptions({
+          attention: "tiled",
+          attentionTile: "auto",
+          gradient_checkpointing: false,
+        });
+        expect(Math.abs(tiled.loss - full.loss) / full.loss).toBeLessThanOrEqual(1e-6);
+        expect([...tiled.grads.keys()]).toEqual([...full.grads.keys()]);
+        for (const [pname, g] of tiled.grads) {
+          const { rel, at } = relErr(g, full.grads.get(pname) as Float32Array);
+          expect(rel, `grad ${pname}: rel err ${rel} at ${at}`).toBeLessThanOrEqual(1e-5);
+        }
+      },
+    );
 
     test("the tiled plan's peak engine memory is lower (T = 64, tiles of 8)", () => {
       const batch = paddedBatch(model.vocabSize, 64, [64, 64], 5);
@@ -161,7 +165,7 @@ describe.each(KERNELS)("tiled vs full attention (%s kernels)", (kernelsName) => 
       };
       const full = peak({ attention: "full" });
       const tiled = peak({ attention: "tiled", attentionTile: 8 });
-      model.setMemoryOptions({ attention: "tiled", attentionTile: 128 });
+      model.setMemoryOptions({ attention: "tiled", attentionTile: "auto" });
       expect(tiled).toBeLessThan(full);
     });
   });
