@@ -3,19 +3,25 @@
 // head floor(h / g), g = H / Hkv: HF's repeat_kv). Two implementations with the same results:
 //
 //   "tiled" (default) query-tiled attention (Rabe & Staats 2021, "Self-attention does not need
-//           O(n^2) memory", arXiv 2112.05682, section 2): per head and per tile of Tq query rows,
-//           scores (Tq, Tk) against the Tk = i0 + Tq keys the tile can see, softmax, P V. A tile
-//           holds whole rows, so its softmax is exact (no online rescaling). Nothing (T, T) is
-//           kept: backward recomputes each tile's probabilities from Q and K (FlashAttention's
-//           recomputation, Dao et al. 2022 section 3.1) and runs the softmax backward on the tile.
-//           Scratch: three (Tq, T) tiles per plan, shared by all layers.
+//           O(n^2) memory", arXiv 2112.05682, section 2). A tile is either Tq query rows of one
+//           head, scored against the Tk = i0 + Tq keys those rows can see, or, when they fit,
+//           whole heads (g*T rows per key/value head), whose products skip the masked half as the
+//           full path's do. Softmax, then P V. A tile holds whole rows, so its softmax is exact (no
+//           online rescaling). Nothing (T, T) is kept: backward recomputes each tile's
+//           probabilities from Q and K (FlashAttention's recomputation, Dao et al. 2022, section
+//           3.1) and runs the softmax backward on the tile. Scratch: three tile buffers of
+//           tile * T floats per plan, shared by all layers. Why tiles over the existing kernels
+//           rather than a fused kernel: docs/engine-notes.md ("Attention").
 //   "full"  the whole (B, H, T, T) probabilities per layer, kept for backward, and two more
 //           (B, H, T, T) buffers in backward: memory quadratic in T, kept to compare against.
 //
 // Both use only the Kernels interface (matmul, attentionSoftmax, attentionSoftmaxBackward), so they
-// run on every engine. Contract: the plan object allocates its buffers once (through the caller's
-// plan allocator); forward overwrites `out`, backward overwrites dq, dk and dv; nothing else is
-// written. Padding is right padding masked on the key side (keyLengths), as HF's eager mask does.
+// run on every engine. Per-layer numbers (today the score scale) travel in AttentionParams, so an
+// architecture with other ones (logit soft-capping, a sliding window) extends that object and the
+// two implementations, not its callers. Contract: the plan object allocates its buffers once
+// (through the caller's plan allocator); forward overwrites `out`, backward overwrites dq, dk and
+// dv; nothing else is written. Padding is right padding masked on the key side (keyLengths), as
+// HF's eager mask does.
 // Legend: B batch, T time, H query heads, Hkv key/value heads, g = H / Hkv, D head dim, Tq query
 // rows of a tile, Tk keys a tile sees.
 

@@ -1,10 +1,10 @@
-// MemoryOptions.attention on every tiny test model and engine: the "tiled" attention (tiles of a
-// few query rows, so that one sequence spans several tiles, or of whole heads: 64 rows hold one or
-// two heads of 29 tokens) and the "full" one both match
-// PyTorch's float64 logits, loss and every parameter gradient on the fixture batch, and agree with
-// each other on a longer batch (odd T, T not a multiple of the tile, right padding, B > 1), in
-// full fine-tuning (every parameter and inputs_embeds) and LoRA training, with and without
-// gradient checkpointing. The tiled plan's peak engine memory is lower.
+// MemoryOptions.attention on every tiny test model and engine: the "tiled" attention and the
+// "full" one both match PyTorch's float64 logits, loss and every parameter gradient on the fixture
+// batch, and agree with each other on a longer batch (odd T, T not a multiple of the tile, right
+// padding, B > 1), with tiles of a few query rows (a sequence spans several) or of whole heads (64
+// rows hold one or two heads of 29 tokens), in full fine-tuning (every parameter and
+// inputs_embeds) and LoRA training, with and without gradient checkpointing. The tiled plan's peak
+// engine memory is lower.
 
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
