@@ -42,7 +42,7 @@ const AUTO_TILE_FLOATS = 2 ** 18;
 const AUTO_MIN_ROWS = 64;
 
 /** Sizes of one attention call. */
-export interface AttentionDims {
+interface AttentionDims {
   B: number;
   T: number;
   H: number;
@@ -51,7 +51,7 @@ export interface AttentionDims {
 }
 
 /** Per-layer numbers of the attention itself (what differs between architectures and layers). */
-export interface AttentionParams {
+interface AttentionParams {
   /** Multiplies Q K^T before the softmax (1/sqrt(D) for most models). */
   scale: number;
 }
@@ -67,7 +67,7 @@ export interface Heads {
 }
 
 /** Allocates a plan-owned f32 tensor (the architecture plan's allocator). */
-export type Allocate = (shape: number[]) => Tensor;
+type Allocate = (shape: number[]) => Tensor;
 
 /**
  * The attention buffers of one (B, T) plan: each layer's saved state for backward (savedBuffer)
