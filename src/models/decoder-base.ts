@@ -27,6 +27,7 @@ import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Heap } from "../tensor/heap.js";
 import { sameShape, shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
+import type { AttentionImpl, AttentionTile } from "./attention.js";
 import {
   type CheckpointSource,
   checkGradNames,
@@ -75,6 +76,9 @@ export interface PlanLayout {
    * activations shared by all layers that backwardPass refills by recomputing the layer's forward.
    */
   checkpointing: boolean;
+  /** How attention is computed, and the tiled implementation's query rows per tile. */
+  attention: AttentionImpl;
+  attentionTile: AttentionTile;
 }
 
 /** Every buffer of one (B, T), allocated once; subclasses add their activations with tensor(). */
@@ -195,6 +199,8 @@ export abstract class DecoderModel<
   private memory: Required<MemoryOptions> = {
     gradient_checkpointing: false,
     logitsChunkBytes: DEFAULT_LOGITS_CHUNK_BYTES,
+    attention: "tiled",
+    attentionTile: "auto",
   };
 
   constructor(
@@ -314,9 +320,23 @@ export abstract class DecoderModel<
         `setMemoryOptions: gradient_checkpointing must be true or false, got ${String(checkpointing)}`,
       );
     }
+    const attention = options.attention;
+    if (attention !== undefined && attention !== "tiled" && attention !== "full") {
+      throw new Error(
+        `setMemoryOptions: attention must be "tiled" or "full", got ${String(attention)}`,
+      );
+    }
+    const tile = options.attentionTile;
+    if (tile !== undefined && tile !== "auto" && !(Number.isSafeInteger(tile) && tile > 0)) {
+      throw new Error(
+        `setMemoryOptions: attentionTile must be "auto" or a positive integer, got ${tile}`,
+      );
+    }
     this.memory = {
       gradient_checkpointing: checkpointing ?? this.memory.gradient_checkpointing,
       logitsChunkBytes: bytes ?? this.memory.logitsChunkBytes,
+      attention: attention ?? this.memory.attention,
+      attentionTile: tile ?? this.memory.attentionTile,
     };
     this.plan?.dispose(); // the next call plans in the new layout
     this.plan = null;
@@ -514,6 +534,8 @@ export abstract class DecoderModel<
       this.plan = this.createPlan(B, T, {
         chunkRows: logitsChunkRows(this.memory.logitsChunkBytes, this.limits.vocabSize, B * T),
         checkpointing: this.memory.gradient_checkpointing,
+        attention: this.memory.attention,
+        attentionTile: this.memory.attentionTile,
       });
     }
     this.plan.ids.i32().set(batch.inputIds);

@@ -20,13 +20,8 @@ import type { Gpt2Config } from "../io/hf-config.js";
 import type { BackwardOptions, GeluApproximate, Kernels } from "../kernels/kernels.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
-import {
-  type CheckpointSource,
-  causalProducts,
-  gradFor,
-  type LinearLayer,
-  type ParamSpec,
-} from "./common.js";
+import { AttentionPlan, type Heads } from "./attention.js";
+import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
 import {
   type CacheDims,
@@ -142,7 +137,7 @@ interface LayerActs {
   mean1: Tensor; // (R)
   rstd1: Tensor; // (R)
   qkvh: Tensor; // (B, 3H, T, D) = per batch row: Q (H, T, D), K (H, T, D), V (H, T, D)
-  probs: Tensor; // (B, H, T, T)
+  probs: Tensor | null; // (B, H, T, T) under "full" attention (attention.ts), else null
   atty: Tensor; // (R, C) = (B, T, H, D) attention output, c_proj input
   x2: Tensor; // (R, C)
   n2: Tensor; // (R, C)
@@ -155,6 +150,7 @@ interface LayerActs {
 /** GPT-2's activations and scratch for one (B, T), on top of the boundary buffers. */
 class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
+  readonly attention: AttentionPlan; // attention's scratch (and its saved state per layer)
   readonly discard: Tensor | null; // (R, C) a recomputed layer's output (checkpointing only)
   readonly xFinal: Tensor; // (R, C)
   readonly meanf: Tensor; // (R)
@@ -166,8 +162,6 @@ class Plan extends DecoderPlan {
   readonly dx: Tensor; // (R, C)
   readonly dAtty: Tensor; // (R, C)
   readonly dAttnOut: Tensor; // (B, H, T, D)
-  readonly dProbs: Tensor; // (B, H, T, T)
-  readonly dScores: Tensor; // (B, H, T, T)
   readonly dQkvh: Tensor; // (B, 3H, T, D)
   readonly dQkv: Tensor; // (R, 3C)
   readonly dH: Tensor; // (R, F)
@@ -179,12 +173,14 @@ class Plan extends DecoderPlan {
     const { C, H, D, F } = d;
     const t = (shape: number[], dtype?: "f32" | "i32"): Tensor => this.tensor(shape, dtype);
     try {
+      const { attention, attentionTile } = layout;
+      this.attention = new AttentionPlan(t, { B, T, H, Hkv: H, D }, attention, attentionTile);
       const acts = (): Omit<LayerActs, "x"> => ({
         n1: t([R, C]),
         mean1: t([R]),
         rstd1: t([R]),
         qkvh: t([B, 3 * H, T, D]),
-        probs: t([B, H, T, T]),
+        probs: this.attention.savedBuffer(),
         atty: t([R, C]),
         x2: t([R, C]),
         n2: t([R, C]),
@@ -206,8 +202,6 @@ class Plan extends DecoderPlan {
       this.dx = t([R, C]);
       this.dAtty = t([R, C]);
       this.dAttnOut = t([B, H, T, D]);
-      this.dProbs = t([B, H, T, T]);
-      this.dScores = t([B, H, T, T]);
       this.dQkvh = t([B, 3 * H, T, D]);
       this.dQkv = t([R, 3 * C]);
       this.dH = t([R, F]);
@@ -273,17 +267,13 @@ function cacheDimsOf(d: Dims): CacheDims {
   return { layers: d.L, heads: d.H, kvHeads: d.H, headDim: d.D, hidden: d.C, vocab: d.V };
 }
 
-/** Per-batch-row views for attention: Q, K, V (H, T, D) of row b inside qkvh (B, 3H, T, D). */
-function rowViews(d: Dims, T: number, b: number) {
-  const hd = d.H * T * d.D;
-  const tt = d.H * T * T;
-  return {
-    q: (qkvh: Tensor) => qkvh.view([d.H, T, d.D], (3 * b + 0) * hd),
-    k: (qkvh: Tensor) => qkvh.view([d.H, T, d.D], (3 * b + 1) * hd),
-    v: (qkvh: Tensor) => qkvh.view([d.H, T, d.D], (3 * b + 2) * hd),
-    heads: (x: Tensor) => x.view([d.H, T, d.D], b * hd), // (B, H, T, D) tensors
-    scores: (x: Tensor) => x.view([d.H, T, T], b * tt), // (B, H, T, T) tensors
-  };
+/** Q, K and V (H heads each) of a (B, 3H, T, D) tensor as attention.ts' Heads. */
+function qkvHeads(d: Dims, qkvh: Tensor): [Heads, Heads, Heads] {
+  return [
+    { tensor: qkvh, first: 0 },
+    { tensor: qkvh, first: d.H },
+    { tensor: qkvh, first: 2 * d.H },
+  ];
 }
 
 class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
@@ -388,26 +378,15 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
-    const { maskOut, lowerA } = causalProducts(T);
     const w = this.layerWeights[l];
     const a = plan.layers[l];
     // attention block
     k.layernorm(a.n1, a.mean1, a.rstd1, a.x, w.ln1.weight, w.ln1.bias, d.eps);
     w.attn.forward(k, plan.qkv, a.n1, recompute);
     k.permute0213(a.qkvh, plan.qkv.view([B, T, 3 * d.H, d.D])); // -> (B, 3H, T, D)
-    for (let b = 0; b < B; b++) {
-      const r = rowViews(d, T, b);
-      k.matmul(r.scores(a.probs), r.q(a.qkvh), r.k(a.qkvh), { transB: true, causal: maskOut }); // raw scores
-    }
-    k.attentionSoftmax(a.probs, a.probs, {
-      scale: this.attentionScale(l),
-      causal: true,
-      keyLengths: plan.keyLengths,
-    });
-    for (let b = 0; b < B; b++) {
-      const r = rowViews(d, T, b);
-      k.matmul(r.heads(plan.attnOut), r.scores(a.probs), r.v(a.qkvh), { causal: lowerA });
-    }
+    const scale = this.attentionScale(l);
+    const qkv = qkvHeads(d, a.qkvh);
+    plan.attention.forward(k, plan.attnOut, ...qkv, plan.keyLengths, a.probs, { scale });
     k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
     w.proj.forward(k, a.x2, a.atty, recompute);
     k.add(a.x2, a.x2, a.x);
@@ -531,7 +510,6 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
-    const { maskOut, lowerA, upperA } = causalProducts(T);
     const { dx, dn } = plan;
     const dWte = gradFor(paramGrads, "transformer.wte.weight", this.wte);
     const dWpe = gradFor(paramGrads, "transformer.wpe.weight", this.wpe);
@@ -573,32 +551,10 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
       // attention block (dx holds d x2)
       w.proj.backward(k, plan.dAtty, dx, a.atty, paramGrads, true);
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
-      for (let b = 0; b < B; b++) {
-        const r = rowViews(d, T, b);
-        k.matmul(r.scores(plan.dProbs), r.heads(plan.dAttnOut), r.v(a.qkvh), {
-          transB: true,
-          causal: maskOut,
-        });
-        k.matmul(r.v(plan.dQkvh), r.scores(a.probs), r.heads(plan.dAttnOut), {
-          transA: true,
-          causal: upperA,
-        });
-      }
-      k.attentionSoftmaxBackward(
-        plan.dScores,
-        a.probs,
-        plan.dProbs,
-        this.attentionScale(l),
-        overwrite,
-      );
-      for (let b = 0; b < B; b++) {
-        const r = rowViews(d, T, b);
-        k.matmul(r.q(plan.dQkvh), r.scores(plan.dScores), r.k(a.qkvh), { causal: lowerA });
-        k.matmul(r.k(plan.dQkvh), r.scores(plan.dScores), r.q(a.qkvh), {
-          transA: true,
-          causal: upperA,
-        });
-      }
+      const dQkv = qkvHeads(d, plan.dQkvh);
+      const qkv = qkvHeads(d, a.qkvh);
+      const p = { scale: this.attentionScale(l) };
+      plan.attention.backward(k, ...dQkv, plan.dAttnOut, ...qkv, plan.keyLengths, a.probs, p);
       k.permute0213(plan.dQkv.view([B, T, 3 * d.H, d.D]), plan.dQkvh); // -> (B, T, 3H, D)
       const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
       w.attn.backward(k, dn1, plan.dQkv, a.n1, paramGrads, true);

@@ -27,13 +27,8 @@ import type { Kernels } from "../kernels/kernels.js";
 import { type RopeScaling, ropeTables } from "../kernels/ref/rope.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import type { Tensor } from "../tensor/tensor.js";
-import {
-  type CheckpointSource,
-  causalProducts,
-  gradFor,
-  type LinearLayer,
-  type ParamSpec,
-} from "./common.js";
+import { AttentionPlan, type Heads } from "./attention.js";
+import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
 import {
   type CacheDims,
@@ -184,7 +179,7 @@ interface LayerActs {
   qh: Tensor; // (B, H, T, D) roped queries
   kh: Tensor; // (B, Hkv, T, D) roped keys
   vh: Tensor; // (B, Hkv, T, D)
-  probs: Tensor; // (B, H, T, T)
+  probs: Tensor | null; // (B, H, T, T) under "full" attention (attention.ts), else null
   atty: Tensor; // (R, H*D) attention output, (B, T, H, D), o_proj input
   x2: Tensor; // (R, C) residual after attention
   n2: Tensor; // (R, C)
@@ -197,6 +192,7 @@ interface LayerActs {
 /** The Llama family's activations and scratch for one (B, T), on top of the boundary buffers. */
 class Plan extends DecoderPlan {
   readonly layers: LayerActs[] = [];
+  readonly attention: AttentionPlan; // attention's scratch (and its saved state per layer)
   readonly discard: Tensor | null; // (R, C) a recomputed layer's output (checkpointing only)
   readonly xFinal: Tensor; // (R, C)
   readonly rstdf: Tensor; // (R)
@@ -213,8 +209,6 @@ class Plan extends DecoderPlan {
   readonly dx: Tensor; // (R, C) gradient of the residual stream
   readonly dAtty: Tensor; // (R, H*D)
   readonly dAttnOut: Tensor; // (B, H, T, D)
-  readonly dProbs: Tensor; // (B, H, T, T)
-  readonly dScores: Tensor; // (B, H, T, T)
   readonly dQh: Tensor; // (B, H, T, D)
   readonly dKh: Tensor; // (B, Hkv, T, D)
   readonly dVh: Tensor; // (B, Hkv, T, D)
@@ -233,13 +227,15 @@ class Plan extends DecoderPlan {
     const { C, H, Hkv, D, I } = d;
     const t = (shape: number[]): Tensor => this.tensor(shape);
     try {
+      const { attention, attentionTile } = layout;
+      this.attention = new AttentionPlan(t, { B, T, H, Hkv, D }, attention, attentionTile);
       const acts = (): Omit<LayerActs, "x"> => ({
         n1: t([R, C]),
         rstd1: t([R]),
         qh: t([B, H, T, D]),
         kh: t([B, Hkv, T, D]),
         vh: t([B, Hkv, T, D]),
-        probs: t([B, H, T, T]),
+        probs: this.attention.savedBuffer(),
         atty: t([R, H * D]),
         x2: t([R, C]),
         n2: t([R, C]),
@@ -264,8 +260,6 @@ class Plan extends DecoderPlan {
       this.dx = t([R, C]);
       this.dAtty = t([R, H * D]);
       this.dAttnOut = t([B, H, T, D]);
-      this.dProbs = t([B, H, T, T]);
-      this.dScores = t([B, H, T, T]);
       this.dQh = t([B, H, T, D]);
       this.dKh = t([B, Hkv, T, D]);
       this.dVh = t([B, Hkv, T, D]);
@@ -353,15 +347,9 @@ function cacheDimsOf(d: Dims): CacheDims {
   return { layers: d.L, heads: d.H, kvHeads: d.Hkv, headDim: d.D, hidden: d.C, vocab: d.V };
 }
 
-/** Attention views of one layer for grouped-query matmuls: (B*Hkv, g*T, D) against (B*Hkv, T, D). */
-function gqa(d: Dims, B: number, T: number) {
-  const g = d.H / d.Hkv;
-  const BK = B * d.Hkv;
-  return {
-    q: (x: Tensor) => x.view([BK, g * T, d.D]),
-    kv: (x: Tensor) => x.view([BK, T, d.D]),
-    scores: (x: Tensor) => x.view([BK, g * T, T]),
-  };
+/** A layer's roped queries, keys and values as attention.ts' Heads. */
+function heads(a: LayerActs): [Heads, Heads, Heads] {
+  return [{ tensor: a.qh }, { tensor: a.kh }, { tensor: a.vh }];
 }
 
 class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
@@ -458,10 +446,7 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
-    const v = gqa(d, B, T);
-    const { maskOut, lowerA } = causalProducts(T);
     const scale = 1 / Math.sqrt(d.D); // HF: self.scaling = head_dim ** -0.5
-    const keyLengths = plan.keyLengths;
     const w = this.layerWeights[l];
     const a = plan.layers[l];
     // attention block
@@ -474,9 +459,7 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     k.permute0213(a.qh, plan.qRot); // (B, T, H, D) -> (B, H, T, D)
     k.permute0213(a.kh, plan.kRot);
     k.permute0213(a.vh, plan.vLin.view([B, T, d.Hkv, d.D]));
-    k.matmul(v.scores(a.probs), v.q(a.qh), v.kv(a.kh), { transB: true, causal: maskOut }); // raw scores
-    k.attentionSoftmax(a.probs, a.probs, { scale, causal: true, keyLengths });
-    k.matmul(v.q(plan.attnOut), v.scores(a.probs), v.kv(a.vh), { causal: lowerA });
+    plan.attention.forward(k, plan.attnOut, ...heads(a), plan.keyLengths, a.probs, { scale });
     k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
     w.o.forward(k, a.x2, a.atty, recompute);
     k.add(a.x2, a.x2, a.x);
@@ -599,8 +582,6 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const k = this.kernels;
     const d = this.d;
     const { B, T } = plan;
-    const v = gqa(d, B, T);
-    const { maskOut, lowerA, upperA } = causalProducts(T);
     const scale = 1 / Math.sqrt(d.D);
     const dx = plan.dx;
     const dn = plan.dn;
@@ -648,17 +629,9 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       // attention block (dx now holds d x2 = d o_proj output; the residual passes it to d x)
       w.o.backward(k, plan.dAtty, dx, a.atty, paramGrads, true);
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, d.H, d.D])); // -> (B, H, T, D)
-      k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), {
-        transB: true,
-        causal: maskOut,
-      });
-      k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), {
-        transA: true,
-        causal: upperA,
-      }); // sums the g heads
-      k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, scale, overwrite);
-      k.matmul(v.q(plan.dQh), v.scores(plan.dScores), v.kv(a.kh), { causal: lowerA });
-      k.matmul(v.kv(plan.dKh), v.scores(plan.dScores), v.q(a.qh), { transA: true, causal: upperA });
+      const dHeads = [{ tensor: plan.dQh }, { tensor: plan.dKh }, { tensor: plan.dVh }] as const;
+      const dOut = plan.dAttnOut;
+      plan.attention.backward(k, ...dHeads, dOut, ...heads(a), plan.keyLengths, a.probs, { scale });
       k.permute0213(plan.dQRot, plan.dQh); // (B, H, T, D) -> (B, T, H, D)
       k.permute0213(plan.dKRot, plan.dKh);
       k.permute0213(plan.dVLin, plan.dVh);

@@ -9,6 +9,7 @@ import { type KnownModelConfig, readModelConfig } from "../io/hf-config.js";
 import { openCheckpoint } from "../io/safetensors.js";
 import type { Kernels } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
+import type { AttentionImpl, AttentionTile } from "./attention.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import { assertSupportedModelType, buildModel } from "./registry.js";
 import type { WeightLoadOptions, WeightStorageKind } from "./weights.js";
@@ -95,6 +96,19 @@ export interface MemoryOptions {
    * Default 64 MiB.
    */
   logitsChunkBytes?: number;
+  /**
+   * How causal attention is computed (models/attention.ts). "tiled": per tile of query rows, the
+   * backward pass recomputing each tile's probabilities: no (T, T) buffer per head survives a
+   * layer, attention memory grows linearly with T. "full": every layer keeps its (B, H, T, T)
+   * probabilities for backward (memory quadratic in T), the former path, kept for comparison.
+   * Same results to float rounding. Default "tiled".
+   */
+  attention?: AttentionImpl;
+  /**
+   * Query rows per tile of the "tiled" attention (its scratch: three (tile, T) buffers shared by
+   * all layers). "auto" (default): about 1 MiB per buffer (2^18 / T rows, at least 64).
+   */
+  attentionTile?: AttentionTile;
 }
 
 export interface CausalLM {

@@ -76,7 +76,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
       o.model,
       engine,
       { weightDtype: o.weightDtype },
-      { gradient_checkpointing: o.gradientCheckpointing },
+      { gradient_checkpointing: o.gradientCheckpointing, attention: o.attention },
     );
     const settings = { target: o.target, maxGradMemory: o.maxGradMemory, quiet: o.quiet };
     const targets = prepareTargets(model, settings, name("maxGradMemory"));

@@ -6,7 +6,7 @@ import { groupIntoBatches } from "../../data/batches.js";
 import { loadExamples } from "../../data/dataset.js";
 import { readJsonl } from "../../data/jsonl.js";
 import type { Tokenizer } from "../../io/tokenizer.js";
-import type { CausalLM } from "../../models/model.js";
+import type { CausalLM, MemoryOptions } from "../../models/model.js";
 import { loadPeftModel } from "../../peft/peft-model.js";
 import { generate } from "../../train/generate.js";
 import { evaluateLoss, gsm8kExactMatch } from "../../train/metrics.js";
@@ -23,6 +23,7 @@ import {
 import { ENGINE_FLAGS, type Engine, openEngine } from "../options/engine.js";
 import {
   ADAPTER_FLAGS,
+  attentionFlag,
   checkInputDir,
   checkInputFile,
   checkModelDir,
@@ -56,8 +57,9 @@ function checkModelAndAdapter({ options: o, name }: Parsed<typeof MODEL_FLAGS>):
 async function openWithAdapter(
   o: { model: string; adapter: string | undefined; init: string | undefined },
   engine: Engine,
+  memory: MemoryOptions = {},
 ): Promise<{ model: CausalLM; tokenizer: Tokenizer | null }> {
-  const model = await openModel(o.model, engine);
+  const model = await openModel(o.model, engine, {}, memory);
   if (o.adapter !== undefined) {
     await loadPeftModel(model, o.adapter, o.init === undefined ? {} : { initAdapterDir: o.init });
   }
@@ -68,6 +70,7 @@ const EVAL_SCHEMA = {
   ...MODEL_FLAGS,
   data: required(dataFlag("JSONL rows (as for train)")),
   batchSize: batchSizeFlag("rows per batch", 4),
+  attention: attentionFlag,
   maxLength: maxLengthFlag,
   exactMatch: switchFlag(
     "--exact-match",
@@ -91,7 +94,7 @@ function checkEval(parsed: EvalPlan): EvalPlan {
 async function runEval({ options: o }: EvalPlan): Promise<void> {
   const engine = await openEngine(o);
   try {
-    const { model, tokenizer } = await openWithAdapter(o, engine);
+    const { model, tokenizer } = await openWithAdapter(o, engine, { attention: o.attention });
     const examples = await loadExamples(o.data, tokenizer, { vocabSize: model.vocabSize });
     const shape = { batchSize: o.batchSize, maxLength: o.maxLength };
     const batches = batchesOf(examples, shape, padTokenIdOf(tokenizer));

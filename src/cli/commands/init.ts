@@ -79,7 +79,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
       o.model,
       engine,
       { weightDtype: o.weightDtype },
-      { gradient_checkpointing: o.gradientCheckpointing },
+      { gradient_checkpointing: o.gradientCheckpointing, attention: o.attention },
     );
     const settings = {
       target: o.target,

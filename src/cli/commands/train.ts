@@ -47,6 +47,7 @@ import {
   targetFlag,
 } from "../options/lora.js";
 import {
+  attentionFlag,
   checkInputDir,
   checkInputFile,
   checkModelDir,
@@ -113,6 +114,7 @@ const SCHEMA = {
   trainOnPrompt: trainOnPromptFlag("learn prompt / user tokens too"),
   ...RUN_FLAGS,
   gradientCheckpointing: gradientCheckpointingFlag,
+  attention: attentionFlag,
   weightDtype: weightDtypeFlag,
   quantize: quantizeFlag(
     "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)",
@@ -225,7 +227,7 @@ async function run(plan: Plan): Promise<void> {
       o.model,
       engine,
       { weightDtype: o.weightDtype },
-      { gradient_checkpointing: o.gradientCheckpointing },
+      { gradient_checkpointing: o.gradientCheckpointing, attention: o.attention },
     );
     const tokenizer = await openTokenizerIfAny(o.model);
     const { examples, evalExamples } = await loadRows(plan, model, tokenizer);

@@ -5,7 +5,12 @@
 import { UsageError } from "../errors.js";
 import { batchSizeFlag, dataFlag, maxLengthFlag, trainOnPromptFlag } from "./data.js";
 import { targetFlag } from "./lora.js";
-import { gradientCheckpointingFlag, quantizeFlag, weightDtypeFlag } from "./model.js";
+import {
+  attentionFlag,
+  gradientCheckpointingFlag,
+  quantizeFlag,
+  weightDtypeFlag,
+} from "./model.js";
 import { intFlag, required, switchFlag, valueFlag, withDefault } from "./schema.js";
 
 /** A byte count with an optional K/M/G (binary) suffix: "1048576", "512M", "1.5G", "2GiB". */
@@ -60,6 +65,7 @@ const commonEstimationFlags = {
   ),
   maxGradMemory: maxGradMemoryFlag,
   gradientCheckpointing: gradientCheckpointingFlag,
+  attention: attentionFlag,
   weightDtype: weightDtypeFlag,
   quantize: quantizeFlag(
     "after estimating (on float weights): quantize the linear weights and log the logits error",

@@ -1,6 +1,6 @@
 // Model-loading flags: the model directory, how its frozen linear weights are stored
-// (--weight-dtype) and quantized (--quantize), memory against time in backward passes
-// (--gradient-checkpointing), and an adapter to apply (--adapter, --init); the checks on them that
+// (--weight-dtype) and quantized (--quantize), memory against time in forward and backward passes
+// (--gradient-checkpointing, --attention), and an adapter to apply (--adapter, --init); the checks on them that
 // need no model loaded, and the loading itself.
 
 import { existsSync, statSync } from "node:fs";
@@ -31,6 +31,16 @@ export const quantizeFlag = (help: string) =>
 export const gradientCheckpointingFlag = switchFlag(
   "--gradient-checkpointing",
   "recompute each layer's forward in the backward pass: less activation memory, same results",
+);
+
+/** MemoryOptions.attention (models/attention.ts): tiled (memory linear in T) or full ((T, T)). */
+export const attentionFlag = withDefault(
+  choiceFlag(
+    "--attention <impl>",
+    "causal attention: tiled (memory linear in the sequence length) or full (the (T, T) probabilities of every layer kept, for comparison)",
+    ["tiled", "full"],
+  ),
+  "tiled",
 );
 
 /** --adapter and --init of eval and generate. */
