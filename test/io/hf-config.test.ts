@@ -115,11 +115,11 @@ describe("errors name the file and the field", () => {
   });
 
   test("unknown model types are returned, not rejected", () => {
-    const config = parseModelConfig({ model_type: "phi3", hidden_size: 3 });
+    const config = parseModelConfig({ model_type: "bert", hidden_size: 3 });
     expect(config).toEqual({
-      model_type: "phi3",
+      model_type: "bert",
       recognized: false,
-      raw: { model_type: "phi3", hidden_size: 3 },
+      raw: { model_type: "bert", hidden_size: 3 },
     });
   });
 });
