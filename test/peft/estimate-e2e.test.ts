@@ -1,5 +1,6 @@
 // estimateGradient on real checkpoints vs PEFT 0.21's preprocess_loraga on the same model and
-// batches (fixture: scripts/fixtures/make_loraga_e2e.py).
+// batches (fixtures: scripts/fixtures/make_loraga_e2e.py, make_tiny_archs.py for qwen3, smollm3,
+// phi3: the fused qkv_proj / gate_up_proj gradients are the fused weights' gradients).
 import { describe, expect, test } from "vitest";
 import { collate, groupIntoBatches } from "../../src/data/batches.js";
 import { loadExamples } from "../../src/data/dataset.js";
@@ -12,39 +13,42 @@ import { expectAllclose } from "../helpers/allclose.js";
 
 const E2E = "test/fixtures/e2e";
 
-describe.each(["llama-gqa", "gpt2"])("estimateGradient on %s", (name) => {
-  test("equals PEFT preprocess_loraga's gradients (mean over batches of batch-mean-loss gradients)", async () => {
-    const heap = new Heap();
-    const kernels = await createKernels("ref", { heap });
-    const model = await loadModel(`test/fixtures/models/${name}`, { kernels });
-    const examples = await loadExamples(`${E2E}/data.jsonl`, null);
-    const batches = groupIntoBatches(examples, 2).map((g) =>
-      collate(g, { maxLength: 10, padTokenId: 0 }),
-    );
-    const expected = await SafetensorsFile.open(`${E2E}/${name}/grads.safetensors`);
-    const targets = [...expected.entries.keys()];
-    const seen: number[] = [];
-    const result = await estimateGradient(model, batches, {
-      targets,
-      onProgress: (p) => seen.push(p.done),
-    });
-    expect(result.batches).toBe(3);
-    expect(seen).toEqual([1, 2, 3]);
-    expect([...result.grads.keys()].sort()).toEqual(targets.sort());
-    for (const path of targets) {
-      const ours = result.grads.get(path);
-      expect(ours?.shape).toEqual(expected.entries.get(path)?.shape);
-      expectAllclose(ours?.data ?? new Float32Array(), await expected.readF32(path), {
-        rtol: 1e-4,
-        atol: 1e-4 * maxAbs(await expected.readF32(path)),
-        label: `${name} ${path}`,
+describe.each(["llama-gqa", "gpt2", "qwen3", "smollm3", "phi3"])(
+  "estimateGradient on %s",
+  (name) => {
+    test("equals PEFT preprocess_loraga's gradients (mean over batches of batch-mean-loss gradients)", async () => {
+      const heap = new Heap();
+      const kernels = await createKernels("ref", { heap });
+      const model = await loadModel(`test/fixtures/models/${name}`, { kernels });
+      const examples = await loadExamples(`${E2E}/data.jsonl`, null);
+      const batches = groupIntoBatches(examples, 2).map((g) =>
+        collate(g, { maxLength: 10, padTokenId: 0 }),
+      );
+      const expected = await SafetensorsFile.open(`${E2E}/${name}/grads.safetensors`);
+      const targets = [...expected.entries.keys()];
+      const seen: number[] = [];
+      const result = await estimateGradient(model, batches, {
+        targets,
+        onProgress: (p) => seen.push(p.done),
       });
-    }
-    await expected.close();
-    model.dispose();
-    await kernels.dispose();
-  });
-});
+      expect(result.batches).toBe(3);
+      expect(seen).toEqual([1, 2, 3]);
+      expect([...result.grads.keys()].sort()).toEqual(targets.sort());
+      for (const path of targets) {
+        const ours = result.grads.get(path);
+        expect(ours?.shape).toEqual(expected.entries.get(path)?.shape);
+        expectAllclose(ours?.data ?? new Float32Array(), await expected.readF32(path), {
+          rtol: 1e-4,
+          atol: 1e-4 * maxAbs(await expected.readF32(path)),
+          label: `${name} ${path}`,
+        });
+      }
+      await expected.close();
+      model.dispose();
+      await kernels.dispose();
+    });
+  },
+);
 
 test("estimateGradient names a target that is not a linear layer", async () => {
   const heap = new Heap();
