@@ -527,6 +527,8 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   private readonly finalNorm: Tensor; // (C)
   private readonly layerWeights: LayerWeights[] = [];
   private readonly lmHead: LinearLayer;
+  /** longrope: caches holding keys rotated with the short factors (see forwardStep). */
+  private readonly shortRopeCaches = new WeakSet<DecoderKvCache<Step>>();
 
   constructor(
     config: LlamaFamilyConfig,
@@ -836,10 +838,9 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     // RoPE tables per new token (position = the row's cached length + t): the rope kernel applies
     // table row t to time step t, so (1, R, heads, D) views rotate every token by its own angle
     const scaling = d.ropeScaling === undefined ? {} : { scaling: d.ropeScaling };
-    const tables = ropeTables(d.rotaryDim, s.positions.i32().subarray(0, R), {
-      theta: d.ropeTheta,
-      ...scaling,
-    });
+    const positions = s.positions.i32().subarray(0, R);
+    this.checkLongRopeSwitch(cache, positions);
+    const tables = ropeTables(d.rotaryDim, positions, { theta: d.ropeTheta, ...scaling });
     cos.f32().set(tables.cos);
     sin.f32().set(tables.sin);
     k.embedding(x, this.embed, s.ids.view([R]));
@@ -874,6 +875,25 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.add(x, x, x2);
     }
     return x;
+  }
+
+  /**
+   * LongRoPE picks its factors per call from the largest position (long past
+   * original_max_position_embeddings). A cache whose keys got the short factors cannot take a
+   * step past that length: transformers then drops the cache and recomputes every key with the
+   * long factors (Phi3ForCausalLM.prepare_inputs_for_generation); here that is an error.
+   */
+  private checkLongRopeSwitch(cache: DecoderKvCache<Step>, positions: Int32Array): void {
+    const rope = this.d.ropeScaling;
+    if (rope?.type !== "longrope") return;
+    let seqLen = 0;
+    for (const p of positions) seqLen = Math.max(seqLen, p + 1);
+    if (seqLen <= rope.originalMaxPositionEmbeddings) this.shortRopeCaches.add(cache);
+    else if (this.shortRopeCaches.has(cache)) {
+      throw new Error(
+        `${this.modelType}: cached generation past original_max_position_embeddings (${rope.originalMaxPositionEmbeddings}) after a shorter start switches LongRoPE to its long factors; the cached keys would need recomputing, which is not supported (start with a prompt longer than ${rope.originalMaxPositionEmbeddings} tokens, or stay within it)`,
+      );
+    }
   }
 
   protected override headStep(s: Step, logits: Tensor, hidden: Tensor): void {
