@@ -13,9 +13,10 @@
 //   logits = RMSNorm(x) W_lm^T   (W_lm = embedding when tie_word_embeddings)
 // Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj (projections.ts); the math is the
 // same. Biases: Qwen2 always has q/k/v biases; Llama, Qwen3 and SmolLM3 have q/k/v/o biases when
-// attention_bias; Llama and SmolLM3 have gate/up/down biases when mlp_bias; Phi-3 has none. Positions are 0..T-1 for every row (HF's default position_ids);
-// padding is right padding, masked on the key side (keyLengths), which is also what HF's eager
-// mask does for pad queries, so logits agree at every position.
+// attention_bias; Llama and SmolLM3 have gate/up/down biases when mlp_bias; Phi-3 has none.
+// Positions are 0..T-1 for every row (HF's default position_ids); padding is right padding,
+// masked on the key side (keyLengths), which is also what HF's eager mask does for pad queries,
+// so logits agree at every position.
 //
 // Memory: parameters are loaded once; activations are planned for one (B, T) and reused; a batch
 // of another shape frees the plan and builds a new one (decoder-base.ts, with the rest of the
@@ -480,7 +481,7 @@ function applyRope(
   copyColumns(out.view([rows, D]), 0, rotated, 0, rd);
 }
 
-/** dInp = R(-theta) dOut on the rotated values, dOut elsewhere (applyRope's backward; overwrites). */
+/** applyRope's backward: dInp = R(-theta) dOut on the rotated values, dOut elsewhere. */
 function applyRopeBackward(
   k: Kernels,
   dInp: Tensor,
