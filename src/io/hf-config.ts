@@ -2,7 +2,7 @@
 //
 // Contract: readModelConfig(dir) / parseModelConfig(raw) return a ModelConfig whose fields keep the
 // Hugging Face names (snake_case, as in the JSON). Recognized model types (llama, qwen2, mistral,
-// gpt2) are validated field by field with transformers' defaults for absent optional fields; any
+// qwen3, smollm3, phi3, gpt2) are validated field by field with transformers' defaults for absent optional fields; any
 // other model_type is returned unvalidated as { recognized: false } — whether it is supported is
 // the model registry's decision, not this module's. Every config object keeps the parsed JSON as
 // `raw`. Errors are one line naming the file and field:
@@ -17,13 +17,24 @@
 //   both are accepted, `rope_type` may be spelled `type` (older files).
 // - qwen2 always has q/k/v biases (Qwen2Attention: bias=True) and no o_proj bias; llama and
 //   mistral take `attention_bias` (default false; mistral has none) for q/k/v/o.
+// - qwen3: head_dim defaults to 128 (not hidden_size / heads), attention_bias on q/k/v/o, per-head
+//   q_norm / k_norm (qk_norm); sliding_window only when use_sliding_window.
+// - smollm3: rope_theta 2000000, tie_word_embeddings = true, attention_bias on q/k/v/o, mlp_bias;
+//   no_rope_layers[l] is 1 where layer l APPLIES RoPE (0: no position encoding), by default every
+//   no_rope_layer_interval-th layer (4) has none (rope_layers here: true where RoPE applies).
+// - phi3: fused qkv_proj and gate_up_proj (fused_projections), no biases, partial_rotary_factor
+//   (top level or in the rope parameters, default 1), rope_type "longrope" (old names "su", "yarn")
+//   whose original_max_position_embeddings is the top-level field (default 4096), whose factor
+//   defaults to max_position_embeddings / original_max_position_embeddings and whose
+//   attention_factor defaults to sqrt(1 + ln(factor) / ln(original)) (1 when factor <= 1)
+//   (Phi3Config.convert_rope_params_to_dict, _compute_longrope_parameters).
 // - gpt2: n_inner null -> 4 * n_embd, tie_word_embeddings = true, activation "gelu_new".
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { isPlainObject, parseJsonStrict } from "./json.js";
 
-type RopeType = "default" | "linear" | "llama3";
+type RopeType = "default" | "linear" | "llama3" | "longrope";
 
 /** RoPE scaling beyond the default rotary embedding; null in LlamaFamilyConfig when none. */
 interface RopeScaling {
@@ -32,11 +43,16 @@ interface RopeScaling {
   /** llama3 only (Llama 3.1 frequency-dependent scaling). */
   low_freq_factor?: number;
   high_freq_factor?: number;
+  /** llama3 and longrope. */
   original_max_position_embeddings?: number;
+  /** longrope only (phi3): per-frequency divisors (rotary dim / 2) and the cos/sin scale. */
+  short_factor?: number[];
+  long_factor?: number[];
+  attention_factor?: number;
 }
 
 export interface LlamaFamilyConfig {
-  model_type: "llama" | "qwen2" | "mistral";
+  model_type: "llama" | "qwen2" | "mistral" | "qwen3" | "smollm3" | "phi3";
   recognized: true;
   vocab_size: number;
   hidden_size: number;
@@ -58,6 +74,14 @@ export interface LlamaFamilyConfig {
   hidden_act: string;
   /** Sliding-window attention width, or null for full attention (mistral, qwen2 with use_sliding_window). */
   sliding_window: number | null;
+  /** qwen3: RMSNorm over each head's D values of q and k (q_norm, k_norm) before RoPE. */
+  qk_norm: boolean;
+  /** Per layer: true where RoPE is applied (all but smollm3's no_rope_layers zeros). */
+  rope_layers: boolean[];
+  /** Fraction of head_dim that RoPE rotates (phi3's partial_rotary_factor; 1 elsewhere). */
+  partial_rotary_factor: number;
+  /** phi3: one qkv_proj (q | k | v rows) and one gate_up_proj (gate | up rows). */
+  fused_projections: boolean;
   bos_token_id: number | null;
   eos_token_id: number | number[] | null;
   raw: Readonly<Record<string, unknown>>;
@@ -165,6 +189,16 @@ class Fields {
     }
     return this.tokenId(key);
   }
+  numberList(key: string, length: number): number[] {
+    const v = this.get(key);
+    if (
+      Array.isArray(v) &&
+      v.length === length &&
+      v.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0)
+    )
+      return v as number[];
+    return this.fail(key, `a list of ${length} positive numbers`);
+  }
   object(key: string): Fields | null {
     if (!this.has(key)) return null;
     const v = this.get(key);
@@ -173,33 +207,46 @@ class Fields {
   }
 }
 
+/** phi3 accepts only these (plus the old names "su" and "yarn" for longrope); others the first three. */
 const SUPPORTED_ROPE_TYPES: readonly RopeType[] = ["default", "linear", "llama3"];
+const PHI3_ROPE_TYPES: readonly RopeType[] = ["default", "longrope"];
+
+/** The rope parameters object (either layout; see the header comment), or null. */
+function ropeParams(f: Fields): Fields | null {
+  // transformers: `rope_parameters = rope_scaling or rope_parameters` (convert_rope_params_to_dict)
+  return f.object(f.has("rope_scaling") ? "rope_scaling" : "rope_parameters");
+}
 
 /** rope_theta and rope_scaling from either layout (see the header comment). */
 function readRope(
   f: Fields,
   maxPositions: number,
+  modelType: LlamaFamilyConfig["model_type"],
+  rotaryDim: number,
 ): { rope_theta: number; rope_scaling: RopeScaling | null } {
-  // transformers: `rope_parameters = rope_scaling or rope_parameters` (convert_rope_params_to_dict)
-  const key = f.has("rope_scaling") ? "rope_scaling" : "rope_parameters";
-  const params = f.object(key);
+  const params = ropeParams(f);
   const theta = params?.has("rope_theta")
     ? params.positiveNumber("rope_theta")
-    : f.positiveNumber("rope_theta", 10000);
+    : f.positiveNumber("rope_theta", DEFAULT_ROPE_THETA[modelType]);
   if (params === null) return { rope_theta: theta, rope_scaling: null };
+  const key = f.has("rope_scaling") ? "rope_scaling" : "rope_parameters";
   const rawParams = f.get(key) as Record<string, unknown>;
   const nested = Object.keys(rawParams).find((k) => isPlainObject(rawParams[k]));
   if (nested !== undefined)
     params.fail(nested, "a scalar (per-layer-type RoPE parameters are not supported)");
   const typeKey = params.has("rope_type") ? "rope_type" : "type";
-  const ropeType = params.string(typeKey, "default");
-  if (!(SUPPORTED_ROPE_TYPES as readonly string[]).includes(ropeType)) {
+  let ropeType = params.string(typeKey, "default");
+  const supported = modelType === "phi3" ? PHI3_ROPE_TYPES : SUPPORTED_ROPE_TYPES;
+  if (modelType === "phi3" && (ropeType === "su" || ropeType === "yarn")) ropeType = "longrope";
+  if (!(supported as readonly string[]).includes(ropeType)) {
     params.fail(
       typeKey,
-      `one of ${SUPPORTED_ROPE_TYPES.join(", ")} (per-layer or other RoPE variants are not supported)`,
+      `one of ${supported.join(", ")} (per-layer or other RoPE variants are not supported)`,
     );
   }
   if (ropeType === "default") return { rope_theta: theta, rope_scaling: null };
+  if (ropeType === "longrope")
+    return { rope_theta: theta, rope_scaling: longrope(f, params, rotaryDim) };
   const scaling: RopeScaling = {
     rope_type: ropeType as RopeScaling["rope_type"],
     factor: params.positiveNumber("factor"),
@@ -218,11 +265,60 @@ function readRope(
   return { rope_theta: theta, rope_scaling: scaling };
 }
 
+/** Phi-3's LongRoPE parameters with transformers' defaults (see the header comment). */
+function longrope(f: Fields, params: Fields, rotaryDim: number): RopeScaling {
+  const original = f.positiveInt("original_max_position_embeddings", 4096);
+  const factor = params.has("factor")
+    ? params.positiveNumber("factor")
+    : f.positiveInt("max_position_embeddings", DEFAULT_MAX_POSITIONS.phi3) / original;
+  const attentionFactor = params.has("attention_factor")
+    ? params.positiveNumber("attention_factor")
+    : factor <= 1
+      ? 1
+      : Math.sqrt(1 + Math.log(factor) / Math.log(original));
+  return {
+    rope_type: "longrope",
+    factor,
+    original_max_position_embeddings: original,
+    short_factor: params.numberList("short_factor", rotaryDim / 2),
+    long_factor: params.numberList("long_factor", rotaryDim / 2),
+    attention_factor: attentionFactor,
+  };
+}
+
 const DEFAULT_MAX_POSITIONS: Readonly<Record<LlamaFamilyConfig["model_type"], number>> = {
   llama: 2048,
   qwen2: 32768,
   mistral: 4096 * 32,
+  qwen3: 32768,
+  smollm3: 32768,
+  phi3: 4096,
 };
+
+const DEFAULT_ROPE_THETA: Readonly<Record<LlamaFamilyConfig["model_type"], number>> = {
+  llama: 10000,
+  qwen2: 10000,
+  mistral: 10000,
+  qwen3: 10000,
+  smollm3: 2000000,
+  phi3: 10000,
+};
+
+/** Per layer, whether RoPE applies: smollm3's no_rope_layers (1 = RoPE), all true elsewhere. */
+function ropeLayers(
+  f: Fields,
+  modelType: LlamaFamilyConfig["model_type"],
+  layers: number,
+): boolean[] {
+  if (modelType !== "smollm3" || !f.has("no_rope_layers")) {
+    const interval = modelType === "smollm3" ? f.positiveInt("no_rope_layer_interval", 4) : 0;
+    return Array.from({ length: layers }, (_, l) => interval === 0 || (l + 1) % interval !== 0);
+  }
+  const v = f.get("no_rope_layers");
+  if (!Array.isArray(v) || v.length !== layers || !v.every((x) => x === 0 || x === 1))
+    f.fail("no_rope_layers", `a list of ${layers} zeros and ones`);
+  return (v as number[]).map((x) => x === 1);
+}
 
 function parseLlamaFamily(
   file: string,
@@ -233,44 +329,66 @@ function parseLlamaFamily(
   const hidden = f.positiveInt("hidden_size");
   const heads = f.positiveInt("num_attention_heads");
   const kvHeads = f.positiveInt("num_key_value_heads", heads);
+  const layers = f.positiveInt("num_hidden_layers");
   if (heads % kvHeads !== 0)
     f.fail("num_key_value_heads", `a divisor of num_attention_heads (${heads})`);
-  const headDimDefault = Math.floor(hidden / heads);
-  if (!f.has("head_dim") && hidden % heads !== 0)
+  const headDimDefault = modelType === "qwen3" ? 128 : Math.floor(hidden / heads);
+  if (!f.has("head_dim") && modelType !== "qwen3" && hidden % heads !== 0)
     f.fail("hidden_size", `a multiple of num_attention_heads (${heads}) when head_dim is absent`);
+  const headDim = f.positiveInt("head_dim", headDimDefault);
   const maxPositions = f.positiveInt("max_position_embeddings", DEFAULT_MAX_POSITIONS[modelType]);
+  let partialRotary = 1;
+  if (modelType === "phi3") {
+    const params = ropeParams(f);
+    partialRotary = params?.has("partial_rotary_factor")
+      ? params.positiveNumber("partial_rotary_factor")
+      : f.positiveNumber("partial_rotary_factor", 1);
+    const rotaryDim = Math.floor(headDim * partialRotary);
+    if (partialRotary > 1 || rotaryDim === 0 || rotaryDim % 2 !== 0)
+      f.fail(
+        "partial_rotary_factor",
+        `at most 1, giving an even rotary dim of head_dim ${headDim}`,
+      );
+  }
   const attentionBias =
     modelType === "qwen2"
       ? true
-      : modelType === "mistral"
+      : modelType === "mistral" || modelType === "phi3"
         ? false
         : f.boolean("attention_bias", false);
   let slidingWindow: number | null = null;
   if (
     modelType === "mistral" ||
-    (modelType === "qwen2" && f.boolean("use_sliding_window", false))
+    modelType === "phi3" ||
+    (modelType !== "llama" && f.boolean("use_sliding_window", false))
   ) {
     slidingWindow = f.has("sliding_window") ? f.positiveInt("sliding_window") : null;
   }
+  const oBias = modelType === "llama" || modelType === "qwen3" || modelType === "smollm3";
+  const mlpBias = modelType === "llama" || modelType === "smollm3";
   return {
     model_type: modelType,
     recognized: true,
     vocab_size: f.positiveInt("vocab_size"),
     hidden_size: hidden,
     intermediate_size: f.positiveInt("intermediate_size"),
-    num_hidden_layers: f.positiveInt("num_hidden_layers"),
+    num_hidden_layers: layers,
     num_attention_heads: heads,
     num_key_value_heads: kvHeads,
-    head_dim: f.positiveInt("head_dim", headDimDefault),
-    rms_norm_eps: f.positiveNumber("rms_norm_eps", 1e-6),
-    ...readRope(f, maxPositions),
+    head_dim: headDim,
+    rms_norm_eps: f.positiveNumber("rms_norm_eps", modelType === "phi3" ? 1e-5 : 1e-6),
+    ...readRope(f, maxPositions, modelType, Math.floor(headDim * partialRotary)),
     max_position_embeddings: maxPositions,
-    tie_word_embeddings: f.boolean("tie_word_embeddings", false),
+    tie_word_embeddings: f.boolean("tie_word_embeddings", modelType === "smollm3"),
     attention_bias: attentionBias,
-    o_proj_bias: modelType === "llama" && attentionBias,
-    mlp_bias: modelType === "llama" ? f.boolean("mlp_bias", false) : false,
+    o_proj_bias: oBias && attentionBias,
+    mlp_bias: mlpBias ? f.boolean("mlp_bias", false) : false,
     hidden_act: f.string("hidden_act", "silu"),
     sliding_window: slidingWindow,
+    qk_norm: modelType === "qwen3",
+    rope_layers: ropeLayers(f, modelType, layers),
+    partial_rotary_factor: partialRotary,
+    fused_projections: modelType === "phi3",
     bos_token_id: f.tokenId("bos_token_id"),
     eos_token_id: f.tokenIds("eos_token_id"),
     raw,
@@ -311,6 +429,9 @@ export function parseModelConfig(raw: unknown, file = CONFIG_FILE_NAME): ModelCo
     case "llama":
     case "qwen2":
     case "mistral":
+    case "qwen3":
+    case "smollm3":
+    case "phi3":
       return parseLlamaFamily(file, raw, modelType);
     case "gpt2":
       return parseGpt2(file, raw);

@@ -1,16 +1,22 @@
-// The Llama family (model_type llama, qwen2, mistral): forward and backward written out explicitly
-// (llm.c style, no autograd tape), side by side; backward is the forward read in reverse with
-// d-prefixed names. Mirrors transformers' modeling_llama.py / modeling_qwen2.py /
-// modeling_mistral.py:
+// The Llama family (model_type llama, qwen2, mistral, qwen3, smollm3, phi3): forward and backward
+// written out explicitly (llm.c style, no autograd tape), side by side; backward is the forward
+// read in reverse with d-prefixed names. Mirrors transformers' modeling_llama.py /
+// modeling_qwen2.py / modeling_mistral.py / modeling_qwen3.py / modeling_smollm3.py /
+// modeling_phi3.py:
 //   x = embed(ids)
-//   per layer: n1 = RMSNorm(x); q,k,v = n1 Wq^T (+bq), ...; RoPE(q, k); GQA attention (head h uses
-//              kv head h // g, g = H / Hkv, HF's repeat_kv); x2 = x + o_proj(attn);
+//   per layer: n1 = RMSNorm(x); q,k,v = n1 Wq^T (+bq), ...; [qwen3: q, k = RMSNorm per head
+//              (q_norm, k_norm over D)]; RoPE(q, k) [smollm3: not on the layers no_rope_layers
+//              marks 0; phi3: on the first rotary_dim = D * partial_rotary_factor values of each
+//              head only]; GQA attention (head h uses kv head h // g, g = H / Hkv, HF's
+//              repeat_kv); x2 = x + o_proj(attn);
 //              n2 = RMSNorm(x2); x' = x2 + down(silu(gate(n2)) * up(n2))
 //   logits = RMSNorm(x) W_lm^T   (W_lm = embedding when tie_word_embeddings)
-// Biases: Qwen2 always has q/k/v biases; Llama has q/k/v/o biases when attention_bias and
-// gate/up/down biases when mlp_bias. Positions are 0..T-1 for every row (HF's default position_ids);
-// padding is right padding, masked on the key side (keyLengths), which is also what HF's eager
-// mask does for pad queries, so logits agree at every position.
+// Phi-3 fuses q/k/v into qkv_proj and gate/up into gate_up_proj (projections.ts); the math is the
+// same. Biases: Qwen2 always has q/k/v biases; Llama, Qwen3 and SmolLM3 have q/k/v/o biases when
+// attention_bias; Llama and SmolLM3 have gate/up/down biases when mlp_bias; Phi-3 has none.
+// Positions are 0..T-1 for every row (HF's default position_ids); padding is right padding,
+// masked on the key side (keyLengths), which is also what HF's eager mask does for pad queries,
+// so logits agree at every position.
 //
 // Memory: parameters are loaded once; activations are planned for one (B, T) and reused; a batch
 // of another shape frees the plan and builds a new one (decoder-base.ts, with the rest of the
@@ -38,6 +44,7 @@ import {
   StepScratch,
 } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
+import { copyColumns, Projections } from "./projections.js";
 import type { WeightLoadOptions } from "./weights.js";
 
 /** Architecture numbers derived from the config once. */
@@ -58,6 +65,14 @@ interface Dims {
   ropeScaling: RopeScaling | undefined;
   maxPositions: number | null;
   slidingWindow: number | null;
+  /** qwen3's per-head q_norm / k_norm. */
+  qkNorm: boolean;
+  /** Per layer: RoPE applied (smollm3 skips some). */
+  ropeLayers: readonly boolean[];
+  /** Leading values of each head that RoPE rotates (D except phi3's partial rotary). */
+  rotaryDim: number;
+  /** phi3's qkv_proj and gate_up_proj. */
+  fused: boolean;
 }
 
 function dimsOf(config: LlamaFamilyConfig): Dims {
@@ -92,6 +107,10 @@ function dimsOf(config: LlamaFamilyConfig): Dims {
     ropeScaling: ropeScalingOf(config),
     maxPositions: config.max_position_embeddings,
     slidingWindow: config.sliding_window,
+    qkNorm: config.qk_norm,
+    ropeLayers: config.rope_layers,
+    rotaryDim: Math.floor(D * config.partial_rotary_factor),
+    fused: config.fused_projections,
   };
 }
 
@@ -100,11 +119,23 @@ function ropeScalingOf(config: LlamaFamilyConfig): RopeScaling | undefined {
   const rope = config.rope_scaling;
   if (rope === null) return undefined;
   if (rope.rope_type === "linear") return { type: "linear", factor: rope.factor };
-  const need = (value: number | undefined, field: string): number => {
+  const need = <V>(value: V | undefined, field: string): V => {
     if (value === undefined)
-      throw new Error(`${config.model_type}: rope_scaling "llama3" needs ${field}`);
+      throw new Error(`${config.model_type}: rope_scaling "${rope.rope_type}" needs ${field}`);
     return value;
   };
+  if (rope.rope_type === "longrope") {
+    return {
+      type: "longrope",
+      shortFactor: need(rope.short_factor, "short_factor"),
+      longFactor: need(rope.long_factor, "long_factor"),
+      originalMaxPositionEmbeddings: need(
+        rope.original_max_position_embeddings,
+        "original_max_position_embeddings",
+      ),
+      attentionFactor: need(rope.attention_factor, "attention_factor"),
+    };
+  }
   return {
     type: "llama3",
     factor: rope.factor,
@@ -128,22 +159,35 @@ function paramSpecs(d: Dims): ParamSpec[] {
   for (let l = 0; l < d.L; l++) {
     const p = `model.layers.${l}`;
     specs.push({ name: `${p}.input_layernorm.weight`, shape: [C] });
-    for (const [proj, out] of [
-      ["q_proj", H * D],
-      ["k_proj", Hkv * D],
-      ["v_proj", Hkv * D],
-    ] as const) {
+    const qkv: [string, number][] = d.fused
+      ? [["qkv_proj", (H + 2 * Hkv) * D]]
+      : [
+          ["q_proj", H * D],
+          ["k_proj", Hkv * D],
+          ["v_proj", Hkv * D],
+        ];
+    for (const [proj, out] of qkv) {
       specs.push({ name: `${p}.self_attn.${proj}.weight`, shape: [out, C] });
       if (d.qkvBias) specs.push({ name: `${p}.self_attn.${proj}.bias`, shape: [out] });
+    }
+    if (d.qkNorm) {
+      specs.push({ name: `${p}.self_attn.q_norm.weight`, shape: [D] });
+      specs.push({ name: `${p}.self_attn.k_norm.weight`, shape: [D] });
     }
     specs.push({ name: `${p}.self_attn.o_proj.weight`, shape: [C, H * D] });
     if (d.oBias) specs.push({ name: `${p}.self_attn.o_proj.bias`, shape: [C] });
     specs.push({ name: `${p}.post_attention_layernorm.weight`, shape: [C] });
-    for (const [proj, shape] of [
-      ["gate_proj", [I, C]],
-      ["up_proj", [I, C]],
-      ["down_proj", [C, I]],
-    ] as const) {
+    const mlp: [string, [number, number]][] = d.fused
+      ? [
+          ["gate_up_proj", [2 * I, C]],
+          ["down_proj", [C, I]],
+        ]
+      : [
+          ["gate_proj", [I, C]],
+          ["up_proj", [I, C]],
+          ["down_proj", [C, I]],
+        ];
+    for (const [proj, shape] of mlp) {
       specs.push({ name: `${p}.mlp.${proj}.weight`, shape });
       if (d.mlpBias) specs.push({ name: `${p}.mlp.${proj}.bias`, shape: [shape[0]] });
     }
@@ -153,17 +197,23 @@ function paramSpecs(d: Dims): ParamSpec[] {
   return specs;
 }
 
+/** qwen3's per-head RMSNorm weights (D each) of one layer. */
+interface QkNorm {
+  q: Tensor; // (D)
+  k: Tensor; // (D)
+  qName: string;
+  kName: string;
+}
+
 interface LayerWeights {
   inputNorm: Tensor; // (C)
   postNorm: Tensor; // (C)
   inputNormName: string;
   postNormName: string;
-  q: LinearLayer;
-  k: LinearLayer;
-  v: LinearLayer;
+  qkv: Projections; // parts q (H*D), k (Hkv*D), v (Hkv*D)
+  qkNorm: QkNorm | null;
   o: LinearLayer;
-  gate: LinearLayer;
-  up: LinearLayer;
+  gateUp: Projections; // parts gate (I), up (I)
   down: LinearLayer;
 }
 
@@ -176,6 +226,11 @@ interface LayerActs {
   x: Tensor; // (R, C) layer input
   n1: Tensor; // (R, C) input_layernorm output
   rstd1: Tensor; // (R)
+  // qwen3 (null otherwise): the q/k projections before q_norm / k_norm, and their statistics
+  qPre: Tensor | null; // (R, H*D)
+  kPre: Tensor | null; // (R, Hkv*D)
+  rstdQ: Tensor | null; // (R*H)
+  rstdK: Tensor | null; // (R*Hkv)
   qh: Tensor; // (B, H, T, D) roped queries
   kh: Tensor; // (B, Hkv, T, D) roped keys
   vh: Tensor; // (B, Hkv, T, D)
@@ -196,9 +251,11 @@ class Plan extends DecoderPlan {
   readonly discard: Tensor | null; // (R, C) a recomputed layer's output (checkpointing only)
   readonly xFinal: Tensor; // (R, C)
   readonly rstdf: Tensor; // (R)
-  readonly cos: Tensor; // (T, D/2)
-  readonly sin: Tensor; // (T, D/2)
-  // forward scratch
+  readonly cos: Tensor; // (T, rotaryDim/2)
+  readonly sin: Tensor; // (T, rotaryDim/2)
+  // forward scratch (fused and rope: also backward scratch)
+  readonly fused: Tensor | null; // (R * max((H + 2 Hkv) D, 2 I)) phi3's fused outputs and grads
+  readonly rope: RopeScratch | null; // partial RoPE only
   readonly qLin: Tensor; // (R, H*D) = (B, T, H, D)
   readonly kLin: Tensor; // (R, Hkv*D)
   readonly vLin: Tensor; // (R, Hkv*D)
@@ -226,12 +283,17 @@ class Plan extends DecoderPlan {
     const R = B * T;
     const { C, H, Hkv, D, I } = d;
     const t = (shape: number[]): Tensor => this.tensor(shape);
+    const tIf = (on: boolean, shape: number[]): Tensor | null => (on ? t(shape) : null);
     try {
       const { attention, attentionTile } = layout;
       this.attention = new AttentionPlan(t, { B, T, H, Hkv, D }, attention, attentionTile);
       const acts = (): Omit<LayerActs, "x"> => ({
         n1: t([R, C]),
         rstd1: t([R]),
+        qPre: tIf(d.qkNorm, [R, H * D]),
+        kPre: tIf(d.qkNorm, [R, Hkv * D]),
+        rstdQ: tIf(d.qkNorm, [R * H]),
+        rstdK: tIf(d.qkNorm, [R * Hkv]),
         qh: t([B, H, T, D]),
         kh: t([B, Hkv, T, D]),
         vh: t([B, Hkv, T, D]),
@@ -249,8 +311,10 @@ class Plan extends DecoderPlan {
       this.discard = layout.checkpointing ? t([R, C]) : null;
       this.xFinal = t([R, C]);
       this.rstdf = t([R]);
-      this.cos = t([T, D / 2]);
-      this.sin = t([T, D / 2]);
+      this.cos = t([T, d.rotaryDim / 2]);
+      this.sin = t([T, d.rotaryDim / 2]);
+      this.fused = tIf(d.fused, [R * Math.max((H + 2 * Hkv) * D, 2 * I)]);
+      this.rope = d.rotaryDim < D ? ropeScratch(t, R * H * d.rotaryDim) : null;
       this.qLin = t([R, H * D]);
       this.kLin = t([R, Hkv * D]);
       this.vLin = t([R, Hkv * D]);
@@ -278,7 +342,7 @@ class Plan extends DecoderPlan {
     // RoPE tables for positions 0..T-1 (HF's default position_ids for every row)
     const positions = Int32Array.from({ length: T }, (_, i) => i);
     const scaling = d.ropeScaling === undefined ? {} : { scaling: d.ropeScaling };
-    const tables = ropeTables(D, positions, { theta: d.ropeTheta, ...scaling });
+    const tables = ropeTables(d.rotaryDim, positions, { theta: d.ropeTheta, ...scaling });
     this.cos.f32().set(tables.cos);
     this.sin.f32().set(tables.sin);
   }
@@ -289,8 +353,14 @@ class Step extends StepScratch {
   readonly x: Tensor; // (tokens, C) residual stream
   readonly n: Tensor; // (tokens, C)
   readonly rstd: Tensor; // (tokens)
-  readonly cos: Tensor; // (tokens, D/2) at each new token's position
-  readonly sin: Tensor; // (tokens, D/2)
+  readonly cos: Tensor; // (tokens, rotaryDim/2) at each new token's position
+  readonly sin: Tensor; // (tokens, rotaryDim/2)
+  readonly fused: Tensor | null; // (tokens * max((H + 2 Hkv) D, 2 I)) phi3 only
+  readonly rope: RopeScratch | null; // partial RoPE only
+  readonly qPre: Tensor | null; // (tokens, H*D) qwen3 only
+  readonly kPre: Tensor | null; // (tokens, Hkv*D) qwen3 only
+  readonly rstdQ: Tensor | null; // (tokens*H) qwen3 only
+  readonly rstdK: Tensor | null; // (tokens*Hkv) qwen3 only
   readonly qLin: Tensor; // (tokens, H*D)
   readonly kLin: Tensor; // (tokens, Hkv*D)
   readonly vLin: Tensor; // (tokens, Hkv*D)
@@ -313,12 +383,19 @@ class Step extends StepScratch {
     const R = capacity.tokens;
     const { C, H, Hkv, D, I } = d;
     const t = (shape: number[]): Tensor => this.tensor(shape);
+    const tIf = (on: boolean, shape: number[]): Tensor | null => (on ? t(shape) : null);
     try {
       this.x = t([R, C]);
       this.n = t([R, C]);
       this.rstd = t([R]);
-      this.cos = t([R, D / 2]);
-      this.sin = t([R, D / 2]);
+      this.cos = t([R, d.rotaryDim / 2]);
+      this.sin = t([R, d.rotaryDim / 2]);
+      this.fused = tIf(d.fused, [R * Math.max((H + 2 * Hkv) * D, 2 * I)]);
+      this.rope = d.rotaryDim < D ? ropeScratch(t, R * H * d.rotaryDim) : null;
+      this.qPre = tIf(d.qkNorm, [R, H * D]);
+      this.kPre = tIf(d.qkNorm, [R, Hkv * D]);
+      this.rstdQ = tIf(d.qkNorm, [R * H]);
+      this.rstdK = tIf(d.qkNorm, [R * Hkv]);
       this.qLin = t([R, H * D]);
       this.kLin = t([R, Hkv * D]);
       this.vLin = t([R, Hkv * D]);
@@ -343,6 +420,87 @@ class Step extends StepScratch {
   }
 }
 
+/** Partial RoPE's scratch: the leading rotaryDim values of every head, gathered, and rotated. */
+interface RopeScratch {
+  part: Tensor; // (rows * heads * rotaryDim) capacity
+  rotated: Tensor; // same
+}
+
+function ropeScratch(t: (shape: number[]) => Tensor, size: number): RopeScratch {
+  return { part: t([size]), rotated: t([size]) };
+}
+
+/** Where one layer's q, k, v go on their way to attention (rows = b * t tokens). */
+interface QkvBuffers {
+  qLin: Tensor; // (rows, H*D) projection output, or (qwen3) the q_norm output
+  kLin: Tensor; // (rows, Hkv*D)
+  vLin: Tensor; // (rows, Hkv*D)
+  qRot: Tensor; // (rows, H*D) roped
+  kRot: Tensor; // (rows, Hkv*D)
+  qPre: Tensor | null; // (rows, H*D) qwen3: projection output before q_norm
+  kPre: Tensor | null; // (rows, Hkv*D)
+  rstdQ: Tensor | null; // (rows*H) qwen3: q_norm statistics
+  rstdK: Tensor | null; // (rows*Hkv)
+  fused: Tensor | null; // phi3's fused output scratch
+  rope: RopeScratch | null; // partial RoPE scratch
+}
+
+/**
+ * RoPE on inp (b, t, heads, D) into out: the whole head, or with partial rotary (rotaryDim < D) the
+ * leading rotaryDim values of each head while the rest pass unchanged (modeling_phi3.py's
+ * apply_rotary_pos_emb: cat(rotate(x[..., :rotary_dim]), x[..., rotary_dim:])).
+ * cos, sin: (t, rotaryDim/2).
+ */
+function applyRope(
+  k: Kernels,
+  out: Tensor,
+  inp: Tensor,
+  cos: Tensor,
+  sin: Tensor,
+  shape: readonly [number, number, number],
+  D: number,
+  scratch: RopeScratch | null,
+): void {
+  if (scratch === null) {
+    k.rope(out.view([...shape, D]), inp.view([...shape, D]), cos, sin);
+    return;
+  }
+  const rows = shape[0] * shape[1] * shape[2];
+  const rd = cos.shape[1] * 2;
+  const part = scratch.part.view([rows, rd]);
+  const rotated = scratch.rotated.view([rows, rd]);
+  copyColumns(part, 0, inp.view([rows, D]), 0, rd);
+  k.rope(rotated.view([...shape, rd]), part.view([...shape, rd]), cos, sin);
+  k.copy(out.view([rows, D]), inp.view([rows, D]));
+  copyColumns(out.view([rows, D]), 0, rotated, 0, rd);
+}
+
+/** applyRope's backward: dInp = R(-theta) dOut on the rotated values, dOut elsewhere. */
+function applyRopeBackward(
+  k: Kernels,
+  dInp: Tensor,
+  dOut: Tensor,
+  cos: Tensor,
+  sin: Tensor,
+  shape: readonly [number, number, number],
+  D: number,
+  scratch: RopeScratch | null,
+): void {
+  const overwrite = { accumulate: false };
+  if (scratch === null) {
+    k.ropeBackward(dInp.view([...shape, D]), dOut.view([...shape, D]), cos, sin, overwrite);
+    return;
+  }
+  const rows = shape[0] * shape[1] * shape[2];
+  const rd = cos.shape[1] * 2;
+  const part = scratch.part.view([rows, rd]);
+  const rotated = scratch.rotated.view([rows, rd]);
+  copyColumns(part, 0, dOut.view([rows, D]), 0, rd);
+  k.ropeBackward(rotated.view([...shape, rd]), part.view([...shape, rd]), cos, sin, overwrite);
+  k.copy(dInp.view([rows, D]), dOut.view([rows, D]));
+  copyColumns(dInp.view([rows, D]), 0, rotated, 0, rd);
+}
+
 function cacheDimsOf(d: Dims): CacheDims {
   return { layers: d.L, heads: d.H, kvHeads: d.Hkv, headDim: d.D, hidden: d.C, vocab: d.V };
 }
@@ -358,6 +516,8 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   private readonly finalNorm: Tensor; // (C)
   private readonly layerWeights: LayerWeights[] = [];
   private readonly lmHead: LinearLayer;
+  /** longrope: caches holding keys rotated with the short factors (see forwardStep). */
+  private readonly shortRopeCaches = new WeakSet<DecoderKvCache<Step>>();
 
   constructor(
     config: LlamaFamilyConfig,
@@ -392,17 +552,38 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const { C, H, Hkv, D, I, V } = d;
     for (let l = 0; l < d.L; l++) {
       const p = `model.layers.${l}`;
+      const attn = `${p}.self_attn`;
+      const qkvWidths = [H * D, Hkv * D, Hkv * D];
+      const qkv = d.fused
+        ? [linear(`${attn}.qkv_proj`, C, (H + 2 * Hkv) * D, d.qkvBias)]
+        : [
+            linear(`${attn}.q_proj`, C, H * D, d.qkvBias),
+            linear(`${attn}.k_proj`, C, Hkv * D, d.qkvBias),
+            linear(`${attn}.v_proj`, C, Hkv * D, d.qkvBias),
+          ];
+      const o = linear(`${attn}.o_proj`, H * D, C, d.oBias);
+      const gateUp = d.fused
+        ? [linear(`${p}.mlp.gate_up_proj`, C, 2 * I, d.mlpBias)]
+        : [
+            linear(`${p}.mlp.gate_proj`, C, I, d.mlpBias),
+            linear(`${p}.mlp.up_proj`, C, I, d.mlpBias),
+          ];
       this.layerWeights.push({
         inputNormName: `${p}.input_layernorm.weight`,
         postNormName: `${p}.post_attention_layernorm.weight`,
         inputNorm: this.param(`${p}.input_layernorm.weight`),
         postNorm: this.param(`${p}.post_attention_layernorm.weight`),
-        q: linear(`${p}.self_attn.q_proj`, C, H * D, d.qkvBias),
-        k: linear(`${p}.self_attn.k_proj`, C, Hkv * D, d.qkvBias),
-        v: linear(`${p}.self_attn.v_proj`, C, Hkv * D, d.qkvBias),
-        o: linear(`${p}.self_attn.o_proj`, H * D, C, d.oBias),
-        gate: linear(`${p}.mlp.gate_proj`, C, I, d.mlpBias),
-        up: linear(`${p}.mlp.up_proj`, C, I, d.mlpBias),
+        qkv: new Projections(qkv, qkvWidths),
+        qkNorm: d.qkNorm
+          ? {
+              q: this.param(`${attn}.q_norm.weight`),
+              k: this.param(`${attn}.k_norm.weight`),
+              qName: `${attn}.q_norm.weight`,
+              kName: `${attn}.k_norm.weight`,
+            }
+          : null,
+        o,
+        gateUp: new Projections(gateUp, [I, I]),
         down: linear(`${p}.mlp.down_proj`, I, C, d.mlpBias),
       });
     }
@@ -451,13 +632,22 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const a = plan.layers[l];
     // attention block
     k.rmsnorm(a.n1, a.rstd1, a.x, w.inputNorm, d.eps);
-    w.q.forward(k, plan.qLin, a.n1, recompute);
-    w.k.forward(k, plan.kLin, a.n1, recompute);
-    w.v.forward(k, plan.vLin, a.n1, recompute);
-    k.rope(plan.qRot, plan.qLin.view([B, T, d.H, d.D]), plan.cos, plan.sin);
-    k.rope(plan.kRot, plan.kLin.view([B, T, d.Hkv, d.D]), plan.cos, plan.sin);
-    k.permute0213(a.qh, plan.qRot); // (B, T, H, D) -> (B, H, T, D)
-    k.permute0213(a.kh, plan.kRot);
+    const buf: QkvBuffers = {
+      qLin: plan.qLin,
+      kLin: plan.kLin,
+      vLin: plan.vLin,
+      qRot: plan.qRot,
+      kRot: plan.kRot,
+      qPre: a.qPre,
+      kPre: a.kPre,
+      rstdQ: a.rstdQ,
+      rstdK: a.rstdK,
+      fused: plan.fused,
+      rope: plan.rope,
+    };
+    const qk = this.qkvForward(l, a.n1, buf, B, T, plan.cos, plan.sin, recompute);
+    k.permute0213(a.qh, qk.q.view([B, T, d.H, d.D])); // (B, T, H, D) -> (B, H, T, D)
+    k.permute0213(a.kh, qk.k.view([B, T, d.Hkv, d.D]));
     k.permute0213(a.vh, plan.vLin.view([B, T, d.Hkv, d.D]));
     plan.attention.forward(k, plan.attnOut, ...heads(a), plan.keyLengths, a.probs, { scale });
     k.permute0213(a.atty.view([B, T, d.H, d.D]), plan.attnOut);
@@ -465,11 +655,109 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     k.add(a.x2, a.x2, a.x);
     // MLP block
     k.rmsnorm(a.n2, a.rstd2, a.x2, w.postNorm, d.eps);
-    w.gate.forward(k, a.gate, a.n2, recompute);
-    w.up.forward(k, a.up, a.n2, recompute);
+    w.gateUp.forward(k, [a.gate, a.up], a.n2, plan.fused, recompute);
     k.swiglu(a.h, a.gate, a.up);
     w.down.forward(k, xOut, a.h, recompute);
     k.add(xOut, xOut, a.x2);
+  }
+
+  /**
+   * Layer l's q, k, v from n (b*t, C): projections into b.qLin|qPre, kLin|kPre, vLin; qwen3's
+   * per-head norms; RoPE unless the layer skips it. Returns the tensors holding the final q
+   * (b*t, H*D) and k (b*t, Hkv*D); v stays in b.vLin.
+   */
+  private qkvForward(
+    l: number,
+    n: Tensor,
+    buf: QkvBuffers,
+    bs: number,
+    ts: number,
+    cos: Tensor,
+    sin: Tensor,
+    recompute = false,
+  ): { q: Tensor; k: Tensor } {
+    const k = this.kernels;
+    const d = this.d;
+    const { H, Hkv, D } = d;
+    const rows = bs * ts;
+    const w = this.layerWeights[l];
+    let q = buf.qPre ?? buf.qLin;
+    let key = buf.kPre ?? buf.kLin;
+    w.qkv.forward(k, [q, key, buf.vLin], n, buf.fused, recompute);
+    if (w.qkNorm !== null && buf.rstdQ !== null && buf.rstdK !== null) {
+      // Qwen3RMSNorm over the last axis of q.view(..., heads, D): rows of D values
+      k.rmsnorm(buf.qLin.view([rows * H, D]), buf.rstdQ, q.view([rows * H, D]), w.qkNorm.q, d.eps);
+      k.rmsnorm(
+        buf.kLin.view([rows * Hkv, D]),
+        buf.rstdK,
+        key.view([rows * Hkv, D]),
+        w.qkNorm.k,
+        d.eps,
+      );
+      q = buf.qLin;
+      key = buf.kLin;
+    }
+    if (d.ropeLayers[l]) {
+      applyRope(k, buf.qRot, q, cos, sin, [bs, ts, H], D, buf.rope);
+      applyRope(k, buf.kRot, key, cos, sin, [bs, ts, Hkv], D, buf.rope);
+      q = buf.qRot;
+      key = buf.kRot;
+    }
+    return { q, k: key };
+  }
+
+  /**
+   * qkvForward's backward from d q, d k (B, T, heads, D) in plan.dQRot, plan.dKRot: back through
+   * RoPE and the qk norms (the two buffers of each take turns). Returns the gradients of the
+   * projections' q and k outputs, (R, H*D) and (R, Hkv*D).
+   */
+  private qkBackward(
+    l: number,
+    plan: Plan,
+    paramGrads: ReadonlyMap<string, Tensor> | undefined,
+  ): { dq: Tensor; dk: Tensor } {
+    const k = this.kernels;
+    const d = this.d;
+    const { B, T } = plan;
+    const { H, Hkv, D } = d;
+    const R = B * T;
+    const w = this.layerWeights[l];
+    const a = plan.layers[l];
+    const overwrite = { accumulate: false };
+    let dq = plan.dQRot;
+    let dk = plan.dKRot;
+    let spareQ = plan.dQLin;
+    let spareK = plan.dKLin;
+    if (d.ropeLayers[l]) {
+      applyRopeBackward(k, spareQ, dq, plan.cos, plan.sin, [B, T, H], D, plan.rope);
+      applyRopeBackward(k, spareK, dk, plan.cos, plan.sin, [B, T, Hkv], D, plan.rope);
+      [dq, spareQ] = [spareQ, dq];
+      [dk, spareK] = [spareK, dk];
+    }
+    if (w.qkNorm !== null && a.qPre !== null && a.kPre !== null) {
+      const norm = w.qkNorm;
+      k.rmsnormBackward(
+        spareQ.view([R * H, D]),
+        gradFor(paramGrads, norm.qName, norm.q),
+        dq.view([R * H, D]),
+        a.qPre.view([R * H, D]),
+        norm.q,
+        a.rstdQ as Tensor,
+        overwrite,
+      );
+      k.rmsnormBackward(
+        spareK.view([R * Hkv, D]),
+        gradFor(paramGrads, norm.kName, norm.k),
+        dk.view([R * Hkv, D]),
+        a.kPre.view([R * Hkv, D]),
+        norm.k,
+        a.rstdK as Tensor,
+        overwrite,
+      );
+      [dq, spareQ] = [spareQ, dq];
+      [dk, spareK] = [spareK, dk];
+    }
+    return { dq: dq.view([R, H * D]), dk: dk.view([R, Hkv * D]) };
   }
 
   protected override headLayer(): LinearLayer {
@@ -500,13 +788,26 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const x = s.x.view([R, C]);
     const n = s.n.view([R, C]);
     const rstd = s.rstd.view([R]);
-    const cos = s.cos.view([R, D / 2]);
-    const sin = s.sin.view([R, D / 2]);
+    const cos = s.cos.view([R, d.rotaryDim / 2]);
+    const sin = s.sin.view([R, d.rotaryDim / 2]);
     const qLin = s.qLin.view([R, H * D]);
     const kLin = s.kLin.view([R, Hkv * D]);
     const vLin = s.vLin.view([R, Hkv * D]);
-    const qRot = s.qRot.view([N, Tn, H, D]);
-    const kRot = s.kRot.view([N, Tn, Hkv, D]);
+    const qRot = s.qRot.view([R, H * D]);
+    const kRot = s.kRot.view([R, Hkv * D]);
+    const buf: QkvBuffers = {
+      qLin,
+      kLin,
+      vLin,
+      qRot,
+      kRot,
+      qPre: s.qPre?.view([R, H * D]) ?? null,
+      kPre: s.kPre?.view([R, Hkv * D]) ?? null,
+      rstdQ: s.rstdQ?.view([R * H]) ?? null,
+      rstdK: s.rstdK?.view([R * Hkv]) ?? null,
+      fused: s.fused,
+      rope: s.rope,
+    };
     const qh = s.qh.view([N, H, Tn, D]);
     const kh = s.kh.view([N, Hkv, Tn, D]);
     const vh = s.vh.view([N, Hkv, Tn, D]);
@@ -521,10 +822,9 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     // RoPE tables per new token (position = the row's cached length + t): the rope kernel applies
     // table row t to time step t, so (1, R, heads, D) views rotate every token by its own angle
     const scaling = d.ropeScaling === undefined ? {} : { scaling: d.ropeScaling };
-    const tables = ropeTables(D, s.positions.i32().subarray(0, R), {
-      theta: d.ropeTheta,
-      ...scaling,
-    });
+    const positions = s.positions.i32().subarray(0, R);
+    this.checkLongRopeSwitch(cache, positions);
+    const tables = ropeTables(d.rotaryDim, positions, { theta: d.ropeTheta, ...scaling });
     cos.f32().set(tables.cos);
     sin.f32().set(tables.sin);
     k.embedding(x, this.embed, s.ids.view([R]));
@@ -532,13 +832,9 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       const w = this.layerWeights[l];
       // attention block
       k.rmsnorm(n, rstd, x, w.inputNorm, d.eps);
-      w.q.forward(k, qLin, n);
-      w.k.forward(k, kLin, n);
-      w.v.forward(k, vLin, n);
-      k.rope(qRot.view([1, R, H, D]), qLin.view([1, R, H, D]), cos, sin);
-      k.rope(kRot.view([1, R, Hkv, D]), kLin.view([1, R, Hkv, D]), cos, sin);
-      k.permute0213(qh, qRot); // (N, Tn, H, D) -> (N, H, Tn, D)
-      k.permute0213(kh, kRot);
+      const qk = this.qkvForward(l, n, buf, 1, R, cos, sin);
+      k.permute0213(qh, qk.q.view([N, Tn, H, D])); // (N, Tn, H, D) -> (N, H, Tn, D)
+      k.permute0213(kh, qk.k.view([N, Tn, Hkv, D]));
       k.permute0213(vh, vLin.view([N, Tn, Hkv, D]));
       cachedAttention(
         k,
@@ -557,13 +853,31 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.add(x2, x2, x);
       // MLP block (the layer output overwrites x: its input is no longer needed)
       k.rmsnorm(n, rstd, x2, w.postNorm, d.eps);
-      w.gate.forward(k, gate, n);
-      w.up.forward(k, up, n);
+      w.gateUp.forward(k, [gate, up], n, s.fused);
       k.swiglu(h, gate, up);
       w.down.forward(k, x, h);
       k.add(x, x, x2);
     }
     return x;
+  }
+
+  /**
+   * LongRoPE picks its factors per call from the largest position (long past
+   * original_max_position_embeddings). A cache whose keys got the short factors cannot take a
+   * step past that length: transformers then drops the cache and recomputes every key with the
+   * long factors (Phi3ForCausalLM.prepare_inputs_for_generation); here that is an error.
+   */
+  private checkLongRopeSwitch(cache: DecoderKvCache<Step>, positions: Int32Array): void {
+    const rope = this.d.ropeScaling;
+    if (rope?.type !== "longrope") return;
+    let seqLen = 0;
+    for (const p of positions) seqLen = Math.max(seqLen, p + 1);
+    if (seqLen <= rope.originalMaxPositionEmbeddings) this.shortRopeCaches.add(cache);
+    else if (this.shortRopeCaches.has(cache)) {
+      throw new Error(
+        `${this.modelType}: cached generation past original_max_position_embeddings (${rope.originalMaxPositionEmbeddings}) after a shorter start switches LongRoPE to its long factors; the cached keys would need recomputing, which is not supported (start with a prompt longer than ${rope.originalMaxPositionEmbeddings} tokens, or stay within it)`,
+      );
+    }
   }
 
   protected override headStep(s: Step, logits: Tensor, hidden: Tensor): void {
@@ -616,8 +930,7 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       // MLP block (dx holds d xOut; the residual passes it to d x2 unchanged)
       w.down.backward(k, plan.dH, dx, a.h, paramGrads, true);
       k.swigluBackward(plan.dGate, plan.dUp, a.gate, a.up, plan.dH, overwrite);
-      w.gate.backward(k, dn, plan.dGate, a.n2, paramGrads, true);
-      w.up.backward(k, dn, plan.dUp, a.n2, paramGrads);
+      w.gateUp.backward(k, dn, [plan.dGate, plan.dUp], a.n2, paramGrads, plan.fused);
       k.rmsnormBackward(
         dx,
         gradFor(paramGrads, w.postNormName, w.postNorm),
@@ -635,18 +948,10 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
       k.permute0213(plan.dQRot, plan.dQh); // (B, H, T, D) -> (B, T, H, D)
       k.permute0213(plan.dKRot, plan.dKh);
       k.permute0213(plan.dVLin, plan.dVh);
-      k.ropeBackward(plan.dQLin.view([B, T, d.H, d.D]), plan.dQRot, plan.cos, plan.sin, overwrite);
-      k.ropeBackward(
-        plan.dKLin.view([B, T, d.Hkv, d.D]),
-        plan.dKRot,
-        plan.cos,
-        plan.sin,
-        overwrite,
-      );
+      const { dq, dk } = this.qkBackward(l, plan, paramGrads);
       const dn1 = l > 0 || needInputGrad ? dn : null; // d n1, or null: layer 0's input gradient is skipped
-      w.q.backward(k, dn1, plan.dQLin, a.n1, paramGrads, true);
-      w.k.backward(k, dn1, plan.dKLin, a.n1, paramGrads);
-      w.v.backward(k, dn1, plan.dVLin.view([B * T, d.Hkv * d.D]), a.n1, paramGrads);
+      const dv = plan.dVLin.view([B * T, d.Hkv * d.D]);
+      w.qkv.backward(k, dn1, [dq, dk, dv], a.n1, paramGrads, plan.fused);
       if (dn1 !== null)
         k.rmsnormBackward(
           dx,

@@ -23,11 +23,17 @@ const ARCHITECTURES: {
   llama: Build<LlamaFamilyConfig>;
   qwen2: Build<LlamaFamilyConfig>;
   mistral: Build<LlamaFamilyConfig>;
+  qwen3: Build<LlamaFamilyConfig>;
+  smollm3: Build<LlamaFamilyConfig>;
+  phi3: Build<LlamaFamilyConfig>;
   gpt2: Build<Gpt2Config>;
 } = {
   llama: createLlama,
   qwen2: createLlama,
   mistral: createLlama,
+  qwen3: createLlama,
+  smollm3: createLlama,
+  phi3: createLlama,
   gpt2: createGpt2,
 };
 
@@ -65,6 +71,9 @@ export function buildModel(
     case "llama":
     case "qwen2":
     case "mistral":
+    case "qwen3":
+    case "smollm3":
+    case "phi3":
       return ARCHITECTURES[config.model_type](config, checkpoint, kernels, source, storage);
     case "gpt2":
       return ARCHITECTURES.gpt2(config, checkpoint, kernels, source, storage);

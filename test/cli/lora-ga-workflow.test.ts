@@ -1,6 +1,6 @@
 // The LoRA-GA workflow through the `loraga` command, as a user runs it: estimate -> init ->
 // (training elsewhere) -> convert -> merge, checked against PEFT 0.21 fixtures
-// (scripts/fixtures/make_loraga_e2e.py) and against the model's own outputs.
+// (scripts/fixtures/make_loraga_e2e.py, make_tiny_archs.py) and against the model's own outputs.
 
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -19,7 +19,12 @@ const E2E = "test/fixtures/e2e";
 const TARGETS: Record<string, string> = {
   "llama-gqa": "q_proj,v_proj,down_proj",
   gpt2: "c_attn,c_fc",
+  // scripts/fixtures/make_tiny_archs.py: every linear layer (phi3: the fused projections)
+  qwen3: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+  smollm3: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
+  phi3: "qkv_proj,o_proj,gate_up_proj,down_proj",
 };
+const MODELS = Object.keys(TARGETS);
 
 let kernels: Kernels;
 beforeAll(async () => {
@@ -66,7 +71,7 @@ async function fixtureBatch(name: string): Promise<{ batch: Batch; file: Safeten
 
 const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
-describe.each(["llama-gqa", "gpt2"])("loraga CLI on %s", (name) => {
+describe.each(MODELS)("loraga CLI on %s", (name) => {
   const model = `test/fixtures/models/${name}`;
   const dir = tempDir();
   const grads = join(dir, "grads.safetensors");
@@ -214,38 +219,35 @@ describe.each(["llama-gqa", "gpt2"])("loraga CLI on %s", (name) => {
   });
 });
 
-describe.each(["llama-gqa", "gpt2"])(
-  "an adapter written by loraga, loaded by PEFT (%s)",
-  (name) => {
-    // scripts/fixtures/make_loraga_written_adapters.sh: loraga init + convert wrote loraga-converted/,
-    // PEFT 0.21 loaded it with PeftModel.from_pretrained on the original base and recorded its logits.
-    test("PEFT's logits with it equal loraga's", async () => {
-      const { batch, file } = await fixtureBatch(name);
-      await file.close();
-      const peft = await SafetensorsFile.open(
-        `${E2E}/${name}/loraga-converted-peft-logits.safetensors`,
-      );
-      const expected = await peft.readF32("logits");
-      const merged = await peft.readF32("merged_logits");
-      await peft.close();
-      const ours = await logitsOf(`test/fixtures/models/${name}`, batch, {
-        dir: `${E2E}/${name}/loraga-converted`,
-      });
-      expectAllclose(ours, expected, {
-        rtol: 1e-5,
-        atol: 1e-5 * maxAbs(expected),
-        label: "adapter",
-      });
-      expectAllclose(merged, expected, {
-        rtol: 1e-5,
-        atol: 1e-5 * maxAbs(expected),
-        label: "PEFT merged",
-      });
-      const base = await logitsOf(`test/fixtures/models/${name}`, batch);
-      expect(maxAbs(ours.map((v, i) => v - base[i]))).toBeGreaterThan(1e-3); // the adapter does something
+describe.each(MODELS)("an adapter written by loraga, loaded by PEFT (%s)", (name) => {
+  // scripts/fixtures/make_loraga_written_adapters.sh: loraga init + convert wrote loraga-converted/,
+  // PEFT 0.21 loaded it with PeftModel.from_pretrained on the original base and recorded its logits.
+  test("PEFT's logits with it equal loraga's", async () => {
+    const { batch, file } = await fixtureBatch(name);
+    await file.close();
+    const peft = await SafetensorsFile.open(
+      `${E2E}/${name}/loraga-converted-peft-logits.safetensors`,
+    );
+    const expected = await peft.readF32("logits");
+    const merged = await peft.readF32("merged_logits");
+    await peft.close();
+    const ours = await logitsOf(`test/fixtures/models/${name}`, batch, {
+      dir: `${E2E}/${name}/loraga-converted`,
     });
-  },
-);
+    expectAllclose(ours, expected, {
+      rtol: 1e-5,
+      atol: 1e-5 * maxAbs(expected),
+      label: "adapter",
+    });
+    expectAllclose(merged, expected, {
+      rtol: 1e-5,
+      atol: 1e-5 * maxAbs(expected),
+      label: "PEFT merged",
+    });
+    const base = await logitsOf(`test/fixtures/models/${name}`, batch);
+    expect(maxAbs(ours.map((v, i) => v - base[i]))).toBeGreaterThan(1e-3); // the adapter does something
+  });
+});
 
 test("estimate --shuffle takes seeded rows: reproducible, and not the file's first rows", async () => {
   const dir = tempDir();

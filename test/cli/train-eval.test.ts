@@ -1,5 +1,6 @@
 // `loraga train / eval / generate / compare` as a user runs them: spawned processes, real files, a
-// tiny Llama checkpoint with a character-level tokenizer (scripts/fixtures/make_tiny_tokenizer.py).
+// tiny Llama checkpoint with a character-level tokenizer (scripts/fixtures/make_tiny_tokenizer.py);
+// `train --method lora-ga` on the tiny qwen3, smollm3 and phi3 too.
 import { cpSync, existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
@@ -7,6 +8,7 @@ import { collate } from "../../src/data/batches.js";
 import { createKernels } from "../../src/kernels/index.js";
 import type { Kernels } from "../../src/kernels/kernels.js";
 import { loadModel } from "../../src/models/model.js";
+import { loadAdapter } from "../../src/peft/adapter-io.js";
 import { loadPeftModel } from "../../src/peft/peft-model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { expectAllclose } from "../helpers/allclose.js";
@@ -63,6 +65,69 @@ function trainLog(dir: string): Array<Record<string, number | string>> {
     .split("\n")
     .map((l) => JSON.parse(l));
 }
+
+/** Adapted module names under target all-linear (PEFT's rule: every linear layer but lm_head). */
+const ALL_LINEAR: Record<string, string[]> = {
+  qwen3: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+  smollm3: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+  phi3: ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+};
+
+describe.each(Object.keys(ALL_LINEAR))("loraga train --method lora-ga on %s", (fixture) => {
+  test("all-linear LoRA-GA run; the converted adapter gives the trained model on the original base", async () => {
+    const model = join(root, `${fixture}-model`);
+    const run = join(root, `${fixture}-run`);
+    copyTinyModel(model, fixture);
+    const args = ["--model", model, ...common.slice(2)];
+    args[args.indexOf("q_proj,v_proj")] = "all-linear";
+    const r = runCli([
+      "train",
+      ...args,
+      "--method",
+      "lora-ga",
+      "--ga-batches",
+      "2",
+      "--steps",
+      "3",
+      "--out",
+      run,
+    ]);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(trainLog(run).filter((x) => x.type === "train").length).toBe(3);
+    const base = await loadModel(model, { kernels });
+    const adapted = [
+      ...(await loadAdapter(join(run, "adapter-converted"), base.linears())).weights,
+    ];
+    expect(adapted.map(([path]) => path.split(".").at(-1)).sort()).toEqual(
+      [...ALL_LINEAR[fixture], ...ALL_LINEAR[fixture]].sort(), // 2 layers
+    );
+    for (const [path, w] of adapted) {
+      const info = base.linears().find((l) => l.path === path);
+      expect([w.A.length, w.B.length], path).toEqual([
+        4 * (info?.inFeatures ?? 0), // converted adapter: rank 2r
+        4 * (info?.outFeatures ?? 0),
+      ]);
+    }
+    const batch = collate([{ inputIds: [1, 50, 20, 30, 40, 60, 70], labels: [], source: "" }], {
+      maxLength: 16,
+      padTokenId: 0,
+    });
+    const onOffset = await loadModel(model, { kernels });
+    await loadPeftModel(onOffset, join(run, "adapter"), {
+      initAdapterDir: join(run, "init-adapter"),
+    });
+    const trained = onOffset.forward(batch).toArray();
+    const onOriginal = await loadModel(model, { kernels });
+    await loadPeftModel(onOriginal, join(run, "adapter-converted"));
+    const converted = onOriginal.forward(batch).toArray();
+    const before = base.forward(batch).toArray();
+    const scale = Math.max(...before.map(Math.abs));
+    expectAllclose(converted, trained, { rtol: 1e-5, atol: 1e-5 * scale, label: "converted" });
+    expect(Math.max(...trained.map((v, i) => Math.abs(v - before[i])))).toBeGreaterThan(1e-4);
+    for (const m of [base, onOffset, onOriginal]) m.dispose();
+  });
+});
 
 describe("loraga train", () => {
   const run = join(root, "lora-ga");

@@ -1,5 +1,5 @@
 // The tiny Hugging Face checkpoints under test/fixtures/models (scripts/fixtures/
-// make_tiny_models.py, make_full_batch_grads.py) and their PyTorch float64 expectations, for the
+// make_tiny_models.py, make_full_batch_grads.py, make_tiny_archs.py) and their PyTorch float64 expectations, for the
 // model tests: the fixture folder, reading a batch file with its expected values, and the relative
 // error every comparison uses.
 
@@ -14,7 +14,16 @@ export const MODEL_FIXTURES = join(import.meta.dirname, "..", "fixtures", "model
  * Every model fixture folder under MODEL_FIXTURES. The model tests run on all of them, always: a
  * missing fixture fails (causal-lm.test.ts also checks this list against the folder's contents).
  */
-export const FIXTURE_MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"] as const;
+export const FIXTURE_MODELS = [
+  "llama-gqa",
+  "llama-tied",
+  "qwen2",
+  "mistral",
+  "gpt2",
+  "qwen3",
+  "smollm3",
+  "phi3",
+] as const;
 
 export interface ModelFixture {
   batch: Batch;

@@ -40,6 +40,52 @@ describe("matches transformers' resolved configuration", () => {
   });
 });
 
+// qwen3, smollm3, phi3 defaults and LongRoPE (scripts/fixtures/make_tiny_archs.py)
+const archs = JSON.parse(await readFile(join(FIXTURES, "archs.json"), "utf8")) as Record<
+  string,
+  { raw: Record<string, unknown>; expected: Record<string, unknown> }
+>;
+
+test.each(nonEmpty(Object.keys(archs), "config/archs.json"))(
+  "%s resolves as transformers does",
+  (name) => {
+    const { raw, expected } = archs[name];
+    const config = parseModelConfig(raw) as unknown as Record<string, unknown>;
+    const picked = Object.fromEntries(Object.keys(expected).map((k) => [k, config[k]]));
+    const scaling = expected.rope_scaling as Record<string, unknown> | undefined;
+    if (scaling !== undefined) {
+      const ours = config.rope_scaling as Record<string, unknown>;
+      picked.rope_scaling = Object.fromEntries(Object.keys(scaling).map((k) => [k, ours[k]]));
+    }
+    expect(picked).toEqual(expected);
+  },
+);
+
+test("smollm3 no_rope_layers and phi3 rope fields are validated", () => {
+  const small = { vocab_size: 10, hidden_size: 16, intermediate_size: 16, num_attention_heads: 2 };
+  expect(() =>
+    parseModelConfig({
+      ...small,
+      model_type: "smollm3",
+      num_hidden_layers: 2,
+      no_rope_layers: [1],
+    }),
+  ).toThrow(/"no_rope_layers" must be a list of 2 zeros and ones/);
+  const phi3 = { ...small, model_type: "phi3", num_hidden_layers: 1 };
+  expect(() => parseModelConfig({ ...phi3, partial_rotary_factor: 0.375 })).toThrow(
+    /"partial_rotary_factor" must be at most 1, giving an even rotary dim/,
+  );
+  expect(() =>
+    parseModelConfig({
+      ...phi3,
+      rope_scaling: { type: "longrope", short_factor: [1], long_factor: [1] },
+    }),
+  ).toThrow(/"rope_scaling.short_factor" must be a list of 4 positive numbers/);
+  expect(() => parseModelConfig({ ...phi3, rope_scaling: { type: "linear", factor: 2 } })).toThrow(
+    /one of default, longrope/,
+  );
+});
+
 const base = {
   model_type: "llama",
   vocab_size: 10,
@@ -115,11 +161,11 @@ describe("errors name the file and the field", () => {
   });
 
   test("unknown model types are returned, not rejected", () => {
-    const config = parseModelConfig({ model_type: "phi3", hidden_size: 3 });
+    const config = parseModelConfig({ model_type: "bert", hidden_size: 3 });
     expect(config).toEqual({
-      model_type: "phi3",
+      model_type: "bert",
       recognized: false,
-      raw: { model_type: "phi3", hidden_size: 3 },
+      raw: { model_type: "bert", hidden_size: 3 },
     });
   });
 });

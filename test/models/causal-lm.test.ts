@@ -1,4 +1,5 @@
-// Tiny random HF checkpoints (scripts/fixtures/make_tiny_models.py) against PyTorch float64:
+// Tiny random HF checkpoints (scripts/fixtures/make_tiny_models.py, make_tiny_archs.py) against
+// PyTorch float64:
 // logits, the causal-LM loss and the gradient of every parameter; only the requested gradients are
 // computed; the adapter hook receives the right gradient; checkpoint and model_type errors.
 
@@ -53,6 +54,30 @@ function zeroGrads(model: CausalLM, names: Iterable<string>): Map<string, Tensor
   return grads;
 }
 
+/** Forward logits, the causal-LM loss and every parameter gradient against PyTorch float64. */
+function expectLogitsLossGrads(model: CausalLM, expected: Expected): void {
+  const logits = model.forward(expected.batch);
+  expectClose("logits", logits.toArray(), expected.values.get("logits") as Float32Array, 1e-5);
+
+  const grads = zeroGrads(model, model.params.keys());
+  const { loss, tokens } = model.lossAndGrads(expected.batch, { paramGrads: grads });
+  const labels = expected.batch.labels as Int32Array;
+  const T = expected.batch.seqLen;
+  const counted = labels.filter((l, i) => l !== -100 && i % T !== 0).length;
+  expect(tokens).toBe(counted);
+  const wantLoss = (expected.values.get("loss") as Float32Array)[0];
+  expect(Math.abs(loss - wantLoss) / Math.abs(wantLoss)).toBeLessThanOrEqual(1e-5);
+  for (const [pname, g] of grads) {
+    expectClose(
+      `grad ${pname}`,
+      g.toArray(),
+      expected.values.get(`grad.${pname}`) as Float32Array,
+      1e-4,
+    );
+    g.dispose();
+  }
+}
+
 test("the model list is exactly the fixture folders: none skipped, none left out", () => {
   expect(readdirSync(FIXTURES).sort()).toEqual([...MODELS].sort());
 });
@@ -86,26 +111,15 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
     });
 
     test("logits, loss and every parameter gradient", () => {
-      const logits = model.forward(expected.batch);
-      expectClose("logits", logits.toArray(), expected.values.get("logits") as Float32Array, 1e-5);
+      expectLogitsLossGrads(model, expected);
+    });
 
-      const grads = zeroGrads(model, model.params.keys());
-      const { loss, tokens } = model.lossAndGrads(expected.batch, { paramGrads: grads });
-      const labels = expected.batch.labels as Int32Array;
-      const T = expected.batch.seqLen;
-      const counted = labels.filter((l, i) => l !== -100 && i % T !== 0).length;
-      expect(tokens).toBe(counted);
-      const wantLoss = (expected.values.get("loss") as Float32Array)[0];
-      expect(Math.abs(loss - wantLoss) / Math.abs(wantLoss)).toBeLessThanOrEqual(1e-5);
-      for (const [pname, g] of grads) {
-        expectClose(
-          `grad ${pname}`,
-          g.toArray(),
-          expected.values.get(`grad.${pname}`) as Float32Array,
-          1e-4,
-        );
-        g.dispose();
-      }
+    // phi3's second batch is longer than original_max_position_embeddings: LongRoPE's long factors
+    test.runIf(name === "phi3")("a batch past original_max_position_embeddings", async () => {
+      expectLogitsLossGrads(
+        model,
+        await readModelFixture(name, "batch-long.json", "expected-long.safetensors"),
+      );
     });
 
     test("only the requested gradients are computed, and they accumulate", () => {
@@ -256,6 +270,8 @@ describe("checkpoint and config errors", () => {
     >;
     await writeFile(join(out, "config.json"), JSON.stringify({ ...config, model_type: "bert" }));
     const err = await loadModel(out, { kernels }).catch((e: Error) => e);
-    expect((err as Error).message).toMatch(/"bert".*llama.*qwen2.*mistral.*gpt2/);
+    expect((err as Error).message).toMatch(
+      /"bert".*llama.*qwen2.*mistral.*qwen3.*smollm3.*phi3.*gpt2/,
+    );
   });
 });

@@ -97,7 +97,9 @@ async function open(
   return loadModel(`test/fixtures/models/${name}`, { kernels, ...options });
 }
 
-describe.each(["llama-gqa", "llama-tied", "gpt2"])("%s with compressed frozen weights", (name) => {
+const COMPRESSED = ["llama-gqa", "llama-tied", "gpt2", "qwen3", "smollm3", "phi3"];
+
+describe.each(COMPRESSED)("%s with compressed frozen weights", (name) => {
   test.each(KINDS)(
     "%s: logits and weight gradients equal the f32 model with the rounded weights",
     async (kind) => {

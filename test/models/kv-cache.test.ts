@@ -249,3 +249,40 @@ describe("KV cache errors", () => {
     ).toThrow(/disposed/);
   });
 });
+
+test("phi3 LongRoPE: a prompt past original_max_position_embeddings decodes like the full forward; crossing it mid-cache is an error", async () => {
+  const kernels = await createKernels("ref", { heap: new Heap({ initialBytes: 8 * 2 ** 20 }) });
+  const model = await loadModel(join(FIXTURES, "phi3"), { kernels }); // original 16, max 64
+  try {
+    const [row] = randomRows([20], 96, 5);
+    const full = fullLogits(model, [row]);
+    const cache = model.createCache(1, 20);
+    const step = (from: number, to: number) =>
+      model
+        .forwardCached(cache, {
+          rows: [0],
+          inputIds: Int32Array.from(row.slice(from, to)),
+          seqLen: to - from,
+        })
+        .toArray();
+    const got = [...step(0, 18), ...step(18, 19), ...step(19, 20)]; // long factors throughout
+    const scale = full.logits.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+    const diff = got.reduce((m, x, i) => Math.max(m, Math.abs(x - full.logits[i])), 0);
+    expect(diff / scale).toBeLessThanOrEqual(1e-5);
+    cache.dispose();
+
+    const short = model.createCache(1, 20);
+    model.forwardCached(short, {
+      rows: [0],
+      inputIds: Int32Array.from(row.slice(0, 16)),
+      seqLen: 16,
+    });
+    expect(() =>
+      model.forwardCached(short, { rows: [0], inputIds: Int32Array.from([row[16]]), seqLen: 1 }),
+    ).toThrow(/past original_max_position_embeddings \(16\)/);
+    short.dispose();
+  } finally {
+    model.dispose();
+    await kernels.dispose();
+  }
+});

@@ -1,5 +1,6 @@
 // estimateGradient on real checkpoints vs PEFT 0.21's preprocess_loraga on the same model and
-// batches (fixture: scripts/fixtures/make_loraga_e2e.py).
+// batches (fixtures: scripts/fixtures/make_loraga_e2e.py, make_tiny_archs.py for qwen3, smollm3,
+// phi3: the fused qkv_proj / gate_up_proj gradients are the fused weights' gradients).
 import { describe, expect, test } from "vitest";
 import { collate, groupIntoBatches } from "../../src/data/batches.js";
 import { loadExamples } from "../../src/data/dataset.js";
@@ -12,7 +13,9 @@ import { expectAllclose } from "../helpers/allclose.js";
 
 const E2E = "test/fixtures/e2e";
 
-describe.each(["llama-gqa", "gpt2"])("estimateGradient on %s", (name) => {
+const MODELS = ["llama-gqa", "gpt2", "qwen3", "smollm3", "phi3"];
+
+describe.each(MODELS)("estimateGradient on %s", (name) => {
   test("equals PEFT preprocess_loraga's gradients (mean over batches of batch-mean-loss gradients)", async () => {
     const heap = new Heap();
     const kernels = await createKernels("ref", { heap });

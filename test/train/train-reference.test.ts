@@ -1,21 +1,30 @@
 // Our trainer against a plain PyTorch + PEFT training loop (scripts/fixtures/make_train_reference.py):
 // same tiny Llama, same initial adapter (saved by PEFT), same batches in the same order; per-step
-// losses, learning rates and pre-clip gradient norms, and the eval loss after training.
+// losses, learning rates and pre-clip gradient norms, and the eval loss after training. The same
+// LoRA run on the tiny qwen3, smollm3 and phi3 (scripts/fixtures/make_tiny_archs.py; phi3's
+// adapters sit on the fused qkv_proj and gate_up_proj).
 // Tolerance: 1e-4 relative (losses are ~6, so ~6e-4 absolute), see maxMixedError.
 
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels } from "../../src/kernels/kernels.js";
+import { loadModel } from "../../src/models/model.js";
+import { loadAdapter } from "../../src/peft/adapter-io.js";
 import { getPeftModel } from "../../src/peft/peft-model.js";
 import { FixedBatches } from "../../src/train/data-order.js";
 import { evaluateLoss } from "../../src/train/metrics.js";
 import { fullFineTuning } from "../../src/train/trainable.js";
 import { type TrainLogRecord, train } from "../../src/train/trainer.js";
+import { MODEL_FIXTURES } from "../helpers/model-fixtures.js";
 import {
   initialAdapter,
   maxMixedError,
+  type RunReference,
   readBatches,
   readReference,
   refKernels,
+  TRAIN_FIXTURES,
   tinyModel,
 } from "./train-helpers.js";
 
@@ -116,3 +125,41 @@ describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
     check({ result, records, evalLoss, ref: reference.full_linear });
   });
 });
+
+describe.each(["qwen3", "smollm3", "phi3"])(
+  "LoRA training on %s vs PyTorch/PEFT (ref kernels)",
+  (name) => {
+    test("AdamW lr 1e-3, constant schedule, no clipping, 8 steps", async () => {
+      const kernels = await refKernels();
+      const batches = readBatches();
+      const dir = join(TRAIN_FIXTURES, "archs", name);
+      const ref = (
+        JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as {
+          lora_constant: RunReference;
+        }
+      ).lora_constant;
+      const model = await loadModel(join(MODEL_FIXTURES, name), { kernels });
+      const adapter = await loadAdapter(join(dir, "adapter_init"), model.linears());
+      const trainable = getPeftModel(model, adapter.config, { weights: adapter.weights });
+      const records: TrainLogRecord[] = [];
+      const result = await train(trainable, new FixedBatches(batches.train), {
+        steps: 8,
+        lr: 1e-3,
+        optimizer: { kind: "adamw", weightDecay: 0 },
+        schedule: "constant",
+        log: (r) => records.push(r),
+      });
+      const evalLoss = evaluateLoss(model, [batches.eval]).loss;
+      trainable.dispose();
+      model.dispose();
+      await kernels.dispose();
+      const norms = records.filter((r) => r.type === "train").map((r) => r.grad_norm as number);
+      expect(
+        maxMixedError(result.losses, ref.losses),
+        `losses ${result.losses}`,
+      ).toBeLessThanOrEqual(TOL);
+      expect(maxMixedError(norms, ref.grad_norms), `grad norms ${norms}`).toBeLessThanOrEqual(TOL);
+      expect(maxMixedError([evalLoss], [ref.eval_loss])).toBeLessThanOrEqual(TOL);
+    });
+  },
+);

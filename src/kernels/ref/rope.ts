@@ -9,9 +9,11 @@
 // over it, without reading it, when `accumulate` is false).
 //
 // ropeTables reproduces Hugging Face transformers' inverse frequencies for rope_type "default",
-// "linear" and "llama3" (modeling_rope_utils.py: _compute_default_rope_parameters,
-// _compute_linear_scaling_rope_parameters, _compute_llama3_parameters) and LlamaRotaryEmbedding's
-// cos/sin, rounding every intermediate to float32 as PyTorch does, so tables agree to the ulp
+// "linear", "llama3" and "longrope" (modeling_rope_utils.py: _compute_default_rope_parameters,
+// _compute_linear_scaling_rope_parameters, _compute_llama3_parameters,
+// _compute_longrope_parameters with longrope_frequency_update: the long factors when the call's
+// largest position + 1 exceeds original_max_position_embeddings, cos/sin times attention_factor)
+// and LlamaRotaryEmbedding's cos/sin, rounding every intermediate to float32 as PyTorch does, so tables agree to the ulp
 // level with transformers' (they are checked against a torch fixture).
 
 import type { Floats } from "./types.js";
@@ -84,6 +86,13 @@ export type RopeScaling =
       lowFreqFactor: number;
       highFreqFactor: number;
       originalMaxPositionEmbeddings: number;
+    }
+  | {
+      type: "longrope";
+      shortFactor: readonly number[];
+      longFactor: readonly number[];
+      originalMaxPositionEmbeddings: number;
+      attentionFactor: number;
     };
 
 export interface RopeTableConfig {
@@ -105,8 +114,15 @@ function divScalar(value: number, scalar: number): number {
   return f32(value / f32(scalar));
 }
 
-/** Inverse frequencies (D/2) in float32, as transformers computes them. */
-export function ropeInverseFrequencies(headDim: number, config: RopeTableConfig): Float32Array {
+/**
+ * Inverse frequencies (D/2) in float32, as transformers computes them. seqLen (largest position
+ * + 1) only matters to longrope.
+ */
+export function ropeInverseFrequencies(
+  headDim: number,
+  config: RopeTableConfig,
+  seqLen = 0,
+): Float32Array {
   if (!Number.isInteger(headDim) || headDim <= 0 || headDim % 2 !== 0) {
     throw new Error(`ropeTables: head dim must be a positive even integer, got ${headDim}`);
   }
@@ -120,6 +136,18 @@ export function ropeInverseFrequencies(headDim: number, config: RopeTableConfig)
   // `tensor / scalar` as a float32 division; the helpers below follow that.)
   const scaling = config.scaling;
   if (scaling === undefined) return invFreq;
+  if (scaling.type === "longrope") {
+    // inv_freq = 1 / (ext_factors * theta^(arange(0, D, 2) / D)), ext = long or short factors
+    const ext =
+      seqLen > scaling.originalMaxPositionEmbeddings ? scaling.longFactor : scaling.shortFactor;
+    if (ext.length !== half)
+      throw new Error(`ropeTables: longrope factors have ${ext.length} entries, need ${half}`);
+    for (let i = 0; i < half; i++) {
+      const power = f32(config.theta ** f32((2 * i) / headDim));
+      invFreq[i] = f32(1 / f32(f32(ext[i]) * power));
+    }
+    return invFreq;
+  }
   if (!(scaling.factor > 0)) {
     throw new Error(`ropeTables: rope scaling factor must be positive, got ${scaling.factor}`);
   }
@@ -166,7 +194,11 @@ export function ropeTables(
   positions: readonly number[] | Int32Array,
   config: RopeTableConfig,
 ): { cos: Float32Array; sin: Float32Array } {
-  const invFreq = ropeInverseFrequencies(headDim, config);
+  let seqLen = 0;
+  for (const p of positions) seqLen = Math.max(seqLen, p + 1);
+  const invFreq = ropeInverseFrequencies(headDim, config, seqLen);
+  // longrope scales cos and sin (attention_factor); 1 for every other type
+  const scale = config.scaling?.type === "longrope" ? f32(config.scaling.attentionFactor) : 1;
   const half = headDim / 2;
   const cos = new Float32Array(positions.length * half); // (T, D/2)
   const sin = new Float32Array(positions.length * half); // (T, D/2)
@@ -174,8 +206,8 @@ export function ropeTables(
     const p = f32(positions[t]);
     for (let i = 0; i < half; i++) {
       const angle = f32(invFreq[i] * p);
-      cos[t * half + i] = Math.cos(angle);
-      sin[t * half + i] = Math.sin(angle);
+      cos[t * half + i] = scale === 1 ? Math.cos(angle) : f32(Math.cos(angle)) * scale;
+      sin[t * half + i] = scale === 1 ? Math.sin(angle) : f32(Math.sin(angle)) * scale;
     }
   }
   return { cos, sin };
