@@ -115,12 +115,14 @@ describe.each(KERNELS)("causal LMs vs PyTorch (%s kernels)", (kernelsName) => {
     });
 
     // phi3's second batch is longer than original_max_position_embeddings: LongRoPE's long factors
-    test.runIf(name === "phi3")("a batch past original_max_position_embeddings", async () => {
-      expectLogitsLossGrads(
-        model,
-        await readModelFixture(name, "batch-long.json", "expected-long.safetensors"),
-      );
-    });
+    if (name === "phi3") {
+      test("a batch past original_max_position_embeddings", async () => {
+        expectLogitsLossGrads(
+          model,
+          await readModelFixture(name, "batch-long.json", "expected-long.safetensors"),
+        );
+      });
+    }
 
     test("only the requested gradients are computed, and they accumulate", () => {
       const firstLinear = model.linears()[0];
