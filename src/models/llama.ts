@@ -43,6 +43,7 @@ import {
   StepScratch,
 } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
+import { ropeScalingOf } from "./rope-scaling.js";
 import type { WeightLoadOptions } from "./weights.js";
 
 /** Architecture numbers derived from the config once. */
@@ -94,31 +95,9 @@ function dimsOf(config: LlamaFamilyConfig): Dims {
     oBias: config.o_proj_bias,
     mlpBias: config.mlp_bias,
     ropeTheta: config.rope_theta,
-    ropeScaling: ropeScalingOf(config),
+    ropeScaling: ropeScalingOf(config.rope_scaling, config.model_type),
     maxPositions: config.max_position_embeddings,
     slidingWindow: config.sliding_window,
-  };
-}
-
-/** hf-config's rope_scaling (HF names) -> the rope tables' RopeScaling; undefined for "default". */
-function ropeScalingOf(config: LlamaFamilyConfig): RopeScaling | undefined {
-  const rope = config.rope_scaling;
-  if (rope === null) return undefined;
-  if (rope.rope_type === "linear") return { type: "linear", factor: rope.factor };
-  const need = (value: number | undefined, field: string): number => {
-    if (value === undefined)
-      throw new Error(`${config.model_type}: rope_scaling "llama3" needs ${field}`);
-    return value;
-  };
-  return {
-    type: "llama3",
-    factor: rope.factor,
-    lowFreqFactor: need(rope.low_freq_factor, "low_freq_factor"),
-    highFreqFactor: need(rope.high_freq_factor, "high_freq_factor"),
-    originalMaxPositionEmbeddings: need(
-      rope.original_max_position_embeddings,
-      "original_max_position_embeddings",
-    ),
   };
 }
 

@@ -14,7 +14,15 @@ export const MODEL_FIXTURES = join(import.meta.dirname, "..", "fixtures", "model
  * Every model fixture folder under MODEL_FIXTURES. The model tests run on all of them, always: a
  * missing fixture fails (causal-lm.test.ts also checks this list against the folder's contents).
  */
-export const FIXTURE_MODELS = ["llama-gqa", "llama-tied", "qwen2", "mistral", "gpt2"] as const;
+export const FIXTURE_MODELS = [
+  "llama-gqa",
+  "llama-tied",
+  "qwen2",
+  "mistral",
+  "gpt2",
+  "gemma3",
+  "gemma3-bias",
+] as const;
 
 export interface ModelFixture {
   batch: Batch;
