@@ -4,10 +4,16 @@
 // it), on top of the causal mask.
 //
 // Contract: applied to raw scores before attentionSoftmax, it sets the scores of the keys outside
-// each query's window to -Infinity, which the softmax turns into (near) zero probabilities; keys
-// inside the window are untouched, so the causal and key-length masks stay the softmax's job.
+// each query's window to MASKED_SCORE, which the softmax turns into (near) zero probabilities;
+// keys inside the window are untouched, so the causal and key-length masks stay the softmax's job.
+// MASKED_SCORE is finite (not -Infinity): a padded query whose window holds only padded keys
+// (masked by key length) then gets finite probabilities instead of NaN (-Infinity minus a
+// -Infinity maximum); such a row's output is never read by a counted position.
 
 import type { Tensor } from "../tensor/tensor.js";
+
+/** A raw score far below any real one, finite in f32 after any attention scale up to 1e8. */
+const MASKED_SCORE = -1e30;
 
 /**
  * scores (M, Tq, Tk): M independent (query, key) matrices; query row i sits at position
@@ -24,7 +30,7 @@ export function maskOutsideWindow(scores: Tensor, window: number): void {
     if (hidden <= 0) continue;
     for (let m = 0; m < M; m++) {
       const row = (m * Tq + i) * Tk;
-      data.fill(Number.NEGATIVE_INFINITY, row, row + hidden);
+      data.fill(MASKED_SCORE, row, row + hidden);
     }
   }
 }

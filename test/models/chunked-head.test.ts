@@ -23,7 +23,7 @@ import { Rng } from "../../src/util/random.js";
 import { MODEL_FIXTURES, readModelFixture, relErr } from "../helpers/model-fixtures.js";
 import { attachRandomLora } from "../helpers/random-lora.js";
 
-const MODELS = ["llama-gqa", "llama-tied", "mistral", "qwen2", "gpt2"];
+const MODELS = ["llama-gqa", "llama-tied", "mistral", "qwen2", "gpt2", "gemma3", "gemma3-bias"];
 const KERNELS: KernelsName[] = ["ref", "wasm"];
 const CHUNK_ROWS = 3;
 
