@@ -19,6 +19,7 @@ const E2E = "test/fixtures/e2e";
 const TARGETS: Record<string, string> = {
   "llama-gqa": "q_proj,v_proj,down_proj",
   gpt2: "c_attn,c_fc",
+  "gemma3-bias": "q_proj,v_proj,down_proj",
 };
 
 let kernels: Kernels;
@@ -66,7 +67,7 @@ async function fixtureBatch(name: string): Promise<{ batch: Batch; file: Safeten
 
 const maxAbs = (a: Float32Array) => a.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
-describe.each(["llama-gqa", "gpt2"])("loraga CLI on %s", (name) => {
+describe.each(["llama-gqa", "gpt2", "gemma3-bias"])("loraga CLI on %s", (name) => {
   const model = `test/fixtures/models/${name}`;
   const dir = tempDir();
   const grads = join(dir, "grads.safetensors");
@@ -214,7 +215,7 @@ describe.each(["llama-gqa", "gpt2"])("loraga CLI on %s", (name) => {
   });
 });
 
-describe.each(["llama-gqa", "gpt2"])(
+describe.each(["llama-gqa", "gpt2", "gemma3-bias"])(
   "an adapter written by loraga, loaded by PEFT (%s)",
   (name) => {
     // scripts/fixtures/make_loraga_written_adapters.sh: loraga init + convert wrote loraga-converted/,

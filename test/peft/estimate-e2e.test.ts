@@ -12,7 +12,7 @@ import { expectAllclose } from "../helpers/allclose.js";
 
 const E2E = "test/fixtures/e2e";
 
-describe.each(["llama-gqa", "gpt2"])("estimateGradient on %s", (name) => {
+describe.each(["llama-gqa", "gpt2", "gemma3-bias"])("estimateGradient on %s", (name) => {
   test("equals PEFT preprocess_loraga's gradients (mean over batches of batch-mean-loss gradients)", async () => {
     const heap = new Heap();
     const kernels = await createKernels("ref", { heap });
