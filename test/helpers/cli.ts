@@ -24,10 +24,13 @@ export function tempDir(prefix = "loraga-cli-"): string {
   return mkdtempSync(join(tmpdir(), prefix));
 }
 
-/** Creates modelDir holding the tiny Llama fixture (GQA) with the character tokenizer. */
-export function copyTinyModel(modelDir: string): void {
+/**
+ * Creates modelDir holding a tiny model fixture (default: the Llama with GQA) with the character
+ * tokenizer.
+ */
+export function copyTinyModel(modelDir: string, fixture = "llama-gqa"): void {
   mkdirSync(modelDir);
   for (const f of ["config.json", "model.safetensors"])
-    copyFileSync(`test/fixtures/models/llama-gqa/${f}`, join(modelDir, f));
+    copyFileSync(`test/fixtures/models/${fixture}/${f}`, join(modelDir, f));
   cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
 }
