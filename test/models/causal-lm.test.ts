@@ -256,6 +256,6 @@ describe("checkpoint and config errors", () => {
     >;
     await writeFile(join(out, "config.json"), JSON.stringify({ ...config, model_type: "bert" }));
     const err = await loadModel(out, { kernels }).catch((e: Error) => e);
-    expect((err as Error).message).toMatch(/"bert".*llama.*qwen2.*mistral.*gpt2/);
+    expect((err as Error).message).toMatch(/"bert".*llama.*qwen2.*mistral.*gpt2.*gemma3_text/);
   });
 });
