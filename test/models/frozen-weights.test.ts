@@ -89,6 +89,9 @@ function compressedPaths(model: CausalLM, kind: Kind): string[] {
     .map((l) => l.path);
 }
 
+const COMPRESSED_MODELS = ["llama-gqa", "llama-tied", "gpt2", "gemma3"];
+const TWO_STAGE_MODELS = ["llama-gqa", "gpt2", "gemma3"];
+
 async function open(
   name: string,
   kernels: Kernels,
@@ -97,76 +100,72 @@ async function open(
   return loadModel(`test/fixtures/models/${name}`, { kernels, ...options });
 }
 
-describe.each(["llama-gqa", "llama-tied", "gpt2", "gemma3"])(
-  "%s with compressed frozen weights",
-  (name) => {
-    test.each(KINDS)(
-      "%s: logits and weight gradients equal the f32 model with the rounded weights",
-      async (kind) => {
-        const kernels = await createKernels("ref", { heap: new Heap() });
-        const f32 = await open(name, kernels);
-        const options =
-          kind === "int8" || kind === "nf4" ? { quantize: kind } : { weightDtype: kind };
-        const model = await open(name, kernels, options);
-        const batch = batchOf(vocabOf(f32), 5);
-        const plainLogits = f32.forward(batch).toArray();
-        const paths = compressedPaths(f32, kind);
-        for (const path of paths) expect(model.weightStorage(path), path).toBe(kind);
-        // reference: the f32 model holding exactly the values the compressed storage represents
-        for (const info of f32.linears().filter((l) => paths.includes(l.path))) {
-          const stored: [number, number] = info.fanInFanOut
-            ? [info.inFeatures, info.outFeatures]
-            : [info.outFeatures, info.inFeatures];
-          const values = expectedValues(
-            kind,
-            f32.readLinearWeight(info.path),
-            stored,
-            info.fanInFanOut,
-          );
-          expect(maxRelDiff(model.readLinearWeight(info.path), values), info.path).toBe(0);
-          f32.writeLinearWeight(info.path, values);
-        }
-        const logits = model.forward(batch).toArray();
-        expect(maxRelDiff(logits, f32.forward(batch).toArray())).toBeLessThan(1e-5);
-        const err = maxRelDiff(logits, plainLogits);
-        console.log(`${name} ${kind}: logits max rel error vs f32 ${err.toExponential(2)}`);
-        expect(err).toBeLessThan(LOGITS_BOUND[kind]);
-        expect(err).toBeGreaterThan(0);
-        // f32 weight gradients of every heap-stored linear (16-bit ones included)
-        const heap = kernels.heap;
-        const gradNames = f32
-          .linears()
-          .map((l) => l.weightName)
-          .filter((n) => model.params.has(n));
-        const grads = (m: CausalLM) => {
-          const g = new Map(gradNames.map((n) => [n, heap.zeros(m.params.get(n)?.shape ?? [])]));
-          m.lossAndGrads(batch, { paramGrads: g });
-          const out = new Map([...g].map(([n, t]) => [n, t.toArray()]));
-          for (const t of g.values()) t.dispose();
-          return out;
-        };
-        const ours = grads(model);
-        const ref = grads(f32);
-        for (const n of gradNames)
-          expect(
-            maxRelDiff(ours.get(n) as Float32Array, ref.get(n) as Float32Array),
-            n,
-          ).toBeLessThan(1e-5);
-        // memory: 16-bit halves the linear weights on the heap; int8 / nf4 move them off the heap
-        const full = f32.linearWeightBytes();
-        const bytes = model.linearWeightBytes();
-        if (kind === "bf16" || kind === "f16")
-          expect(bytes.heap).toBeLessThanOrEqual(full.heap / 2 + 64 * paths.length);
-        else expect(bytes.offHeap).toBeLessThan(full.heap / (kind === "int8" ? 3 : 5));
-        f32.dispose();
-        model.dispose();
-        await kernels.dispose();
-      },
-    );
-  },
-);
+describe.each(COMPRESSED_MODELS)("%s with compressed frozen weights", (name) => {
+  test.each(KINDS)(
+    "%s: logits and weight gradients equal the f32 model with the rounded weights",
+    async (kind) => {
+      const kernels = await createKernels("ref", { heap: new Heap() });
+      const f32 = await open(name, kernels);
+      const options =
+        kind === "int8" || kind === "nf4" ? { quantize: kind } : { weightDtype: kind };
+      const model = await open(name, kernels, options);
+      const batch = batchOf(vocabOf(f32), 5);
+      const plainLogits = f32.forward(batch).toArray();
+      const paths = compressedPaths(f32, kind);
+      for (const path of paths) expect(model.weightStorage(path), path).toBe(kind);
+      // reference: the f32 model holding exactly the values the compressed storage represents
+      for (const info of f32.linears().filter((l) => paths.includes(l.path))) {
+        const stored: [number, number] = info.fanInFanOut
+          ? [info.inFeatures, info.outFeatures]
+          : [info.outFeatures, info.inFeatures];
+        const values = expectedValues(
+          kind,
+          f32.readLinearWeight(info.path),
+          stored,
+          info.fanInFanOut,
+        );
+        expect(maxRelDiff(model.readLinearWeight(info.path), values), info.path).toBe(0);
+        f32.writeLinearWeight(info.path, values);
+      }
+      const logits = model.forward(batch).toArray();
+      expect(maxRelDiff(logits, f32.forward(batch).toArray())).toBeLessThan(1e-5);
+      const err = maxRelDiff(logits, plainLogits);
+      console.log(`${name} ${kind}: logits max rel error vs f32 ${err.toExponential(2)}`);
+      expect(err).toBeLessThan(LOGITS_BOUND[kind]);
+      expect(err).toBeGreaterThan(0);
+      // f32 weight gradients of every heap-stored linear (16-bit ones included)
+      const heap = kernels.heap;
+      const gradNames = f32
+        .linears()
+        .map((l) => l.weightName)
+        .filter((n) => model.params.has(n));
+      const grads = (m: CausalLM) => {
+        const g = new Map(gradNames.map((n) => [n, heap.zeros(m.params.get(n)?.shape ?? [])]));
+        m.lossAndGrads(batch, { paramGrads: g });
+        const out = new Map([...g].map(([n, t]) => [n, t.toArray()]));
+        for (const t of g.values()) t.dispose();
+        return out;
+      };
+      const ours = grads(model);
+      const ref = grads(f32);
+      for (const n of gradNames)
+        expect(maxRelDiff(ours.get(n) as Float32Array, ref.get(n) as Float32Array), n).toBeLessThan(
+          1e-5,
+        );
+      // memory: 16-bit halves the linear weights on the heap; int8 / nf4 move them off the heap
+      const full = f32.linearWeightBytes();
+      const bytes = model.linearWeightBytes();
+      if (kind === "bf16" || kind === "f16")
+        expect(bytes.heap).toBeLessThanOrEqual(full.heap / 2 + 64 * paths.length);
+      else expect(bytes.offHeap).toBeLessThan(full.heap / (kind === "int8" ? 3 : 5));
+      f32.dispose();
+      model.dispose();
+      await kernels.dispose();
+    },
+  );
+});
 
-describe.each(["llama-gqa", "gpt2", "gemma3"])("LoRA-GA two-stage flow on %s", (name) => {
+describe.each(TWO_STAGE_MODELS)("LoRA-GA two-stage flow on %s", (name) => {
   test("estimate on f32, init + offset, quantize W' (nf4 / int8), then LoRA gradients on the quantized base", async () => {
     const kernels = await createKernels("ref", { heap: new Heap() });
     const model = await open(name, kernels);
