@@ -22,8 +22,8 @@
 //
 // Attention: attentionForward / attentionBackward hold the whole score pipeline (QK^T, the
 // sliding-window mask, softmax, PV) so that a shared attention module can replace it at those two
-// call sites. final_logit_softcapping is refused (not implemented); attn_logit_softcapping does not
-// exist in Gemma3Attention.
+// call sites. final_logit_softcapping is refused (not implemented; unset in Gemma 3's configs);
+// attn_logit_softcapping is ignored, as Gemma3Attention never applies it.
 //
 // Memory, gradient checkpointing and cached decoding follow llama.ts (decoder-base.ts holds the
 // plumbing, kv-cache.ts the cache). Legend: B batch, T time, C hidden, H heads, Hkv kv heads,
