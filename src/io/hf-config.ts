@@ -2,7 +2,7 @@
 //
 // Contract: readModelConfig(dir) / parseModelConfig(raw) return a ModelConfig whose fields keep the
 // Hugging Face names (snake_case, as in the JSON). Recognized model types (llama, qwen2, mistral,
-// qwen3, smollm3, phi3, gpt2) are validated field by field with transformers' defaults for absent optional fields; any
+// qwen3, smollm3, phi3, gpt2, gemma3_text) are validated field by field with transformers' defaults for absent optional fields; any
 // other model_type is returned unvalidated as { recognized: false } — whether it is supported is
 // the model registry's decision, not this module's. Every config object keeps the parsed JSON as
 // `raw`. Errors are one line naming the file and field:
@@ -29,6 +29,10 @@
 //   attention_factor defaults to sqrt(1 + ln(factor) / ln(original)) (1 when factor <= 1)
 //   (Phi3Config.convert_rope_params_to_dict, _compute_longrope_parameters).
 // - gpt2: n_inner null -> 4 * n_embd, tie_word_embeddings = true, activation "gelu_new".
+// - gemma3_text: Gemma3TextConfig's defaults (head_dim 256, query_pre_attn_scalar 256,
+//   sliding_window 4096, tied embeddings, pad_token_id 0, every 6th layer full_attention) and its
+//   per-layer-type RoPE (readGemmaRope). attn_logit_softcapping is not read: Gemma3Attention
+//   never applies it.
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -37,7 +41,7 @@ import { isPlainObject, parseJsonStrict } from "./json.js";
 type RopeType = "default" | "linear" | "llama3" | "longrope";
 
 /** RoPE scaling beyond the default rotary embedding; null in LlamaFamilyConfig when none. */
-interface RopeScaling {
+export interface RopeScaling {
   rope_type: Exclude<RopeType, "default">;
   factor: number;
   /** llama3 only (Llama 3.1 frequency-dependent scaling). */
@@ -108,6 +112,52 @@ export interface Gpt2Config {
   raw: Readonly<Record<string, unknown>>;
 }
 
+/** One RoPE setting: base frequency and optional scaling (null for the default rotary embedding). */
+export interface RopeParams {
+  rope_theta: number;
+  rope_scaling: RopeScaling | null;
+}
+
+/** Attention kind of one Gemma 3 layer (config.layer_types). */
+export type GemmaLayerType = "sliding_attention" | "full_attention";
+
+export interface Gemma3TextConfig {
+  model_type: "gemma3_text";
+  recognized: true;
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  num_key_value_heads: number;
+  /** Independent of hidden_size (Gemma 3 270M: hidden 640, 4 heads of 256). */
+  head_dim: number;
+  rms_norm_eps: number;
+  max_position_embeddings: number;
+  tie_word_embeddings: boolean;
+  /** Bias on q/k/v/o. */
+  attention_bias: boolean;
+  /** MLP activation of the gate: "tanh" (gelu_pytorch_tanh, gelu_new) or "none" (exact gelu). */
+  gelu_approximate: "tanh" | "none";
+  /** Attention scores are scaled by query_pre_attn_scalar^-0.5 (not head_dim^-0.5). */
+  query_pre_attn_scalar: number;
+  /** Keys a sliding_attention layer's query sees: itself and the sliding_window - 1 before it. */
+  sliding_window: number;
+  /** One entry per layer. */
+  layer_types: GemmaLayerType[];
+  /** RoPE of full_attention layers (rope_theta, rope_scaling). */
+  rope_full: RopeParams;
+  /** RoPE of sliding_attention layers (rope_local_base_freq). */
+  rope_sliding: RopeParams;
+  /** logits = cap * tanh(logits / cap) when set. */
+  final_logit_softcapping: number | null;
+  /** nn.Embedding's padding_idx: that row of embed_tokens gets no gradient from the embedding. */
+  pad_token_id: number | null;
+  bos_token_id: number | null;
+  eos_token_id: number | number[] | null;
+  raw: Readonly<Record<string, unknown>>;
+}
+
 /** A model_type this module does not validate; the registry reports whether it is supported. */
 interface UnrecognizedModelConfig {
   model_type: string;
@@ -115,7 +165,7 @@ interface UnrecognizedModelConfig {
   raw: Readonly<Record<string, unknown>>;
 }
 
-export type KnownModelConfig = LlamaFamilyConfig | Gpt2Config;
+export type KnownModelConfig = LlamaFamilyConfig | Gpt2Config | Gemma3TextConfig;
 export type ModelConfig = KnownModelConfig | UnrecognizedModelConfig;
 
 const CONFIG_FILE_NAME = "config.json";
@@ -234,19 +284,32 @@ function readRope(
   const nested = Object.keys(rawParams).find((k) => isPlainObject(rawParams[k]));
   if (nested !== undefined)
     params.fail(nested, "a scalar (per-layer-type RoPE parameters are not supported)");
+  const phi3Longrope = modelType === "phi3" ? () => longrope(f, params, rotaryDim) : undefined;
+  return { rope_theta: theta, rope_scaling: ropeScalingOf(params, maxPositions, phi3Longrope) };
+}
+
+/**
+ * The scaling of one RoPE parameter object ({rope_type, factor, ...}); null for "default".
+ * Phi-3 passes `phi3Longrope`, which reads its LongRoPE fields (and accepts its type names).
+ */
+function ropeScalingOf(
+  params: Fields,
+  maxPositions: number,
+  phi3Longrope?: () => RopeScaling,
+): RopeScaling | null {
+  const phi3 = phi3Longrope !== undefined;
   const typeKey = params.has("rope_type") ? "rope_type" : "type";
   let ropeType = params.string(typeKey, "default");
-  const supported = modelType === "phi3" ? PHI3_ROPE_TYPES : SUPPORTED_ROPE_TYPES;
-  if (modelType === "phi3" && (ropeType === "su" || ropeType === "yarn")) ropeType = "longrope";
+  const supported = phi3 ? PHI3_ROPE_TYPES : SUPPORTED_ROPE_TYPES;
+  if (phi3 && (ropeType === "su" || ropeType === "yarn")) ropeType = "longrope";
   if (!(supported as readonly string[]).includes(ropeType)) {
     params.fail(
       typeKey,
       `one of ${supported.join(", ")} (per-layer or other RoPE variants are not supported)`,
     );
   }
-  if (ropeType === "default") return { rope_theta: theta, rope_scaling: null };
-  if (ropeType === "longrope")
-    return { rope_theta: theta, rope_scaling: longrope(f, params, rotaryDim) };
+  if (ropeType === "default") return null;
+  if (ropeType === "longrope" && phi3Longrope) return phi3Longrope();
   const scaling: RopeScaling = {
     rope_type: ropeType as RopeScaling["rope_type"],
     factor: params.positiveNumber("factor"),
@@ -262,7 +325,7 @@ function readRope(
       params.fail("high_freq_factor", `greater than low_freq_factor (${scaling.low_freq_factor})`);
     }
   }
-  return { rope_theta: theta, rope_scaling: scaling };
+  return scaling;
 }
 
 /** Phi-3's LongRoPE parameters with transformers' defaults (see the header comment). */
@@ -421,6 +484,104 @@ function parseGpt2(file: string, raw: Record<string, unknown>): Gpt2Config {
   };
 }
 
+const GEMMA_LAYER_TYPES: readonly GemmaLayerType[] = ["sliding_attention", "full_attention"];
+
+/** Gemma3TextConfig's activation names -> the gelu kernel's approximation. */
+const GEMMA_ACTIVATIONS: Readonly<Record<string, "tanh" | "none">> = {
+  gelu_pytorch_tanh: "tanh",
+  gelu_new: "tanh",
+  gelu: "none",
+};
+
+/**
+ * RoPE of both layer types. transformers 5 files: rope_parameters = {full_attention: {...},
+ * sliding_attention: {...}}; older files: rope_theta + rope_scaling (full_attention layers) and
+ * rope_local_base_freq (sliding ones). Defaults: 1e6 and 1e4 (Gemma3TextConfig.default_theta).
+ */
+function readGemmaRope(
+  f: Fields,
+  maxPositions: number,
+): { rope_full: RopeParams; rope_sliding: RopeParams } {
+  const perType = f.object("rope_parameters");
+  const legacyScaling = f.object("rope_scaling");
+  const one = (type: GemmaLayerType, theta: number): RopeParams => {
+    const params = perType?.object(type) ?? null;
+    if (perType !== null && params === null && perType.has("rope_theta"))
+      perType.fail("rope_theta", "inside full_attention / sliding_attention for gemma3_text");
+    const scalingFrom = params ?? (type === "full_attention" ? legacyScaling : null);
+    return {
+      rope_theta: params?.has("rope_theta") ? params.positiveNumber("rope_theta") : theta,
+      rope_scaling: scalingFrom === null ? null : ropeScalingOf(scalingFrom, maxPositions),
+    };
+  };
+  return {
+    rope_full: one("full_attention", f.positiveNumber("rope_theta", 1_000_000)),
+    rope_sliding: one("sliding_attention", f.positiveNumber("rope_local_base_freq", 10_000)),
+  };
+}
+
+/** Gemma3TextConfig (transformers 5.18 configuration_gemma3.py) with its defaults. */
+function parseGemma3Text(file: string, raw: Record<string, unknown>): Gemma3TextConfig {
+  const f = new Fields(file, raw);
+  const layers = f.positiveInt("num_hidden_layers");
+  const heads = f.positiveInt("num_attention_heads");
+  const kvHeads = f.positiveInt("num_key_value_heads", 4);
+  if (heads % kvHeads !== 0)
+    f.fail("num_key_value_heads", `a divisor of num_attention_heads (${heads})`);
+  const maxPositions = f.positiveInt("max_position_embeddings", 131_072);
+  if (f.boolean("use_bidirectional_attention", false))
+    f.fail("use_bidirectional_attention", "false (bidirectional Gemma 3 is not supported)");
+  const activationKey = f.has("hidden_activation") ? "hidden_activation" : "hidden_act";
+  const activation = f.string(activationKey, "gelu_pytorch_tanh");
+  if (!Object.hasOwn(GEMMA_ACTIVATIONS, activation))
+    f.fail(activationKey, `one of ${Object.keys(GEMMA_ACTIVATIONS).join(", ")}`);
+  let layerTypes: GemmaLayerType[];
+  if (f.has("layer_types")) {
+    const v = f.get("layer_types");
+    if (
+      !Array.isArray(v) ||
+      v.length !== layers ||
+      !v.every((t) => (GEMMA_LAYER_TYPES as readonly unknown[]).includes(t))
+    )
+      f.fail("layer_types", `a list of ${layers} of ${GEMMA_LAYER_TYPES.join(" / ")}`);
+    layerTypes = v as GemmaLayerType[];
+  } else {
+    // Gemma3TextConfig.__post_init__: every sliding_window_pattern-th layer is global
+    const pattern = f.positiveInt("sliding_window_pattern", 6);
+    layerTypes = Array.from({ length: layers }, (_, i) =>
+      (i + 1) % pattern !== 0 ? "sliding_attention" : "full_attention",
+    );
+  }
+  const softcap = f.has("final_logit_softcapping")
+    ? f.positiveNumber("final_logit_softcapping")
+    : null;
+  return {
+    model_type: "gemma3_text",
+    recognized: true,
+    vocab_size: f.positiveInt("vocab_size"),
+    hidden_size: f.positiveInt("hidden_size"),
+    intermediate_size: f.positiveInt("intermediate_size"),
+    num_hidden_layers: layers,
+    num_attention_heads: heads,
+    num_key_value_heads: kvHeads,
+    head_dim: f.positiveInt("head_dim", 256),
+    rms_norm_eps: f.positiveNumber("rms_norm_eps", 1e-6),
+    max_position_embeddings: maxPositions,
+    tie_word_embeddings: f.boolean("tie_word_embeddings", true),
+    attention_bias: f.boolean("attention_bias", false),
+    gelu_approximate: GEMMA_ACTIVATIONS[activation],
+    query_pre_attn_scalar: f.positiveNumber("query_pre_attn_scalar", 256),
+    sliding_window: f.positiveInt("sliding_window", 4096),
+    layer_types: layerTypes,
+    ...readGemmaRope(f, maxPositions),
+    final_logit_softcapping: softcap,
+    pad_token_id: Object.hasOwn(raw, "pad_token_id") ? f.tokenId("pad_token_id") : 0,
+    bos_token_id: Object.hasOwn(raw, "bos_token_id") ? f.tokenId("bos_token_id") : 2,
+    eos_token_id: Object.hasOwn(raw, "eos_token_id") ? f.tokenIds("eos_token_id") : 1,
+    raw,
+  };
+}
+
 /** Validates an already-parsed config.json object; `file` names it in errors. */
 export function parseModelConfig(raw: unknown, file = CONFIG_FILE_NAME): ModelConfig {
   if (!isPlainObject(raw)) throw new Error(`${file}: must be a JSON object, got ${show(raw)}`);
@@ -435,6 +596,8 @@ export function parseModelConfig(raw: unknown, file = CONFIG_FILE_NAME): ModelCo
       return parseLlamaFamily(file, raw, modelType);
     case "gpt2":
       return parseGpt2(file, raw);
+    case "gemma3_text":
+      return parseGemma3Text(file, raw);
     default:
       return { model_type: modelType, recognized: false, raw };
   }

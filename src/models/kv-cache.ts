@@ -17,6 +17,7 @@ import type { Kernels } from "../kernels/kernels.js";
 import type { Heap } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { KvCache } from "./model.js";
+import { maskOutsideWindow } from "./sliding-window.js";
 
 /** What the cache and the shared step code need to know of an architecture. */
 export interface CacheDims {
@@ -180,6 +181,7 @@ export function cachedAttention(
   out: Tensor,
   scores: Tensor,
   scale: number,
+  window: number | null = null,
 ): void {
   const { heads: H, kvHeads: Hkv, headDim: D } = cache.dims;
   const g = H / Hkv;
@@ -205,6 +207,7 @@ export function cachedAttention(
         transB: true,
       });
     }
+    if (window !== null) maskOutsideWindow(rowScores.view([H, Tn, Tk]), window);
     // causal offset Tk - Tq = past: new query i sees keys 0..past+i
     kernels.attentionSoftmax(rowScores, rowScores, { scale, causal: true });
     for (let h = 0; h < Hkv; h++) {

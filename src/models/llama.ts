@@ -45,6 +45,7 @@ import {
 } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
 import { copyColumns, Projections } from "./projections.js";
+import { ropeScalingOf } from "./rope-scaling.js";
 import type { WeightLoadOptions } from "./weights.js";
 
 /** Architecture numbers derived from the config once. */
@@ -104,47 +105,13 @@ function dimsOf(config: LlamaFamilyConfig): Dims {
     oBias: config.o_proj_bias,
     mlpBias: config.mlp_bias,
     ropeTheta: config.rope_theta,
-    ropeScaling: ropeScalingOf(config),
+    ropeScaling: ropeScalingOf(config.rope_scaling, config.model_type),
     maxPositions: config.max_position_embeddings,
     slidingWindow: config.sliding_window,
     qkNorm: config.qk_norm,
     ropeLayers: config.rope_layers,
     rotaryDim: Math.floor(D * config.partial_rotary_factor),
     fused: config.fused_projections,
-  };
-}
-
-/** hf-config's rope_scaling (HF names) -> the rope tables' RopeScaling; undefined for "default". */
-function ropeScalingOf(config: LlamaFamilyConfig): RopeScaling | undefined {
-  const rope = config.rope_scaling;
-  if (rope === null) return undefined;
-  if (rope.rope_type === "linear") return { type: "linear", factor: rope.factor };
-  const need = <V>(value: V | undefined, field: string): V => {
-    if (value === undefined)
-      throw new Error(`${config.model_type}: rope_scaling "${rope.rope_type}" needs ${field}`);
-    return value;
-  };
-  if (rope.rope_type === "longrope") {
-    return {
-      type: "longrope",
-      shortFactor: need(rope.short_factor, "short_factor"),
-      longFactor: need(rope.long_factor, "long_factor"),
-      originalMaxPositionEmbeddings: need(
-        rope.original_max_position_embeddings,
-        "original_max_position_embeddings",
-      ),
-      attentionFactor: need(rope.attention_factor, "attention_factor"),
-    };
-  }
-  return {
-    type: "llama3",
-    factor: rope.factor,
-    lowFreqFactor: need(rope.low_freq_factor, "low_freq_factor"),
-    highFreqFactor: need(rope.high_freq_factor, "high_freq_factor"),
-    originalMaxPositionEmbeddings: need(
-      rope.original_max_position_embeddings,
-      "original_max_position_embeddings",
-    ),
   };
 }
 

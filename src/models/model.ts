@@ -68,7 +68,8 @@ export interface LossAndGradsOptions {
   paramGrads?: ReadonlyMap<string, Tensor>;
   /**
    * f32 (B, T, hidden): OVERWRITTEN with d loss / d inputs_embeds, Hugging Face's inputs_embeds
-   * (llama family: embed_tokens(ids); gpt2: wte(ids), whose gradient equals that of wte + wpe),
+   * (llama family: embed_tokens(ids); gpt2: wte(ids), whose gradient equals that of wte + wpe;
+   * gemma3_text: the scaled embed_tokens(ids) * sqrt(hidden)),
    * scaled by lossScale like every other gradient. Zero when no token is counted.
    */
   inputsEmbedsGrad?: Tensor;

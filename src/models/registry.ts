@@ -2,9 +2,15 @@
 // builds a CausalLM from a validated config (io/hf-config.ts), an open checkpoint and kernels.
 // An unknown model_type is an error that lists the supported ones.
 
-import type { Gpt2Config, LlamaFamilyConfig, ModelConfig } from "../io/hf-config.js";
+import type {
+  Gemma3TextConfig,
+  Gpt2Config,
+  LlamaFamilyConfig,
+  ModelConfig,
+} from "../io/hf-config.js";
 import type { Kernels } from "../kernels/kernels.js";
 import type { CheckpointSource } from "./common.js";
+import { createGemma } from "./gemma.js";
 import { createGpt2 } from "./gpt2.js";
 import { createLlama } from "./llama.js";
 import type { CausalLM } from "./model.js";
@@ -27,6 +33,7 @@ const ARCHITECTURES: {
   smollm3: Build<LlamaFamilyConfig>;
   phi3: Build<LlamaFamilyConfig>;
   gpt2: Build<Gpt2Config>;
+  gemma3_text: Build<Gemma3TextConfig>;
 } = {
   llama: createLlama,
   qwen2: createLlama,
@@ -35,6 +42,7 @@ const ARCHITECTURES: {
   smollm3: createLlama,
   phi3: createLlama,
   gpt2: createGpt2,
+  gemma3_text: createGemma,
 };
 
 export type SupportedModelType = keyof typeof ARCHITECTURES;
@@ -77,6 +85,8 @@ export function buildModel(
       return ARCHITECTURES[config.model_type](config, checkpoint, kernels, source, storage);
     case "gpt2":
       return ARCHITECTURES.gpt2(config, checkpoint, kernels, source, storage);
+    case "gemma3_text":
+      return ARCHITECTURES.gemma3_text(config, checkpoint, kernels, source, storage);
     default:
       config satisfies never;
       throw unsupported((config as { model_type: string }).model_type);

@@ -23,6 +23,7 @@ const TARGETS: Record<string, string> = {
   qwen3: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
   smollm3: "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj",
   phi3: "qkv_proj,o_proj,gate_up_proj,down_proj",
+  "gemma3-bias": "q_proj,v_proj,down_proj",
 };
 const MODELS = Object.keys(TARGETS);
 

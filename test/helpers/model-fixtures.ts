@@ -23,6 +23,8 @@ export const FIXTURE_MODELS = [
   "qwen3",
   "smollm3",
   "phi3",
+  "gemma3",
+  "gemma3-bias",
 ] as const;
 
 export interface ModelFixture {

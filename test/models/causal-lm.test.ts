@@ -273,7 +273,7 @@ describe("checkpoint and config errors", () => {
     await writeFile(join(out, "config.json"), JSON.stringify({ ...config, model_type: "bert" }));
     const err = await loadModel(out, { kernels }).catch((e: Error) => e);
     expect((err as Error).message).toMatch(
-      /"bert".*llama.*qwen2.*mistral.*qwen3.*smollm3.*phi3.*gpt2/,
+      /"bert".*llama.*qwen2.*mistral.*qwen3.*smollm3.*phi3.*gpt2.*gemma3_text/,
     );
   });
 });

@@ -23,7 +23,18 @@ import { Rng } from "../../src/util/random.js";
 import { MODEL_FIXTURES, readModelFixture, relErr } from "../helpers/model-fixtures.js";
 import { attachRandomLora } from "../helpers/random-lora.js";
 
-const MODELS = ["llama-gqa", "llama-tied", "mistral", "qwen2", "gpt2", "qwen3", "smollm3", "phi3"];
+const MODELS = [
+  "llama-gqa",
+  "llama-tied",
+  "mistral",
+  "qwen2",
+  "gpt2",
+  "qwen3",
+  "smollm3",
+  "phi3",
+  "gemma3",
+  "gemma3-bias",
+];
 const KERNELS: KernelsName[] = ["ref", "wasm"];
 const CHUNK_ROWS = 3;
 

@@ -89,6 +89,9 @@ function compressedPaths(model: CausalLM, kind: Kind): string[] {
     .map((l) => l.path);
 }
 
+const COMPRESSED_MODELS = ["llama-gqa", "llama-tied", "gpt2", "qwen3", "smollm3", "phi3", "gemma3"];
+const TWO_STAGE_MODELS = ["llama-gqa", "gpt2", "gemma3"];
+
 async function open(
   name: string,
   kernels: Kernels,
@@ -97,9 +100,7 @@ async function open(
   return loadModel(`test/fixtures/models/${name}`, { kernels, ...options });
 }
 
-const COMPRESSED = ["llama-gqa", "llama-tied", "gpt2", "qwen3", "smollm3", "phi3"];
-
-describe.each(COMPRESSED)("%s with compressed frozen weights", (name) => {
+describe.each(COMPRESSED_MODELS)("%s with compressed frozen weights", (name) => {
   test.each(KINDS)(
     "%s: logits and weight gradients equal the f32 model with the rounded weights",
     async (kind) => {
@@ -164,7 +165,7 @@ describe.each(COMPRESSED)("%s with compressed frozen weights", (name) => {
   );
 });
 
-describe.each(["llama-gqa", "gpt2"])("LoRA-GA two-stage flow on %s", (name) => {
+describe.each(TWO_STAGE_MODELS)("LoRA-GA two-stage flow on %s", (name) => {
   test("estimate on f32, init + offset, quantize W' (nf4 / int8), then LoRA gradients on the quantized base", async () => {
     const kernels = await createKernels("ref", { heap: new Heap() });
     const model = await open(name, kernels);

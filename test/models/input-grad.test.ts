@@ -183,7 +183,7 @@ describe.each(KERNELS)(
       }
     });
 
-    test.each(["llama-gqa", "qwen2", "gpt2"])(
+    test.each(["llama-gqa", "qwen2", "gpt2", "gemma3"])(
       "%s: layer 0's input gradient is skipped exactly when nothing needs it",
       async (name) => {
         const { model, fixture } = await load(name);

@@ -13,7 +13,7 @@ import { expectAllclose } from "../helpers/allclose.js";
 
 const E2E = "test/fixtures/e2e";
 
-const MODELS = ["llama-gqa", "gpt2", "qwen3", "smollm3", "phi3"];
+const MODELS = ["llama-gqa", "gpt2", "qwen3", "smollm3", "phi3", "gemma3-bias"];
 
 describe.each(MODELS)("estimateGradient on %s", (name) => {
   test("equals PEFT preprocess_loraga's gradients (mean over batches of batch-mean-loss gradients)", async () => {

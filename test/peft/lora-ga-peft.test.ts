@@ -1,6 +1,7 @@
 // LoRA-GA, variant "peft", against HF PEFT 0.21 on the gradients PEFT itself computed
 // (test/fixtures/peft, made by scripts/fixtures/make_peft_loraga.py: preprocess_loraga on a tiny
-// Llama and, for fan_in_fan_out, a tiny GPT-2, then get_peft_model with init_lora_weights="lora_ga").
+// Llama, a tiny Gemma 3 and, for fan_in_fan_out, a tiny GPT-2, then get_peft_model with
+// init_lora_weights="lora_ga").
 // SVD signs and torch's random test matrix cannot be reproduced, so the comparison uses the
 // sign-invariant quantities of docs/lora-ga-spec.md §9.2: A^T A, B B^T, row norms of A, column
 // norms of B, the singular values of B A, ||offset||_F; plus the exact identity W' + s B A == W on
@@ -31,6 +32,7 @@ import {
 } from "./peft-fixtures.js";
 
 const meta = readMeta();
+const MODELS = ["llama", "gpt2", "gemma"] as const;
 const SCALE_OF = { stable: "stable", gd_scale: "gd", unit: "unit", weight_svd: "weightS" } as const;
 
 /** max |x - y| / max |y| */
@@ -38,7 +40,7 @@ function relDiff(x: ArrayLike<number>, y: ArrayLike<number>): number {
   return maxAbsDiff(x, y) / Math.max(maxAbs(y), 1e-30);
 }
 
-describe.each(["llama", "gpt2"] as const)("LoRA-GA peft variant vs PEFT 0.21 (%s)", (model) => {
+describe.each(MODELS)("LoRA-GA peft variant vs PEFT 0.21 (%s)", (model) => {
   const cases = nonEmpty(
     meta.cases.filter((c) => c.model === model),
     `peft/cases.json (${model})`,

@@ -10,7 +10,7 @@ export const FIXTURES = fileURLToPath(new URL("../fixtures/peft/", import.meta.u
 
 export interface FixtureCase {
   name: string;
-  model: "llama" | "gpt2";
+  model: "llama" | "gpt2" | "gemma";
   r: number;
   lora_alpha: number;
   use_rslora: boolean;

@@ -14,6 +14,22 @@ const FIXTURES = process.env.LORAGA_TEST_FIXTURES ?? join(import.meta.dirname, "
 export const TRAIN_FIXTURES = join(FIXTURES, "train");
 export const MODEL_DIR = join(FIXTURES, "models", "llama-gqa");
 
+/** A reference-training fixture: the tiny model and the folder of its runs. */
+export interface TrainFixture {
+  name: string;
+  model: string;
+  dir: string;
+}
+/** The reference runs of make_train_reference.py, per tiny model (llama-gqa: the default). */
+export const TRAIN_REFERENCES: readonly TrainFixture[] = [
+  { name: "llama-gqa", model: MODEL_DIR, dir: TRAIN_FIXTURES },
+  {
+    name: "gemma3",
+    model: join(FIXTURES, "models", "gemma3"),
+    dir: join(FIXTURES, "train-gemma3"),
+  },
+];
+
 interface JsonBatch {
   batch_size: number;
   seq_len: number;
@@ -32,8 +48,8 @@ function toBatch(b: JsonBatch): Batch {
   };
 }
 
-export function readBatches(): { train: Batch[]; eval: Batch } {
-  const json = JSON.parse(readFileSync(join(TRAIN_FIXTURES, "batches.json"), "utf8")) as {
+export function readBatches(dir = TRAIN_FIXTURES): { train: Batch[]; eval: Batch } {
+  const json = JSON.parse(readFileSync(join(dir, "batches.json"), "utf8")) as {
     train: JsonBatch[];
     eval: JsonBatch;
   };
@@ -47,11 +63,10 @@ export interface RunReference {
   eval_loss: number;
 }
 
-export function readReference(): Record<
-  "lora_constant" | "lora_cosine" | "full_linear",
-  RunReference
-> {
-  return JSON.parse(readFileSync(join(TRAIN_FIXTURES, "reference.json"), "utf8")) as Record<
+export function readReference(
+  dir = TRAIN_FIXTURES,
+): Record<"lora_constant" | "lora_cosine" | "full_linear", RunReference> {
+  return JSON.parse(readFileSync(join(dir, "reference.json"), "utf8")) as Record<
     "lora_constant" | "lora_cosine" | "full_linear",
     RunReference
   >;
@@ -61,13 +76,16 @@ export async function refKernels(): Promise<Kernels> {
   return createKernels("ref", { heap: new Heap({ initialBytes: 16 * 2 ** 20 }) });
 }
 
-export async function tinyModel(kernels: Kernels): Promise<CausalLM> {
-  return loadModel(MODEL_DIR, { kernels });
+export async function tinyModel(kernels: Kernels, dir = MODEL_DIR): Promise<CausalLM> {
+  return loadModel(dir, { kernels });
 }
 
 /** The initial LoRA adapter of the reference runs (saved by PEFT), matched to `model`'s linears. */
-export async function initialAdapter(model: CausalLM): ReturnType<typeof loadAdapter> {
-  return loadAdapter(join(TRAIN_FIXTURES, "adapter_init"), model.linears());
+export async function initialAdapter(
+  model: CausalLM,
+  dir = TRAIN_FIXTURES,
+): ReturnType<typeof loadAdapter> {
+  return loadAdapter(join(dir, "adapter_init"), model.linears());
 }
 
 /** max over i of |a_i - b_i| / max(1, |b_i|): relative for |b| > 1, absolute below. */

@@ -1,8 +1,8 @@
 // Our trainer against a plain PyTorch + PEFT training loop (scripts/fixtures/make_train_reference.py):
-// same tiny Llama, same initial adapter (saved by PEFT), same batches in the same order; per-step
-// losses, learning rates and pre-clip gradient norms, and the eval loss after training. The same
-// LoRA run on the tiny qwen3, smollm3 and phi3 (scripts/fixtures/make_tiny_archs.py; phi3's
-// adapters sit on the fused qkv_proj and gate_up_proj).
+// same tiny model (Llama; Gemma 3), same initial adapter (saved by PEFT), same batches in the same
+// order; per-step losses, learning rates and pre-clip gradient norms, and the eval loss after
+// training. The same LoRA run on the tiny qwen3, smollm3 and phi3
+// (scripts/fixtures/make_tiny_archs.py; phi3's adapters sit on the fused qkv_proj and gate_up_proj).
 // Tolerance: 1e-4 relative (losses are ~6, so ~6e-4 absolute), see maxMixedError.
 
 import { readFileSync } from "node:fs";
@@ -25,15 +25,16 @@ import {
   readReference,
   refKernels,
   TRAIN_FIXTURES,
+  TRAIN_REFERENCES,
   tinyModel,
 } from "./train-helpers.js";
 
 const TOL = 1e-4;
 
-describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
+describe.each(TRAIN_REFERENCES)("training vs PyTorch/PEFT ($name, ref kernels)", (fixture) => {
   let kernels: Kernels;
-  const batches = readBatches();
-  const reference = readReference();
+  const batches = readBatches(fixture.dir);
+  const reference = readReference(fixture.dir);
   beforeAll(async () => {
     kernels = await refKernels();
   });
@@ -45,8 +46,8 @@ describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
     name: "lora_constant" | "lora_cosine",
     options: Parameters<typeof train>[2],
   ) {
-    const model = await tinyModel(kernels);
-    const adapter = await initialAdapter(model);
+    const model = await tinyModel(kernels, fixture.model);
+    const adapter = await initialAdapter(model, fixture.dir);
     const trainable = getPeftModel(model, adapter.config, { weights: adapter.weights });
     const records: TrainLogRecord[] = [];
     const result = await train(trainable, new FixedBatches(batches.train), {
@@ -107,7 +108,7 @@ describe("training vs PyTorch/PEFT reference (ref kernels)", () => {
   });
 
   test("full fine-tuning, linear schedule with warmup 2, clip 1.0", async () => {
-    const model = await tinyModel(kernels);
+    const model = await tinyModel(kernels, fixture.model);
     const trainable = fullFineTuning(model);
     const records: TrainLogRecord[] = [];
     const result = await train(trainable, new FixedBatches(batches.train), {
