@@ -20,9 +20,8 @@
 // side (keyLengths). embed_tokens has padding_idx = pad_token_id: that row gets no gradient from
 // the embedding lookup (only from a tied lm_head).
 //
-// Attention: attentionForward / attentionBackward hold the whole score pipeline (QK^T, the
-// sliding-window mask, softmax, PV) so that a shared attention module can replace it at those two
-// call sites. final_logit_softcapping is refused (not implemented; unset in Gemma 3's configs);
+// Attention: the causal attention every decoder shares (attention.ts: tiled or full), with the
+// layer's score scale and, on sliding_attention layers, its window. final_logit_softcapping is refused (not implemented; unset in Gemma 3's configs);
 // attn_logit_softcapping is ignored, as Gemma3Attention never applies it.
 //
 // Memory, gradient checkpointing and cached decoding follow llama.ts (decoder-base.ts holds the
@@ -35,9 +34,9 @@ import { type RopeScaling, ropeTables } from "../kernels/ref/rope.js";
 import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
 import type { Tensor } from "../tensor/tensor.js";
+import { AttentionPlan, type Heads } from "./attention.js";
 import {
   type CheckpointSource,
-  causalProducts,
   gradFor,
   type LinearLayer,
   type ParamSpec,
@@ -52,7 +51,6 @@ import {
 } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
 import { ropeScalingOf } from "./rope-scaling.js";
-import { maskOutsideWindow } from "./sliding-window.js";
 import type { WeightLoadOptions } from "./weights.js";
 
 interface Rope {
@@ -190,7 +188,7 @@ interface LayerActs {
   qh: Tensor; // (B, H, T, D) normed, roped queries
   kh: Tensor; // (B, Hkv, T, D)
   vh: Tensor; // (B, Hkv, T, D)
-  probs: Tensor; // (B, H, T, T)
+  probs: Tensor | null; // (B, H, T, T) under "full" attention (attention.ts), else null
   atty: Tensor; // (R, H*D) attention output, o_proj input
   o: Tensor; // (R, C) o_proj output, post_attention_layernorm input
   rstdO: Tensor; // (R)
@@ -227,6 +225,7 @@ function fillRopeTables(d: Dims, t: RopeTables, positions: Int32Array): void {
 /** Gemma's activations and scratch for one (B, T), on top of the boundary buffers. */
 class Plan extends DecoderPlan implements RopeTables {
   readonly layers: LayerActs[] = [];
+  readonly attention: AttentionPlan; // attention's scratch (and its saved state per layer)
   readonly discard: Tensor | null; // (R, C) a recomputed layer's output (checkpointing only)
   readonly xFinal: Tensor; // (R, C)
   readonly rstdf: Tensor; // (R)
@@ -247,8 +246,6 @@ class Plan extends DecoderPlan implements RopeTables {
   readonly dBranch: Tensor; // (R, C) d o or d m (a post-norm's input gradient)
   readonly dAtty: Tensor; // (R, H*D)
   readonly dAttnOut: Tensor; // (B, H, T, D)
-  readonly dProbs: Tensor; // (B, H, T, T)
-  readonly dScores: Tensor; // (B, H, T, T)
   readonly dQh: Tensor; // (B, H, T, D)
   readonly dKh: Tensor; // (B, Hkv, T, D)
   readonly dVh: Tensor; // (B, Hkv, T, D)
@@ -270,6 +267,8 @@ class Plan extends DecoderPlan implements RopeTables {
     const { C, H, Hkv, D, I } = d;
     const t = (shape: number[]): Tensor => this.tensor(shape);
     try {
+      const { attention, attentionTile } = layout;
+      this.attention = new AttentionPlan(t, { B, T, H, Hkv, D }, attention, attentionTile);
       const acts = (): Omit<LayerActs, "x"> => ({
         n1: t([R, C]),
         rstd1: t([R]),
@@ -280,7 +279,7 @@ class Plan extends DecoderPlan implements RopeTables {
         qh: t([B, H, T, D]),
         kh: t([B, Hkv, T, D]),
         vh: t([B, Hkv, T, D]),
-        probs: t([B, H, T, T]),
+        probs: this.attention.savedBuffer(),
         atty: t([R, H * D]),
         o: t([R, C]),
         rstdO: t([R]),
@@ -314,8 +313,6 @@ class Plan extends DecoderPlan implements RopeTables {
       this.dBranch = t([R, C]);
       this.dAtty = t([R, H * D]);
       this.dAttnOut = t([B, H, T, D]);
-      this.dProbs = t([B, H, T, T]);
-      this.dScores = t([B, H, T, T]);
       this.dQh = t([B, H, T, D]);
       this.dKh = t([B, Hkv, T, D]);
       this.dVh = t([B, Hkv, T, D]);
@@ -418,15 +415,9 @@ function cacheDimsOf(d: Dims): CacheDims {
   return { layers: d.L, heads: d.H, kvHeads: d.Hkv, headDim: d.D, hidden: d.C, vocab: d.V };
 }
 
-/** Attention views of one layer for grouped-query matmuls: (B*Hkv, g*T, D) against (B*Hkv, T, D). */
-function gqa(d: Dims, B: number, T: number) {
-  const g = d.H / d.Hkv;
-  const BK = B * d.Hkv;
-  return {
-    q: (x: Tensor) => x.view([BK, g * T, d.D]),
-    kv: (x: Tensor) => x.view([BK, T, d.D]),
-    scores: (x: Tensor) => x.view([BK, g * T, T]),
-  };
+/** A layer's roped queries, keys and values as attention.ts' Heads. */
+function heads(a: LayerActs): [Heads, Heads, Heads] {
+  return [{ tensor: a.qh }, { tensor: a.kh }, { tensor: a.vh }];
 }
 
 class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
@@ -594,41 +585,31 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
     k.add(xOut, a.x2, plan.normed);
   }
 
-  /** probs = softmax(scale * qh kh^T, causal, key lengths, window) and plan.attnOut = probs vh. */
+  /** plan.attnOut = softmax(scale * qh kh^T, causal, key lengths, window) vh (attention.ts). */
   private attentionForward(plan: Plan, a: LayerActs, sliding: boolean): void {
-    const k = this.kernels;
-    const { B, T } = plan;
-    const v = gqa(this.d, B, T);
-    const { maskOut, lowerA } = causalProducts(T);
-    k.matmul(v.scores(a.probs), v.q(a.qh), v.kv(a.kh), { transB: true, causal: maskOut }); // raw scores
-    if (sliding) maskOutsideWindow(a.probs.view([B * this.d.H, T, T]), this.d.window);
-    k.attentionSoftmax(a.probs, a.probs, {
+    const window = sliding ? this.d.window : null;
+    plan.attention.forward(this.kernels, plan.attnOut, ...heads(a), plan.keyLengths, a.probs, {
       scale: this.d.scale,
-      causal: true,
-      keyLengths: plan.keyLengths,
+      window,
     });
-    k.matmul(v.q(plan.attnOut), v.scores(a.probs), v.kv(a.vh), { causal: lowerA });
   }
 
-  /** From plan.dAttnOut: plan.dQh, dKh, dVh (overwritten). Masked scores have zero probability. */
-  private attentionBackward(plan: Plan, a: LayerActs): void {
-    const k = this.kernels;
-    const { B, T } = plan;
-    const v = gqa(this.d, B, T);
-    const { maskOut, lowerA, upperA } = causalProducts(T);
-    k.matmul(v.scores(plan.dProbs), v.q(plan.dAttnOut), v.kv(a.vh), {
-      transB: true,
-      causal: maskOut,
-    });
-    k.matmul(v.kv(plan.dVh), v.scores(a.probs), v.q(plan.dAttnOut), {
-      transA: true,
-      causal: upperA,
-    }); // sums the g heads
-    k.attentionSoftmaxBackward(plan.dScores, a.probs, plan.dProbs, this.d.scale, {
-      accumulate: false,
-    });
-    k.matmul(v.q(plan.dQh), v.scores(plan.dScores), v.kv(a.kh), { causal: lowerA });
-    k.matmul(v.kv(plan.dKh), v.scores(plan.dScores), v.q(a.qh), { transA: true, causal: upperA });
+  /** From plan.dAttnOut: plan.dQh, dKh, dVh (overwritten). */
+  private attentionBackward(plan: Plan, a: LayerActs, sliding: boolean): void {
+    const dHeads: [Heads, Heads, Heads] = [
+      { tensor: plan.dQh },
+      { tensor: plan.dKh },
+      { tensor: plan.dVh },
+    ];
+    plan.attention.backward(
+      this.kernels,
+      ...dHeads,
+      plan.dAttnOut,
+      ...heads(a),
+      plan.keyLengths,
+      a.probs,
+      { scale: this.d.scale, window: sliding ? this.d.window : null },
+    );
   }
 
   protected override headLayer(): LinearLayer {
@@ -818,7 +799,7 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
       );
       w.o.backward(k, plan.dAtty, dO, a.atty, paramGrads, true);
       k.permute0213(plan.dAttnOut, plan.dAtty.view([B, T, H, D])); // -> (B, H, T, D)
-      this.attentionBackward(plan, a);
+      this.attentionBackward(plan, a, w.sliding);
       k.permute0213(plan.dQRot, plan.dQh); // (B, H, T, D) -> (B, T, H, D)
       k.permute0213(plan.dKRot, plan.dKh);
       k.permute0213(plan.dVLin, plan.dVh);
