@@ -21,6 +21,10 @@
 /* Products below this many FLOPs run on the calling thread alone: waking a parked worker costs
  * about as much as it would save. */
 #define SMALL_FLOPS (4.0 * 1024 * 1024)
+/* Tasks per thread of a parallel call (plan_tasks). */
+#ifndef TASKS_PER_THREAD
+#define TASKS_PER_THREAD 2
+#endif
 
 struct gemm_engine {
   ukernel kernel;
@@ -343,27 +347,38 @@ static gemm_call transposed(const gemm_call *call) {
   return t;
 }
 
-/* Task grid: enough tasks for every thread to claim a few (a thread that runs late takes fewer),
- * each as wide as possible so that packed blocks are reused, split along the longer dim in
- * whole tiles. The grid depends on the shape and the thread count only through `want`, and no
- * element's operations depend on the grid (tiles stay aligned to multiples of MR and NR). */
+/* Task grid: a few tasks per thread (a thread that runs late claims fewer), in whole tiles. A task
+ * packs its rows of A and its columns of B, so a grid of rb x cb blocks packs cb * M + rb * N
+ * values per step of K: among the grids with enough tasks, take the one that packs least (blocks
+ * near square in elements), with at least 4 row tiles and 2 column tiles per block. The grid
+ * depends on the shape and the thread count, and no element's operations depend on it (tiles
+ * stay aligned to multiples of MR and NR). */
 static void plan_tasks(gemm_engine *e, const gemm_call *call) {
   double k = 0;
   for (int i = 0; i < call->nterms; i++) k += (double)call->term[i].k;
   double flops = 2.0 * (double)call->batch * (double)call->m * (double)call->n * k;
   e->parallel = e->threads > 1 && flops >= SMALL_FLOPS;
-  long want = e->parallel ? 4L * e->threads : 1;
-  long per_entry = ceil_div(want, call->batch);
+  long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
   long row_tiles = ceil_div(call->m, e->tile.mr), col_tiles = ceil_div(call->n, e->tile.nr);
-  long row_blocks = 1, col_blocks = 1;
-  /* prefer splitting rows in blocks of at least 4 tiles, then columns */
-  while (row_blocks * col_blocks < per_entry) {
-    if (ceil_div(row_tiles, row_blocks + 1) >= 4) row_blocks++;
-    else if (ceil_div(col_tiles, col_blocks + 1) >= 2) col_blocks++;
-    else break;
+  long max_rb = row_tiles / 4 > 1 ? row_tiles / 4 : 1, max_cb = col_tiles / 2 > 1 ? col_tiles / 2 : 1;
+  long best_rows = 0, best_cols = 0, best_tasks = 0;
+  double best_cost = 0;
+  for (long rb = 1; rb <= max_rb && rb <= want; rb++) {
+    long cb = ceil_div(want, rb) < max_cb ? ceil_div(want, rb) : max_cb;
+    long rows = ceil_div(row_tiles, rb) * e->tile.mr, cols = ceil_div(col_tiles, cb) * e->tile.nr;
+    long tasks = ceil_div(call->m, rows) * ceil_div(call->n, cols);
+    double cost = (double)cb * (double)call->m + (double)rb * (double)call->n;
+    int more = (tasks < want ? tasks : want) > (best_tasks < want ? best_tasks : want);
+    int same = (tasks < want ? tasks : want) == (best_tasks < want ? best_tasks : want);
+    if (best_tasks == 0 || more || (same && cost < best_cost)) {
+      best_rows = rows;
+      best_cols = cols;
+      best_tasks = tasks;
+      best_cost = cost;
+    }
   }
-  e->rows_per_task = ceil_div(row_tiles, row_blocks) * e->tile.mr;
-  e->cols_per_task = ceil_div(col_tiles, col_blocks) * e->tile.nr;
+  e->rows_per_task = best_rows;
+  e->cols_per_task = best_cols;
   e->row_blocks = ceil_div(call->m, e->rows_per_task);
   e->col_blocks = ceil_div(call->n, e->cols_per_task);
   e->tasks = call->batch * e->row_blocks * e->col_blocks;
