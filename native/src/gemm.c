@@ -7,8 +7,9 @@
  * Block sizes come from the cache sizes (sysconf) with fallbacks; they and the task grid depend
  * only on the shape, so each element of C sees the same operations whatever the thread count.
  * Partial tiles (edges, or a C whose columns are not contiguous) go through a local MR x NR
- * buffer. A call whose padded tile area is smaller when computed transposed (C^T = op(B)^T
- * op(A)^T: narrow outputs, N < NR) is turned around first. */
+ * buffer. Outputs at most NARROW_N columns wide with contiguous rows of op(A) take the dot-product
+ * path of narrow.c instead (tasks of whole rows). Otherwise a call whose padded tile area is smaller
+ * when computed transposed (C^T = op(B)^T op(A)^T: narrow outputs, N < NR) is turned around first. */
 #include "gemm.h"
 
 #include <stdatomic.h>
@@ -32,11 +33,13 @@ struct gemm_engine {
   pool *pool;
   int threads;
   float **pack_a; /* per thread: (mc x kc) in MR-row panels */
-  float **pack_b; /* per thread: (kc x nc) in NR-column panels */
+  float **pack_b; /* per thread: (kc x nc) in NR-column panels, or op(B)^T for narrow outputs */
+  long pack_b_floats;
   /* the job of the call being run: its product, tile, task grid and which operands are read in
    * place (direct) instead of packed */
   const gemm_call *call;
   tile_kernel tile;
+  int narrow; /* the dot-product path of narrow.c, tasks of rows_per_task rows */
   int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   int parallel; /* whether the pool's workers take part */
@@ -83,6 +86,7 @@ gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long sp
     a_bytes = a > a_bytes ? a : a_bytes;
     b_bytes = bb > b_bytes ? bb : b_bytes;
   }
+  e->pack_b_floats = (long)(b_bytes / sizeof(float));
   for (int t = 0; ok && t < e->threads; t++) {
     e->pack_a[t] = aligned_alloc(64, (a_bytes + 63) / 64 * 64);
     e->pack_b[t] = aligned_alloc(64, (b_bytes + 63) / 64 * 64);
@@ -269,6 +273,10 @@ static void run_task(gemm_engine *e, int thread, long task) {
   long c0 = rest % e->col_blocks * e->cols_per_task;
   long r1 = r0 + e->rows_per_task < call->m ? r0 + e->rows_per_task : call->m;
   long c1 = c0 + e->cols_per_task < call->n ? c0 + e->cols_per_task : call->n;
+  if (e->narrow) {
+    narrow_rows(&e->kernel, call, bi, r0, r1, e->pack_b[thread]);
+    return;
+  }
   float *c = call->c + bi * call->batch_c;
   const blocking *blk = &e->blk;
   float *pa = e->pack_a[thread], *pb = e->pack_b[thread];
@@ -353,11 +361,16 @@ static gemm_call transposed(const gemm_call *call) {
  * near square in elements), with at least 4 row tiles and 2 column tiles per block. The grid
  * depends on the shape and the thread count, and no element's operations depend on it (tiles
  * stay aligned to multiples of MR and NR). */
-static void plan_tasks(gemm_engine *e, const gemm_call *call) {
+/* Whether the pool's workers take part: products under SMALL_FLOPS run on the caller alone. */
+static int worth_parallel(const gemm_engine *e, const gemm_call *call) {
   double k = 0;
   for (int i = 0; i < call->nterms; i++) k += (double)call->term[i].k;
   double flops = 2.0 * (double)call->batch * (double)call->m * (double)call->n * k;
-  e->parallel = e->threads > 1 && flops >= SMALL_FLOPS;
+  return e->threads > 1 && flops >= SMALL_FLOPS;
+}
+
+static void plan_tasks(gemm_engine *e, const gemm_call *call) {
+  e->parallel = worth_parallel(e, call);
   long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
   long row_tiles = ceil_div(call->m, e->tile.mr), col_tiles = ceil_div(call->n, e->tile.nr);
   long max_rb = row_tiles / 4 > 1 ? row_tiles / 4 : 1, max_cb = col_tiles / 2 > 1 ? col_tiles / 2 : 1;
@@ -384,6 +397,18 @@ static void plan_tasks(gemm_engine *e, const gemm_call *call) {
   e->tasks = call->batch * e->row_blocks * e->col_blocks;
 }
 
+/* Narrow outputs: tasks of whole rows (multiples of 3, the dot kernel's row group), a few per
+ * thread. */
+static void plan_narrow(gemm_engine *e, const gemm_call *call) {
+  e->parallel = worth_parallel(e, call);
+  long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
+  e->rows_per_task = ceil_div(ceil_div(call->m, want), 3) * 3;
+  e->cols_per_task = call->n;
+  e->row_blocks = ceil_div(call->m, e->rows_per_task);
+  e->col_blocks = 1;
+  e->tasks = call->batch * e->row_blocks;
+}
+
 /* How operands are staged. When a task's packed A block would serve few column panels, A is
  * handled one tile at a time: read in place if its rows are contiguous and unscaled (alpha folds
  * into packing), else packed just before use. op(B) is read in place when its rows are contiguous
@@ -400,6 +425,15 @@ static void plan_staging(gemm_engine *e, const gemm_call *call) {
   e->direct_b = b_rows && e->rows_per_task <= 2 * e->tile.mr;
 }
 
+/* Runs the planned tasks of `call`, on the pool when the plan says so. */
+static void run(gemm_engine *e, const gemm_call *call) {
+  e->call = call;
+  atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
+  if (!e->parallel || e->tasks == 1) worker(e, 0, 1);
+  else pool_run(e->pool, worker, e);
+  e->call = NULL;
+}
+
 void gemm_run(gemm_engine *e, const gemm_call *in) {
   if (in->m <= 0 || in->n <= 0 || in->batch <= 0) return;
   gemm_call call = *in;
@@ -410,6 +444,12 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
         for (long j = 0; j < call.n; j++)
           call.c[bi * call.batch_c + i * call.rs_c + j * call.cs_c] = 0.0f;
     call.accumulate = 1;
+  }
+  e->narrow = narrow_fits(&e->kernel, &call, e->pack_b_floats);
+  if (e->narrow) {
+    plan_narrow(e, &call);
+    run(e, &call);
+    return;
   }
   /* Narrow outputs (a tile at least 1.5 times as wasteful) run transposed. */
   tile_kernel straight = best_tile(e, call.m, call.n), turned = best_tile(e, call.n, call.m);
@@ -422,9 +462,5 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
   e->blk = choose_blocking(&straight);
   plan_tasks(e, &call);
   plan_staging(e, &call);
-  e->call = &call;
-  atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
-  if (!e->parallel || e->tasks == 1) worker(e, 0, 1);
-  else pool_run(e->pool, worker, e);
-  e->call = NULL;
+  run(e, &call);
 }
