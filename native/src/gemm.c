@@ -120,12 +120,18 @@ int gemm_engine_threads(const gemm_engine *e) { return e->threads; }
 
 /* ---- packing ------------------------------------------------------------------------------- */
 
-/* dst (ceil(mc/MR) panels of kc x MR) = alpha * op(A)[i0 + i, p0 + p]; rows past mc are 0. */
+/* dst (ceil(mc/MR) panels of kc x MR) = alpha * op(A)[i0 + i, p0 + p]; rows past mc are 0.
+ * Rows contiguous in p take the kernel's transposing copy when it has one. */
 static void pack_a(float *dst, const gemm_term *t, const float *a, long i0, long mc, long p0,
-                   long kc, int mr) {
+                   long kc, int mr, transpose_fn tr) {
   for (long ip = 0; ip < mc; ip += mr) {
     long rows = mc - ip < mr ? mc - ip : mr;
     const float *src = a + (i0 + ip) * t->rs_a + p0 * t->cs_a;
+    if (t->cs_a == 1 && tr != NULL) {
+      tr(dst, mr, mr, src, t->rs_a, rows, kc, t->alpha);
+      dst += kc * mr;
+      continue;
+    }
     if (t->cs_a == 1) { /* rows contiguous in p: read each row, write with stride MR */
       for (long r = 0; r < rows; r++)
         for (long p = 0; p < kc; p++) dst[p * mr + r] = t->alpha * src[r * t->rs_a + p];
@@ -140,9 +146,10 @@ static void pack_a(float *dst, const gemm_term *t, const float *a, long i0, long
   }
 }
 
-/* dst (ceil(nc/NR) panels of kc x NR) = op(B)[p0 + p, j0 + j]; columns past nc are 0. */
+/* dst (ceil(nc/NR) panels of kc x NR) = op(B)[p0 + p, j0 + j]; columns past nc are 0. Columns
+ * contiguous in p (op(B) = B^T) take the kernel's transposing copy when it has one. */
 static void pack_b(float *dst, const gemm_term *t, const float *b, long p0, long kc, long j0,
-                   long nc, int nr) {
+                   long nc, int nr, transpose_fn tr) {
   for (long jp = 0; jp < nc; jp += nr) {
     long cols = nc - jp < nr ? nc - jp : nr;
     const float *src = b + p0 * t->rs_b + (j0 + jp) * t->cs_b;
@@ -151,6 +158,8 @@ static void pack_b(float *dst, const gemm_term *t, const float *b, long p0, long
         memcpy(dst + p * nr, src + p * t->rs_b, (size_t)cols * sizeof(float));
         for (long j = cols; j < nr; j++) dst[p * nr + j] = 0.0f;
       }
+    } else if (t->rs_b == 1 && tr != NULL) {
+      tr(dst, nr, nr, src, t->cs_b, cols, kc, 1.0f);
     } else {
       for (long j = 0; j < cols; j++)
         for (long p = 0; p < kc; p++) dst[p * nr + j] = src[p * t->rs_b + j * t->cs_b];
@@ -255,7 +264,8 @@ static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, 
   if (e->a_per_tile) {
     for (long ir = 0; ir < kb->mc; ir += mr) {
       long rows = kb->mc - ir < mr ? kb->mc - ir : mr;
-      if (!e->direct_a || rows < mr) pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr);
+      if (!e->direct_a || rows < mr) pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr,
+               e->kernel.transpose);
       for (long jr = 0; jr < kb->nc; jr += nr) compute_tile(e, call, c, kb, ir, jr, kb->pa, accumulate);
     }
   } else {
@@ -290,10 +300,10 @@ static void run_task(gemm_engine *e, int thread, long task) {
         long kc = t->k - pc < blk->kc ? t->k - pc : blk->kc;
         const int nr = e->tile.nr;
         long b_from = e->direct_b ? nc / nr * nr : 0; /* direct: pack only the partial panel */
-        pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr);
+        pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr, e->kernel.transpose);
         for (long ic = r0; ic < r1; ic += blk->mc) {
           long mc = r1 - ic < blk->mc ? r1 - ic : blk->mc;
-          if (!e->a_per_tile) pack_a(pa, t, a, ic, mc, pc, kc, e->tile.mr);
+          if (!e->a_per_tile) pack_a(pa, t, a, ic, mc, pc, kc, e->tile.mr, e->kernel.transpose);
           k_block kb = {t, a, b, ic, mc, jc, nc, pc, kc, pa, pb};
           macro_kernel(e, call, c, &kb, written);
         }

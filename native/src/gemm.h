@@ -57,12 +57,18 @@ typedef struct {
 typedef void (*dot_fn)(long k, long rows, const float *a, long lda, const float *bt, long ldbt,
                        int n, float alpha, float *c, long rs_c, long cs_c, int accumulate);
 
+/* A transposing copy for packing: dst[p * ld_dst + j] = alpha * src[j * ld_src + p] for j < cols,
+ * p < kc, and 0 for cols <= j < width (the panel's padding). */
+typedef void (*transpose_fn)(float *dst, long ld_dst, int width, const float *src, long ld_src,
+                             long cols, long kc, float alpha);
+
 /* One instruction set's tile kernels; each call uses the tile that wastes least on its shape. */
 typedef struct {
   const char *name;
   tile_kernel tiles[2];
   int ntiles;
-  dot_fn dot; /* NULL: narrow outputs use the tiles too */
+  dot_fn dot;             /* NULL: narrow outputs use the tiles too */
+  transpose_fn transpose; /* NULL: packing transposes with scalar loops */
 } ukernel;
 
 /* The kernels this build contains, best first; available() says whether this CPU runs it. */

@@ -121,6 +121,58 @@ __attribute__((target("avx512f"))) static void dot_avx512(long k, long rows, con
     }
   }
 }
+/* AVX-512F transposing copy (gemm.h, transpose_fn) in 16 x 16 blocks: 16 rows of src (16 values
+ * of p each, masked at the end of kc; rows past cols are zeros) are loaded, transposed in
+ * registers (pairs of rows interleaved, then pairs of pairs, then 128-bit lanes twice) and stored
+ * as 16 rows of dst (masked to the panel's width). Values are copied (times alpha) exactly. */
+__attribute__((target("avx512f"))) static void transpose_avx512(float *dst, long ld_dst, int width,
+                                                                 const float *src, long ld_src,
+                                                                 long cols, long kc, float alpha) {
+  const __m512 scale = _mm512_set1_ps(alpha);
+  for (long p0 = 0; p0 < kc; p0 += 16) {
+    long np = kc - p0 < 16 ? kc - p0 : 16;
+    __mmask16 keep = (__mmask16)((1u << np) - 1);
+    for (int j0 = 0; j0 < width; j0 += 16) {
+      __m512 r[16], t[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++)
+        r[i] = j0 + i < cols ? _mm512_maskz_loadu_ps(keep, src + (j0 + i) * ld_src + p0)
+                             : _mm512_setzero_ps();
+      if (alpha != 1.0f)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) r[i] = _mm512_mul_ps(r[i], scale);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+      }
+      int lanes = width - j0 < 16 ? width - j0 : 16; /* r[i]: column p0 + i of the block */
+      __mmask16 store = (__mmask16)((1u << lanes) - 1);
+#pragma GCC unroll 16 /* constant indices into r keep it in registers */
+      for (int i = 0; i < 16; i++)
+        if (i < np) _mm512_mask_storeu_ps(dst + (p0 + i) * ld_dst + j0, store, r[i]);
+    }
+  }
+}
 static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 
 /* AVX2 + FMA, 6 x 16 tile. Register budget (16 ymm): 12 accumulators (6 rows x 2 vectors of 8),
@@ -185,10 +237,11 @@ static int always(void) { return 1; }
 
 const ukernel_entry UKERNELS[] = {
 #if defined(__x86_64__) || defined(__i386__)
-    {{"avx512", {{12, 32, ukernel_avx512_12x32}, {24, 16, ukernel_avx512_24x16}}, 2, dot_avx512},
+    {{"avx512", {{12, 32, ukernel_avx512_12x32}, {24, 16, ukernel_avx512_24x16}}, 2, dot_avx512,
+      transpose_avx512},
      have_avx512},
-    {{"avx2", {{AVX2_MR, 16, ukernel_avx2_6x16}}, 1, NULL}, have_avx2},
+    {{"avx2", {{AVX2_MR, 16, ukernel_avx2_6x16}}, 1, NULL, NULL}, have_avx2},
 #endif
-    {{"generic", {{GENERIC_MR, GENERIC_NR, ukernel_generic_4x16}}, 1, NULL}, always},
+    {{"generic", {{GENERIC_MR, GENERIC_NR, ukernel_generic_4x16}}, 1, NULL, NULL}, always},
 };
 const int UKERNEL_COUNT = sizeof UKERNELS / sizeof UKERNELS[0];

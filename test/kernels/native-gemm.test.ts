@@ -77,6 +77,9 @@ function cases(): Case[] {
   out.push({ m: 19, n: 40, k: 31, batch: 4, transB: true });
   out.push({ m: 19, n: 5, k: 33, batch: 3, bBatched: true, transB: true });
   out.push({ m: 20, n: 12, k: 48, batch: 2, alpha: 0.5, accumulate: true });
+  // alpha folded into the transposing pack of A (rows of A contiguous)
+  out.push({ m: 37, n: 70, k: 45, alpha: -0.75 });
+  out.push({ m: 37, n: 70, k: 45, transB: true, alpha: 1.5, accumulate: true });
   return out;
 }
 
