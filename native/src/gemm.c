@@ -7,9 +7,10 @@
  * Block sizes come from the cache sizes (sysconf) with fallbacks; they and the task grid depend
  * only on the shape, so each element of C sees the same operations whatever the thread count.
  * Partial tiles (edges, or a C whose columns are not contiguous) go through a local MR x NR
- * buffer. Outputs at most NARROW_N columns wide with contiguous rows of op(A) take the dot-product
- * path of narrow.c instead (tasks of whole rows). Otherwise a call whose padded tile area is smaller
- * when computed transposed (C^T = op(B)^T op(A)^T: narrow outputs, N < NR) is turned around first. */
+ * buffer. Outputs at most NARROW_N columns wide with contiguous rows of op(A) take the
+ * dot-product path of narrow.c instead (tasks of whole rows). Otherwise a call whose padded tile
+ * area is smaller when computed transposed (C^T = op(B)^T op(A)^T: narrow outputs, N < NR) is
+ * turned around first. */
 #include "gemm.h"
 
 #include <stdatomic.h>
@@ -47,6 +48,7 @@ struct gemm_engine {
 };
 
 static long clampl(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
+static long minl(long a, long b) { return a < b ? a : b; }
 static long round_down(long v, long unit) { return v / unit * unit; }
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
@@ -264,8 +266,8 @@ static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, 
   if (e->a_per_tile) {
     for (long ir = 0; ir < kb->mc; ir += mr) {
       long rows = kb->mc - ir < mr ? kb->mc - ir : mr;
-      if (!e->direct_a || rows < mr) pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr,
-               e->kernel.transpose);
+      if (!e->direct_a || rows < mr)
+        pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr, e->kernel.transpose);
       for (long jr = 0; jr < kb->nc; jr += nr) compute_tile(e, call, c, kb, ir, jr, kb->pa, accumulate);
     }
   } else {
@@ -383,20 +385,19 @@ static void plan_tasks(gemm_engine *e, const gemm_call *call) {
   e->parallel = worth_parallel(e, call);
   long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
   long row_tiles = ceil_div(call->m, e->tile.mr), col_tiles = ceil_div(call->n, e->tile.nr);
-  long max_rb = row_tiles / 4 > 1 ? row_tiles / 4 : 1, max_cb = col_tiles / 2 > 1 ? col_tiles / 2 : 1;
-  long best_rows = 0, best_cols = 0, best_tasks = 0;
+  long max_rb = clampl(row_tiles / 4, 1, want), max_cb = clampl(col_tiles / 2, 1, want);
+  /* the best grid so far: tasks that keep a thread busy (at most want), then least packing */
+  long best_rows = 0, best_cols = 0, best_useful = 0;
   double best_cost = 0;
-  for (long rb = 1; rb <= max_rb && rb <= want; rb++) {
-    long cb = ceil_div(want, rb) < max_cb ? ceil_div(want, rb) : max_cb;
+  for (long rb = 1; rb <= max_rb; rb++) {
+    long cb = minl(ceil_div(want, rb), max_cb);
     long rows = ceil_div(row_tiles, rb) * e->tile.mr, cols = ceil_div(col_tiles, cb) * e->tile.nr;
-    long tasks = ceil_div(call->m, rows) * ceil_div(call->n, cols);
+    long useful = minl(ceil_div(call->m, rows) * ceil_div(call->n, cols), want);
     double cost = (double)cb * (double)call->m + (double)rb * (double)call->n;
-    int more = (tasks < want ? tasks : want) > (best_tasks < want ? best_tasks : want);
-    int same = (tasks < want ? tasks : want) == (best_tasks < want ? best_tasks : want);
-    if (best_tasks == 0 || more || (same && cost < best_cost)) {
+    if (useful > best_useful || (useful == best_useful && cost < best_cost)) {
       best_rows = rows;
       best_cols = cols;
-      best_tasks = tasks;
+      best_useful = useful;
       best_cost = cost;
     }
   }

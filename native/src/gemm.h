@@ -89,7 +89,8 @@ typedef struct gemm_engine gemm_engine;
 /* narrow.c: whether `call` takes the dot-product path, and its part for rows [r0, r1) of batch
  * entry bi; bt: scratch of at least NARROW_N * (k rounded up to 16) floats. */
 int narrow_fits(const ukernel *kernel, const gemm_call *call, long scratch_floats);
-void narrow_rows(const ukernel *kernel, const gemm_call *call, long bi, long r0, long r1, float *bt);
+void narrow_rows(const ukernel *kernel, const gemm_call *call, long bi, long r0, long r1,
+                 float *bt);
 
 /* kernel: an entry of UKERNELS; threads >= 1. NULL when out of memory or threads. */
 gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long spin_ns);

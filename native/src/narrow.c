@@ -16,7 +16,8 @@ int narrow_fits(const ukernel *kernel, const gemm_call *call, long scratch_float
          NARROW_N * round_up(t->k, 16) <= scratch_floats;
 }
 
-void narrow_rows(const ukernel *kernel, const gemm_call *call, long bi, long r0, long r1, float *bt) {
+void narrow_rows(const ukernel *kernel, const gemm_call *call, long bi, long r0, long r1,
+                 float *bt) {
   const gemm_term *t = &call->term[0];
   const float *a = t->a + bi * t->batch_a, *b = t->b + bi * t->batch_b;
   long ldbt = round_up(t->k, 16);
