@@ -5,8 +5,15 @@
 // run as the ceiling; every record carries its ratio to numpy's plain a @ b of the same M, N, K
 // (ceiling.py times one NN product only: for NT/TN rows the ratio is against the NN rate of that
 // size, for batched rows against one entry's).
+// PyTorch's matmul on f32, on bf16 tensors and under bf16 autocast is timed on the same sizes
+// (bench/torch_matmul.py, when torch is installed) and every record carries vs_torch_bf16, its
+// ratio to PyTorch's bf16 matmul, so the gap to a bf16 path stays visible.
 // FLOPs = 2*M*N*K per product.
 
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Kernels, MatmulOptions } from "../src/kernels/kernels.js";
 import { createNativeKernels, nativeAvailability } from "../src/kernels/native/index.js";
 import { createRefKernels } from "../src/kernels/ref/index.js";
@@ -74,6 +81,25 @@ const MODEL_SHAPES: Shape[] = [
   { m: 1024, n: 64, k: 1024, form: "TN", batch: 8, name: "attention dV (and dK): P^T dO" },
 ];
 
+/** bench/torch_matmul.py's rows for `sizes` ([m, n, k]); [] when python3 with torch is missing. */
+function measureTorch(sizes: number[][], threads: number): Record<string, string | number>[] {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // works from bench/ (sources) and build/bench/ (compiled)
+  const script = [join(here, "torch_matmul.py"), join(here, "..", "..", "bench", "torch_matmul.py")]
+    .filter((p) => existsSync(p))
+    .at(0);
+  if (script === undefined) return [];
+  const out = spawnSync("python3", [script, JSON.stringify({ gemm: sizes, threads })], {
+    encoding: "utf8",
+    timeout: 900_000,
+  });
+  if (out.status !== 0) return [];
+  return out.stdout
+    .split("\n")
+    .filter((l) => l.startsWith("{"))
+    .map((l) => JSON.parse(l) as Record<string, string | number>);
+}
+
 /**
  * `gemm`: every engine. `gemm-native` (gemmNativeSuite): only the fast configurations (native and
  * relaxed-SIMD wasm on all cores, native on one core) against numpy, for a shorter run.
@@ -103,6 +129,15 @@ export async function gemmSuite(
   if (ceiling === null) reporter.note("numpy ceiling unavailable (python3 + numpy missing)");
   for (const row of ceiling ?? []) {
     numpy.set(`${row.m}x${row.n}x${row.k}`, Number(row.gflops));
+    reporter.record({ ...row, threads: cores });
+  }
+
+  const torchBf16 = new Map<string, number>();
+  const torchRows = measureTorch([...sizes.values()], cores);
+  if (torchRows.length === 0)
+    reporter.note("PyTorch matmul rows unavailable (python3 + torch missing)");
+  for (const row of torchRows) {
+    if (row.dtype === "bf16") torchBf16.set(`${row.m}x${row.n}x${row.k}`, Number(row.gflops));
     reporter.record({ ...row, threads: cores });
   }
 
@@ -172,6 +207,7 @@ export async function gemmSuite(
       );
       const gflops = flop / ms / 1e6;
       const np = numpy.get(`${s.m}x${s.n}x${s.k}`);
+      const bf16 = torchBf16.get(`${s.m}x${s.n}x${s.k}`);
       reporter.record({
         kernel: "gemm",
         group: s.group ?? "",
@@ -189,6 +225,7 @@ export async function gemmSuite(
         gflops,
         gflops_best: flop / fastest / 1e6,
         vs_numpy: np === undefined ? null : gflops / np,
+        vs_torch_bf16: bf16 === undefined ? null : gflops / bf16,
       });
       out.dispose();
       b.dispose();

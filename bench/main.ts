@@ -15,6 +15,7 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   memory: async () => (await import("./memory.js")).memorySuite,
   "memory-scale": async () => (await import("./memory-scale.js")).memoryScaleSuite,
   generate: async () => (await import("./generate.js")).generateSuite,
+  "real-size": async () => (await import("./real-size.js")).realSizeSuite,
 };
 
 async function main(): Promise<void> {

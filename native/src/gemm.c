@@ -7,8 +7,10 @@
  * Block sizes come from the cache sizes (sysconf) with fallbacks; they and the task grid depend
  * only on the shape, so each element of C sees the same operations whatever the thread count.
  * Partial tiles (edges, or a C whose columns are not contiguous) go through a local MR x NR
- * buffer. A call whose padded tile area is smaller when computed transposed (C^T = op(B)^T
- * op(A)^T: narrow outputs, N < NR) is turned around first. */
+ * buffer. Outputs at most NARROW_N columns wide with contiguous rows of op(A) take the
+ * dot-product path of narrow.c instead (tasks of whole rows). Otherwise a call whose padded tile
+ * area is smaller when computed transposed (C^T = op(B)^T op(A)^T: narrow outputs, N < NR) is
+ * turned around first. */
 #include "gemm.h"
 
 #include <stdatomic.h>
@@ -21,6 +23,10 @@
 /* Products below this many FLOPs run on the calling thread alone: waking a parked worker costs
  * about as much as it would save. */
 #define SMALL_FLOPS (4.0 * 1024 * 1024)
+/* Tasks per thread of a parallel call (plan_tasks). */
+#ifndef TASKS_PER_THREAD
+#define TASKS_PER_THREAD 2
+#endif
 
 struct gemm_engine {
   ukernel kernel;
@@ -28,11 +34,13 @@ struct gemm_engine {
   pool *pool;
   int threads;
   float **pack_a; /* per thread: (mc x kc) in MR-row panels */
-  float **pack_b; /* per thread: (kc x nc) in NR-column panels */
+  float **pack_b; /* per thread: (kc x nc) in NR-column panels, or op(B)^T for narrow outputs */
+  long pack_b_floats;
   /* the job of the call being run: its product, tile, task grid and which operands are read in
    * place (direct) instead of packed */
   const gemm_call *call;
   tile_kernel tile;
+  int narrow; /* the dot-product path of narrow.c, tasks of rows_per_task rows */
   int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   int parallel; /* whether the pool's workers take part */
@@ -40,6 +48,7 @@ struct gemm_engine {
 };
 
 static long clampl(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
+static long minl(long a, long b) { return a < b ? a : b; }
 static long round_down(long v, long unit) { return v / unit * unit; }
 static long ceil_div(long a, long b) { return (a + b - 1) / b; }
 
@@ -79,6 +88,7 @@ gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long sp
     a_bytes = a > a_bytes ? a : a_bytes;
     b_bytes = bb > b_bytes ? bb : b_bytes;
   }
+  e->pack_b_floats = (long)(b_bytes / sizeof(float));
   for (int t = 0; ok && t < e->threads; t++) {
     e->pack_a[t] = aligned_alloc(64, (a_bytes + 63) / 64 * 64);
     e->pack_b[t] = aligned_alloc(64, (b_bytes + 63) / 64 * 64);
@@ -112,12 +122,18 @@ int gemm_engine_threads(const gemm_engine *e) { return e->threads; }
 
 /* ---- packing ------------------------------------------------------------------------------- */
 
-/* dst (ceil(mc/MR) panels of kc x MR) = alpha * op(A)[i0 + i, p0 + p]; rows past mc are 0. */
+/* dst (ceil(mc/MR) panels of kc x MR) = alpha * op(A)[i0 + i, p0 + p]; rows past mc are 0.
+ * Rows contiguous in p take the kernel's transposing copy when it has one. */
 static void pack_a(float *dst, const gemm_term *t, const float *a, long i0, long mc, long p0,
-                   long kc, int mr) {
+                   long kc, int mr, transpose_fn tr) {
   for (long ip = 0; ip < mc; ip += mr) {
     long rows = mc - ip < mr ? mc - ip : mr;
     const float *src = a + (i0 + ip) * t->rs_a + p0 * t->cs_a;
+    if (t->cs_a == 1 && tr != NULL) {
+      tr(dst, mr, mr, src, t->rs_a, rows, kc, t->alpha);
+      dst += kc * mr;
+      continue;
+    }
     if (t->cs_a == 1) { /* rows contiguous in p: read each row, write with stride MR */
       for (long r = 0; r < rows; r++)
         for (long p = 0; p < kc; p++) dst[p * mr + r] = t->alpha * src[r * t->rs_a + p];
@@ -132,9 +148,10 @@ static void pack_a(float *dst, const gemm_term *t, const float *a, long i0, long
   }
 }
 
-/* dst (ceil(nc/NR) panels of kc x NR) = op(B)[p0 + p, j0 + j]; columns past nc are 0. */
+/* dst (ceil(nc/NR) panels of kc x NR) = op(B)[p0 + p, j0 + j]; columns past nc are 0. Columns
+ * contiguous in p (op(B) = B^T) take the kernel's transposing copy when it has one. */
 static void pack_b(float *dst, const gemm_term *t, const float *b, long p0, long kc, long j0,
-                   long nc, int nr) {
+                   long nc, int nr, transpose_fn tr) {
   for (long jp = 0; jp < nc; jp += nr) {
     long cols = nc - jp < nr ? nc - jp : nr;
     const float *src = b + p0 * t->rs_b + (j0 + jp) * t->cs_b;
@@ -143,6 +160,8 @@ static void pack_b(float *dst, const gemm_term *t, const float *b, long p0, long
         memcpy(dst + p * nr, src + p * t->rs_b, (size_t)cols * sizeof(float));
         for (long j = cols; j < nr; j++) dst[p * nr + j] = 0.0f;
       }
+    } else if (t->rs_b == 1 && tr != NULL) {
+      tr(dst, nr, nr, src, t->cs_b, cols, kc, 1.0f);
     } else {
       for (long j = 0; j < cols; j++)
         for (long p = 0; p < kc; p++) dst[p * nr + j] = src[p * t->rs_b + j * t->cs_b];
@@ -247,7 +266,8 @@ static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, 
   if (e->a_per_tile) {
     for (long ir = 0; ir < kb->mc; ir += mr) {
       long rows = kb->mc - ir < mr ? kb->mc - ir : mr;
-      if (!e->direct_a || rows < mr) pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr);
+      if (!e->direct_a || rows < mr)
+        pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr, e->kernel.transpose);
       for (long jr = 0; jr < kb->nc; jr += nr) compute_tile(e, call, c, kb, ir, jr, kb->pa, accumulate);
     }
   } else {
@@ -265,6 +285,10 @@ static void run_task(gemm_engine *e, int thread, long task) {
   long c0 = rest % e->col_blocks * e->cols_per_task;
   long r1 = r0 + e->rows_per_task < call->m ? r0 + e->rows_per_task : call->m;
   long c1 = c0 + e->cols_per_task < call->n ? c0 + e->cols_per_task : call->n;
+  if (e->narrow) {
+    narrow_rows(&e->kernel, call, bi, r0, r1, e->pack_b[thread]);
+    return;
+  }
   float *c = call->c + bi * call->batch_c;
   const blocking *blk = &e->blk;
   float *pa = e->pack_a[thread], *pb = e->pack_b[thread];
@@ -278,10 +302,10 @@ static void run_task(gemm_engine *e, int thread, long task) {
         long kc = t->k - pc < blk->kc ? t->k - pc : blk->kc;
         const int nr = e->tile.nr;
         long b_from = e->direct_b ? nc / nr * nr : 0; /* direct: pack only the partial panel */
-        pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr);
+        pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr, e->kernel.transpose);
         for (long ic = r0; ic < r1; ic += blk->mc) {
           long mc = r1 - ic < blk->mc ? r1 - ic : blk->mc;
-          if (!e->a_per_tile) pack_a(pa, t, a, ic, mc, pc, kc, e->tile.mr);
+          if (!e->a_per_tile) pack_a(pa, t, a, ic, mc, pc, kc, e->tile.mr, e->kernel.transpose);
           k_block kb = {t, a, b, ic, mc, jc, nc, pc, kc, pa, pb};
           macro_kernel(e, call, c, &kb, written);
         }
@@ -343,30 +367,57 @@ static gemm_call transposed(const gemm_call *call) {
   return t;
 }
 
-/* Task grid: enough tasks for every thread to claim a few (a thread that runs late takes fewer),
- * each as wide as possible so that packed blocks are reused, split along the longer dim in
- * whole tiles. The grid depends on the shape and the thread count only through `want`, and no
- * element's operations depend on the grid (tiles stay aligned to multiples of MR and NR). */
-static void plan_tasks(gemm_engine *e, const gemm_call *call) {
+/* Task grid: a few tasks per thread (a thread that runs late claims fewer), in whole tiles. A task
+ * packs its rows of A and its columns of B, so a grid of rb x cb blocks packs cb * M + rb * N
+ * values per step of K: among the grids with enough tasks, take the one that packs least (blocks
+ * near square in elements), with at least 4 row tiles and 2 column tiles per block. The grid
+ * depends on the shape and the thread count, and no element's operations depend on it (tiles
+ * stay aligned to multiples of MR and NR). */
+/* Whether the pool's workers take part: products under SMALL_FLOPS run on the caller alone. */
+static int worth_parallel(const gemm_engine *e, const gemm_call *call) {
   double k = 0;
   for (int i = 0; i < call->nterms; i++) k += (double)call->term[i].k;
   double flops = 2.0 * (double)call->batch * (double)call->m * (double)call->n * k;
-  e->parallel = e->threads > 1 && flops >= SMALL_FLOPS;
-  long want = e->parallel ? 4L * e->threads : 1;
-  long per_entry = ceil_div(want, call->batch);
+  return e->threads > 1 && flops >= SMALL_FLOPS;
+}
+
+static void plan_tasks(gemm_engine *e, const gemm_call *call) {
+  e->parallel = worth_parallel(e, call);
+  long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
   long row_tiles = ceil_div(call->m, e->tile.mr), col_tiles = ceil_div(call->n, e->tile.nr);
-  long row_blocks = 1, col_blocks = 1;
-  /* prefer splitting rows in blocks of at least 4 tiles, then columns */
-  while (row_blocks * col_blocks < per_entry) {
-    if (ceil_div(row_tiles, row_blocks + 1) >= 4) row_blocks++;
-    else if (ceil_div(col_tiles, col_blocks + 1) >= 2) col_blocks++;
-    else break;
+  long max_rb = clampl(row_tiles / 4, 1, want), max_cb = clampl(col_tiles / 2, 1, want);
+  /* the best grid so far: tasks that keep a thread busy (at most want), then least packing */
+  long best_rows = 0, best_cols = 0, best_useful = 0;
+  double best_cost = 0;
+  for (long rb = 1; rb <= max_rb; rb++) {
+    long cb = minl(ceil_div(want, rb), max_cb);
+    long rows = ceil_div(row_tiles, rb) * e->tile.mr, cols = ceil_div(col_tiles, cb) * e->tile.nr;
+    long useful = minl(ceil_div(call->m, rows) * ceil_div(call->n, cols), want);
+    double cost = (double)cb * (double)call->m + (double)rb * (double)call->n;
+    if (useful > best_useful || (useful == best_useful && cost < best_cost)) {
+      best_rows = rows;
+      best_cols = cols;
+      best_useful = useful;
+      best_cost = cost;
+    }
   }
-  e->rows_per_task = ceil_div(row_tiles, row_blocks) * e->tile.mr;
-  e->cols_per_task = ceil_div(col_tiles, col_blocks) * e->tile.nr;
+  e->rows_per_task = best_rows;
+  e->cols_per_task = best_cols;
   e->row_blocks = ceil_div(call->m, e->rows_per_task);
   e->col_blocks = ceil_div(call->n, e->cols_per_task);
   e->tasks = call->batch * e->row_blocks * e->col_blocks;
+}
+
+/* Narrow outputs: tasks of whole rows (multiples of 3, the dot kernel's row group), a few per
+ * thread. */
+static void plan_narrow(gemm_engine *e, const gemm_call *call) {
+  e->parallel = worth_parallel(e, call);
+  long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
+  e->rows_per_task = ceil_div(ceil_div(call->m, want), 3) * 3;
+  e->cols_per_task = call->n;
+  e->row_blocks = ceil_div(call->m, e->rows_per_task);
+  e->col_blocks = 1;
+  e->tasks = call->batch * e->row_blocks;
 }
 
 /* How operands are staged. When a task's packed A block would serve few column panels, A is
@@ -385,6 +436,15 @@ static void plan_staging(gemm_engine *e, const gemm_call *call) {
   e->direct_b = b_rows && e->rows_per_task <= 2 * e->tile.mr;
 }
 
+/* Runs the planned tasks of `call`, on the pool when the plan says so. */
+static void run(gemm_engine *e, const gemm_call *call) {
+  e->call = call;
+  atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
+  if (!e->parallel || e->tasks == 1) worker(e, 0, 1);
+  else pool_run(e->pool, worker, e);
+  e->call = NULL;
+}
+
 void gemm_run(gemm_engine *e, const gemm_call *in) {
   if (in->m <= 0 || in->n <= 0 || in->batch <= 0) return;
   gemm_call call = *in;
@@ -395,6 +455,12 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
         for (long j = 0; j < call.n; j++)
           call.c[bi * call.batch_c + i * call.rs_c + j * call.cs_c] = 0.0f;
     call.accumulate = 1;
+  }
+  e->narrow = narrow_fits(&e->kernel, &call, e->pack_b_floats);
+  if (e->narrow) {
+    plan_narrow(e, &call);
+    run(e, &call);
+    return;
   }
   /* Narrow outputs (a tile at least 1.5 times as wasteful) run transposed. */
   tile_kernel straight = best_tile(e, call.m, call.n), turned = best_tile(e, call.n, call.m);
@@ -407,9 +473,5 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
   e->blk = choose_blocking(&straight);
   plan_tasks(e, &call);
   plan_staging(e, &call);
-  e->call = &call;
-  atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
-  if (!e->parallel || e->tasks == 1) worker(e, 0, 1);
-  else pool_run(e->pool, worker, e);
-  e->call = NULL;
+  run(e, &call);
 }

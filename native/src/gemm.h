@@ -48,11 +48,27 @@ typedef struct {
   ukernel_fn fn;
 } tile_kernel;
 
+/* Outputs at most NARROW_N columns wide whose rows of op(A) are contiguous: dot products along K,
+ * which read A row after row (narrow.c), instead of register tiles. */
+#define NARROW_N 16
+/* For rows r < rows and columns j < n (n <= NARROW_N): C[r, j] = alpha * sum_{p<k} a[r * lda + p]
+ * * bt[j * ldbt + p] (accumulate 0) or C[r, j] += that, C[r, j] at c[r * rs_c + j * cs_c]. bt
+ * holds NARROW_N rows, zero past n and from k up to k rounded up to 16. */
+typedef void (*dot_fn)(long k, long rows, const float *a, long lda, const float *bt, long ldbt,
+                       int n, float alpha, float *c, long rs_c, long cs_c, int accumulate);
+
+/* A transposing copy for packing: dst[p * ld_dst + j] = alpha * src[j * ld_src + p] for j < cols,
+ * p < kc, and 0 for cols <= j < width (the panel's padding). */
+typedef void (*transpose_fn)(float *dst, long ld_dst, int width, const float *src, long ld_src,
+                             long cols, long kc, float alpha);
+
 /* One instruction set's tile kernels; each call uses the tile that wastes least on its shape. */
 typedef struct {
   const char *name;
   tile_kernel tiles[2];
   int ntiles;
+  dot_fn dot;             /* NULL: narrow outputs use the tiles too */
+  transpose_fn transpose; /* NULL: packing transposes with scalar loops */
 } ukernel;
 
 /* The kernels this build contains, best first; available() says whether this CPU runs it. */
@@ -69,6 +85,12 @@ typedef struct {
 } blocking;
 
 typedef struct gemm_engine gemm_engine;
+
+/* narrow.c: whether `call` takes the dot-product path, and its part for rows [r0, r1) of batch
+ * entry bi; bt: scratch of at least NARROW_N * (k rounded up to 16) floats. */
+int narrow_fits(const ukernel *kernel, const gemm_call *call, long scratch_floats);
+void narrow_rows(const ukernel *kernel, const gemm_call *call, long bi, long r0, long r1,
+                 float *bt);
 
 /* kernel: an entry of UKERNELS; threads >= 1. NULL when out of memory or threads. */
 gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long spin_ns);

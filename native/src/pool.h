@@ -1,8 +1,11 @@
-/* Thread pool contract: a fixed set of pthreads that run one job at a time together with the
- * calling thread. pool_run(pool, fn, arg) calls fn(arg, t, n) once on every thread t in 0..n-1
- * (t = 0 is the caller) and returns when all have returned. Between jobs a worker spins on the
- * job counter for a short while (a step of a training loop issues jobs back to back), then parks
- * on a condition variable so an idle engine costs no CPU. One pool_run at a time per pool. */
+/* Thread pool contract: a fixed set of pthreads that help the calling thread with one job at a
+ * time. pool_run(pool, fn, arg) calls fn(arg, t, n) on the caller (t = 0) and on each worker t in
+ * 1..n-1 that arrives while the job is open; the job closes when the caller's fn returns, and
+ * pool_run returns once no worker is still inside fn. So fn must claim its work dynamically (a
+ * worker may never run it: one that a busy machine has descheduled is not waited for), and every
+ * piece of work is done by whichever thread claims it. Between jobs a worker spins on the job
+ * counter for a short while (a step of a training loop issues jobs back to back), then parks on a
+ * condition variable so an idle engine costs no CPU. One pool_run at a time per pool. */
 #ifndef LORAGA_POOL_H
 #define LORAGA_POOL_H
 

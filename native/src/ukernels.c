@@ -67,6 +67,112 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_24x16(long kc, con
   else
     avx512_tile(24, 1, kc, a, a_rs, a_ps, b, b_ps, c, ldc, accumulate);
 }
+/* AVX-512F dot products for narrow outputs (gemm.h, dot_fn): acc[r][j] (16 lanes) += a[r][p..]
+ * * bt[j][p..], 16 steps of K per FMA; then each output is alpha times the sum of its 16 lanes.
+ * Blocks of 3 rows x 8 columns (24 accumulators + 3 rows of a + 1 of bt = 28 zmm): 11 loads per
+ * 24 FMAs. A row computed alone runs the same operations as in a group of 3, so results do not
+ * depend on how rows are grouped. */
+__attribute__((target("avx512f"), always_inline)) static inline void avx512_dot_rows(
+    const int rows, const int nj, long k, const float *a, long lda, const float *bt, long ldbt,
+    int n, float alpha, float *c, long rs_c, long cs_c, int accumulate) {
+  __m512 acc[3][8];
+#pragma GCC unroll 3
+  for (int r = 0; r < rows; r++)
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++) acc[r][j] = _mm512_setzero_ps();
+  for (long p = 0; p < k; p += 16) {
+    __mmask16 keep = k - p >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - p)) - 1);
+    __m512 av[3];
+#pragma GCC unroll 3
+    for (int r = 0; r < rows; r++) av[r] = _mm512_maskz_loadu_ps(keep, a + r * lda + p);
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++) {
+      __m512 bv = _mm512_loadu_ps(bt + j * ldbt + p);
+#pragma GCC unroll 3
+      for (int r = 0; r < rows; r++) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
+    }
+  }
+#pragma GCC unroll 3
+  for (int r = 0; r < rows; r++) {
+    float sum[8]; /* constant indices into acc keep it in registers */
+#pragma GCC unroll 8
+    for (int j = 0; j < nj; j++) sum[j] = _mm512_reduce_add_ps(acc[r][j]);
+    for (int j = 0; j < n; j++) {
+      float *o = c + r * rs_c + j * cs_c;
+      *o = accumulate ? *o + alpha * sum[j] : alpha * sum[j];
+    }
+  }
+}
+__attribute__((target("avx512f"))) static void dot_avx512(long k, long rows, const float *a,
+                                                           long lda, const float *bt, long ldbt,
+                                                           int n, float alpha, float *c, long rs_c,
+                                                           long cs_c, int accumulate) {
+  for (long r = 0; r < rows; r += 3) {
+    for (int j = 0; j < n; j += 8) { /* columns 8 at a time; the rows stay in L1 between */
+      const float *bj = bt + j * ldbt;
+      float *cj = c + r * rs_c + j * cs_c;
+      int nj = n - j < 8 ? n - j : 8;
+      if (rows - r >= 3)
+        avx512_dot_rows(3, 8, k, a + r * lda, lda, bj, ldbt, nj, alpha, cj, rs_c, cs_c, accumulate);
+      else
+        for (long i = r; i < rows; i++)
+          avx512_dot_rows(1, 8, k, a + i * lda, lda, bj, ldbt, nj, alpha, cj + (i - r) * rs_c, rs_c,
+                          cs_c, accumulate);
+    }
+  }
+}
+/* AVX-512F transposing copy (gemm.h, transpose_fn) in 16 x 16 blocks: 16 rows of src (16 values
+ * of p each, masked at the end of kc; rows past cols are zeros) are loaded, transposed in
+ * registers (pairs of rows interleaved, then pairs of pairs, then 128-bit lanes twice) and stored
+ * as 16 rows of dst (masked to the panel's width). Values are copied (times alpha) exactly. */
+__attribute__((target("avx512f"))) static void transpose_avx512(float *dst, long ld_dst, int width,
+                                                                 const float *src, long ld_src,
+                                                                 long cols, long kc, float alpha) {
+  const __m512 scale = _mm512_set1_ps(alpha);
+  for (long p0 = 0; p0 < kc; p0 += 16) {
+    long np = kc - p0 < 16 ? kc - p0 : 16;
+    __mmask16 keep = (__mmask16)((1u << np) - 1);
+    for (int j0 = 0; j0 < width; j0 += 16) {
+      __m512 r[16], t[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++)
+        r[i] = j0 + i < cols ? _mm512_maskz_loadu_ps(keep, src + (j0 + i) * ld_src + p0)
+                             : _mm512_setzero_ps();
+      if (alpha != 1.0f)
+#pragma GCC unroll 16
+        for (int i = 0; i < 16; i++) r[i] = _mm512_mul_ps(r[i], scale);
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++) {
+        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) {
+        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
+        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
+      }
+#pragma GCC unroll 4
+      for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+      }
+#pragma GCC unroll 8
+      for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+      }
+      int lanes = width - j0 < 16 ? width - j0 : 16; /* r[i]: column p0 + i of the block */
+      __mmask16 store = (__mmask16)((1u << lanes) - 1);
+#pragma GCC unroll 16 /* constant indices into r keep it in registers */
+      for (int i = 0; i < 16; i++)
+        if (i < np) _mm512_mask_storeu_ps(dst + (p0 + i) * ld_dst + j0, store, r[i]);
+    }
+  }
+}
 static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 
 /* AVX2 + FMA, 6 x 16 tile. Register budget (16 ymm): 12 accumulators (6 rows x 2 vectors of 8),
@@ -131,9 +237,11 @@ static int always(void) { return 1; }
 
 const ukernel_entry UKERNELS[] = {
 #if defined(__x86_64__) || defined(__i386__)
-    {{"avx512", {{12, 32, ukernel_avx512_12x32}, {24, 16, ukernel_avx512_24x16}}, 2}, have_avx512},
-    {{"avx2", {{AVX2_MR, 16, ukernel_avx2_6x16}}, 1}, have_avx2},
+    {{"avx512", {{12, 32, ukernel_avx512_12x32}, {24, 16, ukernel_avx512_24x16}}, 2, dot_avx512,
+      transpose_avx512},
+     have_avx512},
+    {{"avx2", {{AVX2_MR, 16, ukernel_avx2_6x16}}, 1, NULL, NULL}, have_avx2},
 #endif
-    {{"generic", {{GENERIC_MR, GENERIC_NR, ukernel_generic_4x16}}, 1}, always},
+    {{"generic", {{GENERIC_MR, GENERIC_NR, ukernel_generic_4x16}}, 1, NULL, NULL}, always},
 };
 const int UKERNEL_COUNT = sizeof UKERNELS / sizeof UKERNELS[0];

@@ -1,7 +1,8 @@
 // The native engine's GEMM (native/src/, kernels/native/) against the reference matmul: random
 // operands on awkward shapes (M, N or K = 1, tails of the 12 x 32, 6 x 16 and 4 x 16 register
 // tiles, K past the kc block, M past the mc block, N past the nc block, narrow outputs that run
-// transposed), every MatmulOptions case but plus and causal (matmul-plus / matmul-causal test
+// transposed or as dot products (N <= 16, K >= 32, rows in groups of 3 and a tail), every
+// MatmulOptions case but plus and causal (matmul-plus / matmul-causal test
 // those on every engine) (transposes, accumulate, alpha, batched b, shared b with transA), on
 // every micro-kernel this CPU runs, with 1 and 2 threads; results equal bit for bit across
 // thread counts; the zero-copy base address survives heap growth; out-of-heap operands throw.
@@ -48,6 +49,9 @@ const SHAPES: [number, number, number][] = [
   [25, 65, 300],
   [97, 40, 520],
   [70, 9, 200],
+  [100, 16, 77],
+  [50, 8, 40],
+  [31, 3, 1000],
   [1000, 70, 20],
   [3, 8300, 5],
 ];
@@ -71,6 +75,11 @@ function cases(): Case[] {
   out.push({ m: 19, n: 23, k: 31, batch: 3, bBatched: true, transA: true, accumulate: true });
   out.push({ m: 19, n: 23, k: 31, batch: 2, transA: true, alpha: 2 });
   out.push({ m: 19, n: 40, k: 31, batch: 4, transB: true });
+  out.push({ m: 19, n: 5, k: 33, batch: 3, bBatched: true, transB: true });
+  out.push({ m: 20, n: 12, k: 48, batch: 2, alpha: 0.5, accumulate: true });
+  // alpha folded into the transposing pack of A (rows of A contiguous)
+  out.push({ m: 37, n: 70, k: 45, alpha: -0.75 });
+  out.push({ m: 37, n: 70, k: 45, transB: true, alpha: 1.5, accumulate: true });
   return out;
 }
 
@@ -157,20 +166,28 @@ describe.skipIf(addon === undefined)("native GEMM", () => {
     });
   });
 
-  test.each(kernelNames)("%s: 1 and 2 threads give the same bits", async (kernel) => {
-    const heap = new Heap();
-    const one = await createNativeKernels(heap, { kernel, threads: 1 });
-    const a = heap.fromArray(randomUniform(301 * 257, 3, 1), [301, 257]);
-    const b = heap.fromArray(randomUniform(257 * 190, 4, 1), [190, 257]);
-    const out1 = heap.tensor([301, 190]);
-    const out2 = heap.tensor([301, 190]);
-    one.matmul(out1, a, b, { transB: true });
-    await one.dispose();
-    const two = await createNativeKernels(heap, { kernel, threads: 2 });
-    two.matmul(out2, a, b, { transB: true });
-    await two.dispose();
-    expect(Buffer.compare(Buffer.from(out1.u8()), Buffer.from(out2.u8()))).toBe(0);
-  });
+  // 301 x 190 runs on register tiles, 2000 x 10 as dot products; both are big enough for 2 threads
+  const bitCases = kernelNames.flatMap((kernel): [string, number, number][] => [
+    [kernel, 301, 190],
+    [kernel, 2000, 10],
+  ]);
+  test.each(bitCases)(
+    "%s, %i x %i x 257: 1 and 2 threads give the same bits",
+    async (kernel, m, n) => {
+      const heap = new Heap();
+      const one = await createNativeKernels(heap, { kernel: kernel, threads: 1 });
+      const a = heap.fromArray(randomUniform(m * 257, 3, 1), [m, 257]);
+      const b = heap.fromArray(randomUniform(257 * n, 4, 1), [n, 257]);
+      const out1 = heap.tensor([m, n]);
+      const out2 = heap.tensor([m, n]);
+      one.matmul(out1, a, b, { transB: true });
+      await one.dispose();
+      const two = await createNativeKernels(heap, { kernel: kernel, threads: 2 });
+      two.matmul(out2, a, b, { transB: true });
+      await two.dispose();
+      expect(Buffer.compare(Buffer.from(out1.u8()), Buffer.from(out2.u8()))).toBe(0);
+    },
+  );
 
   test('createKernels: "native" by name, and "auto" picks it when the addon loads', async () => {
     const heap = new Heap();
