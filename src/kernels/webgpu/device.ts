@@ -11,6 +11,11 @@
 
 /** What the kernels need to know about the device they run on. */
 export interface GpuContext {
+  /**
+   * The GPU object the device came from. Held for the device's lifetime: in Node it is Dawn's
+   * instance, and if the garbage collector frees it, Dawn's event processing crashes the process.
+   */
+  readonly entry: GPU;
   readonly device: GPUDevice;
   /** "vendor architecture device description" of the adapter, for logs and benches. */
   readonly adapterName: string;
@@ -90,5 +95,5 @@ export async function openGpu(): Promise<GpuContext> {
   const adapterName = [info.vendor, info.architecture, info.device, info.description]
     .filter((s) => s !== "")
     .join(" ");
-  return { device, adapterName, f16, subgroups, limits: device.limits };
+  return { entry: gpu, device, adapterName, f16, subgroups, limits: device.limits };
 }
