@@ -10,27 +10,40 @@
 // accumulators before the one write of the tile. Causal structure (MatmulCausal) is skipped a
 // block at a time: maskOut tiles wholly above the diagonal run no K loop, lowerA stops K past the
 // tile's last diagonal, upperA skips K blocks left of its first one.
+// Every case runs one pipeline: the options are uniform parameters (see gemmSpec).
 
 import type { MatmulCausal } from "../kernels.js";
 import type { ShaderSpec } from "./dispatch.js";
 
-export interface GemmVariant {
-  transA: boolean;
-  transB: boolean;
-  accumulate: boolean;
-  causal: MatmulCausal["kind"] | null;
-  /** The fused term's transposes, or null without one. */
-  plus: { transA: boolean; transB: boolean } | null;
-  /** Invocations per workgroup along x (columns) and y (rows); BN = 4 TX, BM = 4 TY. */
+/** Invocations per workgroup along x (columns) and y (rows); BN = 4 TX, BM = 4 TY. */
+export interface GemmShape {
   tx: number;
   ty: number;
 }
 
-export const GEMM_BK = 16;
+/** Bits of the `flags` parameter. */
+export const GEMM_FLAGS = {
+  transA: 1,
+  transB: 2,
+  accumulate: 4,
+  plusTransA: 8,
+  plusTransB: 16,
+} as const;
+
+/** Values of the `causal` parameter. */
+export const GEMM_CAUSAL: Readonly<Record<MatmulCausal["kind"] | "none", number>> = {
+  none: 0,
+  maskOut: 1,
+  lowerA: 2,
+  upperA: 3,
+};
+
+const BK = 16;
 
 /**
  * WGSL that loads the tile slice of operand `buf` at k0 into workgroup array `dst` (k-major,
- * `span` = BM or BN wide). `rowMajorK`: the operand's element (x, k) is at x*K + k (else k*X + x).
+ * `span` = BM or BN wide). `rowMajorK` (a WGSL bool): the operand's element (x, k) is at
+ * x*K + k, else at k*X + x; consecutive invocations take consecutive addresses either way.
  */
 function loadTile(
   dst: string,
@@ -40,19 +53,18 @@ function loadTile(
   first: string,
   extent: string,
   kTotal: string,
-  rowMajorK: boolean,
+  rowMajorK: string,
 ): string {
-  // consecutive invocations take consecutive addresses of the operand
-  const [x, kk] = rowMajorK ? ["e / BK", "e % BK"] : [`e % ${span}`, `e / ${span}`];
-  const index = rowMajorK ? `(${first} + x) * ${kTotal} + k` : `k * ${extent} + ${first} + x`;
   return `
     for (var t = 0u; t < ${span} * BK / NT; t++) {
       let e = lid + t * NT;
-      let x = ${x};
-      let kk = ${kk};
+      let x = select(e % ${span}, e / BK, ${rowMajorK});
+      let kk = select(e / ${span}, e % BK, ${rowMajorK});
       let k = k0 + kk;
       var v = 0.0;
-      if (${first} + x < ${extent} && k < ${kTotal}) { v = ${buf}[${base} + ${index}]; }
+      if (${first} + x < ${extent} && k < ${kTotal}) {
+        v = ${buf}[${base} + select(k * ${extent} + ${first} + x, (${first} + x) * ${kTotal} + k, ${rowMajorK})];
+      }
       ${dst}[kk * ${span} + x] = v;
     }`;
 }
@@ -72,60 +84,19 @@ function kLoop(acc: string): string {
     workgroupBarrier();`;
 }
 
-/** Causal setup: narrows [kBegin, kEnd) and sets `skipBlock(k0)` per MatmulCausal. */
-function causalSetup(kind: GemmVariant["causal"]): string {
-  // the largest (row mod period) among this tile's rows
-  const maxIq = `
-    let rowLast = min(row0 + BM, p.m) - 1u;
-    var maxIq = rowLast % p.period;
-    if (row0 / p.period != rowLast / p.period) { maxIq = p.period - 1u; }`;
-  if (kind === "maskOut") return `${maxIq}\n    if (col0 > maxIq) { kEnd = 0u; }`;
-  if (kind === "lowerA") return `${maxIq}\n    kEnd = min(p.k, maxIq + 1u);`;
-  return "";
-}
-
-function skipBlock(kind: GemmVariant["causal"]): string {
-  if (kind !== "upperA") return "false";
-  // upperA (M == period): op(a)[i, k] == 0 where k mod period < i; the block [k0, kLast] is all
-  // zero for this tile when it does not wrap a period and its last k mod period < row0
-  return "(k0 % p.period) + (min(k0 + BK, p.k) - 1u - k0) < p.period && (min(k0 + BK, p.k) - 1u) % p.period < row0";
-}
-
-export function gemmSpec(v: GemmVariant): ShaderSpec {
-  const aRowMajorK = !v.transA; // a (M, K): element (i, k) at i*K + k
-  const bRowMajorK = v.transB; // b (N, K) when transposed: element (j, k) at j*K + k
-  const plus = v.plus;
-  const buffers = [
-    { name: "out", elem: "f32" as const },
-    { name: "a", elem: "f32" as const },
-    { name: "b", elem: "f32" as const },
-    ...(plus === null
-      ? []
-      : [
-          { name: "pa", elem: "f32" as const },
-          { name: "pb", elem: "f32" as const },
-        ]),
-  ];
-  const plusLoop =
-    plus === null
-      ? ""
-      : `
-  var acc2: array<f32, 16>;
-  for (var k0 = 0u; k0 < p.k2; k0 += BK) {
-    ${loadTile("As", "pa", "p.pa_off", "BM", "row0", "p.m", "p.k2", !plus.transA)}
-    ${loadTile("Bs", "pb", "p.pb_off", "BN", "col0", "p.n", "p.k2", plus.transB)}
-    ${kLoop("acc2")}
-  }`;
-  const value =
-    plus === null
-      ? "p.alpha * acc[r * 4u + c]"
-      : "p.alpha * acc[r * 4u + c] + p.alpha2 * acc2[r * 4u + c]";
+/**
+ * One pipeline for every MatmulOptions case: the transposes, accumulate and the causal kind are
+ * uniform parameters (branches every invocation takes the same way cost next to nothing, and
+ * one shader compiles once instead of once per combination). Without a fused term k2 = 0 and
+ * pa, pb are bound to any tensor of the call.
+ */
+export function gemmSpec(shape: GemmShape): ShaderSpec {
   const body = `
-const TX = ${v.tx}u;
-const TY = ${v.ty}u;
+const TX = ${shape.tx}u;
+const TY = ${shape.ty}u;
 const BM = 4u * TY;
 const BN = 4u * TX;
-const BK = ${GEMM_BK}u;
+const BK = ${BK}u;
 const NT = TX * TY;
 var<workgroup> As: array<f32, BK * BM>;
 var<workgroup> Bs: array<f32, BK * BN>;
@@ -138,28 +109,48 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
   let row0 = wid.y * BM;
   let col0 = wid.x * BN;
   let z = wid.z;
+  let aRowMajorK = (p.flags & ${GEMM_FLAGS.transA}u) == 0u;
+  let bRowMajorK = (p.flags & ${GEMM_FLAGS.transB}u) != 0u;
+  let paRowMajorK = (p.flags & ${GEMM_FLAGS.plusTransA}u) == 0u;
+  let pbRowMajorK = (p.flags & ${GEMM_FLAGS.plusTransB}u) != 0u;
   let aBase = p.a_off + z * p.m * p.k;
   let bBase = p.b_off + z * p.bStride;
-  var kBegin = 0u;
+
+  // causal: the K range (lowerA), whole tiles (maskOut) and K blocks (upperA) known to be zero
+  let rowLast = min(row0 + BM, p.m) - 1u;
+  var maxIq = rowLast % p.period; // the largest (row mod period) among this tile's rows
+  if (row0 / p.period != rowLast / p.period) { maxIq = p.period - 1u; }
   var kEnd = p.k;
-  ${causalSetup(v.causal)}
+  if (p.causal == ${GEMM_CAUSAL.maskOut}u && col0 > maxIq) { kEnd = 0u; }
+  if (p.causal == ${GEMM_CAUSAL.lowerA}u) { kEnd = min(p.k, maxIq + 1u); }
+
   var acc: array<f32, 16>;
-  for (var k0 = kBegin; k0 < kEnd; k0 += BK) {
-    if (${skipBlock(v.causal)}) { continue; }
-    ${loadTile("As", "a", "aBase", "BM", "row0", "p.m", "p.k", aRowMajorK)}
-    ${loadTile("Bs", "b", "bBase", "BN", "col0", "p.n", "p.k", bRowMajorK)}
+  for (var k0 = 0u; k0 < kEnd; k0 += BK) {
+    // upperA (M == period): op(a)[i, k] == 0 where k mod period < i, so a block [k0, kLast] that
+    // does not wrap a period and ends left of row0 adds nothing to this tile
+    let kLast = min(k0 + BK, p.k) - 1u;
+    if (p.causal == ${GEMM_CAUSAL.upperA}u && (k0 % p.period) + (kLast - k0) < p.period &&
+        kLast % p.period < row0) { continue; }
+    ${loadTile("As", "a", "aBase", "BM", "row0", "p.m", "p.k", "aRowMajorK")}
+    ${loadTile("Bs", "b", "bBase", "BN", "col0", "p.n", "p.k", "bRowMajorK")}
     ${kLoop("acc")}
   }
-  ${plusLoop}
+  var acc2: array<f32, 16>;
+  for (var k0 = 0u; k0 < p.k2; k0 += BK) {
+    ${loadTile("As", "pa", "p.pa_off", "BM", "row0", "p.m", "p.k2", "paRowMajorK")}
+    ${loadTile("Bs", "pb", "p.pb_off", "BN", "col0", "p.n", "p.k2", "pbRowMajorK")}
+    ${kLoop("acc2")}
+  }
+  let accumulate = (p.flags & ${GEMM_FLAGS.accumulate}u) != 0u;
   let oBase = p.out_off + z * p.m * p.n;
   for (var r = 0u; r < 4u; r++) {
     let i = row0 + ly + r * TY;
     for (var c = 0u; c < 4u; c++) {
       let j = col0 + lx + c * TX;
       if (i < p.m && j < p.n) {
-        var v = ${value};
-        ${v.accumulate ? "v += out[oBase + i * p.n + j];" : ""}
-        ${v.causal === "maskOut" ? "if (j > i % p.period) { v = 0.0; }" : ""}
+        var v = p.alpha * acc[r * 4u + c] + p.alpha2 * acc2[r * 4u + c];
+        if (accumulate) { v += out[oBase + i * p.n + j]; }
+        if (p.causal == ${GEMM_CAUSAL.maskOut}u && j > i % p.period) { v = 0.0; }
         out[oBase + i * p.n + j] = v;
       }
     }
@@ -167,8 +158,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
 }
 `;
   return {
-    name: `gemm ${v.transA ? "T" : "N"}${v.transB ? "T" : "N"}${v.accumulate ? " acc" : ""}${v.causal ?? ""}${plus === null ? "" : " plus"}`,
-    buffers,
+    name: "gemm",
+    buffers: ["out", "a", "b", "pa", "pb"].map((name) => ({ name, elem: "f32" as const })),
     params: [
       { name: "m", type: "u32" },
       { name: "n", type: "u32" },
@@ -176,6 +167,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
       { name: "k2", type: "u32" },
       { name: "bStride", type: "u32" },
       { name: "period", type: "u32" },
+      { name: "flags", type: "u32" },
+      { name: "causal", type: "u32" },
       { name: "alpha", type: "f32" },
       { name: "alpha2", type: "f32" },
     ],

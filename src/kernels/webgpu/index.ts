@@ -28,7 +28,7 @@ import * as check from "../validate.js";
 import { type GpuContext, openGpu } from "./device.js";
 import { type BoundTensor, Dispatcher, type ShaderSpec } from "./dispatch.js";
 import * as ew from "./elementwise.js";
-import { gemmSpec } from "./gemm.js";
+import { GEMM_CAUSAL, GEMM_FLAGS, gemmSpec } from "./gemm.js";
 import * as layout from "./layout.js";
 import { Mirror } from "./mirror.js";
 import * as rows from "./rows.js";
@@ -61,6 +61,7 @@ export class WebGpuKernels implements Kernels {
   private readonly errors: string[] = [];
   /** GEMM invocations per workgroup along columns and rows. */
   private readonly gemmShape: { tx: number; ty: number };
+  private readonly gemm: ShaderSpec;
 
   constructor(gpu: GpuContext, heap: Heap) {
     this.gpu = gpu;
@@ -72,6 +73,7 @@ export class WebGpuKernels implements Kernels {
     const big =
       limits.maxComputeInvocationsPerWorkgroup >= 256 && limits.maxComputeWorkgroupSizeY >= 16;
     this.gemmShape = { tx: 16, ty: big ? 16 : 8 };
+    this.gemm = gemmSpec(this.gemmShape);
   }
 
   // ---- host <-> device -------------------------------------------------------------------------
@@ -103,21 +105,25 @@ export class WebGpuKernels implements Kernels {
       batch = 1;
     }
     const plus = options.plus;
-    const spec = gemmSpec({
-      transA,
-      transB: options.transB === true,
-      accumulate: options.accumulate === true,
-      causal: options.causal?.kind ?? null,
-      plus:
-        plus === undefined ? null : { transA: plus.transA === true, transB: plus.transB === true },
-      ...this.gemmShape,
-    });
-    const tensors = [options.accumulate === true ? rw(out) : w(out), r(a), r(b)];
-    if (plus !== undefined) tensors.push(r(plus.a), r(plus.b));
+    const flag = (on: boolean | undefined, bit: number): number => (on === true ? bit : 0);
+    const flags =
+      flag(transA, GEMM_FLAGS.transA) |
+      flag(options.transB, GEMM_FLAGS.transB) |
+      flag(options.accumulate, GEMM_FLAGS.accumulate) |
+      flag(plus?.transA, GEMM_FLAGS.plusTransA) |
+      flag(plus?.transB, GEMM_FLAGS.plusTransB);
+    const tensors = [
+      options.accumulate === true ? rw(out) : w(out),
+      r(a),
+      r(b),
+      // without a fused term (k2 = 0) the term's bindings are never read: a and b stand in
+      r(plus?.a ?? a),
+      r(plus?.b ?? b),
+    ];
     const { tx, ty } = this.gemmShape;
     if (batch > MAX_GROUPS) throw new Error(`webgpu matmul: batch ${batch} exceeds ${MAX_GROUPS}`);
     this.dispatcher.run(
-      spec,
+      this.gemm,
       tensors,
       [
         m,
@@ -126,6 +132,8 @@ export class WebGpuKernels implements Kernels {
         dims.k2,
         dims.bBatched ? dims.k * dims.n : 0,
         options.causal?.period ?? 1,
+        flags,
+        GEMM_CAUSAL[options.causal?.kind ?? "none"],
         options.alpha ?? 1,
         plus?.alpha ?? 1,
       ],
