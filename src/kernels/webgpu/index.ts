@@ -448,7 +448,7 @@ export class WebGpuKernels implements Kernels {
   sumInto(out: Tensor, a: Tensor): void {
     this.reduceInto("sum", out, a);
   }
-  /** out (1) = largest element of a, on the device (-3.4e38 for an empty a). */
+  /** out (1) = largest element of a, on the device (the most negative f32 for an empty a). */
   maxInto(out: Tensor, a: Tensor): void {
     this.reduceInto("max", out, a);
   }

@@ -167,7 +167,7 @@ export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): Shad
     `if (lid == 0u) { limitShared = ${limit}; }
   let limit = workgroupUniformLoad(&limitShared);
   let visible = u32(${visible});
-  var m = -3.4028235e38;
+  var m = -0x1.fffffep+127f;
   for (var c = lid; c < visible; c += ${WG}u) { m = max(m, p.scale * scores[p.scores_off + base + c]); }
   m = reduceMax(m, lid);
   var sum = 0.0;
@@ -232,14 +232,14 @@ export function crossEntropySpec(grad: boolean): ShaderSpec {
     ${zeroRow}
     return;
   }
-  var m = -3.4028235e38;
+  var m = -0x1.fffffep+127f;
   for (var c = lid; c < C; c += ${WG}u) { m = max(m, logits[p.logits_off + base + c]); }
   m = reduceMax(m, lid);
-  let target = logits[p.logits_off + base + u32(t)];
+  let targetLogit = logits[p.logits_off + base + u32(t)];
   var sum = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { sum += exp(logits[p.logits_off + base + c] - m); }
   sum = reduceSum(sum, lid);
-  if (lid == 0u) { losses[p.losses_off + row] = m + log(sum) - target; }
+  if (lid == 0u) { losses[p.losses_off + row] = m + log(sum) - targetLogit; }
   ${writeGrad}`,
     "var<workgroup> targetShared: i32;",
   );
@@ -293,7 +293,7 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 /** out[0] = sum, sum of squares or max of a's n elements, in one workgroup. */
 export function reduceAllSpec(kind: "sum" | "sumSquares" | "max"): ShaderSpec {
   const term = kind === "sumSquares" ? "x * x" : "x";
-  const init = kind === "max" ? "-3.4028235e38" : "0.0";
+  const init = kind === "max" ? "-0x1.fffffep+127f" : "0.0";
   const combine = kind === "max" ? "acc = max(acc, x);" : `acc += ${term};`;
   return {
     name: `reduce ${kind}`,
