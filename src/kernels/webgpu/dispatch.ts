@@ -32,7 +32,7 @@ export interface ShaderSpec {
 }
 
 /** How a call uses a tensor: read it, write it (every element, old contents unused), or both. */
-export type Access = "read" | "write" | "readwrite";
+type Access = "read" | "write" | "readwrite";
 
 export interface BoundTensor {
   readonly tensor: Tensor;
