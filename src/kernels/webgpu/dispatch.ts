@@ -27,8 +27,6 @@ export interface ShaderSpec {
   readonly params: readonly { readonly name: string; readonly type: ScalarType }[];
   /** WGSL after the header: helpers and `@compute ... fn main(...)`. */
   readonly body: string;
-  /** Extra WGSL `enable` directives (e.g. "subgroups"). */
-  readonly enables?: readonly string[];
 }
 
 /** How a call uses a tensor: read it, write it (every element, old contents unused), or both. */
@@ -49,8 +47,7 @@ function header(spec: ShaderSpec): string {
     ...spec.buffers.map((b) => `${b.name}_off: u32`),
     ...spec.params.map((p) => `${p.name}: ${p.type}`),
   ];
-  const lines = (spec.enables ?? []).map((e) => `enable ${e};`);
-  lines.push(`struct Params { ${fields.join(", ")} }`);
+  const lines = [`struct Params { ${fields.join(", ")} }`];
   lines.push("@group(0) @binding(0) var<uniform> p: Params;");
   lines.push("@group(0) @binding(1) var<storage, read_write> mem: array<u32>;");
   for (const { name, elem } of spec.buffers) {
