@@ -1,8 +1,10 @@
 // createKernels: the registry of Kernels implementations, chosen by name (no global default).
 // "ref" is the plain-TypeScript oracle; "wasm" (kernels/wasm/) and "native" (kernels/native/, a C
 // addon built at install time, Node only) are loaded lazily so that users of the reference
-// kernels never load WebAssembly, worker or addon code. "auto" is "native" when its addon loads
-// and "wasm" otherwise (onFallback hears why).
+// kernels never load WebAssembly, worker or addon code. "webgpu" (kernels/webgpu/) runs on a
+// WebGPU device (navigator.gpu, or Dawn through the optional `webgpu` package in Node); it is
+// never picked by "auto". "auto" is "native" when its addon loads and "wasm" otherwise (onFallback
+// hears why).
 
 import type { Heap } from "../tensor/heap.js";
 import type { Kernels, KernelsName } from "./kernels.js";
@@ -16,10 +18,13 @@ export interface CreateKernelsOptions {
   onFallback?: (reason: string) => void;
 }
 
-const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm", "native", "auto"];
+const KERNELS_NAMES: readonly KernelsName[] = ["ref", "wasm", "native", "webgpu", "auto"];
 
 interface WasmKernelsModule {
   createWasmKernels(heap: Heap, options: { threads?: number }): Promise<Kernels>;
+}
+interface WebGpuKernelsModule {
+  createWebGpuKernels(heap: Heap): Promise<Kernels>;
 }
 interface NativeKernelsModule {
   createNativeKernels(heap: Heap, options: { threads?: number }): Promise<Kernels>;
@@ -55,6 +60,10 @@ export async function createKernels(
     case "native": {
       const module = await importKernels<NativeKernelsModule>(name, "./native/index.js");
       return module.createNativeKernels(options.heap, threadOptions);
+    }
+    case "webgpu": {
+      const module = await importKernels<WebGpuKernelsModule>(name, "./webgpu/index.js");
+      return module.createWebGpuKernels(options.heap);
     }
     case "auto": {
       let reason: string;

@@ -7,6 +7,8 @@
 //   - `native` (kernels/native/): a C addon's matmul (native/src/) on the same heap, every other
 //            op the wasm one's; Node only, when the addon is built. `auto` is native when it
 //            loads, else wasm.
+//   - `webgpu` (kernels/webgpu/): WGSL compute shaders on a WebGPU device, on a device mirror of
+//            the heap; results reach the heap at its download()/sync() points.
 //
 // Conventions (llm.c style):
 // - Outputs first, then inputs, then options. All tensors live in the same Heap as the kernels.
@@ -25,7 +27,7 @@ import type { Heap } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
 
 /** Names createKernels accepts; "auto" picks "native" when its addon loads, else "wasm". */
-export type KernelsName = "ref" | "wasm" | "native" | "auto";
+export type KernelsName = "ref" | "wasm" | "native" | "webgpu" | "auto";
 /** The implementation a Kernels object is (what "auto" resolved to). */
 export type KernelsImpl = Exclude<KernelsName, "auto">;
 

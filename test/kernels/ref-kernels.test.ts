@@ -388,7 +388,7 @@ describe("createKernels", () => {
     const ref = await createKernels("ref", { heap });
     expect(ref.name).toBe("ref");
     await expect(createKernels("cuda" as "ref", { heap })).rejects.toThrow(
-      'unknown kernels "cuda"; supported: "ref", "wasm", "native", "auto"',
+      'unknown kernels "cuda"; supported: "ref", "wasm", "native", "webgpu", "auto"',
     );
   });
 });

@@ -14,7 +14,7 @@ export const configFlag = stringFlag(
 
 export const ENGINE_FLAGS = {
   kernels: withDefault(
-    choiceFlag("--kernels <name>", "compute kernels", ["auto", "native", "wasm", "ref"]),
+    choiceFlag("--kernels <name>", "compute kernels", ["auto", "native", "wasm", "ref", "webgpu"]),
     "auto",
   ),
   threads: intFlag("--threads <n>", "worker threads (default: all cores)"),
@@ -23,7 +23,7 @@ export const ENGINE_FLAGS = {
 };
 
 export interface EngineOptions {
-  readonly kernels: "auto" | "native" | "wasm" | "ref";
+  readonly kernels: "auto" | "native" | "wasm" | "ref" | "webgpu";
   readonly threads: number | undefined;
 }
 
@@ -40,5 +40,14 @@ export async function openEngine(options: EngineOptions): Promise<Engine> {
     ...(options.threads !== undefined && { threads: options.threads }),
     onFallback: (reason) => process.stderr.write(`loraga: using the wasm engine (${reason})\n`),
   });
+  if (kernels.name === "webgpu") {
+    // the device opened; the commands still read tensors on the host between kernels, which the
+    // WebGPU engine only updates at download points (docs/engine-notes.md, The WebGPU engine)
+    await kernels.dispose();
+    throw new Error(
+      "--kernels webgpu: a WebGPU device opened, but the commands do not run on the WebGPU " +
+        "engine yet (its kernels do; the end-to-end step is issue 17's follow-up)",
+    );
+  }
   return { heap, kernels, dispose: () => kernels.dispose() };
 }

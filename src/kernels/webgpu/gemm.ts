@@ -1,0 +1,177 @@
+// GEMM on WebGPU: out (batch, M, N) = alpha op(a) op(b) [+ alpha2 op(pa) op(pb)] [+ out], every
+// MatmulOptions case (kernels.ts). One workgroup computes a BM x BN tile of out; each of its
+// TX x TY invocations holds 4 x 4 outputs in registers, at rows ty + r*TY and columns tx + c*TX
+// of the tile, so that the invocations of a row of the workgroup read consecutive words of the
+// shared B tile. K advances in steps of BK: the workgroup loads a BM x BK slice of op(a) and a
+// BK x BN slice of op(b) into workgroup memory, both stored k-major (As[k][i], Bs[k][j]); the
+// transposes are resolved in those loads (each picks the thread-to-element order that reads
+// consecutive addresses of its operand), so every layout runs the same inner loop of 16 FMAs per
+// 8 shared reads. The fused term (MatmulOptions.plus) is a second K loop into its own
+// accumulators before the one write of the tile. Causal structure (MatmulCausal) is skipped a
+// block at a time: maskOut tiles wholly above the diagonal run no K loop, lowerA stops K past the
+// tile's last diagonal, upperA skips K blocks left of its first one.
+// Every case runs one pipeline: the options are uniform parameters (see gemmSpec).
+
+import type { MatmulCausal } from "../kernels.js";
+import type { ShaderSpec } from "./dispatch.js";
+
+/** Invocations per workgroup along x (columns) and y (rows); BN = 4 TX, BM = 4 TY. */
+export interface GemmShape {
+  tx: number;
+  ty: number;
+}
+
+/** Bits of the `flags` parameter. */
+export const GEMM_FLAGS = {
+  transA: 1,
+  transB: 2,
+  accumulate: 4,
+  plusTransA: 8,
+  plusTransB: 16,
+} as const;
+
+/** Values of the `causal` parameter. */
+export const GEMM_CAUSAL: Readonly<Record<MatmulCausal["kind"] | "none", number>> = {
+  none: 0,
+  maskOut: 1,
+  lowerA: 2,
+  upperA: 3,
+};
+
+const BK = 16;
+
+/**
+ * WGSL that loads the tile slice of operand `buf` at k0 into workgroup array `dst` (k-major,
+ * `span` = BM or BN wide). `rowMajorK` (a WGSL bool): the operand's element (x, k) is at
+ * x*K + k, else at k*X + x; consecutive invocations take consecutive addresses either way.
+ */
+function loadTile(
+  dst: string,
+  buf: string,
+  base: string,
+  span: string,
+  first: string,
+  extent: string,
+  kTotal: string,
+  rowMajorK: string,
+): string {
+  return `
+    for (var t = 0u; t < ${span} * BK / NT; t++) {
+      let e = lid + t * NT;
+      let x = select(e % ${span}, e / BK, ${rowMajorK});
+      let kk = select(e / ${span}, e % BK, ${rowMajorK});
+      let k = k0 + kk;
+      var v = 0.0;
+      if (${first} + x < ${extent} && k < ${kTotal}) {
+        v = ${buf}[${base} + select(k * ${extent} + ${first} + x, (${first} + x) * ${kTotal} + k, ${rowMajorK})];
+      }
+      ${dst}[kk * ${span} + x] = v;
+    }`;
+}
+
+function kLoop(acc: string): string {
+  return `
+    workgroupBarrier();
+    for (var kk = 0u; kk < BK; kk++) {
+      var av: array<f32, 4>;
+      var bv: array<f32, 4>;
+      for (var r = 0u; r < 4u; r++) { av[r] = As[kk * BM + ly + r * TY]; }
+      for (var c = 0u; c < 4u; c++) { bv[c] = Bs[kk * BN + lx + c * TX]; }
+      for (var r = 0u; r < 4u; r++) {
+        for (var c = 0u; c < 4u; c++) { ${acc}[r * 4u + c] = fma(av[r], bv[c], ${acc}[r * 4u + c]); }
+      }
+    }
+    workgroupBarrier();`;
+}
+
+/**
+ * One pipeline for every MatmulOptions case: the transposes, accumulate and the causal kind are
+ * uniform parameters (branches every invocation takes the same way cost next to nothing, and
+ * one shader compiles once instead of once per combination). Without a fused term k2 = 0 and
+ * pa, pb are bound to any tensor of the call.
+ */
+export function gemmSpec(shape: GemmShape): ShaderSpec {
+  const body = `
+const TX = ${shape.tx}u;
+const TY = ${shape.ty}u;
+const BM = 4u * TY;
+const BN = 4u * TX;
+const BK = ${BK}u;
+const NT = TX * TY;
+var<workgroup> As: array<f32, BK * BM>;
+var<workgroup> Bs: array<f32, BK * BN>;
+
+@compute @workgroup_size(TX, TY, 1)
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+  let lx = lid3.x;
+  let ly = lid3.y;
+  let lid = ly * TX + lx;
+  let row0 = wid.y * BM;
+  let col0 = wid.x * BN;
+  let z = wid.z;
+  let aRowMajorK = (p.flags & ${GEMM_FLAGS.transA}u) == 0u;
+  let bRowMajorK = (p.flags & ${GEMM_FLAGS.transB}u) != 0u;
+  let paRowMajorK = (p.flags & ${GEMM_FLAGS.plusTransA}u) == 0u;
+  let pbRowMajorK = (p.flags & ${GEMM_FLAGS.plusTransB}u) != 0u;
+  let aBase = p.a_off + z * p.m * p.k;
+  let bBase = p.b_off + z * p.bStride;
+
+  // causal: the K range (lowerA), whole tiles (maskOut) and K blocks (upperA) known to be zero
+  let rowLast = min(row0 + BM, p.m) - 1u;
+  var maxIq = rowLast % p.period; // the largest (row mod period) among this tile's rows
+  if (row0 / p.period != rowLast / p.period) { maxIq = p.period - 1u; }
+  var kEnd = p.k;
+  if (p.causal == ${GEMM_CAUSAL.maskOut}u && col0 > maxIq) { kEnd = 0u; }
+  if (p.causal == ${GEMM_CAUSAL.lowerA}u) { kEnd = min(p.k, maxIq + 1u); }
+
+  var acc: array<f32, 16>;
+  for (var k0 = 0u; k0 < kEnd; k0 += BK) {
+    // upperA (M == period): op(a)[i, k] == 0 where k mod period < i, so a block [k0, kLast] that
+    // does not wrap a period and ends left of row0 adds nothing to this tile
+    let kLast = min(k0 + BK, p.k) - 1u;
+    if (p.causal == ${GEMM_CAUSAL.upperA}u && (k0 % p.period) + (kLast - k0) < p.period &&
+        kLast % p.period < row0) { continue; }
+    ${loadTile("As", "a", "aBase", "BM", "row0", "p.m", "p.k", "aRowMajorK")}
+    ${loadTile("Bs", "b", "bBase", "BN", "col0", "p.n", "p.k", "bRowMajorK")}
+    ${kLoop("acc")}
+  }
+  var acc2: array<f32, 16>;
+  for (var k0 = 0u; k0 < p.k2; k0 += BK) {
+    ${loadTile("As", "pa", "p.pa_off", "BM", "row0", "p.m", "p.k2", "paRowMajorK")}
+    ${loadTile("Bs", "pb", "p.pb_off", "BN", "col0", "p.n", "p.k2", "pbRowMajorK")}
+    ${kLoop("acc2")}
+  }
+  let accumulate = (p.flags & ${GEMM_FLAGS.accumulate}u) != 0u;
+  let oBase = p.out_off + z * p.m * p.n;
+  for (var r = 0u; r < 4u; r++) {
+    let i = row0 + ly + r * TY;
+    for (var c = 0u; c < 4u; c++) {
+      let j = col0 + lx + c * TX;
+      if (i < p.m && j < p.n) {
+        var v = p.alpha * acc[r * 4u + c] + p.alpha2 * acc2[r * 4u + c];
+        if (accumulate) { v += out[oBase + i * p.n + j]; }
+        if (p.causal == ${GEMM_CAUSAL.maskOut}u && j > i % p.period) { v = 0.0; }
+        out[oBase + i * p.n + j] = v;
+      }
+    }
+  }
+}
+`;
+  return {
+    name: "gemm",
+    buffers: ["out", "a", "b", "pa", "pb"].map((name) => ({ name, elem: "f32" as const })),
+    params: [
+      { name: "m", type: "u32" },
+      { name: "n", type: "u32" },
+      { name: "k", type: "u32" },
+      { name: "k2", type: "u32" },
+      { name: "bStride", type: "u32" },
+      { name: "period", type: "u32" },
+      { name: "flags", type: "u32" },
+      { name: "causal", type: "u32" },
+      { name: "alpha", type: "f32" },
+      { name: "alpha2", type: "f32" },
+    ],
+    body,
+  };
+}
