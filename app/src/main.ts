@@ -1,0 +1,426 @@
+// The page: choose a model and data, see the data preview, set the run (the CLI's flags), run
+// estimation + init + training in a Web Worker (worker.ts) with live progress and loss chart,
+// stop it, generate from the result, and save the adapters and logs. Everything stays in this
+// tab: files are read locally, nothing is sent anywhere or stored beyond what the person saves.
+
+import type {
+  DataSource,
+  FromWorker,
+  ModelSource,
+  RunOutcome,
+  Stage,
+  ToWorker,
+} from "./protocol.js";
+import { parseSettings, type RunSettings } from "./settings.js";
+import { byId, h } from "./ui/dom.js";
+import { LossChart } from "./ui/loss-chart.js";
+import { renderPreview } from "./ui/preview-view.js";
+import { compareMethod, formTexts, settingsForm } from "./ui/settings-form.js";
+import {
+  directoryPicker,
+  modelFolderFromInput,
+  pickModelFolder,
+  saveToFolder,
+} from "./ui/sources.js";
+
+const STAGE_TEXT: Record<Stage, string> = {
+  load: "loading model and data",
+  estimate: "estimating gradients",
+  init: "initialising adapters",
+  train: "training",
+  eval: "evaluating",
+  save: "saving adapters",
+};
+
+let model: ModelSource = { kind: "demo" };
+let data: DataSource = { kind: "demo" };
+let worker: Worker;
+let running = false;
+let trainingNow = false;
+let settings: RunSettings | null = null;
+const outcomes: RunOutcome[] = [];
+
+function layout(): void {
+  const picker = directoryPicker();
+  byId("app").append(
+    h(
+      "header",
+      {},
+      h("h1", {}, "loraga"),
+      h(
+        "p",
+        {},
+        "Fine-tune a language model with LoRA-GA or LoRA in this tab. Your files never leave it.",
+      ),
+      h("p", { id: "notice", class: "notice", role: "status" }),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "h-model" },
+      h("h2", { id: "h-model" }, "1. Model"),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", id: "model-demo" }, "Use the demo model"),
+        picker !== null
+          ? h("button", { type: "button", id: "model-pick" }, "Open a model folder…")
+          : null,
+        h(
+          "label",
+          { class: "file", for: "model-input" },
+          picker !== null ? "or choose a folder" : "Open a model folder",
+        ),
+        h("input", { type: "file", id: "model-input", webkitdirectory: true, multiple: true }),
+      ),
+      h(
+        "p",
+        { id: "model-status", role: "status" },
+        "demo model (character tokenizer, ~0.8M parameters)",
+      ),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "h-data" },
+      h("h2", { id: "h-data" }, "2. Data"),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", id: "data-demo" }, "Use the demo task"),
+        h("label", { class: "file", for: "data-input" }, "Open a JSONL file"),
+        h("input", {
+          type: "file",
+          id: "data-input",
+          accept: ".jsonl,.json,.txt,application/jsonl",
+        }),
+      ),
+      h(
+        "p",
+        { class: "hint" },
+        'One row per line: {"text"}, {"prompt", "completion"}, {"messages"} or {"input_ids"[, "labels"]}.',
+      ),
+      h("div", { id: "preview", "aria-live": "polite" }),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "h-settings" },
+      h("h2", { id: "h-settings" }, "3. Settings"),
+      settingsForm(),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "h-run" },
+      h("h2", { id: "h-run" }, "4. Run"),
+      h(
+        "div",
+        { class: "row" },
+        h("button", { type: "button", id: "run", class: "primary" }, "Start"),
+        h("button", { type: "button", id: "stop", disabled: true }, "Stop"),
+      ),
+      h("p", { id: "stage", role: "status" }, "idle"),
+      h("progress", { id: "progress", max: "1", value: "0", "aria-labelledby": "stage" }),
+      h("p", { id: "speed" }),
+      h("figure", { id: "chart", "aria-label": "training loss chart" }),
+      h("div", { id: "results" }),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "h-try" },
+      h("h2", { id: "h-try" }, "5. Try it"),
+      h("label", { for: "prompt" }, "Prompt"),
+      h(
+        "textarea",
+        { id: "prompt", rows: "3" },
+        "Mia has 12 apples. She buys 5 more. How many apples does Mia have now?\nAnswer:",
+      ),
+      h(
+        "div",
+        { class: "row" },
+        h("label", { for: "max-new" }, "tokens to generate"),
+        h("input", { id: "max-new", type: "text", inputmode: "numeric", value: "32", size: "4" }),
+        h("button", { type: "button", id: "generate", disabled: true }, "Generate"),
+      ),
+      h("pre", { id: "generated", "aria-live": "polite" }),
+    ),
+    h("div", { id: "error", role: "alert" }),
+  );
+}
+
+function send(message: ToWorker): void {
+  worker.postMessage(message);
+}
+
+function startWorker(): void {
+  worker = new Worker(new URL("./worker.ts", import.meta.url), { type: "module" });
+  worker.onmessage = (event: MessageEvent<FromWorker>) => onMessage(event.data);
+  worker.onerror = (event) => fail(event.message || "the worker stopped");
+}
+
+function restartWorker(): void {
+  worker.terminate();
+  startWorker();
+}
+
+function showError(message: string): void {
+  byId("error").replaceChildren(
+    h("p", {}, message),
+    h("button", { type: "button", id: "dismiss" }, "Dismiss"),
+  );
+  byId("dismiss").addEventListener("click", () => byId("error").replaceChildren());
+}
+
+/** A failed step: one message, a fresh worker, the page usable again. */
+function fail(message: string): void {
+  showError(message);
+  restartWorker();
+  setRunning(false);
+  byId("stage").textContent = "stopped by an error";
+}
+
+function setRunning(on: boolean): void {
+  running = on;
+  if (!on) trainingNow = false;
+  byId<HTMLButtonElement>("run").disabled = on;
+  byId<HTMLButtonElement>("stop").disabled = !on;
+  byId<HTMLButtonElement>("generate").disabled = on || outcomes.length === 0;
+}
+
+const chart = new LossChart(byIdLater("chart"), () => settings?.steps ?? 1);
+
+function byIdLater(id: string): HTMLElement {
+  return new Proxy({} as HTMLElement, {
+    get: (_, key) => {
+      const el = byId(id) as unknown as Record<string | symbol, unknown>;
+      const value = el[key];
+      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(el) : value;
+    },
+    set: (_, key, value) => {
+      (byId(id) as unknown as Record<string | symbol, unknown>)[key] = value;
+      return true;
+    },
+  });
+}
+
+function onMessage(message: FromWorker): void {
+  switch (message.type) {
+    case "engine":
+      byId("notice").textContent = message.isolated
+        ? `Engine: WebAssembly SIMD${message.relaxedSimd ? " + relaxed FMA" : ""} on ${message.threads} threads.`
+        : "This page is not cross-origin isolated (its server sends no COOP/COEP headers), so the engine runs on one thread: slower, same results. See the README to host it with the headers.";
+      return;
+    case "inspected":
+      byId("preview").replaceChildren(renderPreview(message.preview));
+      return;
+    case "stage": {
+      trainingNow = message.stage === "train";
+      byId("stage").textContent =
+        `${message.run}: ${STAGE_TEXT[message.stage]}${message.total > 1 ? ` (${message.done}/${message.total})` : ""}`;
+      const bar = byId<HTMLProgressElement>("progress");
+      bar.max = message.total;
+      bar.value = message.done;
+      return;
+    }
+    case "step": {
+      chart.add(message.run, message.step, message.loss);
+      const total = settings?.steps ?? message.step;
+      byId("stage").textContent =
+        `${message.run}: training, step ${message.step}/${total}, loss ${message.loss.toFixed(4)}`;
+      byId<HTMLProgressElement>("progress").value = message.step;
+      byId("speed").textContent = `${Math.round(message.tokensPerSecond)} tokens/s`;
+      return;
+    }
+    case "finished":
+      outcomes.push(message.outcome);
+      renderResults();
+      return;
+    case "done":
+      setRunning(false);
+      byId("stage").textContent = outcomes.some((o) => o.interrupted) ? "stopped" : "done";
+      return;
+    case "generated":
+      byId("generated").textContent = message.text;
+      byId<HTMLButtonElement>("generate").disabled = false;
+      return;
+    case "error":
+      fail(message.message);
+      return;
+  }
+}
+
+function renderResults(): void {
+  const picker = directoryPicker();
+  const rows = outcomes.map((o) =>
+    h(
+      "tr",
+      { "data-run": o.label },
+      h("th", { scope: "row" }, o.label),
+      h("td", {}, `${o.steps}${o.interrupted ? " (stopped)" : ""}`),
+      h("td", { class: "first-loss" }, o.losses[0]?.toFixed(4) ?? "–"),
+      h("td", { class: "last-loss" }, o.losses[o.losses.length - 1]?.toFixed(4) ?? "–"),
+      h("td", { class: "eval-loss", "data-value": String(o.evalLoss) }, o.evalLoss.toFixed(4)),
+      h(
+        "td",
+        {},
+        h(
+          "ul",
+          { class: "files" },
+          ...o.files.map((f) => {
+            const a = h(
+              "a",
+              {
+                href: URL.createObjectURL(f.blob),
+                download: f.path.split("/").pop() ?? f.path,
+                "data-path": f.path,
+              },
+              f.path,
+            );
+            return h("li", {}, a);
+          }),
+        ),
+        picker !== null
+          ? h("button", { type: "button", "data-save": o.label }, "Save all to a folder…")
+          : null,
+      ),
+    ),
+  );
+  byId("results").replaceChildren(
+    h(
+      "table",
+      {},
+      h(
+        "caption",
+        {},
+        `Eval loss on ${outcomes[0]?.evalData ?? ""}. adapter-converted/ is the rank-2r adapter for the original base model (PEFT loads it).`,
+      ),
+      h(
+        "thead",
+        {},
+        h(
+          "tr",
+          {},
+          ...["run", "steps", "first loss", "last loss", "eval loss", "files"].map((t) =>
+            h("th", { scope: "col" }, t),
+          ),
+        ),
+      ),
+      h("tbody", {}, ...rows),
+    ),
+  );
+  for (const button of byId("results").querySelectorAll<HTMLButtonElement>("button[data-save]")) {
+    button.addEventListener("click", async () => {
+      const outcome = outcomes.find((o) => o.label === button.dataset.save);
+      if (outcome === undefined || picker === null) return;
+      try {
+        const name = await saveToFolder(picker, outcome.files);
+        button.textContent = `Saved to ${name}`;
+      } catch (error) {
+        if ((error as Error).name !== "AbortError")
+          showError(`saving: ${(error as Error).message}`);
+      }
+    });
+  }
+}
+
+function readSettings(): RunSettings | null {
+  try {
+    return parseSettings(formTexts(byId<HTMLFormElement>("settings")));
+  } catch (error) {
+    showError((error as Error).message);
+    return null;
+  }
+}
+
+function inspect(): void {
+  const s = readSettings();
+  byId("preview").replaceChildren(h("p", {}, "reading the data…"));
+  send({ type: "inspect", model, data, maxLength: s?.maxLength ?? 512 });
+}
+
+function start(): void {
+  if (running) return;
+  byId("error").replaceChildren();
+  settings = readSettings();
+  if (settings === null) return;
+  const second = compareMethod(byId<HTMLFormElement>("settings"));
+  // the second (comparison) run goes first, so that the main run stays loaded for generation
+  const methods =
+    second === null || second === settings.method ? [settings.method] : [second, settings.method];
+  outcomes.length = 0;
+  chart.clear();
+  byId("results").replaceChildren();
+  byId("generated").textContent = "";
+  byId<HTMLProgressElement>("progress").max = settings.steps;
+  setRunning(true);
+  send({ type: "run", model, data, settings, methods });
+}
+
+function stop(): void {
+  if (!running) return;
+  if (trainingNow) {
+    send({ type: "stop" }); // ends after the current step; the adapters so far are saved
+    byId("stage").textContent = "stopping after this step…";
+  } else {
+    restartWorker(); // nothing trained yet: drop the run
+    setRunning(false);
+    byId("stage").textContent = "stopped";
+  }
+}
+
+function wire(): void {
+  byId("run").addEventListener("click", start);
+  byId("stop").addEventListener("click", stop);
+  byId("model-demo").addEventListener("click", () => {
+    model = { kind: "demo" };
+    byId("model-status").textContent = "demo model (character tokenizer, ~0.8M parameters)";
+    inspect();
+  });
+  const picker = directoryPicker();
+  if (picker !== null) {
+    byId("model-pick").addEventListener("click", async () => {
+      try {
+        model = await pickModelFolder(picker);
+        byId("model-status").textContent = `${model.name}: ${model.files.length} files`;
+        inspect();
+      } catch (error) {
+        if ((error as Error).name !== "AbortError") showError((error as Error).message);
+      }
+    });
+  }
+  byId<HTMLInputElement>("model-input").addEventListener("change", (event) => {
+    const files = (event.target as HTMLInputElement).files;
+    const picked = files === null ? null : modelFolderFromInput(files);
+    if (picked === null || picked.kind !== "files") return;
+    model = picked;
+    byId("model-status").textContent = `${picked.name}: ${picked.files.length} files`;
+    inspect();
+  });
+  byId("data-demo").addEventListener("click", () => {
+    data = { kind: "demo" };
+    inspect();
+  });
+  byId<HTMLInputElement>("data-input").addEventListener("change", (event) => {
+    const file = (event.target as HTMLInputElement).files?.[0];
+    if (file === undefined) return;
+    data = { kind: "file", file };
+    inspect();
+  });
+  byId("setting-maxLength").addEventListener("change", inspect);
+  byId("generate").addEventListener("click", () => {
+    const maxNewTokens = Number(byId<HTMLInputElement>("max-new").value);
+    if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 1) {
+      showError(
+        `tokens to generate must be an integer >= 1, got "${byId<HTMLInputElement>("max-new").value}"`,
+      );
+      return;
+    }
+    byId<HTMLButtonElement>("generate").disabled = true;
+    byId("generated").textContent = "generating…";
+    send({ type: "generate", prompt: byId<HTMLTextAreaElement>("prompt").value, maxNewTokens });
+  });
+}
+
+layout();
+startWorker();
+wire();
+inspect();
+if (!self.crossOriginIsolated)
+  onMessage({ type: "engine", threads: 1, isolated: false, relaxedSimd: false });

@@ -1,0 +1,212 @@
+// End to end: the built web app (app/, built here with Vite) in headless Chromium, driven as a
+// person would: demo model and demo task, LoRA-GA for a few steps on 2 wasm threads, the loss
+// falls, a generated sample, the adapter and the log downloaded. Then the Node side:
+// - `loraga eval` on the downloaded rank-2r adapter (on the ORIGINAL base) gives the eval loss the
+//   page reported (the page's model is the offset base + the trained adapter: equal up to
+//   rounding);
+// - `loraga train` with the same seed, data, settings and engine (wasm, 2 threads, relaxed SIMD as
+//   in Chromium) logs the same per-step losses as the page's train.jsonl, bit for bit.
+// Every request is recorded: none may leave the page's origin (Chromium's proxy is the test
+// server, which records and refuses anything bound elsewhere).
+
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Browser, Page } from "puppeteer-core";
+import { build } from "vite";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { DEMO_TEST_FILE, DEMO_TRAIN_FILE, demoJsonl } from "../../app/src/demo-data.js";
+import {
+  HAS_CHROMIUM,
+  launchChromium,
+  requireChromium,
+  type StaticServer,
+  serveStatic,
+} from "./browser.js";
+
+const ROOT = resolve(import.meta.dirname, "../..");
+const STEPS = 6;
+/** The form's settings for this run (the rest keep the CLI's defaults). */
+const SETTINGS = { steps: STEPS, lr: "5e-4", gaBatches: "2", threads: "2", compare: "" };
+
+requireChromium();
+
+/** `loraga` from dist/ with the V8 flag that enables relaxed SIMD (Chromium has it on). */
+function loraga(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(
+    process.execPath,
+    ["--experimental-wasm-relaxed-simd", join(ROOT, "dist/cli/main.js"), ...args],
+    {
+      encoding: "utf8",
+      timeout: 120_000,
+    },
+  );
+}
+
+async function waitForFiles(
+  dir: string,
+  names: readonly string[],
+  timeoutMs: number,
+): Promise<void> {
+  const t0 = Date.now();
+  while (!names.every((n) => existsSync(join(dir, n)))) {
+    if (Date.now() - t0 > timeoutMs)
+      throw new Error(`downloads missing in ${dir}: ${readdirSync(dir).join(", ")}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
+  const work = mkdtempSync(join(tmpdir(), "loraga-app-"));
+  const downloads = join(work, "downloads");
+  let server: StaticServer;
+  let browser: Browser;
+  let page: Page;
+  const pageRequests: string[] = [];
+
+  beforeAll(async () => {
+    await build({
+      configFile: join(ROOT, "app/vite.config.ts"),
+      logLevel: "warn",
+      build: { outDir: join(work, "site"), emptyOutDir: true },
+    });
+    server = await serveStatic(join(work, "site"));
+    browser = await launchChromium(server.origin);
+    page = await browser.newPage();
+    page.on("request", (r) => pageRequests.push(r.url()));
+    const cdp = await browser.target().createCDPSession();
+    await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: downloads });
+    await page.setViewport({ width: 1280, height: 900 });
+    await page.goto(server.origin, { waitUntil: "load" });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test("demo data preview, LoRA-GA run, generation, downloads; the CLI agrees", async () => {
+    // the preview of the demo task: row count, learned parts marked
+    await page.waitForFunction(() => document.querySelector("#preview-summary") !== null, {
+      timeout: 60_000,
+    });
+    const summary = await page.$eval("#preview-summary", (e) => e.textContent ?? "");
+    expect(summary).toMatch(/^demo-train\.jsonl: 512 rows, \d+ tokens, \d+ learned$/);
+    const marked = await page.$eval(".rows li pre mark", (e) => e.textContent ?? "");
+    expect(marked).toMatch(/#### \d+/);
+
+    // settings through the form, as typed; LoRA-GA is the default method
+    expect(await page.$eval("#setting-method", (e) => (e as HTMLSelectElement).value)).toBe(
+      "lora-ga",
+    );
+    for (const [key, value] of Object.entries(SETTINGS)) {
+      await page.$eval(
+        `#setting-${key}`,
+        (e, v) => {
+          (e as HTMLInputElement).value = String(v);
+        },
+        value,
+      );
+    }
+    await page.click("#run");
+    await page.waitForFunction(() => document.querySelector("#stage")?.textContent === "done", {
+      timeout: 120_000,
+    });
+    const errorText = await page.$eval("#error", (e) => e.textContent ?? "");
+    expect(errorText).toBe("");
+    expect(
+      await page.$eval("#chart svg", (e) => e.querySelectorAll("path, polyline").length),
+    ).toBeGreaterThan(0);
+    const pageEvalLoss = Number(
+      await page.$eval("tr[data-run='lora-ga'] .eval-loss", (e) => e.getAttribute("data-value")),
+    );
+
+    // generation from the fine-tuned model
+    await page.click("#generate");
+    await page.waitForFunction(
+      () => {
+        const t = document.querySelector("#generated")?.textContent ?? "";
+        return t !== "" && t !== "generating…";
+      },
+      { timeout: 60_000 },
+    );
+    expect((await page.$eval("#generated", (e) => e.textContent ?? "")).length).toBeGreaterThan(0);
+
+    // downloads: the converted adapter (rank 2r, original base) and the run's log
+    for (const path of [
+      "adapter-converted/adapter_config.json",
+      "adapter-converted/adapter_model.safetensors",
+      "train.jsonl",
+    ]) {
+      await page.click(`tr[data-run='lora-ga'] a[data-path='${path}']`);
+    }
+    const names = ["adapter_config.json", "adapter_model.safetensors", "train.jsonl"];
+    await waitForFiles(downloads, names, 30_000);
+
+    const pageLog = readFileSync(join(downloads, "train.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l));
+    const pageLosses = pageLog.filter((r) => r.type === "train").map((r) => r.loss as number);
+    expect(pageLosses).toHaveLength(STEPS);
+    // the loss falls: the last two steps average below the first
+    expect((pageLosses[STEPS - 1] + pageLosses[STEPS - 2]) / 2).toBeLessThan(pageLosses[0]);
+    expect(JSON.parse(readFileSync(join(downloads, "adapter_config.json"), "utf8")).r).toBe(16);
+
+    // the same data on disk for the CLI
+    const { train, test: heldOut } = demoJsonl();
+    writeFileSync(join(work, DEMO_TRAIN_FILE), train);
+    writeFileSync(join(work, DEMO_TEST_FILE), heldOut);
+    const common = ["--model", join(ROOT, "demo/model"), "--kernels", "wasm", "--threads", "2"];
+
+    const evaluated = loraga([
+      "eval",
+      ...common,
+      "--adapter",
+      downloads,
+      "--data",
+      join(work, DEMO_TEST_FILE),
+    ]);
+    expect(evaluated.stderr).toBe("");
+    expect(evaluated.status).toBe(0);
+    const cliEvalLoss = JSON.parse(evaluated.stdout).loss as number;
+    expect(Math.abs(cliEvalLoss - pageEvalLoss)).toBeLessThan(1e-4 * pageEvalLoss);
+
+    const out = join(work, "cli-run");
+    const trained = loraga([
+      "train",
+      ...common,
+      "--data",
+      join(work, DEMO_TRAIN_FILE),
+      "--method",
+      "lora-ga",
+      "--steps",
+      String(STEPS),
+      "--lr",
+      SETTINGS.lr,
+      "--ga-batches",
+      SETTINGS.gaBatches,
+      "--out",
+      out,
+      "--quiet",
+    ]);
+    expect(trained.stderr).toBe("");
+    expect(trained.status).toBe(0);
+    const cliLosses = readFileSync(join(out, "train.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .filter((r) => r.type === "train")
+      .map((r) => r.loss as number);
+    expect(cliLosses).toEqual(pageLosses);
+
+    // nothing left the origin, from the page or its workers
+    expect(server.leftOrigin).toEqual([]);
+    expect(
+      pageRequests.filter((u) => !u.startsWith(server.origin) && !/^(blob|data):/.test(u)),
+    ).toEqual([]);
+    expect(server.served).toContain("/demo-model/model.safetensors");
+  });
+});
