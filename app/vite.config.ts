@@ -26,7 +26,11 @@ function demoModel(): Plugin {
     generateBundle() {
       for (const name of readdirSync(source)) {
         if (name === "README.md") continue;
-        this.emitFile({ type: "asset", fileName: `demo-model/${name}`, source: readFileSync(join(source, name)) });
+        this.emitFile({
+          type: "asset",
+          fileName: `demo-model/${name}`,
+          source: readFileSync(join(source, name)),
+        });
       }
     },
   };
@@ -43,7 +47,10 @@ export default defineConfig({
       { find: /^node:path$/, replacement: node("path.ts") },
       { find: /^node:crypto$/, replacement: node("crypto.ts") },
       { find: /^node:os$/, replacement: node("os.ts") },
-      { find: /^(node:worker_threads|node:module|node:url|commander|cli-progress)$/, replacement: node("unavailable.ts") },
+      {
+        find: /^(node:worker_threads|node:module|node:url|commander|cli-progress)$/,
+        replacement: node("unavailable.ts"),
+      },
     ],
   },
   worker: { format: "es" },

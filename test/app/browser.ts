@@ -1,7 +1,6 @@
 // Helpers of the browser tests (test/app/*.test.ts): a static file server with the cross-origin
-// isolation headers, which also records every request it gets and, acting as Chromium's proxy,
-// every request that tried to leave the page's origin; and headless Debian Chromium driven by
-// puppeteer-core (no browser download). Chromium is /usr/bin/chromium or $CHROMIUM. Without it
+// isolation headers that records the paths it serves, headless Debian Chromium driven by
+// puppeteer-core (no browser download), and a recorder of a page's requests. Chromium is /usr/bin/chromium or $CHROMIUM. Without it
 // the browser tests are skipped on a workstation and FAIL under CI (CI set), which installs it
 // (.ci/run), so a CI run never silently skips them.
 
@@ -10,7 +9,7 @@ import { readFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
-import puppeteer, { type Browser } from "puppeteer-core";
+import puppeteer, { type Browser, type Page } from "puppeteer-core";
 import { test } from "vitest";
 
 export const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
@@ -40,10 +39,8 @@ export const ISOLATION_HEADERS = {
 
 export interface StaticServer {
   origin: string;
-  /** Paths of every request this server answered as the page's origin. */
+  /** Paths of every request this server answered. */
   served: string[];
-  /** URLs Chromium tried to fetch from anywhere else (it uses this server as its proxy). */
-  leftOrigin: string[];
   close(): Promise<void>;
 }
 
@@ -60,17 +57,8 @@ export async function serveStatic(
 ): Promise<StaticServer> {
   const headers = options.isolated === false ? {} : ISOLATION_HEADERS;
   const served: string[] = [];
-  const leftOrigin: string[] = [];
-  let origin = "";
   const server = createServer(async (req, res) => {
-    const url = req.url ?? "/";
-    // a proxy request names an absolute URL (or CONNECT host:port): it was bound elsewhere
-    if (req.method === "CONNECT" || (/^[a-z]+:\/\//i.test(url) && !url.startsWith(origin))) {
-      leftOrigin.push(req.method === "CONNECT" ? `https://${url}` : url);
-      res.writeHead(403).end();
-      return;
-    }
-    const path = normalize(decodeURIComponent(new URL(url, "http://x").pathname));
+    const path = normalize(decodeURIComponent(new URL(req.url ?? "/", "http://x").pathname));
     served.push(path);
     const route = options.routes?.[path];
     if (route !== undefined) {
@@ -86,25 +74,19 @@ export async function serveStatic(
       res.writeHead(404, headers).end();
     }
   });
-  server.on("connect", (req, socket) => {
-    leftOrigin.push(`https://${req.url}`);
-    socket.end("HTTP/1.1 403 Forbidden\r\n\r\n");
-  });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   return {
-    origin,
+    origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     served,
-    leftOrigin,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }
 
 /**
- * Headless Chromium whose every non-loopback request goes to `proxyOrigin` (the test server,
- * which records and refuses it), with Chromium's own background traffic switched off.
+ * Headless Chromium that resolves no host name but loopback ones (nothing of a test run can reach
+ * the network, whatever asks), with its own background traffic switched off.
  */
-export async function launchChromium(proxyOrigin: string): Promise<Browser> {
+export async function launchChromium(): Promise<Browser> {
   return puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -112,16 +94,24 @@ export async function launchChromium(proxyOrigin: string): Promise<Browser> {
       "--no-sandbox",
       "--disable-gpu",
       "--disable-dev-shm-usage",
-      `--proxy-server=${proxyOrigin}`,
+      "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
       "--disable-background-networking",
       "--disable-component-update",
-      "--disable-domain-reliability",
-      "--disable-client-side-phishing-detection",
-      "--disable-sync",
-      "--no-pings",
       "--no-first-run",
-      "--no-default-browser-check",
-      "--disable-features=NetworkTimeServiceQuerying,AutofillServerCommunication,OptimizationHints,OptimizationGuideModelDownloading,MediaRouter,Translate,PrivacySandboxSettings4,SafeBrowsing",
     ],
   });
+}
+
+/**
+ * Records the URL of every request of `page` and its workers (puppeteer reports a dedicated
+ * worker's fetches as the page's), with the page's Content-Security-Policy bypassed so that what
+ * the code itself asks for is seen, not only what the policy lets through.
+ */
+export async function recordRequests(page: Page): Promise<string[]> {
+  const urls: string[] = [];
+  await page.setBypassCSP(true);
+  page.on("request", (request) => {
+    urls.push(request.url());
+  });
+  return urls;
 }
