@@ -4,7 +4,7 @@
 
 import { makeArithSplits, toJsonl } from "../../src/demo/arith-task.js";
 
-export const DEMO_TASK = { trainRows: 512, testRows: 32, seed: 1 } as const;
+const DEMO_TASK = { trainRows: 512, testRows: 32, seed: 1 } as const;
 export const DEMO_TRAIN_FILE = "demo-train.jsonl";
 export const DEMO_TEST_FILE = "demo-test.jsonl";
 

@@ -15,13 +15,9 @@ import { parseSettings, type RunSettings } from "./settings.js";
 import { byId, h } from "./ui/dom.js";
 import { LossChart } from "./ui/loss-chart.js";
 import { renderPreview } from "./ui/preview-view.js";
+import { resultsTable } from "./ui/results-view.js";
 import { compareMethod, formTexts, settingsForm } from "./ui/settings-form.js";
-import {
-  directoryPicker,
-  modelFolderFromInput,
-  pickModelFolder,
-  saveToFolder,
-} from "./ui/sources.js";
+import { directoryPicker, modelFolderFromInput, pickModelFolder } from "./ui/sources.js";
 
 const STAGE_TEXT: Record<Stage, string> = {
   load: "loading model and data",
@@ -184,21 +180,7 @@ function setRunning(on: boolean): void {
   byId<HTMLButtonElement>("generate").disabled = on || outcomes.length === 0;
 }
 
-const chart = new LossChart(byIdLater("chart"), () => settings?.steps ?? 1);
-
-function byIdLater(id: string): HTMLElement {
-  return new Proxy({} as HTMLElement, {
-    get: (_, key) => {
-      const el = byId(id) as unknown as Record<string | symbol, unknown>;
-      const value = el[key];
-      return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(el) : value;
-    },
-    set: (_, key, value) => {
-      (byId(id) as unknown as Record<string | symbol, unknown>)[key] = value;
-      return true;
-    },
-  });
-}
+let chart: LossChart;
 
 function onMessage(message: FromWorker): void {
   switch (message.type) {
@@ -247,77 +229,7 @@ function onMessage(message: FromWorker): void {
 }
 
 function renderResults(): void {
-  const picker = directoryPicker();
-  const rows = outcomes.map((o) =>
-    h(
-      "tr",
-      { "data-run": o.label },
-      h("th", { scope: "row" }, o.label),
-      h("td", {}, `${o.steps}${o.interrupted ? " (stopped)" : ""}`),
-      h("td", { class: "first-loss" }, o.losses[0]?.toFixed(4) ?? "–"),
-      h("td", { class: "last-loss" }, o.losses[o.losses.length - 1]?.toFixed(4) ?? "–"),
-      h("td", { class: "eval-loss", "data-value": String(o.evalLoss) }, o.evalLoss.toFixed(4)),
-      h(
-        "td",
-        {},
-        h(
-          "ul",
-          { class: "files" },
-          ...o.files.map((f) => {
-            const a = h(
-              "a",
-              {
-                href: URL.createObjectURL(f.blob),
-                download: f.path.split("/").pop() ?? f.path,
-                "data-path": f.path,
-              },
-              f.path,
-            );
-            return h("li", {}, a);
-          }),
-        ),
-        picker !== null
-          ? h("button", { type: "button", "data-save": o.label }, "Save all to a folder…")
-          : null,
-      ),
-    ),
-  );
-  byId("results").replaceChildren(
-    h(
-      "table",
-      {},
-      h(
-        "caption",
-        {},
-        `Eval loss on ${outcomes[0]?.evalData ?? ""}. adapter-converted/ is the rank-2r adapter for the original base model (PEFT loads it).`,
-      ),
-      h(
-        "thead",
-        {},
-        h(
-          "tr",
-          {},
-          ...["run", "steps", "first loss", "last loss", "eval loss", "files"].map((t) =>
-            h("th", { scope: "col" }, t),
-          ),
-        ),
-      ),
-      h("tbody", {}, ...rows),
-    ),
-  );
-  for (const button of byId("results").querySelectorAll<HTMLButtonElement>("button[data-save]")) {
-    button.addEventListener("click", async () => {
-      const outcome = outcomes.find((o) => o.label === button.dataset.save);
-      if (outcome === undefined || picker === null) return;
-      try {
-        const name = await saveToFolder(picker, outcome.files);
-        button.textContent = `Saved to ${name}`;
-      } catch (error) {
-        if ((error as Error).name !== "AbortError")
-          showError(`saving: ${(error as Error).message}`);
-      }
-    });
-  }
+  byId("results").replaceChildren(resultsTable(outcomes, showError));
 }
 
 function readSettings(): RunSettings | null {
@@ -419,6 +331,7 @@ function wire(): void {
 }
 
 layout();
+chart = new LossChart(byId("chart"), () => settings?.steps ?? 1);
 startWorker();
 wire();
 inspect();

@@ -3,9 +3,9 @@
 // token counts, and for the first rows their text split into learned (counted in the loss) and
 // prompt spans, decoded from the tokens so that what is marked is what trains.
 
-import { countedLabels } from "../../src/data/learnable.js";
 import { IGNORE_INDEX, type TokenExample, toExample } from "../../src/data/examples.js";
 import { readJsonl } from "../../src/data/jsonl.js";
+import { countedLabels } from "../../src/data/learnable.js";
 import type { Tokenizer } from "../../src/io/tokenizer.js";
 import type { Preview, PreviewRow } from "./protocol.js";
 
@@ -67,7 +67,7 @@ function shownRow(
     if (t < example.inputIds.length && learnedAt(t) === learnedAt(start)) continue;
     const ids = example.inputIds.slice(start, t);
     const text =
-      tokenizer === null ? ids.join(" ") + " " : tokenizer.decode(ids, { skipSpecialTokens: true });
+      tokenizer === null ? `${ids.join(" ")} ` : tokenizer.decode(ids, { skipSpecialTokens: true });
     if (text !== "") spans.push({ text, learned: learnedAt(start) });
     start = t;
   }

@@ -27,7 +27,7 @@ import { evaluateLoss } from "../../src/train/metrics.js";
 import { fullFineTuning, type Trainable } from "../../src/train/trainable.js";
 import { train } from "../../src/train/trainer.js";
 import { existsSync } from "./node/fs.js";
-import { list, getFile } from "./node/vfs.js";
+import { getFile, list } from "./node/vfs.js";
 import type { FromWorker, RunOutcome, SavedFile } from "./protocol.js";
 import type { Method, RunSettings } from "./settings.js";
 
@@ -183,7 +183,7 @@ async function prepare(
     stage("estimate", 0, batches.length);
     const estimated = await estimateGradient(model, batches, {
       targets: targets.map((t) => t.path),
-      onProgress: ({ done, total }) => stage("estimate", done, total),
+      onProgress: ({ done }) => stage("estimate", done, batches.length),
     });
     namedGrad = estimated.grads;
   }

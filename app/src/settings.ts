@@ -2,11 +2,11 @@
 // (src/cli/options): the same names, defaults, choices, help text and validation (each value is
 // parsed by its flag's parser, so a bad value gets the CLI's message). Nothing here retypes them.
 
+import { maxLengthFlag } from "../../src/cli/options/data.js";
 import { ENGINE_FLAGS } from "../../src/cli/options/engine.js";
 import { TRAIN_LORA_FLAGS } from "../../src/cli/options/lora.js";
 import type { Flag } from "../../src/cli/options/schema.js";
 import { clipFlag, OPTIMIZER_FLAGS, TRAIN_DATA_FLAGS } from "../../src/cli/options/training.js";
-import { maxLengthFlag } from "../../src/cli/options/data.js";
 
 /** The form's fields, in the order shown, keyed as the CLI's option attributes. */
 export const FIELDS = {
@@ -58,7 +58,7 @@ export function flagName(key: FieldKey): string {
 }
 
 /** The default the CLI uses when the flag is not given, as text ("" when there is none). */
-export function defaultText(key: FieldKey): string {
+function defaultText(key: FieldKey): string {
   const flag: Flag<unknown, unknown> = FIELDS[key];
   if (flag.shownDefault !== undefined) return String(flag.shownDefault);
   const value = flag.absent === "required" ? undefined : flag.absent.value;

@@ -4,10 +4,11 @@
 // as one "error" message with the library's text (which names the file, line or module); the page
 // then starts a fresh worker.
 
-import { generate } from "../../src/train/generate.js";
-import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
 import { readModelConfig } from "../../src/io/hf-config.js";
+import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
+import { assertSupportedModelType } from "../../src/models/registry.js";
 import { Heap } from "../../src/tensor/heap.js";
+import { generate } from "../../src/train/generate.js";
 import { DEMO_TEST_FILE, DEMO_TRAIN_FILE, demoJsonl } from "./demo-data.js";
 import { existsSync } from "./node/fs.js";
 import { installNodeGlobals } from "./node/globals.js";
@@ -99,6 +100,9 @@ async function handle(message: ToWorker): Promise<void> {
     case "inspect": {
       const modelDir = await mountModel(message.model);
       const config = await readModelConfig(modelDir);
+      // an unsupported model_type is named here, before any data is read
+      assertSupportedModelType(config.model_type);
+      if (!("vocab_size" in config)) throw new Error(`${modelDir}/config.json: not recognized`);
       const tokenizer = await loadTokenizerIfAny(modelDir);
       const { dataFile } = mountData(message.data);
       const preview = await previewData(dataFile, tokenizer, {

@@ -11,7 +11,15 @@
 // fetch at the end shows that the recorder sees one that does.
 
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Browser, Page } from "puppeteer-core";
@@ -70,7 +78,7 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
   beforeAll(async () => {
     await build({
       configFile: join(ROOT, "app/vite.config.ts"),
-      logLevel: "warn",
+      logLevel: "error",
       build: { outDir: join(work, "site"), emptyOutDir: true },
     });
     server = await serveStatic(join(work, "site"));
@@ -89,11 +97,56 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
     rmSync(work, { recursive: true, force: true });
   });
 
+  test("errors name the file and line or the module, and the page stays usable", async () => {
+    const bad = join(work, "bad.jsonl");
+    writeFileSync(bad, '{"prompt": "1 + 1 =", "completion": " 2"}\n{"prompt": "2 + 2 =",\n[3]\n');
+    const noConfig = join(work, "no-config");
+    const bert = join(work, "bert-model");
+    mkdirSync(noConfig);
+    writeFileSync(join(noConfig, "notes.txt"), "not a model\n");
+    mkdirSync(bert);
+    writeFileSync(join(bert, "config.json"), '{"model_type": "bert", "vocab_size": 10}\n');
+
+    const summaryStarts = (prefix: string) =>
+      page.waitForFunction(
+        (p) => document.querySelector("#preview-summary")?.textContent?.startsWith(p) === true,
+        { timeout: 60_000 },
+        prefix,
+      );
+    const errorShown = () =>
+      page.waitForFunction(() => (document.querySelector("#error")?.textContent ?? "") !== "", {
+        timeout: 60_000,
+      });
+    const errorText = () => page.$eval("#error p", (e) => e.textContent ?? "");
+    const dismiss = () => page.click("#dismiss");
+
+    await summaryStarts("demo-train.jsonl");
+    const dataInput = await page.$("#data-input");
+    await dataInput?.uploadFile(bad);
+    await summaryStarts("bad.jsonl: 1 rows");
+    const rowErrors = await page.$$eval(".row-errors li", (l) => l.map((e) => e.textContent));
+    expect(rowErrors).toEqual([expect.stringMatching(/^bad\.jsonl:2: invalid JSON: /)]);
+
+    const modelInput = await page.$("#model-input");
+    await modelInput?.uploadFile(noConfig);
+    await errorShown();
+    expect(await errorText()).toBe(
+      "no-config: no config.json there (expected a Hugging Face model directory)",
+    );
+    await dismiss();
+    await modelInput?.uploadFile(bert);
+    await errorShown();
+    expect(await errorText()).toMatch(/bert/);
+    await dismiss();
+
+    // usable again: back to the demo model and task
+    await page.click("#model-demo");
+    await page.click("#data-demo");
+    await summaryStarts("demo-train.jsonl");
+  });
+
   test("demo data preview, LoRA-GA run, generation, downloads; the CLI agrees", async () => {
     // the preview of the demo task: row count, learned parts marked
-    await page.waitForFunction(() => document.querySelector("#preview-summary") !== null, {
-      timeout: 60_000,
-    });
     const summary = await page.$eval("#preview-summary", (e) => e.textContent ?? "");
     expect(summary).toMatch(/^demo-train\.jsonl: 512 rows, \d+ tokens, \d+ learned$/);
     const marked = await page.$eval(".rows li pre mark", (e) => e.textContent ?? "");
@@ -116,8 +169,8 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
     await page.waitForFunction(() => document.querySelector("#stage")?.textContent === "done", {
       timeout: 120_000,
     });
-    const errorText = await page.$eval("#error", (e) => e.textContent ?? "");
-    expect(errorText).toBe("");
+    expect(await page.$eval("#error", (e) => e.textContent ?? "")).toBe("");
+    expect(await page.$eval("#notice", (e) => e.textContent ?? "")).toMatch(/ on 2 threads\.$/);
     expect(
       await page.$eval("#chart svg", (e) => e.querySelectorAll("path, polyline").length),
     ).toBeGreaterThan(0);
@@ -216,5 +269,51 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
     // control: an off-origin fetch is seen by the recorder
     await page.evaluate(() => fetch("http://192.0.2.1/control").catch(() => undefined));
     expect(offOrigin()).toEqual(["http://192.0.2.1/control"]);
+  });
+
+  test("without cross-origin isolation: one thread and a notice; Stop ends a run cleanly", async () => {
+    const plain = await serveStatic(join(work, "site"), { isolated: false });
+    const other = await browser.newPage();
+    try {
+      await other.goto(plain.origin, { waitUntil: "load" });
+      expect(await other.evaluate(() => self.crossOriginIsolated)).toBe(false);
+      expect(await other.$eval("#notice", (e) => e.textContent ?? "")).toMatch(/one thread/);
+      await other.$eval("#setting-steps", (e) => {
+        (e as HTMLInputElement).value = "500";
+      });
+      await other.$eval("#setting-compare", (e) => {
+        (e as HTMLSelectElement).value = "";
+      });
+      await other.$eval("#setting-method", (e) => {
+        (e as HTMLSelectElement).value = "lora";
+      });
+      await other.click("#run");
+      await other.waitForFunction(
+        () => /training, step \d+\/500/.test(document.querySelector("#stage")?.textContent ?? ""),
+        { timeout: 60_000 },
+      );
+      await other.click("#stop");
+      await other.waitForFunction(
+        () => document.querySelector("#stage")?.textContent === "stopped",
+        {
+          timeout: 60_000,
+        },
+      );
+      const steps = await other.$eval("tr[data-run='lora'] td", (e) => e.textContent ?? "");
+      expect(steps).toMatch(/^\d+ \(stopped\)$/);
+      expect(Number.parseInt(steps, 10)).toBeLessThan(500);
+      expect(
+        await other.$$eval("tr[data-run='lora'] a", (l) => l.map((a) => a.dataset.path)),
+      ).toEqual([
+        "adapter/adapter_config.json",
+        "adapter/adapter_model.safetensors",
+        "train.jsonl",
+      ]);
+      expect(await other.$eval("#notice", (e) => e.textContent ?? "")).toMatch(/one thread/);
+      expect(await other.$eval("#error", (e) => e.textContent ?? "")).toBe("");
+    } finally {
+      await other.close();
+      await plain.close();
+    }
   });
 });

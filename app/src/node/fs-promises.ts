@@ -35,11 +35,14 @@ function toBytes(data: string | Uint8Array): Uint8Array<ArrayBuffer> {
 export class FileHandle {
   private readonly chunks: Uint8Array<ArrayBuffer>[] = [];
   private closed = false;
+  private readonly path: string;
+  /** The file's content when opened for reading; null when opened for writing. */
+  private readonly blob: Blob | null;
 
-  constructor(
-    private readonly path: string,
-    private readonly blob: Blob | null,
-  ) {}
+  constructor(path: string, blob: Blob | null) {
+    this.path = path;
+    this.blob = blob;
+  }
 
   async read(
     buffer: Uint8Array,
@@ -120,7 +123,10 @@ export async function stat(path: string): Promise<Stats> {
   return statOf(path);
 }
 
-export const lstat = stat;
+/** There are no links: lstat is stat. */
+export async function lstat(path: string): Promise<Stats> {
+  return statOf(path);
+}
 
 export async function realpath(path: string): Promise<string> {
   statOf(path);

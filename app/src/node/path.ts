@@ -60,4 +60,3 @@ export function relative(from: string, to: string): string {
   return [...a.slice(same).map(() => ".."), ...b.slice(same)].join("/");
 }
 
-export default { sep, normalize, join, resolve, dirname, basename, extname, isAbsolute, relative };

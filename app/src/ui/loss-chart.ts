@@ -7,11 +7,14 @@ const COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#8250df"];
 
 export class LossChart {
   private readonly series = new Map<string, [number, number][]>();
+  private readonly host: HTMLElement;
+  /** The x axis' extent: the run's planned steps. */
+  private readonly steps: () => number;
 
-  constructor(
-    private readonly host: HTMLElement,
-    private readonly steps: () => number,
-  ) {}
+  constructor(host: HTMLElement, steps: () => number) {
+    this.host = host;
+    this.steps = steps;
+  }
 
   clear(): void {
     this.series.clear();

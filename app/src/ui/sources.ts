@@ -4,6 +4,8 @@
 
 import type { ModelSource } from "../protocol.js";
 
+type FolderSource = Extract<ModelSource, { kind: "files" }>;
+
 interface DirectoryHandle {
   name: string;
   values(): AsyncIterable<{
@@ -21,7 +23,7 @@ export function directoryPicker(): Picker | null {
 }
 
 /** The model folder chosen with the directory picker. */
-export async function pickModelFolder(picker: Picker): Promise<ModelSource> {
+export async function pickModelFolder(picker: Picker): Promise<FolderSource> {
   const dir = await picker({ mode: "read" });
   const files: { path: string; file: File }[] = [];
   for await (const entry of dir.values()) {
@@ -32,7 +34,7 @@ export async function pickModelFolder(picker: Picker): Promise<ModelSource> {
 }
 
 /** The model folder chosen with <input type="file" webkitdirectory>. */
-export function modelFolderFromInput(list: FileList): ModelSource | null {
+export function modelFolderFromInput(list: FileList): FolderSource | null {
   const files: { path: string; file: File }[] = [];
   let name = "";
   for (const file of Array.from(list)) {
