@@ -59,4 +59,3 @@ export function relative(from: string, to: string): string {
   while (same < a.length && same < b.length && a[same] === b[same]) same++;
   return [...a.slice(same).map(() => ".."), ...b.slice(same)].join("/");
 }
-
