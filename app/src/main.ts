@@ -61,12 +61,17 @@ function layout(): void {
         picker !== null
           ? h("button", { type: "button", id: "model-pick" }, "Open a model folder…")
           : null,
-        h(
-          "label",
-          { class: "file", for: "model-input" },
-          picker !== null ? "or choose a folder" : "Open a model folder",
-        ),
-        h("input", { type: "file", id: "model-input", webkitdirectory: true, multiple: true }),
+        // the folder <input>, for browsers without the directory picker
+        h("input", {
+          type: "file",
+          id: "model-input",
+          webkitdirectory: true,
+          multiple: true,
+          hidden: picker !== null,
+        }),
+        picker === null
+          ? h("label", { class: "file", for: "model-input" }, "Open a model folder")
+          : null,
       ),
       h(
         "p",
@@ -82,12 +87,12 @@ function layout(): void {
         "div",
         { class: "row" },
         h("button", { type: "button", id: "data-demo" }, "Use the demo task"),
-        h("label", { class: "file", for: "data-input" }, "Open a JSONL file"),
         h("input", {
           type: "file",
           id: "data-input",
           accept: ".jsonl,.json,.txt,application/jsonl",
         }),
+        h("label", { class: "file", for: "data-input" }, "Open a JSONL file"),
       ),
       h(
         "p",

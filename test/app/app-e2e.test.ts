@@ -121,13 +121,13 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
     const dismiss = () => page.click("#dismiss");
 
     await summaryStarts("demo-train.jsonl");
-    const dataInput = await page.$("#data-input");
+    const dataInput = await page.$("input#data-input");
     await dataInput?.uploadFile(bad);
     await summaryStarts("bad.jsonl: 1 rows");
     const rowErrors = await page.$$eval(".row-errors li", (l) => l.map((e) => e.textContent));
     expect(rowErrors).toEqual([expect.stringMatching(/^bad\.jsonl:2: invalid JSON: /)]);
 
-    const modelInput = await page.$("#model-input");
+    const modelInput = await page.$("input#model-input");
     await modelInput?.uploadFile(noConfig);
     await errorShown();
     expect(await errorText()).toBe(

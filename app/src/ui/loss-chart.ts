@@ -1,7 +1,8 @@
 // The live loss chart: the training loss of each run per step, drawn with the report's SVG chart
-// (src/report/svg-chart.ts, which escapes every text), redrawn as steps arrive.
+// (src/report/svg-chart.ts, which escapes every text), redrawn as steps arrive, with a legend.
 
-import { renderChart, type Series } from "../../../src/report/svg-chart.js";
+import { niceDomain, renderChart, type Series } from "../../../src/report/svg-chart.js";
+import { h } from "./dom.js";
 
 const COLORS = ["#1f6feb", "#d1242f", "#1a7f37", "#8250df"];
 
@@ -52,11 +53,20 @@ export class LossChart {
       xLabel: "step",
       yLabel: "loss",
       xDomain: [0, Math.max(this.steps(), ...all.map(([s]) => s))],
-      yDomain: [lo === hi ? lo * 0.9 : lo, lo === hi ? hi * 1.1 + 1e-6 : hi],
+      yDomain: lo === hi ? [lo * 0.9, hi * 1.1 + 1e-6] : niceDomain(lo, hi),
       logY: false,
       series,
       width: 720,
       height: 320,
     });
+    this.host.append(
+      h(
+        "figcaption",
+        { class: "legend" },
+        ...series.map((s) =>
+          h("span", {}, h("span", { class: "swatch", style: `background:${s.color}` }), s.label),
+        ),
+      ),
+    );
   }
 }
