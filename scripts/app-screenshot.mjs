@@ -16,7 +16,11 @@ const STEPS = 150;
 const CAPTURE_AT = 60; // LoRA-GA step at which the picture is taken
 
 await build({ configFile, logLevel: "error" });
-const server = await preview({ configFile, logLevel: "error", preview: { host: "127.0.0.1", port: 0, open: false } });
+const server = await preview({
+  configFile,
+  logLevel: "error",
+  preview: { host: "127.0.0.1", port: 0, open: false },
+});
 const url = server.resolvedUrls?.local[0];
 const browser = await puppeteer.launch({
   executablePath: chromium,

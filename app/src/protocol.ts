@@ -67,7 +67,7 @@ export interface RunOutcome {
 export type FromWorker =
   | { type: "engine"; threads: number; isolated: boolean; relaxedSimd: boolean }
   | { type: "inspected"; preview: Preview }
-  | { type: "stage"; run: string; stage: Stage; done: number; total: number; note?: string }
+  | { type: "stage"; run: string; stage: Stage; done: number; total: number }
   | { type: "step"; run: string; step: number; loss: number; tokensPerSecond: number }
   | { type: "finished"; outcome: RunOutcome }
   | { type: "done" }

@@ -28,7 +28,7 @@ import { fullFineTuning, type Trainable } from "../../src/train/trainable.js";
 import { train } from "../../src/train/trainer.js";
 import { existsSync } from "./node/fs.js";
 import { getFile, list } from "./node/vfs.js";
-import type { FromWorker, RunOutcome, SavedFile } from "./protocol.js";
+import type { FromWorker, RunOutcome, SavedFile, Stage } from "./protocol.js";
 import type { Method, RunSettings } from "./settings.js";
 
 /** A flag's value when the command line does not give it (the CLI's default). */
@@ -66,11 +66,8 @@ export async function runMethod(
   label: string,
 ): Promise<{ outcome: RunOutcome; loaded: Loaded }> {
   const s = ctx.settings;
-  const stage = (
-    stage: "load" | "estimate" | "init" | "train" | "eval" | "save",
-    done = 0,
-    total = 1,
-  ) => ctx.report({ type: "stage", run: label, stage, done, total });
+  const stage = (stage: Stage, done = 0, total = 1) =>
+    ctx.report({ type: "stage", run: label, stage, done, total });
   stage("load");
   const model = await loadModel(ctx.modelDir, { kernels: ctx.kernels });
   const tokenizer = await loadTokenizerIfAny(ctx.modelDir);
@@ -79,6 +76,7 @@ export async function runMethod(
       vocabSize: model.vocabSize,
       trainOnPrompt: false,
     }),
+    // the dropped rows are already counted in the page's data preview
     { maxLength: s.maxLength, file: ctx.dataFile, warn: () => undefined },
   );
   if (examples.length < s.batchSize) {
@@ -160,7 +158,7 @@ async function prepare(
   examples: Parameters<typeof batchesOf>[0],
   method: Method,
   padTokenId: number,
-  stage: (stage: "estimate" | "init", done?: number, total?: number) => void,
+  stage: (stage: Stage, done?: number, total?: number) => void,
 ): Promise<{ trainable: Trainable; peft: PeftModel | null }> {
   const s = ctx.settings;
   if (method === "full") return { trainable: fullFineTuning(model), peft: null };

@@ -11,6 +11,7 @@ import {
   isDir,
   list,
   makeDir,
+  makeDirs,
   move,
   putFile,
   removeTree,
@@ -138,12 +139,8 @@ export async function readdir(path: string): Promise<string[]> {
 }
 
 export async function mkdir(path: string, options?: { recursive?: boolean }): Promise<void> {
-  if (options?.recursive === true) {
-    if (!isDir(path)) putFile(`${absolute(path)}/.keep`, new Blob([]));
-    deleteFile(`${absolute(path)}/.keep`);
-    return;
-  }
-  makeDir(path);
+  if (options?.recursive === true) makeDirs(path);
+  else makeDir(path);
 }
 
 export async function rename(from: string, to: string): Promise<void> {

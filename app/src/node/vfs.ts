@@ -64,6 +64,16 @@ export function makeDir(path: string): void {
   dirs.add(p);
 }
 
+/** mkdir -p: `path` and its missing parents; a file in the way is ENOTDIR. */
+export function makeDirs(path: string): void {
+  const p = absolute(path);
+  for (let q = p; q !== "/"; q = parentOf(q)) {
+    if (files.has(q)) throw fsError("ENOTDIR", "mkdir", p);
+  }
+  addParents(p);
+  dirs.add(p);
+}
+
 export function deleteFile(path: string): void {
   const p = absolute(path);
   if (!files.delete(p)) throw fsError("ENOENT", "unlink", p);

@@ -8,10 +8,21 @@ import { directoryPicker, saveToFolder } from "./sources.js";
 
 const loss = (x: number | undefined) => (x === undefined ? "–" : x.toFixed(4));
 
+/** The object URLs of the table shown now, revoked when it is replaced. */
+let shownUrls: string[] = [];
+
+function objectUrl(blob: Blob): string {
+  const url = URL.createObjectURL(blob);
+  shownUrls.push(url);
+  return url;
+}
+
 export function resultsTable(
   outcomes: readonly RunOutcome[],
   showError: (message: string) => void,
 ): HTMLElement {
+  for (const url of shownUrls) URL.revokeObjectURL(url);
+  shownUrls = [];
   const picker = directoryPicker();
   const saveButton = (o: RunOutcome) => {
     if (picker === null) return null;
@@ -48,7 +59,7 @@ export function resultsTable(
               h(
                 "a",
                 {
-                  href: URL.createObjectURL(f.blob),
+                  href: objectUrl(f.blob),
                   download: f.path.split("/").pop() ?? f.path,
                   "data-path": f.path,
                 },
