@@ -95,18 +95,30 @@ function mountData(source: DataSource): { dataFile: string; evalFile: string } {
   return { dataFile: source.file.name, evalFile: source.file.name };
 }
 
+/**
+ * Reads the model's config.json; an unsupported model_type is an error naming that file, before
+ * any weight or data is read. Returns the vocabulary size.
+ */
+async function checkModel(modelDir: string): Promise<number> {
+  const config = await readModelConfig(modelDir);
+  try {
+    assertSupportedModelType(config.model_type);
+  } catch (error) {
+    throw new Error(`${modelDir}/config.json: ${(error as Error).message}`);
+  }
+  if (!("vocab_size" in config)) throw new Error(`${modelDir}/config.json: not a known layout`);
+  return config.vocab_size;
+}
+
 async function handle(message: ToWorker): Promise<void> {
   switch (message.type) {
     case "inspect": {
       const modelDir = await mountModel(message.model);
-      const config = await readModelConfig(modelDir);
-      // an unsupported model_type is named here, before any data is read
-      assertSupportedModelType(config.model_type);
-      if (!("vocab_size" in config)) throw new Error(`${modelDir}/config.json: not recognized`);
+      const vocabSize = await checkModel(modelDir);
       const tokenizer = await loadTokenizerIfAny(modelDir);
       const { dataFile } = mountData(message.data);
       const preview = await previewData(dataFile, tokenizer, {
-        vocabSize: config.vocab_size,
+        vocabSize,
         maxLength: message.maxLength,
       });
       post({ type: "inspected", preview });
@@ -117,6 +129,7 @@ async function handle(message: ToWorker): Promise<void> {
       disposeLoaded();
       const kernels = await openEngine(message.settings.threads);
       const modelDir = await mountModel(message.model);
+      await checkModel(modelDir);
       const { dataFile, evalFile } = mountData(message.data);
       const ctx = {
         kernels,
