@@ -31,7 +31,6 @@ import { UsageError } from "../errors.js";
 import { InterruptedError, watchInterrupts } from "../interrupt.js";
 import {
   batchesOf,
-  batchSizeFlag,
   dataFlag,
   maxLengthFlag,
   padTokenIdOf,
@@ -39,13 +38,7 @@ import {
 } from "../options/data.js";
 import { ENGINE_FLAGS, openEngine } from "../options/engine.js";
 import { maxGradMemoryFlag } from "../options/estimation.js";
-import {
-  checkTarget,
-  loraConfigFor,
-  needsGradients,
-  TRAIN_LORA_FLAGS,
-  targetFlag,
-} from "../options/lora.js";
+import { checkTarget, loraConfigFor, needsGradients, TRAIN_LORA_FLAGS } from "../options/lora.js";
 import {
   attentionFlag,
   checkInputDir,
@@ -59,14 +52,7 @@ import {
   weightDtypeFlag,
 } from "../options/model.js";
 import { checkOutputDir, outFlag } from "../options/output.js";
-import {
-  intFlag,
-  type Parsed,
-  required,
-  stringFlag,
-  switchFlag,
-  withDefault,
-} from "../options/schema.js";
+import { type Parsed, required, stringFlag, switchFlag } from "../options/schema.js";
 import {
   clipFlag,
   EVAL_FLAGS,
@@ -74,6 +60,7 @@ import {
   noShuffleFlag,
   OPTIMIZER_FLAGS,
   RUN_FLAGS,
+  TRAIN_DATA_FLAGS,
 } from "../options/training.js";
 import { claimRunDir, removingCreatedDirs } from "../output-guard.js";
 import { createProgress } from "../progress.js";
@@ -99,14 +86,11 @@ const SCHEMA = {
     "--offset-base",
     "subtract s*B*A of --init-adapter from the base first (LoRA-GA/PiSSA adapters made elsewhere)",
   ),
-  target: targetFlag("target modules (names, regex, or all-linear)"),
-  gaBatches: withDefault(
-    intFlag("--ga-batches <n>", "LoRA-GA: batches for gradient estimation"),
-    8,
-  ),
+  target: TRAIN_DATA_FLAGS.target,
+  gaBatches: TRAIN_DATA_FLAGS.gaBatches,
   maxGradMemory: maxGradMemoryFlag,
   ...OPTIMIZER_FLAGS,
-  batchSize: batchSizeFlag("rows per micro-batch", 4),
+  batchSize: TRAIN_DATA_FLAGS.batchSize,
   gradAccum: gradAccumFlag,
   maxLength: maxLengthFlag,
   clip: clipFlag,

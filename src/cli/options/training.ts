@@ -4,6 +4,8 @@
 
 import { SCHEDULE_NAMES } from "../../train/schedule.js";
 import { UsageError } from "../errors.js";
+import { batchSizeFlag } from "./data.js";
+import { targetFlag } from "./lora.js";
 import {
   choiceFlag,
   intFlag,
@@ -80,4 +82,14 @@ export const RUN_FLAGS = {
   keepCheckpoints: intFlag("--keep-checkpoints <n>", "keep only the newest N checkpoints"),
   resume: switchFlag("--resume", "continue the run in --out from its newest checkpoint"),
   name: stringFlag("--name <name>", "run name in run.json (default: the method)"),
+};
+
+/** `train`'s --target, --ga-batches and --batch-size (the web app's form shows the same). */
+export const TRAIN_DATA_FLAGS = {
+  target: targetFlag("target modules (names, regex, or all-linear)"),
+  gaBatches: withDefault(
+    intFlag("--ga-batches <n>", "LoRA-GA: batches for gradient estimation"),
+    8,
+  ),
+  batchSize: batchSizeFlag("rows per micro-batch", 4),
 };
