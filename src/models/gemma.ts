@@ -35,12 +35,7 @@ import type { QuantizedWeight } from "../quant/quantized-linear.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../tensor/dtype.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { AttentionPlan, type Heads } from "./attention.js";
-import {
-  type CheckpointSource,
-  gradFor,
-  type LinearLayer,
-  type ParamSpec,
-} from "./common.js";
+import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
 import {
   type CacheDims,
