@@ -2,11 +2,13 @@
 // shapes (config below; weights N(0, 0.02^2) from src/models/random.ts, stored as BF16) is written
 // to a temporary folder, then both sides estimate the gradients of every linear but lm_head over
 // one 2 x 256 batch on that checkpoint, in the same run:
-//   loraga        `loraga estimate --weight-dtype bf16 --gradient-checkpointing --target all-linear`
-//                 in process (the model load is timed apart), on the auto engine (native when built)
+//   loraga        `loraga estimate --target all-linear` in process (the model load is timed apart),
+//                 on the auto engine (native when built), in two configurations (LORAGA_CONFIGS):
+//                 f32 weights with the gradients moved off the heap as each layer finishes
+//                 (`--max-grad-memory 256MiB`), and bf16 weights with `--gradient-checkpointing`
 //   PyTorch+PEFT  preprocess_loraga with f32 weights, 2 threads (bench/real_size_torch.py)
-// The record's vs_torch is PyTorch's estimate time over loraga's (> 1: loraga is faster). The job
-// takes minutes and about 8 GB of memory, so `--quick` skips it.
+// Each record's vs_torch is PyTorch's estimate time over that configuration's (> 1: loraga is
+// faster). The job takes minutes and about 8 GB of memory, so `--quick` skips it.
 
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -47,6 +49,28 @@ const QWEN25_05B = {
 const BATCH = 2;
 const SEQ = 256;
 
+/** How loraga runs the job: weight dtype, checkpointing, and the estimation's heap budget. */
+interface LoragaConfig {
+  name: string;
+  weightDtype: "f32" | "bf16";
+  checkpointing: boolean;
+  maxGradMemory: number | undefined;
+}
+const LORAGA_CONFIGS: LoragaConfig[] = [
+  {
+    name: "f32, --max-grad-memory 256MiB",
+    weightDtype: "f32",
+    checkpointing: false,
+    maxGradMemory: 2 ** 28,
+  },
+  {
+    name: "bf16, --gradient-checkpointing",
+    weightDtype: "bf16",
+    checkpointing: true,
+    maxGradMemory: undefined,
+  },
+];
+
 /** Writes config.json and a BF16 model.safetensors of seeded random weights into `dir`. */
 async function writeRandomCheckpoint(dir: string): Promise<void> {
   const config = parseModelConfig(QWEN25_05B) as LlamaFamilyConfig;
@@ -67,7 +91,10 @@ async function writeRandomCheckpoint(dir: string): Promise<void> {
   await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
 }
 
-async function loragaSide(dir: string): Promise<Record<string, number | string>> {
+async function loragaSide(
+  dir: string,
+  config: LoragaConfig,
+): Promise<Record<string, number | string>> {
   const heap = new Heap();
   let engine = "";
   const kernels = await createKernels("auto", {
@@ -79,18 +106,19 @@ async function loragaSide(dir: string): Promise<Record<string, number | string>>
   });
   try {
     const t0 = performance.now();
-    const model = await loadModel(dir, { kernels, weightDtype: "bf16" });
-    model.setMemoryOptions({ gradient_checkpointing: true });
+    const model = await loadModel(dir, { kernels, weightDtype: config.weightDtype });
+    model.setMemoryOptions({ gradient_checkpointing: config.checkpointing });
     const loadS = (performance.now() - t0) / 1000;
     const rng = new Rng(7);
     const inputIds = Int32Array.from({ length: BATCH * SEQ }, () => rng.below(model.vocabSize));
     const batch = { batchSize: BATCH, seqLen: SEQ, inputIds, labels: inputIds.slice() };
     const targets = targetLinears(model, "all-linear");
-    const settings = { target: "all-linear", maxGradMemory: undefined, quiet: true };
+    const settings = { target: "all-linear", maxGradMemory: config.maxGradMemory, quiet: true };
     const result = await estimateGradients(model, [batch], targets, settings);
     const peakMiB = heap.peakBytes / 2 ** 20;
     model.dispose();
     return {
+      loraga: config.name,
       engine: engine === "" ? kernels.name : engine,
       targets: targets.length,
       load_s: loadS,
@@ -119,17 +147,20 @@ export async function realSizeSuite(
     reporter.note(
       `random Qwen2.5-0.5B-shaped checkpoint (BF16) written in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );
-    const ours = await loragaSide(model);
+    const ours = [];
+    for (const config of LORAGA_CONFIGS) ours.push(await loragaSide(model, config));
     const torch = runTorchSide("real_size_torch.py", [model, BATCH, SEQ]);
     if (torch.result === null) reporter.note(`  PyTorch/PEFT side skipped: ${torch.why}`);
     const torchS = torch.result?.estimate_s ?? null;
-    reporter.record({
-      job: "estimate all-linear, 1 batch 2 x 256, Qwen2.5-0.5B shapes",
-      ...ours,
-      torch_estimate_s: torchS,
-      torch_load_s: torch.result?.load_s ?? null,
-      vs_torch: torchS === null ? null : torchS / Number(ours.estimate_s),
-    });
+    for (const row of ours) {
+      reporter.record({
+        job: "estimate all-linear, 1 batch 2 x 256, Qwen2.5-0.5B shapes",
+        ...row,
+        torch_estimate_s: torchS,
+        torch_load_s: torch.result?.load_s ?? null,
+        vs_torch: torchS === null ? null : torchS / Number(row.estimate_s),
+      });
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
