@@ -72,7 +72,7 @@ function train(model: CausalLM, kernels: Kernels): Run {
   try {
     const params = lora.adapters.flatMap((a) => a.parameters());
     const losses: number[] = [];
-    let grads = new Float32Array(0);
+    let grads: Float32Array = new Float32Array(0);
     for (let step = 0; step < STEPS; step++) {
       for (const a of lora.adapters) a.zeroGrad();
       losses.push(model.lossAndGrads(batch).loss);
