@@ -15,8 +15,10 @@
 
 #include <string.h>
 
+/* compilers with the AVX512-BF16 intrinsics (GCC 9, clang 9) and a __get_cpuid_count */
 #if defined(__x86_64__) && ((defined(__clang__) && __clang_major__ >= 9) || \
                             (!defined(__clang__) && defined(__GNUC__) && __GNUC__ >= 10))
+#include <cpuid.h>
 #include <immintrin.h>
 #define HAVE_BF16_BUILD 1
 
@@ -152,10 +154,14 @@ __attribute__((target(BF16_TARGET))) static void pack_b_bf16(uint32_t *dst, cons
   }
 }
 
+/* AVX512-BF16 is cpuid leaf 7, sub-leaf 1, EAX bit 5 (Intel SDM vol. 2, CPUID), read directly
+ * because older compilers' __builtin_cpu_supports does not know its name; the AVX-512 checks
+ * before it also cover the operating system's support for the zmm state. */
 static int have_bf16(void) {
+  unsigned eax, ebx, ecx, edx;
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512bf16");
+         __builtin_cpu_supports("avx512vl") && __get_cpuid_count(7, 1, &eax, &ebx, &ecx, &edx) &&
+         (eax >> 5 & 1) != 0;
 }
 #endif
 
