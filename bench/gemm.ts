@@ -8,6 +8,10 @@
 // PyTorch's matmul on f32, on bf16 tensors and under bf16 autocast is timed on the same sizes
 // (bench/torch_matmul.py, when torch is installed) and every record carries vs_torch_bf16, its
 // ratio to PyTorch's bf16 matmul, so the gap to a bf16 path stays visible.
+// The "bf16" group: products against a bf16 frozen weight (1024^3 and the base layers of
+// Qwen2.5-0.5B, 2 x 256 tokens), run by the native engine with the weight in bf16 (its AVX512-BF16
+// kernel, impl "native", b_dtype "bf16", where the CPU has it) and in f32, beside PyTorch's.
+// `gemm-bf16` runs that group alone.
 // FLOPs = 2*M*N*K per product.
 
 import { spawnSync } from "node:child_process";
@@ -32,7 +36,7 @@ interface Shape {
   form: Form;
   /** out += product (the backward passes' gradient accumulation) */
   accumulate?: boolean;
-  group?: "square" | "skinny" | "model";
+  group?: "square" | "skinny" | "model" | "bf16";
   /** what the product is in a training step */
   name?: string;
   /** leading batch dim of a, b and out (attention: batch * heads); FLOPs count every entry */
@@ -81,6 +85,19 @@ const MODEL_SHAPES: Shape[] = [
   { m: 1024, n: 64, k: 1024, form: "TN", batch: 8, name: "attention dV (and dK): P^T dO" },
 ];
 
+/** Products against a frozen weight: 1024^3, and Qwen2.5-0.5B's (hidden 896, intermediate 4864,
+ * 2 key/value heads of 64) on 512 tokens: forward x W^T (NT) and input gradient dX += dY W (NN). */
+const BF16_SHAPES: Shape[] = [
+  { m: 1024, n: 1024, k: 1024, form: "NT", name: "1024^3 x W^T" },
+  { m: 1024, n: 1024, k: 1024, form: "NN", accumulate: true, name: "1024^3 dY W" },
+  { m: 512, n: 896, k: 896, form: "NT", name: "qwen0.5b q/o_proj forward" },
+  { m: 512, n: 128, k: 896, form: "NT", name: "qwen0.5b k/v_proj forward" },
+  { m: 512, n: 4864, k: 896, form: "NT", name: "qwen0.5b gate/up_proj forward" },
+  { m: 512, n: 896, k: 4864, form: "NT", name: "qwen0.5b down_proj forward" },
+  { m: 512, n: 896, k: 4864, form: "NN", accumulate: true, name: "qwen0.5b gate/up input grad" },
+  { m: 512, n: 4864, k: 896, form: "NN", accumulate: true, name: "qwen0.5b down input grad" },
+];
+
 /** bench/torch_matmul.py's rows for `sizes` ([m, n, k]); [] when python3 with torch is missing. */
 function measureTorch(sizes: number[][], threads: number): Record<string, string | number>[] {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -106,21 +123,30 @@ function measureTorch(sizes: number[][], threads: number): Record<string, string
  */
 export async function gemmSuite(
   reporter: Reporter,
-  { quick, fastOnly = false }: { quick: boolean; fastOnly?: boolean },
+  {
+    quick,
+    fastOnly = false,
+    bf16Only = false,
+  }: { quick: boolean; fastOnly?: boolean; bf16Only?: boolean },
 ): Promise<void> {
   const squares = quick ? [256, 512, 1024] : [256, 512, 1024, 2048];
-  const shapes: Shape[] = squares.map((s) => ({ m: s, n: s, k: s, form: "NN", group: "square" }));
-  shapes.push(
-    { m: 1024, n: 1024, k: 1024, form: "NT", group: "square" },
-    { m: 1024, n: 1024, k: 1024, form: "TN", group: "square" },
-  );
-  const skinny: Shape[] = [
-    { m: 4096, n: 16, k: 1024, form: "NN", group: "skinny" },
-    { m: 4096, n: 1024, k: 16, form: "NN", group: "skinny" },
-    { m: 16, n: 1024, k: 4096, form: "NN", group: "skinny" },
-  ];
-  shapes.push(...skinny);
-  shapes.push(...MODEL_SHAPES.map((s): Shape => ({ ...s, group: "model" })));
+  const shapes: Shape[] = [];
+  if (!bf16Only) {
+    shapes.push(...squares.map((s): Shape => ({ m: s, n: s, k: s, form: "NN", group: "square" })));
+    shapes.push(
+      { m: 1024, n: 1024, k: 1024, form: "NT", group: "square" },
+      { m: 1024, n: 1024, k: 1024, form: "TN", group: "square" },
+    );
+    const skinny: Shape[] = [
+      { m: 4096, n: 16, k: 1024, form: "NN", group: "skinny" },
+      { m: 4096, n: 1024, k: 16, form: "NN", group: "skinny" },
+      { m: 16, n: 1024, k: 4096, form: "NN", group: "skinny" },
+    ];
+    shapes.push(...skinny);
+    shapes.push(...MODEL_SHAPES.map((s): Shape => ({ ...s, group: "model" })));
+  }
+  if (fastOnly || bf16Only)
+    shapes.push(...BF16_SHAPES.map((s): Shape => ({ ...s, group: "bf16" })));
   const cores = await cpuCount();
 
   const numpy = new Map<string, number>();
@@ -143,12 +169,19 @@ export async function gemmSuite(
 
   const heap = new Heap({ initialBytes: 256 * 2 ** 20 });
   const relaxedOk = relaxedSimdSupported();
-  const configs: { impl: string; threads: number; simd: string; make: () => Promise<Kernels> }[] =
-    fastOnly
+  const configs: {
+    impl: string;
+    threads: number;
+    simd: string;
+    make: () => Promise<Kernels>;
+    /** the weight (b) in bf16: only the bf16 group */
+    bf16B?: boolean;
+  }[] =
+    fastOnly || bf16Only
       ? []
       : [{ impl: "ref", threads: 1, simd: "none", make: async () => createRefKernels(heap) }];
   for (const relaxed of relaxedOk ? [true, false] : [false]) {
-    if (fastOnly && !relaxed) continue;
+    if ((fastOnly && !relaxed) || bf16Only) continue;
     for (const threads of cores > 1 ? [1, cores] : [1]) {
       if (fastOnly && threads !== cores) continue;
       configs.push({
@@ -164,6 +197,7 @@ export async function gemmSuite(
   const native = nativeAvailability();
   if (native.ok) {
     for (const threads of cores > 1 ? [1, cores] : [1]) {
+      if (bf16Only && threads !== cores) continue;
       configs.push({
         impl: "native",
         threads,
@@ -171,24 +205,39 @@ export async function gemmSuite(
         make: () => createNativeKernels(heap, { threads }),
       });
     }
+    configs.push({
+      impl: "native",
+      threads: cores,
+      simd: "native",
+      make: () => createNativeKernels(heap, { threads: cores }),
+      bf16B: true,
+    });
   } else reporter.note(`native engine unavailable: ${native.reason}`);
 
   for (const cfg of configs) {
     const kernels = await cfg.make();
+    if (cfg.bf16B === true && kernels.bf16Matmul !== true) {
+      reporter.note("native bf16 GEMM unavailable: this CPU lacks AVX512-BF16");
+      await kernels.dispose();
+      continue;
+    }
     for (const s of shapes) {
       if (cfg.impl === "ref" && (s.batch ?? 1) * s.m * s.n * s.k > 2 ** 27) continue;
+      if (cfg.bf16B === true && s.group !== "bf16") continue;
       const lead = s.batch === undefined ? [] : [s.batch];
       const aShape = [...lead, ...(s.form === "TN" ? [s.k, s.m] : [s.m, s.k])];
       const bShape = [...lead, ...(s.form === "NT" ? [s.n, s.k] : [s.k, s.n])];
       const a = heap.tensor(aShape);
-      const b = heap.tensor(bShape);
+      const b = heap.tensor(bShape, cfg.bf16B === true ? "bf16" : "f32");
       const out = heap.tensor([...lead, s.m, s.n]);
       a.f32().forEach((_, i, arr) => {
         arr[i] = Math.sin(i);
       });
-      b.f32().forEach((_, i, arr) => {
-        arr[i] = Math.cos(i);
-      });
+      if (cfg.bf16B === true) {
+        const wide = heap.fromArray(cosines(b.size), bShape);
+        kernels.convert(b, wide);
+        wide.dispose();
+      } else b.f32().set(cosines(b.size));
       const opts = formOptions(s);
       const flop = 2 * (s.batch ?? 1) * s.m * s.n * s.k;
       // enough repetitions for ~0.3 s of work at ~50 GFLOP/s, at least 3
@@ -221,6 +270,7 @@ export async function gemmSuite(
         impl: cfg.impl,
         threads: cfg.threads,
         simd: cfg.simd,
+        b_dtype: cfg.bf16B === true ? "bf16" : "f32",
         ms,
         gflops,
         gflops_best: flop / fastest / 1e6,
@@ -233,6 +283,16 @@ export async function gemmSuite(
     }
     await kernels.dispose();
   }
+}
+
+/** cos(i) for i < n (the bench's b). */
+function cosines(n: number): Float32Array {
+  return Float32Array.from({ length: n }, (_, i) => Math.cos(i));
+}
+
+/** The bf16 group alone: native with a bf16 and an f32 weight, numpy and PyTorch. */
+export function gemmBf16Suite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
+  return gemmSuite(reporter, { quick, bf16Only: true });
 }
 
 export function gemmNativeSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {

@@ -8,6 +8,7 @@ type Suite = (reporter: Reporter, options: { quick: boolean }) => Promise<void>;
 const SUITES: { [name: string]: () => Promise<Suite> } = {
   gemm: async () => (await import("./gemm.js")).gemmSuite,
   "gemm-native": async () => (await import("./gemm.js")).gemmNativeSuite,
+  "gemm-bf16": async () => (await import("./gemm.js")).gemmBf16Suite,
   "gemm-webgpu": async () => (await import("./gemm-webgpu.js")).gemmWebGpuSuite,
   "train-step": async () => (await import("./train-step.js")).trainStepSuite,
   svd: async () => (await import("./svd.js")).svdSuite,

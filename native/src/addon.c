@@ -7,7 +7,8 @@
  *   kernels()                          -> names of the micro-kernels this CPU can run, best first
  *   createEngine(u8, threads, kernel?, spinMicros?) -> engine (an external; freed by destroyEngine
  *                                         or by the garbage collector)
- *   engineInfo(engine)                 -> { kernel, mr, nr (its main tile), mc, kc, nc, threads }
+ *   engineInfo(engine)                 -> { kernel, mr, nr (its main tile), mc, kc, nc, threads,
+ *                                         bf16 (whether gemm takes a bf16 b: AVX512-BF16) }
  *   gemm(engine, params: Float64Array, heapBytes) -> undefined   (params layout: GEMM_PARAMS below,
  *                                         mirrored in src/kernels/native/params.ts)
  *   destroyEngine(engine)
@@ -20,9 +21,11 @@
 #include "gemm.h"
 
 /* params: per term (2 terms) TERM_FIELDS numbers, then the call's fields. Offsets and strides are
- * in f32 elements (byte offsets / 4). */
+ * in f32 elements (byte offsets / 4), except those of a term's b when its T_B_BF16 is 1: b is
+ * then a bf16 matrix, offset and strides in bf16 elements (byte offsets / 2). */
 enum {
-  T_A, T_RS_A, T_CS_A, T_BATCH_A, T_B, T_RS_B, T_CS_B, T_BATCH_B, T_K, T_ALPHA, TERM_FIELDS
+  T_A, T_RS_A, T_CS_A, T_BATCH_A, T_B, T_RS_B, T_CS_B, T_BATCH_B, T_K, T_ALPHA, T_B_BF16,
+  TERM_FIELDS
 };
 enum {
   P_C = 2 * TERM_FIELDS, P_RS_C, P_CS_C, P_BATCH_C, P_M, P_N, P_BATCH, P_NTERMS, P_ACCUMULATE,
@@ -162,6 +165,9 @@ static napi_value js_engine_info(napi_env env, napi_callback_info info) {
       !set_number(env, obj, "nc", (double)b.nc) ||
       !set_number(env, obj, "threads", gemm_engine_threads(en->gemm)))
     return throw_error(env, "engineInfo: cannot build the result");
+  napi_value bf16;
+  CHECK(env, napi_get_boolean(env, gemm_engine_has_bf16(en->gemm), &bf16));
+  CHECK(env, napi_set_named_property(env, obj, "bf16", bf16));
   return obj;
 }
 
@@ -210,16 +216,23 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   call.batch_c = (long)p[P_BATCH_C];
   for (int t = 0; t < call.nterms; t++) {
     const double *q = p + t * TERM_FIELDS;
+    int b_bf16 = q[T_B_BF16] != 0;
+    double b_limit = b_bf16 ? heap_bytes / 2 : limit; /* in b's elements */
     if (q[T_K] < 0 || q[T_A] < 0 || q[T_B] < 0 ||
         last_index(q[T_A], p[P_M], q[T_K], q[T_RS_A], q[T_CS_A], p[P_BATCH], q[T_BATCH_A]) >= limit ||
-        last_index(q[T_B], q[T_K], p[P_N], q[T_RS_B], q[T_CS_B], p[P_BATCH], q[T_BATCH_B]) >= limit)
+        last_index(q[T_B], q[T_K], p[P_N], q[T_RS_B], q[T_CS_B], p[P_BATCH], q[T_BATCH_B]) >= b_limit)
       return throw_error(env, "gemm: an operand lies outside the heap");
+    if (b_bf16 && !gemm_engine_has_bf16(en->gemm))
+      return throw_error(env, "gemm: a bf16 b needs the AVX512-BF16 kernels, which this engine lacks");
+    if (b_bf16 && ((p[P_BATCH] > 1 && q[T_BATCH_B] != 0) || p[P_CAUSAL] != CAUSAL_NONE))
+      return throw_error(env, "gemm: a bf16 b must be shared by the batch, with no causal kind");
     gemm_term *g = &call.term[t];
     g->a = heap + (long)q[T_A];
     g->rs_a = (long)q[T_RS_A];
     g->cs_a = (long)q[T_CS_A];
     g->batch_a = (long)q[T_BATCH_A];
-    g->b = heap + (long)q[T_B];
+    g->b = b_bf16 ? NULL : heap + (long)q[T_B];
+    g->b16 = b_bf16 ? (const uint16_t *)en->base + (long)q[T_B] : NULL;
     g->rs_b = (long)q[T_RS_B];
     g->cs_b = (long)q[T_CS_B];
     g->batch_b = (long)q[T_BATCH_B];

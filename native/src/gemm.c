@@ -10,7 +10,9 @@
  * buffer. Outputs at most NARROW_N columns wide with contiguous rows of op(A) take the
  * dot-product path of narrow.c instead (tasks of whole rows). Otherwise a call whose padded tile
  * area is smaller when computed transposed (C^T = op(B)^T op(A)^T: narrow outputs, N < NR) is
- * turned around first. */
+ * turned around first. A term with a bf16 B (gemm_term.b16) packs both of its operands with
+ * bf16.c's routines, in K blocks twice as long, and runs bf16.c's twin of the call's tile; calls
+ * with such a term take neither the dot-product path nor the turn. */
 #include "gemm.h"
 
 #include <stdatomic.h>
@@ -40,11 +42,14 @@ struct gemm_engine {
    * place (direct) instead of packed */
   const gemm_call *call;
   tile_kernel tile;
+  int tile_index; /* of tile in kernel.tiles (its bf16 twin: bf16.tile[tile_index]) */
   int narrow; /* the dot-product path of narrow.c, tasks of rows_per_task rows */
   int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   int parallel; /* whether the pool's workers take part */
   _Atomic long next_task;
+  bf16_kernels bf16;
+  int has_bf16;
 };
 
 static long clampl(long v, long lo, long hi) { return v < lo ? lo : v > hi ? hi : v; }
@@ -76,6 +81,7 @@ gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long sp
   gemm_engine *e = calloc(1, sizeof *e);
   if (e == NULL) return NULL;
   e->kernel = *kernel;
+  e->has_bf16 = bf16_kernels_for(kernel, &e->bf16);
   e->threads = threads < 1 ? 1 : threads;
   e->pack_a = calloc((size_t)e->threads, sizeof(float *));
   e->pack_b = calloc((size_t)e->threads, sizeof(float *));
@@ -119,6 +125,7 @@ blocking gemm_engine_blocking(const gemm_engine *e) {
   return choose_blocking(&e->kernel.tiles[0]);
 }
 int gemm_engine_threads(const gemm_engine *e) { return e->threads; }
+int gemm_engine_has_bf16(const gemm_engine *e) { return e->has_bf16; }
 
 /* ---- packing ------------------------------------------------------------------------------- */
 
@@ -212,7 +219,27 @@ typedef struct {
   const float *a, *b; /* this batch entry's operands */
   long i0, mc, j0, nc, p0, kc;
   float *pa, *pb;
+  long ks; /* floats (or bf16 pairs) per K step of a packed panel's row: kc, or ceil(kc / 2) */
 } k_block;
+
+/* Packs the A rows [i0, i0 + mc) of a K block into pa, f32 or bf16 pairs by the term's kind. */
+static void pack_a_block(const gemm_engine *e, float *pa, const gemm_term *t, const float *a,
+                         long i0, long mc, long p0, long kc) {
+  if (t->b16 != NULL)
+    e->bf16.pack_a((uint32_t *)pa, t, a, i0, mc, p0, kc, e->tile.mr, e->kernel.transpose);
+  else
+    pack_a(pa, t, a, i0, mc, p0, kc, e->tile.mr, e->kernel.transpose);
+}
+
+/* ct (rows x cols, C's strides) = or += tile (rows NR apart). */
+static void store_partial(const gemm_call *call, float *ct, const float *tile, long rows,
+                          long cols, int nr, int accumulate) {
+  for (long r = 0; r < rows; r++)
+    for (long j = 0; j < cols; j++) {
+      float *o = ct + r * call->rs_c + j * call->cs_c;
+      *o = accumulate ? *o + tile[r * nr + j] : tile[r * nr + j];
+    }
+}
 
 /* One MR x NR tile of C (+)= its part of the K block; a_panel: the tile's packed A panel (unused
  * when the tile reads A in place). */
@@ -227,6 +254,19 @@ static void compute_tile(const gemm_engine *e, const gemm_call *call, float *c, 
   long from = 0, to = kb->kc;
   if (call->causal != CAUSAL_NONE) causal_k_range(call, gi, gi + rows, kb->p0, kb->kc, &from, &to);
   if (from >= to) return;
+  float *ct = c + gi * call->rs_c + gj * call->cs_c;
+  if (kb->t->b16 != NULL) { /* bf16: both operands packed, no causal kind */
+    const uint32_t *ap = (const uint32_t *)a_panel, *bp = (const uint32_t *)kb->pb + jr * kb->ks;
+    bf16_tile_fn fn = e->bf16.tile[e->tile_index];
+    if (rows == mr && cols == nr && call->cs_c == 1) {
+      fn(kb->ks, ap, bp, ct, call->rs_c, accumulate);
+    } else {
+      float tile[MAX_MR * MAX_NR];
+      fn(kb->ks, ap, bp, tile, nr, 0);
+      store_partial(call, ct, tile, rows, cols, nr, accumulate);
+    }
+    return;
+  }
   const float *a = a_panel + from * mr;
   long a_rs = 1, a_ps = mr;
   if (e->direct_a && rows == mr) {
@@ -243,17 +283,12 @@ static void compute_tile(const gemm_engine *e, const gemm_call *call, float *c, 
     b = kb->pb + (e->direct_b ? 0 : jr * kb->kc) + from * nr;
     b_ps = nr;
   }
-  float *ct = c + gi * call->rs_c + gj * call->cs_c;
   if (rows == mr && cols == nr && call->cs_c == 1) {
     e->tile.fn(to - from, a, a_rs, a_ps, b, b_ps, ct, call->rs_c, accumulate);
   } else {
     float tile[MAX_MR * MAX_NR];
     e->tile.fn(to - from, a, a_rs, a_ps, b, b_ps, tile, nr, 0);
-    for (long r = 0; r < rows; r++)
-      for (long j = 0; j < cols; j++) {
-        float *o = ct + r * call->rs_c + j * call->cs_c;
-        *o = accumulate ? *o + tile[r * nr + j] : tile[r * nr + j];
-      }
+    store_partial(call, ct, tile, rows, cols, nr, accumulate);
   }
 }
 
@@ -267,13 +302,13 @@ static void macro_kernel(const gemm_engine *e, const gemm_call *call, float *c, 
     for (long ir = 0; ir < kb->mc; ir += mr) {
       long rows = kb->mc - ir < mr ? kb->mc - ir : mr;
       if (!e->direct_a || rows < mr)
-        pack_a(kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc, mr, e->kernel.transpose);
+        pack_a_block(e, kb->pa, kb->t, kb->a, kb->i0 + ir, rows, kb->p0, kb->kc);
       for (long jr = 0; jr < kb->nc; jr += nr) compute_tile(e, call, c, kb, ir, jr, kb->pa, accumulate);
     }
   } else {
     for (long jr = 0; jr < kb->nc; jr += nr)
       for (long ir = 0; ir < kb->mc; ir += mr)
-        compute_tile(e, call, c, kb, ir, jr, kb->pa + ir * kb->kc, accumulate);
+        compute_tile(e, call, c, kb, ir, jr, kb->pa + ir * kb->ks, accumulate);
   }
 }
 
@@ -297,16 +332,24 @@ static void run_task(gemm_engine *e, int thread, long task) {
     int written = call->accumulate; /* whether this block of C already holds a value to add to */
     for (int ti = 0; ti < call->nterms; ti++) {
       const gemm_term *t = &call->term[ti];
-      const float *a = t->a + bi * t->batch_a, *b = t->b + bi * t->batch_b;
-      for (long pc = 0; pc < t->k; pc += blk->kc) {
-        long kc = t->k - pc < blk->kc ? t->k - pc : blk->kc;
+      const float *a = t->a + bi * t->batch_a;
+      const float *b = t->b == NULL ? NULL : t->b + bi * t->batch_b; /* NULL: bf16, in t->b16 */
+      /* a bf16 K block is twice as long: its packed pairs take the bytes of kc floats */
+      long kc_max = t->b16 != NULL ? 2 * blk->kc : blk->kc;
+      for (long pc = 0; pc < t->k; pc += kc_max) {
+        long kc = t->k - pc < kc_max ? t->k - pc : kc_max;
+        long ks = t->b16 != NULL ? (kc + 1) / 2 : kc;
         const int nr = e->tile.nr;
-        long b_from = e->direct_b ? nc / nr * nr : 0; /* direct: pack only the partial panel */
-        pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr, e->kernel.transpose);
+        if (t->b16 != NULL) {
+          e->bf16.pack_b((uint32_t *)pb, t, pc, kc, jc, nc, nr, e->kernel.transpose);
+        } else {
+          long b_from = e->direct_b ? nc / nr * nr : 0; /* direct: pack only the partial panel */
+          pack_b(pb, t, b, pc, kc, jc + b_from, nc - b_from, nr, e->kernel.transpose);
+        }
         for (long ic = r0; ic < r1; ic += blk->mc) {
           long mc = r1 - ic < blk->mc ? r1 - ic : blk->mc;
-          if (!e->a_per_tile) pack_a(pa, t, a, ic, mc, pc, kc, e->tile.mr, e->kernel.transpose);
-          k_block kb = {t, a, b, ic, mc, jc, nc, pc, kc, pa, pb};
+          if (!e->a_per_tile) pack_a_block(e, pa, t, a, ic, mc, pc, kc);
+          k_block kb = {t, a, b, ic, mc, jc, nc, pc, kc, pa, pb, ks};
           macro_kernel(e, call, c, &kb, written);
         }
         written = 1;
@@ -337,11 +380,13 @@ static double padded_area(const tile_kernel *k, long m, long n) {
   return (double)ceil_div(m, k->mr) * k->mr * (double)ceil_div(n, k->nr) * k->nr;
 }
 
-/* The tile (of the engine's kernel) that wastes least on an m x n output; the first on a tie. */
-static tile_kernel best_tile(const gemm_engine *e, long m, long n) {
-  tile_kernel best = e->kernel.tiles[0];
+/* The index of the tile (of the engine's kernel) that wastes least on an m x n output; the first
+ * on a tie. */
+static int best_tile(const gemm_engine *e, long m, long n) {
+  int best = 0;
   for (int i = 1; i < e->kernel.ntiles; i++)
-    if (padded_area(&e->kernel.tiles[i], m, n) < padded_area(&best, m, n)) best = e->kernel.tiles[i];
+    if (padded_area(&e->kernel.tiles[i], m, n) < padded_area(&e->kernel.tiles[best], m, n))
+      best = i;
   return best;
 }
 
@@ -428,8 +473,10 @@ static void plan_narrow(gemm_engine *e, const gemm_call *call) {
 static void plan_staging(gemm_engine *e, const gemm_call *call) {
   int a_rows = 1, b_rows = 1;
   for (int i = 0; i < call->nterms; i++) {
-    a_rows = a_rows && call->term[i].cs_a == 1 && call->term[i].alpha == 1.0f;
-    b_rows = b_rows && call->term[i].cs_b == 1;
+    const gemm_term *t = &call->term[i];
+    int bf16 = t->b16 != NULL; /* a bf16 term packs (rounds, pairs) both operands */
+    a_rows = a_rows && !bf16 && t->cs_a == 1 && t->alpha == 1.0f;
+    b_rows = b_rows && !bf16 && t->cs_b == 1;
   }
   e->a_per_tile = e->cols_per_task <= 2 * e->tile.nr;
   e->direct_a = e->a_per_tile && a_rows;
@@ -456,21 +503,26 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
           call.c[bi * call.batch_c + i * call.rs_c + j * call.cs_c] = 0.0f;
     call.accumulate = 1;
   }
-  e->narrow = narrow_fits(&e->kernel, &call, e->pack_b_floats);
+  int bf16 = 0; /* bf16 terms keep B as B: no dot-product path, no turning around */
+  for (int i = 0; i < call.nterms; i++) bf16 = bf16 || call.term[i].b16 != NULL;
+  e->narrow = !bf16 && narrow_fits(&e->kernel, &call, e->pack_b_floats);
   if (e->narrow) {
     plan_narrow(e, &call);
     run(e, &call);
     return;
   }
   /* Narrow outputs (a tile at least 1.5 times as wasteful) run transposed. */
-  tile_kernel straight = best_tile(e, call.m, call.n), turned = best_tile(e, call.n, call.m);
-  if (call.causal == CAUSAL_NONE &&
-      1.5 * padded_area(&turned, call.n, call.m) < padded_area(&straight, call.m, call.n)) {
+  int straight = best_tile(e, call.m, call.n), turned = best_tile(e, call.n, call.m);
+  const tile_kernel *tiles = e->kernel.tiles;
+  if (call.causal == CAUSAL_NONE && !bf16 &&
+      1.5 * padded_area(&tiles[turned], call.n, call.m) <
+          padded_area(&tiles[straight], call.m, call.n)) {
     call = transposed(&call);
     straight = turned;
   }
-  e->tile = straight;
-  e->blk = choose_blocking(&straight);
+  e->tile_index = straight;
+  e->tile = tiles[straight];
+  e->blk = choose_blocking(&e->tile);
   plan_tasks(e, &call);
   plan_staging(e, &call);
   run(e, &call);

@@ -12,14 +12,20 @@
 #ifndef LORAGA_GEMM_H
 #define LORAGA_GEMM_H
 
+#include <stdint.h>
+
 #include "pool.h"
 
 enum { CAUSAL_NONE = 0, CAUSAL_MASK_OUT = 1, CAUSAL_LOWER_A = 2, CAUSAL_UPPER_A = 3 };
 
+/* A term whose b16 is not NULL reads op(B) from that bf16 matrix (same strides, in bf16 elements)
+ * instead of b, and runs on the bf16 kernels (bf16.c): needs the engine's bf16 support, batch 1
+ * or a shared B, no causal kind. */
 typedef struct {
   const float *a;
   long rs_a, cs_a, batch_a;
   const float *b;
+  const uint16_t *b16;
   long rs_b, cs_b, batch_b;
   long k;
   float alpha;
@@ -79,6 +85,26 @@ typedef struct {
 extern const ukernel_entry UKERNELS[];
 extern const int UKERNEL_COUNT;
 
+/* The bf16 path (bf16.c): register tiles parallel to a ukernel's tiles (same MR x NR), on A and B
+ * packed as pairs of bf16 in u32 (layouts in bf16.c), kp = ceil(kc / 2) pairs per K block. */
+typedef void (*bf16_tile_fn)(long kp, const uint32_t *a, const uint32_t *b, float *c, long ldc,
+                             int accumulate);
+/* dst: ceil(mc / MR) A panels of alpha * op(A)[i0.., p0..] (mc x kc) rounded to bf16. */
+typedef void (*bf16_pack_a_fn)(uint32_t *dst, const gemm_term *t, const float *a, long i0, long mc,
+                               long p0, long kc, int mr, transpose_fn tr);
+/* dst: ceil(nc / NR) B panels of op(B)[p0.., j0..] (kc x nc) from t->b16. */
+typedef void (*bf16_pack_b_fn)(uint32_t *dst, const gemm_term *t, long p0, long kc, long j0,
+                               long nc, int nr, transpose_fn tr);
+typedef struct {
+  bf16_tile_fn tile[2]; /* tile[i] computes kernel->tiles[i]'s shape */
+  bf16_pack_a_fn pack_a;
+  bf16_pack_b_fn pack_b;
+} bf16_kernels;
+/* Longest K block of a bf16 term (its packing keeps a panel's rows on the stack). */
+#define BF16_MAX_KC 1024
+/* Fills `out` and returns 1 when this build and CPU run the bf16 path beside `kernel`; else 0. */
+int bf16_kernels_for(const ukernel *kernel, bf16_kernels *out);
+
 /* Cache blocking: kc inner-dim block, mc rows of packed A, nc columns of packed B. */
 typedef struct {
   long mc, kc, nc;
@@ -98,6 +124,8 @@ void gemm_engine_destroy(gemm_engine *e);
 const ukernel *gemm_engine_kernel(const gemm_engine *e);
 blocking gemm_engine_blocking(const gemm_engine *e);
 int gemm_engine_threads(const gemm_engine *e);
+/* Whether the engine runs terms with a bf16 B (gemm_term.b16). */
+int gemm_engine_has_bf16(const gemm_engine *e);
 void gemm_run(gemm_engine *e, const gemm_call *call);
 
 #endif

@@ -19,7 +19,8 @@
 //   activation-gradient backwards take a trailing BackwardOptions: `{ accumulate: false }` makes
 //   them overwrite those outputs instead (dX = ..., the old contents never read), which saves the
 //   fill(0) and the read of the buffer; parameter gradients (dWeight, dBias) always accumulate.
-// - Compute is f32. 16-bit floats are storage only (see `convert`).
+// - Compute is f32. 16-bit floats are storage only (see `convert`), except a bf16 frozen weight
+//   as matmul's b on engines with `bf16Matmul`.
 // - Dimension letters in comments: B batch, T time (sequence), H heads, D head dim, C channels,
 //   V vocabulary, R rows (any flattened leading dims), M/N/K matmul dims.
 
@@ -140,6 +141,13 @@ export interface Kernels {
   /** Threads that execute a kernel call (1 = the calling thread only). */
   readonly threads: number;
   readonly heap: Heap;
+  /**
+   * Present and true when matmul also takes a bf16 `b` (a frozen weight: 2-D, no causal option).
+   * Its numerics are PyTorch's bf16 matmul on a CPU: op(a) (times alpha) rounded to bf16 (nearest
+   * even), the products of two bf16 values summed in f32, out f32. The native engine on a CPU with
+   * AVX512-BF16 has it; elsewhere a bf16 weight is expanded to f32 first (models/weights.ts).
+   */
+  readonly bf16Matmul?: boolean;
 
   // ---- matrix products ---------------------------------------------------------------------
   /**

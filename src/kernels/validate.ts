@@ -94,16 +94,21 @@ export interface MatmulShape {
   k2: number;
 }
 
+/** bf16B: the engine takes a bf16 b too (Kernels.bf16Matmul): 2-D, no causal kind. */
 export function checkMatmul(
   out: Tensor,
   a: Tensor,
   b: Tensor,
   options: MatmulOptions = {},
+  bf16B = false,
 ): MatmulShape {
   const op = "matmul";
   requireDType(op, "out", out, "f32");
   requireDType(op, "a", a, "f32");
-  requireDType(op, "b", b, "f32");
+  if (bf16B) requireDType(op, "b", b, "f32", "bf16");
+  else requireDType(op, "b", b, "f32");
+  if (b.dtype === "bf16" && (b.rank !== 2 || options.causal !== undefined))
+    throw new Error(`${op}: a bf16 ${describe("b", b)} must be 2-D, with no causal option`);
   requireMinRank(op, "a", a, 2);
   requireMinRank(op, "b", b, 2);
   requireMinRank(op, "out", out, 2);

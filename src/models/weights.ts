@@ -3,6 +3,7 @@
 // heap as that module stores them). Compute stays f32: a compressed weight is expanded into the
 // model's ONE shared f32 scratch tensor (the size of its largest compressed linear weight) right
 // before each matmul, so engine memory = compressed weights + one f32 weight, never all f32 copies.
+// The one exception: kernels with bf16Matmul (kernels.ts) take a bf16 weight as it is.
 //
 // Layouts: heap tensors keep the stored (checkpoint) layout — (out, in), or (in, out) for GPT-2's
 // Conv1D (fanInFanOut). Quantized weights are always (out, in) (a Conv1D weight is transposed
@@ -144,10 +145,11 @@ export class FrozenWeight {
   }
 
   /**
-   * The f32 weight for one matmul: the parameter itself when f32, else the shared scratch filled
-   * now (valid until the next expand of any layer). outIn: whether w is (out, in).
+   * The weight for one matmul: the parameter itself when f32 (or bf16 and `bf16Matmul`, the
+   * kernels' Kernels.bf16Matmul: they take it as it is), else the shared f32 scratch filled now
+   * (valid until the next expand of any layer). outIn: whether w is (out, in).
    */
-  expand(): { w: Tensor; outIn: boolean } {
+  expand(bf16Matmul = false): { w: Tensor; outIn: boolean } {
     if (this.quantized !== null) {
       const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
       const w = this.scratch.view([out, inp]);
@@ -155,7 +157,8 @@ export class FrozenWeight {
       return { w, outIn: true };
     }
     const t = this.heapTensor();
-    if (t.dtype === "f32") return { w: t, outIn: !this.fanInFanOut };
+    if (t.dtype === "f32" || (t.dtype === "bf16" && bf16Matmul))
+      return { w: t, outIn: !this.fanInFanOut };
     const w = this.scratch.view(this.shape);
     widenHalf(w.f32(), t.u16(), t.dtype as "bf16" | "f16");
     return { w, outIn: !this.fanInFanOut };

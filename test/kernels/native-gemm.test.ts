@@ -224,7 +224,7 @@ describe.skipIf(addon === undefined)("native GEMM", () => {
     const params = new Float64Array(GEMM_PARAMS);
     // out at the last element of the heap, 2 x 2: past the end
     params.set([0, 1, 1, 0, 0, 1, 1, 0, 1, 1], 0); // term: a, b at 0, K = 1, alpha 1
-    params.set([heap.byteLength / 4 - 1, 2, 1, 0, 2, 2, 1, 1, 0, 0, 0], 20);
+    params.set([heap.byteLength / 4 - 1, 2, 1, 0, 2, 2, 1, 1, 0, 0, 0], 22); // the call fields, after two terms of 11
     expect(() => addon.gemm(engine, params, heap.byteLength)).toThrow(/outside the heap/);
     addon.destroyEngine(engine);
   });

@@ -32,6 +32,8 @@ export interface NativeEngineInfo {
   kc: number;
   nc: number;
   threads: number;
+  /** whether gemm takes a bf16 b (AVX512-BF16 kernels beside this micro-kernel) */
+  bf16: boolean;
 }
 
 export type AddonLoad = { addon: NativeAddon } | { error: string };

@@ -3,7 +3,8 @@
 // working in place on the Heap's shared WebAssembly.Memory through its base address; every other
 // op is the `wasm` Kernels' on the same heap (delegated below, one line each). Every matmul case
 // of MatmulOptions (transposes, batching, shared b, accumulate, alpha, plus, causal kinds) is
-// native. Node only; createKernels("native") loads it lazily.
+// native. On a CPU with AVX512-BF16 matmul also takes a bf16 b (bf16Matmul, Kernels). Node only;
+// createKernels("native") loads it lazily.
 //
 // Contract: one native Kernels per Heap at a time (it owns that heap's wasm Kernels);
 // dispose() stops both thread pools. Results are the same for any thread count (see
@@ -28,11 +29,15 @@ export interface NativeKernelsOptions {
   spinMs?: number;
   /** The same for the wasm Kernels' workers (WasmKernelsOptions.spinMs). Default: wasm's. */
   wasmSpinMs?: number;
+  /** false: no bf16 b (bf16Matmul false), so bf16 weights are expanded to f32 as on the other
+   * engines. Default: the bf16 kernels wherever the CPU has AVX512-BF16. */
+  bf16?: boolean;
 }
 
 export interface NativeKernels extends Kernels {
   /** The GEMM's micro-kernel, register tile and cache blocks. */
   readonly gemmInfo: NativeEngineInfo;
+  readonly bf16Matmul: boolean;
 }
 
 /** Whether the addon is built and loads; else the reason, for messages. */
@@ -67,10 +72,11 @@ export async function createNativeKernels(
     (options.spinMs ?? 0.2) * 1000,
   );
   const gemmInfo = addon.engineInfo(engine);
+  const bf16Matmul = gemmInfo.bf16 && options.bf16 !== false;
   const params = new Float64Array(GEMM_PARAMS);
 
   function matmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOptions = {}): void {
-    const shape = checkMatmul(out, a, b, options);
+    const shape = checkMatmul(out, a, b, options, bf16Matmul);
     fillGemmParams(params, out, a, b, options, shape);
     addon.gemm(engine, params, heap.byteLength);
   }
@@ -80,6 +86,7 @@ export async function createNativeKernels(
     threads,
     heap,
     gemmInfo,
+    bf16Matmul,
     matmul,
     add: wasm.add.bind(wasm),
     mul: wasm.mul.bind(wasm),

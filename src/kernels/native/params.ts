@@ -1,5 +1,6 @@
 // The argument block of the native GEMM: MatmulOptions (kernels.ts) turned into element offsets
 // and strides, in the layout native/src/addon.c reads (its T_* and P_* enums; keep both in step).
+// A bf16 b (a frozen weight; NativeKernels.bf16Matmul) is addressed in bf16 elements and flagged.
 // Every transpose is a choice of strides:
 //   op(A)[i, p] = a[i*rsA + p*csA],  op(B)[p, j] = b[p*rsB + j*csB],  C[i, j] = c[i*rsC + j*csC].
 
@@ -8,23 +9,35 @@ import type { MatmulOptions } from "../kernels.js";
 import type { MatmulShape } from "../validate.js";
 
 /** Fields of one term (alpha op(A) op(B)). */
-const T = { a: 0, rsA: 1, csA: 2, batchA: 3, b: 4, rsB: 5, csB: 6, batchB: 7, k: 8, alpha: 9 };
-const TERM_FIELDS = 10;
+const T = {
+  a: 0,
+  rsA: 1,
+  csA: 2,
+  batchA: 3,
+  b: 4,
+  rsB: 5,
+  csB: 6,
+  batchB: 7,
+  k: 8,
+  alpha: 9,
+  bBf16: 10,
+};
+const TERM_FIELDS = 11;
 /** Fields of the call, after two terms. */
 const P = {
-  c: 20,
-  rsC: 21,
-  csC: 22,
-  batchC: 23,
-  m: 24,
-  n: 25,
-  batch: 26,
-  nterms: 27,
-  accumulate: 28,
-  causal: 29,
-  period: 30,
+  c: 22,
+  rsC: 23,
+  csC: 24,
+  batchC: 25,
+  m: 26,
+  n: 27,
+  batch: 28,
+  nterms: 29,
+  accumulate: 30,
+  causal: 31,
+  period: 32,
 };
-export const GEMM_PARAMS = 31;
+export const GEMM_PARAMS = 33;
 
 const CAUSAL_KIND = { maskOut: 1, lowerA: 2, upperA: 3 } as const;
 
@@ -50,7 +63,9 @@ function writeTerm(params: Float64Array, index: number, t: TermSpec): void {
   params[o + T.rsA] = t.transA ? 1 : t.k;
   params[o + T.csA] = t.transA ? t.rows : 1;
   params[o + T.batchA] = t.batchA;
-  params[o + T.b] = t.b.ptr / 4;
+  const bf16 = t.b.dtype === "bf16";
+  params[o + T.b] = t.b.ptr / (bf16 ? 2 : 4);
+  params[o + T.bBf16] = bf16 ? 1 : 0;
   // b: (k, n), or (n, k) with transB
   params[o + T.rsB] = t.transB ? 1 : t.n;
   params[o + T.csB] = t.transB ? t.k : 1;
