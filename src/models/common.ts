@@ -31,23 +31,31 @@ export interface CheckpointSource {
     { readonly shape: readonly number[]; readonly file: string; readonly dtype?: string }
   >;
   readInto(name: string, target: Tensor): Promise<void> | void;
+  /** A float tensor as a new host Float32Array (io/safetensors' Checkpoint has it). */
+  readF32?(name: string): Promise<Float32Array>;
 }
 
 /** Where loadParams puts linear weights that are not stored as f32 (models/weights.ts). */
 export interface LoadStorage {
   /** Storage kind of a parameter ("f32" for everything but compressed linear weights). */
   kindOf(name: string): WeightStorageKind;
+  /** True when a float-kind parameter is kept off the heap (offloaded, models/weights.ts). */
+  offHeap(name: string): boolean;
   /** True for Conv1D weights stored (in, out) (transposed to (out, in) before quantizing). */
   fanInFanOut(name: string): boolean;
-  /** Receives the int8 / nf4 weights (kept off the heap; they are not in the returned params). */
+  /**
+   * Receives the off-heap weights: int8 / nf4 in (out, in), offloaded f32 / bf16 / f16 in their
+   * stored layout (not in the returned params).
+   */
   quantized: Map<string, QuantizedWeight>;
 }
 
 /**
  * Checks every spec against the checkpoint (one-line error naming the file and the tensor) and
  * reads the tensors into new heap tensors, keyed by HF parameter name: f32, or — per `storage` —
- * bf16 / f16 tensors, or quantized weights off the heap. A compressed tensor passes through at most
- * one temporary f32 tensor of its own size, so loading never holds an f32 copy of the whole model.
+ * bf16 / f16 tensors, or weights off the heap (quantized or offloaded). A compressed tensor passes
+ * through at most one temporary f32 copy of its own size (in host memory when the checkpoint can
+ * read into it, else on the heap), so loading never holds an f32 copy of the whole model.
  */
 export async function loadParams(
   kernels: Kernels,
@@ -87,6 +95,20 @@ export async function loadParams(
     for (const spec of specs) {
       const name = spec.stored ?? spec.name;
       const kind = storage?.kindOf(spec.name) ?? "f32";
+      if (isQuantized(kind) || storage?.offHeap(spec.name) === true) {
+        if (storage === undefined) throw new Error(`internal: ${spec.name} stored off the heap`);
+        const data = await readHostF32(checkpoint, name, spec.shape, kernels);
+        const [rows, cols] = spec.shape;
+        if (isQuantized(kind)) {
+          const outIn = storage.fanInFanOut(spec.name);
+          const values = outIn ? transpose2d(data, rows, cols) : data;
+          storage.quantized.set(
+            spec.name,
+            quantizeWeight(kind, values, outIn ? [cols, rows] : [rows, cols]),
+          );
+        } else storage.quantized.set(spec.name, quantizeWeight(kind, data, [rows, cols]));
+        continue;
+      }
       const sameDtype =
         checkpoint.entries.get(name)?.dtype ===
         (kind === "bf16" ? "BF16" : kind === "f16" ? "F16" : "F32");
@@ -99,19 +121,9 @@ export async function loadParams(
       const tmp = heap.tensor(spec.shape, "f32");
       try {
         await checkpoint.readInto(name, tmp);
-        if (kind === "bf16" || kind === "f16") {
-          const t = heap.tensor(spec.shape, kind);
-          params.set(spec.name, t);
-          kernels.convert(t, tmp);
-        } else if (storage !== undefined) {
-          const [rows, cols] = spec.shape;
-          const outIn = storage.fanInFanOut(spec.name);
-          const data = outIn ? transpose2d(tmp.toArray(), rows, cols) : tmp.toArray();
-          storage.quantized.set(
-            spec.name,
-            quantizeWeight(kind, data, outIn ? [cols, rows] : [rows, cols]),
-          );
-        }
+        const t = heap.tensor(spec.shape, kind);
+        params.set(spec.name, t);
+        kernels.convert(t, tmp);
       } finally {
         tmp.dispose();
       }
@@ -122,6 +134,27 @@ export async function loadParams(
     throw err;
   }
   return params;
+}
+
+function isQuantized(kind: WeightStorageKind): kind is "int8" | "nf4" {
+  return kind === "int8" || kind === "nf4";
+}
+
+/** Checkpoint tensor `name` as host f32 values (through a temporary heap tensor if need be). */
+async function readHostF32(
+  checkpoint: CheckpointSource,
+  name: string,
+  shape: readonly number[],
+  kernels: Kernels,
+): Promise<Float32Array> {
+  if (checkpoint.readF32 !== undefined) return checkpoint.readF32(name);
+  const tmp = kernels.heap.tensor(shape, "f32");
+  try {
+    await checkpoint.readInto(name, tmp);
+    return tmp.toArray();
+  } finally {
+    tmp.dispose();
+  }
 }
 
 /** Gradient tensor of `name` if the caller asked for it, after checking its shape. */
@@ -148,7 +181,7 @@ export function gradFor(
 /** Rejects paramGrads keys that are not parameters of the model (typos would silently do nothing). */
 export function checkGradNames(
   paramGrads: ReadonlyMap<string, Tensor> | undefined,
-  params: ReadonlyMap<string, Tensor>,
+  params: { has(name: string): boolean },
 ): void {
   if (paramGrads === undefined) return;
   for (const name of paramGrads.keys()) {
