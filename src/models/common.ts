@@ -6,7 +6,11 @@
 // create once per (B, T); helpers only read and write tensors they are given.
 
 import type { Kernels, MatmulCausal } from "../kernels/kernels.js";
-import { type QuantizedWeight, quantizeWeight } from "../quant/quantized-linear.js";
+import {
+  type QuantizedWeight,
+  quantizeWeight,
+  weightFromHalfBits,
+} from "../quant/quantized-linear.js";
 import { shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
@@ -33,6 +37,8 @@ export interface CheckpointSource {
   readInto(name: string, target: Tensor): Promise<void> | void;
   /** A float tensor as a new host Float32Array (io/safetensors' Checkpoint has it). */
   readF32?(name: string): Promise<Float32Array>;
+  /** A tensor's stored bytes as they are (io/safetensors' Checkpoint has it). */
+  readBytes?(name: string): Promise<Uint8Array>;
 }
 
 /** Where loadParams puts linear weights that are not stored as f32 (models/weights.ts). */
@@ -97,8 +103,13 @@ export async function loadParams(
       const kind = storage?.kindOf(spec.name) ?? "f32";
       if (isQuantized(kind) || storage?.offHeap(spec.name) === true) {
         if (storage === undefined) throw new Error(`internal: ${spec.name} stored off the heap`);
-        const data = await readHostF32(checkpoint, name, spec.shape, kernels);
         const [rows, cols] = spec.shape;
+        const raw = isQuantized(kind) ? null : await readHostRaw(checkpoint, name, kind);
+        if (raw !== null) {
+          storage.quantized.set(spec.name, raw([rows, cols]));
+          continue;
+        }
+        const data = await readHostF32(checkpoint, name, spec.shape, kernels);
         if (isQuantized(kind)) {
           const outIn = storage.fanInFanOut(spec.name);
           const values = outIn ? transpose2d(data, rows, cols) : data;
@@ -138,6 +149,30 @@ export async function loadParams(
 
 function isQuantized(kind: WeightStorageKind): kind is "int8" | "nf4" {
   return kind === "int8" || kind === "nf4";
+}
+
+/** The checkpoint's dtype name of each float storage kind. */
+const STORED_DTYPE = { f32: "F32", bf16: "BF16", f16: "F16" } as const;
+
+/**
+ * When the checkpoint stores tensor `name` in exactly `kind` and can read raw bytes: a maker of
+ * the off-heap weight over those bytes (no conversion; a 16-bit checkpoint loads at its own size).
+ * Null otherwise.
+ */
+async function readHostRaw(
+  checkpoint: CheckpointSource,
+  name: string,
+  kind: "f32" | "bf16" | "f16",
+): Promise<((shape: [number, number]) => QuantizedWeight) | null> {
+  if (checkpoint.readBytes === undefined) return null;
+  if (checkpoint.entries.get(name)?.dtype !== STORED_DTYPE[kind]) return null;
+  const bytes = await checkpoint.readBytes(name);
+  if (kind === "f32") {
+    const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    return (shape) => quantizeWeight("f32", values, shape);
+  }
+  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  return (shape) => weightFromHalfBits(kind, bits, shape);
 }
 
 /** Checkpoint tensor `name` as host f32 values (through a temporary heap tensor if need be). */
