@@ -19,7 +19,8 @@ import { randomCheckpoint, syntheticLlamaConfig } from "../../src/models/random.
 import { buildModel } from "../../src/models/registry.js";
 import { saveModel } from "../../src/models/save.js";
 import type { OffloadMode } from "../../src/models/weights.js";
-import { LoraConfig } from "../../src/peft/config.js";
+import { LoraConfig, LoraGAConfig } from "../../src/peft/config.js";
+import { estimateGradient } from "../../src/peft/estimate.js";
 import { getPeftModel } from "../../src/peft/peft-model.js";
 import { Heap, HeapExhaustedError } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
@@ -160,6 +161,40 @@ describe.each(KERNELS)("frozen weights off the heap (%s kernels)", (kernelsName)
       }
     },
   );
+});
+
+test("LoRA-GA on an offloaded model: estimation, init with the base offset, merge: as on the heap", async () => {
+  const kernels = await createKernels("ref", { heap: new Heap() });
+  const batch = (await readModelFixture("llama-gqa")).batch;
+  const run = async (offloadFrozen: OffloadMode) => {
+    const model = await loadModel(join(MODEL_FIXTURES, "llama-gqa"), { kernels, offloadFrozen });
+    const targets = model
+      .linears()
+      .filter((l) => l.path !== "lm_head")
+      .map((l) => l.path);
+    const { grads } = await estimateGradient(model, [batch], { targets });
+    const peft = getPeftModel(
+      model,
+      new LoraGAConfig({ r: 2, lora_alpha: 4, target_modules: ["q_proj", "down_proj"] }),
+      { namedGrad: grads },
+    );
+    const adapted = model.forward(batch).toArray();
+    peft.mergeAndUnload();
+    const merged = model.forward(batch).toArray();
+    const q = model.readLinearWeight("model.layers.0.self_attn.q_proj");
+    const offHeap = model.linearWeightBytes().offHeap;
+    model.dispose();
+    return { grads: [...grads.values()].map((g) => g.data), adapted, merged, q, offHeap };
+  };
+  const heapRun = await run("off");
+  const offRun = await run("on");
+  expect(heapRun.offHeap).toBe(0);
+  expect(offRun.offHeap).toBeGreaterThan(0);
+  expect(offRun.grads).toEqual(heapRun.grads);
+  expect(offRun.adapted).toEqual(heapRun.adapted);
+  expect(offRun.merged).toEqual(heapRun.merged);
+  expect(offRun.q).toEqual(heapRun.q);
+  await kernels.dispose();
 });
 
 describe("offloading on a bf16 checkpoint, saving, and the heap limit", () => {
