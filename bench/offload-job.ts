@@ -3,7 +3,9 @@
 // adapters (r 16 on every linear but lm_head), and run AdamW steps on one random batch.
 // Prints one JSON line: engine, whether the weights were offloaded, load time, engine heap after
 // load and at its peak, peak RSS (process.resourceUsage().maxRSS), seconds per step (the mean of
-// the steps after the first, which also plans the buffers), tokens/s and the losses.
+// the steps after the first, which also plans the buffers), tokens/s, the process CPU seconds per
+// step over the same steps (all threads; less sensitive than wall time to other processes on a
+// shared machine) and the losses.
 // Usage: node offload-job.js <dir> <weightDtype f32|bf16> <offload auto|on|off> <B> <T> <steps>
 
 import { createKernels } from "../src/kernels/index.js";
@@ -57,7 +59,9 @@ async function main(): Promise<void> {
   const batch = { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
   const losses: number[] = [];
   const times: number[] = [];
+  let cpuFrom = process.cpuUsage();
   for (let s = 0; s < steps; s++) {
+    if (s === 1) cpuFrom = process.cpuUsage();
     const s0 = performance.now();
     peft.zeroGrad();
     losses.push(model.lossAndGrads(batch).loss);
@@ -66,6 +70,8 @@ async function main(): Promise<void> {
   }
   const timed = times.length > 1 ? times.slice(1) : times;
   const stepS = timed.reduce((a, x) => a + x, 0) / timed.length;
+  const cpu = process.cpuUsage(cpuFrom);
+  const cpuStepS = (cpu.user + cpu.system) / 1e6 / timed.length;
   const offHeap = model.linearWeightBytes().offHeap > 0;
   process.stdout.write(
     `${JSON.stringify({
@@ -77,6 +83,7 @@ async function main(): Promise<void> {
       peak_rss_mib: (process.resourceUsage().maxRSS * 1024) / MIB,
       step_s: stepS,
       tokens_per_s: (B * T) / stepS,
+      cpu_step_s: cpuStepS,
       losses: losses.map((l) => Number(l.toFixed(6))).join(" "),
     })}\n`,
   );
