@@ -39,7 +39,7 @@ export type QuantizeKind = "int8" | "nf4";
  */
 export type OffloadMode = "auto" | "on" | "off";
 /** "auto" offloads when heap-stored frozen weights would exceed this share of the heap limit. */
-export const OFFLOAD_AUTO_SHARE = 0.5;
+const OFFLOAD_AUTO_SHARE = 0.5;
 
 /** How loadModel stores the linear weights (embeddings, norms and biases stay f32). */
 export interface WeightLoadOptions {
