@@ -18,6 +18,7 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   "memory-scale": async () => (await import("./memory-scale.js")).memoryScaleSuite,
   generate: async () => (await import("./generate.js")).generateSuite,
   "real-size": async () => (await import("./real-size.js")).realSizeSuite,
+  offload: async () => (await import("./offload.js")).offloadSuite,
 };
 
 async function main(): Promise<void> {

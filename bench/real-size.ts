@@ -71,9 +71,15 @@ const LORAGA_CONFIGS: LoragaConfig[] = [
   },
 ];
 
-/** Writes config.json and a BF16 model.safetensors of seeded random weights into `dir`. */
-async function writeRandomCheckpoint(dir: string): Promise<void> {
-  const config = parseModelConfig(QWEN25_05B) as LlamaFamilyConfig;
+/**
+ * Writes `configJson` as config.json and a BF16 model.safetensors of seeded random weights (from
+ * src/models/random.ts) into `dir`; the config must be a llama-family one.
+ */
+export async function writeRandomCheckpoint(
+  dir: string,
+  configJson: Record<string, unknown>,
+): Promise<void> {
+  const config = parseModelConfig(configJson) as LlamaFamilyConfig;
   const specs = llamaParamSpecs(config);
   const source = randomCheckpoint(specs, 1);
   const heap = new Heap();
@@ -87,7 +93,7 @@ async function writeRandomCheckpoint(dir: string): Promise<void> {
     tensors.push({ name: spec.name, dtype: "BF16", shape: [...spec.shape], data: bits });
     t.dispose();
   }
-  writeFileSync(join(dir, "config.json"), `${JSON.stringify(QWEN25_05B, null, 2)}\n`);
+  writeFileSync(join(dir, "config.json"), `${JSON.stringify(configJson, null, 2)}\n`);
   await writeSafetensors(join(dir, "model.safetensors"), tensors, { format: "pt" });
 }
 
@@ -143,7 +149,7 @@ export async function realSizeSuite(
     const model = join(dir, "qwen2.5-0.5b-random");
     mkdirSync(model);
     const t0 = performance.now();
-    await writeRandomCheckpoint(model);
+    await writeRandomCheckpoint(model, QWEN25_05B);
     reporter.note(
       `random Qwen2.5-0.5B-shaped checkpoint (BF16) written in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
     );

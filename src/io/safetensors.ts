@@ -386,6 +386,14 @@ export class SafetensorsFile {
     }
   }
 
+  /** Reads tensor `name`'s stored bytes as they are (little-endian elements of its dtype). */
+  async readBytes(name: string): Promise<Uint8Array> {
+    const entry = this.entry(name);
+    const out = new Uint8Array(entry.byteLength);
+    await readExactly(this.handle, out, entry.byteOffset, `${this.path}: tensor ${show(name)}`);
+    return out;
+  }
+
   /** Reads a floating-point tensor (F32, F16, BF16, F64) as a new Float32Array. */
   async readF32(name: string): Promise<Float32Array> {
     const entry = this.entry(name);
@@ -425,6 +433,7 @@ export interface Checkpoint {
   entries: ReadonlyMap<string, TensorEntry>;
   readInto(name: string, target: Tensor): Promise<void>;
   readF32(name: string): Promise<Float32Array>;
+  readBytes(name: string): Promise<Uint8Array>;
   close(): Promise<void>;
 }
 
@@ -468,6 +477,9 @@ class CheckpointFiles implements Checkpoint {
   }
   readF32(name: string): Promise<Float32Array> {
     return this.file(name).readF32(name);
+  }
+  readBytes(name: string): Promise<Uint8Array> {
+    return this.file(name).readBytes(name);
   }
   async close(): Promise<void> {
     await Promise.all(this.files.map((f) => f.close()));

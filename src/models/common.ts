@@ -6,7 +6,11 @@
 // create once per (B, T); helpers only read and write tensors they are given.
 
 import type { Kernels, MatmulCausal } from "../kernels/kernels.js";
-import { type QuantizedWeight, quantizeWeight } from "../quant/quantized-linear.js";
+import {
+  type QuantizedWeight,
+  quantizeWeight,
+  weightFromHalfBits,
+} from "../quant/quantized-linear.js";
 import { shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
@@ -31,23 +35,33 @@ export interface CheckpointSource {
     { readonly shape: readonly number[]; readonly file: string; readonly dtype?: string }
   >;
   readInto(name: string, target: Tensor): Promise<void> | void;
+  /** A float tensor as a new host Float32Array (io/safetensors' Checkpoint has it). */
+  readF32?(name: string): Promise<Float32Array>;
+  /** A tensor's stored bytes as they are (io/safetensors' Checkpoint has it). */
+  readBytes?(name: string): Promise<Uint8Array>;
 }
 
 /** Where loadParams puts linear weights that are not stored as f32 (models/weights.ts). */
 export interface LoadStorage {
   /** Storage kind of a parameter ("f32" for everything but compressed linear weights). */
   kindOf(name: string): WeightStorageKind;
+  /** True when a float-kind parameter is kept off the heap (offloaded, models/weights.ts). */
+  offHeap(name: string): boolean;
   /** True for Conv1D weights stored (in, out) (transposed to (out, in) before quantizing). */
   fanInFanOut(name: string): boolean;
-  /** Receives the int8 / nf4 weights (kept off the heap; they are not in the returned params). */
+  /**
+   * Receives the off-heap weights: int8 / nf4 in (out, in), offloaded f32 / bf16 / f16 in their
+   * stored layout (not in the returned params).
+   */
   quantized: Map<string, QuantizedWeight>;
 }
 
 /**
  * Checks every spec against the checkpoint (one-line error naming the file and the tensor) and
  * reads the tensors into new heap tensors, keyed by HF parameter name: f32, or — per `storage` —
- * bf16 / f16 tensors, or quantized weights off the heap. A compressed tensor passes through at most
- * one temporary f32 tensor of its own size, so loading never holds an f32 copy of the whole model.
+ * bf16 / f16 tensors, or weights off the heap (quantized or offloaded). A compressed tensor passes
+ * through at most one temporary f32 copy of its own size (in host memory when the checkpoint can
+ * read into it, else on the heap), so loading never holds an f32 copy of the whole model.
  */
 export async function loadParams(
   kernels: Kernels,
@@ -87,6 +101,25 @@ export async function loadParams(
     for (const spec of specs) {
       const name = spec.stored ?? spec.name;
       const kind = storage?.kindOf(spec.name) ?? "f32";
+      if (isQuantized(kind) || storage?.offHeap(spec.name) === true) {
+        if (storage === undefined) throw new Error(`internal: ${spec.name} stored off the heap`);
+        const [rows, cols] = spec.shape;
+        const raw = isQuantized(kind) ? null : await readHostRaw(checkpoint, name, kind);
+        if (raw !== null) {
+          storage.quantized.set(spec.name, raw([rows, cols]));
+          continue;
+        }
+        const data = await readHostF32(checkpoint, name, spec.shape, kernels);
+        if (isQuantized(kind)) {
+          const outIn = storage.fanInFanOut(spec.name);
+          const values = outIn ? transpose2d(data, rows, cols) : data;
+          storage.quantized.set(
+            spec.name,
+            quantizeWeight(kind, values, outIn ? [cols, rows] : [rows, cols]),
+          );
+        } else storage.quantized.set(spec.name, quantizeWeight(kind, data, [rows, cols]));
+        continue;
+      }
       const sameDtype =
         checkpoint.entries.get(name)?.dtype ===
         (kind === "bf16" ? "BF16" : kind === "f16" ? "F16" : "F32");
@@ -99,19 +132,9 @@ export async function loadParams(
       const tmp = heap.tensor(spec.shape, "f32");
       try {
         await checkpoint.readInto(name, tmp);
-        if (kind === "bf16" || kind === "f16") {
-          const t = heap.tensor(spec.shape, kind);
-          params.set(spec.name, t);
-          kernels.convert(t, tmp);
-        } else if (storage !== undefined) {
-          const [rows, cols] = spec.shape;
-          const outIn = storage.fanInFanOut(spec.name);
-          const data = outIn ? transpose2d(tmp.toArray(), rows, cols) : tmp.toArray();
-          storage.quantized.set(
-            spec.name,
-            quantizeWeight(kind, data, outIn ? [cols, rows] : [rows, cols]),
-          );
-        }
+        const t = heap.tensor(spec.shape, kind);
+        params.set(spec.name, t);
+        kernels.convert(t, tmp);
       } finally {
         tmp.dispose();
       }
@@ -122,6 +145,51 @@ export async function loadParams(
     throw err;
   }
   return params;
+}
+
+function isQuantized(kind: WeightStorageKind): kind is "int8" | "nf4" {
+  return kind === "int8" || kind === "nf4";
+}
+
+/** The checkpoint's dtype name of each float storage kind. */
+const STORED_DTYPE = { f32: "F32", bf16: "BF16", f16: "F16" } as const;
+
+/**
+ * When the checkpoint stores tensor `name` in exactly `kind` and can read raw bytes: a maker of
+ * the off-heap weight over those bytes (no conversion; a 16-bit checkpoint loads at its own size).
+ * Null otherwise.
+ */
+async function readHostRaw(
+  checkpoint: CheckpointSource,
+  name: string,
+  kind: "f32" | "bf16" | "f16",
+): Promise<((shape: [number, number]) => QuantizedWeight) | null> {
+  if (checkpoint.readBytes === undefined) return null;
+  if (checkpoint.entries.get(name)?.dtype !== STORED_DTYPE[kind]) return null;
+  const bytes = await checkpoint.readBytes(name);
+  if (kind === "f32") {
+    const values = new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+    return (shape) => quantizeWeight("f32", values, shape);
+  }
+  const bits = new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
+  return (shape) => weightFromHalfBits(kind, bits, shape);
+}
+
+/** Checkpoint tensor `name` as host f32 values (through a temporary heap tensor if need be). */
+async function readHostF32(
+  checkpoint: CheckpointSource,
+  name: string,
+  shape: readonly number[],
+  kernels: Kernels,
+): Promise<Float32Array> {
+  if (checkpoint.readF32 !== undefined) return checkpoint.readF32(name);
+  const tmp = kernels.heap.tensor(shape, "f32");
+  try {
+    await checkpoint.readInto(name, tmp);
+    return tmp.toArray();
+  } finally {
+    tmp.dispose();
+  }
 }
 
 /** Gradient tensor of `name` if the caller asked for it, after checking its shape. */
@@ -148,7 +216,7 @@ export function gradFor(
 /** Rejects paramGrads keys that are not parameters of the model (typos would silently do nothing). */
 export function checkGradNames(
   paramGrads: ReadonlyMap<string, Tensor> | undefined,
-  params: ReadonlyMap<string, Tensor>,
+  params: { has(name: string): boolean },
 ): void {
   if (paramGrads === undefined) return;
   for (const name of paramGrads.keys()) {

@@ -39,6 +39,7 @@ import {
   shiftLabels,
   validateBatch,
 } from "./common.js";
+import { EmbeddingTable } from "./embedding-table.js";
 import { type CacheDims, DecoderKvCache, type StepCapacity, type StepScratch } from "./kv-cache.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import {
@@ -57,11 +58,12 @@ import type {
   KvCache,
   LossAndGradsOptions,
   MemoryOptions,
+  OffHeapParam,
 } from "./model.js";
 import {
   FrozenWeight,
   LinearWeights,
-  linearStorageAtLoad,
+  storageAtLoad,
   type WeightLoadOptions,
   WeightScratch,
   type WeightStorageKind,
@@ -195,6 +197,8 @@ export abstract class DecoderModel<
   private readonly limits: DecoderLimits;
   private readonly linearsByPath = new Map<string, LinearLayer>();
   private readonly weights: LinearWeights;
+  /** The token embedding, once embeddingTable built it. */
+  private tokenTable: EmbeddingTable | null = null;
   private plan: P | null = null;
   private memory: Required<MemoryOptions> = {
     gradient_checkpointing: false,
@@ -226,6 +230,19 @@ export abstract class DecoderModel<
     const p = this.params.get(name);
     if (p === undefined) throw new Error(`internal: parameter ${name} not loaded`);
     return p;
+  }
+
+  /** For the subclass constructor: the token embedding, on the heap or off it (offloaded). */
+  protected embeddingTable(
+    name: string,
+    quantized: ReadonlyMap<string, QuantizedWeight>,
+  ): EmbeddingTable {
+    this.tokenTable = new EmbeddingTable(
+      name,
+      this.params.get(name) ?? null,
+      quantized.get(name) ?? null,
+    );
+    return this.tokenTable;
   }
 
   /**
@@ -353,7 +370,7 @@ export abstract class DecoderModel<
 
   lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
     const { paramGrads } = options;
-    checkGradNames(paramGrads, this.params);
+    checkGradNames(paramGrads, this.gradNames());
     const plan = this.prepare(batch);
     const inputsEmbedsGrad = this.inputsEmbedsGradOf(options.inputsEmbedsGrad, plan.B, plan.T);
     const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
@@ -515,6 +532,35 @@ export abstract class DecoderModel<
     return this.weights.bytes();
   }
 
+  offHeapParams(): OffHeapParam[] {
+    const out: OffHeapParam[] = [];
+    const table = this.tokenTable;
+    if (table !== null && table.tensor === null) {
+      const heap = this.kernels.heap;
+      out.push({ name: table.name, shape: table.shape, read: () => table.readF32(heap) });
+    }
+    for (const { info, weight } of this.linearsByPath.values()) {
+      if (!weight.offHeap || weight.shared || weight.kind === "int8" || weight.kind === "nf4")
+        continue;
+      out.push({ name: info.weightName, shape: weight.shape, read: () => weight.readF32() });
+    }
+    return out;
+  }
+
+  /**
+   * Names a gradient may be asked for: the heap parameters, and the offloaded float linear
+   * weights (dW needs no weight values; weights.ts' contract) not shared with the embedding (the
+   * head's share alone would not be the gradient of the tied parameter).
+   */
+  private gradNames(): { has(name: string): boolean } {
+    const offloaded = [...this.linearsByPath.values()].filter(
+      (l) =>
+        l.weight.offHeap && !l.weight.shared && l.weight.kind !== "int8" && l.weight.kind !== "nf4",
+    );
+    if (offloaded.length === 0) return this.params;
+    return new Set([...this.params.keys(), ...offloaded.map((l) => l.info.weightName)]);
+  }
+
   private ownCache(kvCache: KvCache): DecoderKvCache<S> {
     if (!(kvCache instanceof DecoderKvCache) || kvCache.owner !== this) {
       throw new Error("forwardCached: the cache was not created by this model's createCache");
@@ -545,9 +591,10 @@ export abstract class DecoderModel<
 }
 
 /**
- * loadParams with each linear weight stored at load as `storage` asks (weights.ts): the linear
- * weights are the 2-D specs other than the embeddings; lm_head is never quantized. fanInFanOut
- * names the weights stored (in, out). Returns the heap params and the quantized weights.
+ * loadParams with each parameter stored at load as `storage` asks (weights.ts storageAtLoad): the
+ * linear weights are the 2-D specs other than the embeddings; lm_head is never quantized;
+ * tokenEmbedding is the table an offloaded model keeps off the heap. fanInFanOut names the weights
+ * stored (in, out). Returns the heap params and the off-heap weights (quantized or offloaded).
  */
 export async function loadDecoderParams(
   kernels: Kernels,
@@ -555,14 +602,26 @@ export async function loadDecoderParams(
   specs: readonly ParamSpec[],
   source: string,
   storage: WeightLoadOptions,
-  layout: { embeddings: readonly string[]; fanInFanOut: (name: string) => boolean },
+  layout: {
+    embeddings: readonly string[];
+    tokenEmbedding: string;
+    fanInFanOut: (name: string) => boolean;
+  },
 ): Promise<{ params: Map<string, Tensor>; quantized: Map<string, QuantizedWeight> }> {
   const isLinear = (name: string) =>
     !layout.embeddings.includes(name) && specs.some((s) => s.name === name && s.shape.length === 2);
-  const kindOf = linearStorageAtLoad(storage, isLinear, (name) => name === "lm_head.weight");
+  const plan = storageAtLoad(storage, {
+    specs,
+    isLinear,
+    isHead: (name) => name === "lm_head.weight",
+    tokenEmbedding: layout.tokenEmbedding,
+    storedDtype: (name) => checkpoint.entries.get(name)?.dtype,
+    heapLimit: kernels.heap.maxBytes,
+  });
   const quantized = new Map<string, QuantizedWeight>();
   const params = await loadParams(kernels, checkpoint, specs, source, {
-    kindOf,
+    kindOf: plan.kindOf,
+    offHeap: plan.offHeap,
     fanInFanOut: layout.fanInFanOut,
     quantized,
   });

@@ -37,6 +37,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import { AttentionPlan, type Heads } from "./attention.js";
 import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
+import type { EmbeddingTable } from "./embedding-table.js";
 import {
   type CacheDims,
   cachedAttention,
@@ -417,7 +418,7 @@ function heads(a: LayerActs): [Heads, Heads, Heads] {
 
 class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
   private readonly d: Dims;
-  private readonly embed: Tensor; // (V, C)
+  private readonly embed: EmbeddingTable; // (V, C), on the heap or off it
   /** sqrt(C) rounded to the embedding's dtype (Gemma3TextScaledWordEmbedding). */
   private readonly embedScale: number;
   private readonly finalNorm: Norm; // (C)
@@ -451,7 +452,7 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
         biasName: hasBias ? `${path}.bias` : null,
         fanInFanOut: false,
       });
-    this.embed = this.param("model.embed_tokens.weight");
+    this.embed = this.embeddingTable("model.embed_tokens.weight", quantized);
     const { C, H, Hkv, D, I, V } = d;
     try {
       const norm = (name: string): Norm => {
@@ -523,7 +524,7 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
     const d = this.d;
     this.refreshNorms();
     const x0 = plan.layers.length > 0 ? plan.layers[0].x : plan.xFinal;
-    k.embedding(x0, this.embed, plan.ids);
+    this.embed.lookup(k, x0, plan.ids);
     k.scale(x0, x0, this.embedScale);
     for (let l = 0; l < d.L; l++)
       this.layerForward(plan, l, l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal);
@@ -663,7 +664,7 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
     // RoPE tables per new token (position = the row's cached length + t), applied through
     // (1, R, heads, D) views so that every token is rotated by its own angle
     fillRopeTables(d, tables, s.positions.i32().subarray(0, R));
-    k.embedding(x, this.embed, s.ids.view([R]));
+    this.embed.lookup(k, x, s.ids.view([R]));
     k.scale(x, x, this.embedScale);
     for (let l = 0; l < d.L; l++) {
       const w = this.layerWeights[l];
@@ -870,6 +871,7 @@ export async function createGemma(
     source,
     storage,
     {
+      tokenEmbedding: "model.embed_tokens.weight",
       embeddings: ["model.embed_tokens.weight"],
       fanInFanOut: () => false,
     },

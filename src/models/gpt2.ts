@@ -23,6 +23,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import { AttentionPlan, type Heads } from "./attention.js";
 import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
+import type { EmbeddingTable } from "./embedding-table.js";
 import {
   type CacheDims,
   cachedAttention,
@@ -278,7 +279,7 @@ function qkvHeads(d: Dims, qkvh: Tensor): [Heads, Heads, Heads] {
 
 class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
   private readonly d: Dims;
-  private readonly wte: Tensor; // (V, C)
+  private readonly wte: EmbeddingTable; // (V, C), on the heap or off it
   private readonly wpe: Tensor; // (P, C)
   private readonly lnf: Norm;
   private readonly layerWeights: LayerWeights[] = [];
@@ -310,7 +311,7 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
         biasName: `${path}.bias`,
         fanInFanOut: true,
       });
-    this.wte = this.param("transformer.wte.weight");
+    this.wte = this.embeddingTable("transformer.wte.weight", quantized);
     this.wpe = this.param("transformer.wpe.weight");
     const { C, F, V } = d;
     for (let l = 0; l < d.L; l++) {
@@ -354,7 +355,7 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     const k = this.kernels;
     const d = this.d;
     const x0 = d.L > 0 ? plan.layers[0].x : plan.xFinal;
-    k.embedding(x0, this.wte, plan.ids);
+    this.wte.lookup(k, x0, plan.ids);
     k.embedding(plan.posEmb, this.wpe, plan.positions);
     k.add(x0, x0, plan.posEmb);
     for (let l = 0; l < d.L; l++)
@@ -437,7 +438,7 @@ class Gpt2Model extends DecoderModel<Gpt2Config, Plan, Step> {
     // row r of qkvh (3H, Tn, D) holds Q, K, V (H, Tn, D) one after the other
     const part = (which: number) => (r: number) =>
       qkvh.view([H, Tn, D], (3 * r + which) * H * Tn * D);
-    k.embedding(x, this.wte, s.ids.view([R]));
+    this.wte.lookup(k, x, s.ids.view([R]));
     k.embedding(posEmb, this.wpe, s.positions.view([R]));
     k.add(x, x, posEmb);
     for (let l = 0; l < d.L; l++) {
@@ -585,6 +586,7 @@ export async function createGpt2(
     source,
     storage,
     {
+      tokenEmbedding: "transformer.wte.weight",
       embeddings: ["transformer.wte.weight", "transformer.wpe.weight"],
       fanInFanOut: (name) => name.startsWith("transformer.h."),
     },

@@ -36,6 +36,7 @@ import type { Tensor } from "../tensor/tensor.js";
 import { AttentionPlan, type Heads } from "./attention.js";
 import { type CheckpointSource, gradFor, type LinearLayer, type ParamSpec } from "./common.js";
 import { DecoderModel, DecoderPlan, loadDecoderParams, type PlanLayout } from "./decoder-base.js";
+import type { EmbeddingTable } from "./embedding-table.js";
 import {
   type CacheDims,
   cachedAttention,
@@ -479,7 +480,7 @@ function heads(a: LayerActs): [Heads, Heads, Heads] {
 
 class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   private readonly d: Dims;
-  private readonly embed: Tensor; // (V, C)
+  private readonly embed: EmbeddingTable; // (V, C), on the heap or off it
   private readonly finalNorm: Tensor; // (C)
   private readonly layerWeights: LayerWeights[] = [];
   private readonly lmHead: LinearLayer;
@@ -515,7 +516,7 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
         shared,
       );
     };
-    this.embed = this.param("model.embed_tokens.weight");
+    this.embed = this.embeddingTable("model.embed_tokens.weight", quantized);
     const { C, H, Hkv, D, I, V } = d;
     for (let l = 0; l < d.L; l++) {
       const p = `model.layers.${l}`;
@@ -580,7 +581,7 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
   protected override forwardPass(plan: Plan): void {
     const k = this.kernels;
     const d = this.d;
-    k.embedding(plan.layers.length > 0 ? plan.layers[0].x : plan.xFinal, this.embed, plan.ids);
+    this.embed.lookup(k, plan.layers.length > 0 ? plan.layers[0].x : plan.xFinal, plan.ids);
     for (let l = 0; l < d.L; l++)
       this.layerForward(plan, l, l + 1 < d.L ? plan.layers[l + 1].x : plan.xFinal);
     k.rmsnorm(plan.nf, plan.rstdf, plan.xFinal, this.finalNorm, d.eps);
@@ -794,7 +795,7 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const tables = ropeTables(d.rotaryDim, positions, { theta: d.ropeTheta, ...scaling });
     cos.f32().set(tables.cos);
     sin.f32().set(tables.sin);
-    k.embedding(x, this.embed, s.ids.view([R]));
+    this.embed.lookup(k, x, s.ids.view([R]));
     for (let l = 0; l < d.L; l++) {
       const w = this.layerWeights[l];
       // attention block
@@ -952,6 +953,7 @@ export async function createLlama(
     source,
     storage,
     {
+      tokenEmbedding: "model.embed_tokens.weight",
       embeddings: ["model.embed_tokens.weight"],
       fanInFanOut: () => false,
     },

@@ -166,14 +166,30 @@ export interface CausalLM {
    * LoRA-GA call it AFTER getPeftModel, so that the offset base W - s B A is what gets quantized.
    */
   quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void;
-  /** Bytes of the linear weights on the heap / off it, and of the f32 expansion scratch. */
+  /**
+   * Bytes of the linear weights on the heap / off it (quantized, or offloaded with offloadFrozen),
+   * and of the f32 expansion scratch.
+   */
   linearWeightBytes(): { heap: number; offHeap: number; scratch: number };
+  /**
+   * The float parameters kept off the heap (WeightLoadOptions.offloadFrozen): HF name, stored shape
+   * and a reader of an f32 copy in the stored layout. Empty when nothing is offloaded; int8 / nf4
+   * weights are not listed (they are not float parameters any more).
+   */
+  offHeapParams(): OffHeapParam[];
   /** The memory options in effect, defaults filled in. */
   readonly memoryOptions: Readonly<Required<MemoryOptions>>;
   /** Changes the given memory options (others keep their value); frees the activation plan. */
   setMemoryOptions(options: MemoryOptions): void;
   /** Frees every tensor the model owns (parameters and activations). */
   dispose(): void;
+}
+
+/** A float parameter kept off the engine heap (CausalLM.offHeapParams). */
+export interface OffHeapParam {
+  name: string;
+  shape: readonly number[];
+  read(): Float32Array;
 }
 
 export interface LoadModelOptions extends WeightLoadOptions {
@@ -189,6 +205,7 @@ export async function loadModel(dir: string, options: LoadModelOptions): Promise
     const storage: WeightLoadOptions = {
       ...(options.weightDtype !== undefined && { weightDtype: options.weightDtype }),
       ...(options.quantize !== undefined && { quantize: options.quantize }),
+      ...(options.offloadFrozen !== undefined && { offloadFrozen: options.offloadFrozen }),
     };
     return await buildModel(config, checkpoint, options.kernels, dir, storage);
   } finally {

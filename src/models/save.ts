@@ -1,6 +1,6 @@
 // Saving a model as a Hugging Face checkpoint directory: the tokenizer / generation files copied
 // from the source directory, every parameter written to model.safetensors in the dtype its source
-// checkpoint used (f32 unless told otherwise), and config.json copied with its dtype set to what
+// checkpoint used (f32 unless told otherwise; weights kept off the heap included), and config.json copied with its dtype set to what
 // was stored: "dtype" (transformers' current name, as save_pretrained writes it) and, where the
 // source file has it, the older "torch_dtype", so transformers loads the checkpoint in the stored
 // precision instead of the source's. The directory appears atomically: it is written under a
@@ -87,6 +87,11 @@ export async function saveModel(
       const src = sourceDtypes.get(name);
       const dtype = options.dtype ?? (src === "BF16" || src === "F16" ? src : "F32");
       tensors.push({ name, dtype, shape: [...param.shape], data: tensorToF32(param) }); // 16-bit weights widened
+    }
+    for (const param of model.offHeapParams()) {
+      const src = sourceDtypes.get(param.name);
+      const dtype = options.dtype ?? (src === "BF16" || src === "F16" ? src : "F32");
+      tensors.push({ name: param.name, dtype, shape: [...param.shape], data: param.read() });
     }
     await writeSafetensors(join(tmp, "model.safetensors"), tensors, { format: "pt" });
     const stored = tensors.map((t) => ({ dtype: t.dtype as "F32", numel: t.data.length }));

@@ -8,11 +8,17 @@
 // Layouts: heap tensors keep the stored (checkpoint) layout — (out, in), or (in, out) for GPT-2's
 // Conv1D (fanInFanOut). Quantized weights are always (out, in) (a Conv1D weight is transposed
 // before quantizing) so that int8's scales are per OUTPUT channel, as LLM.int8() defines them.
-// Embeddings, norms and biases are not handled here: they stay f32.
+// Embeddings, norms and biases are not handled here: they stay f32 (the token embedding table may
+// live off the heap, models/embedding-table.ts).
+//
+// Offloaded weights (WeightLoadOptions.offloadFrozen, for models whose frozen weights do not fit
+// the heap with room for training): f32 / bf16 / f16 weights kept in host memory (plain typed
+// arrays, quant/quantized-linear.ts) in their STORED layout, expanded into the scratch per matmul
+// like quantized ones; the values a matmul sees are the same as with the weight on the heap.
 //
 // Contract: gradients of weights (LoRA-GA estimation) are always f32 and in the stored layout, and
-// need no weight values (dW = dY^T X); they are computed for heap-stored weights (f32 / 16-bit)
-// only. LoRA-GA's base offset W' = W - s B A must be written (writeF32) BEFORE quantizing: the
+// need no weight values (dW = dY^T X); they are computed for float weights (f32 / 16-bit, on the
+// heap or offloaded), never for int8 / nf4. LoRA-GA's base offset W' = W - s B A must be written (writeF32) BEFORE quantizing: the
 // two-stage flow is estimate on float weights -> init + offset -> quantizeLinears.
 
 import { convert } from "../kernels/ref/convert.js";
@@ -27,6 +33,14 @@ export type WeightStorageKind = QuantKind;
 type WeightDtype = "f32" | "bf16" | "f16";
 /** Off-heap quantization kinds of frozen linear weights. */
 export type QuantizeKind = "int8" | "nf4";
+/**
+ * Where frozen weights live: "on" keeps every linear weight and the token embedding off the heap
+ * (at weightDtype, or quantized), "off" keeps today's layout, "auto" offloads when the frozen
+ * weights would take more than OFFLOAD_AUTO_SHARE of the heap's limit on it.
+ */
+export type OffloadMode = "auto" | "on" | "off";
+/** "auto" offloads when heap-stored frozen weights would exceed this share of the heap limit. */
+const OFFLOAD_AUTO_SHARE = 0.5;
 
 /** How loadModel stores the linear weights (embeddings, norms and biases stay f32). */
 export interface WeightLoadOptions {
@@ -34,6 +48,8 @@ export interface WeightLoadOptions {
   weightDtype?: WeightDtype;
   /** Quantize every decoder linear weight on load (lm_head is never quantized, as bitsandbytes). */
   quantize?: QuantizeKind;
+  /** Frozen weights in host memory instead of the engine heap (OffloadMode). Default "auto". */
+  offloadFrozen?: OffloadMode;
 }
 
 /** The one f32 tensor compressed weights are expanded into; grows only at load / quantize time. */
@@ -107,7 +123,13 @@ export class FrozenWeight {
   readonly shared: boolean;
   private readonly params: Map<string, Tensor>;
   private readonly scratch: WeightScratch;
+  /**
+   * Off-heap storage, or null when the weight is a heap tensor in `params`: int8 / nf4 in (out, in),
+   * offloaded f32 / bf16 / f16 in the stored layout (see storedLayout).
+   */
   private quantized: QuantizedWeight | null;
+  /** Loaded off the heap in a float kind (offloadFrozen): re-stored float kinds stay off it. */
+  private readonly offloaded: boolean;
 
   constructor(
     name: string,
@@ -125,10 +147,16 @@ export class FrozenWeight {
     this.shared = shared;
     this.params = params;
     this.quantized = quantized;
+    this.offloaded = quantized !== null && storedLayout(quantized.kind);
     this.scratch = scratch;
     if (quantized === null && !params.has(name))
       throw new Error(`internal: parameter ${name} not loaded`);
-    if (this.kind !== "f32") scratch.reserve(this.size);
+    if (this.kind !== "f32" || quantized !== null) scratch.reserve(this.size);
+  }
+
+  /** True when the weight lives off the engine heap (quantized or offloaded). */
+  get offHeap(): boolean {
+    return this.quantized !== null;
   }
 
   get kind(): WeightStorageKind {
@@ -151,10 +179,10 @@ export class FrozenWeight {
    */
   expand(bf16Matmul = false): { w: Tensor; outIn: boolean } {
     if (this.quantized !== null) {
-      const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
-      const w = this.scratch.view([out, inp]);
+      const shape = this.offHeapShape(this.quantized.kind);
+      const w = this.scratch.view(shape);
       this.quantized.dequantizeInto(w);
-      return { w, outIn: true };
+      return { w, outIn: storedLayout(this.quantized.kind) ? !this.fanInFanOut : true };
     }
     const t = this.heapTensor();
     if (t.dtype === "f32" || (t.dtype === "bf16" && bf16Matmul))
@@ -167,11 +195,13 @@ export class FrozenWeight {
   /** An f32 copy of the weight in the stored layout (dequantized / widened when compressed). */
   readF32(): Float32Array {
     if (this.quantized !== null) {
-      const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
-      const w = this.scratch.view([out, inp]);
+      const shape = this.offHeapShape(this.quantized.kind);
+      const w = this.scratch.view(shape);
       this.quantized.dequantizeInto(w);
-      const data = w.toArray(); // (out, in)
-      return this.fanInFanOut ? transpose2d(data, out, inp) : data;
+      const data = w.toArray(); // shape
+      return this.fanInFanOut && !storedLayout(this.quantized.kind)
+        ? transpose2d(data, shape[0], shape[1])
+        : data;
     }
     const t = this.heapTensor();
     if (t.dtype === "f32") return t.toArray();
@@ -186,6 +216,12 @@ export class FrozenWeight {
       throw new Error(`${this.name}: writing ${data.length} values into a weight of ${this.size}`);
     }
     if (this.quantized !== null) {
+      if (this.shared) {
+        // a new off-heap object would leave the embedding table on the old one
+        throw new Error(
+          `${this.name} is shared with the embedding (tied) and kept off the heap: it cannot be rewritten`,
+        );
+      }
       this.quantized = this.quantize(this.quantized.kind, data);
       return;
     }
@@ -206,7 +242,8 @@ export class FrozenWeight {
       );
     const data = this.readF32();
     const old = this.params.get(this.name) ?? null;
-    if (kind === "int8" || kind === "nf4") {
+    if (kind === "int8" || kind === "nf4" || this.offloaded) {
+      // quantized kinds, or any kind for an offloaded weight (it stays off the heap)
       this.scratch.reserve(this.size);
       this.quantized = this.quantize(kind, data);
       this.params.delete(this.name);
@@ -224,10 +261,17 @@ export class FrozenWeight {
     old?.dispose();
   }
 
+  /** Off-heap storage of `data` (stored layout) as `kind`, in the layout storedLayout gives. */
   private quantize(kind: QuantKind, data: Float32Array): QuantizedWeight {
-    const [out, inp] = this.fanInFanOut ? [this.shape[1], this.shape[0]] : this.shape;
+    if (storedLayout(kind)) return quantizeWeight(kind, data, this.shape);
     const outIn = this.fanInFanOut ? transpose2d(data, this.shape[0], this.shape[1]) : data;
-    return quantizeWeight(kind, outIn, [out, inp]);
+    return quantizeWeight(kind, outIn, this.offHeapShape(kind));
+  }
+
+  /** Shape of the off-heap data (and of its expansion in the scratch). */
+  private offHeapShape(kind: QuantKind): readonly [number, number] {
+    if (storedLayout(kind) || !this.fanInFanOut) return this.shape;
+    return [this.shape[1], this.shape[0]];
   }
 
   private heapTensor(): Tensor {
@@ -235,6 +279,15 @@ export class FrozenWeight {
     if (t === undefined) throw new Error(`internal: parameter ${this.name} not on the heap`);
     return t;
   }
+}
+
+/**
+ * Whether off-heap weights of `kind` keep the stored layout: float kinds do (an offloaded weight
+ * expands to exactly what the heap path hands the matmul); int8 / nf4 are (out, in) so that their
+ * scales are per output channel.
+ */
+function storedLayout(kind: QuantKind): boolean {
+  return kind === "f32" || kind === "bf16" || kind === "f16";
 }
 
 /** Looks up a layer or throws naming a few valid paths. */
@@ -297,19 +350,70 @@ export class LinearWeights {
   }
 }
 
+/** Where and how loadParams stores each parameter (models/common.ts). */
+export interface StorageAtLoad {
+  /** Storage kind of a parameter ("f32" for everything but compressed frozen weights). */
+  kindOf(name: string): WeightStorageKind;
+  /** True when a float-kind parameter goes off the heap (offloadFrozen); int8 / nf4 always do. */
+  offHeap(name: string): boolean;
+  /** Whether the frozen weights were offloaded (decided once, for the whole model). */
+  readonly offloaded: boolean;
+}
+
+/** The frozen parameters of a model as loadDecoderParams sees them. */
+export interface FrozenLayout {
+  specs: readonly { readonly name: string; readonly shape: readonly number[] }[];
+  /** Linear weights (not embeddings): stored as weightDtype or quantized. */
+  isLinear(name: string): boolean;
+  /** The output projection (never quantized). */
+  isHead(name: string): boolean;
+  /** The token embedding table (offloadable; other embeddings, norms and biases stay f32). */
+  tokenEmbedding: string;
+  /** The checkpoint's dtype of a tensor ("BF16", "F32", ...), when known. */
+  storedDtype(name: string): string | undefined;
+  /** The engine heap's limit in bytes ("auto" compares the weights against it). */
+  heapLimit: number;
+}
+
+const STORAGE_BYTES: Record<WeightStorageKind, number> = {
+  f32: 4,
+  bf16: 2,
+  f16: 2,
+  int8: 0,
+  nf4: 0,
+};
+
 /**
- * Storage of each linear weight at load: `quantize` for decoder linears, else `weightDtype`; null
- * for everything else (f32). `isHead` names the output projection (never quantized).
+ * Storage of each parameter at load: decoder linears as `quantize`, else `weightDtype`; everything
+ * else f32 on the heap. With offloading (offloadFrozen "on", or "auto" when the heap-stored
+ * parameters would exceed OFFLOAD_AUTO_SHARE of the heap limit), every linear weight and the token
+ * embedding go off the heap: linears as on the heap (weightDtype or quantized), the embedding at
+ * weightDtype when the checkpoint stores it in that 16-bit dtype (lossless), else f32 as on the
+ * heap. So offloading changes where the frozen weights live, never the values a matmul sees.
  */
-export function linearStorageAtLoad(
-  options: WeightLoadOptions,
-  isLinearWeight: (name: string) => boolean,
-  isHead: (name: string) => boolean,
-): (name: string) => WeightStorageKind {
-  return (name) => {
-    if (!isLinearWeight(name)) return "f32";
-    if (options.quantize !== undefined && !isHead(name)) return options.quantize;
-    return options.weightDtype ?? "f32";
+export function storageAtLoad(options: WeightLoadOptions, layout: FrozenLayout): StorageAtLoad {
+  const dtype = options.weightDtype ?? "f32";
+  const linearKind = (name: string): WeightStorageKind =>
+    options.quantize !== undefined && !layout.isHead(name) ? options.quantize : dtype;
+  let heapBytes = 0;
+  for (const spec of layout.specs) {
+    const size = spec.shape.reduce((a, b) => a * b, 1);
+    heapBytes += size * (layout.isLinear(spec.name) ? STORAGE_BYTES[linearKind(spec.name)] : 4);
+  }
+  const mode = options.offloadFrozen ?? "auto";
+  if (mode !== "auto" && mode !== "on" && mode !== "off")
+    throw new Error(`offloadFrozen must be "auto", "on" or "off", got ${String(mode)}`);
+  const offloaded =
+    mode === "on" || (mode === "auto" && heapBytes > OFFLOAD_AUTO_SHARE * layout.heapLimit);
+  const offloadable = (name: string) => layout.isLinear(name) || name === layout.tokenEmbedding;
+  return {
+    offloaded,
+    kindOf: (name) => {
+      if (layout.isLinear(name)) return linearKind(name);
+      const lossless = layout.storedDtype(name) === (dtype === "bf16" ? "BF16" : "F16");
+      return offloaded && name === layout.tokenEmbedding && lossless ? dtype : "f32";
+    },
+    offHeap: (name) => offloaded && offloadable(name),
   };
 }
 

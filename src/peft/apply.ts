@@ -45,7 +45,16 @@ export interface AppliedLora {
   offsetModules: string[];
 }
 
-type LoraHost = Pick<CausalLM, "kernels" | "params" | "linears" | "setAdapter">;
+type LoraHost = Pick<
+  CausalLM,
+  | "kernels"
+  | "params"
+  | "linears"
+  | "setAdapter"
+  | "weightStorage"
+  | "readLinearWeight"
+  | "writeLinearWeight"
+>;
 
 /** Detaches and frees every layer (base weights keep their offsets); empties `layers`. */
 export function detachAdapters(
@@ -77,15 +86,23 @@ export function applyLora(
     for (const info of targets) {
       const { r, alpha } = moduleRankAlpha(config, info.path);
       const scaling = loraScaling(alpha, r, config.use_rslora);
-      const weightTensor = model.params.get(info.weightName);
-      if (weightTensor === undefined) {
+      // null: a float weight offloaded off the heap (models/weights.ts), read and written by copy
+      const weightTensor = model.params.get(info.weightName) ?? null;
+      const storage = model.weightStorage(info.path);
+      if (weightTensor === null && storage !== "f32" && storage !== "bf16" && storage !== "f16") {
         throw new Error(
           `applyLora: model has no parameter ${info.weightName} for module ${info.path} (quantized? attach adapters before quantizeLinears)`,
         );
       }
-      // f32: a live view, offsets are written through it; 16-bit: an f32 copy, written back below
-      const halfBase = weightTensor.dtype !== "f32";
-      const weight = halfBase ? tensorToF32(weightTensor) : weightTensor.f32();
+      // f32 heap: a live view, offsets are written through it; 16-bit or offloaded: an f32 copy,
+      // written back below
+      const halfBase = weightTensor === null || weightTensor.dtype !== "f32";
+      const weight =
+        weightTensor === null
+          ? model.readLinearWeight(info.path)
+          : halfBase
+            ? tensorToF32(weightTensor)
+            : weightTensor.f32();
       const before = options.offsetFrom?.get(info.path);
       if (before !== undefined) {
         subtractBaseOffset(
@@ -138,7 +155,10 @@ export function applyLora(
           offsetModules.push(info.path);
         }
       }
-      if (halfBase && offsetModules.at(-1) === info.path) writeF32ToTensor(weightTensor, weight);
+      if (halfBase && offsetModules.at(-1) === info.path) {
+        if (weightTensor === null) model.writeLinearWeight(info.path, weight);
+        else writeF32ToTensor(weightTensor, weight);
+      }
       initial.set(info.path, { A: A.slice(), B: B.slice() });
       const layer = new LoraLinear(model.kernels, info, {
         r,

@@ -134,7 +134,10 @@ export class PeftModel implements Trainable {
    */
   mergeAndUnload(): CausalLM {
     for (const [path, adapter] of this.layers) {
-      if (this.base.weightStorage(path) === "f32") {
+      if (
+        this.base.weightStorage(path) === "f32" &&
+        this.base.params.has(adapter.info.weightName)
+      ) {
         adapter.merge(this.paramOf(adapter.info));
       } else {
         const { inFeatures: n, outFeatures: m, fanInFanOut } = adapter.info;

@@ -47,6 +47,11 @@ export interface Trainable {
 export function fullFineTuning(model: CausalLM): Trainable {
   const heap = model.kernels.heap;
   const grads = new Map<string, Tensor>();
+  if (model.linearWeightBytes().offHeap > 0) {
+    throw new Error(
+      'full fine-tuning: some linear weights live off the engine heap (quantized or offloaded); load the model with offloadFrozen: "off" and no quantization',
+    );
+  }
   for (const [name, p] of model.params) {
     if (p.dtype !== "f32")
       throw new Error(

@@ -75,7 +75,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
     const model = await openModel(
       o.model,
       engine,
-      { weightDtype: o.weightDtype },
+      { weightDtype: o.weightDtype, offloadFrozen: o.offloadFrozen },
       { gradient_checkpointing: o.gradientCheckpointing, attention: o.attention },
     );
     const settings = { target: o.target, maxGradMemory: o.maxGradMemory, quiet: o.quiet };

@@ -46,6 +46,7 @@ import {
   checkModelDir,
   gradientCheckpointingFlag,
   modelFlag,
+  offloadFrozenFlag,
   openModel,
   openTokenizerIfAny,
   quantizeFlag,
@@ -100,6 +101,7 @@ const SCHEMA = {
   gradientCheckpointing: gradientCheckpointingFlag,
   attention: attentionFlag,
   weightDtype: weightDtypeFlag,
+  offloadFrozen: offloadFrozenFlag,
   quantize: quantizeFlag(
     "QLoRA-style: quantize the frozen linear weights after the init (int8 or nf4)",
   ),
@@ -122,6 +124,11 @@ function check(parsed: Plan): Plan {
   if (o.method === "full" && (o.quantize !== undefined || o.weightDtype !== "f32")) {
     throw new UsageError(
       "--method full trains every weight in f32: --weight-dtype and --quantize apply to LoRA methods",
+    );
+  }
+  if (o.method === "full" && o.offloadFrozen === "on") {
+    throw new UsageError(
+      "--method full trains every weight on the engine heap: --offload-frozen applies to LoRA methods",
     );
   }
   const evaluates = o.evalData !== undefined || o.evalSplit > 0;
@@ -210,7 +217,10 @@ async function run(plan: Plan): Promise<void> {
     const model = await openModel(
       o.model,
       engine,
-      { weightDtype: o.weightDtype },
+      {
+        weightDtype: o.weightDtype,
+        offloadFrozen: o.method === "full" ? "off" : o.offloadFrozen,
+      },
       { gradient_checkpointing: o.gradientCheckpointing, attention: o.attention },
     );
     const tokenizer = await openTokenizerIfAny(o.model);

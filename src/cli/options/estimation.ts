@@ -8,6 +8,7 @@ import { targetFlag } from "./lora.js";
 import {
   attentionFlag,
   gradientCheckpointingFlag,
+  offloadFrozenFlag,
   quantizeFlag,
   weightDtypeFlag,
 } from "./model.js";
@@ -67,6 +68,7 @@ const commonEstimationFlags = {
   gradientCheckpointing: gradientCheckpointingFlag,
   attention: attentionFlag,
   weightDtype: weightDtypeFlag,
+  offloadFrozen: offloadFrozenFlag,
   quantize: quantizeFlag(
     "after estimating (on float weights): quantize the linear weights and log the logits error",
   ),

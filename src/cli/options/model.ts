@@ -24,6 +24,16 @@ export const weightDtypeFlag = withDefault(
   "f32",
 );
 
+/** WeightLoadOptions.offloadFrozen (models/weights.ts): frozen weights in host memory. */
+export const offloadFrozenFlag = withDefault(
+  choiceFlag(
+    "--offload-frozen <mode>",
+    "keep the frozen weights (linears, token embedding) outside the engine heap, expanded per matmul: auto (when they would take over half the heap), on, off",
+    ["auto", "on", "off"],
+  ),
+  "auto",
+);
+
 export const quantizeFlag = (help: string) =>
   choiceFlag("--quantize <kind>", help, ["int8", "nf4"]);
 
