@@ -63,6 +63,14 @@ function unsupported(modelType: string): Error {
   );
 }
 
+/** Encoder-decoder model types: their data rows are input -> target pairs (data/examples.ts). */
+const ENCODER_DECODER: ReadonlySet<string> = new Set<SupportedModelType>(["t5"]);
+
+/** True for an encoder-decoder model_type (t5), whose batches carry Batch.decoder. */
+export function isEncoderDecoder(modelType: string): boolean {
+  return ENCODER_DECODER.has(modelType);
+}
+
 /** Throws, listing the supported types, unless `modelType` has an architecture. */
 export function assertSupportedModelType(
   modelType: string,

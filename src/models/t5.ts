@@ -216,12 +216,13 @@ class T5Model implements CausalLM {
     };
   }
 
-  /** Only logitsChunkBytes applies; t5 attention is always "full", without checkpointing. */
+  /**
+   * Only logitsChunkBytes applies. t5 attention is always "full" (biased-attention.ts): the
+   * attention options are accepted and have no effect; gradient_checkpointing is an error.
+   */
   setMemoryOptions(options: MemoryOptions): void {
     if (options.gradient_checkpointing === true)
       throw new Error("t5: gradient_checkpointing is not supported for this architecture");
-    if (options.attention === "tiled")
-      throw new Error('t5: attention "tiled" is not supported (t5 attention is "full")');
     const bytes = options.logitsChunkBytes;
     if (bytes !== undefined && !(Number.isFinite(bytes) && bytes > 0))
       throw new Error(`setMemoryOptions: logitsChunkBytes must be a positive number, got ${bytes}`);

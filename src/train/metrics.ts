@@ -18,6 +18,11 @@ const IGNORE = -100;
  * large share (a scored continuation after its prompt, completion-only eval data).
  */
 function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
+  if (batch.decoder !== undefined) {
+    // encoder-decoder: position t of the target predicts labels[t] (no shift)
+    const counted = Uint8Array.from(batch.decoder.labels, (l) => (l === IGNORE ? 0 : 1));
+    return { nll: model.tokenLosses(batch), counted };
+  }
   const { batchSize: B, seqLen: T } = batch;
   const labels = batch.labels;
   if (labels === undefined) throw new Error("evaluate: batch.labels is required");
