@@ -14,7 +14,13 @@ export type * from "./kernels/kernels.js";
 export { svdJacobi } from "./linalg/svd-jacobi.js";
 export { svdLowrank } from "./linalg/svd-lowrank.js";
 export type { LinearAdapter, LinearInfo } from "./models/linear.js";
-export { type Batch, type CausalLM, type LossAndGradsOptions, loadModel } from "./models/model.js";
+export {
+  type Batch,
+  type CausalLM,
+  type DecoderTargets,
+  type LossAndGradsOptions,
+  loadModel,
+} from "./models/model.js";
 export { saveModel } from "./models/save.js";
 export { type AdapterWeights, loadAdapter, saveAdapter } from "./peft/adapter-io.js";
 export { LoraConfig, LoraGAConfig } from "./peft/config.js";

@@ -6,6 +6,11 @@
 //   {"prompt": "...", "completion": "..."}    only the completion (+ EOS) is learned by default
 //   {"text": "..."}                           every token is learned
 // Labels are NOT shifted here: the model shifts them, as transformers does.
+// For an encoder-decoder model (ExampleOptions.seq2seq, t5) the rows are input -> target pairs:
+//   {"input": "...", "target": "..."}          both tokenized with special tokens (T5: + </s>)
+//   {"input_ids": [...], "labels": [...]}      pre-tokenized; labels are the target ids
+// and the example's labels are the target sequence (its own length; every token learned unless
+// -100), inputIds the encoder's input; seq2seq is set on the example.
 
 import type { ChatMessage } from "../io/tokenizer.js";
 import { DataError, describe } from "./jsonl.js";
@@ -25,8 +30,13 @@ export interface ExampleTokenizer {
 
 export interface TokenExample {
   inputIds: number[];
-  /** Same length as inputIds; IGNORE_INDEX where the token is not learned. */
+  /**
+   * Same length as inputIds; IGNORE_INDEX where the token is not learned. seq2seq examples: the
+   * target sequence (any length).
+   */
   labels: number[];
+  /** An encoder-decoder example: inputIds feed the encoder, labels are the decoder's targets. */
+  seq2seq?: true;
   /** Where the example came from, for error messages: "file:line". */
   source: string;
 }
@@ -36,6 +46,8 @@ export interface ExampleOptions {
   trainOnPrompt?: boolean;
   /** Vocabulary size, to reject out-of-range pre-tokenized ids. */
   vocabSize?: number;
+  /** The model is an encoder-decoder (t5): rows are input -> target pairs (see the header). */
+  seq2seq?: boolean;
 }
 
 export function toExample(
@@ -45,7 +57,8 @@ export function toExample(
   options: ExampleOptions = {},
 ): TokenExample {
   let example: TokenExample;
-  if ("input_ids" in row) example = pretokenized(row, source, options);
+  if (options.seq2seq === true) example = seq2seqExample(row, source, tokenizer, options);
+  else if ("input_ids" in row) example = pretokenized(row, source, options);
   else {
     if (tokenizer === null) {
       throw new DataError(
@@ -65,6 +78,36 @@ export function toExample(
   }
   if (example.inputIds.length === 0) throw new DataError(`${source}: example has no tokens`);
   return example;
+}
+
+function seq2seqExample(
+  row: Record<string, unknown>,
+  source: string,
+  tokenizer: ExampleTokenizer | null,
+  options: ExampleOptions,
+): TokenExample {
+  if ("input_ids" in row) {
+    const inputIds = intArray(row.input_ids, "input_ids", source, options.vocabSize);
+    const labels = intArray(row.labels, "labels", source, options.vocabSize, IGNORE_INDEX);
+    if (labels.length === 0) throw new DataError(`${source}: "labels" (the target) is empty`);
+    return { inputIds: [...inputIds], labels: [...labels], source, seq2seq: true };
+  }
+  if (!("input" in row && "target" in row)) {
+    const keys = Object.keys(row).join(", ") || "none";
+    throw new DataError(
+      `${source}: an encoder-decoder model needs "input"+"target" or "input_ids"+"labels" rows (keys: ${keys})`,
+    );
+  }
+  if (tokenizer === null) {
+    throw new DataError(
+      `${source}: text rows need a tokenizer (tokenizer.json in the model directory)`,
+    );
+  }
+  const encode = (field: string) =>
+    tokenizer.encode(requireString(row[field], field, source), { addSpecialTokens: true });
+  const labels = encode("target");
+  if (labels.length === 0) throw new DataError(`${source}: "target" has no tokens`);
+  return { inputIds: encode("input"), labels, source, seq2seq: true };
 }
 
 function pretokenized(

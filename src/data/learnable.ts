@@ -6,6 +6,7 @@
 // IGNORE_INDEX: collate (batches.ts) keeps the first maxLength tokens, and the models shift labels
 // by one (models/common.ts shiftLabels), so index 0's label is never predicted. Typical causes: a
 // completion-only row whose prompt fills --max-length, or pre-tokenized labels that are all -100.
+// A seq2seq example's labels are its targets, none shifted away: index 0 counts too.
 
 import { IGNORE_INDEX, type TokenExample } from "./examples.js";
 import { DataError } from "./jsonl.js";
@@ -14,7 +15,7 @@ import { DataError } from "./jsonl.js";
 export function countedLabels(example: TokenExample, maxLength: number): number {
   const end = Math.min(example.labels.length, maxLength);
   let n = 0;
-  for (let t = 1; t < end; t++) if (example.labels[t] !== IGNORE_INDEX) n++;
+  for (let t = example.seq2seq ? 0 : 1; t < end; t++) if (example.labels[t] !== IGNORE_INDEX) n++;
   return n;
 }
 

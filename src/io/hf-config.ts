@@ -2,7 +2,7 @@
 //
 // Contract: readModelConfig(dir) / parseModelConfig(raw) return a ModelConfig whose fields keep the
 // Hugging Face names (snake_case, as in the JSON). Recognized model types (llama, qwen2, mistral,
-// qwen3, smollm3, phi3, gpt2, gemma3_text) are validated field by field with transformers' defaults for absent optional fields; any
+// qwen3, smollm3, phi3, gpt2, gemma3_text, t5) are validated field by field with transformers' defaults for absent optional fields; any
 // other model_type is returned unvalidated as { recognized: false } — whether it is supported is
 // the model registry's decision, not this module's. Every config object keeps the parsed JSON as
 // `raw`. Errors are one line naming the file and field:
@@ -33,6 +33,10 @@
 //   sliding_window 4096, tied embeddings, pad_token_id 0, every 6th layer full_attention) and its
 //   per-layer-type RoPE (readGemmaRope). attn_logit_softcapping is not read: Gemma3Attention
 //   never applies it.
+// - t5: T5Config's defaults (d_kv 64, num_decoder_layers = num_layers, 32 buckets, max_distance 128,
+//   feed_forward_proj "relu"; "gated-gelu" means gelu_new, T5Config.__post_init__). The head's
+//   d_model^-0.5 rescale: `scale_decoder_outputs` when the file has it (transformers 5 writes it),
+//   else tie_word_embeddings != false (what transformers 5 derives from a T5 v1.0 / v1.1 file).
 
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
@@ -158,6 +162,38 @@ export interface Gemma3TextConfig {
   raw: Readonly<Record<string, unknown>>;
 }
 
+/** T5 / T5 v1.1 (T5ForConditionalGeneration): an encoder-decoder (models/t5.ts). */
+export interface T5Config {
+  model_type: "t5";
+  recognized: true;
+  vocab_size: number;
+  d_model: number;
+  d_kv: number;
+  d_ff: number;
+  num_layers: number;
+  num_decoder_layers: number;
+  num_heads: number;
+  relative_attention_num_buckets: number;
+  relative_attention_max_distance: number;
+  layer_norm_epsilon: number;
+  feed_forward_proj: string;
+  /** The FFN activation (feed_forward_proj's last part; "gated-gelu" is gelu_new). */
+  dense_act_fn: T5Activation;
+  /** wi_0 / wi_1 (act(wi_0 x) * wi_1 x) instead of one wi. */
+  is_gated_act: boolean;
+  /** Multiply the decoder's output by d_model^-0.5 before the lm_head (T5 v1.0's tied head). */
+  scale_decoder_outputs: boolean;
+  pad_token_id: number;
+  eos_token_id: number | number[] | null;
+  /** The decoder's first input token (T5: the pad id). */
+  decoder_start_token_id: number;
+  raw: Readonly<Record<string, unknown>>;
+}
+
+/** T5's supported FFN activations (transformers' ACT2FN names). */
+export type T5Activation = "relu" | "gelu_new" | "gelu";
+const T5_ACTIVATIONS: readonly T5Activation[] = ["relu", "gelu_new", "gelu"];
+
 /** A model_type this module does not validate; the registry reports whether it is supported. */
 interface UnrecognizedModelConfig {
   model_type: string;
@@ -165,7 +201,7 @@ interface UnrecognizedModelConfig {
   raw: Readonly<Record<string, unknown>>;
 }
 
-export type KnownModelConfig = LlamaFamilyConfig | Gpt2Config | Gemma3TextConfig;
+export type KnownModelConfig = LlamaFamilyConfig | Gpt2Config | Gemma3TextConfig | T5Config;
 export type ModelConfig = KnownModelConfig | UnrecognizedModelConfig;
 
 const CONFIG_FILE_NAME = "config.json";
@@ -582,6 +618,48 @@ function parseGemma3Text(file: string, raw: Record<string, unknown>): Gemma3Text
   };
 }
 
+/** T5Config (transformers 5.18 configuration_t5.py) with its defaults. */
+function parseT5(file: string, raw: Record<string, unknown>): T5Config {
+  const f = new Fields(file, raw);
+  const layers = f.positiveInt("num_layers", 6);
+  const proj = f.string("feed_forward_proj", "relu");
+  const parts = proj.split("-");
+  const gated = parts.length === 2 && parts[0] === "gated";
+  if (parts.length > 2 || (parts.length === 2 && !gated))
+    f.fail("feed_forward_proj", 'of the form "ACT" or "gated-ACT"');
+  const act = proj === "gated-gelu" ? "gelu_new" : parts[parts.length - 1];
+  if (!(T5_ACTIVATIONS as readonly string[]).includes(act))
+    f.fail("feed_forward_proj", `built from one of ${T5_ACTIVATIONS.join(", ")}`);
+  const pad = Object.hasOwn(raw, "pad_token_id") ? f.tokenId("pad_token_id") : 0;
+  if (pad === null) return f.fail("pad_token_id", "a token id (T5 pads decoder inputs with it)");
+  const start = f.tokenId("decoder_start_token_id") ?? pad;
+  const scale = f.has("scale_decoder_outputs")
+    ? f.boolean("scale_decoder_outputs", true)
+    : f.boolean("tie_word_embeddings", true);
+  return {
+    model_type: "t5",
+    recognized: true,
+    vocab_size: f.positiveInt("vocab_size", 32128),
+    d_model: f.positiveInt("d_model", 512),
+    d_kv: f.positiveInt("d_kv", 64),
+    d_ff: f.positiveInt("d_ff", 2048),
+    num_layers: layers,
+    num_decoder_layers: f.positiveInt("num_decoder_layers", layers),
+    num_heads: f.positiveInt("num_heads", 8),
+    relative_attention_num_buckets: f.positiveInt("relative_attention_num_buckets", 32),
+    relative_attention_max_distance: f.positiveInt("relative_attention_max_distance", 128),
+    layer_norm_epsilon: f.positiveNumber("layer_norm_epsilon", 1e-6),
+    feed_forward_proj: proj,
+    dense_act_fn: act as T5Activation,
+    is_gated_act: gated,
+    scale_decoder_outputs: scale,
+    pad_token_id: pad,
+    eos_token_id: Object.hasOwn(raw, "eos_token_id") ? f.tokenIds("eos_token_id") : 1,
+    decoder_start_token_id: start,
+    raw,
+  };
+}
+
 /** Validates an already-parsed config.json object; `file` names it in errors. */
 export function parseModelConfig(raw: unknown, file = CONFIG_FILE_NAME): ModelConfig {
   if (!isPlainObject(raw)) throw new Error(`${file}: must be a JSON object, got ${show(raw)}`);
@@ -598,6 +676,8 @@ export function parseModelConfig(raw: unknown, file = CONFIG_FILE_NAME): ModelCo
       return parseGpt2(file, raw);
     case "gemma3_text":
       return parseGemma3Text(file, raw);
+    case "t5":
+      return parseT5(file, raw);
     default:
       return { model_type: modelType, recognized: false, raw };
   }

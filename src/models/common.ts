@@ -338,6 +338,8 @@ export function validateBatch(batch: Batch, vocabSize: number, maxPositions: num
   if (!Number.isInteger(B) || !Number.isInteger(T) || B <= 0 || T <= 0) {
     throw new Error(`batch: batchSize and seqLen must be positive integers, got ${B} and ${T}`);
   }
+  if (batch.decoder !== undefined)
+    throw new Error("batch.decoder: this model is decoder-only (no encoder-decoder targets)");
   const n = B * T;
   if (batch.inputIds.length !== n)
     throw new Error(`batch.inputIds: expected ${n} ids (B*T), got ${batch.inputIds.length}`);

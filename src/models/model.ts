@@ -24,6 +24,24 @@ export interface Batch {
   attentionMask?: Int32Array;
   /** (B*T), -100 = ignored; unshifted: the model shifts them by one, like transformers. */
   labels?: Int32Array;
+  /**
+   * Encoder-decoder models (t5) only, and required there: the target side. inputIds and
+   * attentionMask are then the encoder's input, and `labels` must be absent.
+   */
+  decoder?: DecoderTargets;
+}
+
+/** The target sequence of an encoder-decoder batch (Batch.decoder). */
+export interface DecoderTargets {
+  /** Target tokens per row (Td). */
+  seqLen: number;
+  /**
+   * (B*Td) target ids, -100 = ignored (padding). The decoder reads them shifted right behind
+   * decoder_start_token_id (-100 read as the pad id), and position t predicts labels[t] (no
+   * further shift), as T5ForConditionalGeneration(labels=...) does. forward() returns the
+   * (B, Td, V) logits of those positions.
+   */
+  labels: Int32Array;
 }
 
 /**

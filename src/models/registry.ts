@@ -7,6 +7,7 @@ import type {
   Gpt2Config,
   LlamaFamilyConfig,
   ModelConfig,
+  T5Config,
 } from "../io/hf-config.js";
 import type { Kernels } from "../kernels/kernels.js";
 import type { CheckpointSource } from "./common.js";
@@ -14,6 +15,7 @@ import { createGemma } from "./gemma.js";
 import { createGpt2 } from "./gpt2.js";
 import { createLlama } from "./llama.js";
 import type { CausalLM } from "./model.js";
+import { createT5 } from "./t5.js";
 import type { WeightLoadOptions } from "./weights.js";
 
 type Build<C> = (
@@ -34,6 +36,7 @@ const ARCHITECTURES: {
   phi3: Build<LlamaFamilyConfig>;
   gpt2: Build<Gpt2Config>;
   gemma3_text: Build<Gemma3TextConfig>;
+  t5: Build<T5Config>;
 } = {
   llama: createLlama,
   qwen2: createLlama,
@@ -43,6 +46,7 @@ const ARCHITECTURES: {
   phi3: createLlama,
   gpt2: createGpt2,
   gemma3_text: createGemma,
+  t5: createT5,
 };
 
 export type SupportedModelType = keyof typeof ARCHITECTURES;
@@ -57,6 +61,14 @@ function unsupported(modelType: string): Error {
   return new Error(
     `unsupported model_type "${modelType}"; supported: ${SUPPORTED_MODEL_TYPES.join(", ")}`,
   );
+}
+
+/** Encoder-decoder model types: their data rows are input -> target pairs (data/examples.ts). */
+const ENCODER_DECODER: ReadonlySet<string> = new Set<SupportedModelType>(["t5"]);
+
+/** True for an encoder-decoder model_type (t5), whose batches carry Batch.decoder. */
+export function isEncoderDecoder(modelType: string): boolean {
+  return ENCODER_DECODER.has(modelType);
 }
 
 /** Throws, listing the supported types, unless `modelType` has an architecture. */
@@ -87,6 +99,8 @@ export function buildModel(
       return ARCHITECTURES.gpt2(config, checkpoint, kernels, source, storage);
     case "gemma3_text":
       return ARCHITECTURES.gemma3_text(config, checkpoint, kernels, source, storage);
+    case "t5":
+      return ARCHITECTURES.t5(config, checkpoint, kernels, source, storage);
     default:
       config satisfies never;
       throw unsupported((config as { model_type: string }).model_type);

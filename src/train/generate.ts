@@ -11,9 +11,13 @@
 // Ties in greedy decoding pick the lowest token id (torch.argmax returns the first maximum).
 // Random draws happen per step in row order (row 0's token, row 1's, ...), as a full-forward loop
 // over the batch would draw them.
+// Encoder-decoder models (t5) take seq2seq-generate.ts's greedy path (the prompt is the encoder's
+// input; no cache yet).
 
 import type { CausalLM } from "../models/model.js";
+import { isEncoderDecoder } from "../models/registry.js";
 import type { Rng } from "../util/random.js";
+import { generateSeq2Seq } from "./seq2seq-generate.js";
 
 export interface GenerateOptions {
   maxNewTokens: number;
@@ -25,7 +29,7 @@ export interface GenerateOptions {
   topP?: number;
   /** Required when temperature > 0. */
   rng?: Rng;
-  /** Kept for API compatibility: the cached decoder never pads, so it is unused. */
+  /** Pads the encoder batch of an encoder-decoder model (the cached decoder never pads). */
   padTokenId?: number;
 }
 
@@ -55,6 +59,14 @@ export function generate(
   prompts.forEach((p, i) => {
     if (p.length === 0) throw new Error(`generate: prompt ${i} is empty`);
   });
+  if (isEncoderDecoder(model.modelType)) {
+    if (temperature > 0) throw new Error(`generate: ${model.modelType} generates greedily only`);
+    return generateSeq2Seq(model, prompts, {
+      maxNewTokens,
+      eos,
+      padTokenId: options.padTokenId ?? 0,
+    });
+  }
   const out: number[][] = prompts.map(() => []);
   if (maxNewTokens === 0 || prompts.length === 0) return out;
   const pick = (row: Float32Array): number =>

@@ -3,12 +3,15 @@
 //   ignored, as transformers' ForCausalLMLoss) and perplexity = exp(loss).
 // - sequence log-likelihoods and classification by label likelihood (the "lm-eval-harness"
 //   multiple-choice rule: score each candidate continuation by the sum of its tokens'
-//   log-probabilities given the prompt, pick the highest; optionally length-normalised).
+//   log-probabilities given the prompt, pick the highest; optionally length-normalised). For an
+//   encoder-decoder (t5) the prompt is the encoder input and the continuation the target: T5's
+//   GLUE evaluation by label words.
 // - GSM8K-style exact match: the final number of a text ("#### 42" if present, else the last
 //   number), commas removed, compared numerically.
 // Per-token losses come from model.tokenLosses (forward only, no gradients).
 
 import type { Batch, CausalLM } from "../models/model.js";
+import { isEncoderDecoder } from "../models/registry.js";
 
 const IGNORE = -100;
 
@@ -18,6 +21,11 @@ const IGNORE = -100;
  * large share (a scored continuation after its prompt, completion-only eval data).
  */
 function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
+  if (batch.decoder !== undefined) {
+    // encoder-decoder: position t of the target predicts labels[t] (no shift)
+    const counted = Uint8Array.from(batch.decoder.labels, (l) => (l === IGNORE ? 0 : 1));
+    return { nll: model.tokenLosses(batch), counted };
+  }
   const { batchSize: B, seqLen: T } = batch;
   const labels = batch.labels;
   if (labels === undefined) throw new Error("evaluate: batch.labels is required");
@@ -62,6 +70,7 @@ export function continuationLogLikelihoods(
   padTokenId = 0,
 ): { logProb: number; tokens: number }[] {
   if (pairs.length === 0) return [];
+  if (isEncoderDecoder(model.modelType)) return targetLogLikelihoods(model, pairs, padTokenId);
   const T = Math.max(...pairs.map((p) => p.prompt.length + p.continuation.length));
   const B = pairs.length;
   const inputIds = new Int32Array(B * T).fill(padTokenId);
@@ -94,6 +103,38 @@ export function continuationLogLikelihoods(
       }
     }
     return { logProb, tokens };
+  });
+}
+
+/** continuationLogLikelihoods of an encoder-decoder: prompt -> encoder, continuation -> target. */
+function targetLogLikelihoods(
+  model: CausalLM,
+  pairs: readonly { prompt: readonly number[]; continuation: readonly number[] }[],
+  padTokenId: number,
+): { logProb: number; tokens: number }[] {
+  const B = pairs.length;
+  const Te = Math.max(...pairs.map((p) => p.prompt.length));
+  const Td = Math.max(...pairs.map((p) => p.continuation.length));
+  const inputIds = new Int32Array(B * Te).fill(padTokenId);
+  const attentionMask = new Int32Array(B * Te);
+  const labels = new Int32Array(B * Td).fill(IGNORE);
+  pairs.forEach((p, b) => {
+    if (p.prompt.length === 0 || p.continuation.length === 0)
+      throw new Error(`score: pair ${b} needs a non-empty prompt and continuation`);
+    p.prompt.forEach((id, t) => {
+      inputIds[b * Te + t] = id;
+      attentionMask[b * Te + t] = 1;
+    });
+    p.continuation.forEach((id, t) => {
+      labels[b * Td + t] = id;
+    });
+  });
+  const decoder = { seqLen: Td, labels };
+  const nll = model.tokenLosses({ batchSize: B, seqLen: Te, inputIds, attentionMask, decoder });
+  return pairs.map((p, b) => {
+    let logProb = 0;
+    for (let t = 0; t < p.continuation.length; t++) logProb -= nll[b * Td + t];
+    return { logProb, tokens: p.continuation.length };
   });
 }
 

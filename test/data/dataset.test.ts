@@ -46,6 +46,30 @@ describe("loadExamples", () => {
     expect(all.labels).toEqual(all.inputIds);
   });
 
+  test("seq2seq rows: input/target text and pre-tokenized input_ids/labels", async () => {
+    const path = dataFile([
+      JSON.stringify({ input: "ab", target: "c" }),
+      JSON.stringify({ input_ids: [3, 4, 5], labels: [6, -100] }),
+    ]);
+    const [text, pre] = await loadExamples(path, charTokenizer, { seq2seq: true });
+    expect(text).toEqual({
+      inputIds: [1, ...ids("ab")],
+      labels: [1, ...ids("c")],
+      source: `${path}:1`,
+      seq2seq: true,
+    });
+    expect(pre).toEqual({
+      inputIds: [3, 4, 5],
+      labels: [6, -100],
+      source: `${path}:2`,
+      seq2seq: true,
+    });
+    const causalRow = dataFile([JSON.stringify({ text: "ab" })]);
+    await expect(loadExamples(causalRow, charTokenizer, { seq2seq: true })).rejects.toThrow(
+      /encoder-decoder model needs "input"\+"target"/,
+    );
+  });
+
   test("messages learn assistant turns only", async () => {
     const messages = [
       { role: "user", content: "hi" },
@@ -112,7 +136,26 @@ describe("collate", () => {
     expect(batch.seqLen).toBe(3);
     expect([...batch.inputIds]).toEqual([1, 2, 3, 5, 6, 0]);
     expect([...batch.attentionMask]).toEqual([1, 1, 1, 1, 1, 0]);
-    expect([...batch.labels]).toEqual([1, 2, 3, -100, 6, -100]);
+    expect([...(batch.labels ?? [])]).toEqual([1, 2, 3, -100, 6, -100]);
+  });
+
+  test("seq2seq examples: encoder inputs as usual, targets as batch.decoder (own length)", () => {
+    const batch = collate(
+      [
+        { inputIds: [1, 2, 3, 4], labels: [7], source: "a", seq2seq: true },
+        { inputIds: [5, 6], labels: [8, 9, -100, 10], source: "b", seq2seq: true },
+      ],
+      { maxLength: 3, padTokenId: 0 },
+    );
+    expect(batch.seqLen).toBe(3);
+    expect([...batch.inputIds]).toEqual([1, 2, 3, 5, 6, 0]);
+    expect([...batch.attentionMask]).toEqual([1, 1, 1, 1, 1, 0]);
+    expect(batch.labels).toBeUndefined();
+    expect(batch.decoder?.seqLen).toBe(3);
+    expect([...(batch.decoder?.labels ?? [])]).toEqual([7, -100, -100, 8, 9, -100]);
+    const causal = { inputIds: [1], labels: [1], source: "c" };
+    const mixed = [causal, { ...causal, seq2seq: true as const }];
+    expect(() => collate(mixed, { maxLength: 3, padTokenId: 0 })).toThrow(/seq2seq and causal/);
   });
 
   test("groups consecutive items", () => {

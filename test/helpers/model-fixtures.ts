@@ -27,6 +27,9 @@ export const FIXTURE_MODELS = [
   "gemma3-bias",
 ] as const;
 
+/** The encoder-decoder fixtures (make_tiny_t5.py): their batch has decoder targets. */
+export const SEQ2SEQ_FIXTURE_MODELS = ["t5", "t5-v1_1"] as const;
+
 export interface ModelFixture {
   batch: Batch;
   /** PyTorch float64 values stored as f32: "loss", "logits" (when present), "grad.<param>". */
@@ -48,6 +51,8 @@ export async function readModelFixture(
     input_ids: number[];
     attention_mask?: number[];
     labels: number[];
+    /** Encoder-decoder fixtures: the labels are the (B, decoder_seq_len) targets. */
+    decoder_seq_len?: number;
   };
   const file = await SafetensorsFile.open(join(MODEL_FIXTURES, name, expectedFile));
   const values = new Map<string, Float32Array>();
@@ -56,11 +61,14 @@ export async function readModelFixture(
   } finally {
     await file.close();
   }
+  const labels = Int32Array.from(json.labels);
   const batch: Batch = {
     batchSize: json.batch_size,
     seqLen: json.seq_len,
     inputIds: Int32Array.from(json.input_ids),
-    labels: Int32Array.from(json.labels),
+    ...(json.decoder_seq_len === undefined
+      ? { labels }
+      : { decoder: { seqLen: json.decoder_seq_len, labels } }),
     ...(json.attention_mask !== undefined && {
       attentionMask: Int32Array.from(json.attention_mask),
     }),

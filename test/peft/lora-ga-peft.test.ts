@@ -156,7 +156,9 @@ async function readFile(path: string): Promise<Map<string, Float32Array>> {
 // must agree to float precision. Against PEFT's own svd_lowrank (peft-init) the agreement is only as
 // good as PEFT's estimate of the r..2r-1 singular subspace, which these random models' flat gradient
 // spectra leave loose: B B^T is compared with a wider bound there.
-describe.each(["qwen3", "smollm3", "phi3"])("LoRA-GA peft variant vs PEFT 0.21 on %s", (model) => {
+// (the tiny T5s: make_tiny_t5.py, same fixture layout)
+const ARCH_MODELS = ["qwen3", "smollm3", "phi3", "t5", "t5-v1_1"];
+describe.each(ARCH_MODELS)("LoRA-GA peft variant vs PEFT 0.21 on %s", (model) => {
   test.each([
     { svd: "exact", file: "peft-init-exact", gramB: 1e-4 },
     { svd: "lowrank", file: "peft-init", gramB: 5e-2 },

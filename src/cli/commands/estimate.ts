@@ -10,7 +10,7 @@ import { saveGradients } from "../../peft/gradient-cache.js";
 import { savePartial, shardRange } from "../../peft/gradient-shards.js";
 import { commandOf } from "../command.js";
 import { UsageError } from "../errors.js";
-import { loadBatches } from "../options/data.js";
+import { exampleOptionsFor, loadBatches } from "../options/data.js";
 import { ENGINE_FLAGS, openEngine } from "../options/engine.js";
 import { ESTIMATE_FLAGS, shardFlag } from "../options/estimation.js";
 import { checkTarget } from "../options/lora.js";
@@ -89,7 +89,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
         ...(o.shuffle && { shuffleSeed: o.seed }),
       },
       await openTokenizerIfAny(o.model),
-      { vocabSize: model.vocabSize, trainOnPrompt: o.trainOnPrompt },
+      exampleOptionsFor(model, o.trainOnPrompt),
     );
     if (o.shard === undefined) {
       const result = await estimateGradients(model, batches, targets, settings);

@@ -6,7 +6,7 @@
 
 import { commandOf } from "../command.js";
 import { UsageError } from "../errors.js";
-import { loadBatches } from "../options/data.js";
+import { exampleOptionsFor, loadBatches } from "../options/data.js";
 import { ENGINE_FLAGS, openEngine } from "../options/engine.js";
 import { INIT_ESTIMATE_FLAGS } from "../options/estimation.js";
 import { checkTarget, LORA_FLAGS, loraConfigFor, needsGradients } from "../options/lora.js";
@@ -113,7 +113,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
               ...(o.shuffle && { shuffleSeed: o.seed }),
             },
             await openTokenizerIfAny(o.model),
-            { vocabSize: model.vocabSize, trainOnPrompt: o.trainOnPrompt },
+            exampleOptionsFor(model, o.trainOnPrompt),
           ),
       };
     }

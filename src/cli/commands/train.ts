@@ -32,6 +32,7 @@ import { InterruptedError, watchInterrupts } from "../interrupt.js";
 import {
   batchesOf,
   dataFlag,
+  exampleOptionsFor,
   maxLengthFlag,
   padTokenIdOf,
   trainOnPromptFlag,
@@ -154,7 +155,7 @@ async function loadRows(
   model: CausalLM,
   tokenizer: Awaited<ReturnType<typeof openTokenizerIfAny>>,
 ): Promise<{ examples: TokenExample[]; evalExamples: TokenExample[] }> {
-  const exampleOptions = { vocabSize: model.vocabSize, trainOnPrompt: o.trainOnPrompt };
+  const exampleOptions = exampleOptionsFor(model, o.trainOnPrompt);
   const warn = (message: string) => process.stderr.write(`${message}\n`);
   const learnable = async (file: string) =>
     keepLearnableRows(await loadExamples(file, tokenizer, exampleOptions), {

@@ -3,13 +3,16 @@
 
 import { collate, groupIntoBatches, type TokenBatch } from "../../data/batches.js";
 import { loadExamples } from "../../data/dataset.js";
-import type { TokenExample } from "../../data/examples.js";
+import type { ExampleOptions, TokenExample } from "../../data/examples.js";
 import { keepLearnableRows } from "../../data/learnable.js";
 import type { Tokenizer } from "../../io/tokenizer.js";
+import type { CausalLM } from "../../models/model.js";
+import { isEncoderDecoder } from "../../models/registry.js";
 import { Rng } from "../../util/random.js";
 import { intFlag, stringFlag, switchFlag, withDefault } from "./schema.js";
 
-const ROWS_HELP = "JSONL rows: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}";
+const ROWS_HELP =
+  "JSONL rows: {text} | {prompt, completion} | {messages} | {input_ids[, labels]}; encoder-decoder models (t5): {input, target} | {input_ids, labels}";
 
 export const dataFlag = (help = ROWS_HELP) => stringFlag("--data <file>", help);
 
@@ -31,6 +34,11 @@ export interface BatchPlan {
   readonly batches?: number;
   /** Shuffle the rows with this seed before taking the first batches (default: file order). */
   readonly shuffleSeed?: number;
+}
+
+/** How rows become examples for `model`: its vocabulary, and input -> target rows for t5. */
+export function exampleOptionsFor(model: CausalLM, trainOnPrompt: boolean): ExampleOptions {
+  return { vocabSize: model.vocabSize, trainOnPrompt, seq2seq: isEncoderDecoder(model.modelType) };
 }
 
 /** The pad id collation uses: the tokenizer's pad, else its EOS, else 0 (pre-tokenized rows). */
@@ -74,7 +82,7 @@ export async function loadBatches(
   file: string,
   plan: BatchPlan,
   tokenizer: Tokenizer | null,
-  options: { vocabSize: number; trainOnPrompt: boolean },
+  options: ExampleOptions,
 ): Promise<TokenBatch[]> {
   const limit =
     plan.batches === undefined || plan.shuffleSeed !== undefined
