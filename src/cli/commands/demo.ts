@@ -238,14 +238,16 @@ async function runDemo({ options, methods, modelDir }: Plan): Promise<void> {
   for (const m of methods) runs.push(await readRunDir(join(out, m.method)));
   const seconds = (performance.now() - t0) / 1000;
   const title = `loraga demo: ${methods.map((m) => m.method).join(" vs ")} on arithmetic word problems`;
+  const comparison = compareRuns(runs);
+  const verdict = verdictOf(comparison);
   const html = renderReport(runs, {
     title,
+    logY: true,
     generatedAt: new Date().toISOString().replace(/\.\d+Z$/, "Z"),
+    summary: verdict === null ? [] : [verdictText(verdict).trim().replace(/\n/g, ". ")],
   });
   const reportFile = join(out, "report.html");
   await writeFileAtomic(reportFile, html);
-  const comparison = compareRuns(runs);
-  const verdict = verdictOf(comparison);
   process.stdout.write(renderTextTable(comparison));
   if (verdict !== null) process.stdout.write(`\n${verdictText(verdict)}`);
   await writeFileAtomic(
