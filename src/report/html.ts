@@ -10,7 +10,7 @@ import { type CompareOptions, type Comparison, centredMeans, compareRuns } from 
 import { escapeXml, niceDomain, renderChart, type Series } from "./svg-chart.js";
 import { comparisonTable, formatLoss, targetCaption, WITH_INIT_HEADER } from "./table.js";
 
-const PALETTE = [
+export const PALETTE = [
   "#0072B2",
   "#D55E00",
   "#009E73",
@@ -65,7 +65,7 @@ function stepDomain(runs: readonly RunLog[]): [number, number] {
   return [0, hi];
 }
 
-const CSS = `
+export const REPORT_CSS = `
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
 body { margin: 0; background: #f6f7f9; color: #1d1f23; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -212,7 +212,7 @@ export function renderReport(runs: readonly RunLog[], options: ReportOptions = {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>${escapeXml(title)}</title>
-<style>${CSS}</style>
+<style>${REPORT_CSS}</style>
 </head>
 <body>
 <main>

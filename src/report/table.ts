@@ -27,7 +27,7 @@ export const formatLoss = (x: number | null): string => (x === null ? MISSING : 
 const FRACTION_METRICS = new Set(["exact_match", "accuracy"]);
 
 /** A final metric's cell: a percentage for fraction metrics (console and report alike). */
-export function formatMetric(name: string, x: number | null): string {
+function formatMetric(name: string, x: number | null): string {
   if (x === null) return MISSING;
   return FRACTION_METRICS.has(name) ? `${(100 * x).toFixed(1)}%` : formatNumber(x);
 }

@@ -186,7 +186,7 @@ describe("display helpers", () => {
   });
 
   test("the method column is left out when every run is named after its method", () => {
-    const named = RUNS.map((r) => runLog(r, r.summary?.method ?? r.name));
+    const named = RUNS.map((r) => runLog(r, String(r.summary?.method ?? r.name)));
     const header = renderTextTable(compareRuns(named)).split("\n")[2];
     expect(header).toMatch(/^run +lr +steps /);
     expect(renderTextTable(compareRuns(runs)).split("\n")[2]).toMatch(/^run +method +lr /);
