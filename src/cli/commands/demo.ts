@@ -244,7 +244,7 @@ async function runDemo(plan: Plan): Promise<void> {
       const log = await readRunDir(spec.dir);
       const loss = log.eval[log.eval.length - 1]?.eval_loss ?? Number.NaN;
       say(`   validation loss ${loss.toFixed(4)}`);
-      (sweep[spec.method] ??= []).push([spec.lr, loss]);
+      sweep[spec.method] = [...(sweep[spec.method] ?? []), [spec.lr, loss]];
     }
     for (const [method, points] of Object.entries(sweep))
       rates[method] = [...points].sort((a, b) => a[1] - b[1])[0][0];
