@@ -1,5 +1,6 @@
 // Progress display for long phases (estimation, SVD, training, eval): a bar with ETA on stderr when
-// it is a terminal, one line per phase otherwise; nothing in quiet mode.
+// it is a terminal; otherwise (logs, CI) a line at the start and end of each phase and one every
+// PLAIN_INTERVAL_MS in between; nothing in quiet mode.
 
 import cliProgress from "cli-progress";
 
@@ -37,13 +38,17 @@ export function createProgress(quiet: boolean): Progress {
   };
 }
 
-/** Non-terminal output (logs, CI): the start and the end of each phase, with elapsed time. */
+/** Milliseconds between two progress lines of a phase when stderr is not a terminal. */
+const PLAIN_INTERVAL_MS = 10_000;
+
+/** Non-terminal output: the start and the end of each phase, and periodic lines, with elapsed time. */
 function plainProgress(): Progress {
   let label = "";
   let total = 0;
   let done = 0;
   let extraText = "";
   let t0 = 0;
+  let lastLine = 0;
   let running = false;
   return {
     start(l, t) {
@@ -52,11 +57,20 @@ function plainProgress(): Progress {
       total = t;
       done = 0;
       t0 = performance.now();
+      lastLine = t0;
       process.stderr.write(`${label}: 0/${total}\n`);
     },
     update(d, extra = "") {
       done = d;
       extraText = extra;
+      const now = performance.now();
+      if (running && now - lastLine >= PLAIN_INTERVAL_MS && done < total) {
+        lastLine = now;
+        const seconds = ((now - t0) / 1000).toFixed(0);
+        process.stderr.write(
+          `${label}: ${done}/${total} after ${seconds}s${extraText ? ` (${extraText})` : ""}\n`,
+        );
+      }
     },
     stop() {
       if (!running) return;

@@ -1,83 +1,82 @@
-// The demo's comparison: which methods run, with which learning rate, and the verdict on the
-// issue's claim (LoRA-GA reaches default LoRA's final training loss in at most half the steps,
-// and its held-out exact match is at least LoRA's). Everything else (steps, batch size, seed,
-// rank, alpha, schedule, data order) is the same for every method.
+// The demo's methods and its two protocols, fixed before any comparison run:
 //
-// Learning rates (the only per-method setting), by method family:
-// - full fine-tuning: FULL_LR.
-// - LoRA-GA: the full fine-tuning rate. Its init makes the first LoRA step approximate a full
-//   fine-tuning step (paper, arXiv 2407.05000, section 3.2), and the author's advice (official
-//   repo, issue #12) is that its best rate is roughly full fine-tuning's, about 10x below LoRA's.
-// - LoRA (default init) and PiSSA: 10x the full fine-tuning rate, the usual LoRA/full ratio
-//   (LoRA-GA issue #12; PiSSA, arXiv 2404.02948, trains with LoRA's rate).
+// - "paper": one learning rate for every method, the full fine-tuning rate (the LoRA-GA paper,
+//   arXiv 2407.05000, compares methods at one rate; docs/lora-ga-spec.md section 3.1).
+// - "tuned": each method at its own best rate from a small sweep (SWEEP_RATES), chosen by the
+//   lowest loss on a validation split that is neither the training nor the held-out set.
+//
+// The full fine-tuning rate is full fine-tuning's tuned rate. The sweep's result is committed in
+// demo/tuned-rates.json (written by scripts/demo/sweep-lr.mjs through `loraga demo --sweep`);
+// `loraga demo` reads it and runs both protocols. Everything else (steps, batch size, rank,
+// alpha, schedule, seeds) is the same for every method.
 
-import type { Comparison } from "../report/stats.js";
+export const DEMO_METHOD_NAMES = ["lora", "lora-ga", "pissa", "lora-one", "full"];
 
-const FULL_LR = 5e-4;
-
-export interface DemoMethod {
-  /** `loraga train --method` value; also the run's name and directory. */
-  method: string;
-  lr: number;
-  /** One line for the README / log: why this rate. */
-  lrReason: string;
+/** Learning rates the sweep tries, per method (a 2-2.5x grid around each family's usual rate). */
+export function sweepRates(method: string): number[] {
+  return method === "full" ? [2e-4, 5e-4, 1e-3] : [1e-3, 2e-3, 5e-3, 1e-2];
 }
 
-export const DEMO_METHODS: readonly DemoMethod[] = [
-  { method: "lora", lr: 10 * FULL_LR, lrReason: "LoRA family: 10x the full fine-tuning rate" },
-  {
-    method: "lora-ga",
-    lr: FULL_LR,
-    lrReason: "LoRA-GA: the full fine-tuning rate (author's advice)",
-  },
-  { method: "pissa", lr: 10 * FULL_LR, lrReason: "LoRA family: 10x the full fine-tuning rate" },
-  { method: "full", lr: FULL_LR, lrReason: "full fine-tuning" },
-];
-
-export const DEMO_METHOD_NAMES = DEMO_METHODS.map((m) => m.method);
-
-export interface Verdict {
-  /** Steps default LoRA trained, and its final (smoothed) training loss: the target. */
-  loraSteps: number;
-  targetLoss: number;
-  /** First step at which LoRA-GA's smoothed training loss reached the target, or null. */
-  loraGaSteps: number | null;
-  /** loraGaSteps <= loraSteps / 2. */
-  halfTheSteps: boolean;
-  loraExactMatch: number | null;
-  loraGaExactMatch: number | null;
-  /** LoRA-GA's exact match >= LoRA's. */
-  exactMatchAtLeastLora: boolean;
+/** demo/tuned-rates.json: the sweep's outcome. */
+export interface TunedRates {
+  /** Best rate per method. */
+  rates: Record<string, number>;
+  /** Every swept rate's final validation loss, per method: [lr, loss][]. */
+  sweep: Record<string, [number, number][]>;
+  /** The sweep's settings, for the record. */
+  settings: Record<string, number | string>;
 }
 
-/** The verdict from a comparison whose target is the "lora" run's final loss; null without both runs. */
-export function verdictOf(c: Comparison): Verdict | null {
-  const lora = c.runs.find((r) => r.name === "lora");
-  const ga = c.runs.find((r) => r.name === "lora-ga");
-  if (lora === undefined || ga === undefined) return null;
-  const loraGaSteps = ga.reached === null ? null : ga.reached.step;
-  const loraExactMatch = lora.metrics.get("exact_match") ?? null;
-  const loraGaExactMatch = ga.metrics.get("exact_match") ?? null;
-  return {
-    loraSteps: lora.steps,
-    targetLoss: c.target.loss,
-    loraGaSteps,
-    halfTheSteps: loraGaSteps !== null && loraGaSteps <= lora.steps / 2,
-    loraExactMatch,
-    loraGaExactMatch,
-    exactMatchAtLeastLora:
-      loraExactMatch !== null && loraGaExactMatch !== null && loraGaExactMatch >= loraExactMatch,
+export interface Protocol {
+  name: string;
+  /** One sentence: how the rates were chosen. */
+  description: string;
+  /** Learning rate per method. */
+  rates: Map<string, number>;
+}
+
+/** The two protocols for `methods` from the tuned rates; `oneRate` replaces both with one rate. */
+export function protocolsOf(
+  methods: readonly string[],
+  tuned: TunedRates,
+  oneRate?: number,
+): Protocol[] {
+  const rateOf = (m: string) => {
+    const r = tuned.rates[m];
+    if (r === undefined) throw new Error(`tuned rates: no rate for "${m}" (rerun the sweep)`);
+    return r;
   };
+  const same = (lr: number) => new Map(methods.map((m) => [m, lr]));
+  if (oneRate !== undefined)
+    return [
+      {
+        name: "One learning rate (--lr)",
+        description: `every method at lr ${oneRate}`,
+        rates: same(oneRate),
+      },
+    ];
+  const fullRate = rateOf("full");
+  return [
+    {
+      name: "Paper protocol: one learning rate",
+      description: `every method at the full fine-tuning rate, lr ${fullRate}`,
+      rates: same(fullRate),
+    },
+    {
+      name: "Tuned protocol: each method at its best rate",
+      description:
+        "each method at the rate with the lowest validation loss in the committed sweep (demo/tuned-rates.json)",
+      rates: new Map(methods.map((m) => [m, rateOf(m)])),
+    },
+  ];
 }
 
-/** The verdict as text lines for the terminal. */
-export function verdictText(v: Verdict): string {
-  const pct = (x: number | null) => (x === null ? "-" : `${(100 * x).toFixed(1)}%`);
-  const reached =
-    v.loraGaSteps === null
-      ? `LoRA-GA did not reach default LoRA's final training loss ${v.targetLoss.toFixed(4)} within ${v.loraSteps} steps`
-      : `LoRA-GA reached default LoRA's final training loss ${v.targetLoss.toFixed(4)} at step ${v.loraGaSteps} of ${v.loraSteps} ` +
-        `(${(v.loraSteps / v.loraGaSteps).toFixed(1)}x fewer steps; half the steps or fewer: ${v.halfTheSteps ? "yes" : "no"})`;
-  const em = `held-out exact match: LoRA-GA ${pct(v.loraGaExactMatch)}, LoRA ${pct(v.loraExactMatch)} (LoRA-GA at least LoRA's: ${v.exactMatchAtLeastLora ? "yes" : "no"})`;
-  return `${reached}\n${em}\n`;
+/** Parses demo/tuned-rates.json text. */
+export function parseTunedRates(text: string, file: string): TunedRates {
+  const value = JSON.parse(text) as Partial<TunedRates>;
+  if (typeof value !== "object" || value === null || typeof value.rates !== "object")
+    throw new Error(`${file}: expected {"rates": {...}, "sweep": {...}, "settings": {...}}`);
+  for (const [m, r] of Object.entries(value.rates ?? {}))
+    if (typeof r !== "number" || !(r > 0)) throw new Error(`${file}: rate of "${m}" must be > 0`);
+  return { rates: value.rates ?? {}, sweep: value.sweep ?? {}, settings: value.settings ?? {} };
 }

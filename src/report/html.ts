@@ -6,11 +6,11 @@
 // stays distinguishable under the common colour-vision deficiencies.
 
 import type { RunLog } from "./run-log.js";
-import { type CompareOptions, type Comparison, compareRuns, smoothLosses } from "./stats.js";
+import { type CompareOptions, type Comparison, centredMeans, compareRuns } from "./stats.js";
 import { escapeXml, niceDomain, renderChart, type Series } from "./svg-chart.js";
-import { comparisonTable, formatLoss, targetCaption } from "./table.js";
+import { comparisonTable, formatLoss, targetCaption, WITH_INIT_HEADER } from "./table.js";
 
-const PALETTE = [
+export const PALETTE = [
   "#0072B2",
   "#D55E00",
   "#009E73",
@@ -27,6 +27,8 @@ export interface ReportOptions extends CompareOptions {
   logY?: boolean;
   /** Shown under the title, e.g. an ISO date; omitted when undefined (keeps output reproducible). */
   generatedAt?: string;
+  /** Plain-text paragraphs shown above the charts (e.g. the conclusion drawn from the numbers). */
+  summary?: readonly string[];
 }
 
 const colorOf = (i: number) => PALETTE[i % PALETTE.length];
@@ -63,7 +65,7 @@ function stepDomain(runs: readonly RunLog[]): [number, number] {
   return [0, hi];
 }
 
-const CSS = `
+export const REPORT_CSS = `
 :root { color-scheme: light; }
 * { box-sizing: border-box; }
 body { margin: 0; background: #f6f7f9; color: #1d1f23; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; }
@@ -103,7 +105,7 @@ function legend(c: Comparison): string {
     `<svg width="34" height="10" aria-hidden="true"><line x1="1" x2="33" y1="5" y2="5" stroke="#333" stroke-width="${width}" stroke-opacity="${opacity}"${dash === "" ? "" : ` stroke-dasharray="${dash}"`}/></svg>`;
   const key = [
     c.smoothWindow > 1 ? `<span>${line("", 1, 0.4)} loss of each step</span>` : "",
-    `<span>${line("", 2.25)} ${c.smoothWindow > 1 ? `mean of the last ${c.smoothWindow} steps` : "training loss"}</span>`,
+    `<span>${line("", 2.25)} ${c.smoothWindow > 1 ? `centred mean of ${c.smoothWindow} steps` : "training loss"}</span>`,
     `<span>${line("6 4", 2)} evaluation loss (dots: evaluations)</span>`,
     `<span>${line("2 3", 1)} target loss</span>`,
   ].join("");
@@ -210,21 +212,23 @@ export function renderReport(runs: readonly RunLog[], options: ReportOptions = {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
 <title>${escapeXml(title)}</title>
-<style>${CSS}</style>
+<style>${REPORT_CSS}</style>
 </head>
 <body>
 <main>
 <h1>${escapeXml(title)}</h1>
 <p class="sub">${sub.map(escapeXml).join(" &middot; ")}</p>
+${(options.summary ?? []).map((p) => `<p class="card">${escapeXml(p)}</p>`).join("\n")}
 ${legend(c)}
 <figure class="card">${trainChart}</figure>
 <figure class="card">${evalChart}</figure>
 <h2>Summary</h2>
 ${table(c)}
 <ul class="notes">
-<li><b>steps / time to target</b>: first step whose ${c.smoothWindow > 1 ? `${c.smoothWindow}-step mean ` : ""}training loss is at or below the target; time is training wall time from the log; <b>+ init</b> adds the init overhead.</li>
+<li><b>lr</b>: the peak learning rate of the run's schedule (largest logged rate).</li>
+<li><b>steps / time to target</b>: first step whose ${c.smoothWindow > 1 ? `mean of the last ${c.smoothWindow} step losses ` : "training loss "}is at or below the target; time is training wall time from the log; <b>${WITH_INIT_HEADER}</b> adds the init overhead, the time a method spends before its first step.</li>
 <li><b>init overhead</b>: adapter initialisation (for LoRA-GA: gradient estimation and SVD) before the first step.</li>
-<li><b>final train loss</b>: ${c.smoothWindow > 1 ? `mean of the last ${c.smoothWindow} step losses` : "last step loss"}; <b>final eval loss</b> and <b>perplexity</b>: last evaluation.</li>
+<li><b>final train loss</b>: ${c.smoothWindow > 1 ? `mean of the last ${c.smoothWindow} step losses` : "last step loss"}; <b>final eval loss</b> and <b>perplexity</b>: last evaluation. The charts' bold training lines are ${c.smoothWindow > 1 ? `centred means of ${c.smoothWindow} steps (no lag)` : "the step losses"}.</li>
 <li><b>tokens/s</b>: training tokens over summed step time; <b>peak memory</b>: engine heap high-water mark.</li>
 </ul>
 </main>
@@ -234,7 +238,7 @@ ${table(c)}
 }
 
 function smoothedPoints(r: RunLog, window: number): [number, number][] {
-  const smooth = smoothLosses(
+  const smooth = centredMeans(
     r.train.map((p) => p.loss),
     window,
   );

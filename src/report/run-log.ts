@@ -18,6 +18,8 @@
 export interface TrainPoint {
   step: number;
   loss: number;
+  /** Learning rate of this step (after warmup and schedule). */
+  lr: number | null;
   elapsed_s: number | null;
   tokens: number | null;
   tokens_per_s: number | null;
@@ -143,6 +145,7 @@ export function parseTrainLog(
       train.set(step, {
         step,
         loss: requiredNumber(where, value, "loss"),
+        lr: finiteOrNull(where, value, "lr"),
         elapsed_s: elapsed,
         tokens: finiteOrNull(where, value, "tokens"),
         tokens_per_s: finiteOrNull(where, value, "tokens_per_s"),

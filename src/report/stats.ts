@@ -8,6 +8,7 @@
 // - Steps / wall time to target: the first logged step whose smoothed loss is <= target, and its
 //   cumulative elapsed_s; null = not reached.
 // - Init overhead: run.json init_seconds, else estimate_seconds + svd_seconds when either is given.
+// - Learning rate: the largest lr logged (the configured peak rate of a warmup + decay schedule).
 // - Throughput: total tokens / total step time (step time = tokens / tokens_per_s) over the steps
 //   that log both; else the mean of tokens_per_s.
 // - Peak memory: the largest peak_memory logged (engine bytes).
@@ -39,6 +40,8 @@ export interface RunStats {
   name: string;
   method: string | null;
   steps: number;
+  /** Peak logged learning rate; null when the log has none. */
+  peakLr: number | null;
   wallSeconds: number | null;
   finalLoss: number;
   reached: { step: number; seconds: number | null } | null;
@@ -73,6 +76,20 @@ export function smoothLosses(losses: readonly number[], window: number): number[
     out.push(sum / (i - from + 1));
   }
   return out;
+}
+
+/**
+ * Centred mean over `window` values around each point (the window shrinks symmetrically at both
+ * ends), for drawing: unlike the trailing mean it does not lag a fast-falling curve.
+ */
+export function centredMeans(values: readonly number[], window: number): number[] {
+  const half = Math.floor(window / 2);
+  return values.map((_, i) => {
+    const reach = Math.min(half, i, values.length - 1 - i);
+    let sum = 0;
+    for (let j = i - reach; j <= i + reach; j++) sum += values[j];
+    return sum / (2 * reach + 1);
+  });
 }
 
 function chooseTarget(
@@ -150,6 +167,7 @@ export function compareRuns(runs: readonly RunLog[], options: CompareOptions = {
       name: run.name,
       method: s.method,
       steps: last.step,
+      peakLr: maxOrNull(run.train.map((p) => p.lr)),
       wallSeconds: last.elapsed_s,
       finalLoss: finals[i],
       reached: hit < 0 ? null : { step: run.train[hit].step, seconds: run.train[hit].elapsed_s },

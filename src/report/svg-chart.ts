@@ -1,7 +1,8 @@
 // Static line charts as inline SVG strings (no script, no external assets): axes with "nice" tick
 // values (1-2-5 steps, Heckbert, "Nice numbers for graph labels", Graphics Gems 1990), an optional
-// log10 y axis, horizontal reference lines, and series drawn as raw (thin, translucent), smoothed
-// (thick) or dashed-with-markers lines. Every text is XML-escaped here; callers pass plain strings.
+// log10 y axis, horizontal reference lines, translucent bands (a range around a line, e.g. the
+// spread over seeds), and series drawn as raw (thin, translucent), smoothed (thick) or
+// dashed-with-markers lines. Every text is XML-escaped here; callers pass plain strings.
 
 export function escapeXml(s: string): string {
   return s.replace(
@@ -19,6 +20,12 @@ export interface Series {
   points: readonly (readonly [number, number])[];
 }
 
+export interface Band {
+  color: string;
+  lower: readonly (readonly [number, number])[];
+  upper: readonly (readonly [number, number])[];
+}
+
 export interface ChartSpec {
   /** Unique within the page (letters, digits, "-"): names the chart's clip path. */
   id: string;
@@ -30,6 +37,8 @@ export interface ChartSpec {
   logY: boolean;
   series: readonly Series[];
   refLines?: readonly { y: number; label: string }[];
+  /** Filled ranges drawn under the series: lower[i] and upper[i] share an x. */
+  bands?: readonly Band[];
   width?: number;
   height?: number;
 }
@@ -167,6 +176,14 @@ export function renderChart(spec: ChartSpec): string {
   parts.push(
     `<clipPath id="${clipId}"><rect x="${m.left}" y="${m.top}" width="${pw}" height="${ph}"/></clipPath>`,
   );
+  for (const b of spec.bands ?? []) {
+    const outline = [...sample(b.upper), ...[...sample(b.lower)].reverse()];
+    if (outline.length === 0) continue;
+    const d = outline.map(([x, y], i) => `${i === 0 ? "M" : "L"}${n(sx(x))} ${n(sy(y))}`).join("");
+    parts.push(
+      `<path class="band" clip-path="url(#${clipId})" d="${d}Z" fill="${b.color}" fill-opacity="0.18" stroke="none"/>`,
+    );
+  }
   parts.push(`<g clip-path="url(#${clipId})" fill="none">`);
   for (const s of spec.series) {
     const pts = sample(s.points);

@@ -23,6 +23,15 @@ function formatBytes(b: number | null): string {
 
 export const formatLoss = (x: number | null): string => (x === null ? MISSING : x.toFixed(4));
 
+/** Final metrics that are fractions in [0, 1], shown as percentages. */
+const FRACTION_METRICS = new Set(["exact_match", "accuracy"]);
+
+/** A final metric's cell: a percentage for fraction metrics (console and report alike). */
+function formatMetric(name: string, x: number | null): string {
+  if (x === null) return MISSING;
+  return FRACTION_METRICS.has(name) ? `${(100 * x).toFixed(1)}%` : formatNumber(x);
+}
+
 function formatNumber(x: number | null): string {
   if (x === null) return MISSING;
   return Number.isInteger(x) ? String(x) : x.toPrecision(4).replace(/\.?0+$/, "");
@@ -49,53 +58,72 @@ export interface Table {
   numeric: Set<number>;
 }
 
+/** Column title of the time to the target plus the init overhead. */
+export const WITH_INIT_HEADER = "time to target + init";
+
 export function comparisonTable(c: Comparison): Table {
-  const header = [
-    "run",
-    "method",
-    "steps",
-    "wall time",
-    "steps to target",
-    "time to target",
-    "+ init",
-    "init overhead",
-    "final train loss",
-    "final eval loss",
-    "perplexity",
-    ...c.metricNames,
-    "tokens/s",
-    "peak memory",
+  // the method column only when it says something the run name does not
+  const showMethod = c.runs.some((r) => r.method !== null && r.method !== r.name);
+  const columns: { title: string; numeric: boolean; cell: (r: RunStats) => string }[] = [
+    { title: "run", numeric: false, cell: (r) => r.name },
+    ...(showMethod
+      ? [{ title: "method", numeric: false, cell: (r: RunStats) => r.method ?? MISSING }]
+      : []),
+    { title: "lr", numeric: true, cell: (r) => formatLr(r.peakLr) },
+    { title: "steps", numeric: true, cell: (r) => String(r.steps) },
+    { title: "wall time", numeric: true, cell: (r) => formatSeconds(r.wallSeconds) },
+    {
+      title: "steps to target",
+      numeric: true,
+      cell: (r) => (r.reached === null ? NOT_REACHED : String(r.reached.step)),
+    },
+    {
+      title: "time to target",
+      numeric: true,
+      cell: (r) => (r.reached === null ? NOT_REACHED : formatSeconds(r.reached.seconds)),
+    },
+    {
+      title: WITH_INIT_HEADER,
+      numeric: true,
+      cell: (r) =>
+        r.reached === null
+          ? NOT_REACHED
+          : r.reached.seconds === null
+            ? MISSING
+            : formatSeconds(r.reached.seconds + (r.initSeconds ?? 0)),
+    },
+    { title: "init overhead", numeric: true, cell: initText },
+    { title: "final train loss", numeric: true, cell: (r) => formatLoss(r.finalLoss) },
+    { title: "final eval loss", numeric: true, cell: (r) => formatLoss(r.finalEvalLoss) },
+    {
+      title: "perplexity",
+      numeric: true,
+      cell: (r) => (r.finalPerplexity === null ? MISSING : r.finalPerplexity.toFixed(2)),
+    },
+    ...c.metricNames.map((m) => ({
+      title: m,
+      numeric: true,
+      cell: (r: RunStats) => formatMetric(m, r.metrics.get(m) ?? null),
+    })),
+    { title: "tokens/s", numeric: true, cell: (r) => formatRate(r.tokensPerSecond) },
+    { title: "peak memory", numeric: true, cell: (r) => formatBytes(r.peakMemory) },
   ];
-  const rows = c.runs.map((r) => {
-    const reachedTime = r.reached === null ? NOT_REACHED : formatSeconds(r.reached.seconds);
-    const withInit =
-      r.reached === null
-        ? NOT_REACHED
-        : r.reached.seconds === null
-          ? MISSING
-          : formatSeconds(r.reached.seconds + (r.initSeconds ?? 0));
-    return [
-      r.name,
-      r.method ?? MISSING,
-      String(r.steps),
-      formatSeconds(r.wallSeconds),
-      r.reached === null ? NOT_REACHED : String(r.reached.step),
-      reachedTime,
-      withInit,
-      initText(r),
-      formatLoss(r.finalLoss),
-      formatLoss(r.finalEvalLoss),
-      r.finalPerplexity === null ? MISSING : r.finalPerplexity.toFixed(2),
-      ...c.metricNames.map((m) => formatNumber(r.metrics.get(m) ?? null)),
-      formatRate(r.tokensPerSecond),
-      formatBytes(r.peakMemory),
-    ];
-  });
   const numeric = new Set<number>();
-  header.forEach((h, i) => {
-    if (h !== "run" && h !== "method") numeric.add(i);
+  columns.forEach((col, i) => {
+    if (col.numeric) numeric.add(i);
   });
-  return { header, rows, numeric };
+  return {
+    header: columns.map((col) => col.title),
+    rows: c.runs.map((r) => columns.map((col) => col.cell(r))),
+    numeric,
+  };
+}
+
+/** A learning rate as a short decimal or exponent ("5e-4", "0.01"). */
+export function formatLr(x: number | null): string {
+  if (x === null) return MISSING;
+  if (x === 0) return "0";
+  return x < 0.01 ? x.toExponential(1).replace(".0e", "e") : String(Number(x.toPrecision(2)));
 }
 
 export function targetCaption(c: Comparison): string {

@@ -19,7 +19,7 @@ describe("loraga compare", () => {
     );
     // lora-ga reaches 2.0 at step 2 (3.0 s of training, 8.0 s with its 5 s init); slow never does
     expect(lines.find((l) => l.startsWith("lora-ga "))).toMatch(
-      /lora_ga\s+4\s+6\.0 s\s+2\s+3\.0 s\s+8\.0 s/,
+      /lora_ga\s+1e-3\s+4\s+6\.0 s\s+2\s+3\.0 s\s+8\.0 s/,
     );
     expect(lines.find((l) => l.startsWith("slow "))).toMatch(
       /not reached\s+not reached\s+not reached/,

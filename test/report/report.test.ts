@@ -2,7 +2,7 @@
 import { describe, expect, test } from "vitest";
 import { renderReport } from "../../src/report/html.js";
 import { parseRunSummary, parseTrainLog, type RunLog } from "../../src/report/run-log.js";
-import { compareRuns, smoothLosses } from "../../src/report/stats.js";
+import { centredMeans, compareRuns, smoothLosses } from "../../src/report/stats.js";
 import { linearTicks, logTicks } from "../../src/report/svg-chart.js";
 import { renderTextTable } from "../../src/report/table.js";
 import { logText, RUNS, type SyntheticRun } from "./synthetic.js";
@@ -128,9 +128,10 @@ describe("renderReport", () => {
       new RegExp(`<tr><td>(?:<span[^>]*></span>)?${name}</td>(.*?)</tr>`).exec(html)?.[1] ?? "";
     const cells = (name: string) =>
       [...row(name).matchAll(/<td[^>]*>(.*?)<\/td>/g)].map((m) => m[1]);
-    // method, steps, wall, steps to target, time to target, + init, init overhead, train loss, eval loss, ppl, exact_match, tokens/s, peak
+    // method, lr, steps, wall, steps to target, time to target, + init, init overhead, train loss, eval loss, ppl, exact_match, tokens/s, peak
     expect(cells("lora-ga")).toEqual([
       "lora_ga",
+      "1e-3",
       "4",
       "6.0 s",
       "2",
@@ -140,13 +141,13 @@ describe("renderReport", () => {
       "1.2000",
       "1.6000",
       "4.95",
-      "0.25",
+      "25.0%",
       "100",
       "1.0 KiB",
     ]);
-    expect(cells("slow").slice(3, 6)).toEqual(["not reached", "not reached", "not reached"]);
-    expect(cells("lora")[10]).toBe("-");
-    expect(cells("lora")[11]).toBe("133"); // 400 / 3, rounded
+    expect(cells("slow").slice(4, 7)).toEqual(["not reached", "not reached", "not reached"]);
+    expect(cells("lora")[11]).toBe("-");
+    expect(cells("lora")[12]).toBe("133"); // 400 / 3, rounded
   });
 
   test("a hostile run name is escaped everywhere", () => {
@@ -174,6 +175,21 @@ describe("renderReport", () => {
       'target loss 2.0000 (final training loss of the run named "lora"; raw step losses)',
     );
     expect(text).toMatch(/^slow .*not reached/m);
+  });
+});
+
+describe("display helpers", () => {
+  test("centred means do not lag: a window shrinking symmetrically at the ends", () => {
+    // window 3 on [4, 2, 0, 0, 0]: ends alone; (4+2+0)/3, (2+0+0)/3, (0+0+0)/3
+    expect(centredMeans([4, 2, 0, 0, 0], 3)).toEqual([4, 2, 2 / 3, 0, 0]);
+    expect(centredMeans([1, 2, 3], 1)).toEqual([1, 2, 3]);
+  });
+
+  test("the method column is left out when every run is named after its method", () => {
+    const named = RUNS.map((r) => runLog(r, String(r.summary?.method ?? r.name)));
+    const header = renderTextTable(compareRuns(named)).split("\n")[2];
+    expect(header).toMatch(/^run +lr +steps /);
+    expect(renderTextTable(compareRuns(runs)).split("\n")[2]).toMatch(/^run +method +lr /);
   });
 });
 
