@@ -44,7 +44,14 @@ import {
 import { loadDecoderParams } from "./decoder-base.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import { chunkedHeadLoss, DEFAULT_LOGITS_CHUNK_BYTES, logitsChunkRows } from "./lm-head.js";
-import type { Batch, CausalLM, KvCache, LossAndGradsOptions, MemoryOptions } from "./model.js";
+import type {
+  Batch,
+  CausalLM,
+  KvCache,
+  LossAndGradsOptions,
+  MemoryOptions,
+  OffHeapParam,
+} from "./model.js";
 import { activationBackward, activationForward } from "./t5-activation.js";
 import {
   type AttnActs,
@@ -306,6 +313,10 @@ class T5Model implements CausalLM {
 
   quantizeLinears(kind: WeightStorageKind, paths?: readonly string[]): void {
     this.weights.restore(kind, paths);
+  }
+
+  offHeapParams(): OffHeapParam[] {
+    return []; // t5 never offloads (createT5)
   }
 
   linearWeightBytes(): { heap: number; offHeap: number; scratch: number } {
@@ -647,6 +658,11 @@ export async function createT5(
   source: string,
   storage: WeightLoadOptions = {},
 ): Promise<CausalLM> {
+  if (storage.offloadFrozen === "on") {
+    throw new Error(
+      `${source}: t5 keeps its frozen weights on the engine heap (--offload-frozen on is not supported)`,
+    );
+  }
   const d = t5DimsOf(config, !checkpoint.entries.has("lm_head.weight"));
   const specs = t5ParamSpecs(d);
   const biasTables = specs
@@ -657,9 +673,10 @@ export async function createT5(
     checkpoint,
     specs,
     source,
-    storage,
+    { ...storage, offloadFrozen: "off" },
     {
       embeddings: ["shared.weight", ...biasTables],
+      tokenEmbedding: "shared.weight",
       fanInFanOut: () => false,
     },
   );
