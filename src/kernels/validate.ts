@@ -477,6 +477,28 @@ export function checkReduce(op: string, a: Tensor): void {
   requireDType(op, "a", a, "f32");
 }
 
+/** A reduction into a tensor (sumInto, sumSquaresInto): a is f32, out is one f32 element. */
+export function checkReduceInto(op: string, out: Tensor, a: Tensor): void {
+  requireLive(op, "out", out);
+  requireDType(op, "a", a, "f32");
+  requireDType(op, "out", out, "f32");
+  if (out.size !== 1) throw new Error(`${op}: ${describe("out", out)} must hold one element`);
+}
+
+/** fill: any value for f32 and i32 tensors, 0 for the 16-bit ones (Tensor.fill's rule). */
+export function checkFill(out: Tensor, value: number): void {
+  requireLive("fill", "out", out);
+  checkScalar("fill", "value", value);
+  if (out.dtype === "i32" && !Number.isInteger(value)) {
+    throw new Error(
+      `fill: ${describe("out", out)} is i32 but the value ${value} is not an integer`,
+    );
+  }
+  if (out.dtype !== "f32" && out.dtype !== "i32" && value !== 0) {
+    throw new Error(`fill: ${describe("out", out)} is ${out.dtype}; only 0 fills a 16-bit tensor`);
+  }
+}
+
 export function checkAdamW(
   param: Tensor,
   grad: Tensor,

@@ -242,8 +242,8 @@ export class AttentionPlan {
         // dk, dv of a key/value head sum over its g query heads and every tile: zero, then add
         const dkAt = headAt(dk, this.d, b, hk);
         const dvAt = headAt(dv, this.d, b, hk);
-        dkAt.tensor.view([T * D], dkAt.offset).fill(0);
-        dvAt.tensor.view([T * D], dvAt.offset).fill(0);
+        k.fill(dkAt.tensor.view([T * D], dkAt.offset), 0);
+        k.fill(dvAt.tensor.view([T * D], dvAt.offset), 0);
       }
       for (let h = 0; h < H; h++) {
         const qAt = headAt(q, this.d, b, h);

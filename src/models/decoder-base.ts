@@ -351,30 +351,42 @@ export abstract class DecoderModel<
     return logits;
   }
 
+  lossAndGrads(
+    batch: Batch,
+    options: LossAndGradsOptions & { lossOut: Tensor },
+  ): { tokens: number };
+  lossAndGrads(batch: Batch, options?: LossAndGradsOptions): { loss: number; tokens: number };
   lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
-    const { paramGrads } = options;
+    const { paramGrads, lossOut } = options;
     checkGradNames(paramGrads, this.params);
+    if (lossOut !== undefined && (lossOut.dtype !== "f32" || lossOut.size !== 1))
+      throw new Error(`lossAndGrads: lossOut must be one f32 element, got ${lossOut.toString()}`);
     const plan = this.prepare(batch);
     const inputsEmbedsGrad = this.inputsEmbedsGradOf(options.inputsEmbedsGrad, plan.B, plan.T);
-    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    const tokens = this.prepareTargets(batch, plan);
     this.forwardPass(plan);
     let loss = 0;
     if (tokens === 0) {
-      plan.dn.fill(0); // nothing counted: no gradient flows from the loss
+      this.kernels.fill(plan.dn, 0); // nothing counted: no gradient flows from the loss
+      if (lossOut !== undefined) this.kernels.fill(lossOut, 0);
     } else {
       // the head's forward, loss and backward, chunk by chunk: d loss / d nf into plan.dn
       const training = { gradScale: (options.lossScale ?? 1) / tokens, paramGrads, dx: plan.dn };
       const { losses } = this.headLoss(plan, tokens, training);
-      loss = this.kernels.sum(losses) / tokens;
+      if (lossOut === undefined) loss = this.kernels.sum(losses) / tokens;
+      else {
+        this.kernels.sumInto(lossOut, losses);
+        this.kernels.scale(lossOut, lossOut, 1 / tokens);
+      }
     }
     this.backwardPass(plan, paramGrads, inputsEmbedsGrad);
-    return { loss, tokens };
+    return { loss: lossOut === undefined ? loss : Number.NaN, tokens };
   }
 
   tokenLosses(batch: Batch): Float32Array {
     const plan = this.prepare(batch);
     const R = plan.B * plan.T;
-    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    const tokens = this.prepareTargets(batch, plan);
     const nll = new Float32Array(R); // (B*T), 0 where ignored
     if (tokens === 0) return nll;
     this.forwardPass(plan);
@@ -540,7 +552,15 @@ export abstract class DecoderModel<
     }
     this.plan.ids.i32().set(batch.inputIds);
     keyLengthsOf(batch, this.plan.keyLengths.i32());
+    this.kernels.upload(this.plan.ids, this.plan.keyLengths);
     return this.plan;
+  }
+
+  /** The batch's shifted labels into plan.targets; returns the number of counted ones. */
+  private prepareTargets(batch: Batch, plan: P): number {
+    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    this.kernels.upload(plan.targets);
+    return tokens;
   }
 }
 

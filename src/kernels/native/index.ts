@@ -108,9 +108,15 @@ export async function createNativeKernels(
     sum: wasm.sum.bind(wasm),
     max: wasm.max.bind(wasm),
     sumSquares: wasm.sumSquares.bind(wasm),
+    sumInto: wasm.sumInto.bind(wasm),
+    sumSquaresInto: wasm.sumSquaresInto.bind(wasm),
     adamw: wasm.adamw.bind(wasm),
     convert: wasm.convert.bind(wasm),
     copy: wasm.copy.bind(wasm),
+    fill: wasm.fill.bind(wasm),
+    deferred: false,
+    upload: wasm.upload.bind(wasm),
+    download: wasm.download.bind(wasm),
     async dispose(): Promise<void> {
       addon.destroyEngine(engine);
       await wasm.dispose();

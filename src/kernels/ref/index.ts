@@ -1,7 +1,7 @@
 // createRefKernels: the reference implementation of the Kernels interface. Each method validates
 // its arguments with kernels/validate.ts, takes typed-array views of the tensors at call time (the
 // heap may have grown since the last call) and runs the pure function of the op's file.
-// Single-threaded; dispose() has nothing to release.
+// Single-threaded; dispose() has nothing to release; upload and download have nothing to do.
 
 import type { Heap } from "../../tensor/heap.js";
 import type { Tensor } from "../../tensor/tensor.js";
@@ -289,6 +289,14 @@ export function createRefKernels(heap: Heap): Kernels {
       check.checkReduce("sumSquares", a);
       return reduce.sumSquares(a.f32());
     },
+    sumInto(out, a) {
+      check.checkReduceInto("sumInto", out, a);
+      out.f32()[0] = reduce.sum(a.f32());
+    },
+    sumSquaresInto(out, a) {
+      check.checkReduceInto("sumSquaresInto", out, a);
+      out.f32()[0] = reduce.sumSquares(a.f32());
+    },
 
     adamw(param, grad, m, v, options: AdamWOptions) {
       check.checkAdamW(param, grad, m, v, options);
@@ -306,6 +314,17 @@ export function createRefKernels(heap: Heap): Kernels {
     copy(out, inp) {
       check.checkCopy(out, inp);
       out.u8().set(inp.u8());
+    },
+    fill(out, value) {
+      check.checkFill(out, value);
+      out.fill(value);
+    },
+
+    // the heap is the only copy of every tensor: nothing to send or fetch
+    deferred: false,
+    upload() {},
+    download() {
+      return Promise.resolve();
     },
 
     dispose(): Promise<void> {
