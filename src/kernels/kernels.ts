@@ -258,6 +258,16 @@ export interface Kernels {
   ): void;
   /** out (A, C, B, D) = inp (A, B, C, D) with axes 1 and 2 swapped. */
   permute0213(out: Tensor, inp: Tensor): void;
+  /**
+   * out (R, Co)[:, outCol + j] = inp (R, Ci)[:, inpCol + j] for j < width; out's other columns
+   * are kept (the parts of a fused projection, the rotated part of partial RoPE).
+   */
+  copyColumns(out: Tensor, outCol: number, inp: Tensor, inpCol: number, width: number): void;
+  /**
+   * Sliding-window attention on raw scores (M, Tq, Tk), before attentionSoftmax: query i (at
+   * position i + Tk - Tq) keeps keys j > position - window; the others are set to -1e30.
+   */
+  maskOutsideWindow(scores: Tensor, window: number): void;
 
   // ---- embeddings and loss -------------------------------------------------------------------
   /** out (N, C) = table (V, C) rows at ids (N, i32). Out-of-range ids throw. */

@@ -484,6 +484,7 @@ export abstract class DecoderModel<
     const positions = s.positions.i32();
     for (let n = 0; n < N; n++)
       for (let t = 0; t < Tn; t++) positions[n * Tn + t] = cache.lengths[rows[n]] + t;
+    this.kernels.upload(s.ids, s.positions);
     const hidden = this.forwardStep(cache, s, rows, Tn); // (R, C)
     for (const b of rows) cache.lengths[b] += Tn;
     const C = hidden.size / R;

@@ -102,6 +102,8 @@ export async function createNativeKernels(
     rope: wasm.rope.bind(wasm),
     ropeBackward: wasm.ropeBackward.bind(wasm),
     permute0213: wasm.permute0213.bind(wasm),
+    copyColumns: wasm.copyColumns.bind(wasm),
+    maskOutsideWindow: wasm.maskOutsideWindow.bind(wasm),
     embedding: wasm.embedding.bind(wasm),
     embeddingBackward: wasm.embeddingBackward.bind(wasm),
     crossEntropy: wasm.crossEntropy.bind(wasm),

@@ -17,6 +17,7 @@ import * as check from "../validate.js";
 import * as act from "./activations.js";
 import { adamw } from "./adamw.js";
 import { attentionSoftmax, attentionSoftmaxBackward } from "./attention.js";
+import { copyColumns, maskOutsideWindow } from "./columns.js";
 import { convert } from "./convert.js";
 import { crossEntropy } from "./cross-entropy.js";
 import * as ew from "./elementwise.js";
@@ -310,6 +311,14 @@ export function createRefKernels(heap: Heap): Kernels {
         floatView(inp),
         inp.dtype as "f32" | "f16" | "bf16",
       );
+    },
+    copyColumns(out, outCol, inp, inpCol, width) {
+      const d = check.checkCopyColumns(out, outCol, inp, inpCol, width);
+      copyColumns(out.f32(), d.outCols, outCol, inp.f32(), d.inpCols, inpCol, d.rows, width);
+    },
+    maskOutsideWindow(scores, window) {
+      const d = check.checkMaskOutsideWindow(scores, window);
+      maskOutsideWindow(scores.f32(), d.m, d.tq, d.tk, window);
     },
     copy(out, inp) {
       check.checkCopy(out, inp);

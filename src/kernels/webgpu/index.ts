@@ -377,6 +377,28 @@ export class WebGpuKernels implements Kernels {
     this.dispatcher.run(layout.PERMUTE0213, [w(out), r(inp)], [n, d.b, d.c, d.d], strideGroups(n));
   }
 
+  copyColumns(out: Tensor, outCol: number, inp: Tensor, inpCol: number, width: number): void {
+    const d = check.checkCopyColumns(out, outCol, inp, inpCol, width);
+    const n = d.rows * width;
+    // the other columns of out are kept: it is read as well as written
+    this.dispatcher.run(
+      layout.COPY_COLUMNS,
+      [rw(out), r(inp)],
+      [n, width, d.outCols, outCol, d.inpCols, inpCol],
+      strideGroups(n),
+    );
+  }
+  maskOutsideWindow(scores: Tensor, window: number): void {
+    const d = check.checkMaskOutsideWindow(scores, window);
+    const n = scores.size;
+    this.dispatcher.run(
+      layout.MASK_OUTSIDE_WINDOW,
+      [rw(scores)],
+      [n, d.tq, d.tk, window],
+      strideGroups(n),
+    );
+  }
+
   // ---- embeddings and loss ---------------------------------------------------------------------
 
   embedding(out: Tensor, table: Tensor, ids: Tensor): void {
