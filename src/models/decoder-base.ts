@@ -383,7 +383,7 @@ export abstract class DecoderModel<
     return { loss: lossOut === undefined ? loss : Number.NaN, tokens };
   }
 
-  tokenLosses(batch: Batch): Float32Array {
+  async tokenLosses(batch: Batch): Promise<Float32Array> {
     const plan = this.prepare(batch);
     const R = plan.B * plan.T;
     const tokens = this.prepareTargets(batch, plan);
@@ -391,6 +391,7 @@ export abstract class DecoderModel<
     if (tokens === 0) return nll;
     this.forwardPass(plan);
     const pass = this.headLoss(plan, tokens, null);
+    await this.kernels.download(pass.losses);
     const losses = pass.losses.toArray();
     if (pass.rows === null) return losses; // cross-entropy wrote 0 on the ignored rows
     const ids = pass.rows.i32();

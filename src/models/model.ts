@@ -163,8 +163,9 @@ export interface CausalLM {
    * Forward only: the negative log-likelihood of every position's label (labels shifted by one,
    * as lossAndGrads), (B*T), 0 where the label is ignored. The lm_head runs on the counted rows
    * only when the ignored ones are a large share (prompts under completion-only labels).
+   * Asynchronous because a deferred engine (webgpu) delivers the losses by a download.
    */
-  tokenLosses(batch: Batch): Float32Array;
+  tokenLosses(batch: Batch): Promise<Float32Array>;
   /** How the frozen weight of the linear layer at `path` is stored (models/weights.ts). */
   weightStorage(path: string): WeightStorageKind;
   /** An f32 copy of a linear weight in its stored layout (dequantized when compressed). */

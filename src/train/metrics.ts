@@ -17,7 +17,10 @@ const IGNORE = -100;
  * model.tokenLosses runs the lm_head on the counted positions only when the ignored ones are a
  * large share (a scored continuation after its prompt, completion-only eval data).
  */
-function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
+async function tokenNll(
+  model: CausalLM,
+  batch: Batch,
+): Promise<{ nll: Float32Array; counted: Uint8Array }> {
   const { batchSize: B, seqLen: T } = batch;
   const labels = batch.labels;
   if (labels === undefined) throw new Error("evaluate: batch.labels is required");
@@ -25,7 +28,7 @@ function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: 
   for (let b = 0; b < B; b++) {
     for (let t = 0; t + 1 < T; t++) counted[b * T + t] = labels[b * T + t + 1] === IGNORE ? 0 : 1;
   }
-  return { nll: model.tokenLosses(batch), counted };
+  return { nll: await model.tokenLosses(batch), counted };
 }
 
 export interface EvalResult {
@@ -36,11 +39,11 @@ export interface EvalResult {
 }
 
 /** Token-weighted mean loss over the batches (sum of NLL / number of counted tokens). */
-export function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): EvalResult {
+export async function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): Promise<EvalResult> {
   let sum = 0;
   let tokens = 0;
   for (const batch of batches) {
-    const { nll, counted } = tokenNll(model, batch);
+    const { nll, counted } = await tokenNll(model, batch);
     for (let i = 0; i < nll.length; i++) {
       if (counted[i] === 1) {
         sum += nll[i];
@@ -56,11 +59,11 @@ export function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): EvalRes
  * Sum of log p(continuation | prompt) for each (prompt, continuation) pair, scored in one
  * right-padded batch. Returns [sum of log-probs, number of continuation tokens] per pair.
  */
-export function continuationLogLikelihoods(
+export async function continuationLogLikelihoods(
   model: CausalLM,
   pairs: readonly { prompt: readonly number[]; continuation: readonly number[] }[],
   padTokenId = 0,
-): { logProb: number; tokens: number }[] {
+): Promise<{ logProb: number; tokens: number }[]> {
   if (pairs.length === 0) return [];
   const T = Math.max(...pairs.map((p) => p.prompt.length + p.continuation.length));
   const B = pairs.length;
@@ -77,7 +80,7 @@ export function continuationLogLikelihoods(
       if (t >= p.prompt.length) labels[b * T + t] = id;
     });
   });
-  const { nll, counted } = tokenNll(model, {
+  const { nll, counted } = await tokenNll(model, {
     batchSize: B,
     seqLen: T,
     inputIds,
@@ -98,13 +101,13 @@ export function continuationLogLikelihoods(
 }
 
 /** Index of the candidate with the highest (optionally per-token) log-likelihood, and all scores. */
-export function classifyByLikelihood(
+export async function classifyByLikelihood(
   model: CausalLM,
   prompt: readonly number[],
   candidates: readonly (readonly number[])[],
   options: { lengthNormalize?: boolean; padTokenId?: number } = {},
-): { index: number; scores: number[] } {
-  const ll = continuationLogLikelihoods(
+): Promise<{ index: number; scores: number[] }> {
+  const ll = await continuationLogLikelihoods(
     model,
     candidates.map((c) => ({ prompt, continuation: c })),
     options.padTokenId ?? 0,

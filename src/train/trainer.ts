@@ -304,7 +304,7 @@ export async function train(
       });
       if (evalEvery > 0 && step % evalEvery === 0) {
         trainable.setTraining(false);
-        const ev = evaluateLoss(model, options.evalBatches as readonly Batch[]);
+        const ev = await evaluateLoss(model, options.evalBatches as readonly Batch[]);
         trainable.setTraining(true);
         lastEval = { loss: ev.loss, perplexity: ev.perplexity };
         await emit({

@@ -1,9 +1,9 @@
-// `loraga train` and `loraga estimate` with --kernels webgpu against --kernels ref, as a user runs
-// them (spawned CLI, tiny fixture checkpoints, 8 steps): the per-step losses and gradient norms of
-// train.jsonl agree to 1e-4, and the estimated LoRA-GA gradients to 1e-5. On lavapipe in CI; with
-// CI set and no WebGPU adapter these tests run and fail (test/helpers/webgpu.ts), never skip.
-// The work stays tiny (hidden 32, 2 layers, 2 x 32 tokens): the software adapter runs at
-// 0.1-2 GFLOP/s.
+// `loraga train`, `estimate`, `eval` and `generate` with --kernels webgpu against --kernels ref,
+// as a user runs them (spawned CLI, tiny fixture checkpoints): the per-step losses and gradient
+// norms of 8 training steps agree to 1e-4, the estimated LoRA-GA gradients to 1e-5, the eval
+// metrics to 1e-5, and the generated text is the same. On lavapipe in CI; with CI set and no
+// WebGPU adapter these tests run and fail (test/helpers/webgpu.ts), never skip. The work stays
+// tiny (hidden 32, 2 layers, 2 x 32 tokens): the software adapter runs at 0.1-2 GFLOP/s.
 
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -133,5 +133,51 @@ describe.runIf(runs)("loraga estimate --kernels webgpu equals --kernels ref", ()
       }
       expect(maxDiff, `${name}: largest |gradient| ${maxAbs}`).toBeLessThanOrEqual(1e-5);
     }
+  }, 900_000);
+});
+
+describe.runIf(runs)("loraga eval and generate --kernels webgpu equal --kernels ref", () => {
+  test("loss, exact match and greedy text with a trained adapter on the tiny Llama", () => {
+    const model = join(root, "eval-model");
+    copyTinyModel(model);
+    const run = join(root, "eval-run");
+    const trained = runCli(
+      [
+        "train",
+        ...["--model", model, "--data", data, "--out", run, "--kernels", "ref", "--method", "lora"],
+        ...["--r", "2", "--target", "all-linear", "--max-length", "32", "--steps", "4", "-q"],
+      ],
+      { timeoutMs: 600_000 },
+    );
+    expect(trained.status, trained.stderr).toBe(0);
+    const adapter = ["--model", model, "--adapter", join(run, "adapter")];
+    const outputs = ["ref", "webgpu"].map((kernels) => {
+      const ev = runCli(
+        [
+          "eval",
+          ...adapter,
+          ...["--data", data, "--max-length", "32", "--exact-match", "--max-new-tokens", "8"],
+          ...["--kernels", kernels, "-q"],
+        ],
+        { timeoutMs: 600_000 },
+      );
+      expect(ev.status, ev.stderr).toBe(0);
+      const gen = runCli(
+        [
+          "generate",
+          ...adapter,
+          ...["--prompt", "Q: 3 plus 4? A:", "--max-new-tokens", "12", "--kernels", kernels, "-q"],
+        ],
+        { timeoutMs: 600_000 },
+      );
+      expect(gen.status, gen.stderr).toBe(0);
+      return { metrics: JSON.parse(ev.stdout) as Record<string, number>, text: gen.stdout };
+    });
+    const [want, got] = outputs;
+    expect(got.metrics.tokens).toBe(want.metrics.tokens);
+    expect(got.metrics.exact_match).toBe(want.metrics.exact_match);
+    expect(Math.abs(got.metrics.loss - want.metrics.loss)).toBeLessThanOrEqual(1e-5);
+    expect(got.text).toBe(want.text);
+    expect(want.text.length).toBeGreaterThan("Q: 3 plus 4? A:".length);
   }, 900_000);
 });
