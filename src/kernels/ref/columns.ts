@@ -25,7 +25,7 @@ export function copyColumns(
 }
 
 /** A raw score far below any real one, finite in f32 after any attention scale up to 1e8. */
-export const MASKED_SCORE = -1e30;
+const MASKED_SCORE = -1e30;
 
 /**
  * Sliding-window (local) attention's mask on raw scores (M, Tq, Tk): query row i sits at position
