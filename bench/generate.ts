@@ -92,9 +92,9 @@ export async function generateSuite(
       "(random)",
     );
     try {
-      generate(model, prompts, { maxNewTokens: 2 }); // warm-up (wasm compile, first allocations)
+      await generate(model, prompts, { maxNewTokens: 2 }); // warm-up (wasm compile, first allocations)
       let t0 = performance.now();
-      const cached = generate(model, prompts, { maxNewTokens: newTokens });
+      const cached = await generate(model, prompts, { maxNewTokens: newTokens });
       const cachedMs = performance.now() - t0;
       t0 = performance.now();
       const full = greedyWithoutCache(model, prompts, newTokens);

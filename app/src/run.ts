@@ -130,7 +130,7 @@ export async function runMethod(
     { batchSize: s.batchSize, maxLength: s.maxLength },
     padTokenId,
   );
-  const evalLoss = evaluateLoss(model, evalBatches).loss;
+  const evalLoss = (await evaluateLoss(model, evalBatches)).loss;
 
   stage("save");
   if (peft === null) {

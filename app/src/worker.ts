@@ -163,7 +163,7 @@ async function handle(message: ToWorker): Promise<void> {
       const tokenizer = loaded.tokenizer;
       if (tokenizer === null) throw new Error("generate: the model folder has no tokenizer.json");
       loaded.trainable.setTraining(false);
-      const [reply] = generate(loaded.model, [tokenizer.encode(message.prompt)], {
+      const [reply] = await generate(loaded.model, [tokenizer.encode(message.prompt)], {
         maxNewTokens: message.maxNewTokens,
         eosTokenId: tokenizer.eosTokenId,
       });

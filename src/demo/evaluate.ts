@@ -58,7 +58,7 @@ export async function evaluateHeldOut(
     let correct = 0;
     const samples: HeldOutResult["samples"] = [];
     for (const group of groupIntoBatches([...testRows], options.batchSize)) {
-      const outputs = generate(
+      const outputs = await generate(
         model,
         group.map((r) => tokenizer.encode(r.prompt, { addSpecialTokens: true })),
         { maxNewTokens: options.maxNewTokens, eosTokenId: tokenizer.eosTokenId, padTokenId },

@@ -85,3 +85,13 @@ export async function createKernels(
       );
   }
 }
+
+/**
+ * Kernels whose results the host may read as soon as a call returns: `kernels` itself, or for a
+ * deferred engine (webgpu) the reference kernels on its heap. For the small host-side parts of a
+ * workflow, e.g. LoRA-GA's randomized SVD and base offsets (docs/engine-notes.md), on tensors
+ * allocated for them: the deferred engine does not see what these kernels write.
+ */
+export function hostKernels(kernels: Kernels): Kernels {
+  return kernels.deferred ? createRefKernels(kernels.heap) : kernels;
+}

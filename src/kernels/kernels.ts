@@ -15,10 +15,14 @@
 // - Tensors are contiguous and row-major; shapes are checked by kernels/validate.ts and a mismatch
 //   throws an Error naming the argument and the shapes involved.
 // - Forward kernels OVERWRITE their outputs. Backward kernels ACCUMULATE into their gradient
-//   outputs (dX += ...); zeroing a gradient buffer is an explicit fill(0) by the caller. The
-//   activation-gradient backwards take a trailing BackwardOptions: `{ accumulate: false }` makes
-//   them overwrite those outputs instead (dX = ..., the old contents never read), which saves the
-//   fill(0) and the read of the buffer; parameter gradients (dWeight, dBias) always accumulate.
+//   outputs (dX += ...); zeroing a gradient buffer is an explicit kernels.fill(t, 0) by the
+//   caller. The activation-gradient backwards take a trailing BackwardOptions: `{ accumulate:
+//   false }` makes them overwrite those outputs instead (dX = ..., the old contents never read),
+//   which saves the fill(0) and the read of the buffer; parameter gradients (dWeight, dBias)
+//   always accumulate.
+// - The host reads a tensor a kernel wrote only after `await kernels.download(t)`, and announces
+//   its own writes to a tensor kernels read with `kernels.upload(t)`: both cost nothing on the CPU
+//   engines, and are what lets the webgpu engine keep tensors on its device (`deferred`).
 // - Compute is f32. 16-bit floats are storage only (see `convert`), except a bf16 frozen weight
 //   as matmul's b on engines with `bf16Matmul`.
 // - Dimension letters in comments: B batch, T time (sequence), H heads, D head dim, C channels,
@@ -262,6 +266,16 @@ export interface Kernels {
   ): void;
   /** out (A, C, B, D) = inp (A, B, C, D) with axes 1 and 2 swapped. */
   permute0213(out: Tensor, inp: Tensor): void;
+  /**
+   * out (R, Co)[:, outCol + j] = inp (R, Ci)[:, inpCol + j] for j < width; out's other columns
+   * are kept (the parts of a fused projection, the rotated part of partial RoPE).
+   */
+  copyColumns(out: Tensor, outCol: number, inp: Tensor, inpCol: number, width: number): void;
+  /**
+   * Sliding-window attention on raw scores (M, Tq, Tk), before attentionSoftmax: query i (at
+   * position i + Tk - Tq) keeps keys j > position - window; the others are set to -1e30.
+   */
+  maskOutsideWindow(scores: Tensor, window: number): void;
 
   // ---- embeddings and loss -------------------------------------------------------------------
   /** out (N, C) = table (V, C) rows at ids (N, i32). Out-of-range ids throw. */
@@ -285,11 +299,16 @@ export interface Kernels {
   ): number;
 
   // ---- reductions (accumulated in float64) ---------------------------------------------------
+  /** These three return a number, so they throw on a deferred engine (webgpu): use the *Into forms. */
   sum(a: Tensor): number;
   /** Largest value (NaN if any element is NaN; -Infinity for an empty tensor). */
   max(a: Tensor): number;
   /** Sum of squares: the squared L2 norm. */
   sumSquares(a: Tensor): number;
+  /** out (one f32) = sum of a, for the host to download (rounded to f32). */
+  sumInto(out: Tensor, a: Tensor): void;
+  /** out (one f32) = sum of squares of a, for the host to download (rounded to f32). */
+  sumSquaresInto(out: Tensor, a: Tensor): void;
 
   // ---- optimiser and storage -----------------------------------------------------------------
   /**
@@ -301,6 +320,27 @@ export interface Kernels {
   convert(out: Tensor, inp: Tensor): void;
   /** out = inp (same dtype and size). */
   copy(out: Tensor, inp: Tensor): void;
+  /** out = value everywhere (f32 or i32; 0 for any dtype): zeroing a gradient buffer, a mask. */
+  fill(out: Tensor, value: number): void;
+
+  // ---- host <-> engine (docs/engine-notes.md, "Tensors, the heap and the engines") ----------
+  /**
+   * false (ref, wasm, native): a call has written the heap when it returns, and the host may read
+   * or write any tensor between calls. true (webgpu): tensors live on a device; results reach the
+   * heap only when `download` resolves, and the host announces its own writes with `upload`.
+   */
+  readonly deferred: boolean;
+  /**
+   * The host wrote these tensors (token ids, a dropout mask, restored weights): the kernels must
+   * see the new contents. No tensors: the host may have written any tensor (call it where a phase
+   * begins, e.g. after an adapter init rewrote base weights). A no-op where deferred is false.
+   */
+  upload(...tensors: Tensor[]): void;
+  /**
+   * Resolves when the heap holds what the kernels wrote into these tensors (no tensors: every
+   * tensor). Resolved at once where deferred is false.
+   */
+  download(...tensors: Tensor[]): Promise<void>;
 
   /** Releases threads and other resources. The heap is not freed (it belongs to the caller). */
   dispose(): Promise<void>;

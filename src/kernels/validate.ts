@@ -419,6 +419,52 @@ export function checkPermute0213(
   return { a, b, c, d };
 }
 
+export function checkCopyColumns(
+  out: Tensor,
+  outCol: number,
+  inp: Tensor,
+  inpCol: number,
+  width: number,
+): { rows: number; outCols: number; inpCols: number } {
+  const op = "copyColumns";
+  requireDType(op, "out", out, "f32");
+  requireDType(op, "inp", inp, "f32");
+  requireRank(op, "out", out, 2);
+  requireRank(op, "inp", inp, 2);
+  const [rows, outCols] = out.shape;
+  const inpCols = inp.shape[1];
+  if (inp.shape[0] !== rows) {
+    throw new Error(`${op}: ${describe("out", out)} and ${describe("inp", inp)} differ in rows`);
+  }
+  const fits = (col: number, cols: number) =>
+    Number.isSafeInteger(col) && col >= 0 && col + width <= cols;
+  if (
+    !Number.isSafeInteger(width) ||
+    width < 0 ||
+    !fits(outCol, outCols) ||
+    !fits(inpCol, inpCols)
+  ) {
+    throw new Error(
+      `${op}: columns [${outCol}, +${width}) of ${describe("out", out)} or [${inpCol}, +${width}) of ${describe("inp", inp)} are out of range`,
+    );
+  }
+  requireNoOverlap(op, "out", out, "inp", inp);
+  return { rows, outCols, inpCols };
+}
+
+export function checkMaskOutsideWindow(
+  scores: Tensor,
+  window: number,
+): { m: number; tq: number; tk: number } {
+  const op = "maskOutsideWindow";
+  requireDType(op, "scores", scores, "f32");
+  requireRank(op, "scores", scores, 3);
+  if (!Number.isSafeInteger(window) || window < 1)
+    throw new Error(`${op}: window must be a positive integer, got ${window}`);
+  const [m, tq, tk] = scores.shape;
+  return { m, tq, tk };
+}
+
 // ---- embeddings and loss -----------------------------------------------------------------------
 
 /** rows (N, C) (out or dOut), table (V, C), ids (N) i32. Id values are checked by the kernel. */
@@ -480,6 +526,28 @@ export function checkCrossEntropy(
 
 export function checkReduce(op: string, a: Tensor): void {
   requireDType(op, "a", a, "f32");
+}
+
+/** A reduction into a tensor (sumInto, sumSquaresInto): a is f32, out is one f32 element. */
+export function checkReduceInto(op: string, out: Tensor, a: Tensor): void {
+  requireLive(op, "out", out);
+  requireDType(op, "a", a, "f32");
+  requireDType(op, "out", out, "f32");
+  if (out.size !== 1) throw new Error(`${op}: ${describe("out", out)} must hold one element`);
+}
+
+/** fill: any value for f32 and i32 tensors, 0 for the 16-bit ones (Tensor.fill's rule). */
+export function checkFill(out: Tensor, value: number): void {
+  requireLive("fill", "out", out);
+  checkScalar("fill", "value", value);
+  if (out.dtype === "i32" && !Number.isInteger(value)) {
+    throw new Error(
+      `fill: ${describe("out", out)} is i32 but the value ${value} is not an integer`,
+    );
+  }
+  if (out.dtype !== "f32" && out.dtype !== "i32" && value !== 0) {
+    throw new Error(`fill: ${describe("out", out)} is ${out.dtype}; only 0 fills a 16-bit tensor`);
+  }
 }
 
 export function checkAdamW(

@@ -16,8 +16,8 @@
 //           (B, H, T, T) buffers in backward: memory quadratic in T, kept to compare against.
 //
 // Both use the Kernels interface (matmul, attentionSoftmax, attentionSoftmaxBackward), so they run
-// on every engine; a sliding window (sliding-window.ts) masks the raw scores on the host, as the
-// architectures that have one did before. Per-layer numbers (the score scale, the window) travel in
+// on every engine; a sliding window masks the raw scores with Kernels.maskOutsideWindow (the rule:
+// kernels/ref/columns.ts). Per-layer numbers (the score scale, the window) travel in
 // AttentionParams, so an architecture with others (logit soft-capping) extends that object and the
 // two implementations, not its callers. Contract: the plan object allocates its buffers once
 // (through the caller's plan allocator); forward overwrites `out`, backward overwrites dq, dk and
@@ -29,7 +29,6 @@
 import type { Kernels } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
 import { causalProducts } from "./common.js";
-import { maskOutsideWindow } from "./sliding-window.js";
 
 /** How attention is computed: "tiled" (memory linear in T) or "full" ((T, T) per head). */
 export type AttentionImpl = "tiled" | "full";
@@ -60,9 +59,9 @@ interface AttentionParams {
   window?: number | null;
 }
 
-/** Masks raw scores (M, Tq, Tk) outside the layer's window, if it has one (sliding-window.ts). */
-function maskWindow(scores: Tensor, p: AttentionParams): void {
-  if (p.window !== undefined && p.window !== null) maskOutsideWindow(scores, p.window);
+/** Masks raw scores (M, Tq, Tk) outside the layer's window, if it has one (Kernels.maskOutsideWindow). */
+function maskWindow(k: Kernels, scores: Tensor, p: AttentionParams): void {
+  if (p.window !== undefined && p.window !== null) k.maskOutsideWindow(scores, p.window);
 }
 
 /**
@@ -203,7 +202,7 @@ export class AttentionPlan {
           const probs = this.bufA.view([Tq, Tk]);
           const qTile = qAt.tensor.view([Tq, D], qAt.offset + i0 * D);
           k.matmul(probs, qTile, kAt.tensor.view([Tk, D], kAt.offset), { transB: true }); // raw scores
-          maskWindow(probs.view([1, Tq, Tk]), p);
+          maskWindow(k, probs.view([1, Tq, Tk]), p);
           // causal with the KV offset Tk - Tq = i0: row r sees keys j <= i0 + r
           k.attentionSoftmax(probs.view([1, 1, Tq, Tk]), probs.view([1, 1, Tq, Tk]), {
             scale: p.scale,
@@ -242,8 +241,8 @@ export class AttentionPlan {
         // dk, dv of a key/value head sum over its g query heads and every tile: zero, then add
         const dkAt = headAt(dk, this.d, b, hk);
         const dvAt = headAt(dv, this.d, b, hk);
-        dkAt.tensor.view([T * D], dkAt.offset).fill(0);
-        dvAt.tensor.view([T * D], dvAt.offset).fill(0);
+        k.fill(dkAt.tensor.view([T * D], dkAt.offset), 0);
+        k.fill(dvAt.tensor.view([T * D], dvAt.offset), 0);
       }
       for (let h = 0; h < H; h++) {
         const qAt = headAt(q, this.d, b, h);
@@ -265,7 +264,7 @@ export class AttentionPlan {
           const dOutTile = dOut.view([Tq, D], oAt + i0 * D);
           // recompute the tile's probabilities exactly as forward did
           k.matmul(probs, qTile, keys, { transB: true });
-          maskWindow(probs.view([1, Tq, Tk]), p);
+          maskWindow(k, probs.view([1, Tq, Tk]), p);
           k.attentionSoftmax(probs.view([1, 1, Tq, Tk]), probs.view([1, 1, Tq, Tk]), {
             scale: p.scale,
             causal: true,
@@ -310,7 +309,7 @@ export class AttentionPlan {
     for (const t of this.headTiles(keyLengths)) {
       const probs = t.scores(this.bufA);
       k.matmul(probs, t.q(q), t.kv(key), { transB: true, causal: maskOut }); // raw scores
-      maskWindow(t.headRows(probs), p);
+      maskWindow(k, t.headRows(probs), p);
       k.attentionSoftmax(t.heads4(probs), t.heads4(probs), t.softmax(p.scale));
       k.matmul(t.out(out), probs, t.kv(value), { causal: lowerA });
     }
@@ -336,7 +335,7 @@ export class AttentionPlan {
       const dScores = t.scores(need(this.bufC));
       // recompute the probabilities exactly as forward did
       k.matmul(probs, t.q(q), t.kv(key), { transB: true, causal: maskOut });
-      maskWindow(t.headRows(probs), p);
+      maskWindow(k, t.headRows(probs), p);
       k.attentionSoftmax(t.heads4(probs), t.heads4(probs), t.softmax(p.scale));
       k.matmul(dProbs, t.out(dOut), t.kv(value), { transB: true, causal: maskOut }); // dO V^T
       // P^T dO, summing the g query heads of each key/value head
@@ -394,7 +393,7 @@ export class AttentionPlan {
       k.matmul(r.scores(probs), r.q(q), r.kv(key), { transB: true, causal: maskOut }); // raw scores
     }
     const { B, T, H } = this.d;
-    maskWindow(probs.view([B * H, T, T]), p);
+    maskWindow(k, probs.view([B * H, T, T]), p);
     k.attentionSoftmax(probs, probs, { scale: p.scale, causal: true, keyLengths });
     for (const r of this.rowGroups([q], [key, value]))
       k.matmul(r.out(out), r.scores(probs), r.kv(value), { causal: lowerA });

@@ -368,34 +368,47 @@ export abstract class DecoderModel<
     return logits;
   }
 
+  lossAndGrads(
+    batch: Batch,
+    options: LossAndGradsOptions & { lossOut: Tensor },
+  ): { tokens: number };
+  lossAndGrads(batch: Batch, options?: LossAndGradsOptions): { loss: number; tokens: number };
   lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
-    const { paramGrads } = options;
+    const { paramGrads, lossOut } = options;
     checkGradNames(paramGrads, this.gradNames());
+    if (lossOut !== undefined && (lossOut.dtype !== "f32" || lossOut.size !== 1))
+      throw new Error(`lossAndGrads: lossOut must be one f32 element, got ${lossOut.toString()}`);
     const plan = this.prepare(batch);
     const inputsEmbedsGrad = this.inputsEmbedsGradOf(options.inputsEmbedsGrad, plan.B, plan.T);
-    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    const tokens = this.prepareTargets(batch, plan);
     this.forwardPass(plan);
     let loss = 0;
     if (tokens === 0) {
-      plan.dn.fill(0); // nothing counted: no gradient flows from the loss
+      this.kernels.fill(plan.dn, 0); // nothing counted: no gradient flows from the loss
+      if (lossOut !== undefined) this.kernels.fill(lossOut, 0);
     } else {
       // the head's forward, loss and backward, chunk by chunk: d loss / d nf into plan.dn
       const training = { gradScale: (options.lossScale ?? 1) / tokens, paramGrads, dx: plan.dn };
       const { losses } = this.headLoss(plan, tokens, training);
-      loss = this.kernels.sum(losses) / tokens;
+      if (lossOut === undefined) loss = this.kernels.sum(losses) / tokens;
+      else {
+        this.kernels.sumInto(lossOut, losses);
+        this.kernels.scale(lossOut, lossOut, 1 / tokens);
+      }
     }
     this.backwardPass(plan, paramGrads, inputsEmbedsGrad);
-    return { loss, tokens };
+    return { loss: lossOut === undefined ? loss : Number.NaN, tokens };
   }
 
-  tokenLosses(batch: Batch): Float32Array {
+  async tokenLosses(batch: Batch): Promise<Float32Array> {
     const plan = this.prepare(batch);
     const R = plan.B * plan.T;
-    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    const tokens = this.prepareTargets(batch, plan);
     const nll = new Float32Array(R); // (B*T), 0 where ignored
     if (tokens === 0) return nll;
     this.forwardPass(plan);
     const pass = this.headLoss(plan, tokens, null);
+    await this.kernels.download(pass.losses);
     const losses = pass.losses.toArray();
     if (pass.rows === null) return losses; // cross-entropy wrote 0 on the ignored rows
     const ids = pass.rows.i32();
@@ -489,6 +502,7 @@ export abstract class DecoderModel<
     const positions = s.positions.i32();
     for (let n = 0; n < N; n++)
       for (let t = 0; t < Tn; t++) positions[n * Tn + t] = cache.lengths[rows[n]] + t;
+    this.kernels.upload(s.ids, s.positions);
     const hidden = this.forwardStep(cache, s, rows, Tn); // (R, C)
     for (const b of rows) cache.lengths[b] += Tn;
     const C = hidden.size / R;
@@ -586,7 +600,15 @@ export abstract class DecoderModel<
     }
     this.plan.ids.i32().set(batch.inputIds);
     keyLengthsOf(batch, this.plan.keyLengths.i32());
+    this.kernels.upload(this.plan.ids, this.plan.keyLengths);
     return this.plan;
+  }
+
+  /** The batch's shifted labels into plan.targets; returns the number of counted ones. */
+  private prepareTargets(batch: Batch, plan: P): number {
+    const tokens = shiftLabels(batch, plan.targets.i32(), this.limits.vocabSize);
+    this.kernels.upload(plan.targets);
+    return tokens;
   }
 }
 
@@ -618,6 +640,11 @@ export async function loadDecoderParams(
     storedDtype: (name) => checkpoint.entries.get(name)?.dtype,
     heapLimit: kernels.heap.maxBytes,
   });
+  if (kernels.deferred && plan.offloaded) {
+    throw new Error(
+      `${source}: the frozen weights would be kept off the heap (offloadFrozen), which the webgpu engine does not support yet; use --kernels auto or a smaller model`,
+    );
+  }
   const quantized = new Map<string, QuantizedWeight>();
   const params = await loadParams(kernels, checkpoint, specs, source, {
     kindOf: plan.kindOf,

@@ -79,5 +79,6 @@ export class EmbeddingTable {
     const idx = ids.i32();
     for (let r = 0; r < idx.length; r++)
       table.dequantizeRowsInto(out.view([1, C], r * C), idx[r], idx[r] + 1);
+    kernels.upload(out); // written by the host
   }
 }

@@ -502,10 +502,18 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
 
   /** effective = 1 + w for every norm (Gemma3RMSNorm's float32 `1.0 + weight`). */
   private refreshNorms(): void {
+    const k = this.kernels;
     for (const n of this.norms) {
-      const w = n.weight.dtype === "f32" ? n.weight.f32() : n.weight.toArray();
+      if (n.weight.dtype === "f32") {
+        // by kernels: a trained weight may be newer on a deferred engine's device than in the heap
+        k.fill(n.effective, 1);
+        k.add(n.effective, n.effective, n.weight);
+        continue;
+      }
+      const w = n.weight.toArray(); // 16-bit weights are frozen: the heap holds them
       const e = n.effective.f32();
       for (let i = 0; i < w.length; i++) e[i] = 1 + w[i];
+      k.upload(n.effective);
     }
   }
 
@@ -664,6 +672,7 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
     // RoPE tables per new token (position = the row's cached length + t), applied through
     // (1, R, heads, D) views so that every token is rotated by its own angle
     fillRopeTables(d, tables, s.positions.i32().subarray(0, R));
+    k.upload(tables.cosFull, tables.sinFull, tables.cosSliding, tables.sinSliding);
     this.embed.lookup(k, x, s.ids.view([R]));
     k.scale(x, x, this.embedScale);
     for (let l = 0; l < d.L; l++) {
@@ -840,9 +849,9 @@ class GemmaModel extends DecoderModel<Gemma3TextConfig, Plan, Step> {
     const pad = this.d.padId;
     if (pad === null) return;
     const C = this.d.C;
-    const tokens = ids.i32();
-    const data = dRows.f32();
-    for (let r = 0; r < tokens.length; r++) if (tokens[r] === pad) data.fill(0, r * C, (r + 1) * C);
+    const tokens = ids.i32(); // batch data the host wrote
+    for (let r = 0; r < tokens.length; r++)
+      if (tokens[r] === pad) this.kernels.fill(dRows.view([C], r * C), 0);
   }
 }
 

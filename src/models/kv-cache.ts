@@ -17,7 +17,6 @@ import type { Kernels } from "../kernels/kernels.js";
 import type { Heap } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { KvCache } from "./model.js";
-import { maskOutsideWindow } from "./sliding-window.js";
 
 /** What the cache and the shared step code need to know of an architecture. */
 export interface CacheDims {
@@ -207,7 +206,7 @@ export function cachedAttention(
         transB: true,
       });
     }
-    if (window !== null) maskOutsideWindow(rowScores.view([H, Tn, Tk]), window);
+    if (window !== null) kernels.maskOutsideWindow(rowScores.view([H, Tn, Tk]), window);
     // causal offset Tk - Tq = past: new query i sees keys 0..past+i
     kernels.attentionSoftmax(rowScores, rowScores, { scale, causal: true });
     for (let h = 0; h < Hkv; h++) {

@@ -45,7 +45,7 @@ import {
   StepScratch,
 } from "./kv-cache.js";
 import type { CausalLM } from "./model.js";
-import { copyColumns, Projections } from "./projections.js";
+import { Projections } from "./projections.js";
 import { ropeScalingOf } from "./rope-scaling.js";
 import type { WeightLoadOptions } from "./weights.js";
 
@@ -437,10 +437,10 @@ function applyRope(
   const rd = cos.shape[1] * 2;
   const part = scratch.part.view([rows, rd]);
   const rotated = scratch.rotated.view([rows, rd]);
-  copyColumns(part, 0, inp.view([rows, D]), 0, rd);
+  k.copyColumns(part, 0, inp.view([rows, D]), 0, rd);
   k.rope(rotated.view([...shape, rd]), part.view([...shape, rd]), cos, sin);
   k.copy(out.view([rows, D]), inp.view([rows, D]));
-  copyColumns(out.view([rows, D]), 0, rotated, 0, rd);
+  k.copyColumns(out.view([rows, D]), 0, rotated, 0, rd);
 }
 
 /** applyRope's backward: dInp = R(-theta) dOut on the rotated values, dOut elsewhere. */
@@ -463,10 +463,10 @@ function applyRopeBackward(
   const rd = cos.shape[1] * 2;
   const part = scratch.part.view([rows, rd]);
   const rotated = scratch.rotated.view([rows, rd]);
-  copyColumns(part, 0, dOut.view([rows, D]), 0, rd);
+  k.copyColumns(part, 0, dOut.view([rows, D]), 0, rd);
   k.ropeBackward(rotated.view([...shape, rd]), part.view([...shape, rd]), cos, sin, overwrite);
   k.copy(dInp.view([rows, D]), dOut.view([rows, D]));
-  copyColumns(dInp.view([rows, D]), 0, rotated, 0, rd);
+  k.copyColumns(dInp.view([rows, D]), 0, rotated, 0, rd);
 }
 
 function cacheDimsOf(d: Dims): CacheDims {
@@ -795,6 +795,7 @@ class LlamaModel extends DecoderModel<LlamaFamilyConfig, Plan, Step> {
     const tables = ropeTables(d.rotaryDim, positions, { theta: d.ropeTheta, ...scaling });
     cos.f32().set(tables.cos);
     sin.f32().set(tables.sin);
+    k.upload(cos, sin);
     this.embed.lookup(k, x, s.ids.view([R]));
     for (let l = 0; l < d.L; l++) {
       const w = this.layerWeights[l];

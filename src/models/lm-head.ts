@@ -113,7 +113,8 @@ export function chunkedHeadLoss(
     counted[n] = all[r];
     n++;
   }
-  training?.dx.fill(0); // the chunks scatter-add into it
+  k.upload(c.rows, c.targets);
+  if (training !== null) k.fill(training.dx, 0); // the chunks scatter-add into it
   for (let i0 = 0; i0 < n; i0 += chunk) {
     const m = Math.min(chunk, n - i0);
     const rows = c.rows.view([m], i0);

@@ -93,6 +93,12 @@ export interface LossAndGradsOptions {
   inputsEmbedsGrad?: Tensor;
   /** Multiplies every gradient (not the returned loss). Default 1. */
   lossScale?: number;
+  /**
+   * f32 (1): the mean loss is written here by kernels instead of being read on the host (0 when
+   * nothing is counted), so that a deferred engine (webgpu) can run the step without waiting;
+   * the caller downloads it. lossAndGrads then returns only the token count.
+   */
+  lossOut?: Tensor;
 }
 
 /**
@@ -163,15 +169,21 @@ export interface CausalLM {
   /**
    * Forward + backward of the mean causal-LM loss (labels shifted by one, -100 ignored, mean over
    * the counted tokens of the batch; loss 0 and no gradient when nothing is counted). Returns the
-   * loss and the number of counted tokens.
+   * loss and the number of counted tokens (only the count with options.lossOut, which receives
+   * the loss; a deferred engine needs lossOut).
    */
+  lossAndGrads(
+    batch: Batch,
+    options: LossAndGradsOptions & { lossOut: Tensor },
+  ): { tokens: number };
   lossAndGrads(batch: Batch, options?: LossAndGradsOptions): { loss: number; tokens: number };
   /**
    * Forward only: the negative log-likelihood of every position's label (labels shifted by one,
    * as lossAndGrads), (B*T), 0 where the label is ignored. The lm_head runs on the counted rows
    * only when the ignored ones are a large share (prompts under completion-only labels).
+   * Asynchronous because a deferred engine (webgpu) delivers the losses by a download.
    */
-  tokenLosses(batch: Batch): Float32Array;
+  tokenLosses(batch: Batch): Promise<Float32Array>;
   /** How the frozen weight of the linear layer at `path` is stored (models/weights.ts). */
   weightStorage(path: string): WeightStorageKind;
   /** An f32 copy of a linear weight in its stored layout (dequantized when compressed). */

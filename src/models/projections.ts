@@ -6,33 +6,11 @@
 //
 // The fused forward writes the whole output to a scratch buffer (R, sum of widths) and copies each
 // part's columns out; its backward copies the parts' gradients back side by side and runs one
-// backward. The copies run in JavaScript on the tensors' f32 views (kernels are synchronous).
+// backward. The copies are kernel calls (Kernels.copyColumns).
 
 import type { Kernels } from "../kernels/kernels.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LinearLayer } from "./common.js";
-
-/**
- * dst[r, dstCol + j] = src[r, srcCol + j] for j < width and every row r; src and dst are 2-D
- * (rows, cols) with the same rows.
- */
-export function copyColumns(
-  dst: Tensor,
-  dstCol: number,
-  src: Tensor,
-  srcCol: number,
-  width: number,
-): void {
-  const [rows, dstCols] = dst.shape;
-  const srcCols = src.shape[1];
-  if (src.shape[0] !== rows) throw new Error(`copyColumns: ${src.shape[0]} vs ${rows} rows`);
-  const d = dst.f32();
-  const s = src.f32();
-  for (let r = 0; r < rows; r++) {
-    const from = r * srcCols + srcCol;
-    d.set(s.subarray(from, from + width), r * dstCols + dstCol);
-  }
-}
 
 export class Projections {
   /** One layer per part, or one fused layer for all parts. */
@@ -75,7 +53,7 @@ export class Projections {
     this.layers[0].forward(k, all, inp, recompute);
     let col = 0;
     this.widths.forEach((w, i) => {
-      copyColumns(outs[i], 0, all, col, w);
+      k.copyColumns(outs[i], 0, all, col, w);
       col += w;
     });
   }
@@ -100,7 +78,7 @@ export class Projections {
     const all = this.scratchView(scratch, inp.shape[0]);
     let col = 0;
     this.widths.forEach((w, i) => {
-      copyColumns(all, col, dOuts[i], 0, w);
+      k.copyColumns(all, col, dOuts[i], 0, w);
       col += w;
     });
     this.layers[0].backward(k, dInp, all, inp, paramGrads, true);

@@ -275,7 +275,7 @@ class T5Model implements CausalLM {
     return { loss, tokens };
   }
 
-  tokenLosses(batch: Batch): Float32Array {
+  async tokenLosses(batch: Batch): Promise<Float32Array> {
     const plan = this.prepare(batch);
     const tokens = this.countTargets(plan);
     const nll = new Float32Array(plan.B * plan.Td); // (B*Td), 0 where ignored
@@ -658,6 +658,9 @@ export async function createT5(
   source: string,
   storage: WeightLoadOptions = {},
 ): Promise<CausalLM> {
+  if (kernels.deferred) {
+    throw new Error(`${source}: t5 does not run on the webgpu engine yet (use --kernels auto)`);
+  }
   if (storage.offloadFrozen === "on") {
     throw new Error(
       `${source}: t5 keeps its frozen weights on the engine heap (--offload-frozen on is not supported)`,

@@ -10,6 +10,7 @@
 // from a saved initial adapter before resuming). The initial A and B are returned (copies) so that the
 // trained adapter can later be converted for the original base (convert.ts).
 
+import { hostKernels } from "../kernels/index.js";
 import type { CausalLM } from "../models/model.js";
 import { tensorToF32, writeF32ToTensor } from "../models/weights.js";
 import type { Rng } from "../util/random.js";
@@ -77,6 +78,8 @@ export function applyLora(
   const layers = new Map<string, LoraLinear>();
   const initial = new Map<string, AdapterWeights>();
   const offsetModules: string[] = [];
+  // the inits read their products at once (SVD, offsets): on the host for a deferred engine
+  const initKernels = hostKernels(model.kernels);
   const initOptions: InitOptions = {
     ...options.initOptions,
     ...(options.svd !== undefined && { svd: options.svd }),
@@ -114,7 +117,7 @@ export function applyLora(
             r,
             info.inFeatures,
             scaling,
-            model.kernels,
+            initKernels,
           ),
           info,
         );
@@ -140,7 +143,7 @@ export function applyLora(
             weight: weight.slice(),
             grad: g?.data ?? null,
             rng: options.rng,
-            kernels: model.kernels,
+            kernels: initKernels,
             ...(options.adapterDtype !== undefined && { adapterDtype: options.adapterDtype }),
           },
           initOptions,
@@ -155,9 +158,13 @@ export function applyLora(
           offsetModules.push(info.path);
         }
       }
-      if (halfBase && offsetModules.at(-1) === info.path) {
+      if (offsetModules.at(-1) === info.path) {
+        // the host rewrote the base weight
         if (weightTensor === null) model.writeLinearWeight(info.path, weight);
-        else writeF32ToTensor(weightTensor, weight);
+        else {
+          if (halfBase) writeF32ToTensor(weightTensor, weight);
+          model.kernels.upload(weightTensor);
+        }
       }
       initial.set(info.path, { A: A.slice(), B: B.slice() });
       const layer = new LoraLinear(model.kernels, info, {

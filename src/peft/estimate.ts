@@ -104,25 +104,44 @@ export async function accumulateGradients(
     throw new Error(
       `estimateGradient: memoryBudget must be a positive number of bytes, got ${budget}`,
     );
-  const heap = model.kernels.heap;
+  const kernels = model.kernels;
+  if (kernels.deferred && budget !== undefined) {
+    // moving a sum off the heap reads it on the host in the middle of backward
+    throw new Error(
+      `estimateGradient: memoryBudget needs an engine whose results are on the heap at once; the ${kernels.name} engine keeps every sum on its device`,
+    );
+  }
+  kernels.upload(); // whatever the host wrote before this call
+  const heap = kernels.heap;
   heap.resetPeak();
   const sums = new GradientSums(heap, targets, budget ?? Number.POSITIVE_INFINITY);
+  // a deferred engine writes each batch's loss here, read back once per batch
+  const lossOut = kernels.deferred ? heap.zeros([1]) : null;
   const total = Array.isArray(batches) ? batches.length : null;
   const losses: number[] = [];
   let tokens = 0;
   try {
     for await (const batch of batches) {
-      const result = model.lossAndGrads(batch, { paramGrads: sums });
-      if (result.tokens === 0) {
+      let loss: number;
+      let counted: number;
+      if (lossOut === null)
+        ({ loss, tokens: counted } = model.lossAndGrads(batch, { paramGrads: sums }));
+      else {
+        counted = model.lossAndGrads(batch, { paramGrads: sums, lossOut }).tokens;
+        await kernels.download(lossOut);
+        loss = lossOut.f32()[0];
+      }
+      if (counted === 0) {
         throw new Error(
           `estimateGradient: batch ${losses.length + 1} has no learned token (every label is -100); its gradient would be zero`,
         );
       }
-      losses.push(result.loss);
-      tokens += result.tokens;
-      options.onProgress?.({ done: losses.length, total, loss: result.loss });
+      losses.push(loss);
+      tokens += counted;
+      options.onProgress?.({ done: losses.length, total, loss });
     }
     if (losses.length === 0) throw new Error("estimateGradient: no batches");
+    await kernels.download(); // the sums, read on the host by finish()
     const data = sums.finish();
     const out: GradientMap = new Map();
     for (const t of targets) {
@@ -143,6 +162,7 @@ export async function accumulateGradients(
     };
   } finally {
     sums.dispose();
+    lossOut?.dispose();
   }
 }
 

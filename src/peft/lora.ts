@@ -111,8 +111,8 @@ export class LoraLinear implements LinearAdapter {
   }
 
   zeroGrad(): void {
-    this.dA?.fill(0);
-    this.dB?.fill(0);
+    if (this.dA !== null) this.kernels.fill(this.dA, 0);
+    if (this.dB !== null) this.kernels.fill(this.dB, 0);
   }
 
   private ensureScratch(rows: number): void {
@@ -196,6 +196,7 @@ export class LoraLinear implements LinearAdapter {
         const mv = mask.f32();
         const rng = this.rng as Rng;
         for (let i = 0; i < mv.length; i++) mv[i] = rng.uniform() < keep ? 1 / keep : 0;
+        k.upload(mask);
       }
       x = (this.xdBuf as Tensor).view([rows, n]);
       k.mul(x, inp2, mask);

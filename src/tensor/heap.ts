@@ -74,6 +74,8 @@ export class Heap {
   private peak = 0;
   /** memory.fill on this memory (see zeroFunction); created on first use. */
   private zeroFn: ((ptr: number, bytes: number) => void) | null = null;
+  /** Told of every block alloc() hands out and free() takes back (see onBlockChange). */
+  private readonly blockObservers = new Set<(start: number, bytes: number) => void>();
 
   constructor(options: HeapOptions = {}) {
     const maxPages = Math.min(
@@ -113,6 +115,16 @@ export class Heap {
   }
   resetPeak(): void {
     this.peak = this.inUse;
+  }
+
+  /**
+   * Calls `observer(start, bytes)` whenever alloc() hands out a block or free() takes one back:
+   * from then on nothing a kernel wrote there matters (an engine that keeps a device copy of the
+   * heap, kernels/webgpu/mirror.ts, forgets what it knew of those bytes). Returns the unsubscribe.
+   */
+  onBlockChange(observer: (start: number, bytes: number) => void): () => void {
+    this.blockObservers.add(observer);
+    return () => this.blockObservers.delete(observer);
   }
 
   /**
@@ -159,6 +171,7 @@ export class Heap {
     this.live.set(start, size);
     this.inUse += size;
     if (this.inUse > this.peak) this.peak = this.inUse;
+    for (const observer of this.blockObservers) observer(start, size);
     return start;
   }
 
@@ -168,6 +181,7 @@ export class Heap {
     if (size === undefined) throw new Error(`heap.free: ${ptr} is not a live allocation`);
     this.live.delete(ptr);
     this.inUse -= size;
+    for (const observer of this.blockObservers) observer(ptr, size);
     // insert sorted, then merge with neighbours
     let lo = 0;
     let hi = this.freeList.length;

@@ -21,8 +21,23 @@ export function clipGradNorm(kernels: Kernels, grads: readonly Tensor[], maxNorm
   if (!(maxNorm > 0) || !Number.isFinite(maxNorm))
     throw new Error(`clip: max norm must be finite and > 0, got ${maxNorm}`);
   const total = globalGradNorm(kernels, grads);
-  if (!Number.isFinite(total)) return total;
+  clipToNorm(kernels, grads, maxNorm, total);
+  return total;
+}
+
+/**
+ * Scales the gradients, whose global norm is `total` (measured by the caller), to at most maxNorm;
+ * a non-finite total leaves them untouched.
+ */
+export function clipToNorm(
+  kernels: Kernels,
+  grads: readonly Tensor[],
+  maxNorm: number,
+  total: number,
+): void {
+  if (!(maxNorm > 0) || !Number.isFinite(maxNorm))
+    throw new Error(`clip: max norm must be finite and > 0, got ${maxNorm}`);
+  if (!Number.isFinite(total)) return;
   const coef = Math.min(1, maxNorm / (total + 1e-6));
   if (coef < 1) for (const g of grads) kernels.scale(g, g, coef);
-  return total;
 }

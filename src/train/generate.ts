@@ -16,6 +16,7 @@
 
 import type { CausalLM } from "../models/model.js";
 import { isEncoderDecoder } from "../models/registry.js";
+import type { Tensor } from "../tensor/tensor.js";
 import type { Rng } from "../util/random.js";
 import { generateSeq2Seq } from "./seq2seq-generate.js";
 
@@ -33,12 +34,15 @@ export interface GenerateOptions {
   padTokenId?: number;
 }
 
-/** Generates continuations for every prompt; returns the new tokens of each row. */
-export function generate(
+/**
+ * Generates continuations for every prompt; returns the new tokens of each row. Asynchronous
+ * because a deferred engine (webgpu) delivers each step's logits by a download.
+ */
+export async function generate(
   model: CausalLM,
   prompts: readonly (readonly number[])[],
   options: GenerateOptions,
-): number[][] {
+): Promise<number[][]> {
   const { maxNewTokens } = options;
   if (!Number.isSafeInteger(maxNewTokens) || maxNewTokens < 0)
     throw new Error(`generate: maxNewTokens must be a non-negative integer, got ${maxNewTokens}`);
@@ -94,9 +98,10 @@ export function generate(
       rows.forEach((i, n) => {
         inputIds.set(prompts[i], n * len);
       });
-      const logits = model
-        .forwardCached(cache, { rows, inputIds, seqLen: len, logits: "last" })
-        .f32(); // (N, 1, V)
+      const logits = await readLogits(
+        model,
+        model.forwardCached(cache, { rows, inputIds, seqLen: len, logits: "last" }),
+      ); // (N, 1, V)
       const V = logits.length / rows.length;
       rows.forEach((i, n) => {
         firstLogits[i] = logits.slice(n * V, (n + 1) * V);
@@ -110,7 +115,10 @@ export function generate(
       const rows = prompts.map((_, i) => i).filter((i) => !done[i]);
       if (rows.length === 0) break;
       const inputIds = Int32Array.from(rows, (i) => out[i][out[i].length - 1]);
-      const logits = model.forwardCached(cache, { rows, inputIds, seqLen: 1 }).f32(); // (N, 1, V)
+      const logits = await readLogits(
+        model,
+        model.forwardCached(cache, { rows, inputIds, seqLen: 1 }),
+      ); // (N, 1, V)
       const V = logits.length / rows.length;
       rows.forEach((i, n) => {
         emit(i, pick(logits.subarray(n * V, (n + 1) * V)));
@@ -120,6 +128,12 @@ export function generate(
     cache.dispose();
   }
   return out;
+}
+
+/** A step's logits on the host (the step's one download on a deferred engine). */
+async function readLogits(model: CausalLM, logits: Tensor): Promise<Float32Array> {
+  await model.kernels.download(logits);
+  return logits.f32();
 }
 
 function argmax(row: Float32Array): number {

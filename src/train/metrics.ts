@@ -20,11 +20,14 @@ const IGNORE = -100;
  * model.tokenLosses runs the lm_head on the counted positions only when the ignored ones are a
  * large share (a scored continuation after its prompt, completion-only eval data).
  */
-function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: Uint8Array } {
+async function tokenNll(
+  model: CausalLM,
+  batch: Batch,
+): Promise<{ nll: Float32Array; counted: Uint8Array }> {
   if (batch.decoder !== undefined) {
     // encoder-decoder: position t of the target predicts labels[t] (no shift)
     const counted = Uint8Array.from(batch.decoder.labels, (l) => (l === IGNORE ? 0 : 1));
-    return { nll: model.tokenLosses(batch), counted };
+    return { nll: await model.tokenLosses(batch), counted };
   }
   const { batchSize: B, seqLen: T } = batch;
   const labels = batch.labels;
@@ -33,7 +36,7 @@ function tokenNll(model: CausalLM, batch: Batch): { nll: Float32Array; counted: 
   for (let b = 0; b < B; b++) {
     for (let t = 0; t + 1 < T; t++) counted[b * T + t] = labels[b * T + t + 1] === IGNORE ? 0 : 1;
   }
-  return { nll: model.tokenLosses(batch), counted };
+  return { nll: await model.tokenLosses(batch), counted };
 }
 
 export interface EvalResult {
@@ -44,11 +47,11 @@ export interface EvalResult {
 }
 
 /** Token-weighted mean loss over the batches (sum of NLL / number of counted tokens). */
-export function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): EvalResult {
+export async function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): Promise<EvalResult> {
   let sum = 0;
   let tokens = 0;
   for (const batch of batches) {
-    const { nll, counted } = tokenNll(model, batch);
+    const { nll, counted } = await tokenNll(model, batch);
     for (let i = 0; i < nll.length; i++) {
       if (counted[i] === 1) {
         sum += nll[i];
@@ -64,11 +67,11 @@ export function evaluateLoss(model: CausalLM, batches: Iterable<Batch>): EvalRes
  * Sum of log p(continuation | prompt) for each (prompt, continuation) pair, scored in one
  * right-padded batch. Returns [sum of log-probs, number of continuation tokens] per pair.
  */
-export function continuationLogLikelihoods(
+export async function continuationLogLikelihoods(
   model: CausalLM,
   pairs: readonly { prompt: readonly number[]; continuation: readonly number[] }[],
   padTokenId = 0,
-): { logProb: number; tokens: number }[] {
+): Promise<{ logProb: number; tokens: number }[]> {
   if (pairs.length === 0) return [];
   if (isEncoderDecoder(model.modelType)) return targetLogLikelihoods(model, pairs, padTokenId);
   const T = Math.max(...pairs.map((p) => p.prompt.length + p.continuation.length));
@@ -86,7 +89,7 @@ export function continuationLogLikelihoods(
       if (t >= p.prompt.length) labels[b * T + t] = id;
     });
   });
-  const { nll, counted } = tokenNll(model, {
+  const { nll, counted } = await tokenNll(model, {
     batchSize: B,
     seqLen: T,
     inputIds,
@@ -107,11 +110,11 @@ export function continuationLogLikelihoods(
 }
 
 /** continuationLogLikelihoods of an encoder-decoder: prompt -> encoder, continuation -> target. */
-function targetLogLikelihoods(
+async function targetLogLikelihoods(
   model: CausalLM,
   pairs: readonly { prompt: readonly number[]; continuation: readonly number[] }[],
   padTokenId: number,
-): { logProb: number; tokens: number }[] {
+): Promise<{ logProb: number; tokens: number }[]> {
   const B = pairs.length;
   const Te = Math.max(...pairs.map((p) => p.prompt.length));
   const Td = Math.max(...pairs.map((p) => p.continuation.length));
@@ -130,7 +133,13 @@ function targetLogLikelihoods(
     });
   });
   const decoder = { seqLen: Td, labels };
-  const nll = model.tokenLosses({ batchSize: B, seqLen: Te, inputIds, attentionMask, decoder });
+  const nll = await model.tokenLosses({
+    batchSize: B,
+    seqLen: Te,
+    inputIds,
+    attentionMask,
+    decoder,
+  });
   return pairs.map((p, b) => {
     let logProb = 0;
     for (let t = 0; t < p.continuation.length; t++) logProb -= nll[b * Td + t];
@@ -139,13 +148,13 @@ function targetLogLikelihoods(
 }
 
 /** Index of the candidate with the highest (optionally per-token) log-likelihood, and all scores. */
-export function classifyByLikelihood(
+export async function classifyByLikelihood(
   model: CausalLM,
   prompt: readonly number[],
   candidates: readonly (readonly number[])[],
   options: { lengthNormalize?: boolean; padTokenId?: number } = {},
-): { index: number; scores: number[] } {
-  const ll = continuationLogLikelihoods(
+): Promise<{ index: number; scores: number[] }> {
+  const ll = await continuationLogLikelihoods(
     model,
     candidates.map((c) => ({ prompt, continuation: c })),
     options.padTokenId ?? 0,

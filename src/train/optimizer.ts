@@ -204,6 +204,7 @@ class AdamW extends StatefulOptimizer implements Optimizer {
 
   loadState(state: OptimizerState): void {
     this.loadTensors(this.kind, state);
+    this.kernels.upload(...this.buffers.values());
   }
 }
 
@@ -218,6 +219,12 @@ class SGD extends StatefulOptimizer implements Optimizer {
 
   constructor(kernels: Kernels, params: readonly TrainableParam[], config: SGDConfig) {
     super(params);
+    if (kernels.deferred) {
+      // update() runs on the host's view of the weights, which a deferred engine does not keep
+      throw new Error(
+        `optimizer: sgd updates the weights on the host, which the ${kernels.name} engine does not support; use adamw`,
+      );
+    }
     this.momentum = checkNumber("momentum", config.momentum ?? 0, 0, Number.MAX_VALUE, false);
     this.dampening = checkNumber("dampening", config.dampening ?? 0, 0, 1, false);
     this.nesterov = config.nesterov ?? false;

@@ -67,7 +67,7 @@ export function fullFineTuning(model: CausalLM): Trainable {
     rng: null,
     parameters: () => [...grads].map(([name, grad]) => ({ name, param: paramOf(name), grad })),
     zeroGrad: () => {
-      for (const g of grads.values()) g.fill(0);
+      for (const g of grads.values()) model.kernels.fill(g, 0);
     },
     setTraining: () => undefined,
     trainedWeights: () => ({

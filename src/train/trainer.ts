@@ -53,7 +53,7 @@ import {
   pruneCheckpoints,
   saveCheckpoint,
 } from "./checkpoint.js";
-import { clipGradNorm, globalGradNorm } from "./clip.js";
+import { clipToNorm } from "./clip.js";
 import type { BatchSource } from "./data-order.js";
 import { evaluateLoss } from "./metrics.js";
 import {
@@ -63,6 +63,7 @@ import {
   withOptimizerDefaults,
 } from "./optimizer.js";
 import { learningRate, type ScheduleConfig, type ScheduleName } from "./schedule.js";
+import { StepReadback } from "./step-readback.js";
 import { truncateTrainLog } from "./train-log.js";
 import type { Trainable } from "./trainable.js";
 
@@ -173,6 +174,7 @@ export async function train(
   const grads = params.map((p) => p.grad);
   const paramGrads = trainable.paramGrads;
   const optimizer = createOptimizer(kernels, params, optimizerConfig);
+  const readback = new StepReadback(kernels, gradAccum, grads);
   // options that must match on resume
   const run = {
     steps,
@@ -203,6 +205,7 @@ export async function train(
     if (resumeDir !== null) {
       const ckpt = await loadCheckpoint(resumeDir, model.linears());
       restore(ckpt, resumeDir, trainable, params, run);
+      kernels.upload(...params.map((p) => p.param));
       optimizer.loadState(ckpt.optimizer);
       data.restore(ckpt.data);
       book.bestEvalLoss = ckpt.trainer.bestEvalLoss;
@@ -221,6 +224,7 @@ export async function train(
         await appendFile(options.logFile, `${JSON.stringify(record)}\n`);
     };
     const checkpoint = async (step: number): Promise<void> => {
+      await kernels.download(); // the weights and optimiser state, read on the host below
       const content: CheckpointContent = {
         step,
         optimizer: optimizer.state(),
@@ -236,6 +240,7 @@ export async function train(
         await pruneCheckpoints(options.checkpointDir as string, options.keepCheckpoints);
     };
 
+    kernels.upload(); // whatever the host set up before this call (an init, a restore)
     const losses: number[] = [];
     let lastEval: TrainResult["lastEval"] = null;
     let stoppedEarly = false;
@@ -252,29 +257,29 @@ export async function train(
       }
       const stepStart = performance.now();
       const lr = learningRate(schedule, step);
-      let lossSum = 0;
       let tokens = 0;
       let inputTokens = 0;
       for (let micro = 0; micro < gradAccum; micro++) {
         const batch = data.next();
         inputTokens += realTokens(batch);
-        const r = model.lossAndGrads(
+        const counted = readback.lossAndGrads(
+          model,
           batch,
+          micro,
           paramGrads === undefined
             ? { lossScale: 1 / gradAccum }
             : { paramGrads, lossScale: 1 / gradAccum },
         );
-        if (r.tokens === 0) {
+        if (counted === 0) {
           throw new Error(
             `train: step ${step + 1}: a micro-batch has no learned token (every label is -100), so it would train nothing`,
           );
         }
-        lossSum += r.loss;
-        tokens += r.tokens;
+        tokens += counted;
       }
-      const loss = lossSum / gradAccum;
-      const gradNorm =
-        clipNorm === null ? globalGradNorm(kernels, grads) : clipGradNorm(kernels, grads, clipNorm);
+      // the step's one wait: its losses and the gradient norm (step-readback.ts)
+      const { loss, gradNorm } = await readback.read();
+      if (clipNorm !== null) clipToNorm(kernels, grads, clipNorm, gradNorm);
       if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
         throw new Error(
           `train: step ${step + 1}: loss ${loss}, gradient norm ${gradNorm} (not finite); lower the learning rate or enable clipping`,
@@ -299,7 +304,7 @@ export async function train(
       });
       if (evalEvery > 0 && step % evalEvery === 0) {
         trainable.setTraining(false);
-        const ev = evaluateLoss(model, options.evalBatches as readonly Batch[]);
+        const ev = await evaluateLoss(model, options.evalBatches as readonly Batch[]);
         trainable.setTraining(true);
         lastEval = { loss: ev.loss, perplexity: ev.perplexity };
         await emit({
@@ -331,6 +336,7 @@ export async function train(
       }
       if (stoppedEarly) break;
     }
+    await kernels.download(); // the trained weights, for the caller to save
     return {
       steps: step,
       losses,
@@ -344,6 +350,7 @@ export async function train(
   } finally {
     trainable.setTraining(false);
     optimizer.dispose();
+    readback.dispose();
   }
 }
 

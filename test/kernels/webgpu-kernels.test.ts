@@ -3,9 +3,11 @@
 // parameter gradients, attention softmax (causal, KV-cache shaped, right padding), RoPE,
 // permute0213, embeddings with repeated ids, cross-entropy (ignored rows, in-place gradient),
 // the device reductions, AdamW over two steps, conversions between f32, f16 and bf16 (odd
-// lengths, infinities, subnormals, ties) and copy. Sizes are small (software adapter); columns
-// past the 256-invocation workgroup and rows past one workgroup are included. Also: what the
-// engine refuses (synchronous reductions, ids it cannot check, out-of-range ids).
+// lengths, infinities, subnormals, ties), copy, fill, copyColumns and maskOutsideWindow. Sizes
+// are small (software adapter); columns past the 256-invocation workgroup and rows past one
+// workgroup are included. Also: what the engine refuses (synchronous reductions, ids it cannot
+// check, out-of-range ids), and the mirror's contract with the host (upload, resident tensors,
+// freed blocks).
 
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels } from "../../src/kernels/kernels.js";
@@ -334,5 +336,76 @@ describe.skipIf(GPU_CONTEXT === null)("webgpu kernels against the reference", ()
       a.f32().map((x) => 1 + x),
       { label: "after upload" },
     );
+  });
+
+  test("fill (f32, i32, zero on an odd bf16), copyColumns, maskOutsideWindow", async () => {
+    const filled = [twins([301]), twins([64])];
+    const ints = [heap.fromArray(new Int32Array(33).fill(5)), heap.fromArray(new Int32Array(33))];
+    const half = [heap.tensor([7], "bf16"), heap.tensor([7], "bf16")];
+    for (const t of half) t.u16().set([1, 2, 3, 4, 5, 6, 7]);
+    const inp = rand([9, 12]);
+    const cols = [twins([9, 20]), twins([9, 20])];
+    const scores = [twins([3, 4, 6]), twins([3, 6, 6])];
+    for (const [i, k] of [ref, gpu].entries()) {
+      k.fill(filled[0][i], -2.5);
+      k.fill(filled[1][i], 0);
+      k.fill(ints[i], -7);
+      k.fill(half[i].view([5], 0), 0); // the last word keeps element 5
+      k.copyColumns(cols[0][i], 3, inp, 5, 7);
+      k.copyColumns(cols[1][i].view([9, 4], 0), 0, inp.view([9, 4], 0), 0, 4);
+      k.maskOutsideWindow(scores[0][i], 3); // 4 new queries after 2 cached keys
+      k.maskOutsideWindow(scores[1][i], 2);
+    }
+    await expectSame("fill, copyColumns, maskOutsideWindow", [...filled, ...cols, ...scores], {
+      rtol: 0,
+      atol: 0,
+    });
+    await gpu.download(ints[1], half[1]);
+    expect([...ints[1].i32()]).toEqual([...ints[0].i32()]);
+    expect([...half[1].u16()]).toEqual([0, 0, 0, 0, 0, 6, 7]);
+    expect([...half[0].u16()]).toEqual([0, 0, 0, 0, 0, 6, 7]);
+  });
+
+  test("sumInto and sumSquaresInto on the reference equal its sum and sumSquares", () => {
+    const a = rand([1001], 3);
+    const out = heap.tensor([1]);
+    ref.sumInto(out, a);
+    expect(out.f32()[0]).toBe(Math.fround(ref.sum(a)));
+    ref.sumSquaresInto(out, a);
+    expect(out.f32()[0]).toBe(Math.fround(ref.sumSquares(a)));
+  });
+
+  test("a tensor kernels read is sent once: a host write is seen after upload(t) or upload()", async () => {
+    const w = heap.fromArray(new Float32Array(64).fill(1));
+    const out = heap.tensor([64]);
+    const result = async (): Promise<number> => {
+      gpu.scale(out, w, 1);
+      await gpu.download(out);
+      return out.f32()[0];
+    };
+    expect(await result()).toBe(1);
+    w.f32().fill(2); // not announced: the device keeps the copy it was sent
+    expect(await result()).toBe(1);
+    gpu.upload(w);
+    expect(await result()).toBe(2);
+    w.f32().fill(3);
+    gpu.upload(); // everything may have changed
+    expect(await result()).toBe(3);
+  });
+
+  test("a freed block's device results are dropped: a new tensor there is the host's", async () => {
+    const a = rand([256]);
+    const out = heap.tensor([256]);
+    const at = out.ptr;
+    gpu.scale(out, a, 2); // device-newer, never downloaded
+    out.dispose();
+    const fresh = heap.fromArray(new Float32Array(256).fill(4));
+    expect(fresh.ptr).toBe(at); // the heap reuses the block (first fit)
+    await gpu.download(); // must not copy the stale device result over it
+    expect(fresh.f32()[0]).toBe(4);
+    const twice = heap.tensor([256]);
+    gpu.scale(twice, fresh, 2); // the kernel sees the host's values
+    await gpu.download(twice);
+    expect(twice.f32()[255]).toBe(8);
   });
 });

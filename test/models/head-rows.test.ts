@@ -121,7 +121,7 @@ describe.each(KERNELS)("lm_head rows in lossAndGrads (%s kernels)", (kernelsName
       };
       let nll: Float32Array;
       try {
-        nll = model.tokenLosses(batch);
+        nll = await model.tokenLosses(batch);
       } finally {
         (kernels as { matmul: Kernels["matmul"] }).matmul = original;
       }

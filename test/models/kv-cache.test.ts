@@ -163,10 +163,10 @@ describe.each(KERNELS)("KV cache (%s kernels)", (kernelsName) => {
     });
 
     test("greedy generate equals the full-forward argmax loop; the cache is freed", async () => {
-      await withModel(name, {}, (model) => {
+      await withModel(name, {}, async (model) => {
         const prompts = randomRows([4, 1, 7], 96, 2);
         const before = kernels.heap.bytesInUse;
-        const got = generate(model, prompts, { maxNewTokens: 8 });
+        const got = await generate(model, prompts, { maxNewTokens: 8 });
         expect(kernels.heap.bytesInUse).toBe(before);
         expect(got).toEqual(greedyReference(model, prompts, 8));
       });
@@ -183,7 +183,7 @@ describe.each(KERNELS)("KV cache (%s kernels)", (kernelsName) => {
       expect(moved).toBeGreaterThan(1e-3); // the adapter changes the logits, so the next check can fail
       expectCachedEqualsFull(model, rows);
       const prompts = randomRows([5, 2, 8], 96, 4);
-      expect(generate(model, prompts, { maxNewTokens: 6 })).toEqual(
+      expect(await generate(model, prompts, { maxNewTokens: 6 })).toEqual(
         greedyReference(model, prompts, 6),
       );
     });
@@ -215,12 +215,14 @@ describe("KV cache errors", () => {
     await kernels.dispose();
   });
 
-  test("maxLength beyond the model's positions names both numbers", () => {
+  test("maxLength beyond the model's positions names both numbers", async () => {
     expect(() => model.createCache(2, 65)).toThrow(/maxLength 65 exceeds the model's 64 positions/);
     expect(() => other.createCache(1, 100)).toThrow(
       /maxLength 100 exceeds the model's 64 positions/,
     );
-    expect(() => generate(model, [[1, 2, 3]], { maxNewTokens: 63 })).toThrow(/maxLength 65 .* 64/);
+    await expect(generate(model, [[1, 2, 3]], { maxNewTokens: 63 })).rejects.toThrow(
+      /maxLength 65 .* 64/,
+    );
     expect(() => model.createCache(0, 4)).toThrow(/batchSize must be a positive integer, got 0/);
   });
 

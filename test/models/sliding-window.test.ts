@@ -1,10 +1,10 @@
-// maskOutsideWindow: which raw scores a sliding-window layer hides, for a full (B*H, T, T) block
+// Kernels.maskOutsideWindow (the reference): which raw scores a sliding-window layer hides, for a full (B*H, T, T) block
 // and for a block of new queries at the end of cached keys (KV-cache decoding), against
 // transformers' rule (masking_utils.sliding_window_overlay: key j visible to the query at
 // position p when j > p - window), written out here entry by entry.
 
 import { describe, expect, test } from "vitest";
-import { maskOutsideWindow } from "../../src/models/sliding-window.js";
+import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 
 describe("maskOutsideWindow", () => {
@@ -18,7 +18,7 @@ describe("maskOutsideWindow", () => {
     const scores = heap.tensor([M, Tq, Tk]);
     const values = scores.f32();
     for (let i = 0; i < values.length; i++) values[i] = i + 1;
-    maskOutsideWindow(scores, window);
+    createRefKernels(heap).maskOutsideWindow(scores, window);
     const got = scores.toArray();
     for (let m = 0; m < M; m++) {
       for (let i = 0; i < Tq; i++) {

@@ -119,7 +119,7 @@ describe.each(KERNELS)("T5 vs PyTorch (%s kernels)", (kernelsName) => {
       expect([...model.params.keys()].sort()).toEqual(gradNames.sort());
     });
 
-    test("logits, loss and every parameter gradient", () => {
+    test("logits, loss and every parameter gradient", async () => {
       const logits = model.forward(expected.batch);
       const want = expected.values.get("logits") as Float32Array;
       expectClose("logits", logits.toArray(), want, 1e-5);
@@ -134,7 +134,7 @@ describe.each(KERNELS)("T5 vs PyTorch (%s kernels)", (kernelsName) => {
         expectClose(`grad ${pname}`, g.toArray(), want, 1e-4);
         g.dispose();
       }
-      const nll = model.tokenLosses(expected.batch);
+      const nll = await model.tokenLosses(expected.batch);
       let sum = 0;
       for (const x of nll) sum += x;
       expect(Math.abs(sum / tokens - wantLoss) / wantLoss).toBeLessThanOrEqual(1e-5);

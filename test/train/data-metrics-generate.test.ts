@@ -138,19 +138,19 @@ describe("metrics and generation on a tiny Llama", () => {
     return Float64Array.from(row, (x) => x - max - Math.log(z));
   }
 
-  test("evaluateLoss equals the training loss of a batch; perplexity = exp(loss)", () => {
+  test("evaluateLoss equals the training loss of a batch; perplexity = exp(loss)", async () => {
     const batch = readBatches().eval;
-    const ev = evaluateLoss(model, [batch]);
+    const ev = await evaluateLoss(model, [batch]);
     const { loss, tokens } = model.lossAndGrads(batch);
     expect(ev.tokens).toBe(tokens);
     expect(Math.abs(ev.loss - loss) / loss).toBeLessThanOrEqual(1e-6);
     expect(ev.perplexity).toBeCloseTo(Math.exp(ev.loss), 10);
   });
 
-  test("classification by label likelihood sums candidate token log-probs", () => {
+  test("classification by label likelihood sums candidate token log-probs", async () => {
     const prompt = [1, 17, 42];
     const candidates = [[5], [88, 9], [30, 31, 32]];
-    const { index, scores } = classifyByLikelihood(model, prompt, candidates);
+    const { index, scores } = await classifyByLikelihood(model, prompt, candidates);
     const want = candidates.map((c) => {
       const seq = [...prompt, ...c];
       let s = 0;
@@ -173,14 +173,14 @@ describe("metrics and generation on a tiny Llama", () => {
     expect(gsm8kExactMatch("nothing", "#### 3")).toBe(false);
   });
 
-  test("batched greedy decoding equals PyTorch's argmax loop; EOS stops a row", () => {
+  test("batched greedy decoding equals PyTorch's argmax loop; EOS stops a row", async () => {
     const ref = JSON.parse(readFileSync(join(TRAIN_FIXTURES, "greedy.json"), "utf8")) as {
       prompts: number[][];
       generated: number[][];
     };
-    expect(generate(model, ref.prompts, { maxNewTokens: 6 })).toEqual(ref.generated);
+    expect(await generate(model, ref.prompts, { maxNewTokens: 6 })).toEqual(ref.generated);
     const eos = ref.generated[0][2];
-    const out = generate(model, ref.prompts, { maxNewTokens: 6, eosTokenId: eos });
+    const out = await generate(model, ref.prompts, { maxNewTokens: 6, eosTokenId: eos });
     ref.generated.forEach((g, i) => {
       const cut = g.indexOf(eos);
       expect(out[i]).toEqual(cut < 0 ? g : g.slice(0, cut + 1));
@@ -188,14 +188,19 @@ describe("metrics and generation on a tiny Llama", () => {
     expect(out[0].length).toBeLessThanOrEqual(3);
   });
 
-  test("sampling is seeded; tiny top-p is greedy", () => {
+  test("sampling is seeded; tiny top-p is greedy", async () => {
     const prompts = [[1, 17, 42, 5, 88]];
-    const a = generate(model, prompts, { maxNewTokens: 4, temperature: 1, rng: new Rng(5) });
-    const b = generate(model, prompts, { maxNewTokens: 4, temperature: 1, rng: new Rng(5) });
+    const a = await generate(model, prompts, { maxNewTokens: 4, temperature: 1, rng: new Rng(5) });
+    const b = await generate(model, prompts, { maxNewTokens: 4, temperature: 1, rng: new Rng(5) });
     expect(a).toEqual(b);
     expect(
-      generate(model, prompts, { maxNewTokens: 4, temperature: 1, topP: 1e-9, rng: new Rng(5) }),
-    ).toEqual(generate(model, prompts, { maxNewTokens: 4 }));
+      await generate(model, prompts, {
+        maxNewTokens: 4,
+        temperature: 1,
+        topP: 1e-9,
+        rng: new Rng(5),
+      }),
+    ).toEqual(await generate(model, prompts, { maxNewTokens: 4 }));
   });
 });
 

@@ -22,11 +22,11 @@ describe.each(["t5", "t5-v1_1"])("%s generation and label words vs transformers"
     const kernels = await refKernels();
     const model = await loadModel(join(MODEL_FIXTURES, name), { kernels });
     const want = fixture[name];
-    const rows = generate(model, fixture.prompts, { maxNewTokens: 6, eosTokenId: 1 });
+    const rows = await generate(model, fixture.prompts, { maxNewTokens: 6, eosTokenId: 1 });
     expect(rows).toEqual(want.greedy);
-    fixture.prompts.forEach((prompt, i) => {
+    for (const [i, prompt] of fixture.prompts.entries()) {
       const pairs = fixture.candidates.map((c) => ({ prompt, continuation: c }));
-      const ll = continuationLogLikelihoods(model, pairs);
+      const ll = await continuationLogLikelihoods(model, pairs);
       ll.forEach((x, j) => {
         expect(x.tokens).toBe(fixture.candidates[j].length);
         expect(Math.abs(x.logProb - want.log_likelihoods[i][j])).toBeLessThanOrEqual(
@@ -34,11 +34,11 @@ describe.each(["t5", "t5-v1_1"])("%s generation and label words vs transformers"
         );
       });
       const best = want.log_likelihoods[i].indexOf(Math.max(...want.log_likelihoods[i]));
-      expect(classifyByLikelihood(model, prompt, fixture.candidates).index).toBe(best);
-    });
-    expect(() => generate(model, fixture.prompts, { maxNewTokens: 2, temperature: 1 })).toThrow(
-      /greedily only|rng/,
-    );
+      expect((await classifyByLikelihood(model, prompt, fixture.candidates)).index).toBe(best);
+    }
+    await expect(
+      generate(model, fixture.prompts, { maxNewTokens: 2, temperature: 1 }),
+    ).rejects.toThrow(/greedily only|rng/);
     model.dispose();
     await kernels.dispose();
   });

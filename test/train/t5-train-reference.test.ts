@@ -61,7 +61,7 @@ describe.each(["t5", "t5-v1_1"])("LoRA training on %s vs PyTorch/PEFT (ref kerne
       schedule: "constant",
       log: (r) => records.push(r),
     });
-    const evalLoss = evaluateLoss(model, [toBatch(json.eval)]).loss;
+    const evalLoss = (await evaluateLoss(model, [toBatch(json.eval)])).loss;
     trainable.dispose();
     model.dispose();
     await kernels.dispose();

@@ -54,7 +54,7 @@ describe.each(TRAIN_REFERENCES)("training vs PyTorch/PEFT ($name, ref kernels)",
       ...options,
       log: (r) => records.push(r),
     });
-    const evalLoss = evaluateLoss(model, [batches.eval]).loss;
+    const evalLoss = (await evaluateLoss(model, [batches.eval])).loss;
     trainable.dispose();
     model.dispose();
     return { result, records, evalLoss, ref: reference[name] };
@@ -120,7 +120,7 @@ describe.each(TRAIN_REFERENCES)("training vs PyTorch/PEFT ($name, ref kernels)",
       clipNorm: 1.0,
       log: (r) => records.push(r),
     });
-    const evalLoss = evaluateLoss(model, [batches.eval]).loss;
+    const evalLoss = (await evaluateLoss(model, [batches.eval])).loss;
     trainable.dispose();
     model.dispose();
     check({ result, records, evalLoss, ref: reference.full_linear });
@@ -150,7 +150,7 @@ describe.each(["qwen3", "smollm3", "phi3"])(
         schedule: "constant",
         log: (r) => records.push(r),
       });
-      const evalLoss = evaluateLoss(model, [batches.eval]).loss;
+      const evalLoss = (await evaluateLoss(model, [batches.eval])).loss;
       trainable.dispose();
       model.dispose();
       await kernels.dispose();

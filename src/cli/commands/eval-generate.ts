@@ -99,7 +99,7 @@ async function runEval({ options: o }: EvalPlan): Promise<void> {
     const shape = { batchSize: o.batchSize, maxLength: o.maxLength };
     const batches = batchesOf(examples, shape, padTokenIdOf(tokenizer));
     const result: Record<string, number> = {
-      ...evaluateLoss(model, batches),
+      ...(await evaluateLoss(model, batches)),
       examples: examples.length,
     };
     if (o.exactMatch) {
@@ -131,7 +131,7 @@ async function exactMatch(
   }
   let correct = 0;
   for (const group of groupIntoBatches(rows, o.batchSize)) {
-    const outputs = generate(
+    const outputs = await generate(
       model,
       group.map((r) => tokenizer.encode(r.prompt, { addSpecialTokens: true })),
       {
@@ -211,7 +211,7 @@ async function runGenerate({ options: o }: GeneratePlan): Promise<void> {
           )
         : tokenizer.encode(p, { addSpecialTokens: true }),
     );
-    const outputs = generate(model, encoded, {
+    const outputs = await generate(model, encoded, {
       maxNewTokens: o.maxNewTokens,
       eosTokenId: tokenizer.eosTokenId,
       padTokenId: tokenizer.padTokenId ?? 0,

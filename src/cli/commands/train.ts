@@ -298,7 +298,7 @@ async function run(plan: Plan): Promise<void> {
 
     let finalEval = result.lastEval;
     if (evalBatches.length > 0 && (finalEval === null || o.evalEvery === undefined)) {
-      const ev = evaluateLoss(model, evalBatches);
+      const ev = await evaluateLoss(model, evalBatches);
       finalEval = { loss: ev.loss, perplexity: ev.perplexity };
     }
     await saveOutputs(model, prepared, out, o.model);

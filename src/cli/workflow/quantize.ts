@@ -4,6 +4,7 @@
 import type { Batch, CausalLM } from "../../models/model.js";
 import type { QuantizeKind } from "../../models/weights.js";
 import { formatBytes } from "../../tensor/heap.js";
+import { UsageError } from "../errors.js";
 
 /**
  * Quantizes the model's linear weights and logs the logits error of `batch` against the float
@@ -15,6 +16,12 @@ export function quantizeAndReport(
   batch: Batch,
   quiet: boolean,
 ): number {
+  if (model.kernels.deferred) {
+    // quantized weights are expanded into a shared f32 scratch on the host before each product
+    throw new UsageError(
+      `--kernels ${model.kernels.name} runs f32 weights only so far: drop --quantize`,
+    );
+  }
   const before = model.forward(batch).toArray();
   const floatBytes = model.linearWeightBytes();
   model.quantizeLinears(kind);

@@ -109,15 +109,23 @@ export async function createNativeKernels(
     rope: wasm.rope.bind(wasm),
     ropeBackward: wasm.ropeBackward.bind(wasm),
     permute0213: wasm.permute0213.bind(wasm),
+    copyColumns: wasm.copyColumns.bind(wasm),
+    maskOutsideWindow: wasm.maskOutsideWindow.bind(wasm),
     embedding: wasm.embedding.bind(wasm),
     embeddingBackward: wasm.embeddingBackward.bind(wasm),
     crossEntropy: wasm.crossEntropy.bind(wasm),
     sum: wasm.sum.bind(wasm),
     max: wasm.max.bind(wasm),
     sumSquares: wasm.sumSquares.bind(wasm),
+    sumInto: wasm.sumInto.bind(wasm),
+    sumSquaresInto: wasm.sumSquaresInto.bind(wasm),
     adamw: wasm.adamw.bind(wasm),
     convert: wasm.convert.bind(wasm),
     copy: wasm.copy.bind(wasm),
+    fill: wasm.fill.bind(wasm),
+    deferred: false,
+    upload: wasm.upload.bind(wasm),
+    download: wasm.download.bind(wasm),
     async dispose(): Promise<void> {
       addon.destroyEngine(engine);
       await wasm.dispose();

@@ -1,7 +1,7 @@
 // createRefKernels: the reference implementation of the Kernels interface. Each method validates
 // its arguments with kernels/validate.ts, takes typed-array views of the tensors at call time (the
 // heap may have grown since the last call) and runs the pure function of the op's file.
-// Single-threaded; dispose() has nothing to release.
+// Single-threaded; dispose() has nothing to release; upload and download have nothing to do.
 
 import type { Heap } from "../../tensor/heap.js";
 import type { Tensor } from "../../tensor/tensor.js";
@@ -17,6 +17,7 @@ import * as check from "../validate.js";
 import * as act from "./activations.js";
 import { adamw } from "./adamw.js";
 import { attentionSoftmax, attentionSoftmaxBackward } from "./attention.js";
+import { copyColumns, maskOutsideWindow } from "./columns.js";
 import { convert } from "./convert.js";
 import { crossEntropy } from "./cross-entropy.js";
 import * as ew from "./elementwise.js";
@@ -289,6 +290,14 @@ export function createRefKernels(heap: Heap): Kernels {
       check.checkReduce("sumSquares", a);
       return reduce.sumSquares(a.f32());
     },
+    sumInto(out, a) {
+      check.checkReduceInto("sumInto", out, a);
+      out.f32()[0] = reduce.sum(a.f32());
+    },
+    sumSquaresInto(out, a) {
+      check.checkReduceInto("sumSquaresInto", out, a);
+      out.f32()[0] = reduce.sumSquares(a.f32());
+    },
 
     adamw(param, grad, m, v, options: AdamWOptions) {
       check.checkAdamW(param, grad, m, v, options);
@@ -303,9 +312,28 @@ export function createRefKernels(heap: Heap): Kernels {
         inp.dtype as "f32" | "f16" | "bf16",
       );
     },
+    copyColumns(out, outCol, inp, inpCol, width) {
+      const d = check.checkCopyColumns(out, outCol, inp, inpCol, width);
+      copyColumns(out.f32(), d.outCols, outCol, inp.f32(), d.inpCols, inpCol, d.rows, width);
+    },
+    maskOutsideWindow(scores, window) {
+      const d = check.checkMaskOutsideWindow(scores, window);
+      maskOutsideWindow(scores.f32(), d.m, d.tq, d.tk, window);
+    },
     copy(out, inp) {
       check.checkCopy(out, inp);
       out.u8().set(inp.u8());
+    },
+    fill(out, value) {
+      check.checkFill(out, value);
+      out.fill(value);
+    },
+
+    // the heap is the only copy of every tensor: nothing to send or fetch
+    deferred: false,
+    upload() {},
+    download() {
+      return Promise.resolve();
     },
 
     dispose(): Promise<void> {

@@ -126,6 +126,7 @@ export async function createWasmKernels(
     name: "wasm",
     threads,
     heap,
+    deferred: false,
     relaxedSimd: relaxed,
     async dispose() {
       if (disposed) return;
@@ -138,7 +139,7 @@ export async function createWasmKernels(
 }
 
 /** The methods of `ref` bound to it (through its prototype chain), for delegation. */
-function delegate(ref: Kernels): Omit<Kernels, "name" | "threads" | "heap"> {
+function delegate(ref: Kernels): Omit<Kernels, "name" | "threads" | "heap" | "deferred"> {
   const out: { [key: string]: unknown } = {};
   for (
     let o: object | null = ref;
@@ -152,5 +153,5 @@ function delegate(ref: Kernels): Omit<Kernels, "name" | "threads" | "heap"> {
       }
     }
   }
-  return out as unknown as Omit<Kernels, "name" | "threads" | "heap">;
+  return out as unknown as Omit<Kernels, "name" | "threads" | "heap" | "deferred">;
 }

@@ -196,3 +196,28 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) grou
 }
 `,
 };
+
+/**
+ * Sets `n` 4-byte words of out to the bit pattern `bits` (an f32 or i32 value, or 0); the last
+ * word keeps out's bytes past `lastMask`, as in COPY_WORDS.
+ */
+export const FILL_WORDS: ShaderSpec = {
+  name: "fill",
+  buffers: [{ name: "out", elem: "u32" }],
+  params: [
+    { name: "n", type: "u32" },
+    { name: "bits", type: "u32" },
+    { name: "lastMask", type: "u32" },
+  ],
+  body: `
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) groups: vec3u) {
+  let stride = groups.x * ${WG}u;
+  for (var i = gid.x; i < p.n; i += stride) {
+    var w = p.bits;
+    if (i + 1u == p.n) { w = (w & p.lastMask) | (out[p.out_off + i] & ~p.lastMask); }
+    out[p.out_off + i] = w;
+  }
+}
+`,
+};

@@ -54,6 +54,7 @@ function rowGroups(count: number): [number, number, number] {
 export class WebGpuKernels implements Kernels {
   readonly name = "webgpu" as const;
   readonly threads = 1;
+  readonly deferred = true;
   readonly heap: Heap;
   readonly gpu: GpuContext;
   private readonly mirror: Mirror;
@@ -78,9 +79,11 @@ export class WebGpuKernels implements Kernels {
 
   // ---- host <-> device -------------------------------------------------------------------------
 
-  /** Copies what the device wrote of these tensors into the heap. */
+  /** Copies what the device wrote of these tensors (no tensors: of every tensor) into the heap. */
   async download(...tensors: Tensor[]): Promise<void> {
-    await this.mirror.download(tensors.map((t) => [t.ptr, t.ptr + t.byteLength] as const));
+    await this.mirror.download(
+      tensors.length === 0 ? null : tensors.map((t) => [t.ptr, t.ptr + t.byteLength] as const),
+    );
     this.throwErrors();
   }
   /** Copies everything the device wrote into the heap. */
@@ -88,8 +91,12 @@ export class WebGpuKernels implements Kernels {
     await this.mirror.download(null);
     this.throwErrors();
   }
-  /** Sends these tensors from the heap to the device (after the host overwrote device results). */
+  /**
+   * Sends these tensors from the heap to the device (the host wrote them); with no tensors, every
+   * tensor is sent again before a kernel next reads it (the host may have written any).
+   */
   upload(...tensors: Tensor[]): void {
+    if (tensors.length === 0) this.mirror.uploadAll();
     for (const t of tensors) this.mirror.upload(t.ptr, t.ptr + t.byteLength);
   }
 
@@ -370,6 +377,28 @@ export class WebGpuKernels implements Kernels {
     this.dispatcher.run(layout.PERMUTE0213, [w(out), r(inp)], [n, d.b, d.c, d.d], strideGroups(n));
   }
 
+  copyColumns(out: Tensor, outCol: number, inp: Tensor, inpCol: number, width: number): void {
+    const d = check.checkCopyColumns(out, outCol, inp, inpCol, width);
+    const n = d.rows * width;
+    // the other columns of out are kept: it is read as well as written
+    this.dispatcher.run(
+      layout.COPY_COLUMNS,
+      [rw(out), r(inp)],
+      [n, width, d.outCols, outCol, d.inpCols, inpCol],
+      strideGroups(n),
+    );
+  }
+  maskOutsideWindow(scores: Tensor, window: number): void {
+    const d = check.checkMaskOutsideWindow(scores, window);
+    const n = scores.size;
+    this.dispatcher.run(
+      layout.MASK_OUTSIDE_WINDOW,
+      [rw(scores)],
+      [n, d.tq, d.tk, window],
+      strideGroups(n),
+    );
+  }
+
   // ---- embeddings and loss ---------------------------------------------------------------------
 
   embedding(out: Tensor, table: Tensor, ids: Tensor): void {
@@ -502,6 +531,24 @@ export class WebGpuKernels implements Kernels {
     );
   }
 
+  fill(out: Tensor, value: number): void {
+    check.checkFill(out, value);
+    const bytes = out.byteLength;
+    const words = Math.ceil(bytes / 4);
+    const tail = bytes % 4;
+    const lastMask = tail === 0 ? 0xffffffff : 2 ** (8 * tail) - 1;
+    // the value's bit pattern as its dtype stores it (a 16-bit tensor is only ever zero-filled)
+    const bits = new Uint32Array(1);
+    if (out.dtype === "f32") new Float32Array(bits.buffer)[0] = value;
+    else if (out.dtype === "i32") new Int32Array(bits.buffer)[0] = value;
+    this.dispatcher.run(
+      ew.FILL_WORDS,
+      [tail === 0 ? w(out) : rw(out)],
+      [words, bits[0], lastMask],
+      strideGroups(words),
+    );
+  }
+
   async dispose(): Promise<void> {
     this.mirror.destroy();
     this.gpu.device.destroy();
@@ -542,10 +589,7 @@ export class WebGpuKernels implements Kernels {
     );
   }
   private reduceInto(kind: "sum" | "max" | "sumSquares", out: Tensor, a: Tensor): void {
-    check.checkReduce(kind, a);
-    if (out.dtype !== "f32" || out.size !== 1) {
-      throw new Error(`${kind}Into: out must be one f32 element, got ${out.toString()}`);
-    }
+    check.checkReduceInto(`${kind}Into`, out, a);
     this.dispatcher.run(rows.reduceAllSpec(kind), [w(out), r(a)], [a.size], [1, 1, 1]);
   }
   /** An i32 tensor's values from the heap, which must be current (batch data the host wrote). */

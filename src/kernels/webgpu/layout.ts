@@ -71,6 +71,41 @@ export const PERMUTE0213: ShaderSpec = {
     out[p.out_off + q] = inp[p.inp_off + ((ia * p.b + ib) * p.c + ic) * p.d + id];`),
 };
 
+/** Columns [inpCol, +width) of inp (rows, inpCols) into [outCol, +width) of out; q < rows*width. */
+export const COPY_COLUMNS: ShaderSpec = {
+  name: "copyColumns",
+  buffers: [f32("out"), f32("inp")],
+  params: [
+    { name: "n", type: "u32" },
+    { name: "width", type: "u32" },
+    { name: "outCols", type: "u32" },
+    { name: "outCol", type: "u32" },
+    { name: "inpCols", type: "u32" },
+    { name: "inpCol", type: "u32" },
+  ],
+  body: gridStride(`let r = q / p.width;
+    let j = q % p.width;
+    out[p.out_off + r * p.outCols + p.outCol + j] = inp[p.inp_off + r * p.inpCols + p.inpCol + j];`),
+};
+
+/**
+ * Sliding-window mask on raw scores (M, Tq, Tk), as the reference (kernels/ref/columns.ts):
+ * score (m, i, j) = -1e30 where j < i + Tk - Tq - window + 1; q < M*Tq*Tk.
+ */
+export const MASK_OUTSIDE_WINDOW: ShaderSpec = {
+  name: "maskOutsideWindow",
+  buffers: [f32("scores")],
+  params: [
+    { name: "n", type: "u32" },
+    { name: "tq", type: "u32" },
+    { name: "tk", type: "u32" },
+    { name: "window", type: "u32" },
+  ],
+  body: gridStride(`let j = i32(q % p.tk);
+    let i = i32((q / p.tk) % p.tq);
+    if (j < i + i32(p.tk) - i32(p.tq) - i32(p.window) + 1) { scores[p.scores_off + q] = -1e30; }`),
+};
+
 /** out (N, C) = table rows at ids (checked on the host); one invocation per element. */
 export const EMBEDDING: ShaderSpec = {
   name: "embedding",

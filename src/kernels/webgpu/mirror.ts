@@ -1,10 +1,18 @@
 // The device mirror of the heap (docs/engine-notes.md, "The WebGPU engine"): one GPU buffer laid
-// out like the heap (heap byte p is mirror byte p), and the coherence rule between the two:
-// - before a kernel reads a tensor, the parts of its byte range that the device did not write
-//   since the last download are uploaded from the heap (`beforeRead`);
+// out like the heap (heap byte p is mirror byte p), and the coherence rule between the two, kept
+// as two sets of byte ranges:
+//   deviceNewer: what kernels wrote and the heap has not received yet;
+//   resident:    what the device holds exactly as the heap does (uploaded, or downloaded, since).
+// - before a kernel reads a tensor, the parts of its range in neither set are uploaded from the
+//   heap and become resident (`beforeRead`): weights cross once, not once per kernel call;
 // - after a kernel writes a tensor, its range is device-newer (`afterWrite`);
-// - `download` copies device-newer ranges back into the heap and forgets them;
-// - `upload` sends a range from the heap even where the device wrote it (the host overwrote it).
+// - `download` copies device-newer ranges back into the heap; they become resident;
+// - `upload` sends a range from the heap because the host wrote it (with no range: forgets every
+//   resident range, so that whatever the host wrote is sent before the next kernel reads it);
+// - a heap block allocated or freed is forgotten by both sets (Heap.onBlockChange): a new
+//   tensor's contents are the host's, and a dead one's results need no download.
+// The host's side of the contract (kernels.ts): it reads results only after a download and calls
+// upload after writing a tensor that kernels read before.
 // Commands are recorded into one pending encoder (`encoder()`); it is submitted before any queue
 // write (queue writes are ordered at call time, ahead of unsubmitted commands) and before reads.
 // Ranges are kept in whole 4-byte words (buffer copies and writes need 4-byte multiples).
@@ -27,14 +35,24 @@ export class Mirror {
   readonly heap: Heap;
   private buffer: GPUBuffer;
   private readonly deviceNewer = new RangeSet();
-  /** Ranges written while a download was in flight, one set per download. */
-  private readonly rewrittenDuringDownload = new Set<RangeSet>();
+  private readonly resident = new RangeSet();
+  /**
+   * Per download in flight, the ranges it must leave alone when its bytes arrive: rewritten by a
+   * kernel recorded during the wait (they stay device-newer) or a heap block allocated or freed
+   * (the host owns them now).
+   */
+  private readonly changedDuringDownload = new Set<{
+    rewritten: RangeSet;
+    reallocated: RangeSet;
+  }>();
   private pending: GPUCommandEncoder | null = null;
+  private readonly unsubscribe: () => void;
 
   constructor(gpu: GpuContext, heap: Heap) {
     this.gpu = gpu;
     this.heap = heap;
     this.buffer = this.createBuffer(heap.byteLength);
+    this.unsubscribe = heap.onBlockChange((start, bytes) => this.forget(start, start + bytes));
   }
 
   /** The mirror buffer, grown first if the heap grew since the last call. */
@@ -63,8 +81,12 @@ export class Mirror {
 
   /** Makes the device copy of heap bytes [start, end) current before a kernel reads them. */
   beforeRead(start: number, end: number): void {
-    const pieces = this.deviceNewer.outside(wordFloor(start), wordCeil(end));
-    if (pieces.length > 0) this.write(pieces);
+    const pieces: Range[] = [];
+    for (const [s, e] of this.deviceNewer.outside(wordFloor(start), wordCeil(end)))
+      pieces.push(...this.resident.outside(s, e));
+    if (pieces.length === 0) return;
+    this.write(pieces);
+    for (const [s, e] of pieces) this.resident.add(s, e);
   }
 
   /** Records that a kernel wrote heap bytes [start, end) on the device. */
@@ -72,7 +94,8 @@ export class Mirror {
     const s = wordFloor(start);
     const e = wordCeil(end);
     this.deviceNewer.add(s, e);
-    for (const set of this.rewrittenDuringDownload) set.add(s, e);
+    this.resident.remove(s, e);
+    for (const changed of this.changedDuringDownload) changed.rewritten.add(s, e);
   }
 
   /** Sends heap bytes [start, end) to the device, replacing what a kernel wrote there. */
@@ -81,6 +104,21 @@ export class Mirror {
     const e = wordCeil(end);
     this.write([[s, e]]);
     this.deviceNewer.remove(s, e);
+    this.resident.add(s, e);
+  }
+
+  /** The host may have written any tensor: each is sent again before a kernel next reads it. */
+  uploadAll(): void {
+    this.resident.clear();
+  }
+
+  /** Heap bytes [start, end) were allocated or freed: nothing known about them holds any more. */
+  private forget(start: number, end: number): void {
+    const s = wordFloor(start);
+    const e = wordCeil(end);
+    this.deviceNewer.remove(s, e);
+    this.resident.remove(s, e);
+    for (const changed of this.changedDuringDownload) changed.reallocated.add(s, e);
   }
 
   /** Whether any of heap bytes [start, end) is newer on the device than in the heap. */
@@ -113,26 +151,33 @@ export class Mirror {
       at += e - s;
     }
     this.submit();
-    const rewritten = new RangeSet();
-    this.rewrittenDuringDownload.add(rewritten);
+    const changed = { rewritten: new RangeSet(), reallocated: new RangeSet() };
+    this.changedDuringDownload.add(changed);
     try {
       await staging.mapAsync(MAP_READ);
       const bytes = new Uint8Array(staging.getMappedRange());
       at = 0;
       for (const [s, e] of pieces) {
-        this.heap.u8(s, e - s).set(bytes.subarray(at, at + e - s));
+        // a block allocated or freed during the wait is the host's: its bytes are not copied
+        for (const [cs, ce] of changed.reallocated.outside(s, e)) {
+          this.heap.u8(cs, ce - cs).set(bytes.subarray(at + cs - s, at + ce - s));
+          // what a kernel recorded during the wait rewrote stays device-newer
+          for (const [ks, ke] of changed.rewritten.outside(cs, ce)) {
+            this.deviceNewer.remove(ks, ke);
+            this.resident.add(ks, ke);
+          }
+        }
         at += e - s;
-        // what a kernel recorded during the wait rewrote stays device-newer
-        for (const [cs, ce] of rewritten.outside(s, e)) this.deviceNewer.remove(cs, ce);
       }
       staging.unmap();
     } finally {
-      this.rewrittenDuringDownload.delete(rewritten);
+      this.changedDuringDownload.delete(changed);
       staging.destroy();
     }
   }
 
   destroy(): void {
+    this.unsubscribe();
     this.submit();
     this.buffer.destroy();
   }

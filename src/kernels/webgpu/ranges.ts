@@ -1,6 +1,7 @@
-// A set of byte ranges [start, end) kept sorted, disjoint and merged: the WebGPU mirror's record
-// of which heap bytes the device wrote and the heap has not received yet (mirror.ts). Sets stay
-// small (one entry per run of device-written tensors), so operations are linear scans.
+// A set of byte ranges [start, end) kept sorted, disjoint and merged: the WebGPU mirror's records
+// of which heap bytes the device wrote and the heap has not received yet, and of which the device
+// holds as the heap does (mirror.ts). Sets stay small (one entry per run of adjacent tensors), so
+// operations are linear scans.
 
 export type Range = readonly [start: number, end: number];
 
@@ -15,6 +16,10 @@ export class RangeSet {
   /** Every range, in order. */
   all(): readonly Range[] {
     return this.ranges;
+  }
+
+  clear(): void {
+    this.ranges = [];
   }
 
   add(start: number, end: number): void {
