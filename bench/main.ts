@@ -14,6 +14,7 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   svd: async () => (await import("./svd.js")).svdSuite,
   "lora-ga-init": async () => (await import("./lora-ga-init.js")).loraGaInitSuite,
   "lora-train": async () => (await import("./lora-train.js")).loraTrainSuite,
+  "t5-train": async () => (await import("./t5-train.js")).t5TrainSuite,
   memory: async () => (await import("./memory.js")).memorySuite,
   "memory-scale": async () => (await import("./memory-scale.js")).memoryScaleSuite,
   generate: async () => (await import("./generate.js")).generateSuite,

@@ -25,12 +25,13 @@ export function tempDir(prefix = "loraga-cli-"): string {
 }
 
 /**
- * Creates modelDir holding a tiny fixture model (by default the GQA Llama; all have vocab 96) with
- * the character tokenizer.
+ * Creates modelDir holding a tiny fixture model (by default the GQA Llama; the decoder-only ones
+ * have vocab 96) with a tokenizer from test/fixtures/tokenizer (by default the character one; the
+ * T5s (vocab 64) take "tiny-t5").
  */
-export function copyTinyModel(modelDir: string, fixture = "llama-gqa"): void {
+export function copyTinyModel(modelDir: string, fixture = "llama-gqa", tokenizer = "tiny-char") {
   mkdirSync(modelDir);
   for (const f of ["config.json", "model.safetensors"])
     copyFileSync(`test/fixtures/models/${fixture}/${f}`, join(modelDir, f));
-  cpSync("test/fixtures/tokenizer/tiny-char", modelDir, { recursive: true });
+  cpSync(`test/fixtures/tokenizer/${tokenizer}`, modelDir, { recursive: true });
 }

@@ -1,6 +1,7 @@
-// `loraga eval` (loss / perplexity over a JSONL file, and GSM8K-style exact match of generated
-// answers for prompt/completion rows) and `loraga generate` (continuations of prompts), on a base
-// model with an optional adapter. Results go to stdout as JSON (eval) or text (generate).
+// `loraga eval` (loss / perplexity over a JSONL file, accuracy by label words for classification
+// rows (workflow/label-words.ts), and GSM8K-style exact match of generated answers for
+// prompt/completion rows) and `loraga generate` (continuations of prompts), on a base model with an
+// optional adapter. Results go to stdout as JSON (eval) or text (generate).
 
 import { groupIntoBatches } from "../../data/batches.js";
 import { loadExamples } from "../../data/dataset.js";
@@ -17,6 +18,7 @@ import {
   batchesOf,
   batchSizeFlag,
   dataFlag,
+  exampleOptionsFor,
   maxLengthFlag,
   padTokenIdOf,
 } from "../options/data.js";
@@ -34,13 +36,16 @@ import {
 import {
   choiceFlag,
   intFlag,
+  listFlag,
   numberFlag,
   type Parsed,
   repeatFlag,
   required,
+  splitList,
   switchFlag,
   withDefault,
 } from "../options/schema.js";
+import { labelSetOf, labelWordAccuracy } from "../workflow/label-words.js";
 
 const MODEL_FLAGS = { model: modelFlag(), ...ADAPTER_FLAGS };
 
@@ -72,6 +77,14 @@ const EVAL_SCHEMA = {
   batchSize: batchSizeFlag("rows per batch", 4),
   attention: attentionFlag,
   maxLength: maxLengthFlag,
+  accuracy: switchFlag(
+    "--accuracy",
+    "also classify each row by label words and report the accuracy (the labels: --labels, else the distinct targets / completions of --data)",
+  ),
+  labels: listFlag(
+    "--labels <words>",
+    "the label words, comma-separated, e.g. positive,negative (implies --accuracy; needs tokenizer.json)",
+  ),
   exactMatch: switchFlag(
     "--exact-match",
     "also generate answers for prompt/completion rows and score the final number (GSM8K style)",
@@ -86,22 +99,31 @@ const EVAL_SCHEMA = {
 type EvalPlan = Parsed<typeof EVAL_SCHEMA>;
 
 function checkEval(parsed: EvalPlan): EvalPlan {
+  const { options: o, name } = parsed;
+  if (o.labels !== undefined && splitList(o.labels).length < 2)
+    throw new UsageError(`${name("labels")} needs at least two label words, got "${o.labels}"`);
   checkModelAndAdapter(parsed);
-  checkInputFile(parsed.name("data"), parsed.options.data);
+  checkInputFile(name("data"), o.data);
   return parsed;
 }
 
-async function runEval({ options: o }: EvalPlan): Promise<void> {
+async function runEval({ options: o, name }: EvalPlan): Promise<void> {
   const engine = await openEngine(o);
   try {
     const { model, tokenizer } = await openWithAdapter(o, engine, { attention: o.attention });
-    const examples = await loadExamples(o.data, tokenizer, { vocabSize: model.vocabSize });
+    const examples = await loadExamples(o.data, tokenizer, exampleOptionsFor(model, false));
     const shape = { batchSize: o.batchSize, maxLength: o.maxLength };
-    const batches = batchesOf(examples, shape, padTokenIdOf(tokenizer));
+    const padTokenId = padTokenIdOf(tokenizer);
+    const batches = batchesOf(examples, shape, padTokenId);
     const result: Record<string, number> = {
       ...(await evaluateLoss(model, batches)),
       examples: examples.length,
     };
+    if (o.accuracy || o.labels !== undefined) {
+      const words = o.labels === undefined ? undefined : splitList(o.labels);
+      const labels = labelSetOf(examples, words, tokenizer, name("labels"));
+      result.accuracy = await labelWordAccuracy(model, examples, labels, { ...shape, padTokenId });
+    }
     if (o.exactMatch) {
       if (tokenizer === null)
         throw new UsageError("--exact-match needs the model's tokenizer.json");
@@ -150,10 +172,13 @@ async function exactMatch(
 
 export const registerEval = commandOf({
   name: "eval",
-  description: "evaluate loss / perplexity (and exact match) on a JSONL file",
+  description: "evaluate loss / perplexity (and label-word accuracy, exact match) on a JSONL file",
   schema: EVAL_SCHEMA,
   helpAfter:
-    "\nExample:\n  loraga eval --model ./tiny-llama --adapter runs/lora-ga/adapter-converted --data test.jsonl --exact-match\n",
+    "\nExamples:\n  loraga eval --model ./tiny-llama --adapter runs/lora-ga/adapter-converted --data test.jsonl --exact-match\n" +
+    "  loraga eval --model ./t5-base --adapter runs/sst2/adapter-converted --data sst2-dev.jsonl --labels positive,negative\n" +
+    '    (rows {"input": "sst2 sentence: ...", "target": "positive"}: each row is scored with every label\n' +
+    "    word as its target, the most likely one is the prediction; JSON gets an accuracy field)\n",
   check: checkEval,
   run: runEval,
 });
