@@ -523,7 +523,7 @@ export abstract class DecoderModel<
     this.plan?.dispose();
     this.plan = null;
     for (const p of this.params.values()) p.dispose();
-    this.weights.scratch.dispose();
+    this.weights.dispose();
   }
 
   weightStorage(path: string): WeightStorageKind {

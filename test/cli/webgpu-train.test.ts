@@ -70,24 +70,56 @@ function expectSameSteps(got: StepRecord[], want: StepRecord[]): void {
 }
 
 const CASES = [
-  { fixture: "llama-gqa", extra: ["--method", "lora", "--target", "q_proj,v_proj"] },
+  {
+    name: "lora q,v",
+    fixture: "llama-gqa",
+    extra: ["--method", "lora", "--target", "q_proj,v_proj"],
+  },
   // gradient accumulation and clipping on: two losses per step, the norm used on the device
   {
+    name: "lora-ga, grad-accum, clip",
     fixture: "llama-gqa",
     extra: ["--method", "lora-ga", "--target", "all-linear", "--grad-accum", "2", "--clip", "0.5"],
   },
-  { fixture: "gpt2", extra: ["--method", "lora-ga", "--target", "all-linear"] },
+  { name: "lora-ga", fixture: "gpt2", extra: ["--method", "lora-ga", "--target", "all-linear"] },
   // fused qkv / gate_up projections, partial rotary
-  { fixture: "phi3", extra: ["--method", "lora-ga", "--target", "all-linear"] },
+  { name: "lora-ga", fixture: "phi3", extra: ["--method", "lora-ga", "--target", "all-linear"] },
   // sliding-window layers, tied lm_head
-  { fixture: "gemma3", extra: ["--method", "lora-ga", "--target", "all-linear"] },
+  { name: "lora-ga", fixture: "gemma3", extra: ["--method", "lora-ga", "--target", "all-linear"] },
   // every weight trains: embedding gradients, norms rebuilt from device-updated weights
-  { fixture: "gemma3", extra: ["--method", "full", "--lr", "0.001"] },
+  { name: "full", fixture: "gemma3", extra: ["--method", "full", "--lr", "0.001"] },
+  // compressed frozen weights, expanded on the device: bf16 (estimation and init on it too)
+  {
+    name: "bf16 base, lora-ga",
+    fixture: "llama-gqa",
+    extra: ["--method", "lora-ga", "--target", "all-linear", "--weight-dtype", "bf16"],
+  },
+  // f16, fused projections
+  {
+    name: "f16 base, lora",
+    fixture: "phi3",
+    extra: ["--method", "lora", "--target", "all-linear", "--weight-dtype", "f16"],
+  },
+  // NF4 after the LoRA-GA init and offset (QLoRA-style two-stage flow)
+  {
+    name: "nf4 base, lora-ga",
+    fixture: "llama-gqa",
+    extra: ["--method", "lora-ga", "--target", "all-linear", "--quantize", "nf4"],
+  },
+  // int8 of Conv1D weights (stored (in, out), quantized (out, in)); SGD with momentum on the device
+  {
+    name: "int8 base, lora, sgd",
+    fixture: "gpt2",
+    extra: [
+      ...["--method", "lora", "--target", "all-linear", "--quantize", "int8"],
+      ...["--optimizer", "sgd", "--momentum", "0.9", "--lr", "0.05"],
+    ],
+  },
 ];
 
 describe.runIf(runs)("loraga train --kernels webgpu equals --kernels ref", () => {
   test.each(CASES)(
-    "$fixture $extra",
+    "$fixture: $name",
     ({ fixture, extra }) => {
       const model = join(root, `${fixture}-${extra.join("")}-model`);
       copyTinyModel(model, fixture);

@@ -22,6 +22,8 @@ import type {
   GeluApproximate,
   Kernels,
   MatmulOptions,
+  QuantCodes,
+  SGDOptions,
 } from "../kernels.js";
 import { checkIds } from "../ref/embedding.js";
 import * as check from "../validate.js";
@@ -31,6 +33,7 @@ import * as ew from "./elementwise.js";
 import { GEMM_CAUSAL, GEMM_FLAGS, gemmSpec } from "./gemm.js";
 import * as layout from "./layout.js";
 import { Mirror } from "./mirror.js";
+import { dequantizeSpec } from "./quant.js";
 import * as rows from "./rows.js";
 
 const MAX_GROUPS = 65535;
@@ -499,6 +502,29 @@ export class WebGpuKernels implements Kernels {
       lr / (1 - beta1 ** step),
       Math.sqrt(1 - beta2 ** step),
     ]);
+  }
+  sgd(param: Tensor, grad: Tensor, momentumBuf: Tensor | null, options: SGDOptions): void {
+    const n = check.checkSGD(param, grad, momentumBuf, options);
+    const { lr, momentum, dampening, nesterov, weightDecay, first } = options;
+    const tensors = [rw(param), r(grad)];
+    if (momentumBuf !== null) tensors.push(first ? w(momentumBuf) : rw(momentumBuf));
+    this.map(ew.sgdSpec(momentumBuf !== null, nesterov), tensors, n, [
+      lr,
+      weightDecay,
+      momentum,
+      1 - dampening,
+      first ? 1 : 0,
+    ]);
+  }
+  /** out = q expanded (Kernels.dequantize); the codes cross to the device once, as any tensor. */
+  dequantize(out: Tensor, q: QuantCodes): void {
+    const n = check.checkDequantize(out, q);
+    this.dispatcher.run(
+      dequantizeSpec(q.kind),
+      [w(out), r(q.codes), r(q.scales)],
+      [n, q.blocksize],
+      strideGroups(n),
+    );
   }
   convert(out: Tensor, inp: Tensor): void {
     const n = check.checkConvert(out, inp);
