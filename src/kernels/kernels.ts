@@ -383,6 +383,12 @@ export interface Kernels {
    * tensor). Resolved at once where deferred is false.
    */
   download(...tensors: Tensor[]): Promise<void>;
+  /**
+   * Deferred engines only: resolves with the values of f32 tensor t as the kernels called so far
+   * leave them, taken at this point of the work, so the caller may overwrite or free t at once
+   * (download instead writes into the heap, after all the work called before it resolves).
+   */
+  readback?(t: Tensor): Promise<Float32Array>;
 
   /** Releases threads and other resources. The heap is not freed (it belongs to the caller). */
   dispose(): Promise<void>;

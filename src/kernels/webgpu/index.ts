@@ -89,6 +89,16 @@ export class WebGpuKernels implements Kernels {
     );
     this.throwErrors();
   }
+  /**
+   * The f32 values of t as the kernels recorded so far leave them (Kernels.readback): copied on
+   * the device at this point of the recorded work, so t may be overwritten or freed at once.
+   */
+  async readback(t: Tensor): Promise<Float32Array> {
+    if (t.dtype !== "f32") throw new Error(`webgpu readback: ${t.toString()} is not f32`);
+    const bytes = await this.mirror.snapshot(t.ptr, t.ptr + t.byteLength);
+    this.throwErrors();
+    return new Float32Array(bytes.buffer, bytes.byteOffset, t.size);
+  }
   /** Copies everything the device wrote into the heap. */
   async sync(): Promise<void> {
     await this.mirror.download(null);
