@@ -106,6 +106,21 @@ const CASES = [
     fixture: "llama-gqa",
     extra: ["--method", "lora-ga", "--target", "all-linear", "--quantize", "nf4"],
   },
+  // frozen weights kept off the heap, expanded on the host and uploaded per use: bf16 with the
+  // LoRA-GA estimation and offsets on them; f32 with a tied, offloaded embedding table
+  {
+    name: "offloaded bf16 base, lora-ga",
+    fixture: "llama-gqa",
+    extra: [
+      ...["--method", "lora-ga", "--target", "all-linear"],
+      ...["--weight-dtype", "bf16", "--offload-frozen", "on"],
+    ],
+  },
+  {
+    name: "offloaded f32 base, lora-ga",
+    fixture: "gemma3",
+    extra: ["--method", "lora-ga", "--target", "all-linear", "--offload-frozen", "on"],
+  },
   // int8 of Conv1D weights (stored (in, out), quantized (out, in)); SGD with momentum on the device
   {
     name: "int8 base, lora, sgd",
