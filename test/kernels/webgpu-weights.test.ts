@@ -5,7 +5,8 @@
 //   widened by convert (webgpu-kernels.test.ts);
 // - the reference's dequantize-free path: HeapCodesWeight expands on the host as the host weight;
 // - sgd over three steps (the first sets the momentum buffer) against the reference kernel, with
-//   and without momentum, dampening, nesterov and weight decay, and its argument checks.
+//   and without momentum, dampening, nesterov and weight decay, and its argument checks; the SGD
+//   optimiser resumed from a saved state on webgpu equals two uninterrupted steps on ref.
 // On lavapipe in CI (test/helpers/webgpu.ts); with CI set and no adapter, webgpu-adapter.test.ts
 // fails the run.
 
@@ -17,6 +18,7 @@ import { HeapCodesWeight } from "../../src/quant/heap-codes.js";
 import { quantizeWeight } from "../../src/quant/quantized-linear.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import { createOptimizer } from "../../src/train/optimizer.js";
 import { expectAllclose } from "../helpers/allclose.js";
 import { randomUniform } from "../helpers/random.js";
 import { GPU_CONTEXT } from "../helpers/webgpu.js";
@@ -148,5 +150,38 @@ describe.skipIf(GPU_CONTEXT === null)("webgpu dequantize and sgd", () => {
         k.sgd(p, heap.zeros([4]), heap.zeros([4]), { ...options, lr: Number.NaN }),
       ).toThrow(/lr must be a finite/);
     }
+  });
+
+  test("the SGD optimiser resumes on webgpu: a loaded momentum buffer is uploaded", async () => {
+    const n = 500;
+    const param0 = randomUniform(n, 31, 1);
+    const grads = [0, 1].map((s) => randomUniform(n, 40 + s, 1));
+    const config = { kind: "sgd" as const, momentum: 0.9, weightDecay: 0.01 };
+    // the reference: two steps in one optimiser
+    const want = heap.fromArray(param0);
+    const wantGrad = heap.tensor([n]);
+    const refOpt = createOptimizer(ref, [{ name: "w", param: want, grad: wantGrad }], config);
+    for (const g of grads) {
+      wantGrad.f32().set(g);
+      refOpt.update(0.1);
+    }
+    // webgpu: one step, state and weights saved, a stray step (the device rewrites the buffer),
+    // then the saved state loaded back into the same optimiser and the second step
+    const got = heap.fromArray(param0);
+    const grad = heap.fromArray(grads[0]);
+    const opt = createOptimizer(gpu, [{ name: "w", param: got, grad }], config);
+    opt.update(0.1);
+    await gpu.download();
+    const state = opt.state();
+    const saved = got.toArray();
+    opt.update(0.1);
+    opt.loadState(state);
+    got.f32().set(saved);
+    grad.f32().set(grads[1]);
+    gpu.upload(got, grad);
+    opt.update(0.1);
+    await gpu.download(got);
+    expectAllclose(got.f32(), want.f32(), { label: "resumed sgd", rtol: 1e-6, atol: 1e-7 });
+    for (const o of [refOpt, opt]) o.dispose();
   });
 });
