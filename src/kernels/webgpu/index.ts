@@ -8,7 +8,10 @@
 // - sum, max and sumSquares throw; sumInto, maxInto and sumSquaresInto write a (1) tensor instead;
 // - ids of embedding and targets of crossEntropy are checked (and crossEntropy's count is taken)
 //   on the host, so they must not be device-newer (they are batch data the host wrote);
-// - GPU validation errors surface at the next download or sync.
+// - GPU validation errors surface at the next download or sync;
+// - two optional Kernels methods exist here only: dequantize (int8 / nf4 frozen weights expanded
+//   on the device, quant.ts) and readback (a tensor's values at a point of the recorded work, for
+//   bounded estimation).
 // Workgroup sizes: 256 invocations for the elementwise and row kernels (the WebGPU core limits
 // guarantee it); the GEMM tile follows maxComputeInvocationsPerWorkgroup.
 
