@@ -140,6 +140,34 @@ export interface AdamWOptions {
   step: number;
 }
 
+/** torch.optim.SGD's settings for one step (Kernels.sgd). */
+export interface SGDOptions {
+  lr: number;
+  /** 0: no momentum buffer (pass null for it). */
+  momentum: number;
+  dampening: number;
+  nesterov: boolean;
+  weightDecay: number;
+  /** The first step: the momentum buffer is set to the gradient (torch: it was None). */
+  first: boolean;
+}
+
+/**
+ * The codes of a quantized frozen weight in heap tensors (quant/int8.ts, quant/nf4.ts), for an
+ * engine that expands them on its device (Kernels.dequantize). Weight element i (row-major) is
+ * code(i) * scales[floor(i / blocksize)], one f32 multiply, where code(i) is
+ * - int8: byte i of `codes` read as a signed integer; blocksize = the row length (one scale a row);
+ * - nf4: NF4_CODE[nibble i] with nibble i in byte floor(i / 2), the even i in the high nibble.
+ */
+export interface QuantCodes {
+  readonly kind: "int8" | "nf4";
+  /** u8: int8 (n), nf4 (ceil(n / 2)). */
+  readonly codes: Tensor;
+  /** f32 (ceil(n / blocksize)). */
+  readonly scales: Tensor;
+  readonly blocksize: number;
+}
+
 export interface Kernels {
   readonly name: KernelsImpl;
   /** Threads that execute a kernel call (1 = the calling thread only). */
@@ -316,8 +344,22 @@ export interface Kernels {
    * p -= lr*wd*p; m,v moments; bias-corrected; p -= lr * mhat / (sqrt(vhat) + eps)).
    */
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void;
+  /**
+   * One SGD step in place, torch.optim.SGD semantics (_single_tensor_sgd): d = grad + wd * param;
+   * with momentum mu: buf = d on the first step, else buf = mu * buf + (1 - dampening) * d, and
+   * d = d + mu * buf (nesterov) or buf; param -= lr * d. Every stored value is f32. momentumBuf
+   * (same size as param) is null exactly when options.momentum is 0.
+   */
+  sgd(param: Tensor, grad: Tensor, momentumBuf: Tensor | null, options: SGDOptions): void;
   /** out = inp converted between f32, f16 and bf16 (round to nearest even); same size. */
   convert(out: Tensor, inp: Tensor): void;
+  /**
+   * out (n, f32) = the quantized weight `q` expanded (QuantCodes gives the formula), exactly as
+   * the host's quant/ code expands it. Only on engines whose tensors live on a device (webgpu),
+   * which keep int8 / nf4 codes on the heap to expand them there; the CPU engines expand on the
+   * host (models/weights.ts) and leave this undefined.
+   */
+  dequantize?(out: Tensor, q: QuantCodes): void;
   /** out = inp (same dtype and size). */
   copy(out: Tensor, inp: Tensor): void;
   /** out = value everywhere (f32 or i32; 0 for any dtype): zeroing a gradient buffer, a mask. */
@@ -341,6 +383,12 @@ export interface Kernels {
    * tensor). Resolved at once where deferred is false.
    */
   download(...tensors: Tensor[]): Promise<void>;
+  /**
+   * Deferred engines only: resolves with the values of f32 tensor t as the kernels called so far
+   * leave them, taken at this point of the work, so the caller may overwrite or free t at once
+   * (download instead writes into the heap, after all the work called before it resolves).
+   */
+  readback?(t: Tensor): Promise<Float32Array>;
 
   /** Releases threads and other resources. The heap is not freed (it belongs to the caller). */
   dispose(): Promise<void>;

@@ -11,7 +11,13 @@
 import type { DType } from "../tensor/dtype.js";
 import { shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
-import type { AdamWOptions, BackwardOptions, MatmulOptions } from "./kernels.js";
+import type {
+  AdamWOptions,
+  BackwardOptions,
+  MatmulOptions,
+  QuantCodes,
+  SGDOptions,
+} from "./kernels.js";
 
 function describe(name: string, t: Tensor): string {
   return `${name} ${shapeString(t.shape)}`;
@@ -569,6 +575,51 @@ export function checkAdamW(
     throw new Error(`${op}: step must be an integer >= 1 (1-based), got ${options.step}`);
   }
   return size;
+}
+
+export function checkSGD(
+  param: Tensor,
+  grad: Tensor,
+  momentumBuf: Tensor | null,
+  options: SGDOptions,
+): number {
+  const op = "sgd";
+  const size =
+    momentumBuf === null
+      ? checkElementwise(op, { param, grad })
+      : checkElementwise(op, { param, grad, momentumBuf });
+  for (const key of ["lr", "momentum", "dampening", "weightDecay"] as const)
+    requireFinite(op, key, options[key]);
+  if ((momentumBuf === null) !== (options.momentum === 0)) {
+    throw new Error(
+      `${op}: a momentum buffer goes with momentum > 0 and only with it (momentum ${options.momentum})`,
+    );
+  }
+  return size;
+}
+
+/** out (n, f32) and the codes and scales QuantCodes describes for n elements. */
+export function checkDequantize(out: Tensor, q: QuantCodes): number {
+  const op = "dequantize";
+  requireDType(op, "out", out, "f32");
+  requireDType(op, "codes", q.codes, "u8");
+  requireDType(op, "scales", q.scales, "f32");
+  const n = out.size;
+  const { kind, blocksize } = q;
+  if (kind !== "int8" && kind !== "nf4")
+    throw new Error(`${op}: kind must be "int8" or "nf4", got ${String(kind)}`);
+  if (!Number.isSafeInteger(blocksize) || blocksize < 1)
+    throw new Error(`${op}: blocksize must be a positive integer, got ${blocksize}`);
+  const codes = kind === "int8" ? n : Math.ceil(n / 2);
+  if (q.codes.size !== codes || q.scales.size !== Math.ceil(n / blocksize)) {
+    throw new Error(
+      `${op}: ${n} ${kind} weights in blocks of ${blocksize} take ${codes} code bytes and ` +
+        `${Math.ceil(n / blocksize)} scales, got ${describe("codes", q.codes)} and ${describe("scales", q.scales)}`,
+    );
+  }
+  requireNoOverlap(op, "out", out, "codes", q.codes);
+  requireNoOverlap(op, "out", out, "scales", q.scales);
+  return n;
 }
 
 export function checkConvert(out: Tensor, inp: Tensor): number {

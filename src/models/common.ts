@@ -256,7 +256,7 @@ export class LinearLayer {
    */
   forward(kernels: Kernels, out: Tensor, inp: Tensor, recompute = false): void {
     const term = this.adapter?.forwardTerm?.(inp, recompute) ?? null;
-    const { w, outIn } = this.weight.expand(kernels.bf16Matmul === true);
+    const { w, outIn } = this.weight.expand(kernels);
     kernels.matmul(out, inp, w, term === null ? { transB: outIn } : { transB: outIn, plus: term });
     if (this.bias !== null) kernels.addBias(out, this.bias);
     if (this.adapter !== null && term === null) this.adapter.forward(out, inp, recompute);
@@ -282,7 +282,7 @@ export class LinearLayer {
       // the adapter's share of dx rides along as a term when it offers one
       const term = this.adapter?.backwardTerm?.(dOut, inp) ?? null;
       adapterDone = term !== null;
-      const { w, outIn } = this.weight.expand(kernels.bf16Matmul === true);
+      const { w, outIn } = this.weight.expand(kernels);
       const options = { transB: !outIn, accumulate: !overwriteInput };
       kernels.matmul(dInp, dOut, w, term === null ? options : { ...options, plus: term });
     }

@@ -523,7 +523,7 @@ export abstract class DecoderModel<
     this.plan?.dispose();
     this.plan = null;
     for (const p of this.params.values()) p.dispose();
-    this.weights.scratch.dispose();
+    this.weights.dispose();
   }
 
   weightStorage(path: string): WeightStorageKind {
@@ -640,11 +640,6 @@ export async function loadDecoderParams(
     storedDtype: (name) => checkpoint.entries.get(name)?.dtype,
     heapLimit: kernels.heap.maxBytes,
   });
-  if (kernels.deferred && plan.offloaded) {
-    throw new Error(
-      `${source}: the frozen weights would be kept off the heap (offloadFrozen), which the webgpu engine does not support yet; use --kernels auto or a smaller model`,
-    );
-  }
   const quantized = new Map<string, QuantizedWeight>();
   const params = await loadParams(kernels, checkpoint, specs, source, {
     kindOf: plan.kindOf,

@@ -327,7 +327,7 @@ class T5Model implements CausalLM {
     this.plan?.dispose();
     this.plan = null;
     for (const p of this.params.values()) p.dispose();
-    this.weights.scratch.dispose();
+    this.weights.dispose();
   }
 
   /**

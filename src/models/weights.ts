@@ -20,8 +20,15 @@
 // need no weight values (dW = dY^T X); they are computed for float weights (f32 / 16-bit, on the
 // heap or offloaded), never for int8 / nf4. LoRA-GA's base offset W' = W - s B A must be written (writeF32) BEFORE quantizing: the
 // two-stage flow is estimate on float weights -> init + offset -> quantizeLinears.
+//
+// On an engine whose tensors live on a device (Kernels.deferred: webgpu) nothing is expanded on
+// the host per matmul: 16-bit heap weights are widened by kernels.convert, and int8 / nf4 codes
+// move onto the heap at their first expand (quant/heap-codes.ts) and are expanded by
+// kernels.dequantize from then on; an offloaded float weight is expanded on the host and uploaded.
 
+import type { Kernels } from "../kernels/kernels.js";
 import { convert } from "../kernels/ref/convert.js";
+import { HeapCodesWeight } from "../quant/heap-codes.js";
 import { type QuantizedWeight, type QuantKind, quantizeWeight } from "../quant/quantized-linear.js";
 import { f16ToF32 } from "../tensor/dtype.js";
 import type { Heap } from "../tensor/heap.js";
@@ -125,7 +132,8 @@ export class FrozenWeight {
   private readonly scratch: WeightScratch;
   /**
    * Off-heap storage, or null when the weight is a heap tensor in `params`: int8 / nf4 in (out, in),
-   * offloaded f32 / bf16 / f16 in the stored layout (see storedLayout).
+   * offloaded f32 / bf16 / f16 in the stored layout (see storedLayout). int8 / nf4 codes that
+   * moved onto the heap for a deferred engine are a HeapCodesWeight.
    */
   private quantized: QuantizedWeight | null;
   /** Loaded off the heap in a float kind (offloadFrozen): re-stored float kinds stay off it. */
@@ -156,7 +164,7 @@ export class FrozenWeight {
 
   /** True when the weight lives off the engine heap (quantized or offloaded). */
   get offHeap(): boolean {
-    return this.quantized !== null;
+    return this.quantized !== null && !(this.quantized instanceof HeapCodesWeight);
   }
 
   get kind(): WeightStorageKind {
@@ -168,28 +176,48 @@ export class FrozenWeight {
 
   /** Bytes of the weight on the engine heap and off it (quantized codes + scales). */
   get bytes(): { heap: number; offHeap: number } {
+    if (this.quantized instanceof HeapCodesWeight)
+      return { heap: this.quantized.bytes, offHeap: 0 };
     if (this.quantized !== null) return { heap: 0, offHeap: this.quantized.bytes };
     return { heap: this.heapTensor().byteLength, offHeap: 0 };
   }
 
   /**
-   * The weight for one matmul: the parameter itself when f32 (or bf16 and `bf16Matmul`, the
-   * kernels' Kernels.bf16Matmul: they take it as it is), else the shared f32 scratch filled now
-   * (valid until the next expand of any layer). outIn: whether w is (out, in).
+   * The weight for one matmul by `kernels`: the parameter itself when f32 (or bf16 and
+   * Kernels.bf16Matmul: they take it as it is), else the shared f32 scratch filled now (valid
+   * until the next expand of any layer; on a deferred engine, by its kernels: see the top of this
+   * file). outIn: whether w is (out, in).
    */
-  expand(bf16Matmul = false): { w: Tensor; outIn: boolean } {
+  expand(kernels: Kernels): { w: Tensor; outIn: boolean } {
     if (this.quantized !== null) {
-      const shape = this.offHeapShape(this.quantized.kind);
-      const w = this.scratch.view(shape);
-      this.quantized.dequantizeInto(w);
-      return { w, outIn: storedLayout(this.quantized.kind) ? !this.fanInFanOut : true };
+      const kind = this.quantized.kind;
+      const w = this.scratch.view(this.offHeapShape(kind));
+      const outIn = storedLayout(kind) ? !this.fanInFanOut : true;
+      if (kernels.dequantize !== undefined && (kind === "int8" || kind === "nf4")) {
+        const codes =
+          this.quantized instanceof HeapCodesWeight
+            ? this.quantized
+            : new HeapCodesWeight(this.quantized, kernels.heap);
+        this.quantized = codes;
+        codes.expandOn(kernels, w);
+      } else {
+        this.quantized.dequantizeInto(w);
+        kernels.upload(w); // written by the host
+      }
+      return { w, outIn };
     }
     const t = this.heapTensor();
-    if (t.dtype === "f32" || (t.dtype === "bf16" && bf16Matmul))
+    if (t.dtype === "f32" || (t.dtype === "bf16" && kernels.bf16Matmul === true))
       return { w: t, outIn: !this.fanInFanOut };
     const w = this.scratch.view(this.shape);
-    widenHalf(w.f32(), t.u16(), t.dtype as "bf16" | "f16");
+    if (kernels.deferred) kernels.convert(w, t);
+    else widenHalf(w.f32(), t.u16(), t.dtype as "bf16" | "f16");
     return { w, outIn: !this.fanInFanOut };
+  }
+
+  /** Frees what the weight holds on the heap apart from model.params (moved int8 / nf4 codes). */
+  dispose(): void {
+    this.replaceStorage(null);
   }
 
   /** An f32 copy of the weight in the stored layout (dequantized / widened when compressed). */
@@ -222,7 +250,7 @@ export class FrozenWeight {
           `${this.name} is shared with the embedding (tied) and kept off the heap: it cannot be rewritten`,
         );
       }
-      this.quantized = this.quantize(this.quantized.kind, data);
+      this.replaceStorage(this.quantize(this.quantized.kind, data));
       return;
     }
     const t = this.heapTensor();
@@ -245,7 +273,7 @@ export class FrozenWeight {
     if (kind === "int8" || kind === "nf4" || this.offloaded) {
       // quantized kinds, or any kind for an offloaded weight (it stays off the heap)
       this.scratch.reserve(this.size);
-      this.quantized = this.quantize(kind, data);
+      this.replaceStorage(this.quantize(kind, data));
       this.params.delete(this.name);
     } else {
       const heap = this.scratch.heap;
@@ -255,10 +283,16 @@ export class FrozenWeight {
         convert(t.u16(), kind, data, "f32");
         this.scratch.reserve(this.size);
       }
-      this.quantized = null;
+      this.replaceStorage(null);
       this.params.set(this.name, t);
     }
     old?.dispose();
+  }
+
+  /** Sets the off-heap storage, freeing codes the old one kept on the heap. */
+  private replaceStorage(quantized: QuantizedWeight | null): void {
+    if (this.quantized instanceof HeapCodesWeight) this.quantized.dispose();
+    this.quantized = quantized;
   }
 
   /** Off-heap storage of `data` (stored layout) as `kind`, in the layout storedLayout gives. */
@@ -334,6 +368,12 @@ export class LinearWeights {
         .filter((l) => l.info.path !== "lm_head" && !l.weight.shared)
         .map((l) => l.info.path);
     for (const path of chosen) layerAt(this.layers, path, "quantizeLinears").weight.restore(kind);
+  }
+
+  /** Frees the scratch and what the weights hold on the heap apart from model.params. */
+  dispose(): void {
+    for (const layer of this.layers.values()) layer.weight.dispose();
+    this.scratch.dispose();
   }
 
   /** Bytes of the linear weights by storage kind, plus the scratch. */

@@ -105,16 +105,10 @@ export async function accumulateGradients(
       `estimateGradient: memoryBudget must be a positive number of bytes, got ${budget}`,
     );
   const kernels = model.kernels;
-  if (kernels.deferred && budget !== undefined) {
-    // moving a sum off the heap reads it on the host in the middle of backward
-    throw new Error(
-      `estimateGradient: memoryBudget needs an engine whose results are on the heap at once; the ${kernels.name} engine keeps every sum on its device`,
-    );
-  }
   kernels.upload(); // whatever the host wrote before this call
   const heap = kernels.heap;
   heap.resetPeak();
-  const sums = new GradientSums(heap, targets, budget ?? Number.POSITIVE_INFINITY);
+  const sums = new GradientSums(kernels, targets, budget ?? Number.POSITIVE_INFINITY);
   // a deferred engine writes each batch's loss here, read back once per batch
   const lossOut = kernels.deferred ? heap.zeros([1]) : null;
   const total = Array.isArray(batches) ? batches.length : null;
@@ -129,6 +123,7 @@ export async function accumulateGradients(
       else {
         counted = model.lossAndGrads(batch, { paramGrads: sums, lossOut }).tokens;
         await kernels.download(lossOut);
+        await sums.settle(); // the sums moved off the heap in this pass
         loss = lossOut.f32()[0];
       }
       if (counted === 0) {

@@ -16,10 +16,21 @@
 // embedding matrix; its weightName names the embedding, whose gradient the model takes at the start
 // of backward and fills at its end) stays on the heap from its first use until finish().
 //
+// On a deferred engine (webgpu: Kernels.readback) the host cannot read a sum in the middle of
+// backward, which only records GPU work: moving a sum out takes a readback of its accumulator at
+// that point of the work and frees the heap block at once; the values land in the Float32Array
+// when the readback resolves. `settle()`, awaited after each pass, also moves out the unpinned
+// sums still on the heap (a bounded window only), so that none is moved out during the next pass
+// after its layer took it, and waits for every readback: one per target and pass. A sum brought
+// back in is written by the host and uploaded. So the sums are still bitwise those of unbounded
+// accumulation on the same engine. This needs every layer's backward to take its gradient once
+// per pass (get() throws if a sum moved out is asked for again in the same pass).
+//
 // Why host memory rather than a temporary file: the estimation's result is one Float32Array per
 // target anyway (GradientMap, written to the gradient cache at the end), so keeping the sums there
 // costs no host memory beyond the result itself; a file would only add I/O.
 
+import type { Kernels } from "../kernels/kernels.js";
 import { formatBytes, type Heap } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
 
@@ -41,9 +52,12 @@ interface Slot {
   /** The sum has been on the heap at least once (before that it is zeros). */
   touched: boolean;
   readonly pinned: boolean;
+  /** A readback moving the sum out (deferred engines), until settle() sees it land. */
+  leaving: Promise<void> | null;
 }
 
 export class GradientSums implements ReadonlyMap<string, Tensor> {
+  private readonly kernels: Kernels;
   private readonly heap: Heap;
   private readonly budget: number;
   /** By weight name, the map's keys. */
@@ -60,8 +74,9 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
    * `budget`: most heap bytes of accumulators at a time (Infinity: no bound). It must hold the
    * pinned targets' accumulators plus the largest other one (checked here, naming the module).
    */
-  constructor(heap: Heap, targets: readonly SumTarget[], budget: number) {
-    this.heap = heap;
+  constructor(kernels: Kernels, targets: readonly SumTarget[], budget: number) {
+    this.kernels = kernels;
+    this.heap = kernels.heap;
     this.budget = budget;
     // pinned: a weight that is not the layer's own parameter "<path>.weight" (a tied lm_head)
     const pinned = (t: SumTarget) => t.weightName !== `${t.path}.weight`;
@@ -76,7 +91,14 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
         );
       }
       const sum = new Float32Array(target.shape[0] * target.shape[1]);
-      const slot = { target, sum, tensor: null, touched: false, pinned: pinned(target) };
+      const slot = {
+        target,
+        sum,
+        tensor: null,
+        touched: false,
+        pinned: pinned(target),
+        leaving: null,
+      };
       this.slots.set(target.weightName, slot);
     }
   }
@@ -103,6 +125,11 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
       this.resident.push(name);
       return slot.tensor;
     }
+    if (slot.leaving !== null) {
+      throw new Error(
+        `internal: the gradient of ${slot.target.path} was moved off the heap earlier in this pass`,
+      );
+    }
     const bytes = slot.target.bytes;
     // make room, least recently used first, skipping the pinned sums (the constructor checked
     // that the unpinned ones free enough)
@@ -119,7 +146,10 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
     const tensor = slot.touched
       ? this.heap.tensor(slot.target.shape)
       : this.heap.zeros(slot.target.shape);
-    if (slot.touched) tensor.f32().set(slot.sum);
+    if (slot.touched) {
+      tensor.f32().set(slot.sum);
+      this.kernels.upload(tensor);
+    }
     slot.tensor = tensor;
     slot.touched = true;
     this.resident.push(name);
@@ -129,11 +159,33 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
   }
 
   /**
+   * Deferred engines, after each pass: with a bounded window, moves the unpinned sums off the
+   * heap; resolves when every sum moved out has landed in host memory.
+   */
+  async settle(): Promise<void> {
+    for (let at = 0; Number.isFinite(this.budget) && at < this.resident.length; ) {
+      const slot = this.slots.get(this.resident[at]) as Slot;
+      if (slot.pinned) at++;
+      else {
+        this.moveOut(slot, at);
+        this.movedOutBytes += slot.sum.byteLength;
+      }
+    }
+    for (const slot of this.slots.values()) {
+      await slot.leaving;
+      slot.leaving = null;
+    }
+  }
+
+  /**
    * Moves every sum off the heap and returns them by module path, in the targets' order (the
-   * Float32Arrays themselves: the caller owns them; this object is spent).
+   * Float32Arrays themselves: the caller owns them; this object is spent). On a deferred engine,
+   * after settle() and a download of the heap.
    */
   finish(): Map<string, Float32Array> {
-    while (this.resident.length > 0) this.moveOut(this.slots.get(this.resident[0]) as Slot, 0);
+    for (const slot of this.slots.values())
+      if (slot.leaving !== null) throw new Error("internal: GradientSums.finish before settle()");
+    while (this.resident.length > 0) this.copyOut(this.slots.get(this.resident[0]) as Slot, 0);
     return new Map([...this.slots.values()].map((s) => [s.target.path, s.sum]));
   }
 
@@ -145,9 +197,30 @@ export class GradientSums implements ReadonlyMap<string, Tensor> {
     this.residentBytes = 0;
   }
 
+  /** Moves a sum off the heap in the middle of the kernels' work (a readback where deferred). */
   private moveOut(slot: Slot, at: number): void {
+    if (!this.kernels.deferred) {
+      this.copyOut(slot, at);
+      return;
+    }
+    const readback = this.kernels.readback;
+    if (readback === undefined)
+      throw new Error(`internal: the ${this.kernels.name} engine has no readback`);
     const tensor = slot.tensor as Tensor;
-    slot.sum.set(tensor.f32());
+    slot.leaving = readback.call(this.kernels, tensor).then((values) => slot.sum.set(values));
+    // settle() reports a failure; until then it must not be an unhandled rejection
+    slot.leaving.catch(() => {});
+    this.free(slot, at);
+  }
+
+  /** Moves a sum off the heap by a host copy (its values are on the heap). */
+  private copyOut(slot: Slot, at: number): void {
+    slot.sum.set((slot.tensor as Tensor).f32());
+    this.free(slot, at);
+  }
+
+  private free(slot: Slot, at: number): void {
+    const tensor = slot.tensor as Tensor;
     tensor.dispose();
     slot.tensor = null;
     this.resident.splice(at, 1);

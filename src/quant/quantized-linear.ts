@@ -209,6 +209,48 @@ export function quantizeWeight(
   return QUANTIZERS[kind](data, checkShape(`quantizeWeight(${kind})`, data.length, shape), options);
 }
 
+/** The codes and scales of an int8 / nf4 weight (QuantCodes' layout in kernels/kernels.ts). */
+export interface PackedCodes {
+  readonly kind: "int8" | "nf4";
+  /** int8: (out * in) signed bytes; nf4: (ceil(numel / 2)) two codes per byte. */
+  readonly codes: Uint8Array;
+  /** (blocks) f32 scales: int8 one per row, nf4 one per block. */
+  readonly scales: Float32Array;
+  /** Weights per scale: int8 the row length, nf4 its block size. */
+  readonly blocksize: number;
+}
+
+/** The codes of an int8 / nf4 weight (views of its storage, not copies); null for float kinds. */
+export function packedCodes(weight: QuantizedWeight): PackedCodes | null {
+  if (weight instanceof Int8LinearWeight) {
+    const { codes, scales, cols } = weight.q;
+    const bytes = new Uint8Array(codes.buffer, codes.byteOffset, codes.length);
+    return { kind: "int8", codes: bytes, scales, blocksize: cols };
+  }
+  if (weight instanceof Nf4LinearWeight) {
+    const { packed, absmax, blocksize } = weight.q;
+    return { kind: "nf4", codes: packed, scales: absmax, blocksize };
+  }
+  return null;
+}
+
+/**
+ * An int8 / nf4 weight (out, in) over given codes and scales (kept as views, not copied): the
+ * inverse of packedCodes, for codes that live elsewhere (quant/heap-codes.ts).
+ */
+export function weightFromCodes(
+  packed: PackedCodes,
+  shape: readonly [number, number],
+): QuantizedWeight {
+  const { codes, scales, blocksize } = packed;
+  if (packed.kind === "int8") {
+    const signed = new Int8Array(codes.buffer, codes.byteOffset, codes.length);
+    return new Int8LinearWeight({ rows: shape[0], cols: shape[1], codes: signed, scales });
+  }
+  const numel = shape[0] * shape[1];
+  return new Nf4LinearWeight({ numel, blocksize, packed: codes, absmax: scales }, shape);
+}
+
 /**
  * Keeps 16-bit checkpoint data (bf16 or f16 bit patterns, (out, in)) as-is, without a round trip
  * through f32: the way to hold a bf16 base model at 2 bytes per weight.

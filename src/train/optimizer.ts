@@ -11,6 +11,7 @@
 // - SGD is torch.optim.SGD (_single_tensor_sgd, PyTorch 2.x): g += wd * p; with momentum mu the
 //   buffer starts as a copy of g, then buf = mu * buf + (1 - dampening) * g; nesterov uses
 //   g + mu * buf, otherwise buf; p -= lr * g. Every stored value is rounded to float32 like torch.
+//   Delegated to kernels.sgd (kernels/ref/sgd.ts is the reference).
 // - `state()` / `loadState()` capture everything needed to resume exactly: the completed step count
 //   and the state tensors by name ("exp_avg.<param>", "exp_avg_sq.<param>", "momentum_buffer.<param>").
 //   loadState validates names and sizes and names the offending tensor on error.
@@ -214,17 +215,13 @@ class SGD extends StatefulOptimizer implements Optimizer {
   private readonly dampening: number;
   private readonly nesterov: boolean;
   private readonly weightDecay: number;
+  private readonly kernels: Kernels;
   /** (P) per parameter, or empty without momentum */
   private readonly momentumBuffers: Tensor[];
 
   constructor(kernels: Kernels, params: readonly TrainableParam[], config: SGDConfig) {
     super(params);
-    if (kernels.deferred) {
-      // update() runs on the host's view of the weights, which a deferred engine does not keep
-      throw new Error(
-        `optimizer: sgd updates the weights on the host, which the ${kernels.name} engine does not support; use adamw`,
-      );
-    }
+    this.kernels = kernels;
     this.momentum = checkNumber("momentum", config.momentum ?? 0, 0, Number.MAX_VALUE, false);
     this.dampening = checkNumber("dampening", config.dampening ?? 0, 0, 1, false);
     this.nesterov = config.nesterov ?? false;
@@ -248,21 +245,17 @@ class SGD extends StatefulOptimizer implements Optimizer {
 
   update(lr: number): void {
     this.checkLr(lr);
-    const f = Math.fround;
-    const { momentum: mu, dampening, nesterov, weightDecay: wd } = this;
-    const first = this.steps === 0; // torch: momentum_buffer is None before the first step
+    const options = {
+      lr,
+      momentum: this.momentum,
+      dampening: this.dampening,
+      nesterov: this.nesterov,
+      weightDecay: this.weightDecay,
+      first: this.steps === 0, // torch: momentum_buffer is None before the first step
+    };
     this.params.forEach((p, i) => {
-      const w = p.param.f32();
-      const g = p.grad.f32();
-      const buf = mu > 0 ? this.momentumBuffers[i].f32() : null;
-      for (let j = 0; j < w.length; j++) {
-        let d = wd !== 0 ? f(g[j] + wd * w[j]) : g[j];
-        if (buf !== null) {
-          buf[j] = first ? d : f(f(mu * buf[j]) + (1 - dampening) * d);
-          d = nesterov ? f(d + mu * buf[j]) : buf[j];
-        }
-        w[j] = f(w[j] - lr * d);
-      }
+      const buf = this.momentum > 0 ? this.momentumBuffers[i] : null;
+      this.kernels.sgd(p.param, p.grad, buf, options);
     });
     this.steps++;
   }
@@ -273,6 +266,7 @@ class SGD extends StatefulOptimizer implements Optimizer {
 
   loadState(state: OptimizerState): void {
     this.loadTensors(this.kind, state);
+    this.kernels.upload(...this.buffers.values());
   }
 }
 

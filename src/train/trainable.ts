@@ -47,7 +47,10 @@ export interface Trainable {
 export function fullFineTuning(model: CausalLM): Trainable {
   const heap = model.kernels.heap;
   const grads = new Map<string, Tensor>();
-  if (model.linearWeightBytes().offHeap > 0) {
+  const quantized = model
+    .linears()
+    .some((info) => ["int8", "nf4"].includes(model.weightStorage(info.path)));
+  if (model.linearWeightBytes().offHeap > 0 || quantized) {
     throw new Error(
       'full fine-tuning: some linear weights live off the engine heap (quantized or offloaded); load the model with offloadFrozen: "off" and no quantization',
     );

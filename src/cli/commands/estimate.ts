@@ -93,7 +93,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
     );
     if (o.shard === undefined) {
       const result = await estimateGradients(model, batches, targets, settings);
-      if (o.quantize !== undefined) quantizeAndReport(model, o.quantize, batches[0], o.quiet);
+      if (o.quantize !== undefined) await quantizeAndReport(model, o.quantize, batches[0], o.quiet);
       await saveGradients(o.out, result.grads, {
         batches: String(result.batches),
         mean_loss: String(result.meanLoss),
@@ -144,7 +144,7 @@ async function estimateShard(
   };
   const mine = batches.slice(start, end);
   const sums = await accumulateShard(model, mine, targets, settings);
-  if (o.quantize !== undefined) quantizeAndReport(model, o.quantize, mine[0], o.quiet);
+  if (o.quantize !== undefined) await quantizeAndReport(model, o.quantize, mine[0], o.quiet);
   await savePartial(o.out, sums, spec, batches.length, origin);
   if (!o.quiet) {
     process.stderr.write(

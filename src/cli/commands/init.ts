@@ -120,7 +120,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
     const { peft, initSeconds, firstBatch } = await estimateThenInit(model, config, source, o);
     if (o.quantize !== undefined) {
       // two-stage flow: the OFFSET base W' = W - s B0 A0 is what a quantized training run holds
-      quantizeAndReport(model, o.quantize, firstBatch ?? probeBatch(model), o.quiet);
+      await quantizeAndReport(model, o.quantize, firstBatch ?? probeBatch(model), o.quiet);
     }
     await peft.save(o.out);
     if (!o.quiet) {

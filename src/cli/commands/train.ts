@@ -233,7 +233,7 @@ async function run(plan: Plan): Promise<void> {
     const prepared = await prepare(model, examples, plan, padTokenId);
     if (o.quantize !== undefined) {
       // two-stage flow (QLoRA-style): the offset base W' is what gets quantized
-      quantizeAndReport(
+      await quantizeAndReport(
         model,
         o.quantize,
         evalBatches[0] ??

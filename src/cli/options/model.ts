@@ -90,13 +90,6 @@ export async function openModel(
   memory: MemoryOptions = {},
 ): Promise<CausalLM> {
   checkModelDir("--model", dir);
-  const half = storage.weightDtype !== undefined && storage.weightDtype !== "f32";
-  if (engine.kernels.deferred && (half || storage.quantize !== undefined)) {
-    // such weights are expanded into a shared f32 scratch on the host before each product
-    throw new UsageError(
-      `--kernels ${engine.kernels.name} runs f32 weights only so far: drop --weight-dtype and --quantize`,
-    );
-  }
   const model = await loadModel(dir, { kernels: engine.kernels, ...storage });
   model.setMemoryOptions(memory);
   return model;

@@ -4,28 +4,21 @@
 import type { Batch, CausalLM } from "../../models/model.js";
 import type { QuantizeKind } from "../../models/weights.js";
 import { formatBytes } from "../../tensor/heap.js";
-import { UsageError } from "../errors.js";
 
 /**
  * Quantizes the model's linear weights and logs the logits error of `batch` against the float
  * weights it had (max |diff| / max |float logits|): the cost of a quantized base.
  */
-export function quantizeAndReport(
+export async function quantizeAndReport(
   model: CausalLM,
   kind: QuantizeKind,
   batch: Batch,
   quiet: boolean,
-): number {
-  if (model.kernels.deferred) {
-    // quantized weights are expanded into a shared f32 scratch on the host before each product
-    throw new UsageError(
-      `--kernels ${model.kernels.name} runs f32 weights only so far: drop --quantize`,
-    );
-  }
-  const before = model.forward(batch).toArray();
+): Promise<number> {
+  const before = await logitsOf(model, batch);
   const floatBytes = model.linearWeightBytes();
   model.quantizeLinears(kind);
-  const after = model.forward(batch).toArray();
+  const after = await logitsOf(model, batch);
   let diff = 0;
   let ref = 0;
   for (let i = 0; i < before.length; i++) {
@@ -41,6 +34,13 @@ export function quantizeAndReport(
     );
   }
   return error;
+}
+
+/** The logits of `batch` on the host (a download on a deferred engine). */
+async function logitsOf(model: CausalLM, batch: Batch): Promise<Float32Array> {
+  const logits = model.forward(batch);
+  await model.kernels.download(logits);
+  return logits.toArray();
 }
 
 /** A fixed 1 x 16 batch of spread-out token ids, for the logits error when no data was given. */

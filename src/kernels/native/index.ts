@@ -120,6 +120,7 @@ export async function createNativeKernels(
     sumInto: wasm.sumInto.bind(wasm),
     sumSquaresInto: wasm.sumSquaresInto.bind(wasm),
     adamw: wasm.adamw.bind(wasm),
+    sgd: wasm.sgd.bind(wasm),
     convert: wasm.convert.bind(wasm),
     copy: wasm.copy.bind(wasm),
     fill: wasm.fill.bind(wasm),

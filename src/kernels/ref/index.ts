@@ -12,6 +12,7 @@ import type {
   GeluApproximate,
   Kernels,
   MatmulOptions,
+  SGDOptions,
 } from "../kernels.js";
 import * as check from "../validate.js";
 import * as act from "./activations.js";
@@ -27,6 +28,7 @@ import * as norms from "./norms.js";
 import { permute0213 } from "./permute.js";
 import * as reduce from "./reduce.js";
 import { rope, ropeBackward } from "./rope.js";
+import { sgd } from "./sgd.js";
 
 function checkApproximate(op: string, approximate: GeluApproximate): void {
   if (approximate !== "none" && approximate !== "tanh") {
@@ -302,6 +304,10 @@ export function createRefKernels(heap: Heap): Kernels {
     adamw(param, grad, m, v, options: AdamWOptions) {
       check.checkAdamW(param, grad, m, v, options);
       adamw(param.f32(), grad.f32(), m.f32(), v.f32(), options);
+    },
+    sgd(param, grad, momentumBuf, options: SGDOptions) {
+      check.checkSGD(param, grad, momentumBuf, options);
+      sgd(param.f32(), grad.f32(), momentumBuf === null ? null : momentumBuf.f32(), options);
     },
     convert(out, inp) {
       check.checkConvert(out, inp);

@@ -161,6 +161,25 @@ export const ADAMW = mapSpec(
     ${at("param")} = w - (p.stepSize * m) / (sqrt(v) / p.bc2Sqrt + p.eps);`,
 );
 
+/**
+ * SGD (kernels/ref/sgd.ts), one variant per (momentum, nesterov): wd, mu and damp1 = 1 -
+ * dampening come from the host; first is 1 on the first step (the buffer takes d), else 0.
+ */
+export function sgdSpec(momentum: boolean, nesterov: boolean): ShaderSpec {
+  const buffered = `if (p.first != 0.0) { ${at("buf")} = d; }
+    else { ${at("buf")} = p.mu * ${at("buf")} + p.damp1 * d; }
+    ${nesterov ? `d = d + p.mu * ${at("buf")};` : `d = ${at("buf")};`}`;
+  return mapSpec(
+    `sgd${momentum ? (nesterov ? " nesterov" : " momentum") : ""}`,
+    momentum ? ["param", "grad", "buf"] : ["param", "grad"],
+    ["lr", "wd", "mu", "damp1", "first"],
+    `var d = ${at("grad")};
+    if (p.wd != 0.0) { d = d + p.wd * ${at("param")}; }
+    ${momentum ? buffered : ""}
+    ${at("param")} = ${at("param")} - p.lr * d;`,
+  );
+}
+
 /** out (R, C) += bias (C); n = R * C. */
 export const ADD_BIAS = {
   ...mapSpec("addBias", ["out", "bias"], [], `${at("out")} += bias[p.bias_off + i % p.cols];`),

@@ -8,7 +8,10 @@
 // - sum, max and sumSquares throw; sumInto, maxInto and sumSquaresInto write a (1) tensor instead;
 // - ids of embedding and targets of crossEntropy are checked (and crossEntropy's count is taken)
 //   on the host, so they must not be device-newer (they are batch data the host wrote);
-// - GPU validation errors surface at the next download or sync.
+// - GPU validation errors surface at the next download or sync;
+// - two optional Kernels methods exist here only: dequantize (int8 / nf4 frozen weights expanded
+//   on the device, quant.ts) and readback (a tensor's values at a point of the recorded work, for
+//   bounded estimation).
 // Workgroup sizes: 256 invocations for the elementwise and row kernels (the WebGPU core limits
 // guarantee it); the GEMM tile follows maxComputeInvocationsPerWorkgroup.
 
@@ -22,6 +25,8 @@ import type {
   GeluApproximate,
   Kernels,
   MatmulOptions,
+  QuantCodes,
+  SGDOptions,
 } from "../kernels.js";
 import { checkIds } from "../ref/embedding.js";
 import * as check from "../validate.js";
@@ -31,6 +36,7 @@ import * as ew from "./elementwise.js";
 import { GEMM_CAUSAL, GEMM_FLAGS, gemmSpec } from "./gemm.js";
 import * as layout from "./layout.js";
 import { Mirror } from "./mirror.js";
+import { dequantizeSpec } from "./quant.js";
 import * as rows from "./rows.js";
 
 const MAX_GROUPS = 65535;
@@ -85,6 +91,16 @@ export class WebGpuKernels implements Kernels {
       tensors.length === 0 ? null : tensors.map((t) => [t.ptr, t.ptr + t.byteLength] as const),
     );
     this.throwErrors();
+  }
+  /**
+   * The f32 values of t as the kernels recorded so far leave them (Kernels.readback): copied on
+   * the device at this point of the recorded work, so t may be overwritten or freed at once.
+   */
+  async readback(t: Tensor): Promise<Float32Array> {
+    if (t.dtype !== "f32") throw new Error(`webgpu readback: ${t.toString()} is not f32`);
+    const bytes = await this.mirror.snapshot(t.ptr, t.ptr + t.byteLength);
+    this.throwErrors();
+    return new Float32Array(bytes.buffer, bytes.byteOffset, t.size);
   }
   /** Copies everything the device wrote into the heap. */
   async sync(): Promise<void> {
@@ -499,6 +515,29 @@ export class WebGpuKernels implements Kernels {
       lr / (1 - beta1 ** step),
       Math.sqrt(1 - beta2 ** step),
     ]);
+  }
+  sgd(param: Tensor, grad: Tensor, momentumBuf: Tensor | null, options: SGDOptions): void {
+    const n = check.checkSGD(param, grad, momentumBuf, options);
+    const { lr, momentum, dampening, nesterov, weightDecay, first } = options;
+    const tensors = [rw(param), r(grad)];
+    if (momentumBuf !== null) tensors.push(first ? w(momentumBuf) : rw(momentumBuf));
+    this.map(ew.sgdSpec(momentumBuf !== null, nesterov), tensors, n, [
+      lr,
+      weightDecay,
+      momentum,
+      1 - dampening,
+      first ? 1 : 0,
+    ]);
+  }
+  /** out = q expanded (Kernels.dequantize); the codes cross to the device once, as any tensor. */
+  dequantize(out: Tensor, q: QuantCodes): void {
+    const n = check.checkDequantize(out, q);
+    this.dispatcher.run(
+      dequantizeSpec(q.kind),
+      [w(out), r(q.codes), r(q.scales)],
+      [n, q.blocksize],
+      strideGroups(n),
+    );
   }
   convert(out: Tensor, inp: Tensor): void {
     const n = check.checkConvert(out, inp);

@@ -176,6 +176,30 @@ export class Mirror {
     }
   }
 
+  /**
+   * The bytes [start, end) as the kernels recorded so far leave them, copied on the device now
+   * (so later kernels, or a free and reuse of the block, do not change them) and delivered to
+   * the caller rather than the heap; the mirror's records are unchanged. start and end are
+   * 4-byte aligned.
+   */
+  async snapshot(start: number, end: number): Promise<Uint8Array> {
+    this.beforeRead(start, end);
+    const buffer = this.current();
+    const bytes = end - start;
+    const staging = this.gpu.device.createBuffer({
+      size: Math.max(4, bytes),
+      usage: BUFFER_USAGE.MAP_READ | BUFFER_USAGE.COPY_DST,
+    });
+    if (bytes > 0) this.encoder().copyBufferToBuffer(buffer, start, staging, 0, bytes);
+    this.submit();
+    try {
+      await staging.mapAsync(MAP_READ);
+      return new Uint8Array(staging.getMappedRange(0, bytes)).slice();
+    } finally {
+      staging.destroy();
+    }
+  }
+
   destroy(): void {
     this.unsubscribe();
     this.submit();
