@@ -84,15 +84,18 @@ export async function serveStatic(
 
 /**
  * Headless Chromium that resolves no host name but loopback ones (nothing of a test run can reach
- * the network, whatever asks), with its own background traffic switched off.
+ * the network, whatever asks), with its own background traffic switched off. `webgpu`: with
+ * navigator.gpu, which needs only --enable-unsafe-webgpu in headless Chromium on Linux; its adapter
+ * is then SwiftShader, Chromium's own CPU Vulkan (docs/engine-notes.md, "WebGPU in Chromium").
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(options: { webgpu?: boolean } = {}): Promise<Browser> {
   return puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [
       "--no-sandbox",
       "--disable-gpu",
+      ...(options.webgpu === true ? ["--enable-unsafe-webgpu"] : []),
       "--disable-dev-shm-usage",
       "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
       "--disable-background-networking",
