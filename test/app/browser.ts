@@ -44,6 +44,9 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
+/** Answers one path of a test server (a test page, a POST endpoint). */
+export type Route = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
  * Serves the files under `root` (with the isolation headers unless `isolated` is false); `routes`
  * answer given paths first (e.g. a test page, a POST endpoint).
@@ -52,7 +55,7 @@ export async function serveStatic(
   root: string,
   options: {
     isolated?: boolean;
-    routes?: Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
+    routes?: Record<string, Route>;
   } = {},
 ): Promise<StaticServer> {
   const headers = options.isolated === false ? {} : ISOLATION_HEADERS;

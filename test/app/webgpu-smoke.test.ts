@@ -20,6 +20,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
   HAS_CHROMIUM,
   launchChromium,
+  type Route,
   requireChromium,
   type StaticServer,
   serveStatic,
@@ -171,7 +172,7 @@ describe.runIf(HAS_CHROMIUM)("the webgpu engine in headless Chromium", () => {
   let hasAdapter = false;
 
   beforeAll(async () => {
-    const routes: Parameters<typeof serveStatic>[1]["routes"] = {
+    const routes: Record<string, Route> = {
       "/": (_req, res) => {
         res.writeHead(200, { "Content-Type": "text/html" }).end(PAGE);
       },
