@@ -14,7 +14,6 @@ import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as fsPromises from "node:fs/promises";
 import * as path from "node:path";
-import { resolve } from "node:path";
 import type { Browser } from "puppeteer-core";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
@@ -26,7 +25,7 @@ import {
   serveStatic,
 } from "./browser.js";
 
-const ROOT = resolve(import.meta.dirname, "../..");
+const ROOT = path.resolve(import.meta.dirname, "../..");
 
 /** The Node built-ins dist/ imports somewhere in the modules the page loads. */
 const NODE_BUILTINS: Record<string, object> = {
@@ -176,6 +175,9 @@ describe.runIf(HAS_CHROMIUM)("the webgpu engine in headless Chromium", () => {
       "/": (_req, res) => {
         res.writeHead(200, { "Content-Type": "text/html" }).end(PAGE);
       },
+      "/blank": (_req, res) => {
+        res.writeHead(200, { "Content-Type": "text/html" }).end("<!doctype html>");
+      },
     };
     for (const [m, real] of Object.entries(NODE_BUILTINS)) {
       const body = nodeStub(m, real);
@@ -186,7 +188,7 @@ describe.runIf(HAS_CHROMIUM)("the webgpu engine in headless Chromium", () => {
     server = await serveStatic(ROOT, { routes });
     browser = await launchChromium({ webgpu: true });
     const probe = await browser.newPage();
-    await probe.goto(`${server.origin}/node-stub/fs.js`);
+    await probe.goto(`${server.origin}/blank`);
     hasAdapter = await probe.evaluate(async () => (await navigator.gpu?.requestAdapter()) != null);
     await probe.close();
   });
