@@ -5,6 +5,7 @@
 
 import type {
   DataSource,
+  EngineReport,
   FromWorker,
   ModelSource,
   RunOutcome,
@@ -36,6 +37,12 @@ let running = false;
 let trainingNow = false;
 let settings: RunSettings | null = null;
 const outcomes: RunOutcome[] = [];
+
+/**
+ * A test hook: `?heap-limit-mib=N` in the page's URL caps the engine heap at N MiB, so that a
+ * test can make a real run run out of memory.
+ */
+const HEAP_LIMIT_MIB = Number(new URLSearchParams(self.location.search).get("heap-limit-mib"));
 
 function send(message: ToWorker): void {
   worker.postMessage(message);
@@ -81,9 +88,7 @@ let chart: LossChart;
 function onMessage(message: FromWorker): void {
   switch (message.type) {
     case "engine":
-      byId("notice").textContent = message.isolated
-        ? `Engine: WebAssembly SIMD${message.relaxedSimd ? " + relaxed FMA" : ""} on ${message.threads} threads.`
-        : "This page is not cross-origin isolated (its server sends no COOP/COEP headers), so the engine runs on one thread: slower, same results. See the README to host it with the headers.";
+      byId("notice").textContent = engineNotice(message);
       return;
     case "inspected":
       byId("preview").replaceChildren(renderPreview(message.preview));
@@ -124,6 +129,18 @@ function onMessage(message: FromWorker): void {
   }
 }
 
+const NOT_ISOLATED =
+  "This page is not cross-origin isolated (its server sends no COOP/COEP headers), so the WebAssembly engine runs on one thread: slower, same results. See the README to host it with the headers.";
+
+/** Which engine runs, and why not WebGPU when auto did not pick it. */
+function engineNotice(report: EngineReport): string {
+  if (report.engine === "webgpu") return `Engine: WebGPU on the adapter "${report.adapter}".`;
+  const wasm = report.isolated
+    ? `Engine: WebAssembly SIMD${report.relaxedSimd ? " + relaxed FMA" : ""} on ${report.threads} threads.`
+    : NOT_ISOLATED;
+  return report.fallback === null ? wasm : `WebGPU not used: ${report.fallback}. ${wasm}`;
+}
+
 function renderResults(): void {
   byId("results").replaceChildren(resultsTable(outcomes, showError));
 }
@@ -157,8 +174,16 @@ function start(): void {
   byId("results").replaceChildren();
   byId("generated").textContent = "";
   byId<HTMLProgressElement>("progress").max = settings.steps;
+  byId("stage").textContent = "starting…";
   setRunning(true);
-  send({ type: "run", model, data, settings, methods });
+  send({
+    type: "run",
+    model,
+    data,
+    settings,
+    methods,
+    ...(HEAP_LIMIT_MIB > 0 && { heapLimitBytes: HEAP_LIMIT_MIB * 2 ** 20 }),
+  });
 }
 
 function stop(): void {
@@ -231,5 +256,4 @@ chart = new LossChart(byId("chart"), () => settings?.steps ?? 1);
 startWorker();
 wire();
 inspect();
-if (!self.crossOriginIsolated)
-  onMessage({ type: "engine", threads: 1, isolated: false, relaxedSimd: false });
+if (!self.crossOriginIsolated) byId("notice").textContent = NOT_ISOLATED;

@@ -15,7 +15,7 @@ const SHOWN_ERRORS = 20;
 export async function previewData(
   file: string,
   tokenizer: Tokenizer | null,
-  options: { vocabSize: number; maxLength: number },
+  options: { vocabSize: number; seq2seq: boolean; maxLength: number },
 ): Promise<Preview> {
   const preview: Preview = {
     file,
@@ -32,6 +32,7 @@ export async function previewData(
       try {
         example = toExample(row.value, `${file}:${row.line}`, tokenizer, {
           vocabSize: options.vocabSize,
+          seq2seq: options.seq2seq,
         });
       } catch (error) {
         if (preview.errors.length < SHOWN_ERRORS) preview.errors.push((error as Error).message);

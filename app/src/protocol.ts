@@ -18,6 +18,8 @@ export type ToWorker =
       model: ModelSource;
       data: DataSource;
       settings: RunSettings;
+      /** The engine heap's limit in bytes (a test hook: main.ts reads it from the page's URL). */
+      heapLimitBytes?: number;
       /** Runs one after another on the same data; the last one stays loaded for generation. */
       methods: readonly Method[];
     }
@@ -64,8 +66,20 @@ export interface RunOutcome {
   files: SavedFile[];
 }
 
+/** The engine a run uses (engine.ts). */
+export interface EngineReport {
+  engine: "webgpu" | "wasm";
+  threads: number;
+  isolated: boolean;
+  relaxedSimd: boolean;
+  /** The WebGPU adapter's name (webgpu only). */
+  adapter: string | null;
+  /** Why --kernels auto did not pick webgpu (null: it did, or wasm was chosen). */
+  fallback: string | null;
+}
+
 export type FromWorker =
-  | { type: "engine"; threads: number; isolated: boolean; relaxedSimd: boolean }
+  | ({ type: "engine" } & EngineReport)
   | { type: "inspected"; preview: Preview }
   | { type: "stage"; run: string; stage: Stage; done: number; total: number }
   | { type: "step"; run: string; step: number; loss: number; tokensPerSecond: number }

@@ -4,7 +4,7 @@
 // `loraga eval` reports for the saved adapter (src/cli/commands/eval-generate.ts). Paths are in
 // the worker's in-memory file system (node/vfs.ts); train.jsonl is the CLI's log, record for record.
 
-import { batchesOf, padTokenIdOf } from "../../src/cli/options/data.js";
+import { batchesOf, exampleOptionsFor, padTokenIdOf } from "../../src/cli/options/data.js";
 import {
   checkLoraGARank,
   loraConfigFor,
@@ -19,6 +19,7 @@ import { keepLearnableRows } from "../../src/data/learnable.js";
 import { loadTokenizer, TOKENIZER_FILE, type Tokenizer } from "../../src/io/tokenizer.js";
 import type { Kernels } from "../../src/kernels/kernels.js";
 import { type CausalLM, loadModel } from "../../src/models/model.js";
+import { isEncoderDecoder } from "../../src/models/registry.js";
 import { saveModel } from "../../src/models/save.js";
 import { estimateGradient } from "../../src/peft/estimate.js";
 import { getPeftModel, type PeftModel } from "../../src/peft/peft-model.js";
@@ -59,23 +60,29 @@ export async function loadTokenizerIfAny(modelDir: string): Promise<Tokenizer | 
   return existsSync(`${modelDir}/${TOKENIZER_FILE}`) ? loadTokenizer(modelDir) : null;
 }
 
-/** Runs `method` under run directory `label`; returns its outcome and the loaded result. */
+/** Loads the run's model (config.json and the safetensors weights) on `kernels`. */
+export function loadRunModel(modelDir: string, kernels: Kernels): Promise<CausalLM> {
+  return loadModel(modelDir, { kernels });
+}
+
+/**
+ * Runs `method` under run directory `label`; returns its outcome and the loaded result. `loadedModel`:
+ * the model already loaded on ctx.kernels by loadRunModel (else it is loaded here).
+ */
 export async function runMethod(
   ctx: RunContext,
   method: Method,
   label: string,
+  loadedModel?: CausalLM,
 ): Promise<{ outcome: RunOutcome; loaded: Loaded }> {
   const s = ctx.settings;
   const stage = (stage: Stage, done = 0, total = 1) =>
     ctx.report({ type: "stage", run: label, stage, done, total });
   stage("load");
-  const model = await loadModel(ctx.modelDir, { kernels: ctx.kernels });
+  const model = loadedModel ?? (await loadRunModel(ctx.modelDir, ctx.kernels));
   const tokenizer = await loadTokenizerIfAny(ctx.modelDir);
   const examples = keepLearnableRows(
-    await loadExamples(ctx.dataFile, tokenizer, {
-      vocabSize: model.vocabSize,
-      trainOnPrompt: false,
-    }),
+    await loadExamples(ctx.dataFile, tokenizer, exampleOptionsFor(model, false)),
     // the dropped rows are already counted in the page's data preview
     { maxLength: s.maxLength, file: ctx.dataFile, warn: () => undefined },
   );
@@ -124,7 +131,10 @@ export async function runMethod(
   });
 
   stage("eval");
-  const evalExamples = await loadExamples(ctx.evalFile, tokenizer, { vocabSize: model.vocabSize });
+  const evalExamples = await loadExamples(ctx.evalFile, tokenizer, {
+    vocabSize: model.vocabSize,
+    seq2seq: isEncoderDecoder(model.modelType),
+  });
   const evalBatches = batchesOf(
     evalExamples,
     { batchSize: s.batchSize, maxLength: s.maxLength },

@@ -1,12 +1,26 @@
 // The run settings the form offers, taken from `loraga train`'s own flag declarations
 // (src/cli/options): the same names, defaults, choices, help text and validation (each value is
-// parsed by its flag's parser, so a bad value gets the CLI's message). Nothing here retypes them.
+// parsed by its flag's parser, so a bad value gets the CLI's message). Nothing here retypes them
+// but --kernels, whose engines and meaning of "auto" are the page's own (KERNELS_FLAG).
 
 import { maxLengthFlag } from "../../src/cli/options/data.js";
 import { ENGINE_FLAGS } from "../../src/cli/options/engine.js";
 import { TRAIN_LORA_FLAGS } from "../../src/cli/options/lora.js";
-import type { Flag } from "../../src/cli/options/schema.js";
+import { choiceFlag, type Flag, withDefault } from "../../src/cli/options/schema.js";
 import { clipFlag, OPTIMIZER_FLAGS, TRAIN_DATA_FLAGS } from "../../src/cli/options/training.js";
+
+/**
+ * The page's engines: the CLI's --kernels without native (a Node addon) and ref (the test
+ * oracle); "auto" is webgpu where the browser has an adapter (app/src/engine.ts).
+ */
+const KERNELS_FLAG = withDefault(
+  choiceFlag(
+    ENGINE_FLAGS.kernels.flags,
+    "compute engine: auto = webgpu when this browser has a WebGPU adapter and the model runs there, else wasm",
+    ["auto", "webgpu", "wasm"],
+  ),
+  "auto",
+);
 
 /** The form's fields, in the order shown, keyed as the CLI's option attributes. */
 export const FIELDS = {
@@ -23,6 +37,7 @@ export const FIELDS = {
   warmup: OPTIMIZER_FLAGS.warmup,
   clip: clipFlag,
   seed: TRAIN_LORA_FLAGS.seed,
+  kernels: KERNELS_FLAG,
   threads: ENGINE_FLAGS.threads,
   dropout: TRAIN_LORA_FLAGS.dropout,
   variant: TRAIN_LORA_FLAGS.variant,

@@ -1,21 +1,22 @@
-// The training worker: owns the engine (the wasm kernels on their own worker threads when the page
-// is cross-origin isolated, one thread otherwise), the in-memory file system with the opened files,
-// and the model of the last run (for generation). Messages: protocol.ts. Every failure is reported
-// as one "error" message with the library's text (which names the file, line or module); the page
-// then starts a fresh worker.
+// The training worker: owns the engine (engine.ts: webgpu, or the wasm kernels on their own
+// worker threads when the page is cross-origin isolated, one thread otherwise), the in-memory file
+// system with the opened files, and the model of the last run (for generation). Messages:
+// protocol.ts. Every failure is reported as one "error" message with the library's text (which
+// names the file, line or module; running out of engine memory also names the run, its stage and
+// what needs less); the page then starts a fresh worker.
 
 import { readModelConfig } from "../../src/io/hf-config.js";
-import { createWasmKernels, type WasmKernels } from "../../src/kernels/wasm/index.js";
-import { assertSupportedModelType } from "../../src/models/registry.js";
-import { Heap } from "../../src/tensor/heap.js";
+import { assertSupportedModelType, isEncoderDecoder } from "../../src/models/registry.js";
+import { HeapExhaustedError } from "../../src/tensor/heap.js";
 import { generate } from "../../src/train/generate.js";
 import { DEMO_TEST_FILE, DEMO_TRAIN_FILE, demoJsonl } from "./demo-data.js";
+import { Engines } from "./engine.js";
 import { existsSync } from "./node/fs.js";
 import { installNodeGlobals } from "./node/globals.js";
 import { putFile, removeTree } from "./node/vfs.js";
 import { previewData } from "./preview.js";
-import type { DataSource, FromWorker, ModelSource, ToWorker } from "./protocol.js";
-import { type Loaded, loadTokenizerIfAny, runMethod } from "./run.js";
+import type { DataSource, FromWorker, ModelSource, Stage, ToWorker } from "./protocol.js";
+import { type Loaded, loadRunModel, loadTokenizerIfAny, runMethod } from "./run.js";
 
 /** The demo model's files, served next to the page (app/vite.config.ts copies demo/model). */
 const DEMO_MODEL_FILES = [
@@ -30,35 +31,26 @@ installNodeGlobals();
 
 const post = (message: FromWorker) => self.postMessage(message);
 
-let engine: { heap: Heap; kernels: WasmKernels } | null = null;
+const engines = new Engines();
 let loaded: Loaded | null = null;
 let stopRequested = false;
 let mountedModel: string | null = null;
+/** The run and stage reported last, to say where memory ran out. */
+let current: { run: string; stage: Stage } | null = null;
 
-async function openEngine(threads: number | undefined): Promise<WasmKernels> {
-  const isolated = self.crossOriginIsolated === true;
-  // without cross-origin isolation there is no shared memory for worker threads: one thread
-  const wanted = isolated ? threads : 1;
-  if (engine !== null && (wanted === undefined || engine.kernels.threads === wanted))
-    return engine.kernels;
-  await disposeAll();
-  const heap = new Heap();
-  const kernels = await createWasmKernels(heap, wanted === undefined ? {} : { threads: wanted });
-  engine = { heap, kernels };
-  post({ type: "engine", threads: kernels.threads, isolated, relaxedSimd: kernels.relaxedSimd });
-  return kernels;
-}
+const STAGE_NAMES: Record<Stage, string> = {
+  load: "loading",
+  estimate: "estimating gradients",
+  init: "initialising adapters",
+  train: "training",
+  eval: "evaluating",
+  save: "saving",
+};
 
 function disposeLoaded(): void {
   loaded?.trainable.dispose();
   loaded?.model.dispose();
   loaded = null;
-}
-
-async function disposeAll(): Promise<void> {
-  disposeLoaded();
-  await engine?.kernels.dispose();
-  engine = null;
 }
 
 /** Mounts the model's files; returns its directory in the in-memory file system. */
@@ -97,9 +89,10 @@ function mountData(source: DataSource): { dataFile: string; evalFile: string } {
 
 /**
  * Reads the model's config.json; an unsupported model_type is an error naming that file, before
- * any weight or data is read. Returns the vocabulary size.
+ * any weight or data is read. Returns the vocabulary size and whether rows are input -> target
+ * pairs (an encoder-decoder: t5).
  */
-async function checkModel(modelDir: string): Promise<number> {
+async function checkModel(modelDir: string): Promise<{ vocabSize: number; seq2seq: boolean }> {
   const config = await readModelConfig(modelDir);
   try {
     assertSupportedModelType(config.model_type);
@@ -107,18 +100,18 @@ async function checkModel(modelDir: string): Promise<number> {
     throw new Error(`${modelDir}/config.json: ${(error as Error).message}`);
   }
   if (!("vocab_size" in config)) throw new Error(`${modelDir}/config.json: not a known layout`);
-  return config.vocab_size;
+  return { vocabSize: config.vocab_size, seq2seq: isEncoderDecoder(config.model_type) };
 }
 
 async function handle(message: ToWorker): Promise<void> {
   switch (message.type) {
     case "inspect": {
       const modelDir = await mountModel(message.model);
-      const vocabSize = await checkModel(modelDir);
+      const rows = await checkModel(modelDir);
       const tokenizer = await loadTokenizerIfAny(modelDir);
       const { dataFile } = mountData(message.data);
       const preview = await previewData(dataFile, tokenizer, {
-        vocabSize,
+        ...rows,
         maxLength: message.maxLength,
       });
       post({ type: "inspected", preview });
@@ -126,24 +119,44 @@ async function handle(message: ToWorker): Promise<void> {
     }
     case "run": {
       stopRequested = false;
+      current = null;
       disposeLoaded();
-      const kernels = await openEngine(message.settings.threads);
       const modelDir = await mountModel(message.model);
       await checkModel(modelDir);
       const { dataFile, evalFile } = mountData(message.data);
+      const first = message.methods[0];
+      post({ type: "stage", run: first, stage: "load", done: 0, total: 1 });
+      current = { run: first, stage: "load" };
+      const { model, report } = await engines.load(
+        {
+          choice: message.settings.kernels,
+          threads: message.settings.threads,
+          heapLimitBytes: message.heapLimitBytes,
+        },
+        (kernels) => loadRunModel(modelDir, kernels),
+      );
+      post({ type: "engine", ...report });
       const ctx = {
-        kernels,
+        kernels: model.kernels,
         modelDir,
         dataFile,
         evalFile,
         settings: message.settings,
-        report: post,
+        report: (m: FromWorker) => {
+          if (m.type === "stage") current = { run: m.run, stage: m.stage };
+          post(m);
+        },
         shouldStop: () => stopRequested,
       };
       for (const [i, method] of message.methods.entries()) {
         if (stopRequested) break;
         removeTree(`/runs/${method}`);
-        const { outcome, loaded: result } = await runMethod(ctx, method, method);
+        const { outcome, loaded: result } = await runMethod(
+          ctx,
+          method,
+          method,
+          i === 0 ? model : undefined,
+        );
         post({ type: "finished", outcome });
         if (i < message.methods.length - 1) {
           result.trainable.dispose();
@@ -177,6 +190,19 @@ async function handle(message: ToWorker): Promise<void> {
   }
 }
 
+/** The page's one message for a failure. */
+function errorText(error: unknown): string {
+  if (!(error instanceof Error)) return String(error);
+  let cause: unknown = error;
+  while (cause instanceof Error && !(cause instanceof HeapExhaustedError)) cause = cause.cause;
+  if (!(cause instanceof HeapExhaustedError)) return error.message;
+  const where = current === null ? "" : ` (${current.run}: ${STAGE_NAMES[current.stage]})`;
+  return (
+    `Out of memory${where}: ${error.message}. A smaller --batch-size or --max-length, ` +
+    "or a smaller model, needs less."
+  );
+}
+
 /** Runs one message at a time; "stop" is handled at once (the run polls it between steps). */
 let queue = Promise.resolve();
 self.onmessage = (event: MessageEvent<ToWorker>) => {
@@ -187,7 +213,7 @@ self.onmessage = (event: MessageEvent<ToWorker>) => {
   }
   queue = queue.then(() =>
     handle(message).catch((error: unknown) => {
-      post({ type: "error", message: error instanceof Error ? error.message : String(error) });
+      post({ type: "error", message: errorText(error) });
     }),
   );
 };

@@ -1,6 +1,7 @@
-// End to end: the built web app (app/, built here with Vite) in headless Chromium, driven as a
-// person would: demo model and demo task, LoRA-GA for a few steps on 2 wasm threads, the loss
-// falls, a generated sample, the adapter and the log downloaded. Then the Node side:
+// End to end: the built web app (app/, built here with Vite) in headless Chromium (with WebGPU:
+// SwiftShader), driven as a person would: demo model and demo task, LoRA-GA for a few steps on 2
+// wasm threads, the loss falls, a generated sample, the adapter and the log downloaded. Then the
+// Node side:
 // - `loraga eval` on the downloaded rank-2r adapter (on the ORIGINAL base) gives the eval loss the
 //   page reported (the page's model is the offset base + the trained adapter: equal up to
 //   rounding);
@@ -9,9 +10,18 @@
 // Every request of the page and its workers is recorded (the page's Content-Security-Policy
 // bypassed, so the code's own requests are seen): none may leave the page's origin. A control
 // fetch at the end shows that the recorder sees one that does.
+// The engine choice: --kernels auto picks WebGPU here, and a short LoRA-GA run of the demo model
+// on a small arithmetic file gives the per-step and eval losses of the same run on wasm within
+// 1e-4 (small: SwiftShader runs this model at seconds per step; r 2, so that LoRA-GA's init from
+// one batch's gradient is well conditioned and does not depend on float rounding); auto falls back
+// to wasm with a notice for a model the webgpu engine refuses (t5), and --kernels webgpu then
+// fails with one message; with no adapter (Chromium without WebGPU) auto is wasm. Out of memory
+// (the page's heap-limit-mib test hook caps the engine heap) is one message naming the run and
+// stage, and a smaller run then works in the same page.
 
 import { spawnSync } from "node:child_process";
 import {
+  copyFileSync,
   existsSync,
   mkdirSync,
   mkdtempSync,
@@ -22,7 +32,7 @@ import {
 } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import type { Browser, Page } from "puppeteer-core";
+import type { Browser, CDPSession, Page } from "puppeteer-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { DEMO_TEST_FILE, DEMO_TRAIN_FILE, demoJsonl } from "../../app/src/demo-data.js";
@@ -38,9 +48,91 @@ import {
 const ROOT = resolve(import.meta.dirname, "../..");
 const STEPS = 6;
 /** The form's settings for this run (the rest keep the CLI's defaults). */
-const SETTINGS = { steps: STEPS, lr: "5e-4", gaBatches: "2", threads: "2", compare: "" };
+const SETTINGS = {
+  steps: STEPS,
+  lr: "5e-4",
+  gaBatches: "2",
+  threads: "2",
+  compare: "",
+  kernels: "wasm",
+};
 
 requireChromium();
+
+/** A short LoRA-GA run for the engine comparison (the rest keep the CLI's defaults). */
+const SMALL_RUN = {
+  r: "2",
+  batchSize: "2",
+  gaBatches: "1",
+  steps: "3",
+  lr: "5e-4",
+  threads: "2",
+  compare: "",
+};
+
+/** Short arithmetic rows the demo model's character tokenizer covers. */
+function smallJsonl(): string {
+  const rows = [];
+  for (let i = 0; i < 8; i++) {
+    const a = (i * 7 + 3) % 20;
+    const b = (i * 5 + 4) % 20;
+    rows.push(
+      JSON.stringify({ prompt: `Q: ${a} + ${b} =`, completion: ` ${a + b} #### ${a + b}` }),
+    );
+  }
+  return `${rows.join("\n")}\n`;
+}
+
+/** Types each value into the form's control #setting-KEY. */
+async function setFields(target: Page, fields: Record<string, string | number>): Promise<void> {
+  for (const [key, value] of Object.entries(fields)) {
+    await target.$eval(
+      `#setting-${key}`,
+      (e, v) => {
+        (e as HTMLInputElement).value = String(v);
+      },
+      value,
+    );
+  }
+}
+
+/** Clicks Start and waits for the run's end; returns the stage line ("done", or the error's). */
+async function runToEnd(target: Page, timeoutMs: number): Promise<string> {
+  await target.click("#run");
+  await target.waitForFunction(
+    () =>
+      ["done", "stopped by an error"].includes(document.querySelector("#stage")?.textContent ?? ""),
+    { timeout: timeoutMs },
+  );
+  return target.$eval("#stage", (e) => e.textContent ?? "");
+}
+
+/** The per-step losses of run `label`'s train.jsonl (the download link's blob) and its eval loss. */
+async function runLosses(
+  target: Page,
+  label: string,
+): Promise<{ losses: number[]; evalLoss: number }> {
+  const log = await target.$eval(`tr[data-run='${label}'] a[data-path='train.jsonl']`, async (a) =>
+    (await fetch((a as HTMLAnchorElement).href)).text(),
+  );
+  const losses = log
+    .trim()
+    .split("\n")
+    .map((l) => JSON.parse(l))
+    .filter((r) => r.type === "train")
+    .map((r) => r.loss as number);
+  const evalLoss = Number(
+    await target.$eval(`tr[data-run='${label}'] .eval-loss`, (e) => e.getAttribute("data-value")),
+  );
+  return { losses, evalLoss };
+}
+
+const errorText = (target: Page) => target.$eval("#error", (e) => e.textContent ?? "");
+const noticeText = (target: Page) => target.$eval("#notice", (e) => e.textContent ?? "");
+
+/** The recorded requests that left `origin` (blob: and data: URLs stay in the page). */
+const offOrigin = (requests: readonly string[], origin: string) =>
+  requests.filter((u) => !u.startsWith(`${origin}/`) && !/^(blob|data):/.test(u));
 
 /** `loraga` from dist/ with the V8 flag that enables relaxed SIMD (Chromium has it on). */
 function loraga(args: string[]): { status: number | null; stdout: string; stderr: string } {
@@ -73,6 +165,7 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
   let server: StaticServer;
   let browser: Browser;
   let page: Page;
+  let cdp: CDPSession;
   let pageRequests: string[] = [];
 
   beforeAll(async () => {
@@ -82,10 +175,10 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
       build: { outDir: join(work, "site"), emptyOutDir: true },
     });
     server = await serveStatic(join(work, "site"));
-    browser = await launchChromium();
+    browser = await launchChromium({ webgpu: true });
     page = await browser.newPage();
     pageRequests = await recordRequests(page);
-    const cdp = await browser.target().createCDPSession();
+    cdp = await browser.target().createCDPSession();
     await cdp.send("Browser.setDownloadBehavior", { behavior: "allow", downloadPath: downloads });
     await page.setViewport({ width: 1280, height: 900 });
     await page.goto(server.origin, { waitUntil: "load" });
@@ -260,9 +353,7 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
     expect(cliLosses).toEqual(pageLosses);
 
     // nothing left the origin, from the page or its workers; the page forbids it by its CSP too
-    const offOrigin = () =>
-      pageRequests.filter((u) => !u.startsWith(`${server.origin}/`) && !/^(blob|data):/.test(u));
-    expect(offOrigin()).toEqual([]);
+    expect(offOrigin(pageRequests, server.origin)).toEqual([]);
     expect(pageRequests).toContain(`${server.origin}/demo-model/model.safetensors`);
     const csp = await page.$eval("meta[http-equiv='Content-Security-Policy']", (e) =>
       e.getAttribute("content"),
@@ -270,16 +361,131 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
     expect(csp).toContain("connect-src 'self'");
     // control: an off-origin fetch is seen by the recorder
     await page.evaluate(() => fetch("http://192.0.2.1/control").catch(() => undefined));
-    expect(offOrigin()).toEqual(["http://192.0.2.1/control"]);
+    expect(offOrigin(pageRequests, server.origin)).toEqual(["http://192.0.2.1/control"]);
   }, 300_000);
 
-  test("without cross-origin isolation: one thread and a notice; Stop ends a run cleanly", async () => {
+  test("auto picks WebGPU, and a short LoRA-GA run there gives the wasm engine's losses", async () => {
+    const data = join(work, "small.jsonl");
+    writeFileSync(data, smallJsonl());
+    const gpuPage = await browser.newPage();
+    const requests = await recordRequests(gpuPage);
+    try {
+      await gpuPage.goto(server.origin, { waitUntil: "load" });
+      await (await gpuPage.$("input#data-input"))?.uploadFile(data);
+      await gpuPage.waitForFunction(
+        () =>
+          document
+            .querySelector("#preview-summary")
+            ?.textContent?.startsWith("small.jsonl: 8 rows"),
+        { timeout: 60_000 },
+      );
+      await setFields(gpuPage, { ...SMALL_RUN, kernels: "wasm" });
+      expect(await runToEnd(gpuPage, 120_000)).toBe("done");
+      expect(await noticeText(gpuPage)).toMatch(/^Engine: WebAssembly SIMD.* on 2 threads\.$/);
+      const wasm = await runLosses(gpuPage, "lora-ga");
+
+      await setFields(gpuPage, { kernels: "auto" });
+      expect(await runToEnd(gpuPage, 400_000)).toBe("done");
+      expect(await errorText(gpuPage)).toBe("");
+      expect(await noticeText(gpuPage)).toMatch(/^Engine: WebGPU on the adapter ".+"\.$/);
+      const gpu = await runLosses(gpuPage, "lora-ga");
+      expect(gpu.losses).toHaveLength(3);
+      expect(wasm.losses).toHaveLength(3);
+      gpu.losses.forEach((loss, i) => {
+        expect(Math.abs(loss - wasm.losses[i]), `loss of step ${i + 1}`).toBeLessThanOrEqual(1e-4);
+      });
+      expect(gpu.losses[2]).toBeLessThan(gpu.losses[0]);
+      expect(Math.abs(gpu.evalLoss - wasm.evalLoss)).toBeLessThanOrEqual(1e-4);
+      expect(offOrigin(requests, server.origin)).toEqual([]);
+    } finally {
+      await gpuPage.close();
+    }
+  }, 600_000);
+
+  test("a model the webgpu engine refuses (t5): auto runs it on wasm with a notice; webgpu chosen is one message", async () => {
+    const model = join(work, "t5-model");
+    mkdirSync(model);
+    for (const name of ["config.json", "model.safetensors"])
+      copyFileSync(join(ROOT, "test/fixtures/models/t5", name), join(model, name));
+    const data = join(work, "t5.jsonl");
+    const rows = Array.from({ length: 6 }, (_, i) =>
+      JSON.stringify({
+        input_ids: Array.from({ length: 8 }, (_, j) => ((i * 3 + j) % 60) + 3),
+        labels: Array.from({ length: 4 }, (_, j) => ((i * 7 + j) % 60) + 3),
+      }),
+    );
+    writeFileSync(data, `${rows.join("\n")}\n`);
+    const t5Page = await browser.newPage();
+    const requests = await recordRequests(t5Page);
+    try {
+      await t5Page.goto(server.origin, { waitUntil: "load" });
+      await (await t5Page.$("input#model-input"))?.uploadFile(model);
+      await (await t5Page.$("input#data-input"))?.uploadFile(data);
+      await t5Page.waitForFunction(
+        () =>
+          document.querySelector("#preview-summary")?.textContent?.startsWith("t5.jsonl: 6 rows"),
+        { timeout: 60_000 },
+      );
+      await setFields(t5Page, { ...SMALL_RUN, steps: "2", kernels: "auto" });
+      expect(await runToEnd(t5Page, 120_000)).toBe("done");
+      expect(await errorText(t5Page)).toBe("");
+      expect(await noticeText(t5Page)).toMatch(
+        /^WebGPU not used: t5-model: t5 does not run on the webgpu engine yet .*\. Engine: WebAssembly SIMD.* on 2 threads\.$/,
+      );
+      expect((await runLosses(t5Page, "lora-ga")).losses).toHaveLength(2);
+
+      await setFields(t5Page, { kernels: "webgpu" });
+      expect(await runToEnd(t5Page, 120_000)).toBe("stopped by an error");
+      expect(await t5Page.$$eval("#error p", (l) => l.map((e) => e.textContent))).toEqual([
+        expect.stringMatching(
+          /^--kernels webgpu: t5-model: t5 does not run on the webgpu engine yet/,
+        ),
+      ]);
+      expect(offOrigin(requests, server.origin)).toEqual([]);
+    } finally {
+      await t5Page.close();
+    }
+  });
+
+  test("out of memory: one message naming the run and stage; a smaller run then works", async () => {
+    const small = await browser.newPage();
+    const requests = await recordRequests(small);
+    try {
+      await small.goto(`${server.origin}/?heap-limit-mib=32`, { waitUntil: "load" });
+      await small.waitForFunction(
+        () =>
+          document.querySelector("#preview-summary")?.textContent?.startsWith("demo-train.jsonl"),
+        { timeout: 60_000 },
+      );
+      await setFields(small, { ...SMALL_RUN, batchSize: "64", kernels: "wasm" });
+      expect(await runToEnd(small, 120_000)).toBe("stopped by an error");
+      expect(await small.$$eval("#error p", (l) => l.map((e) => e.textContent))).toEqual([
+        expect.stringMatching(
+          /^Out of memory \(lora-ga: estimating gradients\): engine memory exhausted: asked for \d+ bytes .* a limit of 32\.0 MiB\. A smaller --batch-size or --max-length, or a smaller model, needs less\.$/,
+        ),
+      ]);
+      await small.click("#dismiss");
+      await setFields(small, { batchSize: "2" });
+      expect(await runToEnd(small, 120_000)).toBe("done");
+      expect(await errorText(small)).toBe("");
+      expect((await runLosses(small, "lora-ga")).losses).toHaveLength(3);
+      expect(offOrigin(requests, server.origin)).toEqual([]);
+    } finally {
+      await small.close();
+    }
+  });
+
+  test("without cross-origin isolation and without WebGPU: auto is wasm on one thread, with notices; Stop ends a run cleanly", async () => {
     const plain = await serveStatic(join(work, "site"), { isolated: false });
-    const other = await browser.newPage();
+    const noGpu = await launchChromium();
+    const other = await noGpu.newPage();
     try {
       await other.goto(plain.origin, { waitUntil: "load" });
       expect(await other.evaluate(() => self.crossOriginIsolated)).toBe(false);
       expect(await other.$eval("#notice", (e) => e.textContent ?? "")).toMatch(/one thread/);
+      expect(await other.$eval("#setting-kernels", (e) => (e as HTMLSelectElement).value)).toBe(
+        "auto",
+      );
       await other.$eval("#setting-steps", (e) => {
         (e as HTMLInputElement).value = "500";
       });
@@ -311,10 +517,12 @@ describe.runIf(HAS_CHROMIUM)("the web app in headless Chromium", () => {
         "adapter/adapter_model.safetensors",
         "train.jsonl",
       ]);
-      expect(await other.$eval("#notice", (e) => e.textContent ?? "")).toMatch(/one thread/);
+      expect(await other.$eval("#notice", (e) => e.textContent ?? "")).toMatch(
+        /^WebGPU not used: this browser gives no WebGPU adapter\. .*one thread/,
+      );
       expect(await other.$eval("#error", (e) => e.textContent ?? "")).toBe("");
     } finally {
-      await other.close();
+      await noGpu.close();
       await plain.close();
     }
   });

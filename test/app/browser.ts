@@ -44,6 +44,9 @@ export interface StaticServer {
   close(): Promise<void>;
 }
 
+/** Answers one path of a test server (a test page, a POST endpoint). */
+export type Route = (req: IncomingMessage, res: ServerResponse) => void;
+
 /**
  * Serves the files under `root` (with the isolation headers unless `isolated` is false); `routes`
  * answer given paths first (e.g. a test page, a POST endpoint).
@@ -52,7 +55,7 @@ export async function serveStatic(
   root: string,
   options: {
     isolated?: boolean;
-    routes?: Record<string, (req: IncomingMessage, res: ServerResponse) => void>;
+    routes?: Record<string, Route>;
   } = {},
 ): Promise<StaticServer> {
   const headers = options.isolated === false ? {} : ISOLATION_HEADERS;
@@ -84,15 +87,18 @@ export async function serveStatic(
 
 /**
  * Headless Chromium that resolves no host name but loopback ones (nothing of a test run can reach
- * the network, whatever asks), with its own background traffic switched off.
+ * the network, whatever asks), with its own background traffic switched off. `webgpu`: with
+ * navigator.gpu, which needs only --enable-unsafe-webgpu in headless Chromium on Linux; its adapter
+ * is then SwiftShader, Chromium's own CPU Vulkan (docs/engine-notes.md, "WebGPU in Chromium").
  */
-export async function launchChromium(): Promise<Browser> {
+export async function launchChromium(options: { webgpu?: boolean } = {}): Promise<Browser> {
   return puppeteer.launch({
     executablePath: CHROMIUM,
     headless: true,
     args: [
       "--no-sandbox",
       "--disable-gpu",
+      ...(options.webgpu === true ? ["--enable-unsafe-webgpu"] : []),
       "--disable-dev-shm-usage",
       "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
       "--disable-background-networking",
