@@ -1,7 +1,7 @@
 // The README's "Quick start: the library" program, run as it is written. The ```ts block under that
 // heading is taken from README.md and only these are replaced (each must occur exactly once):
 //   from "loraga"           -> the built dist/index.js (npm test builds dist/ first)
-//   const modelDir = "...";  -> demo/model, the embedded demo model (character tokenizer)
+//   const modelDir = "...";  -> demo/model, the embedded demo model (word tokenizer)
 //   const dataFile = "...";  -> a 16-row prompt/completion JSONL written here
 //   const outDir = "...";    -> a temporary directory
 //   const steps = <n>;       -> 4

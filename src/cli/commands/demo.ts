@@ -119,8 +119,11 @@ const SCHEMA = {
     `held-out problems (default ${FULL.testRows}; --quick: ${QUICK.testRows})`,
   ),
   maxNewTokens: withDefault(
-    intFlag("--max-new-tokens <n>", "generation length for exact match"),
-    40,
+    intFlag(
+      "--max-new-tokens <n>",
+      "generation length for exact match, in tokens (the embedded model's longest answer is 22)",
+    ),
+    24,
   ),
   quick: switchFlag("--quick", "a few steps on a few rows: checks the pipeline in seconds"),
   ...ENGINE_FLAGS,
