@@ -203,7 +203,7 @@ function wire(): void {
   byId("stop").addEventListener("click", stop);
   byId("model-demo").addEventListener("click", () => {
     model = { kind: "demo" };
-    byId("model-status").textContent = "demo model (character tokenizer, ~0.8M parameters)";
+    byId("model-status").textContent = "demo model (word tokenizer, ~1.9M parameters)";
     inspect();
   });
   const picker = directoryPicker();

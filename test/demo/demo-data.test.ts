@@ -1,19 +1,14 @@
 // The demo's data generators: the arithmetic task (also written to files by
 // scripts/demo/make-arith-task.mjs) is deterministic and correct; the pretraining corpus and the
-// task only use characters of the character tokenizer, which round-trips them through the
-// Hugging Face tokenizer implementation (src/io/tokenizer.ts).
+// demo's word tokenizer (word-tokenizer.ts) encodes them word by word and digit by digit and
+// round-trips them through the Hugging Face tokenizer implementation (src/io/tokenizer.ts).
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { makeArithSplits } from "../../src/demo/arith-task.js";
-import {
-  CHAR_VOCAB_SIZE,
-  charTokenizerConfig,
-  charTokenizerJson,
-  charVocabulary,
-} from "../../src/demo/char-tokenizer.js";
 import { makeCorpus } from "../../src/demo/corpus.js";
+import { wordTokenizerConfig, wordTokenizerJson } from "../../src/demo/word-tokenizer.js";
 import { loadTokenizer } from "../../src/io/tokenizer.js";
 import { extractFinalNumber } from "../../src/train/metrics.js";
 
@@ -52,22 +47,49 @@ describe("demo data", () => {
     }
   });
 
-  test("the character tokenizer round-trips corpus and task text", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "loraga-chartok-"));
-    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify(charTokenizerJson()));
-    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(charTokenizerConfig()));
+  test("the word tokenizer: one token per word, digits one by one, round trip", async () => {
+    const { train, test: held } = makeArithSplits(200, 50, 9);
+    const corpus = makeCorpus(200, 9);
+    const taskTexts = [...train, ...held].map((r) => r.prompt + r.completion);
+    const dir = mkdtempSync(join(tmpdir(), "loraga-wordtok-"));
+    writeFileSync(
+      join(dir, "tokenizer.json"),
+      JSON.stringify(wordTokenizerJson([...corpus, ...taskTexts])),
+    );
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify(wordTokenizerConfig()));
     const tok = await loadTokenizer(dir);
-    expect(tok.vocabSize).toBe(CHAR_VOCAB_SIZE);
     expect([tok.padTokenId, tok.bosTokenId, tok.eosTokenId]).toEqual([0, 1, 2]);
-    const vocab = charVocabulary();
-    const { train } = makeArithSplits(50, 0, 9);
-    const texts = [...makeCorpus(50, 9), ...train.map((r) => r.prompt + r.completion)];
-    for (const text of texts) {
+    const pieces = (text: string) =>
+      tok.encode(text, { addSpecialTokens: false }).map((id) => tok.decode([id]));
+    // written out by hand from the pre-tokenizer's rules (word-tokenizer.ts header)
+    expect(pieces("Ben has 39 books.\nAnswer: 39 - 28 = 11. #### 11")).toEqual(
+      [
+        "Ben",
+        " has",
+        " 3",
+        "9",
+        " books",
+        ".",
+        "\n",
+        "Answer",
+        ":",
+        " 3",
+        "9",
+        " -",
+        " 2",
+        "8",
+      ].concat([" =", " 1", "1", ".", " ####", " 1", "1"]),
+    );
+    // a word the texts never had falls back to its characters
+    expect(pieces("Bob zzq")).toEqual(["B", "o", "b", " ", "z", "z", "q"]);
+    for (const text of [...corpus, ...taskTexts]) {
       const ids = tok.encode(text, { addSpecialTokens: true });
       expect(ids[0]).toBe(1);
-      // one id per character, the character's index after the 3 special tokens
-      expect(ids.slice(1)).toEqual([...text].map((ch) => 3 + vocab.indexOf(ch)));
       expect(tok.decode(ids, { skipSpecialTokens: true })).toBe(text);
+      // every run of letters is one token: no word of the demo's texts is spelled out
+      const words = text.match(/[A-Za-z]{2,}/g) ?? [];
+      const wordTokens = ids.slice(1).filter((id) => /^ ?[A-Za-z]{2,}$/.test(tok.decode([id])));
+      expect(wordTokens.length).toBe(words.length);
     }
   });
 });

@@ -44,7 +44,7 @@ export function pageSections(hasPicker: boolean): HTMLElement[] {
       h(
         "p",
         { id: "model-status", role: "status" },
-        "demo model (character tokenizer, ~0.8M parameters)",
+        "demo model (word tokenizer, ~1.9M parameters)",
       ),
     ),
     h(

@@ -119,8 +119,11 @@ const SCHEMA = {
     `held-out problems (default ${FULL.testRows}; --quick: ${QUICK.testRows})`,
   ),
   maxNewTokens: withDefault(
-    intFlag("--max-new-tokens <n>", "generation length for exact match"),
-    40,
+    intFlag(
+      "--max-new-tokens <n>",
+      "generation length for exact match, in tokens (the embedded model's longest answer is 22)",
+    ),
+    24,
   ),
   quick: switchFlag("--quick", "a few steps on a few rows: checks the pipeline in seconds"),
   ...ENGINE_FLAGS,
@@ -288,11 +291,14 @@ async function runDemo(plan: Plan): Promise<void> {
     index++;
     const started = performance.now();
     await trainRun(spec, index, specs.size);
+    const trained = performance.now();
     const exactMatch = await scoreHeldOut(spec.dir, modelDir, test, options);
     const log = await readRunDir(spec.dir);
     done.set(key, { method: spec.method, lr: spec.lr, seed: spec.seed, log, exactMatch });
+    const s = (a: number, b: number) => ((b - a) / 1000).toFixed(0);
+    const now = performance.now();
     say(
-      `   held-out loss ${(log.eval[log.eval.length - 1]?.eval_loss ?? Number.NaN).toFixed(4)}, exact match ${(100 * exactMatch).toFixed(1)}% (${((performance.now() - started) / 1000).toFixed(0)} s)`,
+      `   held-out loss ${(log.eval[log.eval.length - 1]?.eval_loss ?? Number.NaN).toFixed(4)}, exact match ${(100 * exactMatch).toFixed(1)}% (${s(started, now)} s: training and held-out loss ${s(started, trained)} s, generation ${s(trained, now)} s)`,
     );
   }
 
