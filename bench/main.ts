@@ -19,6 +19,7 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   generate: async () => (await import("./generate.js")).generateSuite,
   "real-size": async () => (await import("./real-size.js")).realSizeSuite,
   offload: async () => (await import("./offload.js")).offloadSuite,
+  scale: async () => (await import("./scale.js")).scaleSuite,
 };
 
 async function main(): Promise<void> {
