@@ -17,7 +17,7 @@
 // tokens/s. One JSON line (record) per side and job.
 // Options (after `npm run bench -- scale`): --scale-models=smollm2-135m,qwen2.5-0.5b,llama-3.2-1b
 // --scale-bases=f32,bf16,nf4 (default: each model's own) --scale-ga-batches=8 --scale-steps=20
-// --scale-batch-size=4 --scale-seq=1024 --scale-no-torch. `--quick`: SmolLM2-135M only, 2 x 2 x
+// --scale-batch-size=4 --scale-seq=1024 --scale-sides=loraga,torch (one of them: that side only). `--quick`: SmolLM2-135M only, 2 x 2 x
 // 128, 3 steps.
 
 import { spawnSync } from "node:child_process";
@@ -111,21 +111,29 @@ function writeData(file: string, vocab: number, rows: number, seq: number): void
   writeFileSync(file, `${lines.join("\n")}\n`);
 }
 
-/** Runs a command under /usr/bin/time -v; its stdout and its peak RSS in MiB. */
-function timed(cmd: string, args: readonly string[]): { stdout: string; rssMiB: number } {
+/**
+ * Runs a command under /usr/bin/time -v; its stdout and its peak RSS in MiB. `stopped`: the
+ * command was ended by a signal (a run cut short by hand); what it printed and its peak RSS up
+ * to then are still returned.
+ */
+function timed(
+  cmd: string,
+  args: readonly string[],
+): { stdout: string; rssMiB: number; stopped: boolean } {
   const out = spawnSync("/usr/bin/time", ["-v", cmd, ...args], {
     encoding: "utf8",
     timeout: 6 * 3600 * 1000,
     maxBuffer: 64 * 2 ** 20,
   });
   const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(out.stderr ?? "");
-  if (out.status !== 0 || rss === null) {
+  const stopped = /Command terminated by signal/.test(out.stderr ?? "");
+  if ((out.status !== 0 && !stopped) || rss === null) {
     // the command's own last lines, before time's report ("\tCommand being timed: ...")
     const own = (out.stderr ?? "").split("\tCommand being timed")[0];
     const tail = own.trim().split("\n").slice(-12).join("\n");
     throw new Error(`${cmd} ${args.slice(0, 3).join(" ")} ...: exit ${out.status}\n${tail}`);
   }
-  return { stdout: out.stdout, rssMiB: Number(rss[1]) / 1024 };
+  return { stdout: out.stdout, rssMiB: Number(rss[1]) / 1024, stopped };
 }
 
 /** Mean of the step times after the first (which also plans the buffers), from the elapsed_s log. */
@@ -196,7 +204,7 @@ function torchSide(
   ].find((p) => existsSync(p));
   if (script === undefined) return "scale_torch.py not found";
   const dtype = base === "f32" ? "f32" : "bf16";
-  const { stdout, rssMiB } = timed("python3", [
+  const { stdout, rssMiB, stopped } = timed("python3", [
     script,
     modelDir,
     data,
@@ -208,18 +216,34 @@ function torchSide(
     .split("\n")
     .filter((l) => l.startsWith("{"))
     .at(-1);
-  if (line === undefined) return "no JSON output";
-  const r = JSON.parse(line) as Record<string, number>;
-  return {
-    side: `PyTorch+PEFT (${dtype} weights, ${r.threads} threads)`,
-    peak_rss_mib: rssMiB,
-    estimate_s: r.estimate_s,
-    init_s: r.init_s,
-    step_s: r.step_s,
-    tokens_per_s: (job.batchSize * job.seq) / r.step_s,
-    first_loss: r.first_loss,
-    last_loss: r.last_loss,
+  const r = (line === undefined ? {} : JSON.parse(line)) as Record<string, number | undefined> & {
+    phase?: string;
   };
+  const side = `PyTorch+PEFT (${dtype} weights, 2 threads)`;
+  if (stopped || r.phase !== "trained") {
+    // cut short: the peak RSS so far is a lower bound of the job's
+    const reached = line === undefined ? "loading / estimating" : String(r.phase);
+    return { side, stopped_after: reached, peak_rss_mib_at_least: rssMiB, ...partial(r) };
+  }
+  const stepS = r.step_s as number;
+  return {
+    side,
+    peak_rss_mib: rssMiB,
+    estimate_s: r.estimate_s as number,
+    init_s: r.init_s as number,
+    step_s: stepS,
+    tokens_per_s: (job.batchSize * job.seq) / stepS,
+    first_loss: r.first_loss as number,
+    last_loss: r.last_loss as number,
+  };
+}
+
+/** The timings a partial PyTorch line carries. */
+function partial(r: Record<string, number | undefined>): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (r.estimate_s !== undefined) out.estimate_s = r.estimate_s;
+  if (r.init_s !== undefined) out.init_s = r.init_s;
+  return out;
 }
 
 export async function scaleSuite(reporter: Reporter, options: { quick: boolean }): Promise<void> {
@@ -236,7 +260,7 @@ export async function scaleSuite(reporter: Reporter, options: { quick: boolean }
     seq: intFlag("seq", options.quick ? 128 : 1024),
   };
   const bases = flag("bases")?.split(",") as Base[] | undefined;
-  const withTorch = !process.argv.includes("--scale-no-torch");
+  const sides = (flag("sides") ?? "loraga,torch").split(",");
   const root = mkdtempSync(join(tmpdir(), "loraga-scale-"));
   try {
     for (const name of names) {
@@ -256,8 +280,9 @@ export async function scaleSuite(reporter: Reporter, options: { quick: boolean }
       for (const base of bases ?? own) {
         const out = join(root, `${name}-${base}-run`);
         const common = { model: name, base, job: what };
-        reporter.record({ ...common, ...loragaSide(modelDir, data, out, base, job) });
-        if (!withTorch || base === "nf4") continue;
+        if (sides.includes("loraga"))
+          reporter.record({ ...common, ...loragaSide(modelDir, data, out, base, job) });
+        if (!sides.includes("torch") || base === "nf4") continue;
         const torch = torchSide(modelDir, data, base, job);
         if (typeof torch === "string") reporter.note(`  PyTorch/PEFT side skipped: ${torch}`);
         else reporter.record({ ...common, ...torch });

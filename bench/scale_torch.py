@@ -4,6 +4,8 @@ JSONL (every linear but lm_head), get_peft_model (LoRA-GA init, r 8, alpha 16), 
 steps (lr 1e-4, gradient norm clipped to 1) over the rows in file order, gradient checkpointing on
 throughout. Weights load as f32 or bf16 (DTYPE). Prints one JSON line {estimate_s, init_s, step_s
 (mean of the steps after the first), first_loss, last_loss, threads}; the caller measures peak RSS.
+A partial line {phase, ...} is printed after the estimation and the init, so that a run stopped
+early still says how far it got.
 
 Usage: python3 bench/scale_torch.py MODEL_DIR DATA_JSONL GA_BATCHES STEPS BATCH SEQ DTYPE
 """
@@ -46,8 +48,11 @@ def main():
     t0 = time.perf_counter()
     preprocess_loraga(model, lora, estimate)
     t1 = time.perf_counter()
+    print(json.dumps({"phase": "estimated", "estimate_s": t1 - t0, "threads": 2}), flush=True)
     peft_model = get_peft_model(model, lora)
     t2 = time.perf_counter()
+    print(json.dumps({"phase": "initialised", "estimate_s": t1 - t0, "init_s": t2 - t1, "threads": 2}),
+          flush=True)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4)
     losses, times = [], []
@@ -62,7 +67,7 @@ def main():
         losses.append(loss.item())
         times.append(time.perf_counter() - s0)
     timed = times[1:] if len(times) > 1 else times
-    print(json.dumps({"estimate_s": t1 - t0, "init_s": t2 - t1, "step_s": sum(timed) / len(timed),
+    print(json.dumps({"phase": "trained", "estimate_s": t1 - t0, "init_s": t2 - t1, "step_s": sum(timed) / len(timed),
                       "first_loss": losses[0], "last_loss": losses[-1], "threads": 2}))
 
 
