@@ -1,5 +1,6 @@
 // `npm run bench`: runs every benchmark suite and prints a table, or JSON lines with --json.
 // Suites register themselves in SUITES; `npm run bench -- gemm svd` runs only the named ones.
+// ONLY_WHEN_NAMED suites take hours on a small machine and run only when named.
 
 import { createReporter, type Reporter } from "./report.js";
 
@@ -22,6 +23,8 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   scale: async () => (await import("./scale.js")).scaleSuite,
 };
 
+const ONLY_WHEN_NAMED = new Set(["scale"]);
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const json = args.includes("--json");
@@ -35,7 +38,7 @@ async function main(): Promise<void> {
   }
   const reporter = createReporter(json);
   for (const [name, load] of Object.entries(SUITES)) {
-    if (names.length > 0 && !names.includes(name)) continue;
+    if (names.length > 0 ? !names.includes(name) : ONLY_WHEN_NAMED.has(name)) continue;
     reporter.note(`\n== ${name} ==`);
     const suite = await load();
     await suite(reporter, { quick });

@@ -12,13 +12,14 @@
 //      the nf4 base has no PyTorch row).
 // Both children run under `/usr/bin/time -v`, whose "Maximum resident set size" (getrusage's
 // ru_maxrss of the child) is the peak RSS of both sides, measured the same way. Reported per
-// side: peak RSS, loraga's peak engine heap (run.json peak_memory), estimation and init seconds,
-// seconds per training step (mean of the steps after the first, which plans the buffers) and
-// tokens/s. One JSON line (record) per side and job.
+// side: the child's CPU seconds (user + system, all threads: less sensitive than wall time to
+// other processes on a shared machine), peak RSS, loraga's peak engine heap (run.json
+// peak_memory), estimation and init seconds, seconds per training step (mean of the steps after
+// the first, which plans the buffers) and tokens/s. One JSON line (record) per side and job.
 // Options (after `npm run bench -- scale`): --scale-models=smollm2-135m,qwen2.5-0.5b,llama-3.2-1b
 // --scale-bases=f32,bf16,nf4 (default: each model's own) --scale-ga-batches=8 --scale-steps=20
-// --scale-batch-size=4 --scale-seq=1024 --scale-sides=loraga,torch (one of them: that side only). `--quick`: SmolLM2-135M only, 2 x 2 x
-// 128, 3 steps.
+// --scale-batch-size=4 --scale-seq=1024 --scale-sides=loraga,torch (one of them: that side
+// only). `--quick`: SmolLM2-135M only, 2 x 2 x 128, 3 steps.
 
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -119,7 +120,7 @@ function writeData(file: string, vocab: number, rows: number, seq: number): void
 function timed(
   cmd: string,
   args: readonly string[],
-): { stdout: string; rssMiB: number; stopped: boolean } {
+): { stdout: string; rssMiB: number; cpuS: number; stopped: boolean } {
   const out = spawnSync("/usr/bin/time", ["-v", cmd, ...args], {
     encoding: "utf8",
     timeout: 6 * 3600 * 1000,
@@ -133,7 +134,10 @@ function timed(
     const tail = own.trim().split("\n").slice(-12).join("\n");
     throw new Error(`${cmd} ${args.slice(0, 3).join(" ")} ...: exit ${out.status}\n${tail}`);
   }
-  return { stdout: out.stdout, rssMiB: Number(rss[1]) / 1024, stopped };
+  const seconds = (what: string) =>
+    Number(new RegExp(`${what} time \\(seconds\\): ([\\d.]+)`).exec(out.stderr ?? "")?.[1] ?? 0);
+  const cpuS = seconds("User") + seconds("System");
+  return { stdout: out.stdout, rssMiB: Number(rss[1]) / 1024, cpuS, stopped };
 }
 
 /** Mean of the step times after the first (which also plans the buffers), from the elapsed_s log. */
@@ -166,7 +170,7 @@ function loragaSide(
     ...(base === "nf4" ? ["--quantize", "nf4"] : []),
     "--quiet",
   ];
-  const { rssMiB } = timed(process.execPath, args);
+  const { rssMiB, cpuS } = timed(process.execPath, args);
   const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8")) as Record<string, number>;
   const log = readFileSync(join(out, "train.jsonl"), "utf8")
     .trim()
@@ -176,6 +180,7 @@ function loragaSide(
   const stepS = stepSeconds(log.map((r) => Number(r.elapsed_s)));
   return {
     side: "loraga",
+    cpu_s: cpuS,
     peak_rss_mib: rssMiB,
     peak_heap_mib: run.peak_memory / 2 ** 20,
     estimate_s: run.estimate_seconds,
@@ -204,7 +209,7 @@ function torchSide(
   ].find((p) => existsSync(p));
   if (script === undefined) return "scale_torch.py not found";
   const dtype = base === "f32" ? "f32" : "bf16";
-  const { stdout, rssMiB, stopped } = timed("python3", [
+  const { stdout, rssMiB, cpuS, stopped } = timed("python3", [
     script,
     modelDir,
     data,
@@ -223,11 +228,18 @@ function torchSide(
   if (stopped || r.phase !== "trained") {
     // cut short: the peak RSS so far is a lower bound of the job's
     const reached = line === undefined ? "loading / estimating" : String(r.phase);
-    return { side, stopped_after: reached, peak_rss_mib_at_least: rssMiB, ...partial(r) };
+    return {
+      side,
+      stopped_after: reached,
+      cpu_s: cpuS,
+      peak_rss_mib_at_least: rssMiB,
+      ...partial(r),
+    };
   }
   const stepS = r.step_s as number;
   return {
     side,
+    cpu_s: cpuS,
     peak_rss_mib: rssMiB,
     estimate_s: r.estimate_s as number,
     init_s: r.init_s as number,
