@@ -1,5 +1,6 @@
 // `npm run bench`: runs every benchmark suite and prints a table, or JSON lines with --json.
 // Suites register themselves in SUITES; `npm run bench -- gemm svd` runs only the named ones.
+// ONLY_WHEN_NAMED suites take hours on a small machine and run only when named.
 
 import { createReporter, type Reporter } from "./report.js";
 
@@ -21,7 +22,10 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   generate: async () => (await import("./generate.js")).generateSuite,
   "real-size": async () => (await import("./real-size.js")).realSizeSuite,
   offload: async () => (await import("./offload.js")).offloadSuite,
+  scale: async () => (await import("./scale.js")).scaleSuite,
 };
+
+const ONLY_WHEN_NAMED = new Set(["scale"]);
 
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
@@ -36,7 +40,7 @@ async function main(): Promise<void> {
   }
   const reporter = createReporter(json);
   for (const [name, load] of Object.entries(SUITES)) {
-    if (names.length > 0 && !names.includes(name)) continue;
+    if (names.length > 0 ? !names.includes(name) : ONLY_WHEN_NAMED.has(name)) continue;
     reporter.note(`\n== ${name} ==`);
     const suite = await load();
     await suite(reporter, { quick });

@@ -18,7 +18,7 @@ import { writeRandomCheckpoint } from "./real-size.js";
 import type { Reporter } from "./report.js";
 
 /** Llama-3.2-1B's config.json (the fields that shape the model). */
-const LLAMA32_1B = {
+export const LLAMA32_1B = {
   model_type: "llama",
   architectures: ["LlamaForCausalLM"],
   vocab_size: 128256,
@@ -37,7 +37,7 @@ const LLAMA32_1B = {
 };
 
 /** SmolLM2-135M's config.json (the fields that shape the model). */
-const SMOLLM2_135M = {
+export const SMOLLM2_135M = {
   model_type: "llama",
   architectures: ["LlamaForCausalLM"],
   vocab_size: 49152,

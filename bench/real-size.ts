@@ -30,7 +30,7 @@ import type { Reporter } from "./report.js";
 import { runTorchSide } from "./torch-side.js";
 
 /** Qwen2.5-0.5B's config.json (the fields that shape the model). */
-const QWEN25_05B = {
+export const QWEN25_05B = {
   model_type: "qwen2",
   architectures: ["Qwen2ForCausalLM"],
   vocab_size: 151936,

@@ -15,6 +15,7 @@ import { shapeString } from "../tensor/shape.js";
 import type { Tensor } from "../tensor/tensor.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
 import type { Batch } from "./model.js";
+import { slicedBackward, slicedForward } from "./sliced-linear.js";
 import { type FrozenWeight, transpose2d, type WeightStorageKind } from "./weights.js";
 
 /** transformers' ignore_index for labels (CrossEntropyLoss default). */
@@ -235,7 +236,8 @@ interface Shaped {
  * A linear layer: weight (out, in) as nn.Linear stores it, or (in, out) for GPT-2's Conv1D
  * (fanInFanOut), optional bias (out), optional adapter. Inputs and outputs are (R, in) / (R, out).
  * The weight is held by a FrozenWeight (weights.ts): f32, 16-bit or quantized; compressed kinds are
- * expanded into the model's shared f32 scratch right before each matmul.
+ * expanded into the model's shared f32 scratch right before each matmul, whole, or a block of
+ * output rows at a time when the weight has a row block (the off-heap lm_head: sliced-linear.ts).
  */
 export class LinearLayer {
   readonly info: LinearInfo;
@@ -255,6 +257,10 @@ export class LinearLayer {
    * of the previous call (LinearAdapter: adapters replay their random draws).
    */
   forward(kernels: Kernels, out: Tensor, inp: Tensor, recompute = false): void {
+    if (this.weight.rowBlock !== null) {
+      slicedForward(kernels, this, out, inp, recompute);
+      return;
+    }
     const term = this.adapter?.forwardTerm?.(inp, recompute) ?? null;
     const { w, outIn } = this.weight.expand(kernels);
     kernels.matmul(out, inp, w, term === null ? { transB: outIn } : { transB: outIn, plus: term });
@@ -276,6 +282,12 @@ export class LinearLayer {
     paramGrads: ReadonlyMap<string, Tensor> | undefined,
     overwriteInput = false,
   ): void {
+    if (this.weight.rowBlock !== null) {
+      const dW = gradFor(paramGrads, this.info.weightName, this.weight);
+      slicedBackward(kernels, this, dInp, dOut, inp, dW, overwriteInput);
+      this.biasAndAdapterBackward(kernels, dInp, dOut, inp, paramGrads, false);
+      return;
+    }
     let adapterDone = false;
     if (dInp !== null) {
       // y = x W^T -> dx = dy W (W (out, in)); Conv1D y = x W -> dx = dy W^T (W (in, out));
@@ -293,6 +305,18 @@ export class LinearLayer {
         kernels.matmul(dWeight, inp, dOut, { transA: true, accumulate: true });
       else kernels.matmul(dWeight, dOut, inp, { transA: true, accumulate: true });
     }
+    this.biasAndAdapterBackward(kernels, dInp, dOut, inp, paramGrads, adapterDone);
+  }
+
+  /** db += colsum(dOut) when asked for; the adapter's backward unless its term did it. */
+  private biasAndAdapterBackward(
+    kernels: Kernels,
+    dInp: Tensor | null,
+    dOut: Tensor,
+    inp: Tensor,
+    paramGrads: ReadonlyMap<string, Tensor> | undefined,
+    adapterDone: boolean,
+  ): void {
     if (this.bias !== null && this.info.biasName !== null) {
       const dBias = gradFor(paramGrads, this.info.biasName, this.bias);
       if (dBias !== null) kernels.biasBackward(dBias, dOut);

@@ -60,6 +60,7 @@ import type {
   MemoryOptions,
   OffHeapParam,
 } from "./model.js";
+import { DEFAULT_HEAD_SLICE_BYTES, sliceRows } from "./sliced-linear.js";
 import {
   FrozenWeight,
   LinearWeights,
@@ -203,6 +204,7 @@ export abstract class DecoderModel<
   private memory: Required<MemoryOptions> = {
     gradient_checkpointing: false,
     logitsChunkBytes: DEFAULT_LOGITS_CHUNK_BYTES,
+    headSliceBytes: DEFAULT_HEAD_SLICE_BYTES,
     attention: "tiled",
     attentionTile: "auto",
   };
@@ -258,6 +260,8 @@ export abstract class DecoderModel<
       const { inFeatures: inF, outFeatures: outF, weightName } = info;
       const shape: [number, number] = info.fanInFanOut ? [inF, outF] : [outF, inF];
       const stored = quantized.get(weightName) ?? null;
+      // the lm_head is expanded a vocabulary slice at a time while off the heap (sliced-linear.ts)
+      const rowBlock = info.path === "lm_head" ? sliceRows(this.memory.headSliceBytes, inF) : null;
       const weight = new FrozenWeight(
         weightName,
         shape,
@@ -266,6 +270,7 @@ export abstract class DecoderModel<
         params,
         stored,
         this.weights.scratch,
+        rowBlock,
       );
       const layer = new LinearLayer(
         info,
@@ -343,6 +348,9 @@ export abstract class DecoderModel<
         `setMemoryOptions: attention must be "tiled" or "full", got ${String(attention)}`,
       );
     }
+    const slice = options.headSliceBytes;
+    if (slice !== undefined && !(slice > 0 && (Number.isFinite(slice) || slice === Infinity)))
+      throw new Error(`setMemoryOptions: headSliceBytes must be a positive number, got ${slice}`);
     const tile = options.attentionTile;
     if (tile !== undefined && tile !== "auto" && !(Number.isSafeInteger(tile) && tile > 0)) {
       throw new Error(
@@ -352,9 +360,13 @@ export abstract class DecoderModel<
     this.memory = {
       gradient_checkpointing: checkpointing ?? this.memory.gradient_checkpointing,
       logitsChunkBytes: bytes ?? this.memory.logitsChunkBytes,
+      headSliceBytes: slice ?? this.memory.headSliceBytes,
       attention: attention ?? this.memory.attention,
       attentionTile: tile ?? this.memory.attentionTile,
     };
+    const head = this.headLayer();
+    head.weight.setRowBlock(sliceRows(this.memory.headSliceBytes, head.info.inFeatures));
+    this.weights.fitScratch();
     this.plan?.dispose(); // the next call plans in the new layout
     this.plan = null;
   }

@@ -122,6 +122,14 @@ export interface MemoryOptions {
    */
   logitsChunkBytes?: number;
   /**
+   * Most bytes of the f32 expansion of an lm_head weight kept off the heap (offloaded frozen
+   * weights): the head's products run over vocabulary slices of floor(bytes / (4 * hidden)) rows,
+   * so the (vocab, hidden) f32 copy never exists (models/sliced-linear.ts). Infinity: the whole
+   * weight at once (the former path, kept for comparison). Same results to float rounding. No
+   * effect on a head kept on the heap. Default 32 MiB.
+   */
+  headSliceBytes?: number;
+  /**
    * How causal attention is computed (models/attention.ts). "tiled": per tile of query rows, the
    * backward pass recomputing each tile's probabilities: no (T, T) buffer per head survives a
    * layer, attention memory grows linearly with T. "full": every layer keeps its (B, H, T, T)

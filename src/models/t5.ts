@@ -52,6 +52,7 @@ import type {
   MemoryOptions,
   OffHeapParam,
 } from "./model.js";
+import { DEFAULT_HEAD_SLICE_BYTES } from "./sliced-linear.js";
 import { activationBackward, activationForward } from "./t5-activation.js";
 import {
   type AttnActs,
@@ -218,6 +219,7 @@ class T5Model implements CausalLM {
     return {
       gradient_checkpointing: false,
       logitsChunkBytes: this.logitsChunkBytes,
+      headSliceBytes: DEFAULT_HEAD_SLICE_BYTES, // no effect: t5 keeps its weights on the heap
       attention: "full",
       attentionTile: "auto",
     };

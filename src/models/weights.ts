@@ -15,6 +15,9 @@
 // the heap with room for training): f32 / bf16 / f16 weights kept in host memory (plain typed
 // arrays, quant/quantized-linear.ts) in their STORED layout, expanded into the scratch per matmul
 // like quantized ones; the values a matmul sees are the same as with the weight on the heap.
+// A weight given a row block (the lm_head: (vocab, hidden), the largest by far) is expanded only
+// rows [r0, r1) at a time when it is off the heap (models/sliced-linear.ts), so the scratch holds
+// one block of it, never the whole (vocab, hidden) f32 copy.
 //
 // Contract: gradients of weights (LoRA-GA estimation) are always f32 and in the stored layout, and
 // need no weight values (dW = dY^T X); they are computed for float weights (f32 / 16-bit, on the
@@ -59,17 +62,21 @@ export interface WeightLoadOptions {
   offloadFrozen?: OffloadMode;
 }
 
-/** The one f32 tensor compressed weights are expanded into; grows only at load / quantize time. */
+/**
+ * The one f32 tensor compressed weights are expanded into, plus the small output buffer of the
+ * row-block path (sliced-linear.ts); both grow only at load / quantize / setRowBlock time.
+ */
 export class WeightScratch {
   readonly heap: Heap;
   private tensor: Tensor | null = null;
+  private out: Tensor | null = null;
 
   constructor(heap: Heap) {
     this.heap = heap;
   }
 
   get bytes(): number {
-    return this.tensor === null ? 0 : this.tensor.byteLength;
+    return (this.tensor?.byteLength ?? 0) + (this.out?.byteLength ?? 0);
   }
 
   /** Makes room for `size` f32 elements (frees the old tensor first, so peak is the larger one). */
@@ -85,11 +92,55 @@ export class WeightScratch {
     return this.tensor.view(shape);
   }
 
+  /** Makes room for `size` f32 elements of row-block outputs (as reserve). */
+  reserveOut(size: number): void {
+    if (this.out !== null && this.out.size >= size) return;
+    this.out?.dispose();
+    this.out = null;
+    this.out = this.heap.tensor([size], "f32");
+  }
+
+  /**
+   * Re-allocates both buffers at exactly `size` / `outSize` elements when they differ (0: none),
+   * so that a smaller need (a smaller row block) frees memory; reserve never shrinks.
+   */
+  fit(size: number, outSize: number): void {
+    if ((this.tensor?.size ?? 0) !== size) {
+      this.tensor?.dispose();
+      this.tensor = null;
+      if (size > 0) this.tensor = this.heap.tensor([size], "f32");
+    }
+    if ((this.out?.size ?? 0) !== outSize) {
+      this.out?.dispose();
+      this.out = null;
+      if (outSize > 0) this.out = this.heap.tensor([outSize], "f32");
+    }
+  }
+
+  /** The row-block output buffer as `shape` (at most the reserved size). */
+  outView(shape: readonly number[]): Tensor {
+    if (this.out === null) throw new Error("internal: row-block output used before reserveOut()");
+    return this.out.view(shape);
+  }
+
+  get outSize(): number {
+    return this.out?.size ?? 0;
+  }
+
   dispose(): void {
     this.tensor?.dispose();
     this.tensor = null;
+    this.out?.dispose();
+    this.out = null;
   }
 }
+
+/**
+ * The row-block path's output buffer (sliced-linear.ts) is this share of one block of the weight:
+ * (in / ROW_BLOCK_OUT_SHARE, block rows) f32, so input rows pass through it in groups of
+ * in / ROW_BLOCK_OUT_SHARE (at least one).
+ */
+const ROW_BLOCK_OUT_SHARE = 4;
 
 let f16Table: Float32Array | null = null; // (65536) every f16 bit pattern's exact f32 value
 
@@ -129,7 +180,8 @@ export class FrozenWeight {
   /** True when the weight is another parameter (a tied lm_head = the embedding): never re-stored. */
   readonly shared: boolean;
   private readonly params: Map<string, Tensor>;
-  private readonly scratch: WeightScratch;
+  /** The model's shared expansion scratch (read by sliced-linear.ts for its output buffer). */
+  readonly scratch: WeightScratch;
   /**
    * Off-heap storage, or null when the weight is a heap tensor in `params`: int8 / nf4 in (out, in),
    * offloaded f32 / bf16 / f16 in the stored layout (see storedLayout). int8 / nf4 codes that
@@ -138,7 +190,10 @@ export class FrozenWeight {
   private quantized: QuantizedWeight | null;
   /** Loaded off the heap in a float kind (offloadFrozen): re-stored float kinds stay off it. */
   private readonly offloaded: boolean;
+  /** Rows per expansion when off the heap (setRowBlock), or null: the whole weight at once. */
+  private requestedRowBlock: number | null;
 
+  /** rowBlock: as setRowBlock (the lm_head's vocabulary slices), null for every other weight. */
   constructor(
     name: string,
     shape: readonly [number, number],
@@ -147,6 +202,7 @@ export class FrozenWeight {
     params: Map<string, Tensor>,
     quantized: QuantizedWeight | null,
     scratch: WeightScratch,
+    rowBlock: number | null = null,
   ) {
     this.name = name;
     this.shape = shape;
@@ -157,9 +213,48 @@ export class FrozenWeight {
     this.quantized = quantized;
     this.offloaded = quantized !== null && storedLayout(quantized.kind);
     this.scratch = scratch;
+    this.requestedRowBlock = rowBlock;
     if (quantized === null && !params.has(name))
       throw new Error(`internal: parameter ${name} not loaded`);
-    if (this.kind !== "f32" || quantized !== null) scratch.reserve(this.size);
+    this.reserveScratch();
+  }
+
+  /**
+   * Rows of the (out, in) weight per expansion when it is expanded in row blocks (expandRows),
+   * or null when it is expanded whole (expand). Row blocks apply to a weight given a block
+   * (setRowBlock) while it lives off the heap in the (out, in) layout and has more rows than one
+   * block.
+   */
+  get rowBlock(): number | null {
+    const block = this.requestedRowBlock;
+    if (block === null || this.quantized === null || block >= this.shape0()) return null;
+    return this.expandsOutIn() ? block : null;
+  }
+
+  /**
+   * Expands the weight `rows` rows at a time while it is off the heap (null or Infinity: whole);
+   * grows the scratch if the new block needs more.
+   */
+  setRowBlock(rows: number | null): void {
+    if (rows !== null && !(rows === Number.POSITIVE_INFINITY || Number.isSafeInteger(rows)))
+      throw new Error(`internal: row block of ${this.name} must be an integer, got ${rows}`);
+    this.requestedRowBlock = rows === null || rows === Number.POSITIVE_INFINITY ? null : rows;
+    this.reserveScratch();
+  }
+
+  /**
+   * Rows [r0, r1) of the (out, in) weight in f32, in the shared scratch (valid until the next
+   * expand of any layer, by `kernels`: uploaded for a deferred engine); r1 - r0 is at most
+   * rowBlock. Only for a weight expanded in row blocks.
+   */
+  expandRows(kernels: Kernels, r0: number, r1: number): Tensor {
+    const block = this.rowBlock;
+    if (block === null || r1 - r0 > block)
+      throw new Error(`internal: ${this.name} is not expanded in blocks of ${r1 - r0} rows`);
+    const w = this.scratch.view([r1 - r0, this.shape1()]);
+    (this.quantized as QuantizedWeight).dequantizeRowsInto(w, r0, r1);
+    kernels.upload(w); // written by the host
+    return w;
   }
 
   /** True when the weight lives off the engine heap (quantized or offloaded). */
@@ -189,6 +284,8 @@ export class FrozenWeight {
    * file). outIn: whether w is (out, in).
    */
   expand(kernels: Kernels): { w: Tensor; outIn: boolean } {
+    if (this.rowBlock !== null)
+      throw new Error(`internal: ${this.name} is expanded in row blocks (expandRows)`);
     if (this.quantized !== null) {
       const kind = this.quantized.kind;
       const w = this.scratch.view(this.offHeapShape(kind));
@@ -224,11 +321,17 @@ export class FrozenWeight {
   readF32(): Float32Array {
     if (this.quantized !== null) {
       const shape = this.offHeapShape(this.quantized.kind);
-      const w = this.scratch.view(shape);
-      this.quantized.dequantizeInto(w);
-      const data = w.toArray(); // shape
+      const [rows, cols] = shape;
+      const block = this.rowBlock ?? rows; // through the scratch, one block of rows at a time
+      const data = new Float32Array(this.size); // shape
+      for (let r = 0; r < rows; r += block) {
+        const n = Math.min(block, rows - r);
+        const w = this.scratch.view([n, cols]);
+        this.quantized.dequantizeRowsInto(w, r, r + n);
+        data.set(w.f32(), r * cols);
+      }
       return this.fanInFanOut && !storedLayout(this.quantized.kind)
-        ? transpose2d(data, shape[0], shape[1])
+        ? transpose2d(data, rows, cols)
         : data;
     }
     const t = this.heapTensor();
@@ -272,8 +375,8 @@ export class FrozenWeight {
     const old = this.params.get(this.name) ?? null;
     if (kind === "int8" || kind === "nf4" || this.offloaded) {
       // quantized kinds, or any kind for an offloaded weight (it stays off the heap)
-      this.scratch.reserve(this.size);
       this.replaceStorage(this.quantize(kind, data));
+      this.reserveScratch();
       this.params.delete(this.name);
     } else {
       const heap = this.scratch.heap;
@@ -300,6 +403,46 @@ export class FrozenWeight {
     if (storedLayout(kind)) return quantizeWeight(kind, data, this.shape);
     const outIn = this.fanInFanOut ? transpose2d(data, this.shape[0], this.shape[1]) : data;
     return quantizeWeight(kind, outIn, this.offHeapShape(kind));
+  }
+
+  /**
+   * Room in the scratch for what expand / expandRows write: one row block (and its output
+   * buffer, 1 / ROW_BLOCK_OUT_SHARE of it) or the whole weight; nothing for an f32 heap weight.
+   */
+  private reserveScratch(): void {
+    const need = this.scratchNeed();
+    this.scratch.reserve(need.size);
+    if (need.outSize > 0) this.scratch.reserveOut(need.outSize);
+  }
+
+  /** f32 elements expand / expandRows need in the scratch, and in its row-block output buffer. */
+  scratchNeed(): { size: number; outSize: number } {
+    const block = this.rowBlock;
+    if (block !== null)
+      return {
+        size: block * this.shape1(),
+        outSize: Math.max(1, Math.floor(this.shape1() / ROW_BLOCK_OUT_SHARE)) * block,
+      };
+    return { size: this.quantized !== null || this.kind !== "f32" ? this.size : 0, outSize: 0 };
+  }
+
+  /** Whether the expansion is (out, in) (rows = output features). */
+  private expandsOutIn(): boolean {
+    if (this.quantized === null) return !this.fanInFanOut;
+    return storedLayout(this.quantized.kind) ? !this.fanInFanOut : true;
+  }
+
+  /** Rows / columns of the expansion. */
+  private shape0(): number {
+    return this.expandShape()[0];
+  }
+
+  private shape1(): number {
+    return this.expandShape()[1];
+  }
+
+  private expandShape(): readonly [number, number] {
+    return this.quantized === null ? this.shape : this.offHeapShape(this.quantized.kind);
   }
 
   /** Shape of the off-heap data (and of its expansion in the scratch). */
@@ -374,6 +517,21 @@ export class LinearWeights {
   dispose(): void {
     for (const layer of this.layers.values()) layer.weight.dispose();
     this.scratch.dispose();
+  }
+
+  /**
+   * Sizes the shared scratch to exactly what the layers need now (after a row block changed: a
+   * smaller block frees the rest).
+   */
+  fitScratch(): void {
+    let size = 0;
+    let outSize = 0;
+    for (const layer of this.layers.values()) {
+      const need = layer.weight.scratchNeed();
+      size = Math.max(size, need.size);
+      outSize = Math.max(outSize, need.outSize);
+    }
+    this.scratch.fit(size, outSize);
   }
 
   /** Bytes of the linear weights by storage kind, plus the scratch. */

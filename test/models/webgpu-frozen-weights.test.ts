@@ -89,5 +89,32 @@ describe.skipIf(GPU_CONTEXT === null)(
         expect(heap.bytesInUse).toBe(before);
       });
     });
+
+    // An off-heap lm_head expanded in vocabulary slices (src/models/sliced-linear.ts): each slice
+    // is expanded on the host, so it must be uploaded before the device reads it.
+    test("an offloaded lm_head in vocabulary slices: logits and token losses of the reference", async () => {
+      const dir = "test/fixtures/models/llama-gqa";
+      const ref = await loadModel(dir, { kernels: createRefKernels(new Heap()) });
+      const vocab = (ref.config as { vocab_size: number }).vocab_size;
+      const hidden = (ref.config as { hidden_size: number }).hidden_size;
+      const batch = batchOf(vocab);
+      const want = ref.forward(batch).toArray();
+      const wantLosses = await ref.tokenLosses(batch);
+      const model = await loadModel(dir, { kernels: gpu, offloadFrozen: "on" });
+      const rows = Math.ceil(vocab / 3); // three slices
+      model.setMemoryOptions({ headSliceBytes: 4 * hidden * rows });
+      const matmul = vi.spyOn(gpu, "matmul");
+      const logits = model.forward(batch);
+      await gpu.download(logits);
+      const sliceProducts = matmul.mock.calls.filter(
+        ([, , b]) => b.rank === 2 && b.shape[0] === rows && b.shape[1] === hidden,
+      ).length;
+      matmul.mockRestore();
+      expect(sliceProducts).toBeGreaterThan(0);
+      expect(maxRelDiff(logits.toArray(), want)).toBeLessThanOrEqual(1e-5);
+      expect(maxRelDiff(await model.tokenLosses(batch), wantLosses)).toBeLessThanOrEqual(1e-5);
+      model.dispose();
+      ref.dispose();
+    });
   },
 );
