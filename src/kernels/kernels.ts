@@ -230,6 +230,13 @@ export interface Kernels {
     approximate: GeluApproximate,
     options?: BackwardOptions,
   ): void;
+  /**
+   * out = max(inp, 0) (T5 v1.0's feed-forward). Only on engines whose tensors live on a device
+   * (webgpu); the CPU engines leave it undefined and T5 applies ReLU on the host (t5-activation.ts).
+   */
+  relu?(out: Tensor, inp: Tensor): void;
+  /** dInp = inp > 0 ? dOut : 0 (the derivative at 0 is 0, as PyTorch's); as relu, webgpu only. */
+  reluBackward?(dInp: Tensor, inp: Tensor, dOut: Tensor): void;
 
   // ---- normalisation (inp (R, C), weight/bias (C), per-row statistics (R)) --------------------
   /** out = inp * rstd * weight, rstd = 1/sqrt(mean(inp^2) + eps)  (Llama RMSNorm) */

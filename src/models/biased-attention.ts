@@ -14,7 +14,8 @@
 // attention, memory quadratic in T), and the causal models' attention stays untouched.
 // Contract: forward overwrites `out` and `probs` (the layer's saved state); backward overwrites
 // dq, dk, dv and accumulates into dBias when given; scratch (two (B, H, Tq, Tk) buffers) is the
-// caller's. Everything runs through the Kernels interface, except the bucket table (host ints).
+// caller's. Everything runs through the Kernels interface, except the bucket table (host ints,
+// which the model uploads).
 // Legend: B batch, H heads, Tq query tokens, Tk key tokens, D head dim, NB buckets.
 
 import type { Kernels } from "../kernels/kernels.js";

@@ -248,18 +248,28 @@ class T5Model implements CausalLM {
     return logits;
   }
 
+  lossAndGrads(
+    batch: Batch,
+    options: LossAndGradsOptions & { lossOut: Tensor },
+  ): { tokens: number };
+  lossAndGrads(batch: Batch, options?: LossAndGradsOptions): { loss: number; tokens: number };
   lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
-    const { paramGrads } = options;
+    const { paramGrads, lossOut } = options;
     checkGradNames(paramGrads, this.params);
     if (options.inputsEmbedsGrad !== undefined)
       throw new Error("t5: lossAndGrads does not support options.inputsEmbedsGrad");
+    if (lossOut !== undefined && (lossOut.dtype !== "f32" || lossOut.size !== 1))
+      throw new Error(`lossAndGrads: lossOut must be one f32 element, got ${lossOut.toString()}`);
+    const k = this.kernels;
     const plan = this.prepare(batch);
     const tokens = this.countTargets(plan);
     this.forwardPass(plan);
     const dOut = plan.dn.view([plan.B * plan.Td, this.d.C]);
     let loss = 0;
-    if (tokens === 0) dOut.fill(0);
-    else {
+    if (tokens === 0) {
+      k.fill(dOut, 0); // nothing counted: no gradient flows from the loss
+      if (lossOut !== undefined) k.fill(lossOut, 0);
+    } else {
       const training = { gradScale: (options.lossScale ?? 1) / tokens, paramGrads, dx: dOut };
       plan.releaseAllLogits();
       const heads = chunkedHeadLoss(
@@ -271,10 +281,14 @@ class T5Model implements CausalLM {
         tokens,
         training,
       );
-      loss = this.kernels.sum(heads.losses) / tokens;
+      if (lossOut === undefined) loss = k.sum(heads.losses) / tokens;
+      else {
+        k.sumInto(lossOut, heads.losses);
+        k.scale(lossOut, lossOut, 1 / tokens);
+      }
     }
     this.backwardPass(plan, paramGrads);
-    return { loss, tokens };
+    return { loss: lossOut === undefined ? loss : Number.NaN, tokens };
   }
 
   async tokenLosses(batch: Batch): Promise<Float32Array> {
@@ -286,6 +300,7 @@ class T5Model implements CausalLM {
     plan.releaseAllLogits();
     const k = this.kernels;
     const pass = chunkedHeadLoss(k, this.lmHead, plan, plan.dec.out, plan.targets, tokens, null);
+    await k.download(pass.losses);
     const losses = pass.losses.toArray();
     if (pass.rows === null) return losses;
     const ids = pass.rows.i32();
@@ -335,7 +350,7 @@ class T5Model implements CausalLM {
   /**
    * Validates the batch, (re)plans for its shape, fills ids (the decoder's: labels shifted right
    * behind decoder_start_token_id, -100 -> pad, T5PreTrainedModel._shift_right), key lengths and
-   * targets.
+   * targets, and uploads what the host wrote (a new plan's position buckets too).
    */
   private prepare(batch: Batch): T5Plan {
     const { decoder, ...encoderSide } = batch;
@@ -359,6 +374,7 @@ class T5Model implements CausalLM {
       this.plan = null;
       const chunk = logitsChunkRows(this.logitsChunkBytes, this.d.V, B * Td);
       this.plan = new T5Plan(this.kernels.heap, this.d, B, Te, Td, chunk);
+      this.kernels.upload(this.plan.enc.biasBuf.buckets, this.plan.dec.biasBuf.buckets);
     }
     const plan = this.plan;
     plan.enc.ids.i32().set(batch.inputIds);
@@ -380,6 +396,8 @@ class T5Model implements CausalLM {
         ids[b * Td + t] = prev === IGNORE_INDEX ? this.d.padId : prev;
       }
     }
+    const { enc, dec } = plan;
+    this.kernels.upload(enc.ids, enc.keyLengths, dec.ids, dec.keyLengths, plan.targets);
     return plan;
   }
 
@@ -487,7 +505,7 @@ class T5Model implements CausalLM {
       dec.rstd,
       overwrite,
     );
-    plan.dEncOut.fill(0); // the cross-attentions' k and v products add into it
+    k.fill(plan.dEncOut, 0); // the cross-attentions' k and v products add into it
     this.stackBackward(plan, dec, this.decLayers, this.decBias, dEmbed, paramGrads);
     k.rmsnormBackward(
       enc.dx,
@@ -517,7 +535,8 @@ class T5Model implements CausalLM {
   ): void {
     const k = this.kernels;
     const dTable = gradFor(paramGrads, bias.name, bias.table);
-    const dBias = dTable === null ? null : s.dBias.fill(0);
+    const dBias = dTable === null ? null : s.dBias;
+    if (dBias !== null) k.fill(dBias, 0);
     const needInputGrad =
       dEmbed !== null ||
       (layers.length > 0 &&
@@ -660,9 +679,6 @@ export async function createT5(
   source: string,
   storage: WeightLoadOptions = {},
 ): Promise<CausalLM> {
-  if (kernels.deferred) {
-    throw new Error(`${source}: t5 does not run on the webgpu engine yet (use --kernels auto)`);
-  }
   if (storage.offloadFrozen === "on") {
     throw new Error(
       `${source}: t5 keeps its frozen weights on the engine heap (--offload-frozen on is not supported)`,

@@ -5,15 +5,16 @@
 // tokens so far (the cost grows with the square of the output length; fine for label words and
 // short answers). Ties pick the lowest token id (torch.argmax).
 // Contract: returns each row's new tokens, its EOS included; the model's adapters apply.
+// Asynchronous because a deferred engine (webgpu) delivers each step's logits by a download.
 
 import type { CausalLM } from "../models/model.js";
 
 /** Greedy continuations of every prompt (encoder input); padTokenId pads the encoder batch. */
-export function generateSeq2Seq(
+export async function generateSeq2Seq(
   model: CausalLM,
   prompts: readonly (readonly number[])[],
   options: { maxNewTokens: number; eos: ReadonlySet<number>; padTokenId: number },
-): number[][] {
+): Promise<number[][]> {
   const B = prompts.length;
   const out: number[][] = prompts.map(() => []);
   if (B === 0 || options.maxNewTokens === 0) return out;
@@ -40,6 +41,7 @@ export function generateSeq2Seq(
     });
     const decoder = { seqLen: Td, labels };
     const logits = model.forward({ batchSize: B, seqLen: Te, inputIds, attentionMask, decoder });
+    await model.kernels.download(logits);
     const data = logits.f32(); // (B, Td, V)
     for (let b = 0; b < B; b++) {
       if (done[b]) continue;

@@ -1,7 +1,8 @@
 // Elementwise WGSL kernels: each invocation handles elements i, i + stride, ... of n (a
 // grid-stride loop, so any n runs on at most 65535 workgroups). One spec per op and, where an
 // option changes the code (accumulate, GELU's approximation), per variant. Formulas are those of
-// the reference kernels (kernels/ref/elementwise.ts, activations.ts, adamw.ts).
+// the reference kernels (kernels/ref/elementwise.ts, activations.ts, adamw.ts); ReLU, which only
+// this engine has, is t5-activation.ts's host loop.
 
 import type { ScalarType, ShaderSpec } from "./dispatch.js";
 
@@ -143,6 +144,15 @@ export function geluBackwardSpec(tanh: boolean, accumulate: boolean): ShaderSpec
     GELU_HELPERS,
   );
 }
+
+export const RELU = mapSpec("relu", ["out", "inp"], [], `${at("out")} = max(${at("inp")}, 0.0);`);
+
+export const RELU_BACKWARD = mapSpec(
+  "reluBackward",
+  ["dInp", "inp", "dOut"],
+  [],
+  `${at("dInp")} = select(0.0, ${at("dOut")}, ${at("inp")} > 0.0);`,
+);
 
 /**
  * AdamW (kernels/ref/adamw.ts): decay = 1 - lr wd, stepSize = lr / (1 - beta1^t),

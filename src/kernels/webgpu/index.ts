@@ -9,9 +9,10 @@
 // - ids of embedding and targets of crossEntropy are checked (and crossEntropy's count is taken)
 //   on the host, so they must not be device-newer (they are batch data the host wrote);
 // - GPU validation errors surface at the next download or sync;
-// - two optional Kernels methods exist here only: dequantize (int8 / nf4 frozen weights expanded
-//   on the device, quant.ts) and readback (a tensor's values at a point of the recorded work, for
-//   bounded estimation).
+// - optional Kernels methods exist here only: dequantize (int8 / nf4 frozen weights expanded
+//   on the device, quant.ts), readback (a tensor's values at a point of the recorded work, for
+//   bounded estimation) and relu / reluBackward (T5 v1.0's feed-forward, which the CPU engines
+//   run on the host).
 // Workgroup sizes: 256 invocations for the elementwise and row kernels (the WebGPU core limits
 // guarantee it); the GEMM tile follows maxComputeInvocationsPerWorkgroup.
 
@@ -240,6 +241,14 @@ export class WebGpuKernels implements Kernels {
     const acc = check.checkBackwardOptions("geluBackward", options);
     const tanh = checkApproximate("geluBackward", approximate);
     this.map(ew.geluBackwardSpec(tanh, acc), [grad(dInp, acc), r(inp), r(dOut)], n, []);
+  }
+  relu(out: Tensor, inp: Tensor): void {
+    const n = check.checkElementwise("relu", { out, inp });
+    this.map(ew.RELU, [w(out), r(inp)], n, []);
+  }
+  reluBackward(dInp: Tensor, inp: Tensor, dOut: Tensor): void {
+    const n = check.checkElementwise("reluBackward", { dInp, inp, dOut });
+    this.map(ew.RELU_BACKWARD, [w(dInp), r(inp), r(dOut)], n, []);
   }
 
   // ---- normalisation ---------------------------------------------------------------------------
