@@ -4,8 +4,8 @@
 // - "webgpu": the WebGPU kernels on the browser's adapter (navigator.gpu); no adapter, or a model
 //   the webgpu engine refuses at load, is the run's error;
 // - "auto": webgpu when navigator.gpu.requestAdapter() gives an adapter and the model loads on
-//   that engine, else wasm, with the reason (no adapter, or the webgpu engine's own refusal at
-//   load: T5, or frozen weights it would have to keep off the heap) kept for the page's notice.
+//   that engine, else wasm, with the reason (no adapter, or any error of the webgpu engine at
+//   load) kept for the page's notice.
 // The engine is kept between runs with the same engine, threads and heap limit, and replaced
 // otherwise (one engine, and so one heap, at a time).
 
