@@ -70,14 +70,19 @@ const SMALL_RUN = {
   compare: "",
 };
 
-/** Short arithmetic rows the demo model's character tokenizer covers. */
+/** Short rows in the demo task's format (src/demo/arith-task.ts), in the demo model's vocabulary. */
 function smallJsonl(): string {
+  const names = ["Mia", "Leo", "Ava", "Sam"];
   const rows = [];
   for (let i = 0; i < 8; i++) {
     const a = (i * 7 + 3) % 20;
     const b = (i * 5 + 4) % 20;
+    const name = names[i % 4];
     rows.push(
-      JSON.stringify({ prompt: `Q: ${a} + ${b} =`, completion: ` ${a + b} #### ${a + b}` }),
+      JSON.stringify({
+        prompt: `${name} has ${a} coins. Zoe gives ${name} ${b} more coins. How many coins does ${name} have now?\nAnswer:`,
+        completion: ` ${a} + ${b} = ${a + b}. #### ${a + b}`,
+      }),
     );
   }
   return `${rows.join("\n")}\n`;
