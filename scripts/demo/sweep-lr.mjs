@@ -28,5 +28,10 @@ const r = spawnSync(
   { stdio: "inherit" },
 );
 if (r.status !== 0) process.exit(r.status ?? 1);
-copyFileSync(join(out, "tuned-rates.json"), join(root, "demo", "tuned-rates.json"));
-console.log(`wrote ${join(root, "demo", "tuned-rates.json")}`);
+const committed = join(root, "demo", "tuned-rates.json");
+copyFileSync(join(out, "tuned-rates.json"), committed);
+// formatted as the repository's formatter wants it (npm test runs `biome ci`)
+spawnSync(join(root, "node_modules", ".bin", "biome"), ["format", "--write", committed], {
+  stdio: "inherit",
+});
+console.log(`wrote ${committed}`);

@@ -14,7 +14,7 @@ export const DEMO_METHOD_NAMES = ["lora", "lora-ga", "pissa", "lora-one", "full"
 
 /** Learning rates the sweep tries, per method (a 2-2.5x grid around each family's usual rate). */
 export function sweepRates(method: string): number[] {
-  return method === "full" ? [2e-4, 5e-4, 1e-3] : [1e-3, 2e-3, 5e-3, 1e-2];
+  return method === "full" ? [2e-4, 5e-4, 1e-3, 2e-3] : [1e-3, 2e-3, 5e-3, 1e-2, 2e-2];
 }
 
 /** demo/tuned-rates.json: the sweep's outcome. */

@@ -89,7 +89,7 @@ describe("loraga demo", () => {
     expect(r.status).toBe(0);
     const tuned = JSON.parse(readFileSync(join(out, "tuned-rates.json"), "utf8"));
     const points: [number, number][] = tuned.sweep.full;
-    expect(points.map((p) => p[0])).toEqual([2e-4, 5e-4, 1e-3]);
+    expect(points.map((p) => p[0])).toEqual([2e-4, 5e-4, 1e-3, 2e-3]);
     const best = points.reduce((a, b) => (b[1] < a[1] ? b : a));
     expect(tuned.rates).toEqual({ full: best[0] });
   }, 70_000);

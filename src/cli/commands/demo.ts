@@ -59,7 +59,7 @@ const MARKER = ".loraga-demo";
 
 /** Sizes of a full demo and of --quick (a smoke test: seconds, not a meaningful comparison). */
 const FULL = {
-  steps: 80,
+  steps: 120,
   batchSize: 16,
   trainRows: 4800,
   testRows: 500,
