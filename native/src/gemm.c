@@ -1,6 +1,8 @@
 /* SGEMM driver (contract in gemm.h): BLIS-style loops around a register-tile micro-kernel.
- *   task   = (batch entry, block of rows, block of columns) of C; threads claim tasks from an
- *            atomic counter; a task is computed by one thread from start to end.
+ *   task   = (batch entry, block of rows, block of columns) of C, computed by one thread from
+ *            start to end. Thread t owns a fixed, contiguous range of tasks (the same rows of C
+ *            in every call of a shape) and claims from it first, then from the other ranges, so
+ *            a thread that never arrives (pool.h) leaves its tasks to the others.
  *   jc loop: nc columns of C;  pc loop (per term): kc steps of the inner dim, packing
  *            op(B)[pc.., jc..] (kc x nc) into NR-wide panels;  ic loop: mc rows, packing
  *            alpha * op(A)[ic.., pc..] (mc x kc) into MR-tall panels;  then MR x NR tiles.
@@ -30,6 +32,13 @@
 #define TASKS_PER_THREAD 2
 #endif
 
+/* One thread's home range of tasks [next, end) (claim_task), a cache line each so that claims by
+ * different threads do not contend for one line. */
+typedef struct {
+  _Alignas(64) _Atomic long next;
+  long end;
+} task_range;
+
 struct gemm_engine {
   ukernel kernel;
   blocking blk; /* of the call being run (it depends on the tile) */
@@ -47,7 +56,7 @@ struct gemm_engine {
   int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   int parallel; /* whether the pool's workers take part */
-  _Atomic long next_task;
+  task_range *ranges; /* per thread: its home range of tasks and the next one to claim */
   bf16_kernels bf16;
   int has_bf16;
 };
@@ -85,7 +94,8 @@ gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long sp
   e->threads = threads < 1 ? 1 : threads;
   e->pack_a = calloc((size_t)e->threads, sizeof(float *));
   e->pack_b = calloc((size_t)e->threads, sizeof(float *));
-  int ok = e->pack_a != NULL && e->pack_b != NULL;
+  e->ranges = aligned_alloc(64, (size_t)e->threads * sizeof(task_range));
+  int ok = e->pack_a != NULL && e->pack_b != NULL && e->ranges != NULL;
   size_t a_bytes = 0, b_bytes = 0; /* the largest blocks of any tile */
   for (int i = 0; i < kernel->ntiles; i++) {
     blocking b = choose_blocking(&kernel->tiles[i]);
@@ -117,6 +127,7 @@ void gemm_engine_destroy(gemm_engine *e) {
   }
   free(e->pack_a);
   free(e->pack_b);
+  free(e->ranges);
   free(e);
 }
 
@@ -363,14 +374,22 @@ static void run_task(gemm_engine *e, int thread, long task) {
   }
 }
 
+/* The next unclaimed task, from the thread's own range first, then from the others' in turn;
+ * -1 when every task is claimed. */
+static long claim_task(gemm_engine *e, int thread) {
+  for (int i = 0; i < e->threads; i++) {
+    task_range *r = &e->ranges[(thread + i) % e->threads];
+    if (atomic_load_explicit(&r->next, memory_order_relaxed) >= r->end) continue;
+    long task = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+    if (task < r->end) return task;
+  }
+  return -1;
+}
+
 static void worker(void *arg, int thread, int nthreads) {
   (void)nthreads;
   gemm_engine *e = arg;
-  for (;;) {
-    long task = atomic_fetch_add_explicit(&e->next_task, 1, memory_order_relaxed);
-    if (task >= e->tasks) return;
-    run_task(e, thread, task);
-  }
+  for (long task; (task = claim_task(e, thread)) >= 0;) run_task(e, thread, task);
 }
 
 /* ---- planning ------------------------------------------------------------------------------ */
@@ -486,7 +505,14 @@ static void plan_staging(gemm_engine *e, const gemm_call *call) {
 /* Runs the planned tasks of `call`, on the pool when the plan says so. */
 static void run(gemm_engine *e, const gemm_call *call) {
   e->call = call;
-  atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
+  /* home ranges: thread t < owners owns tasks [t * tasks / owners, (t + 1) * tasks / owners) */
+  int owners = e->parallel ? e->threads : 1;
+  for (int t = 0; t < e->threads; t++) {
+    task_range *r = &e->ranges[t];
+    r->end = t < owners ? e->tasks * (t + 1) / owners : e->tasks;
+    atomic_store_explicit(&r->next, t < owners ? e->tasks * t / owners : e->tasks,
+                          memory_order_relaxed);
+  }
   if (!e->parallel || e->tasks == 1) worker(e, 0, 1);
   else pool_run(e->pool, worker, e);
   e->call = NULL;
