@@ -53,6 +53,8 @@ struct gemm_engine {
   tile_kernel tile;
   int tile_index; /* of tile in kernel.tiles (its bf16 twin: bf16.tile[tile_index]) */
   int narrow; /* the dot-product path of narrow.c, tasks of rows_per_task rows */
+  int smallk; /* the small-K path of smallk.c, tasks of rows_per_task rows */
+  long *staged; /* per thread: the batch entry whose op(B) its pack_b holds (small K), or -1 */
   int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   int parallel; /* whether the pool's workers take part */
@@ -95,7 +97,8 @@ gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long sp
   e->pack_a = calloc((size_t)e->threads, sizeof(float *));
   e->pack_b = calloc((size_t)e->threads, sizeof(float *));
   e->ranges = aligned_alloc(64, (size_t)e->threads * sizeof(task_range));
-  int ok = e->pack_a != NULL && e->pack_b != NULL && e->ranges != NULL;
+  e->staged = calloc((size_t)e->threads, sizeof(long));
+  int ok = e->pack_a != NULL && e->pack_b != NULL && e->ranges != NULL && e->staged != NULL;
   size_t a_bytes = 0, b_bytes = 0; /* the largest blocks of any tile */
   for (int i = 0; i < kernel->ntiles; i++) {
     blocking b = choose_blocking(&kernel->tiles[i]);
@@ -128,6 +131,7 @@ void gemm_engine_destroy(gemm_engine *e) {
   free(e->pack_a);
   free(e->pack_b);
   free(e->ranges);
+  free(e->staged);
   free(e);
 }
 
@@ -335,6 +339,11 @@ static void run_task(gemm_engine *e, int thread, long task) {
     narrow_rows(&e->kernel, call, bi, r0, r1, e->pack_b[thread]);
     return;
   }
+  if (e->smallk) {
+    smallk_rows(&e->kernel, call, bi, r0, r1, e->pack_b[thread], e->staged[thread] == bi);
+    e->staged[thread] = bi;
+    return;
+  }
   float *c = call->c + bi * call->batch_c;
   const blocking *blk = &e->blk;
   float *pa = e->pack_a[thread], *pb = e->pack_b[thread];
@@ -472,12 +481,12 @@ static void plan_tasks(gemm_engine *e, const gemm_call *call) {
   e->tasks = call->batch * e->row_blocks * e->col_blocks;
 }
 
-/* Narrow outputs: tasks of whole rows (multiples of 3, the dot kernel's row group), a few per
- * thread. */
-static void plan_narrow(gemm_engine *e, const gemm_call *call) {
+/* Narrow outputs and small inner dims: tasks of whole rows (multiples of `unit`: 3, the dot
+ * kernel's row group; 16, two of the small-K kernel's), a few per thread. */
+static void plan_rows(gemm_engine *e, const gemm_call *call, long unit) {
   e->parallel = worth_parallel(e, call);
   long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
-  e->rows_per_task = ceil_div(ceil_div(call->m, want), 3) * 3;
+  e->rows_per_task = ceil_div(ceil_div(call->m, want), unit) * unit;
   e->cols_per_task = call->n;
   e->row_blocks = ceil_div(call->m, e->rows_per_task);
   e->col_blocks = 1;
@@ -505,6 +514,7 @@ static void plan_staging(gemm_engine *e, const gemm_call *call) {
 /* Runs the planned tasks of `call`, on the pool when the plan says so. */
 static void run(gemm_engine *e, const gemm_call *call) {
   e->call = call;
+  for (int t = 0; t < e->threads; t++) e->staged[t] = -1;
   /* home ranges: thread t < owners owns tasks [t * tasks / owners, (t + 1) * tasks / owners) */
   int owners = e->parallel ? e->threads : 1;
   for (int t = 0; t < e->threads; t++) {
@@ -532,8 +542,9 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
   int bf16 = 0; /* bf16 terms keep B as B: no dot-product path, no turning around */
   for (int i = 0; i < call.nterms; i++) bf16 = bf16 || call.term[i].b16 != NULL;
   e->narrow = !bf16 && narrow_fits(&e->kernel, &call, e->pack_b_floats);
-  if (e->narrow) {
-    plan_narrow(e, &call);
+  e->smallk = !bf16 && !e->narrow && smallk_fits(&e->kernel, &call, e->pack_b_floats);
+  if (e->narrow || e->smallk) {
+    plan_rows(e, &call, e->narrow ? 3 : 16);
     run(e, &call);
     return;
   }
