@@ -138,6 +138,9 @@ export async function gemmSuite(
       { m: 1024, n: 1024, k: 1024, form: "TN", group: "square" },
     );
     const skinny: Shape[] = [
+      // LoRA's up product with rank 8 inside, overwriting (the model group's LoRA rows add into
+      // their output)
+      { m: 1024, n: 512, k: 8, form: "NN", group: "skinny" },
       { m: 4096, n: 16, k: 1024, form: "NN", group: "skinny" },
       { m: 4096, n: 1024, k: 16, form: "NN", group: "skinny" },
       { m: 16, n: 1024, k: 4096, form: "NN", group: "skinny" },
