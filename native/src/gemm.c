@@ -285,9 +285,9 @@ static void compute_tile(const gemm_engine *e, const gemm_call *call, float *c, 
   const float *a = a_panel + from * mr;
   long a_rs = 1, a_ps = mr;
   if (e->direct_a && rows == mr) {
-    a = kb->a + gi * kb->t->rs_a + kb->p0 + from;
+    a = kb->a + gi * kb->t->rs_a + (kb->p0 + from) * kb->t->cs_a;
     a_rs = kb->t->rs_a;
-    a_ps = 1;
+    a_ps = kb->t->cs_a;
   }
   const float *b;
   long b_ps;
@@ -494,20 +494,22 @@ static void plan_rows(gemm_engine *e, const gemm_call *call, long unit) {
 }
 
 /* How operands are staged. When a task's packed A block would serve few column panels, A is
- * handled one tile at a time: read in place if its rows are contiguous and unscaled (alpha folds
- * into packing), else packed just before use. op(B) is read in place when its rows are contiguous
- * and a packed panel would serve few row tiles. Packing copies values exactly, so staging never
- * changes a result. */
+ * handled one tile at a time: read in place if its rows or its columns are contiguous (op(A) = A
+ * or A^T) and unscaled (alpha folds into packing), else packed just before use. A tile that reads
+ * A^T in place takes MR consecutive values per step, which the prefetcher follows, where packing
+ * it first was a separate pass over lines 4 KiB apart (engine-notes.md). op(B) is read in place
+ * when its rows are contiguous and a packed panel would serve few row tiles. Packing copies values
+ * exactly, so staging never changes a result. */
 static void plan_staging(gemm_engine *e, const gemm_call *call) {
-  int a_rows = 1, b_rows = 1;
+  int a_direct = 1, b_rows = 1;
   for (int i = 0; i < call->nterms; i++) {
     const gemm_term *t = &call->term[i];
     int bf16 = t->b16 != NULL; /* a bf16 term packs (rounds, pairs) both operands */
-    a_rows = a_rows && !bf16 && t->cs_a == 1 && t->alpha == 1.0f;
+    a_direct = a_direct && !bf16 && (t->cs_a == 1 || t->rs_a == 1) && t->alpha == 1.0f;
     b_rows = b_rows && !bf16 && t->cs_b == 1;
   }
   e->a_per_tile = e->cols_per_task <= 2 * e->tile.nr;
-  e->direct_a = e->a_per_tile && a_rows;
+  e->direct_a = e->a_per_tile && a_direct;
   e->direct_b = b_rows && e->rows_per_task <= 2 * e->tile.mr;
 }
 

@@ -44,8 +44,8 @@ typedef struct {
 
 /* One register tile kernel: acc (MR x NR) = sum_{p<kc} a[r*a_rs + p*a_ps] * b[p*b_ps + c]; then
  * C = acc (accumulate 0) or C += acc, C rows ldc apart, columns contiguous. a and b are packed
- * panels (a_rs 1, a_ps MR; b_ps NR) or, when contiguous, the operands themselves (a_ps 1; b_ps
- * the row stride of B). */
+ * panels (a_rs 1, a_ps MR; b_ps NR) or the operands themselves (op(A)'s strides, with rows or
+ * columns contiguous; b_ps the row stride of B, its rows contiguous). */
 typedef void (*ukernel_fn)(long kc, const float *a, long a_rs, long a_ps, const float *b, long b_ps,
                            float *c, long ldc, int accumulate);
 

@@ -2,7 +2,7 @@
  * compiled for its own target with __attribute__((target)) so that one binary runs on any x86-64
  * CPU and picks the best kernel at run time (__builtin_cpu_supports). Operands (gemm.h,
  * ukernel_fn): a[r * a_rs + p * a_ps] and b[p * b_ps + j], packed panels (a_rs 1, a_ps MR,
- * b_ps NR; gemm.c packs them, zero-padded) or the caller's own rows when they are contiguous. */
+ * b_ps NR; gemm.c packs them, zero-padded) or the caller's operands in place (gemm.h). */
 #include <string.h>
 
 #include "gemm.h"
@@ -52,7 +52,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_12x32(long kc, con
                                                                      const float *b, long b_ps,
                                                                      float *c, long ldc,
                                                                      int accumulate) {
-  if (a_rs == 1) /* packed a: a specialised copy with constant offsets */
+  if (a_rs == 1) /* packed a, or A^T in place: a specialised copy with constant offsets */
     avx512_tile(12, 2, kc, a, 1, a_ps, b, b_ps, c, ldc, accumulate);
   else
     avx512_tile(12, 2, kc, a, a_rs, a_ps, b, b_ps, c, ldc, accumulate);
@@ -62,7 +62,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_24x16(long kc, con
                                                                      const float *b, long b_ps,
                                                                      float *c, long ldc,
                                                                      int accumulate) {
-  if (a_rs == 1) /* packed a: a specialised copy with constant offsets */
+  if (a_rs == 1) /* packed a, or A^T in place: a specialised copy with constant offsets */
     avx512_tile(24, 1, kc, a, 1, a_ps, b, b_ps, c, ldc, accumulate);
   else
     avx512_tile(24, 1, kc, a, a_rs, a_ps, b, b_ps, c, ldc, accumulate);
