@@ -10,11 +10,12 @@
  * only on the shape, so each element of C sees the same operations whatever the thread count.
  * Partial tiles (edges, or a C whose columns are not contiguous) go through a local MR x NR
  * buffer. Outputs at most NARROW_N columns wide with contiguous rows of op(A) take the
- * dot-product path of narrow.c instead (tasks of whole rows). Otherwise a call whose padded tile
+ * dot-product path of narrow.c instead, and other products with K at most SMALL_K the unpacked
+ * path of smallk.c (both in tasks of whole rows). Otherwise a call whose padded tile
  * area is smaller when computed transposed (C^T = op(B)^T op(A)^T: narrow outputs, N < NR) is
  * turned around first. A term with a bf16 B (gemm_term.b16) packs both of its operands with
  * bf16.c's routines, in K blocks twice as long, and runs bf16.c's twin of the call's tile; calls
- * with such a term take neither the dot-product path nor the turn. */
+ * with such a term take neither the dot-product nor the small-K path, nor the turn. */
 #include "gemm.h"
 
 #include <stdatomic.h>
