@@ -71,10 +71,10 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_24x16(long kc, con
  * * bt[j][p..], 16 steps of K per FMA; then each output is alpha times the sum of its 16 lanes.
  * Blocks of 3 rows x 8 columns (24 accumulators + 3 rows of a + 1 of bt = 28 zmm): 11 loads per
  * 24 FMAs. A row computed alone runs the same operations as in a group of 3, so results do not
- * depend on how rows are grouped. */
-#ifndef PF_DIST
-#define PF_DIST 256
-#endif
+ * depend on how rows are grouped. Each step also prefetches its rows DOT_PREFETCH floats ahead: A is
+ * read once, and the hardware prefetcher alone did not keep three streams ahead of the FMAs
+ * (docs/engine-notes.md). A prefetch past the end of A does not fault. */
+#define DOT_PREFETCH 512
 __attribute__((target("avx512f"), always_inline)) static inline void avx512_dot_rows(
     const int rows, const int nj, long k, const float *a, long lda, const float *bt, long ldbt,
     int n, float alpha, float *c, long rs_c, long cs_c, int accumulate) {
@@ -88,7 +88,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void avx512_dot_
     __m512 av[3];
 #pragma GCC unroll 3
     for (int r = 0; r < rows; r++) {
-      _mm_prefetch((const char *)(a + r * lda + p + PF_DIST), _MM_HINT_T0);
+      _mm_prefetch((const char *)(a + r * lda + p + DOT_PREFETCH), _MM_HINT_T0);
       av[r] = _mm512_maskz_loadu_ps(keep, a + r * lda + p);
     }
 #pragma GCC unroll 8
@@ -185,7 +185,6 @@ __attribute__((target("avx512f"))) static void transpose_avx512(float *dst, long
  * in 32-wide chunks (the last one masked), so a block of C is written in one pass; op(B)'s k rows
  * stay in L1. Each element's operations do not depend on how rows are grouped. */
 #define SMALLK_MR 8
-
 __attribute__((target("avx512f"), always_inline)) static inline void avx512_smallk_tile(
     const int mr, const int nv, long k, const float *a, long rs_a, long cs_a, const float *b,
     long ldb, __mmask16 last, float alpha, float *c, long rs_c, int accumulate) {
