@@ -11,7 +11,9 @@
 // The "bf16" group: products against a bf16 frozen weight (1024^3 and the base layers of
 // Qwen2.5-0.5B, 2 x 256 tokens), run by the native engine with the weight in bf16 (its AVX512-BF16
 // kernel, impl "native", b_dtype "bf16", where the CPU has it) and in f32, beside PyTorch's.
-// `gemm-bf16` runs that group alone.
+// `gemm-bf16` runs that group alone. `gemm-skinny` runs the LoRA-shaped products (the skinny group
+// and the model products with M, N or K at most 64) and 1024^3 NN for reference, on the native
+// engine only (1 thread and all cores) beside numpy: a short run to compare builds back to back.
 // FLOPs = 2*M*N*K per product.
 
 import { spawnSync } from "node:child_process";
@@ -98,6 +100,11 @@ const BF16_SHAPES: Shape[] = [
   { m: 512, n: 4864, k: 896, form: "NN", accumulate: true, name: "qwen0.5b down input grad" },
 ];
 
+/** A LoRA-shaped product: M, N or K at most 64 (the rank, a head's width). */
+function loraShaped(s: Shape): boolean {
+  return Math.min(s.m, s.n, s.k) <= 64;
+}
+
 /** bench/torch_matmul.py's rows for `sizes` ([m, n, k]); [] when python3 with torch is missing. */
 function measureTorch(sizes: number[][], threads: number): Record<string, string | number>[] {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -127,23 +134,32 @@ export async function gemmSuite(
     quick,
     fastOnly = false,
     bf16Only = false,
-  }: { quick: boolean; fastOnly?: boolean; bf16Only?: boolean },
+    skinnyOnly = false,
+  }: { quick: boolean; fastOnly?: boolean; bf16Only?: boolean; skinnyOnly?: boolean },
 ): Promise<void> {
-  const squares = quick ? [256, 512, 1024] : [256, 512, 1024, 2048];
+  const squares = skinnyOnly ? [1024] : quick ? [256, 512, 1024] : [256, 512, 1024, 2048];
   const shapes: Shape[] = [];
   if (!bf16Only) {
     shapes.push(...squares.map((s): Shape => ({ m: s, n: s, k: s, form: "NN", group: "square" })));
-    shapes.push(
-      { m: 1024, n: 1024, k: 1024, form: "NT", group: "square" },
-      { m: 1024, n: 1024, k: 1024, form: "TN", group: "square" },
-    );
+    if (!skinnyOnly)
+      shapes.push(
+        { m: 1024, n: 1024, k: 1024, form: "NT", group: "square" },
+        { m: 1024, n: 1024, k: 1024, form: "TN", group: "square" },
+      );
     const skinny: Shape[] = [
+      // LoRA's up product with rank 8 inside, overwriting (the model group's LoRA rows add into
+      // their output)
+      { m: 1024, n: 512, k: 8, form: "NN", group: "skinny" },
       { m: 4096, n: 16, k: 1024, form: "NN", group: "skinny" },
       { m: 4096, n: 1024, k: 16, form: "NN", group: "skinny" },
       { m: 16, n: 1024, k: 4096, form: "NN", group: "skinny" },
     ];
     shapes.push(...skinny);
-    shapes.push(...MODEL_SHAPES.map((s): Shape => ({ ...s, group: "model" })));
+    shapes.push(
+      ...MODEL_SHAPES.filter((s) => !skinnyOnly || loraShaped(s)).map(
+        (s): Shape => ({ ...s, group: "model" }),
+      ),
+    );
   }
   if (fastOnly || bf16Only)
     shapes.push(...BF16_SHAPES.map((s): Shape => ({ ...s, group: "bf16" })));
@@ -159,8 +175,8 @@ export async function gemmSuite(
   }
 
   const torchBf16 = new Map<string, number>();
-  const torchRows = measureTorch([...sizes.values()], cores);
-  if (torchRows.length === 0)
+  const torchRows = skinnyOnly ? [] : measureTorch([...sizes.values()], cores);
+  if (torchRows.length === 0 && !skinnyOnly)
     reporter.note("PyTorch matmul rows unavailable (python3 + torch missing)");
   for (const row of torchRows) {
     if (row.dtype === "bf16") torchBf16.set(`${row.m}x${row.n}x${row.k}`, Number(row.gflops));
@@ -177,11 +193,11 @@ export async function gemmSuite(
     /** the weight (b) in bf16: only the bf16 group */
     bf16B?: boolean;
   }[] =
-    fastOnly || bf16Only
+    fastOnly || bf16Only || skinnyOnly
       ? []
       : [{ impl: "ref", threads: 1, simd: "none", make: async () => createRefKernels(heap) }];
   for (const relaxed of relaxedOk ? [true, false] : [false]) {
-    if ((fastOnly && !relaxed) || bf16Only) continue;
+    if ((fastOnly && !relaxed) || bf16Only || skinnyOnly) continue;
     for (const threads of cores > 1 ? [1, cores] : [1]) {
       if (fastOnly && threads !== cores) continue;
       configs.push({
@@ -205,13 +221,14 @@ export async function gemmSuite(
         make: () => createNativeKernels(heap, { threads }),
       });
     }
-    configs.push({
-      impl: "native",
-      threads: cores,
-      simd: "native",
-      make: () => createNativeKernels(heap, { threads: cores }),
-      bf16B: true,
-    });
+    if (!skinnyOnly)
+      configs.push({
+        impl: "native",
+        threads: cores,
+        simd: "native",
+        make: () => createNativeKernels(heap, { threads: cores }),
+        bf16B: true,
+      });
   } else reporter.note(`native engine unavailable: ${native.reason}`);
 
   for (const cfg of configs) {
@@ -293,6 +310,11 @@ function cosines(n: number): Float32Array {
 /** The bf16 group alone: native with a bf16 and an f32 weight, numpy and PyTorch. */
 export function gemmBf16Suite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
   return gemmSuite(reporter, { quick, bf16Only: true });
+}
+
+/** The LoRA-shaped products and 1024^3 on the native engine beside numpy. */
+export function gemmSkinnySuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {
+  return gemmSuite(reporter, { quick, skinnyOnly: true });
 }
 
 export function gemmNativeSuite(reporter: Reporter, { quick }: { quick: boolean }): Promise<void> {

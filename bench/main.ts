@@ -10,6 +10,7 @@ const SUITES: { [name: string]: () => Promise<Suite> } = {
   gemm: async () => (await import("./gemm.js")).gemmSuite,
   "gemm-native": async () => (await import("./gemm.js")).gemmNativeSuite,
   "gemm-bf16": async () => (await import("./gemm.js")).gemmBf16Suite,
+  "gemm-skinny": async () => (await import("./gemm.js")).gemmSkinnySuite,
   "gemm-webgpu": async () => (await import("./gemm-webgpu.js")).gemmWebGpuSuite,
   "webgpu-weights": async () => (await import("./webgpu-weights.js")).webgpuWeightsSuite,
   "train-step": async () => (await import("./train-step.js")).trainStepSuite,

@@ -1,6 +1,8 @@
 /* SGEMM driver (contract in gemm.h): BLIS-style loops around a register-tile micro-kernel.
- *   task   = (batch entry, block of rows, block of columns) of C; threads claim tasks from an
- *            atomic counter; a task is computed by one thread from start to end.
+ *   task   = (batch entry, block of rows, block of columns) of C, computed by one thread from
+ *            start to end. Thread t owns a fixed, contiguous range of tasks (the same rows of C
+ *            in every call of a shape) and claims from it first, then from the other ranges, so
+ *            a thread that never arrives (pool.h) leaves its tasks to the others.
  *   jc loop: nc columns of C;  pc loop (per term): kc steps of the inner dim, packing
  *            op(B)[pc.., jc..] (kc x nc) into NR-wide panels;  ic loop: mc rows, packing
  *            alpha * op(A)[ic.., pc..] (mc x kc) into MR-tall panels;  then MR x NR tiles.
@@ -8,11 +10,12 @@
  * only on the shape, so each element of C sees the same operations whatever the thread count.
  * Partial tiles (edges, or a C whose columns are not contiguous) go through a local MR x NR
  * buffer. Outputs at most NARROW_N columns wide with contiguous rows of op(A) take the
- * dot-product path of narrow.c instead (tasks of whole rows). Otherwise a call whose padded tile
+ * dot-product path of narrow.c instead, and other products with K at most SMALL_K the unpacked
+ * path of smallk.c (both in tasks of whole rows). Otherwise a call whose padded tile
  * area is smaller when computed transposed (C^T = op(B)^T op(A)^T: narrow outputs, N < NR) is
  * turned around first. A term with a bf16 B (gemm_term.b16) packs both of its operands with
  * bf16.c's routines, in K blocks twice as long, and runs bf16.c's twin of the call's tile; calls
- * with such a term take neither the dot-product path nor the turn. */
+ * with such a term take neither the dot-product nor the small-K path, nor the turn. */
 #include "gemm.h"
 
 #include <stdatomic.h>
@@ -30,6 +33,13 @@
 #define TASKS_PER_THREAD 2
 #endif
 
+/* One thread's home range of tasks [next, end) (claim_task), a cache line each so that claims by
+ * different threads do not contend for one line. */
+typedef struct {
+  _Alignas(64) _Atomic long next;
+  long end;
+} task_range;
+
 struct gemm_engine {
   ukernel kernel;
   blocking blk; /* of the call being run (it depends on the tile) */
@@ -44,10 +54,12 @@ struct gemm_engine {
   tile_kernel tile;
   int tile_index; /* of tile in kernel.tiles (its bf16 twin: bf16.tile[tile_index]) */
   int narrow; /* the dot-product path of narrow.c, tasks of rows_per_task rows */
+  int smallk; /* the small-K path of smallk.c, tasks of rows_per_task rows */
+  long *staged; /* per thread: the batch entry whose op(B) its pack_b holds (small K), or -1 */
   int a_per_tile, direct_a, direct_b;
   long tasks, row_blocks, col_blocks, rows_per_task, cols_per_task;
   int parallel; /* whether the pool's workers take part */
-  _Atomic long next_task;
+  task_range *ranges; /* per thread: its home range of tasks and the next one to claim */
   bf16_kernels bf16;
   int has_bf16;
 };
@@ -85,7 +97,9 @@ gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long sp
   e->threads = threads < 1 ? 1 : threads;
   e->pack_a = calloc((size_t)e->threads, sizeof(float *));
   e->pack_b = calloc((size_t)e->threads, sizeof(float *));
-  int ok = e->pack_a != NULL && e->pack_b != NULL;
+  e->ranges = aligned_alloc(64, (size_t)e->threads * sizeof(task_range));
+  e->staged = calloc((size_t)e->threads, sizeof(long));
+  int ok = e->pack_a != NULL && e->pack_b != NULL && e->ranges != NULL && e->staged != NULL;
   size_t a_bytes = 0, b_bytes = 0; /* the largest blocks of any tile */
   for (int i = 0; i < kernel->ntiles; i++) {
     blocking b = choose_blocking(&kernel->tiles[i]);
@@ -117,6 +131,8 @@ void gemm_engine_destroy(gemm_engine *e) {
   }
   free(e->pack_a);
   free(e->pack_b);
+  free(e->ranges);
+  free(e->staged);
   free(e);
 }
 
@@ -270,9 +286,9 @@ static void compute_tile(const gemm_engine *e, const gemm_call *call, float *c, 
   const float *a = a_panel + from * mr;
   long a_rs = 1, a_ps = mr;
   if (e->direct_a && rows == mr) {
-    a = kb->a + gi * kb->t->rs_a + kb->p0 + from;
+    a = kb->a + gi * kb->t->rs_a + (kb->p0 + from) * kb->t->cs_a;
     a_rs = kb->t->rs_a;
-    a_ps = 1;
+    a_ps = kb->t->cs_a;
   }
   const float *b;
   long b_ps;
@@ -324,6 +340,11 @@ static void run_task(gemm_engine *e, int thread, long task) {
     narrow_rows(&e->kernel, call, bi, r0, r1, e->pack_b[thread]);
     return;
   }
+  if (e->smallk) {
+    smallk_rows(&e->kernel, call, bi, r0, r1, e->pack_b[thread], e->staged[thread] == bi);
+    e->staged[thread] = bi;
+    return;
+  }
   float *c = call->c + bi * call->batch_c;
   const blocking *blk = &e->blk;
   float *pa = e->pack_a[thread], *pb = e->pack_b[thread];
@@ -363,14 +384,22 @@ static void run_task(gemm_engine *e, int thread, long task) {
   }
 }
 
+/* The next unclaimed task, from the thread's own range first, then from the others' in turn;
+ * -1 when every task is claimed. */
+static long claim_task(gemm_engine *e, int thread) {
+  for (int i = 0; i < e->threads; i++) {
+    task_range *r = &e->ranges[(thread + i) % e->threads];
+    if (atomic_load_explicit(&r->next, memory_order_relaxed) >= r->end) continue;
+    long task = atomic_fetch_add_explicit(&r->next, 1, memory_order_relaxed);
+    if (task < r->end) return task;
+  }
+  return -1;
+}
+
 static void worker(void *arg, int thread, int nthreads) {
   (void)nthreads;
   gemm_engine *e = arg;
-  for (;;) {
-    long task = atomic_fetch_add_explicit(&e->next_task, 1, memory_order_relaxed);
-    if (task >= e->tasks) return;
-    run_task(e, thread, task);
-  }
+  for (long task; (task = claim_task(e, thread)) >= 0;) run_task(e, thread, task);
 }
 
 /* ---- planning ------------------------------------------------------------------------------ */
@@ -453,12 +482,12 @@ static void plan_tasks(gemm_engine *e, const gemm_call *call) {
   e->tasks = call->batch * e->row_blocks * e->col_blocks;
 }
 
-/* Narrow outputs: tasks of whole rows (multiples of 3, the dot kernel's row group), a few per
- * thread. */
-static void plan_narrow(gemm_engine *e, const gemm_call *call) {
+/* Narrow outputs and small inner dims: tasks of whole rows (multiples of `unit`: 3, the dot
+ * kernel's row group; 16, two of the small-K kernel's), a few per thread. */
+static void plan_rows(gemm_engine *e, const gemm_call *call, long unit) {
   e->parallel = worth_parallel(e, call);
   long want = ceil_div(e->parallel ? TASKS_PER_THREAD * e->threads : 1, call->batch);
-  e->rows_per_task = ceil_div(ceil_div(call->m, want), 3) * 3;
+  e->rows_per_task = ceil_div(ceil_div(call->m, want), unit) * unit;
   e->cols_per_task = call->n;
   e->row_blocks = ceil_div(call->m, e->rows_per_task);
   e->col_blocks = 1;
@@ -466,27 +495,37 @@ static void plan_narrow(gemm_engine *e, const gemm_call *call) {
 }
 
 /* How operands are staged. When a task's packed A block would serve few column panels, A is
- * handled one tile at a time: read in place if its rows are contiguous and unscaled (alpha folds
- * into packing), else packed just before use. op(B) is read in place when its rows are contiguous
- * and a packed panel would serve few row tiles. Packing copies values exactly, so staging never
- * changes a result. */
+ * handled one tile at a time: read in place if its rows or its columns are contiguous (op(A) = A
+ * or A^T) and unscaled (alpha folds into packing), else packed just before use. A tile that reads
+ * A^T in place takes MR consecutive values per step, which the prefetcher follows, where packing
+ * it first was a separate pass over lines 4 KiB apart (engine-notes.md). op(B) is read in place
+ * when its rows are contiguous and a packed panel would serve few row tiles. Packing copies values
+ * exactly, so staging never changes a result. */
 static void plan_staging(gemm_engine *e, const gemm_call *call) {
-  int a_rows = 1, b_rows = 1;
+  int a_direct = 1, b_rows = 1;
   for (int i = 0; i < call->nterms; i++) {
     const gemm_term *t = &call->term[i];
     int bf16 = t->b16 != NULL; /* a bf16 term packs (rounds, pairs) both operands */
-    a_rows = a_rows && !bf16 && t->cs_a == 1 && t->alpha == 1.0f;
+    a_direct = a_direct && !bf16 && (t->cs_a == 1 || t->rs_a == 1) && t->alpha == 1.0f;
     b_rows = b_rows && !bf16 && t->cs_b == 1;
   }
   e->a_per_tile = e->cols_per_task <= 2 * e->tile.nr;
-  e->direct_a = e->a_per_tile && a_rows;
+  e->direct_a = e->a_per_tile && a_direct;
   e->direct_b = b_rows && e->rows_per_task <= 2 * e->tile.mr;
 }
 
 /* Runs the planned tasks of `call`, on the pool when the plan says so. */
 static void run(gemm_engine *e, const gemm_call *call) {
   e->call = call;
-  atomic_store_explicit(&e->next_task, 0, memory_order_relaxed);
+  for (int t = 0; t < e->threads; t++) e->staged[t] = -1;
+  /* home ranges: thread t < owners owns tasks [t * tasks / owners, (t + 1) * tasks / owners) */
+  int owners = e->parallel ? e->threads : 1;
+  for (int t = 0; t < e->threads; t++) {
+    task_range *r = &e->ranges[t];
+    r->end = t < owners ? e->tasks * (t + 1) / owners : e->tasks;
+    atomic_store_explicit(&r->next, t < owners ? e->tasks * t / owners : e->tasks,
+                          memory_order_relaxed);
+  }
   if (!e->parallel || e->tasks == 1) worker(e, 0, 1);
   else pool_run(e->pool, worker, e);
   e->call = NULL;
@@ -506,8 +545,9 @@ void gemm_run(gemm_engine *e, const gemm_call *in) {
   int bf16 = 0; /* bf16 terms keep B as B: no dot-product path, no turning around */
   for (int i = 0; i < call.nterms; i++) bf16 = bf16 || call.term[i].b16 != NULL;
   e->narrow = !bf16 && narrow_fits(&e->kernel, &call, e->pack_b_floats);
-  if (e->narrow) {
-    plan_narrow(e, &call);
+  e->smallk = !bf16 && !e->narrow && smallk_fits(&e->kernel, &call, e->pack_b_floats);
+  if (e->narrow || e->smallk) {
+    plan_rows(e, &call, e->narrow ? 3 : 16);
     run(e, &call);
     return;
   }

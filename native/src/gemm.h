@@ -44,8 +44,8 @@ typedef struct {
 
 /* One register tile kernel: acc (MR x NR) = sum_{p<kc} a[r*a_rs + p*a_ps] * b[p*b_ps + c]; then
  * C = acc (accumulate 0) or C += acc, C rows ldc apart, columns contiguous. a and b are packed
- * panels (a_rs 1, a_ps MR; b_ps NR) or, when contiguous, the operands themselves (a_ps 1; b_ps
- * the row stride of B). */
+ * panels (a_rs 1, a_ps MR; b_ps NR) or the operands themselves (op(A)'s strides, with rows or
+ * columns contiguous; b_ps the row stride of B, its rows contiguous). */
 typedef void (*ukernel_fn)(long kc, const float *a, long a_rs, long a_ps, const float *b, long b_ps,
                            float *c, long ldc, int accumulate);
 
@@ -63,6 +63,17 @@ typedef struct {
 typedef void (*dot_fn)(long k, long rows, const float *a, long lda, const float *bt, long ldbt,
                        int n, float alpha, float *c, long rs_c, long cs_c, int accumulate);
 
+/* Products whose inner dim is at most SMALL_K (LoRA's up products, rank r inside) and whose C
+ * rows are contiguous: no packing, rows of C computed straight from op(A) and op(B) (smallk.c). */
+#ifndef SMALL_K
+#define SMALL_K 32
+#endif
+/* For rows r < rows and columns j < n: C[r, j] = alpha * sum_{p<k} a[r * rs_a + p * cs_a] *
+ * b[p * ldb + j] (accumulate 0) or C[r, j] += that, C[r, j] at c[r * rs_c + j]; k <= SMALL_K. */
+typedef void (*smallk_fn)(long k, long rows, long n, const float *a, long rs_a, long cs_a,
+                          const float *b, long ldb, float alpha, float *c, long rs_c,
+                          int accumulate);
+
 /* A transposing copy for packing: dst[p * ld_dst + j] = alpha * src[j * ld_src + p] for j < cols,
  * p < kc, and 0 for cols <= j < width (the panel's padding). */
 typedef void (*transpose_fn)(float *dst, long ld_dst, int width, const float *src, long ld_src,
@@ -75,6 +86,7 @@ typedef struct {
   int ntiles;
   dot_fn dot;             /* NULL: narrow outputs use the tiles too */
   transpose_fn transpose; /* NULL: packing transposes with scalar loops */
+  smallk_fn smallk;       /* NULL: small inner dims use the tiles too */
 } ukernel;
 
 /* The kernels this build contains, best first; available() says whether this CPU runs it. */
@@ -117,6 +129,13 @@ typedef struct gemm_engine gemm_engine;
 int narrow_fits(const ukernel *kernel, const gemm_call *call, long scratch_floats);
 void narrow_rows(const ukernel *kernel, const gemm_call *call, long bi, long r0, long r1,
                  float *bt);
+
+/* smallk.c: whether `call` takes the small-K path, and its part for rows [r0, r1) of batch entry
+ * bi. bt: scratch of at least SMALL_K * n floats for op(B) when its rows are not contiguous;
+ * staged: whether bt already holds this batch entry's op(B) (an earlier part on this thread). */
+int smallk_fits(const ukernel *kernel, const gemm_call *call, long scratch_floats);
+void smallk_rows(const ukernel *kernel, const gemm_call *call, long bi, long r0, long r1,
+                 float *bt, int staged);
 
 /* kernel: an entry of UKERNELS; threads >= 1. NULL when out of memory or threads. */
 gemm_engine *gemm_engine_create(const ukernel *kernel, int threads, long long spin_ns);

@@ -2,7 +2,7 @@
  * compiled for its own target with __attribute__((target)) so that one binary runs on any x86-64
  * CPU and picks the best kernel at run time (__builtin_cpu_supports). Operands (gemm.h,
  * ukernel_fn): a[r * a_rs + p * a_ps] and b[p * b_ps + j], packed panels (a_rs 1, a_ps MR,
- * b_ps NR; gemm.c packs them, zero-padded) or the caller's own rows when they are contiguous. */
+ * b_ps NR; gemm.c packs them, zero-padded) or the caller's operands in place (gemm.h). */
 #include <string.h>
 
 #include "gemm.h"
@@ -52,7 +52,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_12x32(long kc, con
                                                                      const float *b, long b_ps,
                                                                      float *c, long ldc,
                                                                      int accumulate) {
-  if (a_rs == 1) /* packed a: a specialised copy with constant offsets */
+  if (a_rs == 1) /* packed a, or A^T in place: a specialised copy with constant offsets */
     avx512_tile(12, 2, kc, a, 1, a_ps, b, b_ps, c, ldc, accumulate);
   else
     avx512_tile(12, 2, kc, a, a_rs, a_ps, b, b_ps, c, ldc, accumulate);
@@ -62,7 +62,7 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_24x16(long kc, con
                                                                      const float *b, long b_ps,
                                                                      float *c, long ldc,
                                                                      int accumulate) {
-  if (a_rs == 1) /* packed a: a specialised copy with constant offsets */
+  if (a_rs == 1) /* packed a, or A^T in place: a specialised copy with constant offsets */
     avx512_tile(24, 1, kc, a, 1, a_ps, b, b_ps, c, ldc, accumulate);
   else
     avx512_tile(24, 1, kc, a, a_rs, a_ps, b, b_ps, c, ldc, accumulate);
@@ -71,7 +71,10 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_24x16(long kc, con
  * * bt[j][p..], 16 steps of K per FMA; then each output is alpha times the sum of its 16 lanes.
  * Blocks of 3 rows x 8 columns (24 accumulators + 3 rows of a + 1 of bt = 28 zmm): 11 loads per
  * 24 FMAs. A row computed alone runs the same operations as in a group of 3, so results do not
- * depend on how rows are grouped. */
+ * depend on how rows are grouped. Each step also prefetches its rows DOT_PREFETCH floats ahead: A is
+ * read once, and the hardware prefetcher alone did not keep three streams ahead of the FMAs
+ * (docs/engine-notes.md). A prefetch past the end of A does not fault. */
+#define DOT_PREFETCH 512
 __attribute__((target("avx512f"), always_inline)) static inline void avx512_dot_rows(
     const int rows, const int nj, long k, const float *a, long lda, const float *bt, long ldbt,
     int n, float alpha, float *c, long rs_c, long cs_c, int accumulate) {
@@ -84,7 +87,10 @@ __attribute__((target("avx512f"), always_inline)) static inline void avx512_dot_
     __mmask16 keep = k - p >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (k - p)) - 1);
     __m512 av[3];
 #pragma GCC unroll 3
-    for (int r = 0; r < rows; r++) av[r] = _mm512_maskz_loadu_ps(keep, a + r * lda + p);
+    for (int r = 0; r < rows; r++) {
+      _mm_prefetch((const char *)(a + r * lda + p + DOT_PREFETCH), _MM_HINT_T0);
+      av[r] = _mm512_maskz_loadu_ps(keep, a + r * lda + p);
+    }
 #pragma GCC unroll 8
     for (int j = 0; j < nj; j++) {
       __m512 bv = _mm512_loadu_ps(bt + j * ldbt + p);
@@ -173,6 +179,76 @@ __attribute__((target("avx512f"))) static void transpose_avx512(float *dst, long
     }
   }
 }
+/* AVX-512F small-K rows (gemm.h, smallk_fn): tiles of 8 rows x 32 columns, acc[r][v] (16 lanes)
+ * += a[r, p] * b[p, 16v ..] over the k steps (16 accumulators, 2 rows of b, 1 broadcast a[r, p]
+ * = 19 zmm), then C = alpha * acc, or C += alpha * acc. Rows go 8 at a time, each block's columns
+ * in 32-wide chunks (the last one masked), so a block of C is written in one pass; op(B)'s k rows
+ * stay in L1. Each element's operations do not depend on how rows are grouped. */
+#define SMALLK_MR 8
+__attribute__((target("avx512f"), always_inline)) static inline void avx512_smallk_tile(
+    const int mr, const int nv, long k, const float *a, long rs_a, long cs_a, const float *b,
+    long ldb, __mmask16 last, float alpha, float *c, long rs_c, int accumulate) {
+  __m512 acc[SMALLK_MR][2];
+#pragma GCC unroll 8
+  for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++) acc[r][v] = _mm512_setzero_ps();
+  for (long p = 0; p < k; p++) {
+    __m512 bv[2];
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++)
+      bv[v] = _mm512_maskz_loadu_ps(v == nv - 1 ? last : (__mmask16)0xffff, b + p * ldb + 16 * v);
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
+      __m512 ar = _mm512_set1_ps(a[r * rs_a + p * cs_a]);
+#pragma GCC unroll 2
+      for (int v = 0; v < nv; v++) acc[r][v] = _mm512_fmadd_ps(ar, bv[v], acc[r][v]);
+    }
+  }
+  const __m512 scale = _mm512_set1_ps(alpha);
+#pragma GCC unroll 8
+  for (int r = 0; r < mr; r++)
+#pragma GCC unroll 2
+    for (int v = 0; v < nv; v++) {
+      __mmask16 keep = v == nv - 1 ? last : (__mmask16)0xffff;
+      float *o = c + r * rs_c + 16 * v;
+      __m512 out = alpha == 1.0f ? acc[r][v] : _mm512_mul_ps(scale, acc[r][v]);
+      if (accumulate) out = _mm512_add_ps(_mm512_maskz_loadu_ps(keep, o), out);
+      _mm512_mask_storeu_ps(o, keep, out);
+    }
+}
+/* One block of mr rows (SMALLK_MR, or 1 for the rows left over) across all n columns. */
+__attribute__((target("avx512f"), always_inline)) static inline void avx512_smallk_block(
+    const int mr, long k, long n, const float *a, long rs_a, long cs_a, const float *b, long ldb,
+    float alpha, float *c, long rs_c, int accumulate) {
+  long j = 0;
+  for (; j + 32 <= n; j += 32)
+    avx512_smallk_tile(mr, 2, k, a, rs_a, cs_a, b + j, ldb, 0xffff, alpha, c + j, rs_c,
+                       accumulate);
+  if (j < n) {
+    long left = n - j; /* 1..31 columns */
+    __mmask16 last = (__mmask16)((1u << (left > 16 ? left - 16 : left)) - 1);
+    if (left > 16)
+      avx512_smallk_tile(mr, 2, k, a, rs_a, cs_a, b + j, ldb, last, alpha, c + j, rs_c,
+                         accumulate);
+    else
+      avx512_smallk_tile(mr, 1, k, a, rs_a, cs_a, b + j, ldb, last, alpha, c + j, rs_c,
+                         accumulate);
+  }
+}
+__attribute__((target("avx512f"))) static void smallk_avx512(long k, long rows, long n,
+                                                              const float *a, long rs_a,
+                                                              long cs_a, const float *b, long ldb,
+                                                              float alpha, float *c, long rs_c,
+                                                              int accumulate) {
+  long r = 0;
+  for (; r + SMALLK_MR <= rows; r += SMALLK_MR)
+    avx512_smallk_block(SMALLK_MR, k, n, a + r * rs_a, rs_a, cs_a, b, ldb, alpha, c + r * rs_c,
+                        rs_c, accumulate);
+  for (; r < rows; r++)
+    avx512_smallk_block(1, k, n, a + r * rs_a, rs_a, cs_a, b, ldb, alpha, c + r * rs_c, rs_c,
+                        accumulate);
+}
 static int have_avx512(void) { return __builtin_cpu_supports("avx512f"); }
 
 /* AVX2 + FMA, 6 x 16 tile. Register budget (16 ymm): 12 accumulators (6 rows x 2 vectors of 8),
@@ -238,10 +314,10 @@ static int always(void) { return 1; }
 const ukernel_entry UKERNELS[] = {
 #if defined(__x86_64__) || defined(__i386__)
     {{"avx512", {{12, 32, ukernel_avx512_12x32}, {24, 16, ukernel_avx512_24x16}}, 2, dot_avx512,
-      transpose_avx512},
+      transpose_avx512, smallk_avx512},
      have_avx512},
-    {{"avx2", {{AVX2_MR, 16, ukernel_avx2_6x16}}, 1, NULL, NULL}, have_avx2},
+    {{"avx2", {{AVX2_MR, 16, ukernel_avx2_6x16}}, 1, NULL, NULL, NULL}, have_avx2},
 #endif
-    {{"generic", {{GENERIC_MR, GENERIC_NR, ukernel_generic_4x16}}, 1, NULL, NULL}, always},
+    {{"generic", {{GENERIC_MR, GENERIC_NR, ukernel_generic_4x16}}, 1, NULL, NULL, NULL}, always},
 };
 const int UKERNEL_COUNT = sizeof UKERNELS / sizeof UKERNELS[0];

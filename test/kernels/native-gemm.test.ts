@@ -1,8 +1,9 @@
 // The native engine's GEMM (native/src/, kernels/native/) against the reference matmul: random
 // operands on awkward shapes (M, N or K = 1, tails of the 12 x 32, 6 x 16 and 4 x 16 register
 // tiles, K past the kc block, M past the mc block, N past the nc block, narrow outputs that run
-// transposed or as dot products (N <= 16, K >= 32, rows in groups of 3 and a tail), every
-// MatmulOptions case but plus and causal (matmul-plus / matmul-causal test
+// transposed or as dot products (N <= 16, K >= 32, rows in groups of 3 and a tail), small inner
+// dims (K = 1..32, N >= 16: rows in groups of 8 and a tail, 32-wide column chunks and a masked
+// tail, op(B) read in place or staged), every MatmulOptions case but plus and causal (matmul-plus / matmul-causal test
 // those on every engine) (transposes, accumulate, alpha, batched b, shared b with transA), on
 // every micro-kernel this CPU runs, with 1 and 2 threads; results equal bit for bit across
 // thread counts; the zero-copy base address survives heap growth; out-of-heap operands throw.
@@ -56,9 +57,26 @@ const SHAPES: [number, number, number][] = [
   [3, 8300, 5],
 ];
 
+// the small-K path (K <= 32, N >= 16): K across its range, M with a tail of the 8-row group and of
+// the 16-row task, N with a tail of the 32-wide chunk (1, 16 or 17 columns) or none; 517 x 300 x 16
+// is big enough (5 MFLOP) to run on 2 threads
+const SMALL_K_SHAPES: [number, number, number][] = [
+  [1, 16, 1],
+  [37, 16, 2],
+  [203, 33, 3],
+  [9, 100, 7],
+  [64, 512, 8],
+  [21, 47, 9],
+  [130, 64, 16],
+  [517, 300, 16],
+  [16, 17, 17],
+  [75, 96, 31],
+  [40, 49, 32],
+];
+
 function cases(): Case[] {
   const out: Case[] = [];
-  for (const [m, n, k] of SHAPES) {
+  for (const [m, n, k] of [...SHAPES, ...SMALL_K_SHAPES]) {
     for (const form of [0, 1, 2, 3]) {
       out.push({
         m,
@@ -77,6 +95,11 @@ function cases(): Case[] {
   out.push({ m: 19, n: 40, k: 31, batch: 4, transB: true });
   out.push({ m: 19, n: 5, k: 33, batch: 3, bBatched: true, transB: true });
   out.push({ m: 20, n: 12, k: 48, batch: 2, alpha: 0.5, accumulate: true });
+  // small K, batched: op(B) staged per batch entry (transB), shared or batched, read in place (NN)
+  out.push({ m: 27, n: 40, k: 8, batch: 3, bBatched: true, transB: true, alpha: 0.5 });
+  out.push({ m: 27, n: 40, k: 8, batch: 3, transB: true, accumulate: true });
+  out.push({ m: 27, n: 40, k: 8, batch: 2, transA: true, bBatched: true });
+  out.push({ m: 27, n: 40, k: 8, batch: 2, accumulate: true, alpha: -2 });
   // alpha folded into the transposing pack of A (rows of A contiguous)
   out.push({ m: 37, n: 70, k: 45, alpha: -0.75 });
   out.push({ m: 37, n: 70, k: 45, transB: true, alpha: 1.5, accumulate: true });
@@ -166,18 +189,20 @@ describe.skipIf(addon === undefined)("native GEMM", () => {
     });
   });
 
-  // 301 x 190 runs on register tiles, 2000 x 10 as dot products; both are big enough for 2 threads
-  const bitCases = kernelNames.flatMap((kernel): [string, number, number][] => [
-    [kernel, 301, 190],
-    [kernel, 2000, 10],
+  // 301 x 190 x 257 runs on register tiles, 2000 x 10 x 257 as dot products, 2000 x 300 x 8 on the
+  // small-K path; all are big enough for 2 threads
+  const bitCases = kernelNames.flatMap((kernel): [string, number, number, number][] => [
+    [kernel, 301, 190, 257],
+    [kernel, 2000, 10, 257],
+    [kernel, 2000, 300, 8],
   ]);
   test.each(bitCases)(
-    "%s, %i x %i x 257: 1 and 2 threads give the same bits",
-    async (kernel, m, n) => {
+    "%s, %i x %i x %i: 1 and 2 threads give the same bits",
+    async (kernel, m, n, k) => {
       const heap = new Heap();
       const one = await createNativeKernels(heap, { kernel: kernel, threads: 1 });
-      const a = heap.fromArray(randomUniform(m * 257, 3, 1), [m, 257]);
-      const b = heap.fromArray(randomUniform(257 * n, 4, 1), [n, 257]);
+      const a = heap.fromArray(randomUniform(m * k, 3, 1), [m, k]);
+      const b = heap.fromArray(randomUniform(k * n, 4, 1), [n, k]);
       const out1 = heap.tensor([m, n]);
       const out2 = heap.tensor([m, n]);
       one.matmul(out1, a, b, { transB: true });
