@@ -27,7 +27,9 @@ export interface NativeKernelsOptions {
   /** How long an idle native worker spins before it parks (ms). Default 0.2: a parked pthread
    * wakes in microseconds, and a spinning one would take a core from the wasm ops between GEMMs. */
   spinMs?: number;
-  /** The same for the wasm Kernels' workers (WasmKernelsOptions.spinMs). Default: wasm's. */
+  /** The same for the wasm Kernels' workers (WasmKernelsOptions.spinMs). Default 0.2, as the
+   * native workers': a wasm worker spinning through a GEMM takes a core from the native pool
+   * (docs/engine-notes.md, "The demo on the native engine"). */
   wasmSpinMs?: number;
   /** false: no bf16 b (bf16Matmul false), so bf16 weights are expanded to f32 as on the other
    * engines. Default: the bf16 kernels wherever the CPU has AVX512-BF16. */
@@ -62,7 +64,7 @@ export async function createNativeKernels(
   }
   const wasm = await createWasmKernels(heap, {
     threads,
-    ...(options.wasmSpinMs === undefined ? {} : { spinMs: options.wasmSpinMs }),
+    spinMs: options.wasmSpinMs ?? 0.2,
   });
   // A view of the memory's first byte: the addon reads the base address from it.
   const engine = addon.createEngine(
