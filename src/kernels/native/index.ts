@@ -1,7 +1,9 @@
 // The `native` Kernels: matmul runs in a C addon (native/src/: BLIS-style SGEMM with AVX-512,
 // AVX2+FMA or portable micro-kernels chosen for the CPU at run time, on its own pthread pool),
-// working in place on the Heap's shared WebAssembly.Memory through its base address; every other
-// op is the `wasm` Kernels' on the same heap (delegated below, one line each). Every matmul case
+// working in place on the Heap's shared WebAssembly.Memory through its base address. So do
+// add, swiglu(Backward), attentionSoftmax(Backward), rmsnorm and permute0213 on small tensors,
+// on the calling thread (rowops.ts); every other op, and those on larger tensors, is the `wasm`
+// Kernels' on the same heap (delegated below, one line each). Every matmul case
 // of MatmulOptions (transposes, batching, shared b, accumulate, alpha, plus, causal kinds) is
 // native. On a CPU with AVX512-BF16 matmul also takes a bf16 b (bf16Matmul, Kernels). Node only;
 // createKernels("native") loads it lazily.
@@ -18,6 +20,7 @@ import { checkMatmul } from "../validate.js";
 import { createWasmKernels } from "../wasm/index.js";
 import { loadNativeAddon, type NativeEngineInfo } from "./addon.js";
 import { fillGemmParams, GEMM_PARAMS } from "./params.js";
+import { createRowOps } from "./rowops.js";
 
 export interface NativeKernelsOptions {
   /** Threads per kernel call, the caller included (both pools). Default: every core. */
@@ -76,6 +79,7 @@ export async function createNativeKernels(
   const gemmInfo = addon.engineInfo(engine);
   const bf16Matmul = gemmInfo.bf16 && options.bf16 !== false;
   const params = new Float64Array(GEMM_PARAMS);
+  const rowOps = createRowOps(addon, engine, heap, wasm);
 
   function matmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOptions = {}): void {
     const shape = checkMatmul(out, a, b, options, bf16Matmul);
@@ -90,7 +94,7 @@ export async function createNativeKernels(
     gemmInfo,
     bf16Matmul,
     matmul,
-    add: wasm.add.bind(wasm),
+    add: rowOps.add,
     mul: wasm.mul.bind(wasm),
     scale: wasm.scale.bind(wasm),
     axpy: wasm.axpy.bind(wasm),
@@ -98,19 +102,19 @@ export async function createNativeKernels(
     biasBackward: wasm.biasBackward.bind(wasm),
     silu: wasm.silu.bind(wasm),
     siluBackward: wasm.siluBackward.bind(wasm),
-    swiglu: wasm.swiglu.bind(wasm),
-    swigluBackward: wasm.swigluBackward.bind(wasm),
+    swiglu: rowOps.swiglu,
+    swigluBackward: rowOps.swigluBackward,
     gelu: wasm.gelu.bind(wasm),
     geluBackward: wasm.geluBackward.bind(wasm),
-    rmsnorm: wasm.rmsnorm.bind(wasm),
+    rmsnorm: rowOps.rmsnorm,
     rmsnormBackward: wasm.rmsnormBackward.bind(wasm),
     layernorm: wasm.layernorm.bind(wasm),
     layernormBackward: wasm.layernormBackward.bind(wasm),
-    attentionSoftmax: wasm.attentionSoftmax.bind(wasm),
-    attentionSoftmaxBackward: wasm.attentionSoftmaxBackward.bind(wasm),
+    attentionSoftmax: rowOps.attentionSoftmax,
+    attentionSoftmaxBackward: rowOps.attentionSoftmaxBackward,
     rope: wasm.rope.bind(wasm),
     ropeBackward: wasm.ropeBackward.bind(wasm),
-    permute0213: wasm.permute0213.bind(wasm),
+    permute0213: rowOps.permute0213,
     copyColumns: wasm.copyColumns.bind(wasm),
     maskOutsideWindow: wasm.maskOutsideWindow.bind(wasm),
     embedding: wasm.embedding.bind(wasm),
