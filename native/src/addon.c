@@ -264,6 +264,10 @@ enum {
   ROWOP_SOFTMAX_BACKWARD,       /* dScores, probs, dProbs, scale, rows, cols, accumulate */
   ROWOP_RMSNORM,                /* out, rstd, inp, weight, rows, cols, eps */
   ROWOP_PERMUTE0213,            /* out, inp, a, b, c, d */
+  ROWOP_ROPE,                   /* out, inp, cos, sin, batch, time, heads, dim */
+  ROWOP_ROPE_BACKWARD,          /* dInp, dOut, cos, sin, batch, time, heads, dim, accumulate */
+  ROWOP_RMSNORM_BACKWARD,       /* dInp, dWeight (-1: none), dOut, inp, weight, rstd, rows, cols,
+                                   accumulate */
   ROWOP_PARAMS = 10
 };
 
@@ -349,6 +353,29 @@ static napi_value js_rowop(napi_env env, napi_callback_info info) {
       if (!counts_ok(p, 3, 6) || !inside(p[1], n, limit) || !inside(p[2], n, limit))
         return throw_error(env, bad);
       rowop_permute0213(F(1), F(2), (long)p[3], (long)p[4], (long)p[5], (long)p[6]);
+      return NULL;
+    }
+    case ROWOP_ROPE:
+    case ROWOP_ROPE_BACKWARD: {
+      double n = p[5] * p[6] * p[7] * p[8], table = p[6] * p[8] / 2;
+      if (!counts_ok(p, 5, 8) || !inside(p[1], n, limit) || !inside(p[2], n, limit) ||
+          !inside(p[3], table, limit) || !inside(p[4], table, limit))
+        return throw_error(env, bad);
+      if ((int)p[0] == ROWOP_ROPE)
+        rowop_rope(F(1), F(2), F(3), F(4), (long)p[5], (long)p[6], (long)p[7], (long)p[8]);
+      else
+        rowop_rope_backward(F(1), F(2), F(3), F(4), (long)p[5], (long)p[6], (long)p[7],
+                            (long)p[8], p[9] != 0);
+      return NULL;
+    }
+    case ROWOP_RMSNORM_BACKWARD: {
+      double n = p[7] * p[8];
+      if (!counts_ok(p, 7, 8) || !inside(p[1], n, limit) ||
+          (p[2] >= 0 && !inside(p[2], p[8], limit)) || !inside(p[3], n, limit) ||
+          !inside(p[4], n, limit) || !inside(p[5], p[8], limit) || !inside(p[6], p[7], limit))
+        return throw_error(env, bad);
+      rowop_rmsnorm_backward(F(1), p[2] >= 0 ? F(2) : NULL, F(3), F(4), F(5), F(6), (long)p[7],
+                             (long)p[8], p[9] != 0);
       return NULL;
     }
     default:

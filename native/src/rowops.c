@@ -1,9 +1,9 @@
-/* Small non-GEMM kernels of the native engine, run on the calling thread: add, SwiGLU and its
- * backward, the attention softmax and its backward, RMSNorm, permute0213. The engine calls them
+/* Small non-GEMM kernels of the native engine, run on the calling thread: add, SwiGLU, the
+ * attention softmax, RMSNorm and RoPE with their backwards, permute0213. The engine calls them
  * for tensors small enough that handing the op to a pool costs more than the op itself (the demo
  * model's activations); larger ones stay on the wasm kernels' pool (src/kernels/native/ops.ts).
  * Semantics are those of the reference kernels (src/kernels/ref/: elementwise.ts, activations.ts,
- * attention.ts, norms.ts, permute.ts), whose comments give the formulas.
+ * attention.ts, norms.ts, rope.ts, permute.ts), whose comments give the formulas.
  * Each kernel is compiled for AVX-512F, AVX2+FMA and baseline x86-64 (GCC/Clang target_clones on
  * x86-64 Linux; elsewhere once, for the build's target), and the loader picks the best the CPU
  * runs, so the loops are vectorised at the CPU's width. The choice depends on the CPU only, never
@@ -154,4 +154,67 @@ CLONES void rowop_permute0213(float *out, const float *inp, long a, long b, long
         float *dst = out + ((ia * c + ic) * b + ib) * d;
         for (long id = 0; id < d; id++) dst[id] = src[id];
       }
+}
+
+/* Rotary embedding on x (batch, time, heads, dim), rotate-half pairs (i, i + dim/2), cos and sin
+ * (time, dim/2); out may be inp. */
+CLONES void rowop_rope(float *out, const float *inp, const float *cos_t, const float *sin_t,
+                       long batch, long time, long heads, long dim) {
+  long half = dim / 2;
+  for (long b = 0; b < batch; b++)
+    for (long t = 0; t < time; t++) {
+      const float *c = cos_t + t * half, *s = sin_t + t * half;
+      for (long h = 0; h < heads; h++) {
+        long base = ((b * time + t) * heads + h) * dim;
+        const float *x1 = inp + base, *x2 = inp + base + half;
+        float *y1 = out + base, *y2 = out + base + half;
+        for (long i = 0; i < half; i++) {
+          float a = x1[i], z = x2[i];
+          y1[i] = a * c[i] - z * s[i];
+          y2[i] = z * c[i] + a * s[i];
+        }
+      }
+    }
+}
+
+/* dInp (+)= the rotation by -theta of dOut (same layout as rowop_rope). */
+CLONES void rowop_rope_backward(float *d_inp, const float *d_out, const float *cos_t,
+                                const float *sin_t, long batch, long time, long heads, long dim,
+                                int accumulate) {
+  long half = dim / 2;
+  for (long b = 0; b < batch; b++)
+    for (long t = 0; t < time; t++) {
+      const float *c = cos_t + t * half, *s = sin_t + t * half;
+      for (long h = 0; h < heads; h++) {
+        long base = ((b * time + t) * heads + h) * dim;
+        const float *d1 = d_out + base, *d2 = d_out + base + half;
+        float *g1 = d_inp + base, *g2 = d_inp + base + half;
+        for (long i = 0; i < half; i++) {
+          float a = d1[i], z = d2[i];
+          float y1 = a * c[i] + z * s[i], y2 = z * c[i] - a * s[i];
+          g1[i] = accumulate ? g1[i] + y1 : y1;
+          g2[i] = accumulate ? g2[i] + y2 : y2;
+        }
+      }
+    }
+}
+
+/* RMSNorm backward, per row r with s = rstd[r]: dInp (+)= s w dy - s^3 x mean(w dy x);
+ * dWeight (NULL: frozen) += dy x s, rows in order (so the sum's order is fixed). */
+CLONES void rowop_rmsnorm_backward(float *d_inp, float *d_weight, const float *d_out,
+                                   const float *inp, const float *weight, const float *rstd,
+                                   long rows, long cols, int accumulate) {
+  for (long r = 0; r < rows; r++) {
+    const float *dy = d_out + r * cols, *x = inp + r * cols;
+    float *dx = d_inp + r * cols;
+    double s = rstd[r], dot = 0.0;
+    for (long c = 0; c < cols; c++) dot += (double)weight[c] * dy[c] * x[c];
+    double coef = s * s * s * dot / (double)cols;
+    for (long c = 0; c < cols; c++) {
+      float d = (float)(s * weight[c] * dy[c] - coef * x[c]);
+      dx[c] = accumulate ? dx[c] + d : d;
+    }
+    if (d_weight != NULL)
+      for (long c = 0; c < cols; c++) d_weight[c] += (float)((double)dy[c] * x[c] * s);
+  }
 }

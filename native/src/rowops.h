@@ -16,6 +16,13 @@ void rowop_attention_softmax_backward(float *d_scores, const float *probs, const
                                       float scale, long rows, long cols, int accumulate);
 void rowop_rmsnorm(float *out, float *rstd, const float *inp, const float *weight, long rows,
                    long cols, double eps);
+void rowop_rope(float *out, const float *inp, const float *cos_t, const float *sin_t, long batch,
+                long time, long heads, long dim);
+void rowop_rope_backward(float *d_inp, const float *d_out, const float *cos_t, const float *sin_t,
+                         long batch, long time, long heads, long dim, int accumulate);
+void rowop_rmsnorm_backward(float *d_inp, float *d_weight, const float *d_out, const float *inp,
+                            const float *weight, const float *rstd, long rows, long cols,
+                            int accumulate);
 void rowop_permute0213(float *out, const float *inp, long a, long b, long c, long d);
 
 #endif

@@ -1,6 +1,6 @@
 // The native engine's small non-GEMM kernels (native/src/rowops.c via src/kernels/native/rowops.ts)
-// against the reference kernels: add, swiglu, swigluBackward, attentionSoftmax and its backward,
-// rmsnorm, permute0213, on random data with awkward sizes (odd lengths, SIMD tails, one element),
+// against the reference kernels: add, permute0213, and swiglu, attentionSoftmax, rmsnorm and rope
+// with their backwards, on random data with awkward sizes (odd lengths, SIMD tails, one element),
 // in place where the contract allows it, accumulate true and false, causal masks with a KV offset
 // and key lengths (clamped, 0: an all-zero row). One case per op is above ROWOP_MAX_ELEMS, where
 // the wasm kernels take over: same results either side of the threshold within the tolerance.
@@ -185,6 +185,76 @@ describe.each(NATIVE_ENGINES)("%s row ops vs ref", () => {
     native.rmsnorm(inp, rstd, inp, weight, 1e-5);
     expectAllclose(inp.f32(), want.f32(), { rtol: 1e-6, atol: 1e-7, label: "in place" });
   });
+
+  test.each(
+    [
+      [1, 1],
+      [3, 5],
+      [672, 192],
+      [4096, 192], // above the threshold: wasm
+    ].flatMap(([rows, cols]) =>
+      [true, false].flatMap((accumulate) =>
+        [true, false].map((frozen) => ({ rows, cols, accumulate, frozen })),
+      ),
+    ),
+  )(
+    "rmsnormBackward $rows x $cols accumulate $accumulate frozen weight $frozen",
+    ({ rows, cols, accumulate, frozen }) => {
+      const n = rows * cols;
+      const inp = heap.fromArray(random(n, 71, 3), [rows, cols]);
+      const weight = heap.fromArray(random(cols, 72, 2));
+      const dOut = heap.fromArray(random(n, 73, 1), [rows, cols]);
+      const rstd = heap.tensor([rows]);
+      ref.rmsnorm(heap.tensor([rows, cols]), rstd, inp, weight, 1e-5);
+      const start = accumulate ? random(n, 74, 1) : new Float32Array(n).fill(NaN);
+      const dInp = heap.fromArray(start, [rows, cols]);
+      const want = heap.fromArray(start, [rows, cols]);
+      const w0 = random(cols, 75, 1);
+      const dWeight = frozen ? null : heap.fromArray(w0);
+      const wantWeight = frozen ? null : heap.fromArray(w0);
+      native.rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, { accumulate });
+      ref.rmsnormBackward(want, wantWeight, dOut, inp, weight, rstd, { accumulate });
+      expectAllclose(dInp.f32(), want.f32(), { rtol: 1e-5, atol: 2e-6, label: "dInp" });
+      if (dWeight !== null && wantWeight !== null)
+        // a sum over rows in f32: its rounding grows with the rows
+        expectAllclose(dWeight.f32(), wantWeight.f32(), {
+          rtol: 1e-5,
+          atol: 1e-6 * rows,
+          label: "dWeight",
+        });
+    },
+  );
+
+  test.each(
+    [
+      [1, 1, 1, 2],
+      [2, 5, 3, 6],
+      [16, 42, 4, 48],
+      [4, 256, 8, 64], // above the threshold: wasm
+    ].flatMap(([b, t, h, d]) => [true, false].map((accumulate) => ({ b, t, h, d, accumulate }))),
+  )(
+    "rope and ropeBackward ($b, $t, $h, $d) accumulate $accumulate",
+    ({ b, t, h, d, accumulate }) => {
+      const n = b * t * h * d;
+      const shape = [b, t, h, d];
+      const inp = heap.fromArray(random(n, 81, 2), shape);
+      const cos = heap.fromArray(random((t * d) / 2, 82, 1), [t, d / 2]);
+      const sin = heap.fromArray(random((t * d) / 2, 83, 1), [t, d / 2]);
+      const out = heap.tensor(shape);
+      const want = heap.tensor(shape);
+      native.rope(out, inp, cos, sin);
+      ref.rope(want, inp, cos, sin);
+      expectAllclose(out.f32(), want.f32(), { rtol: 1e-6, atol: 1e-6, label: "rope" });
+      native.rope(inp, inp, cos, sin); // in place
+      expectAllclose(inp.f32(), want.f32(), { rtol: 1e-6, atol: 1e-6, label: "rope in place" });
+      const start = accumulate ? random(n, 84, 1) : new Float32Array(n).fill(NaN);
+      const dInp = heap.fromArray(start, shape);
+      const wantD = heap.fromArray(start, shape);
+      native.ropeBackward(dInp, out, cos, sin, { accumulate });
+      ref.ropeBackward(wantD, out, cos, sin, { accumulate });
+      expectAllclose(dInp.f32(), wantD.f32(), { rtol: 1e-6, atol: 2e-6, label: "ropeBackward" });
+    },
+  );
 
   test.each([
     [1, 1, 1, 1],

@@ -1,9 +1,9 @@
 // The `native` Kernels: matmul runs in a C addon (native/src/: BLIS-style SGEMM with AVX-512,
 // AVX2+FMA or portable micro-kernels chosen for the CPU at run time, on its own pthread pool),
-// working in place on the Heap's shared WebAssembly.Memory through its base address. So do
-// add, swiglu(Backward), attentionSoftmax(Backward), rmsnorm and permute0213 on small tensors,
-// on the calling thread (rowops.ts); every other op, and those on larger tensors, is the `wasm`
-// Kernels' on the same heap (delegated below, one line each). Every matmul case
+// working in place on the Heap's shared WebAssembly.Memory through its base address. So do add,
+// permute0213, and swiglu, attentionSoftmax, rmsnorm and rope with their backwards on small
+// tensors, on the calling thread (rowops.ts); every other op, and those on larger tensors, is the
+// `wasm` Kernels' on the same heap (delegated below, one line each). Every matmul case
 // of MatmulOptions (transposes, batching, shared b, accumulate, alpha, plus, causal kinds) is
 // native. On a CPU with AVX512-BF16 matmul also takes a bf16 b (bf16Matmul, Kernels). Node only;
 // createKernels("native") loads it lazily.
@@ -107,13 +107,13 @@ export async function createNativeKernels(
     gelu: wasm.gelu.bind(wasm),
     geluBackward: wasm.geluBackward.bind(wasm),
     rmsnorm: rowOps.rmsnorm,
-    rmsnormBackward: wasm.rmsnormBackward.bind(wasm),
+    rmsnormBackward: rowOps.rmsnormBackward,
     layernorm: wasm.layernorm.bind(wasm),
     layernormBackward: wasm.layernormBackward.bind(wasm),
     attentionSoftmax: rowOps.attentionSoftmax,
     attentionSoftmaxBackward: rowOps.attentionSoftmaxBackward,
-    rope: wasm.rope.bind(wasm),
-    ropeBackward: wasm.ropeBackward.bind(wasm),
+    rope: rowOps.rope,
+    ropeBackward: rowOps.ropeBackward,
     permute0213: rowOps.permute0213,
     copyColumns: wasm.copyColumns.bind(wasm),
     maskOutsideWindow: wasm.maskOutsideWindow.bind(wasm),

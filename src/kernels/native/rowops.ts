@@ -1,11 +1,11 @@
 // The native engine's small non-GEMM kernels (native/src/rowops.c, through the addon's rowop):
-// add, swiglu, swigluBackward, attentionSoftmax, attentionSoftmaxBackward, rmsnorm and
-// permute0213 on the calling thread, for tensors under ROWOP_MAX_ELEMS elements. There, waking a
-// pool's workers costs more than the op (the demo model's activations: 672 x 512 at most), and
-// running on the caller keeps the wasm workers parked while the native GEMM uses the cores. Larger
-// tensors, and aliasing the C loops do not reproduce (a partial overlap), go to the wasm kernels as
-// before. Each call validates its arguments as the other engines do (validate.ts) first.
-// The params layout is addon.c's ROWOP_* enum (keep both in step).
+// add, permute0213, and swiglu, attentionSoftmax, rmsnorm and rope with their backwards, on the
+// calling thread, for tensors of at most ROWOP_MAX_ELEMS elements. There, waking a pool's workers
+// costs more than the op (the demo model's activations: 672 x 512 at most), and running on the
+// caller keeps the wasm workers parked while the native GEMM uses the cores. Larger tensors, and
+// aliasing the C loops do not reproduce (a partial overlap), go to the wasm kernels as before.
+// Each call first validates its arguments as the other engines do (validate.ts). The params
+// layout is addon.c's ROWOP_* enum (keep both in step).
 
 import type { Heap } from "../../tensor/heap.js";
 import type { Tensor } from "../../tensor/tensor.js";
@@ -18,6 +18,7 @@ import {
   checkEps,
   checkNorm,
   checkPermute0213,
+  checkRope,
 } from "../validate.js";
 import { canRunInPlace, disjoint, outputsDisjoint } from "../wasm/overlap.js";
 import type { NativeAddon, NativeEngine } from "./addon.js";
@@ -33,6 +34,9 @@ const OP = {
   softmaxBackward: 5,
   rmsnorm: 6,
   permute0213: 7,
+  rope: 8,
+  ropeBackward: 9,
+  rmsnormBackward: 10,
 } as const;
 const ROWOP_PARAMS = 10;
 
@@ -44,6 +48,9 @@ type RowOps = Pick<
   | "attentionSoftmax"
   | "attentionSoftmaxBackward"
   | "rmsnorm"
+  | "rmsnormBackward"
+  | "rope"
+  | "ropeBackward"
   | "permute0213"
 >;
 
@@ -126,6 +133,39 @@ export function createRowOps(
       if (small(rows * cols) && aliasing)
         run(OP.rmsnorm, at(out), at(rstd), at(inp), at(weight), rows, cols, eps);
       else fallback.rmsnorm(out, rstd, inp, weight, eps);
+    },
+    rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, options) {
+      const { rows, cols } = checkNorm(
+        "rmsnormBackward",
+        inp,
+        { dInp, dOut },
+        { weight, dWeight },
+        { rstd },
+      );
+      const accumulate = checkBackwardOptions("rmsnormBackward", options);
+      if (small(rows * cols) && outputsDisjoint([dInp, dWeight], [dOut, inp, weight, rstd])) {
+        const dW = dWeight === null ? -1 : at(dWeight);
+        const fields = [at(dInp), dW, at(dOut), at(inp), at(weight), at(rstd), rows, cols];
+        run(OP.rmsnormBackward, ...fields, +accumulate);
+      } else fallback.rmsnormBackward(dInp, dWeight, dOut, inp, weight, rstd, options);
+    },
+    rope(out, inp, cos, sin) {
+      const { batch, time, heads, headDim } = checkRope("rope", "out", out, "inp", inp, cos, sin);
+      const aliasing = canRunInPlace([out], [inp]) && disjoint([out, cos]) && disjoint([out, sin]);
+      if (small(batch * time * heads * headDim) && aliasing)
+        run(OP.rope, at(out), at(inp), at(cos), at(sin), batch, time, heads, headDim);
+      else fallback.rope(out, inp, cos, sin);
+    },
+    ropeBackward(dInp, dOut, cos, sin, options) {
+      const dims = checkRope("ropeBackward", "dInp", dInp, "dOut", dOut, cos, sin);
+      const accumulate = checkBackwardOptions("ropeBackward", options);
+      const aliasing =
+        canRunInPlace([dInp], [dOut]) && disjoint([dInp, cos]) && disjoint([dInp, sin]);
+      const { batch, time, heads, headDim } = dims;
+      if (small(batch * time * heads * headDim) && aliasing) {
+        const fields = [at(dInp), at(dOut), at(cos), at(sin), batch, time, heads, headDim];
+        run(OP.ropeBackward, ...fields, +accumulate);
+      } else fallback.ropeBackward(dInp, dOut, cos, sin, options);
     },
     permute0213(out, inp) {
       const { a, b, c, d } = checkPermute0213(out, inp); // also: out does not overlap inp
