@@ -1,21 +1,29 @@
 // Per-kernel time profile of one training step of the benchmark Llama (hidden 512, 8 layers,
-// vocab 32000, batch 4 x seq 256; --quick: 2 layers, batch 2 x 128), wasm kernels on all threads.
+// vocab 32000, batch 4 x seq 256; --quick: 2 layers, batch 2 x 128), or with --demo of the demo's
+// model (demo/model: hidden 192, 4 layers, vocab 348) on a demo-sized batch (16 rows x 42 tokens),
+// wasm kernels (or --kernels NAME) on all threads (or --threads N).
 // Every Kernels method is wrapped with a wall-clock timer; matmuls are keyed by their shapes and
 // flags, so the table shows where a step goes and how far each GEMM shape is from the square rate.
 // A shape's GFLOP/s counts the full product: causal attention products, which skip about half of
 // it (MatmulOptions.causal), show a nominal rate (bench/matmul-meter.ts counts what they compute).
 //
-// Usage: npm run profile -- [plain|lora|estimate] [--quick] [--json]
+// Usage: npm run profile -- [plain|lora|full|estimate|generate] [--quick] [--demo] [--json]
+//                             [--kernels wasm|native|ref] [--threads N]
 //   plain     forward + backward to inputs_embeds, no weight gradients (bench train-step)
 //   lora      one LoRA training step, r = 8 on all linear layers (bench lora-train)
+//   full      one full fine-tuning step (every weight trained)
 //   estimate  one LoRA-GA gradient-estimation batch, all linear targets (bench lora-ga-init)
+//   generate  greedy generation with the KV cache: --demo 50 prompts of 27 tokens, 24 new tokens
+//             (a batch of the demo's held-out scoring); else the batch's rows as prompts, 16 new
 // "outside kernels" is the step time not spent inside any kernel call (JS glue, buffer fills);
 // the (Tensor.fill) row shows the zeroing part of it.
 
+import { fileURLToPath } from "node:url";
+import type { LlamaFamilyConfig } from "../src/io/hf-config.js";
 import { createKernels } from "../src/kernels/index.js";
-import type { Kernels, MatmulOptions } from "../src/kernels/kernels.js";
+import type { Kernels, KernelsName, MatmulOptions } from "../src/kernels/kernels.js";
 import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
-import type { Batch } from "../src/models/model.js";
+import { type Batch, type CausalLM, loadModel } from "../src/models/model.js";
 import { randomCheckpoint, syntheticLlamaConfig } from "../src/models/random.js";
 import { LoraConfig } from "../src/peft/config.js";
 import { estimateGradient } from "../src/peft/estimate.js";
@@ -24,6 +32,8 @@ import { cpuCount } from "../src/platform/threads.js";
 import { Heap } from "../src/tensor/heap.js";
 import { Tensor } from "../src/tensor/tensor.js";
 import { FixedBatches } from "../src/train/data-order.js";
+import { generate } from "../src/train/generate.js";
+import { fullFineTuning } from "../src/train/trainable.js";
 import { train } from "../src/train/trainer.js";
 import { Rng } from "../src/util/random.js";
 
@@ -99,56 +109,82 @@ function describeMatmul(args: unknown[]): { name: string; flops: number } {
   return { name, flops: 2 * batch * M * N * K };
 }
 
-async function main(): Promise<void> {
-  const args = process.argv.slice(2);
-  const mode = args.find((a) => !a.startsWith("--")) ?? "plain";
-  if (!["plain", "lora", "estimate"].includes(mode))
-    throw new Error(`profile: unknown mode "${mode}" (plain | lora | estimate)`);
-  const quick = args.includes("--quick");
-  const json = args.includes("--json");
-  const [layers, B, T] = quick ? [2, 2, 128] : [8, 4, 256];
+const MODES = ["plain", "lora", "full", "estimate", "generate"];
+const DEMO_MODEL = fileURLToPath(new URL("../../demo/model", import.meta.url)); // from build/bench
+
+/** The value after `flag` in args, if any. */
+function flagValue(args: string[], flag: string): string | undefined {
+  const i = args.indexOf(flag);
+  return i < 0 ? undefined : args[i + 1];
+}
+
+/** The demo model, or the synthetic benchmark Llama with random weights. */
+async function profileModel(kernels: Kernels, demo: boolean, quick: boolean): Promise<CausalLM> {
+  if (demo) return loadModel(DEMO_MODEL, { kernels });
   const config = syntheticLlamaConfig({
-    layers,
+    layers: quick ? 2 : 8,
     hidden: 512,
     intermediate: 1376,
     heads: 8,
     vocab: 32000,
   });
+  return createLlama(config, randomCheckpoint(llamaParamSpecs(config), 1), kernels, "(random)");
+}
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const values = new Set(["--kernels", "--threads"].map((f) => flagValue(args, f)));
+  const mode = args.find((a) => !a.startsWith("--") && !values.has(a)) ?? "plain";
+  if (!MODES.includes(mode))
+    throw new Error(`profile: unknown mode "${mode}" (${MODES.join(" | ")})`);
+  const quick = args.includes("--quick");
+  const json = args.includes("--json");
+  const demo = args.includes("--demo");
+  const kernelsName = (flagValue(args, "--kernels") ?? "wasm") as KernelsName;
+  const threadsFlag = flagValue(args, "--threads");
+  const [B, T] = demo ? [16, 42] : quick ? [2, 128] : [4, 256];
   const heap = new Heap();
-  const threads = await cpuCount();
-  const kernels = await createKernels("wasm", { heap, threads });
+  const threads = threadsFlag === undefined ? await cpuCount() : Number(threadsFlag);
+  const kernels = await createKernels(kernelsName, { heap, threads });
   try {
-    const model = await createLlama(
-      config,
-      randomCheckpoint(llamaParamSpecs(config), 1),
-      kernels,
-      "(random)",
-    );
+    const model = await profileModel(kernels, demo, quick);
+    const { vocab_size: vocab, hidden_size: hidden } = model.config as LlamaFamilyConfig; // both Llamas
     const rng = new Rng(2);
-    const inputIds = Int32Array.from({ length: B * T }, () => rng.below(config.vocab_size));
+    const inputIds = Int32Array.from({ length: B * T }, () => rng.below(vocab));
     const batch: Batch = { batchSize: B, seqLen: T, inputIds, labels: inputIds.slice() };
     let step: () => Promise<unknown>;
     if (mode === "plain") {
       // as bench train-step: the gradient down to inputs_embeds, like train_step_torch.py's
-      const inputsEmbedsGrad = heap.tensor([B, T, config.hidden_size]); // (B, T, C)
+      const inputsEmbedsGrad = heap.tensor([B, T, hidden]); // (B, T, C)
       step = async () => model.lossAndGrads(batch, { inputsEmbedsGrad });
-    } else if (mode === "lora") {
-      const peft = getPeftModel(
-        model,
-        new LoraConfig({ r: 8, lora_alpha: 16, target_modules: ALL_LINEAR }),
-        { seed: 0 },
-      );
+    } else if (mode === "lora" || mode === "full") {
+      const trained =
+        mode === "full"
+          ? fullFineTuning(model)
+          : getPeftModel(
+              model,
+              new LoraConfig({ r: 8, lora_alpha: 16, target_modules: ALL_LINEAR }),
+              {
+                seed: 0,
+              },
+            );
       const data = new FixedBatches([batch]);
-      step = () => train(peft, data, { steps: 1, lr: 1e-4 });
-    } else {
+      step = () => train(trained, data, { steps: 1, lr: 1e-4 });
+    } else if (mode === "estimate") {
       const targets = model
         .linears()
         .map((l) => l.path)
         .filter((p) => !p.endsWith("lm_head"));
       step = () => estimateGradient(model, [batch], { targets });
+    } else {
+      const [rows, promptLength, maxNewTokens] = demo ? [50, 27, 24] : [B, T, 16];
+      const prompts = Array.from({ length: rows }, () =>
+        Array.from({ length: promptLength }, () => rng.below(vocab)),
+      );
+      step = () => generate(model, prompts, { maxNewTokens });
     }
     await step(); // warm-up: plans the activations
-    const reps = 2;
+    const reps = demo && mode !== "generate" ? 10 : 2;
     const { table, restore } = instrument(kernels);
     const t0 = performance.now();
     for (let r = 0; r < reps; r++) await step();

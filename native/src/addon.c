@@ -11,6 +11,9 @@
  *                                         bf16 (whether gemm takes a bf16 b: AVX512-BF16) }
  *   gemm(engine, params: Float64Array, heapBytes) -> undefined   (params layout: GEMM_PARAMS below,
  *                                         mirrored in src/kernels/native/params.ts)
+ *   rowop(engine, params: Float64Array, heapBytes) -> undefined   (one small non-GEMM kernel of
+ *                                         rowops.c on the calling thread; params: ROWOP_* below,
+ *                                         mirrored in src/kernels/native/rowops.ts)
  *   destroyEngine(engine)
  *   baseAddress(u8)                    -> the address of u8's first byte, as a number (tests) */
 #include <node_api.h>
@@ -19,6 +22,7 @@
 #include <string.h>
 
 #include "gemm.h"
+#include "rowops.h"
 
 /* params: per term (2 terms) TERM_FIELDS numbers, then the call's fields. Offsets and strides are
  * in f32 elements (byte offsets / 4), except those of a term's b when its T_B_BF16 is 1: b is
@@ -250,6 +254,136 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* rowop params: [0] the op, then its fields in the order of the kernel's arguments (rowops.h);
+ * tensors as element offsets into the heap (f32, or i32 for key lengths; -1: none). */
+enum {
+  ROWOP_ADD = 1,                /* out, a, b, n */
+  ROWOP_SWIGLU,                 /* out, gate, up, n */
+  ROWOP_SWIGLU_BACKWARD,        /* dGate, dUp, gate, up, dOut, n, accumulate */
+  ROWOP_SOFTMAX,                /* probs, scores, batch, heads, tq, tk, scale, causal, keyLengths */
+  ROWOP_SOFTMAX_BACKWARD,       /* dScores, probs, dProbs, scale, rows, cols, accumulate */
+  ROWOP_RMSNORM,                /* out, rstd, inp, weight, rows, cols, eps */
+  ROWOP_PERMUTE0213,            /* out, inp, a, b, c, d */
+  ROWOP_ROPE,                   /* out, inp, cos, sin, batch, time, heads, dim */
+  ROWOP_ROPE_BACKWARD,          /* dInp, dOut, cos, sin, batch, time, heads, dim, accumulate */
+  ROWOP_RMSNORM_BACKWARD,       /* dInp, dWeight (-1: none), dOut, inp, weight, rstd, rows, cols,
+                                   accumulate */
+  ROWOP_PARAMS = 10
+};
+
+/* Whether p[from..to] are all >= 0 (counts and dims). */
+static int counts_ok(const double *p, int from, int to) {
+  for (int i = from; i <= to; i++)
+    if (p[i] < 0) return 0;
+  return 1;
+}
+
+/* Whether elements [off, off + count) lie inside a heap of `limit` elements. */
+static int inside(double off, double count, double limit) {
+  return off >= 0 && count >= 0 && off + count <= limit;
+}
+
+static napi_value js_rowop(napi_env env, napi_callback_info info) {
+  napi_value argv[3];
+  size_t argc;
+  get_args(env, info, 3, argv, &argc);
+  engine *en = argc < 3 ? NULL : get_engine(env, argv[0]);
+  if (en == NULL) return throw_error(env, "rowop: not a live engine");
+  napi_typedarray_type type;
+  size_t length, offset;
+  void *data;
+  napi_value buffer;
+  double heap_bytes;
+  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset) != napi_ok ||
+      type != napi_float64_array || length < ROWOP_PARAMS ||
+      napi_get_value_double(env, argv[2], &heap_bytes) != napi_ok)
+    return throw_error(env, "rowop(engine, params: Float64Array, heapBytes)");
+  const double *p = data;
+  for (int i = 0; i < ROWOP_PARAMS; i++)
+    if (!(p[i] >= -1e18 && p[i] <= 1e18)) return throw_error(env, "rowop: non-finite parameter");
+  double limit = heap_bytes / 4; /* elements */
+  float *f = (float *)en->base;
+  const char *bad = "rowop: an operand lies outside the heap";
+#define F(i) (f + (long)p[i])
+  switch ((int)p[0]) {
+    case ROWOP_ADD:
+    case ROWOP_SWIGLU:
+      if (!inside(p[1], p[4], limit) || !inside(p[2], p[4], limit) ||
+          !inside(p[3], p[4], limit))
+        return throw_error(env, bad);
+      if ((int)p[0] == ROWOP_ADD)
+        rowop_add(F(1), F(2), F(3), (long)p[4]);
+      else
+        rowop_swiglu(F(1), F(2), F(3), (long)p[4]);
+      return NULL;
+    case ROWOP_SWIGLU_BACKWARD:
+      for (int i = 1; i <= 5; i++)
+        if (!inside(p[i], p[6], limit)) return throw_error(env, bad);
+      rowop_swiglu_backward(F(1), F(2), F(3), F(4), F(5), (long)p[6], p[7] != 0);
+      return NULL;
+    case ROWOP_SOFTMAX: {
+      double n = p[3] * p[4] * p[5] * p[6];
+      if (!counts_ok(p, 3, 6) || !inside(p[1], n, limit) || !inside(p[2], n, limit) ||
+          (p[9] >= 0 && !inside(p[9], p[3], limit)))
+        return throw_error(env, bad);
+      const int32_t *key_lengths = p[9] >= 0 ? (const int32_t *)en->base + (long)p[9] : NULL;
+      rowop_attention_softmax(F(1), F(2), (long)p[3], (long)p[4], (long)p[5], (long)p[6],
+                              (float)p[7], p[8] != 0, key_lengths);
+      return NULL;
+    }
+    case ROWOP_SOFTMAX_BACKWARD: {
+      double n = p[5] * p[6];
+      if (!counts_ok(p, 5, 6) || !inside(p[1], n, limit) || !inside(p[2], n, limit) ||
+          !inside(p[3], n, limit))
+        return throw_error(env, bad);
+      rowop_attention_softmax_backward(F(1), F(2), F(3), (float)p[4], (long)p[5], (long)p[6],
+                                       p[7] != 0);
+      return NULL;
+    }
+    case ROWOP_RMSNORM: {
+      double n = p[5] * p[6];
+      if (!counts_ok(p, 5, 6) || !inside(p[1], n, limit) || !inside(p[2], p[5], limit) ||
+          !inside(p[3], n, limit) || !inside(p[4], p[6], limit))
+        return throw_error(env, bad);
+      rowop_rmsnorm(F(1), F(2), F(3), F(4), (long)p[5], (long)p[6], p[7]);
+      return NULL;
+    }
+    case ROWOP_PERMUTE0213: {
+      double n = p[3] * p[4] * p[5] * p[6];
+      if (!counts_ok(p, 3, 6) || !inside(p[1], n, limit) || !inside(p[2], n, limit))
+        return throw_error(env, bad);
+      rowop_permute0213(F(1), F(2), (long)p[3], (long)p[4], (long)p[5], (long)p[6]);
+      return NULL;
+    }
+    case ROWOP_ROPE:
+    case ROWOP_ROPE_BACKWARD: {
+      double n = p[5] * p[6] * p[7] * p[8], table = p[6] * p[8] / 2;
+      if (!counts_ok(p, 5, 8) || !inside(p[1], n, limit) || !inside(p[2], n, limit) ||
+          !inside(p[3], table, limit) || !inside(p[4], table, limit))
+        return throw_error(env, bad);
+      if ((int)p[0] == ROWOP_ROPE)
+        rowop_rope(F(1), F(2), F(3), F(4), (long)p[5], (long)p[6], (long)p[7], (long)p[8]);
+      else
+        rowop_rope_backward(F(1), F(2), F(3), F(4), (long)p[5], (long)p[6], (long)p[7],
+                            (long)p[8], p[9] != 0);
+      return NULL;
+    }
+    case ROWOP_RMSNORM_BACKWARD: {
+      double n = p[7] * p[8];
+      if (!counts_ok(p, 7, 8) || !inside(p[1], n, limit) ||
+          (p[2] >= 0 && !inside(p[2], p[8], limit)) || !inside(p[3], n, limit) ||
+          !inside(p[4], n, limit) || !inside(p[5], p[8], limit) || !inside(p[6], p[7], limit))
+        return throw_error(env, bad);
+      rowop_rmsnorm_backward(F(1), p[2] >= 0 ? F(2) : NULL, F(3), F(4), F(5), F(6), (long)p[7],
+                             (long)p[8], p[9] != 0);
+      return NULL;
+    }
+    default:
+      return throw_error(env, "rowop: unknown op");
+  }
+#undef F
+}
+
 static napi_value js_destroy_engine(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   size_t argc;
@@ -278,6 +412,7 @@ static napi_value init(napi_env env, napi_value exports) {
       {"createEngine", NULL, js_create_engine, NULL, NULL, NULL, napi_enumerable, NULL},
       {"engineInfo", NULL, js_engine_info, NULL, NULL, NULL, napi_enumerable, NULL},
       {"gemm", NULL, js_gemm, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"rowop", NULL, js_rowop, NULL, NULL, NULL, napi_enumerable, NULL},
       {"destroyEngine", NULL, js_destroy_engine, NULL, NULL, NULL, napi_enumerable, NULL},
       {"baseAddress", NULL, js_base_address, NULL, NULL, NULL, napi_enumerable, NULL},
   };

@@ -9,18 +9,20 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The addon's functions (native/src/addon.c documents each). */
-interface NativeAddon {
+export interface NativeAddon {
   /** Micro-kernels this CPU can run, best first ("avx512", "avx2", "generic"). */
   kernels(): string[];
   createEngine(u8: Uint8Array, threads: number, kernel?: string, spinMicros?: number): NativeEngine;
   engineInfo(engine: NativeEngine): NativeEngineInfo;
   gemm(engine: NativeEngine, params: Float64Array, heapBytes: number): void;
+  /** One small non-GEMM kernel on the calling thread (src/kernels/native/rowops.ts). */
+  rowop(engine: NativeEngine, params: Float64Array, heapBytes: number): void;
   destroyEngine(engine: NativeEngine): void;
   baseAddress(u8: Uint8Array): number;
 }
 
 /** An engine handle (a Node-API external): one thread pool and its packing buffers. */
-type NativeEngine = { readonly __nativeEngine: unique symbol };
+export type NativeEngine = { readonly __nativeEngine: unique symbol };
 
 export interface NativeEngineInfo {
   kernel: string;

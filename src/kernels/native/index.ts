@@ -1,7 +1,9 @@
 // The `native` Kernels: matmul runs in a C addon (native/src/: BLIS-style SGEMM with AVX-512,
 // AVX2+FMA or portable micro-kernels chosen for the CPU at run time, on its own pthread pool),
-// working in place on the Heap's shared WebAssembly.Memory through its base address; every other
-// op is the `wasm` Kernels' on the same heap (delegated below, one line each). Every matmul case
+// working in place on the Heap's shared WebAssembly.Memory through its base address. So do add,
+// permute0213, and swiglu, attentionSoftmax, rmsnorm and rope with their backwards on small
+// tensors, on the calling thread (rowops.ts); every other op, and those on larger tensors, is the
+// `wasm` Kernels' on the same heap (delegated below, one line each). Every matmul case
 // of MatmulOptions (transposes, batching, shared b, accumulate, alpha, plus, causal kinds) is
 // native. On a CPU with AVX512-BF16 matmul also takes a bf16 b (bf16Matmul, Kernels). Node only;
 // createKernels("native") loads it lazily.
@@ -18,6 +20,7 @@ import { checkMatmul } from "../validate.js";
 import { createWasmKernels } from "../wasm/index.js";
 import { loadNativeAddon, type NativeEngineInfo } from "./addon.js";
 import { fillGemmParams, GEMM_PARAMS } from "./params.js";
+import { createRowOps } from "./rowops.js";
 
 export interface NativeKernelsOptions {
   /** Threads per kernel call, the caller included (both pools). Default: every core. */
@@ -27,7 +30,9 @@ export interface NativeKernelsOptions {
   /** How long an idle native worker spins before it parks (ms). Default 0.2: a parked pthread
    * wakes in microseconds, and a spinning one would take a core from the wasm ops between GEMMs. */
   spinMs?: number;
-  /** The same for the wasm Kernels' workers (WasmKernelsOptions.spinMs). Default: wasm's. */
+  /** The same for the wasm Kernels' workers (WasmKernelsOptions.spinMs). Default 0.2, as the
+   * native workers': a wasm worker spinning through a GEMM takes a core from the native pool
+   * (docs/engine-notes.md, "The demo on the native engine"). */
   wasmSpinMs?: number;
   /** false: no bf16 b (bf16Matmul false), so bf16 weights are expanded to f32 as on the other
    * engines. Default: the bf16 kernels wherever the CPU has AVX512-BF16. */
@@ -62,7 +67,7 @@ export async function createNativeKernels(
   }
   const wasm = await createWasmKernels(heap, {
     threads,
-    ...(options.wasmSpinMs === undefined ? {} : { spinMs: options.wasmSpinMs }),
+    spinMs: options.wasmSpinMs ?? 0.2,
   });
   // A view of the memory's first byte: the addon reads the base address from it.
   const engine = addon.createEngine(
@@ -74,6 +79,7 @@ export async function createNativeKernels(
   const gemmInfo = addon.engineInfo(engine);
   const bf16Matmul = gemmInfo.bf16 && options.bf16 !== false;
   const params = new Float64Array(GEMM_PARAMS);
+  const rowOps = createRowOps(addon, engine, heap, wasm);
 
   function matmul(out: Tensor, a: Tensor, b: Tensor, options: MatmulOptions = {}): void {
     const shape = checkMatmul(out, a, b, options, bf16Matmul);
@@ -88,7 +94,7 @@ export async function createNativeKernels(
     gemmInfo,
     bf16Matmul,
     matmul,
-    add: wasm.add.bind(wasm),
+    add: rowOps.add,
     mul: wasm.mul.bind(wasm),
     scale: wasm.scale.bind(wasm),
     axpy: wasm.axpy.bind(wasm),
@@ -96,19 +102,19 @@ export async function createNativeKernels(
     biasBackward: wasm.biasBackward.bind(wasm),
     silu: wasm.silu.bind(wasm),
     siluBackward: wasm.siluBackward.bind(wasm),
-    swiglu: wasm.swiglu.bind(wasm),
-    swigluBackward: wasm.swigluBackward.bind(wasm),
+    swiglu: rowOps.swiglu,
+    swigluBackward: rowOps.swigluBackward,
     gelu: wasm.gelu.bind(wasm),
     geluBackward: wasm.geluBackward.bind(wasm),
-    rmsnorm: wasm.rmsnorm.bind(wasm),
-    rmsnormBackward: wasm.rmsnormBackward.bind(wasm),
+    rmsnorm: rowOps.rmsnorm,
+    rmsnormBackward: rowOps.rmsnormBackward,
     layernorm: wasm.layernorm.bind(wasm),
     layernormBackward: wasm.layernormBackward.bind(wasm),
-    attentionSoftmax: wasm.attentionSoftmax.bind(wasm),
-    attentionSoftmaxBackward: wasm.attentionSoftmaxBackward.bind(wasm),
-    rope: wasm.rope.bind(wasm),
-    ropeBackward: wasm.ropeBackward.bind(wasm),
-    permute0213: wasm.permute0213.bind(wasm),
+    attentionSoftmax: rowOps.attentionSoftmax,
+    attentionSoftmaxBackward: rowOps.attentionSoftmaxBackward,
+    rope: rowOps.rope,
+    ropeBackward: rowOps.ropeBackward,
+    permute0213: rowOps.permute0213,
     copyColumns: wasm.copyColumns.bind(wasm),
     maskOutsideWindow: wasm.maskOutsideWindow.bind(wasm),
     embedding: wasm.embedding.bind(wasm),
