@@ -3,8 +3,8 @@
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import type { LinearInfo } from "../../src/models/linear.js";
+import { readTensors } from "../helpers/tensors.js";
 
 export const FIXTURES = fileURLToPath(new URL("../fixtures/peft/", import.meta.url));
 
@@ -46,15 +46,8 @@ export function linearInfos(meta: FixtureMeta, model: string): LinearInfo[] {
 }
 
 /** Every tensor of a fixture file as Float32Array. */
-export async function readAll(file: string): Promise<Map<string, Float32Array>> {
-  const f = await SafetensorsFile.open(`${FIXTURES}${file}`);
-  try {
-    const out = new Map<string, Float32Array>();
-    for (const name of f.entries.keys()) out.set(name, await f.readF32(name));
-    return out;
-  } finally {
-    await f.close();
-  }
+export function readAll(file: string): Promise<Map<string, Float32Array>> {
+  return readTensors(`${FIXTURES}${file}`);
 }
 
 export function get(map: Map<string, Float32Array>, key: string): Float32Array {
