@@ -49,7 +49,7 @@ function parseLock(text: string): RunLockInfo | null {
 }
 
 /** Whether a process with this PID runs on this host (EPERM: it runs, as another user). */
-function isAlive(pid: number): boolean {
+export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
