@@ -27,7 +27,7 @@ import { type AdapterWeights, loadAdapter, saveAdapter } from "../peft/adapter-i
 import type { LoraConfig } from "../peft/config.js";
 import type { DataState } from "./data-order.js";
 import type { OptimizerState } from "./optimizer.js";
-import { isAlive } from "./run-lock.js";
+import { isAlive } from "./process-alive.js";
 
 const CHECKPOINT_FORMAT = "loraga-train-checkpoint";
 const CHECKPOINT_VERSION = 1;
