@@ -8,7 +8,6 @@
 // to PyTorch's time.
 
 import { createKernels } from "../src/kernels/index.js";
-import { nativeAvailability } from "../src/kernels/native/index.js";
 import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
 import type { Batch } from "../src/models/model.js";
 import { randomCheckpoint, syntheticLlamaConfig } from "../src/models/random.js";
@@ -19,6 +18,7 @@ import { selectTargets } from "../src/peft/targets.js";
 import { cpuCount } from "../src/platform/threads.js";
 import { Heap } from "../src/tensor/heap.js";
 import { Rng } from "../src/util/random.js";
+import { cpuEngines } from "./cpu-training.js";
 import { meterMatmul } from "./matmul-meter.js";
 import type { Reporter } from "./report.js";
 import { runTorchSide } from "./torch-side.js";
@@ -107,12 +107,8 @@ export async function loraGaInitSuite(
   const r = 8;
   const shape = { layers, nBatches, B, T, r };
   const threads = await cpuCount();
-  const engines: ("wasm" | "native")[] = ["wasm"];
-  const native = nativeAvailability();
-  if (native.ok) engines.push("native");
-  else reporter.note(`native engine skipped: ${native.reason}`);
   const measured = [];
-  for (const engine of engines) {
+  for (const engine of cpuEngines(reporter)) {
     measured.push({ engine, times: await measureInit(reporter, engine, shape, threads) });
   }
   const torch = runTorchSide("lora_ga_init_torch.py", [layers, nBatches, B, T, r]);

@@ -12,7 +12,6 @@
 
 import { createKernels } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/kernels.js";
-import { nativeAvailability } from "../src/kernels/native/index.js";
 import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
 import type { Batch, CausalLM } from "../src/models/model.js";
 import { randomCheckpoint, syntheticLlamaConfig } from "../src/models/random.js";
@@ -23,6 +22,7 @@ import { Heap } from "../src/tensor/heap.js";
 import { FixedBatches } from "../src/train/data-order.js";
 import { train } from "../src/train/trainer.js";
 import { Rng } from "../src/util/random.js";
+import { cpuEngines, trainStepSeconds } from "./cpu-training.js";
 import { meterMatmul } from "./matmul-meter.js";
 import type { Reporter } from "./report.js";
 import { runTorchSide } from "./torch-side.js";
@@ -93,21 +93,15 @@ async function measureLoraSteps(
     reporter.note(
       `LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; ${engine}, ${threads} threads`,
     );
-    await train(trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
     const meter = meterMatmul(kernels);
-    const t0 = performance.now();
-    await train(trainable, data, { steps, lr: 1e-4 });
-    const stepS = (performance.now() - t0) / 1000 / steps;
+    const stepS = await trainStepSeconds(trainable, data, steps, () => meter.reset());
     meter.restore();
     // Completion-only loss, as supervised fine-tuning usually trains: the first half of every
     // row is a prompt with labels -100. loraga then runs the lm_head on the counted rows only
     // (decoder-base.ts headLoss); transformers computes logits for every position. Same steps,
     // same tokens per step on both sides.
     const masked = new FixedBatches(randomBatches(vocab, 2, B, T, PROMPT_SHARE));
-    await train(trainable, masked, { steps: 1, lr: 1e-4 });
-    const t1 = performance.now();
-    await train(trainable, masked, { steps, lr: 1e-4 });
-    const maskedStepS = (performance.now() - t1) / 1000 / steps;
+    const maskedStepS = await trainStepSeconds(trainable, masked, steps);
     model.dispose();
     return {
       stepS,
@@ -129,12 +123,8 @@ export async function loraTrainSuite(
   const layers = quick ? 2 : 8;
   const [B, T, steps] = quick ? [2, 128, 3] : [4, 256, 3];
   const r = 8;
-  const engines: ("wasm" | "native")[] = ["wasm"];
-  const native = nativeAvailability();
-  if (native.ok) engines.push("native");
-  else reporter.note(`native engine skipped: ${native.reason}`);
   const measured = [];
-  for (const engine of engines) {
+  for (const engine of cpuEngines(reporter)) {
     const times = await measureLoraSteps(reporter, engine, { layers, B, T, r, steps }, threads);
     measured.push({ engine, times });
   }

@@ -11,20 +11,18 @@ import time
 
 import torch
 from peft import LoraConfig, LoraGAConfig, get_peft_model, preprocess_loraga
-from transformers import LlamaConfig, LlamaForCausalLM
+from torch_side import ALL_LINEAR, THREADS, bench_llama_config, cpu_setup
+from transformers import LlamaForCausalLM
 
 
 def main():
     layers, n_batches, batch, seq, r = (int(a) for a in sys.argv[1:6])
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=32000, hidden_size=512, intermediate_size=1376, num_hidden_layers=layers,
-                         num_attention_heads=8, num_key_value_heads=8, max_position_embeddings=2048,
-                         rms_norm_eps=1e-5, tie_word_embeddings=False)
+    cpu_setup()
+    config = bench_llama_config(layers)
     model = LlamaForCausalLM(config).float()
     batches = [torch.randint(0, config.vocab_size, (batch, seq)) for _ in range(n_batches)]
     lora = LoraConfig(r=r, lora_alpha=16, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(),
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+                      target_modules=ALL_LINEAR)
 
     def train_step():
         for ids in batches:
@@ -35,7 +33,7 @@ def main():
     t1 = time.perf_counter()
     get_peft_model(model, lora)
     t2 = time.perf_counter()
-    print(json.dumps({"estimate_s": t1 - t0, "init_s": t2 - t1, "threads": 2}))
+    print(json.dumps({"estimate_s": t1 - t0, "init_s": t2 - t1, "threads": THREADS}))
 
 
 if __name__ == "__main__":

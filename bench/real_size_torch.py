@@ -11,21 +11,20 @@ import time
 
 import torch
 from peft import LoraConfig, LoraGAConfig, preprocess_loraga
+from torch_side import ALL_LINEAR, THREADS, cpu_setup
 from transformers import AutoModelForCausalLM
 
 
 def main():
     model_dir = sys.argv[1]
     batch, seq = int(sys.argv[2]), int(sys.argv[3])
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
+    cpu_setup()
     t0 = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     t1 = time.perf_counter()
     ids = torch.randint(0, model.config.vocab_size, (batch, seq))
     lora = LoraConfig(r=8, lora_alpha=16, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(),
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                      "down_proj"])  # every linear but lm_head, as loraga's all-linear
+                      target_modules=ALL_LINEAR)
 
     def train_step():
         model(input_ids=ids, labels=ids).loss.backward()
@@ -33,7 +32,7 @@ def main():
     t2 = time.perf_counter()
     preprocess_loraga(model, lora, train_step)
     t3 = time.perf_counter()
-    print(json.dumps({"load_s": t1 - t0, "estimate_s": t3 - t2, "threads": 2}))
+    print(json.dumps({"load_s": t1 - t0, "estimate_s": t3 - t2, "threads": THREADS}))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import time
 
 import torch
 from peft import LoraConfig, LoraGAConfig, get_peft_model, preprocess_loraga
+from torch_side import ALL_LINEAR, THREADS, cpu_setup
 from transformers import AutoModelForCausalLM
 
 
@@ -23,8 +24,7 @@ def main():
     model_dir, data = sys.argv[1], sys.argv[2]
     ga_batches, steps, batch, seq = (int(a) for a in sys.argv[3:7])
     dtype = {"f32": torch.float32, "bf16": torch.bfloat16}[sys.argv[7]]
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
+    cpu_setup()
     with open(data) as f:
         rows = [json.loads(line)["input_ids"][:seq] for line in f if line.strip()]
 
@@ -35,10 +35,8 @@ def main():
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
-    # every linear but lm_head, as loraga's all-linear (preprocess_loraga does not expand "all-linear")
     lora = LoraConfig(r=8, lora_alpha=16, init_lora_weights="lora_ga", lora_ga_config=LoraGAConfig(),
-                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                      "down_proj"])
+                      target_modules=ALL_LINEAR)
 
     def estimate():
         for i in range(ga_batches):
@@ -48,10 +46,10 @@ def main():
     t0 = time.perf_counter()
     preprocess_loraga(model, lora, estimate)
     t1 = time.perf_counter()
-    print(json.dumps({"phase": "estimated", "estimate_s": t1 - t0, "threads": 2}), flush=True)
+    print(json.dumps({"phase": "estimated", "estimate_s": t1 - t0, "threads": THREADS}), flush=True)
     peft_model = get_peft_model(model, lora)
     t2 = time.perf_counter()
-    print(json.dumps({"phase": "initialised", "estimate_s": t1 - t0, "init_s": t2 - t1, "threads": 2}),
+    print(json.dumps({"phase": "initialised", "estimate_s": t1 - t0, "init_s": t2 - t1, "threads": THREADS}),
           flush=True)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(trainable, lr=1e-4)
@@ -68,7 +66,7 @@ def main():
         times.append(time.perf_counter() - s0)
     timed = times[1:] if len(times) > 1 else times
     print(json.dumps({"phase": "trained", "estimate_s": t1 - t0, "init_s": t2 - t1, "step_s": sum(timed) / len(timed),
-                      "first_loss": losses[0], "last_loss": losses[-1], "threads": 2}))
+                      "first_loss": losses[0], "last_loss": losses[-1], "threads": THREADS}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@
 
 import { parseModelConfig, type T5Config } from "../src/io/hf-config.js";
 import { createKernels } from "../src/kernels/index.js";
-import { nativeAvailability } from "../src/kernels/native/index.js";
 import type { Batch } from "../src/models/model.js";
 import { randomCheckpoint } from "../src/models/random.js";
 import { createT5 } from "../src/models/t5.js";
@@ -20,8 +19,8 @@ import { getPeftModel } from "../src/peft/peft-model.js";
 import { cpuCount } from "../src/platform/threads.js";
 import { Heap } from "../src/tensor/heap.js";
 import { FixedBatches } from "../src/train/data-order.js";
-import { train } from "../src/train/trainer.js";
 import { Rng } from "../src/util/random.js";
+import { cpuEngines, trainStepSeconds } from "./cpu-training.js";
 import type { Reporter } from "./report.js";
 import { runTorchSide } from "./torch-side.js";
 
@@ -93,10 +92,7 @@ async function measureT5Steps(
       `T5-base LoRA training: ${layers} + ${layers} layers, batch ${B} x ${Te} -> ${Td}, r = ${R} on ${TARGETS.join(",")}; ${engine}, ${threads} threads`,
     );
     const data = new FixedBatches(randomBatches(config.vocab_size, 2, B, Te, Td));
-    await train(trainable, data, { steps: 1, lr: 1e-4 }); // warm-up (plans activations)
-    const t0 = performance.now();
-    await train(trainable, data, { steps, lr: 1e-4 });
-    const stepS = (performance.now() - t0) / 1000 / steps;
+    const stepS = await trainStepSeconds(trainable, data, steps);
     model.dispose();
     return { stepS, peakMemory: heap.peakBytes };
   } finally {
@@ -110,12 +106,8 @@ export async function t5TrainSuite(
 ): Promise<void> {
   const threads = await cpuCount();
   const [layers, B, Te, Td, steps] = quick ? [2, 2, 128, 4, 2] : [12, 8, 128, 4, 2];
-  const engines: ("wasm" | "native")[] = ["wasm"];
-  const native = nativeAvailability();
-  if (native.ok) engines.push("native");
-  else reporter.note(`native engine skipped: ${native.reason}`);
   const measured = [];
-  for (const engine of engines) {
+  for (const engine of cpuEngines(reporter)) {
     const times = await measureT5Steps(reporter, engine, { layers, B, Te, Td, steps }, threads);
     measured.push({ engine, times });
   }

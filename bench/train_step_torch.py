@@ -10,25 +10,14 @@ import sys
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from torch_side import THREADS, bench_llama_config, cpu_setup
+from transformers import LlamaForCausalLM
 
 
 def main():
     layers, batch, seq, reps = (int(a) for a in sys.argv[1:5])
-    threads = 2
-    torch.set_num_threads(threads)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=32000,
-        hidden_size=512,
-        intermediate_size=1376,
-        num_hidden_layers=layers,
-        num_attention_heads=8,
-        num_key_value_heads=8,
-        max_position_embeddings=2048,
-        rms_norm_eps=1e-5,
-        tie_word_embeddings=False,
-    )
+    cpu_setup()
+    config = bench_llama_config(layers)
     model = LlamaForCausalLM(config).float().train()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -49,7 +38,7 @@ def main():
         times.append((time.perf_counter() - t0) * 1000)
     times.sort()
     ms = times[len(times) // 2]
-    print(json.dumps({"step_ms": ms, "tokens_per_s": batch * seq / (ms / 1000), "threads": threads}))
+    print(json.dumps({"step_ms": ms, "tokens_per_s": batch * seq / (ms / 1000), "threads": THREADS}))
 
 
 if __name__ == "__main__":

@@ -352,10 +352,9 @@ export interface Kernels {
    */
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, options: AdamWOptions): void;
   /**
-   * One SGD step in place, torch.optim.SGD semantics (_single_tensor_sgd): d = grad + wd * param;
-   * with momentum mu: buf = d on the first step, else buf = mu * buf + (1 - dampening) * d, and
-   * d = d + mu * buf (nesterov) or buf; param -= lr * d. Every stored value is f32. momentumBuf
-   * (same size as param) is null exactly when options.momentum is 0.
+   * One SGD step in place, torch.optim.SGD semantics and order of operations (the update is
+   * spelled out in ref/sgd.ts); every stored value is f32. momentumBuf (same size as param) is
+   * null exactly when options.momentum is 0.
    */
   sgd(param: Tensor, grad: Tensor, momentumBuf: Tensor | null, options: SGDOptions): void;
   /** out = inp converted between f32, f16 and bf16 (round to nearest even); same size. */

@@ -51,6 +51,7 @@ import {
   type HeadTraining,
   logitsChunkRows,
 } from "./lm-head.js";
+import { checkLossOut, meanHeadLoss, rowLosses } from "./loss-epilogue.js";
 import type {
   Batch,
   CachedStep,
@@ -386,46 +387,27 @@ export abstract class DecoderModel<
   ): { tokens: number };
   lossAndGrads(batch: Batch, options?: LossAndGradsOptions): { loss: number; tokens: number };
   lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
-    const { paramGrads, lossOut } = options;
-    checkGradNames(paramGrads, this.gradNames());
-    if (lossOut !== undefined && (lossOut.dtype !== "f32" || lossOut.size !== 1))
-      throw new Error(`lossAndGrads: lossOut must be one f32 element, got ${lossOut.toString()}`);
+    checkGradNames(options.paramGrads, this.gradNames());
+    checkLossOut(options.lossOut);
     const plan = this.prepare(batch);
     const inputsEmbedsGrad = this.inputsEmbedsGradOf(options.inputsEmbedsGrad, plan.B, plan.T);
     const tokens = this.prepareTargets(batch, plan);
     this.forwardPass(plan);
-    let loss = 0;
-    if (tokens === 0) {
-      this.kernels.fill(plan.dn, 0); // nothing counted: no gradient flows from the loss
-      if (lossOut !== undefined) this.kernels.fill(lossOut, 0);
-    } else {
-      // the head's forward, loss and backward, chunk by chunk: d loss / d nf into plan.dn
-      const training = { gradScale: (options.lossScale ?? 1) / tokens, paramGrads, dx: plan.dn };
-      const { losses } = this.headLoss(plan, tokens, training);
-      if (lossOut === undefined) loss = this.kernels.sum(losses) / tokens;
-      else {
-        this.kernels.sumInto(lossOut, losses);
-        this.kernels.scale(lossOut, lossOut, 1 / tokens);
-      }
-    }
-    this.backwardPass(plan, paramGrads, inputsEmbedsGrad);
-    return { loss: lossOut === undefined ? loss : Number.NaN, tokens };
+    // the head's forward, loss and backward, chunk by chunk: d loss / d nf into plan.dn
+    const loss = meanHeadLoss(this.kernels, options, tokens, plan.dn, (training) =>
+      this.headLoss(plan, tokens, training),
+    );
+    this.backwardPass(plan, options.paramGrads, inputsEmbedsGrad);
+    return { loss, tokens };
   }
 
   async tokenLosses(batch: Batch): Promise<Float32Array> {
     const plan = this.prepare(batch);
     const R = plan.B * plan.T;
     const tokens = this.prepareTargets(batch, plan);
-    const nll = new Float32Array(R); // (B*T), 0 where ignored
-    if (tokens === 0) return nll;
+    if (tokens === 0) return new Float32Array(R); // (B*T), every target ignored
     this.forwardPass(plan);
-    const pass = this.headLoss(plan, tokens, null);
-    await this.kernels.download(pass.losses);
-    const losses = pass.losses.toArray();
-    if (pass.rows === null) return losses; // cross-entropy wrote 0 on the ignored rows
-    const ids = pass.rows.i32();
-    for (let i = 0; i < ids.length; i++) nll[ids[i]] = losses[i];
-    return nll;
+    return rowLosses(this.kernels, this.headLoss(plan, tokens, null), R);
   }
 
   /**

@@ -43,7 +43,14 @@ import {
 } from "./common.js";
 import { loadDecoderParams } from "./decoder-base.js";
 import type { LinearAdapter, LinearInfo } from "./linear.js";
-import { chunkedHeadLoss, DEFAULT_LOGITS_CHUNK_BYTES, logitsChunkRows } from "./lm-head.js";
+import {
+  chunkedHeadLoss,
+  DEFAULT_LOGITS_CHUNK_BYTES,
+  type HeadLosses,
+  type HeadTraining,
+  logitsChunkRows,
+} from "./lm-head.js";
+import { checkLossOut, meanHeadLoss, rowLosses } from "./loss-epilogue.js";
 import type {
   Batch,
   CausalLM,
@@ -254,58 +261,45 @@ class T5Model implements CausalLM {
   ): { tokens: number };
   lossAndGrads(batch: Batch, options?: LossAndGradsOptions): { loss: number; tokens: number };
   lossAndGrads(batch: Batch, options: LossAndGradsOptions = {}): { loss: number; tokens: number } {
-    const { paramGrads, lossOut } = options;
-    checkGradNames(paramGrads, this.params);
+    checkGradNames(options.paramGrads, this.params);
     if (options.inputsEmbedsGrad !== undefined)
       throw new Error("t5: lossAndGrads does not support options.inputsEmbedsGrad");
-    if (lossOut !== undefined && (lossOut.dtype !== "f32" || lossOut.size !== 1))
-      throw new Error(`lossAndGrads: lossOut must be one f32 element, got ${lossOut.toString()}`);
-    const k = this.kernels;
+    checkLossOut(options.lossOut);
     const plan = this.prepare(batch);
     const tokens = this.countTargets(plan);
     this.forwardPass(plan);
     const dOut = plan.dn.view([plan.B * plan.Td, this.d.C]);
-    let loss = 0;
-    if (tokens === 0) {
-      k.fill(dOut, 0); // nothing counted: no gradient flows from the loss
-      if (lossOut !== undefined) k.fill(lossOut, 0);
-    } else {
-      const training = { gradScale: (options.lossScale ?? 1) / tokens, paramGrads, dx: dOut };
-      plan.releaseAllLogits();
-      const heads = chunkedHeadLoss(
-        this.kernels,
-        this.lmHead,
-        plan,
-        plan.dec.out,
-        plan.targets,
-        tokens,
-        training,
-      );
-      if (lossOut === undefined) loss = k.sum(heads.losses) / tokens;
-      else {
-        k.sumInto(lossOut, heads.losses);
-        k.scale(lossOut, lossOut, 1 / tokens);
-      }
-    }
-    this.backwardPass(plan, paramGrads);
-    return { loss: lossOut === undefined ? loss : Number.NaN, tokens };
+    const loss = meanHeadLoss(this.kernels, options, tokens, dOut, (training) =>
+      this.headLoss(plan, tokens, training),
+    );
+    this.backwardPass(plan, options.paramGrads);
+    return { loss, tokens };
   }
 
   async tokenLosses(batch: Batch): Promise<Float32Array> {
     const plan = this.prepare(batch);
     const tokens = this.countTargets(plan);
-    const nll = new Float32Array(plan.B * plan.Td); // (B*Td), 0 where ignored
-    if (tokens === 0) return nll;
+    const R = plan.B * plan.Td;
+    if (tokens === 0) return new Float32Array(R); // (B*Td), every target ignored
     this.forwardPass(plan);
-    plan.releaseAllLogits();
-    const k = this.kernels;
-    const pass = chunkedHeadLoss(k, this.lmHead, plan, plan.dec.out, plan.targets, tokens, null);
-    await k.download(pass.losses);
-    const losses = pass.losses.toArray();
-    if (pass.rows === null) return losses;
-    const ids = pass.rows.i32();
-    for (let i = 0; i < ids.length; i++) nll[ids[i]] = losses[i];
-    return nll;
+    return rowLosses(this.kernels, this.headLoss(plan, tokens, null), R);
+  }
+
+  /**
+   * The lm_head and the cross-entropy over the decoder's output against plan.targets (lm-head.ts);
+   * with `training`, also the head's backward (d out into training.dx, the head's gradients).
+   */
+  private headLoss(plan: T5Plan, tokens: number, training: HeadTraining | null): HeadLosses {
+    plan.releaseAllLogits(); // a forward() before this call must not keep (B, Td, V) alive
+    return chunkedHeadLoss(
+      this.kernels,
+      this.lmHead,
+      plan,
+      plan.dec.out,
+      plan.targets,
+      tokens,
+      training,
+    );
   }
 
   createCache(_batchSize: number, _maxLength: number): KvCache {

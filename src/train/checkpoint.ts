@@ -27,6 +27,7 @@ import { type AdapterWeights, loadAdapter, saveAdapter } from "../peft/adapter-i
 import type { LoraConfig } from "../peft/config.js";
 import type { DataState } from "./data-order.js";
 import type { OptimizerState } from "./optimizer.js";
+import { isAlive } from "./process-alive.js";
 
 const CHECKPOINT_FORMAT = "loraga-train-checkpoint";
 const CHECKPOINT_VERSION = 1;
@@ -161,15 +162,6 @@ async function removeStaleTemps(root: string): Promise<void> {
     const pid = Number(m[1]);
     if (pid !== process.pid && isAlive(pid)) continue;
     await rm(join(root, name), { recursive: true, force: true }).catch(() => undefined);
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
   }
 }
 

@@ -16,6 +16,7 @@ import { readFileSync, unlinkSync } from "node:fs";
 import { link, readFile, unlink, writeFile } from "node:fs/promises";
 import { hostname } from "node:os";
 import { join } from "node:path";
+import { isAlive } from "./process-alive.js";
 
 export const RUN_LOCK_NAME = ".loraga.lock";
 
@@ -46,16 +47,6 @@ function parseLock(text: string): RunLockInfo | null {
     // unreadable: reported by the caller
   }
   return null;
-}
-
-/** Whether a process with this PID runs on this host (EPERM: it runs, as another user). */
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
 }
 
 /** Takes the lock of run directory `dir` (which must exist); throws RunLockedError when held. */

@@ -9,9 +9,10 @@
 import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { shardRange } from "../../src/peft/gradient-shards.js";
+import { maxRelDiff } from "../helpers/allclose.js";
 import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
+import { readTensorFile } from "../helpers/tensors.js";
 
 const dir = tempDir("loraga-shard-");
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -48,33 +49,6 @@ function refused(args: string[]): string {
   return r.stderr;
 }
 
-async function readAll(
-  path: string,
-): Promise<{ tensors: Map<string, Float32Array>; metadata: Record<string, string> }> {
-  const file = await SafetensorsFile.open(path);
-  const tensors = new Map<string, Float32Array>();
-  for (const name of file.entries.keys()) tensors.set(name, await file.readF32(name));
-  const metadata = { ...file.metadata };
-  await file.close();
-  return { tensors, metadata };
-}
-
-/** Max over modules of max |a - b| / max |b|. */
-function maxRelDiff(a: Map<string, Float32Array>, b: Map<string, Float32Array>): number {
-  let worst = 0;
-  for (const [name, ref] of b) {
-    const got = a.get(name) as Float32Array;
-    let diff = 0;
-    let scale = 0;
-    for (let i = 0; i < ref.length; i++) {
-      diff = Math.max(diff, Math.abs(got[i] - ref[i]));
-      scale = Math.max(scale, Math.abs(ref[i]));
-    }
-    worst = Math.max(worst, diff / scale);
-  }
-  return worst;
-}
-
 const single = join(dir, "single.safetensors");
 const part = (n: number, i: number) => join(dir, `n${n}-part${i}.safetensors`);
 beforeAll(() => {
@@ -88,11 +62,14 @@ describe("estimate --shard i/N + reduce equals one estimate", () => {
     const parts = Array.from({ length: n }, (_, i) => part(n, n - 1 - i)); // any order
     const log = ok(["reduce", ...parts, "--out", reduced]);
     expect(log).toMatch(new RegExp(`\\(6 batches, \\d+ tokens, from ${n} shards; mean loss`));
-    const want = await readAll(single);
-    const got = await readAll(reduced);
+    const want = await readTensorFile(single);
+    const got = await readTensorFile(reduced);
     expect([...got.tensors.keys()]).toEqual([...want.tensors.keys()]);
     expect(got.metadata).toEqual(want.metadata); // batches, and mean_loss to the last digit
-    const diff = maxRelDiff(got.tensors, want.tensors);
+    // max over modules of max |got - want| / max |want|
+    const diff = Math.max(
+      ...[...want.tensors].map(([name, w]) => maxRelDiff(got.tensors.get(name) as Float32Array, w)),
+    );
     console.log(
       `${n} shard(s) + reduce vs one run: max relative difference ${diff.toExponential(3)}`,
     );

@@ -8,17 +8,21 @@
 // T5 here too. On lavapipe in CI; with CI set and no WebGPU adapter these tests run and fail
 // (test/helpers/webgpu.ts), never skip, as test/cli/webgpu-train.test.ts.
 
-import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
-import { GPU_CONTEXT } from "../helpers/webgpu.js";
+import { readTensors } from "../helpers/tensors.js";
+import {
+  expectSameSteps,
+  expectTensorsClose,
+  WEBGPU_CLI_RUNS as runs,
+  type StepRecord,
+  trainSteps,
+} from "../helpers/webgpu-cli.js";
 
 const root = tempDir("loraga-webgpu-t5-");
 const IDS = "test/fixtures/e2e/t5-data.jsonl"; // token-id rows: input_ids -> labels
 const GLUE = "test/fixtures/e2e/t5-glue"; // text rows: input -> target
-const runs = GPU_CONTEXT !== null || process.env.CI !== undefined;
 const MODELS = ["t5", "t5-v1_1"];
 
 function modelCopy(fixture: string, tag: string): string {
@@ -27,30 +31,16 @@ function modelCopy(fixture: string, tag: string): string {
   return dir;
 }
 
-interface StepRecord {
-  type: string;
-  loss: number;
-  grad_norm: number;
-}
-
 function train(model: string, kernels: string, method: string[]): StepRecord[] {
   const out = join(root, `${model.split("/").at(-1)}-run-${kernels}`);
-  const r = runCli(
+  return trainSteps(
     [
-      "train",
       ...["--model", model, "--data", IDS, "--out", out, "--kernels", kernels],
       ...method,
       ...["--batch-size", "2", "--steps", "8", "--lr", "1e-3", "-q"],
     ],
-    { timeoutMs: 600_000 },
+    out,
   );
-  expect(r.stderr.replace(/^Warning: .*\n/gm, ""), r.stderr).toBe("");
-  expect(r.status).toBe(0);
-  return readFileSync(join(out, "train.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((line) => JSON.parse(line) as StepRecord)
-    .filter((record) => record.type === "train");
 }
 
 describe.runIf(runs)("loraga on T5 with --kernels webgpu equals --kernels ref", () => {
@@ -68,15 +58,7 @@ describe.runIf(runs)("loraga on T5 with --kernels webgpu equals --kernels ref", 
           : ["--method", "lora-ga", "--target", "all-linear", "--r", "2", "--ga-batches", "2"];
       const want = train(model, "ref", args);
       const got = train(model, "webgpu", args);
-      expect(want.length).toBe(8);
-      expect(got.length).toBe(8);
-      got.forEach((g, i) => {
-        expect(Math.abs(g.loss - want[i].loss), `loss of step ${i + 1}`).toBeLessThanOrEqual(1e-4);
-        expect(
-          Math.abs(g.grad_norm - want[i].grad_norm),
-          `gradient norm of step ${i + 1}`,
-        ).toBeLessThanOrEqual(1e-4 * want[i].grad_norm);
-      });
+      expectSameSteps(got, want);
     },
     900_000,
   );
@@ -97,11 +79,7 @@ describe.runIf(runs)("loraga on T5 with --kernels webgpu equals --kernels ref", 
           { timeoutMs: 600_000 },
         );
         expect(r.status, r.stderr).toBe(0);
-        const file = await SafetensorsFile.open(out);
-        const byName = new Map<string, Float32Array>();
-        for (const name of file.entries.keys()) byName.set(name, await file.readF32(name));
-        await file.close();
-        grads.set(kernels, byName);
+        grads.set(kernels, await readTensors(out));
       }
       const want = grads.get("ref") as Map<string, Float32Array>;
       const got = grads.get("webgpu") as Map<string, Float32Array>;
@@ -110,16 +88,7 @@ describe.runIf(runs)("loraga on T5 with --kernels webgpu equals --kernels ref", 
       // more in a decoder layer; 2 encoder and 3 decoder layers
       const ff = fixture === "t5" ? 2 : 3;
       expect(want.size).toBe(2 * (4 + ff) + 3 * (8 + ff));
-      for (const [name, w] of want) {
-        const g = got.get(name) as Float32Array;
-        let maxDiff = 0;
-        let maxAbs = 0;
-        for (let i = 0; i < w.length; i++) {
-          maxDiff = Math.max(maxDiff, Math.abs(g[i] - w[i]));
-          maxAbs = Math.max(maxAbs, Math.abs(w[i]));
-        }
-        expect(maxDiff, `${name}: largest |gradient| ${maxAbs}`).toBeLessThanOrEqual(1e-4 * maxAbs);
-      }
+      expectTensorsClose(got, want, 1e-4);
     },
     900_000,
   );

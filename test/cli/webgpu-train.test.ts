@@ -5,16 +5,21 @@
 // WebGPU adapter these tests run and fail (test/helpers/webgpu.ts), never skip. The work stays
 // tiny (hidden 32, 2 layers, 2 x 32 tokens): the software adapter runs at 0.1-2 GFLOP/s.
 
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { copyTinyModel, runCli, tempDir } from "../helpers/cli.js";
-import { GPU_CONTEXT } from "../helpers/webgpu.js";
+import { readTensors } from "../helpers/tensors.js";
+import {
+  expectSameSteps,
+  expectTensorsClose,
+  WEBGPU_CLI_RUNS as runs,
+  type StepRecord,
+  trainSteps,
+} from "../helpers/webgpu-cli.js";
 
 const root = tempDir("loraga-webgpu-train-");
 const data = join(root, "train.jsonl");
-const runs = GPU_CONTEXT !== null || process.env.CI !== undefined;
 
 beforeAll(() => {
   const rows = [];
@@ -31,42 +36,16 @@ beforeAll(() => {
   writeFileSync(data, `${rows.join("\n")}\n`);
 });
 
-interface StepRecord {
-  type: string;
-  loss: number;
-  grad_norm: number;
-}
-
 function train(model: string, kernels: string, extra: string[]): StepRecord[] {
   const out = join(root, `${model.split("/").at(-1)}-${kernels}-${extra.join("")}`);
-  const r = runCli(
+  return trainSteps(
     [
-      "train",
       ...["--model", model, "--data", data, "--out", out, "--kernels", kernels],
       ...["--r", "2", "--batch-size", "2", "--max-length", "32", "--lr", "0.005"],
       ...["--steps", "8", "-q", ...extra],
     ],
-    { timeoutMs: 600_000 },
+    out,
   );
-  expect(r.stderr.replace(/^Warning: .*\n/gm, ""), r.stderr).toBe("");
-  expect(r.status).toBe(0);
-  return readFileSync(join(out, "train.jsonl"), "utf8")
-    .trim()
-    .split("\n")
-    .map((line) => JSON.parse(line) as StepRecord)
-    .filter((record) => record.type === "train");
-}
-
-function expectSameSteps(got: StepRecord[], want: StepRecord[]): void {
-  expect(got.length).toBe(8);
-  expect(want.length).toBe(8);
-  got.forEach((g, i) => {
-    expect(Math.abs(g.loss - want[i].loss), `loss of step ${i + 1}`).toBeLessThanOrEqual(1e-4);
-    const normDiff = Math.abs(g.grad_norm - want[i].grad_norm);
-    expect(normDiff, `gradient norm of step ${i + 1}`).toBeLessThanOrEqual(
-      1e-4 * want[i].grad_norm,
-    );
-  });
 }
 
 const CASES = [
@@ -177,26 +156,13 @@ describe.runIf(runs)("loraga estimate --kernels webgpu equals --kernels ref", ()
         if (gpuExtra.length > 0 && kernels === "webgpu")
           expect(r.stderr, name).toMatch(/bounded: 2 passes, .* moved off it/);
         expect(r.status, r.stderr).toBe(0);
-        const file = await SafetensorsFile.open(out);
-        const byName = new Map<string, Float32Array>();
-        for (const name of file.entries.keys()) byName.set(name, await file.readF32(name));
-        await file.close();
-        grads.set(kernels, byName);
+        grads.set(kernels, await readTensors(out));
       }
       const want = grads.get("ref") as Map<string, Float32Array>;
       const got = grads.get("webgpu") as Map<string, Float32Array>;
       expect([...got.keys()]).toEqual([...want.keys()]);
       expect(want.size).toBe(14); // 7 linear layers x 2 decoder layers
-      for (const [name, w] of want) {
-        const g = got.get(name) as Float32Array;
-        let maxDiff = 0;
-        let maxAbs = 0;
-        for (let i = 0; i < w.length; i++) {
-          maxDiff = Math.max(maxDiff, Math.abs(g[i] - w[i]));
-          maxAbs = Math.max(maxAbs, Math.abs(w[i]));
-        }
-        expect(maxDiff, `${name}: largest |gradient| ${maxAbs}`).toBeLessThanOrEqual(1e-5 * maxAbs);
-      }
+      expectTensorsClose(got, want, 1e-5);
     },
     900_000,
   );

@@ -76,3 +76,18 @@ export function expectAllclose(
       `max abs diff ${r.maxAbs.toExponential(3)}, max rel diff ${r.maxRel.toExponential(3)}\n${firsts}`,
   );
 }
+
+/**
+ * max |actual - expected| / max |expected| over the elements: one relative error for a whole
+ * tensor, scaled by its largest value. NaN anywhere, or an all-zero `expected`, gives NaN or
+ * Infinity, which no bound accepts.
+ */
+export function maxRelDiff(actual: Numbers, expected: Numbers): number {
+  let diff = 0;
+  let ref = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    ref = Math.max(ref, Math.abs(expected[i]));
+  }
+  return diff / ref;
+}

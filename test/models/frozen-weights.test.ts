@@ -26,6 +26,7 @@ import { dequantizeNf4, quantizeNf4 } from "../../src/quant/nf4.js";
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from "../../src/tensor/dtype.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { Rng } from "../../src/util/random.js";
+import { maxRelDiff } from "../helpers/allclose.js";
 
 type Kind = "bf16" | "f16" | "int8" | "nf4";
 const KINDS: Kind[] = ["bf16", "f16", "int8", "nf4"];
@@ -55,16 +56,6 @@ function expectedValues(
       ? dequantizeInt8(quantizeInt8(outIn, out, inp))
       : dequantizeNf4(quantizeNf4(outIn));
   return fanInFanOut ? transpose(deq, out, inp) : deq;
-}
-
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    ref = Math.max(ref, Math.abs(b[i]));
-  }
-  return diff / ref;
 }
 
 function batchOf(vocab: number, seed: number): Batch {

@@ -14,22 +14,13 @@ import type { Batch } from "../../src/models/model.js";
 import { loadModel } from "../../src/models/model.js";
 import { Heap } from "../../src/tensor/heap.js";
 import { Rng } from "../../src/util/random.js";
+import { maxRelDiff } from "../helpers/allclose.js";
 import { GPU_CONTEXT } from "../helpers/webgpu.js";
 
 function batchOf(vocab: number): Batch {
   const rng = new Rng(9);
   const inputIds = Int32Array.from({ length: 2 * 7 }, () => rng.below(vocab));
   return { batchSize: 2, seqLen: 7, inputIds, labels: inputIds.slice() };
-}
-
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    ref = Math.max(ref, Math.abs(b[i]));
-  }
-  return diff / ref;
 }
 
 const KINDS = ["bf16", "f16", "int8", "nf4"] as const;

@@ -14,6 +14,7 @@ import { estimateGradient } from "../../src/peft/estimate.js";
 import { getPeftModel } from "../../src/peft/peft-model.js";
 import { Heap, HeapExhaustedError } from "../../src/tensor/heap.js";
 import { Rng } from "../../src/util/random.js";
+import { maxRelDiff } from "../helpers/allclose.js";
 import { NATIVE_ENGINES } from "../helpers/native.js";
 
 async function fixtureBatches(): Promise<Batch[]> {
@@ -26,16 +27,6 @@ function targetsOf(model: CausalLM): string[] {
     .linears()
     .filter((l) => l.path !== "lm_head")
     .map((l) => l.path);
-}
-
-function maxRelDiff(a: Float32Array, b: Float32Array): number {
-  let diff = 0;
-  let ref = 0;
-  for (let i = 0; i < b.length; i++) {
-    diff = Math.max(diff, Math.abs(a[i] - b[i]));
-    ref = Math.max(ref, Math.abs(b[i]));
-  }
-  return diff / ref;
 }
 
 describe.each([

@@ -5,8 +5,8 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, expect, test } from "vitest";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import { runCli, tempDir } from "../helpers/cli.js";
+import { readTensors } from "../helpers/tensors.js";
 
 const MODEL = "test/fixtures/models/llama-gqa";
 const DATA = [
@@ -23,14 +23,6 @@ const DATA = [
 ];
 const dir = tempDir();
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-async function readAll(path: string): Promise<Map<string, Float32Array>> {
-  const file = await SafetensorsFile.open(path);
-  const out = new Map<string, Float32Array>();
-  for (const name of file.entries.keys()) out.set(name, await file.readF32(name));
-  await file.close();
-  return out;
-}
 
 test("estimate --max-grad-memory writes the plain estimation's gradients and logs the peak", async () => {
   const plain = runCli([
@@ -60,8 +52,8 @@ test("estimate --max-grad-memory writes the plain estimation's gradients and log
   expect(bounded.stderr).toMatch(
     /\(bounded: 3 passes, at most [\d.]+ KiB of gradients on the heap, [\d.]+ KiB moved off it/,
   );
-  const a = await readAll(join(dir, "plain.safetensors"));
-  const b = await readAll(join(dir, "bounded.safetensors"));
+  const a = await readTensors(join(dir, "plain.safetensors"));
+  const b = await readTensors(join(dir, "bounded.safetensors"));
   expect([...b.keys()].sort()).toEqual([...a.keys()].sort());
   for (const [name, data] of a) expect(b.get(name), name).toEqual(data);
   const bad = runCli([

@@ -3,8 +3,9 @@
 
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { SafetensorsFile } from "../../src/io/safetensors.js";
 import type { LinearInfo } from "../../src/models/linear.js";
+import { readTensors } from "../helpers/tensors.js";
+import { matmul as mm, transpose } from "../linalg/linalg-helpers.js";
 
 export const FIXTURES = fileURLToPath(new URL("../fixtures/peft/", import.meta.url));
 
@@ -46,15 +47,8 @@ export function linearInfos(meta: FixtureMeta, model: string): LinearInfo[] {
 }
 
 /** Every tensor of a fixture file as Float32Array. */
-export async function readAll(file: string): Promise<Map<string, Float32Array>> {
-  const f = await SafetensorsFile.open(`${FIXTURES}${file}`);
-  try {
-    const out = new Map<string, Float32Array>();
-    for (const name of f.entries.keys()) out.set(name, await f.readF32(name));
-    return out;
-  } finally {
-    await f.close();
-  }
+export function readAll(file: string): Promise<Map<string, Float32Array>> {
+  return readTensors(`${FIXTURES}${file}`);
 }
 
 export function get(map: Map<string, Float32Array>, key: string): Float32Array {
@@ -63,28 +57,9 @@ export function get(map: Map<string, Float32Array>, key: string): Float32Array {
   return v;
 }
 
-/** (m, n) row-major product of a (m, k) and b (k, n), float64. */
-export function mm(
-  a: ArrayLike<number>,
-  b: ArrayLike<number>,
-  m: number,
-  k: number,
-  n: number,
-): Float64Array {
-  const out = new Float64Array(m * n);
-  for (let i = 0; i < m; i++)
-    for (let p = 0; p < k; p++) {
-      const v = a[i * k + p];
-      for (let j = 0; j < n; j++) out[i * n + j] += v * b[p * n + j];
-    }
-  return out;
-}
-
-export function transpose(a: ArrayLike<number>, m: number, n: number): Float64Array {
-  const t = new Float64Array(m * n);
-  for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) t[j * m + i] = a[i * n + j];
-  return t;
-}
+// mm: the (m, n) row-major product of a (m, k) and b (k, n), float64; transpose: of an (m, n)
+// matrix. Both are test/linalg's helpers.
+export { mm, transpose };
 
 /** X^T X for X (rows, cols): (cols, cols). */
 export function gramCols(x: ArrayLike<number>, rows: number, cols: number): Float64Array {

@@ -12,18 +12,16 @@
 //
 // Legend: P parameters; param, grad, m, v all (P).
 
+import type { AdamWOptions } from "../kernels.js";
 import type { Floats } from "./types.js";
 
-export interface AdamWStep {
-  lr: number;
-  beta1: number;
-  beta2: number;
-  eps: number;
-  weightDecay: number;
-  step: number;
-}
-
-export function adamw(param: Floats, grad: Floats, m: Floats, v: Floats, options: AdamWStep): void {
+export function adamw(
+  param: Floats,
+  grad: Floats,
+  m: Floats,
+  v: Floats,
+  options: AdamWOptions,
+): void {
   const { lr, beta1, beta2, eps, weightDecay, step } = options;
   const decay = 1 - lr * weightDecay;
   const biasCorrection1 = 1 - beta1 ** step;

@@ -9,20 +9,13 @@
 //
 // Legend: P parameters; param, grad, buf all (P). buf is null without momentum.
 
-export interface SGDStep {
-  lr: number;
-  momentum: number;
-  dampening: number;
-  nesterov: boolean;
-  weightDecay: number;
-  first: boolean;
-}
+import type { SGDOptions } from "../kernels.js";
 
 export function sgd(
   param: Float32Array,
   grad: Float32Array,
   buf: Float32Array | null,
-  options: SGDStep,
+  options: SGDOptions,
 ): void {
   const f = Math.fround;
   const { lr, momentum: mu, dampening, nesterov, weightDecay: wd, first } = options;
