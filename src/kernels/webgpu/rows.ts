@@ -1,5 +1,12 @@
 // Row kernels: one workgroup per row of a (rows, cols) tensor, WG invocations striding over the
-// columns and combining their partial results through workgroup memory (a tree over WG slots).
+// columns and combining their partial results (reduceSum / reduceMax) in one of two ways:
+// - without subgroups: a tree over WG slots of workgroup memory (log2 WG barrier steps);
+// - with subgroups (`sg`, where the device has them): each subgroup reduces its lanes with
+//   subgroupAdd / subgroupMax, one elected lane writes the subgroup's result to slot
+//   subgroup_id, and after one barrier every invocation combines the num_subgroups slots in
+//   slot order. Nothing depends on the subgroup size or on which invocations form a subgroup
+//   (sizes vary by adapter: 4 on SwiftShader, 8 on lavapipe, 16-64 on GPUs), and the order of
+//   the final combine is fixed, so results are deterministic on a given device.
 // Rows are numbered wid.x + 65535 wid.y so that more than 65535 rows fit in one dispatch.
 // Column kernels (parameter gradients: dWeight, dBias) run one invocation per column over every
 // row, so that the sum over rows needs no atomics and is deterministic.
@@ -11,7 +18,7 @@ import { WG } from "./elementwise.js";
 /** Workgroups per row of the dispatch grid (the spec's per-dimension limit). */
 export const ROW_GRID = 65535;
 
-const REDUCE = `
+const TREE_REDUCE = `
 var<workgroup> red: array<f32, ${WG}>;
 fn reduceSum(v: f32, lid: u32) -> f32 {
   red[lid] = v;
@@ -37,26 +44,66 @@ fn reduceMax(v: f32, lid: u32) -> f32 {
 }
 `;
 
+/** The subgroup reduction; main sets sgId and sgCount first (SUBGROUP_MAIN_ARGS, SUBGROUP_INIT). */
+const SUBGROUP_REDUCE = `
+var<workgroup> red: array<f32, ${WG}>;
+var<private> sgId: u32;
+var<private> sgCount: u32;
+fn reduceSum(v: f32, lid: u32) -> f32 {
+  let s = subgroupAdd(v);
+  if (subgroupElect()) { red[sgId] = s; }
+  workgroupBarrier();
+  var r = 0.0;
+  for (var i = 0u; i < sgCount; i++) { r += red[i]; }
+  workgroupBarrier();
+  return r;
+}
+fn reduceMax(v: f32, lid: u32) -> f32 {
+  let s = subgroupMax(v);
+  if (subgroupElect()) { red[sgId] = s; }
+  workgroupBarrier();
+  var r = red[0];
+  for (var i = 1u; i < sgCount; i++) { r = max(r, red[i]); }
+  workgroupBarrier();
+  return r;
+}
+`;
+const SUBGROUP_MAIN_ARGS =
+  ", @builtin(subgroup_id) sgIdIn: u32, @builtin(num_subgroups) sgCountIn: u32";
+const SUBGROUP_INIT = "sgId = sgIdIn;\n  sgCount = sgCountIn;";
+
+/** The reduction helpers, main's extra arguments and its first statements for one variant. */
+function reduction(sg: boolean): { helpers: string; args: string; init: string } {
+  return sg
+    ? { helpers: SUBGROUP_REDUCE, args: SUBGROUP_MAIN_ARGS, init: SUBGROUP_INIT }
+    : { helpers: TREE_REDUCE, args: "", init: "" };
+}
+
 interface Buffer {
   readonly name: string;
   readonly elem: ScalarType;
 }
 const f32 = (name: string): Buffer => ({ name, elem: "f32" });
 
+/** A row kernel; `sg`: its reductions use subgroup operations (see the top of this file). */
 function rowSpec(
   name: string,
+  sg: boolean,
   buffers: readonly Buffer[],
   params: readonly { name: string; type: ScalarType }[],
   body: string,
   shared = "",
 ): ShaderSpec {
+  const { helpers, args, init } = reduction(sg);
   return {
-    name,
+    name: `${name}${sg ? " subgroups" : ""}`,
+    subgroups: sg,
     buffers,
     params: [{ name: "rows", type: "u32" }, { name: "cols", type: "u32" }, ...params],
-    body: `${REDUCE}${shared}
+    body: `${helpers}${shared}
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u${args}) {
+  ${init}
   let lid = lid3.x;
   let row = wid.x + ${ROW_GRID}u * wid.y;
   if (row >= p.rows) { return; }
@@ -72,22 +119,26 @@ function store(dst: string, value: string, accumulate: boolean): string {
   return accumulate ? `${dst} += ${value};` : `${dst} = ${value};`;
 }
 
-export const RMSNORM = rowSpec(
-  "rmsnorm",
-  [f32("out"), f32("rstd"), f32("inp"), f32("weight")],
-  [{ name: "eps", type: "f32" }],
-  `var ss = 0.0;
+export function rmsnormSpec(sg: boolean): ShaderSpec {
+  return rowSpec(
+    "rmsnorm",
+    sg,
+    [f32("out"), f32("rstd"), f32("inp"), f32("weight")],
+    [{ name: "eps", type: "f32" }],
+    `var ss = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { let x = inp[p.inp_off + base + c]; ss += x * x; }
   let s = 1.0 / sqrt(reduceSum(ss, lid) / f32(C) + p.eps);
   for (var c = lid; c < C; c += ${WG}u) {
     out[p.out_off + base + c] = inp[p.inp_off + base + c] * s * weight[p.weight_off + c];
   }
   if (lid == 0u) { rstd[p.rstd_off + row] = s; }`,
-);
+  );
+}
 
-export function rmsnormBackwardSpec(accumulate: boolean): ShaderSpec {
+export function rmsnormBackwardSpec(accumulate: boolean, sg: boolean): ShaderSpec {
   return rowSpec(
     `rmsnormBackward${accumulate ? " acc" : ""}`,
+    sg,
     [f32("dInp"), f32("dOut"), f32("inp"), f32("weight"), f32("rstd")],
     [],
     `let s = rstd[p.rstd_off + row];
@@ -103,11 +154,13 @@ export function rmsnormBackwardSpec(accumulate: boolean): ShaderSpec {
   );
 }
 
-export const LAYERNORM = rowSpec(
-  "layernorm",
-  [f32("out"), f32("mean"), f32("rstd"), f32("inp"), f32("weight"), f32("bias")],
-  [{ name: "eps", type: "f32" }],
-  `var sum = 0.0;
+export function layernormSpec(sg: boolean): ShaderSpec {
+  return rowSpec(
+    "layernorm",
+    sg,
+    [f32("out"), f32("mean"), f32("rstd"), f32("inp"), f32("weight"), f32("bias")],
+    [{ name: "eps", type: "f32" }],
+    `var sum = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { sum += inp[p.inp_off + base + c]; }
   let mu = reduceSum(sum, lid) / f32(C);
   var sq = 0.0;
@@ -118,11 +171,13 @@ export const LAYERNORM = rowSpec(
       (inp[p.inp_off + base + c] - mu) * s * weight[p.weight_off + c] + bias[p.bias_off + c];
   }
   if (lid == 0u) { mean[p.mean_off + row] = mu; rstd[p.rstd_off + row] = s; }`,
-);
+  );
+}
 
-export function layernormBackwardSpec(accumulate: boolean): ShaderSpec {
+export function layernormBackwardSpec(accumulate: boolean, sg: boolean): ShaderSpec {
   return rowSpec(
     `layernormBackward${accumulate ? " acc" : ""}`,
+    sg,
     [f32("dInp"), f32("dOut"), f32("inp"), f32("weight"), f32("mean"), f32("rstd")],
     [],
     `let mu = mean[p.mean_off + row];
@@ -149,7 +204,11 @@ export function layernormBackwardSpec(accumulate: boolean): ShaderSpec {
  * batch entry b = r / (H Tq). Visible keys: j < keyLengths[b] (when given) and, causal,
  * j <= i + Tk - Tq. A row with no visible key is all zeros.
  */
-export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): ShaderSpec {
+export function attentionSoftmaxSpec(
+  causal: boolean,
+  keyLengths: boolean,
+  sg: boolean,
+): ShaderSpec {
   const buffers = [f32("probs"), f32("scores")];
   if (keyLengths) buffers.push({ name: "keyLengths", elem: "i32" });
   const limit = keyLengths
@@ -158,6 +217,7 @@ export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): Shad
   const visible = causal ? `clamp(i32(row % p.tq) + i32(C) - i32(p.tq) + 1, 0, limit)` : "limit";
   return rowSpec(
     `attentionSoftmax${causal ? " causal" : ""}${keyLengths ? " keyLengths" : ""}`,
+    sg,
     buffers,
     [
       { name: "heads", type: "u32" },
@@ -183,9 +243,10 @@ export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): Shad
   );
 }
 
-export function attentionSoftmaxBackwardSpec(accumulate: boolean): ShaderSpec {
+export function attentionSoftmaxBackwardSpec(accumulate: boolean, sg: boolean): ShaderSpec {
   return rowSpec(
     `attentionSoftmaxBackward${accumulate ? " acc" : ""}`,
+    sg,
     [f32("dScores"), f32("probs"), f32("dProbs")],
     [{ name: "scale", type: "f32" }],
     `var dot = 0.0;
@@ -205,7 +266,7 @@ export function attentionSoftmaxBackwardSpec(accumulate: boolean): ShaderSpec {
  * The target goes through workgroup memory (workgroupUniformLoad) so that the early return of an
  * ignored row is uniform control flow, as the barriers after it require.
  */
-export function crossEntropySpec(grad: boolean): ShaderSpec {
+export function crossEntropySpec(grad: boolean, sg: boolean): ShaderSpec {
   const buffers = [f32("losses"), f32("logits"), { name: "targets", elem: "i32" as ScalarType }];
   if (grad) buffers.push(f32("dLogits"));
   const zeroRow = grad
@@ -220,6 +281,7 @@ export function crossEntropySpec(grad: boolean): ShaderSpec {
     : "";
   return rowSpec(
     `crossEntropy${grad ? " grad" : ""}`,
+    sg,
     buffers,
     [
       { name: "ignoreIndex", type: "i32" },
@@ -291,19 +353,22 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 
 /** out[0] = sum, sum of squares or max of a's n elements, in one workgroup. */
-export function reduceAllSpec(kind: "sum" | "sumSquares" | "max"): ShaderSpec {
+export function reduceAllSpec(kind: "sum" | "sumSquares" | "max", sg: boolean): ShaderSpec {
   const term = kind === "sumSquares" ? "x * x" : "x";
-  const init = kind === "max" ? "-0x1.fffffep+127f" : "0.0";
+  const start = kind === "max" ? "-0x1.fffffep+127f" : "0.0";
   const combine = kind === "max" ? "acc = max(acc, x);" : `acc += ${term};`;
+  const { helpers, args, init } = reduction(sg);
   return {
-    name: `reduce ${kind}`,
+    name: `reduce ${kind}${sg ? " subgroups" : ""}`,
+    subgroups: sg,
     buffers: [f32("out"), f32("a")],
     params: [{ name: "n", type: "u32" }],
-    body: `${REDUCE}
+    body: `${helpers}
 @compute @workgroup_size(${WG})
-fn main(@builtin(local_invocation_id) lid3: vec3u) {
+fn main(@builtin(local_invocation_id) lid3: vec3u${args}) {
+  ${init}
   let lid = lid3.x;
-  var acc = ${init};
+  var acc = ${start};
   for (var i = lid; i < p.n; i += ${WG}u) { let x = a[p.a_off + i]; ${combine} }
   let r = ${kind === "max" ? "reduceMax" : "reduceSum"}(acc, lid);
   if (lid == 0u) { out[p.out_off] = r; }
