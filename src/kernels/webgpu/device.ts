@@ -93,7 +93,7 @@ export async function openGpu(): Promise<GpuContext> {
   const subgroupFeature = adapter.features.has("subgroups");
   if (f16) requiredFeatures.push("shader-f16");
   if (subgroupFeature) requiredFeatures.push("subgroups");
-  const subgroups = subgroupFeature && gpu.wgslLanguageFeatures.has("subgroup_id");
+  const subgroups = subgroupFeature && gpu.wgslLanguageFeatures?.has("subgroup_id") === true;
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
