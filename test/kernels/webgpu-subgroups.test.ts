@@ -6,7 +6,8 @@
 // with tails of the tile and of the K step in every transpose form, a batched and a fused (LoRA)
 // product, two causal kinds; and every kernel with a row reduction (rmsnorm, layernorm and their
 // backwards, attention softmax and its backward, cross-entropy, sumInto / sumSquaresInto /
-// maxInto) at row lengths below, at and above the 256-invocation workgroup. With CI set, both
+// maxInto) at row lengths below, at and above the 256-invocation workgroup; and the two variants
+// give the same bits (they add in the same order, rows.ts, gemm.ts). With CI set, both
 // adapters must open and have subgroups, so that the subgroup kernels are what runs.
 
 import { existsSync } from "node:fs";
@@ -86,6 +87,63 @@ describe.each(ADAPTERS)("webgpu subgroup kernels on $name", ({ name, ctx: opened
     console.log(
       `${name}: ${ctx.adapterName}; subgroups ${ctx.subgroups}, sizes ${ctx.subgroupSizes.min}..${ctx.subgroupSizes.max}`,
     );
+  });
+
+  test.skipIf(ctx === null)("both variants give the same bits", async () => {
+    const heap = new Heap({ initialBytes: 4 * 2 ** 20 });
+    const variants = [true, false].map(
+      (subgroups) => new WebGpuKernels(ctx as GpuContext, heap, { subgroups }),
+    );
+    let seed = 100;
+    const rand = (shape: number[], range = 1): Tensor =>
+      heap.fromArray(
+        randomUniform(
+          shape.reduce((x, y) => x * y, 1),
+          seed++,
+          range,
+        ),
+        shape,
+      );
+    const x = rand([7, 700], 3);
+    const w = rand([700]);
+    const dy = rand([7, 700]);
+    const logits = rand([5, 700], 5);
+    const targets = heap.fromArray(new Int32Array([0, 699, -100, 5, 300]));
+    const scores = rand([1, 2, 6, 300], 4);
+    const ga = rand([65, 33]);
+    const gb = rand([63, 33]);
+    const outputs = variants.map((k) => {
+      const o = {
+        norm: heap.tensor([7, 700]),
+        rstd: heap.tensor([7]),
+        dx: heap.tensor([7, 700]),
+        mean: heap.tensor([7]),
+        lnRstd: heap.tensor([7]),
+        ln: heap.tensor([7, 700]),
+        losses: heap.tensor([5]),
+        dLogits: heap.tensor([5, 700]),
+        probs: heap.tensor([1, 2, 6, 300]),
+        sums: heap.tensor([3]),
+        gemm: heap.tensor([65, 63]),
+      };
+      k.rmsnorm(o.norm, o.rstd, x, w, 1e-6);
+      k.rmsnormBackward(o.dx, null, dy, x, w, o.rstd);
+      k.layernorm(o.ln, o.mean, o.lnRstd, x, w, w, 1e-5);
+      k.crossEntropy(o.losses, o.dLogits, logits, targets, { gradScale: 0.5 });
+      k.attentionSoftmax(o.probs, scores, { scale: 0.3, causal: true });
+      k.sumInto(o.sums.view([1], 0), x);
+      k.sumSquaresInto(o.sums.view([1], 1), dy);
+      k.maxInto(o.sums.view([1], 2), logits);
+      k.matmul(o.gemm, ga, gb, { transB: true, alpha: 0.5 });
+      return o;
+    });
+    for (const [i, k] of variants.entries()) await k.download(...Object.values(outputs[i]));
+    for (const name of Object.keys(outputs[0]) as (keyof (typeof outputs)[0])[]) {
+      const [a, b] = outputs.map(
+        (o) => new Uint32Array(heap.memory.buffer, o[name].ptr, o[name].size),
+      );
+      expect(a, name).toEqual(b);
+    }
   });
 
   describe.skipIf(ctx === null).each([true, false])("subgroups %s", (subgroups) => {

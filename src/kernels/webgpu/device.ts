@@ -22,8 +22,8 @@ export interface GpuContext {
   /** The adapter has shader-f16 and the device was created with it. */
   readonly f16: boolean;
   /**
-   * The device has the subgroups feature and WGSL has the subgroup_id built-in (the subgroup
-   * kernels number subgroups with it: rows.ts, gemm.ts).
+   * The device has the subgroups feature and WGSL the subgroup_id and num_subgroups built-ins
+   * (the subgroup kernels read them: gemm.ts, rows.ts).
    */
   readonly subgroups: boolean;
   /** The adapter's subgroup sizes (0 when it does not report them); a kernel sees one of them. */
