@@ -1,11 +1,14 @@
 // `npm run bench -- webgpu-weights` (`--quick`: 2 timed steps instead of 4): what the storage of the frozen weights costs a LoRA training
 // step on the webgpu engine (models/weights.ts): f32 on the heap (read as they are), bf16 on the
 // heap (widened by kernels.convert per use), nf4 (codes on the heap, kernels.dequantize per use),
-// and bf16 / f32 offloaded (expanded on the host and uploaded per use). One synthetic Llama (a
+// bf16 offloaded (its 2-byte form uploaded per use and widened by kernels.convert) and f32
+// offloaded (copied into the scratch and uploaded per use). One synthetic Llama (a
 // random BF16 checkpoint, bench/real-size.ts' writer), LoRA r 16 on every linear but lm_head,
 // AdamW, one batch; per variant: seconds per step (the mean of the steps after the first, which
 // compiles and plans) and the bytes the host uploads per step (Kernels.upload calls with tensors,
-// counted by a wrapper: the offloaded weights' expansions, the batch's ids and targets).
+// counted by a wrapper: the offloaded weights, the batch's ids and targets), and what the same
+// uploads weighed when offloaded 16-bit weights were expanded on the host and sent in f32 (each
+// uploaded bf16 / f16 tensor counted at 4 bytes per element: the previous design).
 // On a software adapter (lavapipe) the times measure a CPU emulating a GPU: the bytes per step are
 // what carries over to a real GPU, where they cross the PCIe link.
 
@@ -55,16 +58,22 @@ const VARIANTS: Variant[] = [
   { name: "f32 heap", weightDtype: "f32", offload: "off" },
   { name: "bf16 heap (device convert)", weightDtype: "bf16", offload: "off" },
   { name: "nf4 (device dequantize)", weightDtype: "f32", quantize: "nf4", offload: "off" },
-  { name: "bf16 offloaded (host expand + upload)", weightDtype: "bf16", offload: "on" },
+  { name: "bf16 offloaded (2-byte upload, device convert)", weightDtype: "bf16", offload: "on" },
   { name: "f32 offloaded (host copy + upload)", weightDtype: "f32", offload: "on" },
 ];
 
-/** Counts the bytes of the tensors passed to kernels.upload from now on. */
-function countUploads(kernels: Kernels): { bytes: number } {
-  const counter = { bytes: 0 };
+/**
+ * Counts the bytes of the tensors passed to kernels.upload from now on (`bytes`), and the same
+ * with every 16-bit tensor at 4 bytes per element (`asF32`: had it been expanded on the host).
+ */
+function countUploads(kernels: Kernels): { bytes: number; asF32: number } {
+  const counter = { bytes: 0, asF32: 0 };
   const upload = kernels.upload.bind(kernels);
   kernels.upload = (...tensors: Tensor[]) => {
-    for (const t of tensors) counter.bytes += t.byteLength;
+    for (const t of tensors) {
+      counter.bytes += t.byteLength;
+      counter.asF32 += t.dtype === "bf16" || t.dtype === "f16" ? 4 * t.size : t.byteLength;
+    }
     upload(...tensors);
   };
   return counter;
@@ -97,9 +106,13 @@ async function runVariant(dir: string, v: Variant, steps: number, T: number) {
     const uploads = countUploads(kernels);
     const times: number[] = [];
     let uploaded = 0;
+    let uploadedAsF32 = 0;
     let loss = 0;
     for (let s = 0; s < steps; s++) {
-      if (s === 1) uploads.bytes = 0;
+      if (s === 1) {
+        uploads.bytes = 0;
+        uploads.asF32 = 0;
+      }
       const t0 = performance.now();
       peft.zeroGrad();
       model.lossAndGrads(batch, { lossOut });
@@ -109,13 +122,14 @@ async function runVariant(dir: string, v: Variant, steps: number, T: number) {
       loss = lossOut.f32()[0];
     }
     uploaded = uploads.bytes / Math.max(1, steps - 1);
+    uploadedAsF32 = uploads.asF32 / Math.max(1, steps - 1);
     const timed = times.slice(1);
     const stepS = timed.reduce((a, x) => a + x, 0) / timed.length;
     const bytes = model.linearWeightBytes();
     optimizer.dispose();
     peft.dispose();
     model.dispose();
-    return { stepS, uploaded, loss, heap: bytes.heap, offHeap: bytes.offHeap };
+    return { stepS, uploaded, uploadedAsF32, loss, heap: bytes.heap, offHeap: bytes.offHeap };
   } finally {
     await kernels.dispose();
   }
@@ -139,6 +153,7 @@ export async function webgpuWeightsSuite(
         weights: v.name,
         step_s: r.stepS,
         uploaded_mib_per_step: r.uploaded / 2 ** 20,
+        host_expanded_mib_per_step: r.uploadedAsF32 / 2 ** 20,
         linear_heap_mib: r.heap / 2 ** 20,
         linear_off_heap_mib: r.offHeap / 2 ** 20,
         last_loss: r.loss,

@@ -9,6 +9,13 @@ Prints JSON lines:
       with TF32 and bf16 show the tensor-core ceiling.
   {"what": "lora_step", "dtype", "batch", "seq", "r", "step_ms", "tokens_per_s"}   LoRA r on every
       linear layer, AdamW, f32 and bf16 autocast.
+  {"what": "rows", "kernel", "rows", "cols", "ms"}   f32 rmsnorm, causal attention softmax and
+      cross-entropy with its gradient on the shapes of gemm-webgpu's "rows" records (ROW_SHAPES in
+      bench/gemm-webgpu.ts, without --quick).
+
+The WebGPU side, on the same machine: `npm run bench -- gemm-webgpu` prints each GEMM and row
+kernel twice where the adapter has subgroups: impl "webgpu subgroups" (the default kernels) and
+"webgpu" (the workgroup-memory kernels, WebGpuOptions.subgroups false).
 
 Usage: python3 bench/webgpu_torch_cuda.py [--quick]
 """
@@ -48,6 +55,32 @@ def gemm(quick):
                               "m": m, "n": n, "k": k, "ms": round(ms, 4),
                               "tflops": round(2 * m * n * k / ms / 1e9, 2)}), flush=True)
     torch.backends.cuda.matmul.allow_tf32 = False
+
+
+def rows():
+    """The row kernels of gemm-webgpu's ROW_SHAPES, f32, as PyTorch runs them (eager)."""
+    torch.manual_seed(0)
+    x = torch.randn(2048, 896, device="cuda")
+    w = torch.randn(896, device="cuda")
+    ms = timed_ms(lambda: torch.nn.functional.rms_norm(x, (896,), w, 1e-6), 20)
+    print(json.dumps({"what": "rows", "kernel": "rmsnorm", "rows": 2048, "cols": 896,
+                      "ms": round(ms, 4)}), flush=True)
+    scores = torch.randn(1, 14, 512, 512, device="cuda")
+    mask = torch.ones(512, 512, device="cuda", dtype=torch.bool).tril()
+    ms = timed_ms(lambda: torch.softmax((0.125 * scores).masked_fill(~mask, float("-inf")), -1), 20)
+    print(json.dumps({"what": "rows", "kernel": "attentionSoftmax causal", "rows": 14 * 512,
+                      "cols": 512, "ms": round(ms, 4)}), flush=True)
+    logits = torch.randn(256, 32000, device="cuda", requires_grad=True)
+    targets = torch.randint(0, 32000, (256,), device="cuda")
+
+    def cross_entropy():
+        loss = torch.nn.functional.cross_entropy(logits, targets, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, logits)
+        return grad
+
+    ms = timed_ms(cross_entropy, 20)
+    print(json.dumps({"what": "rows", "kernel": "crossEntropy+grad", "rows": 256, "cols": 32000,
+                      "ms": round(ms, 4)}), flush=True)
 
 
 def lora_step(quick):
@@ -91,6 +124,7 @@ def main():
     print(json.dumps({"what": "device", "name": torch.cuda.get_device_name(), "torch": torch.__version__,
                       "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}), flush=True)
     gemm(quick)
+    rows()
     lora_step(quick)
 
 

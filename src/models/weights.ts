@@ -27,12 +27,20 @@
 // On an engine whose tensors live on a device (Kernels.deferred: webgpu) nothing is expanded on
 // the host per matmul: 16-bit heap weights are widened by kernels.convert, and int8 / nf4 codes
 // move onto the heap at their first expand (quant/heap-codes.ts) and are expanded by
-// kernels.dequantize from then on; an offloaded float weight is expanded on the host and uploaded.
+// kernels.dequantize from then on. An offloaded bf16 / f16 weight crosses to the device in its
+// 2-byte form at each use (the scratch's 16-bit staging tensor, uploaded) and is widened there by
+// kernels.convert; an offloaded f32 weight (and an int8 / nf4 one expanded in row blocks, which
+// no model does by default) is expanded on the host and uploaded.
 
 import type { Kernels } from "../kernels/kernels.js";
 import { convert } from "../kernels/ref/convert.js";
 import { HeapCodesWeight } from "../quant/heap-codes.js";
-import { type QuantizedWeight, type QuantKind, quantizeWeight } from "../quant/quantized-linear.js";
+import {
+  packedHalf,
+  type QuantizedWeight,
+  type QuantKind,
+  quantizeWeight,
+} from "../quant/quantized-linear.js";
 import { f16ToF32 } from "../tensor/dtype.js";
 import type { Heap } from "../tensor/heap.js";
 import type { Tensor } from "../tensor/tensor.js";
@@ -64,19 +72,24 @@ export interface WeightLoadOptions {
 
 /**
  * The one f32 tensor compressed weights are expanded into, plus the small output buffer of the
- * row-block path (sliced-linear.ts); both grow only at load / quantize / setRowBlock time.
+ * row-block path (sliced-linear.ts); both grow only at load / quantize / setRowBlock time. On a
+ * deferred engine also a 16-bit staging tensor for offloaded bf16 / f16 weights (halfView), made
+ * at the first expand that needs it, as large as the f32 scratch in elements.
  */
 export class WeightScratch {
   readonly heap: Heap;
   private tensor: Tensor | null = null;
   private out: Tensor | null = null;
+  private half: Tensor | null = null;
 
   constructor(heap: Heap) {
     this.heap = heap;
   }
 
   get bytes(): number {
-    return (this.tensor?.byteLength ?? 0) + (this.out?.byteLength ?? 0);
+    return (
+      (this.tensor?.byteLength ?? 0) + (this.out?.byteLength ?? 0) + (this.half?.byteLength ?? 0)
+    );
   }
 
   /** Makes room for `size` f32 elements (frees the old tensor first, so peak is the larger one). */
@@ -92,6 +105,20 @@ export class WeightScratch {
     return this.tensor.view(shape);
   }
 
+  /**
+   * The 16-bit staging tensor as `shape` of `kind` (re-made when the kind differs or it is too
+   * small: it holds as many elements as the f32 scratch).
+   */
+  halfView(kind: "bf16" | "f16", shape: readonly number[]): Tensor {
+    const size = shape[0] * shape[1];
+    if (this.half === null || this.half.dtype !== kind || this.half.size < size) {
+      this.half?.dispose();
+      this.half = null;
+      this.half = this.heap.tensor([Math.max(size, this.tensor?.size ?? 0)], kind);
+    }
+    return this.half.view(shape);
+  }
+
   /** Makes room for `size` f32 elements of row-block outputs (as reserve). */
   reserveOut(size: number): void {
     if (this.out !== null && this.out.size >= size) return;
@@ -105,6 +132,8 @@ export class WeightScratch {
    * so that a smaller need (a smaller row block) frees memory; reserve never shrinks.
    */
   fit(size: number, outSize: number): void {
+    this.half?.dispose(); // made again at its next use, at the new size
+    this.half = null;
     if ((this.tensor?.size ?? 0) !== size) {
       this.tensor?.dispose();
       this.tensor = null;
@@ -132,6 +161,8 @@ export class WeightScratch {
     this.tensor = null;
     this.out?.dispose();
     this.out = null;
+    this.half?.dispose();
+    this.half = null;
   }
 }
 
@@ -252,8 +283,10 @@ export class FrozenWeight {
     if (block === null || r1 - r0 > block)
       throw new Error(`internal: ${this.name} is not expanded in blocks of ${r1 - r0} rows`);
     const w = this.scratch.view([r1 - r0, this.shape1()]);
-    (this.quantized as QuantizedWeight).dequantizeRowsInto(w, r0, r1);
-    kernels.upload(w); // written by the host
+    if (!this.widenOnDevice(kernels, w, r0, r1)) {
+      (this.quantized as QuantizedWeight).dequantizeRowsInto(w, r0, r1);
+      kernels.upload(w); // written by the host
+    }
     return w;
   }
 
@@ -297,7 +330,7 @@ export class FrozenWeight {
             : new HeapCodesWeight(this.quantized, kernels.heap);
         this.quantized = codes;
         codes.expandOn(kernels, w);
-      } else {
+      } else if (!this.widenOnDevice(kernels, w, 0, w.shape[0])) {
         this.quantized.dequantizeInto(w);
         kernels.upload(w); // written by the host
       }
@@ -310,6 +343,25 @@ export class FrozenWeight {
     if (kernels.deferred) kernels.convert(w, t);
     else widenHalf(w.f32(), t.u16(), t.dtype as "bf16" | "f16");
     return { w, outIn: !this.fanInFanOut };
+  }
+
+  /**
+   * On a deferred engine, rows [r0, r1) of an offloaded bf16 / f16 weight into w (f32, those
+   * rows) on the device: the 16-bit patterns are copied into the scratch's staging tensor and
+   * uploaded (2 bytes per weight where the host expansion sends 4), then widened by
+   * kernels.convert, which gives the host's widening bit for bit (test/kernels/webgpu-weights).
+   * False, with nothing done, for any other engine or storage.
+   */
+  private widenOnDevice(kernels: Kernels, w: Tensor, r0: number, r1: number): boolean {
+    if (!kernels.deferred || this.quantized === null) return false;
+    const half = packedHalf(this.quantized);
+    if (half === null) return false;
+    const cols = this.shape1();
+    const staging = this.scratch.halfView(half.kind, [r1 - r0, cols]);
+    staging.u16().set(half.bits.subarray(r0 * cols, r1 * cols));
+    kernels.upload(staging); // written by the host
+    kernels.convert(w, staging);
+    return true;
   }
 
   /** Frees what the weight holds on the heap apart from model.params (moved int8 / nf4 codes). */

@@ -234,6 +234,13 @@ export function packedCodes(weight: QuantizedWeight): PackedCodes | null {
   return null;
 }
 
+/** The 16-bit patterns of a bf16 / f16 weight (a view of its storage); null for other kinds. */
+export function packedHalf(
+  weight: QuantizedWeight,
+): { kind: "bf16" | "f16"; bits: Uint16Array } | null {
+  return weight instanceof Half16Weight ? { kind: weight.kind, bits: weight.bits } : null;
+}
+
 /**
  * An int8 / nf4 weight (out, in) over given codes and scales (kept as views, not copied): the
  * inverse of packedCodes, for codes that live elsewhere (quant/heap-codes.ts).

@@ -6,7 +6,10 @@
 // - the reference's dequantize-free path: HeapCodesWeight expands on the host as the host weight;
 // - sgd over three steps (the first sets the momentum buffer) against the reference kernel, with
 //   and without momentum, dampening, nesterov and weight decay, and its argument checks; the SGD
-//   optimiser resumed from a saved state on webgpu equals two uninterrupted steps on ref.
+//   optimiser resumed from a saved state on webgpu equals two uninterrupted steps on ref;
+// - offloaded bf16 / f16 frozen weights (models/weights.ts FrozenWeight): on webgpu their 2-byte
+//   form is uploaded (the only upload of the expand, half the f32 expansion's bytes) and widened
+//   on the device, whole or in row blocks, bit for bit as the host widens them.
 // On lavapipe in CI (test/helpers/webgpu.ts); with CI set and no adapter, webgpu-adapter.test.ts
 // fails the run.
 
@@ -14,8 +17,9 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import type { Kernels, SGDOptions } from "../../src/kernels/kernels.js";
 import { createRefKernels } from "../../src/kernels/ref/index.js";
 import { createWebGpuKernels, type WebGpuKernels } from "../../src/kernels/webgpu/index.js";
+import { FrozenWeight, WeightScratch } from "../../src/models/weights.js";
 import { HeapCodesWeight } from "../../src/quant/heap-codes.js";
-import { quantizeWeight } from "../../src/quant/quantized-linear.js";
+import { quantizeWeight, weightFromHalfBits } from "../../src/quant/quantized-linear.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import { createOptimizer } from "../../src/train/optimizer.js";
@@ -185,3 +189,104 @@ describe.skipIf(GPU_CONTEXT === null)("webgpu dequantize and sgd", () => {
     for (const o of [refOpt, opt]) o.dispose();
   });
 });
+
+/**
+ * (n) 16-bit patterns of `kind`: random ones, then both zeros, both infinities, the largest
+ * finite values and (f16) subnormals; no NaN (a device may canonicalise a NaN's payload).
+ */
+function halfPatterns(kind: "bf16" | "f16", n: number, seed: number): Uint16Array {
+  const bits = new Uint16Array(n);
+  let x = seed;
+  const expMask = kind === "f16" ? 0x7c00 : 0x7f80;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
+    let b = x >>> 16;
+    if ((b & expMask) === expMask) b &= ~0x4000; // finite: clear the top exponent bit
+    bits[i] = b;
+  }
+  const special =
+    kind === "f16"
+      ? [0x0000, 0x8000, 0x7c00, 0xfc00, 0x7bff, 0xfbff, 0x0001, 0x83ff, 0x0200]
+      : [0x0000, 0x8000, 0x7f80, 0xff80, 0x7f7f, 0xff7f, 0x0001, 0x807f, 0x0040];
+  bits.set(special, 0);
+  return bits;
+}
+
+describe.skipIf(GPU_CONTEXT === null)(
+  "webgpu: offloaded 16-bit weights widened on the device",
+  () => {
+    let heap: Heap;
+    let gpu: WebGpuKernels;
+    beforeAll(async () => {
+      heap = new Heap({ initialBytes: 4 * 2 ** 20 });
+      gpu = await createWebGpuKernels(heap);
+    });
+    afterAll(async () => {
+      await gpu?.dispose();
+    });
+
+    /** The tensors passed to gpu.upload while fn runs. */
+    function uploadsDuring(fn: () => void): Tensor[] {
+      const seen: Tensor[] = [];
+      const upload = gpu.upload;
+      gpu.upload = (...tensors: Tensor[]) => {
+        seen.push(...tensors);
+        upload.apply(gpu, tensors);
+      };
+      try {
+        fn();
+      } finally {
+        gpu.upload = upload;
+      }
+      return seen;
+    }
+    const bits = (t: Tensor) => new Uint32Array(t.heap.memory.buffer, t.ptr, t.size).slice();
+
+    test.each(["bf16", "f16"] as const)("%s: whole weight and row blocks", async (kind) => {
+      const [rows, cols] = [10, 37]; // odd block sizes: the convert's last word is half used
+      const stored = weightFromHalfBits(kind, halfPatterns(kind, rows * cols, 5), [rows, cols]);
+      const want = heap.tensor([rows, cols]);
+      stored.dequantizeInto(want); // the host's widening
+      const wantBits = bits(want);
+
+      const scratch = new WeightScratch(heap);
+      const whole = new FrozenWeight("w", [rows, cols], false, false, new Map(), stored, scratch);
+      let w: Tensor | null = null;
+      const sent = uploadsDuring(() => {
+        w = whole.expand(gpu).w;
+      });
+      expect(sent.map((t) => [t.dtype, t.byteLength])).toEqual([[kind, 2 * rows * cols]]);
+      const got = w as unknown as Tensor;
+      await gpu.download(got);
+      expect(bits(got)).toEqual(wantBits);
+
+      const blocked = new FrozenWeight(
+        "b",
+        [rows, cols],
+        false,
+        false,
+        new Map(),
+        stored,
+        scratch,
+        3,
+      );
+      expect(blocked.rowBlock).toBe(3);
+      for (const [r0, r1] of [
+        [3, 6],
+        [9, 10],
+      ]) {
+        let block: Tensor | null = null;
+        const blockSent = uploadsDuring(() => {
+          block = blocked.expandRows(gpu, r0, r1);
+        });
+        expect(blockSent.map((t) => [t.dtype, t.byteLength])).toEqual([
+          [kind, 2 * (r1 - r0) * cols],
+        ]);
+        const gotBlock = block as unknown as Tensor;
+        await gpu.download(gotBlock);
+        expect(bits(gotBlock)).toEqual(wantBits.subarray(r0 * cols, r1 * cols));
+      }
+      scratch.dispose();
+    });
+  },
+);

@@ -21,8 +21,13 @@ export interface GpuContext {
   readonly adapterName: string;
   /** The adapter has shader-f16 and the device was created with it. */
   readonly f16: boolean;
-  /** The device has the subgroups feature. */
+  /**
+   * The device has the subgroups feature and WGSL the subgroup_id and num_subgroups built-ins
+   * (the subgroup kernels read them: gemm.ts, rows.ts).
+   */
   readonly subgroups: boolean;
+  /** The adapter's subgroup sizes (0 when it does not report them); a kernel sees one of them. */
+  readonly subgroupSizes: { readonly min: number; readonly max: number };
   /** The device's limits (the adapter's maxima for the limits raised here). */
   readonly limits: GPUSupportedLimits;
 }
@@ -85,9 +90,10 @@ export async function openGpu(): Promise<GpuContext> {
   }
   const requiredFeatures: GPUFeatureName[] = [];
   const f16 = adapter.features.has("shader-f16");
-  const subgroups = adapter.features.has("subgroups");
+  const subgroupFeature = adapter.features.has("subgroups");
   if (f16) requiredFeatures.push("shader-f16");
-  if (subgroups) requiredFeatures.push("subgroups");
+  if (subgroupFeature) requiredFeatures.push("subgroups");
+  const subgroups = subgroupFeature && gpu.wgslLanguageFeatures?.has("subgroup_id") === true;
   const requiredLimits: Record<string, number> = {};
   for (const name of RAISED_LIMITS) requiredLimits[name] = adapter.limits[name];
   const device = await adapter.requestDevice({ requiredFeatures, requiredLimits });
@@ -95,5 +101,14 @@ export async function openGpu(): Promise<GpuContext> {
   const adapterName = [info.vendor, info.architecture, info.device, info.description]
     .filter((s) => s !== "")
     .join(" ");
-  return { entry: gpu, device, adapterName, f16, subgroups, limits: device.limits };
+  const subgroupSizes = { min: info.subgroupMinSize ?? 0, max: info.subgroupMaxSize ?? 0 };
+  return {
+    entry: gpu,
+    device,
+    adapterName,
+    f16,
+    subgroups,
+    subgroupSizes,
+    limits: device.limits,
+  };
 }

@@ -27,6 +27,8 @@ export interface ShaderSpec {
   readonly params: readonly { readonly name: string; readonly type: ScalarType }[];
   /** WGSL after the header: helpers and `@compute ... fn main(...)`. */
   readonly body: string;
+  /** The body uses subgroup built-ins: the module starts with `enable subgroups;`. */
+  readonly subgroups?: boolean;
 }
 
 /** How a call uses a tensor: read it, write it (every element, old contents unused), or both. */
@@ -47,7 +49,8 @@ function header(spec: ShaderSpec): string {
     ...spec.buffers.map((b) => `${b.name}_off: u32`),
     ...spec.params.map((p) => `${p.name}: ${p.type}`),
   ];
-  const lines = [`struct Params { ${fields.join(", ")} }`];
+  const lines = spec.subgroups === true ? ["enable subgroups;"] : [];
+  lines.push(`struct Params { ${fields.join(", ")} }`);
   lines.push("@group(0) @binding(0) var<uniform> p: Params;");
   lines.push("@group(0) @binding(1) var<storage, read_write> mem: array<u32>;");
   for (const { name, elem } of spec.buffers) {

@@ -11,6 +11,11 @@
 // block at a time: maskOut tiles wholly above the diagonal run no K loop, lowerA stops K past the
 // tile's last diagonal, upperA skips K blocks left of its first one.
 // Every case runs one pipeline: the options are uniform parameters (see gemmSpec).
+// The subgroup variant (where the device has subgroups) differs in the inner loop: the A
+// fragment travels between lanes by subgroupShuffle instead of being read from workgroup memory
+// by every lane (subgroupSteps), and A's slice is stored row-major (As[i][k], padded) for it; it
+// is correct for any subgroup size, falling back to the plain loop inside the shader where the
+// subgroups are not full power-of-two ones.
 
 import type { MatmulCausal } from "../kernels.js";
 import type { ShaderSpec } from "./dispatch.js";
@@ -41,12 +46,14 @@ export const GEMM_CAUSAL: Readonly<Record<MatmulCausal["kind"] | "none", number>
 const BK = 16;
 
 /**
- * WGSL that loads the tile slice of operand `buf` at k0 into workgroup array `dst` (k-major,
- * `span` = BM or BN wide). `rowMajorK` (a WGSL bool): the operand's element (x, k) is at
- * x*K + k, else at k*X + x; consecutive invocations take consecutive addresses either way.
+ * WGSL that loads the tile slice of operand `buf` at k0 into workgroup array `dst`, element
+ * (x, kk) at index `at(x, kk)` (aAt or bAt, a WGSL function; `span` = BM or BN). `rowMajorK` (a
+ * WGSL bool): the operand's element (x, k) is at x*K + k, else at k*X + x; consecutive
+ * invocations take consecutive addresses either way.
  */
 function loadTile(
   dst: string,
+  at: string,
   buf: string,
   base: string,
   span: string,
@@ -65,23 +72,79 @@ function loadTile(
       if (${first} + x < ${extent} && k < ${kTotal}) {
         v = ${buf}[${base} + select(k * ${extent} + ${first} + x, (${first} + x) * ${kTotal} + k, ${rowMajorK})];
       }
-      ${dst}[kk * ${span} + x] = v;
+      ${dst}[${at}(x, kk)] = v;
     }`;
 }
 
-function kLoop(acc: string): string {
-  return `
-    workgroupBarrier();
-    for (var kk = 0u; kk < BK; kk++) {
+/** The 16 FMAs of one k step on av (rows) and bv (columns) into `acc`. */
+function fmas(acc: string): string {
+  return `for (var r = 0u; r < 4u; r++) {
+        for (var c = 0u; c < 4u; c++) { ${acc}[r * 4u + c] = fma(av[r], bv[c], ${acc}[r * 4u + c]); }
+      }`;
+}
+
+/** The K steps of one BK slice, A and B fragments read from workgroup memory. */
+function plainSteps(acc: string): string {
+  return `for (var kk = 0u; kk < BK; kk++) {
       var av: array<f32, 4>;
       var bv: array<f32, 4>;
-      for (var r = 0u; r < 4u; r++) { av[r] = As[kk * BM + ly + r * TY]; }
-      for (var c = 0u; c < 4u; c++) { bv[c] = Bs[kk * BN + lx + c * TX]; }
-      for (var r = 0u; r < 4u; r++) {
-        for (var c = 0u; c < 4u; c++) { ${acc}[r * 4u + c] = fma(av[r], bv[c], ${acc}[r * 4u + c]); }
+      for (var r = 0u; r < 4u; r++) { av[r] = As[aAt(ly + r * TY, kk)]; }
+      for (var c = 0u; c < 4u; c++) { bv[c] = Bs[bAt(lx + c * TX, kk)]; }
+      ${fmas(acc)}
+    }`;
+}
+
+/**
+ * The K steps of one BK slice with the A fragment shared through the subgroup: the G lanes of a
+ * subgroup that own one row group (same ly) each read the A values of one k of every G (ar), and
+ * at step kk take them from lane src0 + (kk mod G) by subgroupShuffle; B is read as in
+ * plainSteps. Shared-memory reads of A drop from 4 BK to 4 BK / G per invocation and slice.
+ * The G lanes read G consecutive k of one row: A is stored row-major in this variant (aAt), with
+ * rows BK + 1 apart so that the two row groups of a 32-lane subgroup hit different banks.
+ */
+function subgroupSteps(acc: string): string {
+  return `for (var j = 0u; j < BK; j += G) {
+      var ar: array<f32, 4>;
+      for (var r = 0u; r < 4u; r++) { ar[r] = As[aAt(ly + r * TY, j + q)]; }
+      for (var l = 0u; l < G; l++) {
+        let kk = j + l;
+        var av: array<f32, 4>;
+        var bv: array<f32, 4>;
+        for (var r = 0u; r < 4u; r++) { av[r] = subgroupShuffle(ar[r], src0 + l); }
+        for (var c = 0u; c < 4u; c++) { bv[c] = Bs[bAt(lx + c * TX, kk)]; }
+        ${fmas(acc)}
       }
-    }
+    }`;
+}
+
+function kLoop(acc: string, sg: boolean): string {
+  const steps = sg
+    ? `if (shuffleA) {
+      ${subgroupSteps(acc)}
+    } else {
+      ${plainSteps(acc)}
+    }`
+    : plainSteps(acc);
+  return `
+    workgroupBarrier();
+    ${steps}
     workgroupBarrier();`;
+}
+
+/**
+ * The invocation numbering. Without subgroups: lid from local_invocation_id. With them, where
+ * every subgroup is full and its size a power of two (shuffleA): lid = subgroup_id * size + lane,
+ * so that the lanes of a subgroup hold consecutive lids, G = min(size, TX) of them per row group
+ * (TX and BK are multiples of G); otherwise the plain numbering and plainSteps.
+ */
+function numbering(sg: boolean): string {
+  const plain = "lid3.y * TX + lid3.x";
+  if (!sg) return `let lid = ${plain};`;
+  return `let shuffleA = sgCount * sgSize == NT && (sgSize & (sgSize - 1u)) == 0u;
+  let lid = select(${plain}, sgId * sgSize + sgLane, shuffleA);
+  let G = min(sgSize, TX);
+  let q = sgLane % G;
+  let src0 = sgLane - q;`;
 }
 
 /**
@@ -90,7 +153,11 @@ function kLoop(acc: string): string {
  * one shader compiles once instead of once per combination). Without a fused term k2 = 0 and
  * pa, pb are bound to any tensor of the call.
  */
-export function gemmSpec(shape: GemmShape): ShaderSpec {
+export function gemmSpec(shape: GemmShape, sg: boolean): ShaderSpec {
+  const sgArgs = sg
+    ? `, @builtin(subgroup_id) sgId: u32, @builtin(num_subgroups) sgCount: u32,
+  @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgLane: u32`
+    : "";
   const body = `
 const TX = ${shape.tx}u;
 const TY = ${shape.ty}u;
@@ -98,14 +165,22 @@ const BM = 4u * TY;
 const BN = 4u * TX;
 const BK = ${BK}u;
 const NT = TX * TY;
-var<workgroup> As: array<f32, BK * BM>;
+${
+  sg
+    ? `const AS = BK + 1u; // A's row stride in workgroup memory (subgroupSteps)
+var<workgroup> As: array<f32, BM * AS>;
+fn aAt(i: u32, kk: u32) -> u32 { return i * AS + kk; }`
+    : `var<workgroup> As: array<f32, BK * BM>;
+fn aAt(i: u32, kk: u32) -> u32 { return kk * BM + i; }`
+}
 var<workgroup> Bs: array<f32, BK * BN>;
+fn bAt(j: u32, kk: u32) -> u32 { return kk * BN + j; }
 
 @compute @workgroup_size(TX, TY, 1)
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
-  let lx = lid3.x;
-  let ly = lid3.y;
-  let lid = ly * TX + lx;
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u${sgArgs}) {
+  ${numbering(sg)}
+  let lx = lid % TX;
+  let ly = lid / TX;
   let row0 = wid.y * BM;
   let col0 = wid.x * BN;
   let z = wid.z;
@@ -131,15 +206,15 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
     let kLast = min(k0 + BK, p.k) - 1u;
     if (p.causal == ${GEMM_CAUSAL.upperA}u && (k0 % p.period) + (kLast - k0) < p.period &&
         kLast % p.period < row0) { continue; }
-    ${loadTile("As", "a", "aBase", "BM", "row0", "p.m", "p.k", "aRowMajorK")}
-    ${loadTile("Bs", "b", "bBase", "BN", "col0", "p.n", "p.k", "bRowMajorK")}
-    ${kLoop("acc")}
+    ${loadTile("As", "aAt", "a", "aBase", "BM", "row0", "p.m", "p.k", "aRowMajorK")}
+    ${loadTile("Bs", "bAt", "b", "bBase", "BN", "col0", "p.n", "p.k", "bRowMajorK")}
+    ${kLoop("acc", sg)}
   }
   var acc2: array<f32, 16>;
   for (var k0 = 0u; k0 < p.k2; k0 += BK) {
-    ${loadTile("As", "pa", "p.pa_off", "BM", "row0", "p.m", "p.k2", "paRowMajorK")}
-    ${loadTile("Bs", "pb", "p.pb_off", "BN", "col0", "p.n", "p.k2", "pbRowMajorK")}
-    ${kLoop("acc2")}
+    ${loadTile("As", "aAt", "pa", "p.pa_off", "BM", "row0", "p.m", "p.k2", "paRowMajorK")}
+    ${loadTile("Bs", "bAt", "pb", "p.pb_off", "BN", "col0", "p.n", "p.k2", "pbRowMajorK")}
+    ${kLoop("acc2", sg)}
   }
   let accumulate = (p.flags & ${GEMM_FLAGS.accumulate}u) != 0u;
   let oBase = p.out_off + z * p.m * p.n;
@@ -158,7 +233,8 @@ fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: v
 }
 `;
   return {
-    name: "gemm",
+    name: `gemm${sg ? " subgroups" : ""}`,
+    subgroups: sg,
     buffers: ["out", "a", "b", "pa", "pb"].map((name) => ({ name, elem: "f32" as const })),
     params: [
       { name: "m", type: "u32" },

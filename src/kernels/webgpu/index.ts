@@ -15,6 +15,9 @@
 //   run on the host).
 // Workgroup sizes: 256 invocations for the elementwise and row kernels (the WebGPU core limits
 // guarantee it); the GEMM tile follows maxComputeInvocationsPerWorkgroup.
+// Subgroups: where the device has them (GpuContext.subgroups), the row reductions and the GEMM
+// use their subgroup variants (rows.ts, gemm.ts); WebGpuOptions.subgroups false keeps the
+// workgroup-memory kernels (the fallback for devices without subgroups), for tests and benches.
 
 import type { Heap } from "../../tensor/heap.js";
 import type { Tensor } from "../../tensor/tensor.js";
@@ -41,6 +44,11 @@ import { dequantizeSpec } from "./quant.js";
 import * as rows from "./rows.js";
 
 const MAX_GROUPS = 65535;
+
+export interface WebGpuOptions {
+  /** Use the subgroup kernels where the device has subgroups (default true). */
+  subgroups?: boolean;
+}
 
 const r = (tensor: Tensor): BoundTensor => ({ tensor, access: "read" });
 const w = (tensor: Tensor): BoundTensor => ({ tensor, access: "write" });
@@ -70,9 +78,12 @@ export class WebGpuKernels implements Kernels {
   /** GEMM invocations per workgroup along columns and rows. */
   private readonly gemmShape: { tx: number; ty: number };
   private readonly gemm: ShaderSpec;
+  /** Whether the kernels use subgroup operations (the device has them and options allow). */
+  readonly subgroups: boolean;
 
-  constructor(gpu: GpuContext, heap: Heap) {
+  constructor(gpu: GpuContext, heap: Heap, options: WebGpuOptions = {}) {
     this.gpu = gpu;
+    this.subgroups = gpu.subgroups && options.subgroups !== false;
     this.heap = heap;
     this.mirror = new Mirror(gpu, heap);
     this.dispatcher = new Dispatcher(this.mirror);
@@ -81,7 +92,7 @@ export class WebGpuKernels implements Kernels {
     const big =
       limits.maxComputeInvocationsPerWorkgroup >= 256 && limits.maxComputeWorkgroupSizeY >= 16;
     this.gemmShape = { tx: 16, ty: big ? 16 : 8 };
-    this.gemm = gemmSpec(this.gemmShape);
+    this.gemm = gemmSpec(this.gemmShape, this.subgroups);
   }
 
   // ---- host <-> device -------------------------------------------------------------------------
@@ -256,7 +267,13 @@ export class WebGpuKernels implements Kernels {
   rmsnorm(out: Tensor, rstd: Tensor, inp: Tensor, weight: Tensor, eps: number): void {
     const { rows: count, cols } = check.checkNorm("rmsnorm", inp, { out }, { weight }, { rstd });
     check.checkEps("rmsnorm", eps);
-    this.rowRun(rows.RMSNORM, [w(out), w(rstd), r(inp), r(weight)], count, cols, [eps]);
+    this.rowRun(
+      rows.rmsnormSpec(this.subgroups),
+      [w(out), w(rstd), r(inp), r(weight)],
+      count,
+      cols,
+      [eps],
+    );
   }
   rmsnormBackward(
     dInp: Tensor,
@@ -281,7 +298,7 @@ export class WebGpuKernels implements Kernels {
       this.columns(spec, [r(dOut), rw(dWeight), r(inp), r(rstd)], count, cols);
     }
     this.rowRun(
-      rows.rmsnormBackwardSpec(acc),
+      rows.rmsnormBackwardSpec(acc, this.subgroups),
       [grad(dInp, acc), r(dOut), r(inp), r(weight), r(rstd)],
       count,
       cols,
@@ -306,7 +323,7 @@ export class WebGpuKernels implements Kernels {
     );
     check.checkEps("layernorm", eps);
     this.rowRun(
-      rows.LAYERNORM,
+      rows.layernormSpec(this.subgroups),
       [w(out), w(mean), w(rstd), r(inp), r(weight), r(bias)],
       count,
       cols,
@@ -340,7 +357,7 @@ export class WebGpuKernels implements Kernels {
       this.columns(rows.columnSumSpec("bias", true), [r(dOut), rw(dBias)], count, cols);
     }
     this.rowRun(
-      rows.layernormBackwardSpec(acc),
+      rows.layernormBackwardSpec(acc, this.subgroups),
       [grad(dInp, acc), r(dOut), r(inp), r(weight), r(mean), r(rstd)],
       count,
       cols,
@@ -357,7 +374,7 @@ export class WebGpuKernels implements Kernels {
     if (keyLengths !== undefined) tensors.push(r(keyLengths));
     const count = dims.batch * dims.heads * dims.tq;
     this.rowRun(
-      rows.attentionSoftmaxSpec(options.causal, keyLengths !== undefined),
+      rows.attentionSoftmaxSpec(options.causal, keyLengths !== undefined, this.subgroups),
       tensors,
       count,
       dims.tk,
@@ -374,7 +391,7 @@ export class WebGpuKernels implements Kernels {
     const dims = check.checkAttentionSoftmaxBackward(dScores, probs, dProbs, scale);
     const acc = check.checkBackwardOptions("attentionSoftmaxBackward", options);
     this.rowRun(
-      rows.attentionSoftmaxBackwardSpec(acc),
+      rows.attentionSoftmaxBackwardSpec(acc, this.subgroups),
       [grad(dScores, acc), r(probs), r(dProbs)],
       dims.rows,
       dims.cols,
@@ -480,7 +497,7 @@ export class WebGpuKernels implements Kernels {
     }
     const tensors = [w(losses), r(logits), r(targets)];
     if (dLogits !== null) tensors.push(w(dLogits));
-    this.rowRun(rows.crossEntropySpec(dLogits !== null), tensors, count, vocab, [
+    this.rowRun(rows.crossEntropySpec(dLogits !== null, this.subgroups), tensors, count, vocab, [
       ignoreIndex,
       gradScale,
     ]);
@@ -638,7 +655,12 @@ export class WebGpuKernels implements Kernels {
   }
   private reduceInto(kind: "sum" | "max" | "sumSquares", out: Tensor, a: Tensor): void {
     check.checkReduceInto(`${kind}Into`, out, a);
-    this.dispatcher.run(rows.reduceAllSpec(kind), [w(out), r(a)], [a.size], [1, 1, 1]);
+    this.dispatcher.run(
+      rows.reduceAllSpec(kind, this.subgroups),
+      [w(out), r(a)],
+      [a.size],
+      [1, 1, 1],
+    );
   }
   /** An i32 tensor's values from the heap, which must be current (batch data the host wrote). */
   private hostInts(op: string, name: string, t: Tensor): Int32Array {
@@ -670,6 +692,9 @@ function syncReduction(op: string): never {
   );
 }
 
-export async function createWebGpuKernels(heap: Heap): Promise<WebGpuKernels> {
-  return new WebGpuKernels(await openGpu(), heap);
+export async function createWebGpuKernels(
+  heap: Heap,
+  options: WebGpuOptions = {},
+): Promise<WebGpuKernels> {
+  return new WebGpuKernels(await openGpu(), heap, options);
 }

@@ -1,5 +1,10 @@
 // Row kernels: one workgroup per row of a (rows, cols) tensor, WG invocations striding over the
-// columns and combining their partial results through workgroup memory (a tree over WG slots).
+// columns and combining their partial results (reduceSum / reduceMax) by a tree over WG slots:
+// - without subgroups every level of the tree goes through workgroup memory (log2 WG barriers);
+// - with subgroups (`sg`, where the device has them) the levels below the subgroup size run by
+//   subgroupShuffleDown, saving log2(size) barriers (3 of 8 on lavapipe's 8 lanes, 5 on a GPU's
+//   32). Any size works (4 on SwiftShader, 8 on lavapipe, 16-64 on GPUs: the kernel reads it),
+//   and the additions are the tree's, in its order, so both variants give the same bits.
 // Rows are numbered wid.x + 65535 wid.y so that more than 65535 rows fit in one dispatch.
 // Column kernels (parameter gradients: dWeight, dBias) run one invocation per column over every
 // row, so that the sum over rows needs no atomics and is deterministic.
@@ -11,31 +16,65 @@ import { WG } from "./elementwise.js";
 /** Workgroups per row of the dispatch grid (the spec's per-dimension limit). */
 export const ROW_GRID = 65535;
 
-const REDUCE = `
+/**
+ * reduceSum / reduceMax(v, lid, last): the tree over WG slots of workgroup memory, its levels
+ * pairing slot i with i + s for s = WG/2, WG/4, ... . Without subgroups `last` is 1 and every
+ * level goes through memory. With them, `last` is the subgroup size where the subgroups are full
+ * power-of-two ones (else 1): the levels from `last` / 2 down run by subgroupShuffleDown inside
+ * each subgroup, every subgroup combining slots 0 .. last-1 alike, so each holds the result in
+ * its lane 0. The additions pair the same values in the same order either way: both variants
+ * give the same bits.
+ */
+function reduceFn(name: string, combine: (x: string, y: string) => string, sg: boolean): string {
+  const shuffled = sg
+    ? `
+  if (last > 1u) {
+    var x = red[sgLane];
+    for (var s = last / 2u; s > 0u; s >>= 1u) { x = ${combine("x", "subgroupShuffleDown(x, s)")}; }
+    r = subgroupBroadcast(x, 0u);
+  }`
+    : "";
+  return `
+fn ${name}(v: f32, lid: u32, last: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s >= last; s >>= 1u) {
+    if (lid < s) { red[lid] = ${combine("red[lid]", "red[lid + s]")}; }
+    workgroupBarrier();
+  }
+  var r = red[0];${shuffled}
+  workgroupBarrier();
+  return r;
+}`;
+}
+
+function reduceHelpers(sg: boolean): string {
+  const state = sg ? "var<workgroup> sgLastShared: u32;\nvar<private> sgLane: u32;" : "";
+  return `
 var<workgroup> red: array<f32, ${WG}>;
-fn reduceSum(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-fn reduceMax(v: f32, lid: u32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
+${state}
+${reduceFn("reduceSum", (x, y) => `${x} + ${y}`, sg)}
+${reduceFn("reduceMax", (x, y) => `max(${x}, ${y})`, sg)}
 `;
+}
+
+const SUBGROUP_MAIN_ARGS =
+  ", @builtin(subgroup_size) sgSize: u32, @builtin(subgroup_invocation_id) sgLaneIn: u32," +
+  " @builtin(num_subgroups) sgCount: u32";
+// `last` goes through workgroup memory: a loop bound around barriers must be workgroup-uniform
+const SUBGROUP_INIT = `if (lid3.x == 0u) {
+    let full = sgSize * sgCount == ${WG}u && (sgSize & (sgSize - 1u)) == 0u;
+    sgLastShared = select(1u, sgSize, full);
+  }
+  let sgLast = workgroupUniformLoad(&sgLastShared);
+  sgLane = sgLaneIn;`;
+
+/** The reduction helpers, main's extra arguments and its first statements for one variant. */
+function reduction(sg: boolean): { helpers: string; args: string; init: string } {
+  return sg
+    ? { helpers: reduceHelpers(true), args: SUBGROUP_MAIN_ARGS, init: SUBGROUP_INIT }
+    : { helpers: reduceHelpers(false), args: "", init: "let sgLast = 1u;" };
+}
 
 interface Buffer {
   readonly name: string;
@@ -43,20 +82,25 @@ interface Buffer {
 }
 const f32 = (name: string): Buffer => ({ name, elem: "f32" });
 
+/** A row kernel; `sg`: its reductions use subgroup operations (see the top of this file). */
 function rowSpec(
   name: string,
+  sg: boolean,
   buffers: readonly Buffer[],
   params: readonly { name: string; type: ScalarType }[],
   body: string,
   shared = "",
 ): ShaderSpec {
+  const { helpers, args, init } = reduction(sg);
   return {
-    name,
+    name: `${name}${sg ? " subgroups" : ""}`,
+    subgroups: sg,
     buffers,
     params: [{ name: "rows", type: "u32" }, { name: "cols", type: "u32" }, ...params],
-    body: `${REDUCE}${shared}
+    body: `${helpers}${shared}
 @compute @workgroup_size(${WG})
-fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u) {
+fn main(@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_id) lid3: vec3u${args}) {
+  ${init}
   let lid = lid3.x;
   let row = wid.x + ${ROW_GRID}u * wid.y;
   if (row >= p.rows) { return; }
@@ -72,22 +116,26 @@ function store(dst: string, value: string, accumulate: boolean): string {
   return accumulate ? `${dst} += ${value};` : `${dst} = ${value};`;
 }
 
-export const RMSNORM = rowSpec(
-  "rmsnorm",
-  [f32("out"), f32("rstd"), f32("inp"), f32("weight")],
-  [{ name: "eps", type: "f32" }],
-  `var ss = 0.0;
+export function rmsnormSpec(sg: boolean): ShaderSpec {
+  return rowSpec(
+    "rmsnorm",
+    sg,
+    [f32("out"), f32("rstd"), f32("inp"), f32("weight")],
+    [{ name: "eps", type: "f32" }],
+    `var ss = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { let x = inp[p.inp_off + base + c]; ss += x * x; }
-  let s = 1.0 / sqrt(reduceSum(ss, lid) / f32(C) + p.eps);
+  let s = 1.0 / sqrt(reduceSum(ss, lid, sgLast) / f32(C) + p.eps);
   for (var c = lid; c < C; c += ${WG}u) {
     out[p.out_off + base + c] = inp[p.inp_off + base + c] * s * weight[p.weight_off + c];
   }
   if (lid == 0u) { rstd[p.rstd_off + row] = s; }`,
-);
+  );
+}
 
-export function rmsnormBackwardSpec(accumulate: boolean): ShaderSpec {
+export function rmsnormBackwardSpec(accumulate: boolean, sg: boolean): ShaderSpec {
   return rowSpec(
     `rmsnormBackward${accumulate ? " acc" : ""}`,
+    sg,
     [f32("dInp"), f32("dOut"), f32("inp"), f32("weight"), f32("rstd")],
     [],
     `let s = rstd[p.rstd_off + row];
@@ -95,7 +143,7 @@ export function rmsnormBackwardSpec(accumulate: boolean): ShaderSpec {
   for (var c = lid; c < C; c += ${WG}u) {
     dot += weight[p.weight_off + c] * dOut[p.dOut_off + base + c] * inp[p.inp_off + base + c];
   }
-  let coef = s * s * s * reduceSum(dot, lid) / f32(C);
+  let coef = s * s * s * reduceSum(dot, lid, sgLast) / f32(C);
   for (var c = lid; c < C; c += ${WG}u) {
     let d = s * weight[p.weight_off + c] * dOut[p.dOut_off + base + c] - coef * inp[p.inp_off + base + c];
     ${store("dInp[p.dInp_off + base + c]", "d", accumulate)}
@@ -103,26 +151,30 @@ export function rmsnormBackwardSpec(accumulate: boolean): ShaderSpec {
   );
 }
 
-export const LAYERNORM = rowSpec(
-  "layernorm",
-  [f32("out"), f32("mean"), f32("rstd"), f32("inp"), f32("weight"), f32("bias")],
-  [{ name: "eps", type: "f32" }],
-  `var sum = 0.0;
+export function layernormSpec(sg: boolean): ShaderSpec {
+  return rowSpec(
+    "layernorm",
+    sg,
+    [f32("out"), f32("mean"), f32("rstd"), f32("inp"), f32("weight"), f32("bias")],
+    [{ name: "eps", type: "f32" }],
+    `var sum = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { sum += inp[p.inp_off + base + c]; }
-  let mu = reduceSum(sum, lid) / f32(C);
+  let mu = reduceSum(sum, lid, sgLast) / f32(C);
   var sq = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { let d = inp[p.inp_off + base + c] - mu; sq += d * d; }
-  let s = 1.0 / sqrt(reduceSum(sq, lid) / f32(C) + p.eps);
+  let s = 1.0 / sqrt(reduceSum(sq, lid, sgLast) / f32(C) + p.eps);
   for (var c = lid; c < C; c += ${WG}u) {
     out[p.out_off + base + c] =
       (inp[p.inp_off + base + c] - mu) * s * weight[p.weight_off + c] + bias[p.bias_off + c];
   }
   if (lid == 0u) { mean[p.mean_off + row] = mu; rstd[p.rstd_off + row] = s; }`,
-);
+  );
+}
 
-export function layernormBackwardSpec(accumulate: boolean): ShaderSpec {
+export function layernormBackwardSpec(accumulate: boolean, sg: boolean): ShaderSpec {
   return rowSpec(
     `layernormBackward${accumulate ? " acc" : ""}`,
+    sg,
     [f32("dInp"), f32("dOut"), f32("inp"), f32("weight"), f32("mean"), f32("rstd")],
     [],
     `let mu = mean[p.mean_off + row];
@@ -134,8 +186,8 @@ export function layernormBackwardSpec(accumulate: boolean): ShaderSpec {
     gSum += g;
     gnSum += g * (inp[p.inp_off + base + c] - mu) * s;
   }
-  let gMean = reduceSum(gSum, lid) / f32(C);
-  let gnMean = reduceSum(gnSum, lid) / f32(C);
+  let gMean = reduceSum(gSum, lid, sgLast) / f32(C);
+  let gnMean = reduceSum(gnSum, lid, sgLast) / f32(C);
   for (var c = lid; c < C; c += ${WG}u) {
     let n = (inp[p.inp_off + base + c] - mu) * s;
     let g = weight[p.weight_off + c] * dOut[p.dOut_off + base + c];
@@ -149,7 +201,11 @@ export function layernormBackwardSpec(accumulate: boolean): ShaderSpec {
  * batch entry b = r / (H Tq). Visible keys: j < keyLengths[b] (when given) and, causal,
  * j <= i + Tk - Tq. A row with no visible key is all zeros.
  */
-export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): ShaderSpec {
+export function attentionSoftmaxSpec(
+  causal: boolean,
+  keyLengths: boolean,
+  sg: boolean,
+): ShaderSpec {
   const buffers = [f32("probs"), f32("scores")];
   if (keyLengths) buffers.push({ name: "keyLengths", elem: "i32" });
   const limit = keyLengths
@@ -158,6 +214,7 @@ export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): Shad
   const visible = causal ? `clamp(i32(row % p.tq) + i32(C) - i32(p.tq) + 1, 0, limit)` : "limit";
   return rowSpec(
     `attentionSoftmax${causal ? " causal" : ""}${keyLengths ? " keyLengths" : ""}`,
+    sg,
     buffers,
     [
       { name: "heads", type: "u32" },
@@ -169,10 +226,10 @@ export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): Shad
   let visible = u32(${visible});
   var m = -0x1.fffffep+127f;
   for (var c = lid; c < visible; c += ${WG}u) { m = max(m, p.scale * scores[p.scores_off + base + c]); }
-  m = reduceMax(m, lid);
+  m = reduceMax(m, lid, sgLast);
   var sum = 0.0;
   for (var c = lid; c < visible; c += ${WG}u) { sum += exp(p.scale * scores[p.scores_off + base + c] - m); }
-  sum = reduceSum(sum, lid);
+  sum = reduceSum(sum, lid, sgLast);
   let inv = select(0.0, 1.0 / sum, visible > 0u);
   for (var c = lid; c < C; c += ${WG}u) {
     var v = 0.0;
@@ -183,14 +240,15 @@ export function attentionSoftmaxSpec(causal: boolean, keyLengths: boolean): Shad
   );
 }
 
-export function attentionSoftmaxBackwardSpec(accumulate: boolean): ShaderSpec {
+export function attentionSoftmaxBackwardSpec(accumulate: boolean, sg: boolean): ShaderSpec {
   return rowSpec(
     `attentionSoftmaxBackward${accumulate ? " acc" : ""}`,
+    sg,
     [f32("dScores"), f32("probs"), f32("dProbs")],
     [{ name: "scale", type: "f32" }],
     `var dot = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { dot += probs[p.probs_off + base + c] * dProbs[p.dProbs_off + base + c]; }
-  dot = reduceSum(dot, lid);
+  dot = reduceSum(dot, lid, sgLast);
   for (var c = lid; c < C; c += ${WG}u) {
     let d = p.scale * probs[p.probs_off + base + c] * (dProbs[p.dProbs_off + base + c] - dot);
     ${store("dScores[p.dScores_off + base + c]", "d", accumulate)}
@@ -205,7 +263,7 @@ export function attentionSoftmaxBackwardSpec(accumulate: boolean): ShaderSpec {
  * The target goes through workgroup memory (workgroupUniformLoad) so that the early return of an
  * ignored row is uniform control flow, as the barriers after it require.
  */
-export function crossEntropySpec(grad: boolean): ShaderSpec {
+export function crossEntropySpec(grad: boolean, sg: boolean): ShaderSpec {
   const buffers = [f32("losses"), f32("logits"), { name: "targets", elem: "i32" as ScalarType }];
   if (grad) buffers.push(f32("dLogits"));
   const zeroRow = grad
@@ -220,6 +278,7 @@ export function crossEntropySpec(grad: boolean): ShaderSpec {
     : "";
   return rowSpec(
     `crossEntropy${grad ? " grad" : ""}`,
+    sg,
     buffers,
     [
       { name: "ignoreIndex", type: "i32" },
@@ -234,11 +293,11 @@ export function crossEntropySpec(grad: boolean): ShaderSpec {
   }
   var m = -0x1.fffffep+127f;
   for (var c = lid; c < C; c += ${WG}u) { m = max(m, logits[p.logits_off + base + c]); }
-  m = reduceMax(m, lid);
+  m = reduceMax(m, lid, sgLast);
   let targetLogit = logits[p.logits_off + base + u32(t)];
   var sum = 0.0;
   for (var c = lid; c < C; c += ${WG}u) { sum += exp(logits[p.logits_off + base + c] - m); }
-  sum = reduceSum(sum, lid);
+  sum = reduceSum(sum, lid, sgLast);
   if (lid == 0u) { losses[p.losses_off + row] = m + log(sum) - targetLogit; }
   ${writeGrad}`,
     "var<workgroup> targetShared: i32;",
@@ -291,21 +350,24 @@ fn main(@builtin(global_invocation_id) gid: vec3u) {
 }
 
 /** out[0] = sum, sum of squares or max of a's n elements, in one workgroup. */
-export function reduceAllSpec(kind: "sum" | "sumSquares" | "max"): ShaderSpec {
+export function reduceAllSpec(kind: "sum" | "sumSquares" | "max", sg: boolean): ShaderSpec {
   const term = kind === "sumSquares" ? "x * x" : "x";
-  const init = kind === "max" ? "-0x1.fffffep+127f" : "0.0";
+  const start = kind === "max" ? "-0x1.fffffep+127f" : "0.0";
   const combine = kind === "max" ? "acc = max(acc, x);" : `acc += ${term};`;
+  const { helpers, args, init } = reduction(sg);
   return {
-    name: `reduce ${kind}`,
+    name: `reduce ${kind}${sg ? " subgroups" : ""}`,
+    subgroups: sg,
     buffers: [f32("out"), f32("a")],
     params: [{ name: "n", type: "u32" }],
-    body: `${REDUCE}
+    body: `${helpers}
 @compute @workgroup_size(${WG})
-fn main(@builtin(local_invocation_id) lid3: vec3u) {
+fn main(@builtin(local_invocation_id) lid3: vec3u${args}) {
+  ${init}
   let lid = lid3.x;
-  var acc = ${init};
+  var acc = ${start};
   for (var i = lid; i < p.n; i += ${WG}u) { let x = a[p.a_off + i]; ${combine} }
-  let r = ${kind === "max" ? "reduceMax" : "reduceSum"}(acc, lid);
+  let r = ${kind === "max" ? "reduceMax" : "reduceSum"}(acc, lid, sgLast);
   if (lid == 0u) { out[p.out_off] = r; }
 }
 `,
