@@ -1,7 +1,8 @@
 // expectAllclose: numeric comparison for tests, |actual - expected| <= atol + rtol * |expected|
 // elementwise (numpy.allclose's rule). NaN matches NaN only at the same index; infinities must
 // match exactly. On failure it throws with the max abs/rel difference and the first offending
-// indices, so a failing kernel test says where and by how much.
+// indices, so a failing kernel test says where and by how much. expectGemmClose: a GEMM's
+// output against the reference, with a tolerance that grows with the sum's length.
 
 export interface AllcloseOptions {
   rtol?: number;
@@ -90,4 +91,22 @@ export function maxRelDiff(actual: Numbers, expected: Numbers): number {
     ref = Math.max(ref, Math.abs(expected[i]));
   }
   return diff / ref;
+}
+
+/** |got - want| <= 1e-5 sqrt(K + 1) max(1, |want|) everywhere (f32 sums over K terms, in
+ * another order than the reference's); NaN never passes. */
+export function expectGemmClose(got: Numbers, want: Numbers, k: number, label = "gemm"): void {
+  let bad = 0;
+  let first = -1;
+  for (let i = 0; i < want.length; i++) {
+    const tol = 1e-5 * Math.sqrt(k + 1) * Math.max(1, Math.abs(want[i]));
+    if (!(Math.abs(got[i] - want[i]) <= tol)) {
+      bad++;
+      if (first < 0) first = i;
+    }
+  }
+  if (bad > 0)
+    throw new Error(
+      `${label}: ${bad} bad, first at ${first}: got ${got[first]}, want ${want[first]}`,
+    );
 }

@@ -13,22 +13,9 @@ import { matmul as refMatmul } from "../../src/kernels/ref/matmul.js";
 import type { WebGpuKernels } from "../../src/kernels/webgpu/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
+import { expectGemmClose } from "../helpers/allclose.js";
 import { randomUniform } from "../helpers/random.js";
 import { GPU_CONTEXT, WEBGPU_UNAVAILABLE } from "../helpers/webgpu.js";
-
-/** |got - want| <= 1e-5 sqrt(K + 1) max(1, |want|) everywhere (f32 sums in another order). */
-function expectClose(got: Float32Array, want: Float32Array, k: number): void {
-  let bad = 0;
-  let first = -1;
-  for (let i = 0; i < want.length; i++) {
-    const tol = 1e-5 * Math.sqrt(k + 1) * Math.max(1, Math.abs(want[i]));
-    if (!(Math.abs(got[i] - want[i]) <= tol)) {
-      bad++;
-      if (first < 0) first = i;
-    }
-  }
-  expect(bad, `${bad} bad, first at ${first}: got ${got[first]}, want ${want[first]}`).toBe(0);
-}
 
 interface Case {
   m: number;
@@ -136,7 +123,7 @@ describe.skipIf(GPU_CONTEXT === null)(`webgpu GEMM ${WEBGPU_UNAVAILABLE ?? ""}`,
       accumulate: c.accumulate === true,
       alpha: c.alpha ?? 1,
     });
-    expectClose(out.f32(), want, c.k);
+    expectGemmClose(out.f32(), want, c.k);
     for (const t of [a, b, out]) t.dispose();
   });
 
@@ -183,7 +170,7 @@ describe.skipIf(GPU_CONTEXT === null)(`webgpu GEMM ${WEBGPU_UNAVAILABLE ?? ""}`,
       accumulate: true,
       alpha: 2,
     });
-    expectClose(out.f32(), want, c.k + c.k2);
+    expectGemmClose(out.f32(), want, c.k + c.k2);
     for (const t of [a, b, pa, pb, out]) t.dispose();
   });
 
@@ -231,7 +218,7 @@ describe.skipIf(GPU_CONTEXT === null)(`webgpu GEMM ${WEBGPU_UNAVAILABLE ?? ""}`,
       alpha: 1,
       ...options,
     });
-    expectClose(out.f32(), want, c.k);
+    expectGemmClose(out.f32(), want, c.k);
     for (const t of [a, b, out]) t.dispose();
   });
 
@@ -246,7 +233,7 @@ describe.skipIf(GPU_CONTEXT === null)(`webgpu GEMM ${WEBGPU_UNAVAILABLE ?? ""}`,
     kernels.matmul(out, a, b, { accumulate: true, alpha: -1 }); // out = 0 after this
     await kernels.sync();
     const want = new Float32Array(40 * 20);
-    expectClose(out.f32(), want, 30);
+    expectGemmClose(out.f32(), want, 30);
     expect(outBase.f32()[0]).toBe(7); // the element before the view is untouched
     for (const t of [base, outBase, big]) t.dispose();
   });

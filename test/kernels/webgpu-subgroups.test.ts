@@ -19,7 +19,7 @@ import { type GpuContext, openGpu } from "../../src/kernels/webgpu/device.js";
 import { WebGpuKernels } from "../../src/kernels/webgpu/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
-import { expectAllclose } from "../helpers/allclose.js";
+import { expectAllclose, expectGemmClose } from "../helpers/allclose.js";
 import { randomUniform } from "../helpers/random.js";
 import { GPU_CONTEXT } from "../helpers/webgpu.js";
 
@@ -48,23 +48,6 @@ const ADAPTERS: { name: string; ctx: GpuContext | null | string }[] = [
   { name: "lavapipe", ctx: GPU_CONTEXT },
   { name: "SwiftShader", ctx: SWIFTSHADER },
 ];
-
-/** |got - want| <= 1e-5 sqrt(K + 1) max(1, |want|) everywhere (f32 sums in another order). */
-function expectGemmClose(got: Float32Array, want: Float32Array, k: number, label: string): void {
-  let bad = 0;
-  let first = -1;
-  for (let i = 0; i < want.length; i++) {
-    const tol = 1e-5 * Math.sqrt(k + 1) * Math.max(1, Math.abs(want[i]));
-    if (!(Math.abs(got[i] - want[i]) <= tol)) {
-      bad++;
-      if (first < 0) first = i;
-    }
-  }
-  expect(
-    bad,
-    `${label}: ${bad} bad, first at ${first}: got ${got[first]}, want ${want[first]}`,
-  ).toBe(0);
-}
 
 const GEMM_SHAPES: [number, number, number][] = [
   [1, 37, 5],
