@@ -9,9 +9,14 @@
 // Also, on the wasm row: a step's GEMM FLOPs at the machine's measured wasm FMA peak (wasm-peak.ts),
 // the most tokens/s any wasm engine could reach, as a ratio to PyTorch's; and the same step with a
 // completion-only loss (the first half of every row a prompt with labels -100), on both sides.
+// bf16 (when the native engine runs GEMMs against bf16 weights: AVX512-BF16): the same LoRA step
+// with the frozen base stored in bf16 (`weightDtype: "bf16"`), beside PyTorch's f32 step and its
+// two bf16 paths, bf16 autocast and a bf16 base under autocast (lora_train_torch.py PRECISION), so
+// the gap to PyTorch's fastest CPU path stays visible.
 
 import { createKernels } from "../src/kernels/index.js";
 import type { Kernels } from "../src/kernels/kernels.js";
+import { nativeAvailability } from "../src/kernels/native/index.js";
 import { createLlama, llamaParamSpecs } from "../src/models/llama.js";
 import type { Batch, CausalLM } from "../src/models/model.js";
 import { randomCheckpoint, syntheticLlamaConfig } from "../src/models/random.js";
@@ -53,6 +58,7 @@ async function loraModel(
   kernels: Kernels,
   size: Parameters<typeof syntheticLlamaConfig>[0],
   r: number,
+  weightDtype: "f32" | "bf16" = "f32",
 ) {
   const config = syntheticLlamaConfig(size);
   const model: CausalLM = await createLlama(
@@ -60,6 +66,7 @@ async function loraModel(
     randomCheckpoint(llamaParamSpecs(config), 1),
     kernels,
     "(random)",
+    { weightDtype },
   );
   const trainable = getPeftModel(
     model,
@@ -71,27 +78,35 @@ async function loraModel(
 
 interface StepTimes {
   stepS: number;
-  maskedStepS: number;
+  /** absent for the bf16 base (`maskedToo` false) */
+  maskedStepS: number | undefined;
   peakMemory: number;
   gemmMs: number;
   gemmFlops: number;
 }
 
-/** Seconds per LoRA step on one engine, with a full loss and with a completion-only loss. */
+/**
+ * Seconds per LoRA step on one engine, with a full loss and (maskedToo) with a completion-only
+ * loss; the frozen base stored as weightDtype.
+ */
 async function measureLoraSteps(
   reporter: Reporter,
   engine: "wasm" | "native",
   { layers, B, T, r, steps }: { layers: number; B: number; T: number; r: number; steps: number },
   threads: number,
+  {
+    weightDtype = "f32",
+    maskedToo = true,
+  }: { weightDtype?: "f32" | "bf16"; maskedToo?: boolean } = {},
 ): Promise<StepTimes> {
   const heap = new Heap();
   const kernels = await createKernels(engine, { heap, threads });
   try {
     const size = { layers, hidden: 512, intermediate: 1376, heads: 8, vocab: 32000 };
-    const { model, trainable, vocab } = await loraModel(kernels, size, r);
+    const { model, trainable, vocab } = await loraModel(kernels, size, r, weightDtype);
     const data = new FixedBatches(randomBatches(vocab, 2, B, T));
     reporter.note(
-      `LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers; ${engine}, ${threads} threads`,
+      `LoRA training: Llama hidden 512, ${layers} layers, vocab 32000, batch ${B} x ${T}, r = ${r} on all linear layers, ${weightDtype} base; ${engine}, ${threads} threads`,
     );
     const meter = meterMatmul(kernels);
     const stepS = await trainStepSeconds(trainable, data, steps, () => meter.reset());
@@ -101,7 +116,7 @@ async function measureLoraSteps(
     // (decoder-base.ts headLoss); transformers computes logits for every position. Same steps,
     // same tokens per step on both sides.
     const masked = new FixedBatches(randomBatches(vocab, 2, B, T, PROMPT_SHARE));
-    const maskedStepS = await trainStepSeconds(trainable, masked, steps);
+    const maskedStepS = maskedToo ? await trainStepSeconds(trainable, masked, steps) : undefined;
     model.dispose();
     return {
       stepS,
@@ -113,6 +128,62 @@ async function measureLoraSteps(
   } finally {
     await kernels.dispose();
   }
+}
+
+/**
+ * The LoRA step with a bf16 frozen base on the native engine (when its GEMMs take bf16 weights),
+ * against PyTorch's f32 step (torchF32, measured by the caller) and its two bf16 paths.
+ */
+async function measureBf16Base(
+  reporter: Reporter,
+  job: { layers: number; B: number; T: number; r: number; steps: number },
+  threads: number,
+  torchF32: Record<string, number> | null,
+): Promise<void> {
+  const { layers, B, T, r, steps } = job;
+  if (!nativeAvailability().ok) return; // cpuEngines has said why
+  {
+    const probe = await createKernels("native", { heap: new Heap(), threads: 1 });
+    const bf16 = probe.bf16Matmul === true;
+    await probe.dispose();
+    if (!bf16) {
+      reporter.note("bf16-base LoRA step skipped: the native engine has no bf16 GEMM on this CPU");
+      return;
+    }
+  }
+  const times = await measureLoraSteps(reporter, "native", job, threads, {
+    weightDtype: "bf16",
+    maskedToo: false,
+  });
+  const torchSide = (precision: string) => {
+    const side = runTorchSide("lora_train_torch.py", [layers, B, T, r, steps, 0, precision]);
+    if (side.result === null) reporter.note(`  PyTorch ${precision} side skipped: ${side.why}`);
+    return side.result?.tokens_per_s ?? null;
+  };
+  const autocast = torchSide("autocast");
+  const bf16Base = torchSide("bf16-base");
+  const tokensPerS = (B * T) / times.stepS;
+  const ratio = (torch: number | null | undefined) =>
+    torch === null || torch === undefined ? null : tokensPerS / torch;
+  reporter.record({
+    kernel: "lora_train_step_bf16_base",
+    layers,
+    batch: B,
+    seq: T,
+    r,
+    impl: "native",
+    weight_dtype: "bf16",
+    threads,
+    step_s: times.stepS,
+    tokens_per_s: tokensPerS,
+    peak_memory: times.peakMemory,
+    torch_f32_tokens_per_s: torchF32?.tokens_per_s ?? null,
+    torch_autocast_bf16_tokens_per_s: autocast,
+    torch_bf16_base_autocast_tokens_per_s: bf16Base,
+    vs_torch_f32: ratio(torchF32?.tokens_per_s),
+    vs_torch_autocast_bf16: ratio(autocast),
+    vs_torch_bf16_base_autocast: ratio(bf16Base),
+  });
 }
 
 export async function loraTrainSuite(
@@ -164,6 +235,7 @@ export async function loraTrainSuite(
       gemm_gflop: times.gemmFlops / 1e9,
       ...bound,
     });
+    if (times.maskedStepS === undefined) continue;
     reporter.record({
       kernel: "lora_train_step_prompt_masked",
       prompt_share: PROMPT_SHARE,
@@ -182,6 +254,7 @@ export async function loraTrainSuite(
           : (B * T) / times.maskedStepS / torchMasked.result.tokens_per_s,
     });
   }
+  await measureBf16Base(reporter, { layers, B, T, r, steps }, threads, torch.result);
   {
     const heap = new Heap();
     const kernels = await createKernels("wasm", { heap, threads });

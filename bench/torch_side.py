@@ -29,13 +29,16 @@ def bench_llama_config(layers):
                        rms_norm_eps=1e-5, tie_word_embeddings=False)
 
 
-def adamw_step_seconds(model, steps, **inputs):
+def adamw_step_seconds(model, steps, bf16_autocast=False, **inputs):
     """Seconds per training step (loss backward, AdamW lr 1e-4 over the trainable parameters) of
-    model(**inputs), over `steps` timed steps after one warm-up step."""
+    model(**inputs), over `steps` timed steps after one warm-up step. bf16_autocast: the forward
+    runs under torch.autocast("cpu", bfloat16) (mixed precision; backward follows its dtypes)."""
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
 
     def step():
-        model(**inputs).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16_autocast):
+            loss = model(**inputs).loss
+        loss.backward()
         opt.step()
         opt.zero_grad()
 

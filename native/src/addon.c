@@ -18,6 +18,7 @@
  *   baseAddress(u8)                    -> the address of u8's first byte, as a number (tests) */
 #include <node_api.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,22 +184,49 @@ static double last_index(double off, double rows, double cols, double rs, double
   return off + (batch - 1) * bstride + (rows - 1) * rs + (cols - 1) * cs;
 }
 
-static napi_value js_gemm(napi_env env, napi_callback_info info) {
+/* The arguments of gemm() and rowop(): (engine, params: Float64Array of at least `count` numbers,
+ * heapBytes). Checks each of the first `count` params is finite and within +-1e18 (so that every
+ * conversion to an integer is defined) before any is used; on failure throws a message that
+ * starts with `name` and returns 0. */
+static int read_call(napi_env env, napi_callback_info info, const char *name, size_t count,
+                     engine **en, const double **params, double *heap_bytes) {
+  char message[96];
   napi_value argv[3];
   size_t argc;
   get_args(env, info, 3, argv, &argc);
-  engine *en = argc < 3 ? NULL : get_engine(env, argv[0]);
-  if (en == NULL) return throw_error(env, "gemm: not a live engine");
+  *en = argc < 3 ? NULL : get_engine(env, argv[0]);
+  if (*en == NULL) {
+    snprintf(message, sizeof message, "%s: not a live engine", name);
+    throw_error(env, message);
+    return 0;
+  }
   napi_typedarray_type type;
   size_t length, offset;
   void *data;
   napi_value buffer;
-  double heap_bytes;
   if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset) != napi_ok ||
-      type != napi_float64_array || length < GEMM_PARAMS ||
-      napi_get_value_double(env, argv[2], &heap_bytes) != napi_ok)
-    return throw_error(env, "gemm(engine, params: Float64Array, heapBytes)");
+      type != napi_float64_array || length < count ||
+      napi_get_value_double(env, argv[2], heap_bytes) != napi_ok) {
+    snprintf(message, sizeof message, "%s(engine, params: Float64Array, heapBytes)", name);
+    throw_error(env, message);
+    return 0;
+  }
   const double *p = data;
+  for (size_t i = 0; i < count; i++)
+    if (!(p[i] >= -1e18 && p[i] <= 1e18)) {
+      snprintf(message, sizeof message, "%s: non-finite parameter", name);
+      throw_error(env, message);
+      return 0;
+    }
+  *params = p;
+  return 1;
+}
+
+static napi_value js_gemm(napi_env env, napi_callback_info info) {
+  engine *en;
+  const double *p;
+  double heap_bytes;
+  if (!read_call(env, info, "gemm", GEMM_PARAMS, &en, &p, &heap_bytes)) return NULL;
   double limit = heap_bytes / 4; /* elements */
   gemm_call call;
   memset(&call, 0, sizeof call);
@@ -209,8 +237,6 @@ static napi_value js_gemm(napi_env env, napi_callback_info info) {
   if (call.nterms < 1 || call.nterms > 2 || call.m < 0 || call.n < 0 || call.batch < 0)
     return throw_error(env, "gemm: bad dims");
   float *heap = (float *)en->base;
-  for (int t = 0; t < GEMM_PARAMS; t++)
-    if (!(p[t] >= -1e18 && p[t] <= 1e18)) return throw_error(env, "gemm: non-finite parameter");
   if (last_index(p[P_C], p[P_M], p[P_N], p[P_RS_C], p[P_CS_C], p[P_BATCH], p[P_BATCH_C]) >= limit ||
       p[P_C] < 0)
     return throw_error(env, "gemm: out lies outside the heap");
@@ -284,23 +310,10 @@ static int inside(double off, double count, double limit) {
 }
 
 static napi_value js_rowop(napi_env env, napi_callback_info info) {
-  napi_value argv[3];
-  size_t argc;
-  get_args(env, info, 3, argv, &argc);
-  engine *en = argc < 3 ? NULL : get_engine(env, argv[0]);
-  if (en == NULL) return throw_error(env, "rowop: not a live engine");
-  napi_typedarray_type type;
-  size_t length, offset;
-  void *data;
-  napi_value buffer;
+  engine *en;
+  const double *p;
   double heap_bytes;
-  if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset) != napi_ok ||
-      type != napi_float64_array || length < ROWOP_PARAMS ||
-      napi_get_value_double(env, argv[2], &heap_bytes) != napi_ok)
-    return throw_error(env, "rowop(engine, params: Float64Array, heapBytes)");
-  const double *p = data;
-  for (int i = 0; i < ROWOP_PARAMS; i++)
-    if (!(p[i] >= -1e18 && p[i] <= 1e18)) return throw_error(env, "rowop: non-finite parameter");
+  if (!read_call(env, info, "rowop", ROWOP_PARAMS, &en, &p, &heap_bytes)) return NULL;
   double limit = heap_bytes / 4; /* elements */
   float *f = (float *)en->base;
   const char *bad = "rowop: an operand lies outside the heap";

@@ -157,46 +157,39 @@ CLONES void rowop_permute0213(float *out, const float *inp, long a, long b, long
 }
 
 /* Rotary embedding on x (batch, time, heads, dim), rotate-half pairs (i, i + dim/2), cos and sin
- * (time, dim/2); out may be inp. */
-CLONES void rowop_rope(float *out, const float *inp, const float *cos_t, const float *sin_t,
-                       long batch, long time, long heads, long dim) {
+ * (time, dim/2): each pair (x1, x2) turns by theta (sign 1: y1 = x1 cos - x2 sin, y2 = x2 cos +
+ * x1 sin) or by -theta (sign -1, the backward: a rotation's gradient is its inverse applied to
+ * dOut). out (+)= y; out may be x when not accumulating. */
+INLINE void rotate_pairs(float *out, const float *x, const float *cos_t, const float *sin_t,
+                         long batch, long time, long heads, long dim, float sign, int accumulate) {
   long half = dim / 2;
   for (long b = 0; b < batch; b++)
     for (long t = 0; t < time; t++) {
       const float *c = cos_t + t * half, *s = sin_t + t * half;
       for (long h = 0; h < heads; h++) {
         long base = ((b * time + t) * heads + h) * dim;
-        const float *x1 = inp + base, *x2 = inp + base + half;
-        float *y1 = out + base, *y2 = out + base + half;
+        const float *x1 = x + base, *x2 = x + base + half;
+        float *o1 = out + base, *o2 = out + base + half;
         for (long i = 0; i < half; i++) {
-          float a = x1[i], z = x2[i];
-          y1[i] = a * c[i] - z * s[i];
-          y2[i] = z * c[i] + a * s[i];
+          float a = x1[i], z = x2[i], sn = sign * s[i];
+          float y1 = a * c[i] - z * sn, y2 = z * c[i] + a * sn;
+          o1[i] = accumulate ? o1[i] + y1 : y1;
+          o2[i] = accumulate ? o2[i] + y2 : y2;
         }
       }
     }
+}
+
+CLONES void rowop_rope(float *out, const float *inp, const float *cos_t, const float *sin_t,
+                       long batch, long time, long heads, long dim) {
+  rotate_pairs(out, inp, cos_t, sin_t, batch, time, heads, dim, 1.0f, 0);
 }
 
 /* dInp (+)= the rotation by -theta of dOut (same layout as rowop_rope). */
 CLONES void rowop_rope_backward(float *d_inp, const float *d_out, const float *cos_t,
                                 const float *sin_t, long batch, long time, long heads, long dim,
                                 int accumulate) {
-  long half = dim / 2;
-  for (long b = 0; b < batch; b++)
-    for (long t = 0; t < time; t++) {
-      const float *c = cos_t + t * half, *s = sin_t + t * half;
-      for (long h = 0; h < heads; h++) {
-        long base = ((b * time + t) * heads + h) * dim;
-        const float *d1 = d_out + base, *d2 = d_out + base + half;
-        float *g1 = d_inp + base, *g2 = d_inp + base + half;
-        for (long i = 0; i < half; i++) {
-          float a = d1[i], z = d2[i];
-          float y1 = a * c[i] + z * s[i], y2 = z * c[i] - a * s[i];
-          g1[i] = accumulate ? g1[i] + y1 : y1;
-          g2[i] = accumulate ? g2[i] + y2 : y2;
-        }
-      }
-    }
+  rotate_pairs(d_inp, d_out, cos_t, sin_t, batch, time, heads, dim, -1.0f, accumulate);
 }
 
 /* RMSNorm backward, per row r with s = rstd[r]: dInp (+)= s w dy - s^3 x mean(w dy x);

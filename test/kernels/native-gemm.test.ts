@@ -253,4 +253,26 @@ describe.skipIf(addon === undefined)("native GEMM", () => {
     expect(() => addon.gemm(engine, params, heap.byteLength)).toThrow(/outside the heap/);
     addon.destroyEngine(engine);
   });
+
+  test("a non-finite parameter or a dead engine throws before any parameter is used", async () => {
+    if (addon === undefined) throw new Error("unreachable: skipped without the addon");
+    const heap = new Heap();
+    const engine = addon.createEngine(new Uint8Array(heap.memory.buffer, 0, 1), 1);
+    const gemm = new Float64Array(GEMM_PARAMS);
+    gemm[22 + 4] = Number.NaN; // M
+    expect(() => addon.gemm(engine, gemm, heap.byteLength)).toThrow(/^gemm: non-finite parameter$/);
+    gemm[22 + 4] = Number.POSITIVE_INFINITY;
+    expect(() => addon.gemm(engine, gemm, heap.byteLength)).toThrow(/^gemm: non-finite parameter$/);
+    const rowop = new Float64Array(10); // addon.c ROWOP_PARAMS
+    rowop.set([1, 0, 0, 0, Number.NaN]); // add of NaN elements
+    expect(() => addon.rowop(engine, rowop, heap.byteLength)).toThrow(
+      /^rowop: non-finite parameter$/,
+    );
+    expect(() => addon.gemm(engine, new Float64Array(3), heap.byteLength)).toThrow(
+      /^gemm\(engine, params: Float64Array, heapBytes\)$/,
+    );
+    addon.destroyEngine(engine);
+    expect(() => addon.rowop(engine, rowop, heap.byteLength)).toThrow(/^rowop: not a live engine$/);
+    expect(() => addon.gemm(engine, gemm, heap.byteLength)).toThrow(/^gemm: not a live engine$/);
+  });
 });
