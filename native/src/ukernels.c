@@ -75,6 +75,12 @@ __attribute__((target("avx512f"))) static void ukernel_avx512_24x16(long kc, con
  * read once, and the hardware prefetcher alone did not keep three streams ahead of the FMAs
  * (docs/engine-notes.md). A prefetch past the end of A does not fault. */
 #define DOT_PREFETCH 512
+/* Rows are taken in bands of about this many bytes of A (at most 96 rows, at least one group of
+ * 3), and each band is run once per 8 columns: the 8 rows of bt (8 x K floats) then serve the
+ * whole band from L1, and the band's rows of A (L2-sized: every AVX-512 CPU has >= 1 MiB of L2
+ * per core) are read from L2 on the second pass. Without bands, every group of 3 rows streamed
+ * all NARROW_N rows of bt from L2 (docs/engine-notes.md, "Narrow outputs"). */
+#define DOT_BAND_BYTES (192 * 1024)
 __attribute__((target("avx512f"), always_inline)) static inline void avx512_dot_rows(
     const int rows, const int nj, long k, const float *a, long lda, const float *bt, long ldbt,
     int n, float alpha, float *c, long rs_c, long cs_c, int accumulate) {
@@ -94,6 +100,9 @@ __attribute__((target("avx512f"), always_inline)) static inline void avx512_dot_
 #pragma GCC unroll 8
     for (int j = 0; j < nj; j++) {
       __m512 bv = _mm512_loadu_ps(bt + j * ldbt + p);
+      /* bv in a register, loaded once: without this GCC folds the load into each of the rows'
+       * FMAs, 3 loads of bt per value instead of 1, and the loop waits on the loads */
+      __asm__("" : "+v"(bv));
 #pragma GCC unroll 3
       for (int r = 0; r < rows; r++) acc[r][j] = _mm512_fmadd_ps(av[r], bv, acc[r][j]);
     }
@@ -113,17 +122,23 @@ __attribute__((target("avx512f"))) static void dot_avx512(long k, long rows, con
                                                            long lda, const float *bt, long ldbt,
                                                            int n, float alpha, float *c, long rs_c,
                                                            long cs_c, int accumulate) {
-  for (long r = 0; r < rows; r += 3) {
-    for (int j = 0; j < n; j += 8) { /* columns 8 at a time; the rows stay in L1 between */
+  long band_rows = DOT_BAND_BYTES / (4 * k) / 3 * 3;
+  band_rows = band_rows < 3 ? 3 : band_rows > 96 ? 96 : band_rows;
+  for (long band = 0; band < rows; band += band_rows) {
+    long band_end = rows - band < band_rows ? rows : band + band_rows;
+    for (int j = 0; j < n; j += 8) { /* 8 columns of bt at a time, over the band's rows */
       const float *bj = bt + j * ldbt;
-      float *cj = c + r * rs_c + j * cs_c;
       int nj = n - j < 8 ? n - j : 8;
-      if (rows - r >= 3)
-        avx512_dot_rows(3, 8, k, a + r * lda, lda, bj, ldbt, nj, alpha, cj, rs_c, cs_c, accumulate);
-      else
-        for (long i = r; i < rows; i++)
-          avx512_dot_rows(1, 8, k, a + i * lda, lda, bj, ldbt, nj, alpha, cj + (i - r) * rs_c, rs_c,
-                          cs_c, accumulate);
+      for (long r = band; r < band_end; r += 3) {
+        float *cj = c + r * rs_c + j * cs_c;
+        if (band_end - r >= 3)
+          avx512_dot_rows(3, 8, k, a + r * lda, lda, bj, ldbt, nj, alpha, cj, rs_c, cs_c,
+                          accumulate);
+        else
+          for (long i = r; i < band_end; i++)
+            avx512_dot_rows(1, 8, k, a + i * lda, lda, bj, ldbt, nj, alpha, cj + (i - r) * rs_c,
+                            rs_c, cs_c, accumulate);
+      }
     }
   }
 }

@@ -51,6 +51,7 @@ const SHAPES: [number, number, number][] = [
   [97, 40, 520],
   [70, 9, 200],
   [100, 16, 77],
+  [100, 12, 3000], // dot products in bands of 15 rows (DOT_BAND_BYTES), K with a tail
   [50, 8, 40],
   [31, 3, 1000],
   [1000, 70, 20],
