@@ -184,40 +184,36 @@ static double last_index(double off, double rows, double cols, double rs, double
   return off + (batch - 1) * bstride + (rows - 1) * rs + (cols - 1) * cs;
 }
 
+/* Throws "<name><what>" (a call's own name, then the problem) and returns 0, for read_call. */
+static int fail_call(napi_env env, const char *name, const char *what) {
+  char message[96];
+  snprintf(message, sizeof message, "%s%s", name, what);
+  throw_error(env, message);
+  return 0;
+}
+
 /* The arguments of gemm() and rowop(): (engine, params: Float64Array of at least `count` numbers,
  * heapBytes). Checks each of the first `count` params is finite and within +-1e18 (so that every
  * conversion to an integer is defined) before any is used; on failure throws a message that
  * starts with `name` and returns 0. */
 static int read_call(napi_env env, napi_callback_info info, const char *name, size_t count,
                      engine **en, const double **params, double *heap_bytes) {
-  char message[96];
   napi_value argv[3];
   size_t argc;
   get_args(env, info, 3, argv, &argc);
   *en = argc < 3 ? NULL : get_engine(env, argv[0]);
-  if (*en == NULL) {
-    snprintf(message, sizeof message, "%s: not a live engine", name);
-    throw_error(env, message);
-    return 0;
-  }
+  if (*en == NULL) return fail_call(env, name, ": not a live engine");
   napi_typedarray_type type;
   size_t length, offset;
   void *data;
   napi_value buffer;
   if (napi_get_typedarray_info(env, argv[1], &type, &length, &data, &buffer, &offset) != napi_ok ||
       type != napi_float64_array || length < count ||
-      napi_get_value_double(env, argv[2], heap_bytes) != napi_ok) {
-    snprintf(message, sizeof message, "%s(engine, params: Float64Array, heapBytes)", name);
-    throw_error(env, message);
-    return 0;
-  }
+      napi_get_value_double(env, argv[2], heap_bytes) != napi_ok)
+    return fail_call(env, name, "(engine, params: Float64Array, heapBytes)");
   const double *p = data;
   for (size_t i = 0; i < count; i++)
-    if (!(p[i] >= -1e18 && p[i] <= 1e18)) {
-      snprintf(message, sizeof message, "%s: non-finite parameter", name);
-      throw_error(env, message);
-      return 0;
-    }
+    if (!(p[i] >= -1e18 && p[i] <= 1e18)) return fail_call(env, name, ": non-finite parameter");
   *params = p;
   return 1;
 }
