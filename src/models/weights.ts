@@ -3,7 +3,8 @@
 // heap as that module stores them). Compute stays f32: a compressed weight is expanded into the
 // model's ONE shared f32 scratch tensor (the size of its largest compressed linear weight) right
 // before each matmul, so engine memory = compressed weights + one f32 weight, never all f32 copies.
-// The one exception: kernels with bf16Matmul (kernels.ts) take a bf16 weight as it is.
+// The one exception: kernels with bf16Matmul (kernels.ts) take a bf16 weight as it is (one on the
+// heap itself; an offloaded one copied into the scratch's bytes, WeightScratch.bf16View).
 //
 // Layouts: heap tensors keep the stored (checkpoint) layout — (out, in), or (in, out) for GPT-2's
 // Conv1D (fanInFanOut). Quantized weights are always (out, in) (a Conv1D weight is transposed
@@ -43,7 +44,7 @@ import {
 } from "../quant/quantized-linear.js";
 import { f16ToF32 } from "../tensor/dtype.js";
 import type { Heap } from "../tensor/heap.js";
-import type { Tensor } from "../tensor/tensor.js";
+import { Tensor } from "../tensor/tensor.js";
 import type { LinearLayer } from "./common.js";
 
 export type WeightStorageKind = QuantKind;
@@ -117,6 +118,18 @@ export class WeightScratch {
       this.half = this.heap.tensor([Math.max(size, this.tensor?.size ?? 0)], kind);
     }
     return this.half.view(shape);
+  }
+
+  /**
+   * The f32 scratch's own bytes as a bf16 tensor of `shape` (they hold twice as many bf16
+   * elements): where an offloaded bf16 weight is copied as it is for an engine with
+   * Kernels.bf16Matmul, which then does not use the f32 scratch in that matmul.
+   */
+  bf16View(shape: readonly [number, number]): Tensor {
+    if (this.tensor === null) throw new Error("internal: weight scratch used before reserve()");
+    if (shape[0] * shape[1] > 2 * this.tensor.size)
+      throw new Error(`internal: bf16 view ${shape.join(" x ")} exceeds the weight scratch`);
+    return new Tensor(this.heap, this.tensor.ptr, shape, "bf16", false);
   }
 
   /** Makes room for `size` f32 elements of row-block outputs (as reserve). */
@@ -282,6 +295,8 @@ export class FrozenWeight {
     const block = this.rowBlock;
     if (block === null || r1 - r0 > block)
       throw new Error(`internal: ${this.name} is not expanded in blocks of ${r1 - r0} rows`);
+    const asIs = this.bf16AsIs(kernels, r0, r1);
+    if (asIs !== null) return asIs;
     const w = this.scratch.view([r1 - r0, this.shape1()]);
     if (!this.widenOnDevice(kernels, w, r0, r1)) {
       (this.quantized as QuantizedWeight).dequantizeRowsInto(w, r0, r1);
@@ -321,8 +336,10 @@ export class FrozenWeight {
       throw new Error(`internal: ${this.name} is expanded in row blocks (expandRows)`);
     if (this.quantized !== null) {
       const kind = this.quantized.kind;
-      const w = this.scratch.view(this.offHeapShape(kind));
       const outIn = storedLayout(kind) ? !this.fanInFanOut : true;
+      const asIs = this.bf16AsIs(kernels, 0, this.shape0());
+      if (asIs !== null) return { w: asIs, outIn };
+      const w = this.scratch.view(this.offHeapShape(kind));
       if (kernels.dequantize !== undefined && (kind === "int8" || kind === "nf4")) {
         const codes =
           this.quantized instanceof HeapCodesWeight
@@ -343,6 +360,23 @@ export class FrozenWeight {
     if (kernels.deferred) kernels.convert(w, t);
     else widenHalf(w.f32(), t.u16(), t.dtype as "bf16" | "f16");
     return { w, outIn: !this.fanInFanOut };
+  }
+
+  /**
+   * Rows [r0, r1) of an offloaded bf16 weight copied as they are into the scratch's bytes
+   * (WeightScratch.bf16View), for an engine whose matmul takes a bf16 b (Kernels.bf16Matmul):
+   * what the engine is given for the same weight on the heap, so offloading still changes no
+   * value, and the weight is never widened. Null, with nothing done, for any other engine or
+   * storage, and for a tied head: on the heap it is the f32 embedding, so it is widened here too.
+   */
+  private bf16AsIs(kernels: Kernels, r0: number, r1: number): Tensor | null {
+    if (kernels.bf16Matmul !== true || this.quantized === null || this.shared) return null;
+    const half = packedHalf(this.quantized);
+    if (half === null || half.kind !== "bf16") return null;
+    const cols = this.shape1();
+    const staging = this.scratch.bf16View([r1 - r0, cols]);
+    staging.u16().set(half.bits.subarray(r0 * cols, r1 * cols));
+    return staging;
   }
 
   /**

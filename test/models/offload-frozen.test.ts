@@ -198,51 +198,103 @@ test("LoRA-GA on an offloaded model: estimation, init with the base offset, merg
 });
 
 describe("offloading on a bf16 checkpoint, saving, and the heap limit", () => {
-  test("a bf16 checkpoint: embedding kept bf16 off the heap, same results; saveModel writes every weight", async () => {
-    const kernels = await createKernels("ref", { heap: new Heap() });
-    const dir = mkdtempSync(join(tmpdir(), "loraga-offload-"));
-    try {
-      const f32 = await loadModel(join(MODEL_FIXTURES, "llama-tied"), { kernels });
-      const bf16Dir = join(dir, "bf16");
-      await saveModel(f32, bf16Dir, {
-        sourceDir: join(MODEL_FIXTURES, "llama-tied"),
-        dtype: "BF16",
-      });
-      f32.dispose();
-      const onHeap = await loadModel(bf16Dir, {
-        kernels,
-        weightDtype: "bf16",
-        offloadFrozen: "off",
-      });
-      const heapBefore = kernels.heap.bytesInUse;
-      const off = await loadModel(bf16Dir, { kernels, weightDtype: "bf16", offloadFrozen: "on" });
-      const embed = onHeap.params.get("model.embed_tokens.weight") as Tensor;
-      // what stayed on the heap: norms and the scratch (the largest weight in f32: the tied head)
-      const scratch = off.linearWeightBytes().scratch;
-      expect(scratch).toBe(embed.byteLength);
-      expect(kernels.heap.bytesInUse - heapBefore).toBeLessThan(scratch + 64 * 1024);
-      const batch = (await readModelFixture("llama-tied")).batch;
-      expect(off.forward(batch).toArray()).toEqual(onHeap.forward(batch).toArray());
-      expect(loraSteps(off, batch, 2)).toEqual(loraSteps(onHeap, batch, 2));
-      // saveModel: the offloaded weights and the embedding are written, with the values held
-      const saved = join(dir, "saved");
-      await saveModel(off, saved, { sourceDir: bf16Dir });
-      const file = await SafetensorsFile.open(join(saved, "model.safetensors"));
+  test.each(KERNELS)(
+    "a bf16 checkpoint: embedding kept bf16 off the heap, same results; saveModel writes every weight (%s)",
+    async (kernelsName) => {
+      // on the native engine with bf16 GEMMs (Kernels.bf16Matmul) the heap's bf16 weights go to the
+      // matmul as they are, and so must the offloaded ones: the same bits either way
+      const kernels = await createKernels(kernelsName, { heap: new Heap(), threads: 2 });
+      const dir = mkdtempSync(join(tmpdir(), "loraga-offload-"));
       try {
-        expect(await file.readF32("model.embed_tokens.weight")).toEqual(embed.toArray());
-        const q = "model.layers.0.self_attn.q_proj";
-        expect(await file.readF32(`${q}.weight`)).toEqual(onHeap.readLinearWeight(q));
-        expect(file.entries.size).toBe(onHeap.params.size);
+        const f32 = await loadModel(join(MODEL_FIXTURES, "llama-tied"), { kernels });
+        const bf16Dir = join(dir, "bf16");
+        await saveModel(f32, bf16Dir, {
+          sourceDir: join(MODEL_FIXTURES, "llama-tied"),
+          dtype: "BF16",
+        });
+        f32.dispose();
+        const onHeap = await loadModel(bf16Dir, {
+          kernels,
+          weightDtype: "bf16",
+          offloadFrozen: "off",
+        });
+        const heapBefore = kernels.heap.bytesInUse;
+        const off = await loadModel(bf16Dir, { kernels, weightDtype: "bf16", offloadFrozen: "on" });
+        const embed = onHeap.params.get("model.embed_tokens.weight") as Tensor;
+        // what stayed on the heap: norms and the scratch (the largest weight in f32: the tied head)
+        const scratch = off.linearWeightBytes().scratch;
+        expect(scratch).toBe(embed.byteLength);
+        expect(kernels.heap.bytesInUse - heapBefore).toBeLessThan(scratch + 64 * 1024);
+        const batch = (await readModelFixture("llama-tied")).batch;
+        expect(off.forward(batch).toArray()).toEqual(onHeap.forward(batch).toArray());
+        expect(loraSteps(off, batch, 2)).toEqual(loraSteps(onHeap, batch, 2));
+        // saveModel: the offloaded weights and the embedding are written, with the values held
+        const saved = join(dir, "saved");
+        await saveModel(off, saved, { sourceDir: bf16Dir });
+        const file = await SafetensorsFile.open(join(saved, "model.safetensors"));
+        try {
+          expect(await file.readF32("model.embed_tokens.weight")).toEqual(embed.toArray());
+          const q = "model.layers.0.self_attn.q_proj";
+          expect(await file.readF32(`${q}.weight`)).toEqual(onHeap.readLinearWeight(q));
+          expect(file.entries.size).toBe(onHeap.params.size);
+        } finally {
+          await file.close();
+        }
+        onHeap.dispose();
+        off.dispose();
       } finally {
-        await file.close();
+        rmSync(dir, { recursive: true, force: true });
+        await kernels.dispose();
       }
-      onHeap.dispose();
-      off.dispose();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-      await kernels.dispose();
-    }
-  });
+    },
+  );
+
+  test.each(KERNELS)(
+    "a bf16 checkpoint with an untied head, whole and in vocabulary slices: the on-heap results (%s)",
+    async (kernelsName) => {
+      // the untied lm_head is bf16 on the heap too: offloaded, its slices go to a bf16-GEMM
+      // engine as they are (one matmul per slice instead of one: the same products, so float
+      // rounding at most; widened to f32 they would differ by the activations' bf16 rounding)
+      const kernels = await createKernels(kernelsName, { heap: new Heap(), threads: 2 });
+      const dir = mkdtempSync(join(tmpdir(), "loraga-offload-"));
+      try {
+        const source = join(MODEL_FIXTURES, "llama-gqa");
+        const f32 = await loadModel(source, { kernels });
+        await saveModel(f32, dir, { sourceDir: source, dtype: "BF16" });
+        f32.dispose();
+        const load = (offloadFrozen: OffloadMode) =>
+          loadModel(dir, { kernels, weightDtype: "bf16", offloadFrozen });
+        const onHeap = await load("off");
+        const off = await load("on");
+        const batch = (await readModelFixture("llama-gqa")).batch;
+        const want = onHeap.forward(batch).toArray();
+        expect(off.forward(batch).toArray()).toEqual(want);
+        expect(loraSteps(off, batch, 2)).toEqual(loraSteps(onHeap, batch, 2));
+        // in slices of 40 vocabulary rows: a spy records the dtype each slice reaches matmul in
+        const hidden = (off.config as { hidden_size: number }).hidden_size;
+        off.setMemoryOptions({ headSliceBytes: 4 * hidden * 40 });
+        const sliceDtypes = new Set<string>();
+        const matmul = kernels.matmul;
+        (kernels as { matmul: Kernels["matmul"] }).matmul = (out, a, b, opts) => {
+          if (b.shape[0] === 40 && b.shape[1] === hidden) sliceDtypes.add(b.dtype);
+          matmul.call(kernels, out, a, b, opts);
+        };
+        let sliced: Float32Array;
+        try {
+          sliced = off.forward(batch).toArray();
+        } finally {
+          (kernels as { matmul: Kernels["matmul"] }).matmul = matmul;
+        }
+        expect([...sliceDtypes]).toEqual([kernels.bf16Matmul === true ? "bf16" : "f32"]);
+        expect(relErr(sliced, want).rel).toBeLessThan(1e-6);
+        onHeap.dispose();
+        off.dispose();
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+        await kernels.dispose();
+      }
+    },
+  );
 
   test.each(KERNELS)(
     "frozen weights larger than the heap limit: 'auto' offloads, and LoRA trains (%s)",
