@@ -17,49 +17,26 @@ import { f32ToBf16, f32ToF16 } from "../../src/tensor/dtype.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import { expectAllclose } from "../helpers/allclose.js";
-import { randomUniform } from "../helpers/random.js";
+import { expectNormTwins, type TwinEngines, twinKit } from "../helpers/engine-twins.js";
 import { GPU_CONTEXT } from "../helpers/webgpu.js";
 
 describe.skipIf(GPU_CONTEXT === null)("webgpu kernels against the reference", () => {
   let heap: Heap;
   let ref: Kernels;
   let gpu: WebGpuKernels;
+  const engines: Partial<TwinEngines> = {};
   beforeAll(async () => {
     heap = new Heap({ initialBytes: 8 * 2 ** 20 });
     ref = createRefKernels(heap);
     gpu = await createWebGpuKernels(heap);
+    Object.assign(engines, { heap, ref, other: gpu });
   });
   afterAll(async () => {
     await gpu?.dispose();
   });
 
-  let seed = 1;
-  const rand = (shape: number[], range = 1): Tensor => {
-    const n = shape.reduce((x, y) => x * y, 1);
-    return heap.fromArray(randomUniform(n, seed++, range), shape);
-  };
-  /** Two tensors with the same random contents: one for each engine to write into. */
-  const twins = (shape: number[]): [Tensor, Tensor] => {
-    const a = rand(shape);
-    const b = heap.tensor(shape);
-    b.f32().set(a.f32());
-    return [a, b];
-  };
-  /** Downloads the WebGPU results and compares each with the reference's. */
-  async function expectSame(
-    label: string,
-    pairs: [Tensor, Tensor][],
-    tol: { rtol?: number; atol?: number } = {},
-  ): Promise<void> {
-    await gpu.download(...pairs.map((p) => p[1]));
-    pairs.forEach(([want, got], i) => {
-      expectAllclose(got.f32(), want.f32(), {
-        label: `${label} #${i}`,
-        rtol: tol.rtol ?? 2e-5,
-        atol: tol.atol ?? 2e-6,
-      });
-    });
-  }
+  const kit = twinKit(engines);
+  const { rand, twins, expectSame } = kit;
   const MODES = [true, false];
 
   test("add, mul, scale, axpy, addBias, biasBackward", async () => {
@@ -108,41 +85,7 @@ describe.skipIf(GPU_CONTEXT === null)("webgpu kernels against the reference", ()
   });
 
   test("rmsnorm and layernorm, forward and backward with parameter gradients", async () => {
-    const [R, C] = [70, 700];
-    const x = rand([R, C], 3);
-    const weight = rand([C]);
-    const bias = rand([C]);
-    const dy = rand([R, C]);
-    const out = twins([R, C]);
-    const rstd = twins([R]);
-    const lnOut = twins([R, C]);
-    const mean = twins([R]);
-    const lnRstd = twins([R]);
-    for (const [i, k] of [ref, gpu].entries()) {
-      k.rmsnorm(out[i], rstd[i], x, weight, 1e-6);
-      k.layernorm(lnOut[i], mean[i], lnRstd[i], x, weight, bias, 1e-5);
-    }
-    await expectSame("norms forward", [out, rstd, lnOut, mean, lnRstd]);
-    const pairs: [Tensor, Tensor][] = [];
-    for (const accumulate of MODES) {
-      const dx = twins([R, C]);
-      const dw = twins([C]);
-      const lnDx = twins([R, C]);
-      const lnDw = twins([C]);
-      const lnDb = twins([C]);
-      const lnDx2 = twins([R, C]);
-      for (const [i, k] of [ref, gpu].entries()) {
-        k.rmsnormBackward(dx[i], dw[i], dy, x, weight, rstd[0], { accumulate });
-        k.layernormBackward(lnDx[i], lnDw[i], lnDb[i], dy, x, weight, mean[0], lnRstd[0], {
-          accumulate,
-        });
-        k.layernormBackward(lnDx2[i], null, null, dy, x, weight, mean[0], lnRstd[0], {
-          accumulate,
-        });
-      }
-      pairs.push(dx, dw, lnDx, lnDw, lnDb, lnDx2);
-    }
-    await expectSame("norms backward", pairs, { rtol: 1e-4, atol: 1e-5 });
+    await expectNormTwins(kit, 70, 700);
   });
 
   test.each([

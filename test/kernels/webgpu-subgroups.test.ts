@@ -20,6 +20,7 @@ import { WebGpuKernels } from "../../src/kernels/webgpu/index.js";
 import { Heap } from "../../src/tensor/heap.js";
 import type { Tensor } from "../../src/tensor/tensor.js";
 import { expectAllclose, expectGemmClose } from "../helpers/allclose.js";
+import { expectNormTwins, type TwinEngines, twinKit } from "../helpers/engine-twins.js";
 import { randomUniform } from "../helpers/random.js";
 import { GPU_CONTEXT } from "../helpers/webgpu.js";
 
@@ -133,35 +134,17 @@ describe.each(ADAPTERS)("webgpu subgroup kernels on $name", ({ name, ctx: opened
     let heap: Heap;
     let ref: Kernels;
     let gpu: WebGpuKernels;
+    const engines: Partial<TwinEngines> = {};
     beforeAll(() => {
       heap = new Heap({ initialBytes: 4 * 2 ** 20 });
       ref = createRefKernels(heap);
       // the device is shared by both variants (the kernels' dispose would destroy it)
       gpu = new WebGpuKernels(ctx as GpuContext, heap, { subgroups });
+      Object.assign(engines, { heap, ref, other: gpu });
     });
 
-    let seed = 1;
-    const rand = (shape: number[], range = 1): Tensor => {
-      const n = shape.reduce((x, y) => x * y, 1);
-      return heap.fromArray(randomUniform(n, seed++, range), shape);
-    };
-    /** Two tensors with the same random contents: one for each engine to write into. */
-    const twins = (shape: number[]): [Tensor, Tensor] => {
-      const a = rand(shape);
-      const b = heap.tensor(shape);
-      b.f32().set(a.f32());
-      return [a, b];
-    };
-    async function expectSame(
-      label: string,
-      pairs: [Tensor, Tensor][],
-      tol = { rtol: 2e-5, atol: 2e-6 },
-    ): Promise<void> {
-      await gpu.download(...pairs.map((p) => p[1]));
-      pairs.forEach(([want, got], i) => {
-        expectAllclose(got.f32(), want.f32(), { label: `${label} #${i}`, ...tol });
-      });
-    }
+    const kit = twinKit(engines);
+    const { rand, twins, expectSame } = kit;
 
     test("the variant asked for is the one that runs", () => {
       expect(gpu.subgroups).toBe(subgroups && (ctx as GpuContext).subgroups);
@@ -229,29 +212,7 @@ describe.each(ADAPTERS)("webgpu subgroup kernels on $name", ({ name, ctx: opened
     });
 
     test.each([1, 5, 256, 700])("rmsnorm, layernorm and backwards, %i columns", async (C) => {
-      const R = 9;
-      const x = rand([R, C], 3);
-      const weight = rand([C]);
-      const bias = rand([C]);
-      const dy = rand([R, C]);
-      const out = twins([R, C]);
-      const rstd = twins([R]);
-      const lnOut = twins([R, C]);
-      const mean = twins([R]);
-      const lnRstd = twins([R]);
-      const dx = twins([R, C]);
-      const dw = twins([C]);
-      const lnDx = twins([R, C]);
-      const lnDw = twins([C]);
-      const lnDb = twins([C]);
-      for (const [i, k] of [ref, gpu].entries()) {
-        k.rmsnorm(out[i], rstd[i], x, weight, 1e-6);
-        k.layernorm(lnOut[i], mean[i], lnRstd[i], x, weight, bias, 1e-5);
-        k.rmsnormBackward(dx[i], dw[i], dy, x, weight, rstd[0], { accumulate: true });
-        k.layernormBackward(lnDx[i], lnDw[i], lnDb[i], dy, x, weight, mean[0], lnRstd[0]);
-      }
-      await expectSame("norms", [out, rstd, lnOut, mean, lnRstd]);
-      await expectSame("norm backwards", [dx, dw, lnDx, lnDw, lnDb], { rtol: 1e-4, atol: 1e-5 });
+      await expectNormTwins(kit, 9, C);
     });
 
     test.each([
