@@ -20,7 +20,9 @@
 // (the default; llama-3.2-3b when named)
 // --scale-bases=f32,bf16,nf4 (default: each model's own) --scale-ga-batches=8 --scale-steps=20
 // --scale-batch-size=4 --scale-seq=1024 --scale-sides=loraga,torch (one of them: that side
-// only). `--quick`: SmolLM2-135M only, 2 x 2 x 128, 3 steps.
+// only) --scale-target=all-linear (loraga's --target; another value is for loraga-only runs,
+// such as Llama-3.2-3B, whose all-linear f32 gradients take 11.3 GB of host memory).
+// `--quick`: SmolLM2-135M only, 2 x 2 x 128, 3 steps.
 
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -62,6 +64,8 @@ const MODELS: { [name: string]: { config: Record<string, unknown>; bases: Base[]
 const ISSUE_MODELS = ["smollm2-135m", "qwen2.5-0.5b", "llama-3.2-1b"];
 
 interface Job {
+  /** --target of the loraga side (PyTorch's side targets every linear: the issue's job). */
+  target: string;
   gaBatches: number;
   steps: number;
   batchSize: number;
@@ -179,7 +183,7 @@ function loragaSide(
     cli,
     "train",
     ...["--model", modelDir, "--data", data, "--out", out, "--method", "lora-ga"],
-    ...["--r", "8", "--alpha", "16", "--target", "all-linear"],
+    ...["--r", "8", "--alpha", "16", "--target", job.target],
     ...["--ga-batches", String(job.gaBatches), "--max-grad-memory", "512M"],
     ...["--steps", String(job.steps), "--batch-size", String(job.batchSize)],
     ...["--max-length", String(job.seq), "--gradient-checkpointing", "--no-shuffle"],
@@ -283,6 +287,7 @@ export async function scaleSuite(reporter: Reporter, options: { quick: boolean }
     if (!(n in MODELS))
       throw new Error(`--scale-models: unknown ${n}; known: ${Object.keys(MODELS).join(", ")}`);
   const job: Job = {
+    target: flag("target") ?? "all-linear",
     gaBatches: intFlag("ga-batches", options.quick ? 2 : 8),
     steps: intFlag("steps", options.quick ? 3 : 20),
     batchSize: intFlag("batch-size", options.quick ? 2 : 4),
@@ -290,6 +295,10 @@ export async function scaleSuite(reporter: Reporter, options: { quick: boolean }
   };
   const bases = flag("bases")?.split(",") as Base[] | undefined;
   const sides = (flag("sides") ?? "loraga,torch").split(",");
+  if (job.target !== "all-linear" && sides.includes("torch"))
+    throw new Error(
+      "--scale-target other than all-linear: add --scale-sides=loraga (PyTorch's side targets every linear)",
+    );
   const root = mkdtempSync(join(tmpdir(), "loraga-scale-"));
   try {
     for (const name of names) {
@@ -305,7 +314,7 @@ export async function scaleSuite(reporter: Reporter, options: { quick: boolean }
       reporter.note(
         `${name}: random BF16 checkpoint and ${rows} rows of ${job.seq} ids written in ${s} s`,
       );
-      const what = `LoRA-GA estimate ${job.gaBatches} x ${job.batchSize} x ${job.seq} + init + ${job.steps} steps`;
+      const what = `LoRA-GA estimate ${job.gaBatches} x ${job.batchSize} x ${job.seq} (${job.target}) + init + ${job.steps} steps`;
       for (const base of bases ?? own) {
         const out = join(root, `${name}-${base}-run`);
         const common = { model: name, base, job: what };

@@ -26,6 +26,7 @@ import { intFlag, type Parsed, withDefault } from "../options/schema.js";
 import { guardOutput } from "../output-guard.js";
 import {
   accumulateShard,
+  checkGradientHostMemory,
   type EstimationSettings,
   estimateGradients,
   prepareTargets,
@@ -80,6 +81,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
     );
     const settings = { target: o.target, maxGradMemory: o.maxGradMemory, quiet: o.quiet };
     const targets = prepareTargets(model, settings, name("maxGradMemory"));
+    checkGradientHostMemory(name("target"), targets);
     const batches = await loadBatches(
       o.data,
       {

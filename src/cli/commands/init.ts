@@ -21,6 +21,7 @@ import { checkOutputDir, outFlag, overwriteFlag } from "../options/output.js";
 import { type Parsed, stringFlag } from "../options/schema.js";
 import { guardOutput, removingCreatedDirs } from "../output-guard.js";
 import {
+  checkGradientHostMemory,
   estimateThenInit,
   type GradientSource,
   prepareTargets,
@@ -93,6 +94,7 @@ async function run({ options: o, name }: Plan): Promise<void> {
       name("maxGradMemory"),
       o.method === "lora-ga" ? { value: o.r, name: name("r") } : undefined,
     );
+    if (needsGradients(o.method)) checkGradientHostMemory(name("target"), targets);
     const config = loraConfigFor(model, o);
     const data = o.data;
     let source: GradientSource | null = null;

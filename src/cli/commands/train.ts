@@ -67,6 +67,7 @@ import {
 import { claimRunDir, removingCreatedDirs } from "../output-guard.js";
 import { createProgress } from "../progress.js";
 import {
+  checkGradientHostMemory,
   estimateThenInit,
   type GradientSource,
   prepareTargets,
@@ -411,6 +412,7 @@ async function prepare(
       name("maxGradMemory"),
       method === "lora-ga" ? { value: o.r, name: name("r") } : undefined,
     );
+    if (needsGradients(method)) checkGradientHostMemory(name("target"), targets);
     const config = loraConfigFor(model, { ...o, method });
     // estimation batches: the first rows of the (unshuffled) training data
     const batchPlan = { batchSize: o.batchSize, maxLength: o.maxLength, batches: o.gaBatches };

@@ -16,6 +16,7 @@ import {
 import { type GradientMap, loadGradients, storedWeightShape } from "../../peft/gradient-cache.js";
 import { getPeftModel, type PeftModel } from "../../peft/peft-model.js";
 import { selectTargets } from "../../peft/targets.js";
+import { availableHostMemory } from "../../platform/host-memory.js";
 import { ALIGN_BYTES, formatBytes } from "../../tensor/heap.js";
 import { UsageError } from "../errors.js";
 import { watchInterrupts } from "../interrupt.js";
@@ -59,6 +60,33 @@ export function prepareTargets(
     }
   }
   return targets;
+}
+
+/**
+ * Refuses, before any estimation, gradients that cannot fit in host memory: each target's f32
+ * gradient lives in host memory from the first batch to the init (peft/gradient-sums.ts; a
+ * gradient cache is read whole, gradient-cache.ts), so a shortfall would otherwise end part-way
+ * through in the OOM killer, without a message. `available` is measured after the model loaded;
+ * the engine heap's growth during estimation comes on top, so passing this check is necessary,
+ * not sufficient.
+ */
+export function checkGradientHostMemory(
+  targetName: string,
+  targets: readonly LinearInfo[],
+  available: number = availableHostMemory(),
+): void {
+  let need = 0;
+  for (const t of targets) {
+    const [rows, cols] = storedWeightShape(t);
+    need += rows * cols * 4;
+  }
+  if (need > available) {
+    throw new UsageError(
+      `${targetName}: the f32 gradients of its ${targets.length} target modules need ` +
+        `${formatBytes(need)} of host memory from estimation to init, and ${formatBytes(available)} ` +
+        "is available: target fewer modules, or free memory",
+    );
+  }
 }
 
 export interface Estimated extends EstimateResult {
