@@ -197,22 +197,36 @@ test("LoRA-GA on an offloaded model: estimation, init with the base offset, merg
   await kernels.dispose();
 });
 
+/**
+ * Runs fn on a fresh engine with a BF16 copy of fixture model `name` written into a temporary
+ * folder (its path given), then removes both.
+ */
+async function withBf16Copy(
+  kernelsName: KernelsName,
+  name: string,
+  fn: (kernels: Kernels, dir: string) => Promise<void>,
+): Promise<void> {
+  const kernels = await createKernels(kernelsName, { heap: new Heap(), threads: 2 });
+  const dir = mkdtempSync(join(tmpdir(), "loraga-offload-"));
+  try {
+    const source = join(MODEL_FIXTURES, name);
+    const f32 = await loadModel(source, { kernels });
+    await saveModel(f32, join(dir, "bf16"), { sourceDir: source, dtype: "BF16" });
+    f32.dispose();
+    await fn(kernels, join(dir, "bf16"));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+    await kernels.dispose();
+  }
+}
+
 describe("offloading on a bf16 checkpoint, saving, and the heap limit", () => {
   test.each(KERNELS)(
     "a bf16 checkpoint: embedding kept bf16 off the heap, same results; saveModel writes every weight (%s)",
     async (kernelsName) => {
       // on the native engine with bf16 GEMMs (Kernels.bf16Matmul) the heap's bf16 weights go to the
       // matmul as they are, and so must the offloaded ones: the same bits either way
-      const kernels = await createKernels(kernelsName, { heap: new Heap(), threads: 2 });
-      const dir = mkdtempSync(join(tmpdir(), "loraga-offload-"));
-      try {
-        const f32 = await loadModel(join(MODEL_FIXTURES, "llama-tied"), { kernels });
-        const bf16Dir = join(dir, "bf16");
-        await saveModel(f32, bf16Dir, {
-          sourceDir: join(MODEL_FIXTURES, "llama-tied"),
-          dtype: "BF16",
-        });
-        f32.dispose();
+      await withBf16Copy(kernelsName, "llama-tied", async (kernels, bf16Dir) => {
         const onHeap = await loadModel(bf16Dir, {
           kernels,
           weightDtype: "bf16",
@@ -229,7 +243,7 @@ describe("offloading on a bf16 checkpoint, saving, and the heap limit", () => {
         expect(off.forward(batch).toArray()).toEqual(onHeap.forward(batch).toArray());
         expect(loraSteps(off, batch, 2)).toEqual(loraSteps(onHeap, batch, 2));
         // saveModel: the offloaded weights and the embedding are written, with the values held
-        const saved = join(dir, "saved");
+        const saved = join(bf16Dir, "..", "saved");
         await saveModel(off, saved, { sourceDir: bf16Dir });
         const file = await SafetensorsFile.open(join(saved, "model.safetensors"));
         try {
@@ -242,10 +256,7 @@ describe("offloading on a bf16 checkpoint, saving, and the heap limit", () => {
         }
         onHeap.dispose();
         off.dispose();
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-        await kernels.dispose();
-      }
+      });
     },
   );
 
@@ -255,13 +266,7 @@ describe("offloading on a bf16 checkpoint, saving, and the heap limit", () => {
       // the untied lm_head is bf16 on the heap too: offloaded, its slices go to a bf16-GEMM
       // engine as they are (one matmul per slice instead of one: the same products, so float
       // rounding at most; widened to f32 they would differ by the activations' bf16 rounding)
-      const kernels = await createKernels(kernelsName, { heap: new Heap(), threads: 2 });
-      const dir = mkdtempSync(join(tmpdir(), "loraga-offload-"));
-      try {
-        const source = join(MODEL_FIXTURES, "llama-gqa");
-        const f32 = await loadModel(source, { kernels });
-        await saveModel(f32, dir, { sourceDir: source, dtype: "BF16" });
-        f32.dispose();
+      await withBf16Copy(kernelsName, "llama-gqa", async (kernels, dir) => {
         const load = (offloadFrozen: OffloadMode) =>
           loadModel(dir, { kernels, weightDtype: "bf16", offloadFrozen });
         const onHeap = await load("off");
@@ -289,10 +294,7 @@ describe("offloading on a bf16 checkpoint, saving, and the heap limit", () => {
         expect(relErr(sliced, want).rel).toBeLessThan(1e-6);
         onHeap.dispose();
         off.dispose();
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-        await kernels.dispose();
-      }
+      });
     },
   );
 
